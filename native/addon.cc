@@ -1,0 +1,274 @@
+// The exported functions and their argument checks. Policy lives in TypeScript (src/native.ts
+// types every function here); this file only turns JS values into syscalls and back.
+#include <errno.h>
+#include <fcntl.h>
+#include <napi.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "spawn.h"
+
+extern char** environ;
+
+namespace tsrun {
+namespace {
+
+// spawn(plan: Buffer) -> { pid, pidfd, syncFd, errorFd, socketFd }
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBuffer()) {
+    Napi::TypeError::New(env, "spawn: plan must be a Buffer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Buffer<char> buf = info[0].As<Napi::Buffer<char>>();
+  LaunchPlan plan;
+  std::string err = decode_plan(buf.Data(), buf.Length(), plan);
+  if (!err.empty()) {
+    Napi::Error::New(env, "spawn: bad plan: " + err).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Launched out;
+  err = launch(plan, out);
+  if (!err.empty()) {
+    Napi::Error::New(env, err).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pid", out.pid);
+  o.Set("pidfd", out.pidfd);
+  o.Set("syncFd", out.sync_fd);
+  o.Set("errorFd", out.error_fd);
+  o.Set("socketFd", out.socket_fd);
+  return o;
+}
+
+int recv_fd(int sock) {
+  char byte;
+  struct iovec iov = {&byte, 1};
+  char control[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return -1;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
+// resume(syncFd, errorFd, socketFd, tty) -> { ptyFd, error?: { errno, kind, step } }
+// Lets the child go on, then blocks until it has exec'd (error pipe closed) or failed.
+Napi::Value Resume(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sync_fd = info[0].As<Napi::Number>().Int32Value();
+  int error_fd = info[1].As<Napi::Number>().Int32Value();
+  int socket_fd = info[2].As<Napi::Number>().Int32Value();
+  bool tty = info[3].As<Napi::Boolean>();
+  char go = 'G';
+  ssize_t w;
+  do {
+    w = write(sync_fd, &go, 1);
+  } while (w < 0 && errno == EINTR);
+  close(sync_fd);
+  int pty = -1;
+  if (tty && socket_fd >= 0) pty = recv_fd(socket_fd);
+  if (socket_fd >= 0) close(socket_fd);
+  ChildError ce;
+  memset(&ce, 0, sizeof ce);
+  size_t got = 0;
+  while (got < sizeof ce) {
+    ssize_t n = read(error_fd, reinterpret_cast<char*>(&ce) + got, sizeof ce - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(error_fd);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ptyFd", pty);
+  if (got == sizeof ce) {
+    if (pty >= 0) close(pty);
+    o.Set("ptyFd", -1);
+    Napi::Object e = Napi::Object::New(env);
+    ce.step[sizeof ce.step - 1] = '\0';
+    e.Set("errno", ce.err);
+    e.Set("kind", ce.kind);
+    e.Set("step", Napi::String::New(env, ce.step));
+    e.Set("message", Napi::String::New(env, ce.err ? strerror(ce.err) : ""));
+    o.Set("error", e);
+  } else if (got != 0) {
+    Napi::Object e = Napi::Object::New(env);
+    e.Set("errno", 0);
+    e.Set("kind", 0);
+    e.Set("step", "child reported a truncated error");
+    e.Set("message", "");
+    o.Set("error", e);
+  }
+  return o;
+}
+
+// Waits for a child in the thread pool: libuv reaps only the children it spawned itself.
+class WaitWorker : public Napi::AsyncWorker {
+ public:
+  WaitWorker(Napi::Env env, pid_t pid) : Napi::AsyncWorker(env), pid_(pid), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    int status = 0;
+    pid_t r;
+    do {
+      r = waitpid(pid_, &status, __WALL);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      err_ = errno;
+      return;
+    }
+    if (WIFEXITED(status)) code_ = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) signal_ = WTERMSIG(status);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_) {
+      deferred_.Reject(ErrnoError(env, err_, "waitpid " + std::to_string(pid_)).Value());
+      return;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("code", code_);
+    o.Set("signal", signal_);
+    deferred_.Resolve(o);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  pid_t pid_;
+  int code_ = -1, signal_ = 0, err_ = 0;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value WaitPid(const Napi::CallbackInfo& info) {
+  auto* w = new WaitWorker(info.Env(), info[0].As<Napi::Number>().Int32Value());
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value SetWinsize(const Napi::CallbackInfo& info) {
+  struct winsize ws;
+  memset(&ws, 0, sizeof ws);
+  ws.ws_row = static_cast<unsigned short>(info[1].As<Napi::Number>().Uint32Value());
+  ws.ws_col = static_cast<unsigned short>(info[2].As<Napi::Number>().Uint32Value());
+  if (ioctl(info[0].As<Napi::Number>().Int32Value(), TIOCSWINSZ, &ws) != 0) {
+    ErrnoError(info.Env(), errno, "set window size").ThrowAsJavaScriptException();
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value StrError(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), strerror(info[0].As<Napi::Number>().Int32Value()));
+}
+
+// pipe() -> [readFd, writeFd], both close-on-exec.
+Napi::Value Pipe(const Napi::CallbackInfo& info) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    ErrnoError(info.Env(), errno, "pipe").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  Napi::Array a = Napi::Array::New(info.Env(), 2);
+  a.Set(0u, p[0]);
+  a.Set(1u, p[1]);
+  return a;
+}
+
+// flock(fd, exclusive, wait) -> boolean (false: would block). Released when the process dies,
+// so a killed tsrun never leaves the store locked.
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int op = (info[1].As<Napi::Boolean>() ? LOCK_EX : LOCK_SH) | (info[2].As<Napi::Boolean>() ? 0 : LOCK_NB);
+  int r;
+  do {
+    r = flock(fd, op);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    if (errno == EWOULDBLOCK) return Napi::Boolean::New(info.Env(), false);
+    ErrnoError(info.Env(), errno, "flock").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// runTools([[argv...], ...]) -> [{code, signal}]: starts every command with posix_spawn (vfork:
+// no copy of Node's page tables, unlike libuv's fork) and waits for all. For newuidmap and
+// newgidmap, which run on every container start.
+Napi::Value RunTools(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array cmds = info[0].As<Napi::Array>();
+  std::vector<pid_t> pids;
+  std::vector<std::string> errors;
+  for (uint32_t i = 0; i < cmds.Length(); i++) {
+    Napi::Array a = cmds.Get(i).As<Napi::Array>();
+    std::vector<std::string> args;
+    for (uint32_t j = 0; j < a.Length(); j++) args.push_back(a.Get(j).As<Napi::String>().Utf8Value());
+    std::vector<char*> argv;
+    for (auto& s : args) argv.push_back(&s[0]);
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    int rc = posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
+    pids.push_back(rc == 0 ? pid : -1);
+    errors.push_back(rc == 0 ? "" : args[0] + ": " + strerror(rc));
+  }
+  Napi::Array out = Napi::Array::New(env, pids.size());
+  for (uint32_t i = 0; i < pids.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    if (pids[i] < 0) {
+      o.Set("code", 127);
+      o.Set("signal", 0);
+      o.Set("error", errors[i]);
+    } else {
+      int status = 0;
+      pid_t r;
+      do {
+        r = waitpid(pids[i], &status, 0);
+      } while (r < 0 && errno == EINTR);
+      o.Set("code", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+      o.Set("signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    }
+    out.Set(i, o);
+  }
+  return out;
+}
+
+Napi::Object InitExports(Napi::Env env, Napi::Object exports) {
+  exports.Set("spawn", Napi::Function::New(env, Spawn));
+  exports.Set("resume", Napi::Function::New(env, Resume));
+  exports.Set("waitPid", Napi::Function::New(env, WaitPid));
+  exports.Set("setWinsize", Napi::Function::New(env, SetWinsize));
+  exports.Set("strerror", Napi::Function::New(env, StrError));
+  exports.Set("pipe", Napi::Function::New(env, Pipe));
+  exports.Set("flock", Napi::Function::New(env, Flock));
+  exports.Set("runTools", Napi::Function::New(env, RunTools));
+  RegisterFs(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) { return InitExports(env, exports); }
+}  // namespace tsrun
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return tsrun::Init(env, exports); }
+NODE_API_MODULE(tsrun_native, InitModule)

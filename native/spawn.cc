@@ -1,0 +1,693 @@
+// The launcher: clone into namespaces, wait for the id maps, build the root, pivot, exec.
+//
+// Node is multithreaded, so everything after clone() in the child must be async-signal-safe:
+// raw syscalls on buffers prepared by the parent, no malloc, no stdio, no locks. Every string
+// the child needs is built into the LaunchPlan before clone().
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <net/if.h>
+#include <termios.h>
+#include <unistd.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
+namespace tsrun {
+
+// ---------------------------------------------------------------------------------------------
+// Decoding (parent side, may allocate)
+
+namespace {
+
+struct Reader {
+  const char* p;
+  const char* end;
+  bool next(std::string& out) {
+    if (p >= end) return false;
+    const char* z = static_cast<const char*>(memchr(p, '\0', end - p));
+    if (!z) return false;
+    out.assign(p, z - p);
+    p = z + 1;
+    return true;
+  }
+};
+
+bool to_ulong(const std::string& s, unsigned long& out, int base = 10) {
+  if (s.empty()) return false;
+  char* e = nullptr;
+  errno = 0;
+  out = strtoul(s.c_str(), &e, base);
+  return errno == 0 && e && *e == '\0';
+}
+
+}  // namespace
+
+std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
+  Reader r{data, data + len};
+  std::string key, count_s;
+  while (r.p < r.end) {
+    if (!r.next(key) || !r.next(count_s)) return "truncated record";
+    unsigned long count = 0;
+    if (!to_ulong(count_s, count) || count > 100000) return "bad field count for " + key;
+    std::vector<std::string> f(count);
+    for (auto& s : f)
+      if (!r.next(s)) return "truncated fields for " + key;
+    auto need = [&](size_t n) { return f.size() == n; };
+    unsigned long v = 0;
+    if (key == "clone") {
+      if (!need(1) || !to_ulong(f[0], plan.clone_flags)) return "bad clone";
+    } else if (key == "root") {
+      if (!need(5) || !to_ulong(f[4], plan.root_flags)) return "bad root";
+      plan.rootfs = f[0];
+      plan.root_source = f[1];
+      plan.root_fstype = f[2];
+      plan.root_data = f[3];
+    } else if (key == "root-cwd") {
+      if (!need(1)) return "bad root-cwd";
+      plan.root_cwd = f[0];
+    } else if (key == "root-readonly") {
+      plan.root_readonly = true;
+    } else if (key == "hostname") {
+      if (!need(1)) return "bad hostname";
+      plan.hostname = f[0];
+    } else if (key == "mount") {
+      if (!need(6)) return "bad mount";
+      PlanOp op{PlanOp::Mount, f};
+      if (!to_ulong(f[3], op.flags)) return "bad mount flags";
+      plan.pre_pivot.push_back(op);
+    } else if (key == "bind") {
+      if (!need(5)) return "bad bind";
+      PlanOp op{PlanOp::BindHost, f};
+      if (!to_ulong(f[2], op.flags)) return "bad bind flags";
+      op.recursive = f[4] == "1";
+      plan.pre_pivot.push_back(op);
+    } else if (key == "symlink") {
+      if (!need(2)) return "bad symlink";
+      plan.pre_pivot.push_back(PlanOp{PlanOp::Symlink, f});
+    } else if (key == "mkdir") {
+      if (!need(2)) return "bad mkdir";
+      PlanOp op{PlanOp::Mkdir, f};
+      if (!to_ulong(f[1], v, 8)) return "bad mkdir mode";
+      op.mode = static_cast<unsigned>(v);
+      plan.pre_pivot.push_back(op);
+    } else if (key == "mask") {
+      if (!need(1)) return "bad mask";
+      plan.post_pivot.push_back(PlanOp{PlanOp::Mask, f});
+    } else if (key == "readonly") {
+      if (!need(1)) return "bad readonly";
+      plan.post_pivot.push_back(PlanOp{PlanOp::ReadOnly, f});
+    } else if (key == "argv") {
+      if (f.empty()) return "empty argv";
+      plan.argv = f;
+    } else if (key == "env") {
+      plan.env = f;
+    } else if (key == "path") {
+      if (!need(1)) return "bad path";
+      plan.path_env = f[0];
+    } else if (key == "cwd") {
+      if (!need(2)) return "bad cwd";
+      plan.cwd = f[0];
+      plan.create_cwd = f[1] == "1";
+    } else if (key == "user") {
+      if (f.size() < 2) return "bad user";
+      unsigned long u = 0, g = 0;
+      if (!to_ulong(f[0], u) || !to_ulong(f[1], g)) return "bad user ids";
+      plan.have_user = true;
+      plan.uid = static_cast<uid_t>(u);
+      plan.gid = static_cast<gid_t>(g);
+      for (size_t i = 2; i < f.size(); i++) {
+        if (!to_ulong(f[i], v)) return "bad group id";
+        plan.groups.push_back(static_cast<gid_t>(v));
+      }
+    } else if (key == "no-setgroups") {
+      plan.set_groups = false;
+    } else if (key == "tty") {
+      unsigned long rows = 0, cols = 0;
+      if (!need(2) || !to_ulong(f[0], rows) || !to_ulong(f[1], cols)) return "bad tty";
+      plan.tty = true;
+      plan.rows = static_cast<unsigned short>(rows);
+      plan.cols = static_cast<unsigned short>(cols);
+    } else if (key == "stdio") {
+      if (!need(3)) return "bad stdio";
+      for (int i = 0; i < 3; i++) {
+        long fd = strtol(f[i].c_str(), nullptr, 10);
+        plan.stdio[i] = static_cast<int>(fd);
+      }
+    } else if (key == "stdin-null") {
+      plan.stdin_null = true;
+    } else if (key == "loopback-up") {
+      plan.loopback_up = true;
+    } else if (key == "no-new-privs") {
+      plan.no_new_privs = true;
+    } else if (key == "keep-with-parent") {
+      plan.die_with_parent = false;
+    } else if (key == "no-become-root") {
+      plan.become_root = false;
+    } else {
+      return "unknown plan key " + key;
+    }
+  }
+  if (plan.argv.empty()) return "plan has no argv";
+  return "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child side: async-signal-safe only.
+
+namespace {
+
+struct ChildArgs {
+  const LaunchPlan* plan;
+  // C string arrays prepared by the parent, so the child never allocates.
+  char* const* argv;
+  char* const* envp;
+  int sync_fd;
+  int error_fd;
+  int socket_fd;
+};
+
+size_t str_len(const char* s) {
+  size_t n = 0;
+  while (s[n]) n++;
+  return n;
+}
+
+// Appends src to dst (capacity cap), always NUL-terminated.
+void append(char* dst, size_t cap, const char* src) {
+  size_t n = str_len(dst);
+  while (*src && n + 1 < cap) dst[n++] = *src++;
+  dst[n] = '\0';
+}
+
+void append_int(char* dst, size_t cap, long v) {
+  char tmp[24];
+  int i = 0;
+  bool neg = v < 0;
+  unsigned long u = neg ? static_cast<unsigned long>(-v) : static_cast<unsigned long>(v);
+  do {
+    tmp[i++] = static_cast<char>('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (neg) tmp[i++] = '-';
+  char out[24];
+  int j = 0;
+  while (i) out[j++] = tmp[--i];
+  out[j] = '\0';
+  append(dst, cap, out);
+}
+
+[[noreturn]] void child_fail(int error_fd, int kind, int err, const char* step, const char* detail = nullptr) {
+  ChildError e;
+  memset(&e, 0, sizeof e);
+  e.err = err;
+  e.kind = kind;
+  append(e.step, sizeof e.step, step);
+  if (detail) append(e.step, sizeof e.step, detail);
+  ssize_t unused = write(error_fd, &e, sizeof e);
+  (void)unused;
+  _exit(kind == 1 ? 127 : kind == 2 ? 126 : 125);
+}
+
+int openat2_in_root(int root_fd, const char* path, int flags, unsigned long long extra_resolve = 0) {
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = static_cast<unsigned long long>(flags) | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | extra_resolve;
+  // A leading '/' is fine: RESOLVE_IN_ROOT treats it as the root itself.
+  return static_cast<int>(syscall(SYS_openat2, root_fd, path, &how, sizeof how));
+}
+
+// Resolves path inside root (never leaving it through symlinks or ".."), creating what is
+// missing: intermediate directories, and the last component as a directory or empty file.
+// create: 'd', 'f', or 'n' (must exist). Returns an O_PATH fd or -1 with errno set.
+int resolve_create(int root_fd, const char* path, char create) {
+  int fd = openat2_in_root(root_fd, path, O_PATH);
+  if (fd >= 0 || errno != ENOENT || create == 'n') return fd;
+  char buf[4096];
+  size_t n = str_len(path);
+  if (n + 1 >= sizeof buf) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(buf, path, n + 1);
+  // Walk component by component; each prefix is resolved in the root again.
+  size_t i = 0;
+  while (buf[i] == '/') i++;
+  while (i < n) {
+    size_t start = i;
+    while (i < n && buf[i] != '/') i++;
+    bool last = true;
+    for (size_t k = i; k < n; k++)
+      if (buf[k] != '/') last = false;
+    char saved = buf[i];
+    buf[i] = '\0';
+    int probe = openat2_in_root(root_fd, buf, O_PATH);
+    if (probe >= 0) {
+      close(probe);
+    } else if (errno == ENOENT) {
+      // Create buf[start..i) inside its parent, resolved in the root.
+      char saved_start = buf[start > 0 ? start - 1 : 0];
+      int parent;
+      if (start == 0) {
+        parent = openat2_in_root(root_fd, ".", O_PATH | O_DIRECTORY);
+      } else {
+        buf[start - 1] = '\0';
+        parent = openat2_in_root(root_fd, buf[0] ? buf : "/", O_PATH | O_DIRECTORY);
+        buf[start - 1] = saved_start;
+      }
+      if (parent < 0) return -1;
+      const char* name = buf + start;
+      int rc;
+      if (last && create == 'f') {
+        rc = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (rc >= 0) close(rc);
+      } else {
+        rc = mkdirat(parent, name, 0755);
+      }
+      int saved_errno = errno;
+      close(parent);
+      if (rc < 0 && saved_errno != EEXIST) {
+        errno = saved_errno;
+        return -1;
+      }
+    } else {
+      return -1;
+    }
+    buf[i] = saved;
+    while (i < n && buf[i] == '/') i++;
+  }
+  return openat2_in_root(root_fd, path, O_PATH);
+}
+
+void fd_path(char* out, size_t cap, int fd) {
+  out[0] = '\0';
+  append(out, cap, "/proc/self/fd/");
+  append_int(out, cap, fd);
+}
+
+// Flags that an unprivileged bind remount must keep, or the kernel answers EPERM.
+unsigned long locked_flags(const char* path) {
+  struct statvfs s;
+  if (statvfs(path, &s) != 0) return 0;
+  unsigned long f = 0;
+  if (s.f_flag & ST_NOSUID) f |= MS_NOSUID;
+  if (s.f_flag & ST_NODEV) f |= MS_NODEV;
+  if (s.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  if (s.f_flag & ST_NOATIME) f |= MS_NOATIME;
+  if (s.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (s.f_flag & ST_RELATIME) f |= MS_RELATIME;
+  return f;
+}
+
+void run_pre_pivot(const ChildArgs& a, int root_fd) {
+  char target[64];
+  for (const PlanOp& op : a.plan->pre_pivot) {
+    switch (op.kind) {
+      case PlanOp::Mount: {
+        const char* create = op.fields[5].c_str();
+        int fd = resolve_create(root_fd, op.fields[1].c_str(), create[0]);
+        if (fd < 0) child_fail(a.error_fd, 0, errno, "mount target ", op.fields[1].c_str());
+        fd_path(target, sizeof target, fd);
+        const char* data = op.fields[4].empty() ? nullptr : op.fields[4].c_str();
+        if (mount(op.fields[0].c_str(), target, op.fields[2].c_str(), op.flags, data) != 0) {
+          int err = errno;
+          // mqueue is optional: some kernels are built without it.
+          if (op.fields[2] != "mqueue") child_fail(a.error_fd, 0, err, "mount ", op.fields[1].c_str());
+        }
+        close(fd);
+        break;
+      }
+      case PlanOp::BindHost: {
+        const char* create = op.fields[3].c_str();
+        int fd = resolve_create(root_fd, op.fields[1].c_str(), create[0]);
+        if (fd < 0) child_fail(a.error_fd, 0, errno, "bind mount target ", op.fields[1].c_str());
+        fd_path(target, sizeof target, fd);
+        unsigned long bind = MS_BIND | (op.recursive ? MS_REC : 0);
+        if (mount(op.fields[0].c_str(), target, nullptr, bind, nullptr) != 0)
+          child_fail(a.error_fd, 0, errno, "bind mount ", op.fields[0].c_str());
+        if (op.flags) {
+          // The new mount sits on the same fd path now; remount it with the extra flags.
+          int mfd = openat2_in_root(root_fd, op.fields[1].c_str(), O_PATH);
+          if (mfd < 0) child_fail(a.error_fd, 0, errno, "reopen bind target ", op.fields[1].c_str());
+          char mpath[64];
+          fd_path(mpath, sizeof mpath, mfd);
+          unsigned long flags = MS_REMOUNT | MS_BIND | op.flags | locked_flags(mpath);
+          if (mount(nullptr, mpath, nullptr, flags, nullptr) != 0)
+            child_fail(a.error_fd, 0, errno, "remount ", op.fields[1].c_str());
+          close(mfd);
+        }
+        close(fd);
+        break;
+      }
+      case PlanOp::Symlink: {
+        // Create the link in its parent directory, resolved inside the root.
+        char parent[4096];
+        parent[0] = '\0';
+        append(parent, sizeof parent, op.fields[1].c_str());
+        size_t n = str_len(parent);
+        while (n > 0 && parent[n - 1] != '/') n--;
+        const char* name = op.fields[1].c_str() + n;
+        parent[n] = '\0';
+        int pfd = resolve_create(root_fd, n ? parent : "/", 'd');
+        if (pfd < 0) child_fail(a.error_fd, 0, errno, "symlink parent ", op.fields[1].c_str());
+        if (symlinkat(op.fields[0].c_str(), pfd, name) != 0 && errno != EEXIST)
+          child_fail(a.error_fd, 0, errno, "symlink ", op.fields[1].c_str());
+        close(pfd);
+        break;
+      }
+      case PlanOp::Mkdir: {
+        int fd = resolve_create(root_fd, op.fields[0].c_str(), 'd');
+        if (fd < 0) child_fail(a.error_fd, 0, errno, "mkdir ", op.fields[0].c_str());
+        close(fd);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+void run_post_pivot(const ChildArgs& a) {
+  for (const PlanOp& op : a.plan->post_pivot) {
+    const char* path = op.fields[0].c_str();
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR) continue;  // masked paths differ per kernel
+      child_fail(a.error_fd, 0, errno, "stat ", path);
+    }
+    if (S_ISLNK(st.st_mode)) continue;
+    if (op.kind == PlanOp::Mask) {
+      int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
+                                   : mount("/dev/null", path, nullptr, MS_BIND, nullptr);
+      if (rc != 0) child_fail(a.error_fd, 0, errno, "mask ", path);
+    } else if (op.kind == PlanOp::ReadOnly) {
+      if (mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) != 0)
+        child_fail(a.error_fd, 0, errno, "bind read-only path ", path);
+      unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | locked_flags(path);
+      if (mount(nullptr, path, nullptr, flags, nullptr) != 0)
+        child_fail(a.error_fd, 0, errno, "remount read-only ", path);
+    }
+  }
+}
+
+// Sends fd over the socket with SCM_RIGHTS.
+bool send_fd(int sock, int fd) {
+  char byte = 'T';
+  struct iovec iov = {&byte, 1};
+  char control[CMSG_SPACE(sizeof(int))];
+  memset(control, 0, sizeof control);
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1;
+}
+
+void setup_tty(const ChildArgs& a) {
+  const LaunchPlan& p = *a.plan;
+  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) child_fail(a.error_fd, 0, errno, "open /dev/ptmx");
+  int unlock = 0;
+  if (ioctl(master, TIOCSPTLCK, &unlock) != 0) child_fail(a.error_fd, 0, errno, "unlock pty");
+  if (p.rows && p.cols) {
+    struct winsize ws;
+    memset(&ws, 0, sizeof ws);
+    ws.ws_row = p.rows;
+    ws.ws_col = p.cols;
+    ioctl(master, TIOCSWINSZ, &ws);
+  }
+  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+  if (slave < 0) child_fail(a.error_fd, 0, errno, "open pty peer");
+  if (p.have_user && p.uid != 0) {
+    if (fchown(slave, p.uid, static_cast<gid_t>(-1)) != 0) child_fail(a.error_fd, 0, errno, "chown pty");
+  }
+  if (!send_fd(a.socket_fd, master)) child_fail(a.error_fd, 0, errno, "send pty to parent");
+  close(master);
+  if (setsid() < 0) child_fail(a.error_fd, 0, errno, "setsid");
+  if (ioctl(slave, TIOCSCTTY, 0) != 0) child_fail(a.error_fd, 0, errno, "set controlling terminal");
+  for (int i = 0; i < 3; i++)
+    if (dup2(slave, i) < 0) child_fail(a.error_fd, 0, errno, "dup pty");
+  if (slave > 2) close(slave);
+}
+
+// Looks the command up in PATH and execs it; returns only on failure.
+[[noreturn]] void exec_command(const ChildArgs& a) {
+  const char* cmd = a.argv[0];
+  bool has_slash = false;
+  for (const char* c = cmd; *c; c++)
+    if (*c == '/') has_slash = true;
+  if (cmd[0] == '\0') child_fail(a.error_fd, 1, ENOENT, "exec: \"\": executable file not found in $PATH");
+  if (has_slash) {
+    execve(cmd, a.argv, a.envp);
+    int err = errno;
+    child_fail(a.error_fd, err == ENOENT || err == ENOTDIR ? 1 : 2, err, "exec ", cmd);
+  }
+  const char* path = a.plan->path_env.c_str();
+  int denied = 0;
+  char full[4096];
+  const char* seg = path;
+  while (true) {
+    const char* e = seg;
+    while (*e && *e != ':') e++;
+    size_t len = static_cast<size_t>(e - seg);
+    if (len + str_len(cmd) + 2 < sizeof full) {
+      memcpy(full, seg, len);
+      full[len] = '\0';
+      if (len == 0) append(full, sizeof full, ".");
+      append(full, sizeof full, "/");
+      append(full, sizeof full, cmd);
+      execve(full, a.argv, a.envp);
+      int err = errno;
+      if (err == EACCES) {
+        denied = err;
+      } else if (err != ENOENT && err != ENOTDIR && err != ENAMETOOLONG) {
+        child_fail(a.error_fd, 2, err, "exec ", full);
+      }
+    }
+    if (!*e) break;
+    seg = e + 1;
+  }
+  if (denied) child_fail(a.error_fd, 2, denied, "exec ", cmd);
+  char msg[600];
+  msg[0] = '\0';
+  append(msg, sizeof msg, "exec: \"");
+  append(msg, sizeof msg, cmd);
+  append(msg, sizeof msg, "\": executable file not found in $PATH");
+  child_fail(a.error_fd, 1, 0, msg);
+}
+
+int child_main(void* arg) {
+  const ChildArgs& a = *static_cast<ChildArgs*>(arg);
+  const LaunchPlan& p = *a.plan;
+
+  // Node ignores SIGPIPE and blocks some signals: give the command the defaults.
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int s = 1; s < 65; s++) {
+    if (s == SIGKILL || s == SIGSTOP) continue;
+    sigaction(s, &dfl, nullptr);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+
+  if (p.die_with_parent) prctl(PR_SET_PDEATHSIG, SIGKILL);
+
+  // Wait until the parent has written uid_map and gid_map; EOF means it gave up.
+  char go = 0;
+  ssize_t got;
+  do {
+    got = read(a.sync_fd, &go, 1);
+  } while (got < 0 && errno == EINTR);
+  if (got != 1) _exit(125);
+  close(a.sync_fd);
+
+  if ((p.clone_flags & CLONE_NEWUSER) && p.become_root) {
+    if (setresgid(0, 0, 0) != 0) child_fail(a.error_fd, 0, errno, "setresgid 0");
+    if (setresuid(0, 0, 0) != 0) child_fail(a.error_fd, 0, errno, "setresuid 0");
+  }
+  if (!p.hostname.empty() && (p.clone_flags & CLONE_NEWUTS)) {
+    if (sethostname(p.hostname.c_str(), p.hostname.size()) != 0)
+      child_fail(a.error_fd, 0, errno, "sethostname");
+  }
+  if (p.loopback_up && (p.clone_flags & CLONE_NEWNET)) {
+    // A new network namespace starts with lo down; Docker's containers have it up.
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) != 0) child_fail(a.error_fd, 0, errno, "get flags of lo");
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) child_fail(a.error_fd, 0, errno, "bring lo up");
+    close(s);
+  }
+  if (p.clone_flags & CLONE_NEWNS) {
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      child_fail(a.error_fd, 0, errno, "make mounts private");
+  }
+
+  if (!p.rootfs.empty()) {
+    const char* rootfs = p.rootfs.c_str();
+    if (!p.root_cwd.empty() && chdir(p.root_cwd.c_str()) != 0)
+      child_fail(a.error_fd, 0, errno, "chdir to ", p.root_cwd.c_str());
+    if (!p.root_source.empty()) {
+      const char* data = p.root_data.empty() ? nullptr : p.root_data.c_str();
+      if (mount(p.root_source.c_str(), rootfs, p.root_fstype.c_str(), p.root_flags, data) != 0)
+        child_fail(a.error_fd, 0, errno, "mount root filesystem (", p.root_fstype.c_str());
+    } else if (mount(rootfs, rootfs, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      child_fail(a.error_fd, 0, errno, "bind root filesystem");
+    }
+    int root_fd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0) child_fail(a.error_fd, 0, errno, "open root filesystem");
+    run_pre_pivot(a, root_fd);
+    if (fchdir(root_fd) != 0) child_fail(a.error_fd, 0, errno, "chdir to root");
+    close(root_fd);
+    if (syscall(SYS_pivot_root, ".", ".") != 0) child_fail(a.error_fd, 0, errno, "pivot_root");
+    if (umount2(".", MNT_DETACH) != 0) child_fail(a.error_fd, 0, errno, "detach old root");
+    if (chdir("/") != 0) child_fail(a.error_fd, 0, errno, "chdir /");
+    run_post_pivot(a);
+    if (p.root_readonly) {
+      unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | locked_flags("/");
+      if (mount(nullptr, "/", nullptr, flags, nullptr) != 0)
+        child_fail(a.error_fd, 0, errno, "remount root read-only");
+    }
+  }
+
+  // Standard streams: host fds chosen by the parent, the container's /dev/null, or a pty.
+  for (int i = 0; i < 3; i++) {
+    if (p.stdio[i] >= 0 && p.stdio[i] != i && dup2(p.stdio[i], i) < 0)
+      child_fail(a.error_fd, 0, errno, "set up standard streams");
+  }
+  if (p.stdin_null) {
+    int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (nul < 0 || dup2(nul, 0) < 0) child_fail(a.error_fd, 0, errno, "open /dev/null");
+    close(nul);
+  }
+  if (p.tty) setup_tty(a);
+  // Node opens 0-2 close-on-exec; the command must keep them.
+  for (int i = 0; i < 3; i++) fcntl(i, F_SETFD, 0);
+
+  // No host fd may survive into the container (CVE-2024-21626): close all but the error pipe.
+  if (a.error_fd > 3) syscall(SYS_close_range, 3, a.error_fd - 1, 0);
+  syscall(SYS_close_range, a.error_fd + 1, ~0U, 0);
+
+  if (!p.cwd.empty() && p.create_cwd) {
+    // After pivot_root "/" is the container's root, so this stays inside it.
+    int root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int fd = root_fd < 0 ? -1 : resolve_create(root_fd, p.cwd.c_str(), 'd');
+    if (fd < 0) child_fail(a.error_fd, 0, errno, "create working directory ", p.cwd.c_str());
+    close(fd);
+    close(root_fd);
+  }
+
+  if (p.have_user) {
+    if (p.set_groups && setgroups(p.groups.size(), p.groups.data()) != 0)
+      child_fail(a.error_fd, 0, errno, "setgroups");
+    if (setresgid(p.gid, p.gid, p.gid) != 0) child_fail(a.error_fd, 0, errno, "setresgid");
+    if (setresuid(p.uid, p.uid, p.uid) != 0) child_fail(a.error_fd, 0, errno, "setresuid");
+  }
+  if (p.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    child_fail(a.error_fd, 0, errno, "set no_new_privs");
+
+  if (!p.cwd.empty()) {
+    // Resolved from the container's root; magic links such as /proc/self/fd/N are refused.
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_MAGICLINKS;
+    int fd = static_cast<int>(syscall(SYS_openat2, AT_FDCWD, p.cwd.c_str(), &how, sizeof how));
+    if (fd < 0 || fchdir(fd) != 0) child_fail(a.error_fd, 0, errno, "chdir to ", p.cwd.c_str());
+    close(fd);
+  }
+  exec_command(a);
+}
+
+}  // namespace
+
+std::string launch(const LaunchPlan& plan, Launched& out) {
+  // Everything the child reads is prepared here, before clone.
+  std::vector<char*> argv, envp;
+  for (const auto& s : plan.argv) argv.push_back(const_cast<char*>(s.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& s : plan.env) envp.push_back(const_cast<char*>(s.c_str()));
+  envp.push_back(nullptr);
+
+  int sync_pipe[2] = {-1, -1}, error_pipe[2] = {-1, -1}, sock[2] = {-1, -1};
+  auto close_all = [&]() {
+    for (int fd : {sync_pipe[0], sync_pipe[1], error_pipe[0], error_pipe[1], sock[0], sock[1]})
+      if (fd >= 0) close(fd);
+  };
+  if (pipe2(sync_pipe, O_CLOEXEC) != 0 || pipe2(error_pipe, O_CLOEXEC) != 0) {
+    int err = errno;
+    close_all();
+    return std::string("pipe: ") + strerror(err);
+  }
+  if (plan.tty && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sock) != 0) {
+    int err = errno;
+    close_all();
+    return std::string("socketpair: ") + strerror(err);
+  }
+  ChildArgs args{&plan, argv.data(), envp.data(), sync_pipe[0], error_pipe[1], sock[1]};
+
+  const size_t stack_size = 1 << 20;
+  void* stack = mmap(nullptr, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) {
+    int err = errno;
+    close_all();
+    return std::string("mmap child stack: ") + strerror(err);
+  }
+  int pidfd = -1;
+  pid_t pid = clone(child_main, static_cast<char*>(stack) + stack_size,
+                    static_cast<int>(plan.clone_flags) | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
+  int clone_errno = errno;
+  // Without CLONE_VM the child has its own copy of the stack.
+  munmap(stack, stack_size);
+  if (pid < 0) {
+    close_all();
+    return std::string("clone: ") + strerror(clone_errno);
+  }
+  close(sync_pipe[0]);
+  close(error_pipe[1]);
+  if (sock[1] >= 0) close(sock[1]);
+  out.pid = pid;
+  out.pidfd = pidfd;
+  out.sync_fd = sync_pipe[1];
+  out.error_fd = error_pipe[0];
+  out.socket_fd = sock[0];
+  return "";
+}
+
+}  // namespace tsrun

@@ -1,0 +1,86 @@
+// Launching a process into new namespaces: the plan (decoded before clone) and the launcher.
+//
+// The plan arrives from TypeScript as one Buffer: a sequence of records, each
+//   key '\0' count '\0' field_1 '\0' ... field_count '\0'
+// Keeping the wire format this simple means the same decoder can serve a future standalone
+// monitor executable that reads the plan from a file, without JSON in C++.
+#pragma once
+
+#include <string>
+#include <vector>
+#include <sys/types.h>
+
+namespace tsrun {
+
+// One step that runs inside the child, in order, before or after pivot_root.
+struct PlanOp {
+  enum Kind {
+    Mount,        // fields: source, target (in-root), fstype, flags, data, create (dir|file|none)
+    BindHost,     // fields: host source, target (in-root), flags, create (dir|file), recursive(0|1)
+    Symlink,      // fields: link target, path (in-root)
+    Mkdir,        // fields: path (in-root), mode (octal)
+    Mask,         // fields: path (after pivot)
+    ReadOnly,     // fields: path (after pivot)
+  } kind;
+  std::vector<std::string> fields;
+  // Decoded numeric fields, so the child does no parsing.
+  unsigned long flags = 0;
+  unsigned mode = 0;
+  bool recursive = false;
+};
+
+struct LaunchPlan {
+  unsigned long clone_flags = 0;
+  std::string rootfs;           // empty: no new root (a helper that only needs the namespaces)
+  std::string root_source;      // overlay source, or empty to bind the rootfs onto itself
+  std::string root_fstype;
+  std::string root_data;
+  std::string root_cwd;         // chdir here before mounting the root: overlay's lowerdir may be relative
+  unsigned long root_flags = 0;
+  bool root_readonly = false;
+  std::string hostname;
+  std::vector<PlanOp> pre_pivot;   // mounts and files inside the new root
+  std::vector<PlanOp> post_pivot;  // masks and read-only paths
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string path_env;            // PATH used for the executable lookup
+  std::string cwd;
+  bool create_cwd = false;
+  bool have_user = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+  bool set_groups = true;          // false when setgroups is denied (single-id mapping)
+  bool tty = false;
+  unsigned short rows = 0, cols = 0;
+  int stdio[3] = {-1, -1, -1};     // host fds to place at 0,1,2; -1 keeps the inherited one
+  bool stdin_null = false;         // open the container's /dev/null as stdin
+  bool no_new_privs = false;
+  bool loopback_up = false;        // bring "lo" up in a new network namespace
+  bool die_with_parent = true;
+  bool become_root = true;         // setresuid(0) in the new user namespace before anything
+};
+
+// Decodes the wire format. Returns an empty string on success, else what is wrong.
+std::string decode_plan(const char* data, size_t len, LaunchPlan& plan);
+
+// What a failed child reports through the error pipe.
+struct ChildError {
+  int32_t err;        // errno, or 0
+  int32_t kind;       // 0: setup failure (125), 1: command not found (127), 2: cannot invoke (126)
+  char step[1016];    // which step failed, e.g. "mount /proc"
+};
+
+struct Launched {
+  pid_t pid = -1;
+  int pidfd = -1;
+  int sync_fd = -1;   // parent writes one byte here once the id maps are written
+  int error_fd = -1;  // EOF means the exec succeeded; a ChildError means it did not
+  int socket_fd = -1; // receives the pty master (SCM_RIGHTS) when plan.tty
+};
+
+// Clones the child. The child waits on the sync pipe before doing anything else.
+// Returns an empty string on success, else a message with errno.
+std::string launch(const LaunchPlan& plan, Launched& out);
+
+}  // namespace tsrun

@@ -1,0 +1,130 @@
+// Starting a launch plan and living with the process: id maps, the pty, signals, the exit code.
+import { closeSync, writeSync } from "node:fs";
+import tty from "node:tty";
+import { encodePlan, native, type ChildFailure, type LaunchPlan } from "../native.js";
+import { writeIdMaps } from "../userns.js";
+import { TsrunError } from "../errors.js";
+
+export interface LaunchedProcess {
+  pid: number;
+  pidfd: number;
+  /** The pty master when the plan asked for a tty, else -1. */
+  ptyFd: number;
+}
+
+function failureMessage(f: ChildFailure): string {
+  if (f.kind === 1 && f.errno === 0) return f.step;
+  return f.message ? `${f.step}: ${f.message}` : f.step;
+}
+
+/** Clones the child, writes its id maps, lets it run; fails with 125/126/127 as Docker does. */
+export async function launchPlan(plan: LaunchPlan): Promise<LaunchedProcess> {
+  const addon = native();
+  const handle = addon.spawn(encodePlan(plan));
+  try {
+    await writeIdMaps(handle.pid);
+  } catch (err) {
+    // Closing the sync pipe makes the waiting child exit without doing anything.
+    closeSync(handle.syncFd);
+    closeSync(handle.errorFd);
+    if (handle.socketFd >= 0) closeSync(handle.socketFd);
+    await addon.waitPid(handle.pid);
+    closeSync(handle.pidfd);
+    throw new TsrunError(`setting up the user namespace: ${(err as Error).message}`);
+  }
+  const resumed = addon.resume(handle.syncFd, handle.errorFd, handle.socketFd, plan.tty !== undefined);
+  if (resumed.error) {
+    await addon.waitPid(handle.pid);
+    closeSync(handle.pidfd);
+    const code = resumed.error.kind === 1 ? 127 : resumed.error.kind === 2 ? 126 : 125;
+    throw new TsrunError(failureMessage(resumed.error), code);
+  }
+  return { pid: handle.pid, pidfd: handle.pidfd, ptyFd: resumed.ptyFd };
+}
+
+/** Docker's exit status for a process: its code, or 128 + the signal that killed it. */
+export async function waitExit(pid: number): Promise<number> {
+  const s = await native().waitPid(pid);
+  return s.signal ? 128 + s.signal : s.code;
+}
+
+const FORWARDED_SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"];
+
+/**
+ * Runs a launched process in the foreground: relays the pty (host terminal in raw mode, restored
+ * on every exit path), follows window size, forwards signals, and returns the exit status.
+ */
+export async function attachForeground(proc: LaunchedProcess, opts: { interactive: boolean }): Promise<number> {
+  const handlers = FORWARDED_SIGNALS.map((sig) => {
+    const h = (): void => {
+      try {
+        process.kill(proc.pid, sig);
+      } catch {
+        // Already gone.
+      }
+    };
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  const stdin = process.stdin;
+  let rawSet = false;
+  let ptyClosed: Promise<void> = Promise.resolve();
+  let onResize: (() => void) | undefined;
+  let master: tty.ReadStream | undefined;
+  try {
+    if (proc.ptyFd >= 0) {
+      const addon = native();
+      const fd = proc.ptyFd;
+      master = new tty.ReadStream(fd);
+      const m = master;
+      ptyClosed = new Promise<void>((resolve) => {
+        m.on("data", (d: Buffer) => process.stdout.write(d));
+        // EIO once the last slave fd is closed: that is end of file for a pty master.
+        m.on("error", () => resolve());
+        m.on("end", () => resolve());
+        m.on("close", () => resolve());
+      });
+      if (opts.interactive) {
+        if (stdin.isTTY) {
+          stdin.setRawMode(true);
+          rawSet = true;
+        }
+        stdin.on("data", (d: Buffer) => {
+          try {
+            writeSync(fd, d);
+          } catch {
+            // The container closed its terminal.
+          }
+        });
+        stdin.resume();
+      }
+      if (process.stdout.isTTY) {
+        onResize = () => {
+          try {
+            addon.setWinsize(fd, process.stdout.rows, process.stdout.columns);
+          } catch {
+            // pty gone
+          }
+        };
+        process.stdout.on("resize", onResize);
+      }
+    }
+    const status = await waitExit(proc.pid);
+    // Drain what the container wrote before it exited (bounded: a leaked slave fd must not hang us).
+    await Promise.race([ptyClosed, new Promise((r) => setTimeout(r, 2000).unref())]);
+    return status;
+  } finally {
+    for (const [sig, h] of handlers) process.off(sig, h);
+    if (onResize) process.stdout.off("resize", onResize);
+    if (rawSet) stdin.setRawMode(false);
+    if (proc.ptyFd >= 0) {
+      stdin.pause();
+      master?.destroy();
+    }
+    try {
+      closeSync(proc.pidfd);
+    } catch {
+      // closed
+    }
+  }
+}

@@ -1,0 +1,231 @@
+// Creating, starting and running containers: from an image and run options to a record on disk
+// and a process in its namespaces.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { Store } from "../store/store.js";
+import { ContainerStore, type ContainerRecord } from "./records.js";
+import { filesystemPlan, hostsFile, namespaceFlags, resolvConf, type NetworkMode } from "./mounts.js";
+import { mergeCommand, mergeEnv, parseEnvFile, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
+import { readLayeredFile } from "./rootfs-files.js";
+import { attachForeground, launchPlan, type LaunchedProcess } from "./process.js";
+import { currentMapping, maxMappedId, setGroupsAllowed } from "../userns.js";
+import { NotFoundError, TsrunError } from "../errors.js";
+import type { ImageConfig } from "../image/types.js";
+import type { LaunchPlan } from "../native.js";
+import { normaliseName } from "../image/reference.js";
+
+export interface CreateOptions {
+  image: string;
+  /** Arguments after the image: replace CMD. */
+  args: string[];
+  name?: string | undefined;
+  env?: string[];
+  envFiles?: string[];
+  workdir?: string | undefined;
+  user?: string | undefined;
+  entrypoint?: string | undefined;
+  hostname?: string | undefined;
+  readOnly?: boolean;
+  autoRemove?: boolean;
+  tty?: boolean;
+  interactive?: boolean;
+  network?: NetworkMode;
+  labels?: Record<string, string>;
+}
+
+export class Containers {
+  readonly records: ContainerStore;
+  constructor(readonly store: Store) {
+    this.records = new ContainerStore(store.paths.containers);
+  }
+
+  private imageConfig(configDigest: string): ImageConfig {
+    return JSON.parse(this.store.blobs.read(configDigest).toString("utf8")) as ImageConfig;
+  }
+
+  /** Layer roots of a container, topmost first: its upper dir, then the image's layers. */
+  private layerRoots(record: ContainerRecord): string[] {
+    const upper = path.join(this.records.containerDir(record.id), "upper");
+    return [upper, ...[...record.layers].reverse().map((c) => this.store.layers.diffDir(c))];
+  }
+
+  private resolveUserFor(record: ContainerRecord): ResolvedUser {
+    const mapping = currentMapping();
+    const roots = this.layerRoots(record);
+    const passwd = parsePasswd(readLayeredFile(roots, "etc/passwd") ?? "");
+    const groups = parseGroup(readLayeredFile(roots, "etc/group") ?? "");
+    const spec = parseUserSpec(record.config.user === "" ? "0" : record.config.user);
+    return resolveUser(spec, passwd, groups, { maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") });
+  }
+
+  /** Creates a container record and its directories; nothing runs yet. */
+  async create(opts: CreateOptions): Promise<ContainerRecord> {
+    const image = this.store.images.find(opts.image);
+    if (!image) throw new NotFoundError(`${displayName(opts.image)}: image not known`);
+    const config = this.imageConfig(image.id);
+    const c = config.config ?? {};
+    const tty = opts.tty ?? false;
+    const entrypointGiven = opts.entrypoint !== undefined;
+    // Validate everything that can be wrong before anything is written.
+    const argv = mergeCommand(c, { entrypoint: opts.entrypoint, args: opts.args });
+    const workingDir = opts.workdir ?? (c.WorkingDir || "/");
+    if (!workingDir.startsWith("/")) throw new TsrunError(`the working directory "${workingDir}" is invalid: it needs to be an absolute path`);
+    const envFromFiles = (opts.envFiles ?? []).flatMap((f) => {
+      let text: string;
+      try {
+        text = readFileSync(f, "utf8");
+      } catch (err) {
+        throw new TsrunError(`cannot read env file ${f}: ${(err as Error).message}`);
+      }
+      return parseEnvFile(text, f);
+    });
+    const network = opts.network ?? "private";
+    const id = this.records.newId();
+    const hostname = opts.hostname ?? (network === "host" ? readHostname() : id.slice(0, 12));
+    if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(hostname)) throw new TsrunError(`invalid hostname "${hostname}"`);
+    const record: ContainerRecord = {
+      id,
+      name: "",
+      created: new Date().toISOString(),
+      image: image.id,
+      imageName: image.names[0] ?? image.id,
+      layers: image.layers.map((l) => l.chainId),
+      path: argv[0] as string,
+      args: argv.slice(1),
+      config: {
+        env: [],
+        user: opts.user ?? c.User ?? "",
+        workingDir,
+        hostname,
+        tty,
+        openStdin: opts.interactive ?? false,
+        entrypoint: entrypointGiven ? (opts.entrypoint ? [opts.entrypoint] : null) : (c.Entrypoint ?? null),
+        cmd: opts.args.length > 0 ? opts.args : entrypointGiven ? null : (c.Cmd ?? null),
+        labels: { ...(c.Labels ?? {}), ...(opts.labels ?? {}) },
+        stopSignal: c.StopSignal ?? "SIGTERM",
+      },
+      hostConfig: { autoRemove: opts.autoRemove ?? false, readOnly: opts.readOnly ?? false, networkMode: network },
+      state: { status: "created", pid: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
+    };
+    const user = this.resolveUserFor(record);
+    record.config.env = mergeEnv(c.Env, [...envFromFiles, ...(opts.env ?? [])], { hostname, tty, home: user.home });
+    record.name = this.records.claimName(opts.name, id);
+    try {
+      const dir = this.records.containerDir(id);
+      for (const sub of ["upper", "work", "rootfs"]) mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o755 });
+      writeFileSync(path.join(dir, "hosts"), hostsFile(hostname));
+      writeFileSync(path.join(dir, "hostname"), hostname + "\n");
+      writeFileSync(path.join(dir, "resolv.conf"), resolvConf(readOr("/etc/resolv.conf", ""), network));
+      this.records.save(record);
+    } catch (err) {
+      this.records.releaseName(record.name);
+      await this.store.removeTree(this.records.containerDir(id));
+      throw err;
+    }
+    return record;
+  }
+
+  /** The launch plan for a created container. */
+  plan(record: ContainerRecord, io: { tty?: { rows: number; cols: number }; stdinNull: boolean }): LaunchPlan {
+    const mapping = currentMapping();
+    const dir = this.records.containerDir(record.id);
+    const user = this.resolveUserFor(record);
+    const network = record.hostConfig.networkMode as NetworkMode;
+    const lowerDirs = [...record.layers].reverse().map((c) => this.store.layers.linkPath(c));
+    if (lowerDirs.length === 0) {
+      // overlay needs a lower dir: an image without layers gets an empty one.
+      mkdirSync(path.join(dir, "empty"), { recursive: true });
+      lowerDirs.push(path.relative(this.store.paths.root, path.join(dir, "empty")));
+    }
+    const fs = filesystemPlan({
+      rootfs: path.join(dir, "rootfs"),
+      lowerDirs,
+      lowerBase: this.store.paths.root,
+      upperDir: path.join(dir, "upper"),
+      workDir: path.join(dir, "work"),
+      readOnly: record.hostConfig.readOnly,
+      network,
+      etcFiles: { hosts: path.join(dir, "hosts"), resolvConf: path.join(dir, "resolv.conf"), hostname: path.join(dir, "hostname") },
+      ttyGroupMapped: maxMappedId(mapping, "gid") >= 5,
+      extraMounts: [],
+    });
+    const envPath = record.config.env.find((e) => e.startsWith("PATH="))?.slice(5) ?? DEFAULT_PATH;
+    const plan: LaunchPlan = {
+      cloneFlags: namespaceFlags(network),
+      hostname: record.config.hostname,
+      ...fs,
+      argv: [record.path, ...record.args],
+      env: record.config.env,
+      searchPath: envPath,
+      cwd: { path: record.config.workingDir, create: true },
+      user: { uid: user.uid, gid: user.gid, groups: user.groups },
+      setGroupsAllowed: setGroupsAllowed(mapping),
+      stdinNull: io.stdinNull,
+      noNewPrivileges: false,
+      loopbackUp: network !== "host",
+      dieWithParent: true,
+    };
+    if (io.tty) plan.tty = io.tty;
+    return plan;
+  }
+
+  /** Starts a created container attached to this process's terminal or streams. */
+  async start(record: ContainerRecord): Promise<LaunchedProcess> {
+    const tty = record.config.tty
+      ? { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 }
+      : undefined;
+    const io = tty ? { tty, stdinNull: false } : { stdinNull: !record.config.openStdin };
+    const proc = await launchPlan(this.plan(record, io));
+    record.state = { ...record.state, status: "running", pid: proc.pid, startedAt: new Date().toISOString() };
+    this.records.save(record);
+    return proc;
+  }
+
+  /** Removes a container's record, name and directories (files of many owners included). */
+  async remove(record: ContainerRecord): Promise<void> {
+    await this.store.removeTree(this.records.containerDir(record.id));
+    this.records.releaseName(record.name);
+  }
+
+  /** `run` in the foreground: create, start, wait; returns the container's exit status. */
+  async run(opts: CreateOptions): Promise<number> {
+    if (opts.tty && opts.interactive && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
+    const record = await this.create(opts);
+    let proc: LaunchedProcess;
+    try {
+      proc = await this.start(record);
+    } catch (err) {
+      // A container that never started leaves nothing behind.
+      await this.remove(record);
+      throw err;
+    }
+    const status = await attachForeground(proc, { interactive: opts.interactive ?? false });
+    if (record.hostConfig.autoRemove) {
+      await this.remove(record);
+    } else {
+      record.state = { ...record.state, status: "exited", pid: 0, exitCode: status, finishedAt: new Date().toISOString() };
+      this.records.save(record);
+    }
+    return status;
+  }
+}
+
+function readOr(file: string, fallback: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return fallback;
+  }
+}
+
+function readHostname(): string {
+  return existsSync("/etc/hostname") ? readOr("/etc/hostname", "localhost").trim() : "localhost";
+}
+
+function displayName(input: string): string {
+  try {
+    return normaliseName(input);
+  } catch {
+    return input;
+  }
+}

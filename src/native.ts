@@ -1,0 +1,198 @@
+// The one typed wrapper around the C++ addon (native/). Every syscall tsrun makes outside
+// Node's own fs/net goes through here, and the launch plan's wire format is written here.
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { existsSync } from "node:fs";
+
+export interface SpawnHandle {
+  pid: number;
+  pidfd: number;
+  syncFd: number;
+  errorFd: number;
+  socketFd: number;
+}
+
+export interface ChildFailure {
+  errno: number;
+  /** 0: setup failed (exit 125), 1: command not found (127), 2: command cannot be invoked (126). */
+  kind: 0 | 1 | 2;
+  step: string;
+  message: string;
+}
+
+export interface ResumeResult {
+  ptyFd: number;
+  error?: ChildFailure;
+}
+
+export interface ExitStatus {
+  code: number;
+  signal: number;
+}
+
+/** [mode, uid, gid, size, mtimeSec, mtimeNsec, rdevMajor, rdevMinor, nlink, ino, dev] */
+export type RawStat = [number, number, number, number, number, number, number, number, number, number, number];
+
+interface NativeAddon {
+  spawn(plan: Buffer): SpawnHandle;
+  resume(syncFd: number, errorFd: number, socketFd: number, tty: boolean): ResumeResult;
+  waitPid(pid: number): Promise<ExitStatus>;
+  setWinsize(fd: number, rows: number, cols: number): void;
+  strerror(errno: number): string;
+  pipe(): [number, number];
+  flock(fd: number, exclusive: boolean, wait: boolean): boolean;
+  /** Runs the commands concurrently (posix_spawn, PATH lookup) and waits for all of them. */
+  runTools(commands: string[][]): { code: number; signal: number; error?: string }[];
+  openInRoot(rootFd: number, relPath: string, flags: number, mode: number): number;
+  openAt(dirFd: number, name: string, flags: number, mode: number): number;
+  mkdirAt(dirFd: number, name: string, mode: number): void;
+  symlinkAt(target: string, dirFd: number, name: string): void;
+  linkAt(existingFd: number, dirFd: number, name: string): void;
+  mknodAt(dirFd: number, name: string, mode: number, major: number, minor: number): void;
+  chownAt(dirFd: number, name: string, uid: number, gid: number): void;
+  chmodFd(fd: number, mode: number): void;
+  setXattrFd(fd: number, name: string, value: Buffer): void;
+  getXattrs(fd: number): Record<string, Buffer>;
+  utimesAt(dirFd: number, name: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
+  unlinkAt(dirFd: number, name: string, isDir: boolean): void;
+  renameAt(fromDirFd: number, from: string, toDirFd: number, to: string): void;
+  readlinkAt(dirFd: number, name: string): string;
+  lstatAt(dirFd: number, name: string): RawStat;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+let loaded: NativeAddon | undefined;
+
+/**
+ * The package's root directory (with build/ and dist/). The code runs both as tsc output
+ * (dist/<dir>/file.js) and as the CLI bundle (dist/tsrun.cjs), so look for package.json upward.
+ */
+export function packageRoot(): string {
+  let dir = here;
+  for (let i = 0; i < 4; i++) {
+    if (existsSync(path.join(dir, "package.json")) && existsSync(path.join(dir, "binding.gyp"))) return dir;
+    dir = path.dirname(dir);
+  }
+  return path.dirname(here);
+}
+
+/** The addon, loaded on first use so commands that need no syscalls start faster. */
+export function native(): NativeAddon {
+  if (!loaded) {
+    const file = path.join(packageRoot(), "build", "Release", "tsrun_native.node");
+    try {
+      loaded = require(file) as NativeAddon;
+    } catch (err) {
+      throw new Error(`cannot load the native addon ${file} (run "npm install"): ${(err as Error).message}`);
+    }
+  }
+  return loaded;
+}
+
+// Linux clone flags (include/uapi/linux/sched.h).
+export const CLONE = {
+  NEWNS: 0x00020000,
+  NEWCGROUP: 0x02000000,
+  NEWUTS: 0x04000000,
+  NEWIPC: 0x08000000,
+  NEWUSER: 0x10000000,
+  NEWPID: 0x20000000,
+  NEWNET: 0x40000000,
+} as const;
+
+// mount(2) flags (include/uapi/linux/mount.h).
+export const MS = {
+  RDONLY: 1,
+  NOSUID: 2,
+  NODEV: 4,
+  NOEXEC: 8,
+  REMOUNT: 32,
+  BIND: 4096,
+  REC: 16384,
+  STRICTATIME: 1 << 24,
+} as const;
+
+/** One step of the child's setup before pivot_root; targets are paths inside the new root. */
+export type PlanMount =
+  | { kind: "mount"; source: string; target: string; fstype: string; flags: number; data: string; create: "dir" | "file" | "none" }
+  | { kind: "bind"; source: string; target: string; flags: number; create: "dir" | "file"; recursive: boolean }
+  | { kind: "symlink"; linkTarget: string; path: string }
+  | { kind: "mkdir"; path: string; mode: number };
+
+/** Everything the child needs, decided in TypeScript before the clone. */
+export interface LaunchPlan {
+  cloneFlags: number;
+  /** The new root: mounted (overlay) or bound onto itself at path. cwd: where relative lowerdirs start. */
+  root?: { path: string; source: string; fstype: string; data: string; flags: number; readOnly: boolean; cwd?: string };
+  hostname?: string;
+  mounts: PlanMount[];
+  maskedPaths: string[];
+  readOnlyPaths: string[];
+  argv: string[];
+  env: string[];
+  /** PATH searched for argv[0]; taken from env by the caller. */
+  searchPath: string;
+  cwd?: { path: string; create: boolean };
+  user?: { uid: number; gid: number; groups: number[] };
+  setGroupsAllowed: boolean;
+  tty?: { rows: number; cols: number };
+  stdio?: [number, number, number];
+  stdinNull: boolean;
+  noNewPrivileges: boolean;
+  /** Bring lo up (with a new network namespace). */
+  loopbackUp?: boolean;
+  /** Kill the child when the spawning thread dies (foreground runs, storage helpers). */
+  dieWithParent: boolean;
+}
+
+/** Encodes a plan into the addon's wire format: key, count, fields, each NUL-terminated. */
+export function encodePlan(plan: LaunchPlan): Buffer {
+  const parts: string[] = [];
+  const rec = (key: string, ...fields: (string | number)[]): void => {
+    for (const f of fields) {
+      if (String(f).includes("\0")) throw new Error(`${key}: value contains a NUL byte`);
+    }
+    parts.push(key, String(fields.length), ...fields.map(String));
+  };
+  rec("clone", plan.cloneFlags);
+  if (plan.root) {
+    const r = plan.root;
+    rec("root", r.path, r.source, r.fstype, r.data, r.flags);
+    if (r.cwd) rec("root-cwd", r.cwd);
+    if (r.readOnly) rec("root-readonly");
+  }
+  if (plan.hostname) rec("hostname", plan.hostname);
+  for (const m of plan.mounts) {
+    switch (m.kind) {
+      case "mount":
+        rec("mount", m.source, m.target, m.fstype, m.flags, m.data, m.create);
+        break;
+      case "bind":
+        rec("bind", m.source, m.target, m.flags, m.create, m.recursive ? "1" : "0");
+        break;
+      case "symlink":
+        rec("symlink", m.linkTarget, m.path);
+        break;
+      case "mkdir":
+        rec("mkdir", m.path, m.mode.toString(8));
+        break;
+    }
+  }
+  for (const p of plan.maskedPaths) rec("mask", p);
+  for (const p of plan.readOnlyPaths) rec("readonly", p);
+  rec("argv", ...plan.argv);
+  rec("env", ...plan.env);
+  rec("path", plan.searchPath);
+  if (plan.cwd) rec("cwd", plan.cwd.path, plan.cwd.create ? "1" : "0");
+  if (plan.user) rec("user", plan.user.uid, plan.user.gid, ...plan.user.groups);
+  if (!plan.setGroupsAllowed) rec("no-setgroups");
+  if (plan.tty) rec("tty", plan.tty.rows, plan.tty.cols);
+  if (plan.stdio) rec("stdio", ...plan.stdio);
+  if (plan.stdinNull) rec("stdin-null");
+  if (plan.noNewPrivileges) rec("no-new-privs");
+  if (plan.loopbackUp) rec("loopback-up");
+  if (!plan.dieWithParent) rec("keep-with-parent");
+  return Buffer.from(parts.join("\0") + "\0", "utf8");
+}

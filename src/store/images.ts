@@ -1,0 +1,80 @@
+// The image index: which images exist, their names, manifest, config and layers.
+// One JSON file, replaced atomically under the store lock.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { writeJsonAtomic } from "./atomic.js";
+import { digestHex } from "./digest.js";
+import { normaliseName, ReferenceError } from "../image/reference.js";
+
+export interface LayerRecord {
+  /** sha256 of the uncompressed tar. */
+  diffId: string;
+  chainId: string;
+  /** The blob as stored (compressed or not), and its media type. */
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+export interface ImageRecord {
+  /** Image ID: the config blob's digest. */
+  id: string;
+  names: string[];
+  /** Digest of the manifest blob that describes this image in the store. */
+  manifest: string;
+  /** Digests this image is known by in registries (repo@digest). */
+  repoDigests: string[];
+  layers: LayerRecord[];
+  /** When the image entered this store. */
+  added: string;
+}
+
+interface IndexFile {
+  images: ImageRecord[];
+}
+
+export class ImageIndex {
+  readonly file: string;
+  constructor(dir: string) {
+    this.file = path.join(dir, "index.json");
+  }
+
+  list(): ImageRecord[] {
+    try {
+      const parsed = JSON.parse(readFileSync(this.file, "utf8")) as IndexFile;
+      return parsed.images;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw new Error(`image index ${this.file} is unreadable: ${(err as Error).message}`);
+    }
+  }
+
+  /** Replace the whole list (call under the store lock). */
+  save(images: ImageRecord[]): void {
+    writeJsonAtomic(this.file, { images } satisfies IndexFile);
+  }
+
+  /**
+   * Finds an image by name (normalised as Docker does), full ID, "sha256:" ID or a unique ID
+   * prefix. Returns undefined when nothing matches; throws when a prefix is ambiguous.
+   */
+  find(query: string, images = this.list()): ImageRecord | undefined {
+    const idQuery = query.startsWith("sha256:") ? query.slice(7) : query;
+    if (/^[a-f0-9]{3,64}$/.test(idQuery)) {
+      const matches = images.filter((i) => digestHex(i.id).startsWith(idQuery));
+      if (matches.length === 1) return matches[0];
+      if (matches.length > 1 && idQuery.length < 64) throw new Error(`image ID prefix "${query}" is ambiguous`);
+    }
+    let name: string;
+    try {
+      name = normaliseName(query);
+    } catch (err) {
+      if (err instanceof ReferenceError) return undefined;
+      throw err;
+    }
+    if (name.includes("@")) {
+      return images.find((i) => i.repoDigests.includes(name) || i.manifest === name.slice(name.indexOf("@") + 1));
+    }
+    return images.find((i) => i.names.includes(name));
+  }
+}

@@ -1,0 +1,90 @@
+// The store: blobs, unpacked layers, the image index, and the storage work that must run inside
+// the user namespace (files there belong to many subordinate uids).
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { BlobStore } from "./blobs.js";
+import { ImageIndex } from "./images.js";
+import { LayerStore } from "./layers.js";
+import { storePaths, type StorePaths } from "./paths.js";
+import { withLock } from "./atomic.js";
+import { packageRoot } from "../native.js";
+import { runInUserNamespace, currentMapping, maxMappedId } from "../userns.js";
+
+export interface UnpackJob {
+  /** The layer blob as stored (gzip, zstd or plain tar). */
+  blob: string;
+  /** Directory whose diff/ receives the files. */
+  dest: string;
+}
+
+export interface UnpackJobResult {
+  diffId: string;
+  compressedDigest: string;
+  size: number;
+  entries: number;
+  warnings: string[];
+}
+
+const workerScript = (): string => path.join(packageRoot(), "dist", "store", "worker.js");
+
+export class Store {
+  readonly paths: StorePaths;
+  readonly blobs: BlobStore;
+  readonly layers: LayerStore;
+  readonly images: ImageIndex;
+
+  constructor(root?: string) {
+    this.paths = storePaths(root);
+    this.blobs = new BlobStore(this.paths.blobs);
+    this.layers = new LayerStore(this.paths.layers, this.paths.layerLinks);
+    this.images = new ImageIndex(this.paths.images);
+  }
+
+  /** Serialises changes to shared state (the image index, names, layer creation). */
+  lock<T>(fn: () => Promise<T> | T): Promise<T> {
+    mkdirSync(this.paths.root, { recursive: true, mode: 0o700 });
+    return withLock(this.paths.lockFile, fn);
+  }
+
+  /**
+   * Removes a directory tree. Files owned by subordinate uids can only be removed from inside
+   * the user namespace, so that is the fallback when the host-side removal is refused.
+   */
+  async removeTree(dir: string): Promise<void> {
+    if (!existsSync(dir)) return;
+    try {
+      rmSync(dir, { recursive: true, force: true });
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "EACCES" && code !== "EPERM" && code !== "ENOTEMPTY") throw err;
+    }
+    const result = await runInUserNamespace(["rm", "-rf", "--one-file-system", "--", dir]);
+    if (result.code !== 0) throw new Error(`cannot remove ${dir}: ${result.stderr.trim() || `rm exited ${result.code}`}`);
+  }
+
+  /** Unpacks layer blobs inside the user namespace (one helper process for all of them). */
+  async unpack(jobs: UnpackJob[]): Promise<UnpackJobResult[]> {
+    mkdirSync(this.paths.tmp, { recursive: true });
+    const id = `${process.pid}-${randomBytes(4).toString("hex")}`;
+    const jobFile = path.join(this.paths.tmp, `unpack-${id}.json`);
+    const resultFile = path.join(this.paths.tmp, `unpack-${id}.result.json`);
+    const mapping = currentMapping();
+    writeFileSync(
+      jobFile,
+      JSON.stringify({ jobs, resultFile, maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") }),
+    );
+    try {
+      const run = await runInUserNamespace([process.execPath, workerScript(), "unpack", jobFile]);
+      if (run.code !== 0) {
+        const lines = run.stderr.trim().split("\n");
+        throw new Error(lines[lines.length - 1] || `layer unpacking failed (exit ${run.code})`);
+      }
+      return JSON.parse(readFileSync(resultFile, "utf8")) as UnpackJobResult[];
+    } finally {
+      rmSync(jobFile, { force: true });
+      rmSync(resultFile, { force: true });
+    }
+  }
+}

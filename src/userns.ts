@@ -1,0 +1,170 @@
+// User namespaces: who we are, which subordinate ids we own, writing a child's id maps, and
+// running a helper command inside a namespace that has the full mapping (as `podman unshare`).
+import { readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { closeSync, createReadStream } from "node:fs";
+import { CLONE, encodePlan, native, type LaunchPlan } from "./native.js";
+
+export interface IdRange {
+  start: number;
+  count: number;
+}
+
+export interface IdMapping {
+  uid: number;
+  gid: number;
+  /** Subordinate ids from /etc/subuid and /etc/subgid: container ids 1..count map onto them. */
+  subUids: IdRange | null;
+  subGids: IdRange | null;
+}
+
+let warned = false;
+
+function readSubordinate(file: string, name: string, id: number): IdRange | null {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    return null;
+  }
+  for (const line of text.split("\n")) {
+    const [owner, start, count] = line.trim().split(":");
+    if (!owner || start === undefined || count === undefined) continue;
+    if (owner !== name && owner !== String(id)) continue;
+    const s = Number(start);
+    const c = Number(count);
+    if (Number.isInteger(s) && Number.isInteger(c) && c > 0) return { start: s, count: c };
+  }
+  return null;
+}
+
+let cached: IdMapping | undefined;
+
+/** The calling user's ids and subordinate ranges. */
+export function currentMapping(): IdMapping {
+  if (cached) return cached;
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  let name = String(uid);
+  try {
+    name = os.userInfo().username;
+  } catch {
+    // No passwd entry (a bare uid in a CI container): match /etc/subuid by number only.
+  }
+  cached = {
+    uid,
+    gid,
+    subUids: uid === 0 ? null : readSubordinate("/etc/subuid", name, uid),
+    subGids: uid === 0 ? null : readSubordinate("/etc/subgid", name, uid),
+  };
+  return cached;
+}
+
+/** Highest container uid/gid that exists in the namespace (inclusive). */
+export function maxMappedId(m: IdMapping, kind: "uid" | "gid"): number {
+  if (m.uid === 0) return 4294967294;
+  const range = kind === "uid" ? m.subUids : m.subGids;
+  return range ? range.count : 0;
+}
+
+/** False when only one id is mapped: then setgroups(2) is denied inside. */
+export function setGroupsAllowed(m: IdMapping): boolean {
+  return m.uid === 0 || (m.subUids !== null && m.subGids !== null);
+}
+
+/**
+ * Writes uid_map and gid_map of a child that waits in a fresh user namespace.
+ * Container root is the calling user; 1..N are the subordinate ids. Without subordinate ranges
+ * only root is mapped, with one warning: files of other owners cannot exist then.
+ */
+export async function writeIdMaps(pid: number, m: IdMapping = currentMapping()): Promise<void> {
+  if (m.uid === 0) {
+    // Real root: an identity map, as rootful runtimes have.
+    writeFileSync(`/proc/${pid}/uid_map`, "0 0 4294967295\n");
+    writeFileSync(`/proc/${pid}/gid_map`, "0 0 4294967295\n");
+    return;
+  }
+  if (m.subUids && m.subGids) {
+    const commands = [
+      ["newuidmap", String(pid), "0", String(m.uid), "1", "1", String(m.subUids.start), String(m.subUids.count)],
+      ["newgidmap", String(pid), "0", String(m.gid), "1", "1", String(m.subGids.start), String(m.subGids.count)],
+    ];
+    // Both tools run at once; their stderr goes straight to ours, so a refusal explains itself.
+    const results = native().runTools(commands);
+    results.forEach((r, i) => {
+      const cmd = commands[i] as string[];
+      if (r.error) throw new Error(`${r.error} (install the "uidmap" package)`);
+      if (r.code !== 0 || r.signal !== 0) throw new Error(`${cmd.join(" ")} failed (exit ${r.code}): check /etc/subuid and /etc/subgid`);
+    });
+    return;
+  }
+  if (!warned) {
+    warned = true;
+    process.stderr.write(
+      `tsrun: warning: no range for ${os.userInfo().username} in /etc/subuid and /etc/subgid; only root is mapped in containers\n`,
+    );
+  }
+  writeFileSync(`/proc/${pid}/uid_map`, `0 ${m.uid} 1\n`);
+  writeFileSync(`/proc/${pid}/setgroups`, "deny\n");
+  writeFileSync(`/proc/${pid}/gid_map`, `0 ${m.gid} 1\n`);
+}
+
+export interface HelperResult {
+  code: number;
+  stderr: string;
+}
+
+/**
+ * Runs argv inside a new user+mount namespace with the full id mapping, where the caller is
+ * root over all its subordinate ids: for storage work on files owned by many uids.
+ */
+export async function runInUserNamespace(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<HelperResult> {
+  const addon = native();
+  const [errRead, errWrite] = addon.pipe();
+  const plan: LaunchPlan = {
+    cloneFlags: CLONE.NEWUSER | CLONE.NEWNS,
+    mounts: [],
+    maskedPaths: [],
+    readOnlyPaths: [],
+    argv,
+    env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
+    searchPath: env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
+    setGroupsAllowed: true,
+    stdio: [-1, -1, errWrite],
+    stdinNull: false,
+    noNewPrivileges: false,
+    dieWithParent: true,
+  };
+  let handle;
+  try {
+    handle = addon.spawn(encodePlan(plan));
+  } finally {
+    closeSync(errWrite);
+  }
+  const stderrChunks: Buffer[] = [];
+  const stream = createReadStream("", { fd: errRead });
+  const ended = new Promise<void>((resolve) => {
+    stream.on("data", (d) => stderrChunks.push(typeof d === "string" ? Buffer.from(d) : d));
+    stream.on("close", () => resolve());
+    stream.on("error", () => resolve());
+  });
+  try {
+    await writeIdMaps(handle.pid);
+  } catch (err) {
+    closeSync(handle.syncFd);
+    closeSync(handle.errorFd);
+    closeSync(handle.pidfd);
+    await addon.waitPid(handle.pid);
+    throw err;
+  }
+  const resumed = addon.resume(handle.syncFd, handle.errorFd, handle.socketFd, false);
+  const status = await addon.waitPid(handle.pid);
+  closeSync(handle.pidfd);
+  await ended;
+  if (resumed.error) {
+    const e = resumed.error;
+    throw new Error(`${argv[0]} in user namespace: ${e.step}${e.message ? `: ${e.message}` : ""}`);
+  }
+  return { code: status.signal ? 128 + status.signal : status.code, stderr: Buffer.concat(stderrChunks).toString() };
+}
+
