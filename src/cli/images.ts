@@ -1,9 +1,16 @@
 // `tsrun images` and `tsrun import`.
 import { Tsrun } from "../index.js";
+import { applyChanges } from "../image/config-changes.js";
 import { ago, humanSize, shortId, table } from "./output.js";
 
-export async function importCommand(source: string, reference: string | undefined, o: { message?: string; quiet: boolean }): Promise<void> {
-  const image = await new Tsrun().importImage({ source, reference, message: o.message });
+export async function importCommand(
+  source: string,
+  reference: string | undefined,
+  o: { message?: string; change: string[]; quiet: boolean },
+): Promise<void> {
+  // Validate the changes before reading any input.
+  const config = applyChanges({}, o.change);
+  const image = await new Tsrun().importImage({ source, reference, message: o.message, config });
   process.stdout.write(`${image.id}\n`);
 }
 

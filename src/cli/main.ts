@@ -50,8 +50,9 @@ program
   .argument("<source>")
   .argument("[reference]")
   .option("-m, --message <text>", "commit message for the imported image")
+  .option("-c, --change <instruction>", "apply a Dockerfile instruction to the image config", collect, [])
   .option("-q, --quiet", "print only the image ID", false)
-  .action(async (source: string, reference: string | undefined, o: { message?: string; quiet: boolean }) => {
+  .action(async (source: string, reference: string | undefined, o: { message?: string; change: string[]; quiet: boolean }) => {
     const { importCommand } = await import("./images.js");
     await importCommand(source, reference, o);
   });

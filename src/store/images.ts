@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { writeJsonAtomic } from "./atomic.js";
 import { digestHex } from "./digest.js";
-import { normaliseName, ReferenceError } from "../image/reference.js";
+import { normaliseName } from "../image/reference.js";
 
 export interface LayerRecord {
   /** sha256 of the uncompressed tar. */
@@ -65,13 +65,8 @@ export class ImageIndex {
       if (matches.length === 1) return matches[0];
       if (matches.length > 1 && idQuery.length < 64) throw new Error(`image ID prefix "${query}" is ambiguous`);
     }
-    let name: string;
-    try {
-      name = normaliseName(query);
-    } catch (err) {
-      if (err instanceof ReferenceError) return undefined;
-      throw err;
-    }
+    // A malformed reference is the user's error, reported as such (Docker's wording).
+    const name = normaliseName(query);
     if (name.includes("@")) {
       return images.find((i) => i.repoDigests.includes(name) || i.manifest === name.slice(name.indexOf("@") + 1));
     }

@@ -26,7 +26,8 @@ export interface UnpackJobResult {
   warnings: string[];
 }
 
-const workerScript = (): string => path.join(packageRoot(), "dist", "store", "worker.js");
+// Bundled (dist/worker.cjs) so that it starts fast and needs no node_modules at run time.
+const workerScript = (): string => path.join(packageRoot(), "dist", "worker.cjs");
 
 export class Store {
   readonly paths: StorePaths;

@@ -20,18 +20,20 @@ async function unpackAll(jobFile: string): Promise<void> {
     const r = await unpackLayer(createReadStream(job.blob), path.join(job.dest, "diff"), {
       maxUid: spec.maxUid,
       maxGid: spec.maxGid,
-      onWarning: (m) => warnings.push(m),
+      onWarning: (m: string) => warnings.push(m),
     });
     results.push({ ...r, warnings });
   }
   writeFileSync(spec.resultFile, JSON.stringify(results));
 }
 
-const [command, arg] = process.argv.slice(2);
-try {
+async function main(): Promise<void> {
+  const [command, arg] = process.argv.slice(2);
   if (command === "unpack" && arg) await unpackAll(arg);
   else throw new Error(`unknown worker command ${command ?? ""}`);
-} catch (err) {
+}
+
+main().catch((err: unknown) => {
   process.stderr.write(`${(err as Error).message}\n`);
   process.exit(1);
-}
+});

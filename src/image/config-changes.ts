@@ -1,0 +1,184 @@
+// Dockerfile instructions that only change an image's config (no layer): used by
+// `import --change`, `commit --change`, and by the builder for the same instructions.
+import { parseDockerfile, type Instruction } from "../build/dockerfile.js";
+import { expandWord, expandWords } from "../build/shell-words.js";
+import { TsrunError } from "../errors.js";
+import type { ContainerConfig, HealthConfig } from "./types.js";
+
+/** The instructions Docker accepts in --change (DESIGN.md). */
+export const CHANGE_INSTRUCTIONS = new Set(["cmd", "entrypoint", "env", "expose", "label", "onbuild", "stopsignal", "user", "volume", "workdir", "healthcheck"]);
+
+export interface ConfigState {
+  /** Whether CMD was set by this build or change list: ENTRYPOINT resets an inherited CMD only. */
+  cmdSet: boolean;
+}
+
+const DEFAULT_SHELL = ["/bin/sh", "-c"];
+
+function envMap(config: ContainerConfig): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const e of config.Env ?? []) {
+    const eq = e.indexOf("=");
+    if (eq > 0) m.set(e.slice(0, eq), e.slice(eq + 1));
+  }
+  return m;
+}
+
+/** Go's time.ParseDuration for the forms HEALTHCHECK takes ("30s", "1m30s", "500ms"), in ns. */
+export function parseDuration(s: string): number {
+  if (s === "0") return 0;
+  const unit: Record<string, number> = { ns: 1, us: 1e3, "µs": 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
+  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
+  let total = 0;
+  let matched = 0;
+  for (let m = re.exec(s); m; m = re.exec(s)) {
+    total += Number(m[1]) * (unit[m[2] as string] as number);
+    matched = re.lastIndex;
+  }
+  if (matched !== s.length || s.length === 0) throw new TsrunError(`invalid duration "${s}"`);
+  return Math.round(total);
+}
+
+/** Exec form as given; shell form wrapped in the image's SHELL (default /bin/sh -c). */
+function commandLine(ins: Instruction, config: ContainerConfig): string[] {
+  if (ins.json) return ins.args;
+  return [...(config.Shell ?? DEFAULT_SHELL), ins.args.join(" ")];
+}
+
+function healthcheck(ins: Instruction, config: ContainerConfig): HealthConfig {
+  const [kind, ...rest] = ins.args;
+  if (kind?.toUpperCase() === "NONE") {
+    if (rest.length > 0 || ins.flags.length > 0) throw new TsrunError("HEALTHCHECK NONE takes no arguments");
+    return { Test: ["NONE"] };
+  }
+  if (kind?.toUpperCase() !== "CMD") throw new TsrunError(`unknown HEALTHCHECK type "${kind ?? ""}": expected CMD or NONE`);
+  const hc: HealthConfig = ins.json ? { Test: ["CMD", ...rest] } : { Test: ["CMD-SHELL", rest.join(" ")] };
+  void config;
+  for (const flag of ins.flags) {
+    const m = /^--([a-z-]+)=(.*)$/.exec(flag);
+    if (!m) throw new TsrunError(`HEALTHCHECK: bad flag "${flag}"`);
+    const [, name, value] = m as unknown as [string, string, string];
+    switch (name) {
+      case "interval":
+        hc.Interval = parseDuration(value);
+        break;
+      case "timeout":
+        hc.Timeout = parseDuration(value);
+        break;
+      case "start-period":
+        hc.StartPeriod = parseDuration(value);
+        break;
+      case "start-interval":
+        break;
+      case "retries": {
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < 0) throw new TsrunError(`HEALTHCHECK: --retries must be a whole number, not "${value}"`);
+        hc.Retries = n;
+        break;
+      }
+      default:
+        throw new TsrunError(`HEALTHCHECK: unknown flag --${name}`);
+    }
+  }
+  return hc;
+}
+
+/** Applies one config instruction, as Docker's builder dispatchers do. */
+export function applyInstruction(config: ContainerConfig, ins: Instruction, state: ConfigState): void {
+  const env = envMap(config);
+  const expand = (w: string): string => expandWord(w, env);
+  switch (ins.keyword) {
+    case "cmd":
+      config.Cmd = commandLine(ins, config);
+      state.cmdSet = true;
+      break;
+    case "entrypoint":
+      config.Entrypoint = ins.json && ins.args.length === 0 ? null : commandLine(ins, config);
+      if (!state.cmdSet) config.Cmd = null;
+      break;
+    case "env": {
+      for (let i = 0; i + 1 < ins.args.length; i += 3) {
+        const key = ins.args[i] as string;
+        // The legacy "ENV key value" form keeps the rest of the line verbatim.
+        const value = ins.args[i + 2] === "" ? (ins.args[i + 1] as string) : expand(ins.args[i + 1] as string);
+        env.set(key, value);
+      }
+      config.Env = [...env].map(([k, v]) => `${k}=${v}`);
+      break;
+    }
+    case "label":
+      config.Labels = config.Labels ?? {};
+      for (let i = 0; i + 1 < ins.args.length; i += 3) config.Labels[expand(ins.args[i] as string)] = expand(ins.args[i + 1] as string);
+      break;
+    case "expose":
+      config.ExposedPorts = config.ExposedPorts ?? {};
+      for (const raw of ins.args.flatMap((a) => expandWords(a, env))) {
+        const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(raw);
+        if (!m) throw new TsrunError(`EXPOSE: invalid port "${raw}"`);
+        const proto = (m[3] ?? "tcp").toLowerCase();
+        const from = Number(m[1]);
+        const to = m[2] ? Number(m[2]) : from;
+        for (let p = from; p <= to; p++) config.ExposedPorts[`${p}/${proto}`] = {};
+      }
+      break;
+    case "stopsignal":
+      config.StopSignal = expand(ins.args[0] ?? "");
+      break;
+    case "user":
+      config.User = expand(ins.args[0] ?? "");
+      break;
+    case "workdir": {
+      const dir = expand(ins.args[0] ?? "");
+      const base = config.WorkingDir || "/";
+      config.WorkingDir = dir.startsWith("/") ? dir : `${base.replace(/\/$/, "")}/${dir}`;
+      break;
+    }
+    case "volume":
+      config.Volumes = config.Volumes ?? {};
+      for (const v of ins.json ? ins.args : ins.args.flatMap((a) => expandWords(a, env))) {
+        if (v === "") throw new TsrunError("VOLUME specified can not be an empty string");
+        config.Volumes[v] = {};
+      }
+      break;
+    case "onbuild": {
+      if (!ins.next) throw new TsrunError("ONBUILD needs an instruction");
+      const inner = ins.next.keyword;
+      if (inner === "onbuild") throw new TsrunError("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
+      if (inner === "from" || inner === "maintainer") throw new TsrunError(`${inner.toUpperCase()} isn't allowed as an ONBUILD trigger`);
+      config.OnBuild = [...(config.OnBuild ?? []), ins.next.original.replace(/^\s*onbuild\s+/i, "")];
+      break;
+    }
+    case "healthcheck":
+      config.Healthcheck = healthcheck(ins, config);
+      break;
+    case "shell":
+      if (!ins.json) throw new TsrunError("SHELL requires the arguments to be in JSON form");
+      config.Shell = ins.args;
+      break;
+    default:
+      throw new TsrunError(`${ins.keyword.toUpperCase()} is not a config instruction`);
+  }
+}
+
+/** Applies `--change` lines: only the instructions Docker allows there. */
+export function applyChanges(base: ContainerConfig, changes: string[]): ContainerConfig {
+  const config: ContainerConfig = structuredClone(base);
+  const state: ConfigState = { cmdSet: false };
+  for (const change of changes) {
+    let instructions: Instruction[];
+    try {
+      instructions = parseDockerfile(change).instructions;
+    } catch (err) {
+      throw new TsrunError(`invalid change "${change}": ${(err as Error).message}`);
+    }
+    for (const ins of instructions) {
+      if (!CHANGE_INSTRUCTIONS.has(ins.keyword)) throw new TsrunError(`${ins.keyword} is not a valid change command`);
+      try {
+        applyInstruction(config, ins, state);
+      } catch (err) {
+        throw new TsrunError(`invalid change "${change}": ${(err as Error).message}`);
+      }
+    }
+  }
+  return config;
+}

@@ -1,0 +1,82 @@
+// Driving bin/tsrun as a real process, as the unprivileged test user when the suite is root.
+import { execa, type Result } from "execa";
+import { inject } from "vitest";
+import { mkdtempSync, chownSync, mkdirSync } from "node:fs";
+import path from "node:path";
+
+export const env = inject("e2e");
+
+export interface CliOptions {
+  input?: string | Buffer;
+  /** Extra environment for tsrun. */
+  env?: Record<string, string>;
+  timeout?: number;
+  /** Run through `script` so that stdin/stdout are a terminal. */
+  cwd?: string;
+}
+
+/** The environment tsrun runs with: the test user's home, the test store, a plain PATH. */
+export function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const home = env.user ? env.user.home : (process.env.HOME ?? "/tmp");
+  return {
+    HOME: home,
+    PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    TSRUN_ROOT: env.storeRoot,
+    LANG: "C.UTF-8",
+    ...extra,
+  };
+}
+
+/** Prefix that drops to the test user (setpriv keeps the environment we give it). */
+export function asUser(argv: string[]): string[] {
+  if (!env.user) return argv;
+  return ["setpriv", `--reuid=${env.user.uid}`, `--regid=${env.user.gid}`, "--init-groups", ...argv];
+}
+
+export type CliResult = Result<{ reject: false; all: true }>;
+
+/** Runs `tsrun ARGS...` and returns its result without throwing on a non-zero exit. */
+export async function tsrun(args: string[], opts: CliOptions = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [cmd, ...rest] = asUser([env.cli, ...args]);
+  const r = await execa(cmd as string, rest, {
+    reject: false,
+    extendEnv: false,
+    env: cliEnv(opts.env),
+    input: opts.input ?? "",
+    timeout: opts.timeout ?? 60_000,
+    cwd: opts.cwd ?? env.base,
+    stripFinalNewline: false,
+  });
+  return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/** Runs a shell command line as the test user (for `script`, pipes, host-side checks). */
+export async function shAsUser(line: string, opts: CliOptions = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [cmd, ...rest] = asUser(["sh", "-c", line]);
+  const r = await execa(cmd as string, rest, {
+    reject: false,
+    extendEnv: false,
+    env: cliEnv({ TSRUN: env.cli, ...opts.env }),
+    input: opts.input ?? "",
+    timeout: opts.timeout ?? 60_000,
+    cwd: opts.cwd ?? env.base,
+    stripFinalNewline: false,
+  });
+  return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/** A scratch directory owned by the test user. */
+export function scratchDir(prefix: string): string {
+  mkdirSync(env.base, { recursive: true });
+  const dir = mkdtempSync(path.join(env.base, `${prefix}-`));
+  if (env.user) chownSync(dir, env.user.uid, env.user.gid);
+  return dir;
+}
+
+/** Imports the busybox fixture under a name (idempotent), with optional --change lines. */
+export async function importBusybox(name: string, changes: string[] = []): Promise<string> {
+  const args = ["import", ...changes.flatMap((c) => ["-c", c]), env.busyboxTar, name];
+  const r = await tsrun(args);
+  if (r.code !== 0) throw new Error(`import ${name} failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
