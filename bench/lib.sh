@@ -1,0 +1,49 @@
+# Shared setup for the benchmarks: run as a non-root user with subordinate id ranges (the
+# test suite's tsrun-test user when started as root), a private tsrun store, podman if present.
+set -euo pipefail
+BENCH_ROOT=${BENCH_ROOT:-/tmp/tsrun-bench}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_USER=${BENCH_USER:-tsrun-test}
+
+ensure_bench_user() {
+  if [ "$(id -u)" != 0 ]; then BENCH_USER=$(id -un); return; fi
+  id -u "$BENCH_USER" >/dev/null 2>&1 || useradd -m -s /bin/sh "$BENCH_USER"
+  for f in /etc/subuid /etc/subgid; do
+    grep -q "^$BENCH_USER:" "$f" 2>/dev/null || echo "$BENCH_USER:300000:65536" >> "$f"
+  done
+  # podman's default network (slirp4netns) needs /dev/net/tun usable, as on a normal distribution.
+  [ -e /dev/net/tun ] && chmod 666 /dev/net/tun || true
+  mkdir -p "$BENCH_ROOT"
+  chown "$BENCH_USER" "$BENCH_ROOT"
+  chmod 755 "$BENCH_ROOT"
+}
+
+# Runs a command line as the bench user, in the bench environment.
+as_user() {
+  local home
+  home=$(getent passwd "$BENCH_USER" | cut -d: -f6)
+  if [ "$(id -u)" = 0 ]; then
+    setpriv --reuid="$BENCH_USER" --regid="$(id -g "$BENCH_USER")" --init-groups \
+      env -i HOME="$home" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin TSRUN_ROOT="$BENCH_ROOT/store" \
+      TSRUN="$REPO/bin/tsrun" BENCH_ROOT="$BENCH_ROOT" bash -c "cd $BENCH_ROOT && $1"
+  else
+    TSRUN_ROOT="$BENCH_ROOT/store" TSRUN="$REPO/bin/tsrun" bash -c "cd $BENCH_ROOT && $1"
+  fi
+}
+
+have_podman() { command -v podman >/dev/null 2>&1; }
+
+# podman on this host: crun refuses hybrid cgroups, runc works.
+PODMAN="podman --runtime runc"
+
+# Median (ms) of one command from a hyperfine JSON export.
+median_ms() {
+  node -e 'const r=require(process.argv[1]).results.find(x=>x.command===process.argv[2]); console.log((r.median*1000).toFixed(1))' "$1" "$2"
+}
+
+append_results() {
+  local heading=$1 body=$2
+  local file="$REPO/bench/RESULTS.md"
+  [ -f "$file" ] || printf '# Benchmark results\n\nMedians from hyperfine on this project'"'"'s CI machine kind (2 cores, Debian 12). Noisy machines: compare ratios.\n' > "$file"
+  printf '\n## %s\n\n%s\n' "$heading" "$body" >> "$file"
+}
