@@ -50,28 +50,6 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   return o;
 }
 
-int recv_fd(int sock) {
-  char byte;
-  struct iovec iov = {&byte, 1};
-  char control[CMSG_SPACE(sizeof(int))];
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n <= 0) return -1;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
-  int fd;
-  memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  return fd;
-}
-
 // resume(syncFd, errorFd, socketFd, tty) -> { ptyFd, error?: { errno, kind, step } }
 // Lets the child go on, then blocks until it has exec'd (error pipe closed) or failed.
 Napi::Value Resume(const Napi::CallbackInfo& info) {
@@ -80,29 +58,16 @@ Napi::Value Resume(const Napi::CallbackInfo& info) {
   int error_fd = info[1].As<Napi::Number>().Int32Value();
   int socket_fd = info[2].As<Napi::Number>().Int32Value();
   bool tty = info[3].As<Napi::Boolean>();
-  char go = 'G';
-  ssize_t w;
-  do {
-    w = write(sync_fd, &go, 1);
-  } while (w < 0 && errno == EINTR);
-  close(sync_fd);
+  Launched l;
+  l.sync_fd = sync_fd;
+  l.error_fd = error_fd;
+  l.socket_fd = socket_fd;
   int pty = -1;
-  if (tty && socket_fd >= 0) pty = recv_fd(socket_fd);
-  if (socket_fd >= 0) close(socket_fd);
   ChildError ce;
-  memset(&ce, 0, sizeof ce);
-  size_t got = 0;
-  while (got < sizeof ce) {
-    ssize_t n = read(error_fd, reinterpret_cast<char*>(&ce) + got, sizeof ce - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  close(error_fd);
+  bool ok = resume(l, tty, pty, ce);
   Napi::Object o = Napi::Object::New(env);
   o.Set("ptyFd", pty);
-  if (got == sizeof ce) {
-    if (pty >= 0) close(pty);
+  if (!ok && ce.kind >= 0) {
     o.Set("ptyFd", -1);
     Napi::Object e = Napi::Object::New(env);
     ce.step[sizeof ce.step - 1] = '\0';
@@ -110,13 +75,6 @@ Napi::Value Resume(const Napi::CallbackInfo& info) {
     e.Set("kind", ce.kind);
     e.Set("step", Napi::String::New(env, ce.step));
     e.Set("message", Napi::String::New(env, ce.err ? strerror(ce.err) : ""));
-    o.Set("error", e);
-  } else if (got != 0) {
-    Napi::Object e = Napi::Object::New(env);
-    e.Set("errno", 0);
-    e.Set("kind", 0);
-    e.Set("step", "child reported a truncated error");
-    e.Set("message", "");
     o.Set("error", e);
   }
   return o;
@@ -252,6 +210,45 @@ Napi::Value RunTools(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// spawnMonitor(path, args, readyFd) -> pid: starts the container monitor in its own session
+// with /dev/null on 0-2 and readyFd as its fd 3; nothing else is inherited (Node's fds are
+// close-on-exec). The CLI does not wait for it: it outlives the CLI.
+Napi::Value SpawnMonitor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  Napi::Array a = info[1].As<Napi::Array>();
+  int ready = info[2].As<Napi::Number>().Int32Value();
+  std::vector<std::string> args{path};
+  for (uint32_t i = 0; i < a.Length(); i++) args.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+  std::vector<char*> argv;
+  for (auto& s : args) argv.push_back(&s[0]);
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, ready, 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  sigset_t all;
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, path.c_str(), &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    ErrnoError(env, rc, "start " + path).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, pid);
+}
+
 Napi::Object InitExports(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("resume", Napi::Function::New(env, Resume));
@@ -261,6 +258,7 @@ Napi::Object InitExports(Napi::Env env, Napi::Object exports) {
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("runTools", Napi::Function::New(env, RunTools));
+  exports.Set("spawnMonitor", Napi::Function::New(env, SpawnMonitor));
   RegisterFs(env, exports);
   return exports;
 }

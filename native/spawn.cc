@@ -637,6 +637,63 @@ int child_main(void* arg) {
 
 }  // namespace
 
+namespace {
+int recv_fd(int sock) {
+  char byte;
+  struct iovec iov = {&byte, 1};
+  char control[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return -1;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+}  // namespace
+
+bool resume(Launched& l, bool tty, int& pty_fd, ChildError& error) {
+  char go = 'G';
+  ssize_t w;
+  do {
+    w = write(l.sync_fd, &go, 1);
+  } while (w < 0 && errno == EINTR);
+  close(l.sync_fd);
+  l.sync_fd = -1;
+  pty_fd = -1;
+  if (tty && l.socket_fd >= 0) pty_fd = recv_fd(l.socket_fd);
+  if (l.socket_fd >= 0) close(l.socket_fd);
+  l.socket_fd = -1;
+  memset(&error, 0, sizeof error);
+  size_t got = 0;
+  while (got < sizeof error) {
+    ssize_t n = read(l.error_fd, reinterpret_cast<char*>(&error) + got, sizeof error - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(l.error_fd);
+  l.error_fd = -1;
+  if (got == 0) return true;
+  if (pty_fd >= 0) close(pty_fd);
+  pty_fd = -1;
+  if (got != sizeof error) {
+    memset(&error, 0, sizeof error);
+    memcpy(error.step, "child reported a truncated error", 33);
+  }
+  error.step[sizeof error.step - 1] = '\0';
+  return false;
+}
+
 std::string launch(const LaunchPlan& plan, Launched& out) {
   // Everything the child reads is prepared here, before clone.
   std::vector<char*> argv, envp;

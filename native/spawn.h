@@ -79,6 +79,11 @@ struct Launched {
   int socket_fd = -1; // receives the pty master (SCM_RIGHTS) when plan.tty
 };
 
+// Lets a launched child go on (after its id maps are written), then blocks until it has exec'd
+// or failed. pty_fd receives the pty master when tty. Returns true when the exec succeeded;
+// otherwise error holds what the child reported.
+bool resume(Launched& l, bool tty, int& pty_fd, ChildError& error);
+
 // Clones the child. The child waits on the sync pipe before doing anything else.
 // Returns an empty string on success, else a message with errno.
 std::string launch(const LaunchPlan& plan, Launched& out);

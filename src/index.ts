@@ -4,6 +4,7 @@ import { Store } from "./store/store.js";
 import { Containers, type CreateOptions } from "./container/run.js";
 import { importImage, type ImportOptions } from "./image/import.js";
 import type { ImageRecord } from "./store/images.js";
+import type { ContainerRecord } from "./container/records.js";
 import type { ImageConfig } from "./image/types.js";
 import { familiarRepository, splitName } from "./image/reference.js";
 
@@ -15,6 +16,7 @@ export type { ImageConfig, ContainerConfig, Manifest, Descriptor } from "./image
 export { parseReference, normaliseName, formatReference, familiarRepository, ReferenceError } from "./image/reference.js";
 export { mergeCommand, mergeEnv, parseUserSpec, resolveUser } from "./container/spec.js";
 export { TsrunError, NotFoundError } from "./errors.js";
+export { stopContainer, killContainer, removeContainer, waitContainer, readLogs, signalNumber, type LogRecord, type LogOptions } from "./container/lifecycle.js";
 
 export interface ImageSummary {
   id: string;
@@ -66,6 +68,17 @@ export class Tsrun {
       }
     }
     return rows.sort((a, b) => b.created.localeCompare(a.created));
+  }
+
+  /** Creates and starts a container under its own monitor; returns once it runs. */
+  async runDetached(opts: CreateOptions): Promise<ContainerRecord> {
+    const record = await this.containers.create(opts);
+    try {
+      return await this.containers.startDetached(record);
+    } catch (err) {
+      await this.containers.remove(record);
+      throw err;
+    }
   }
 
   /** Runs a container in the foreground and returns its exit status. */

@@ -44,6 +44,8 @@ interface NativeAddon {
   flock(fd: number, exclusive: boolean, wait: boolean): boolean;
   /** Runs the commands concurrently (posix_spawn, PATH lookup) and waits for all of them. */
   runTools(commands: string[][]): { code: number; signal: number; error?: string }[];
+  /** Starts the container monitor detached (own session, /dev/null stdio, readyFd as fd 3). */
+  spawnMonitor(path: string, args: string[], readyFd: number): number;
   openInRoot(rootFd: number, relPath: string, flags: number, mode: number): number;
   openAt(dirFd: number, name: string, flags: number, mode: number): number;
   mkdirAt(dirFd: number, name: string, mode: number): void;
@@ -89,6 +91,11 @@ export function native(): NativeAddon {
     }
   }
   return loaded;
+}
+
+/** The container monitor executable built beside the addon. */
+export function monitorPath(): string {
+  return path.join(packageRoot(), "build", "Release", "tsrun-monitor");
 }
 
 // Linux clone flags (include/uapi/linux/sched.h).

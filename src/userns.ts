@@ -1,8 +1,8 @@
 // User namespaces: who we are, which subordinate ids we own, writing a child's id maps, and
 // running a helper command inside a namespace that has the full mapping (as `podman unshare`).
 import { readFileSync, writeFileSync } from "node:fs";
-import os from "node:os";
 import { closeSync, createReadStream } from "node:fs";
+import { userInfo } from "node:os";
 import { CLONE, encodePlan, native, type LaunchPlan } from "./native.js";
 
 export interface IdRange {
@@ -47,7 +47,7 @@ export function currentMapping(): IdMapping {
   const gid = process.getgid?.() ?? 0;
   let name = String(uid);
   try {
-    name = os.userInfo().username;
+    name = userInfo().username;
   } catch {
     // No passwd entry (a bare uid in a CI container): match /etc/subuid by number only.
   }
@@ -72,23 +72,47 @@ export function setGroupsAllowed(m: IdMapping): boolean {
   return m.uid === 0 || (m.subUids !== null && m.subGids !== null);
 }
 
+/** How to map a child's ids: setuid tools to run (the pid goes first) or /proc files to write. */
+export interface IdMapSteps {
+  tools: string[][];
+  writes: [file: string, content: string][];
+}
+
 /**
- * Writes uid_map and gid_map of a child that waits in a fresh user namespace.
  * Container root is the calling user; 1..N are the subordinate ids. Without subordinate ranges
  * only root is mapped, with one warning: files of other owners cannot exist then.
  */
-export async function writeIdMaps(pid: number, m: IdMapping = currentMapping()): Promise<void> {
+export function idMapSteps(m: IdMapping = currentMapping()): IdMapSteps {
   if (m.uid === 0) {
     // Real root: an identity map, as rootful runtimes have.
-    writeFileSync(`/proc/${pid}/uid_map`, "0 0 4294967295\n");
-    writeFileSync(`/proc/${pid}/gid_map`, "0 0 4294967295\n");
-    return;
+    return { tools: [], writes: [["uid_map", "0 0 4294967295"], ["gid_map", "0 0 4294967295"]] };
   }
   if (m.subUids && m.subGids) {
-    const commands = [
-      ["newuidmap", String(pid), "0", String(m.uid), "1", "1", String(m.subUids.start), String(m.subUids.count)],
-      ["newgidmap", String(pid), "0", String(m.gid), "1", "1", String(m.subGids.start), String(m.subGids.count)],
-    ];
+    return {
+      tools: [
+        ["newuidmap", "0", String(m.uid), "1", "1", String(m.subUids.start), String(m.subUids.count)],
+        ["newgidmap", "0", String(m.gid), "1", "1", String(m.subGids.start), String(m.subGids.count)],
+      ],
+      writes: [],
+    };
+  }
+  if (!warned) {
+    warned = true;
+    process.stderr.write(`tsrun: warning: no range for uid ${m.uid} in /etc/subuid and /etc/subgid; only root is mapped in containers\n`);
+  }
+  return { tools: [], writes: [["uid_map", `0 ${m.uid} 1`], ["setgroups", "deny"], ["gid_map", `0 ${m.gid} 1`]] };
+}
+
+/** The steps as the monitor's idmap file. */
+export function idMapFile(steps: IdMapSteps): string {
+  return [...steps.tools.map((t) => `tool ${t.join(" ")}`), ...steps.writes.map(([f, c]) => `write ${f} ${c}`)].join("\n") + "\n";
+}
+
+/** Writes uid_map and gid_map of a child that waits in a fresh user namespace. */
+export async function writeIdMaps(pid: number, m: IdMapping = currentMapping()): Promise<void> {
+  const steps = idMapSteps(m);
+  if (steps.tools.length > 0) {
+    const commands = steps.tools.map(([tool, ...args]) => [tool as string, String(pid), ...args]);
     // Both tools run at once; their stderr goes straight to ours, so a refusal explains itself.
     const results = native().runTools(commands);
     results.forEach((r, i) => {
@@ -96,17 +120,8 @@ export async function writeIdMaps(pid: number, m: IdMapping = currentMapping()):
       if (r.error) throw new Error(`${r.error} (install the "uidmap" package)`);
       if (r.code !== 0 || r.signal !== 0) throw new Error(`${cmd.join(" ")} failed (exit ${r.code}): check /etc/subuid and /etc/subgid`);
     });
-    return;
   }
-  if (!warned) {
-    warned = true;
-    process.stderr.write(
-      `tsrun: warning: no range for ${os.userInfo().username} in /etc/subuid and /etc/subgid; only root is mapped in containers\n`,
-    );
-  }
-  writeFileSync(`/proc/${pid}/uid_map`, `0 ${m.uid} 1\n`);
-  writeFileSync(`/proc/${pid}/setgroups`, "deny\n");
-  writeFileSync(`/proc/${pid}/gid_map`, `0 ${m.gid} 1\n`);
+  for (const [file, content] of steps.writes) writeFileSync(`/proc/${pid}/${file}`, `${content}\n`);
 }
 
 export interface HelperResult {

@@ -5,6 +5,7 @@ import { Command, CommanderError } from "commander";
 import { TsrunError } from "../errors.js";
 import { registerRun } from "./run.js";
 import { registerImages } from "./images.js";
+import { registerContainers } from "./containers.js";
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -23,6 +24,7 @@ const program = new Command("tsrun")
 // One line per command group.
 registerRun(program);
 registerImages(program);
+registerContainers(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

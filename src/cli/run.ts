@@ -7,6 +7,7 @@ import { collect } from "./util.js";
 export interface RunFlags {
   interactive: boolean;
   tty: boolean;
+  detach: boolean;
   rm: boolean;
   name?: string;
   env: string[];
@@ -31,6 +32,27 @@ export function parseLabels(list: string[]): Record<string, string> {
 
 export async function runCommand(image: string, command: string[], o: RunFlags): Promise<number> {
   if (o.name === "") throw new TsrunError('invalid container name ""');
+  if (o.detach) {
+    const record = await new Tsrun().runDetached({
+      image,
+      args: command,
+      name: o.name,
+      env: o.env,
+      envFiles: o.envFile,
+      workdir: o.workdir,
+      user: o.user,
+      entrypoint: o.entrypoint,
+      hostname: o.hostname,
+      readOnly: o.readOnly,
+      autoRemove: o.rm,
+      tty: o.tty,
+      interactive: o.interactive,
+      network: o.network,
+      labels: parseLabels(o.label),
+    });
+    process.stdout.write(`${record.id}\n`);
+    return 0;
+  }
   return new Tsrun().run({
     image,
     args: command,
@@ -59,6 +81,7 @@ export function registerRun(program: Command): void {
     .helpOption("--help")
     .option("-i, --interactive", "keep standard input open", false)
     .option("-t, --tty", "allocate a pseudo-terminal", false)
+    .option("-d, --detach", "run in the background and print the container ID", false)
     .option("--rm", "remove the container when it exits", false)
     .option("--name <name>", "assign a name to the container")
     .option("-e, --env <KEY=VALUE>", "set an environment variable (KEY alone takes the host's)", collect, [])

@@ -10,7 +10,12 @@ export type ContainerStatus = "created" | "running" | "exited";
 
 export interface ContainerState {
   status: ContainerStatus;
+  /** The container's init, as seen from the host. */
   pid: number;
+  /** Who waits for it: the tsrun-monitor of a detached container, or the foreground CLI. */
+  monitorPid: number;
+  /** /proc/PID/stat start time of the monitor, so a reused pid is not taken for it. */
+  monitorStartTime: number;
   exitCode: number;
   startedAt: string;
   finishedAt: string;

@@ -1,6 +1,6 @@
 // Creating, starting and running containers: from an image and run options to a record on disk
 // and a process in its namespaces.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Store } from "../store/store.js";
 import { ContainerStore, type ContainerRecord } from "./records.js";
@@ -13,6 +13,9 @@ import { NotFoundError, TsrunError } from "../errors.js";
 import type { ImageConfig } from "../image/types.js";
 import type { LaunchPlan } from "../native.js";
 import { normaliseName } from "../image/reference.js";
+import { clearExitFile, processStartTime, refreshState } from "./state.js";
+import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
+import { idMapFile, idMapSteps } from "../userns.js";
 
 export interface CreateOptions {
   image: string;
@@ -27,6 +30,7 @@ export interface CreateOptions {
   hostname?: string | undefined;
   readOnly?: boolean;
   autoRemove?: boolean;
+  detach?: boolean;
   tty?: boolean;
   interactive?: boolean;
   network?: NetworkMode;
@@ -105,7 +109,7 @@ export class Containers {
         stopSignal: c.StopSignal ?? "SIGTERM",
       },
       hostConfig: { autoRemove: opts.autoRemove ?? false, readOnly: opts.readOnly ?? false, networkMode: network },
-      state: { status: "created", pid: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
+      state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
     };
     const user = this.resolveUserFor(record);
     record.config.env = mergeEnv(c.Env, [...envFromFiles, ...(opts.env ?? [])], { hostname, tty, home: user.home });
@@ -176,9 +180,89 @@ export class Containers {
       : undefined;
     const io = tty ? { tty, stdinNull: false } : { stdinNull: !record.config.openStdin };
     const proc = await launchPlan(this.plan(record, io));
-    record.state = { ...record.state, status: "running", pid: proc.pid, startedAt: new Date().toISOString() };
+    record.state = {
+      ...record.state,
+      status: "running",
+      pid: proc.pid,
+      monitorPid: process.pid,
+      monitorStartTime: processStartTime(process.pid),
+      startedAt: new Date().toISOString(),
+      finishedAt: "",
+      error: "",
+    };
     this.records.save(record);
     return proc;
+  }
+
+  /**
+   * Starts a created (or exited) container under a tsrun-monitor that outlives this process:
+   * the monitor holds the output, writes ctr.log and the exit file. Resolves once the command
+   * runs, or fails with 125/126/127 like a foreground start.
+   */
+  async startDetached(record: ContainerRecord): Promise<ContainerRecord> {
+    const dir = this.records.containerDir(record.id);
+    const tty = record.config.tty ? { rows: 24, cols: 80 } : undefined;
+    // The monitor sets up stdio itself (pipes, or the pty).
+    const plan = this.plan(record, tty ? { tty, stdinNull: false } : { stdinNull: true });
+    writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
+    writeFileSync(path.join(dir, "idmap"), idMapFile(idMapSteps()));
+    clearExitFile(dir);
+    if (record.hostConfig.autoRemove) {
+      const cli = path.join(packageRoot(), "bin", "tsrun");
+      writeFileSync(path.join(dir, "autoremove"), [process.execPath, cli, "rm", "--force", record.id].join("\n") + "\n");
+    }
+    const addon = native();
+    const [readyRead, readyWrite] = addon.pipe();
+    let monitorPid: number;
+    try {
+      monitorPid = addon.spawnMonitor(monitorPath(), [dir], readyWrite);
+    } finally {
+      closeSync(readyWrite);
+    }
+    // The monitor answers within milliseconds: "ok PID" or "err KIND ERRNO STEP".
+    let reply = "";
+    try {
+      const buf = Buffer.alloc(4096);
+      for (let n = readSync(readyRead, buf); n > 0; n = readSync(readyRead, buf)) reply += buf.subarray(0, n).toString();
+    } finally {
+      closeSync(readyRead);
+    }
+    const ok = /^ok (\d+)/.exec(reply);
+    if (!ok) {
+      const m = /^err (\d+) (\d+) (.*)/.exec(reply.trim());
+      if (!m) throw new TsrunError(`container monitor failed to start${reply ? `: ${reply.trim()}` : ""}`);
+      const [, kind, errno, step] = m as unknown as [string, string, string, string];
+      const message = Number(errno) ? `${step}: ${addon.strerror(Number(errno))}` : step;
+      throw new TsrunError(message, kind === "1" ? 127 : kind === "2" ? 126 : 125);
+    }
+    record.state = {
+      ...record.state,
+      status: "running",
+      pid: Number(ok[1]),
+      monitorPid,
+      monitorStartTime: processStartTime(monitorPid),
+      exitCode: 0,
+      startedAt: new Date().toISOString(),
+      finishedAt: "",
+      error: "",
+    };
+    this.records.save(record);
+    return record;
+  }
+
+  /** Finds a container by name, ID or ID prefix, with its state brought up to date. */
+  get(query: string): ContainerRecord {
+    const record = this.records.find(query);
+    if (refreshState(record, this.records.containerDir(record.id))) this.records.save(record);
+    return record;
+  }
+
+  /** Every container, states up to date. */
+  list(): ContainerRecord[] {
+    return this.records.list().map((r) => {
+      if (refreshState(r, this.records.containerDir(r.id))) this.records.save(r);
+      return r;
+    });
   }
 
   /** Removes a container's record, name and directories (files of many owners included). */

@@ -1,0 +1,252 @@
+// Container lifecycle commands: create, start, ps, logs, stop, kill, rm, wait, restart.
+import type { Command } from "commander";
+import { Tsrun } from "../index.js";
+import type { ContainerRecord } from "../container/records.js";
+import { killContainer, readLogs, removeContainer, stopContainer, waitContainer } from "../container/lifecycle.js";
+import { TsrunError } from "../errors.js";
+import { ago, humanDuration, table } from "./output.js";
+import { familiarRepository, splitName } from "../image/reference.js";
+import { collect } from "./util.js";
+
+/** Docker's STATUS column: "Up 3 seconds", "Exited (0) 5 seconds ago", "Created". */
+export function statusText(r: ContainerRecord, now = Date.now()): string {
+  switch (r.state.status) {
+    case "running":
+      return `Up ${humanDuration(now - Date.parse(r.state.startedAt))}`;
+    case "exited":
+      return `Exited (${r.state.exitCode}) ${ago(r.state.finishedAt, now)}`;
+    default:
+      return "Created";
+  }
+}
+
+function imageColumn(r: ContainerRecord): string {
+  if (r.imageName.startsWith("sha256:")) return r.imageName.slice(7, 19);
+  const { repository, tag } = splitName(r.imageName);
+  const repo = familiarRepository(repository);
+  return tag === "latest" ? repo : `${repo}:${tag}`;
+}
+
+function commandColumn(r: ContainerRecord, trunc: boolean): string {
+  const full = [r.path, ...r.args].join(" ");
+  return `"${trunc && full.length > 20 ? `${full.slice(0, 19)}…` : full}"`;
+}
+
+interface PsFlags {
+  all: boolean;
+  quiet: boolean;
+  last?: string;
+  latest: boolean;
+  trunc: boolean;
+  filter: string[];
+}
+
+function applyFilters(list: ContainerRecord[], filters: string[]): ContainerRecord[] {
+  let out = list;
+  for (const f of filters) {
+    const eq = f.indexOf("=");
+    if (eq < 0) throw new TsrunError(`bad filter "${f}": expected KEY=VALUE`);
+    const key = f.slice(0, eq);
+    const value = f.slice(eq + 1);
+    switch (key) {
+      case "status":
+        out = out.filter((r) => r.state.status === value);
+        break;
+      case "name":
+        out = out.filter((r) => new RegExp(value).test(r.name));
+        break;
+      case "id":
+        out = out.filter((r) => r.id.startsWith(value));
+        break;
+      case "ancestor":
+        out = out.filter((r) => imageColumn(r) === value || r.imageName === value || r.image.includes(value));
+        break;
+      case "label": {
+        const [k, v] = value.split("=", 2) as [string, string | undefined];
+        out = out.filter((r) => k in r.config.labels && (v === undefined || r.config.labels[k] === v));
+        break;
+      }
+      case "exited":
+        out = out.filter((r) => r.state.status === "exited" && String(r.state.exitCode) === value);
+        break;
+      default:
+        throw new TsrunError(`invalid filter "${key}"`);
+    }
+  }
+  return out;
+}
+
+function psCommand(o: PsFlags): void {
+  const t = new Tsrun();
+  let list = t.containers.list().sort((a, b) => b.created.localeCompare(a.created));
+  const filtered = o.filter.length > 0;
+  if (!o.all && !filtered && !o.last && !o.latest) list = list.filter((r) => r.state.status === "running");
+  list = applyFilters(list, o.filter);
+  if (o.latest) list = list.slice(0, 1);
+  if (o.last !== undefined) list = list.slice(0, Number(o.last));
+  const id = (r: ContainerRecord): string => (o.trunc ? r.id.slice(0, 12) : r.id);
+  if (o.quiet) {
+    for (const r of list) process.stdout.write(`${id(r)}\n`);
+    return;
+  }
+  const rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]];
+  for (const r of list) rows.push([id(r), imageColumn(r), commandColumn(r, o.trunc), ago(r.created), statusText(r), "", r.name]);
+  process.stdout.write(table(rows));
+}
+
+/** "10m", "1h30m", "30s" before now, or an RFC 3339 time / Unix seconds. */
+function parseSince(s: string): Date {
+  const rel = /^(\d+(?:\.\d+)?)(s|m|h)$/.exec(s);
+  if (rel) return new Date(Date.now() - Number(rel[1]) * { s: 1e3, m: 60e3, h: 3600e3 }[rel[2] as "s" | "m" | "h"]);
+  if (/^\d+(\.\d+)?$/.test(s)) return new Date(Number(s) * 1000);
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) throw new TsrunError(`invalid --since value "${s}"`);
+  return d;
+}
+
+export function registerContainers(program: Command): void {
+  program
+    .command("ps")
+    .description("List containers")
+    .option("-a, --all", "show all containers (default shows just running)", false)
+    .option("-q, --quiet", "only display container IDs", false)
+    .option("-n, --last <n>", "show n last created containers")
+    .option("-l, --latest", "show the latest created container", false)
+    .option("--no-trunc", "do not truncate output")
+    .option("-f, --filter <filter>", "filter output (status=, name=, id=, ancestor=, label=, exited=)", collect, [])
+    .action((o: PsFlags) => psCommand(o));
+
+  program
+    .command("start")
+    .description("Start one or more created or stopped containers")
+    .argument("<container...>")
+    .option("-a, --attach", "attach to the output and return the exit status", false)
+    .option("-i, --interactive", "attach stdin (not supported yet for detached containers)", false)
+    .action(async (names: string[], o: { attach: boolean; interactive: boolean }) => {
+      const t = new Tsrun();
+      for (const name of names) {
+        const record = t.containers.get(name);
+        if (record.state.status === "running") {
+          if (!o.attach) process.stdout.write(`${name}\n`);
+          continue;
+        }
+        await t.containers.startDetached(record);
+        if (o.attach) {
+          await readLogs(t.containers, record.id, { follow: true, onRecord: (r) => (r.stream === "stderr" ? process.stderr : process.stdout).write(r.log) });
+          process.exit(await waitContainer(t.containers, record.id));
+        }
+        process.stdout.write(`${name}\n`);
+      }
+    });
+
+  program
+    .command("logs")
+    .description("Fetch the logs of a container")
+    .argument("<container>")
+    .option("-f, --follow", "follow log output", false)
+    .option("-n, --tail <n>", "number of lines to show from the end", "all")
+    .option("-t, --timestamps", "show timestamps", false)
+    .option("--since <time>", "show logs since a timestamp or relative time (e.g. 10m)")
+    .action(async (name: string, o: { follow: boolean; tail: string; timestamps: boolean; since?: string }) => {
+      const tail = o.tail === "all" ? undefined : Number(o.tail);
+      if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new TsrunError(`invalid --tail value "${o.tail}"`);
+      const opts = {
+        follow: o.follow,
+        onRecord: (r: { log: string; stream: string; time: string }) =>
+          (r.stream === "stderr" ? process.stderr : process.stdout).write(o.timestamps ? `${r.time} ${r.log}` : r.log),
+        ...(tail !== undefined ? { tail } : {}),
+        ...(o.since ? { since: parseSince(o.since) } : {}),
+      };
+      await readLogs(new Tsrun().containers, name, opts);
+    });
+
+  program
+    .command("stop")
+    .description("Stop running containers (STOPSIGNAL, then SIGKILL after the timeout)")
+    .argument("<container...>")
+    .option("-t, --time <seconds>", "seconds to wait before killing", "10")
+    .action(async (names: string[], o: { time: string }) => {
+      const t = new Tsrun();
+      for (const name of names) {
+        await stopContainer(t.containers, name, Number(o.time));
+        process.stdout.write(`${name}\n`);
+      }
+    });
+
+  program
+    .command("restart")
+    .description("Restart containers")
+    .argument("<container...>")
+    .option("-t, --time <seconds>", "seconds to wait before killing", "10")
+    .action(async (names: string[], o: { time: string }) => {
+      const t = new Tsrun();
+      for (const name of names) {
+        const record = await stopContainer(t.containers, name, Number(o.time));
+        await t.containers.startDetached(record);
+        process.stdout.write(`${name}\n`);
+      }
+    });
+
+  program
+    .command("kill")
+    .description("Send a signal to running containers")
+    .argument("<container...>")
+    .option("-s, --signal <signal>", "signal to send", "SIGKILL")
+    .action((names: string[], o: { signal: string }) => {
+      const t = new Tsrun();
+      for (const name of names) {
+        killContainer(t.containers, name, o.signal);
+        process.stdout.write(`${name}\n`);
+      }
+    });
+
+  program
+    .command("rm")
+    .description("Remove containers")
+    .argument("<container...>")
+    .option("-f, --force", "kill a running container first", false)
+    .option("-v, --volumes", "remove anonymous volumes too", false)
+    .action(async (names: string[], o: { force: boolean }) => {
+      const t = new Tsrun();
+      let failed = false;
+      for (const name of names) {
+        try {
+          await removeContainer(t.containers, name, o.force);
+          process.stdout.write(`${name}\n`);
+        } catch (err) {
+          failed = true;
+          process.stderr.write(`Error: ${(err as Error).message}\n`);
+        }
+      }
+      if (failed) process.exit(1);
+    });
+
+  program
+    .command("wait")
+    .description("Block until containers stop, then print their exit codes")
+    .argument("<container...>")
+    .action(async (names: string[]) => {
+      const t = new Tsrun();
+      for (const name of names) process.stdout.write(`${await waitContainer(t.containers, name)}\n`);
+    });
+
+  program
+    .command("create")
+    .description("Create a container without starting it")
+    .argument("<image>")
+    .argument("[command...]")
+    .helpOption("--help")
+    .option("-i, --interactive", "keep standard input open", false)
+    .option("-t, --tty", "allocate a pseudo-terminal", false)
+    .option("--name <name>", "assign a name to the container")
+    .option("-e, --env <KEY=VALUE>", "set an environment variable", collect, [])
+    .option("-w, --workdir <dir>", "working directory inside the container")
+    .option("-u, --user <user[:group]>", "user name or uid, optionally with group")
+    .option("--entrypoint <command>", "override the image's ENTRYPOINT")
+    .option("-h, --hostname <name>", "container host name")
+    .passThroughOptions()
+    .action(async (image: string, command: string[], o: { interactive: boolean; tty: boolean; name?: string; env: string[]; workdir?: string; user?: string; entrypoint?: string; hostname?: string }) => {
+      const record = await new Tsrun().containers.create({ image, args: command, ...o });
+      process.stdout.write(`${record.id}\n`);
+    });
+}

@@ -1,0 +1,150 @@
+// Containers over time: stop (STOPSIGNAL, then SIGKILL), kill, wait, remove, logs.
+import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
+import { constants } from "node:os";
+import path from "node:path";
+import type { Containers } from "./run.js";
+import type { ContainerRecord } from "./records.js";
+import { TsrunError } from "../errors.js";
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** "SIGTERM", "TERM", "15" -> 15. */
+export function signalNumber(name: string): number {
+  const trimmed = name.trim().toUpperCase();
+  if (/^\d+$/.test(trimmed)) {
+    const n = Number(trimmed);
+    if (n < 1 || n > 64) throw new TsrunError(`invalid signal: ${name}`);
+    return n;
+  }
+  const key = (trimmed.startsWith("SIG") ? trimmed : `SIG${trimmed}`) as keyof typeof constants.signals;
+  const n = constants.signals[key];
+  if (n === undefined) throw new TsrunError(`invalid signal: ${name}`);
+  return n;
+}
+
+function signal(record: ContainerRecord, sig: number): void {
+  try {
+    process.kill(record.state.pid, sig);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+  }
+}
+
+/** Waits until the container is no longer running; false on timeout. */
+export async function waitStopped(containers: Containers, id: string, timeoutMs = Infinity): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+    if (containers.get(id).state.status !== "running") return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(Math.min(delay, Math.max(1, deadline - Date.now())));
+  }
+}
+
+/** Sends the stop signal (the image's STOPSIGNAL or SIGTERM), then SIGKILL after timeoutSec. */
+export async function stopContainer(containers: Containers, query: string, timeoutSec = 10): Promise<ContainerRecord> {
+  const record = containers.get(query);
+  if (record.state.status !== "running") return record;
+  signal(record, signalNumber(record.config.stopSignal || "SIGTERM"));
+  if (!(await waitStopped(containers, record.id, timeoutSec * 1000))) {
+    signal(record, constants.signals.SIGKILL);
+    await waitStopped(containers, record.id);
+  }
+  return containers.get(record.id);
+}
+
+export function killContainer(containers: Containers, query: string, sig = "SIGKILL"): ContainerRecord {
+  const record = containers.get(query);
+  if (record.state.status !== "running") throw new TsrunError(`cannot kill container ${query}: container is not running`);
+  signal(record, signalNumber(sig));
+  return record;
+}
+
+export async function removeContainer(containers: Containers, query: string, force: boolean): Promise<ContainerRecord> {
+  const record = containers.get(query);
+  if (record.state.status === "running") {
+    if (!force)
+      throw new TsrunError(`cannot remove container ${query}: container is running: stop the container before removing or force remove`);
+    signal(record, constants.signals.SIGKILL);
+    await waitStopped(containers, record.id, 10_000);
+  }
+  await containers.remove(record);
+  return record;
+}
+
+export async function waitContainer(containers: Containers, query: string): Promise<number> {
+  const record = containers.get(query);
+  await waitStopped(containers, record.id);
+  return containers.get(record.id).state.exitCode;
+}
+
+export interface LogRecord {
+  log: string;
+  stream: "stdout" | "stderr";
+  time: string;
+}
+
+export interface LogOptions {
+  follow?: boolean;
+  /** Only the last N records. */
+  tail?: number;
+  /** Only records at or after this time. */
+  since?: Date;
+  onRecord: (r: LogRecord) => void;
+}
+
+function parseLines(text: string): LogRecord[] {
+  const out: LogRecord[] = [];
+  for (const line of text.split("\n")) {
+    if (!line) continue;
+    try {
+      out.push(JSON.parse(line) as LogRecord);
+    } catch {
+      // A torn last line while the monitor writes: picked up on the next read.
+    }
+  }
+  return out;
+}
+
+/** Reads a container's log (ctr.log, Docker json-file lines), optionally following it. */
+export async function readLogs(containers: Containers, query: string, opts: LogOptions): Promise<void> {
+  const record = containers.get(query);
+  const file = path.join(containers.records.containerDir(record.id), "ctr.log");
+  let offset = 0;
+  let carry = "";
+  const readNew = (): LogRecord[] => {
+    if (!existsSync(file)) return [];
+    const size = statSync(file).size;
+    if (size <= offset) return [];
+    const fd = openSync(file, "r");
+    try {
+      const buf = Buffer.alloc(size - offset);
+      const n = readSync(fd, buf, 0, buf.length, offset);
+      offset += n;
+      const text = carry + buf.subarray(0, n).toString("utf8");
+      const cut = text.lastIndexOf("\n") + 1;
+      carry = text.slice(cut);
+      return parseLines(text.slice(0, cut));
+    } finally {
+      closeSync(fd);
+    }
+  };
+  const emit = (records: LogRecord[]): void => {
+    for (const r of records) {
+      if (opts.since && new Date(r.time) < opts.since) continue;
+      opts.onRecord(r);
+    }
+  };
+  let first = readNew();
+  if (opts.tail !== undefined && opts.tail >= 0) first = opts.tail === 0 ? [] : first.slice(-opts.tail);
+  emit(first);
+  if (!opts.follow) return;
+  for (;;) {
+    const running = containers.get(record.id).state.status === "running";
+    emit(readNew());
+    if (!running) {
+      emit(readNew());
+      return;
+    }
+    await sleep(50);
+  }
+}

@@ -1,0 +1,65 @@
+// What a container's state really is. The record says "running" while a monitor (the detached
+// container's tsrun-monitor, or the CLI of a foreground run) waits for it; the monitor writes an
+// exit file when the container ends. A monitor that died without one (kill -9, a reboot) means
+// the container is gone too (it dies with its monitor): it is reported as exited, never running.
+import { readFileSync, rmSync } from "node:fs";
+import path from "node:path";
+import type { ContainerRecord } from "./records.js";
+
+/** Field 22 of /proc/PID/stat (start time in clock ticks since boot), or 0 if no such process. */
+export function processStartTime(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[19]);
+  } catch {
+    return 0;
+  }
+}
+
+export function isAlive(pid: number, startTime: number): boolean {
+  if (pid <= 0) return false;
+  const now = processStartTime(pid);
+  return now !== 0 && (startTime === 0 || now === startTime);
+}
+
+export interface ExitFile {
+  code: number;
+  finishedAt: string;
+}
+
+export function readExitFile(containerDir: string): ExitFile | undefined {
+  try {
+    const [code, finishedAt] = readFileSync(path.join(containerDir, "exit"), "utf8").trim().split(" ");
+    return { code: Number(code), finishedAt: finishedAt ?? new Date().toISOString() };
+  } catch {
+    return undefined;
+  }
+}
+
+export function clearExitFile(containerDir: string): void {
+  rmSync(path.join(containerDir, "exit"), { force: true });
+}
+
+/**
+ * Brings a record up to date with reality; returns true when it changed (the caller saves it).
+ */
+export function refreshState(record: ContainerRecord, containerDir: string): boolean {
+  if (record.state.status !== "running") return false;
+  const exit = readExitFile(containerDir);
+  if (exit) {
+    record.state = { ...record.state, status: "exited", pid: 0, exitCode: exit.code, finishedAt: exit.finishedAt };
+    return true;
+  }
+  if (isAlive(record.state.monitorPid, record.state.monitorStartTime)) return false;
+  record.state = {
+    ...record.state,
+    status: "exited",
+    pid: 0,
+    exitCode: 255,
+    finishedAt: new Date().toISOString(),
+    error: "the container's monitor ended without recording an exit status (killed, or the host rebooted)",
+  };
+  return true;
+}

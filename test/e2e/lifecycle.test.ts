@@ -1,0 +1,162 @@
+// Detached containers and their lifecycle, end to end: run -d, ps, logs, stop, kill, rm, wait,
+// create/start, restart, --rm, and a monitor killed with SIGKILL.
+import { beforeAll, describe, expect, it } from "vitest";
+import { execa } from "execa";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { asUser, cliEnv, env, importBusybox, tsrun } from "./helpers.js";
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await sleep(50);
+  }
+}
+
+const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+
+function monitorPid(id: string): number {
+  const record = JSON.parse(readFileSync(path.join(env.storeRoot, "containers", id, "container.json"), "utf8"));
+  return record.state.monitorPid as number;
+}
+
+beforeAll(async () => {
+  await importBusybox("busybox");
+  await importBusybox("stopsig", ["STOPSIGNAL SIGUSR1", 'CMD ["sh","-c","trap \'echo got-usr1; exit 9\' USR1; echo ready; while true; do sleep 0.1; done"]']);
+});
+
+describe("detached containers", () => {
+  it("run -d prints the ID; ps shows it Up; logs has its output on both streams", async () => {
+    const name = unique("det");
+    const r = await tsrun(["run", "-d", "--name", name, "busybox", "sh", "-c", "echo out; echo err >&2; sleep 30"]);
+    expect(r.code).toBe(0);
+    const id = r.stdout.trim();
+    expect(id).toMatch(/^[a-f0-9]{64}$/);
+    const ps = await tsrun(["ps"]);
+    const line = ps.stdout.split("\n").find((l) => l.includes(name));
+    expect(line).toMatch(new RegExp(`^${id.slice(0, 12)}\\s+busybox\\s+"sh -c echo out; ech…"\\s+.*Up `));
+    expect(ps.stdout.split("\n")[0]).toMatch(/^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES$/);
+    await until(async () => (await tsrun(["logs", name])).stdout === "out\n");
+    const logs = await tsrun(["logs", id.slice(0, 10)]);
+    expect(logs.stdout).toBe("out\n");
+    expect(logs.stderr).toBe("err\n");
+    const json = readFileSync(path.join(env.storeRoot, "containers", id, "ctr.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(json[0]).toMatchObject({ stream: expect.stringMatching(/std(out|err)/), time: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/) });
+    const rm = await tsrun(["rm", name]);
+    expect(rm.code).not.toBe(0);
+    expect(rm.stderr).toMatch(/container is running/);
+    expect((await tsrun(["rm", "-f", name])).code).toBe(0);
+    expect((await tsrun(["ps", "-a", "-q", "--no-trunc"])).stdout).not.toContain(id);
+  });
+
+  it("the container outlives the CLI; wait returns its exit code; ps -a shows Exited (N)", async () => {
+    const name = unique("wait");
+    await tsrun(["run", "-d", "--name", name, "busybox", "sh", "-c", "sleep 0.5; exit 3"]);
+    const w = await tsrun(["wait", name]);
+    expect(w.stdout.trim()).toBe("3");
+    const ps = await tsrun(["ps", "-a", "--filter", `name=${name}`]);
+    expect(ps.stdout).toMatch(/Exited \(3\) .* ago/);
+    expect((await tsrun(["ps", "-q", "--filter", `name=${name}`, "--filter", "status=exited"])).stdout.trim()).toMatch(/^[a-f0-9]{12}$/);
+    expect((await tsrun(["ps", "-q", "--filter", `name=${name}`, "--filter", "status=running"])).stdout.trim()).toBe("");
+    await tsrun(["rm", name]);
+  });
+
+  it("logs -f follows a live container until it exits; --tail and -t", async () => {
+    const name = unique("follow");
+    await tsrun(["run", "-d", "--name", name, "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done"]);
+    const f = await tsrun(["logs", "-f", name], { timeout: 20_000 });
+    expect(f.stdout).toBe("line1\nline2\nline3\nline4\nline5\n");
+    expect((await tsrun(["logs", "--tail", "2", name])).stdout).toBe("line4\nline5\n");
+    expect((await tsrun(["logs", "-t", "--tail", "1", name])).stdout).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z line5\n$/);
+    await tsrun(["rm", name]);
+  });
+
+  it("stop sends the image's STOPSIGNAL, and SIGKILL after -t", async () => {
+    const name = unique("stopsig");
+    await tsrun(["run", "-d", "--name", name, "stopsig"]);
+    await until(async () => (await tsrun(["logs", name])).stdout.includes("ready"));
+    expect((await tsrun(["stop", name])).code).toBe(0);
+    expect((await tsrun(["logs", name])).stdout).toContain("got-usr1");
+    expect((await tsrun(["wait", name])).stdout.trim()).toBe("9");
+    const stubborn = unique("stubborn");
+    await tsrun(["run", "-d", "--name", stubborn, "busybox", "sleep", "60"]);
+    const started = Date.now();
+    expect((await tsrun(["stop", "-t", "1", stubborn])).code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect((await tsrun(["wait", stubborn])).stdout.trim()).toBe("137");
+    await tsrun(["rm", name, stubborn]);
+  });
+
+  it("kill -s sends the signal; killing a stopped container is an error", async () => {
+    const name = unique("kill");
+    await tsrun(["run", "-d", "--name", name, "busybox", "sh", "-c", "trap 'exit 5' HUP; while true; do sleep 0.1; done"]);
+    await sleep(300);
+    expect((await tsrun(["kill", "-s", "HUP", name])).code).toBe(0);
+    expect((await tsrun(["wait", name])).stdout.trim()).toBe("5");
+    const again = await tsrun(["kill", name]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/not running/);
+    await tsrun(["rm", name]);
+  });
+
+  it("create then start; start -a returns the exit status; restart runs it again", async () => {
+    const name = unique("created");
+    const c = await tsrun(["create", "--name", name, "busybox", "sh", "-c", "echo run-$$; exit 4"]);
+    expect(c.stdout.trim()).toMatch(/^[a-f0-9]{64}$/);
+    expect((await tsrun(["ps", "-a", "--filter", `name=${name}`])).stdout).toContain("Created");
+    const a = await tsrun(["start", "-a", name]);
+    expect(a.stdout).toBe("run-1\n");
+    expect(a.code).toBe(4);
+    expect((await tsrun(["restart", name])).code).toBe(0);
+    expect((await tsrun(["wait", name])).stdout.trim()).toBe("4");
+    expect((await tsrun(["logs", name])).stdout).toBe("run-1\nrun-1\n");
+    await tsrun(["rm", name]);
+  });
+
+  it("run -d --rm removes the container after it exits", async () => {
+    const name = unique("autorm");
+    const id = (await tsrun(["run", "-d", "--rm", "--name", name, "busybox", "true"])).stdout.trim();
+    await until(async () => !existsSync(path.join(env.storeRoot, "containers", id)));
+    expect((await tsrun(["ps", "-a", "-q", "--no-trunc"])).stdout).not.toContain(id);
+  });
+
+  it("a monitor killed with SIGKILL: the container is reported exited, never stuck running", async () => {
+    const name = unique("orphan");
+    const id = (await tsrun(["run", "-d", "--name", name, "busybox", "sleep", "60"])).stdout.trim();
+    const monitor = monitorPid(id);
+    expect(monitor).toBeGreaterThan(0);
+    process.kill(monitor, "SIGKILL");
+    await until(async () => (await tsrun(["ps", "-a", "--filter", `name=${name}`])).stdout.includes("Exited"));
+    // The container died with its monitor.
+    const record = JSON.parse(readFileSync(path.join(env.storeRoot, "containers", id, "container.json"), "utf8"));
+    expect(record.state.status).toBe("exited");
+    expect((await tsrun(["rm", name])).code).toBe(0);
+  });
+
+  it("a foreground run shows as running while it runs", async () => {
+    const name = unique("fg");
+    const [cmd, ...args] = asUser([env.cli, "run", "--name", name, "busybox", "sleep", "2"]);
+    const child = execa(cmd as string, args, { reject: false, extendEnv: false, env: cliEnv(), cwd: env.base });
+    await until(async () => (await tsrun(["ps", "--filter", `name=${name}`])).stdout.includes("Up"));
+    await child;
+    expect((await tsrun(["ps", "-a", "--filter", `name=${name}`])).stdout).toMatch(/Exited \(0\)/);
+    await tsrun(["rm", name]);
+  });
+
+  it("unknown containers and bad signals are one-line errors", async () => {
+    for (const args of [["logs", "nope-x"], ["stop", "nope-x"], ["rm", "nope-x"], ["wait", "nope-x"]]) {
+      const r = await tsrun(args);
+      expect(r.code, args.join(" ")).not.toBe(0);
+      expect(r.stderr).toMatch(/no such container: nope-x/);
+    }
+    const name = unique("badsig");
+    await tsrun(["run", "-d", "--name", name, "busybox", "sleep", "30"]);
+    const r = await tsrun(["kill", "-s", "SIGNOPE", name]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/invalid signal/);
+    await tsrun(["rm", "-f", name]);
+  });
+});
