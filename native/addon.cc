@@ -50,7 +50,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// resume(syncFd, errorFd, socketFd, tty) -> { ptyFd, error?: { errno, kind, step } }
+// resume(syncFd, errorFd, socketFd, tty) -> { ptyFd, pid, error?: { errno, kind, step } }
+// pid is the command's: the spawned process itself, or for an exec into a container the process
+// it cloned into the container's pid namespace.
 // Lets the child go on, then blocks until it has exec'd (error pipe closed) or failed.
 Napi::Value Resume(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -64,9 +66,11 @@ Napi::Value Resume(const Napi::CallbackInfo& info) {
   l.socket_fd = socket_fd;
   int pty = -1;
   ChildError ce;
-  bool ok = resume(l, tty, pty, ce);
+  pid_t command_pid = -1;
+  bool ok = resume(l, tty, pty, ce, &command_pid);
   Napi::Object o = Napi::Object::New(env);
   o.Set("ptyFd", pty);
+  o.Set("pid", command_pid);
   if (!ok && ce.kind >= 0) {
     o.Set("ptyFd", -1);
     Napi::Object e = Napi::Object::New(env);

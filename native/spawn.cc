@@ -160,6 +160,8 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
       }
     } else if (key == "stdin-null") {
       plan.stdin_null = true;
+    } else if (key == "join") {
+      plan.join_ns = f;
     } else if (key == "loopback-up") {
       plan.loopback_up = true;
     } else if (key == "no-new-privs") {
@@ -173,6 +175,8 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
     }
   }
   if (plan.argv.empty()) return "plan has no argv";
+  if (!plan.join_ns.empty() && (plan.clone_flags != 0 || !plan.rootfs.empty()))
+    return "a plan joins namespaces or creates them, not both";
   return "";
 }
 
@@ -535,6 +539,36 @@ int child_main(void* arg) {
   if (got != 1) _exit(125);
   close(a.sync_fd);
 
+  if (!p.join_ns.empty()) {
+    // Open every namespace first: after joining the mount namespace /proc is the container's.
+    int fds[16];
+    size_t n = p.join_ns.size() < 16 ? p.join_ns.size() : 16;
+    for (size_t i = 0; i < n; i++) {
+      fds[i] = open(p.join_ns[i].c_str(), O_RDONLY | O_CLOEXEC);
+      if (fds[i] < 0) child_fail(a.error_fd, 0, errno, "open ", p.join_ns[i].c_str());
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (setns(fds[i], 0) != 0) child_fail(a.error_fd, 0, errno, "join ", p.join_ns[i].c_str());
+      close(fds[i]);
+    }
+    if (setresgid(0, 0, 0) != 0) child_fail(a.error_fd, 0, errno, "setresgid 0");
+    if (setresuid(0, 0, 0) != 0) child_fail(a.error_fd, 0, errno, "setresuid 0");
+    // setns(pid) applies to children only: the command is a new process, made a sibling of this
+    // one (CLONE_PARENT) so the caller waits for it directly.
+    pid_t cmd = static_cast<pid_t>(syscall(SYS_clone, CLONE_PARENT, 0, 0, 0, 0));
+    if (cmd < 0) child_fail(a.error_fd, 0, errno, "clone into the container's pid namespace");
+    if (cmd > 0) {
+      ChildError e;
+      memset(&e, 0, sizeof e);
+      e.kind = -1;
+      e.err = cmd;
+      ssize_t unused = write(a.error_fd, &e, sizeof e);
+      (void)unused;
+      _exit(0);
+    }
+    if (p.die_with_parent) prctl(PR_SET_PDEATHSIG, SIGKILL);
+  }
+
   if ((p.clone_flags & CLONE_NEWUSER) && p.become_root) {
     if (setresgid(0, 0, 0) != 0) child_fail(a.error_fd, 0, errno, "setresgid 0");
     if (setresuid(0, 0, 0) != 0) child_fail(a.error_fd, 0, errno, "setresuid 0");
@@ -661,7 +695,7 @@ int recv_fd(int sock) {
 }
 }  // namespace
 
-bool resume(Launched& l, bool tty, int& pty_fd, ChildError& error) {
+bool resume(Launched& l, bool tty, int& pty_fd, ChildError& error, pid_t* command_pid) {
   char go = 'G';
   ssize_t w;
   do {
@@ -673,13 +707,22 @@ bool resume(Launched& l, bool tty, int& pty_fd, ChildError& error) {
   if (tty && l.socket_fd >= 0) pty_fd = recv_fd(l.socket_fd);
   if (l.socket_fd >= 0) close(l.socket_fd);
   l.socket_fd = -1;
-  memset(&error, 0, sizeof error);
+  if (command_pid) *command_pid = l.pid;
   size_t got = 0;
-  while (got < sizeof error) {
-    ssize_t n = read(l.error_fd, reinterpret_cast<char*>(&error) + got, sizeof error - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
+  for (;;) {
+    memset(&error, 0, sizeof error);
+    got = 0;
+    while (got < sizeof error) {
+      ssize_t n = read(l.error_fd, reinterpret_cast<char*>(&error) + got, sizeof error - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    if (got == sizeof error && error.kind == -1) {
+      if (command_pid) *command_pid = error.err;
+      continue;
+    }
+    break;
   }
   close(l.error_fd);
   l.error_fd = -1;

@@ -57,6 +57,10 @@ struct LaunchPlan {
   bool stdin_null = false;         // open the container's /dev/null as stdin
   bool no_new_privs = false;
   bool loopback_up = false;        // bring "lo" up in a new network namespace
+  // exec into a running container: namespace files to join (/proc/PID/ns/user first). The
+  // child joins them, then clones the command with CLONE_PARENT so that it enters the pid
+  // namespace and is the caller's own child; its pid is reported through the error pipe.
+  std::vector<std::string> join_ns;
   bool die_with_parent = true;
   bool become_root = true;         // setresuid(0) in the new user namespace before anything
 };
@@ -66,8 +70,9 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan);
 
 // What a failed child reports through the error pipe.
 struct ChildError {
-  int32_t err;        // errno, or 0
-  int32_t kind;       // 0: setup failure (125), 1: command not found (127), 2: cannot invoke (126)
+  int32_t err;        // errno, or 0; for kind -1 the pid of the command
+  int32_t kind;       // 0: setup failure (125), 1: command not found (127), 2: cannot invoke (126),
+                      // -1: not an error: "the command runs as pid err" (exec into a container)
   char step[1016];    // which step failed, e.g. "mount /proc"
 };
 
@@ -82,7 +87,8 @@ struct Launched {
 // Lets a launched child go on (after its id maps are written), then blocks until it has exec'd
 // or failed. pty_fd receives the pty master when tty. Returns true when the exec succeeded;
 // otherwise error holds what the child reported.
-bool resume(Launched& l, bool tty, int& pty_fd, ChildError& error);
+// For an exec into a container, command_pid receives the pid of the command (else l.pid).
+bool resume(Launched& l, bool tty, int& pty_fd, ChildError& error, pid_t* command_pid = nullptr);
 
 // Clones the child. The child waits on the sync pipe before doing anything else.
 // Returns an empty string on success, else a message with errno.

@@ -23,6 +23,8 @@ export interface ChildFailure {
 
 export interface ResumeResult {
   ptyFd: number;
+  /** The command's pid (for an exec into a container, not the spawned intermediate). */
+  pid: number;
   error?: ChildFailure;
 }
 
@@ -150,6 +152,8 @@ export interface LaunchPlan {
   noNewPrivileges: boolean;
   /** Bring lo up (with a new network namespace). */
   loopbackUp?: boolean;
+  /** exec into a running container: its /proc/PID/ns/* files, user namespace first. */
+  joinNamespaces?: string[];
   /** Kill the child when the spawning thread dies (foreground runs, storage helpers). */
   dieWithParent: boolean;
 }
@@ -200,6 +204,7 @@ export function encodePlan(plan: LaunchPlan): Buffer {
   if (plan.stdinNull) rec("stdin-null");
   if (plan.noNewPrivileges) rec("no-new-privs");
   if (plan.loopbackUp) rec("loopback-up");
+  if (plan.joinNamespaces) rec("join", ...plan.joinNamespaces);
   if (!plan.dieWithParent) rec("keep-with-parent");
   return Buffer.from(parts.join("\0") + "\0", "utf8");
 }

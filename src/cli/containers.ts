@@ -4,6 +4,7 @@ import { Tsrun } from "../index.js";
 import type { ContainerRecord } from "../container/records.js";
 import { killContainer, readLogs, removeContainer, stopContainer, waitContainer } from "../container/lifecycle.js";
 import { TsrunError } from "../errors.js";
+import { execInContainer } from "../container/exec.js";
 import { ago, humanDuration, table } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { collect } from "./util.js";
@@ -105,6 +106,23 @@ function parseSince(s: string): Date {
 }
 
 export function registerContainers(program: Command): void {
+  program
+    .command("exec")
+    .description("Run a command in a running container")
+    .argument("<container>")
+    .argument("<command...>")
+    .helpOption("--help")
+    .option("-i, --interactive", "keep standard input open", false)
+    .option("-t, --tty", "allocate a pseudo-terminal", false)
+    .option("-d, --detach", "run the command in the background", false)
+    .option("-e, --env <KEY=VALUE>", "set an environment variable", collect, [])
+    .option("-w, --workdir <dir>", "working directory inside the container")
+    .option("-u, --user <user[:group]>", "user name or uid, optionally with group")
+    .passThroughOptions()
+    .action(async (name: string, command: string[], o: { interactive: boolean; tty: boolean; detach: boolean; env: string[]; workdir?: string; user?: string }) => {
+      process.exit(await execInContainer(new Tsrun().containers, name, { command, ...o }));
+    });
+
   program
     .command("ps")
     .description("List containers")

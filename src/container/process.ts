@@ -121,10 +121,12 @@ export async function attachForeground(proc: LaunchedProcess, opts: { interactiv
       stdin.pause();
       master?.destroy();
     }
-    try {
-      closeSync(proc.pidfd);
-    } catch {
-      // closed
+    if (proc.pidfd >= 0) {
+      try {
+        closeSync(proc.pidfd);
+      } catch {
+        // closed
+      }
     }
   }
 }

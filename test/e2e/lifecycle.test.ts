@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { asUser, cliEnv, env, importBusybox, tsrun } from "./helpers.js";
+import { asUser, cliEnv, env, importBusybox, shAsUser, tsrun } from "./helpers.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -158,5 +158,28 @@ describe("detached containers", () => {
     expect(r.code).toBe(125);
     expect(r.stderr).toMatch(/invalid signal/);
     await tsrun(["rm", "-f", name]);
+  });
+
+  it("exec joins the container: same processes, hostname and filesystem; -u, -w, -e, -d, -it, exit codes", async () => {
+    const name = unique("exec");
+    await tsrun(["run", "-d", "--name", name, "--hostname", "exechost", "busybox", "sh", "-c", "echo data > /tmp/shared; sleep 60"]);
+    await sleep(200);
+    const r = await tsrun(["exec", name, "sh", "-c", "echo pid=$$; hostname; cat /tmp/shared; cat /proc/1/cmdline | tr '\\0' ' '"]);
+    expect(r.code).toBe(0);
+    // busybox sh execs its last command: pid 1 is the sleep.
+    expect(r.stdout).toMatch(/^pid=\d+\nexechost\ndata\nsleep 60 $/);
+    expect(r.stdout).not.toMatch(/^pid=1$/m);
+    const u = await tsrun(["exec", "-u", "alice", "-w", "/home/alice", "-e", "X=1", name, "sh", "-c", "id -u; pwd; echo $X"]);
+    expect(u.stdout).toBe("1000\n/home/alice\n1\n");
+    expect((await tsrun(["exec", name, "sh", "-c", "exit 6"])).code).toBe(6);
+    expect((await tsrun(["exec", name, "no-such-cmd"])).code).toBe(127);
+    expect((await tsrun(["exec", "-d", name, "sh", "-c", "echo bg > /tmp/bg"])).code).toBe(0);
+    await until(async () => (await tsrun(["exec", name, "cat", "/tmp/bg"])).stdout === "bg\n");
+    const tty = await shAsUser(`script -qec '"$TSRUN" exec -it ${name} sh -c "tty; exit 2"' /dev/null`);
+    expect(tty.stdout).toMatch(/\/dev\/pts\/\d+/);
+    expect(tty.code).toBe(2);
+    await tsrun(["rm", "-f", name]);
+    const stopped = await tsrun(["exec", name, "true"]);
+    expect(stopped.code).toBe(125);
   });
 });

@@ -1,0 +1,87 @@
+// `exec`: a new process inside a running container, joining all of its namespaces (user first,
+// so that no id maps are needed), as the container's user unless told otherwise.
+import { closeSync, openSync } from "node:fs";
+import type { Containers } from "./run.js";
+import { attachForeground } from "./process.js";
+import { encodePlan, native, type LaunchPlan } from "../native.js";
+import { currentMapping, maxMappedId, setGroupsAllowed } from "../userns.js";
+import { DEFAULT_PATH, parseGroup, parsePasswd, parseUserSpec, resolveUser, splitEnv } from "./spec.js";
+import { readLayeredFile } from "./rootfs-files.js";
+import { TsrunError } from "../errors.js";
+import path from "node:path";
+
+export interface ExecOptions {
+  command: string[];
+  tty?: boolean;
+  interactive?: boolean;
+  detach?: boolean;
+  env?: string[];
+  workdir?: string | undefined;
+  user?: string | undefined;
+}
+
+const NAMESPACES = ["user", "mnt", "pid", "uts", "ipc", "net", "cgroup"];
+
+export async function execInContainer(containers: Containers, query: string, opts: ExecOptions): Promise<number> {
+  const record = containers.get(query);
+  if (record.state.status !== "running") throw new TsrunError(`container ${query} is not running`);
+  if (opts.command.length === 0) throw new TsrunError("exec: no command given");
+  if (opts.tty && opts.interactive && !process.stdin.isTTY && !opts.detach) throw new TsrunError("the input device is not a TTY", 1);
+  const pid = record.state.pid;
+  const mapping = currentMapping();
+  const dir = containers.records.containerDir(record.id);
+  const roots = [path.join(dir, "upper"), ...[...record.layers].reverse().map((c) => containers.store.layers.diffDir(c))];
+  const user = resolveUser(
+    parseUserSpec(opts.user ?? (record.config.user || "0")),
+    parsePasswd(readLayeredFile(roots, "etc/passwd") ?? ""),
+    parseGroup(readLayeredFile(roots, "etc/group") ?? ""),
+    { maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") },
+  );
+  const env = new Map(record.config.env.map((e) => splitEnv(e) as [string, string]));
+  for (const e of opts.env ?? []) {
+    const [k, v] = splitEnv(e);
+    if (v !== undefined) env.set(k, v);
+    else if (process.env[k] !== undefined) env.set(k, process.env[k] as string);
+  }
+  if (opts.tty) env.set("TERM", "xterm");
+  const envList = [...env].map(([k, v]) => `${k}=${v}`);
+  const namespaces = NAMESPACES.filter((ns) => ns !== "net" || record.hostConfig.networkMode !== "host").map((ns) => `/proc/${pid}/ns/${ns}`);
+  const devNull = opts.detach ? openSync("/dev/null", "r+") : -1;
+  const plan: LaunchPlan = {
+    cloneFlags: 0,
+    mounts: [],
+    maskedPaths: [],
+    readOnlyPaths: [],
+    argv: opts.command,
+    env: envList,
+    searchPath: env.get("PATH") ?? DEFAULT_PATH,
+    cwd: { path: opts.workdir ?? record.config.workingDir, create: false },
+    user: { uid: user.uid, gid: user.gid, groups: user.groups },
+    setGroupsAllowed: setGroupsAllowed(mapping),
+    stdinNull: !opts.interactive && !opts.tty,
+    noNewPrivileges: false,
+    dieWithParent: !opts.detach,
+    joinNamespaces: namespaces,
+  };
+  if (opts.detach) plan.stdio = [devNull, devNull, devNull];
+  if (opts.tty && !opts.detach) plan.tty = { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 };
+  const addon = native();
+  let handle;
+  try {
+    handle = addon.spawn(encodePlan(plan));
+  } finally {
+    if (devNull >= 0) closeSync(devNull);
+  }
+  // Joining an existing user namespace needs no id maps: let the child go on at once.
+  const resumed = addon.resume(handle.syncFd, handle.errorFd, handle.socketFd, plan.tty !== undefined);
+  await addon.waitPid(handle.pid); // the short-lived joiner
+  closeSync(handle.pidfd);
+  if (resumed.error) {
+    const e = resumed.error;
+    if (resumed.pid !== handle.pid && resumed.pid > 0) await addon.waitPid(resumed.pid);
+    const message = e.kind === 1 && e.errno === 0 ? e.step : e.message ? `${e.step}: ${e.message}` : e.step;
+    throw new TsrunError(message, e.kind === 1 ? 127 : e.kind === 2 ? 126 : 125);
+  }
+  if (opts.detach) return 0;
+  return attachForeground({ pid: resumed.pid, pidfd: -1, ptyFd: resumed.ptyFd }, { interactive: opts.interactive ?? false });
+}
