@@ -224,12 +224,12 @@ export function registerContainers(program: Command): void {
     .argument("<container...>")
     .option("-f, --force", "kill a running container first", false)
     .option("-v, --volumes", "remove anonymous volumes too", false)
-    .action(async (names: string[], o: { force: boolean }) => {
+    .action(async (names: string[], o: { force: boolean; volumes: boolean }) => {
       const t = new Tsrun();
       let failed = false;
       for (const name of names) {
         try {
-          await removeContainer(t.containers, name, o.force);
+          await removeContainer(t.containers, name, o.force, o.volumes);
           process.stdout.write(`${name}\n`);
         } catch (err) {
           failed = true;
@@ -248,23 +248,4 @@ export function registerContainers(program: Command): void {
       for (const name of names) process.stdout.write(`${await waitContainer(t.containers, name)}\n`);
     });
 
-  program
-    .command("create")
-    .description("Create a container without starting it")
-    .argument("<image>")
-    .argument("[command...]")
-    .helpOption("--help")
-    .option("-i, --interactive", "keep standard input open", false)
-    .option("-t, --tty", "allocate a pseudo-terminal", false)
-    .option("--name <name>", "assign a name to the container")
-    .option("-e, --env <KEY=VALUE>", "set an environment variable", collect, [])
-    .option("-w, --workdir <dir>", "working directory inside the container")
-    .option("-u, --user <user[:group]>", "user name or uid, optionally with group")
-    .option("--entrypoint <command>", "override the image's ENTRYPOINT")
-    .option("-h, --hostname <name>", "container host name")
-    .passThroughOptions()
-    .action(async (image: string, command: string[], o: { interactive: boolean; tty: boolean; name?: string; env: string[]; workdir?: string; user?: string; entrypoint?: string; hostname?: string }) => {
-      const record = await new Tsrun().containers.create({ image, args: command, ...o });
-      process.stdout.write(`${record.id}\n`);
-    });
 }

@@ -6,6 +6,7 @@ import { TsrunError } from "../errors.js";
 import { registerRun } from "./run.js";
 import { registerImages } from "./images.js";
 import { registerContainers } from "./containers.js";
+import { registerVolumes } from "./volumes.js";
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -25,6 +26,7 @@ const program = new Command("tsrun")
 registerRun(program);
 registerImages(program);
 registerContainers(program);
+registerVolumes(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

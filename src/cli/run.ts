@@ -1,14 +1,12 @@
-// `tsrun run`.
+// `tsrun run` and `tsrun create`: the container flags they share, and run itself.
 import { Option, type Command } from "commander";
-import { Tsrun } from "../index.js";
+import { Tsrun, type CreateOptions } from "../index.js";
 import { TsrunError } from "../errors.js";
 import { collect } from "./util.js";
 
-export interface RunFlags {
+export interface CreateFlags {
   interactive: boolean;
   tty: boolean;
-  detach: boolean;
-  rm: boolean;
   name?: string;
   env: string[];
   envFile: string[];
@@ -19,6 +17,15 @@ export interface RunFlags {
   readOnly: boolean;
   network: "none" | "host" | "private";
   label: string[];
+  volume: string[];
+  mount: string[];
+  tmpfs: string[];
+  volumesFrom: string[];
+  rm: boolean;
+}
+
+export interface RunFlags extends CreateFlags {
+  detach: boolean;
 }
 
 export function parseLabels(list: string[]): Record<string, string> {
@@ -30,30 +37,33 @@ export function parseLabels(list: string[]): Record<string, string> {
   return labels;
 }
 
-export async function runCommand(image: string, command: string[], o: RunFlags): Promise<number> {
+/** The flags `run` and `create` share, with Docker's names. */
+export function addContainerOptions(cmd: Command): Command {
+  return cmd
+    .helpOption("--help")
+    .option("-i, --interactive", "keep standard input open", false)
+    .option("-t, --tty", "allocate a pseudo-terminal", false)
+    .option("--rm", "remove the container (and its anonymous volumes) when it exits", false)
+    .option("--name <name>", "assign a name to the container")
+    .option("-e, --env <KEY=VALUE>", "set an environment variable (KEY alone takes the host's)", collect, [])
+    .option("--env-file <file>", "read environment variables from a file", collect, [])
+    .option("-w, --workdir <dir>", "working directory inside the container")
+    .option("-u, --user <user[:group]>", "user name or uid, optionally with group")
+    .option("--entrypoint <command>", "override the image's ENTRYPOINT")
+    .option("-h, --hostname <name>", "container host name")
+    .option("--read-only", "mount the root filesystem read-only", false)
+    .addOption(new Option("--network <mode>", "network mode").choices(["none", "host", "private"]).default("private"))
+    .option("-l, --label <KEY=VALUE>", "set a label", collect, [])
+    .option("-v, --volume <spec>", "bind mount HOST:CTR[:ro], named volume NAME:CTR, or anonymous /CTR", collect, [])
+    .option("--mount <spec>", "type=bind|volume|tmpfs,source=...,target=...[,readonly]", collect, [])
+    .option("--tmpfs <spec>", "tmpfs mount /path[:options]", collect, [])
+    .option("--volumes-from <container[:ro|rw]>", "mount the volumes of another container", collect, [])
+    .passThroughOptions();
+}
+
+export function createOptions(image: string, command: string[], o: CreateFlags): CreateOptions {
   if (o.name === "") throw new TsrunError('invalid container name ""');
-  if (o.detach) {
-    const record = await new Tsrun().runDetached({
-      image,
-      args: command,
-      name: o.name,
-      env: o.env,
-      envFiles: o.envFile,
-      workdir: o.workdir,
-      user: o.user,
-      entrypoint: o.entrypoint,
-      hostname: o.hostname,
-      readOnly: o.readOnly,
-      autoRemove: o.rm,
-      tty: o.tty,
-      interactive: o.interactive,
-      network: o.network,
-      labels: parseLabels(o.label),
-    });
-    process.stdout.write(`${record.id}\n`);
-    return 0;
-  }
-  return new Tsrun().run({
+  return {
     image,
     args: command,
     name: o.name,
@@ -69,32 +79,39 @@ export async function runCommand(image: string, command: string[], o: RunFlags):
     interactive: o.interactive,
     network: o.network,
     labels: parseLabels(o.label),
-  });
+    volumes: o.volume,
+    mounts: o.mount,
+    tmpfs: o.tmpfs,
+    volumesFrom: o.volumesFrom,
+  };
+}
+
+export async function runCommand(image: string, command: string[], o: RunFlags): Promise<number> {
+  const opts = createOptions(image, command, o);
+  if (o.detach) {
+    const record = await new Tsrun().runDetached(opts);
+    process.stdout.write(`${record.id}\n`);
+    return 0;
+  }
+  return new Tsrun().run(opts);
 }
 
 export function registerRun(program: Command): void {
-  program
-    .command("run")
-    .description("Run a command in a new container")
-    .argument("<image>")
-    .argument("[command...]")
-    .helpOption("--help")
-    .option("-i, --interactive", "keep standard input open", false)
-    .option("-t, --tty", "allocate a pseudo-terminal", false)
-    .option("-d, --detach", "run in the background and print the container ID", false)
-    .option("--rm", "remove the container when it exits", false)
-    .option("--name <name>", "assign a name to the container")
-    .option("-e, --env <KEY=VALUE>", "set an environment variable (KEY alone takes the host's)", collect, [])
-    .option("--env-file <file>", "read environment variables from a file", collect, [])
-    .option("-w, --workdir <dir>", "working directory inside the container")
-    .option("-u, --user <user[:group]>", "user name or uid, optionally with group")
-    .option("--entrypoint <command>", "override the image's ENTRYPOINT")
-    .option("-h, --hostname <name>", "container host name")
-    .option("--read-only", "mount the root filesystem read-only", false)
-    .addOption(new Option("--network <mode>", "network mode").choices(["none", "host", "private"]).default("private"))
-    .option("-l, --label <KEY=VALUE>", "set a label", collect, [])
-    .passThroughOptions()
-    .action(async (image: string, command: string[], o: RunFlags) => {
-      process.exit(await runCommand(image, command, o));
-    });
+  addContainerOptions(
+    program
+      .command("run")
+      .description("Run a command in a new container")
+      .argument("<image>")
+      .argument("[command...]")
+      .option("-d, --detach", "run in the background and print the container ID", false),
+  ).action(async (image: string, command: string[], o: RunFlags) => {
+    process.exit(await runCommand(image, command, o));
+  });
+
+  addContainerOptions(
+    program.command("create").description("Create a container without starting it").argument("<image>").argument("[command...]"),
+  ).action(async (image: string, command: string[], o: CreateFlags) => {
+    const record = await new Tsrun().containers.create(createOptions(image, command, o));
+    process.stdout.write(`${record.id}\n`);
+  });
 }

@@ -59,7 +59,7 @@ export function killContainer(containers: Containers, query: string, sig = "SIGK
   return record;
 }
 
-export async function removeContainer(containers: Containers, query: string, force: boolean): Promise<ContainerRecord> {
+export async function removeContainer(containers: Containers, query: string, force: boolean, volumes = false): Promise<ContainerRecord> {
   const record = containers.get(query);
   if (record.state.status === "running") {
     if (!force)
@@ -67,7 +67,7 @@ export async function removeContainer(containers: Containers, query: string, for
     signal(record, constants.signals.SIGKILL);
     await waitStopped(containers, record.id, 10_000);
   }
-  await containers.remove(record);
+  await containers.remove(record, { volumes });
   return record;
 }
 

@@ -5,6 +5,7 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { writeJsonAtomic } from "../store/atomic.js";
 import { TsrunError, NotFoundError } from "../errors.js";
+import type { MountSpec } from "./volumes.js";
 
 export type ContainerStatus = "created" | "running" | "exited";
 
@@ -49,6 +50,8 @@ export interface ContainerRecord {
     autoRemove: boolean;
     readOnly: boolean;
     networkMode: string;
+    /** Binds, volumes and tmpfs mounts, volumes already created. */
+    mounts: MountSpec[];
   };
   state: ContainerState;
 }

@@ -13,6 +13,7 @@ import { NotFoundError, TsrunError } from "../errors.js";
 import type { ImageConfig } from "../image/types.js";
 import type { LaunchPlan } from "../native.js";
 import { normaliseName } from "../image/reference.js";
+import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec } from "./volumes.js";
 import { clearExitFile, processStartTime, refreshState } from "./state.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
 import { idMapFile, idMapSteps } from "../userns.js";
@@ -35,12 +36,65 @@ export interface CreateOptions {
   interactive?: boolean;
   network?: NetworkMode;
   labels?: Record<string, string>;
+  /** -v specs, --mount specs, --tmpfs specs, --volumes-from containers. */
+  volumes?: string[];
+  mounts?: string[];
+  tmpfs?: string[];
+  volumesFrom?: string[];
 }
 
 export class Containers {
   readonly records: ContainerStore;
+  readonly volumes: Volumes;
   constructor(readonly store: Store) {
     this.records = new ContainerStore(store.paths.containers);
+    this.volumes = new Volumes(store);
+  }
+
+  /** The container's mounts from its flags and the image's VOLUME entries (parsed, checked). */
+  private mountSpecs(opts: CreateOptions, imageVolumes: string[]): MountSpec[] {
+    const specs: MountSpec[] = [
+      ...(opts.volumes ?? []).map(parseVolumeFlag),
+      ...(opts.mounts ?? []).map(parseMountFlag),
+      ...(opts.tmpfs ?? []).map(parseTmpfsFlag),
+    ];
+    for (const from of opts.volumesFrom ?? []) {
+      const [name, mode] = from.split(":") as [string, string | undefined];
+      if (mode !== undefined && mode !== "ro" && mode !== "rw") throw new TsrunError(`invalid --volumes-from "${from}"`);
+      const other = this.get(name);
+      for (const m of other.hostConfig.mounts ?? []) {
+        if (m.type === "tmpfs") continue;
+        specs.push({ ...m, anonymous: false, readOnly: mode === "ro" ? true : mode === "rw" ? false : m.readOnly });
+      }
+    }
+    const targets = new Set<string>();
+    for (const m of specs) {
+      if (targets.has(m.target)) throw new TsrunError(`duplicate mount point: ${m.target}`);
+      targets.add(m.target);
+    }
+    for (const v of imageVolumes) {
+      const target = path.posix.normalize(v);
+      if (!targets.has(target)) specs.push({ type: "volume", source: "", target, readOnly: false, anonymous: true });
+    }
+    return specs;
+  }
+
+  /** Creates the volumes a container needs (filling new ones from the image) and bind dirs. */
+  private async prepareMounts(specs: MountSpec[], layerDirs: string[]): Promise<void> {
+    for (const m of specs) {
+      if (m.type === "bind" && !existsSync(m.source)) mkdirSync(m.source, { recursive: true });
+      if (m.type !== "volume") continue;
+      const { record, created } = this.volumes.create(m.source || undefined, {}, m.anonymous ?? false);
+      m.source = record.Name;
+      if (!created || m.noCopy) continue;
+      try {
+        await this.volumes.copyUp(record.Name, layerDirs, m.target);
+      } catch (err) {
+        // A volume that could not be filled is not left behind half made.
+        await this.volumes.remove(record.Name, []);
+        throw err;
+      }
+    }
   }
 
   private imageConfig(configDigest: string): ImageConfig {
@@ -108,10 +162,16 @@ export class Containers {
         labels: { ...(c.Labels ?? {}), ...(opts.labels ?? {}) },
         stopSignal: c.StopSignal ?? "SIGTERM",
       },
-      hostConfig: { autoRemove: opts.autoRemove ?? false, readOnly: opts.readOnly ?? false, networkMode: network },
+      hostConfig: {
+        autoRemove: opts.autoRemove ?? false,
+        readOnly: opts.readOnly ?? false,
+        networkMode: network,
+        mounts: this.mountSpecs(opts, Object.keys(c.Volumes ?? {})),
+      },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
     };
     const user = this.resolveUserFor(record);
+    await this.prepareMounts(record.hostConfig.mounts, [...record.layers].reverse().map((l) => this.store.layers.diffDir(l)));
     record.config.env = mergeEnv(c.Env, [...envFromFiles, ...(opts.env ?? [])], { hostname, tty, home: user.home });
     record.name = this.records.claimName(opts.name, id);
     try {
@@ -151,7 +211,7 @@ export class Containers {
       network,
       etcFiles: { hosts: path.join(dir, "hosts"), resolvConf: path.join(dir, "resolv.conf"), hostname: path.join(dir, "hostname") },
       ttyGroupMapped: maxMappedId(mapping, "gid") >= 5,
-      extraMounts: [],
+      extraMounts: planMounts(record.hostConfig.mounts ?? [], this.volumes),
     });
     const envPath = record.config.env.find((e) => e.startsWith("PATH="))?.slice(5) ?? DEFAULT_PATH;
     const plan: LaunchPlan = {
@@ -209,7 +269,7 @@ export class Containers {
     clearExitFile(dir);
     if (record.hostConfig.autoRemove) {
       const cli = path.join(packageRoot(), "bin", "tsrun");
-      writeFileSync(path.join(dir, "autoremove"), [process.execPath, cli, "rm", "--force", record.id].join("\n") + "\n");
+      writeFileSync(path.join(dir, "autoremove"), [process.execPath, cli, "rm", "--force", "--volumes", record.id].join("\n") + "\n");
     }
     const addon = native();
     const [readyRead, readyWrite] = addon.pipe();
@@ -265,10 +325,23 @@ export class Containers {
     });
   }
 
-  /** Removes a container's record, name and directories (files of many owners included). */
-  async remove(record: ContainerRecord): Promise<void> {
+  /** Removes a container's record, name and directories (and with volumes, its anonymous volumes). */
+  async remove(record: ContainerRecord, opts: { volumes?: boolean } = {}): Promise<void> {
     await this.store.removeTree(this.records.containerDir(record.id));
     this.records.releaseName(record.name);
+    if (opts.volumes) {
+      for (const m of record.hostConfig.mounts ?? []) {
+        if (m.type === "volume" && m.anonymous && this.volumes.exists(m.source)) await this.volumes.remove(m.source, this.volumeUsers(m.source));
+      }
+    }
+  }
+
+  /** Names of containers that mount a volume. */
+  volumeUsers(volume: string): string[] {
+    return this.records
+      .list()
+      .filter((r) => (r.hostConfig.mounts ?? []).some((m) => m.type === "volume" && m.source === volume))
+      .map((r) => r.name);
   }
 
   /** `run` in the foreground: create, start, wait; returns the container's exit status. */
@@ -285,7 +358,7 @@ export class Containers {
     }
     const status = await attachForeground(proc, { interactive: opts.interactive ?? false });
     if (record.hostConfig.autoRemove) {
-      await this.remove(record);
+      await this.remove(record, { volumes: true });
     } else {
       record.state = { ...record.state, status: "exited", pid: 0, exitCode: status, finishedAt: new Date().toISOString() };
       this.records.save(record);

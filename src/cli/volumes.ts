@@ -1,0 +1,62 @@
+// `tsrun volume create|ls|inspect|rm|prune`.
+import type { Command } from "commander";
+import { Tsrun } from "../index.js";
+import { collect } from "./util.js";
+import { table } from "./output.js";
+import { parseLabels } from "./run.js";
+
+export function registerVolumes(program: Command): void {
+  const volume = program.command("volume").description("Manage volumes");
+  volume
+    .command("create")
+    .argument("[name]")
+    .option("-l, --label <KEY=VALUE>", "set a label", collect, [])
+    .action((name: string | undefined, o: { label: string[] }) => {
+      const { record } = new Tsrun().containers.volumes.create(name, parseLabels(o.label));
+      process.stdout.write(`${record.Name}\n`);
+    });
+  volume
+    .command("ls")
+    .alias("list")
+    .option("-q, --quiet", "only volume names", false)
+    .action((o: { quiet: boolean }) => {
+      const list = new Tsrun().containers.volumes.list();
+      if (o.quiet) for (const v of list) process.stdout.write(`${v.Name}\n`);
+      else process.stdout.write(table([["DRIVER", "VOLUME NAME"], ...list.map((v) => [v.Driver, v.Name])]));
+    });
+  volume
+    .command("inspect")
+    .argument("<name...>")
+    .action((names: string[]) => {
+      const volumes = new Tsrun().containers.volumes;
+      process.stdout.write(JSON.stringify(names.map((n) => volumes.inspect(n)), null, 4) + "\n");
+    });
+  volume
+    .command("rm")
+    .alias("remove")
+    .argument("<name...>")
+    .option("-f, --force", "remove even if in use (not allowed: fails like Docker)", false)
+    .action(async (names: string[]) => {
+      const t = new Tsrun();
+      for (const n of names) {
+        await t.containers.volumes.remove(n, t.containers.volumeUsers(n));
+        process.stdout.write(`${n}\n`);
+      }
+    });
+  volume
+    .command("prune")
+    .option("-f, --force", "do not prompt", false)
+    .option("-a, --all", "remove named volumes too, not only anonymous ones", false)
+    .action(async (o: { all: boolean }) => {
+      const t = new Tsrun();
+      const removed: string[] = [];
+      for (const v of t.containers.volumes.list()) {
+        if (!o.all && !v.Anonymous) continue;
+        if (t.containers.volumeUsers(v.Name).length > 0) continue;
+        await t.containers.volumes.remove(v.Name, []);
+        removed.push(v.Name);
+      }
+      process.stdout.write(removed.length ? `Deleted Volumes:\n${removed.join("\n")}\n\n` : "");
+      process.stdout.write(`Total reclaimed space: ${removed.length} volume(s)\n`);
+    });
+}

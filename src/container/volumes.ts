@@ -1,0 +1,225 @@
+// Volumes and mounts: `-v`, `--mount`, `--tmpfs`, `--volumes-from`, and the named volumes under
+// the store (volumes/<name>/_data). A new named volume is filled from the image's content at
+// its path on first use, as Docker does. Every target is resolved inside the container's root by
+// the launcher (openat2 RESOLVE_IN_ROOT), never on the host.
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { writeJsonAtomic } from "../store/atomic.js";
+import type { Store } from "../store/store.js";
+import { runInUserNamespace } from "../userns.js";
+import { MS, type PlanMount } from "../native.js";
+import { TsrunError, NotFoundError } from "../errors.js";
+
+export interface MountSpec {
+  type: "bind" | "volume" | "tmpfs";
+  /** Host path (bind) or volume name (volume); empty for tmpfs. */
+  source: string;
+  target: string;
+  readOnly: boolean;
+  /** volume: do not copy the image's content into a new volume. */
+  noCopy?: boolean;
+  /** tmpfs: mount options (size=, mode=). */
+  tmpfsOptions?: string;
+  /** volume created for this container without a name (removed by rm -v). */
+  anonymous?: boolean;
+}
+
+export interface VolumeRecord {
+  Name: string;
+  Driver: "local";
+  Mountpoint: string;
+  CreatedAt: string;
+  Labels: Record<string, string>;
+  Scope: "local";
+  Options: Record<string, string>;
+  Anonymous: boolean;
+}
+
+const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+
+function checkTarget(target: string, what: string): string {
+  if (!target.startsWith("/")) throw new TsrunError(`invalid ${what} "${target}": the container path must be absolute`);
+  const clean = path.posix.normalize(target);
+  if (clean === "/") throw new TsrunError(`invalid ${what} "${target}": cannot mount over /`);
+  return clean;
+}
+
+/** Parses `-v SRC:DST[:ro|rw|z|Z]`, `-v NAME:DST`, `-v /DST` (anonymous). */
+export function parseVolumeFlag(spec: string): MountSpec {
+  const parts = spec.split(":");
+  if (parts.length > 3 || parts.some((p) => p === "")) throw new TsrunError(`invalid volume specification "${spec}"`);
+  let readOnly = false;
+  if (parts.length === 3 || (parts.length === 2 && /^(ro|rw|z|Z|ro,.*|rw,.*)$/.test(parts[1] as string) && !(parts[1] as string).startsWith("/"))) {
+    const opts = (parts.pop() as string).split(",");
+    for (const o of opts) {
+      if (o === "ro") readOnly = true;
+      else if (o !== "rw" && o !== "z" && o !== "Z") throw new TsrunError(`invalid volume specification "${spec}": unknown option "${o}"`);
+    }
+  }
+  if (parts.length === 1) return { type: "volume", source: "", target: checkTarget(parts[0] as string, "volume"), readOnly, anonymous: true };
+  const [source, target] = parts as [string, string];
+  if (source.startsWith("/")) return { type: "bind", source: path.normalize(source), target: checkTarget(target, "volume"), readOnly };
+  if (!VOLUME_NAME.test(source)) throw new TsrunError(`invalid volume name "${source}": use [a-zA-Z0-9][a-zA-Z0-9_.-]+ or an absolute host path`);
+  return { type: "volume", source, target: checkTarget(target, "volume"), readOnly };
+}
+
+/** Parses `--mount type=bind|volume|tmpfs,source=...,target=...,readonly,...`. */
+export function parseMountFlag(spec: string): MountSpec {
+  const kv = new Map<string, string>();
+  for (const field of spec.split(",")) {
+    const eq = field.indexOf("=");
+    kv.set(eq < 0 ? field : field.slice(0, eq), eq < 0 ? "true" : field.slice(eq + 1));
+  }
+  const type = kv.get("type") ?? "volume";
+  const target = kv.get("target") ?? kv.get("destination") ?? kv.get("dst") ?? kv.get("dest");
+  if (!target) throw new TsrunError(`invalid --mount "${spec}": target is required`);
+  const source = kv.get("source") ?? kv.get("src") ?? "";
+  const ro = kv.get("readonly") ?? kv.get("ro");
+  const readOnly = ro === "true" || ro === "1";
+  const known = new Set(["type", "target", "destination", "dst", "dest", "source", "src", "readonly", "ro", "volume-nocopy", "tmpfs-size", "tmpfs-mode", "bind-propagation", "consistency"]);
+  for (const k of kv.keys()) if (!known.has(k)) throw new TsrunError(`invalid --mount "${spec}": unknown field "${k}"`);
+  switch (type) {
+    case "bind":
+      if (!source.startsWith("/")) throw new TsrunError(`invalid --mount "${spec}": a bind source must be an absolute path`);
+      if (!existsSync(source)) throw new TsrunError(`invalid --mount "${spec}": bind source path does not exist: ${source}`);
+      return { type, source: path.normalize(source), target: checkTarget(target, "mount"), readOnly };
+    case "volume":
+      if (source && !VOLUME_NAME.test(source)) throw new TsrunError(`invalid --mount "${spec}": bad volume name "${source}"`);
+      return { type, source, target: checkTarget(target, "mount"), readOnly, noCopy: kv.has("volume-nocopy"), anonymous: source === "" };
+    case "tmpfs": {
+      const opts: string[] = [];
+      const size = kv.get("tmpfs-size");
+      const mode = kv.get("tmpfs-mode");
+      if (size) opts.push(`size=${size}`);
+      if (mode) opts.push(`mode=${mode}`);
+      return { type, source: "", target: checkTarget(target, "mount"), readOnly, tmpfsOptions: opts.join(",") };
+    }
+    default:
+      throw new TsrunError(`invalid --mount "${spec}": unknown type "${type}"`);
+  }
+}
+
+/** `--tmpfs /path[:opts]`. */
+export function parseTmpfsFlag(spec: string): MountSpec {
+  const colon = spec.indexOf(":");
+  const target = colon < 0 ? spec : spec.slice(0, colon);
+  const opts = colon < 0 ? "" : spec.slice(colon + 1);
+  if (!/^[a-z0-9=,.-]*$/i.test(opts)) throw new TsrunError(`invalid --tmpfs options "${opts}"`);
+  return { type: "tmpfs", source: "", target: checkTarget(target, "tmpfs"), readOnly: false, tmpfsOptions: opts };
+}
+
+export class Volumes {
+  readonly dir: string;
+  constructor(private readonly store: Store) {
+    this.dir = store.paths.volumes;
+  }
+
+  dataDir(name: string): string {
+    return path.join(this.dir, name, "_data");
+  }
+
+  exists(name: string): boolean {
+    return existsSync(path.join(this.dir, name, "volume.json"));
+  }
+
+  inspect(name: string): VolumeRecord {
+    try {
+      return JSON.parse(readFileSync(path.join(this.dir, name, "volume.json"), "utf8")) as VolumeRecord;
+    } catch {
+      throw new NotFoundError(`no such volume: ${name}`);
+    }
+  }
+
+  list(): VolumeRecord[] {
+    if (!existsSync(this.dir)) return [];
+    return readdirSync(this.dir)
+      .filter((n) => existsSync(path.join(this.dir, n, "volume.json")))
+      .map((n) => this.inspect(n))
+      .sort((a, b) => a.Name.localeCompare(b.Name));
+  }
+
+  /** Creates a volume (idempotent for an existing name); returns true when it is new. */
+  create(name: string | undefined, labels: Record<string, string> = {}, anonymous = false): { record: VolumeRecord; created: boolean } {
+    const volumeName = name ?? randomBytes(32).toString("hex");
+    if (!VOLUME_NAME.test(volumeName)) throw new TsrunError(`invalid volume name "${volumeName}"`);
+    if (this.exists(volumeName)) return { record: this.inspect(volumeName), created: false };
+    mkdirSync(this.dataDir(volumeName), { recursive: true, mode: 0o755 });
+    const record: VolumeRecord = {
+      Name: volumeName,
+      Driver: "local",
+      Mountpoint: this.dataDir(volumeName),
+      CreatedAt: new Date().toISOString(),
+      Labels: labels,
+      Scope: "local",
+      Options: {},
+      Anonymous: anonymous,
+    };
+    writeJsonAtomic(path.join(this.dir, volumeName, "volume.json"), record);
+    return { record, created: true };
+  }
+
+  async remove(name: string, inUseBy: string[]): Promise<void> {
+    this.inspect(name);
+    if (inUseBy.length > 0) throw new TsrunError(`volume ${name} is in use by container ${inUseBy[0]}`);
+    await this.store.removeTree(path.join(this.dir, name));
+  }
+
+  /**
+   * Copies the image's content at target into an empty new volume, preserving owners and
+   * modes: inside the user namespace, through a read-only overlay of the image's layers.
+   */
+  async copyUp(volumeName: string, layerDirs: string[], target: string): Promise<void> {
+    const data = this.dataDir(volumeName);
+    if (readdirSync(data).length > 0 || layerDirs.length === 0) return;
+    const sub = target.replace(/^\/+/, "");
+    const copy = 'if [ -d "$SRC/$3" ]; then cp -a "$SRC/$3/." "$4/" || exit 1; ' + 'chown --reference="$SRC/$3" "$4" && chmod --reference="$SRC/$3" "$4"; fi';
+    if (layerDirs.length === 1) {
+      // One layer has nothing to merge (its whiteouts only hide lower content): copy from it.
+      const r = await runInUserNamespace(["sh", "-c", `SRC="$1"; ${copy}`, "copy-up", layerDirs[0] as string, "", sub, data]);
+      if (r.code !== 0) throw new TsrunError(`filling volume ${volumeName} from the image at ${target}: ${r.stderr.trim() || `exit ${r.code}`}`);
+      return;
+    }
+    const mnt = path.join(this.store.paths.tmp, `copyup-${process.pid}-${randomBytes(4).toString("hex")}`);
+    mkdirSync(mnt, { recursive: true });
+    const esc = (p: string): string => p.replace(/([\\,:])/g, "\\$1");
+    // A read-only overlay of the image's layers (no upper dir), inside the helper's mount namespace.
+    const script = 'mount -n -t overlay overlay -o "lowerdir=$1,userxattr" "$2" || exit 1; SRC="$2"; ' + copy;
+    try {
+      const r = await runInUserNamespace(["sh", "-c", script, "copy-up", layerDirs.map(esc).join(":"), mnt, sub, data]);
+      if (r.code !== 0) throw new TsrunError(`filling volume ${volumeName} from the image at ${target}: ${r.stderr.trim() || `exit ${r.code}`}`);
+    } finally {
+      // The overlay lived in the helper's mount namespace only: mnt is an empty dir again.
+      await this.store.removeTree(mnt);
+    }
+  }
+}
+
+/** The launch-plan mounts for a container's mount specs (volumes must exist already). */
+export function planMounts(specs: MountSpec[], volumes: Volumes): PlanMount[] {
+  return specs.map((m): PlanMount => {
+    switch (m.type) {
+      case "bind":
+      case "volume": {
+        const source = m.type === "bind" ? m.source : volumes.dataDir(m.source);
+        let isDir = true;
+        try {
+          isDir = statSync(source).isDirectory();
+        } catch {
+          throw new TsrunError(`mount source ${source} does not exist`);
+        }
+        return { kind: "bind", source, target: m.target, flags: m.readOnly ? MS.RDONLY : 0, create: isDir ? "dir" : "file", recursive: true };
+      }
+      case "tmpfs":
+        return {
+          kind: "mount",
+          source: "tmpfs",
+          target: m.target,
+          fstype: "tmpfs",
+          flags: MS.NOSUID | MS.NODEV | (m.readOnly ? MS.RDONLY : 0),
+          data: m.tmpfsOptions || "mode=1777",
+          create: "dir",
+        };
+    }
+  });
+}

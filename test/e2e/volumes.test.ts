@@ -1,0 +1,114 @@
+// Volumes and mounts end to end: binds (rw/ro), named volumes filled from the image and kept
+// across containers, anonymous volumes from VOLUME, --mount, --tmpfs, --volumes-from, rm -v,
+// owners inside volumes, and targets that are symlinks inside the image.
+import { beforeAll, describe, expect, it } from "vitest";
+import { chownSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { env, importBusybox, scratchDir, tsrun } from "./helpers.js";
+
+const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+
+function subordinateStart(): number {
+  const name = env.user ? "tsrun-test" : String(process.getuid?.());
+  const line = readFileSync("/etc/subuid", "utf8").split("\n").find((l) => l.startsWith(`${name}:`));
+  return Number(line?.split(":")[1]);
+}
+
+beforeAll(async () => {
+  await importBusybox("busybox");
+  await importBusybox("withvolume", ['VOLUME ["/home/alice"]', 'CMD ["sh"]']);
+});
+
+describe("bind mounts", () => {
+  it("-v HOST:CTR reads and writes the host directory; :ro refuses writes", async () => {
+    const dir = scratchDir("bind");
+    writeFileSync(path.join(dir, "in"), "from host\n");
+    if (env.user) chownSync(path.join(dir, "in"), env.user.uid, env.user.gid);
+    const r = await tsrun(["run", "--rm", "-v", `${dir}:/data`, "busybox", "sh", "-c", "cat /data/in; echo from container > /data/out"]);
+    expect(r.stdout).toBe("from host\n");
+    expect(readFileSync(path.join(dir, "out"), "utf8")).toBe("from container\n");
+    const ro = await tsrun(["run", "--rm", "-v", `${dir}:/data:ro`, "busybox", "sh", "-c", "echo x > /data/blocked"]);
+    expect(ro.code).not.toBe(0);
+    expect(ro.stderr).toMatch(/Read-only file system/);
+    expect(existsSync(path.join(dir, "blocked"))).toBe(false);
+    const m = await tsrun(["run", "--rm", "--mount", `type=bind,source=${dir},target=/m,readonly`, "busybox", "cat", "/m/in"]);
+    expect(m.stdout).toBe("from host\n");
+  });
+
+  it("a target that is a symlink in the image resolves inside the container, never on the host", async () => {
+    const dir = scratchDir("symlinktarget");
+    // /bin/sh -> busybox in the image: mounting on /etc/../bin/.. paths and absolute symlinks stays inside.
+    const r = await tsrun(["run", "--rm", "-v", `${dir}:/tmp/../tmp/x`, "busybox", "sh", "-c", "ls -d /tmp/x && touch /tmp/x/ok"]);
+    expect(r.code).toBe(0);
+    expect(existsSync(path.join(dir, "ok"))).toBe(true);
+  });
+
+  it("bad specs are one-line errors", async () => {
+    for (const spec of ["rel/ative:/x", "/a:relative", "/a:/b:bogus", ":/x"]) {
+      const r = await tsrun(["run", "--rm", "-v", spec, "busybox", "true"]);
+      expect(r.code, spec).toBe(125);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    }
+    const missing = await tsrun(["run", "--rm", "--mount", "type=bind,source=/no/such/dir,target=/x", "busybox", "true"]);
+    expect(missing.stderr).toMatch(/does not exist/);
+  });
+});
+
+describe("volumes", () => {
+  it("a named volume is created on first use, filled from the image with its owners, and persists", async () => {
+    const vol = unique("vol");
+    const r = await tsrun(["run", "--rm", "-u", "alice", "-v", `${vol}:/home/alice`, "busybox", "sh", "-c", "echo hi > /home/alice/note; ls -ln /home/alice"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/1000\s+1000\s+3 .* note/);
+    const again = await tsrun(["run", "--rm", "-v", `${vol}:/v`, "busybox", "sh", "-c", "cat /v/note; stat -c '%u:%g %a' /v"]);
+    expect(again.stdout).toBe("hi\n1000:1000 755\n");
+    // On the host the file belongs to the subordinate uid for container uid 1000.
+    const data = path.join(env.storeRoot, "volumes", vol, "_data");
+    expect(statSync(path.join(data, "note")).uid).toBe(subordinateStart() + 999);
+    const ls = await tsrun(["volume", "ls", "-q"]);
+    expect(ls.stdout.split("\n")).toContain(vol);
+    const inspect = JSON.parse((await tsrun(["volume", "inspect", vol])).stdout);
+    expect(inspect[0]).toMatchObject({ Name: vol, Driver: "local", Mountpoint: data });
+    expect((await tsrun(["volume", "rm", vol])).code).toBe(0);
+    expect(existsSync(path.join(env.storeRoot, "volumes", vol))).toBe(false);
+  });
+
+  it("a volume in use cannot be removed", async () => {
+    const vol = unique("busy");
+    const name = unique("holder");
+    await tsrun(["run", "--name", name, "-v", `${vol}:/v`, "busybox", "true"]);
+    const rm = await tsrun(["volume", "rm", vol]);
+    expect(rm.code).not.toBe(0);
+    expect(rm.stderr).toMatch(/in use/);
+    await tsrun(["rm", name]);
+    expect((await tsrun(["volume", "rm", vol])).code).toBe(0);
+  });
+
+  it("VOLUME in the image gets an anonymous volume; --volumes-from shares it; rm -v removes it", async () => {
+    const a = unique("anon");
+    const b = unique("from");
+    expect((await tsrun(["run", "--name", a, "withvolume", "sh", "-c", "echo shared > /home/alice/s"])).code).toBe(0);
+    const record = JSON.parse(readFileSync(path.join(env.storeRoot, "containers", (await tsrun(["ps", "-a", "-q", "--no-trunc", "--filter", `name=${a}`])).stdout.trim(), "container.json"), "utf8"));
+    const mount = record.hostConfig.mounts.find((m: { target: string }) => m.target === "/home/alice");
+    expect(mount).toMatchObject({ type: "volume", anonymous: true });
+    const r = await tsrun(["run", "--rm", "--name", b, "--volumes-from", `${a}:ro`, "busybox", "sh", "-c", "cat /home/alice/s; touch /home/alice/t"]);
+    expect(r.stdout).toBe("shared\n");
+    expect(r.stderr).toMatch(/Read-only/);
+    expect(existsSync(path.join(env.storeRoot, "volumes", mount.source))).toBe(true);
+    expect((await tsrun(["rm", "-v", a])).code).toBe(0);
+    expect(existsSync(path.join(env.storeRoot, "volumes", mount.source))).toBe(false);
+  });
+
+  it("--rm removes anonymous volumes but keeps named ones", async () => {
+    const before = readdirSync(path.join(env.storeRoot, "volumes")).length;
+    expect((await tsrun(["run", "--rm", "-v", "/anon", "withvolume", "true"])).code).toBe(0);
+    expect(readdirSync(path.join(env.storeRoot, "volumes")).length).toBe(before);
+  });
+});
+
+describe("tmpfs", () => {
+  it("--tmpfs and --mount type=tmpfs give a fresh writable tmpfs, also with --read-only", async () => {
+    const r = await tsrun(["run", "--rm", "--read-only", "--tmpfs", "/scratch", "--mount", "type=tmpfs,target=/small,tmpfs-size=1m", "busybox", "sh", "-c", "touch /scratch/a && echo ok; grep -E ' /(scratch|small) ' /proc/mounts | cut -d' ' -f1-3 | sort"]);
+    expect(r.stdout).toBe("ok\ntmpfs /scratch tmpfs\ntmpfs /small tmpfs\n");
+  });
+});
