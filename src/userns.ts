@@ -133,11 +133,18 @@ export interface HelperResult {
  * Runs argv inside a new user+mount namespace with the full id mapping, where the caller is
  * root over all its subordinate ids: for storage work on files owned by many uids.
  */
-export async function runInUserNamespace(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<HelperResult> {
+export async function runInUserNamespace(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  opts: { joinUserNamespace?: string; stdin?: number; stdout?: number } = {},
+): Promise<HelperResult> {
   const addon = native();
   const [errRead, errWrite] = addon.pipe();
+  const join = opts.joinUserNamespace;
   const plan: LaunchPlan = {
-    cloneFlags: CLONE.NEWUSER | CLONE.NEWNS,
+    // Either a new user+mount namespace with the full mapping, or an existing container's user
+    // namespace (joined: root there, still in the host's mount namespace).
+    cloneFlags: join ? 0 : CLONE.NEWUSER | CLONE.NEWNS,
     mounts: [],
     maskedPaths: [],
     readOnlyPaths: [],
@@ -145,11 +152,12 @@ export async function runInUserNamespace(argv: string[], env: NodeJS.ProcessEnv 
     env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
     searchPath: env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
     setGroupsAllowed: true,
-    stdio: [-1, -1, errWrite],
+    stdio: [opts.stdin ?? -1, opts.stdout ?? -1, errWrite],
     stdinNull: false,
     noNewPrivileges: false,
     dieWithParent: true,
   };
+  if (join) plan.joinNamespaces = [join];
   let handle;
   try {
     handle = addon.spawn(encodePlan(plan));
@@ -164,7 +172,7 @@ export async function runInUserNamespace(argv: string[], env: NodeJS.ProcessEnv 
     stream.on("error", () => resolve());
   });
   try {
-    await writeIdMaps(handle.pid);
+    if (!join) await writeIdMaps(handle.pid);
   } catch (err) {
     closeSync(handle.syncFd);
     closeSync(handle.errorFd);
@@ -173,7 +181,8 @@ export async function runInUserNamespace(argv: string[], env: NodeJS.ProcessEnv 
     throw err;
   }
   const resumed = addon.resume(handle.syncFd, handle.errorFd, handle.socketFd, false);
-  const status = await addon.waitPid(handle.pid);
+  if (join) await addon.waitPid(handle.pid); // the joiner; the command is resumed.pid
+  const status = resumed.error && join ? { code: 125, signal: 0 } : await addon.waitPid(resumed.pid);
   closeSync(handle.pidfd);
   await ended;
   if (resumed.error) {

@@ -5,6 +5,7 @@ import type { ContainerRecord } from "../container/records.js";
 import { killContainer, readLogs, removeContainer, stopContainer, waitContainer } from "../container/lifecycle.js";
 import { TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
+import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
 import { ago, humanDuration, table } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { collect } from "./util.js";
@@ -106,6 +107,22 @@ function parseSince(s: string): Date {
 }
 
 export function registerContainers(program: Command): void {
+  program
+    .command("cp")
+    .description("Copy files between a container and the host (CONTAINER:PATH, host path, or - for a tar stream)")
+    .argument("<src>")
+    .argument("<dest>")
+    .option("-a, --archive", "keep uid/gid information", false)
+    .option("-L, --follow-link", "follow a symbolic link in the source path", false)
+    .action(async (src: string, dest: string, o: { archive: boolean; followLink: boolean }) => {
+      const from = splitContainerPath(src);
+      const to = splitContainerPath(dest);
+      const t = new Tsrun();
+      if (from && !to) await copyFromContainer(t.containers, from.container, from.path, dest, { follow: o.followLink });
+      else if (to && !from) await copyToContainer(t.containers, src, to.container, to.path, { archive: o.archive, follow: o.followLink });
+      else throw new TsrunError("cp: exactly one of the source and the destination must be CONTAINER:PATH");
+    });
+
   program
     .command("exec")
     .description("Run a command in a running container")

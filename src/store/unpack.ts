@@ -33,6 +33,8 @@ export interface UnpackOptions {
   onWarning: (message: string) => void;
   /** When true, owners above maxUid/maxGid are mapped to 0 with a warning (Podman's ignore_chown_errors); else a clear error. */
   squashUnmappedOwners?: boolean;
+  /** Every entry gets this owner, whatever the header says (`cp` without -a: the container's root). */
+  forceOwner?: { uid: number; gid: number };
 }
 
 export interface UnpackResult {
@@ -1025,6 +1027,7 @@ class LayerExtractor implements TarSink {
 
   /** The entry's owner, checked against the ids that exist in the user namespace. */
   private owner(entry: ReadEntry): { uid: number; gid: number } {
+    if (this.options.forceOwner) return this.options.forceOwner;
     const check = (id: number | undefined, max: number, kind: "uid" | "gid"): number => {
       if (id === undefined || !Number.isSafeInteger(id) || id < 0) throw new Error(`header has no valid ${kind}`);
       if (id <= max) return id;

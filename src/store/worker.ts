@@ -1,6 +1,9 @@
 // Storage helper: runs inside the user namespace (root over the subordinate ids), started by
 // Store.unpack. Node cannot enter a user namespace itself, so this is a separate process.
-import { createReadStream, readFileSync, writeFileSync } from "node:fs";
+import { constants, createReadStream, openSync, readFileSync, writeFileSync } from "node:fs";
+import { copyIn, copyOut } from "../container/copy-worker.js";
+
+const O_PATH = 0o10000000;
 import path from "node:path";
 import { unpackLayer } from "./unpack.js";
 import type { UnpackJob, UnpackJobResult } from "./store.js";
@@ -27,10 +30,32 @@ async function unpackAll(jobFile: string): Promise<void> {
   writeFileSync(spec.resultFile, JSON.stringify(results));
 }
 
+/** Resolves the container root given on the command line to an fd (never to a path). */
+function openRoot(root: string): number {
+  return openSync(root, O_PATH | constants.O_DIRECTORY);
+}
+
 async function main(): Promise<void> {
-  const [command, arg] = process.argv.slice(2);
-  if (command === "unpack" && arg) await unpackAll(arg);
-  else throw new Error(`unknown worker command ${command ?? ""}`);
+  const [command, arg, ...rest] = process.argv.slice(2);
+  if (command === "unpack" && arg) {
+    await unpackAll(arg);
+  } else if (command === "cp-out" && arg && rest.length === 2) {
+    // cp-out ROOT SRC FOLLOW: tar on stdout, with backpressure.
+    const rootFd = openRoot(arg);
+    await copyOut(rootFd, rest[0] as string, rest[1] === "1", {
+      write: (chunk) => new Promise<void>((resolve, reject) => {
+        if (process.stdout.write(chunk, (err) => (err ? reject(err) : undefined))) resolve();
+        else process.stdout.once("drain", () => resolve());
+      }),
+    });
+    await new Promise<void>((resolve) => process.stdout.end(() => resolve()));
+  } else if (command === "cp-in" && arg && rest.length === 3) {
+    // cp-in ROOT DEST TOP MAXUID:MAXGID:KEEP: tar on stdin.
+    const [maxUid, maxGid, keep] = (rest[2] as string).split(":").map(Number) as [number, number, number];
+    await copyIn(openRoot(arg), rest[0] as string, rest[1] as string, process.stdin, { maxUid, maxGid, keepOwners: keep === 1 });
+  } else {
+    throw new Error(`unknown worker command ${command ?? ""}`);
+  }
 }
 
 main().catch((err: unknown) => {

@@ -1,0 +1,109 @@
+// `cp` end to end, both directions, running and stopped containers, tar streams, and the
+// symlink attacks that hit Docker and Podman (CVE-2019-10152, CVE-2018-15664).
+import { beforeAll, describe, expect, it } from "vitest";
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, writeFileSync, chownSync } from "node:fs";
+import path from "node:path";
+import { env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
+
+const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+
+function hostTree(): string {
+  const dir = scratchDir("cpsrc");
+  mkdirSync(path.join(dir, "tree", "sub"), { recursive: true });
+  writeFileSync(path.join(dir, "tree", "sub", "f"), "deep\n");
+  writeFileSync(path.join(dir, "tree", "top"), "top\n");
+  if (env.user) {
+    for (const p of ["tree", "tree/sub", "tree/sub/f", "tree/top"]) chownSync(path.join(dir, p), env.user.uid, env.user.gid);
+  }
+  return dir;
+}
+
+beforeAll(async () => {
+  await importBusybox("busybox");
+});
+
+describe("cp", () => {
+  it("copies out of a running container: a file, a directory, its contents (dir/.), and - as tar", async () => {
+    const name = unique("cpout");
+    await tsrun(["run", "-d", "--name", name, "busybox", "sh", "-c", "mkdir -p /data/d; echo one > /data/d/one; ln -s /etc/passwd /data/d/link; sleep 60"]);
+    await new Promise((r) => setTimeout(r, 300));
+    const out = scratchDir("cpout");
+    expect((await tsrun(["cp", `${name}:/data/d/one`, path.join(out, "renamed")])).code).toBe(0);
+    expect(readFileSync(path.join(out, "renamed"), "utf8")).toBe("one\n");
+    expect((await tsrun(["cp", `${name}:/data/d`, out])).code).toBe(0);
+    expect(readFileSync(path.join(out, "d", "one"), "utf8")).toBe("one\n");
+    expect(readlinkSync(path.join(out, "d", "link"))).toBe("/etc/passwd");
+    const contents = path.join(out, "contents");
+    mkdirSync(contents);
+    if (env.user) chownSync(contents, env.user.uid, env.user.gid);
+    expect((await tsrun(["cp", `${name}:/data/d/.`, contents])).code).toBe(0);
+    expect(existsSync(path.join(contents, "one"))).toBe(true);
+    const follow = await tsrun(["cp", "-L", `${name}:/data/d/link`, path.join(out, "passwd")]);
+    expect(follow.code).toBe(0);
+    expect(readFileSync(path.join(out, "passwd"), "utf8")).toContain("alice:x:1000");
+    const tar = await shAsUser(`"$TSRUN" cp ${name}:/data/d/one - | tar -tvf -`);
+    expect(tar.stdout).toMatch(/one$/m);
+    await tsrun(["rm", "-f", name]);
+  });
+
+  it("copies into running and stopped containers; owned by root unless -a; stdin tar with -", async () => {
+    const src = hostTree();
+    const name = unique("cpin");
+    await tsrun(["run", "-d", "--name", name, "busybox", "sleep", "60"]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await tsrun(["cp", path.join(src, "tree"), `${name}:/tmp/`])).code).toBe(0);
+    const r = await tsrun(["exec", name, "sh", "-c", "cat /tmp/tree/sub/f; stat -c '%u' /tmp/tree/top"]);
+    expect(r.stdout).toBe("deep\n0\n");
+    expect((await tsrun(["cp", path.join(src, "tree", "top"), `${name}:/tmp/newname`])).code).toBe(0);
+    expect((await tsrun(["exec", name, "cat", "/tmp/newname"])).stdout).toBe("top\n");
+    const uid = String(env.user?.uid ?? process.getuid?.());
+    expect((await tsrun(["cp", "-a", path.join(src, "tree", "top"), `${name}:/tmp/kept`])).code).toBe(0);
+    expect((await tsrun(["exec", name, "stat", "-c", "%u", "/tmp/kept"])).stdout.trim()).toBe(uid);
+    const piped = await shAsUser(`tar -C ${path.join(src, "tree")} -cf - top | "$TSRUN" cp - ${name}:/home`);
+    expect(piped.code).toBe(0);
+    expect((await tsrun(["exec", name, "cat", "/home/top"])).stdout).toBe("top\n");
+    await tsrun(["rm", "-f", name]);
+    const stopped = unique("cpstopped");
+    await tsrun(["run", "--name", stopped, "busybox", "sh", "-c", "echo before > /st"]);
+    expect((await tsrun(["cp", path.join(src, "tree", "top"), `${stopped}:/added`])).code).toBe(0);
+    const out = scratchDir("cpstopped");
+    expect((await tsrun(["cp", `${stopped}:/st`, out])).code).toBe(0);
+    expect(readFileSync(path.join(out, "st"), "utf8")).toBe("before\n");
+    const again = await tsrun(["start", "-a", stopped]);
+    expect(again.code).toBe(0);
+    await tsrun(["rm", stopped]);
+  });
+
+  it("a symlink inside the container never leads to a host path, in either direction", async () => {
+    const hostTarget = scratchDir("victim");
+    writeFileSync(path.join(hostTarget, "secret"), "host secret\n");
+    const name = unique("hostile");
+    // The container points links at host paths that exist on the host.
+    await tsrun(["run", "-d", "--name", name, "busybox", "sh", "-c", `mkdir -p ${hostTarget}; ln -s ${hostTarget} /escape; ln -s ${hostTarget}/secret /secretlink; ln -s ../../../../../.. /up; sleep 60`]);
+    await new Promise((r) => setTimeout(r, 300));
+    const src = hostTree();
+    // Into the container through the link: lands in the container's own directory of that name.
+    expect((await tsrun(["cp", path.join(src, "tree", "top"), `${name}:/escape/dropped`])).code).toBe(0);
+    expect(existsSync(path.join(hostTarget, "dropped"))).toBe(false);
+    expect((await tsrun(["exec", name, "cat", `${hostTarget}/dropped`])).stdout).toBe("top\n");
+    expect((await tsrun(["cp", path.join(src, "tree", "top"), `${name}:/up/tmp/x`])).code).toBe(0);
+    expect(existsSync("/tmp/x")).toBe(false);
+    // Out of the container, following the link: reads the container's file, not the host's.
+    const out = scratchDir("hostileout");
+    const r = await tsrun(["cp", "-L", `${name}:/secretlink`, path.join(out, "got")]);
+    expect(r.code).not.toBe(0); // the container has no such file
+    expect(existsSync(path.join(out, "got")) && readFileSync(path.join(out, "got"), "utf8").includes("host secret")).toBe(false);
+    // Without -L the link itself is copied.
+    expect((await tsrun(["cp", `${name}:/secretlink`, path.join(out, "link")])).code).toBe(0);
+    expect(lstatSync(path.join(out, "link")).isSymbolicLink()).toBe(true);
+    await tsrun(["rm", "-f", name]);
+  });
+
+  it("bad arguments are one-line errors", async () => {
+    for (const args of [["cp", "a", "b"], ["cp", "nope-x:/a", "/tmp/b"], ["cp", "/no/such/file", "nope-x:/a"]]) {
+      const r = await tsrun(args);
+      expect(r.code, args.join(" ")).not.toBe(0);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    }
+  });
+});
