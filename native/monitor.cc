@@ -10,6 +10,13 @@
 //              first argument) or "write FILE CONTENT" (written to /proc/PID/FILE)
 //   ctr.log    the log, appended: {"log":"...","stream":"stdout","time":"..."}
 //   exit       written atomically when the container ends: "CODE FINISHED_AT\n"
+//   restart    optional: "POLICY MAX" (no|always|unless-stopped|on-failure, MAX for on-failure)
+//   stopped    written by `tsrun stop`/`kill`: no restart after this exit
+//   pid        "PID" of the current run (rewritten on each restart)
+//   restarts   how many times the container was restarted
+//   health.bin optional: the launch plan of the health check (namespaces joined at run time)
+//   health.conf "INTERVAL_MS TIMEOUT_MS START_PERIOD_MS RETRIES"
+//   health.json the health state, as Docker's State.Health
 //   autoremove optional: a command line (one argument a line) exec'd after the exit is recorded
 // The ready pipe gets "ok PID\n" once the command runs, or "err KIND ERRNO STEP\n".
 #include <errno.h>
@@ -22,6 +29,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -184,6 +192,144 @@ void write_exit(int code) {
   rename(tmp.c_str(), (g_dir + "/exit").c_str());
 }
 
+long long now_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<long long>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void write_atomic(const std::string& name, const std::string& body) {
+  std::string tmp = g_dir + "/." + name + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  write_all(fd, body);
+  close(fd);
+  rename(tmp.c_str(), (g_dir + "/" + name).c_str());
+}
+
+bool file_exists(const std::string& name) {
+  struct stat st;
+  return stat((g_dir + "/" + name).c_str(), &st) == 0;
+}
+
+// Health checks, as Docker runs them: every interval, a command inside the container's
+// namespaces with a timeout; `retries` consecutive failures make it unhealthy. Failures during
+// the start period do not count.
+struct Health {
+  bool enabled = false;
+  tsrun::LaunchPlan plan;
+  long long interval = 30000, timeout = 30000, start_period = 0;
+  int retries = 3;
+  long long started = 0, next_due = 0, deadline = 0;
+  pid_t pid = -1;
+  int pidfd = -1, out = -1;
+  std::string output, started_at;
+  std::string status = "starting";
+  int failing = 0;
+  std::vector<std::string> log;  // JSON objects, the last five
+
+  void save() {
+    std::string body = "{\"Status\":\"" + status + "\",\"FailingStreak\":" + std::to_string(failing) + ",\"Log\":[";
+    for (size_t i = 0; i < log.size(); i++) body += (i ? "," : "") + log[i];
+    body += "]}\n";
+    write_atomic("health.json", body);
+  }
+
+  void start_check(pid_t container) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return;
+    tsrun::LaunchPlan hp = plan;
+    hp.join_ns.clear();
+    for (const char* ns : {"user", "mnt", "pid", "uts", "ipc", "net", "cgroup"})
+      hp.join_ns.push_back("/proc/" + std::to_string(container) + "/ns/" + ns);
+    hp.stdio[1] = p[1];
+    hp.stdio[2] = p[1];
+    hp.stdin_null = true;
+    hp.die_with_parent = true;
+    tsrun::Launched l;
+    started_at = now_rfc3339();
+    deadline = now_ms() + timeout;
+    output.clear();
+    if (!tsrun::launch(hp, l).empty()) {
+      close(p[0]);
+      close(p[1]);
+      finish(-1, "cannot start the health check");
+      return;
+    }
+    close(p[1]);
+    int pty = -1;
+    tsrun::ChildError ce;
+    pid_t cmd = -1;
+    bool ok = tsrun::resume(l, false, pty, ce, &cmd);
+    int st;
+    while (waitpid(l.pid, &st, __WALL) < 0 && errno == EINTR) {
+    }
+    close(l.pidfd);
+    if (!ok) {
+      close(p[0]);
+      if (cmd > 0 && cmd != l.pid) while (waitpid(cmd, &st, __WALL) < 0 && errno == EINTR) {
+      }
+      finish(ce.kind == 1 ? 127 : 126, ce.step);
+      return;
+    }
+    pid = cmd;
+    pidfd = static_cast<int>(syscall(SYS_pidfd_open, cmd, 0));
+    out = p[0];
+  }
+
+  void finish(int code, const std::string& extra) {
+    if (!extra.empty()) output += extra;
+    if (output.size() > 4096) output.resize(4096);
+    std::string entry = "{\"Start\":\"" + started_at + "\",\"End\":\"" + now_rfc3339() + "\",\"ExitCode\":" +
+                        std::to_string(code) + ",\"Output\":\"" + json_escape(output) + "\"}";
+    log.push_back(entry);
+    if (log.size() > 5) log.erase(log.begin());
+    bool in_start_period = now_ms() - started < start_period;
+    if (code == 0) {
+      failing = 0;
+      status = "healthy";
+    } else if (!in_start_period) {
+      failing++;
+      if (failing >= retries) status = "unhealthy";
+    }
+    save();
+    if (pidfd >= 0) close(pidfd);
+    if (out >= 0) close(out);
+    pid = -1;
+    pidfd = out = -1;
+    next_due = now_ms() + interval;
+  }
+
+  // Called when the check's pidfd is readable or its deadline passed.
+  void reap(bool timed_out) {
+    if (pid <= 0) return;
+    if (timed_out) kill(pid, SIGKILL);
+    int st = 0;
+    while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR) {
+    }
+    if (out >= 0) {
+      char b[4096];
+      ssize_t n;
+      while ((n = read(out, b, sizeof b)) > 0 && output.size() < 8192) output.append(b, static_cast<size_t>(n));
+    }
+    int code = timed_out ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    finish(code, timed_out ? "Health check exceeded timeout" : "");
+  }
+};
+
+bool load_health(Health& h) {
+  std::string bytes, conf;
+  if (!read_file(g_dir + "/health.bin", bytes) || !read_file(g_dir + "/health.conf", conf)) return false;
+  if (!tsrun::decode_plan(bytes.data(), bytes.size(), h.plan).empty()) return false;
+  std::istringstream in(conf);
+  in >> h.interval >> h.timeout >> h.start_period >> h.retries;
+  if (h.interval <= 0) h.interval = 30000;
+  if (h.timeout <= 0) h.timeout = 30000;
+  if (h.retries <= 0) h.retries = 3;
+  h.enabled = true;
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -201,93 +347,173 @@ int main(int argc, char** argv) {
 
   std::string plan_bytes;
   if (!read_file(g_dir + "/plan.bin", plan_bytes)) fail("read plan.bin", errno);
-  tsrun::LaunchPlan plan;
-  std::string err = tsrun::decode_plan(plan_bytes.data(), plan_bytes.size(), plan);
+  tsrun::LaunchPlan base_plan;
+  std::string err = tsrun::decode_plan(plan_bytes.data(), plan_bytes.size(), base_plan);
   if (!err.empty()) fail("bad plan: " + err, EINVAL);
-
-  int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
-  if (!plan.tty) {
-    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) fail("pipe", errno);
-    plan.stdio[1] = out_pipe[1];
-    plan.stdio[2] = err_pipe[1];
-    plan.stdin_null = true;
+  std::string policy = "no";
+  int max_restarts = 0;
+  {
+    std::string text;
+    if (read_file(g_dir + "/restart", text)) {
+      std::istringstream in(text);
+      in >> policy >> max_restarts;
+    }
   }
-  // The container dies with its monitor: a container nobody watches would be reported wrongly.
-  plan.die_with_parent = true;
+  Health health;
+  load_health(health);
 
   int log_fd = open((g_dir + "/ctr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (log_fd < 0) fail("open ctr.log", errno);
 
-  tsrun::Launched launched;
-  err = tsrun::launch(plan, launched);
-  if (!err.empty()) fail(err, 0);
-  map_ids(launched.pid);
-  int pty = -1;
-  tsrun::ChildError ce;
-  if (!tsrun::resume(launched, plan.tty, pty, ce)) {
-    int status;
-    while (waitpid(launched.pid, &status, __WALL) < 0 && errno == EINTR) {
-    }
-    report_ready("err " + std::to_string(ce.kind) + " " + std::to_string(ce.err) + " " + ce.step + "\n");
-    return 1;
-  }
-  if (out_pipe[1] >= 0) close(out_pipe[1]);
-  if (err_pipe[1] >= 0) close(err_pipe[1]);
-  report_ready("ok " + std::to_string(launched.pid) + "\n");
-
-  std::vector<Stream> streams;
-  if (plan.tty) {
-    if (pty >= 0) streams.push_back({pty, "stdout", ""});
-  } else {
-    streams.push_back({out_pipe[0], "stdout", ""});
-    streams.push_back({err_pipe[0], "stderr", ""});
-  }
-  bool exited = false;
+  bool first = true;
+  int restarts = 0;
+  long long backoff = 100;
   int code = 0;
   char buf[65536];
-  while (true) {
-    std::vector<pollfd> fds;
-    for (auto& s : streams)
-      if (s.fd >= 0) fds.push_back({s.fd, POLLIN, 0});
-    if (!exited) fds.push_back({launched.pidfd, POLLIN, 0});
-    if (fds.empty()) break;
-    // Once the command has exited, give leftover writers (its descendants die with the pid
-    // namespace) a bounded time to close the pipes.
-    int r = poll(fds.data(), fds.size(), exited ? 2000 : -1);
-    if (r < 0 && errno == EINTR) continue;
-    if (r == 0) break;
-    for (auto& p : fds) {
-      if (!p.revents) continue;
-      if (p.fd == launched.pidfd && !exited) {
-        int status = 0;
-        if (waitpid(launched.pid, &status, __WALL | WNOHANG) == launched.pid) {
-          exited = true;
-          code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  for (;;) {
+    tsrun::LaunchPlan plan = base_plan;
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+    if (!plan.tty) {
+      if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) fail("pipe", errno);
+      plan.stdio[1] = out_pipe[1];
+      plan.stdio[2] = err_pipe[1];
+      plan.stdin_null = true;
+    }
+    // The container dies with its monitor: a container nobody watches would be reported wrongly.
+    plan.die_with_parent = true;
+    tsrun::Launched launched;
+    err = tsrun::launch(plan, launched);
+    if (!err.empty()) {
+      if (first) fail(err, 0);
+      code = 125;
+      break;
+    }
+    map_ids(launched.pid);
+    int pty = -1;
+    tsrun::ChildError ce;
+    if (!tsrun::resume(launched, plan.tty, pty, ce)) {
+      int status;
+      while (waitpid(launched.pid, &status, __WALL) < 0 && errno == EINTR) {
+      }
+      if (first) {
+        report_ready("err " + std::to_string(ce.kind) + " " + std::to_string(ce.err) + " " + ce.step + "\n");
+        return 1;
+      }
+      code = ce.kind == 1 ? 127 : ce.kind == 2 ? 126 : 125;
+      break;
+    }
+    if (out_pipe[1] >= 0) close(out_pipe[1]);
+    if (err_pipe[1] >= 0) close(err_pipe[1]);
+    write_atomic("pid", std::to_string(launched.pid) + "\n");
+    if (first) report_ready("ok " + std::to_string(launched.pid) + "\n");
+    first = false;
+    long long run_started = now_ms();
+    if (health.enabled) {
+      health.started = run_started;
+      health.next_due = run_started + health.interval;
+      health.status = "starting";
+      health.failing = 0;
+      health.save();
+    }
+
+    std::vector<Stream> streams;
+    if (plan.tty) {
+      if (pty >= 0) streams.push_back({pty, "stdout", ""});
+    } else {
+      streams.push_back({out_pipe[0], "stdout", ""});
+      streams.push_back({err_pipe[0], "stderr", ""});
+    }
+    bool exited = false;
+    long long drain_until = 0;
+    while (true) {
+      std::vector<pollfd> fds;
+      for (auto& st : streams)
+        if (st.fd >= 0) fds.push_back({st.fd, POLLIN, 0});
+      if (!exited) fds.push_back({launched.pidfd, POLLIN, 0});
+      bool checking = health.enabled && health.pid > 0 && health.pidfd >= 0;
+      if (checking && !exited) fds.push_back({health.pidfd, POLLIN, 0});
+      if (fds.empty()) break;
+      long long now = now_ms();
+      long long wait = -1;
+      if (exited) {
+        // Once the command has exited, give leftover writers (its descendants die with the
+        // pid namespace) a bounded time to close the pipes.
+        wait = drain_until > now ? drain_until - now : 0;
+      } else if (health.enabled) {
+        long long due = checking ? health.deadline : health.next_due;
+        wait = due > now ? due - now : 0;
+      }
+      int r = poll(fds.data(), fds.size(), static_cast<int>(wait));
+      if (r < 0 && errno == EINTR) continue;
+      now = now_ms();
+      if (r == 0) {
+        if (exited) break;
+        if (health.enabled) {
+          if (checking && now >= health.deadline) health.reap(true);
+          else if (!checking && now >= health.next_due) health.start_check(launched.pid);
         }
         continue;
       }
-      for (auto& s : streams) {
-        if (s.fd != p.fd) continue;
-        ssize_t n = read(s.fd, buf, sizeof buf);
-        if (n > 0) {
-          consume(log_fd, s, buf, static_cast<size_t>(n));
-        } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-          // EOF, or EIO from a pty whose last slave closed.
-          if (!s.pending.empty()) log_record(log_fd, s, s.pending);
-          s.pending.clear();
-          close(s.fd);
-          s.fd = -1;
+      for (auto& p : fds) {
+        if (!p.revents) continue;
+        if (p.fd == launched.pidfd && !exited) {
+          int status = 0;
+          if (waitpid(launched.pid, &status, __WALL | WNOHANG) == launched.pid) {
+            exited = true;
+            drain_until = now_ms() + 2000;
+            code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+          }
+          continue;
+        }
+        if (checking && p.fd == health.pidfd) {
+          health.reap(false);
+          continue;
+        }
+        for (auto& st : streams) {
+          if (st.fd != p.fd) continue;
+          ssize_t n = read(st.fd, buf, sizeof buf);
+          if (n > 0) {
+            consume(log_fd, st, buf, static_cast<size_t>(n));
+          } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+            // EOF, or EIO from a pty whose last slave closed.
+            if (!st.pending.empty()) log_record(log_fd, st, st.pending);
+            st.pending.clear();
+            close(st.fd);
+            st.fd = -1;
+          }
         }
       }
     }
-  }
-  for (auto& s : streams)
-    if (!s.pending.empty()) log_record(log_fd, s, s.pending);
-  if (!exited) {
-    int status = 0;
-    while (waitpid(launched.pid, &status, __WALL) < 0 && errno == EINTR) {
+    for (auto& st : streams) {
+      if (!st.pending.empty()) log_record(log_fd, st, st.pending);
+      if (st.fd >= 0) close(st.fd);
     }
-    code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (health.pid > 0) health.reap(true);
+    if (!exited) {
+      int status = 0;
+      while (waitpid(launched.pid, &status, __WALL) < 0 && errno == EINTR) {
+      }
+      code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    close(launched.pidfd);
+
+    // Restart policy, as Docker applies it: never after `tsrun stop`/`kill`.
+    bool again = false;
+    if (!file_exists("stopped")) {
+      if (policy == "always" || policy == "unless-stopped") again = true;
+      if (policy == "on-failure" && code != 0 && (max_restarts <= 0 || restarts < max_restarts)) again = true;
+    }
+    if (!again) break;
+    restarts++;
+    write_atomic("restarts", std::to_string(restarts) + "\n");
+    write_atomic("last-exit", std::to_string(code) + " " + now_rfc3339() + "\n");
+    // Docker's backoff: doubling from 100 ms, back to 100 ms after a run of 10 s or more.
+    if (now_ms() - run_started >= 10000) backoff = 100;
+    struct timespec ts = {static_cast<time_t>(backoff / 1000), static_cast<long>((backoff % 1000) * 1000000)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    backoff = backoff * 2 > 60000 ? 60000 : backoff * 2;
+    if (file_exists("stopped")) break;
   }
   close(log_fd);
   write_exit(code);
@@ -301,10 +527,10 @@ int main(int argc, char** argv) {
     while (std::getline(lines, line))
       if (!line.empty()) args.push_back(line);
     if (!args.empty()) {
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(&a[0]);
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
+      std::vector<char*> argv2;
+      for (auto& a : args) argv2.push_back(&a[0]);
+      argv2.push_back(nullptr);
+      execv(argv2[0], argv2.data());
     }
   }
   return 0;

@@ -5,6 +5,8 @@ import type { ContainerRecord } from "../container/records.js";
 import { killContainer, readLogs, removeContainer, stopContainer, waitContainer } from "../container/lifecycle.js";
 import { TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
+import { containerPids } from "../container/top.js";
+import { execFileSync } from "node:child_process";
 import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
 import { ago, humanDuration, table } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
@@ -13,8 +15,10 @@ import { collect } from "./util.js";
 /** Docker's STATUS column: "Up 3 seconds", "Exited (0) 5 seconds ago", "Created". */
 export function statusText(r: ContainerRecord, now = Date.now()): string {
   switch (r.state.status) {
-    case "running":
-      return `Up ${humanDuration(now - Date.parse(r.state.startedAt))}`;
+    case "running": {
+      const health = r.state.health ? ` (${r.state.health.Status === "starting" ? "health: starting" : r.state.health.Status})` : "";
+      return `Up ${humanDuration(now - Date.parse(r.state.startedAt))}${health}`;
+    }
     case "exited":
       return `Exited (${r.state.exitCode}) ${ago(r.state.finishedAt, now)}`;
     default:
@@ -150,6 +154,54 @@ export function registerContainers(program: Command): void {
     .option("--no-trunc", "do not truncate output")
     .option("-f, --filter <filter>", "filter output (status=, name=, id=, ancestor=, label=, exited=)", collect, [])
     .action((o: PsFlags) => psCommand(o));
+
+  program
+    .command("rename")
+    .description("Rename a container")
+    .argument("<container>")
+    .argument("<new-name>")
+    .action((name: string, newName: string) => {
+      const t = new Tsrun();
+      const record = t.containers.get(name);
+      t.containers.records.claimName(newName, record.id);
+      const old = record.name;
+      record.name = newName;
+      t.containers.records.save(record);
+      t.containers.records.releaseName(old);
+    });
+
+  program
+    .command("top")
+    .description("Display the running processes of a container (ps options may follow)")
+    .argument("<container>")
+    .argument("[ps-options...]")
+    .helpOption("--help")
+    .allowUnknownOption()
+    .passThroughOptions()
+    .action((name: string, psOptions: string[]) => {
+      const t = new Tsrun();
+      const record = t.containers.get(name);
+      if (record.state.status !== "running") throw new TsrunError(`container ${name} is not running`);
+      const pids = containerPids(record.state.pid);
+      const args = psOptions.length > 0 ? psOptions : ["-f"];
+      try {
+        process.stdout.write(execFileSync("ps", [...args, "-p", pids.join(",")], { encoding: "utf8" }));
+      } catch (err) {
+        throw new TsrunError(`ps ${args.join(" ")}: ${(err as Error).message.split("\n")[0]}`);
+      }
+    });
+
+  program
+    .command("attach")
+    .description("Attach to a running container's output until it exits (stdin is not attached yet)")
+    .argument("<container>")
+    .action(async (name: string) => {
+      const t = new Tsrun();
+      const record = t.containers.get(name);
+      if (record.state.status !== "running") throw new TsrunError(`cannot attach to a stopped container, start it first`);
+      await readLogs(t.containers, record.id, { follow: true, tail: 0, onRecord: (r) => (r.stream === "stderr" ? process.stderr : process.stdout).write(r.log) });
+      process.exit(await waitContainer(t.containers, record.id));
+    });
 
   program
     .command("start")

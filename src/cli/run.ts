@@ -22,6 +22,13 @@ export interface CreateFlags {
   tmpfs: string[];
   volumesFrom: string[];
   rm: boolean;
+  restart?: string;
+  healthCmd?: string;
+  healthInterval?: string;
+  healthTimeout?: string;
+  healthRetries?: string;
+  healthStartPeriod?: string;
+  healthcheck: boolean;
 }
 
 export interface RunFlags extends CreateFlags {
@@ -58,6 +65,13 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--mount <spec>", "type=bind|volume|tmpfs,source=...,target=...[,readonly]", collect, [])
     .option("--tmpfs <spec>", "tmpfs mount /path[:options]", collect, [])
     .option("--volumes-from <container[:ro|rw]>", "mount the volumes of another container", collect, [])
+    .option("--restart <policy>", "restart policy: no, always, unless-stopped, on-failure[:N]")
+    .option("--health-cmd <command>", "command to run to check health")
+    .option("--health-interval <duration>", "time between health checks (e.g. 30s)")
+    .option("--health-timeout <duration>", "maximum time a check may run")
+    .option("--health-retries <n>", "consecutive failures needed to report unhealthy")
+    .option("--health-start-period <duration>", "start period during which failures do not count")
+    .option("--no-healthcheck", "disable any container-specified HEALTHCHECK")
     .passThroughOptions();
 }
 
@@ -83,11 +97,21 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     mounts: o.mount,
     tmpfs: o.tmpfs,
     volumesFrom: o.volumesFrom,
+    restart: o.restart,
+    health: {
+      cmd: o.healthCmd,
+      interval: o.healthInterval,
+      timeout: o.healthTimeout,
+      retries: o.healthRetries === undefined ? undefined : Number(o.healthRetries),
+      startPeriod: o.healthStartPeriod,
+      disable: !o.healthcheck,
+    },
   };
 }
 
 export async function runCommand(image: string, command: string[], o: RunFlags): Promise<number> {
   const opts = createOptions(image, command, o);
+  if (o.rm && o.restart && o.restart !== "no") throw new TsrunError("conflicting options: --restart and --rm");
   if (o.detach) {
     const record = await new Tsrun().runDetached(opts);
     process.stdout.write(`${record.id}\n`);

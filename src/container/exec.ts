@@ -2,6 +2,7 @@
 // so that no id maps are needed), as the container's user unless told otherwise.
 import { closeSync, openSync } from "node:fs";
 import type { Containers } from "./run.js";
+import type { ContainerRecord } from "./records.js";
 import { attachForeground } from "./process.js";
 import { encodePlan, native, type LaunchPlan } from "../native.js";
 import { currentMapping, maxMappedId, setGroupsAllowed } from "../userns.js";
@@ -22,12 +23,12 @@ export interface ExecOptions {
 
 const NAMESPACES = ["user", "mnt", "pid", "uts", "ipc", "net", "cgroup"];
 
-export async function execInContainer(containers: Containers, query: string, opts: ExecOptions): Promise<number> {
-  const record = containers.get(query);
-  if (record.state.status !== "running") throw new TsrunError(`container ${query} is not running`);
-  if (opts.command.length === 0) throw new TsrunError("exec: no command given");
-  if (opts.tty && opts.interactive && !process.stdin.isTTY && !opts.detach) throw new TsrunError("the input device is not a TTY", 1);
-  const pid = record.state.pid;
+/**
+ * The plan of a process inside a container (exec, health checks): the container's env, user and
+ * working directory unless overridden. joinPid: whose namespaces to join (omitted for a plan the
+ * monitor completes itself).
+ */
+export function containerProcessPlan(containers: Containers, record: ContainerRecord, opts: ExecOptions, joinPid?: number): LaunchPlan {
   const mapping = currentMapping();
   const dir = containers.records.containerDir(record.id);
   const roots = [path.join(dir, "upper"), ...[...record.layers].reverse().map((c) => containers.store.layers.diffDir(c))];
@@ -45,8 +46,6 @@ export async function execInContainer(containers: Containers, query: string, opt
   }
   if (opts.tty) env.set("TERM", "xterm");
   const envList = [...env].map(([k, v]) => `${k}=${v}`);
-  const namespaces = NAMESPACES.filter((ns) => ns !== "net" || record.hostConfig.networkMode !== "host").map((ns) => `/proc/${pid}/ns/${ns}`);
-  const devNull = opts.detach ? openSync("/dev/null", "r+") : -1;
   const plan: LaunchPlan = {
     cloneFlags: 0,
     mounts: [],
@@ -61,8 +60,20 @@ export async function execInContainer(containers: Containers, query: string, opt
     stdinNull: !opts.interactive && !opts.tty,
     noNewPrivileges: false,
     dieWithParent: !opts.detach,
-    joinNamespaces: namespaces,
   };
+  if (joinPid !== undefined) {
+    plan.joinNamespaces = NAMESPACES.filter((ns) => ns !== "net" || record.hostConfig.networkMode !== "host").map((ns) => `/proc/${joinPid}/ns/${ns}`);
+  }
+  return plan;
+}
+
+export async function execInContainer(containers: Containers, query: string, opts: ExecOptions): Promise<number> {
+  const record = containers.get(query);
+  if (record.state.status !== "running") throw new TsrunError(`container ${query} is not running`);
+  if (opts.command.length === 0) throw new TsrunError("exec: no command given");
+  if (opts.tty && opts.interactive && !process.stdin.isTTY && !opts.detach) throw new TsrunError("the input device is not a TTY", 1);
+  const plan = containerProcessPlan(containers, record, opts, record.state.pid);
+  const devNull = opts.detach ? openSync("/dev/null", "r+") : -1;
   if (opts.detach) plan.stdio = [devNull, devNull, devNull];
   if (opts.tty && !opts.detach) plan.tty = { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 };
   const addon = native();

@@ -5,6 +5,7 @@ import path from "node:path";
 import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
 import { TsrunError } from "../errors.js";
+import { markStopped } from "./state.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -44,6 +45,7 @@ export async function waitStopped(containers: Containers, id: string, timeoutMs 
 export async function stopContainer(containers: Containers, query: string, timeoutSec = 10): Promise<ContainerRecord> {
   const record = containers.get(query);
   if (record.state.status !== "running") return record;
+  markStopped(containers.records.containerDir(record.id));
   signal(record, signalNumber(record.config.stopSignal || "SIGTERM"));
   if (!(await waitStopped(containers, record.id, timeoutSec * 1000))) {
     signal(record, constants.signals.SIGKILL);
@@ -55,7 +57,10 @@ export async function stopContainer(containers: Containers, query: string, timeo
 export function killContainer(containers: Containers, query: string, sig = "SIGKILL"): ContainerRecord {
   const record = containers.get(query);
   if (record.state.status !== "running") throw new TsrunError(`cannot kill container ${query}: container is not running`);
-  signal(record, signalNumber(sig));
+  const n = signalNumber(sig);
+  // Docker: a killed container is not restarted by its policy (as after stop).
+  if (n === constants.signals.SIGKILL || n === constants.signals.SIGTERM) markStopped(containers.records.containerDir(record.id));
+  signal(record, n);
   return record;
 }
 
@@ -64,6 +69,7 @@ export async function removeContainer(containers: Containers, query: string, for
   if (record.state.status === "running") {
     if (!force)
       throw new TsrunError(`cannot remove container ${query}: container is running: stop the container before removing or force remove`);
+    markStopped(containers.records.containerDir(record.id));
     signal(record, constants.signals.SIGKILL);
     await waitStopped(containers, record.id, 10_000);
   }

@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { writeJsonAtomic } from "../store/atomic.js";
 import { TsrunError, NotFoundError } from "../errors.js";
 import type { MountSpec } from "./volumes.js";
+import type { HealthConfig } from "../image/types.js";
 
 export type ContainerStatus = "created" | "running" | "exited";
 
@@ -17,6 +18,10 @@ export interface ContainerState {
   monitorPid: number;
   /** /proc/PID/stat start time of the monitor, so a reused pid is not taken for it. */
   monitorStartTime: number;
+  /** Times the monitor restarted the container under its restart policy. */
+  restartCount?: number;
+  /** Docker's State.Health, when the container has a health check. */
+  health?: { Status: string; FailingStreak: number; Log: { Start: string; End: string; ExitCode: number; Output: string }[] };
   exitCode: number;
   startedAt: string;
   finishedAt: string;
@@ -45,6 +50,8 @@ export interface ContainerRecord {
     cmd: string[] | null;
     labels: Record<string, string>;
     stopSignal: string;
+    /** The health check in effect (the image's, changed by --health-* flags). */
+    healthcheck?: HealthConfig;
   };
   hostConfig: {
     autoRemove: boolean;
@@ -52,6 +59,7 @@ export interface ContainerRecord {
     networkMode: string;
     /** Binds, volumes and tmpfs mounts, volumes already created. */
     mounts: MountSpec[];
+    restartPolicy?: { name: "no" | "always" | "unless-stopped" | "on-failure"; maximumRetryCount: number };
   };
   state: ContainerState;
 }

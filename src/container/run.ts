@@ -1,6 +1,6 @@
 // Creating, starting and running containers: from an image and run options to a record on disk
 // and a process in its namespaces.
-import { closeSync, existsSync, mkdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Store } from "../store/store.js";
 import { ContainerStore, type ContainerRecord } from "./records.js";
@@ -10,11 +10,13 @@ import { readLayeredFile } from "./rootfs-files.js";
 import { attachForeground, launchPlan, type LaunchedProcess } from "./process.js";
 import { currentMapping, maxMappedId, setGroupsAllowed } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
-import type { ImageConfig } from "../image/types.js";
+import type { HealthConfig, ImageConfig } from "../image/types.js";
+import { parseDuration } from "../image/config-changes.js";
 import type { LaunchPlan } from "../native.js";
 import { normaliseName } from "../image/reference.js";
 import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec } from "./volumes.js";
-import { clearExitFile, processStartTime, refreshState } from "./state.js";
+import { clearRunFiles, processStartTime, refreshState } from "./state.js";
+import { containerProcessPlan } from "./exec.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
 import { idMapFile, idMapSteps } from "../userns.js";
 
@@ -41,6 +43,31 @@ export interface CreateOptions {
   mounts?: string[];
   tmpfs?: string[];
   volumesFrom?: string[];
+  /** --restart no|always|unless-stopped|on-failure[:N] (detached containers). */
+  restart?: string | undefined;
+  /** --health-* flags and --no-healthcheck: change the image's HEALTHCHECK. */
+  health?: { cmd?: string | undefined; interval?: string | undefined; timeout?: string | undefined; retries?: number | undefined; startPeriod?: string | undefined; disable?: boolean };
+}
+
+function parseRestart(spec: string | undefined): NonNullable<ContainerRecord["hostConfig"]["restartPolicy"]> {
+  if (!spec || spec === "no") return { name: "no", maximumRetryCount: 0 };
+  const m = /^(always|unless-stopped|on-failure)(?::(\d+))?$/.exec(spec);
+  if (!m || (m[2] !== undefined && m[1] !== "on-failure")) throw new TsrunError(`invalid restart policy "${spec}": expected no, always, unless-stopped or on-failure[:N]`);
+  return { name: m[1] as "always" | "unless-stopped" | "on-failure", maximumRetryCount: m[2] ? Number(m[2]) : 0 };
+}
+
+function mergeHealth(image: HealthConfig | undefined, flags: CreateOptions["health"]): HealthConfig | undefined {
+  if (flags?.disable) return { Test: ["NONE"] };
+  const hc: HealthConfig = { ...(image ?? {}) };
+  if (flags?.cmd) hc.Test = ["CMD-SHELL", flags.cmd];
+  if (flags?.interval) hc.Interval = parseDuration(flags.interval);
+  if (flags?.timeout) hc.Timeout = parseDuration(flags.timeout);
+  if (flags?.startPeriod) hc.StartPeriod = parseDuration(flags.startPeriod);
+  if (flags?.retries !== undefined) {
+    if (!Number.isInteger(flags.retries) || flags.retries < 0) throw new TsrunError(`invalid --health-retries "${flags.retries}"`);
+    hc.Retries = flags.retries;
+  }
+  return hc.Test ? hc : undefined;
 }
 
 export class Containers {
@@ -161,12 +188,17 @@ export class Containers {
         cmd: opts.args.length > 0 ? opts.args : entrypointGiven ? null : (c.Cmd ?? null),
         labels: { ...(c.Labels ?? {}), ...(opts.labels ?? {}) },
         stopSignal: c.StopSignal ?? "SIGTERM",
+        ...(() => {
+          const hc = mergeHealth(c.Healthcheck, opts.health);
+          return hc ? { healthcheck: hc } : {};
+        })(),
       },
       hostConfig: {
         autoRemove: opts.autoRemove ?? false,
         readOnly: opts.readOnly ?? false,
         networkMode: network,
         mounts: this.mountSpecs(opts, Object.keys(c.Volumes ?? {})),
+        restartPolicy: parseRestart(opts.restart),
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
     };
@@ -266,7 +298,18 @@ export class Containers {
     const plan = this.plan(record, tty ? { tty, stdinNull: false } : { stdinNull: true });
     writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
     writeFileSync(path.join(dir, "idmap"), idMapFile(idMapSteps()));
-    clearExitFile(dir);
+    clearRunFiles(dir);
+    const policy = record.hostConfig.restartPolicy ?? { name: "no", maximumRetryCount: 0 };
+    writeFileSync(path.join(dir, "restart"), `${policy.name} ${policy.maximumRetryCount}\n`);
+    const hc = record.config.healthcheck;
+    if (hc?.Test && hc.Test.length > 0 && hc.Test[0] !== "NONE") {
+      const command = hc.Test[0] === "CMD-SHELL" ? ["/bin/sh", "-c", hc.Test.slice(1).join(" ")] : hc.Test.slice(1);
+      writeFileSync(path.join(dir, "health.bin"), encodePlan(containerProcessPlan(this, record, { command })));
+      const ms = (ns: number | undefined, fallback: number): number => (ns ? Math.max(1, Math.round(ns / 1e6)) : fallback);
+      writeFileSync(path.join(dir, "health.conf"), `${ms(hc.Interval, 30000)} ${ms(hc.Timeout, 30000)} ${ms(hc.StartPeriod, 0)} ${hc.Retries || 3}\n`);
+    } else {
+      rmSync(path.join(dir, "health.bin"), { force: true });
+    }
     if (record.hostConfig.autoRemove) {
       const cli = path.join(packageRoot(), "bin", "tsrun");
       writeFileSync(path.join(dir, "autoremove"), [process.execPath, cli, "rm", "--force", "--volumes", record.id].join("\n") + "\n");

@@ -2,7 +2,7 @@
 // container's tsrun-monitor, or the CLI of a foreground run) waits for it; the monitor writes an
 // exit file when the container ends. A monitor that died without one (kill -9, a reboot) means
 // the container is gone too (it dies with its monitor): it is reported as exited, never running.
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { ContainerRecord } from "./records.js";
 
@@ -24,6 +24,14 @@ export function isAlive(pid: number, startTime: number): boolean {
   return now !== 0 && (startTime === 0 || now === startTime);
 }
 
+function readOr(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
+}
+
 export interface ExitFile {
   code: number;
   finishedAt: string;
@@ -38,8 +46,14 @@ export function readExitFile(containerDir: string): ExitFile | undefined {
   }
 }
 
-export function clearExitFile(containerDir: string): void {
-  rmSync(path.join(containerDir, "exit"), { force: true });
+/** Before a start: no exit, stop marker, pid or health of an earlier run. */
+export function clearRunFiles(containerDir: string): void {
+  for (const f of ["exit", "stopped", "pid", "health.json", "restarts", "last-exit"]) rmSync(path.join(containerDir, f), { force: true });
+}
+
+/** Tells the monitor that the user stopped the container: no restart after this exit. */
+export function markStopped(containerDir: string): void {
+  writeFileSync(path.join(containerDir, "stopped"), "");
 }
 
 /**
@@ -47,12 +61,32 @@ export function clearExitFile(containerDir: string): void {
  */
 export function refreshState(record: ContainerRecord, containerDir: string): boolean {
   if (record.state.status !== "running") return false;
+  let changed = false;
+  // A restart policy gives the container a new init: the monitor writes its pid.
+  const pid = Number(readOr(path.join(containerDir, "pid")).trim());
+  if (pid > 0 && pid !== record.state.pid) {
+    record.state = { ...record.state, pid };
+    changed = true;
+  }
+  const restarts = Number(readOr(path.join(containerDir, "restarts")).trim() || 0);
+  if (restarts !== (record.state.restartCount ?? 0)) {
+    record.state = { ...record.state, restartCount: restarts };
+    changed = true;
+  }
+  const health = readOr(path.join(containerDir, "health.json"));
+  if (health) {
+    try {
+      record.state = { ...record.state, health: JSON.parse(health) as NonNullable<ContainerRecord["state"]["health"]> };
+    } catch {
+      // Being rewritten: the next look sees it.
+    }
+  }
   const exit = readExitFile(containerDir);
   if (exit) {
     record.state = { ...record.state, status: "exited", pid: 0, exitCode: exit.code, finishedAt: exit.finishedAt };
     return true;
   }
-  if (isAlive(record.state.monitorPid, record.state.monitorStartTime)) return false;
+  if (isAlive(record.state.monitorPid, record.state.monitorStartTime)) return changed;
   record.state = {
     ...record.state,
     status: "exited",

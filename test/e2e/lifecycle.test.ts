@@ -182,4 +182,68 @@ describe("detached containers", () => {
     const stopped = await tsrun(["exec", name, "true"]);
     expect(stopped.code).toBe(125);
   });
+
+  it("health checks: starting, healthy, unhealthy after retries; shown by ps", async () => {
+    const name = unique("health");
+    await tsrun(["run", "-d", "--name", name, "--health-cmd", "test -f /tmp/ok", "--health-interval", "200ms", "--health-retries", "2", "busybox", "sh", "-c", "sleep 0.6; touch /tmp/ok; sleep 60"]);
+    expect((await tsrun(["ps", "--filter", `name=${name}`])).stdout).toMatch(/\(health: starting\)/);
+    await until(async () => (await tsrun(["ps", "--filter", `name=${name}`])).stdout.includes("(healthy)"));
+    await tsrun(["exec", name, "rm", "/tmp/ok"]);
+    await until(async () => (await tsrun(["ps", "--filter", `name=${name}`])).stdout.includes("(unhealthy)"));
+    const health = JSON.parse(readFileSync(path.join(env.storeRoot, "containers", (await tsrun(["ps", "-q", "--no-trunc", "--filter", `name=${name}`])).stdout.trim(), "health.json"), "utf8"));
+    expect(health.Status).toBe("unhealthy");
+    expect(health.FailingStreak).toBeGreaterThanOrEqual(2);
+    expect(health.Log.at(-1).ExitCode).toBe(1);
+    await tsrun(["rm", "-f", name]);
+  });
+
+  it("a HEALTHCHECK from the image applies; --no-healthcheck disables it", async () => {
+    await importBusybox("healthy-image", ["HEALTHCHECK --interval=200ms CMD true", 'CMD ["sleep","60"]']);
+    const a = unique("imghc");
+    const b = unique("nohc");
+    await tsrun(["run", "-d", "--name", a, "healthy-image"]);
+    await tsrun(["run", "-d", "--name", b, "--no-healthcheck", "healthy-image"]);
+    await until(async () => (await tsrun(["ps", "--filter", `name=${a}`])).stdout.includes("(healthy)"));
+    expect((await tsrun(["ps", "--filter", `name=${b}`])).stdout).not.toMatch(/\((health|healthy|unhealthy)/);
+    await tsrun(["rm", "-f", a, b]);
+  });
+
+  it("restart policies: on-failure:N retries N times; always restarts until stop; no by default", async () => {
+    const onFailure = unique("onfail");
+    await tsrun(["run", "-d", "--name", onFailure, "--restart", "on-failure:2", "busybox", "sh", "-c", "echo run; exit 1"]);
+    expect((await tsrun(["wait", onFailure])).stdout.trim()).toBe("1");
+    expect((await tsrun(["logs", onFailure])).stdout).toBe("run\nrun\nrun\n");
+    const always = unique("always");
+    await tsrun(["run", "-d", "--name", always, "--restart", "always", "busybox", "sh", "-c", "echo up; sleep 0.2"]);
+    await until(async () => (await tsrun(["logs", always])).stdout.split("\n").length > 3);
+    expect((await tsrun(["ps", "--filter", `name=${always}`])).stdout).toContain("Up");
+    expect((await tsrun(["stop", always])).code).toBe(0);
+    const count = (await tsrun(["logs", always])).stdout;
+    await sleep(600);
+    expect((await tsrun(["logs", always])).stdout).toBe(count);
+    expect((await tsrun(["ps", "-a", "--filter", `name=${always}`])).stdout).toContain("Exited");
+    const bad = await tsrun(["run", "-d", "--restart", "sometimes", "busybox", "true"]);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/invalid restart policy/);
+    await tsrun(["rm", "-f", onFailure, always]);
+  });
+
+  it("rename, top and attach", async () => {
+    const name = unique("ren");
+    const renamed = unique("renamed");
+    await tsrun(["run", "-d", "--name", name, "busybox", "sh", "-c", "sleep 60 & echo started; wait"]);
+    expect((await tsrun(["rename", name, renamed])).code).toBe(0);
+    expect((await tsrun(["ps", "--filter", `name=${renamed}`])).stdout).toContain(renamed);
+    expect((await tsrun(["logs", name])).code).not.toBe(0);
+    const top = await tsrun(["top", renamed]);
+    expect(top.stdout.split("\n")[0]).toMatch(/^UID\s+PID\s+PPID/);
+    expect(top.stdout).toMatch(/sleep 60/);
+    expect((await tsrun(["top", renamed, "-o", "comm"])).stdout).toMatch(/^COMMAND\nsh\nsleep\n$/);
+    const attached = unique("att");
+    await tsrun(["run", "-d", "--name", attached, "busybox", "sh", "-c", "sleep 0.5; echo late; exit 3"]);
+    const a = await tsrun(["attach", attached]);
+    expect(a.stdout).toBe("late\n");
+    expect(a.code).toBe(3);
+    await tsrun(["rm", "-f", renamed, attached]);
+  });
 });
