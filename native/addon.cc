@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -180,6 +181,7 @@ Napi::Value RunTools(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Array cmds = info[0].As<Napi::Array>();
   std::vector<pid_t> pids;
+  std::vector<int> errs;
   std::vector<std::string> errors;
   for (uint32_t i = 0; i < cmds.Length(); i++) {
     Napi::Array a = cmds.Get(i).As<Napi::Array>();
@@ -188,9 +190,33 @@ Napi::Value RunTools(const Napi::CallbackInfo& info) {
     std::vector<char*> argv;
     for (auto& s : args) argv.push_back(&s[0]);
     argv.push_back(nullptr);
+    // Each tool's stderr is captured, so the caller can explain a failure in one line.
+    int p[2] = {-1, -1};
+    if (pipe2(p, O_CLOEXEC) != 0) p[0] = p[1] = -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    // Tools read nothing and print nothing we need on stdout: /dev/null, never a closed fd (a
+    // tool that daemonizes would otherwise get its own fds renumbered onto 0 and 1).
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    if (p[1] >= 0) posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+    // Default signal dispositions and mask: Node ignores SIGPIPE, and pasta refuses to start
+    // when it finds SIGPIPE ignored already.
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = -1;
-    int rc = posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
+    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (p[1] >= 0) close(p[1]);
     pids.push_back(rc == 0 ? pid : -1);
+    errs.push_back(p[0]);
     errors.push_back(rc == 0 ? "" : args[0] + ": " + strerror(rc));
   }
   Napi::Array out = Napi::Array::New(env, pids.size());
@@ -209,6 +235,18 @@ Napi::Value RunTools(const Napi::CallbackInfo& info) {
       o.Set("code", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
       o.Set("signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     }
+    // After the exit, take what is in the pipe without waiting: a daemonizing tool (pasta)
+    // may leave a child holding the write end. Tool messages are far below a pipe's capacity.
+    std::string stderr_text;
+    if (errs[i] >= 0) {
+      fcntl(errs[i], F_SETFL, O_NONBLOCK);
+      char buf[4096];
+      ssize_t n;
+      while ((n = read(errs[i], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0) stderr_text.append(buf, static_cast<size_t>(n));
+      close(errs[i]);
+    }
+    o.Set("stderr", stderr_text);
     out.Set(i, o);
   }
   return out;
@@ -253,6 +291,28 @@ Napi::Value SpawnMonitor(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, pid);
 }
 
+// mount(source, target, fstype, flags, data): mount(2) for the storage worker, which runs as
+// root of its own user+mount namespace (an overlay of a container's layers for `export`).
+// Node has no binding for it. Throws an Error with code/errno on failure.
+Napi::Value Mount(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString() || !info[3].IsNumber() ||
+      !info[4].IsString()) {
+    Napi::TypeError::New(env, "mount(source, target, fstype, flags, data) expects strings and a number")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string source = info[0].As<Napi::String>().Utf8Value();
+  std::string target = info[1].As<Napi::String>().Utf8Value();
+  std::string fstype = info[2].As<Napi::String>().Utf8Value();
+  unsigned long flags = static_cast<unsigned long>(info[3].As<Napi::Number>().Int64Value());
+  std::string data = info[4].As<Napi::String>().Utf8Value();
+  if (mount(source.c_str(), target.c_str(), fstype.c_str(), flags, data.empty() ? nullptr : data.c_str()) != 0) {
+    ErrnoError(env, errno, "mount " + fstype + " on " + target).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
 Napi::Object InitExports(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("resume", Napi::Function::New(env, Resume));
@@ -263,6 +323,7 @@ Napi::Object InitExports(Napi::Env env, Napi::Object exports) {
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("runTools", Napi::Function::New(env, RunTools));
   exports.Set("spawnMonitor", Napi::Function::New(env, SpawnMonitor));
+  exports.Set("mount", Napi::Function::New(env, Mount));
   RegisterFs(env, exports);
   return exports;
 }

@@ -6,8 +6,10 @@
 // Usage: tsrun-monitor CONTAINER_DIR   (fd 3: the ready pipe to the CLI)
 // CONTAINER_DIR holds:
 //   plan.bin   the launch plan in the addon's wire format (written by tsrun)
-//   idmap      how to map ids: lines "tool PROGRAM ARGS..." (the child's pid is inserted as the
-//              first argument) or "write FILE CONTENT" (written to /proc/PID/FILE)
+//   prestart   what to do once the child exists, before it goes on: lines "tool PROGRAM ARGS..."
+//              (the child's pid is inserted as the first argument: newuidmap, newgidmap, pasta)
+//              or "write FILE CONTENT" (written to /proc/PID/FILE)
+//   pasta.pid  written by pasta (the network helper); the monitor stops it when the run ends
 //   ctr.log    the log, appended: {"log":"...","stream":"stdout","time":"..."}
 //   exit       written atomically when the container ends: "CODE FINISHED_AT\n"
 //   restart    optional: "POLICY MAX" (no|always|unless-stopped|on-failure, MAX for on-failure)
@@ -142,7 +144,7 @@ void consume(int log_fd, Stream& s, const char* data, size_t n) {
 
 void map_ids(pid_t pid) {
   std::string text;
-  if (!read_file(g_dir + "/idmap", text)) fail("read idmap", errno);
+  if (!read_file(g_dir + "/prestart", text)) fail("read prestart", errno);
   std::istringstream lines(text);
   std::string line;
   while (std::getline(lines, line)) {
@@ -159,13 +161,47 @@ void map_ids(pid_t pid) {
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(&a[0]);
       argv.push_back(nullptr);
+      int errp[2];
+      if (pipe2(errp, O_CLOEXEC) != 0) fail("pipe", errno);
+      posix_spawn_file_actions_t fa;
+      posix_spawn_file_actions_init(&fa);
+      posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+      posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+      posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+      // Default signal dispositions: the monitor ignores SIGPIPE, and pasta refuses to start
+      // when it finds SIGPIPE ignored already.
+      posix_spawnattr_t attr;
+      posix_spawnattr_init(&attr);
+      sigset_t none, all;
+      sigemptyset(&none);
+      sigfillset(&all);
+      posix_spawnattr_setsigmask(&attr, &none);
+      posix_spawnattr_setsigdefault(&attr, &all);
+      posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
       pid_t tool;
-      int rc = posix_spawnp(&tool, argv[0], nullptr, nullptr, argv.data(), environ);
+      int rc = posix_spawnp(&tool, argv[0], &fa, &attr, argv.data(), environ);
+      posix_spawn_file_actions_destroy(&fa);
+      posix_spawnattr_destroy(&attr);
+      close(errp[1]);
       if (rc != 0) fail("run " + args[0], rc);
       int status = 0;
       while (waitpid(tool, &status, 0) < 0 && errno == EINTR) {
       }
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail(args[0] + " failed: check /etc/subuid and /etc/subgid", 0);
+      // What the tool said, without waiting for a daemonized child that may hold the pipe.
+      fcntl(errp[0], F_SETFL, O_NONBLOCK);
+      std::string said;
+      char b[1024];
+      ssize_t n;
+      while ((n = read(errp[0], b, sizeof b)) > 0) said.append(b, static_cast<size_t>(n));
+      close(errp[0]);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        std::string last;
+        std::istringstream ls(said);
+        std::string l;
+        while (std::getline(ls, l))
+          if (!l.empty() && l.find("syslog") == std::string::npos) last = l;
+        fail(args[0] + " failed: " + (last.empty() ? "exit " + std::to_string(WEXITSTATUS(status)) : last), 0);
+      }
     } else if (kind == "write") {
       std::string file, content;
       words >> file;
@@ -317,6 +353,22 @@ struct Health {
   }
 };
 
+// pasta does not notice that the namespace it serves is gone: stop it with the run.
+void stop_network_helper() {
+  std::string text;
+  if (!read_file(g_dir + "/pasta.pid", text)) return;
+  pid_t pid = static_cast<pid_t>(atoi(text.c_str()));
+  if (pid > 1 && kill(pid, SIGTERM) == 0) {
+    // Wait (bounded) until it is gone, so its ports are free once the container counts as
+    // stopped. It is not our child: poll.
+    for (int i = 0; i < 200 && kill(pid, 0) == 0; i++) {
+      struct timespec ts = {0, 5 * 1000000};
+      nanosleep(&ts, nullptr);
+    }
+  }
+  unlink((g_dir + "/pasta.pid").c_str());
+}
+
 bool load_health(Health& h) {
   std::string bytes, conf;
   if (!read_file(g_dir + "/health.bin", bytes) || !read_file(g_dir + "/health.conf", conf)) return false;
@@ -395,6 +447,7 @@ int main(int argc, char** argv) {
       int status;
       while (waitpid(launched.pid, &status, __WALL) < 0 && errno == EINTR) {
       }
+      stop_network_helper();
       if (first) {
         report_ready("err " + std::to_string(ce.kind) + " " + std::to_string(ce.err) + " " + ce.step + "\n");
         return 1;
@@ -496,6 +549,7 @@ int main(int argc, char** argv) {
       code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
     close(launched.pidfd);
+    stop_network_helper();
 
     // Restart policy, as Docker applies it: never after `tsrun stop`/`kill`.
     bool again = false;

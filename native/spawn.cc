@@ -193,6 +193,9 @@ struct ChildArgs {
   int sync_fd;
   int error_fd;
   int socket_fd;
+  // The parent's ends, inherited by the clone: closed first thing, or an aborted start (the
+  // parent closing its sync end) would never reach the child as end of file.
+  int parent_fds[3];
 };
 
 size_t str_len(const char* s) {
@@ -528,6 +531,8 @@ int child_main(void* arg) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
 
+  for (int fd : a.parent_fds)
+    if (fd >= 0) close(fd);
   if (p.die_with_parent) prctl(PR_SET_PDEATHSIG, SIGKILL);
 
   // Wait until the parent has written uid_map and gid_map; EOF means it gave up.
@@ -760,7 +765,7 @@ std::string launch(const LaunchPlan& plan, Launched& out) {
     close_all();
     return std::string("socketpair: ") + strerror(err);
   }
-  ChildArgs args{&plan, argv.data(), envp.data(), sync_pipe[0], error_pipe[1], sock[1]};
+  ChildArgs args{&plan, argv.data(), envp.data(), sync_pipe[0], error_pipe[1], sock[1], {sync_pipe[1], error_pipe[0], sock[0]}};
 
   const size_t stack_size = 1 << 20;
   void* stack = mmap(nullptr, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);

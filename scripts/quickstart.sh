@@ -7,7 +7,9 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  uidmap busybox-static xz-utils zstd g++ make python3 >/dev/null
+  uidmap busybox-static xz-utils zstd passt g++ make python3 >/dev/null
+# pasta (the default network) needs /dev/net/tun as distributions ship it.
+[ -e /dev/net/tun ] && $sudo chmod 0666 /dev/net/tun
 if [ "$(id -u)" != 0 ] && ! grep -q "^$(id -un):" /etc/subuid 2>/dev/null; then
   echo "tsrun: $(id -un) has no /etc/subuid range; adding 65536 ids (needs sudo)" >&2
   $sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 "$(id -un)"

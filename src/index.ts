@@ -7,6 +7,14 @@ import type { ImageRecord } from "./store/images.js";
 import type { ContainerRecord } from "./container/records.js";
 import type { ImageConfig } from "./image/types.js";
 import { familiarRepository, splitName } from "./image/reference.js";
+import { commitContainer, type CommitOptions } from "./image/commit.js";
+import { exportContainer, type ExportOptions } from "./image/export.js";
+import { containerChanges } from "./image/diff.js";
+import type { Change } from "./store/pack.js";
+import { pullImage, type PullOptions, type PullResult } from "./image/registry/pull.js";
+import { pushImage, type PushOptions, type PushResult } from "./image/registry/push.js";
+import { saveImages, type SaveOptions } from "./image/archive/save.js";
+import { loadArchive, type LoadOptions, type LoadResult } from "./image/archive/load.js";
 
 export { Store } from "./store/store.js";
 export { Containers, type CreateOptions } from "./container/run.js";
@@ -16,6 +24,16 @@ export type { ImageConfig, ContainerConfig, Manifest, Descriptor } from "./image
 export { parseReference, normaliseName, formatReference, familiarRepository, ReferenceError } from "./image/reference.js";
 export { mergeCommand, mergeEnv, parseUserSpec, resolveUser } from "./container/spec.js";
 export { TsrunError, NotFoundError } from "./errors.js";
+export type { CommitOptions } from "./image/commit.js";
+export type { ExportOptions } from "./image/export.js";
+export type { Change, ChangeKind } from "./store/pack.js";
+export { login, logout, type LoginOptions } from "./image/registry/login.js";
+export type { PullOptions, PullResult } from "./image/registry/pull.js";
+export type { PushOptions, PushResult } from "./image/registry/push.js";
+export type { TransferListener, BlobOutcome } from "./image/registry/progress.js";
+export { RegistryError } from "./image/registry/client.js";
+export type { SaveOptions, ArchiveFormat } from "./image/archive/save.js";
+export type { LoadOptions, LoadResult, LoadedImage } from "./image/archive/load.js";
 export { stopContainer, killContainer, removeContainer, waitContainer, readLogs, signalNumber, type LogRecord, type LogOptions } from "./container/lifecycle.js";
 
 export interface ImageSummary {
@@ -49,6 +67,26 @@ export class Tsrun {
     return importImage(this.store, opts);
   }
 
+  /** Pulls an image from a registry into the store (OCI distribution v2). */
+  pull(opts: PullOptions): Promise<PullResult> {
+    return pullImage(this.store, opts);
+  }
+
+  /** Pushes a stored image to a registry, its manifest byte for byte. */
+  push(opts: PushOptions): Promise<PushResult> {
+    return pushImage(this.store, opts);
+  }
+
+  /** Writes images to a docker-archive or oci-archive (a file, or a stream such as stdout). */
+  save(opts: SaveOptions): Promise<void> {
+    return saveImages(this.store, opts);
+  }
+
+  /** Loads every image of a docker-archive or oci-archive (compressed or not) into the store. */
+  load(opts: LoadOptions): Promise<LoadResult> {
+    return loadArchive(this.store, opts);
+  }
+
   imageConfig(image: ImageRecord): ImageConfig {
     return JSON.parse(this.store.blobs.read(image.id).toString("utf8")) as ImageConfig;
   }
@@ -79,6 +117,21 @@ export class Tsrun {
       await this.containers.remove(record);
       throw err;
     }
+  }
+
+  /** A new image from a container's changes (`commit`). */
+  commit(opts: CommitOptions): Promise<ImageRecord> {
+    return commitContainer(this.containers, opts);
+  }
+
+  /** A container's filesystem as a tar stream, to a file or standard output (`export`). */
+  exportContainer(opts: ExportOptions): Promise<void> {
+    return exportContainer(this.containers, opts);
+  }
+
+  /** What a container changed against its image (`diff`). */
+  diff(container: string): Promise<Change[]> {
+    return containerChanges(this.containers, container);
   }
 
   /** Runs a container in the foreground and returns its exit status. */

@@ -45,7 +45,7 @@ interface NativeAddon {
   pipe(): [number, number];
   flock(fd: number, exclusive: boolean, wait: boolean): boolean;
   /** Runs the commands concurrently (posix_spawn, PATH lookup) and waits for all of them. */
-  runTools(commands: string[][]): { code: number; signal: number; error?: string }[];
+  runTools(commands: string[][]): { code: number; signal: number; error?: string; stderr: string }[];
   /** Starts the container monitor detached (own session, /dev/null stdio, readyFd as fd 3). */
   spawnMonitor(path: string, args: string[], readyFd: number): number;
   openInRoot(rootFd: number, relPath: string, flags: number, mode: number): number;
@@ -63,6 +63,8 @@ interface NativeAddon {
   renameAt(fromDirFd: number, from: string, toDirFd: number, to: string): void;
   readlinkAt(dirFd: number, name: string): string;
   lstatAt(dirFd: number, name: string): RawStat;
+  /** mount(2); for the storage worker inside its own user+mount namespace. Throws with code/errno. */
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -118,7 +118,8 @@ export async function writeIdMaps(pid: number, m: IdMapping = currentMapping()):
     results.forEach((r, i) => {
       const cmd = commands[i] as string[];
       if (r.error) throw new Error(`${r.error} (install the "uidmap" package)`);
-      if (r.code !== 0 || r.signal !== 0) throw new Error(`${cmd.join(" ")} failed (exit ${r.code}): check /etc/subuid and /etc/subgid`);
+      if (r.code !== 0 || r.signal !== 0)
+        throw new Error(`${cmd[0]} failed: ${r.stderr.trim().split("\n").pop() || `exit ${r.code}`} (check /etc/subuid and /etc/subgid)`);
     });
   }
   for (const [file, content] of steps.writes) writeFileSync(`/proc/${pid}/${file}`, `${content}\n`);

@@ -6,6 +6,7 @@ import { killContainer, readLogs, removeContainer, stopContainer, waitContainer 
 import { TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
 import { containerPids } from "../container/top.js";
+import { formatPort } from "../network/ports.js";
 import { execFileSync } from "node:child_process";
 import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
 import { ago, humanDuration, table } from "./output.js";
@@ -36,6 +37,12 @@ function imageColumn(r: ContainerRecord): string {
 function commandColumn(r: ContainerRecord, trunc: boolean): string {
   const full = [r.path, ...r.args].join(" ");
   return `"${trunc && full.length > 20 ? `${full.slice(0, 19)}…` : full}"`;
+}
+
+/** Docker's PORTS column: "0.0.0.0:8080->80/tcp, ...". */
+function portsColumn(r: ContainerRecord): string {
+  if (r.state.status !== "running") return "";
+  return (r.hostConfig.portBindings ?? []).map((p) => `${p.hostIp || "0.0.0.0"}:${p.hostPort}->${p.containerPort}/${p.protocol}`).join(", ");
 }
 
 interface PsFlags {
@@ -96,7 +103,7 @@ function psCommand(o: PsFlags): void {
     return;
   }
   const rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]];
-  for (const r of list) rows.push([id(r), imageColumn(r), commandColumn(r, o.trunc), ago(r.created), statusText(r), "", r.name]);
+  for (const r of list) rows.push([id(r), imageColumn(r), commandColumn(r, o.trunc), ago(r.created), statusText(r), portsColumn(r), r.name]);
   process.stdout.write(table(rows));
 }
 
@@ -154,6 +161,24 @@ export function registerContainers(program: Command): void {
     .option("--no-trunc", "do not truncate output")
     .option("-f, --filter <filter>", "filter output (status=, name=, id=, ancestor=, label=, exited=)", collect, [])
     .action((o: PsFlags) => psCommand(o));
+
+  program
+    .command("port")
+    .description("List a container's published ports")
+    .argument("<container>")
+    .argument("[private-port]")
+    .action((name: string, privatePort?: string) => {
+      const record = new Tsrun().containers.get(name);
+      let list = record.hostConfig.portBindings ?? [];
+      if (privatePort) {
+        const [p, proto] = privatePort.split("/");
+        list = list.filter((m) => m.containerPort === Number(p) && m.protocol === (proto ?? "tcp"));
+        if (list.length === 0) throw new TsrunError(`no public port '${privatePort}' published for ${name}`);
+        for (const m of list) process.stdout.write(`${m.hostIp || "0.0.0.0"}:${m.hostPort}\n`);
+        return;
+      }
+      for (const m of list) process.stdout.write(`${formatPort(m)}\n`);
+    });
 
   program
     .command("rename")

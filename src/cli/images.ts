@@ -1,9 +1,18 @@
-// `tsrun images` and `tsrun import`.
+// Image commands: import, images, inspect, tag, rmi, history, image prune, and the `image`
+// group (image ls/rm/inspect/tag/history/prune/import) Docker has beside them. Output follows the
+// Docker CLI: its table columns, its --format fields and headers, its JSON shapes.
 import type { Command } from "commander";
+import { createInterface } from "node:readline";
 import { Tsrun } from "../index.js";
 import { collect } from "./util.js";
 import { applyChanges } from "../image/config-changes.js";
-import { ago, humanSize, shortId, table } from "./output.js";
+import { ago, humanSize, shortId } from "./output.js";
+import { compileTemplate, renderTable, parseTableFormat, isTableFormat, TemplateError } from "../format/template.js";
+import { inspectContainer, inspectImage } from "../image/inspect.js";
+import { imageHistory } from "../image/history.js";
+import { findImage, pruneImages, removeImage, tagImage } from "../image/remove.js";
+import { parseReference, repositoryName, ReferenceError } from "../image/reference.js";
+import { NotFoundError, TsrunError } from "../errors.js";
 
 export async function importCommand(
   source: string,
@@ -16,8 +25,110 @@ export async function importCommand(
   process.stdout.write(`${image.id}\n`);
 }
 
-export function imagesCommand(o: { all: boolean; quiet: boolean; digests: boolean; trunc: boolean }): void {
-  const rows = new Tsrun().listImages();
+// ---------------------------------------------------------------------------------------------
+// Time formats Docker prints
+
+const pad = (n: number, width = 2): string => String(n).padStart(width, "0");
+
+function zoneOffset(d: Date, separator: string): string {
+  const minutes = -d.getTimezoneOffset();
+  const sign = minutes >= 0 ? "+" : "-";
+  const abs = Math.abs(minutes);
+  return `${sign}${pad(Math.floor(abs / 60))}${separator}${pad(abs % 60)}`;
+}
+
+function zoneName(d: Date): string {
+  const part = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" }).formatToParts(d).find((p) => p.type === "timeZoneName");
+  return part?.value ?? "UTC";
+}
+
+function localDate(d: Date): string {
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+function localTime(d: Date): string {
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** Go's time.Time.String() in local time, as `images` shows CreatedAt: "2024-01-02 15:04:05 +0000 UTC". */
+export function goTimeString(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  return `${localDate(d)} ${localTime(d)} ${zoneOffset(d, "")} ${zoneName(d)}`;
+}
+
+/** RFC 3339 in local time, as `history` shows CreatedAt: "2024-01-02T15:04:05Z" or "...+01:00". */
+export function rfc3339Local(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  const offset = d.getTimezoneOffset() === 0 ? "Z" : zoneOffset(d, ":");
+  return `${localDate(d)}T${localTime(d)}${offset}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// --format output
+
+function templateError(err: unknown): never {
+  if (err instanceof TemplateError) throw new TsrunError(err.message);
+  throw err;
+}
+
+/** Renders rows with a table, json or plain template format (docker/cli's formatter). */
+function formatRows(format: string, rows: readonly Record<string, unknown>[], headers: Record<string, string>): string {
+  try {
+    if (isTableFormat(format)) return renderTable(format, rows, headers);
+    const template = compileTemplate(parseTableFormat(format).template);
+    return rows.map((r) => `${template.execute(r)}\n`).join("");
+  } catch (err) {
+    templateError(err);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// images
+
+interface ImagesFlags {
+  all: boolean;
+  quiet: boolean;
+  digests: boolean;
+  trunc: boolean;
+  format?: string;
+}
+
+const IMAGE_HEADERS = {
+  ID: "IMAGE ID",
+  Repository: "REPOSITORY",
+  Tag: "TAG",
+  Digest: "DIGEST",
+  CreatedSince: "CREATED",
+  CreatedAt: "CREATED AT",
+  Size: "SIZE",
+  Containers: "CONTAINERS",
+  SharedSize: "SHARED SIZE",
+  UniqueSize: "UNIQUE SIZE",
+  VirtualSize: "VIRTUAL SIZE",
+};
+
+/** Keeps rows whose repository (and tag, when given) match `docker images REPOSITORY[:TAG]`. */
+function matchesReference(filter: string): (row: { repository: string; tag: string }) => boolean {
+  let repository: string;
+  let tag: string | undefined;
+  try {
+    const slash = filter.lastIndexOf("/");
+    const colon = filter.lastIndexOf(":");
+    const ref = parseReference(filter);
+    repository = repositoryName(ref);
+    tag = colon > slash ? ref.tag : undefined;
+  } catch (err) {
+    if (err instanceof ReferenceError) throw new TsrunError(err.message);
+    throw err;
+  }
+  return (row) => row.repository === repository && (tag === undefined || row.tag === tag);
+}
+
+export function imagesCommand(filter: string | undefined, o: ImagesFlags): void {
+  let rows = new Tsrun().listImages();
+  if (filter !== undefined) rows = rows.filter(matchesReference(filter));
   const id = (full: string): string => (o.trunc ? shortId(full) : full);
   if (o.quiet) {
     const seen = new Set<string>();
@@ -28,32 +139,280 @@ export function imagesCommand(o: { all: boolean; quiet: boolean; digests: boolea
     }
     return;
   }
-  const header = ["REPOSITORY", "TAG", ...(o.digests ? ["DIGEST"] : []), "IMAGE ID", "CREATED", "SIZE"];
-  const body = rows.map((r) => [r.displayRepository, r.tag, ...(o.digests ? [r.digest] : []), id(r.id), ago(r.created), humanSize(r.size)]);
-  process.stdout.write(table([header, ...body]));
+  // Keys in sorted order: Docker's `json` of an image row is a map, printed sorted.
+  const data = rows.map((r) => ({
+    Containers: "N/A",
+    CreatedAt: goTimeString(r.created),
+    CreatedSince: ago(r.created),
+    Digest: r.digest,
+    ID: id(r.id),
+    Repository: r.displayRepository,
+    SharedSize: "N/A",
+    Size: humanSize(r.size),
+    Tag: r.tag,
+    UniqueSize: "N/A",
+    VirtualSize: humanSize(r.size),
+  }));
+  const format =
+    o.format && o.format !== "table"
+      ? o.format
+      : `table {{.Repository}}\t{{.Tag}}\t${o.digests ? "{{.Digest}}\t" : ""}{{.ID}}\t{{.CreatedSince}}\t{{.Size}}`;
+  process.stdout.write(formatRows(format, data, IMAGE_HEADERS));
+}
+
+// ---------------------------------------------------------------------------------------------
+// inspect
+
+type InspectType = "image" | "container";
+
+function inspectOne(t: Tsrun, name: string, type: InspectType | undefined): Record<string, unknown> {
+  if (type !== "image") {
+    try {
+      return inspectContainer(t.containers, t.containers.get(name));
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+      if (type === "container") throw new NotFoundError(`No such container: ${name}`);
+    }
+  }
+  try {
+    return inspectImage(t.store, findImage(t.store, name));
+  } catch (err) {
+    if (err instanceof NotFoundError && type === undefined) throw new NotFoundError(`No such object: ${name}`);
+    throw err;
+  }
+}
+
+export function inspectCommand(names: string[], o: { format?: string; type?: string }): void {
+  if (o.type !== undefined && o.type !== "image" && o.type !== "container") {
+    throw new TsrunError(`"${o.type}" is not a valid value for --type: expected image or container`);
+  }
+  const type = o.type as InspectType | undefined;
+  let template;
+  try {
+    template = o.format ? compileTemplate(o.format) : undefined;
+  } catch (err) {
+    templateError(err);
+  }
+  const t = new Tsrun();
+  const found: Record<string, unknown>[] = [];
+  const errors: string[] = [];
+  for (const name of names) {
+    try {
+      found.push(inspectOne(t, name, type));
+    } catch (err) {
+      if (!(err instanceof TsrunError)) throw err;
+      errors.push(err.message);
+    }
+  }
+  if (template) {
+    let out = "";
+    try {
+      for (const item of found) out += `${template.execute(item)}\n`;
+    } catch (err) {
+      templateError(err);
+    }
+    process.stdout.write(out);
+  } else {
+    process.stdout.write(`${JSON.stringify(found, null, 4)}\n`);
+  }
+  if (errors.length > 0) {
+    for (const e of errors.slice(0, -1)) process.stderr.write(`Error: ${e}\n`);
+    throw new TsrunError(errors[errors.length - 1] as string);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// history
+
+const HISTORY_HEADERS = { ID: "IMAGE", CreatedSince: "CREATED", CreatedAt: "CREATED AT", CreatedBy: "CREATED BY", Size: "SIZE", Comment: "COMMENT" };
+
+/** Docker's stringutils.Ellipsis: at most n characters, the last one an ellipsis. */
+function ellipsis(s: string, n: number): string {
+  const chars = [...s];
+  return chars.length <= n ? s : `${chars.slice(0, n - 1).join("")}…`;
+}
+
+export function historyCommand(name: string, o: { trunc: boolean; quiet: boolean; human: boolean; format?: string }): void {
+  const t = new Tsrun();
+  const rows = imageHistory(t.store, findImage(t.store, name));
+  const id = (full: string): string => (full === "<missing>" || !o.trunc ? full : shortId(full));
+  if (o.quiet) {
+    for (const r of rows) process.stdout.write(`${id(r.id)}\n`);
+    return;
+  }
+  const data = rows.map((r) => {
+    const createdBy = r.createdBy.replace(/\t/g, " ");
+    // Keys in sorted order: Docker's `json` of a history row is a map, printed sorted.
+    return {
+      Comment: r.comment,
+      CreatedAt: rfc3339Local(r.created),
+      CreatedBy: o.trunc ? ellipsis(createdBy, 45) : createdBy,
+      CreatedSince: o.human ? ago(r.created) : rfc3339Local(r.created),
+      ID: id(r.id),
+      Size: o.human ? humanSize(r.size) : String(r.size),
+    };
+  });
+  const format = o.format && o.format !== "table" ? o.format : "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
+  process.stdout.write(formatRows(format, data, HISTORY_HEADERS));
+}
+
+// ---------------------------------------------------------------------------------------------
+// rmi, tag, prune
+
+export async function rmiCommand(names: string[], o: { force: boolean }): Promise<void> {
+  const t = new Tsrun();
+  const errors: string[] = [];
+  for (const name of names) {
+    try {
+      for (const line of await removeImage(t.containers, name, o.force)) process.stdout.write(`${line}\n`);
+    } catch (err) {
+      if (!(err instanceof TsrunError)) throw err;
+      errors.push(err.message);
+    }
+  }
+  if (errors.length > 0) {
+    for (const e of errors.slice(0, -1)) process.stderr.write(`Error: ${e}\n`);
+    throw new TsrunError(errors[errors.length - 1] as string);
+  }
+}
+
+/** Docker's prompt; anything but y/Y (or no terminal answer at all) declines. */
+async function confirm(question: string): Promise<boolean> {
+  process.stdout.write(question);
+  const rl = createInterface({ input: process.stdin });
+  const answer = await new Promise<string>((resolve) => {
+    rl.once("line", resolve);
+    rl.once("close", () => resolve(""));
+  });
+  rl.close();
+  return /^y(es)?$/i.test(answer.trim());
+}
+
+export async function pruneCommand(o: { all: boolean; force: boolean }): Promise<void> {
+  if (!o.force) {
+    const what = o.all ? "all images without at least one container associated to them" : "all dangling images";
+    if (!(await confirm(`WARNING! This will remove ${what}.\nAre you sure you want to continue? [y/N] `))) return;
+  }
+  const result = await pruneImages(new Tsrun().containers, o.all);
+  if (result.lines.length > 0) process.stdout.write(`Deleted Images:\n${result.lines.join("\n")}\n\n`);
+  process.stdout.write(`Total reclaimed space: ${humanSize(result.reclaimed)}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+
+interface CommandSpec {
+  register(parent: Command, name: string): Command;
+}
+
+const importSpec: CommandSpec = {
+  register: (parent, name) =>
+    parent
+      .command(name)
+      .description("Create an image from a root filesystem tarball (file, - or URL)")
+      .argument("<source>")
+      .argument("[reference]")
+      .option("-m, --message <text>", "commit message for the imported image")
+      .option("-c, --change <instruction>", "apply a Dockerfile instruction to the image config", collect, [])
+      .option("-q, --quiet", "print only the image ID", false)
+      .action(async (source: string, reference: string | undefined, o: { message?: string; change: string[]; quiet: boolean }) => {
+        await importCommand(source, reference, o);
+      }),
+};
+
+const imagesSpec: CommandSpec = {
+  register: (parent, name) =>
+    parent
+      .command(name)
+      .description("List images")
+      .argument("[repository[:tag]]")
+      .option("-a, --all", "show all images (tsrun keeps no intermediate images)", false)
+      .option("-q, --quiet", "only show image IDs", false)
+      .option("--digests", "show digests", false)
+      .option("--no-trunc", "do not truncate output")
+      .option("--format <format>", "format output: table, json, or a Go template (fields ID, Repository, Tag, Digest, CreatedSince, CreatedAt, Size)")
+      .action((filter: string | undefined, o: ImagesFlags) => {
+        imagesCommand(filter, o);
+      }),
+};
+
+const inspectOptions = (cmd: Command): Command =>
+  cmd.option("-f, --format <template>", "format the output using a Go template").option("-s, --size", "display total file sizes (accepted; sizes are always shown)", false);
+
+const historySpec: CommandSpec = {
+  register: (parent, name) =>
+    parent
+      .command(name)
+      .description("Show the history of an image")
+      .argument("<image>")
+      .option("--no-trunc", "do not truncate output")
+      .option("-q, --quiet", "only show image IDs", false)
+      .option("-H, --human [bool]", "print sizes and dates in human readable format (default true)", (v: string) => !/^(false|0)$/i.test(v), true)
+      .option("--format <format>", "format output: table, json, or a Go template (fields ID, CreatedSince, CreatedAt, CreatedBy, Size, Comment)")
+      .action((image: string, o: { trunc: boolean; quiet: boolean; human: boolean; format?: string }) => {
+        historyCommand(image, o);
+      }),
+};
+
+const rmiSpec: CommandSpec = {
+  register: (parent, name) =>
+    parent
+      .command(name)
+      .description("Remove one or more images")
+      .argument("<image...>")
+      .option("-f, --force", "untag an image a container uses (it is kept for the container)", false)
+      .action(async (names: string[], o: { force: boolean }) => {
+        await rmiCommand(names, o);
+      }),
+};
+
+const tagSpec: CommandSpec = {
+  register: (parent, name) =>
+    parent
+      .command(name)
+      .description("Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+      .argument("<source>")
+      .argument("<target>")
+      .action(async (source: string, target: string) => {
+        await tagImage(new Tsrun().store, source, target);
+      }),
+};
+
+/** The `image` group, shared with other command files that add subcommands (save, load, ...). */
+export function imageGroup(program: Command): Command {
+  return program.commands.find((c) => c.name() === "image") ?? program.command("image").description("Manage images");
 }
 
 export function registerImages(program: Command): void {
-  program
-    .command("import")
-    .description("Create an image from a root filesystem tarball (file, - or URL)")
-    .argument("<source>")
-    .argument("[reference]")
-    .option("-m, --message <text>", "commit message for the imported image")
-    .option("-c, --change <instruction>", "apply a Dockerfile instruction to the image config", collect, [])
-    .option("-q, --quiet", "print only the image ID", false)
-    .action(async (source: string, reference: string | undefined, o: { message?: string; change: string[]; quiet: boolean }) => {
-      await importCommand(source, reference, o);
-    });
+  importSpec.register(program, "import");
+  imagesSpec.register(program, "images");
+  inspectOptions(
+    program
+      .command("inspect")
+      .description("Return low-level information on images and containers")
+      .argument("<name...>")
+      .option("--type <type>", "only inspect objects of this type (image or container)"),
+  ).action((names: string[], o: { format?: string; type?: string }) => inspectCommand(names, o));
+  historySpec.register(program, "history");
+  rmiSpec.register(program, "rmi");
+  tagSpec.register(program, "tag");
 
-  program
-    .command("images")
-    .description("List images")
-    .option("-a, --all", "show all images", false)
-    .option("-q, --quiet", "only show image IDs", false)
-    .option("--digests", "show digests", false)
-    .option("--no-trunc", "do not truncate output")
-    .action((o: { all: boolean; quiet: boolean; digests: boolean; trunc: boolean }) => {
-      imagesCommand(o);
+  const image = imageGroup(program);
+  importSpec.register(image, "import");
+  imagesSpec.register(image, "ls").alias("list");
+  inspectOptions(image.command("inspect").description("Display detailed information on one or more images").argument("<image...>")).action(
+    (names: string[], o: { format?: string }) => inspectCommand(names, { ...o, type: "image" }),
+  );
+  historySpec.register(image, "history");
+  rmiSpec.register(image, "rm").alias("remove");
+  tagSpec.register(image, "tag");
+  image
+    .command("prune")
+    .description("Remove unused images (dangling ones; with -a every image no container uses)")
+    .option("-a, --all", "remove all images no container uses, not just dangling ones", false)
+    .option("-f, --force", "do not prompt for confirmation", false)
+    .action(async (o: { all: boolean; force: boolean }) => {
+      await pruneCommand(o);
     });
 }
+

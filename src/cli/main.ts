@@ -7,6 +7,9 @@ import { registerRun } from "./run.js";
 import { registerImages } from "./images.js";
 import { registerContainers } from "./containers.js";
 import { registerVolumes } from "./volumes.js";
+import { registerContainerImages } from "./containers-image.js";
+import { registerRegistry } from "./registry.js";
+import { registerArchive } from "./archive.js";
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -27,6 +30,9 @@ registerRun(program);
 registerImages(program);
 registerContainers(program);
 registerVolumes(program);
+registerContainerImages(program);
+registerRegistry(program);
+registerArchive(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

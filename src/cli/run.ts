@@ -3,6 +3,7 @@ import { Option, type Command } from "commander";
 import { Tsrun, type CreateOptions } from "../index.js";
 import { TsrunError } from "../errors.js";
 import { collect } from "./util.js";
+import { printer } from "./registry.js";
 
 export interface CreateFlags {
   interactive: boolean;
@@ -15,7 +16,12 @@ export interface CreateFlags {
   entrypoint?: string;
   hostname?: string;
   readOnly: boolean;
-  network: "none" | "host" | "private";
+  network: "none" | "host" | "private" | "bridge" | "pasta";
+  net?: "none" | "host" | "private" | "bridge" | "pasta";
+  publish: string[];
+  publishAll: boolean;
+  dns: string[];
+  addHost: string[];
   label: string[];
   volume: string[];
   mount: string[];
@@ -29,6 +35,8 @@ export interface CreateFlags {
   healthRetries?: string;
   healthStartPeriod?: string;
   healthcheck: boolean;
+  pull: "missing" | "always" | "never";
+  tlsVerify?: string;
 }
 
 export interface RunFlags extends CreateFlags {
@@ -59,7 +67,16 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--entrypoint <command>", "override the image's ENTRYPOINT")
     .option("-h, --hostname <name>", "container host name")
     .option("--read-only", "mount the root filesystem read-only", false)
-    .addOption(new Option("--network <mode>", "network mode").choices(["none", "host", "private"]).default("private"))
+    .addOption(
+      new Option("--network <mode>", "private (default: own namespace with outbound access through pasta), none, host")
+        .choices(["none", "host", "private", "bridge", "pasta"])
+        .default("private"),
+    )
+    .addOption(new Option("--net <mode>", "same as --network").choices(["none", "host", "private", "bridge", "pasta"]).hideHelp())
+    .option("-p, --publish <[ip:][hostPort:]containerPort[/proto]>", "publish a container port on the host", collect, [])
+    .option("-P, --publish-all", "publish every EXPOSEd port on a free host port", false)
+    .option("--dns <ip>", "DNS server for the container", collect, [])
+    .option("--add-host <name:ip>", "add a line to /etc/hosts (ip may be host-gateway)", collect, [])
     .option("-l, --label <KEY=VALUE>", "set a label", collect, [])
     .option("-v, --volume <spec>", "bind mount HOST:CTR[:ro], named volume NAME:CTR, or anonymous /CTR", collect, [])
     .option("--mount <spec>", "type=bind|volume|tmpfs,source=...,target=...[,readonly]", collect, [])
@@ -72,7 +89,14 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--health-retries <n>", "consecutive failures needed to report unhealthy")
     .option("--health-start-period <duration>", "start period during which failures do not count")
     .option("--no-healthcheck", "disable any container-specified HEALTHCHECK")
+    .addOption(new Option("--pull <policy>", "pull the image: missing, always or never").choices(["missing", "always", "never"]).default("missing"))
+    .option("--tls-verify <bool>", "verify the registry's TLS certificate when pulling (true or false)")
     .passThroughOptions();
+}
+
+/** Docker's "bridge" and Podman's "pasta" name the same thing here: the private network. */
+function networkMode(mode: CreateFlags["network"]): "none" | "host" | "private" {
+  return mode === "bridge" || mode === "pasta" ? "private" : mode;
 }
 
 export function createOptions(image: string, command: string[], o: CreateFlags): CreateOptions {
@@ -91,7 +115,11 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     autoRemove: o.rm,
     tty: o.tty,
     interactive: o.interactive,
-    network: o.network,
+    network: networkMode(o.net ?? o.network),
+    publish: o.publish,
+    publishAll: o.publishAll,
+    dns: o.dns,
+    addHosts: o.addHost,
     labels: parseLabels(o.label),
     volumes: o.volume,
     mounts: o.mount,
@@ -109,8 +137,27 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
   };
 }
 
+/** --pull: fetch the image first when asked to, or when it is missing (as Docker does). */
+export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void> {
+  const t = new Tsrun();
+  if (o.pull === "never") return;
+  if (o.pull === "missing" && t.store.images.find(image)) return;
+  if (o.tlsVerify !== undefined && o.tlsVerify !== "true" && o.tlsVerify !== "false") throw new TsrunError(`invalid --tls-verify "${o.tlsVerify}": true or false`);
+  const progress = printer(false);
+  try {
+    await t.pull({ reference: image, tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true", listener: progress });
+  } catch (err) {
+    const reason = (err as Error).message;
+    // One line: what was asked for, and why it could not be had.
+    throw new TsrunError(o.pull === "missing" ? `${image}: image not known locally, and pulling it failed: ${reason}` : reason);
+  } finally {
+    progress.finish();
+  }
+}
+
 export async function runCommand(image: string, command: string[], o: RunFlags): Promise<number> {
   const opts = createOptions(image, command, o);
+  await pullIfNeeded(image, o);
   if (o.rm && o.restart && o.restart !== "no") throw new TsrunError("conflicting options: --restart and --rm");
   if (o.detach) {
     const record = await new Tsrun().runDetached(opts);
@@ -135,6 +182,7 @@ export function registerRun(program: Command): void {
   addContainerOptions(
     program.command("create").description("Create a container without starting it").argument("<image>").argument("[command...]"),
   ).action(async (image: string, command: string[], o: CreateFlags) => {
+    await pullIfNeeded(image, o);
     const record = await new Tsrun().containers.create(createOptions(image, command, o));
     process.stdout.write(`${record.id}\n`);
   });

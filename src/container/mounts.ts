@@ -114,9 +114,14 @@ export function hostsFile(hostname: string): string {
   ].join("\n");
 }
 
-/** The host's resolv.conf without loopback resolvers, which are unreachable from a namespace. */
-export function resolvConf(hostText: string, network: NetworkMode): string {
-  if (network === "host") return hostText;
-  const lines = hostText.split("\n").filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l));
-  return lines.join("\n").trimEnd() + "\n";
+/**
+ * The host's resolv.conf without loopback resolvers (unreachable from a namespace), or with
+ * --dns servers instead of the host's.
+ */
+export function resolvConf(hostText: string, network: NetworkMode, dns: string[] = []): string {
+  let lines = hostText.split("\n");
+  if (dns.length > 0) lines = [...lines.filter((l) => !/^\s*nameserver\s/.test(l)), ...dns.map((d) => `nameserver ${d}`)];
+  else if (network !== "host") lines = lines.filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l));
+  const text = lines.join("\n").trim();
+  return text ? `${text}\n` : "";
 }

@@ -18,11 +18,13 @@ function failureMessage(f: ChildFailure): string {
 }
 
 /** Clones the child, writes its id maps, lets it run; fails with 125/126/127 as Docker does. */
-export async function launchPlan(plan: LaunchPlan): Promise<LaunchedProcess> {
+export async function launchPlan(plan: LaunchPlan, beforeStart?: (pid: number) => void): Promise<LaunchedProcess> {
   const addon = native();
   const handle = addon.spawn(encodePlan(plan));
   try {
     await writeIdMaps(handle.pid);
+    // e.g. connect its network namespace, while it still waits.
+    beforeStart?.(handle.pid);
   } catch (err) {
     // Closing the sync pipe makes the waiting child exit without doing anything.
     closeSync(handle.syncFd);
@@ -30,7 +32,7 @@ export async function launchPlan(plan: LaunchPlan): Promise<LaunchedProcess> {
     if (handle.socketFd >= 0) closeSync(handle.socketFd);
     await addon.waitPid(handle.pid);
     closeSync(handle.pidfd);
-    throw new TsrunError(`setting up the user namespace: ${(err as Error).message}`);
+    throw err instanceof TsrunError ? err : new TsrunError(`setting up the user namespace: ${(err as Error).message}`);
   }
   const resumed = addon.resume(handle.syncFd, handle.errorFd, handle.socketFd, plan.tty !== undefined);
   if (resumed.error) {

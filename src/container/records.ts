@@ -7,6 +7,7 @@ import { writeJsonAtomic } from "../store/atomic.js";
 import { TsrunError, NotFoundError } from "../errors.js";
 import type { MountSpec } from "./volumes.js";
 import type { HealthConfig } from "../image/types.js";
+import type { PortMapping } from "../network/ports.js";
 
 export type ContainerStatus = "created" | "running" | "exited";
 
@@ -60,6 +61,10 @@ export interface ContainerRecord {
     /** Binds, volumes and tmpfs mounts, volumes already created. */
     mounts: MountSpec[];
     restartPolicy?: { name: "no" | "always" | "unless-stopped" | "on-failure"; maximumRetryCount: number };
+    /** Published ports, host ports assigned. */
+    portBindings?: PortMapping[];
+    /** resolv.conf points at pasta's DNS forwarder. */
+    dnsForward?: boolean;
   };
   state: ContainerState;
 }

@@ -15,7 +15,9 @@ import { parseDuration } from "../image/config-changes.js";
 import type { LaunchPlan } from "../native.js";
 import { normaliseName } from "../image/reference.js";
 import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec } from "./volumes.js";
-import { clearRunFiles, processStartTime, refreshState } from "./state.js";
+import { parsePortSpec, assignHostPorts } from "../network/ports.js";
+import { explainPastaFailure, hostGateway, networkHelper, pastaArgs, PASTA_DNS } from "../network/pasta.js";
+import { clearRunFiles, isAlive, processStartTime, refreshState } from "./state.js";
 import { containerProcessPlan } from "./exec.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
 import { idMapFile, idMapSteps } from "../userns.js";
@@ -43,6 +45,11 @@ export interface CreateOptions {
   mounts?: string[];
   tmpfs?: string[];
   volumesFrom?: string[];
+  /** -p specs, -P (every EXPOSEd port to a free host port), --dns servers, --add-host NAME:IP. */
+  publish?: string[];
+  publishAll?: boolean;
+  dns?: string[];
+  addHosts?: string[];
   /** --restart no|always|unless-stopped|on-failure[:N] (detached containers). */
   restart?: string | undefined;
   /** --health-* flags and --no-healthcheck: change the image's HEALTHCHECK. */
@@ -165,6 +172,26 @@ export class Containers {
       return parseEnvFile(text, f);
     });
     const network = opts.network ?? "private";
+    if (network === "private") networkHelper();
+    const requested = (opts.publish ?? []).flatMap(parsePortSpec);
+    if (opts.publishAll) {
+      for (const key of Object.keys(c.ExposedPorts ?? {})) {
+        const [p, proto] = key.split("/") as [string, string | undefined];
+        if (!requested.some((r) => r.containerPort === Number(p) && r.protocol === (proto ?? "tcp")))
+          requested.push({ hostIp: "", hostPort: 0, containerPort: Number(p), protocol: proto === "udp" ? "udp" : "tcp" });
+      }
+    }
+    if (requested.length > 0 && network !== "private") throw new TsrunError(`published ports need the private network, not --network ${network}`);
+    const ports = await assignHostPorts(requested);
+    const extraHosts = (opts.addHosts ?? []).map((h) => {
+      const colon = h.indexOf(":");
+      const hostName = h.slice(0, colon);
+      let ip = colon > 0 ? h.slice(colon + 1) : "";
+      if (ip === "host-gateway") ip = hostGateway() ?? "";
+      if (!hostName || !ip || !/^[a-zA-Z0-9.-]+$/.test(hostName) || !/^[0-9a-fA-F.:]+$/.test(ip)) throw new TsrunError(`invalid --add-host "${h}": expected NAME:IP`);
+      return `${ip}\t${hostName}`;
+    });
+    for (const d of opts.dns ?? []) if (!/^[0-9a-fA-F.:]+$/.test(d)) throw new TsrunError(`invalid --dns address "${d}"`);
     const id = this.records.newId();
     const hostname = opts.hostname ?? (network === "host" ? readHostname() : id.slice(0, 12));
     if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(hostname)) throw new TsrunError(`invalid hostname "${hostname}"`);
@@ -199,6 +226,8 @@ export class Containers {
         networkMode: network,
         mounts: this.mountSpecs(opts, Object.keys(c.Volumes ?? {})),
         restartPolicy: parseRestart(opts.restart),
+        portBindings: ports,
+        dnsForward: false,
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
     };
@@ -209,9 +238,13 @@ export class Containers {
     try {
       const dir = this.records.containerDir(id);
       for (const sub of ["upper", "work", "rootfs"]) mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o755 });
-      writeFileSync(path.join(dir, "hosts"), hostsFile(hostname));
+      writeFileSync(path.join(dir, "hosts"), hostsFile(hostname) + extraHosts.map((l) => `${l}\n`).join(""));
       writeFileSync(path.join(dir, "hostname"), hostname + "\n");
-      writeFileSync(path.join(dir, "resolv.conf"), resolvConf(readOr("/etc/resolv.conf", ""), network));
+      const resolv = resolvConf(readOr("/etc/resolv.conf", ""), network, opts.dns ?? []);
+      // No resolver reachable from the namespace (only loopback ones on the host): pasta answers
+      // at its DNS address and forwards to the host's resolver.
+      record.hostConfig.dnsForward = network === "private" && !/^\s*nameserver\s/m.test(resolv);
+      writeFileSync(path.join(dir, "resolv.conf"), record.hostConfig.dnsForward ? `${resolv}nameserver ${PASTA_DNS}\n` : resolv);
       this.records.save(record);
     } catch (err) {
       this.records.releaseName(record.name);
@@ -271,7 +304,7 @@ export class Containers {
       ? { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 }
       : undefined;
     const io = tty ? { tty, stdinNull: false } : { stdinNull: !record.config.openStdin };
-    const proc = await launchPlan(this.plan(record, io));
+    const proc = await launchPlan(this.plan(record, io), (pid) => this.startNetwork(record, pid));
     record.state = {
       ...record.state,
       status: "running",
@@ -286,6 +319,39 @@ export class Containers {
     return proc;
   }
 
+  /** pasta's command line for a container with the private network (the child's pid goes first). */
+  private networkCommand(record: ContainerRecord): string[] | undefined {
+    if (record.hostConfig.networkMode !== "private") return undefined;
+    const pidFile = path.join(this.records.containerDir(record.id), "pasta.pid");
+    return [networkHelper(), ...pastaArgs(record.hostConfig.portBindings ?? [], pidFile, record.hostConfig.dnsForward ?? false)];
+  }
+
+  /** Connects a waiting child's network namespace (foreground runs; the monitor does its own). */
+  private startNetwork(record: ContainerRecord, pid: number): void {
+    const cmd = this.networkCommand(record);
+    if (!cmd) return;
+    const [result] = native().runTools([[cmd[0] as string, String(pid), ...cmd.slice(1)]]);
+    if (!result || result.error) throw new TsrunError(result?.error ?? "pasta did not run");
+    if (result.code !== 0) throw new TsrunError(explainPastaFailure(result.stderr, record.hostConfig.portBindings ?? []));
+  }
+
+  /** Stops the network helper of a foreground run once the container has exited. */
+  stopNetwork(record: ContainerRecord): void {
+    const file = path.join(this.records.containerDir(record.id), "pasta.pid");
+    try {
+      const pid = Number(readFileSync(file, "utf8").trim());
+      if (pid > 1) {
+        process.kill(pid, "SIGTERM");
+        // Bounded wait until it is gone, so its ports are free when we return.
+        const deadline = Date.now() + 1000;
+        while (Date.now() < deadline && isAlive(pid, 0)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      }
+    } catch {
+      // Never started, or gone already.
+    }
+    rmSync(file, { force: true });
+  }
+
   /**
    * Starts a created (or exited) container under a tsrun-monitor that outlives this process:
    * the monitor holds the output, writes ctr.log and the exit file. Resolves once the command
@@ -297,7 +363,8 @@ export class Containers {
     // The monitor sets up stdio itself (pipes, or the pty).
     const plan = this.plan(record, tty ? { tty, stdinNull: false } : { stdinNull: true });
     writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
-    writeFileSync(path.join(dir, "idmap"), idMapFile(idMapSteps()));
+    const net = this.networkCommand(record);
+    writeFileSync(path.join(dir, "prestart"), idMapFile(idMapSteps()) + (net ? `tool ${net.join(" ")}\n` : ""));
     clearRunFiles(dir);
     const policy = record.hostConfig.restartPolicy ?? { name: "no", maximumRetryCount: 0 };
     writeFileSync(path.join(dir, "restart"), `${policy.name} ${policy.maximumRetryCount}\n`);
@@ -396,10 +463,16 @@ export class Containers {
       proc = await this.start(record);
     } catch (err) {
       // A container that never started leaves nothing behind.
+      this.stopNetwork(record);
       await this.remove(record);
       throw err;
     }
-    const status = await attachForeground(proc, { interactive: opts.interactive ?? false });
+    let status: number;
+    try {
+      status = await attachForeground(proc, { interactive: opts.interactive ?? false });
+    } finally {
+      this.stopNetwork(record);
+    }
     if (record.hostConfig.autoRemove) {
       await this.remove(record, { volumes: true });
     } else {

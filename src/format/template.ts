@@ -13,8 +13,11 @@
 //   - integers print without decimals (Go int), other numbers print like Go's float64;
 //   - null is a nil value found inside the data (a nil interface in Go), undefined is "no value".
 //
-// Known gaps, all rare in --format strings: complex numbers, %x/%b on non-integer floats,
-// and the '#' flag on floats.
+// Where JS data cannot carry Go's static types we pick what Docker's typed structs would show:
+// error messages name the value's own type ("in type string", not "interface {}"), numbers compare
+// and format as one kind (eq 0.0 0 is true, %f takes an integer), arrays of strings are []string,
+// and `index` on a string map returns "" for a missing key. Known gaps, all rare in --format
+// strings: complex numbers, %x/%b on non-integer floats, and the '#' flag on floats.
 
 import { Buffer } from "node:buffer";
 
@@ -1457,6 +1460,11 @@ function isObject(value: unknown): value is JsObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/** Array.isArray, narrowing to unknown elements rather than any. */
+function isList(value: unknown): value is readonly unknown[] {
+  return Array.isArray(value);
+}
+
 /** Integers that a Go int holds; larger integral numbers are treated as float64. */
 function isGoInt(value: number): boolean {
   return Number.isInteger(value) && Math.abs(value) < 2 ** 63;
@@ -1499,11 +1507,12 @@ function goTypeName(value: unknown): string {
     default:
       return typeof value;
   }
-  if (Array.isArray(value)) {
+  if (isList(value)) {
     return value.length > 0 && value.every((item) => typeof item === "string") ? "[]string" : "[]interface {}";
   }
-  const keys = entryKeys(value as JsObject);
-  const allStrings = keys.length > 0 && keys.every((key) => typeof (value as JsObject)[key] === "string");
+  if (!isObject(value)) return "interface {}";
+  const keys = entryKeys(value);
+  const allStrings = keys.length > 0 && keys.every((key) => typeof value[key] === "string");
   return allStrings ? "map[string]string" : "map[string]interface {}";
 }
 
@@ -1520,7 +1529,8 @@ function isTrue(value: unknown): boolean {
     case "bigint":
       return value !== 0n;
     case "object":
-      return Array.isArray(value) ? value.length > 0 : entryKeys(value as JsObject).length > 0;
+      if (isList(value)) return value.length > 0;
+      return isObject(value) ? entryKeys(value).length > 0 : true;
     default:
       return true;
   }
@@ -1682,7 +1692,7 @@ class Execution {
           this.vars.length = mark;
         }
       };
-      if (Array.isArray(value)) {
+      if (isList(value)) {
         if (value.length > 0) {
           for (let i = 0; i < value.length; i++) iterate(i, value[i] ?? null);
           return;
@@ -2009,7 +2019,7 @@ class Execution {
         return this.errorf(`wrong type for value; expected int; got ${goTypeName(value)}`);
       case "stringSlice":
         if (value === undefined || value === null) return null; // A nil slice.
-        if (Array.isArray(value) && value.every((item) => typeof item === "string")) return value;
+        if (isList(value) && value.every((item) => typeof item === "string")) return value;
         return this.errorf(`wrong type for value; expected []string; got ${goTypeName(value)}`);
     }
   }
@@ -2063,7 +2073,7 @@ function goLength(item: unknown): number {
   // Go's len of an absent value fails inside reflect; its message is kept for fidelity.
   if (item === undefined) throw new FunctionError("reflect: call of reflect.Value.Type on zero Value");
   if (typeof item === "string") return utf8Length(item); // Go counts bytes.
-  if (Array.isArray(item)) return item.length;
+  if (isList(item)) return item.length;
   if (isObject(item)) return entryKeys(item).length;
   throw new FunctionError(`len of type ${goTypeName(item)}`);
 }
@@ -2089,13 +2099,16 @@ function goIndex(item: unknown, indexes: readonly unknown[]): unknown {
   for (const rawIndex of indexes) {
     const index = rawIndex === null ? undefined : rawIndex;
     if (current === null || current === undefined) throw new FunctionError("index of nil pointer");
-    if (typeof current === "string" || Array.isArray(current)) {
-      const bytes = typeof current === "string" ? Buffer.from(current, "utf8") : null;
-      const length = bytes === null ? (current as unknown[]).length : bytes.length;
-      const x = indexArg(index, length);
+    if (typeof current === "string") {
+      const bytes = Buffer.from(current, "utf8"); // Go indexes strings by byte.
+      const x = indexArg(index, bytes.length);
       // Go's indexArg accepts x == length and reflect then panics with this message.
-      if (x === length) throw new FunctionError(`reflect: ${bytes === null ? "slice" : "string"} index out of range`);
-      current = bytes === null ? ((current as unknown[])[x] ?? null) : bytes[x];
+      if (x === bytes.length) throw new FunctionError("reflect: string index out of range");
+      current = bytes[x];
+    } else if (isList(current)) {
+      const x = indexArg(index, current.length);
+      if (x === current.length) throw new FunctionError("reflect: slice index out of range");
+      current = current[x] ?? null;
     } else if (isObject(current)) {
       if (index === undefined) throw new FunctionError("value is nil; should be of type string");
       if (typeof index !== "string") throw new FunctionError(`value has type ${goTypeName(index)}; should be string`);
@@ -2115,7 +2128,7 @@ function goSlice(item: unknown, indexes: readonly unknown[]): unknown {
   if (typeof item === "string") {
     if (indexes.length === 3) throw new FunctionError("cannot 3-index slice a string");
     length = utf8Length(item);
-  } else if (Array.isArray(item)) {
+  } else if (isList(item)) {
     length = item.length;
   } else {
     throw new FunctionError(`can't slice item of type ${goTypeName(item)}`);
@@ -2128,7 +2141,7 @@ function goSlice(item: unknown, indexes: readonly unknown[]): unknown {
   if (indexes.length === 3 && bounds[1] > bounds[2]) {
     throw new FunctionError(`invalid slice index: ${bounds[1]} > ${bounds[2]}`);
   }
-  if (Array.isArray(item)) return item.slice(bounds[0], bounds[1]);
+  if (isList(item)) return item.slice(bounds[0], bounds[1]);
   if (typeof item === "string" && isAscii(item)) return item.slice(bounds[0], bounds[1]);
   return Buffer.from(asString(item), "utf8").subarray(bounds[0], bounds[1]).toString("utf8"); // Go slices bytes.
 }
@@ -2154,7 +2167,7 @@ function basicKind(value: unknown): BasicKind {
 function reflectKind(value: unknown): string {
   if (value === undefined || value === null) return "invalid";
   if (typeof value === "function") return "func";
-  return Array.isArray(value) ? "slice" : "map";
+  return isList(value) ? "slice" : "map";
 }
 
 function goEq(first: unknown, others: readonly unknown[]): boolean {
@@ -2354,7 +2367,7 @@ const DOCKER_FUNCTIONS: Readonly<Record<string, TemplateFunction>> = {
   split: { params: ["string", "string"], impl: (args) => goSplit(asString(args[0]), asString(args[1])) },
   join: {
     params: ["stringSlice", "string"],
-    impl: (args) => (Array.isArray(args[0]) ? args[0].join(asString(args[1])) : ""),
+    impl: (args) => (isList(args[0]) ? args[0].join(asString(args[1])) : ""),
   },
   title: { params: ["string"], impl: (args) => goTitle(asString(args[0])) },
   lower: { params: ["string"], impl: (args) => goToLower(asString(args[0])) },
@@ -2622,7 +2635,7 @@ class Printer {
         this.buf += `%!${verb}(${goTypeName(value)})`;
         return;
     }
-    if (Array.isArray(value)) {
+    if (isList(value)) {
       if (this.sharpV) {
         this.buf += `${goTypeName(value)}{`;
         value.forEach((item, i) => {
@@ -2640,7 +2653,8 @@ class Printer {
       this.buf += "]";
       return;
     }
-    const object = value as JsObject;
+    if (!isObject(value)) return;
+    const object = value;
     this.buf += this.sharpV ? `${goTypeName(object)}{` : "map[";
     sortedEntryKeys(object).forEach((key, i) => {
       if (i > 0) this.buf += this.sharpV ? ", " : " ";
@@ -3092,14 +3106,14 @@ function encodeJsonValue(value: unknown, ancestors: Set<object>): string {
   if (ancestors.has(value)) throw new UnsupportedJsonValue(); // A cycle.
   ancestors.add(value);
   try {
-    if (Array.isArray(value)) {
+    if (isList(value)) {
       const items: string[] = [];
       for (let i = 0; i < value.length; i++) items.push(encodeJsonValue(value[i], ancestors));
       return `[${items.join(",")}]`;
     }
-    const object = value as JsObject;
-    return `{${jsonKeys(object)
-      .map((key) => `${jsonQuote(key)}:${encodeJsonValue(object[key], ancestors)}`)
+    if (!isObject(value)) throw new UnsupportedJsonValue();
+    return `{${jsonKeys(value)
+      .map((key) => `${jsonQuote(key)}:${encodeJsonValue(value[key], ancestors)}`)
       .join(",")}}`;
   } finally {
     ancestors.delete(value);
@@ -3181,7 +3195,8 @@ export class Template {
       if (error instanceof TemplateError) return { output: execution.output, error };
       if (error instanceof RangeError) {
         // Data nested too deeply (or cyclic) to print.
-        return { output: execution.output, error: new TemplateError(`template: ${TEMPLATE_NAME}: ${error.message}`, "execute") };
+        const message = `template: ${TEMPLATE_NAME}: data nested too deeply to execute on (${error.message})`;
+        return { output: execution.output, error: new TemplateError(message, "execute") };
       }
       throw error;
     }
@@ -3195,7 +3210,7 @@ export function compileTemplate(src: string): Template {
 }
 
 /** Parses and runs a template in one go. */
-export function formatTemplate(src: string, data: unknown): string {
+export function formatTemplate(src: string, data?: unknown): string {
   return Template.compile(src).execute(data);
 }
 

@@ -10,6 +10,7 @@ import { storePaths, type StorePaths } from "./paths.js";
 import { withLock } from "./atomic.js";
 import { packageRoot } from "../native.js";
 import { runInUserNamespace, currentMapping, maxMappedId } from "../userns.js";
+import type { Change, ExportJob, PackJob, PackResult, UpperScanSpec } from "./pack.js";
 
 export interface UnpackJob {
   /** The layer blob as stored (gzip, zstd or plain tar). */
@@ -87,5 +88,50 @@ export class Store {
       rmSync(jobFile, { force: true });
       rmSync(resultFile, { force: true });
     }
+  }
+
+  /**
+   * Runs one storage worker job inside the user namespace: the job goes in a file, the worker
+   * writes its result to another. stdout: an fd the worker writes to (export's tar stream).
+   */
+  private async runWorkerJob<Job, Result>(command: string, job: Job, opts: { stdout?: number } = {}): Promise<Result | undefined> {
+    mkdirSync(this.paths.tmp, { recursive: true });
+    const id = `${process.pid}-${randomBytes(4).toString("hex")}`;
+    const jobFile = path.join(this.paths.tmp, `${command}-${id}.json`);
+    const resultFile = path.join(this.paths.tmp, `${command}-${id}.result.json`);
+    writeFileSync(jobFile, JSON.stringify({ job, resultFile }));
+    try {
+      const run = await runInUserNamespace([process.execPath, workerScript(), command, jobFile], process.env, opts.stdout === undefined ? {} : { stdout: opts.stdout });
+      if (run.code !== 0) {
+        const lines = run.stderr.trim().split("\n");
+        throw new Error(lines[lines.length - 1] || `the storage worker's ${command} failed (exit ${run.code})`);
+      }
+      // Warnings the worker printed itself (export) go to the user as they are.
+      if (run.stderr.trim()) process.stderr.write(run.stderr.endsWith("\n") ? run.stderr : `${run.stderr}\n`);
+      return existsSync(resultFile) ? (JSON.parse(readFileSync(resultFile, "utf8")) as Result) : undefined;
+    } finally {
+      rmSync(jobFile, { force: true });
+      rmSync(resultFile, { force: true });
+    }
+  }
+
+  /**
+   * Turns a container's upper dir into a layer (commit): an uncompressed tar at job.tarFile and
+   * the same content as a layer dir in job.layerDir/diff, both inside the user namespace.
+   */
+  async pack(job: PackJob): Promise<PackResult> {
+    const result = await this.runWorkerJob<PackJob, PackResult>("pack", job);
+    if (!result) throw new Error("the storage worker returned no result for pack");
+    return result;
+  }
+
+  /** A container's changes against its image (diff), read inside the user namespace. */
+  async changes(spec: UpperScanSpec): Promise<Change[]> {
+    return (await this.runWorkerJob<UpperScanSpec, Change[]>("changes", spec)) ?? [];
+  }
+
+  /** Writes a container's merged root as tar to outFd (export), mounted inside the user namespace. */
+  async exportTree(job: ExportJob, outFd: number): Promise<void> {
+    await this.runWorkerJob<ExportJob, never>("export", job, { stdout: outFd });
   }
 }

@@ -1,11 +1,14 @@
 // Storage helper: runs inside the user namespace (root over the subordinate ids), started by
 // Store.unpack. Node cannot enter a user namespace itself, so this is a separate process.
 import { constants, createReadStream, openSync, readFileSync, writeFileSync } from "node:fs";
-import { copyIn, copyOut } from "../container/copy-worker.js";
 
 const O_PATH = 0o10000000;
 import path from "node:path";
-import { unpackLayer } from "./unpack.js";
+import { runChangesJob, runExportJob, runPackJob } from "./pack.js";
+// node-tar, zlib and child_process are loaded by the commands that need them: the pack, changes
+// and export commands (commit, diff, export) start about 15 ms sooner without them.
+const loadUnpack = (): Promise<typeof import("./unpack.js")> => import("./unpack.js");
+const loadCopy = (): Promise<typeof import("../container/copy-worker.js")> => import("../container/copy-worker.js");
 import type { UnpackJob, UnpackJobResult } from "./store.js";
 
 interface JobFile {
@@ -16,6 +19,7 @@ interface JobFile {
 }
 
 async function unpackAll(jobFile: string): Promise<void> {
+  const { unpackLayer } = await loadUnpack();
   const spec = JSON.parse(readFileSync(jobFile, "utf8")) as JobFile;
   const results: UnpackJobResult[] = [];
   for (const job of spec.jobs) {
@@ -42,6 +46,7 @@ async function main(): Promise<void> {
   } else if (command === "cp-out" && arg && rest.length === 2) {
     // cp-out ROOT SRC FOLLOW: tar on stdout, with backpressure.
     const rootFd = openRoot(arg);
+    const { copyOut } = await loadCopy();
     await copyOut(rootFd, rest[0] as string, rest[1] === "1", {
       write: (chunk) => new Promise<void>((resolve, reject) => {
         if (process.stdout.write(chunk, (err) => (err ? reject(err) : undefined))) resolve();
@@ -52,7 +57,14 @@ async function main(): Promise<void> {
   } else if (command === "cp-in" && arg && rest.length === 3) {
     // cp-in ROOT DEST TOP MAXUID:MAXGID:KEEP: tar on stdin.
     const [maxUid, maxGid, keep] = (rest[2] as string).split(":").map(Number) as [number, number, number];
+    const { copyIn } = await loadCopy();
     await copyIn(openRoot(arg), rest[0] as string, rest[1] as string, process.stdin, { maxUid, maxGid, keepOwners: keep === 1 });
+  } else if (command === "pack" && arg) {
+    await runPackJob(arg);
+  } else if (command === "changes" && arg) {
+    runChangesJob(arg);
+  } else if (command === "export" && arg) {
+    await runExportJob(arg);
   } else {
     throw new Error(`unknown worker command ${command ?? ""}`);
   }

@@ -1,0 +1,483 @@
+// `load`: images from a docker-archive (`docker save`, `podman save`, `skopeo copy ...
+// docker-archive:`) or an oci-archive (OCI image layout in a tar), compressed as a whole or
+// not, one image or several.
+//
+// Order of work, so that a broken or hostile archive leaves the store exactly as it was:
+//  1. read the archive once, member by member, into a private spill dir (reader.ts);
+//  2. plan: parse manifest.json or index.json, check every config and manifest against its
+//     digest, find every layer blob, check names;
+//  3. check every layer's uncompressed sha256 against the config's diff_id: layers whose
+//     chain the store lacks are unpacked (in ONE helper run inside the user namespace, into
+//     temporary dirs) and the unpacker reports it; the others are plain tars whose member
+//     digest is the diff_id, blobs the store already vouches for, or are hashed;
+//  4. only then, under the store lock: move the blobs into the blob store (a rename from the
+//     spill dir), commit the layers, record the images. Any failure before step 4 deletes the
+//     spill dir and the temporary layer dirs and nothing else.
+import { createReadStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { open } from "node:fs/promises";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import type { Store, UnpackJob } from "../../store/store.js";
+import type { ImageRecord, LayerRecord } from "../../store/images.js";
+import { chainIds, isDigest, sha256 } from "../../store/digest.js";
+import { MEDIA, hostPlatform, type ContainerConfig, type Descriptor, type ImageConfig, type Manifest } from "../types.js";
+import { normaliseName, ReferenceError } from "../reference.js";
+import { assignNames } from "../import.js";
+import { classifyManifest, checkImageManifest, selectPlatform, type ImageIndexDoc } from "../registry/manifest.js";
+import { removeStaleTemps } from "../registry/pull.js";
+import { TsrunError } from "../../errors.js";
+import { ArchiveContents, ArchiveError, readArchive, type ArchiveMember } from "./reader.js";
+import { checkLayerCompression, detectCompression, uncompressedDigest } from "./compression.js";
+
+export interface LoadOptions {
+  /** A file path, "-" for standard input, or the archive's bytes as a stream. */
+  input: string | AsyncIterable<Buffer | string | Uint8Array>;
+}
+
+export interface LoadedImage {
+  /** Image ID (sha256 of the config bytes). */
+  id: string;
+  /** Names the archive gave it, normalised (empty for an untagged image). */
+  names: string[];
+}
+
+export interface LoadResult {
+  format: "docker-archive" | "oci-archive";
+  images: LoadedImage[];
+  /** Names this load took from other images (Docker reports each such renaming). */
+  renamed: { name: string; previousId: string }[];
+}
+
+/** Docker's uncompressed layer media type (no constant for it in types.ts). */
+const DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar";
+const OCI_ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name";
+/** Written by containerd and Docker 25+ beside a ref.name that holds only the tag. */
+const CONTAINERD_IMAGE_NAME = "io.containerd.image.name";
+
+interface PlannedLayer {
+  member: ArchiveMember;
+  /** The blob as it will be stored (the member's sha256). */
+  digest: string;
+  mediaType: string;
+  diffId: string;
+  chainId: string;
+  /** The chain below this layer (null for the bottom one). */
+  parent: string | null;
+}
+
+interface PlannedImage {
+  id: string;
+  configBytes: Buffer;
+  manifestBytes: Buffer;
+  manifestDigest: string;
+  layers: PlannedLayer[];
+  names: string[];
+}
+
+const fail = (message: string): never => {
+  throw new ArchiveError(message);
+};
+
+function parseJson(bytes: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(bytes.toString("utf8")) as unknown;
+  } catch (err) {
+    throw new ArchiveError(`${what} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Parses and checks an image config; its diff_ids must match the number of layers. */
+function parseConfig(bytes: Buffer, layerCount: number, what: string): ImageConfig {
+  const config = parseJson(bytes, what);
+  if (!isObject(config) || !isObject(config.rootfs) || !Array.isArray(config.rootfs.diff_ids)) {
+    fail(`${what} is not an image config (no rootfs.diff_ids)`);
+  }
+  const diffIds = (config as { rootfs: { diff_ids: unknown[] } }).rootfs.diff_ids;
+  for (const d of diffIds) {
+    if (typeof d !== "string" || !isDigest(d)) fail(`${what} has an unsupported or malformed diff_id ${JSON.stringify(d)}`);
+  }
+  if (diffIds.length !== layerCount) fail(`${what} lists ${diffIds.length} layer diff_ids but the image has ${layerCount} layers`);
+  return config as ImageConfig;
+}
+
+/** A blob named by its digest ("blobs/sha256/<hex>", podman's "<hex>.json") must hash to it. */
+function checkNamedDigest(member: ArchiveMember): void {
+  const m = /^(?:blobs\/sha256\/([a-f0-9]{64})|([a-f0-9]{64})\.(?:json|tar))$/.exec(member.name);
+  const hex = m?.[1] ?? m?.[2];
+  if (hex !== undefined && member.digest !== `sha256:${hex}`) {
+    fail(`archive member ${member.name}: digest mismatch: the content is ${member.digest}`);
+  }
+}
+
+/** A RepoTags entry, normalised as Docker does ("busybox:1" is docker.io/library/busybox:1). */
+function dockerTagName(tag: unknown, what: string): string {
+  if (typeof tag !== "string") return fail(`${what}: RepoTags entry ${JSON.stringify(tag)} is not a string`);
+  let name: string;
+  try {
+    name = normaliseName(tag);
+  } catch (err) {
+    return fail(`${what}: invalid RepoTags entry ${JSON.stringify(tag)}: ${(err as Error).message}`);
+  }
+  if (name.includes("@")) fail(`${what}: RepoTags entry ${JSON.stringify(tag)} is not a tag`);
+  return name;
+}
+
+/**
+ * The name an oci-archive entry gives its image, as Podman (libimage) reads it: containerd's
+ * full-name annotation first, else ref.name; a name without a registry gets "localhost/"
+ * ("app:1" -> localhost/app:1, and a bare tag "v1" -> localhost/v1:latest), since an OCI
+ * layout says nothing about where an image came from.
+ */
+export function ociEntryName(annotations: Record<string, string> | undefined, what: string): string | undefined {
+  const full = annotations?.[CONTAINERD_IMAGE_NAME];
+  const ref = annotations?.[OCI_ANNOTATION_REF_NAME];
+  const given = full || ref;
+  if (!given) return undefined;
+  const slash = given.indexOf("/");
+  const first = slash < 0 ? "" : given.slice(0, slash);
+  const hasRegistry = first.includes(".") || first.includes(":") || first === "localhost" || first !== first.toLowerCase();
+  let name: string;
+  try {
+    name = normaliseName(full || hasRegistry ? given : `localhost/${given}`);
+  } catch (err) {
+    if (err instanceof ReferenceError) return fail(`${what}: invalid image name ${JSON.stringify(given)}: ${err.message}`);
+    throw err;
+  }
+  // Names in the store are repo:tag; a digest-only reference names nothing.
+  return name.includes("@") ? undefined : name;
+}
+
+function layerMediaTypeFor(member: ArchiveMember, docker: boolean, what: string): string {
+  const compression = detectCompression(member.head);
+  checkLayerCompression(compression, what);
+  if (compression === "gzip") return docker ? MEDIA.dockerLayerGzip : MEDIA.ociLayerGzip;
+  if (compression === "zstd") return MEDIA.ociLayerZstd;
+  return docker ? DOCKER_LAYER_TAR : MEDIA.ociLayer;
+}
+
+/** Configs with Docker-only fields keep Docker media types (OCI configs cannot carry them). */
+function hasDockerOnlyFields(config: ImageConfig): boolean {
+  const c: ContainerConfig = config.config ?? {};
+  return c.Healthcheck !== undefined || (c.OnBuild !== undefined && c.OnBuild !== null) || c.Shell !== undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning: docker-archive
+
+function planDockerArchive(contents: ArchiveContents, manifestMember: ArchiveMember): PlannedImage[] {
+  const doc = parseJson(contents.read(manifestMember, "manifest.json"), "manifest.json");
+  if (!Array.isArray(doc)) return fail("manifest.json is not a list of images");
+  if (doc.length === 0) fail("manifest.json lists no images");
+  const images: PlannedImage[] = [];
+  for (const [i, item] of doc.entries()) {
+    const what = `manifest.json entry ${i + 1}`;
+    if (!isObject(item) || typeof item.Config !== "string" || !Array.isArray(item.Layers) || !item.Layers.every((l) => typeof l === "string")) {
+      fail(`${what} is malformed (needs Config and Layers)`);
+    }
+    const entry = item as { Config: string; Layers: string[]; RepoTags?: unknown };
+    const configMember = contents.file(entry.Config) ?? fail(`${what}: config ${entry.Config} is missing from the archive`);
+    checkNamedDigest(configMember);
+    const configBytes = contents.read(configMember, `config ${entry.Config}`);
+    const config = parseConfig(configBytes, entry.Layers.length, `config ${entry.Config}`);
+    const docker = hasDockerOnlyFields(config);
+    const diffIds = config.rootfs.diff_ids;
+    const chains = chainIds(diffIds);
+    const layers: PlannedLayer[] = entry.Layers.map((layerPath, j) => {
+      const member = contents.file(layerPath) ?? fail(`${what}: layer ${layerPath} is missing from the archive`);
+      checkNamedDigest(member);
+      const diffId = diffIds[j] as string;
+      const mediaType = layerMediaTypeFor(member, docker, `layer ${layerPath}`);
+      // docker-archive layers are uncompressed: their sha256 is the diff_id. A compressed one
+      // (some tools write them) is checked after decompression instead.
+      if (detectCompression(member.head) === "none" && member.digest !== diffId) {
+        fail(`layer ${layerPath}: its sha256 ${member.digest} does not match the config's diff_id ${diffId}`);
+      }
+      return { member, digest: member.digest, mediaType, diffId, chainId: chains[j] as string, parent: chains[j - 1] ?? null };
+    });
+    const repoTags = entry.RepoTags ?? [];
+    if (!Array.isArray(repoTags)) fail(`${what}: RepoTags is not a list`);
+    const names = (repoTags as unknown[]).map((t) => dockerTagName(t, what));
+    // The store describes every image by a manifest: the one a registry would get for it.
+    const manifest: Manifest = {
+      schemaVersion: 2,
+      mediaType: docker ? MEDIA.dockerManifest : MEDIA.ociManifest,
+      config: { mediaType: docker ? MEDIA.dockerConfig : MEDIA.ociConfig, digest: configMember.digest, size: configBytes.length },
+      layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.member.size })),
+    };
+    const manifestBytes = Buffer.from(JSON.stringify(manifest));
+    images.push({ id: configMember.digest, configBytes, manifestBytes, manifestDigest: "", layers, names });
+  }
+  return images;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning: oci-archive
+
+/** The archive member holding a descriptor's blob, checked against its digest and size. */
+function ociBlob(contents: ArchiveContents, desc: Descriptor, what: string): ArchiveMember {
+  const m = /^sha256:([a-f0-9]{64})$/.exec(desc.digest);
+  if (!m) return fail(`${what}: unsupported or malformed digest ${JSON.stringify(desc.digest)}`);
+  const member = contents.file(`blobs/sha256/${m[1] as string}`) ?? fail(`${what}: blob ${desc.digest} is missing from the archive`);
+  if (member.digest !== desc.digest) fail(`${what}: blob ${desc.digest}: digest mismatch: the content is ${member.digest}`);
+  if (member.size !== desc.size) fail(`${what}: blob ${desc.digest}: ${member.size} bytes, the descriptor says ${desc.size}`);
+  return member;
+}
+
+function planOciArchive(contents: ArchiveContents, indexMember: ArchiveMember): PlannedImage[] {
+  const layout = contents.file("oci-layout");
+  if (layout) {
+    const doc = parseJson(contents.read(layout, "oci-layout"), "oci-layout");
+    if (!isObject(doc) || typeof doc.imageLayoutVersion !== "string") fail("oci-layout is malformed (no imageLayoutVersion)");
+  }
+  const index = parseJson(contents.read(indexMember, "index.json"), "index.json");
+  if (!isObject(index) || !Array.isArray(index.manifests)) return fail("index.json is not an image index (no manifests)");
+  const images: PlannedImage[] = [];
+  for (const [i, raw] of index.manifests.entries()) {
+    const what = `index.json entry ${i + 1}`;
+    if (!isObject(raw) || typeof raw.digest !== "string" || typeof raw.size !== "number") fail(`${what} is not a descriptor`);
+    const top = raw as unknown as Descriptor;
+    const name = ociEntryName(top.annotations, what);
+    let member = ociBlob(contents, top, what);
+    let bytes = contents.read(member, `${what}: manifest`);
+    let classified = classifyManifest(bytes, top.mediaType, `${what}: manifest ${top.digest}`);
+    if (classified.kind === "index") {
+      // A multi-platform image: the host's platform, as pull picks it.
+      const chosen = selectPlatform(classified.doc as unknown as ImageIndexDoc, hostPlatform(), `${what}`);
+      member = ociBlob(contents, chosen, `${what}: manifest for ${hostPlatform().architecture}`);
+      bytes = contents.read(member, `${what}: manifest`);
+      classified = classifyManifest(bytes, chosen.mediaType, `${what}: manifest ${chosen.digest}`);
+      if (classified.kind !== "manifest") fail(`${what}: the index entry for this platform is not an image manifest`);
+    }
+    const manifest = classified.doc as unknown as Manifest;
+    checkImageManifest(manifest, `${what}: manifest ${member.digest}`);
+    const configMember = ociBlob(contents, manifest.config, `${what}: config`);
+    const configBytes = contents.read(configMember, `${what}: config`);
+    const config = parseConfig(configBytes, manifest.layers.length, `${what}: config ${configMember.digest}`);
+    const chains = chainIds(config.rootfs.diff_ids);
+    const layers = manifest.layers.map((desc, j): PlannedLayer => {
+      const layerMember = ociBlob(contents, desc, `${what}: layer ${j + 1}`);
+      checkLayerCompression(detectCompression(layerMember.head), `${what}: layer ${desc.digest}`);
+      return {
+        member: layerMember,
+        digest: desc.digest,
+        mediaType: desc.mediaType,
+        diffId: config.rootfs.diff_ids[j] as string,
+        chainId: chains[j] as string,
+        parent: chains[j - 1] ?? null,
+      };
+    });
+    images.push({ id: configMember.digest, configBytes, manifestBytes: bytes, manifestDigest: member.digest, layers, names: name ? [name] : [] });
+  }
+  if (images.length === 0) fail("index.json lists no images");
+  return images;
+}
+
+/** Entries for the same image (same config) become one, with all their names. */
+function mergeByImage(planned: PlannedImage[]): PlannedImage[] {
+  const byId = new Map<string, PlannedImage>();
+  for (const image of planned) {
+    const seen = byId.get(image.id);
+    if (!seen) byId.set(image.id, { ...image, names: [...new Set(image.names)] });
+    else for (const n of image.names) if (!seen.names.includes(n)) seen.names.push(n);
+  }
+  return [...byId.values()];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Temporary state
+
+const pidAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+};
+
+/** Spill dirs of loads whose process is gone (killed mid-load). They hold only our own files. */
+function removeStaleSpillDirs(tmpDir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(tmpDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^load-(\d+)-/.exec(name);
+    if (m && !pidAlive(Number(m[1]))) rmSync(path.join(tmpDir, name), { recursive: true, force: true });
+  }
+}
+
+async function openInput(input: LoadOptions["input"]): Promise<AsyncIterable<Buffer | string | Uint8Array>> {
+  if (typeof input !== "string") return input;
+  if (input === "-") return process.stdin;
+  const stream = createReadStream(input, { highWaterMark: 1 << 20 });
+  await new Promise<void>((resolve, reject) => {
+    stream.once("open", () => resolve());
+    stream.once("error", (err) => reject(new ArchiveError(`cannot open ${input}: ${err.message}`)));
+  });
+  return stream;
+}
+
+/** Flushes spilled files to disk while the layers unpack: they become blobs, which must survive a crash. */
+async function syncFiles(files: string[]): Promise<void> {
+  for (const file of files) {
+    const handle = await open(file, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export async function loadArchive(store: Store, opts: LoadOptions): Promise<LoadResult> {
+  mkdirSync(store.paths.tmp, { recursive: true });
+  removeStaleSpillDirs(store.paths.tmp);
+  await removeStaleTemps(store);
+  const spillDir = path.join(store.paths.tmp, `load-${process.pid}-${randomBytes(4).toString("hex")}`);
+  mkdirSync(spillDir, { mode: 0o700 });
+  const layerTemps: string[] = [];
+  try {
+    const contents = await readArchive(await openInput(opts.input), spillDir);
+
+    // docker-archive when manifest.json is there (Docker 25+ writes index.json as well, but
+    // only manifest.json carries its RepoTags); else an OCI layout.
+    const manifestMember = contents.file("manifest.json");
+    const indexMember = contents.file("index.json");
+    let format: LoadResult["format"];
+    let planned: PlannedImage[];
+    if (manifestMember) {
+      format = "docker-archive";
+      planned = planDockerArchive(contents, manifestMember);
+    } else if (indexMember) {
+      format = "oci-archive";
+      planned = planOciArchive(contents, indexMember);
+    } else {
+      return fail("not an image archive: neither manifest.json (docker-archive) nor index.json (oci-archive) is in it");
+    }
+    const images = mergeByImage(planned);
+    for (const image of images) if (!image.manifestDigest) image.manifestDigest = sha256(image.manifestBytes);
+
+    const stored = store.images.list();
+    const known = new Set(stored.map((i) => i.id));
+    // Blob-to-diff_id pairs the store already vouches for (layers it unpacked itself).
+    const vouched = new Set(stored.flatMap((i) => i.layers.map((l) => `${l.digest} ${l.diffId}`)));
+    const fresh = images.filter((i) => !known.has(i.id));
+
+    // Layers to unpack (one job per missing chain) and layers to check by hashing.
+    const jobs: { layer: PlannedLayer; blob: string; dest: string }[] = [];
+    const jobByChain = new Map<string, PlannedLayer>();
+    const toHash: PlannedLayer[] = [];
+    // Images the store has already are not stored again, but a load that names them must
+    // still be a sound archive: their layers are checked too (free for plain tars and known blobs).
+    for (const image of images) {
+      for (const layer of image.layers) {
+        const verifiedByContent = layer.digest === layer.diffId || vouched.has(`${layer.digest} ${layer.diffId}`);
+        if (known.has(image.id)) {
+          if (!verifiedByContent) toHash.push(layer);
+          continue;
+        }
+        if (!store.layers.has(layer.chainId)) {
+          const job = jobByChain.get(layer.chainId);
+          if (!job) {
+            jobByChain.set(layer.chainId, layer);
+            jobs.push({ blob: contents.pathOf(layer.member), dest: "", layer });
+            continue;
+          }
+          if (job.digest === layer.digest) continue; // the same blob: the job checks it
+        }
+        if (!verifiedByContent) toHash.push(layer);
+      }
+    }
+
+    // Cheap and rare (a compressed blob for a chain the store has): before any unpacking.
+    for (const layer of toHash) {
+      const { digest } = await uncompressedDigest(contents.pathOf(layer.member), `layer ${layer.member.name}`);
+      if (digest !== layer.diffId) fail(`layer ${layer.member.name}: diff_id mismatch: the config says ${layer.diffId}, the content is ${digest}`);
+    }
+
+    for (const job of jobs) {
+      job.dest = store.layers.createTemp();
+      layerTemps.push(job.dest);
+    }
+    const blobFiles = new Set<string>();
+    for (const image of fresh) for (const l of image.layers) if (l.member.file && !l.member.data && !store.blobs.has(l.digest)) blobFiles.add(l.member.file);
+    const unpackJobs: UnpackJob[] = jobs.map(({ blob, dest }) => ({ blob, dest }));
+    const [results] = await Promise.all([unpackJobs.length > 0 ? store.unpack(unpackJobs) : Promise.resolve([]), syncFiles([...blobFiles])]);
+    const unpackedSize = new Map<string, number>();
+    for (const [n, job] of jobs.entries()) {
+      const r = results[n] ?? fail(`no unpack result for layer ${job.layer.digest}`);
+      for (const w of r.warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
+      if (r.diffId !== job.layer.diffId) {
+        fail(`layer ${job.layer.member.name}: diff_id mismatch: the config says ${job.layer.diffId}, the content is ${r.diffId}`);
+      }
+      if (r.compressedDigest !== job.layer.digest) fail(`layer ${job.layer.member.name} changed while it was unpacked`);
+      unpackedSize.set(job.layer.chainId, r.size);
+    }
+
+    return await store.lock(async () => {
+      const addedBlobs: string[] = [];
+      const putMember = (member: ArchiveMember, digest: string): void => {
+        if (store.blobs.has(digest)) return;
+        if (member.data) store.blobs.putBuffer(member.data, digest);
+        else {
+          mkdirSync(store.paths.blobs, { recursive: true });
+          renameSync(member.file as string, store.blobs.path(digest));
+        }
+        addedBlobs.push(digest);
+      };
+      try {
+        for (const job of jobs) {
+          const { chainId, diffId, parent } = job.layer;
+          // Another tsrun may have committed the same chain meanwhile: keep theirs.
+          if (store.layers.has(chainId)) await store.removeTree(job.dest);
+          else store.layers.commit(job.dest, { chainId, diffId, parent, size: unpackedSize.get(chainId) ?? 0 });
+          layerTemps.splice(layerTemps.indexOf(job.dest), 1);
+        }
+        const records = store.images.list();
+        const now = new Date().toISOString();
+        const renamed: LoadResult["renamed"] = [];
+        for (const image of images) {
+          let record = records.find((r) => r.id === image.id);
+          if (!record) {
+            for (const l of image.layers) putMember(l.member, l.digest);
+            store.blobs.putBuffer(image.configBytes, image.id);
+            store.blobs.putBuffer(image.manifestBytes, image.manifestDigest);
+            const layers: LayerRecord[] = image.layers.map((l) => ({
+              diffId: l.diffId,
+              chainId: l.chainId,
+              digest: l.digest,
+              mediaType: l.mediaType,
+              size: store.layers.meta(l.chainId).size,
+            }));
+            record = { id: image.id, names: [], manifest: image.manifestDigest, repoDigests: [], layers, added: now } satisfies ImageRecord;
+            records.push(record);
+          }
+          for (const name of image.names) {
+            const previous = records.find((r) => r !== record && r.names.includes(name));
+            if (previous) renamed.push({ name, previousId: previous.id });
+          }
+          assignNames(records, record, image.names);
+        }
+        store.images.save(records);
+        return { format, images: images.map((i) => ({ id: i.id, names: i.names })), renamed };
+      } catch (err) {
+        for (const digest of addedBlobs) store.blobs.remove(digest);
+        throw err;
+      }
+    });
+  } catch (err) {
+    if (err instanceof TsrunError) throw new TsrunError(`load: ${err.message}`, err.exitCode);
+    throw new TsrunError(`load: ${(err as Error).message}`);
+  } finally {
+    rmSync(spillDir, { recursive: true, force: true });
+    for (const dir of layerTemps) await store.removeTree(dir).catch(() => undefined);
+    if (existsSync(spillDir)) process.stderr.write(`tsrun: warning: could not remove ${spillDir}\n`);
+  }
+}

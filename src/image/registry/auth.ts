@@ -1,0 +1,136 @@
+// Registry credentials in Docker's auth file format: {"auths": {"HOST": {"auth": base64("user:pass")}}}.
+// tsrun writes $REGISTRY_AUTH_FILE when set (as Podman does), else $XDG_CONFIG_HOME/tsrun/auth.json;
+// it reads that file first, then ~/.docker/config.json, so a `docker login` done earlier works too.
+import { chmodSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { writeFileAtomic } from "../../store/atomic.js";
+import { TsrunError } from "../../errors.js";
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+interface AuthEntry {
+  auth?: string;
+  username?: string;
+  password?: string;
+  identitytoken?: string;
+  [extra: string]: unknown;
+}
+
+interface AuthFile {
+  auths?: Record<string, AuthEntry>;
+  [extra: string]: unknown;
+}
+
+/** The file `login` writes and `logout` edits. */
+export function authFilePath(explicit?: string): string {
+  if (explicit) return explicit;
+  if (process.env.REGISTRY_AUTH_FILE) return process.env.REGISTRY_AUTH_FILE;
+  const configHome = process.env.XDG_CONFIG_HOME || path.join(os.homedir(), ".config");
+  return path.join(configHome, "tsrun", "auth.json");
+}
+
+/** Files consulted for credentials, most specific first. */
+function readableAuthFiles(explicit?: string): string[] {
+  const files = [authFilePath(explicit)];
+  if (!explicit) files.push(path.join(os.homedir(), ".docker", "config.json"));
+  return files;
+}
+
+/**
+ * Auth file keys come in several spellings ("host", "https://host", "https://host/v1/");
+ * Docker Hub is stored as "https://index.docker.io/v1/". All of them reduce to the host.
+ */
+export function normaliseRegistryKey(key: string): string {
+  let host = key.replace(/^[a-z]+:\/\//i, "");
+  const slash = host.indexOf("/");
+  if (slash >= 0) host = host.slice(0, slash);
+  if (host === "index.docker.io" || host === "registry-1.docker.io" || host === "registry.hub.docker.com") return "docker.io";
+  return host;
+}
+
+function readAuthFile(file: string): AuthFile | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new TsrunError(`cannot read auth file ${file}: ${(err as Error).message}`);
+  }
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not a JSON object");
+    return parsed as AuthFile;
+  } catch (err) {
+    throw new TsrunError(`auth file ${file} is not valid: ${(err as Error).message}`);
+  }
+}
+
+function decodeEntry(entry: AuthEntry, file: string, key: string): Credentials | undefined {
+  if (typeof entry.auth === "string" && entry.auth !== "") {
+    const decoded = Buffer.from(entry.auth, "base64").toString("utf8");
+    const colon = decoded.indexOf(":");
+    if (colon < 0) throw new TsrunError(`auth file ${file}: the entry for ${key} is not base64("user:password")`);
+    return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+  }
+  if (typeof entry.username === "string" && typeof entry.password === "string") return { username: entry.username, password: entry.password };
+  return undefined;
+}
+
+/** Credentials stored for a registry host (e.g. "docker.io", "127.0.0.1:5000"), if any. */
+export function lookupCredentials(registry: string, authFile?: string): Credentials | undefined {
+  const wanted = normaliseRegistryKey(registry);
+  for (const file of readableAuthFiles(authFile)) {
+    const parsed = readAuthFile(file);
+    for (const [key, entry] of Object.entries(parsed?.auths ?? {})) {
+      if (normaliseRegistryKey(key) !== wanted || typeof entry !== "object" || entry === null) continue;
+      const creds = decodeEntry(entry, file, key);
+      if (creds) return creds;
+    }
+  }
+  return undefined;
+}
+
+/** Stores credentials for a registry, keeping every other entry and field of the file. */
+export function storeCredentials(registry: string, creds: Credentials, authFile?: string): string {
+  const file = authFilePath(authFile);
+  const parsed = readAuthFile(file) ?? {};
+  const auths: Record<string, AuthEntry> = { ...(parsed.auths ?? {}) };
+  const host = normaliseRegistryKey(registry);
+  for (const key of Object.keys(auths)) if (normaliseRegistryKey(key) === host) delete auths[key];
+  auths[host] = { auth: Buffer.from(`${creds.username}:${creds.password}`).toString("base64") };
+  // 0600: the file holds passwords. writeFileAtomic creates it with that mode; chmod also fixes
+  // an older file that was created more open.
+  writeFileAtomic(file, JSON.stringify({ ...parsed, auths }, null, "\t") + "\n", 0o600);
+  chmodSync(file, 0o600);
+  return file;
+}
+
+/** Removes a registry's credentials; false when there were none in tsrun's file. */
+export function removeCredentials(registry: string, authFile?: string): boolean {
+  const file = authFilePath(authFile);
+  const parsed = readAuthFile(file);
+  if (!parsed?.auths) return false;
+  const host = normaliseRegistryKey(registry);
+  const auths = { ...parsed.auths };
+  let removed = false;
+  for (const key of Object.keys(auths)) {
+    if (normaliseRegistryKey(key) === host) {
+      delete auths[key];
+      removed = true;
+    }
+  }
+  if (removed) writeFileAtomic(file, JSON.stringify({ ...parsed, auths }, null, "\t") + "\n", 0o600);
+  return removed;
+}
+
+/** Removes every credential from tsrun's file (logout --all). */
+export function removeAllCredentials(authFile?: string): void {
+  const file = authFilePath(authFile);
+  const parsed = readAuthFile(file);
+  if (!parsed) return;
+  writeFileAtomic(file, JSON.stringify({ ...parsed, auths: {} }, null, "\t") + "\n", 0o600);
+}

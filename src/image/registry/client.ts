@@ -1,0 +1,356 @@
+// An HTTP client for one registry (OCI distribution v2): scheme selection (https, plain http for
+// loopback or --tls-verify=false), the auth dance (Bearer tokens from WWW-Authenticate, anonymous
+// or with credentials, and Basic), retries with backoff on 5xx and reset connections, redirects
+// (blob downloads are often redirected to object storage) and the registry's JSON errors.
+//
+// node:http(s) rather than fetch: responses are plain Readables that stream straight into the
+// blob store, and TLS verification can be switched off per agent without a global setting.
+import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http";
+import https from "node:https";
+import { Readable } from "node:stream";
+import { TsrunError } from "../../errors.js";
+import type { Credentials } from "./auth.js";
+
+export class RegistryError extends TsrunError {
+  constructor(
+    message: string,
+    readonly status = 0,
+    readonly code = "",
+  ) {
+    super(message);
+    this.name = "RegistryError";
+  }
+}
+
+export interface ClientOptions {
+  /** Verify TLS certificates and require https (default true; loopback may always use http). */
+  tlsVerify?: boolean;
+  credentials?: Credentials | undefined;
+}
+
+/** A request body that can be sent again (after a 401 or a retry): bytes, or a stream factory. */
+export type RequestBody = Buffer | { length: number; open: () => Readable };
+
+export interface RequestOptions {
+  headers?: Record<string, string>;
+  body?: RequestBody;
+  /** Statuses returned to the caller as they are; other ones become a RegistryError. */
+  ok?: number[];
+  /** What the request is for, as the first words of an error message. */
+  context: string;
+}
+
+export interface RegistryResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: IncomingMessage;
+  /** The URL that answered (after redirects), for resolving relative Location headers. */
+  url: URL;
+}
+
+interface Challenge {
+  scheme: string;
+  params: Record<string, string>;
+}
+
+const RETRY_DELAYS_MS = [250, 750, 2000];
+const IDLE_TIMEOUT_MS = 60_000;
+const MAX_REDIRECTS = 5;
+const RETRYABLE_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EAI_AGAIN", "ECONNABORTED", "UND_ERR_SOCKET"]);
+
+/** Docker Hub's API lives on another host than its image names say. */
+export function apiHost(registry: string): string {
+  return registry === "docker.io" ? "registry-1.docker.io" : registry;
+}
+
+export function isLoopback(registry: string): boolean {
+  const host = registry.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** Parses WWW-Authenticate: `Bearer realm="...",service="...",scope="..."` or `Basic realm="..."`. */
+export function parseChallenges(header: string): Challenge[] {
+  const out: Challenge[] = [];
+  const re = /\s*(?:([A-Za-z][\w-]*)\s+)?([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?|\s*([A-Za-z][\w-]*)\s*,?/y;
+  let current: Challenge | undefined;
+  let m: RegExpExecArray | null;
+  while (re.lastIndex < header.length && (m = re.exec(header)) !== null) {
+    if (m[0] === "") break;
+    if (m[5] !== undefined) {
+      // A scheme with no parameters.
+      current = { scheme: m[5].toLowerCase(), params: {} };
+      out.push(current);
+      continue;
+    }
+    if (m[1] !== undefined) {
+      current = { scheme: m[1].toLowerCase(), params: {} };
+      out.push(current);
+    }
+    if (current && m[2] !== undefined) current.params[m[2].toLowerCase()] = m[3] !== undefined ? m[3].replace(/\\(.)/g, "$1") : (m[4] ?? "");
+  }
+  return out;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Reads a whole (small) body, refusing more than max bytes: manifests, configs, errors. */
+export async function readBody(res: IncomingMessage, max: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res) {
+    const buf = chunk as Buffer;
+    size += buf.length;
+    if (size > max) {
+      res.destroy();
+      throw new RegistryError(`${what} is larger than ${max} bytes; refusing it`);
+    }
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Drains and drops a response body so its connection can be reused. */
+export function discard(res: IncomingMessage): void {
+  res.resume();
+}
+
+/** The registry's own words from its JSON error body ({"errors":[{"code","message"}]}). */
+function registryMessage(status: number, text: string): { message: string; code: string } {
+  try {
+    const parsed = JSON.parse(text) as { errors?: { code?: string; message?: string; detail?: unknown }[] };
+    const first = parsed.errors?.[0];
+    if (first) {
+      const message = first.message || first.code?.toLowerCase().replace(/_/g, " ") || `HTTP ${status}`;
+      return { message, code: first.code ?? "" };
+    }
+  } catch {
+    // Not JSON: a proxy's or an object store's page.
+  }
+  const line = text.trim().split("\n")[0]?.slice(0, 200) ?? "";
+  return { message: `HTTP ${status} ${http.STATUS_CODES[status] ?? ""}`.trim() + (line && !line.startsWith("<") ? `: ${line}` : ""), code: "" };
+}
+
+export class RegistryClient {
+  readonly host: string;
+  private readonly tlsVerify: boolean;
+  private readonly credentials: Credentials | undefined;
+  private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  private readonly httpsAgent: https.Agent;
+  private base: URL | undefined;
+  private challenge: Challenge | undefined;
+  private token: string | undefined;
+  /** Token scopes asked for so far, e.g. "repository:library/busybox:pull". */
+  private readonly scopes = new Set<string>();
+
+  constructor(
+    readonly registry: string,
+    opts: ClientOptions = {},
+  ) {
+    this.host = apiHost(registry);
+    this.tlsVerify = opts.tlsVerify ?? true;
+    this.credentials = opts.credentials;
+    this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 8, rejectUnauthorized: this.tlsVerify });
+  }
+
+  /** Adds scopes for the next token request (pull, push, and the source repo of a mount). */
+  addScope(scope: string): void {
+    if (this.scopes.has(scope)) return;
+    this.scopes.add(scope);
+    // A token only covers the scopes it was issued for: get a new one on the next 401.
+    this.token = undefined;
+  }
+
+  close(): void {
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
+  }
+
+  /** Sends one HTTP request; follows redirects (dropping Authorization when the host changes). */
+  private send(url: URL, method: string, headers: Record<string, string>, body?: RequestBody): Promise<{ res: IncomingMessage; url: URL }> {
+    const sendOnce = (target: URL, hdrs: Record<string, string>, redirects: number): Promise<{ res: IncomingMessage; url: URL }> =>
+      new Promise((resolve, reject) => {
+        const isHttps = target.protocol === "https:";
+        const allHeaders: Record<string, string> = { "User-Agent": "tsrun/0.1", ...hdrs };
+        if (body) allHeaders["Content-Length"] = String(body.length);
+        const req = (isHttps ? https : http).request(target, { method, headers: allHeaders, agent: isHttps ? this.httpsAgent : this.httpAgent });
+        req.setTimeout(IDLE_TIMEOUT_MS, () => req.destroy(Object.assign(new Error(`no answer from ${target.host} for ${IDLE_TIMEOUT_MS / 1000} s`), { code: "ETIMEDOUT" })));
+        req.once("error", reject);
+        req.once("response", (res) => {
+          res.setTimeout(IDLE_TIMEOUT_MS, () => res.destroy(Object.assign(new Error(`${target.host} stopped sending for ${IDLE_TIMEOUT_MS / 1000} s`), { code: "ETIMEDOUT" })));
+          const status = res.statusCode ?? 0;
+          const location = res.headers.location;
+          if ([301, 302, 303, 307, 308].includes(status) && location && (method === "GET" || method === "HEAD")) {
+            discard(res);
+            if (redirects >= MAX_REDIRECTS) return reject(new RegistryError(`too many redirects from ${url.host}`));
+            const next = new URL(location, target);
+            const nextHeaders = { ...hdrs };
+            // Object stores sign the URL itself; the registry's token must not leak to them.
+            if (next.host !== target.host) delete nextHeaders.Authorization;
+            sendOnce(next, nextHeaders, redirects + 1).then(resolve, reject);
+            return;
+          }
+          resolve({ res, url: target });
+        });
+        if (!body) req.end();
+        else if (Buffer.isBuffer(body)) req.end(body);
+        else {
+          const stream = body.open();
+          stream.once("error", (err) => req.destroy(err));
+          stream.pipe(req);
+        }
+      });
+    return sendOnce(url, headers, 0);
+  }
+
+  /**
+   * Picks https, or plain http where that is allowed (loopback, or --tls-verify=false) and https
+   * fails to connect. The ping (GET /v2/) also tells how the registry wants clients to log in.
+   */
+  private async resolveBase(): Promise<URL> {
+    if (this.base) return this.base;
+    const insecureAllowed = !this.tlsVerify || isLoopback(this.registry);
+    const candidates = insecureAllowed ? ["https", "http"] : ["https"];
+    let lastError: Error | undefined;
+    for (const scheme of candidates) {
+      const base = new URL(`${scheme}://${this.host}/v2/`);
+      try {
+        const { res } = await this.withRetries(() => this.send(base, "GET", {}), `ping ${this.registry}`, scheme === "https" && insecureAllowed ? 1 : undefined);
+        this.noteChallenge(res.headers["www-authenticate"]);
+        discard(res);
+        this.base = base;
+        return base;
+      } catch (err) {
+        lastError = err as Error;
+      }
+    }
+    const hint = insecureAllowed ? "" : " (for a registry without TLS use --tls-verify=false)";
+    throw new RegistryError(`cannot reach registry ${this.registry}: ${lastError?.message ?? "no answer"}${hint}`);
+  }
+
+  private noteChallenge(header: string | string[] | undefined): void {
+    const text = Array.isArray(header) ? header.join(", ") : header;
+    if (!text) return;
+    const challenges = parseChallenges(text);
+    this.challenge = challenges.find((c) => c.scheme === "bearer") ?? challenges.find((c) => c.scheme === "basic") ?? this.challenge;
+  }
+
+  /** Runs a network operation, retrying on reset connections and similar transient failures. */
+  private async withRetries<T>(op: () => Promise<T>, context: string, attempts = RETRY_DELAYS_MS.length + 1): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await op();
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? "";
+        if (!RETRYABLE_CODES.has(code) || attempt + 1 >= attempts) {
+          if (err instanceof RegistryError) throw err;
+          throw new RegistryError(`${context}: ${(err as Error).message}`);
+        }
+        await sleep(RETRY_DELAYS_MS[attempt] ?? 2000);
+      }
+    }
+  }
+
+  /** Gets a Bearer token for the scopes asked for, anonymously or with the credentials. */
+  private async fetchToken(challenge: Challenge, context: string): Promise<string> {
+    const realm = challenge.params.realm;
+    if (!realm) throw new RegistryError(`${context}: the registry asked for a token without saying where to get it (no realm)`);
+    const url = new URL(realm);
+    if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
+    const scopes = new Set(this.scopes);
+    if (challenge.params.scope) for (const s of challenge.params.scope.split(" ")) scopes.add(s);
+    for (const s of scopes) url.searchParams.append("scope", s);
+    const headers: Record<string, string> = { Accept: "application/json" };
+    if (this.credentials) headers.Authorization = `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString("base64")}`;
+    const { res } = await this.withRetries(() => this.send(url, "GET", headers), `${context}: token from ${url.host}`);
+    const text = (await readBody(res, 1 << 20, "token response")).toString("utf8");
+    const status = res.statusCode ?? 0;
+    if (status === 401 || status === 403) {
+      throw new RegistryError(
+        this.credentials
+          ? `${context}: unauthorized: ${this.registry} refused the username or password`
+          : `${context}: authentication required (log in with: tsrun login ${this.registry})`,
+        401,
+      );
+    }
+    if (status !== 200) throw new RegistryError(`${context}: token from ${url.host}: ${registryMessage(status, text).message}`, status);
+    let parsed: { token?: string; access_token?: string };
+    try {
+      parsed = JSON.parse(text) as { token?: string; access_token?: string };
+    } catch {
+      throw new RegistryError(`${context}: token from ${url.host} is not JSON`);
+    }
+    const token = parsed.token || parsed.access_token;
+    if (!token) throw new RegistryError(`${context}: token response from ${url.host} has no token`);
+    return token;
+  }
+
+  private authorization(): string | undefined {
+    if (this.token) return `Bearer ${this.token}`;
+    if (this.challenge?.scheme === "basic" && this.credentials) {
+      return `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString("base64")}`;
+    }
+    return undefined;
+  }
+
+  /**
+   * A request to the registry: path relative to /v2/ (e.g. "library/busybox/manifests/latest")
+   * or an absolute URL (upload locations). Handles auth challenges, retries 5xx and transient
+   * network errors, and turns unexpected statuses into one-line RegistryErrors.
+   */
+  async request(method: string, target: string | URL, opts: RequestOptions): Promise<RegistryResponse> {
+    const base = await this.resolveBase();
+    const url = typeof target === "string" ? new URL(target, base) : target;
+    const ok = opts.ok ?? [200];
+    let authRetried = false;
+    for (let attempt = 0; ; attempt++) {
+      const headers: Record<string, string> = { ...opts.headers };
+      const auth = this.authorization();
+      if (auth) headers.Authorization = auth;
+      const { res, url: answeredBy } = await this.withRetries(() => this.send(url, method, headers, opts.body), opts.context);
+      const status = res.statusCode ?? 0;
+      if (status === 401 && !authRetried) {
+        authRetried = true;
+        this.noteChallenge(res.headers["www-authenticate"]);
+        discard(res);
+        const challenge = this.challenge;
+        if (challenge?.scheme === "bearer") {
+          this.token = await this.fetchToken(challenge, opts.context);
+          continue;
+        }
+        if (challenge?.scheme === "basic" && this.credentials && !auth) continue;
+        throw this.unauthorized(opts.context);
+      }
+      if (status >= 500 && attempt < RETRY_DELAYS_MS.length && !ok.includes(status)) {
+        discard(res);
+        await sleep(RETRY_DELAYS_MS[attempt] ?? 2000);
+        continue;
+      }
+      if (ok.includes(status)) return { status, headers: res.headers, body: res, url: answeredBy };
+      if (status === 401) {
+        discard(res);
+        throw this.unauthorized(opts.context);
+      }
+      const text = method === "HEAD" ? "" : (await readBody(res, 1 << 20, "error response").catch(() => Buffer.alloc(0))).toString("utf8");
+      const { message, code } = registryMessage(status, text);
+      throw new RegistryError(`${opts.context}: ${message}`, status, code);
+    }
+  }
+
+  private unauthorized(context: string): RegistryError {
+    return new RegistryError(
+      this.credentials
+        ? `${context}: unauthorized: ${this.registry} refused the username or password`
+        : `${context}: authentication required (log in with: tsrun login ${this.registry})`,
+      401,
+    );
+  }
+
+  /** Checks that credentials work (GET /v2/ with them), as `login` does before saving them. */
+  async checkLogin(): Promise<void> {
+    const base = await this.resolveBase();
+    if (!this.challenge) return; // an open registry accepts anyone
+    await this.request("GET", base, { context: `login ${this.registry}` }).then((r) => discard(r.body));
+  }
+}

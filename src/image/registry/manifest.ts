@@ -1,0 +1,146 @@
+// Manifests as registries serve them: fetching with the right Accept header, telling image
+// manifests from indexes, verifying digests, checking media types, picking a platform.
+import { sha256 } from "../../store/digest.js";
+import { MEDIA, type Descriptor, type Manifest, type Platform } from "../types.js";
+import { readBody, RegistryError, type RegistryClient } from "./client.js";
+
+/** Everything tsrun can read; registries pick the best they have (order is preference). */
+export const MANIFEST_ACCEPT = [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerManifestList, MEDIA.dockerManifest].join(", ");
+
+/** Manifests and configs are small; containers/image uses the same 4 MiB bound for manifests. */
+export const MAX_MANIFEST_BYTES = 4 << 20;
+export const MAX_CONFIG_BYTES = 8 << 20;
+
+export const LAYER_MEDIA_TYPES = new Set<string>([
+  MEDIA.ociLayer,
+  MEDIA.ociLayerGzip,
+  MEDIA.ociLayerZstd,
+  MEDIA.dockerLayerGzip,
+  // Docker's uncompressed layer type (skopeo writes it for uncompressed layers in v2s2 manifests).
+  "application/vnd.docker.image.rootfs.diff.tar",
+  // Non-distributable layers are still ordinary tarballs when the registry has them.
+  "application/vnd.oci.image.layer.nondistributable.v1.tar",
+  "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+  "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+  "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+]);
+
+export const CONFIG_MEDIA_TYPES = new Set<string>([MEDIA.ociConfig, MEDIA.dockerConfig]);
+
+export interface ImageIndexDoc {
+  schemaVersion: 2;
+  mediaType?: string;
+  manifests: Descriptor[];
+}
+
+export interface FetchedManifest {
+  bytes: Buffer;
+  digest: string;
+  mediaType: string;
+  kind: "manifest" | "index";
+}
+
+const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
+
+function parseJson(bytes: Buffer, what: string): Record<string, unknown> {
+  try {
+    const parsed = JSON.parse(bytes.toString("utf8")) as unknown;
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not a JSON object");
+    return parsed as Record<string, unknown>;
+  } catch (err) {
+    throw new RegistryError(`${what} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function isDescriptor(value: unknown): value is Descriptor {
+  if (typeof value !== "object" || value === null) return false;
+  const d = value as Record<string, unknown>;
+  return typeof d.mediaType === "string" && typeof d.digest === "string" && typeof d.size === "number" && Number.isSafeInteger(d.size) && d.size >= 0;
+}
+
+function checkDigest(digest: string, what: string): void {
+  // Only sha256 is stored (blob file names are its hex); anything else is refused up front.
+  if (!DIGEST_RE.test(digest)) throw new RegistryError(`${what} has an unsupported or malformed digest "${digest}"`);
+}
+
+/** Classifies and validates a manifest document by its media type and shape. */
+export function classifyManifest(bytes: Buffer, headerType: string | undefined, what: string): { kind: "manifest" | "index"; mediaType: string; doc: Record<string, unknown> } {
+  const doc = parseJson(bytes, what);
+  if (doc.schemaVersion === 1) throw new RegistryError(`${what}: unsupported media type: Docker schema 1 manifests are deprecated and not supported`);
+  const mediaType = typeof doc.mediaType === "string" ? doc.mediaType : (headerType?.split(";")[0]?.trim() ?? "");
+  const isIndexType = mediaType === MEDIA.ociIndex || mediaType === MEDIA.dockerManifestList;
+  const isManifestType = mediaType === MEDIA.ociManifest || mediaType === MEDIA.dockerManifest;
+  // OCI allows mediaType to be absent; then the shape decides (and the header, when it is one of ours).
+  if (isIndexType || (!isManifestType && Array.isArray(doc.manifests))) {
+    if (!Array.isArray(doc.manifests) || !doc.manifests.every(isDescriptor)) throw new RegistryError(`${what}: malformed image index`);
+    for (const m of doc.manifests as Descriptor[]) checkDigest(m.digest, `${what}: an index entry`);
+    return { kind: "index", mediaType: mediaType || MEDIA.ociIndex, doc };
+  }
+  if (isManifestType || (mediaType === "" && doc.config !== undefined)) {
+    if (!isDescriptor(doc.config) || !Array.isArray(doc.layers) || !doc.layers.every(isDescriptor)) throw new RegistryError(`${what}: malformed image manifest`);
+    return { kind: "manifest", mediaType: mediaType || MEDIA.ociManifest, doc };
+  }
+  throw new RegistryError(`${what}: unsupported media type "${mediaType || "(none)"}"`);
+}
+
+/** GET a manifest by tag or digest; the bytes are verified against the digest asked for. */
+export async function fetchManifest(client: RegistryClient, repo: string, reference: string, context: string): Promise<FetchedManifest> {
+  const res = await client.request("GET", `${repo}/manifests/${reference}`, { headers: { Accept: MANIFEST_ACCEPT }, context });
+  const bytes = await readBody(res.body, MAX_MANIFEST_BYTES, `${context}: manifest`);
+  const digest = sha256(bytes);
+  if (reference.includes(":") && reference !== digest) {
+    throw new RegistryError(`${context}: manifest digest mismatch: asked for ${reference}, got ${digest}`);
+  }
+  const headerDigest = res.headers["docker-content-digest"];
+  if (typeof headerDigest === "string" && DIGEST_RE.test(headerDigest) && headerDigest !== digest) {
+    throw new RegistryError(`${context}: manifest digest mismatch: the registry says ${headerDigest}, the bytes are ${digest}`);
+  }
+  const ct = res.headers["content-type"];
+  const { kind, mediaType } = classifyManifest(bytes, ct, `${context}: manifest`);
+  return { bytes, digest, mediaType, kind };
+}
+
+/** Parses "os/arch[/variant]" as --platform takes it. */
+export function parsePlatform(text: string): Platform {
+  const parts = text.split("/");
+  const ok = /^[a-z0-9_.-]+$/;
+  if (parts.length < 2 || parts.length > 3 || !parts.every((p) => ok.test(p))) {
+    throw new RegistryError(`invalid platform "${text}": expected OS/ARCH[/VARIANT], e.g. linux/arm64`);
+  }
+  const [os, architecture, variant] = parts as [string, string, string | undefined];
+  return variant ? { os, architecture, variant } : { os, architecture };
+}
+
+export function formatPlatform(p: Platform | undefined): string {
+  if (!p) return "unknown";
+  return [p.os, p.architecture, p.variant].filter(Boolean).join("/");
+}
+
+function platformMatches(candidate: Platform | undefined, want: Platform): boolean {
+  if (!candidate || candidate.os !== want.os || candidate.architecture !== want.architecture) return false;
+  if (!want.variant) return true;
+  // arm64 images usually omit their variant, which is v8.
+  const variant = candidate.variant ?? (candidate.architecture === "arm64" ? "v8" : "");
+  return variant === want.variant;
+}
+
+/** The index entry for a platform, or a one-line error listing what the index has. */
+export function selectPlatform(index: ImageIndexDoc, want: Platform, what: string): Descriptor {
+  const images = index.manifests.filter((m) => m.mediaType === MEDIA.ociManifest || m.mediaType === MEDIA.dockerManifest);
+  const match = images.find((m) => platformMatches(m.platform, want));
+  if (match) return match;
+  const available = [...new Set(images.map((m) => formatPlatform(m.platform)).filter((p) => p !== "unknown/unknown"))];
+  throw new RegistryError(`${what}: no image for ${formatPlatform(want)} in the index (available: ${available.join(", ") || "none"})`);
+}
+
+/** Validates an image manifest's descriptors: digests we can store, media types we can unpack. */
+export function checkImageManifest(manifest: Manifest, what: string): void {
+  checkDigest(manifest.config.digest, `${what}: the config`);
+  if (!CONFIG_MEDIA_TYPES.has(manifest.config.mediaType)) {
+    throw new RegistryError(`${what}: unsupported media type "${manifest.config.mediaType}" for the config: not a container image`);
+  }
+  for (const layer of manifest.layers) {
+    checkDigest(layer.digest, `${what}: a layer`);
+    if (!LAYER_MEDIA_TYPES.has(layer.mediaType)) throw new RegistryError(`${what}: unsupported media type "${layer.mediaType}" for layer ${layer.digest}`);
+  }
+}

@@ -1,0 +1,904 @@
+// Containers back into tar: the storage worker's side of `commit` (the overlay upper dir as an OCI
+// layer), `diff` (the same walk, as Docker's A/C/D list) and `export` (a container's merged root,
+// mounted read-only, as one flat tar).
+//
+// Everything here runs inside the user namespace (root over the subordinate ids), started by
+// Store.pack / Store.changes / Store.exportTree: the upper dir holds files of many uids with
+// modes the host user cannot read.
+//
+// The upper dir belongs to the container, which may still be running and may race us with
+// symlinks. So it is walked through directory fds (openat with O_NOFOLLOW, listings through
+// /proc/self/fd/N); when the layer is written, each entry's directory is reopened with
+// openat2(RESOLVE_IN_ROOT) relative to the upper dir and the entry itself with O_NOFOLLOW:
+// nothing can lead the walk onto a host file. Lower layers are the store's own immutable dirs but
+// are walked the same way.
+//
+// File names must be valid UTF-8 (the addon takes JS strings): others are left out with a
+// warning rather than silently.
+//
+// Cost: only the upper dir is walked; the lower layers are only looked up, name by name, for the
+// entries the upper dir has. A commit therefore costs what the change costs, not what the image
+// weighs.
+import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { createHash } from "node:crypto";
+import path from "node:path";
+import { native, MS, type RawStat } from "../native.js";
+
+const O_PATH = 0o10000000;
+const { O_DIRECTORY, O_NOFOLLOW, O_RDONLY, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFIFO } = constants;
+
+// Indexes into the addon's RawStat tuple.
+const ST_MODE = 0;
+const ST_UID = 1;
+const ST_GID = 2;
+const ST_SIZE = 3;
+const ST_MTIME = 4;
+const ST_RDEV_MAJOR = 6;
+const ST_RDEV_MINOR = 7;
+const ST_NLINK = 8;
+const ST_INO = 9;
+const ST_DEV = 10;
+
+const WHITEOUT_PREFIX = ".wh.";
+const OPAQUE_MARKER = ".wh..wh..opq";
+/** Overlay mounted with "userxattr" keeps its markers (opaque, origin, impure...) in user.overlay.*. */
+const OVERLAY_XATTR_PREFIX = "user.overlay.";
+const OPAQUE_XATTR = "user.overlay.opaque";
+
+/** What to compare: a container's upper dir against its image's layers. */
+export interface UpperScanSpec {
+  /** The container's overlay upper dir. */
+  upper: string;
+  /** The image's layer dirs (layers/<chainid>/diff), topmost first. */
+  lowers: string[];
+  /**
+   * Paths (relative, no leading "/") where the runtime creates mount points (/etc/hosts, /proc,
+   * ...): left out when they are an empty file or directory the image does not have, as Docker's
+   * init layer keeps them out of its container layer.
+   */
+  mountPoints: string[];
+  /** Paths whose whole subtree is never part of a change: volume and bind mount targets. */
+  excludedTrees: string[];
+}
+
+export type ChangeKind = "A" | "C" | "D";
+
+/** One line of `diff`: "A /path", "C /path", "D /path". */
+export interface Change {
+  /** Absolute path inside the container. */
+  path: string;
+  kind: ChangeKind;
+}
+
+/** One entry of the scan, in Docker's order (each directory's names sorted, depth first). */
+interface ScanItem {
+  /** Relative to the root, no leading "/". */
+  path: string;
+  kind: ChangeKind;
+  /**
+   * What the layer gets: the upper entry itself, an OCI whiteout, or nothing (a deletion that the
+   * opaque directory above it already expresses, or a socket, which tar cannot carry).
+   */
+  layer: "entry" | "whiteout" | "none";
+  /** A directory that hides everything below it: gets a .wh..wh..opq marker in the layer. */
+  opaque: boolean;
+}
+
+/** A directory of a lower layer that contributes to the merged lower view at some path. */
+interface LowerDir {
+  fd: number;
+}
+
+function fileType(st: RawStat): number {
+  return st[ST_MODE] & S_IFMT;
+}
+
+/** Overlay's whiteout: a 0:0 character device. */
+function isWhiteout(st: RawStat): boolean {
+  return fileType(st) === S_IFCHR && st[ST_RDEV_MAJOR] === 0 && st[ST_RDEV_MINOR] === 0;
+}
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+function lstatOrNull(dirFd: number, name: string): RawStat | null {
+  try {
+    return native().lstatAt(dirFd, name);
+  } catch (err) {
+    const code = errorCode(err);
+    if (code === "ENOENT" || code === "ENOTDIR") return null;
+    throw err;
+  }
+}
+
+function isOpaque(fd: number): boolean {
+  const value = native().getXattrs(fd)[OPAQUE_XATTR];
+  return value !== undefined && value.toString("latin1") === "y";
+}
+
+/** Names in a directory (through its fd), in byte order as tar --sort=name and Go's filepath.Walk list them. */
+function sortedNames(dirFd: number): string[] {
+  return sortBytewise(readdirSync(`/proc/self/fd/${dirFd}`));
+}
+
+/** Byte order of the UTF-8 names; plain string order is the same for ASCII, the usual case. */
+function sortBytewise(names: string[]): string[] {
+  if (names.every(isAscii)) return names.sort();
+  return names
+    .map((name) => ({ name, bytes: Buffer.from(name) }))
+    .sort((a, b) => Buffer.compare(a.bytes, b.bytes))
+    .map((e) => e.name);
+}
+
+function joinPath(dir: string, name: string): string {
+  return dir === "" ? name : `${dir}/${name}`;
+}
+
+/** What the lower layers (merged as overlay merges them) have at one name of a directory. */
+interface LowerEntry {
+  /** The visible entry (topmost layer that has the name), or null when none or hidden by a whiteout. */
+  stat: RawStat | null;
+  /** When it is a directory: every layer's directory that merges into it, topmost first. */
+  dirs: LowerDir[];
+}
+
+/**
+ * Looks a name up in the merged lower view, as overlayfs does: the topmost layer that has the
+ * name decides; a whiteout hides it; directories merge with the ones below until an opaque
+ * directory or a non-directory ends the merge.
+ */
+function lookupBelow(below: LowerDir[], name: string): LowerEntry {
+  const addon = native();
+  const entry: LowerEntry = { stat: null, dirs: [] };
+  for (const dir of below) {
+    const st = lstatOrNull(dir.fd, name);
+    if (st === null) continue;
+    if (isWhiteout(st)) break;
+    if (fileType(st) !== S_IFDIR) {
+      if (entry.stat === null) entry.stat = st;
+      break;
+    }
+    if (entry.stat === null) entry.stat = st;
+    const fd = addon.openAt(dir.fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+    entry.dirs.push({ fd });
+    if (isOpaque(fd)) break;
+  }
+  return entry;
+}
+
+function closeDirs(dirs: LowerDir[]): void {
+  for (const d of dirs) closeSync(d.fd);
+}
+
+/** The names a merged lower directory shows (whiteouts and names hidden by higher layers removed). */
+function mergedNames(dirs: LowerDir[]): Set<string> {
+  const decided = new Map<string, boolean>();
+  for (const dir of dirs) {
+    for (const name of readdirSync(`/proc/self/fd/${dir.fd}`)) {
+      if (decided.has(name)) continue;
+      const st = lstatOrNull(dir.fd, name);
+      decided.set(name, st !== null && !isWhiteout(st));
+    }
+  }
+  return new Set([...decided].filter(([, visible]) => visible).map(([name]) => name));
+}
+
+function isEmptyDir(dirFd: number, name: string): boolean {
+  const fd = native().openAt(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+  try {
+    return readdirSync(`/proc/self/fd/${fd}`).length === 0;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+class UpperScanner {
+  private readonly addon = native();
+  private readonly mountPoints: Set<string>;
+  private readonly excludedTrees: Set<string>;
+  readonly items: ScanItem[] = [];
+  readonly warnings: string[] = [];
+
+  constructor(spec: UpperScanSpec) {
+    this.mountPoints = new Set(spec.mountPoints.map(clean));
+    this.excludedTrees = new Set(spec.excludedTrees.map(clean));
+  }
+
+  /**
+   * Scans one upper directory. `below`: the lower dirs merging into it (empty when the upper
+   * directory is new or hides the lower ones). `hidden`: for an opaque directory over a lower
+   * one, the lower names it hides, reported as deleted unless the upper dir has them again.
+   * Returns whether anything below was reported.
+   */
+  scanDir(dirFd: number, relDir: string, below: LowerDir[], hidden: Set<string>): boolean {
+    const start = this.items.length;
+    const upperNames = sortedNames(dirFd);
+    const names = new Set(upperNames);
+    for (const h of hidden) names.add(h);
+    const ordered = hidden.size === 0 ? upperNames : sortBytewise([...names]);
+    for (const name of ordered) {
+      const rel = joinPath(relDir, name);
+      if (this.excludedTrees.has(rel)) continue;
+      const st = lstatOrNull(dirFd, name);
+      if (st === null) {
+        // Only in the lower dir an opaque directory hides: deleted by this layer.
+        if (hidden.has(name)) this.items.push({ path: rel, kind: "D", layer: "none", opaque: false });
+        else if (name.includes("\ufffd")) this.warnings.push(`/${rel}: the name is not valid UTF-8; left out`);
+        continue;
+      }
+      const lower = lookupBelow(below, name);
+      try {
+        this.scanEntry(dirFd, name, rel, st, lower, hidden.has(name));
+      } finally {
+        closeDirs(lower.dirs);
+      }
+    }
+    return this.items.length > start;
+  }
+
+  /** hiddenBelow: the name exists in a lower dir that an opaque upper dir above it hides. */
+  private scanEntry(dirFd: number, name: string, rel: string, st: RawStat, lower: LowerEntry, hiddenBelow: boolean): void {
+    const type = fileType(st);
+    if (isWhiteout(st)) {
+      // Overlay makes whiteouts only over something below; one over nothing changes nothing.
+      if (lower.stat !== null) this.items.push({ path: rel, kind: "D", layer: "whiteout", opaque: false });
+      return;
+    }
+    if (this.mountPoints.has(rel) && lower.stat === null && !hiddenBelow) {
+      const stub = (type === S_IFREG && st[ST_SIZE] === 0) || (type === S_IFDIR && isEmptyDir(dirFd, name));
+      if (stub) return;
+    }
+    // Re-created inside an opaque directory: it was there before and is there now, so changed.
+    const kind: ChangeKind = lower.stat === null && !hiddenBelow ? "A" : "C";
+    if (type !== S_IFDIR) {
+      const packable = type === S_IFREG || type === S_IFLNK || type === S_IFIFO;
+      this.items.push({ path: rel, kind, layer: packable ? "entry" : "none", opaque: false });
+      return;
+    }
+    const fd = this.addon.openAt(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+    try {
+      const lowerIsDir = lower.stat !== null && fileType(lower.stat) === S_IFDIR;
+      // An opaque marker only matters over a lower directory; a new directory hides nothing.
+      const opaque = lowerIsDir && isOpaque(fd);
+      const at = this.items.length;
+      this.items.push({ path: rel, kind, layer: "entry", opaque });
+      const below = lowerIsDir && !opaque ? lower.dirs : [];
+      const hidden = opaque ? mergedNames(lower.dirs) : new Set<string>();
+      const childrenChanged = this.scanDir(fd, rel, below, hidden);
+      // A directory that is in the upper dir only because overlay copied it up for a child (or
+      // for a runtime mount point left out above) is no change of its own: Docker lists such a
+      // parent only when something below it changed.
+      const ownChange =
+        kind === "A" ||
+        hiddenBelow ||
+        opaque ||
+        !lowerIsDir ||
+        (lower.stat !== null && (lower.stat[ST_MODE] !== st[ST_MODE] || lower.stat[ST_UID] !== st[ST_UID] || lower.stat[ST_GID] !== st[ST_GID]));
+      if (!ownChange && !childrenChanged) this.items.splice(at, 1);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+function clean(p: string): string {
+  return path.posix.normalize(`/${p}`).slice(1).replace(/\/$/, "");
+}
+
+/** Walks the upper dir against the lower layers; the result is in Docker's order. */
+function scanUpper(spec: UpperScanSpec): { items: ScanItem[]; warnings: string[] } {
+  const scanner = new UpperScanner(spec);
+  const upperFd = openSync(spec.upper, O_RDONLY | O_DIRECTORY);
+  const lowers: LowerDir[] = [];
+  try {
+    for (const dir of spec.lowers) {
+      lowers.push({ fd: openSync(dir, O_PATH | O_DIRECTORY) });
+      // A lower layer's root can itself be opaque (an OCI layer with /.wh..wh..opq).
+      if (isOpaque(lowers[lowers.length - 1]!.fd)) break;
+    }
+    scanner.scanDir(upperFd, "", lowers, new Set());
+  } finally {
+    closeDirs(lowers);
+    closeSync(upperFd);
+  }
+  return { items: scanner.items, warnings: scanner.warnings };
+}
+
+/** The `diff` list. */
+export function upperChanges(spec: UpperScanSpec): Change[] {
+  return scanUpper(spec).items.map((i) => ({ path: `/${i.path}`, kind: i.kind }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tar writing
+
+export interface TarEntry {
+  /** Relative path; directories get their trailing "/" here. */
+  path: string;
+  type: "file" | "hardlink" | "symlink" | "directory" | "fifo";
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  /** Seconds since the epoch (Docker writes whole seconds, for reproducible layers). */
+  mtime: number;
+  linkpath?: string;
+  xattrs?: Map<string, Buffer>;
+}
+
+const BLOCK = 512;
+const TYPEFLAG: Record<TarEntry["type"], string> = { file: "0", hardlink: "1", symlink: "2", directory: "5", fifo: "6" };
+const MAX_OCTAL_ID = 0o7777777;
+const MAX_OCTAL_SIZE = 0o77777777777;
+
+/** Octal digits, zero-padded to width - 1, then a NUL (as GNU tar and Go write them). */
+function octalField(block: Buffer, offset: number, width: number, value: number): void {
+  let v = value;
+  for (let i = width - 2; i >= 0; i--) {
+    block[offset + i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
+  block[offset + width - 1] = 0;
+}
+
+/** "<length> <key>=<value>\n", where the length counts the whole record including itself. */
+function paxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`, "utf8"), value, Buffer.from("\n")]);
+  let length = body.length + 1;
+  while (String(length).length + body.length !== length) length = String(length).length + body.length;
+  return Buffer.concat([Buffer.from(String(length), "latin1"), body]);
+}
+
+function isAscii(s: string): boolean {
+  return /^[\x01-\x7f]*$/.test(s);
+}
+
+interface UstarFields {
+  name: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  typeflag: string;
+  linkname: string;
+}
+
+/** Writes one ustar header block at offset (the caller checked that 512 bytes are free). */
+function writeUstarHeader(block: Buffer, offset: number, f: UstarFields): void {
+  block.fill(0, offset, offset + BLOCK);
+  block.write(f.name, offset, 100, "utf8");
+  octalField(block, offset + 100, 8, f.mode);
+  octalField(block, offset + 108, 8, f.uid <= MAX_OCTAL_ID ? f.uid : 0);
+  octalField(block, offset + 116, 8, f.gid <= MAX_OCTAL_ID ? f.gid : 0);
+  octalField(block, offset + 124, 12, f.size <= MAX_OCTAL_SIZE ? f.size : 0);
+  octalField(block, offset + 136, 12, Math.max(0, Math.min(f.mtime, MAX_OCTAL_SIZE)));
+  block.write(f.typeflag, offset + 156, 1, "latin1");
+  if (f.linkname) block.write(f.linkname, offset + 157, 100, "utf8");
+  block.write("ustar\u000000", offset + 257, 8, "latin1");
+  octalField(block, offset + 329, 8, 0);
+  octalField(block, offset + 337, 8, 0);
+  // The checksum is computed with its own field read as eight spaces.
+  block.fill(0x20, offset + 148, offset + 156);
+  let sum = 0;
+  for (let i = offset; i < offset + BLOCK; i++) sum += block[i] as number;
+  octalField(block, offset + 148, 7, sum);
+  block[offset + 155] = 0x20;
+}
+
+function ustarHeader(fields: UstarFields): Buffer {
+  const block = Buffer.alloc(BLOCK);
+  writeUstarHeader(block, 0, fields);
+  return block;
+}
+
+/** The PAX records an entry needs beyond what ustar holds (none for most entries). */
+function paxRecordsFor(e: TarEntry): Buffer[] {
+  const records: Buffer[] = [];
+  const linkpath = e.linkpath ?? "";
+  if (e.path.length > 100 || !isAscii(e.path)) records.push(paxRecord("path", Buffer.from(e.path, "utf8")));
+  if (linkpath.length > 100 || !isAscii(linkpath)) records.push(paxRecord("linkpath", Buffer.from(linkpath, "utf8")));
+  if (e.uid > MAX_OCTAL_ID) records.push(paxRecord("uid", Buffer.from(String(e.uid))));
+  if (e.gid > MAX_OCTAL_ID) records.push(paxRecord("gid", Buffer.from(String(e.gid))));
+  if (e.size > MAX_OCTAL_SIZE) records.push(paxRecord("size", Buffer.from(String(e.size))));
+  if (e.xattrs && e.xattrs.size > 0) {
+    // Sorted, so the same file always gives the same bytes (and the same layer digest).
+    for (const [name, value] of [...e.xattrs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      records.push(paxRecord(`SCHILY.xattr.${name}`, value));
+    }
+  }
+  return records;
+}
+
+function entryFields(e: TarEntry): UstarFields {
+  return { name: e.path, mode: e.mode, uid: e.uid, gid: e.gid, size: e.size, mtime: e.mtime, typeflag: TYPEFLAG[e.type], linkname: e.linkpath ?? "" };
+}
+
+/** The PAX 'x' header, its records and padding, for an entry that needs them. */
+function paxBlocks(e: TarEntry, records: Buffer[]): Buffer {
+  const body = Buffer.concat(records);
+  const paxName = `PaxHeaders.0/${path.posix.basename(e.path.replace(/\/$/, "")).slice(0, 80)}`;
+  const paxHeader = ustarHeader({ name: isAscii(paxName) ? paxName : "PaxHeaders.0/entry", mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: e.mtime, typeflag: "x", linkname: "" });
+  const padding = Buffer.alloc((BLOCK - (body.length % BLOCK)) % BLOCK);
+  return Buffer.concat([paxHeader, body, padding]);
+}
+
+/** Where finished tar bytes go; the chunk may be reused once the promise resolves. */
+export type TarSink = (chunk: Buffer) => Promise<void> | void;
+
+/** Buffers tar output in large chunks (small files cost no write call each). */
+export class TarWriter {
+  private buffer = Buffer.allocUnsafe(1 << 20);
+  private used = 0;
+  entries = 0;
+  bytes = 0;
+
+  constructor(private readonly sink: TarSink) {}
+
+  private async flush(): Promise<void> {
+    if (this.used === 0) return;
+    const chunk = this.buffer.subarray(0, this.used);
+    this.bytes += this.used;
+    this.used = 0;
+    await this.sink(chunk);
+  }
+
+  private async put(data: Buffer): Promise<void> {
+    let offset = 0;
+    while (offset < data.length) {
+      if (this.used === this.buffer.length) await this.flush();
+      const n = data.copy(this.buffer, this.used, offset);
+      this.used += n;
+      offset += n;
+    }
+  }
+
+  /**
+   * Writes one entry; a regular file's data is read from dataFd (exactly entry.size bytes) and,
+   * when mirrorFd is given, the very same bytes are written there too.
+   */
+  async add(entry: TarEntry, dataFd?: number, mirrorFd?: number): Promise<void> {
+    const records = paxRecordsFor(entry);
+    if (records.length > 0) await this.put(paxBlocks(entry, records));
+    // The header goes straight into the output buffer: tens of thousands of entries make no garbage.
+    if (this.buffer.length - this.used < BLOCK) await this.flush();
+    writeUstarHeader(this.buffer, this.used, entryFields(entry));
+    this.used += BLOCK;
+    this.entries++;
+    if (entry.type !== "file" || entry.size === 0) return;
+    if (dataFd === undefined) throw new Error(`no data for ${entry.path}`);
+    let left = entry.size;
+    while (left > 0) {
+      if (this.used === this.buffer.length) await this.flush();
+      // Straight into the output buffer: one copy from the page cache, none in between.
+      const n = readSync(dataFd, this.buffer, this.used, Math.min(left, this.buffer.length - this.used), null);
+      if (n <= 0) break;
+      if (mirrorFd !== undefined) writeAll(mirrorFd, this.buffer.subarray(this.used, this.used + n));
+      this.used += n;
+      left -= n;
+    }
+    // A file that shrank while we read it is padded, keeping the archive well formed.
+    if (left > 0) {
+      const zeros = Buffer.alloc(left);
+      if (mirrorFd !== undefined) writeAll(mirrorFd, zeros);
+      await this.put(zeros);
+    }
+    const pad = (BLOCK - (entry.size % BLOCK)) % BLOCK;
+    if (pad) await this.put(Buffer.alloc(pad));
+  }
+
+  /** The two zero blocks that end an archive, and the last flush. */
+  async finish(): Promise<void> {
+    await this.put(Buffer.alloc(2 * BLOCK));
+    await this.flush();
+  }
+}
+
+function writeAll(fd: number, data: Buffer): void {
+  let offset = 0;
+  while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset);
+}
+
+/**
+ * Materialises a layer in overlay's lower-layer form (whiteouts as 0:0 character devices,
+ * opaque directories marked with user.overlay.opaque) while the same entries go into the layer
+ * tar: one read of every file gives both, so the layer dir is exactly what the tar's digest
+ * names. This is the unpacker's work (store/unpack.ts) without parsing the tar again; the
+ * entries come from our own walk, in order (every directory before its contents), into a fresh
+ * directory nobody else writes to. Attributes go on in the unpacker's order: owner, then mode
+ * (chown clears setuid), then xattrs (chown drops security.capability), times last.
+ */
+class LayerDirWriter {
+  private readonly addon = native();
+  private readonly rootFd: number;
+  /** The directory the last entry went into (entries come grouped by directory). */
+  private parentCache: { rel: string; fd: number } | undefined;
+  /** Directory times are set last: creating their contents changed them. */
+  private readonly directoryTimes: { rel: string; mtime: number }[] = [];
+
+  constructor(dir: string) {
+    this.rootFd = openSync(dir, O_PATH | O_DIRECTORY);
+  }
+
+  private parent(rel: string): { fd: number; name: string } {
+    const dir = path.posix.dirname(rel);
+    const name = path.posix.basename(rel);
+    if (dir === ".") return { fd: this.rootFd, name };
+    if (this.parentCache?.rel !== dir) {
+      this.closeParent();
+      this.parentCache = { rel: dir, fd: this.addon.openInRoot(this.rootFd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0) };
+    }
+    return { fd: this.parentCache.fd, name };
+  }
+
+  private attributes(fd: number, st: RawStat, xattrs: Map<string, Buffer>): void {
+    this.addon.chownAt(fd, "", st[ST_UID], st[ST_GID]);
+    this.addon.chmodFd(fd, st[ST_MODE] & 0o7777);
+    for (const [name, value] of xattrs) this.addon.setXattrFd(fd, name, value);
+  }
+
+  private withPathFd(dirFd: number, name: string, extraFlags: number, fn: (fd: number) => void): void {
+    const fd = this.addon.openAt(dirFd, name, O_PATH | O_NOFOLLOW | extraFlags, 0);
+    try {
+      fn(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  directory(rel: string, st: RawStat, xattrs: Map<string, Buffer>, opaque: boolean): void {
+    const { fd: parentFd, name } = this.parent(rel);
+    this.addon.mkdirAt(parentFd, name, 0o700);
+    this.withPathFd(parentFd, name, O_DIRECTORY, (fd) => {
+      this.attributes(fd, st, xattrs);
+      if (opaque) this.addon.setXattrFd(fd, OPAQUE_XATTR, Buffer.from("y"));
+    });
+    this.directoryTimes.push({ rel, mtime: st[ST_MTIME] });
+  }
+
+  /** A new empty file to receive the data; finishFile sets its attributes. */
+  createFile(rel: string): number {
+    const { fd: parentFd, name } = this.parent(rel);
+    return this.addon.openAt(parentFd, name, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
+  }
+
+  finishFile(fd: number, st: RawStat, xattrs: Map<string, Buffer>): void {
+    this.attributes(fd, st, xattrs);
+    this.addon.utimesAt(fd, "", st[ST_MTIME], 0, st[ST_MTIME], 0);
+  }
+
+  hardlink(rel: string, target: string): void {
+    const { fd: parentFd, name } = this.parent(rel);
+    const targetFd = this.addon.openInRoot(this.rootFd, target, O_PATH | O_NOFOLLOW, 0);
+    try {
+      this.addon.linkAt(targetFd, parentFd, name);
+    } finally {
+      closeSync(targetFd);
+    }
+  }
+
+  symlink(rel: string, st: RawStat, target: string): void {
+    const { fd: parentFd, name } = this.parent(rel);
+    this.addon.symlinkAt(target, parentFd, name);
+    this.addon.chownAt(parentFd, name, st[ST_UID], st[ST_GID]); // never follows
+    this.addon.utimesAt(parentFd, name, st[ST_MTIME], 0, st[ST_MTIME], 0);
+  }
+
+  fifo(rel: string, st: RawStat): void {
+    const { fd: parentFd, name } = this.parent(rel);
+    this.addon.mknodAt(parentFd, name, S_IFIFO | 0o600, 0, 0);
+    this.withPathFd(parentFd, name, 0, (fd) => {
+      this.attributes(fd, st, new Map());
+      this.addon.utimesAt(fd, "", st[ST_MTIME], 0, st[ST_MTIME], 0);
+    });
+  }
+
+  whiteout(rel: string, st: RawStat): void {
+    const { fd: parentFd, name } = this.parent(rel);
+    this.addon.mknodAt(parentFd, name, S_IFCHR, 0, 0);
+    this.addon.chownAt(parentFd, name, st[ST_UID], st[ST_GID]);
+  }
+
+  private closeParent(): void {
+    if (this.parentCache) closeSync(this.parentCache.fd);
+    this.parentCache = undefined;
+  }
+
+  /** Directory times (deepest first), and the fds closed. */
+  finish(): void {
+    this.closeParent();
+    for (const { rel, mtime } of this.directoryTimes.reverse()) {
+      const { fd: parentFd, name } = this.parent(rel);
+      this.addon.utimesAt(parentFd, name, mtime, 0, mtime, 0);
+    }
+    this.closeParent();
+    closeSync(this.rootFd);
+  }
+}
+
+/** The xattrs a layer or export carries: overlay's own markers are the overlay's business. */
+function portableXattrs(fd: number): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  for (const [name, value] of Object.entries(native().getXattrs(fd))) {
+    if (name.startsWith(OVERLAY_XATTR_PREFIX) || name.startsWith("trusted.")) continue;
+    out.set(name, value);
+  }
+  return out;
+}
+
+/** Remembers the first name of every multiply-linked file, so later names become hardlinks. */
+class HardlinkTracker {
+  private readonly seen = new Map<string, string>();
+
+  /** The earlier name of the same inode, or undefined (and remembers this one). */
+  earlier(st: RawStat, name: string): string | undefined {
+    if (fileType(st) !== S_IFREG || st[ST_NLINK] < 2) return undefined;
+    const key = `${st[ST_DEV]}:${st[ST_INO]}`;
+    const first = this.seen.get(key);
+    if (first === undefined) this.seen.set(key, name);
+    return first;
+  }
+}
+
+/**
+ * Writes the entry `name` of the directory parentFd, as lstat found it (st). A directory's fd
+ * is passed in by the caller, which lists it next. Nothing is followed: the entry is opened with
+ * O_NOFOLLOW (and O_NONBLOCK, so a FIFO swapped in meanwhile cannot block the read). Returns
+ * false for what tar cannot carry (sockets, devices).
+ */
+async function writeEntry(
+  tar: TarWriter,
+  parentFd: number,
+  name: string,
+  st: RawStat,
+  rel: string,
+  links: HardlinkTracker,
+  opts: { dirFd?: number; layer?: LayerDirWriter | undefined; opaque?: boolean } = {},
+): Promise<boolean> {
+  const addon = native();
+  const layer = opts.layer;
+  const type = fileType(st);
+  const common = { mode: st[ST_MODE] & 0o7777, uid: st[ST_UID], gid: st[ST_GID], mtime: st[ST_MTIME] };
+  switch (type) {
+    case S_IFDIR: {
+      const fd = opts.dirFd ?? addon.openAt(parentFd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+      try {
+        const xattrs = portableXattrs(fd);
+        await tar.add({ ...common, path: `${rel}/`, type: "directory", size: 0, xattrs });
+        layer?.directory(rel, st, xattrs, opts.opaque ?? false);
+      } finally {
+        if (opts.dirFd === undefined) closeSync(fd);
+      }
+      return true;
+    }
+    case S_IFLNK: {
+      // User xattrs cannot exist on symlinks.
+      const target = addon.readlinkAt(parentFd, name);
+      await tar.add({ ...common, path: rel, type: "symlink", size: 0, linkpath: target });
+      layer?.symlink(rel, st, target);
+      return true;
+    }
+    case S_IFIFO:
+      await tar.add({ ...common, path: rel, type: "fifo", size: 0 });
+      layer?.fifo(rel, st);
+      return true;
+    case S_IFREG: {
+      const first = links.earlier(st, rel);
+      if (first !== undefined) {
+        await tar.add({ ...common, path: rel, type: "hardlink", size: 0, linkpath: first });
+        layer?.hardlink(rel, first);
+        return true;
+      }
+      const dataFd = addon.openAt(parentFd, name, O_RDONLY | O_NOFOLLOW | constants.O_NONBLOCK, 0);
+      let copyFd: number | undefined;
+      try {
+        const xattrs = portableXattrs(dataFd);
+        copyFd = layer?.createFile(rel);
+        await tar.add({ ...common, path: rel, type: "file", size: st[ST_SIZE], xattrs }, dataFd, copyFd);
+        if (copyFd !== undefined) layer?.finishFile(copyFd, st, xattrs);
+      } finally {
+        closeSync(dataFd);
+        if (copyFd !== undefined) closeSync(copyFd);
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/** The directory an entry is in, opened in-root; consecutive entries mostly share it. */
+class ParentDirs {
+  private current: { rel: string; fd: number } | undefined;
+
+  constructor(private readonly rootFd: number) {}
+
+  open(rel: string): { fd: number; name: string } {
+    const dir = path.posix.dirname(rel);
+    const name = path.posix.basename(rel);
+    if (dir === ".") return { fd: this.rootFd, name };
+    if (this.current?.rel !== dir) {
+      this.close();
+      // RESOLVE_IN_ROOT: whatever the container put in the path, it resolves inside the upper dir.
+      this.current = { rel: dir, fd: native().openInRoot(this.rootFd, dir, O_PATH | O_DIRECTORY, 0) };
+    }
+    return { fd: this.current.fd, name };
+  }
+
+  close(): void {
+    if (this.current) closeSync(this.current.fd);
+    this.current = undefined;
+  }
+}
+
+/** Writes the scanned upper dir as an OCI layer (whiteouts in OCI form). Returns warnings. */
+async function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer: LayerDirWriter): Promise<string[]> {
+  const addon = native();
+  const warnings: string[] = [];
+  const links = new HardlinkTracker();
+  const upperFd = openSync(spec.upper, O_PATH | O_DIRECTORY);
+  const parents = new ParentDirs(upperFd);
+  try {
+    for (const item of items) {
+      if (item.layer === "none") {
+        if (item.kind !== "D") warnings.push(`/${item.path}: sockets and device nodes cannot be stored in a layer; left out`);
+        continue;
+      }
+      let parent: { fd: number; name: string };
+      let st: RawStat;
+      try {
+        parent = parents.open(item.path);
+        st = addon.lstatAt(parent.fd, parent.name);
+      } catch (err) {
+        // Gone since the scan (a running container): nothing to store.
+        if (errorCode(err) === "ENOENT" || errorCode(err) === "ENOTDIR") continue;
+        throw err;
+      }
+      if (item.layer === "whiteout" || isWhiteout(st)) {
+        if (!isWhiteout(st)) continue; // replaced since the scan: the next commit has it
+        const dir = path.posix.dirname(item.path);
+        const name = `${WHITEOUT_PREFIX}${parent.name}`;
+        // As Docker and containers/storage write them: an empty regular file, mode 0600.
+        await tar.add({ path: dir === "." ? name : `${dir}/${name}`, type: "file", mode: 0o600, uid: st[ST_UID], gid: st[ST_GID], size: 0, mtime: st[ST_MTIME] });
+        layer.whiteout(item.path, st);
+        continue;
+      }
+      const opaque = item.opaque && fileType(st) === S_IFDIR;
+      if (!(await writeEntry(tar, parent.fd, parent.name, st, item.path, links, { layer, opaque }))) {
+        warnings.push(`/${item.path}: sockets and device nodes cannot be stored in a layer; left out`);
+        continue;
+      }
+      if (opaque) {
+        await tar.add({ path: `${item.path}/${OPAQUE_MARKER}`, type: "file", mode: st[ST_MODE] & 0o777, uid: st[ST_UID], gid: st[ST_GID], size: 0, mtime: st[ST_MTIME] });
+      }
+    }
+  } finally {
+    parents.close();
+    closeSync(upperFd);
+  }
+  await tar.finish();
+  return warnings;
+}
+
+/** Writes a whole tree (the merged root of a container) as tar, depth first, names sorted. */
+async function packTree(dirFd: number, rel: string, tar: TarWriter, links: HardlinkTracker, warnings: string[]): Promise<void> {
+  const addon = native();
+  for (const name of sortedNames(dirFd)) {
+    const child = joinPath(rel, name);
+    const st = lstatOrNull(dirFd, name);
+    if (st === null) {
+      warnings.push(name.includes("\ufffd") ? `/${child}: the name is not valid UTF-8; left out` : `/${child}: vanished while exporting`);
+      continue;
+    }
+    if (fileType(st) !== S_IFDIR) {
+      if (!(await writeEntry(tar, dirFd, name, st, child, links))) warnings.push(`/${child}: sockets and device nodes are not exported`);
+      continue;
+    }
+    const childFd = addon.openAt(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+    try {
+      await writeEntry(tar, dirFd, name, st, child, links, { dirFd: childFd });
+      await packTree(childFd, child, tar, links, warnings);
+    } finally {
+      closeSync(childFd);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker jobs (the host side writes the job file; see Store.pack, Store.changes, Store.exportTree)
+
+export interface PackJob extends UpperScanSpec {
+  /** Where the uncompressed layer tar goes (a new file). */
+  tarFile: string;
+  /** A fresh layer dir (with an empty diff/) that receives the same layer in overlay form. */
+  layerDir: string;
+}
+
+export interface PackResult {
+  /** sha256 of the tar: the layer's DiffID and, stored uncompressed, its blob digest too. */
+  digest: string;
+  size: number;
+  /** Tar entries written; 0 means the container changed nothing. */
+  entries: number;
+  warnings: string[];
+}
+
+export interface ExportJob {
+  /** Where relative lower dirs start (the store root: its l/ short links keep the option short). */
+  cwd: string;
+  /** The container's upper dir, then the image's layer dirs, topmost first. */
+  layers: string[];
+  /** An empty directory to mount the merged root on. */
+  mountDir: string;
+}
+
+interface JobEnvelope<T> {
+  job: T;
+  resultFile: string;
+}
+
+/** Escapes a path for overlay's comma- and colon-separated options. */
+function overlayPath(p: string): string {
+  return p.replace(/\\/g, "\\\\").replace(/,/g, "\\,").replace(/:/g, "\\:");
+}
+
+/** `pack JOBFILE`: the commit's layer, as a tar file and, from the same reads, as a layer dir. */
+export async function runPackJob(jobFile: string): Promise<void> {
+  const { job, resultFile } = JSON.parse(readFileSync(jobFile, "utf8")) as JobEnvelope<PackJob>;
+  const { items, warnings: scanWarnings } = scanUpper(job);
+  const out = openSync(job.tarFile, "wx", 0o644);
+  const hash = createHash("sha256");
+  const tar = new TarWriter((chunk) => {
+    hash.update(chunk);
+    writeAll(out, chunk);
+  });
+  const layer = new LayerDirWriter(path.join(job.layerDir, "diff"));
+  let warnings: string[];
+  try {
+    warnings = [...scanWarnings, ...(await packUpper(job, items, tar, layer))];
+    layer.finish();
+  } finally {
+    closeSync(out);
+  }
+  const digest = `sha256:${hash.digest("hex")}`;
+  // An empty change needs no layer at all.
+  const entries = tar.entries;
+  if (entries === 0) rmSync(job.tarFile, { force: true });
+  writeFileSync(resultFile, JSON.stringify({ digest, size: tar.bytes, entries, warnings } satisfies PackResult));
+}
+
+/** `changes JOBFILE`: the diff list. */
+export function runChangesJob(jobFile: string): void {
+  const { job, resultFile } = JSON.parse(readFileSync(jobFile, "utf8")) as JobEnvelope<UpperScanSpec>;
+  writeFileSync(resultFile, JSON.stringify(upperChanges(job)));
+}
+
+/**
+ * `export JOBFILE`: mounts the container's layers read-only (the upper dir as the topmost lower
+ * layer, so no work dir is needed and nothing can change them) in this worker's private mount
+ * namespace, and writes the merged tree as tar on standard output.
+ */
+export async function runExportJob(jobFile: string): Promise<void> {
+  const { job } = JSON.parse(readFileSync(jobFile, "utf8")) as JobEnvelope<ExportJob>;
+  process.chdir(job.cwd);
+  const data = `lowerdir=${job.layers.map(overlayPath).join(":")},userxattr`;
+  native().mount("overlay", job.mountDir, "overlay", MS.RDONLY | MS.NOSUID | MS.NODEV, data);
+  const warnings: string[] = [];
+  const tar = new TarWriter(
+    (chunk) =>
+      new Promise<void>((resolve, reject) => {
+        process.stdout.write(chunk, (err) => (err ? reject(err) : resolve()));
+      }),
+  );
+  const rootFd = openSync(job.mountDir, O_RDONLY | O_DIRECTORY);
+  try {
+    await packTree(rootFd, "", tar, new HardlinkTracker(), warnings);
+  } finally {
+    closeSync(rootFd);
+  }
+  await tar.finish();
+  for (const w of warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
+  await new Promise<void>((resolve) => process.stdout.end(() => resolve()));
+}

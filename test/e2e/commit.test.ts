@@ -1,0 +1,214 @@
+// Containers to images, end to end: commit (stopped and running containers, whiteouts, opaque
+// directories, owners, setuid, hardlinks, xattrs, --change), export -> import, and diff.
+import { beforeAll, describe, expect, it } from "vitest";
+import { existsSync, readdirSync, readFileSync, chownSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
+import { rawTar } from "../unit/tar-builder.js";
+
+const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+
+async function ok(args: string[]): Promise<string> {
+  const r = await tsrun(args);
+  if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** What must not change when a command fails: the image index, the layers, the blobs. */
+function storeSnapshot(): string {
+  const list = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir).filter((n) => !n.startsWith(".tmp")).sort() : []);
+  const index = existsSync(path.join(env.storeRoot, "images", "index.json")) ? readFileSync(path.join(env.storeRoot, "images", "index.json"), "utf8") : "";
+  return JSON.stringify({ index, layers: list(path.join(env.storeRoot, "layers")), blobs: list(path.join(env.storeRoot, "blobs", "sha256")) });
+}
+
+beforeAll(async () => {
+  await importBusybox("busybox");
+});
+
+describe("commit", () => {
+  it("run -> commit -> run sees the change: new, deleted, opaque dir, setuid, owner 1000, hardlink, symlink, fifo", async () => {
+    // A first commit gives a layer with /data/old1 and /data/old2 for the opaque test below.
+    const first = unique("base");
+    await ok(["run", "--name", first, "busybox", "sh", "-c", "mkdir /data && echo 1 > /data/old1 && echo 2 > /data/old2"]);
+    const baseId = (await ok(["commit", first, `${first}:img`])).trim();
+    expect(baseId).toMatch(/^sha256:[a-f0-9]{64}$/);
+
+    const name = unique("changed");
+    const script = [
+      "echo hello > /etc/motd",
+      "ln /etc/motd /etc/motd.hard",
+      "ln -s /etc/motd /etc/motd.sym",
+      "rm /etc/group",
+      "rm -rf /data && mkdir /data && echo new > /data/new",
+      "cp /bin/busybox /usr/bin/suid && chmod 4755 /usr/bin/suid",
+      "echo mine > /home/alice/own && chown 1000:1000 /home/alice/own && chmod 640 /home/alice/own",
+      "mkfifo /tmp/fifo",
+    ].join(" && ");
+    await ok(["run", "--name", name, `${first}:img`, "sh", "-c", script]);
+    const id = (await ok(["commit", name, `${name}:img`])).trim();
+    expect(id).toMatch(/^sha256:[a-f0-9]{64}$/);
+
+    const check = [
+      "cat /etc/motd",
+      "test ! -e /etc/group && echo group-gone",
+      "ls /data | tr '\\n' ' '; echo",
+      "stat -c '%a %u:%g' /usr/bin/suid /home/alice/own",
+      "cat /home/alice/own",
+      "test $(stat -c %i /etc/motd) = $(stat -c %i /etc/motd.hard) && stat -c %h /etc/motd",
+      "readlink /etc/motd.sym",
+      "test -p /tmp/fifo && echo fifo",
+    ].join("; ");
+    const r = await tsrun(["run", "--rm", `${name}:img`, "sh", "-c", check]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe(["hello", "group-gone", "new ", "4755 0:0", "640 1000:1000", "mine", "2", "/etc/motd", "fifo", ""].join("\n"));
+    // Three layers: busybox, the first commit, this one.
+    const layers = (await ok(["inspect", "-f", "{{len .RootFS.Layers}}", `${name}:img`])).trim();
+    expect(layers).toBe("3");
+    // The layer is an OCI layer: whiteout and opaque marker in OCI form, sorted entries.
+    const top = (await ok(["inspect", "-f", "{{index .RootFS.Layers 2}}", `${name}:img`])).trim();
+    const list = await shAsUser(`tar -tf ${path.join(env.storeRoot, "blobs", "sha256", top.slice(7))}`);
+    const entries = list.stdout.trim().split("\n");
+    expect(entries).toContain("etc/.wh.group");
+    expect(entries).toContain("data/.wh..wh..opq");
+    expect(entries).not.toContain("etc/hosts"); // runtime mount points are not the container's change
+    expect(entries.indexOf("data/")).toBeLessThan(entries.indexOf("etc/"));
+    await tsrun(["rm", first, name]);
+  });
+
+  it("-c, -a and -m show in inspect and history; the container's own Cmd and Env are kept otherwise", async () => {
+    const name = unique("meta");
+    await ok(["run", "--name", name, "-e", "FROM_RUN=1", "busybox", "sh", "-c", "echo x > /x"]);
+    const plain = unique("plain");
+    await ok(["commit", name, plain]);
+    expect((await ok(["inspect", "-f", "{{json .Config.Cmd}}", plain])).trim()).toBe('["sh","-c","echo x > /x"]');
+    const env1 = JSON.parse(await ok(["inspect", "-f", "{{json .Config.Env}}", plain])) as string[];
+    expect(env1).toContain("FROM_RUN=1");
+    expect(env1.some((e) => e.startsWith("HOSTNAME="))).toBe(false);
+
+    const img = unique("changed");
+    await ok(["commit", "-c", 'CMD ["echo","x"]', "-c", "ENV A=b", "-c", "LABEL l=v", "-a", "Jane <jane@example.com>", "-m", "my message", name, `${img}:v1`]);
+    expect((await ok(["run", "--rm", `${img}:v1`])).trim()).toBe("x");
+    const info = JSON.parse(await ok(["inspect", `${img}:v1`])) as Record<string, unknown>[];
+    expect(info).toHaveLength(1);
+    const image = info[0] as { Author: string; Comment: string; Config: { Cmd: string[]; Env: string[]; Labels: Record<string, string> }; Parent: string };
+    expect(image.Author).toBe("Jane <jane@example.com>");
+    expect(image.Comment).toBe("my message");
+    expect(image.Config.Cmd).toEqual(["echo", "x"]);
+    expect(image.Config.Env).toContain("A=b");
+    expect(image.Config.Labels).toEqual({ l: "v" });
+    expect(image.Parent).toMatch(/^sha256:/);
+    const history = await ok(["history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Comment}}", `${img}:v1`]);
+    expect(history.split("\n")[0]).toBe("sh -c echo x > /x|my message");
+    await tsrun(["rm", name]);
+  });
+
+  it("commits a running container (paused meanwhile, running after) and an unchanged one as an empty layer", async () => {
+    const name = unique("live");
+    await ok(["run", "-d", "--name", name, "busybox", "sh", "-c", "echo live > /live; sleep 60"]);
+    await new Promise((r) => setTimeout(r, 300));
+    await ok(["commit", name, `${name}:img`]);
+    expect((await ok(["inspect", "-f", "{{.State.Running}}", name])).trim()).toBe("true");
+    // Not left stopped by the pause: the container still answers.
+    expect((await ok(["exec", name, "cat", "/live"])).trim()).toBe("live");
+    await ok(["commit", "-p=false", name, `${name}:nopause`]);
+    expect((await ok(["run", "--rm", `${name}:img`, "cat", "/live"])).trim()).toBe("live");
+    await tsrun(["rm", "-f", name]);
+
+    const idle = unique("idle");
+    await ok(["run", "--name", idle, "busybox", "true"]);
+    await ok(["commit", idle, `${idle}:img`]);
+    expect((await ok(["inspect", "-f", "{{len .RootFS.Layers}}", `${idle}:img`])).trim()).toBe("1");
+    const sizes = await ok(["history", "--format", "{{.Size}}", `${idle}:img`]);
+    expect(sizes.split("\n")[0]).toBe("0B");
+    await tsrun(["rm", idle]);
+  });
+
+  it("keeps xattrs, file capabilities included, in the layer and the layer dir", async () => {
+    const name = unique("caps");
+    await ok(["run", "--name", name, "busybox", "true"]);
+    // VFS_CAP_REVISION_2 with the effective flag, cap_net_bind_service (bit 10) permitted.
+    const cap = Buffer.from([0x01, 0, 0, 0x02, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    const tar = rawTar([{ name: "capfile", mode: 0o755, content: "#!/bin/sh\n", pax: { "SCHILY.xattr.security.capability": cap, "SCHILY.xattr.user.note": "kept" } }]);
+    const dir = scratchDir("caps");
+    const file = path.join(dir, "caps.tar");
+    writeFileSync(file, tar);
+    if (env.user) chownSync(file, env.user.uid, env.user.gid);
+    expect((await shAsUser(`"$TSRUN" cp - ${name}:/ < ${file}`)).code).toBe(0);
+    await ok(["commit", name, `${name}:img`]);
+    const top = (await ok(["inspect", "-f", "{{index .RootFS.Layers 1}}", `${name}:img`])).trim();
+    const blob = readFileSync(path.join(env.storeRoot, "blobs", "sha256", top.slice(7)));
+    const at = blob.indexOf("SCHILY.xattr.security.capability=");
+    expect(at).toBeGreaterThan(0);
+    const start = at + "SCHILY.xattr.security.capability=".length;
+    expect(blob.subarray(start, start + cap.length).equals(cap)).toBe(true);
+    expect(blob.includes("SCHILY.xattr.user.note=kept\n")).toBe(true);
+    expect(blob.includes("user.overlay.")).toBe(false);
+    await tsrun(["rm", name]);
+  });
+
+  it("bad input: one line, exit 125, store unchanged", async () => {
+    const name = unique("bad");
+    await ok(["run", "--name", name, "busybox", "sh", "-c", "echo x > /x"]);
+    const before = storeSnapshot();
+    for (const args of [
+      ["commit", "no-such-container"],
+      ["commit", "-c", "RUN echo hi", name],
+      ["commit", "-c", "NOTANINSTRUCTION x", name],
+      ["commit", name, "Bad:Reference"],
+      ["commit", name, "x@sha256:" + "0".repeat(64)],
+      ["export", "no-such-container"],
+      ["diff", "no-such-container"],
+    ]) {
+      const r = await tsrun(args);
+      expect(r.code, args.join(" ")).toBe(125);
+      expect(r.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
+      expect(r.stdout).toBe("");
+    }
+    expect(storeSnapshot()).toBe(before);
+    await tsrun(["rm", name]);
+  });
+});
+
+describe("export", () => {
+  it("export -> import gives the same content; - and -o both work", async () => {
+    const name = unique("exp");
+    await ok(["run", "--name", name, "busybox", "sh", "-c", "echo exported > /etc/motd && rm /etc/group && mkdir -p /d/e && ln /etc/motd /d/e/hard && chown 1000:1000 /d/e"]);
+    const dir = scratchDir("export");
+    const out = path.join(dir, "rootfs.tar");
+    await ok(["export", "-o", out, name]);
+    const listing = (await shAsUser(`tar -tvf ${out} --numeric-owner`)).stdout;
+    // Sorted by name: d/e/hard comes first and carries the data; etc/motd links to it.
+    expect(listing).toMatch(/^-\S+ 0\/0 +9 .* d\/e\/hard$/m);
+    expect(listing).toMatch(/^h.* etc\/motd link to d\/e\/hard$/m);
+    expect(listing).not.toMatch(/etc\/group$/m);
+    expect(listing).toMatch(/^d\S+ 1000\/1000 .* d\/e\/$/m);
+    const piped = await shAsUser(`"$TSRUN" export ${name} | cmp - ${out} && echo same`);
+    expect(piped.stdout.trim()).toBe("same");
+
+    const img = unique("reimported");
+    await ok(["import", out, img]);
+    const r = await ok(["run", "--rm", img, "sh", "-c", "cat /etc/motd; test -e /etc/group || echo no-group; stat -c '%u' /d/e; stat -c %h /d/e/hard"]);
+    expect(r).toBe("exported\nno-group\n1000\n2\n");
+    await tsrun(["rm", name]);
+  });
+});
+
+describe("diff", () => {
+  it("lists A, C and D like Docker: parents as C, sorted, runtime mount points left out", async () => {
+    const name = unique("diff");
+    await ok(["run", "--name", name, "busybox", "sh", "-c", "echo x > /newfile; rm /etc/group; echo y >> /etc/passwd; mkdir -p /a/b; touch /a/b/c; mkdir /a-b"]);
+    const r = await ok(["diff", name]);
+    expect(r).toBe(["A /a", "A /a/b", "A /a/b/c", "A /a-b", "C /etc", "D /etc/group", "C /etc/passwd", "A /newfile", ""].join("\n"));
+    await tsrun(["rm", name]);
+  });
+
+  it("a directory deleted and made again: C for it, D for what it hid, A for what is new", async () => {
+    const base = unique("dbase");
+    await ok(["run", "--name", base, "busybox", "sh", "-c", "mkdir -p /data/sub && touch /data/old /data/sub/deep /data/keep"]);
+    await ok(["commit", base, `${base}:img`]);
+    const name = unique("dopq");
+    await ok(["run", "--name", name, `${base}:img`, "sh", "-c", "rm -rf /data && mkdir /data && touch /data/keep /data/new"]);
+    expect(await ok(["diff", name])).toBe(["C /data", "C /data/keep", "A /data/new", "D /data/old", "D /data/sub", ""].join("\n"));
+    await tsrun(["rm", base, name]);
+  });
+});
