@@ -353,6 +353,14 @@ struct Health {
   }
 };
 
+// An exited process whose parent has not collected it yet still answers kill(pid, 0).
+bool is_zombie(pid_t pid) {
+  std::string stat;
+  if (!read_file("/proc/" + std::to_string(pid) + "/stat", stat)) return true;
+  size_t close_paren = stat.rfind(')');
+  return close_paren == std::string::npos || close_paren + 2 >= stat.size() || stat[close_paren + 2] == 'Z';
+}
+
 // pasta does not notice that the namespace it serves is gone: stop it with the run.
 void stop_network_helper() {
   std::string text;
@@ -361,7 +369,7 @@ void stop_network_helper() {
   if (pid > 1 && kill(pid, SIGTERM) == 0) {
     // Wait (bounded) until it is gone, so its ports are free once the container counts as
     // stopped. It is not our child: poll.
-    for (int i = 0; i < 200 && kill(pid, 0) == 0; i++) {
+    for (int i = 0; i < 200 && kill(pid, 0) == 0 && !is_zombie(pid); i++) {
       struct timespec ts = {0, 5 * 1000000};
       nanosleep(&ts, nullptr);
     }

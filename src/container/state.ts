@@ -20,6 +20,14 @@ export function processStartTime(pid: number): number {
 
 export function isAlive(pid: number, startTime: number): boolean {
   if (pid <= 0) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // A zombie has exited; only its parent has not collected it yet.
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    if (state === "Z" || state === "X") return false;
+  } catch {
+    return false;
+  }
   const now = processStartTime(pid);
   return now !== 0 && (startTime === 0 || now === startTime);
 }
