@@ -342,9 +342,10 @@ export class Containers {
       const pid = Number(readFileSync(file, "utf8").trim());
       if (pid > 1) {
         process.kill(pid, "SIGTERM");
-        // Bounded wait until it is gone, so its ports are free when we return.
+        // With published ports, a bounded wait until it is gone, so they are free when we return.
+        const waitFor = (record.hostConfig.portBindings ?? []).length > 0;
         const deadline = Date.now() + 1000;
-        while (Date.now() < deadline && isAlive(pid, 0)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+        while (waitFor && Date.now() < deadline && isAlive(pid, 0)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
       }
     } catch {
       // Never started, or gone already.

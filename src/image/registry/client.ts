@@ -5,8 +5,18 @@
 //
 // node:http(s) rather than fetch: responses are plain Readables that stream straight into the
 // blob store, and TLS verification can be switched off per agent without a global setting.
-import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http";
-import https from "node:https";
+import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
+import type * as Http from "node:http";
+import type * as Https from "node:https";
+import { createRequire } from "node:module";
+
+// node:http and node:https (with TLS) are loaded on first use: the CLI bundle evaluates every
+// module at start, and most commands never talk to a registry.
+const requireBuiltin = createRequire(import.meta.url);
+let httpModule: typeof Http | undefined;
+let httpsModule: typeof Https | undefined;
+const http = (): typeof Http => (httpModule ??= requireBuiltin("node:http") as typeof Http);
+const https = (): typeof Https => (httpsModule ??= requireBuiltin("node:https") as typeof Https);
 import { Readable } from "node:stream";
 import { TsrunError } from "../../errors.js";
 import type { Credentials } from "./auth.js";
@@ -129,15 +139,15 @@ function registryMessage(status: number, text: string): { message: string; code:
     // Not JSON: a proxy's or an object store's page.
   }
   const line = text.trim().split("\n")[0]?.slice(0, 200) ?? "";
-  return { message: `HTTP ${status} ${http.STATUS_CODES[status] ?? ""}`.trim() + (line && !line.startsWith("<") ? `: ${line}` : ""), code: "" };
+  return { message: `HTTP ${status} ${http().STATUS_CODES[status] ?? ""}`.trim() + (line && !line.startsWith("<") ? `: ${line}` : ""), code: "" };
 }
 
 export class RegistryClient {
   readonly host: string;
   private readonly tlsVerify: boolean;
   private readonly credentials: Credentials | undefined;
-  private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-  private readonly httpsAgent: https.Agent;
+  private readonly httpAgent = new (http().Agent)({ keepAlive: true, maxSockets: 8 });
+  private readonly httpsAgent: Https.Agent;
   private base: URL | undefined;
   private challenge: Challenge | undefined;
   private token: string | undefined;
@@ -151,7 +161,7 @@ export class RegistryClient {
     this.host = apiHost(registry);
     this.tlsVerify = opts.tlsVerify ?? true;
     this.credentials = opts.credentials;
-    this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 8, rejectUnauthorized: this.tlsVerify });
+    this.httpsAgent = new (https().Agent)({ keepAlive: true, maxSockets: 8, rejectUnauthorized: this.tlsVerify });
   }
 
   /** Adds scopes for the next token request (pull, push, and the source repo of a mount). */
@@ -174,7 +184,7 @@ export class RegistryClient {
         const isHttps = target.protocol === "https:";
         const allHeaders: Record<string, string> = { "User-Agent": "tsrun/0.1", ...hdrs };
         if (body) allHeaders["Content-Length"] = String(body.length);
-        const req = (isHttps ? https : http).request(target, { method, headers: allHeaders, agent: isHttps ? this.httpsAgent : this.httpAgent });
+        const req = (isHttps ? https() : http()).request(target, { method, headers: allHeaders, agent: isHttps ? this.httpsAgent : this.httpAgent });
         req.setTimeout(IDLE_TIMEOUT_MS, () => req.destroy(Object.assign(new Error(`no answer from ${target.host} for ${IDLE_TIMEOUT_MS / 1000} s`), { code: "ETIMEDOUT" })));
         req.once("error", reject);
         req.once("response", (res) => {
