@@ -193,27 +193,8 @@ Napi::Value RunTools(const Napi::CallbackInfo& info) {
     // Each tool's stderr is captured, so the caller can explain a failure in one line.
     int p[2] = {-1, -1};
     if (pipe2(p, O_CLOEXEC) != 0) p[0] = p[1] = -1;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    // Tools read nothing and print nothing we need on stdout: /dev/null, never a closed fd (a
-    // tool that daemonizes would otherwise get its own fds renumbered onto 0 and 1).
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    if (p[1] >= 0) posix_spawn_file_actions_adddup2(&fa, p[1], 2);
-    // Default signal dispositions and mask: Node ignores SIGPIPE, and pasta refuses to start
-    // when it finds SIGPIPE ignored already.
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = -1;
-    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
+    int rc = spawn_tool(pid, argv.data(), p[1]);
     if (p[1] >= 0) close(p[1]);
     pids.push_back(rc == 0 ? pid : -1);
     errs.push_back(p[0]);

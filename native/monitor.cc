@@ -163,25 +163,8 @@ void map_ids(pid_t pid) {
       argv.push_back(nullptr);
       int errp[2];
       if (pipe2(errp, O_CLOEXEC) != 0) fail("pipe", errno);
-      posix_spawn_file_actions_t fa;
-      posix_spawn_file_actions_init(&fa);
-      posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-      posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-      posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-      // Default signal dispositions: the monitor ignores SIGPIPE, and pasta refuses to start
-      // when it finds SIGPIPE ignored already.
-      posix_spawnattr_t attr;
-      posix_spawnattr_init(&attr);
-      sigset_t none, all;
-      sigemptyset(&none);
-      sigfillset(&all);
-      posix_spawnattr_setsigmask(&attr, &none);
-      posix_spawnattr_setsigdefault(&attr, &all);
-      posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
       pid_t tool;
-      int rc = posix_spawnp(&tool, argv[0], &fa, &attr, argv.data(), environ);
-      posix_spawn_file_actions_destroy(&fa);
-      posix_spawnattr_destroy(&attr);
+      int rc = tsrun::spawn_tool(tool, argv.data(), errp[1]);
       close(errp[1]);
       if (rc != 0) fail("run " + args[0], rc);
       int status = 0;

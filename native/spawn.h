@@ -65,6 +65,13 @@ struct LaunchPlan {
   bool become_root = true;         // setresuid(0) in the new user namespace before anything
 };
 
+// Starts a helper tool (newuidmap, newgidmap, pasta) with posix_spawnp: default signal
+// dispositions and an empty mask (the caller may ignore SIGPIPE, and pasta refuses to start
+// with SIGPIPE ignored), /dev/null on 0 and 1 (never a closed fd: a tool that daemonizes would
+// get its own fds renumbered onto them), and stderr_fd on 2 when >= 0.
+// Returns 0 or the posix_spawn error number.
+int spawn_tool(pid_t& pid, char* const argv[], int stderr_fd);
+
 // Decodes the wire format. Returns an empty string on success, else what is wrong.
 std::string decode_plan(const char* data, size_t len, LaunchPlan& plan);
 

@@ -17,10 +17,9 @@
 // On error the promise rejects and destDir is left half-written: the caller deletes it (inside
 // the user namespace) and must never use it.
 
+import { throughCommand } from "../image/archive/compression.js";
 import { createHash } from "node:crypto";
-import { spawn } from "node:child_process";
 import { closeSync, constants as fsConstants, openSync, readdirSync, writeSync } from "node:fs";
-import { Duplex } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { Parser, type ReadEntry } from "tar";
@@ -188,7 +187,8 @@ async function readLayer(input: NodeJS.ReadableStream, sink: TarSink): Promise<L
       throw err;
     }
   } else {
-    await decompressZstd(compressedChunks(), consume);
+    // Node 20's zlib has no zstd: the zstd command is a stream filter (shared with archives).
+    await throughCommand("zstd", compressedChunks(), "the layer", consume);
   }
   return {
     diffId: "sha256:" + uncompressedHash.digest("hex"),
@@ -200,51 +200,6 @@ async function readLayer(input: NodeJS.ReadableStream, sink: TarSink): Promise<L
 function isZlibError(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return typeof code === "string" && code.startsWith("Z_");
-}
-
-/**
- * Node 20's zlib has no zstd, so the zstd command (Debian package zstd) runs as a stream filter.
- * Its exit status is checked: a truncated or corrupt stream makes it fail with a message.
- */
-async function decompressZstd(chunks: AsyncIterable<Buffer>, consume: (out: AsyncIterable<Buffer | string>) => Promise<void>): Promise<void> {
-  const child = spawn("zstd", ["-d", "-c", "-q"], { stdio: ["pipe", "pipe", "pipe"] });
-  let stderr = "";
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (text: string) => {
-    if (stderr.length < 4096) stderr += text;
-  });
-  const exited = new Promise<{ code: number | null; spawnError?: Error }>((resolve) => {
-    child.once("error", (err) => resolve({ code: null, spawnError: err }));
-    child.once("close", (code) => resolve({ code }));
-  });
-  let failure: unknown;
-  let killedByUs = false;
-  try {
-    await pipeline(chunks, Duplex.from({ writable: child.stdin, readable: child.stdout }), consume);
-  } catch (err) {
-    failure = err;
-    // Extraction failed: zstd's output is no longer wanted. On success it is NOT killed: it
-    // may not have reported its exit yet, and that status says whether the input was whole.
-    if (child.exitCode === null && child.signalCode === null) {
-      killedByUs = true;
-      child.kill("SIGKILL");
-    }
-  }
-  const status = await exited;
-  if (status.spawnError) {
-    const missing = (status.spawnError as NodeJS.ErrnoException).code === "ENOENT";
-    throw new Error(
-      missing
-        ? "the layer is zstd-compressed and the zstd command is not installed (Debian/Ubuntu package zstd)"
-        : `cannot run zstd to decompress the layer: ${status.spawnError.message}`,
-      { cause: status.spawnError },
-    );
-  }
-  // zstd's own complaint explains a corrupt stream better than the broken pipe it causes here.
-  if (!killedByUs && status.code !== 0) {
-    throw new Error(`the layer is not valid zstd: ${stderr.trim() || `zstd exited with status ${String(status.code)}`}`);
-  }
-  if (failure !== undefined) throw failure;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -89,7 +89,11 @@ export async function withDecompressed(
   return compression;
 }
 
-async function throughCommand(
+/**
+ * Decompresses through the zstd, xz or bzip2 command as a stream filter (Node 20's zlib has none
+ * of them), checking its exit status: a truncated or corrupt stream makes it fail with a message.
+ */
+export async function throughCommand(
   kind: "zstd" | "xz" | "bzip2",
   chunks: AsyncIterable<Buffer>,
   what: string,
