@@ -10,7 +10,8 @@ import { fileURLToPath } from "node:url";
 import type { TestProject } from "vitest/node";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-export const E2E_BASE = "/tmp/tsrun-e2e";
+// TSRUN_E2E_BASE lets several checkouts run their suites side by side.
+export const E2E_BASE = process.env.TSRUN_E2E_BASE ?? "/tmp/tsrun-e2e";
 const TEST_USER = "tsrun-test";
 
 function nextFreeRange(file: string): number {

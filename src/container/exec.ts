@@ -3,7 +3,7 @@
 import { closeSync, openSync } from "node:fs";
 import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
-import { attachForeground } from "./process.js";
+import { attachForeground, childFailureError, SignalRelay } from "./process.js";
 import { encodePlan, native, type LaunchPlan } from "../native.js";
 import { currentMapping, maxMappedId, setGroupsAllowed } from "../userns.js";
 import { DEFAULT_PATH, parseGroup, parsePasswd, parseUserSpec, resolveUser, splitEnv } from "./spec.js";
@@ -77,9 +77,14 @@ export async function execInContainer(containers: Containers, query: string, opt
   if (opts.detach) plan.stdio = [devNull, devNull, devNull];
   if (opts.tty && !opts.detach) plan.tty = { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 };
   const addon = native();
+  // Signals that arrive while the command starts are held for it, not fatal to tsrun.
+  const relay = opts.detach ? undefined : new SignalRelay();
   let handle;
   try {
     handle = addon.spawn(encodePlan(plan));
+  } catch (err) {
+    relay?.dispose();
+    throw err;
   } finally {
     if (devNull >= 0) closeSync(devNull);
   }
@@ -88,11 +93,10 @@ export async function execInContainer(containers: Containers, query: string, opt
   await addon.waitPid(handle.pid); // the short-lived joiner
   closeSync(handle.pidfd);
   if (resumed.error) {
-    const e = resumed.error;
+    relay?.dispose();
     if (resumed.pid !== handle.pid && resumed.pid > 0) await addon.waitPid(resumed.pid);
-    const message = e.kind === 1 && e.errno === 0 ? e.step : e.message ? `${e.step}: ${e.message}` : e.step;
-    throw new TsrunError(message, e.kind === 1 ? 127 : e.kind === 2 ? 126 : 125);
+    throw childFailureError(resumed.error);
   }
   if (opts.detach) return 0;
-  return attachForeground({ pid: resumed.pid, pidfd: -1, ptyFd: resumed.ptyFd }, { interactive: opts.interactive ?? false });
+  return attachForeground({ pid: resumed.pid, pidfd: -1, ptyFd: resumed.ptyFd }, { interactive: opts.interactive ?? false, relay });
 }

@@ -12,9 +12,10 @@ export interface LaunchedProcess {
   ptyFd: number;
 }
 
-function failureMessage(f: ChildFailure): string {
-  if (f.kind === 1 && f.errno === 0) return f.step;
-  return f.message ? `${f.step}: ${f.message}` : f.step;
+/** A failure reported by the child before exec, as Docker reports it: 127 not found, 126 not runnable, else 125. */
+export function childFailureError(f: ChildFailure): TsrunError {
+  const message = f.kind === 1 && f.errno === 0 ? f.step : f.message ? `${f.step}: ${f.message}` : f.step;
+  return new TsrunError(message, f.kind === 1 ? 127 : f.kind === 2 ? 126 : 125);
 }
 
 /** Clones the child, writes its id maps, lets it run; fails with 125/126/127 as Docker does. */
@@ -38,8 +39,7 @@ export async function launchPlan(plan: LaunchPlan, beforeStart?: (pid: number) =
   if (resumed.error) {
     await addon.waitPid(handle.pid);
     closeSync(handle.pidfd);
-    const code = resumed.error.kind === 1 ? 127 : resumed.error.kind === 2 ? 126 : 125;
-    throw new TsrunError(failureMessage(resumed.error), code);
+    throw childFailureError(resumed.error);
   }
   return { pid: handle.pid, pidfd: handle.pidfd, ptyFd: resumed.ptyFd };
 }
@@ -53,21 +53,54 @@ export async function waitExit(pid: number): Promise<number> {
 const FORWARDED_SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"];
 
 /**
- * Runs a launched process in the foreground: relays the pty (host terminal in raw mode, restored
- * on every exit path), follows window size, forwards signals, and returns the exit status.
+ * Forwards the signals tsrun receives to the container process. Installed before the container
+ * starts: a signal that arrives while it is being set up (it may already print, so a caller can
+ * react to it) would otherwise kill tsrun with Node's default action. Such early signals are
+ * held and delivered as soon as the process is known.
  */
-export async function attachForeground(proc: LaunchedProcess, opts: { interactive: boolean }): Promise<number> {
-  const handlers = FORWARDED_SIGNALS.map((sig) => {
-    const h = (): void => {
-      try {
-        process.kill(proc.pid, sig);
-      } catch {
-        // Already gone.
-      }
-    };
-    process.on(sig, h);
-    return [sig, h] as const;
-  });
+export class SignalRelay {
+  private pid = 0;
+  private readonly pending: NodeJS.Signals[] = [];
+  private readonly handlers: Array<readonly [NodeJS.Signals, () => void]>;
+
+  constructor() {
+    this.handlers = FORWARDED_SIGNALS.map((sig) => {
+      const h = (): void => {
+        if (this.pid > 0) this.send(sig);
+        else this.pending.push(sig);
+      };
+      process.on(sig, h);
+      return [sig, h] as const;
+    });
+  }
+
+  /** Starts forwarding to pid, first delivering what arrived before it was known. */
+  target(pid: number): void {
+    this.pid = pid;
+    for (const sig of this.pending.splice(0)) this.send(sig);
+  }
+
+  dispose(): void {
+    for (const [sig, h] of this.handlers) process.off(sig, h);
+  }
+
+  private send(sig: NodeJS.Signals): void {
+    try {
+      process.kill(this.pid, sig);
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/**
+ * Runs a launched process in the foreground: relays the pty (host terminal in raw mode, restored
+ * on every exit path), follows window size, forwards signals (through `relay` when the caller
+ * installed one before starting the process), and returns the exit status.
+ */
+export async function attachForeground(proc: LaunchedProcess, opts: { interactive: boolean; relay?: SignalRelay }): Promise<number> {
+  const relay = opts.relay ?? new SignalRelay();
+  relay.target(proc.pid);
   const stdin = process.stdin;
   let rawSet = false;
   let ptyClosed: Promise<void> = Promise.resolve();
@@ -116,7 +149,7 @@ export async function attachForeground(proc: LaunchedProcess, opts: { interactiv
     await Promise.race([ptyClosed, new Promise((r) => setTimeout(r, 2000).unref())]);
     return status;
   } finally {
-    for (const [sig, h] of handlers) process.off(sig, h);
+    relay.dispose();
     if (onResize) process.stdout.off("resize", onResize);
     if (rawSet) stdin.setRawMode(false);
     if (proc.ptyFd >= 0) {

@@ -7,7 +7,7 @@ import { ContainerStore, type ContainerRecord } from "./records.js";
 import { filesystemPlan, hostsFile, namespaceFlags, resolvConf, type NetworkMode } from "./mounts.js";
 import { mergeCommand, mergeEnv, parseEnvFile, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
 import { readLayeredFile } from "./rootfs-files.js";
-import { attachForeground, launchPlan, type LaunchedProcess } from "./process.js";
+import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from "./process.js";
 import { currentMapping, maxMappedId, setGroupsAllowed } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import type { HealthConfig, ImageConfig } from "../image/types.js";
@@ -459,10 +459,12 @@ export class Containers {
   async run(opts: CreateOptions): Promise<number> {
     if (opts.tty && opts.interactive && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
     const record = await this.create(opts);
+    const relay = new SignalRelay();
     let proc: LaunchedProcess;
     try {
       proc = await this.start(record);
     } catch (err) {
+      relay.dispose();
       // A container that never started leaves nothing behind.
       this.stopNetwork(record);
       await this.remove(record);
@@ -470,7 +472,7 @@ export class Containers {
     }
     let status: number;
     try {
-      status = await attachForeground(proc, { interactive: opts.interactive ?? false });
+      status = await attachForeground(proc, { interactive: opts.interactive ?? false, relay });
     } finally {
       this.stopNetwork(record);
     }
