@@ -37,8 +37,11 @@ function zoneOffset(d: Date, separator: string): string {
   return `${sign}${pad(Math.floor(abs / 60))}${separator}${pad(abs % 60)}`;
 }
 
+let zoneFormat: Intl.DateTimeFormat | undefined;
+
 function zoneName(d: Date): string {
-  const part = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" }).formatToParts(d).find((p) => p.type === "timeZoneName");
+  zoneFormat ??= new Intl.DateTimeFormat("en-US", { timeZoneName: "short" });
+  const part = zoneFormat.formatToParts(d).find((p) => p.type === "timeZoneName");
   return part?.value ?? "UTC";
 }
 
@@ -142,7 +145,11 @@ export function imagesCommand(filter: string | undefined, o: ImagesFlags): void 
   // Keys in sorted order: Docker's `json` of an image row is a map, printed sorted.
   const data = rows.map((r) => ({
     Containers: "N/A",
-    CreatedAt: goTimeString(r.created),
+    // A getter: the zone name needs ICU, whose first use costs tens of milliseconds, and the
+    // default table does not show this field.
+    get CreatedAt(): string {
+      return goTimeString(r.created);
+    },
     CreatedSince: ago(r.created),
     Digest: r.digest,
     ID: id(r.id),
