@@ -2,8 +2,9 @@
 // namespaces and overlay mounts, on images built from Debian's busybox-static.
 import { beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
-import { existsSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync, chownSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync, chownSync } from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { asUser, cliEnv, env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
 
 function containerDirs(): string[] {
@@ -25,6 +26,17 @@ function subordinateStart(file: string): number {
 beforeAll(async () => {
   await importBusybox("busybox");
 });
+
+type PtyStep = { expect: string } | { send: string } | { resize: [number, number] } | { sleep: number };
+
+/** Runs a shell line as the test user on a real pty of ROWS x COLS, driven by test/e2e/pty-driver.py. */
+async function onPty(rows: number, cols: number, steps: PtyStep[], line: string): Promise<{ output: string; code: number; failed: unknown }> {
+  const driver = path.join(env.base, "pty-driver.py");
+  if (!existsSync(driver)) copyFileSync(fileURLToPath(new URL("pty-driver.py", import.meta.url)), driver);
+  const [cmd, ...args] = asUser(["python3", driver, String(rows), String(cols), JSON.stringify(steps), "sh", "-c", line]);
+  const r = await execa(cmd as string, args, { reject: false, extendEnv: false, env: cliEnv({ TSRUN: env.cli }), cwd: env.base, timeout: 60_000 });
+  return JSON.parse(String(r.stdout)) as { output: string; code: number; failed: unknown };
+}
 
 describe("namespaces and isolation", () => {
   it("maps container root to the user and 1..65536 to the subordinate range", async () => {
@@ -252,8 +264,8 @@ describe("bad input leaves nothing behind", () => {
 });
 
 describe("terminal and signals", () => {
-  it("-it gives a pty of the container's own devpts, sized like the host terminal, with TERM", async () => {
-    const r = await shAsUser(`stty cols 100 rows 33 2>/dev/null; script -qec '"$TSRUN" run --rm -it busybox sh -c "tty; stty size; echo \\$TERM; exit 3"' /dev/null`);
+  it("-it gives a pty of the container's own devpts, with TERM", async () => {
+    const r = await shAsUser(`script -qec '"$TSRUN" run --rm -it busybox sh -c "tty; stty size; echo \\$TERM; exit 3"' /dev/null`);
     expect(r.stdout).toMatch(/\/dev\/pts\/0/);
     expect(r.stdout).toMatch(/xterm/);
     expect(r.code).toBe(3);
@@ -290,8 +302,10 @@ describe("terminal and signals", () => {
     expect(r.exitCode).toBe(4);
   });
 
-  it("SIGTERM sent to tsrun reaches the container process", async () => {
-    const [cmd, ...args] = asUser([env.cli, "run", "--rm", "busybox", "sh", "-c", 'trap "echo got-term; exit 42" TERM; echo ready; while true; do sleep 0.1; done']);
+  it.each(["SIGTERM", "SIGINT", "SIGHUP"] as const)("%s sent to tsrun reaches the container process", async (signal) => {
+    const trapped = signal.slice(3);
+    const script = `trap "echo got-${trapped}; exit 42" ${trapped}; echo ready; while true; do sleep 0.1; done`;
+    const [cmd, ...args] = asUser([env.cli, "run", "--rm", "busybox", "sh", "-c", script]);
     const child = execa(cmd as string, args, { reject: false, extendEnv: false, env: cliEnv(), cwd: env.base });
     await new Promise<void>((resolve) => {
       child.stdout?.on("data", (d: Buffer) => {
@@ -299,9 +313,41 @@ describe("terminal and signals", () => {
       });
     });
     // setpriv execs tsrun, so the child pid is tsrun itself.
-    process.kill(child.pid as number, "SIGTERM");
+    process.kill(child.pid as number, signal);
     const r = await child;
-    expect(String(r.stdout)).toContain("got-term");
+    expect(String(r.stdout)).toContain(`got-${trapped}`);
     expect(r.exitCode).toBe(42);
+  });
+
+  it("-it on a real terminal: its size at start and after a resize, ^C to the container, the terminal restored after", async () => {
+    const r = await onPty(33, 100, [
+      { expect: "# " },
+      { send: "stty size\n" },
+      { expect: "33 100" },
+      { resize: [40, 120] },
+      { sleep: 0.5 },
+      { send: "stty size\n" },
+      { expect: "40 120" },
+      // ^C goes to the container's terminal and interrupts its foreground job (well before the
+      // 20 s an expect waits), not tsrun.
+      { send: "sleep 30\n" },
+      { sleep: 0.5 },
+      { send: "\u0003" },
+      { expect: "# " },
+      { send: "echo still-$((40 + 2))\n" },
+      { expect: "still-42" },
+      { send: "exit 3\n" },
+      { expect: "rc=3" },
+    ], '"$TSRUN" run --rm -it busybox sh; echo "rc=$?"; stty -a');
+    expect(r.failed, r.output).toBeNull();
+    // The host terminal is back in canonical mode with echo.
+    expect(r.output).toMatch(/(^|\s)icanon(\s|$)/m);
+    expect(r.output).toMatch(/(^|\s)echo(\s|$)/m);
+  });
+
+  it("-it restores the terminal when the container cannot start", async () => {
+    const r = await onPty(24, 80, [{ expect: "rc=127" }], '"$TSRUN" run --rm -it busybox no-such-command; echo "rc=$?"; stty -a');
+    expect(r.failed, r.output).toBeNull();
+    expect(r.output).toMatch(/(^|\s)icanon(\s|$)/m);
   });
 });
