@@ -69,7 +69,14 @@ export default function setup(project: TestProject): void {
   if (isRoot) {
     user = ensureUser();
     const pkg = path.join(E2E_BASE, "pkg");
-    for (const part of ["bin", "dist", "build/Release/tsrun_native.node", "build/Release/tsrun-monitor", "package.json", "binding.gyp"]) {
+    // What an installed package has: the runtime dependencies too, so that a Node program of
+    // the test user can import the library (dist/index.js).
+    const runtimeDeps = execFileSync("npm", ["ls", "--omit=dev", "--parseable", "--all"], { cwd: repo })
+      .toString()
+      .split("\n")
+      .map((dir) => path.relative(repo, dir.trim()))
+      .filter((rel) => rel.startsWith("node_modules"));
+    for (const part of ["bin", "dist", "build/Release/tsrun_native.node", "build/Release/tsrun-monitor", "package.json", "binding.gyp", ...runtimeDeps]) {
       cpSync(path.join(repo, part), path.join(pkg, part), { recursive: true, dereference: false });
     }
     execFileSync("chmod", ["-R", "a+rX", pkg]);

@@ -2,6 +2,7 @@
 // namespaces and overlay mounts, on images built from Debian's busybox-static.
 import { beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
+import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync, chownSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -349,5 +350,49 @@ describe("terminal and signals", () => {
     const r = await onPty(24, 80, [{ expect: "rc=127" }], '"$TSRUN" run --rm -it busybox no-such-command; echo "rc=$?"; stty -a');
     expect(r.failed, r.output).toBeNull();
     expect(r.output).toMatch(/(^|\s)icanon(\s|$)/m);
+  });
+});
+
+describe("a user without subordinate ids", () => {
+  it("gets a single-id map (root = the user) and one clear warning", async () => {
+    if (!env.user) return; // needs root to create the user
+    const name = "tsrun-nosub";
+    try {
+      execFileSync("id", ["-u", name], { stdio: "ignore" });
+    } catch {
+      execFileSync("useradd", ["-m", "-s", "/bin/sh", name]);
+    }
+    // Debian's useradd gives new users a range: take it away.
+    for (const file of ["/etc/subuid", "/etc/subgid"]) {
+      const lines = readFileSync(file, "utf8").split("\n");
+      writeFileSync(file, lines.filter((l) => !l.startsWith(`${name}:`)).join("\n"));
+    }
+    const uid = Number(execFileSync("id", ["-u", name]).toString().trim());
+    const gid = Number(execFileSync("id", ["-g", name]).toString().trim());
+    const home = scratchDir("nosub");
+    chownSync(home, uid, gid);
+    const run = (args: string[], extra: Record<string, string> = {}): ReturnType<typeof execa> =>
+      execa("setpriv", [`--reuid=${uid}`, `--regid=${gid}`, "--init-groups", env.cli, ...args], {
+        reject: false,
+        extendEnv: false,
+        env: { ...cliEnv(), HOME: home, TSRUN_ROOT: path.join(home, "store"), ...extra },
+        cwd: home,
+      });
+    // The busybox image has files of uid 1000: refused without a range, as Podman does ...
+    const refused = await run(["import", env.busyboxTar, "busybox"]);
+    expect(refused.exitCode).toBe(125);
+    expect(String(refused.stderr)).toMatch(/owned by uid 1000, but the user namespace only has uids 0-0/);
+    // ... unless owners may be squashed (Podman's ignore_chown_errors).
+    const imported = await run(["import", env.busyboxTar, "busybox"], { TSRUN_IGNORE_CHOWN_ERRORS: "true" });
+    expect(imported.exitCode, String(imported.stderr)).toBe(0);
+    expect(String(imported.stderr)).toMatch(/changed to root/);
+    const r = await run(["run", "--rm", "busybox", "sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/x && echo wrote"]);
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const maps = String(r.stdout).trim().split("\n").map((l) => l.trim().split(/\s+/).join(" "));
+    expect(maps.slice(0, 2)).toEqual([`0 ${uid} 1`, `0 ${gid} 1`]);
+    expect(maps.slice(2)).toEqual(["0", "wrote"]);
+    const warnings = String(r.stderr).split("\n").filter((l) => l.includes("warning"));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/no range for uid \d+ in \/etc\/subuid/);
   });
 });
