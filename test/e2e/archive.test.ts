@@ -167,6 +167,28 @@ describe("save and load round trips", () => {
     expect(readdirSync(path.join(store.TSRUN_ROOT, "tmp"))).toEqual([]);
   });
 
+  it.each(["docker-archive", "oci-archive"])("run -> commit -> save (%s) -> load into an empty store -> run sees the change and the config", async (format) => {
+    const name = `roundtrip-${format}`;
+    const made = await tsrun(["run", "--name", name, "busybox", "sh", "-c", "echo committed > /made.txt && rm /bin/vi && mkdir -p /data && chown 1000:1000 /data"]);
+    expect(made.code, made.stderr).toBe(0);
+    const committed = await tsrun(["commit", "-c", 'CMD ["cat", "/made.txt"]', "-c", "ENV ROUNDTRIP=1", name, `${name}:1`]);
+    expect(committed.code, committed.stderr).toBe(0);
+    const file = path.join(scratchDir("roundtrip"), "image.tar");
+    const saved = await tsrun(["save", "--format", format, "-o", file, `${name}:1`]);
+    expect(saved.code, saved.stderr).toBe(0);
+    const store = emptyStore();
+    const loaded = await tsrun(["load", "-i", file], { env: store });
+    expect(loaded.code, loaded.stderr).toBe(0);
+    // The same image ID: the config travels byte for byte.
+    const id = (await tsrun(["images", "-q", "--no-trunc", `${name}:1`])).stdout.trim();
+    expect(await imageIds(store)).toEqual([id]);
+    const run = await tsrun(["run", "--rm", `${name}:1`], { env: store });
+    expect(run.stdout).toBe("committed\n");
+    const check = await tsrun(["run", "--rm", `${name}:1`, "sh", "-c", 'echo $ROUNDTRIP; test -e /bin/vi || echo vi-gone; stat -c %u:%g /data'], { env: store });
+    expect(check.stdout).toBe("1\nvi-gone\n1000:1000\n");
+    await tsrun(["rm", name]);
+  });
+
   it("oci-archive to stdout, gzip-compressed, loads from stdin; an ID saves untagged", async () => {
     const dir = scratchDir("archive-oci");
     const saved = await shAsUser(`"$TSRUN" save --format oci-archive busybox ${busyboxId.slice(7, 19)} archive-second | gzip > ${dir}/o.tar.gz`);
