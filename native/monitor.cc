@@ -240,6 +240,7 @@ struct Health {
   long long interval = 30000, timeout = 30000, start_period = 0;
   int retries = 3;
   long long started = 0, next_due = 0, deadline = 0;
+  bool passed_once = false;  // a success ends the start period early (Docker's rule)
   pid_t pid = -1;
   int pidfd = -1, out = -1;
   std::string output, started_at;
@@ -303,8 +304,9 @@ struct Health {
                         std::to_string(code) + ",\"Output\":\"" + json_escape(output) + "\"}";
     log.push_back(entry);
     if (log.size() > 5) log.erase(log.begin());
-    bool in_start_period = now_ms() - started < start_period;
+    bool in_start_period = !passed_once && now_ms() - started < start_period;
     if (code == 0) {
+      passed_once = true;
       failing = 0;
       status = "healthy";
     } else if (!in_start_period) {

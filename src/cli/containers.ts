@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { Tsrun } from "../index.js";
 import type { ContainerRecord } from "../container/records.js";
-import { killContainer, readLogs, removeContainer, stopContainer, waitContainer } from "../container/lifecycle.js";
+import { killContainer, pauseContainer, readLogs, removeContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
 import { TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
 import { containerPids } from "../container/top.js";
@@ -18,6 +18,7 @@ export function statusText(r: ContainerRecord, now = Date.now()): string {
   switch (r.state.status) {
     case "running": {
       const health = r.state.health ? ` (${r.state.health.Status === "starting" ? "health: starting" : r.state.health.Status})` : "";
+      if (r.state.paused) return `Up ${humanDuration(now - Date.parse(r.state.startedAt))} (Paused)`;
       return `Up ${humanDuration(now - Date.parse(r.state.startedAt))}${health}`;
     }
     case "exited":
@@ -63,7 +64,8 @@ function applyFilters(list: ContainerRecord[], filters: string[]): ContainerReco
     const value = f.slice(eq + 1);
     switch (key) {
       case "status":
-        out = out.filter((r) => r.state.status === value);
+        // Docker's states: a paused container is "paused", not "running".
+        out = out.filter((r) => (r.state.status === "running" && r.state.paused ? "paused" : r.state.status) === value);
         break;
       case "name":
         out = out.filter((r) => new RegExp(value).test(r.name));
@@ -298,6 +300,23 @@ export function registerContainers(program: Command): void {
         process.stdout.write(`${name}\n`);
       }
     });
+
+  for (const [verb, description, fn] of [
+    ["pause", "Pause all processes within containers", pauseContainer],
+    ["unpause", "Unpause all processes within containers", unpauseContainer],
+  ] as const) {
+    program
+      .command(verb)
+      .description(description)
+      .argument("<container...>")
+      .action((names: string[]) => {
+        const t = new Tsrun();
+        for (const name of names) {
+          fn(t.containers, name);
+          process.stdout.write(`${name}\n`);
+        }
+      });
+  }
 
   program
     .command("kill")

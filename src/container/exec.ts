@@ -70,6 +70,7 @@ export function containerProcessPlan(containers: Containers, record: ContainerRe
 export async function execInContainer(containers: Containers, query: string, opts: ExecOptions): Promise<number> {
   const record = containers.get(query);
   if (record.state.status !== "running") throw new TsrunError(`container ${query} is not running`);
+  if (record.state.paused) throw new TsrunError(`container ${query} is paused, unpause the container before exec`);
   if (opts.command.length === 0) throw new TsrunError("exec: no command given");
   if (opts.tty && opts.interactive && !process.stdin.isTTY && !opts.detach) throw new TsrunError("the input device is not a TTY", 1);
   const plan = containerProcessPlan(containers, record, opts, record.state.pid);

@@ -5,7 +5,8 @@ import path from "node:path";
 import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
 import { TsrunError } from "../errors.js";
-import { markStopped } from "./state.js";
+import { markPaused, markStopped } from "./state.js";
+import { freezeProcesses, thawProcesses } from "./freeze.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -31,6 +32,37 @@ function signal(record: ContainerRecord, sig: number): void {
   }
 }
 
+/**
+ * Signals a container that may be paused: a stopped process only acts on a signal once it runs
+ * again, so a paused container is let go on right after (Docker lets stop and kill work on it).
+ */
+function signalAndThaw(containers: Containers, record: ContainerRecord, sig: number): void {
+  signal(record, sig);
+  if (record.state.paused) {
+    thawProcesses(record.state.pid);
+    markPaused(containers.records.containerDir(record.id), false);
+  }
+}
+
+/** `pause`: stops every process of a running container (SIGSTOP; no cgroup freezer rootless here). */
+export function pauseContainer(containers: Containers, query: string): ContainerRecord {
+  const record = containers.get(query);
+  if (record.state.status !== "running") throw new TsrunError(`container ${query} is not running`);
+  if (record.state.paused) throw new TsrunError(`container ${query} is already paused`);
+  if (!freezeProcesses(record.state.pid)) throw new TsrunError(`container ${query} is not running`);
+  markPaused(containers.records.containerDir(record.id), true);
+  return containers.get(record.id);
+}
+
+/** `unpause`: lets the processes of a paused container go on. */
+export function unpauseContainer(containers: Containers, query: string): ContainerRecord {
+  const record = containers.get(query);
+  if (record.state.status !== "running" || !record.state.paused) throw new TsrunError(`container ${query} is not paused`);
+  thawProcesses(record.state.pid);
+  markPaused(containers.records.containerDir(record.id), false);
+  return containers.get(record.id);
+}
+
 /** Waits until the container is no longer running; false on timeout. */
 export async function waitStopped(containers: Containers, id: string, timeoutMs = Infinity): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -46,7 +78,7 @@ export async function stopContainer(containers: Containers, query: string, timeo
   const record = containers.get(query);
   if (record.state.status !== "running") return record;
   markStopped(containers.records.containerDir(record.id));
-  signal(record, signalNumber(record.config.stopSignal || "SIGTERM"));
+  signalAndThaw(containers, record, signalNumber(record.config.stopSignal || "SIGTERM"));
   if (!(await waitStopped(containers, record.id, timeoutSec * 1000))) {
     signal(record, constants.signals.SIGKILL);
     await waitStopped(containers, record.id);
@@ -60,7 +92,7 @@ export function killContainer(containers: Containers, query: string, sig = "SIGK
   const n = signalNumber(sig);
   // Docker: a killed container is not restarted by its policy (as after stop).
   if (n === constants.signals.SIGKILL || n === constants.signals.SIGTERM) markStopped(containers.records.containerDir(record.id));
-  signal(record, n);
+  signalAndThaw(containers, record, n);
   return record;
 }
 
@@ -70,7 +102,7 @@ export async function removeContainer(containers: Containers, query: string, for
     if (!force)
       throw new TsrunError(`cannot remove container ${query}: container is running: stop the container before removing or force remove`);
     markStopped(containers.records.containerDir(record.id));
-    signal(record, constants.signals.SIGKILL);
+    signalAndThaw(containers, record, constants.signals.SIGKILL);
     await waitStopped(containers, record.id, 10_000);
   }
   await containers.remove(record, { volumes });

@@ -19,6 +19,8 @@ export interface ContainerState {
   monitorPid: number;
   /** /proc/PID/stat start time of the monitor, so a reused pid is not taken for it. */
   monitorStartTime: number;
+  /** Its processes are stopped by `pause` (still counted as running, as Docker does). */
+  paused?: boolean;
   /** Times the monitor restarted the container under its restart policy. */
   restartCount?: number;
   /** Docker's State.Health, when the container has a health check. */

@@ -2,7 +2,7 @@
 // container's tsrun-monitor, or the CLI of a foreground run) waits for it; the monitor writes an
 // exit file when the container ends. A monitor that died without one (kill -9, a reboot) means
 // the container is gone too (it dies with its monitor): it is reported as exited, never running.
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { ContainerRecord } from "./records.js";
 
@@ -56,12 +56,18 @@ export function readExitFile(containerDir: string): ExitFile | undefined {
 
 /** Before a start: no exit, stop marker, pid or health of an earlier run. */
 export function clearRunFiles(containerDir: string): void {
-  for (const f of ["exit", "stopped", "pid", "health.json", "restarts", "last-exit"]) rmSync(path.join(containerDir, f), { force: true });
+  for (const f of ["exit", "stopped", "pid", "health.json", "restarts", "last-exit", "paused"]) rmSync(path.join(containerDir, f), { force: true });
 }
 
 /** Tells the monitor that the user stopped the container: no restart after this exit. */
 export function markStopped(containerDir: string): void {
   writeFileSync(path.join(containerDir, "stopped"), "");
+}
+
+/** Records that `pause` stopped the container's processes (or, with false, that they run again). */
+export function markPaused(containerDir: string, paused: boolean): void {
+  if (paused) writeFileSync(path.join(containerDir, "paused"), "");
+  else rmSync(path.join(containerDir, "paused"), { force: true });
 }
 
 /**
@@ -89,14 +95,22 @@ export function refreshState(record: ContainerRecord, containerDir: string): boo
       // Being rewritten: the next look sees it.
     }
   }
+  const paused = existsSync(path.join(containerDir, "paused"));
+  if (paused !== (record.state.paused ?? false)) {
+    record.state = { ...record.state, paused };
+    changed = true;
+  }
   const exit = readExitFile(containerDir);
   if (exit) {
-    record.state = { ...record.state, status: "exited", pid: 0, exitCode: exit.code, finishedAt: exit.finishedAt };
+    markPaused(containerDir, false);
+    record.state = { ...record.state, status: "exited", pid: 0, paused: false, exitCode: exit.code, finishedAt: exit.finishedAt };
     return true;
   }
   if (isAlive(record.state.monitorPid, record.state.monitorStartTime)) return changed;
+  markPaused(containerDir, false);
   record.state = {
     ...record.state,
+    paused: false,
     status: "exited",
     pid: 0,
     exitCode: 255,

@@ -24,7 +24,7 @@ import { normaliseName, ReferenceError } from "./reference.js";
 import { assignNames } from "./import.js";
 import { MEDIA, type ContainerConfig, type HistoryEntry, type ImageConfig, type Manifest } from "./types.js";
 import { scanSpecFor } from "./diff.js";
-import { containerPids } from "../container/top.js";
+import { freezeProcesses, thawProcesses } from "../container/freeze.js";
 import { readLayeredFile } from "../container/rootfs-files.js";
 import { parseGroup, parsePasswd, parseUserSpec, resolveUser } from "../container/spec.js";
 import { currentMapping, maxMappedId } from "../userns.js";
@@ -137,25 +137,12 @@ export function manifestFor(configBytes: Buffer, configDigest: string, config: I
   };
 }
 
-/** SIGSTOP to every process of a running container (no cgroup freezer rootless here); returns the resume. */
-function pauseContainer(record: ContainerRecord): () => void {
-  let pids: number[] = [];
-  try {
-    pids = containerPids(record.state.pid);
-  } catch {
-    return () => undefined; // it ended meanwhile
-  }
-  const signal = (sig: NodeJS.Signals): void => {
-    for (const pid of pids) {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        // Exited meanwhile.
-      }
-    }
-  };
-  signal("SIGSTOP");
-  return () => signal("SIGCONT");
+/** Stops a running container's processes for the commit; returns what lets them go on. */
+function pauseForCommit(record: ContainerRecord): () => void {
+  // A container the user paused stays paused.
+  if (record.state.paused) return () => undefined;
+  if (!freezeProcesses(record.state.pid)) return () => undefined; // it ended meanwhile
+  return () => thawProcesses(record.state.pid);
 }
 
 export async function commitContainer(containers: Containers, opts: CommitOptions): Promise<ImageRecord> {
@@ -176,7 +163,7 @@ export async function commitContainer(containers: Containers, opts: CommitOption
   const layerTmp = store.layers.createTemp();
   const tarFile = path.join(store.paths.blobs, `.tmp-commit-${process.pid}-${randomBytes(6).toString("hex")}`);
   let packed;
-  const resume = record.state.status === "running" && opts.pause !== false ? pauseContainer(record) : () => undefined;
+  const resume = record.state.status === "running" && opts.pause !== false ? pauseForCommit(record) : () => undefined;
   try {
     packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp });
   } catch (err) {

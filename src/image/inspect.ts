@@ -134,9 +134,9 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
   }
   const s = record.state;
   const state: Record<string, unknown> = {
-    Status: s.status,
+    Status: s.status === "running" && s.paused ? "paused" : s.status,
     Running: s.status === "running",
-    Paused: false,
+    Paused: s.paused ?? false,
     Restarting: false,
     OOMKilled: false,
     Dead: false,

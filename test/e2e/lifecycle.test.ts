@@ -52,6 +52,39 @@ describe("detached containers", () => {
     expect((await tsrun(["ps", "-a", "-q", "--no-trunc"])).stdout).not.toContain(id);
   });
 
+  it("pause stops every process (children too) until unpause; ps, inspect and filters show it; exec is refused; stop works on a paused container", async () => {
+    const name = unique("pause");
+    // A child process counts; its parent too.
+    const r = await tsrun(["run", "-d", "--name", name, "busybox", "sh", "-c", "(while true; do echo child; sleep 0.05; done) & while true; do echo parent; sleep 0.05; done"]);
+    expect(r.code, r.stderr).toBe(0);
+    await until(async () => (await tsrun(["logs", name])).stdout.includes("child"));
+    expect((await tsrun(["pause", name])).stdout).toBe(`${name}\n`);
+    const lines = async (): Promise<number> => (await tsrun(["logs", name])).stdout.split("\n").length;
+    const frozen = await lines();
+    await sleep(600);
+    expect(await lines()).toBe(frozen);
+    expect((await tsrun(["ps", "--filter", `name=${name}`])).stdout).toMatch(/Up .* \(Paused\)/);
+    expect((await tsrun(["ps", "-q", "--filter", `name=${name}`, "--filter", "status=paused"])).stdout.trim()).toMatch(/^[a-f0-9]{12}$/);
+    expect((await tsrun(["inspect", "--format", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}", name])).stdout).toBe("paused true true\n");
+    const exec = await tsrun(["exec", name, "true"]);
+    expect(exec.code).toBe(125);
+    expect(exec.stderr).toMatch(/is paused/);
+    const again = await tsrun(["pause", name]);
+    expect(again.code).toBe(125);
+    expect(again.stderr).toMatch(/already paused/);
+    expect((await tsrun(["unpause", name])).code).toBe(0);
+    await until(async () => (await lines()) > frozen + 4);
+    expect((await tsrun(["inspect", "--format", "{{.State.Status}} {{.State.Paused}}", name])).stdout).toBe("running false\n");
+    expect((await tsrun(["unpause", name])).stderr).toMatch(/is not paused/);
+    // Stop on a paused container: the signal is acted on once it is let go on.
+    expect((await tsrun(["pause", name])).code).toBe(0);
+    const stop = await tsrun(["stop", "-t", "1", name]);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect((await tsrun(["inspect", "--format", "{{.State.Status}} {{.State.Paused}}", name])).stdout).toBe("exited false\n");
+    expect((await tsrun(["pause", name])).stderr).toMatch(/is not running/);
+    await tsrun(["rm", name]);
+  });
+
   it("the container outlives the CLI; wait returns its exit code; ps -a shows Exited (N)", async () => {
     const name = unique("wait");
     await tsrun(["run", "-d", "--name", name, "busybox", "sh", "-c", "sleep 0.5; exit 3"]);
@@ -183,11 +216,15 @@ describe("detached containers", () => {
     expect(stopped.code).toBe(125);
   });
 
-  it("health checks: starting, healthy, unhealthy after retries; shown by ps", async () => {
+  it("health checks: starting through the start period, healthy, unhealthy after retries; shown by ps", async () => {
     const name = unique("health");
-    await tsrun(["run", "-d", "--name", name, "--health-cmd", "test -f /tmp/ok", "--health-interval", "200ms", "--health-retries", "2", "busybox", "sh", "-c", "sleep 0.6; touch /tmp/ok; sleep 60"]);
+    // Failures in the start period do not count: "starting" lasts until the first success.
+    await tsrun(["run", "-d", "--name", name, "--health-cmd", "test -f /tmp/ok", "--health-interval", "200ms", "--health-retries", "2", "--health-start-period", "60s", "busybox", "sleep", "60"]);
+    await sleep(700);
     expect((await tsrun(["ps", "--filter", `name=${name}`])).stdout).toMatch(/\(health: starting\)/);
+    await tsrun(["exec", name, "touch", "/tmp/ok"]);
     await until(async () => (await tsrun(["ps", "--filter", `name=${name}`])).stdout.includes("(healthy)"));
+    // A success ends the start period: failures count from then on.
     await tsrun(["exec", name, "rm", "/tmp/ok"]);
     await until(async () => (await tsrun(["ps", "--filter", `name=${name}`])).stdout.includes("(unhealthy)"));
     const health = JSON.parse(readFileSync(path.join(env.storeRoot, "containers", (await tsrun(["ps", "-q", "--no-trunc", "--filter", `name=${name}`])).stdout.trim(), "health.json"), "utf8"));
