@@ -12,7 +12,7 @@
     {
       "target_name": "tsrun-monitor",
       "type": "executable",
-      "sources": ["native/monitor.cc", "native/spawn.cc"],
+      "sources": ["native/monitor.cc", "native/spawn.cc", "native/attach.cc"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],

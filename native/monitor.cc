@@ -20,7 +20,12 @@
 //   health.conf "INTERVAL_MS TIMEOUT_MS START_PERIOD_MS RETRIES"
 //   health.json the health state, as Docker's State.Health
 //   autoremove optional: a command line (one argument a line) exec'd after the exit is recorded
+//   attach.sock the attach socket (attach.h): live output out, input in
+//   attach-wait optional: wait (up to 10 s) for a first attach client before starting, so that
+//              `start -a` misses no output; the ready pipe then gets "attach\n" first
 // The ready pipe gets "ok PID\n" once the command runs, or "err KIND ERRNO STEP\n".
+// The plan's stdin: without stdin-null (run -i) the monitor holds a pipe to it (or, with a tty,
+// the pty) and attached clients write to it.
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -41,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "attach.h"
 #include "spawn.h"
 
 extern char** environ;
@@ -409,6 +415,16 @@ int main(int argc, char** argv) {
 
   int log_fd = open((g_dir + "/ctr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (log_fd < 0) fail("open ctr.log", errno);
+  tsrun::AttachServer attach;
+  err = attach.listen_in(g_dir);
+  if (!err.empty()) fail(err, 0);
+  if (file_exists("attach-wait")) {
+    write_all(kReadyFd, "attach\n");
+    attach.wait_for_client(10000);
+    unlink((g_dir + "/attach-wait").c_str());
+  }
+  // Input for the container is wanted with run -i: the plan then has no stdin-null.
+  const bool want_stdin = !base_plan.stdin_null;
 
   bool first = true;
   int restarts = 0;
@@ -417,12 +433,16 @@ int main(int argc, char** argv) {
   char buf[65536];
   for (;;) {
     tsrun::LaunchPlan plan = base_plan;
-    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, in_pipe[2] = {-1, -1};
     if (!plan.tty) {
       if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) fail("pipe", errno);
       plan.stdio[1] = out_pipe[1];
       plan.stdio[2] = err_pipe[1];
-      plan.stdin_null = true;
+      if (want_stdin) {
+        if (pipe2(in_pipe, O_CLOEXEC) != 0) fail("pipe", errno);
+        plan.stdio[0] = in_pipe[0];
+      }
+      plan.stdin_null = !want_stdin;
     }
     // The container dies with its monitor: a container nobody watches would be reported wrongly.
     plan.die_with_parent = true;
@@ -450,6 +470,9 @@ int main(int argc, char** argv) {
     }
     if (out_pipe[1] >= 0) close(out_pipe[1]);
     if (err_pipe[1] >= 0) close(err_pipe[1]);
+    if (in_pipe[0] >= 0) close(in_pipe[0]);
+    // The attach server owns the stdin pipe's write end from here on.
+    attach.set_target(!want_stdin ? -1 : plan.tty ? pty : in_pipe[1], plan.tty ? pty : -1, !plan.tty && want_stdin);
     write_atomic("pid", std::to_string(launched.pid) + "\n");
     if (first) report_ready("ok " + std::to_string(launched.pid) + "\n");
     first = false;
@@ -479,6 +502,7 @@ int main(int argc, char** argv) {
       bool checking = health.enabled && health.pid > 0 && health.pidfd >= 0;
       if (checking && !exited) fds.push_back({health.pidfd, POLLIN, 0});
       if (fds.empty()) break;
+      attach.add_poll_fds(fds);
       long long now = now_ms();
       long long wait = -1;
       if (exited) {
@@ -502,6 +526,7 @@ int main(int argc, char** argv) {
       }
       for (auto& p : fds) {
         if (!p.revents) continue;
+        if (attach.handle(p)) continue;
         if (p.fd == launched.pidfd && !exited) {
           int status = 0;
           if (waitpid(launched.pid, &status, __WALL | WNOHANG) == launched.pid) {
@@ -520,6 +545,7 @@ int main(int argc, char** argv) {
           ssize_t n = read(st.fd, buf, sizeof buf);
           if (n > 0) {
             consume(log_fd, st, buf, static_cast<size_t>(n));
+            attach.broadcast(strcmp(st.name, "stderr") == 0 ? 2 : 1, buf, static_cast<size_t>(n));
           } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
             // EOF, or EIO from a pty whose last slave closed.
             if (!st.pending.empty()) log_record(log_fd, st, st.pending);
@@ -530,6 +556,7 @@ int main(int argc, char** argv) {
         }
       }
     }
+    attach.close_clients();
     for (auto& st : streams) {
       if (!st.pending.empty()) log_record(log_fd, st, st.pending);
       if (st.fd >= 0) close(st.fd);
@@ -563,6 +590,7 @@ int main(int argc, char** argv) {
     if (file_exists("stopped")) break;
   }
   close(log_fd);
+  unlink((g_dir + "/attach.sock").c_str());
   write_exit(code);
   // --rm: hand over to `tsrun rm` (files of subordinate owners need the user namespace, which
   // tsrun knows how to enter). The command line was written by tsrun, one argument a line.

@@ -1,18 +1,8 @@
 // Containers to images: `commit`, `export`, `diff`.
 import type { Command } from "commander";
 import { Tsrun } from "../index.js";
-import { collect } from "./util.js";
+import { collect, parseBoolFlag } from "./util.js";
 import { formatChanges } from "../image/diff.js";
-import { TsrunError } from "../errors.js";
-
-/** Docker's boolean flag values ("-p=false", "--pause=0"). */
-function parseBoolFlag(raw: string): boolean {
-  // commander hands "-p=false" over as "=false".
-  const value = raw.replace(/^=/, "");
-  if (/^(true|1|t|yes)$/i.test(value)) return true;
-  if (/^(false|0|f|no)$/i.test(value)) return false;
-  throw new TsrunError(`invalid boolean value "${value}"`);
-}
 
 export function registerContainerImages(program: Command): void {
   program

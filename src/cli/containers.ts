@@ -11,7 +11,9 @@ import { execFileSync } from "node:child_process";
 import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
 import { ago, humanDuration, table } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
-import { collect } from "./util.js";
+import { collect, parseBoolFlag } from "./util.js";
+import { attachContainer, attachSocket, connectAttachSocket, parseDetachKeys } from "../container/attach.js";
+import type { Socket } from "node:net";
 
 /** Docker's STATUS column: "Up 3 seconds", "Exited (0) 5 seconds ago", "Created". */
 export function statusText(r: ContainerRecord, now = Date.now()): string {
@@ -220,14 +222,15 @@ export function registerContainers(program: Command): void {
 
   program
     .command("attach")
-    .description("Attach to a running container's output until it exits (stdin is not attached yet)")
+    .description("Attach your terminal's input and output to a running container (detach with ctrl-p,ctrl-q)")
     .argument("<container>")
-    .action(async (name: string) => {
+    .option("--no-stdin", "do not attach stdin")
+    .option("--detach-keys <keys>", "the key sequence that detaches", "ctrl-p,ctrl-q")
+    .option("--sig-proxy [bool]", "proxy received signals to the process (non-tty)", parseBoolFlag, true)
+    .action(async (name: string, o: { stdin: boolean; detachKeys: string; sigProxy: boolean }) => {
       const t = new Tsrun();
-      const record = t.containers.get(name);
-      if (record.state.status !== "running") throw new TsrunError(`cannot attach to a stopped container, start it first`);
-      await readLogs(t.containers, record.id, { follow: true, tail: 0, onRecord: (r) => (r.stream === "stderr" ? process.stderr : process.stdout).write(r.log) });
-      process.exit(await waitContainer(t.containers, record.id));
+      const status = await attachContainer(t.containers, name, { stdin: o.stdin, detachKeys: o.detachKeys, sigProxy: o.sigProxy });
+      process.exit(status === "detached" ? 0 : status);
     });
 
   program
@@ -235,21 +238,35 @@ export function registerContainers(program: Command): void {
     .description("Start one or more created or stopped containers")
     .argument("<container...>")
     .option("-a, --attach", "attach to the output and return the exit status", false)
-    .option("-i, --interactive", "attach stdin (not supported yet for detached containers)", false)
-    .action(async (names: string[], o: { attach: boolean; interactive: boolean }) => {
+    .option("-i, --interactive", "attach stdin", false)
+    .option("--detach-keys <keys>", "the key sequence that detaches", "ctrl-p,ctrl-q")
+    .action(async (names: string[], o: { attach: boolean; interactive: boolean; detachKeys: string }) => {
       const t = new Tsrun();
+      const attach = o.attach || o.interactive;
+      if (attach && names.length > 1) throw new TsrunError("you cannot start and attach multiple containers at once");
+      if (attach) parseDetachKeys(o.detachKeys);
       for (const name of names) {
         const record = t.containers.get(name);
         if (record.state.status === "running") {
-          if (!o.attach) process.stdout.write(`${name}\n`);
+          if (!attach) process.stdout.write(`${name}\n`);
           continue;
         }
-        await t.containers.startDetached(record);
-        if (o.attach) {
-          await readLogs(t.containers, record.id, { follow: true, onRecord: (r) => (r.stream === "stderr" ? process.stderr : process.stdout).write(r.log) });
-          process.exit(await waitContainer(t.containers, record.id));
+        if (!attach) {
+          await t.containers.startDetached(record);
+          process.stdout.write(`${name}\n`);
+          continue;
         }
-        process.stdout.write(`${name}\n`);
+        if (record.config.tty && o.interactive && record.config.openStdin && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
+        // The monitor waits for us before the container starts: no output is missed.
+        let socket: Socket | undefined;
+        const started = await t.containers.startDetached(record, {
+          beforeStart: async () => {
+            socket = await connectAttachSocket(t.containers.records.containerDir(record.id));
+          },
+        });
+        if (!socket) throw new TsrunError("the container's monitor did not wait for the attach");
+        const status = await attachSocket(t.containers, started, socket, { stdin: o.interactive, detachKeys: o.detachKeys, closeStdinOnEnd: true });
+        process.exit(status === "detached" ? 0 : status);
       }
     });
 

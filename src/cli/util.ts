@@ -1,5 +1,6 @@
 // Small helpers shared by the command files.
 import type { Command } from "commander";
+import { TsrunError } from "../errors.js";
 
 /** commander collector for repeatable options (-e A -e B). */
 export const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -7,4 +8,13 @@ export const collect = (value: string, previous: string[]): string[] => [...prev
 /** Subcommands exit on commander errors too (the top-level handler maps them to 125). */
 export function subcommand(program: Command, name: string): Command {
   return program.command(name).exitOverride();
+}
+
+/** Docker's boolean flag values ("-p=false", "--pause=0", "--sig-proxy=false"). */
+export function parseBoolFlag(raw: string): boolean {
+  // commander hands "-p=false" over as "=false".
+  const value = raw.replace(/^=/, "");
+  if (/^(true|1|t|yes)$/i.test(value)) return true;
+  if (/^(false|0|f|no)$/i.test(value)) return false;
+  throw new TsrunError(`invalid boolean value "${value}"`);
 }

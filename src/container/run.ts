@@ -1,6 +1,7 @@
 // Creating, starting and running containers: from an image and run options to a record on disk
 // and a process in its namespaces.
-import { closeSync, existsSync, mkdirSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, read, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { promisify } from "node:util";
 import path from "node:path";
 import { Store } from "../store/store.js";
 import { ContainerStore, type ContainerRecord } from "./records.js";
@@ -358,15 +359,18 @@ export class Containers {
    * the monitor holds the output, writes ctr.log and the exit file. Resolves once the command
    * runs, or fails with 125/126/127 like a foreground start.
    */
-  async startDetached(record: ContainerRecord): Promise<ContainerRecord> {
+  async startDetached(record: ContainerRecord, opts: { beforeStart?: () => Promise<void> } = {}): Promise<ContainerRecord> {
     const dir = this.records.containerDir(record.id);
     const tty = record.config.tty ? { rows: 24, cols: 80 } : undefined;
-    // The monitor sets up stdio itself (pipes, or the pty).
-    const plan = this.plan(record, tty ? { tty, stdinNull: false } : { stdinNull: true });
+    // The monitor sets up stdio itself (pipes, or the pty); without stdin-null (run -i) it keeps
+    // the container's stdin open for `attach`.
+    const plan = this.plan(record, { ...(tty ? { tty } : {}), stdinNull: !record.config.openStdin });
     writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
     const net = this.networkCommand(record);
     writeFileSync(path.join(dir, "prestart"), idMapFile(idMapSteps()) + (net ? `tool ${net.join(" ")}\n` : ""));
     clearRunFiles(dir);
+    // start -a: the monitor waits for the attach client before it starts the container.
+    if (opts.beforeStart) writeFileSync(path.join(dir, "attach-wait"), "");
     const policy = record.hostConfig.restartPolicy ?? { name: "no", maximumRetryCount: 0 };
     writeFileSync(path.join(dir, "restart"), `${policy.name} ${policy.maximumRetryCount}\n`);
     const hc = record.config.healthcheck;
@@ -390,11 +394,23 @@ export class Containers {
     } finally {
       closeSync(readyWrite);
     }
-    // The monitor answers within milliseconds: "ok PID" or "err KIND ERRNO STEP".
+    // The monitor answers within milliseconds: "ok PID" or "err KIND ERRNO STEP", after
+    // "attach" when it waits for an attach client first.
     let reply = "";
     try {
+      const readChunk = promisify(read);
       const buf = Buffer.alloc(4096);
-      for (let n = readSync(readyRead, buf); n > 0; n = readSync(readyRead, buf)) reply += buf.subarray(0, n).toString();
+      let beforeStart = opts.beforeStart;
+      for (;;) {
+        const { bytesRead } = await readChunk(readyRead, buf, 0, buf.length, null);
+        if (bytesRead <= 0) break;
+        reply += buf.subarray(0, bytesRead).toString();
+        if (beforeStart && reply.startsWith("attach\n")) {
+          reply = reply.slice("attach\n".length);
+          await beforeStart();
+          beforeStart = undefined;
+        }
+      }
     } finally {
       closeSync(readyRead);
     }

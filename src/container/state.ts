@@ -56,7 +56,7 @@ export function readExitFile(containerDir: string): ExitFile | undefined {
 
 /** Before a start: no exit, stop marker, pid or health of an earlier run. */
 export function clearRunFiles(containerDir: string): void {
-  for (const f of ["exit", "stopped", "pid", "health.json", "restarts", "last-exit", "paused"]) rmSync(path.join(containerDir, f), { force: true });
+  for (const f of ["exit", "stopped", "pid", "health.json", "restarts", "last-exit", "paused", "attach-wait"]) rmSync(path.join(containerDir, f), { force: true });
 }
 
 /** Tells the monitor that the user stopped the container: no restart after this exit. */

@@ -1,8 +1,9 @@
 // Driving bin/tsrun as a real process, as the unprivileged test user when the suite is root.
 import { execa, type Result } from "execa";
 import { inject } from "vitest";
-import { mkdtempSync, chownSync, mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, chownSync, mkdirSync } from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 export const env = inject("e2e");
 
@@ -79,4 +80,15 @@ export async function importBusybox(name: string, changes: string[] = []): Promi
   const r = await tsrun(args);
   if (r.code !== 0) throw new Error(`import ${name} failed: ${r.stderr}`);
   return r.stdout.trim();
+}
+
+export type PtyStep = { expect: string } | { send: string } | { resize: [number, number] } | { sleep: number };
+
+/** Runs a shell line as the test user on a real pty of ROWS x COLS, driven by test/e2e/pty-driver.py. */
+export async function onPty(rows: number, cols: number, steps: PtyStep[], line: string): Promise<{ output: string; code: number; failed: unknown }> {
+  const driver = path.join(env.base, "pty-driver.py");
+  if (!existsSync(driver)) copyFileSync(fileURLToPath(new URL("pty-driver.py", import.meta.url)), driver);
+  const [cmd, ...args] = asUser(["python3", driver, String(rows), String(cols), JSON.stringify(steps), "sh", "-c", line]);
+  const r = await execa(cmd as string, args, { reject: false, extendEnv: false, env: cliEnv({ TSRUN: env.cli }), cwd: env.base, timeout: 60_000 });
+  return JSON.parse(String(r.stdout)) as { output: string; code: number; failed: unknown };
 }

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { asUser, cliEnv, env, importBusybox, shAsUser, tsrun } from "./helpers.js";
+import { asUser, cliEnv, env, importBusybox, onPty, shAsUser, tsrun } from "./helpers.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -263,6 +263,62 @@ describe("detached containers", () => {
     expect(bad.code).toBe(125);
     expect(bad.stderr).toMatch(/invalid restart policy/);
     await tsrun(["rm", "-f", onFailure, always]);
+  });
+
+  it("attach with stdin: input reaches a run -di container, output comes back until it ends; start -ai closes its stdin at our end of input; start -a misses nothing", async () => {
+    const name = unique("attach-i");
+    const script = "while read l; do echo got:$l; done; echo eof; exit 5";
+    expect((await tsrun(["run", "-d", "-i", "--name", name, "busybox", "sh", "-c", script])).code).toBe(0);
+    // attach keeps the container's stdin open after its own input ends (no StdinOnce): the
+    // output keeps coming until the container ends, here by kill.
+    const [cmd, ...args] = asUser([env.cli, "attach", name]);
+    const child = execa(cmd as string, args, { reject: false, extendEnv: false, env: cliEnv(), cwd: env.base, input: "hello\nworld\n" });
+    await until(async () => (await tsrun(["logs", name])).stdout.includes("got:world"));
+    expect((await tsrun(["kill", name])).code).toBe(0);
+    const r = await child;
+    expect(String(r.stdout)).toBe("got:hello\ngot:world");
+    expect(r.exitCode).toBe(137);
+    await tsrun(["rm", name]);
+    // start -ai: the container starts once we are attached, and our end of input is its end.
+    const created = unique("start-ai");
+    expect((await tsrun(["create", "-i", "--name", created, "busybox", "sh", "-c", script])).code).toBe(0);
+    const started = await tsrun(["start", "-ai", created], { input: "one\ntwo\n" });
+    expect(started.stdout).toBe("got:one\ngot:two\neof\n");
+    expect(started.code).toBe(5);
+    // start -a misses nothing the container writes at once, on both streams.
+    const early = unique("start-a");
+    expect((await tsrun(["create", "--name", early, "busybox", "sh", "-c", "echo first; echo to-err >&2; exit 3"])).code).toBe(0);
+    const a = await tsrun(["start", "-a", early]);
+    expect([a.stdout, a.stderr, a.code]).toEqual(["first\n", "to-err\n", 3]);
+    await tsrun(["rm", created, early]);
+  });
+
+  it("attach to a run -dit container on a real terminal: a shell, ctrl-p ctrl-q detaches it running, attach again, exit returns its status", async () => {
+    const name = unique("attach-t");
+    expect((await tsrun(["run", "-dit", "--name", name, "busybox", "sh"])).code).toBe(0);
+    const first = await onPty(30, 90, [
+      { sleep: 0.3 },
+      { send: "stty size; echo attached-$((6 * 7))\n" },
+      { expect: "attached-42" },
+      { send: "\u0010\u0011" },
+      { expect: "rc=0" },
+    ], `"$TSRUN" attach ${name}; echo "rc=$?"`);
+    expect(first.failed, first.output).toBeNull();
+    // The container's terminal took our size.
+    expect(first.output).toContain("30 90");
+    expect((await tsrun(["inspect", "--format", "{{.State.Status}}", name])).stdout).toBe("running\n");
+    const second = await onPty(24, 80, [
+      { sleep: 0.3 },
+      { send: "exit 7\n" },
+      { expect: "rc=7" },
+    ], `"$TSRUN" attach ${name}; echo "rc=$?"; stty -a`);
+    expect(second.failed, second.output).toBeNull();
+    expect(second.output).toMatch(/(^|\s)icanon(\s|$)/m);
+    expect((await tsrun(["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name])).stdout).toBe("exited 7\n");
+    const bad = await tsrun(["attach", name]);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/stopped container/);
+    await tsrun(["rm", name]);
   });
 
   it("rename, top and attach", async () => {

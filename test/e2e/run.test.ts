@@ -3,10 +3,9 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync, chownSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync, chownSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { asUser, cliEnv, env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
+import { asUser, cliEnv, env, importBusybox, onPty, scratchDir, shAsUser, tsrun } from "./helpers.js";
 
 function containerDirs(): string[] {
   const dir = path.join(env.storeRoot, "containers");
@@ -28,16 +27,6 @@ beforeAll(async () => {
   await importBusybox("busybox");
 });
 
-type PtyStep = { expect: string } | { send: string } | { resize: [number, number] } | { sleep: number };
-
-/** Runs a shell line as the test user on a real pty of ROWS x COLS, driven by test/e2e/pty-driver.py. */
-async function onPty(rows: number, cols: number, steps: PtyStep[], line: string): Promise<{ output: string; code: number; failed: unknown }> {
-  const driver = path.join(env.base, "pty-driver.py");
-  if (!existsSync(driver)) copyFileSync(fileURLToPath(new URL("pty-driver.py", import.meta.url)), driver);
-  const [cmd, ...args] = asUser(["python3", driver, String(rows), String(cols), JSON.stringify(steps), "sh", "-c", line]);
-  const r = await execa(cmd as string, args, { reject: false, extendEnv: false, env: cliEnv({ TSRUN: env.cli }), cwd: env.base, timeout: 60_000 });
-  return JSON.parse(String(r.stdout)) as { output: string; code: number; failed: unknown };
-}
 
 describe("namespaces and isolation", () => {
   it("maps container root to the user and 1..65536 to the subordinate range", async () => {
