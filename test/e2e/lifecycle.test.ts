@@ -333,10 +333,17 @@ describe("detached containers", () => {
     expect(top.stdout).toMatch(/sleep 60/);
     expect((await tsrun(["top", renamed, "-o", "comm"])).stdout).toMatch(/^COMMAND\nsh\nsleep\n$/);
     const attached = unique("att");
-    await tsrun(["run", "-d", "--name", attached, "busybox", "sh", "-c", "sleep 0.5; echo late; exit 3"]);
-    const a = await tsrun(["attach", attached]);
-    expect(a.stdout).toBe("late\n");
-    expect(a.code).toBe(3);
+    // attach shows the output from the moment it is attached: ticks until it is told to end.
+    await tsrun(["run", "-d", "--name", attached, "busybox", "sh", "-c", "while [ ! -e /tmp/go ]; do echo tick; sleep 0.2; done; echo late; exit 3"]);
+    const [cmd, ...args] = asUser([env.cli, "attach", attached]);
+    const child = execa(cmd as string, args, { reject: false, extendEnv: false, env: cliEnv(), cwd: env.base, stripFinalNewline: false });
+    let seen = "";
+    child.stdout?.on("data", (d: Buffer) => (seen += d.toString()));
+    await until(async () => seen.includes("tick"), 30_000);
+    expect((await tsrun(["exec", attached, "touch", "/tmp/go"])).code).toBe(0);
+    const a = await child;
+    expect(String(a.stdout)).toMatch(/^(tick\n)+late\n$/);
+    expect(a.exitCode).toBe(3);
     await tsrun(["rm", "-f", renamed, attached]);
   });
 });
