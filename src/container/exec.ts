@@ -9,6 +9,7 @@ import { currentMapping, maxMappedId, setGroupsAllowed } from "../userns.js";
 import { DEFAULT_PATH, parseGroup, parsePasswd, parseUserSpec, resolveUser, splitEnv } from "./spec.js";
 import { readLayeredFile } from "./rootfs-files.js";
 import { TsrunError } from "../errors.js";
+import { processSecurity, securityOf } from "./security/plan.js";
 import path from "node:path";
 
 export interface ExecOptions {
@@ -19,6 +20,8 @@ export interface ExecOptions {
   env?: string[];
   workdir?: string | undefined;
   user?: string | undefined;
+  /** Every capability for this process (Docker's exec --privileged). */
+  privileged?: boolean;
 }
 
 const NAMESPACES = ["user", "mnt", "pid", "uts", "ipc", "net", "cgroup"];
@@ -58,8 +61,8 @@ export function containerProcessPlan(containers: Containers, record: ContainerRe
     user: { uid: user.uid, gid: user.gid, groups: user.groups },
     setGroupsAllowed: setGroupsAllowed(mapping),
     stdinNull: !opts.interactive && !opts.tty,
-    noNewPrivileges: false,
     dieWithParent: !opts.detach,
+    ...processSecurity(securityOf(record), user.uid, { privilegedExec: opts.privileged ?? false }),
   };
   if (joinPid !== undefined) {
     plan.joinNamespaces = NAMESPACES.filter((ns) => ns !== "net" || record.hostConfig.networkMode !== "host").map((ns) => `/proc/${joinPid}/ns/${ns}`);

@@ -12,7 +12,7 @@ import { currentMapping, maxMappedId, setGroupsAllowed } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import type { HealthConfig, ImageConfig } from "../image/types.js";
 import { parseDuration } from "../image/config-changes.js";
-import type { LaunchPlan } from "../native.js";
+import { CLONE, type LaunchPlan } from "../native.js";
 import { normaliseName } from "../image/reference.js";
 import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec } from "./volumes.js";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
@@ -21,6 +21,9 @@ import { clearRunFiles, isAlive, processStartTime, refreshState } from "./state.
 import { containerProcessPlan } from "./exec.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
 import { idMapFile, idMapSteps } from "../userns.js";
+import { parseSecurityFlags, type SecurityFlags } from "./security/options.js";
+import { checkResourceLimits, prepareCgroup, removeCgroup } from "./security/cgroups.js";
+import { confineFilesystem, processSecurity, securityOf } from "./security/plan.js";
 
 export interface CreateOptions {
   image: string;
@@ -52,6 +55,8 @@ export interface CreateOptions {
   addHosts?: string[];
   /** --restart no|always|unless-stopped|on-failure[:N] (detached containers). */
   restart?: string | undefined;
+  /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
+  security?: SecurityFlags;
   /** --health-* flags and --no-healthcheck: change the image's HEALTHCHECK. */
   health?: { cmd?: string | undefined; interval?: string | undefined; timeout?: string | undefined; retries?: number | undefined; startPeriod?: string | undefined; disable?: boolean };
 }
@@ -80,6 +85,8 @@ function mergeHealth(image: HealthConfig | undefined, flags: CreateOptions["heal
 export class Containers {
   readonly records: ContainerStore;
   readonly volumes: Volumes;
+  /** cgroups of containers this process runs in the foreground, removed after their exit. */
+  private readonly cgroups = new Map<string, string>();
   constructor(readonly store: Store) {
     this.records = new ContainerStore(store.paths.containers);
     this.volumes = new Volumes(store);
@@ -160,6 +167,8 @@ export class Containers {
     const entrypointGiven = opts.entrypoint !== undefined;
     // Validate everything that can be wrong before anything is written.
     const argv = mergeCommand(c, { entrypoint: opts.entrypoint, args: opts.args });
+    const security = parseSecurityFlags(opts.security ?? {});
+    checkResourceLimits(security.resources);
     const workingDir = opts.workdir ?? (c.WorkingDir || "/");
     if (!workingDir.startsWith("/")) throw new TsrunError(`the working directory "${workingDir}" is invalid: it needs to be an absolute path`);
     const envFromFiles = (opts.envFiles ?? []).flatMap((f) => {
@@ -228,6 +237,7 @@ export class Containers {
         restartPolicy: parseRestart(opts.restart),
         portBindings: ports,
         dnsForward: false,
+        security,
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
     };
@@ -254,6 +264,19 @@ export class Containers {
     return record;
   }
 
+  /**
+   * The container's cgroup with its resource limits, made before each start; the plan then
+   * defers the cgroup namespace until the child is in it.
+   */
+  private prepareLimits(record: ContainerRecord, plan: LaunchPlan): string | undefined {
+    const cgroup = prepareCgroup(record.id, securityOf(record).resources);
+    if (cgroup) {
+      plan.cloneFlags &= ~CLONE.NEWCGROUP;
+      plan.unshareCgroup = true;
+    }
+    return cgroup;
+  }
+
   /** The launch plan for a created container. */
   plan(record: ContainerRecord, io: { tty?: { rows: number; cols: number }; stdinNull: boolean }): LaunchPlan {
     const mapping = currentMapping();
@@ -278,6 +301,8 @@ export class Containers {
       ttyGroupMapped: maxMappedId(mapping, "gid") >= 5,
       extraMounts: planMounts(record.hostConfig.mounts ?? [], this.volumes),
     });
+    const security = securityOf(record);
+    confineFilesystem(fs, security);
     const envPath = record.config.env.find((e) => e.startsWith("PATH="))?.slice(5) ?? DEFAULT_PATH;
     const plan: LaunchPlan = {
       cloneFlags: namespaceFlags(network),
@@ -290,9 +315,9 @@ export class Containers {
       user: { uid: user.uid, gid: user.gid, groups: user.groups },
       setGroupsAllowed: setGroupsAllowed(mapping),
       stdinNull: io.stdinNull,
-      noNewPrivileges: false,
       loopbackUp: network !== "host",
       dieWithParent: true,
+      ...processSecurity(security, user.uid),
     };
     if (io.tty) plan.tty = io.tty;
     return plan;
@@ -304,7 +329,21 @@ export class Containers {
       ? { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 }
       : undefined;
     const io = tty ? { tty, stdinNull: false } : { stdinNull: !record.config.openStdin };
-    const proc = await launchPlan(this.plan(record, io), (pid) => this.startNetwork(record, pid));
+    const plan = this.plan(record, io);
+    const cgroup = this.prepareLimits(record, plan);
+    let proc: LaunchedProcess;
+    try {
+      proc = await launchPlan(plan, (pid) => {
+        if (cgroup) {
+          this.cgroups.set(record.id, cgroup);
+          writeFileSync(path.join(cgroup, "cgroup.procs"), `${pid}\n`);
+        }
+        this.startNetwork(record, pid);
+      });
+    } catch (err) {
+      removeCgroup(cgroup);
+      throw err;
+    }
     record.state = {
       ...record.state,
       status: "running",
@@ -363,9 +402,10 @@ export class Containers {
     const tty = record.config.tty ? { rows: 24, cols: 80 } : undefined;
     // The monitor sets up stdio itself (pipes, or the pty).
     const plan = this.plan(record, tty ? { tty, stdinNull: false } : { stdinNull: true });
+    const cgroup = this.prepareLimits(record, plan);
     writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
     const net = this.networkCommand(record);
-    writeFileSync(path.join(dir, "prestart"), idMapFile(idMapSteps()) + (net ? `tool ${net.join(" ")}\n` : ""));
+    writeFileSync(path.join(dir, "prestart"), idMapFile(idMapSteps()) + (cgroup ? `cgroup ${cgroup}\n` : "") + (net ? `tool ${net.join(" ")}\n` : ""));
     clearRunFiles(dir);
     const policy = record.hostConfig.restartPolicy ?? { name: "no", maximumRetryCount: 0 };
     writeFileSync(path.join(dir, "restart"), `${policy.name} ${policy.maximumRetryCount}\n`);
@@ -475,6 +515,8 @@ export class Containers {
       status = await attachForeground(proc, { interactive: opts.interactive ?? false, relay });
     } finally {
       this.stopNetwork(record);
+      removeCgroup(this.cgroups.get(record.id));
+      this.cgroups.delete(record.id);
     }
     if (record.hostConfig.autoRemove) {
       await this.remove(record, { volumes: true });
