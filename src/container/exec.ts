@@ -5,12 +5,10 @@ import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
 import { attachForeground, childFailureError, SignalRelay } from "./process.js";
 import { encodePlan, native, type LaunchPlan } from "../native.js";
-import { currentMapping, maxMappedId, setGroupsAllowed } from "../userns.js";
-import { DEFAULT_PATH, parseGroup, parsePasswd, parseUserSpec, resolveUser, splitEnv } from "./spec.js";
-import { readLayeredFile } from "./rootfs-files.js";
+import { currentMapping, setGroupsAllowed } from "../userns.js";
+import { DEFAULT_PATH, splitEnv } from "./spec.js";
 import { TsrunError } from "../errors.js";
 import { processSecurity, securityOf } from "./security/plan.js";
-import path from "node:path";
 
 export interface ExecOptions {
   command: string[];
@@ -33,14 +31,7 @@ const NAMESPACES = ["user", "mnt", "pid", "uts", "ipc", "net", "cgroup"];
  */
 export function containerProcessPlan(containers: Containers, record: ContainerRecord, opts: ExecOptions, joinPid?: number): LaunchPlan {
   const mapping = currentMapping();
-  const dir = containers.records.containerDir(record.id);
-  const roots = [path.join(dir, "upper"), ...[...record.layers].reverse().map((c) => containers.store.layers.diffDir(c))];
-  const user = resolveUser(
-    parseUserSpec(opts.user ?? (record.config.user || "0")),
-    parsePasswd(readLayeredFile(roots, "etc/passwd") ?? ""),
-    parseGroup(readLayeredFile(roots, "etc/group") ?? ""),
-    { maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") },
-  );
+  const user = containers.resolveUserFor(record, opts.user);
   const env = new Map(record.config.env.map((e) => splitEnv(e) as [string, string]));
   for (const e of opts.env ?? []) {
     const [k, v] = splitEnv(e);

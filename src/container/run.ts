@@ -8,11 +8,11 @@ import { filesystemPlan, hostsFile, namespaceFlags, resolvConf, type NetworkMode
 import { mergeCommand, mergeEnv, parseEnvFile, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
 import { readLayeredFile } from "./rootfs-files.js";
 import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from "./process.js";
-import { currentMapping, maxMappedId, setGroupsAllowed } from "../userns.js";
+import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowed, type UsernsMode } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import type { HealthConfig, ImageConfig } from "../image/types.js";
 import { parseDuration } from "../image/config-changes.js";
-import { CLONE, type LaunchPlan } from "../native.js";
+import { CLONE, type LaunchPlan, type PlanMount } from "../native.js";
 import { normaliseName } from "../image/reference.js";
 import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec } from "./volumes.js";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
@@ -21,6 +21,9 @@ import { clearRunFiles, isAlive, processStartTime, refreshState } from "./state.
 import { containerProcessPlan } from "./exec.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
 import { idMapFile, idMapSteps } from "../userns.js";
+import { copyLayersForMapping, remappedLayerDir } from "./remapped-layers.js";
+import { keepIdAccounts } from "./spec.js";
+import { homedir, userInfo } from "node:os";
 import { parseSecurityFlags, type SecurityFlags } from "./security/options.js";
 import { checkResourceLimits, prepareCgroup, removeCgroup } from "./security/cgroups.js";
 import { confineFilesystem, processSecurity, securityOf } from "./security/plan.js";
@@ -142,19 +145,53 @@ export class Containers {
     return JSON.parse(this.store.blobs.read(configDigest).toString("utf8")) as ImageConfig;
   }
 
-  /** Layer roots of a container, topmost first: its upper dir, then the image's layers. */
+  /** Layer roots of a container, topmost first: its upper dir, then the image's layers (for reading files). */
   private layerRoots(record: ContainerRecord): string[] {
     const upper = path.join(this.records.containerDir(record.id), "upper");
     return [upper, ...[...record.layers].reverse().map((c) => this.store.layers.diffDir(c))];
   }
 
-  private resolveUserFor(record: ContainerRecord): ResolvedUser {
-    const mapping = currentMapping();
+  /**
+   * The image layer dirs a container mounts, topmost first: the store's, or for a container
+   * with its own id mapping (keep-id, nomap) its own copies (see remapped-layers.ts).
+   */
+  imageLayerDirs(record: ContainerRecord): string[] {
+    const mode = this.usernsOf(record);
+    if (!isRemapped(mode)) return [...record.layers].reverse().map((c) => this.store.layers.diffDir(c));
+    const dir = this.records.containerDir(record.id);
+    return record.layers.map((_, i) => remappedLayerDir(dir, i)).reverse();
+  }
+
+  usernsOf(record: ContainerRecord): UsernsMode {
+    return securityOf(record).userns;
+  }
+
+  /** /etc/passwd and /etc/group as the container sees them: keep-id adds the user if missing. */
+  private accounts(record: ContainerRecord): { passwd: string; group: string; changed: { passwd?: string; group?: string } } {
     const roots = this.layerRoots(record);
-    const passwd = parsePasswd(readLayeredFile(roots, "etc/passwd") ?? "");
-    const groups = parseGroup(readLayeredFile(roots, "etc/group") ?? "");
-    const spec = parseUserSpec(record.config.user === "" ? "0" : record.config.user);
-    return resolveUser(spec, passwd, groups, { maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") });
+    const passwd = readLayeredFile(roots, "etc/passwd") ?? "";
+    const group = readLayeredFile(roots, "etc/group") ?? "";
+    const keep = keepIdUser(this.usernsOf(record));
+    if (!keep) return { passwd, group, changed: {} };
+    let name = "user";
+    let home = "/";
+    try {
+      name = userInfo().username;
+      home = homedir();
+    } catch {
+      // No passwd entry for the caller: a plain name and / as home.
+    }
+    const extra = keepIdAccounts(passwd, group, { ...keep, name, home });
+    return { passwd: extra.passwd ?? passwd, group: extra.group ?? group, changed: extra };
+  }
+
+  /** The ids of the container's user, or of `user` (exec -u), from its passwd and group files. */
+  resolveUserFor(record: ContainerRecord, user?: string): ResolvedUser {
+    const mapping = currentMapping();
+    const mode = this.usernsOf(record);
+    const { passwd, group } = this.accounts(record);
+    const spec = parseUserSpec(user ?? (record.config.user === "" ? "0" : record.config.user));
+    return resolveUser(spec, parsePasswd(passwd), parseGroup(group), { maxUid: maxContainerId(mapping, "uid", mode), maxGid: maxContainerId(mapping, "gid", mode) });
   }
 
   /** Creates a container record and its directories; nothing runs yet. */
@@ -169,6 +206,9 @@ export class Containers {
     const argv = mergeCommand(c, { entrypoint: opts.entrypoint, args: opts.args });
     const security = parseSecurityFlags(opts.security ?? {});
     checkResourceLimits(security.resources);
+    // keep-id and nomap need subordinate ids: this refuses them early when there are none.
+    maxContainerId(currentMapping(), "uid", security.userns);
+    const keep = keepIdUser(security.userns);
     const workingDir = opts.workdir ?? (c.WorkingDir || "/");
     if (!workingDir.startsWith("/")) throw new TsrunError(`the working directory "${workingDir}" is invalid: it needs to be an absolute path`);
     const envFromFiles = (opts.envFiles ?? []).flatMap((f) => {
@@ -215,7 +255,8 @@ export class Containers {
       args: argv.slice(1),
       config: {
         env: [],
-        user: opts.user ?? c.User ?? "",
+        // keep-id runs as the caller's own ids unless told otherwise (as Podman does).
+        user: opts.user ?? (c.User || (keep ? `${keep.uid}:${keep.gid}` : "")),
         workingDir,
         hostname,
         tty,
@@ -250,6 +291,11 @@ export class Containers {
       for (const sub of ["upper", "work", "rootfs"]) mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o755 });
       writeFileSync(path.join(dir, "hosts"), hostsFile(hostname) + extraHosts.map((l) => `${l}\n`).join(""));
       writeFileSync(path.join(dir, "hostname"), hostname + "\n");
+      // Bound over the image's files at start (see plan), like /etc/hosts.
+      for (const [file, text] of Object.entries(this.accounts(record).changed)) writeFileSync(path.join(dir, file), text);
+      if (isRemapped(security.userns)) {
+        await copyLayersForMapping(record.layers.map((l) => this.store.layers.diffDir(l)), dir, security.userns);
+      }
       const resolv = resolvConf(readOr("/etc/resolv.conf", ""), network, opts.dns ?? []);
       // No resolver reachable from the namespace (only loopback ones on the host): pasta answers
       // at its DNS address and forwards to the host's resolver.
@@ -280,10 +326,13 @@ export class Containers {
   /** The launch plan for a created container. */
   plan(record: ContainerRecord, io: { tty?: { rows: number; cols: number }; stdinNull: boolean }): LaunchPlan {
     const mapping = currentMapping();
+    const mode = this.usernsOf(record);
     const dir = this.records.containerDir(record.id);
     const user = this.resolveUserFor(record);
     const network = record.hostConfig.networkMode as NetworkMode;
-    const lowerDirs = [...record.layers].reverse().map((c) => this.store.layers.linkPath(c));
+    const lowerDirs = isRemapped(mode)
+      ? this.imageLayerDirs(record).map((d) => path.relative(this.store.paths.root, d))
+      : [...record.layers].reverse().map((c) => this.store.layers.linkPath(c));
     if (lowerDirs.length === 0) {
       // overlay needs a lower dir: an image without layers gets an empty one.
       mkdirSync(path.join(dir, "empty"), { recursive: true });
@@ -298,8 +347,14 @@ export class Containers {
       readOnly: record.hostConfig.readOnly,
       network,
       etcFiles: { hosts: path.join(dir, "hosts"), resolvConf: path.join(dir, "resolv.conf"), hostname: path.join(dir, "hostname") },
-      ttyGroupMapped: maxMappedId(mapping, "gid") >= 5,
-      extraMounts: planMounts(record.hostConfig.mounts ?? [], this.volumes),
+      ttyGroupMapped: maxContainerId(mapping, "gid", mode) >= 5,
+      extraMounts: [
+        // keep-id's generated /etc/passwd and /etc/group, when the image lacks the user.
+        ...["passwd", "group"]
+          .filter((f) => existsSync(path.join(dir, f)))
+          .map((f): PlanMount => ({ kind: "bind", source: path.join(dir, f), target: `/etc/${f}`, flags: 0, create: "file", recursive: false })),
+        ...planMounts(record.hostConfig.mounts ?? [], this.volumes),
+      ],
     });
     const security = securityOf(record);
     confineFilesystem(fs, security);
@@ -333,7 +388,7 @@ export class Containers {
     const cgroup = this.prepareLimits(record, plan);
     let proc: LaunchedProcess;
     try {
-      proc = await launchPlan(plan, (pid) => {
+      proc = await launchPlan(plan, this.usernsOf(record), (pid) => {
         if (cgroup) {
           this.cgroups.set(record.id, cgroup);
           writeFileSync(path.join(cgroup, "cgroup.procs"), `${pid}\n`);
@@ -405,7 +460,7 @@ export class Containers {
     const cgroup = this.prepareLimits(record, plan);
     writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
     const net = this.networkCommand(record);
-    writeFileSync(path.join(dir, "prestart"), idMapFile(idMapSteps()) + (cgroup ? `cgroup ${cgroup}\n` : "") + (net ? `tool ${net.join(" ")}\n` : ""));
+    writeFileSync(path.join(dir, "prestart"), idMapFile(idMapSteps(currentMapping(), this.usernsOf(record))) + (cgroup ? `cgroup ${cgroup}\n` : "") + (net ? `tool ${net.join(" ")}\n` : ""));
     clearRunFiles(dir);
     const policy = record.hostConfig.restartPolicy ?? { name: "no", maximumRetryCount: 0 };
     writeFileSync(path.join(dir, "restart"), `${policy.name} ${policy.maximumRetryCount}\n`);

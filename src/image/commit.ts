@@ -27,7 +27,7 @@ import { scanSpecFor } from "./diff.js";
 import { containerPids } from "../container/top.js";
 import { readLayeredFile } from "../container/rootfs-files.js";
 import { parseGroup, parsePasswd, parseUserSpec, resolveUser } from "../container/spec.js";
-import { currentMapping, maxMappedId } from "../userns.js";
+import { currentMapping, isRemapped, maxMappedId } from "../userns.js";
 import { TsrunError } from "../errors.js";
 
 export interface CommitOptions {
@@ -163,6 +163,8 @@ export async function commitContainer(containers: Containers, opts: CommitOption
   // Everything the user can get wrong is checked before anything is read or written.
   const name = opts.reference ? tagName(opts.reference) : undefined;
   const record = containers.get(opts.container);
+  if (isRemapped(containers.usernsOf(record)))
+    throw new TsrunError(`commit: ${record.name} runs with --userns ${containers.usernsOf(record).kind}; committing a container with its own id mapping is not supported yet`);
   const parent = store.images.list().find((i) => i.id === record.image);
   if (!parent) throw new TsrunError(`the image of container ${record.name} (${record.image}) is no longer in the store`);
   let parentConfig: ImageConfig;

@@ -239,3 +239,51 @@ describe("every process of a container is confined", () => {
     expect((await tsrun(["rm", "-f", name])).code).toBe(0);
   });
 });
+
+describe("--userns", () => {
+  const hostUid = env.user ? env.user.uid : (process.getuid?.() ?? 0);
+  const hostGid = env.user ? env.user.gid : (process.getgid?.() ?? 0);
+
+  it("keep-id: the user keeps its ids inside and runs as them; the image still belongs to root; bind-mount files are the user's", async () => {
+    const dir = scratchDir("keepid");
+    const r = await tsrun(["run", "--rm", "--userns", "keep-id", "-v", `${dir}:/work`, "busybox", "sh", "-c", "id -u; id -g; stat -c '%u:%g' / /etc/passwd /bin/busybox; touch /work/made; wc -l < /proc/self/uid_map"]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe(`${hostUid}\n${hostGid}\n0:0\n0:0\n0:0\n${hostUid < 65536 ? 3 : 2}\n`);
+    expect(statSync(path.join(dir, "made"))).toMatchObject({ uid: hostUid, gid: hostGid });
+    // Root is still root inside, over the image's files.
+    const root = await tsrun(["run", "--rm", "--userns", "keep-id", "-u", "0", "busybox", "sh", "-c", "id -u; echo x >> /etc/passwd && echo wrote"]);
+    expect(root.stdout).toBe("0\nwrote\n");
+  });
+
+  it("keep-id:uid=N,gid=N adds a passwd and group entry when the image has none", async () => {
+    const r = await tsrun(["run", "--rm", "--userns", "keep-id:uid=4242,gid=4243", "busybox", "sh", "-c", "id -u; id -g; grep -c ':4242:4243:' /etc/passwd; grep -c ':4243:' /etc/group; echo $HOME"]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.split("\n").slice(0, 4)).toEqual(["4242", "4243", "1", "1"]);
+  });
+
+  it("keep-id for a detached container: exec runs as the user, inspect shows the mode, commit says it cannot", async () => {
+    const name = unique("keepid");
+    expect((await tsrun(["run", "-d", "--name", name, "--userns", "keep-id", "busybox", "sleep", "60"])).code).toBe(0);
+    expect((await tsrun(["exec", name, "id", "-u"])).stdout).toBe(`${hostUid}\n`);
+    expect((await tsrun(["exec", "-u", "root", name, "id", "-u"])).stdout).toBe("0\n");
+    expect((await tsrun(["inspect", "-f", "{{.HostConfig.UsernsMode}}", name])).stdout).toBe("keep-id\n");
+    const commit = await tsrun(["commit", name, unique("keepid-image")]);
+    expect(commit.code).toBe(125);
+    expect(commit.stderr).toMatch(/^Error: commit: .* runs with --userns keep-id; .*not supported yet\n$/);
+    expect((await tsrun(["rm", "-f", name])).code).toBe(0);
+  });
+
+  it("nomap leaves the user unmapped; host is the default mapping; others are refused", async () => {
+    const nomap = await tsrun(["run", "--rm", "--userns", "nomap", "busybox", "sh", "-c", "id -u; stat -c '%u:%g' /etc/passwd; cat /proc/self/uid_map"]);
+    expect(nomap.stderr).toBe("");
+    const [uid, owner, ...map] = nomap.stdout.trim().split("\n");
+    expect([uid, owner]).toEqual(["0", "0:0"]);
+    expect(map).toHaveLength(1);
+    expect(map[0]?.trim().split(/\s+/)[1]).not.toBe(String(hostUid));
+    const host = await tsrun(["run", "--rm", "--userns", "host", "busybox", "cat", "/proc/self/uid_map"]);
+    expect(host.stdout.trim().split("\n")[0]?.trim().split(/\s+/)).toEqual(["0", String(hostUid), "1"]);
+    const auto = await tsrun(["run", "--rm", "--userns", "auto", "busybox", "true"]);
+    expect(auto).toMatchObject({ code: 125, stderr: "Error: --userns auto is not supported by tsrun (private, host, nomap, keep-id are)\n" });
+  });
+});
+

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { TsrunError } from "../../errors.js";
 import { containerCapabilities } from "./capabilities.js";
 import { parseProfileJson, parseSeccompProfile } from "./seccomp.js";
+import type { UsernsMode } from "../../userns.js";
 
 export interface Ulimit {
   Name: string;
@@ -22,11 +23,6 @@ export interface Resources {
   nanoCpus?: number;
 }
 
-export type UsernsMode =
-  | { kind: "private" }
-  | { kind: "host" }
-  | { kind: "nomap" }
-  | { kind: "keep-id"; uid?: number; gid?: number };
 
 export interface SecurityConfig {
   privileged: boolean;
