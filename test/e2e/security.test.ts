@@ -169,6 +169,19 @@ describe("--privileged", () => {
   });
 });
 
+describe("masked paths (Podman's mask= and unmask=)", () => {
+  it("unmask=ALL lifts runc's masks and read-only paths; mask= adds one", async () => {
+    const count = "grep -c -E ' /proc/(keys|kcore|timer_list|sys) ' /proc/self/mountinfo";
+    expect((await tsrun(["run", "--rm", "--security-opt", "unmask=ALL", "busybox", "sh", "-c", count])).stdout).toBe("0\n");
+    const one = await tsrun(["run", "--rm", "--security-opt", "unmask=/proc/kcore:/proc/keys", "busybox", "sh", "-c", "grep -c ' /proc/kcore ' /proc/self/mountinfo; grep -c ' /proc/timer_list ' /proc/self/mountinfo"]);
+    expect(one.stdout).toBe("0\n1\n");
+    const masked = await tsrun(["run", "--rm", "--security-opt", "mask=/etc/hostname", "busybox", "sh", "-c", "wc -c < /etc/hostname"]);
+    expect(masked.stdout.trim()).toBe("0");
+    const bad = await tsrun(["run", "--rm", "--security-opt", "mask=relative/path", "busybox", "true"]);
+    expect(bad).toMatchObject({ code: 125, stderr: 'Error: invalid --security-opt mask=relative/path: "relative/path" is not an absolute path\n' });
+  });
+});
+
 describe("limits", () => {
   it("--ulimit sets soft and hard limits, for the container and for exec", async () => {
     const r = await tsrun(["run", "--rm", "--ulimit", "nofile=512:1024", "--ulimit", "core=0", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn; ulimit -c"]);
