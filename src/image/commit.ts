@@ -163,8 +163,6 @@ export async function commitContainer(containers: Containers, opts: CommitOption
   // Everything the user can get wrong is checked before anything is read or written.
   const name = opts.reference ? tagName(opts.reference) : undefined;
   const record = containers.get(opts.container);
-  if (isRemapped(containers.usernsOf(record)))
-    throw new TsrunError(`commit: ${record.name} runs with --userns ${containers.usernsOf(record).kind}; committing a container with its own id mapping is not supported yet`);
   const parent = store.images.list().find((i) => i.id === record.image);
   if (!parent) throw new TsrunError(`the image of container ${record.name} (${record.image}) is no longer in the store`);
   let parentConfig: ImageConfig;
@@ -179,8 +177,19 @@ export async function commitContainer(containers: Containers, opts: CommitOption
   const tarFile = path.join(store.paths.blobs, `.tmp-commit-${process.pid}-${randomBytes(6).toString("hex")}`);
   let packed;
   const resume = record.state.status === "running" && opts.pause !== false ? pauseContainer(record) : () => undefined;
+  const userns = containers.usernsOf(record);
   try {
-    packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp });
+    if (isRemapped(userns)) {
+      // A container with its own id mapping (keep-id) is read in that mapping, so the tar has
+      // the owners it sees; the store's copy is unpacked from the tar in the store's mapping.
+      packed = await store.pack({ ...scanSpecFor(containers, record), tarFile }, userns);
+      if (packed.entries > 0) {
+        const [unpacked] = await store.unpack([{ blob: tarFile, dest: layerTmp }]);
+        if (unpacked?.diffId !== packed.digest) throw new Error(`the layer read back as ${unpacked?.diffId ?? "nothing"}, not ${packed.digest}`);
+      }
+    } else {
+      packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp });
+    }
   } catch (err) {
     rmSync(tarFile, { force: true });
     await store.removeTree(layerTmp);

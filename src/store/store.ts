@@ -122,8 +122,8 @@ export class Store {
    * Turns a container's upper dir into a layer (commit): an uncompressed tar at job.tarFile and
    * the same content as a layer dir in job.layerDir/diff, both inside the user namespace.
    */
-  async pack(job: PackJob): Promise<PackResult> {
-    const result = await this.runWorkerJob<PackJob, PackResult>("pack", job);
+  async pack(job: PackJob, userns?: UsernsMode): Promise<PackResult> {
+    const result = await this.runWorkerJob<PackJob, PackResult>("pack", job, userns ? { userns } : {});
     if (!result) throw new Error("the storage worker returned no result for pack");
     return result;
   }

@@ -274,15 +274,19 @@ describe("--userns", () => {
     expect(r.stdout.split("\n").slice(0, 4)).toEqual(["4242", "4243", "1", "1"]);
   });
 
-  it("keep-id for a detached container: exec runs as the user, inspect shows the mode, commit says it cannot", async () => {
+  it("keep-id for a detached container: exec runs as the user, inspect shows the mode, commit keeps the owners it saw", async () => {
     const name = unique("keepid");
     expect((await tsrun(["run", "-d", "--name", name, "--userns", "keep-id", "busybox", "sleep", "60"])).code).toBe(0);
-    expect((await tsrun(["exec", name, "id", "-u"])).stdout).toBe(`${hostUid}\n`);
-    expect((await tsrun(["exec", "-u", "root", name, "id", "-u"])).stdout).toBe("0\n");
+    expect((await tsrun(["exec", name, "sh", "-c", "id -u; touch /tmp/mine"])).stdout).toBe(`${hostUid}\n`);
+    expect((await tsrun(["exec", "-u", "root", name, "sh", "-c", "id -u; touch /rootfile; rm /etc/group"])).stdout).toBe("0\n");
     expect((await tsrun(["inspect", "-f", "{{.HostConfig.UsernsMode}}", name])).stdout).toBe("keep-id\n");
-    const commit = await tsrun(["commit", name, unique("keepid-image")]);
-    expect(commit.code).toBe(125);
-    expect(commit.stderr).toMatch(/^Error: commit: .* runs with --userns keep-id; .*not supported yet\n$/);
+    const image = unique("keepid-image");
+    const commit = await tsrun(["commit", name, image]);
+    expect(commit.stderr).toBe("");
+    expect(commit.code).toBe(0);
+    // Run with the default mapping: the owners are the ones the keep-id container had.
+    const check = await tsrun(["run", "--rm", image, "sh", "-c", "stat -c '%n %u:%g' /tmp/mine /rootfile /etc/passwd; test -e /etc/group || echo no-group"]);
+    expect(check.stdout).toBe(`/tmp/mine ${hostUid}:${hostGid}\n/rootfile 0:0\n/etc/passwd 0:0\nno-group\n`);
     expect((await tsrun(["rm", "-f", name])).code).toBe(0);
   });
 
