@@ -8,6 +8,8 @@ import { allCapabilities, capabilityMask, containerCapabilities, DEFAULT_CAPABIL
 import { parseMemory, parseSecurityFlags, parseUlimit, parseUserns } from "../../src/container/security/options.js";
 import { cgroupSupport, limitFiles } from "../../src/container/security/cgroups.js";
 import { TsrunError } from "../../src/errors.js";
+import { idMapSteps, maxContainerId, type IdMapping } from "../../src/userns.js";
+import { keepIdAccounts } from "../../src/container/spec.js";
 
 const ALLOW = 0x7fff0000;
 const errno = (n: number): number => 0x00050000 | n;
@@ -233,3 +235,43 @@ describe("cgroup delegation", () => {
     ]);
   });
 });
+
+describe("--userns id maps", () => {
+  const m: IdMapping = { uid: 1001, gid: 1002, subUids: { start: 100000, count: 65536 }, subGids: { start: 200000, count: 65536 } };
+
+  it("private and host: root is the user, 1..N the subordinate ids", () => {
+    for (const kind of ["private", "host"] as const) {
+      expect(idMapSteps(m, { kind }).tools).toEqual([
+        ["newuidmap", "0", "1001", "1", "1", "100000", "65536"],
+        ["newgidmap", "0", "1002", "1", "1", "200000", "65536"],
+      ]);
+    }
+  });
+
+  it("keep-id: the user keeps its id, the subordinate ids go around it", () => {
+    expect(idMapSteps(m, { kind: "keep-id" }).tools).toEqual([
+      ["newuidmap", "0", "100000", "1001", "1001", "1001", "1", "1002", "101001", "64535"],
+      ["newgidmap", "0", "200000", "1002", "1002", "1002", "1", "1003", "201002", "64534"],
+    ]);
+    expect(idMapSteps(m, { kind: "keep-id", uid: 70000, gid: 0 }).tools).toEqual([
+      ["newuidmap", "0", "100000", "65536", "70000", "1001", "1"],
+      ["newgidmap", "0", "1002", "1", "1", "200000", "65536"],
+    ]);
+    expect(maxContainerId(m, "uid", { kind: "keep-id", uid: 70000 })).toBe(70000);
+    expect(maxContainerId(m, "uid", { kind: "keep-id" })).toBe(65536);
+  });
+
+  it("nomap: only subordinate ids; modes that need them are refused without", () => {
+    expect(idMapSteps(m, { kind: "nomap" }).tools[0]).toEqual(["newuidmap", "0", "100000", "65536"]);
+    const bare: IdMapping = { uid: 1001, gid: 1001, subUids: null, subGids: null };
+    expect(() => idMapSteps(bare, { kind: "keep-id" })).toThrow(/--userns keep-id needs subordinate ids for uid 1001/);
+  });
+
+  it("keep-id adds the user's passwd and group entries only when missing", () => {
+    const passwd = "root:x:0:0:root:/root:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n";
+    const group = "root:x:0:\n";
+    expect(keepIdAccounts(passwd, group, { uid: 1001, gid: 1001, name: "me", home: "/home/me" })).toEqual({ group: "root:x:0:\nme:x:1001:\n" });
+    expect(keepIdAccounts(passwd, group, { uid: 4242, gid: 0, name: "root", home: "/h" })).toEqual({ passwd: `${passwd}root-4242:*:4242:0:root-4242:/h:/bin/sh\n` });
+  });
+});
+
