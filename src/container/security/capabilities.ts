@@ -49,8 +49,10 @@ export function normaliseCapability(name: string, flag: string): string {
  * defaults minus the drops plus the adds.
  */
 export function containerCapabilities(opts: { privileged: boolean; capAdd: string[]; capDrop: string[] }): string[] {
+  if (opts.privileged) return allCapabilities();
+  // The default set needs no look at the kernel (every start takes this path).
+  if (opts.capAdd.length === 0 && opts.capDrop.length === 0) return [...DEFAULT_CAPABILITIES];
   const all = allCapabilities();
-  if (opts.privileged) return all;
   const add = opts.capAdd.map((c) => normaliseCapability(c, "--cap-add"));
   const drop = opts.capDrop.map((c) => normaliseCapability(c, "--cap-drop"));
   let caps: string[];

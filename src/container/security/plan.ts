@@ -6,7 +6,7 @@ import { allCapabilities, containerCapabilities, processCapabilities } from "./c
 import { accessibleHostDevices } from "./devices.js";
 import { DEFAULT_SECCOMP_PROFILE } from "./default-seccomp.js";
 import { defaultSecurity, ULIMIT_RESOURCES, type SecurityConfig } from "./options.js";
-import { compileSeccomp, parseSeccompProfile, resolveSeccomp, type SeccompProfile } from "./seccomp.js";
+import { parseSeccompProfile, seccompProgram, type SeccompProfile } from "./seccomp.js";
 
 /** The settings of a record; containers created before tsrun confined them get the defaults. */
 export function securityOf(record: { hostConfig: { security?: SecurityConfig } }): SecurityConfig {
@@ -35,7 +35,7 @@ export function processSecurity(sec: SecurityConfig, uid: number, opts: { privil
     noNewPrivileges: sec.noNewPrivileges,
   };
   const profile = seccompProfile(sec);
-  if (profile) out.seccomp = compileSeccomp(resolveSeccomp(profile, { caps: containerCaps }));
+  if (profile) out.seccomp = seccompProgram(profile, { caps: containerCaps });
   return out;
 }
 

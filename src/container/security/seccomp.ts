@@ -283,17 +283,28 @@ function cacheDir(): string {
   return path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), ".cache"), "tsrun");
 }
 
+/** Compiles a resolved filter with libseccomp (the addon), without any caching. */
+export function compileFilter(filter: ResolvedFilter): Buffer {
+  try {
+    return native().compileSeccomp(filter).program;
+  } catch (err) {
+    throw new TsrunError(`cannot compile the seccomp profile: ${(err as Error).message}`);
+  }
+}
+
 /**
- * The BPF program for a resolved filter. libseccomp takes 15-35 ms for Docker's profile on three
- * architectures, as long as a whole container start, so programs are cached on disk (keyed by
- * the filter and the libseccomp version; stored with their own digest) and in memory (exec and
- * health checks reuse the container's).
+ * The BPF program of a profile for this machine and these capabilities. libseccomp takes 15-35
+ * ms for Docker's profile on three architectures, as long as a whole container start, so
+ * programs are cached on disk (keyed by the profile, the capabilities, the machine and the
+ * libseccomp version; stored with their own digest) and in memory (exec and health checks
+ * reuse the container's). A cached program skips resolving the profile too.
  */
-export function compileSeccomp(filter: ResolvedFilter): { program: Buffer; flags: number } {
-  const addon = native();
-  const key = createHash("sha256").update(addon.seccompVersion()).update("\0").update(JSON.stringify(filter)).digest("hex");
+export function seccompProgram(profile: SeccompProfile, ctx: ResolveContext): { program: Buffer; flags: number } {
+  const full = { caps: [...ctx.caps].sort(), arch: ctx.arch ?? goArch(), kernel: ctx.kernel ?? release() };
+  const key = createHash("sha256").update(native().seccompVersion()).update("\0").update(JSON.stringify([profile, full])).digest("hex");
   const memo = compiled.get(key);
   if (memo) return memo;
+  const flags = (profile.flags ?? []).reduce((f, name) => f | (FLAGS[name] ?? 0), 0);
   const file = path.join(cacheDir(), `seccomp-${key}.bpf`);
   let program: Buffer | undefined;
   try {
@@ -304,11 +315,7 @@ export function compileSeccomp(filter: ResolvedFilter): { program: Buffer; flags
     // Not cached yet.
   }
   if (!program) {
-    try {
-      program = addon.compileSeccomp(filter).program;
-    } catch (err) {
-      throw new TsrunError(`cannot compile the seccomp profile: ${(err as Error).message}`);
-    }
+    program = compileFilter(resolveSeccomp(profile, full));
     try {
       mkdirSync(cacheDir(), { recursive: true });
       const tmp = `${file}.${process.pid}`;
@@ -318,7 +325,7 @@ export function compileSeccomp(filter: ResolvedFilter): { program: Buffer; flags
       // A read-only cache only costs time.
     }
   }
-  const out = { program, flags: filter.flags };
+  const out = { program, flags };
   compiled.set(key, out);
   return out;
 }
