@@ -292,7 +292,7 @@ export class Containers {
       writeFileSync(path.join(dir, "hosts"), hostsFile(hostname) + extraHosts.map((l) => `${l}\n`).join(""));
       writeFileSync(path.join(dir, "hostname"), hostname + "\n");
       // Bound over the image's files at start (see plan), like /etc/hosts.
-      for (const [file, text] of Object.entries(this.accounts(record).changed)) writeFileSync(path.join(dir, file), text);
+      if (keep) for (const [file, text] of Object.entries(this.accounts(record).changed)) writeFileSync(path.join(dir, file), text);
       if (isRemapped(security.userns)) {
         await copyLayersForMapping(record.layers.map((l) => this.store.layers.diffDir(l)), dir, security.userns);
       }

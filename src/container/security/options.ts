@@ -246,7 +246,7 @@ export function parseSecurityFlags(flags: SecurityFlags): SecurityConfig {
   // Names are checked here, so a typo fails at create time rather than at start.
   containerCapabilities({ privileged: false, capAdd: config.capAdd, capDrop: config.capDrop });
   for (const opt of flags.securityOpt ?? []) applySecurityOpt(config, opt);
-  const hardLimits = currentHardLimits();
+  const hardLimits = (flags.ulimits ?? []).length > 0 ? currentHardLimits() : new Map<string, number>();
   for (const spec of flags.ulimits ?? []) {
     const u = parseUlimit(spec);
     const current = hardLimits.get(u.Name);
