@@ -3,7 +3,7 @@
 # `tsrun run --rm --network none busybox true` confined (the default), with the filter lifted
 # (--security-opt seccomp=unconfined) and, when given, from another checkout built before
 # confinement existed (BASE: a directory with bin/, dist/ and build/ of that commit).
-# Usage: bench/confinement.sh [RUNS] [BASE]   (results appended to bench/RESULTS.md)
+# Usage: [BASE_LABEL=...] bench/confinement.sh [RUNS] [BASE]   (results appended to bench/RESULTS.md)
 source "$(dirname "$0")/lib.sh"
 RUNS=${1:-30}
 BASE=${2:-}
@@ -38,7 +38,7 @@ $(row '`tsrun run --rm --network none busybox true` (default: capabilities + sec
 $(row '`... --security-opt seccomp=unconfined`' "$unconfined")"
 if [ -n "$BASE" ]; then
   table="$table
-$(row "the same from $(basename "$BASE") (no confinement)" "$BASE/bin/tsrun run --rm --network none busybox true")"
+$(row "the same from ${BASE_LABEL:-$(basename "$BASE")}, before confinement" "$BASE/bin/tsrun run --rm --network none busybox true")"
 fi
 body="Measured $(date -u +%Y-%m-%d) with \`bench/confinement.sh $RUNS${BASE:+ BASE}\` ($RUNS runs, 3 warm-up, $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1 /proc/loadavg) at the end: other work ran on the machine).
 
