@@ -208,6 +208,9 @@ export class Containers {
     checkResourceLimits(security.resources);
     // keep-id and nomap need subordinate ids: this refuses them early when there are none.
     maxContainerId(currentMapping(), "uid", security.userns);
+    // A profile libseccomp refuses (an architecture it does not know, conflicting rules) fails
+    // here rather than at start; the compiled program is cached for the start.
+    processSecurity(security, 0);
     const keep = keepIdUser(security.userns);
     const workingDir = opts.workdir ?? (c.WorkingDir || "/");
     if (!workingDir.startsWith("/")) throw new TsrunError(`the working directory "${workingDir}" is invalid: it needs to be an absolute path`);

@@ -121,6 +121,8 @@ describe("seccomp", () => {
     const cases: [string, RegExp][] = [
       ['{"defaultAction": "SCMP_ACT_ALLOW",', /^Error: invalid seccomp profile .*bad\.json: .*JSON.*\n$/],
       ['{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_EXPLODE"}]}', /^Error: invalid seccomp profile .*bad\.json: syscalls\[0\]: unknown action "SCMP_ACT_EXPLODE"\n$/],
+      // Well-formed, but libseccomp refuses it: still before anything is created.
+      ['{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_NOSUCH"]}', /^Error: cannot compile the seccomp profile: seccomp: unknown architecture nosuch\n$/],
     ];
     for (const [text, pattern] of cases) {
       writeFileSync(path.join(dir, "bad.json"), text);
