@@ -2,7 +2,8 @@
   "targets": [
     {
       "target_name": "tsrun_native",
-      "sources": ["native/addon.cc", "native/spawn.cc", "native/fs.cc"],
+      "sources": ["native/addon.cc", "native/spawn.cc", "native/security.cc", "native/seccomp.cc", "native/fs.cc"],
+      "libraries": ["-lseccomp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
@@ -12,7 +13,7 @@
     {
       "target_name": "tsrun-monitor",
       "type": "executable",
-      "sources": ["native/monitor.cc", "native/spawn.cc", "native/attach.cc"],
+      "sources": ["native/monitor.cc", "native/spawn.cc", "native/attach.cc", "native/security.cc"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "seccomp.h"
 #include "spawn.h"
 
 extern char** environ;
@@ -306,6 +307,7 @@ Napi::Object InitExports(Napi::Env env, Napi::Object exports) {
   exports.Set("spawnMonitor", Napi::Function::New(env, SpawnMonitor));
   exports.Set("mount", Napi::Function::New(env, Mount));
   RegisterFs(env, exports);
+  RegisterSeccomp(env, exports);
   return exports;
 }
 

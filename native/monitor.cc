@@ -9,6 +9,7 @@
 //   prestart   what to do once the child exists, before it goes on: lines "tool PROGRAM ARGS..."
 //              (the child's pid is inserted as the first argument: newuidmap, newgidmap, pasta)
 //              or "write FILE CONTENT" (written to /proc/PID/FILE)
+//              or "cgroup DIR" (the pid is written to DIR/cgroup.procs; DIR is removed at the end)
 //   pasta.pid  written by pasta (the network helper); the monitor stops it when the run ends
 //   ctr.log    the log, appended: {"log":"...","stream":"stdout","time":"..."}
 //   exit       written atomically when the container ends: "CODE FINISHED_AT\n"
@@ -55,6 +56,7 @@ namespace {
 
 const int kReadyFd = 3;
 std::string g_dir;
+std::string g_cgroup;  // the container's cgroup, removed when the container ends
 
 void write_all(int fd, const std::string& s) {
   size_t off = 0;
@@ -191,6 +193,14 @@ void map_ids(pid_t pid) {
           if (!l.empty() && l.find("syslog") == std::string::npos) last = l;
         fail(args[0] + " failed: " + (last.empty() ? "exit " + std::to_string(WEXITSTATUS(status)) : last), 0);
       }
+    } else if (kind == "cgroup") {
+      // The container's own cgroup (resource limits): the child enters it before it runs.
+      std::getline(words, g_cgroup);
+      if (!g_cgroup.empty() && g_cgroup[0] == ' ') g_cgroup.erase(0, 1);
+      std::string procs = g_cgroup + "/cgroup.procs", pid_text = std::to_string(pid) + "\n";
+      int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || write(fd, pid_text.data(), pid_text.size()) < 0) fail("move the container into " + g_cgroup, errno);
+      close(fd);
     } else if (kind == "write") {
       std::string file, content;
       words >> file;
@@ -591,6 +601,7 @@ int main(int argc, char** argv) {
   }
   close(log_fd);
   unlink((g_dir + "/attach.sock").c_str());
+  if (!g_cgroup.empty()) rmdir(g_cgroup.c_str());
   write_exit(code);
   // --rm: hand over to `tsrun rm` (files of subordinate owners need the user namespace, which
   // tsrun knows how to enter). The command line was written by tsrun, one argument a line.

@@ -193,8 +193,12 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
       plan.die_with_parent = false;
     } else if (key == "no-become-root") {
       plan.become_root = false;
+    } else if (key == "unshare-cgroup") {
+      plan.unshare_cgroup = true;
     } else {
-      return "unknown plan key " + key;
+      std::string security_err;
+      if (!decode_security(key, f, plan.security, security_err)) return "unknown plan key " + key;
+      if (!security_err.empty()) return security_err;
     }
   }
   if (plan.argv.empty()) return "plan has no argv";
@@ -601,6 +605,7 @@ int child_main(void* arg) {
     if (setresgid(0, 0, 0) != 0) child_fail(a.error_fd, 0, errno, "setresgid 0");
     if (setresuid(0, 0, 0) != 0) child_fail(a.error_fd, 0, errno, "setresuid 0");
   }
+  if (p.unshare_cgroup && unshare(CLONE_NEWCGROUP) != 0) child_fail(a.error_fd, 0, errno, "new cgroup namespace");
   if (!p.hostname.empty() && (p.clone_flags & CLONE_NEWUTS)) {
     if (sethostname(p.hostname.c_str(), p.hostname.size()) != 0)
       child_fail(a.error_fd, 0, errno, "sethostname");
@@ -675,14 +680,26 @@ int child_main(void* arg) {
     close(root_fd);
   }
 
+  // runc's order: limits and no_new_privs; without no_new_privs the filter needs CAP_SYS_ADMIN,
+  // so it goes in before the capabilities are dropped, otherwise as late as possible.
+  const SecurityPlan& sec = p.security;
+  const char* step = nullptr;
+  int err = apply_rlimits(sec, &step);
+  if (err) child_fail(a.error_fd, 0, err, step);
+  if (p.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    child_fail(a.error_fd, 0, errno, "set no_new_privs");
+  if (!p.no_new_privs && (err = install_seccomp(sec, &step))) child_fail(a.error_fd, 0, err, step);
+  if ((err = drop_bounding_set(sec, &step))) child_fail(a.error_fd, 0, err, step);
   if (p.have_user) {
+    if (sec.caps && (err = keep_capabilities(true, &step))) child_fail(a.error_fd, 0, err, step);
     if (p.set_groups && setgroups(p.groups.size(), p.groups.data()) != 0)
       child_fail(a.error_fd, 0, errno, "setgroups");
     if (setresgid(p.gid, p.gid, p.gid) != 0) child_fail(a.error_fd, 0, errno, "setresgid");
     if (setresuid(p.uid, p.uid, p.uid) != 0) child_fail(a.error_fd, 0, errno, "setresuid");
+    if (sec.caps && (err = keep_capabilities(false, &step))) child_fail(a.error_fd, 0, err, step);
+    // A change of user clears the parent-death signal: set it again (runc does the same).
+    if (p.die_with_parent) prctl(PR_SET_PDEATHSIG, SIGKILL);
   }
-  if (p.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-    child_fail(a.error_fd, 0, errno, "set no_new_privs");
 
   if (!p.cwd.empty()) {
     // Resolved from the container's root; magic links such as /proc/self/fd/N are refused.
@@ -691,9 +708,17 @@ int child_main(void* arg) {
     how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
     how.resolve = RESOLVE_NO_MAGICLINKS;
     int fd = static_cast<int>(syscall(SYS_openat2, AT_FDCWD, p.cwd.c_str(), &how, sizeof how));
-    if (fd < 0 || fchdir(fd) != 0) child_fail(a.error_fd, 0, errno, "chdir to ", p.cwd.c_str());
-    close(fd);
+    if (fd < 0 && (errno == EPERM || errno == ENOSYS) && !sec.seccomp.empty()) {
+      // A seccomp profile without openat2 (older Docker profiles): plain chdir is safe here,
+      // every fd that could serve as a magic link is closed by now.
+      if (chdir(p.cwd.c_str()) != 0) child_fail(a.error_fd, 0, errno, "chdir to ", p.cwd.c_str());
+    } else {
+      if (fd < 0 || fchdir(fd) != 0) child_fail(a.error_fd, 0, errno, "chdir to ", p.cwd.c_str());
+      close(fd);
+    }
   }
+  if ((err = apply_capabilities(sec, &step))) child_fail(a.error_fd, 0, err, step);
+  if (p.no_new_privs && (err = install_seccomp(sec, &step))) child_fail(a.error_fd, 0, err, step);
   exec_command(a);
 }
 

@@ -10,6 +10,8 @@
 #include <vector>
 #include <sys/types.h>
 
+#include "security.h"
+
 namespace tsrun {
 
 // One step that runs inside the child, in order, before or after pivot_root.
@@ -63,6 +65,8 @@ struct LaunchPlan {
   std::vector<std::string> join_ns;
   bool die_with_parent = true;
   bool become_root = true;         // setresuid(0) in the new user namespace before anything
+  bool unshare_cgroup = false;     // new cgroup namespace after the parent moved us to our cgroup
+  SecurityPlan security;           // capabilities, rlimits, seccomp (native/security.h)
 };
 
 // Starts a helper tool (newuidmap, newgidmap, pasta) with posix_spawnp: default signal

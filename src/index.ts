@@ -18,6 +18,8 @@ import { loadArchive, type LoadOptions, type LoadResult } from "./image/archive/
 
 export { Store } from "./store/store.js";
 export { Containers, type CreateOptions } from "./container/run.js";
+export type { SecurityFlags, SecurityConfig, Ulimit, Resources } from "./container/security/options.js";
+export type { UsernsMode } from "./userns.js";
 export type { ContainerRecord, ContainerState, ContainerStatus } from "./container/records.js";
 export type { ImageRecord, LayerRecord } from "./store/images.js";
 export type { ImageConfig, ContainerConfig, Manifest, Descriptor } from "./image/types.js";

@@ -65,6 +65,14 @@ interface NativeAddon {
   lstatAt(dirFd: number, name: string): RawStat;
   /** mount(2); for the storage worker inside its own user+mount namespace. Throws with code/errno. */
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+  /** Compiles a resolved seccomp filter to classic BPF (libseccomp); unknown syscalls are skipped. */
+  compileSeccomp(filter: {
+    defaultAction: number;
+    arches: string[];
+    rules: { name: string; action: number; args: [number, number, string, string][] }[];
+  }): { program: Buffer; unknown: string[] };
+  /** libseccomp's version, "major.minor.micro". */
+  seccompVersion(): string;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -158,6 +166,14 @@ export interface LaunchPlan {
   joinNamespaces?: string[];
   /** Kill the child when the spawning thread dies (foreground runs, storage helpers). */
   dieWithParent: boolean;
+  /** Capability sets (bit N = capability N); absent: left as the user namespace gives them. */
+  capabilities?: { bounding: bigint; effective: bigint; permitted: bigint; inheritable: bigint; ambient: bigint };
+  /** setrlimit(2) in the child: resource number (RLIMIT_*), soft, hard (-1: unlimited). */
+  rlimits?: { resource: number; soft: number; hard: number }[];
+  /** A compiled seccomp filter (classic BPF) and seccomp(2) flags, installed last. */
+  seccomp?: { program: Buffer; flags: number };
+  /** Enter a new cgroup namespace once resumed (after the parent moved the child to its cgroup). */
+  unshareCgroup?: boolean;
 }
 
 /** Encodes a plan into the addon's wire format: key, count, fields, each NUL-terminated. */
@@ -208,5 +224,12 @@ export function encodePlan(plan: LaunchPlan): Buffer {
   if (plan.loopbackUp) rec("loopback-up");
   if (plan.joinNamespaces) rec("join", ...plan.joinNamespaces);
   if (!plan.dieWithParent) rec("keep-with-parent");
+  if (plan.capabilities) {
+    const c = plan.capabilities;
+    rec("caps", ...[c.bounding, c.effective, c.permitted, c.inheritable, c.ambient].map((m) => m.toString(16)));
+  }
+  for (const r of plan.rlimits ?? []) rec("rlimit", r.resource, r.soft, r.hard);
+  if (plan.seccomp) rec("seccomp", plan.seccomp.flags, plan.seccomp.program.toString("hex"));
+  if (plan.unshareCgroup) rec("unshare-cgroup");
   return Buffer.from(parts.join("\0") + "\0", "utf8");
 }

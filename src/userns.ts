@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { closeSync, createReadStream } from "node:fs";
 import { userInfo } from "node:os";
 import { CLONE, encodePlan, native, type LaunchPlan } from "./native.js";
+import { TsrunError } from "./errors.js";
 
 export interface IdRange {
   start: number;
@@ -79,10 +80,65 @@ export interface IdMapSteps {
 }
 
 /**
+ * A container's user namespace, as Podman's --userns names them. private (and host, which for a
+ * rootless runtime means the same mapping, as with rootless Podman): root is the calling user,
+ * 1..N the subordinate ids. keep-id: the user keeps its own id (or uid=/gid=) inside, the
+ * subordinate ids fill the rest. nomap: only subordinate ids, the user is not mapped at all.
+ */
+export type UsernsMode = { kind: "private" } | { kind: "host" } | { kind: "nomap" } | { kind: "keep-id"; uid?: number; gid?: number };
+
+/** One line of a uid_map/gid_map: ids inside, ids outside, count. */
+export type IdRange3 = [inside: number, outside: number, count: number];
+
+/** The uid and gid maps of a mode that needs subordinate ids (keep-id, nomap). */
+function subordinateMaps(m: IdMapping, mode: UsernsMode): { uid: IdRange3[]; gid: IdRange3[] } {
+  if (!m.subUids || !m.subGids) throw new TsrunError(`--userns ${mode.kind} needs subordinate ids for uid ${m.uid} in /etc/subuid and /etc/subgid`);
+  const around = (own: number, inside: number, sub: IdRange): IdRange3[] => {
+    const below = Math.min(inside, sub.count);
+    const ranges: IdRange3[] = [];
+    if (below > 0) ranges.push([0, sub.start, below]);
+    ranges.push([inside, own, 1]);
+    if (inside < sub.count) ranges.push([inside + 1, sub.start + inside, sub.count - inside]);
+    return ranges;
+  };
+  if (mode.kind === "nomap") return { uid: [[0, m.subUids.start, m.subUids.count]], gid: [[0, m.subGids.start, m.subGids.count]] };
+  const k = mode as { kind: "keep-id"; uid?: number; gid?: number };
+  return { uid: around(m.uid, k.uid ?? m.uid, m.subUids), gid: around(m.gid, k.gid ?? m.gid, m.subGids) };
+}
+
+/** Whether a mode maps ids differently from the default (then image layers need shifted copies). */
+export function isRemapped(mode: UsernsMode | undefined, m: IdMapping = currentMapping()): boolean {
+  return m.uid !== 0 && (mode?.kind === "keep-id" || mode?.kind === "nomap");
+}
+
+/** The uid a keep-id container's user gets by default (Podman: the caller's own ids). */
+export function keepIdUser(mode: UsernsMode, m: IdMapping = currentMapping()): { uid: number; gid: number } | undefined {
+  if (mode.kind !== "keep-id") return undefined;
+  return { uid: mode.uid ?? m.uid, gid: mode.gid ?? m.gid };
+}
+
+/** Highest container id a mode maps (inclusive). */
+export function maxContainerId(m: IdMapping, kind: "uid" | "gid", mode: UsernsMode = { kind: "private" }): number {
+  if (!isRemapped(mode, m)) return maxMappedId(m, kind);
+  const ranges = subordinateMaps(m, mode)[kind];
+  return Math.max(...ranges.map(([inside, , count]) => inside + count - 1));
+}
+
+/**
  * Container root is the calling user; 1..N are the subordinate ids. Without subordinate ranges
  * only root is mapped, with one warning: files of other owners cannot exist then.
  */
-export function idMapSteps(m: IdMapping = currentMapping()): IdMapSteps {
+export function idMapSteps(m: IdMapping = currentMapping(), mode: UsernsMode = { kind: "private" }): IdMapSteps {
+  if (isRemapped(mode, m)) {
+    const maps = subordinateMaps(m, mode);
+    return {
+      tools: [
+        ["newuidmap", ...maps.uid.flat().map(String)],
+        ["newgidmap", ...maps.gid.flat().map(String)],
+      ],
+      writes: [],
+    };
+  }
   if (m.uid === 0) {
     // Real root: an identity map, as rootful runtimes have.
     return { tools: [], writes: [["uid_map", "0 0 4294967295"], ["gid_map", "0 0 4294967295"]] };
@@ -109,8 +165,8 @@ export function idMapFile(steps: IdMapSteps): string {
 }
 
 /** Writes uid_map and gid_map of a child that waits in a fresh user namespace. */
-export async function writeIdMaps(pid: number, m: IdMapping = currentMapping()): Promise<void> {
-  const steps = idMapSteps(m);
+export async function writeIdMaps(pid: number, m: IdMapping = currentMapping(), mode: UsernsMode = { kind: "private" }): Promise<void> {
+  const steps = idMapSteps(m, mode);
   if (steps.tools.length > 0) {
     const commands = steps.tools.map(([tool, ...args]) => [tool as string, String(pid), ...args]);
     // Both tools run at once; their stderr goes straight to ours, so a refusal explains itself.
@@ -137,7 +193,7 @@ export interface HelperResult {
 export async function runInUserNamespace(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
-  opts: { joinUserNamespace?: string; stdin?: number; stdout?: number } = {},
+  opts: { joinUserNamespace?: string; stdin?: number; stdout?: number; userns?: UsernsMode } = {},
 ): Promise<HelperResult> {
   const addon = native();
   const [errRead, errWrite] = addon.pipe();
@@ -173,7 +229,7 @@ export async function runInUserNamespace(
     stream.on("error", () => resolve());
   });
   try {
-    if (!join) await writeIdMaps(handle.pid);
+    if (!join) await writeIdMaps(handle.pid, currentMapping(), opts.userns);
   } catch (err) {
     closeSync(handle.syncFd);
     closeSync(handle.errorFd);

@@ -150,8 +150,9 @@ export function registerContainers(program: Command): void {
     .option("-e, --env <KEY=VALUE>", "set an environment variable", collect, [])
     .option("-w, --workdir <dir>", "working directory inside the container")
     .option("-u, --user <user[:group]>", "user name or uid, optionally with group")
+    .option("--privileged", "give the command every capability", false)
     .passThroughOptions()
-    .action(async (name: string, command: string[], o: { interactive: boolean; tty: boolean; detach: boolean; env: string[]; workdir?: string; user?: string }) => {
+    .action(async (name: string, command: string[], o: { interactive: boolean; tty: boolean; detach: boolean; env: string[]; workdir?: string; user?: string; privileged: boolean }) => {
       process.exit(await execInContainer(new Tsrun().containers, name, { command, ...o }));
     });
 

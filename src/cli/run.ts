@@ -37,6 +37,15 @@ export interface CreateFlags {
   healthcheck: boolean;
   pull: "missing" | "always" | "never";
   tlsVerify?: string;
+  capAdd: string[];
+  capDrop: string[];
+  privileged: boolean;
+  securityOpt: string[];
+  ulimit: string[];
+  pidsLimit?: string;
+  memory?: string;
+  cpus?: string;
+  userns?: string;
 }
 
 export interface RunFlags extends CreateFlags {
@@ -89,6 +98,15 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--health-retries <n>", "consecutive failures needed to report unhealthy")
     .option("--health-start-period <duration>", "start period during which failures do not count")
     .option("--no-healthcheck", "disable any container-specified HEALTHCHECK")
+    .option("--cap-add <capability>", "add a Linux capability (or ALL)", collect, [])
+    .option("--cap-drop <capability>", "drop a Linux capability (or ALL)", collect, [])
+    .option("--privileged", "every capability, no seccomp filter, no masked paths, the host's devices", false)
+    .option("--security-opt <option>", "no-new-privileges, seccomp=unconfined|PROFILE.json, mask=PATHS, unmask=PATHS", collect, [])
+    .option("--ulimit <name=soft[:hard]>", "set a resource limit (nofile, nproc, core, ...)", collect, [])
+    .option("--pids-limit <n>", "limit the number of processes (needs cgroup v2 delegation)")
+    .option("-m, --memory <bytes>", "memory limit, e.g. 512m (needs cgroup v2 delegation)")
+    .option("--cpus <n>", "number of CPUs, e.g. 1.5 (needs cgroup v2 delegation)")
+    .option("--userns <mode>", "user namespace: private (default), host, nomap, keep-id[:uid=N,gid=N]")
     .addOption(new Option("--pull <policy>", "pull the image: missing, always or never").choices(["missing", "always", "never"]).default("missing"))
     .option("--tls-verify <bool>", "verify the registry's TLS certificate when pulling (true or false)")
     .passThroughOptions();
@@ -126,6 +144,17 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     tmpfs: o.tmpfs,
     volumesFrom: o.volumesFrom,
     restart: o.restart,
+    security: {
+      capAdd: o.capAdd,
+      capDrop: o.capDrop,
+      privileged: o.privileged,
+      securityOpt: o.securityOpt,
+      ulimits: o.ulimit,
+      pidsLimit: o.pidsLimit,
+      memory: o.memory,
+      cpus: o.cpus,
+      userns: o.userns,
+    },
     health: {
       cmd: o.healthCmd,
       interval: o.healthInterval,

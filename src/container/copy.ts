@@ -10,7 +10,7 @@ import * as tar from "tar";
 import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
 import { native, packageRoot } from "../native.js";
-import { currentMapping, maxMappedId, runInUserNamespace } from "../userns.js";
+import { currentMapping, maxContainerId, runInUserNamespace } from "../userns.js";
 import { TsrunError } from "../errors.js";
 
 const worker = (): string => path.join(packageRoot(), "dist", "worker.cjs");
@@ -28,13 +28,14 @@ async function runCopyWorker(containers: Containers, record: ContainerRecord, ar
     const mnt = path.join(containers.store.paths.tmp, `cp-${process.pid}-${randomBytes(4).toString("hex")}`);
     mkdirSync(mnt, { recursive: true });
     const esc = (p: string): string => p.replace(/([\\,:])/g, "\\$1");
-    const lowers = [...record.layers].reverse().map((c) => esc(containers.store.layers.diffDir(c)));
+    const lowers = containers.imageLayerDirs(record).map(esc);
     const options = `lowerdir=${lowers.join(":")},upperdir=${esc(path.join(dir, "upper"))},workdir=${esc(path.join(dir, "work"))},userxattr`;
     try {
       result = await runInUserNamespace(
         ["sh", "-c", 'mount -n -t overlay overlay -o "$1" "$2" || exit 125; shift 2; exec "$@"', "cp", options, mnt, process.execPath, worker(), args[0] as string, mnt, ...args.slice(1)],
         process.env,
-        stdio,
+        // A container with its own id mapping (keep-id) is read and written in that mapping.
+        { ...stdio, userns: containers.usernsOf(record) },
       );
     } finally {
       rmSync(mnt, { recursive: true, force: true });
@@ -96,7 +97,8 @@ export async function copyFromContainer(containers: Containers, query: string, s
 export async function copyToContainer(containers: Containers, src: string, query: string, dest: string, opts: { archive: boolean; follow: boolean }): Promise<void> {
   const record = containers.get(query);
   const mapping = currentMapping();
-  const limits = `${maxMappedId(mapping, "uid")}:${maxMappedId(mapping, "gid")}:${opts.archive ? 1 : 0}`;
+  const userns = containers.usernsOf(record);
+  const limits = `${maxContainerId(mapping, "uid", userns)}:${maxContainerId(mapping, "gid", userns)}:${opts.archive ? 1 : 0}`;
   if (src === "-") {
     await runCopyWorker(containers, record, ["cp-in", dest, ".", limits], { stdin: 0 });
     return;

@@ -5,11 +5,10 @@ import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
 import { attachForeground, childFailureError, SignalRelay } from "./process.js";
 import { encodePlan, native, type LaunchPlan } from "../native.js";
-import { currentMapping, maxMappedId, setGroupsAllowed } from "../userns.js";
-import { DEFAULT_PATH, parseGroup, parsePasswd, parseUserSpec, resolveUser, splitEnv } from "./spec.js";
-import { readLayeredFile } from "./rootfs-files.js";
+import { currentMapping, setGroupsAllowed } from "../userns.js";
+import { DEFAULT_PATH, splitEnv } from "./spec.js";
 import { TsrunError } from "../errors.js";
-import path from "node:path";
+import { processSecurity, securityOf } from "./security/plan.js";
 
 export interface ExecOptions {
   command: string[];
@@ -19,6 +18,8 @@ export interface ExecOptions {
   env?: string[];
   workdir?: string | undefined;
   user?: string | undefined;
+  /** Every capability for this process (Docker's exec --privileged). */
+  privileged?: boolean;
 }
 
 const NAMESPACES = ["user", "mnt", "pid", "uts", "ipc", "net", "cgroup"];
@@ -30,14 +31,7 @@ const NAMESPACES = ["user", "mnt", "pid", "uts", "ipc", "net", "cgroup"];
  */
 export function containerProcessPlan(containers: Containers, record: ContainerRecord, opts: ExecOptions, joinPid?: number): LaunchPlan {
   const mapping = currentMapping();
-  const dir = containers.records.containerDir(record.id);
-  const roots = [path.join(dir, "upper"), ...[...record.layers].reverse().map((c) => containers.store.layers.diffDir(c))];
-  const user = resolveUser(
-    parseUserSpec(opts.user ?? (record.config.user || "0")),
-    parsePasswd(readLayeredFile(roots, "etc/passwd") ?? ""),
-    parseGroup(readLayeredFile(roots, "etc/group") ?? ""),
-    { maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") },
-  );
+  const user = containers.resolveUserFor(record, opts.user);
   const env = new Map(record.config.env.map((e) => splitEnv(e) as [string, string]));
   for (const e of opts.env ?? []) {
     const [k, v] = splitEnv(e);
@@ -58,8 +52,8 @@ export function containerProcessPlan(containers: Containers, record: ContainerRe
     user: { uid: user.uid, gid: user.gid, groups: user.groups },
     setGroupsAllowed: setGroupsAllowed(mapping),
     stdinNull: !opts.interactive && !opts.tty,
-    noNewPrivileges: false,
     dieWithParent: !opts.detach,
+    ...processSecurity(securityOf(record), user.uid, { privilegedExec: opts.privileged ?? false }),
   };
   if (joinPid !== undefined) {
     plan.joinNamespaces = NAMESPACES.filter((ns) => ns !== "net" || record.hostConfig.networkMode !== "host").map((ns) => `/proc/${joinPid}/ns/${ns}`);

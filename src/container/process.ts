@@ -2,7 +2,7 @@
 import { closeSync, writeSync } from "node:fs";
 import tty from "node:tty";
 import { encodePlan, native, type ChildFailure, type LaunchPlan } from "../native.js";
-import { writeIdMaps } from "../userns.js";
+import { currentMapping, writeIdMaps, type UsernsMode } from "../userns.js";
 import { TsrunError } from "../errors.js";
 
 export interface LaunchedProcess {
@@ -19,11 +19,11 @@ export function childFailureError(f: ChildFailure): TsrunError {
 }
 
 /** Clones the child, writes its id maps, lets it run; fails with 125/126/127 as Docker does. */
-export async function launchPlan(plan: LaunchPlan, beforeStart?: (pid: number) => void): Promise<LaunchedProcess> {
+export async function launchPlan(plan: LaunchPlan, userns: UsernsMode, beforeStart?: (pid: number) => void): Promise<LaunchedProcess> {
   const addon = native();
   const handle = addon.spawn(encodePlan(plan));
   try {
-    await writeIdMaps(handle.pid);
+    await writeIdMaps(handle.pid, currentMapping(), userns);
     // e.g. connect its network namespace, while it still waits.
     beforeStart?.(handle.pid);
   } catch (err) {

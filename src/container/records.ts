@@ -8,6 +8,7 @@ import { TsrunError, NotFoundError } from "../errors.js";
 import type { MountSpec } from "./volumes.js";
 import type { HealthConfig } from "../image/types.js";
 import type { PortMapping } from "../network/ports.js";
+import type { SecurityConfig } from "./security/options.js";
 
 export type ContainerStatus = "created" | "running" | "exited";
 
@@ -67,6 +68,8 @@ export interface ContainerRecord {
     portBindings?: PortMapping[];
     /** resolv.conf points at pasta's DNS forwarder. */
     dnsForward?: boolean;
+    /** Capabilities, seccomp, no-new-privileges, limits, user namespace mode (absent: defaults). */
+    security?: SecurityConfig;
   };
   state: ContainerState;
 }

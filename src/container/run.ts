@@ -9,11 +9,11 @@ import { filesystemPlan, hostsFile, namespaceFlags, resolvConf, type NetworkMode
 import { mergeCommand, mergeEnv, parseEnvFile, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
 import { readLayeredFile } from "./rootfs-files.js";
 import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from "./process.js";
-import { currentMapping, maxMappedId, setGroupsAllowed } from "../userns.js";
+import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowed, type UsernsMode } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import type { HealthConfig, ImageConfig } from "../image/types.js";
 import { parseDuration } from "../image/config-changes.js";
-import type { LaunchPlan } from "../native.js";
+import { CLONE, type LaunchPlan, type PlanMount } from "../native.js";
 import { normaliseName } from "../image/reference.js";
 import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec } from "./volumes.js";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
@@ -22,6 +22,12 @@ import { clearRunFiles, isAlive, processStartTime, refreshState } from "./state.
 import { containerProcessPlan } from "./exec.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
 import { idMapFile, idMapSteps } from "../userns.js";
+import { copyLayersForMapping, remappedLayerDir } from "./remapped-layers.js";
+import { keepIdAccounts } from "./spec.js";
+import { homedir, userInfo } from "node:os";
+import { parseSecurityFlags, type SecurityFlags } from "./security/options.js";
+import { checkResourceLimits, prepareCgroup, removeCgroup } from "./security/cgroups.js";
+import { confineFilesystem, processSecurity, securityOf } from "./security/plan.js";
 
 export interface CreateOptions {
   image: string;
@@ -53,6 +59,8 @@ export interface CreateOptions {
   addHosts?: string[];
   /** --restart no|always|unless-stopped|on-failure[:N] (detached containers). */
   restart?: string | undefined;
+  /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
+  security?: SecurityFlags;
   /** --health-* flags and --no-healthcheck: change the image's HEALTHCHECK. */
   health?: { cmd?: string | undefined; interval?: string | undefined; timeout?: string | undefined; retries?: number | undefined; startPeriod?: string | undefined; disable?: boolean };
 }
@@ -81,6 +89,8 @@ function mergeHealth(image: HealthConfig | undefined, flags: CreateOptions["heal
 export class Containers {
   readonly records: ContainerStore;
   readonly volumes: Volumes;
+  /** cgroups of containers this process runs in the foreground, removed after their exit. */
+  private readonly cgroups = new Map<string, string>();
   constructor(readonly store: Store) {
     this.records = new ContainerStore(store.paths.containers);
     this.volumes = new Volumes(store);
@@ -136,19 +146,53 @@ export class Containers {
     return JSON.parse(this.store.blobs.read(configDigest).toString("utf8")) as ImageConfig;
   }
 
-  /** Layer roots of a container, topmost first: its upper dir, then the image's layers. */
+  /** Layer roots of a container, topmost first: its upper dir, then the image's layers (for reading files). */
   private layerRoots(record: ContainerRecord): string[] {
     const upper = path.join(this.records.containerDir(record.id), "upper");
     return [upper, ...[...record.layers].reverse().map((c) => this.store.layers.diffDir(c))];
   }
 
-  private resolveUserFor(record: ContainerRecord): ResolvedUser {
-    const mapping = currentMapping();
+  /**
+   * The image layer dirs a container mounts, topmost first: the store's, or for a container
+   * with its own id mapping (keep-id, nomap) its own copies (see remapped-layers.ts).
+   */
+  imageLayerDirs(record: ContainerRecord): string[] {
+    const mode = this.usernsOf(record);
+    if (!isRemapped(mode)) return [...record.layers].reverse().map((c) => this.store.layers.diffDir(c));
+    const dir = this.records.containerDir(record.id);
+    return record.layers.map((_, i) => remappedLayerDir(dir, i)).reverse();
+  }
+
+  usernsOf(record: ContainerRecord): UsernsMode {
+    return securityOf(record).userns;
+  }
+
+  /** /etc/passwd and /etc/group as the container sees them: keep-id adds the user if missing. */
+  private accounts(record: ContainerRecord): { passwd: string; group: string; changed: { passwd?: string; group?: string } } {
     const roots = this.layerRoots(record);
-    const passwd = parsePasswd(readLayeredFile(roots, "etc/passwd") ?? "");
-    const groups = parseGroup(readLayeredFile(roots, "etc/group") ?? "");
-    const spec = parseUserSpec(record.config.user === "" ? "0" : record.config.user);
-    return resolveUser(spec, passwd, groups, { maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") });
+    const passwd = readLayeredFile(roots, "etc/passwd") ?? "";
+    const group = readLayeredFile(roots, "etc/group") ?? "";
+    const keep = keepIdUser(this.usernsOf(record));
+    if (!keep) return { passwd, group, changed: {} };
+    let name = "user";
+    let home = "/";
+    try {
+      name = userInfo().username;
+      home = homedir();
+    } catch {
+      // No passwd entry for the caller: a plain name and / as home.
+    }
+    const extra = keepIdAccounts(passwd, group, { ...keep, name, home });
+    return { passwd: extra.passwd ?? passwd, group: extra.group ?? group, changed: extra };
+  }
+
+  /** The ids of the container's user, or of `user` (exec -u), from its passwd and group files. */
+  resolveUserFor(record: ContainerRecord, user?: string): ResolvedUser {
+    const mapping = currentMapping();
+    const mode = this.usernsOf(record);
+    const { passwd, group } = this.accounts(record);
+    const spec = parseUserSpec(user ?? (record.config.user === "" ? "0" : record.config.user));
+    return resolveUser(spec, parsePasswd(passwd), parseGroup(group), { maxUid: maxContainerId(mapping, "uid", mode), maxGid: maxContainerId(mapping, "gid", mode) });
   }
 
   /** Creates a container record and its directories; nothing runs yet. */
@@ -161,6 +205,14 @@ export class Containers {
     const entrypointGiven = opts.entrypoint !== undefined;
     // Validate everything that can be wrong before anything is written.
     const argv = mergeCommand(c, { entrypoint: opts.entrypoint, args: opts.args });
+    const security = parseSecurityFlags(opts.security ?? {});
+    checkResourceLimits(security.resources);
+    // keep-id and nomap need subordinate ids: this refuses them early when there are none.
+    maxContainerId(currentMapping(), "uid", security.userns);
+    // A profile libseccomp refuses (an architecture it does not know, conflicting rules) fails
+    // here rather than at start; the compiled program is cached for the start.
+    processSecurity(security, 0);
+    const keep = keepIdUser(security.userns);
     const workingDir = opts.workdir ?? (c.WorkingDir || "/");
     if (!workingDir.startsWith("/")) throw new TsrunError(`the working directory "${workingDir}" is invalid: it needs to be an absolute path`);
     const envFromFiles = (opts.envFiles ?? []).flatMap((f) => {
@@ -207,7 +259,8 @@ export class Containers {
       args: argv.slice(1),
       config: {
         env: [],
-        user: opts.user ?? c.User ?? "",
+        // keep-id runs as the caller's own ids unless told otherwise (as Podman does).
+        user: opts.user ?? (c.User || (keep ? `${keep.uid}:${keep.gid}` : "")),
         workingDir,
         hostname,
         tty,
@@ -229,6 +282,7 @@ export class Containers {
         restartPolicy: parseRestart(opts.restart),
         portBindings: ports,
         dnsForward: false,
+        security,
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
     };
@@ -241,6 +295,11 @@ export class Containers {
       for (const sub of ["upper", "work", "rootfs"]) mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o755 });
       writeFileSync(path.join(dir, "hosts"), hostsFile(hostname) + extraHosts.map((l) => `${l}\n`).join(""));
       writeFileSync(path.join(dir, "hostname"), hostname + "\n");
+      // Bound over the image's files at start (see plan), like /etc/hosts.
+      if (keep) for (const [file, text] of Object.entries(this.accounts(record).changed)) writeFileSync(path.join(dir, file), text);
+      if (isRemapped(security.userns)) {
+        await copyLayersForMapping(record.layers.map((l) => this.store.layers.diffDir(l)), dir, security.userns);
+      }
       const resolv = resolvConf(readOr("/etc/resolv.conf", ""), network, opts.dns ?? []);
       // No resolver reachable from the namespace (only loopback ones on the host): pasta answers
       // at its DNS address and forwards to the host's resolver.
@@ -255,13 +314,29 @@ export class Containers {
     return record;
   }
 
+  /**
+   * The container's cgroup with its resource limits, made before each start; the plan then
+   * defers the cgroup namespace until the child is in it.
+   */
+  private prepareLimits(record: ContainerRecord, plan: LaunchPlan): string | undefined {
+    const cgroup = prepareCgroup(record.id, securityOf(record).resources);
+    if (cgroup) {
+      plan.cloneFlags &= ~CLONE.NEWCGROUP;
+      plan.unshareCgroup = true;
+    }
+    return cgroup;
+  }
+
   /** The launch plan for a created container. */
   plan(record: ContainerRecord, io: { tty?: { rows: number; cols: number }; stdinNull: boolean }): LaunchPlan {
     const mapping = currentMapping();
+    const mode = this.usernsOf(record);
     const dir = this.records.containerDir(record.id);
     const user = this.resolveUserFor(record);
     const network = record.hostConfig.networkMode as NetworkMode;
-    const lowerDirs = [...record.layers].reverse().map((c) => this.store.layers.linkPath(c));
+    const lowerDirs = isRemapped(mode)
+      ? this.imageLayerDirs(record).map((d) => path.relative(this.store.paths.root, d))
+      : [...record.layers].reverse().map((c) => this.store.layers.linkPath(c));
     if (lowerDirs.length === 0) {
       // overlay needs a lower dir: an image without layers gets an empty one.
       mkdirSync(path.join(dir, "empty"), { recursive: true });
@@ -276,9 +351,17 @@ export class Containers {
       readOnly: record.hostConfig.readOnly,
       network,
       etcFiles: { hosts: path.join(dir, "hosts"), resolvConf: path.join(dir, "resolv.conf"), hostname: path.join(dir, "hostname") },
-      ttyGroupMapped: maxMappedId(mapping, "gid") >= 5,
-      extraMounts: planMounts(record.hostConfig.mounts ?? [], this.volumes),
+      ttyGroupMapped: maxContainerId(mapping, "gid", mode) >= 5,
+      extraMounts: [
+        // keep-id's generated /etc/passwd and /etc/group, when the image lacks the user.
+        ...["passwd", "group"]
+          .filter((f) => existsSync(path.join(dir, f)))
+          .map((f): PlanMount => ({ kind: "bind", source: path.join(dir, f), target: `/etc/${f}`, flags: 0, create: "file", recursive: false })),
+        ...planMounts(record.hostConfig.mounts ?? [], this.volumes),
+      ],
     });
+    const security = securityOf(record);
+    confineFilesystem(fs, security);
     const envPath = record.config.env.find((e) => e.startsWith("PATH="))?.slice(5) ?? DEFAULT_PATH;
     const plan: LaunchPlan = {
       cloneFlags: namespaceFlags(network),
@@ -291,9 +374,9 @@ export class Containers {
       user: { uid: user.uid, gid: user.gid, groups: user.groups },
       setGroupsAllowed: setGroupsAllowed(mapping),
       stdinNull: io.stdinNull,
-      noNewPrivileges: false,
       loopbackUp: network !== "host",
       dieWithParent: true,
+      ...processSecurity(security, user.uid),
     };
     if (io.tty) plan.tty = io.tty;
     return plan;
@@ -305,7 +388,21 @@ export class Containers {
       ? { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 }
       : undefined;
     const io = tty ? { tty, stdinNull: false } : { stdinNull: !record.config.openStdin };
-    const proc = await launchPlan(this.plan(record, io), (pid) => this.startNetwork(record, pid));
+    const plan = this.plan(record, io);
+    const cgroup = this.prepareLimits(record, plan);
+    let proc: LaunchedProcess;
+    try {
+      proc = await launchPlan(plan, this.usernsOf(record), (pid) => {
+        if (cgroup) {
+          this.cgroups.set(record.id, cgroup);
+          writeFileSync(path.join(cgroup, "cgroup.procs"), `${pid}\n`);
+        }
+        this.startNetwork(record, pid);
+      });
+    } catch (err) {
+      removeCgroup(cgroup);
+      throw err;
+    }
     record.state = {
       ...record.state,
       status: "running",
@@ -365,9 +462,10 @@ export class Containers {
     // The monitor sets up stdio itself (pipes, or the pty); without stdin-null (run -i) it keeps
     // the container's stdin open for `attach`.
     const plan = this.plan(record, { ...(tty ? { tty } : {}), stdinNull: !record.config.openStdin });
+    const cgroup = this.prepareLimits(record, plan);
     writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
     const net = this.networkCommand(record);
-    writeFileSync(path.join(dir, "prestart"), idMapFile(idMapSteps()) + (net ? `tool ${net.join(" ")}\n` : ""));
+    writeFileSync(path.join(dir, "prestart"), idMapFile(idMapSteps(currentMapping(), this.usernsOf(record))) + (cgroup ? `cgroup ${cgroup}\n` : "") + (net ? `tool ${net.join(" ")}\n` : ""));
     clearRunFiles(dir);
     // start -a: the monitor waits for the attach client before it starts the container.
     if (opts.beforeStart) writeFileSync(path.join(dir, "attach-wait"), "");
@@ -491,6 +589,8 @@ export class Containers {
       status = await attachForeground(proc, { interactive: opts.interactive ?? false, relay });
     } finally {
       this.stopNetwork(record);
+      removeCgroup(this.cgroups.get(record.id));
+      this.cgroups.delete(record.id);
     }
     if (record.hostConfig.autoRemove) {
       await this.remove(record, { volumes: true });

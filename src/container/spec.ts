@@ -133,6 +133,32 @@ export function parseGroup(text: string): GroupEntry[] {
   return out;
 }
 
+/**
+ * For --userns keep-id: /etc/passwd and /etc/group with the caller's account added when the
+ * image has no entry for its ids (as Podman adds one), so that name, HOME and `id` work inside.
+ * Undefined for a file that needs no change.
+ */
+export function keepIdAccounts(
+  passwdText: string,
+  groupText: string,
+  user: { uid: number; gid: number; name: string; home: string },
+): { passwd?: string; group?: string } {
+  const out: { passwd?: string; group?: string } = {};
+  const users = parsePasswd(passwdText);
+  const groups = parseGroup(groupText);
+  const free = (name: string, taken: string[]): string => (taken.includes(name) ? `${name}-${user.uid}` : name);
+  const withNewline = (t: string): string => (t === "" || t.endsWith("\n") ? t : `${t}\n`);
+  if (!users.some((u) => u.uid === user.uid)) {
+    const name = free(user.name, users.map((u) => u.name));
+    out.passwd = `${withNewline(passwdText)}${name}:*:${user.uid}:${user.gid}:${name}:${user.home}:/bin/sh\n`;
+  }
+  if (!groups.some((g) => g.gid === user.gid)) {
+    const name = free(user.name, groups.map((g) => g.name));
+    out.group = `${withNewline(groupText)}${name}:x:${user.gid}:\n`;
+  }
+  return out;
+}
+
 export interface ResolvedUser {
   uid: number;
   gid: number;

@@ -27,7 +27,7 @@ import { scanSpecFor } from "./diff.js";
 import { freezeProcesses, thawProcesses } from "../container/freeze.js";
 import { readLayeredFile } from "../container/rootfs-files.js";
 import { parseGroup, parsePasswd, parseUserSpec, resolveUser } from "../container/spec.js";
-import { currentMapping, maxMappedId } from "../userns.js";
+import { currentMapping, isRemapped, maxMappedId } from "../userns.js";
 import { TsrunError } from "../errors.js";
 
 export interface CommitOptions {
@@ -164,8 +164,19 @@ export async function commitContainer(containers: Containers, opts: CommitOption
   const tarFile = path.join(store.paths.blobs, `.tmp-commit-${process.pid}-${randomBytes(6).toString("hex")}`);
   let packed;
   const resume = record.state.status === "running" && opts.pause !== false ? pauseForCommit(record) : () => undefined;
+  const userns = containers.usernsOf(record);
   try {
-    packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp });
+    if (isRemapped(userns)) {
+      // A container with its own id mapping (keep-id) is read in that mapping, so the tar has
+      // the owners it sees; the store's copy is unpacked from the tar in the store's mapping.
+      packed = await store.pack({ ...scanSpecFor(containers, record), tarFile }, userns);
+      if (packed.entries > 0) {
+        const [unpacked] = await store.unpack([{ blob: tarFile, dest: layerTmp }]);
+        if (unpacked?.diffId !== packed.digest) throw new Error(`the layer read back as ${unpacked?.diffId ?? "nothing"}, not ${packed.digest}`);
+      }
+    } else {
+      packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp });
+    }
   } catch (err) {
     rmSync(tarFile, { force: true });
     await store.removeTree(layerTmp);

@@ -17,7 +17,7 @@ const RUNTIME_MOUNT_POINTS = ["etc/hosts", "etc/resolv.conf", "etc/hostname", "p
 /** What to compare for a container: its upper dir against its image's layers (topmost first). */
 export function scanSpecFor(containers: Containers, record: ContainerRecord): UpperScanSpec {
   const upper = path.join(containers.records.containerDir(record.id), "upper");
-  const lowers = [...record.layers].reverse().map((chainId) => containers.store.layers.diffDir(chainId));
+  const lowers = containers.imageLayerDirs(record);
   // Volume, bind and tmpfs targets: their contents live elsewhere and are never committed. This
   // is the hook for volume exclusion: whatever mounts a container gets, their targets go here.
   const targets = (record.hostConfig.mounts ?? []).map((m) => m.target.replace(/^\/+/, ""));

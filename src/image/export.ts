@@ -6,6 +6,7 @@ import { closeSync, mkdirSync, openSync, renameSync, rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { Containers } from "../container/run.js";
+import { isRemapped } from "../userns.js";
 import { TsrunError } from "../errors.js";
 import { tempName } from "../store/atomic.js";
 
@@ -25,7 +26,11 @@ export async function exportContainer(containers: Containers, opts: ExportOption
   const work = path.join(store.paths.tmp, `export-${process.pid}-${randomBytes(4).toString("hex")}`);
   const mountDir = path.join(work, "merged");
   mkdirSync(mountDir, { recursive: true });
-  const layers = [path.join(containers.records.containerDir(record.id), "upper"), ...[...record.layers].reverse().map((c) => store.layers.linkPath(c))];
+  const userns = containers.usernsOf(record);
+  // Short relative names keep deep lowerdir lists within a page; a container with its own id
+  // mapping mounts its own copies of the layers, read in its own mapping.
+  const lowers = isRemapped(userns) ? containers.imageLayerDirs(record) : [...record.layers].reverse().map((c) => store.layers.linkPath(c));
+  const layers = [path.join(containers.records.containerDir(record.id), "upper"), ...lowers];
   // A read-only overlay needs two lower dirs at least: an image without layers gets an empty one.
   if (layers.length < 2) {
     mkdirSync(path.join(work, "empty"));
@@ -42,7 +47,7 @@ export async function exportContainer(containers: Containers, opts: ExportOption
     }
   }
   try {
-    await store.exportTree({ cwd: store.paths.root, layers, mountDir }, fd);
+    await store.exportTree({ cwd: store.paths.root, layers, mountDir }, fd, userns);
     if (partial && opts.output) renameSync(partial, path.resolve(opts.output));
   } catch (err) {
     if (partial) rmSync(partial, { force: true });

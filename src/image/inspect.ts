@@ -9,6 +9,8 @@ import type { Containers } from "../container/run.js";
 import type { ContainerRecord } from "../container/records.js";
 import type { ContainerConfig, ImageConfig } from "./types.js";
 import { familiarRepository, splitName } from "./reference.js";
+import { maskedAndReadOnlyPaths, securityOf } from "../container/security/plan.js";
+import { usernsText } from "../container/security/options.js";
 
 /** Docker's zero time, shown for a container that never started or never stopped. */
 const ZERO_TIME = "0001-01-01T00:00:00Z";
@@ -148,6 +150,8 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
   };
   if (s.health) state.Health = s.health;
   const h = record.hostConfig;
+  const sec = securityOf(record);
+  const fsConfinement = maskedAndReadOnlyPaths(sec);
   const mounts = h.mounts ?? [];
   const binds = mounts.filter((m) => m.type !== "tmpfs").map((m) => `${m.source}:${m.target}${m.readOnly ? ":ro" : ""}`);
   const portBindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
@@ -187,7 +191,17 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
       AutoRemove: h.autoRemove,
       VolumeDriver: "",
       VolumesFrom: null,
-      Privileged: false,
+      CapAdd: sec.capAdd.length > 0 ? sec.capAdd : null,
+      CapDrop: sec.capDrop.length > 0 ? sec.capDrop : null,
+      Privileged: sec.privileged,
+      SecurityOpt: sec.securityOpt.length > 0 ? sec.securityOpt : null,
+      UsernsMode: usernsText(sec.userns),
+      Ulimits: sec.ulimits.length > 0 ? sec.ulimits.map((u) => ({ Name: u.Name, Hard: u.Hard, Soft: u.Soft })) : null,
+      Memory: sec.resources.memory ?? 0,
+      NanoCpus: sec.resources.nanoCpus ?? 0,
+      PidsLimit: sec.resources.pidsLimit ?? null,
+      MaskedPaths: fsConfinement.maskedPaths,
+      ReadonlyPaths: fsConfinement.readOnlyPaths,
       PublishAllPorts: false,
       ReadonlyRootfs: h.readOnly,
       ...(Object.keys(tmpfs).length > 0 ? { Tmpfs: tmpfs } : {}),

@@ -734,7 +734,7 @@ class ParentDirs {
 }
 
 /** Writes the scanned upper dir as an OCI layer (whiteouts in OCI form). Returns warnings. */
-async function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer: LayerDirWriter): Promise<string[]> {
+async function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer: LayerDirWriter | undefined): Promise<string[]> {
   const addon = native();
   const warnings: string[] = [];
   const links = new HardlinkTracker();
@@ -762,7 +762,7 @@ async function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter,
         const name = `${WHITEOUT_PREFIX}${parent.name}`;
         // As Docker and containers/storage write them: an empty regular file, mode 0600.
         await tar.add({ path: dir === "." ? name : `${dir}/${name}`, type: "file", mode: 0o600, uid: st[ST_UID], gid: st[ST_GID], size: 0, mtime: st[ST_MTIME] });
-        layer.whiteout(item.path, st);
+        layer?.whiteout(item.path, st);
         continue;
       }
       const opaque = item.opaque && fileType(st) === S_IFDIR;
@@ -812,8 +812,12 @@ async function packTree(dirFd: number, rel: string, tar: TarWriter, links: Hardl
 export interface PackJob extends UpperScanSpec {
   /** Where the uncompressed layer tar goes (a new file). */
   tarFile: string;
-  /** A fresh layer dir (with an empty diff/) that receives the same layer in overlay form. */
-  layerDir: string;
+  /**
+   * A fresh layer dir (with an empty diff/) that receives the same layer in overlay form. Absent
+   * when the worker reads in another mapping than the store's (a keep-id container): then the
+   * tar is unpacked into the store afterwards.
+   */
+  layerDir?: string;
 }
 
 export interface PackResult {
@@ -854,11 +858,11 @@ export async function runPackJob(jobFile: string): Promise<void> {
     hash.update(chunk);
     writeAll(out, chunk);
   });
-  const layer = new LayerDirWriter(path.join(job.layerDir, "diff"));
+  const layer = job.layerDir === undefined ? undefined : new LayerDirWriter(path.join(job.layerDir, "diff"));
   let warnings: string[];
   try {
     warnings = [...scanWarnings, ...(await packUpper(job, items, tar, layer))];
-    layer.finish();
+    layer?.finish();
   } finally {
     closeSync(out);
   }

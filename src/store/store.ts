@@ -9,7 +9,7 @@ import { LayerStore } from "./layers.js";
 import { storePaths, type StorePaths } from "./paths.js";
 import { withLock } from "./atomic.js";
 import { packageRoot } from "../native.js";
-import { runInUserNamespace, currentMapping, maxMappedId } from "../userns.js";
+import { runInUserNamespace, currentMapping, maxMappedId, type UsernsMode } from "../userns.js";
 import type { Change, ExportJob, PackJob, PackResult, UpperScanSpec } from "./pack.js";
 
 export interface UnpackJob {
@@ -94,14 +94,17 @@ export class Store {
    * Runs one storage worker job inside the user namespace: the job goes in a file, the worker
    * writes its result to another. stdout: an fd the worker writes to (export's tar stream).
    */
-  private async runWorkerJob<Job, Result>(command: string, job: Job, opts: { stdout?: number } = {}): Promise<Result | undefined> {
+  private async runWorkerJob<Job, Result>(command: string, job: Job, opts: { stdout?: number; userns?: UsernsMode } = {}): Promise<Result | undefined> {
     mkdirSync(this.paths.tmp, { recursive: true });
     const id = `${process.pid}-${randomBytes(4).toString("hex")}`;
     const jobFile = path.join(this.paths.tmp, `${command}-${id}.json`);
     const resultFile = path.join(this.paths.tmp, `${command}-${id}.result.json`);
     writeFileSync(jobFile, JSON.stringify({ job, resultFile }));
     try {
-      const run = await runInUserNamespace([process.execPath, workerScript(), command, jobFile], process.env, opts.stdout === undefined ? {} : { stdout: opts.stdout });
+      const run = await runInUserNamespace([process.execPath, workerScript(), command, jobFile], process.env, {
+        ...(opts.stdout === undefined ? {} : { stdout: opts.stdout }),
+        ...(opts.userns ? { userns: opts.userns } : {}),
+      });
       if (run.code !== 0) {
         const lines = run.stderr.trim().split("\n");
         throw new Error(lines[lines.length - 1] || `the storage worker's ${command} failed (exit ${run.code})`);
@@ -119,8 +122,8 @@ export class Store {
    * Turns a container's upper dir into a layer (commit): an uncompressed tar at job.tarFile and
    * the same content as a layer dir in job.layerDir/diff, both inside the user namespace.
    */
-  async pack(job: PackJob): Promise<PackResult> {
-    const result = await this.runWorkerJob<PackJob, PackResult>("pack", job);
+  async pack(job: PackJob, userns?: UsernsMode): Promise<PackResult> {
+    const result = await this.runWorkerJob<PackJob, PackResult>("pack", job, userns ? { userns } : {});
     if (!result) throw new Error("the storage worker returned no result for pack");
     return result;
   }
@@ -131,7 +134,8 @@ export class Store {
   }
 
   /** Writes a container's merged root as tar to outFd (export), mounted inside the user namespace. */
-  async exportTree(job: ExportJob, outFd: number): Promise<void> {
-    await this.runWorkerJob<ExportJob, never>("export", job, { stdout: outFd });
+  async exportTree(job: ExportJob, outFd: number, userns?: UsernsMode): Promise<void> {
+    // A container with its own id mapping (keep-id) is read in that mapping.
+    await this.runWorkerJob<ExportJob, never>("export", job, { stdout: outFd, ...(userns ? { userns } : {}) });
   }
 }

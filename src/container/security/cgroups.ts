@@ -1,0 +1,131 @@
+// Resource limits (--pids-limit, --memory, --cpus) through cgroup v2. A rootless runtime can only
+// set them in a cgroup delegated to its user (systemd's user@.service does that); on cgroup v1
+// or without delegation they cannot be enforced, and tsrun refuses them rather than pretend.
+import { accessSync, constants, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { TsrunError } from "../../errors.js";
+import type { Resources } from "./options.js";
+
+const CGROUP_ROOT = "/sys/fs/cgroup";
+
+export type CgroupSupport = { delegated: true; parent: string } | { delegated: false; reason: string };
+
+/** Controllers each limit needs. */
+function neededControllers(r: Resources): string[] {
+  return [...(r.pidsLimit ? ["pids"] : []), ...(r.memory ? ["memory"] : []), ...(r.nanoCpus ? ["cpu"] : [])];
+}
+
+function readOr(file: string, fallback: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return fallback;
+  }
+}
+
+/**
+ * Where containers' cgroups can be made: the parent of this process's cgroup on a unified
+ * (v2) hierarchy, if this user may create cgroups there and the controllers are available.
+ * mountinfo and cgroup text are parameters so the decision can be checked without such a host.
+ */
+export function cgroupSupport(
+  controllers: string[],
+  sources: { mountinfo?: string; selfCgroup?: string; root?: string; writable?: (p: string) => boolean } = {},
+): CgroupSupport {
+  const root = sources.root ?? CGROUP_ROOT;
+  const mountinfo = sources.mountinfo ?? readOr("/proc/self/mountinfo", "");
+  // Fields: id parent major:minor root mountpoint options ... - fstype source superoptions
+  const types = new Map<string, string>();
+  for (const line of mountinfo.split("\n")) {
+    const fields = line.split(" ");
+    const dash = fields.indexOf("-");
+    if (dash > 4 && fields[4] !== undefined) types.set(fields[4], fields[dash + 1] ?? "");
+  }
+  const type = types.get(CGROUP_ROOT);
+  if (type !== "cgroup2") {
+    const hybrid = [...types].some(([, t]) => t === "cgroup");
+    return { delegated: false, reason: `this host has cgroup ${hybrid ? "v1" : "v2 missing"} at ${CGROUP_ROOT}, not a unified cgroup v2 hierarchy` };
+  }
+  const self = (sources.selfCgroup ?? readOr("/proc/self/cgroup", "")).split("\n").find((l) => l.startsWith("0::"));
+  if (!self) return { delegated: false, reason: "this process has no cgroup v2 path" };
+  const own = path.join(root, self.slice(3).trim());
+  const parent = path.dirname(own);
+  const writable =
+    sources.writable ??
+    ((p: string): boolean => {
+      try {
+        accessSync(p, constants.W_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  if (parent === root || !writable(parent) || !writable(path.join(parent, "cgroup.procs")))
+    return { delegated: false, reason: `no cgroup is delegated to uid ${process.getuid?.() ?? "?"} (${parent} is not writable; systemd's user session delegates one)` };
+  const available = readOr(path.join(parent, "cgroup.controllers"), "").trim().split(/\s+/);
+  const missing = controllers.filter((c) => !available.includes(c));
+  if (missing.length > 0) return { delegated: false, reason: `the delegated cgroup ${parent} lacks the ${missing.join(", ")} controller(s)` };
+  return { delegated: true, parent };
+}
+
+/** Refuses limits that cannot be enforced here, with one line naming the flags and why. */
+export function checkResourceLimits(r: Resources): void {
+  const flags = [...(r.pidsLimit ? ["--pids-limit"] : []), ...(r.memory ? ["--memory"] : []), ...(r.nanoCpus ? ["--cpus"] : [])];
+  if (flags.length === 0) return;
+  const support = cgroupSupport(neededControllers(r));
+  if (!support.delegated) throw new TsrunError(`${flags.join(", ")}: resource limits need a cgroup v2 hierarchy delegated to your user; ${support.reason}`);
+}
+
+/** The limit files of a container's cgroup, as runc writes them from Docker's settings. */
+export function limitFiles(r: Resources): [string, string][] {
+  const files: [string, string][] = [];
+  if (r.pidsLimit) files.push(["pids.max", String(r.pidsLimit)]);
+  if (r.memory) {
+    files.push(["memory.max", String(r.memory)]);
+    // Docker's default --memory-swap is twice --memory: as much swap as memory.
+    files.push(["memory.swap.max", String(r.memory)]);
+  }
+  if (r.nanoCpus) files.push(["cpu.max", `${Math.round((r.nanoCpus / 1e9) * 100000)} 100000`]);
+  return files;
+}
+
+/**
+ * Creates the container's cgroup with its limits; returns its directory (the child is moved in
+ * before it runs), or undefined when the container has no limits.
+ */
+export function prepareCgroup(containerId: string, r: Resources): string | undefined {
+  const controllers = neededControllers(r);
+  if (controllers.length === 0) return undefined;
+  const support = cgroupSupport(controllers);
+  if (!support.delegated) throw new TsrunError(`resource limits need a cgroup v2 hierarchy delegated to your user; ${support.reason}`);
+  const enabled = readOr(path.join(support.parent, "cgroup.subtree_control"), "").trim().split(/\s+/);
+  const missing = controllers.filter((c) => !enabled.includes(c));
+  try {
+    if (missing.length > 0) writeFileSync(path.join(support.parent, "cgroup.subtree_control"), missing.map((c) => `+${c}`).join(" "));
+  } catch (err) {
+    throw new TsrunError(`cannot enable the ${missing.join(", ")} controller(s) in ${support.parent}: ${(err as Error).message}`);
+  }
+  const dir = path.join(support.parent, `tsrun-${containerId.slice(0, 12)}`);
+  removeCgroup(dir);
+  mkdirSync(dir, { recursive: true });
+  for (const [file, value] of limitFiles(r)) {
+    try {
+      writeFileSync(path.join(dir, file), value);
+    } catch (err) {
+      // memory.swap.max is missing without swap accounting: the memory limit still holds.
+      if (file === "memory.swap.max") continue;
+      throw new TsrunError(`cannot set ${file} in ${dir}: ${(err as Error).message}`);
+    }
+  }
+  return dir;
+}
+
+/** Removes a container's cgroup once it is empty. */
+export function removeCgroup(dir: string | undefined): void {
+  if (!dir) return;
+  try {
+    rmdirSync(dir);
+  } catch {
+    // Not there, or processes still in it.
+  }
+}
