@@ -15,6 +15,7 @@ import { pullImage, type PullOptions, type PullResult } from "./image/registry/p
 import { pushImage, type PushOptions, type PushResult } from "./image/registry/push.js";
 import { saveImages, type SaveOptions } from "./image/archive/save.js";
 import { loadArchive, type LoadOptions, type LoadResult } from "./image/archive/load.js";
+import { buildImage, type BuildOptions } from "./build/builder.js";
 
 export { Store } from "./store/store.js";
 export { Containers, type CreateOptions } from "./container/run.js";
@@ -34,6 +35,7 @@ export type { TransferListener, BlobOutcome } from "./image/registry/progress.js
 export { RegistryError } from "./image/registry/client.js";
 export type { SaveOptions, ArchiveFormat } from "./image/archive/save.js";
 export type { LoadOptions, LoadResult, LoadedImage } from "./image/archive/load.js";
+export { BuildError, BuildCancelledError, type BuildOptions } from "./build/builder.js";
 export { stopContainer, killContainer, removeContainer, waitContainer, readLogs, signalNumber, type LogRecord, type LogOptions } from "./container/lifecycle.js";
 
 export interface ImageSummary {
@@ -132,6 +134,11 @@ export class Tsrun {
   /** What a container changed against its image (`diff`). */
   diff(container: string): Promise<Change[]> {
     return containerChanges(this.containers, container);
+  }
+
+  /** Builds an image from a Dockerfile and a context (`build`). */
+  build(opts: BuildOptions): Promise<ImageRecord> {
+    return buildImage(this.containers, opts);
   }
 
   /** Runs a container in the foreground and returns its exit status. */

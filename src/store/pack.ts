@@ -733,8 +733,11 @@ class ParentDirs {
   }
 }
 
-/** Writes the scanned upper dir as an OCI layer (whiteouts in OCI form). Returns warnings. */
-async function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer: LayerDirWriter): Promise<string[]> {
+/**
+ * Writes the scanned upper dir as an OCI layer (whiteouts in OCI form). Returns warnings.
+ * clampMtime: no time in the layer is later (SOURCE_DATE_EPOCH, for reproducible builds).
+ */
+async function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer: LayerDirWriter, clampMtime?: number): Promise<string[]> {
   const addon = native();
   const warnings: string[] = [];
   const links = new HardlinkTracker();
@@ -751,6 +754,7 @@ async function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter,
       try {
         parent = parents.open(item.path);
         st = addon.lstatAt(parent.fd, parent.name);
+        if (clampMtime !== undefined && st[ST_MTIME] > clampMtime) st[ST_MTIME] = clampMtime;
       } catch (err) {
         // Gone since the scan (a running container): nothing to store.
         if (errorCode(err) === "ENOENT" || errorCode(err) === "ENOTDIR") continue;
@@ -814,6 +818,8 @@ export interface PackJob extends UpperScanSpec {
   tarFile: string;
   /** A fresh layer dir (with an empty diff/) that receives the same layer in overlay form. */
   layerDir: string;
+  /** SOURCE_DATE_EPOCH of a build: later file times are clamped to it. */
+  clampMtime?: number;
 }
 
 export interface PackResult {
@@ -857,7 +863,7 @@ export async function runPackJob(jobFile: string): Promise<void> {
   const layer = new LayerDirWriter(path.join(job.layerDir, "diff"));
   let warnings: string[];
   try {
-    warnings = [...scanWarnings, ...(await packUpper(job, items, tar, layer))];
+    warnings = [...scanWarnings, ...(await packUpper(job, items, tar, layer, job.clampMtime))];
     layer.finish();
   } finally {
     closeSync(out);
