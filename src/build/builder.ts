@@ -539,6 +539,8 @@ class Builder {
       clampMtime: this.opts.sourceDateEpoch,
       resolveFrom: async (ref) => {
         const stage = findStage(this.graph, ref);
+        // A number names a stage by position: never an image.
+        if (!stage && /^\d+$/.test(ref)) throw new Error(`invalid from flag value ${ref}: there is no build stage ${ref}`);
         if (stage) {
           if (stage.index >= state.stage.index) throw new Error(`invalid from flag value ${ref}: refers to the current or a later build stage`);
           const built = await this.buildStage(stage);

@@ -9,7 +9,7 @@
 // a symlink on the way is followed inside the image, and the directories above the copy keep
 // their owner, mode and time in the layer (overlay shows a directory's attributes from the
 // topmost layer that has it).
-import { closeSync, createReadStream, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, createReadStream, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -364,6 +364,5 @@ export async function runCopyJob(jobFile: string): Promise<void> {
   const warnings = planner.warnings;
   const unpacked = await unpackLayer(createReadStream(job.tarFile), path.join(job.layerDir, "diff"), { maxUid: job.maxUid, maxGid: job.maxGid, onWarning: (m) => warnings.push(m) });
   if (unpacked.diffId !== digest) throw new Error(`internal error: the copy's layer changed while it was unpacked (${unpacked.diffId} != ${digest})`);
-  rmSync(path.join(job.scratch, "target"), { recursive: true, force: true });
   writeFileSync(resultFile, JSON.stringify({ digest, size: tar.bytes, entries: planner.entries.size, warnings } satisfies CopyResult));
 }

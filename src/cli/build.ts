@@ -8,6 +8,9 @@ import { BuildError } from "../build/builder.js";
 import { collect } from "./util.js";
 import { parseLabels } from "./run.js";
 import { printer } from "./registry.js";
+import { confirm } from "./images.js";
+import { humanSize } from "./output.js";
+import { pruneBuildCache } from "../image/remove.js";
 
 interface BuildFlags {
   tag: string[];
@@ -109,5 +112,27 @@ export function registerBuild(program: Command): void {
     .addOption(new Option("--force-rm", "remove intermediate containers (always done)").hideHelp())
     .action(async (context: string, o: BuildFlags) => {
       await buildCommand(context, o);
+    });
+}
+
+async function builderPrune(o: { all: boolean; force: boolean }): Promise<void> {
+  if (!o.force) {
+    const what = o.all ? "all build cache" : "all dangling build cache";
+    if (!(await confirm(`WARNING! This will remove ${what}.\nAre you sure you want to continue? [y/N] `))) return;
+  }
+  const result = await pruneBuildCache(new Tsrun().containers, o.all);
+  if (result.lines.length > 0) process.stdout.write(`Deleted build cache objects:\n${result.lines.map((l) => l.replace(/^deleted: /, "")).join("\n")}\n\n`);
+  process.stdout.write(`Total reclaimed space: ${humanSize(result.reclaimed)}\n`);
+}
+
+export function registerBuilder(program: Command): void {
+  const builder = program.command("builder").description("Manage the build cache");
+  builder
+    .command("prune")
+    .description("Remove build cache (the entries no image holds; with -a all of it)")
+    .option("-a, --all", "remove all build cache, not just what no image holds", false)
+    .option("-f, --force", "do not prompt for confirmation", false)
+    .action(async (o: { all: boolean; force: boolean }) => {
+      await builderPrune(o);
     });
 }
