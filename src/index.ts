@@ -15,7 +15,7 @@ import { pullImage, type PullOptions, type PullResult } from "./image/registry/p
 import { pushImage, type PushOptions, type PushResult } from "./image/registry/push.js";
 import { saveImages, type SaveOptions } from "./image/archive/save.js";
 import { loadArchive, type LoadOptions, type LoadResult } from "./image/archive/load.js";
-import { buildImage, type BuildOptions } from "./build/builder.js";
+import type { BuildOptions } from "./build/builder.js";
 
 export { Store } from "./store/store.js";
 export { Containers, type CreateOptions } from "./container/run.js";
@@ -35,7 +35,8 @@ export type { TransferListener, BlobOutcome } from "./image/registry/progress.js
 export { RegistryError } from "./image/registry/client.js";
 export type { SaveOptions, ArchiveFormat } from "./image/archive/save.js";
 export type { LoadOptions, LoadResult, LoadedImage } from "./image/archive/load.js";
-export { BuildError, BuildCancelledError, type BuildOptions } from "./build/builder.js";
+export type { BuildOptions } from "./build/builder.js";
+export { BuildError, BuildCancelledError } from "./build/errors.js";
 export { stopContainer, killContainer, removeContainer, waitContainer, readLogs, signalNumber, type LogRecord, type LogOptions } from "./container/lifecycle.js";
 
 export interface ImageSummary {
@@ -137,7 +138,9 @@ export class Tsrun {
   }
 
   /** Builds an image from a Dockerfile and a context (`build`). */
-  build(opts: BuildOptions): Promise<ImageRecord> {
+  async build(opts: BuildOptions): Promise<ImageRecord> {
+    // Loaded on use: every other command starts without the builder's code.
+    const { buildImage } = await import("./build/builder.js");
     return buildImage(this.containers, opts);
   }
 

@@ -36,6 +36,7 @@ import { SourceTree } from "./source-tree.js";
 import { ignoreMatcher, prepareCopy, runCopy, type CopyContext } from "./copy-step.js";
 import { runStep } from "./run-step.js";
 import { rmSync } from "node:fs";
+import { BuildCancelledError, BuildError } from "./errors.js";
 
 export interface BuildOptions {
   /** The context: a directory, or "-" for standard input (a tar archive, or a Dockerfile). */
@@ -68,22 +69,6 @@ export interface BuildOptions {
   warn?: (message: string) => void;
   /** Pull progress. */
   listener?: TransferListener;
-}
-
-/** A build that failed: Docker's `build` exits with status 1 for these. */
-export class BuildError extends TsrunError {
-  constructor(message: string) {
-    super(message, 1);
-    this.name = "BuildError";
-  }
-}
-
-/** The build was interrupted (SIGINT/SIGTERM): nothing was written but finished steps' layers. */
-export class BuildCancelledError extends TsrunError {
-  constructor(signal: NodeJS.Signals) {
-    super(`build cancelled (${signal})`, signal === "SIGINT" ? 130 : 143);
-    this.name = "BuildCancelledError";
-  }
 }
 
 /** An image a FROM or COPY --from uses. */
@@ -172,7 +157,10 @@ class Builder {
     return entry;
   }
 
+  /** Records a step's result; only what the index does not have yet is written back. */
   private remember(key: string, entry: BuildCacheEntry): void {
+    const known = this.cache.get(key);
+    if (known && known.created === entry.created && known.emptyLayer === entry.emptyLayer && known.layers.length === entry.layers.length && known.layers.every((l, i) => l.chainId === entry.layers[i]?.chainId)) return;
     this.cache.set(key, entry);
     this.fresh.set(key, entry);
   }
@@ -632,7 +620,7 @@ class Builder {
       const missing = state.layers.find((l) => !this.store.layers.has(l.chainId) || !this.store.blobs.has(l.digest));
       if (missing) throw new BuildError(`layer ${missing.chainId} of this build was removed while it ran (image prune?): build again`);
       const record = recordImage(this.store, config, state.layers, tags, new Date().toISOString());
-      this.store.buildCache.add(this.fresh);
+      if (this.fresh.size > 0) this.store.buildCache.add(this.fresh);
       this.fresh.clear();
       return record;
     });

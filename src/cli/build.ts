@@ -4,7 +4,7 @@
 import { Option, type Command } from "commander";
 import { writeFileSync } from "node:fs";
 import { Tsrun, TsrunError } from "../index.js";
-import { BuildError } from "../build/builder.js";
+import { BuildError } from "../build/errors.js";
 import { collect } from "./util.js";
 import { parseLabels } from "./run.js";
 import { printer } from "./registry.js";

@@ -41,10 +41,13 @@ export class BuildCacheIndex {
     }
   }
 
-  /** Replaces the whole index (call under the store lock). */
+  /**
+   * Replaces the whole index (call under the store lock). Not fsynced: after a power failure an
+   * older index costs a rebuild of some steps, never a wrong result (every hit is checked).
+   */
   save(entries: ReadonlyMap<string, BuildCacheEntry>): void {
     const sorted = [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    writeJsonAtomic(this.file, { entries: Object.fromEntries(sorted) } satisfies CacheFile);
+    writeJsonAtomic(this.file, { entries: Object.fromEntries(sorted) } satisfies CacheFile, 0o644, false);
   }
 
   /** Adds entries to what is on disk (call under the store lock: other builds add theirs too). */
