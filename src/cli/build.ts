@@ -96,7 +96,7 @@ export function registerBuild(program: Command): void {
   program
     .command("build")
     .description("Build an image from a Dockerfile")
-    .argument("<context>", "the build context: a directory, or - for a tar archive or a Dockerfile on standard input")
+    .argument("[context]", "the build context: a directory, or - for a tar archive or a Dockerfile on standard input")
     .option("-t, --tag <name>", "name the image (repeatable)", collect, [])
     .option("-f, --file <file>", "the Dockerfile (default: CONTEXT/Dockerfile; - for standard input)")
     .option("--build-arg <KEY=VALUE>", "set a build-time variable (repeatable)", collect, [])
@@ -110,7 +110,13 @@ export function registerBuild(program: Command): void {
     .option("--iidfile <file>", "write the image ID to this file")
     .addOption(new Option("--rm", "remove intermediate containers (always done)").hideHelp())
     .addOption(new Option("--force-rm", "remove intermediate containers (always done)").hideHelp())
-    .action(async (context: string, o: BuildFlags) => {
+    .action(async (context: string | undefined, o: BuildFlags) => {
+      // `--pull .` is docker's boolean --pull before the context: the option took the context as its value.
+      if (context === undefined && typeof o.pull === "string" && !["always", "missing", "never", "true", "false"].includes(o.pull)) {
+        context = o.pull;
+        o.pull = true;
+      }
+      if (context === undefined) throw new TsrunError('"tsrun build" requires exactly 1 argument: the context (a directory, or -)');
       await buildCommand(context, o);
     });
 }

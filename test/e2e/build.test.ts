@@ -401,18 +401,18 @@ describe("errors", () => {
 });
 
 describe("interop", () => {
-  it("an image built here runs under Podman with the same config", async () => {
+  it("an image built here (Docker format: it has a HEALTHCHECK) runs under Podman with the same config", async () => {
     const name = `localhost/${unique("for-podman")}:v1`;
-    const dir = context({ Dockerfile: "FROM busybox\nENV WHO=podman\nWORKDIR /w\nCOPY f .\nRUN echo ran > r\nEXPOSE 80\nLABEL l=v\nCMD [\"sh\", \"-c\", \"echo $WHO $(pwd) $(cat f r)\"]\n", f: "file\n" });
+    const dir = context({ Dockerfile: "FROM busybox\nENV WHO=podman\nWORKDIR /w\nCOPY f .\nRUN echo ran > r\nEXPOSE 80\nLABEL l=v\nHEALTHCHECK --interval=7s CMD true\nCMD [\"sh\", \"-c\", \"echo $WHO $(pwd) $(cat f r)\"]\n", f: "file\n" });
     const r = await built(["-t", name, dir]);
     const p = `podman --root ${dir}/podman --runroot ${dir}/podman-run --storage-driver vfs --runtime runc`;
     const out = await shAsUser(
-      `set -e; "$TSRUN" save ${name} | ${p} load -q >/dev/null; ${p} inspect --format '{{.Id}} {{json .Config.Env}} {{.Config.WorkingDir}} {{json .Config.Cmd}} {{json .Config.ExposedPorts}} {{json .Config.Labels}}' ${name}; ${p} run --rm --net none ${name}`,
+      `set -e; "$TSRUN" save ${name} | ${p} load -q >/dev/null; ${p} inspect --format '{{.Id}} {{json .Config.Env}} {{.Config.WorkingDir}} {{json .Config.Cmd}} {{json .Config.ExposedPorts}} {{json .Config.Labels}} {{json .HealthCheck}}' ${name}; ${p} run --rm --net none ${name}`,
       { timeout: 90_000 },
     );
     expect(out.code, out.stderr).toBe(0);
     const [inspected, ran] = out.stdout.trim().split("\n");
-    expect(inspected).toBe(`${r.id.slice(7)} ["WHO=podman"] /w ["sh","-c","echo $WHO $(pwd) $(cat f r)"] {"80/tcp":{}} {"l":"v"}`);
+    expect(inspected).toBe(`${r.id.slice(7)} ["WHO=podman"] /w ["sh","-c","echo $WHO $(pwd) $(cat f r)"] {"80/tcp":{}} {"l":"v"} {"Test":["CMD-SHELL","true"],"Interval":7000000000}`);
     expect(ran).toBe("podman /w file ran");
   });
 });
