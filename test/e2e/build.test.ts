@@ -178,6 +178,14 @@ CMD ["default-arg"]
     expect((await tsrun(["run", "--rm", "--entrypoint", "stat", name, "-c", "%Y", "/remote/remote.txt"])).stdout.trim()).toBe("1700000000");
   });
 
+  it("ENTRYPOINT resets an inherited CMD; ENV sees the values from before its line; legacy ENV expands", async () => {
+    const parent = unique("with-cmd");
+    await built(["-q", "-t", parent, context({ Dockerfile: 'FROM busybox\nCMD ["inherited"]\n' })]);
+    const dir = context({ Dockerfile: `FROM ${parent}\nENV A=1\nENV A=2 B=$A\nENV C $A and $B\nENTRYPOINT ["echo"]\n` });
+    const r = await built(["-q", dir]);
+    expect(await inspect(r.id, "{{json .Config.Cmd}} {{json .Config.Entrypoint}} {{json .Config.Env}}")).toBe('null ["echo"] ["A=2","B=1","C=2 and 1"]');
+  });
+
   it("-q prints only the ID; --label, --iidfile; RUN sees its network: private by default, none on request", async () => {
     const dir = context({ Dockerfile: "FROM busybox\nRUN echo interfaces: $(ls /sys/class/net | wc -l)\n" });
     const iid = path.join(scratchDir("build-iid"), "iid");
