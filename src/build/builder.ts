@@ -22,7 +22,7 @@ import { MEDIA, hostPlatform, type ContainerConfig, type HistoryEntry, type Imag
 import { applyInstruction, type ConfigState } from "../image/config-changes.js";
 import { installPackedLayer, recordImage, tagName } from "../image/commit.js";
 import { familiarName } from "../image/inspect.js";
-import { pullImage } from "../image/registry/pull.js";
+import { pullImage, removeStaleTemps } from "../image/registry/pull.js";
 import type { TransferListener } from "../image/registry/progress.js";
 import { ReferenceError } from "../image/reference.js";
 import { TsrunError } from "../errors.js";
@@ -115,6 +115,7 @@ class Builder {
   private readonly context: SourceTree;
   private running: number | undefined;
   private cancelled: NodeJS.Signals | undefined;
+  private cleaned = false;
 
   constructor(
     private readonly containers: Containers,
@@ -163,6 +164,13 @@ class Builder {
     if (known && known.created === entry.created && known.emptyLayer === entry.emptyLayer && known.layers.length === entry.layers.length && known.layers.every((l, i) => l.chainId === entry.layers[i]?.chainId)) return;
     this.cache.set(key, entry);
     this.fresh.set(key, entry);
+  }
+
+  /** Before the first step that writes: what killed builds (and pulls, commits) left in the store. */
+  private async removeLeftovers(): Promise<void> {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    await removeStaleTemps(this.store);
   }
 
   private checkCancelled(): void {
@@ -451,6 +459,7 @@ class Builder {
       this.finishStep(state, key, createdBy, hit.layers, hit.emptyLayer);
       return;
     }
+    await this.removeLeftovers();
     let result;
     try {
       result = await runStep(this.containers, {
@@ -552,6 +561,7 @@ class Builder {
         this.finishStep(state, key, createdBy, hit.layers, hit.emptyLayer);
         return;
       }
+      await this.removeLeftovers();
       const copied = await runCopy(ctx, prepared);
       for (const w of copied.result.warnings) this.opts.warn?.(w);
       await this.installLayer(state, copied.layer, copied.layerTmp, copied.tarFile);
