@@ -129,7 +129,13 @@ class Builder {
     this.buildArgs = new BuildArgs(new Map(Object.entries(opts.buildArgs ?? {})), hostPlatform(), dockerfile.escapeChar, ctx.dockerfileName);
     this.globals = this.buildArgs.globalScope(graph.globalArgs);
     this.multiStage = graph.stages.length > 1;
-    this.context = new SourceTree(ctx.dir, ignoreMatcher(ctx.ignore));
+    let ignore;
+    try {
+      ignore = ignoreMatcher(ctx.ignore);
+    } catch (err) {
+      throw new BuildError(`.dockerignore: ${errorMessage(err)}`);
+    }
+    this.context = new SourceTree(ctx.dir, ignore);
   }
 
   private log(line: string): void {
