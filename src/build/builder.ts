@@ -35,6 +35,7 @@ import { prepareContext, type BuildContext } from "./context.js";
 import { SourceTree } from "./source-tree.js";
 import { ignoreMatcher, prepareCopy, runCopy, type CopyContext } from "./copy-step.js";
 import { runStep } from "./run-step.js";
+import { runMounts } from "./run-mounts.js";
 import { rmSync } from "node:fs";
 import { BuildCancelledError, BuildError } from "./errors.js";
 
@@ -444,10 +445,18 @@ class Builder {
   }
 
   private async runInstruction(state: StageState, ins: Instruction): Promise<void> {
-    const flags = parseFlags(ins, { network: "string", mount: "string", security: "string" }, this.ctx.dockerfileName);
-    if (flags.has("mount")) throw new Error("RUN --mount is not supported yet");
+    const flags = parseFlags(ins, { network: "string", mount: "strings", security: "string" }, this.ctx.dockerfileName);
     if (flags.has("security")) throw new Error("RUN --security is not supported");
     const config = state.config.config ?? {};
+    const lex = new ShellLex(this.dockerfile.escapeChar);
+    const scope = state.args.expansionScope(config.Env ?? []);
+    const mountFlags = flags.get("mount");
+    const mounts = runMounts(Array.isArray(mountFlags) ? mountFlags.map((m) => lex.processWord(m, scope)) : [], {
+      store: this.store,
+      context: this.context,
+      contextDir: this.ctx.dir,
+      workdir: config.WorkingDir ?? "/",
+    });
     let network: NetworkMode = this.opts.network ?? "private";
     const wanted = flags.get("network");
     if (typeof wanted === "string" && wanted !== "default") {
@@ -456,7 +465,7 @@ class Builder {
     }
     const argv = this.runArgv(ins, config);
     const { args, proxies } = state.args.runEnvironment(config.Env ?? []);
-    const key = stepKey(state.key, { run: argv, args, network });
+    const key = stepKey(state.key, { run: argv, args, network, ...(mounts.description.length > 0 ? { mounts: mounts.description } : {}) });
     const argText = args.length > 0 ? `|${args.length} ${args.map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
     const createdBy = `RUN ${argText}${argv.join(" ")}`;
     const hit = this.lookup(key, state);
@@ -475,6 +484,7 @@ class Builder {
         config: state.config,
         argv,
         env: [...args, ...proxies].map(([k, v]) => `${k}=${v}`),
+        mounts: mounts.mounts,
         network,
         quiet: this.opts.quiet ?? false,
         clampMtime: this.opts.sourceDateEpoch,

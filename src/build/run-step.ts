@@ -23,6 +23,8 @@ export interface RunStepOptions {
   argv: string[];
   /** KEY=VALUE: the ARG values the command sees. */
   env: string[];
+  /** --mount specs (RUN --mount, see run-mounts.ts). */
+  mounts?: string[];
   network: NetworkMode;
   /** Discard the command's output (build -q). */
   quiet: boolean;
@@ -57,6 +59,7 @@ export async function runStep(containers: Containers, opts: RunStepOptions): Pro
     args: opts.argv,
     entrypoint: "",
     env: opts.env,
+    mounts: opts.mounts ?? [],
     network: opts.network,
   });
   const devNull = opts.quiet ? openSync("/dev/null", "w") : -1;

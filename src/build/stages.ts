@@ -78,15 +78,16 @@ export function targetStage(graph: StageGraph, target: string | undefined): Stag
   return stage;
 }
 
-export type FlagKind = "string" | "bool";
+/** A flag's value: one string, a bool (`--link`, `--link=false`), or repeated strings (`--mount`). */
+export type FlagKind = "string" | "bool" | "strings";
 
 /**
  * An instruction's `--name=value` flags, checked against the ones it accepts (BuildKit's
  * BFlags): an unknown or repeated flag, or a value on a bool flag other than true/false, is an
  * error with the instruction's line.
  */
-export function parseFlags(ins: Instruction, accepted: Readonly<Record<string, FlagKind>>, fileName = "Dockerfile"): Map<string, string | boolean> {
-  const out = new Map<string, string | boolean>();
+export function parseFlags(ins: Instruction, accepted: Readonly<Record<string, FlagKind>>, fileName = "Dockerfile"): Map<string, string | boolean | string[]> {
+  const out = new Map<string, string | boolean | string[]>();
   for (const flag of ins.flags) {
     const fail = (reason: string): DockerfileParseError => new DockerfileParseError(reason, ins.startLine, ins.endLine, fileName);
     if (!flag.startsWith("--")) throw fail(`invalid flag "${flag}"`);
@@ -95,8 +96,12 @@ export function parseFlags(ins: Instruction, accepted: Readonly<Record<string, F
     const value = eq < 0 ? undefined : flag.slice(eq + 1);
     const kind = accepted[name];
     if (kind === undefined) throw fail(`unknown flag: --${name}`);
-    if (out.has(name)) throw fail(`duplicate flag specified: --${name}`);
-    if (kind === "bool") {
+    if (out.has(name) && kind !== "strings") throw fail(`duplicate flag specified: --${name}`);
+    if (kind === "strings") {
+      if (value === undefined) throw fail(`missing a value on flag: --${name}`);
+      const previous = out.get(name);
+      out.set(name, [...(Array.isArray(previous) ? previous : []), value]);
+    } else if (kind === "bool") {
       if (value === undefined || value.toLowerCase() === "true") out.set(name, true);
       else if (value.toLowerCase() === "false") out.set(name, false);
       else throw fail(`expecting boolean value for flag --${name}, not: ${value}`);

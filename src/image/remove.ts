@@ -252,6 +252,8 @@ export async function pruneBuildCache(containers: Containers, all: boolean): Pro
     const used = containers.list();
     const dropped = dropCacheEntries(store, images, used, all);
     const deleted = await deleteUnused(store, [], images, used, dropped);
+    // RUN --mount=type=cache directories are build cache too (their files may belong to any uid).
+    if (all) await store.removeTree(store.buildCache.mountsDir);
     return { lines: deleted.lines.map((l) => l.replace(/^Deleted:/, "deleted:")), reclaimed: deleted.reclaimed };
   });
 }

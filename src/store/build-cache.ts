@@ -25,9 +25,12 @@ interface CacheFile {
 
 export class BuildCacheIndex {
   readonly file: string;
+  /** Where RUN --mount=type=cache directories live (build cache too: `builder prune -a` empties it). */
+  readonly mountsDir: string;
 
   constructor(root: string) {
     this.file = path.join(root, "build-cache.json");
+    this.mountsDir = path.join(root, "build-mounts");
   }
 
   /** Every entry by key (empty when no build ran yet). */

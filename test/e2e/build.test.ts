@@ -186,6 +186,22 @@ CMD ["default-arg"]
     expect(await inspect(r.id, "{{json .Config.Cmd}} {{json .Config.Entrypoint}} {{json .Config.Env}}")).toBe('null ["echo"] ["A=2","B=1","C=2 and 1"]');
   });
 
+  it("RUN --mount: a cache kept between builds, a read-only bind of the context, a tmpfs; none of them in the layer", async () => {
+    const id = unique("cache-id");
+    const dir = context({
+      Dockerfile: `FROM busybox\nRUN --mount=type=cache,id=${id},target=/cache --mount=type=bind,source=conf,target=/conf --mount=type=tmpfs,target=/scratch \\\n  echo run >> /cache/log && echo count=$(wc -l < /cache/log) && cat /conf/c && touch /scratch/t && cp /conf/c /copied && (touch /conf/w 2>/dev/null || echo read-only)\n`,
+      "conf/c": "conf-content\n",
+    });
+    const first = await built(["--no-cache", dir]);
+    expect(first.stdout).toMatch(/^count=1\nconf-content\nread-only$/m);
+    const second = await built(["--no-cache", dir]);
+    expect(second.stdout).toMatch(/^count=2$/m);
+    const out = await tsrun(["run", "--rm", second.id, "sh", "-c", "cat /copied; ls /cache /scratch /conf 2>/dev/null | wc -w"]);
+    expect(out.stdout).toBe("conf-content\n0\n");
+    const secret = await build([context({ Dockerfile: "FROM busybox\nRUN --mount=type=secret,id=s true\n" })]);
+    expect(secret.stderr).toBe("Error: Dockerfile:2: RUN --mount=type=secret is not supported yet (cache, bind and tmpfs are)\n");
+  });
+
   it("-q prints only the ID; --label, --iidfile; RUN sees its network: private by default, none on request", async () => {
     const dir = context({ Dockerfile: "FROM busybox\nRUN echo interfaces: $(ls /sys/class/net | wc -l)\n" });
     const iid = path.join(scratchDir("build-iid"), "iid");
