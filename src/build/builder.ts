@@ -148,11 +148,11 @@ class Builder {
     return this.opts.sourceDateEpoch ?? Math.floor(Date.now() / 1000);
   }
 
-  /** A step's history time: the cached one (so a cached build repeats its config), else now. */
+  /** A step's history time: SOURCE_DATE_EPOCH, or the cached one (so a cached build repeats its config), or now. */
   private createdFor(key: string): string {
+    if (this.opts.sourceDateEpoch !== undefined) return new Date(this.opts.sourceDateEpoch * 1000).toISOString();
     const cached = this.opts.noCache ? undefined : this.cache.get(key)?.created;
-    if (cached) return cached;
-    return new Date(this.opts.sourceDateEpoch !== undefined ? this.opts.sourceDateEpoch * 1000 : Date.now()).toISOString();
+    return cached ?? new Date().toISOString();
   }
 
   /** A usable cache entry for a layer step: its layers continue the stage's and all still exist. */
@@ -329,7 +329,8 @@ class Builder {
     if (platform !== undefined && platform !== "" && !platform.startsWith(`${config.os}/${config.architecture}`)) {
       throw new Error(`FROM --platform=${platform}: only the build host's platform (${config.os}/${config.architecture}) can be built here`);
     }
-    const key = stepKey("", { from: identity });
+    // SOURCE_DATE_EPOCH changes every layer (file times are clamped to it): it starts the key chain.
+    const key = stepKey("", { from: identity, ...(this.opts.sourceDateEpoch !== undefined ? { epoch: this.opts.sourceDateEpoch } : {}) });
     const created = this.createdFor(key);
     this.remember(key, { created, layers, emptyLayer: true });
     const args = new StageArgs(this.buildArgs, this.globals);

@@ -20,7 +20,7 @@ import { unpackLayer } from "../store/unpack.js";
 import { withDecompressed } from "../image/archive/compression.js";
 import { IgnoreMatcher } from "./path-patterns.js";
 import { isTarHeader } from "./tar-detect.js";
-import { SourceTree, fileType, isDirectory, ST_GID, ST_MODE, ST_MTIME, ST_SIZE, ST_UID, type SourceMatch } from "./source-tree.js";
+import { SourceTree, SourceNotFoundError, fileType, isDirectory, ST_GID, ST_MODE, ST_MTIME, ST_SIZE, ST_UID, type SourceMatch } from "./source-tree.js";
 
 const { S_IFDIR, S_IFREG, S_IFLNK, S_IFIFO } = constants;
 
@@ -250,7 +250,14 @@ class CopyPlanner {
       const root = "dir" in source.root ? source.root.dir : layerView(source.root.layers, job.storeRoot, path.join(job.scratch, `from-${this.trees.length}`));
       const tree = new SourceTree(root, source.ignore.length > 0 ? new IgnoreMatcher(source.ignore) : undefined);
       this.trees.push(tree);
-      const matches = source.paths.flatMap((p) => tree.match(p));
+      const matches = source.paths.flatMap((p) => {
+        try {
+          return tree.match(p);
+        } catch (err) {
+          if (err instanceof SourceNotFoundError && !("dir" in source.root)) throw new Error(`COPY ${p}: no such file or directory in the --from stage or image`);
+          throw err;
+        }
+      });
       count += matches.length;
       matchesOf.push({ source, tree, matches });
     }
