@@ -469,12 +469,7 @@ class Builder {
     const key = stepKey(state.key, { run: argv, args, network, ...(mounts.description.length > 0 ? { mounts: mounts.description } : {}) });
     const argText = args.length > 0 ? `|${args.length} ${args.map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
     const createdBy = `RUN ${argText}${argv.join(" ")}`;
-    const hit = this.lookup(key, state);
-    if (hit) {
-      this.log(`--> Using cache ${key.slice(7)}`);
-      this.finishStep(state, key, createdBy, hit.layers, hit.emptyLayer);
-      return;
-    }
+    if (this.fromCache(state, key, createdBy)) return;
     await this.removeLeftovers();
     let result;
     try {
@@ -518,7 +513,21 @@ class Builder {
       mediaType: MEDIA.ociLayer,
       size: result.packed.size,
     };
-    await this.installLayer(state, layer, result.layerTmp, result.tarFile);
+    await this.addLayer(state, key, createdBy, layer, result.layerTmp, result.tarFile);
+  }
+
+  /** A layer step's cache hit: the step ends with the cached layers, and true; else false. */
+  private fromCache(state: StageState, key: string, createdBy: string): boolean {
+    const hit = this.lookup(key, state);
+    if (!hit) return false;
+    this.log(`--> Using cache ${key.slice(7)}`);
+    this.finishStep(state, key, createdBy, hit.layers, hit.emptyLayer);
+    return true;
+  }
+
+  /** Ends a layer step with its new layer: into the store and the cache index first. */
+  private async addLayer(state: StageState, key: string, createdBy: string, layer: LayerRecord, layerTmp: string, tarFile: string): Promise<void> {
+    await this.installLayer(state, layer, layerTmp, tarFile);
     this.log(`--> ${layer.chainId.slice(7, 19)}`);
     this.finishStep(state, key, createdBy, [...state.layers, layer], false);
   }
@@ -572,18 +581,11 @@ class Builder {
     try {
       const key = stepKey(state.key, prepared.description);
       const createdBy = ins.original.trim();
-      const hit = this.lookup(key, state);
-      if (hit) {
-        this.log(`--> Using cache ${key.slice(7)}`);
-        this.finishStep(state, key, createdBy, hit.layers, hit.emptyLayer);
-        return;
-      }
+      if (this.fromCache(state, key, createdBy)) return;
       await this.removeLeftovers();
       const copied = await runCopy(ctx, prepared);
       for (const w of copied.result.warnings) this.opts.warn?.(w);
-      await this.installLayer(state, copied.layer, copied.layerTmp, copied.tarFile);
-      this.log(`--> ${copied.layer.chainId.slice(7, 19)}`);
-      this.finishStep(state, key, createdBy, [...state.layers, copied.layer], false);
+      await this.addLayer(state, key, createdBy, copied.layer, copied.layerTmp, copied.tarFile);
     } finally {
       for (const f of prepared.temporaries) rmSync(f, { force: true });
     }

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { detectCompression, withDecompressed } from "../image/archive/compression.js";
+import { withDecompressed } from "../image/archive/compression.js";
 import { readDockerignore } from "./path-patterns.js";
 import { isTarHeader } from "./tar-detect.js";
 import { TsrunError } from "../errors.js";
@@ -71,18 +71,41 @@ function newTempDir(tmpDir: string, kind: string): string {
   return dir;
 }
 
-/** Unpacks a context tarball (its first bytes already read) into a new directory. */
-async function unpackContext(head: Buffer, rest: AsyncIterator<Buffer | string>, dir: string): Promise<void> {
-  async function* all(): AsyncGenerator<Buffer> {
-    yield head;
-    for (let next = await rest.next(); !next.done; next = await rest.next()) yield toBuffer(next.value);
-  }
-  // node-tar is loaded only for this case: most builds have a directory context.
-  const tar = await import("tar");
-  await withDecompressed(all(), "the build context", async (chunks) => {
+/**
+ * Reads standard input once: a tar archive (plain or compressed) is unpacked into dir and null
+ * returned; anything else is a Dockerfile, returned whole.
+ */
+async function readStdinContext(input: AsyncIterable<Buffer | string>, dir: string): Promise<Buffer | null> {
+  let dockerfile: Buffer | null = null;
+  await withDecompressed(input, "the build context", async (chunks) => {
+    const iterator = chunks[Symbol.asyncIterator]();
+    const head: Buffer[] = [];
+    let length = 0;
+    let done = false;
+    while (length < 512 && !done) {
+      const next = await iterator.next();
+      if (next.done) done = true;
+      else {
+        head.push(next.value);
+        length += next.value.length;
+      }
+    }
+    const first = Buffer.concat(head);
+    const rest: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: () => iterator };
+    if (!isTarHeader(first.subarray(0, 512))) {
+      dockerfile = Buffer.concat([first, done ? Buffer.alloc(0) : await readAll(rest)]);
+      return;
+    }
+    async function* all(): AsyncGenerator<Buffer> {
+      yield first;
+      yield* rest;
+    }
+    // node-tar is loaded only for this case: most builds have a directory context.
+    const tar = await import("tar");
     // The user's own files, unpacked as the user: no owners kept, no path may leave dir.
-    await pipeline(Readable.from(chunks), tar.x({ cwd: dir, strict: true, preservePaths: false, preserveOwner: false }));
+    await pipeline(Readable.from(all()), tar.x({ cwd: dir, strict: true, preservePaths: false, preserveOwner: false }));
   });
+  return dockerfile;
 }
 
 export async function prepareContext(opts: ContextOptions): Promise<BuildContext> {
@@ -106,35 +129,17 @@ export async function prepareContext(opts: ContextOptions): Promise<BuildContext
   }
 
   if (file === "-") throw new TsrunError("the context and the Dockerfile cannot both come from standard input", 1);
-  const input = (opts.stdin ?? process.stdin)[Symbol.asyncIterator]();
-  const headChunks: Buffer[] = [];
-  let headLength = 0;
-  let ended = false;
-  while (headLength < 512) {
-    const next = await input.next();
-    if (next.done) {
-      ended = true;
-      break;
-    }
-    const chunk = toBuffer(next.value);
-    headChunks.push(chunk);
-    headLength += chunk.length;
-  }
-  const head = Buffer.concat(headChunks);
-  const isArchive = detectCompression(head) !== "none" || isTarHeader(head.subarray(0, 512));
-  if (!isArchive) {
-    // A Dockerfile on standard input: a build without context (COPY has nothing to copy).
-    const rest = ended ? Buffer.alloc(0) : await readAll({ [Symbol.asyncIterator]: () => input });
-    const dir = newTempDir(opts.tmpDir, "empty");
-    return { dir, dockerfile: Buffer.concat([head, rest]), dockerfileName: "Dockerfile", ignore: [], temporary: dir };
-  }
   const dir = newTempDir(opts.tmpDir, "context");
+  let fromStdin: Buffer | null;
   try {
-    try {
-      await unpackContext(head, input, dir);
-    } catch (err) {
-      throw new TsrunError(`unable to prepare context: ${(err as Error).message}`, 1);
-    }
+    fromStdin = await readStdinContext(opts.stdin ?? process.stdin, dir);
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new TsrunError(`unable to prepare context: ${(err as Error).message}`, 1);
+  }
+  // A Dockerfile on standard input: a build without context (COPY has nothing to copy).
+  if (fromStdin !== null) return { dir, dockerfile: fromStdin, dockerfileName: "Dockerfile", ignore: [], temporary: dir };
+  try {
     const inside = path.resolve(dir, path.posix.normalize(`/${file ?? "Dockerfile"}`).slice(1));
     const specific = `${inside}.dockerignore`;
     return {
