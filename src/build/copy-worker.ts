@@ -20,7 +20,7 @@ import { unpackLayer } from "../store/unpack.js";
 import { withDecompressed } from "../image/archive/compression.js";
 import { IgnoreMatcher } from "./path-patterns.js";
 import { isTarHeader } from "./tar-detect.js";
-import { SourceTree, SourceNotFoundError, fileType, isDirectory, ST_GID, ST_MODE, ST_MTIME, ST_SIZE, ST_UID, type SourceMatch } from "./source-tree.js";
+import { SourceTree, SourceNotFoundError, fileType, isDirectory, ST_DEV, ST_GID, ST_INO, ST_MODE, ST_MTIME, ST_NLINK, ST_SIZE, ST_UID, type SourceMatch } from "./source-tree.js";
 
 const { S_IFDIR, S_IFREG, S_IFLNK, S_IFIFO } = constants;
 
@@ -103,6 +103,8 @@ interface PlannedEntry {
   /** A prepared file (outside any tree). */
   file?: string;
   linkTarget?: string;
+  /** For a file with several names in its tree: the inode, so they stay one file (a hardlink). */
+  inode?: string;
 }
 
 const WHITEOUT_PREFIX = ".wh.";
@@ -214,7 +216,11 @@ class CopyPlanner {
     const mode = this.job.mode ?? st[ST_MODE] & 0o7777;
     const common = { uid, gid, mtime: this.clamp(st[ST_MTIME]), size: 0 };
     if (type === S_IFDIR) return { ...common, type: "directory", mode };
-    if (type === S_IFREG) return { ...common, type: "file", mode, size: st[ST_SIZE], tree, rel };
+    if (type === S_IFREG) {
+      const entry: PlannedEntry = { ...common, type: "file", mode, size: st[ST_SIZE], tree, rel };
+      if (st[ST_NLINK] > 1) entry.inode = `${this.trees.indexOf(tree)}:${st[ST_DEV]}:${st[ST_INO]}`;
+      return entry;
+    }
     // A symlink's own mode is meaningless (0777 in every tar writer).
     if (type === S_IFLNK) return { ...common, type: "symlink", mode: 0o777, linkTarget: linkTarget ?? "" };
     if (type === S_IFIFO) return { ...common, type: "fifo", mode };
@@ -321,10 +327,18 @@ class CopyPlanner {
 
   /** Writes the planned entries as one tar, in path order. */
   async write(tar: TarWriter): Promise<void> {
+    // Names of one inode copied together stay one file: the first in path order, then hardlinks.
+    const firstName = new Map<string, string>();
     for (const p of [...this.entries.keys()].sort(comparePaths)) {
       const e = this.entries.get(p) as PlannedEntry;
       const header: TarEntry = { path: e.type === "directory" ? `${p}/` : p, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, size: 0, mtime: e.mtime };
       if (e.type === "symlink") header.linkpath = e.linkTarget ?? "";
+      const first = e.inode !== undefined ? firstName.get(e.inode) : undefined;
+      if (first !== undefined) {
+        await tar.add({ ...header, type: "hardlink", linkpath: first });
+        continue;
+      }
+      if (e.inode !== undefined) firstName.set(e.inode, p);
       if (e.type !== "file") {
         await tar.add(header);
         continue;

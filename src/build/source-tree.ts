@@ -20,6 +20,9 @@ export const ST_UID = 1;
 export const ST_GID = 2;
 export const ST_SIZE = 3;
 export const ST_MTIME = 4;
+export const ST_NLINK = 8;
+export const ST_INO = 9;
+export const ST_DEV = 10;
 
 export function fileType(st: RawStat): number {
   return st[ST_MODE] & S_IFMT;

@@ -3,7 +3,7 @@
 // across two builds, reproducible IDs with SOURCE_DATE_EPOCH, contexts and Dockerfiles on
 // standard input, errors, rmi/prune with the build cache, and an image built here run by Podman.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -309,7 +309,7 @@ describe(".dockerignore", () => {
     expect(missing.stderr).toBe("Error: Dockerfile:2: COPY secret/key: file not found in build context or excluded by .dockerignore\n");
   });
 
-  it("COPY wildcards, directory semantics, a symlinked destination", async () => {
+  it("COPY wildcards, directory semantics, a symlinked destination, hardlinks kept", async () => {
     const dir = context({
       Dockerfile: "FROM busybox\nRUN mkdir -p /real && ln -s /real /link\nCOPY *.txt /link/\nCOPY dir /copied\nCOPY dir/ /existing-tmp/\nCOPY one.md /named\n",
       "a.txt": "a",
@@ -318,9 +318,10 @@ describe(".dockerignore", () => {
       "dir/x": "x",
       "dir/sub/y": "y",
     });
+    linkSync(path.join(dir, "dir", "x"), path.join(dir, "dir", "x-hardlink"));
     const r = await built([dir]);
-    const out = await tsrun(["run", "--rm", r.id, "sh", "-c", "ls /real; readlink /link; find /copied /existing-tmp -type f | sort; cat /named"]);
-    expect(out.stdout).toBe("a.txt\nb.txt\n/real\n/copied/sub/y\n/copied/x\n/existing-tmp/sub/y\n/existing-tmp/x\none");
+    const out = await tsrun(["run", "--rm", r.id, "sh", "-c", "ls /real; readlink /link; find /copied /existing-tmp -type f | sort; cat /named; echo; test $(stat -c %i /copied/x) = $(stat -c %i /copied/x-hardlink) && echo same-inode"]);
+    expect(out.stdout).toBe("a.txt\nb.txt\n/real\n/copied/sub/y\n/copied/x\n/copied/x-hardlink\n/existing-tmp/sub/y\n/existing-tmp/x\n/existing-tmp/x-hardlink\none\nsame-inode\n");
   });
 });
 
