@@ -109,6 +109,9 @@ interface PlannedEntry {
 
 const WHITEOUT_PREFIX = ".wh.";
 
+/** Podman's ignore_chown_errors, as the layer unpacker takes it (see store/worker.ts). */
+const squashOwners = (): boolean => process.env.TSRUN_IGNORE_CHOWN_ERRORS === "true";
+
 /** Path order with every directory before its contents: component by component, bytewise. */
 function comparePaths(a: string, b: string): number {
   const pa = a.split("/");
@@ -168,7 +171,7 @@ async function unpackArchive(fd: number, dir: string, job: CopyJob, warnings: st
       for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
     }
     mkdirSync(dir, { recursive: true, mode: 0o755 });
-    await unpackLayer(Readable.from(all()), dir, { maxUid: job.maxUid, maxGid: job.maxGid, onWarning: (m) => warnings.push(m) });
+    await unpackLayer(Readable.from(all()), dir, { maxUid: job.maxUid, maxGid: job.maxGid, squashUnmappedOwners: squashOwners(), onWarning: (m) => warnings.push(m) });
   }).catch((err: unknown) => {
     // A file that merely looks compressed (a .gz that is not gzip) is copied as it is.
     if (!isArchive) return;
@@ -383,7 +386,12 @@ export async function runCopyJob(jobFile: string): Promise<void> {
   }
   const digest = `sha256:${hash.digest("hex")}`;
   const warnings = planner.warnings;
-  const unpacked = await unpackLayer(createReadStream(job.tarFile), path.join(job.layerDir, "diff"), { maxUid: job.maxUid, maxGid: job.maxGid, onWarning: (m) => warnings.push(m) });
+  const unpacked = await unpackLayer(createReadStream(job.tarFile), path.join(job.layerDir, "diff"), {
+    maxUid: job.maxUid,
+    maxGid: job.maxGid,
+    squashUnmappedOwners: squashOwners(),
+    onWarning: (m) => warnings.push(m),
+  });
   if (unpacked.diffId !== digest) throw new Error(`internal error: the copy's layer changed while it was unpacked (${unpacked.diffId} != ${digest})`);
   writeFileSync(resultFile, JSON.stringify({ digest, size: tar.bytes, entries: planner.entries.size, warnings } satisfies CopyResult));
 }
