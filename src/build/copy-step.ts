@@ -221,7 +221,8 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
           prepared.temporaries.push(got.file);
           // Docker gives downloaded files mode 600.
           prepared.sources.push({ kind: "file", path: got.file, name: got.name, mode: 0o600, mtime: got.mtime });
-          described.push({ url: word.text, digest: got.digest, mtime: got.mtime });
+          // Keyed by content only (a server without Last-Modified would otherwise never hit).
+          described.push({ url: word.text, digest: got.digest });
         } else if (keyword === "add" && isGit(word.text)) {
           throw new Error(`ADD of a git repository (${word.text}) is not supported`);
         } else {
