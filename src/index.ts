@@ -15,6 +15,7 @@ import { pullImage, type PullOptions, type PullResult } from "./image/registry/p
 import { pushImage, type PushOptions, type PushResult } from "./image/registry/push.js";
 import { saveImages, type SaveOptions } from "./image/archive/save.js";
 import { loadArchive, type LoadOptions, type LoadResult } from "./image/archive/load.js";
+import type { BuildOptions } from "./build/builder.js";
 
 export { Store } from "./store/store.js";
 export { Containers, type CreateOptions } from "./container/run.js";
@@ -36,6 +37,8 @@ export type { TransferListener, BlobOutcome } from "./image/registry/progress.js
 export { RegistryError } from "./image/registry/client.js";
 export type { SaveOptions, ArchiveFormat } from "./image/archive/save.js";
 export type { LoadOptions, LoadResult, LoadedImage } from "./image/archive/load.js";
+export type { BuildOptions } from "./build/builder.js";
+export { BuildError, BuildCancelledError } from "./build/errors.js";
 export { stopContainer, killContainer, pauseContainer, unpauseContainer, removeContainer, waitContainer, readLogs, signalNumber, type LogRecord, type LogOptions } from "./container/lifecycle.js";
 
 export interface ImageSummary {
@@ -134,6 +137,13 @@ export class Tsrun {
   /** What a container changed against its image (`diff`). */
   diff(container: string): Promise<Change[]> {
     return containerChanges(this.containers, container);
+  }
+
+  /** Builds an image from a Dockerfile and a context (`build`). */
+  async build(opts: BuildOptions): Promise<ImageRecord> {
+    // Loaded on use: every other command starts without the builder's code.
+    const { buildImage } = await import("./build/builder.js");
+    return buildImage(this.containers, opts);
   }
 
   /** Runs a container in the foreground and returns its exit status. */

@@ -284,7 +284,7 @@ export async function rmiCommand(names: string[], o: { force: boolean }): Promis
 }
 
 /** Docker's prompt; anything but y/Y (or no terminal answer at all) declines. */
-async function confirm(question: string): Promise<boolean> {
+export async function confirm(question: string): Promise<boolean> {
   process.stdout.write(question);
   const rl = createInterface({ input: process.stdin });
   const answer = await new Promise<string>((resolve) => {

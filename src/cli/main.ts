@@ -10,6 +10,7 @@ import { registerVolumes } from "./volumes.js";
 import { registerContainerImages } from "./containers-image.js";
 import { registerRegistry } from "./registry.js";
 import { registerArchive } from "./archive.js";
+import { registerBuild, registerBuilder } from "./build.js";
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -33,6 +34,8 @@ registerVolumes(program);
 registerContainerImages(program);
 registerRegistry(program);
 registerArchive(program);
+registerBuild(program);
+registerBuilder(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -31,6 +31,11 @@ import { confineFilesystem, processSecurity, securityOf } from "./security/plan.
 
 export interface CreateOptions {
   image: string;
+  /**
+   * Layers and config to run on instead of a stored image's (the builder's intermediate states;
+   * `image` is then only the name shown). id: the image the layers come from.
+   */
+  base?: { id: string; layers: string[]; config: ImageConfig };
   /** Arguments after the image: replace CMD. */
   args: string[];
   name?: string | undefined;
@@ -197,9 +202,15 @@ export class Containers {
 
   /** Creates a container record and its directories; nothing runs yet. */
   async create(opts: CreateOptions): Promise<ContainerRecord> {
-    const image = this.store.images.find(opts.image);
-    if (!image) throw new NotFoundError(`${displayName(opts.image)}: image not known`);
-    const config = this.imageConfig(image.id);
+    let image = opts.base;
+    let imageName = opts.image;
+    if (!image) {
+      const stored = this.store.images.find(opts.image);
+      if (!stored) throw new NotFoundError(`${displayName(opts.image)}: image not known`);
+      image = { id: stored.id, layers: stored.layers.map((l) => l.chainId), config: this.imageConfig(stored.id) };
+      imageName = stored.names[0] ?? stored.id;
+    }
+    const config = image.config;
     const c = config.config ?? {};
     const tty = opts.tty ?? false;
     const entrypointGiven = opts.entrypoint !== undefined;
@@ -253,8 +264,8 @@ export class Containers {
       name: "",
       created: new Date().toISOString(),
       image: image.id,
-      imageName: image.names[0] ?? image.id,
-      layers: image.layers.map((l) => l.chainId),
+      imageName,
+      layers: image.layers,
       path: argv[0] as string,
       args: argv.slice(1),
       config: {
@@ -328,7 +339,7 @@ export class Containers {
   }
 
   /** The launch plan for a created container. */
-  plan(record: ContainerRecord, io: { tty?: { rows: number; cols: number }; stdinNull: boolean }): LaunchPlan {
+  plan(record: ContainerRecord, io: { tty?: { rows: number; cols: number }; stdinNull: boolean; stdio?: [number, number, number] }): LaunchPlan {
     const mapping = currentMapping();
     const mode = this.usernsOf(record);
     const dir = this.records.containerDir(record.id);
@@ -379,15 +390,16 @@ export class Containers {
       ...processSecurity(security, user.uid),
     };
     if (io.tty) plan.tty = io.tty;
+    if (io.stdio) plan.stdio = io.stdio;
     return plan;
   }
 
-  /** Starts a created container attached to this process's terminal or streams. */
-  async start(record: ContainerRecord): Promise<LaunchedProcess> {
+  /** Starts a created container attached to this process's terminal or streams (or to stdio: fds for 0, 1, 2). */
+  async start(record: ContainerRecord, stdio?: [number, number, number]): Promise<LaunchedProcess> {
     const tty = record.config.tty
       ? { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 }
       : undefined;
-    const io = tty ? { tty, stdinNull: false } : { stdinNull: !record.config.openStdin };
+    const io = tty ? { tty, stdinNull: false } : { stdinNull: !record.config.openStdin, ...(stdio ? { stdio } : {}) };
     const plan = this.plan(record, io);
     const cgroup = this.prepareLimits(record, plan);
     let proc: LaunchedProcess;

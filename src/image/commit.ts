@@ -18,6 +18,7 @@ import path from "node:path";
 import type { Containers } from "../container/run.js";
 import type { ContainerRecord } from "../container/records.js";
 import type { ImageRecord, LayerRecord } from "../store/images.js";
+import type { Store } from "../store/store.js";
 import { chainIds } from "../store/digest.js";
 import { applyChanges } from "./config-changes.js";
 import { normaliseName, ReferenceError } from "./reference.js";
@@ -218,31 +219,46 @@ export async function commitContainer(containers: Containers, opts: CommitOption
 
   try {
     return await store.lock(async () => {
-      if (newLayer) {
-        if (store.layers.has(newLayer.chainId)) await store.removeTree(layerTmp);
-        else store.layers.commit(layerTmp, { chainId: newLayer.chainId, diffId: newLayer.diffId, parent: parent.layers.at(-1)?.chainId ?? null, size: newLayer.size });
-        // The worker hashed every byte it wrote: the file is the blob it names.
-        if (store.blobs.has(newLayer.digest)) rmSync(tarFile, { force: true });
-        else renameSync(tarFile, store.blobs.path(newLayer.digest));
-      } else {
-        await store.removeTree(layerTmp);
-      }
-      const configBytes = Buffer.from(JSON.stringify(config));
-      const configDigest = store.blobs.putBuffer(configBytes);
-      const manifestDigest = store.blobs.putBuffer(Buffer.from(JSON.stringify(manifestFor(configBytes, configDigest, config, layers))));
-      const images = store.images.list();
-      let image = images.find((i) => i.id === configDigest);
-      if (!image) {
-        image = { id: configDigest, names: [], manifest: manifestDigest, repoDigests: [], layers, added: now };
-        images.push(image);
-      }
-      if (name) assignNames(images, image, [name]);
-      store.images.save(images);
-      return image;
+      if (newLayer) await installPackedLayer(store, layerTmp, tarFile, newLayer, parent.layers.at(-1)?.chainId ?? null);
+      else await store.removeTree(layerTmp);
+      return recordImage(store, config, layers, name ? [name] : [], now);
     });
   } catch (err) {
     rmSync(tarFile, { force: true });
     await store.removeTree(layerTmp);
     throw err;
   }
+}
+
+/**
+ * Moves a layer the storage worker packed into the store (call under the store lock): the layer
+ * dir under its chain ID, the tar as its blob. The worker hashed every byte it wrote, so the file
+ * is the blob it names. When another process stored the same layer meanwhile, theirs is kept.
+ */
+export async function installPackedLayer(store: Store, layerTmp: string, tarFile: string, layer: LayerRecord, parentChainId: string | null): Promise<void> {
+  if (store.layers.has(layer.chainId)) await store.removeTree(layerTmp);
+  else store.layers.commit(layerTmp, { chainId: layer.chainId, diffId: layer.diffId, parent: parentChainId, size: layer.size });
+  if (store.blobs.has(layer.digest)) rmSync(tarFile, { force: true });
+  else renameSync(tarFile, store.blobs.path(layer.digest));
+}
+
+/**
+ * Stores an image's config and manifest and adds its record to the index, or finds the record
+ * when the same config is stored already; `names` move to it (call under the store lock).
+ */
+export function recordImage(store: Store, config: ImageConfig, layers: LayerRecord[], names: string[], now: string): ImageRecord {
+  const configBytes = Buffer.from(JSON.stringify(config));
+  const configDigest = store.blobs.putBuffer(configBytes);
+  const manifestDigest = store.blobs.putBuffer(Buffer.from(JSON.stringify(manifestFor(configBytes, configDigest, config, layers))));
+  const images = store.images.list();
+  let image = images.find((i) => i.id === configDigest);
+  const known = image !== undefined && names.every((n) => image?.names.includes(n));
+  if (!image) {
+    image = { id: configDigest, names: [], manifest: manifestDigest, repoDigests: [], layers, added: now };
+    images.push(image);
+  }
+  assignNames(images, image, names);
+  // Nothing changed (a rebuild that hit the cache all the way): the index is not rewritten.
+  if (!known) store.images.save(images);
+  return image;
 }

@@ -1,7 +1,8 @@
 // Dockerfile instructions that only change an image's config (no layer): used by
 // `import --change`, `commit --change`, and by the builder for the same instructions.
 import { parseDockerfile, type Instruction } from "../build/dockerfile.js";
-import { expandWord, expandWords } from "../build/shell-words.js";
+import { ShellLex, type EscapeChar, type ShellEnv } from "../build/shell-words.js";
+import path from "node:path";
 import { TsrunError } from "../errors.js";
 import type { ContainerConfig, HealthConfig } from "./types.js";
 
@@ -83,10 +84,22 @@ function healthcheck(ins: Instruction, config: ContainerConfig): HealthConfig {
   return hc;
 }
 
+export interface ExpansionOptions {
+  /** The variables words are expanded with (the builder's ARGs and ENV); the config's ENV by default. */
+  scope?: ShellEnv;
+  /** The Dockerfile's escape character. */
+  escapeChar?: EscapeChar;
+}
+
 /** Applies one config instruction, as Docker's builder dispatchers do. */
-export function applyInstruction(config: ContainerConfig, ins: Instruction, state: ConfigState): void {
+export function applyInstruction(config: ContainerConfig, ins: Instruction, state: ConfigState, opts: ExpansionOptions = {}): void {
   const env = envMap(config);
-  const expand = (w: string): string => expandWord(w, env);
+  // Every word of an instruction sees the variables as they were before it (`ENV a=1 b=$a`
+  // gives b the earlier a), as in Docker.
+  const scope = opts.scope ?? new Map(env);
+  const lex = new ShellLex(opts.escapeChar ?? "\\");
+  const expand = (w: string): string => lex.processWord(w, scope);
+  const expandWords = (w: string): string[] => lex.processWords(w, scope);
   switch (ins.keyword) {
     case "cmd":
       config.Cmd = commandLine(ins, config);
@@ -97,11 +110,12 @@ export function applyInstruction(config: ContainerConfig, ins: Instruction, stat
       if (!state.cmdSet) config.Cmd = null;
       break;
     case "env": {
+      if (ins.args.length === 0) throw new TsrunError("ENV requires at least one argument");
       for (let i = 0; i + 1 < ins.args.length; i += 3) {
-        const key = ins.args[i] as string;
-        // The legacy "ENV key value" form keeps the rest of the line verbatim.
-        const value = ins.args[i + 2] === "" ? (ins.args[i + 1] as string) : expand(ins.args[i + 1] as string);
-        env.set(key, value);
+        // Both forms are expanded (the legacy `ENV key value with spaces` too), keys included.
+        const key = expand(ins.args[i] as string);
+        if (key === "") throw new TsrunError("ENV names can not be blank");
+        env.set(key, expand(ins.args[i + 1] as string));
       }
       config.Env = [...env].map(([k, v]) => `${k}=${v}`);
       break;
@@ -112,7 +126,7 @@ export function applyInstruction(config: ContainerConfig, ins: Instruction, stat
       break;
     case "expose":
       config.ExposedPorts = config.ExposedPorts ?? {};
-      for (const raw of ins.args.flatMap((a) => expandWords(a, env))) {
+      for (const raw of ins.args.flatMap((a) => expandWords(a))) {
         const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(raw);
         if (!m) throw new TsrunError(`EXPOSE: invalid port "${raw}"`);
         const proto = (m[3] ?? "tcp").toLowerCase();
@@ -129,13 +143,14 @@ export function applyInstruction(config: ContainerConfig, ins: Instruction, stat
       break;
     case "workdir": {
       const dir = expand(ins.args[0] ?? "");
-      const base = config.WorkingDir || "/";
-      config.WorkingDir = dir.startsWith("/") ? dir : `${base.replace(/\/$/, "")}/${dir}`;
+      if (dir === "") throw new TsrunError("WORKDIR requires exactly one argument");
+      // Relative to the previous one, cleaned as Go's filepath.Join does ("a/../b" is "/b").
+      config.WorkingDir = path.posix.resolve(config.WorkingDir || "/", dir);
       break;
     }
     case "volume":
       config.Volumes = config.Volumes ?? {};
-      for (const v of ins.json ? ins.args : ins.args.flatMap((a) => expandWords(a, env))) {
+      for (const v of ins.args.map((a) => expand(a).trim())) {
         if (v === "") throw new TsrunError("VOLUME specified can not be an empty string");
         config.Volumes[v] = {};
       }

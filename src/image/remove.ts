@@ -1,7 +1,11 @@
-// `tag`, `rmi` and `image prune`: names on and off images, and deleting what nothing uses.
+// `tag`, `rmi`, `image prune` and `builder prune`: names on and off images, and deleting what
+// nothing uses.
 //
-// Reference counting: a layer dir stays while any image or any container (of any state: its
-// overlay lower dirs) has its ChainID; a blob stays while any image refers to it. An image that a
+// Reference counting: a layer dir stays while any image, any container (of any state: its
+// overlay lower dirs) or any build cache entry has its ChainID; a blob stays while any image or
+// cache entry refers to it. So `rmi` of a built image keeps the layers its rebuild would reuse;
+// `image prune` drops the cache entries no remaining image or container holds (the cache of
+// removed images, and of stages that became no image), `builder prune -a` all of them. An image that a
 // container still uses is never deleted, only untagged (with -f): its record keeps the layer list
 // and config a later `commit` of that container needs. Docker deletes the image of a stopped
 // container on `rmi -f`; keeping it dangling here costs no disk (the layers stay either way) and
@@ -15,7 +19,8 @@ import { randomBytes } from "node:crypto";
 import type { Containers } from "../container/run.js";
 import type { ContainerRecord } from "../container/records.js";
 import type { Store } from "../store/store.js";
-import type { ImageRecord } from "../store/images.js";
+import type { ImageRecord, LayerRecord } from "../store/images.js";
+import type { BuildCacheEntry } from "../store/build-cache.js";
 import { digestHex } from "../store/digest.js";
 import { assignNames } from "./import.js";
 import { tagName } from "./commit.js";
@@ -59,17 +64,27 @@ export async function tagImage(store: Store, source: string, target: string): Pr
   });
 }
 
-/** Deletes the images (already out of `remaining`'s list) and whatever only they used. */
-async function deleteUnused(store: Store, removed: ImageRecord[], remaining: ImageRecord[], containers: ContainerRecord[]): Promise<{ lines: string[]; reclaimed: number }> {
+/**
+ * Deletes the images (already out of `remaining`'s list) and whatever only they used; `dropped`:
+ * build cache entries already taken out of the index, whose layers go too when nothing else
+ * holds them. The build cache keeps its layers (and their blobs) alive like an image does.
+ */
+async function deleteUnused(
+  store: Store,
+  removed: ImageRecord[],
+  remaining: ImageRecord[],
+  containers: ContainerRecord[],
+  dropped: BuildCacheEntry[] = [],
+): Promise<{ lines: string[]; reclaimed: number }> {
   store.images.save(remaining);
-  const usedLayers = new Set<string>([...remaining.flatMap((i) => i.layers.map((l) => l.chainId)), ...containers.flatMap((c) => c.layers)]);
-  const usedBlobs = new Set<string>([...remaining.flatMap((i) => [i.id, i.manifest, ...i.layers.map((l) => l.digest)]), ...containers.map((c) => c.image)]);
+  const cached = [...store.buildCache.load().values()].flatMap((e) => e.layers);
+  const usedLayers = new Set<string>([...remaining.flatMap((i) => i.layers.map((l) => l.chainId)), ...containers.flatMap((c) => c.layers), ...cached.map((l) => l.chainId)]);
+  const usedBlobs = new Set<string>([...remaining.flatMap((i) => [i.id, i.manifest, ...i.layers.map((l) => l.digest)]), ...containers.map((c) => c.image), ...cached.map((l) => l.digest)]);
   const lines: string[] = [];
   let reclaimed = 0;
   const gone = new Set<string>();
-  for (const image of removed) {
-    lines.push(`Deleted: ${image.id}`);
-    for (const layer of [...image.layers].reverse()) {
+  const removeLayers = async (layers: LayerRecord[]): Promise<void> => {
+    for (const layer of [...layers].reverse()) {
       if (usedLayers.has(layer.chainId) || gone.has(layer.chainId)) continue;
       gone.add(layer.chainId);
       if (await removeLayer(store, layer.chainId)) {
@@ -77,11 +92,39 @@ async function deleteUnused(store: Store, removed: ImageRecord[], remaining: Ima
         reclaimed += layer.size;
       }
     }
-    for (const digest of [image.id, image.manifest, ...image.layers.map((l) => l.digest)]) {
+    for (const layer of layers) {
+      if (!usedBlobs.has(layer.digest) && store.blobs.has(layer.digest)) store.blobs.remove(layer.digest);
+    }
+  };
+  for (const image of removed) {
+    lines.push(`Deleted: ${image.id}`);
+    await removeLayers(image.layers);
+    for (const digest of [image.id, image.manifest]) {
       if (!usedBlobs.has(digest) && store.blobs.has(digest)) store.blobs.remove(digest);
     }
   }
+  for (const entry of dropped) await removeLayers(entry.layers);
   return { lines, reclaimed };
+}
+
+/**
+ * Takes build cache entries out of the index: all of them, or those whose state no remaining
+ * image or container has (the cache of removed images and of stages that are no image), as
+ * Podman's prune removes dangling intermediate images. Returns them.
+ */
+function dropCacheEntries(store: Store, remaining: ImageRecord[], containers: ContainerRecord[], all: boolean): BuildCacheEntry[] {
+  const entries = store.buildCache.load();
+  const held = new Set<string>([...remaining.flatMap((i) => i.layers.map((l) => l.chainId)), ...containers.flatMap((c) => c.layers)]);
+  const dropped: BuildCacheEntry[] = [];
+  for (const [key, entry] of entries) {
+    const top = entry.layers.at(-1)?.chainId;
+    if (all || top === undefined || !held.has(top)) {
+      dropped.push(entry);
+      entries.delete(key);
+    }
+  }
+  if (dropped.length > 0) store.buildCache.save(entries);
+  return dropped;
 }
 
 /** Removes one layer dir and its short link; false when it was not there. */
@@ -189,11 +232,28 @@ export async function pruneImages(containers: Containers, all: boolean): Promise
     const images = store.images.list();
     const used = containers.list();
     const doomed = images.filter((i) => (all || i.names.length === 0) && usersOf(i, used).length === 0);
-    if (doomed.length === 0) return { lines: [], reclaimed: 0 };
     const untagged = doomed.flatMap((i) => i.names.map((n) => `untagged: ${familiarName(n)}`));
     const remaining = images.filter((i) => !doomed.includes(i));
-    const deleted = await deleteUnused(store, doomed, remaining, used);
+    const dropped = dropCacheEntries(store, remaining, used, false);
+    const deleted = await deleteUnused(store, doomed, remaining, used, dropped);
     return { lines: [...untagged, ...deleted.lines.map((l) => l.replace(/^Deleted:/, "deleted:"))], reclaimed: deleted.reclaimed };
   });
 }
 
+
+/**
+ * `builder prune`: the build cache, and the layers only it kept. Without all, only the entries
+ * no image or container holds (as `image prune` drops them); with all, every entry.
+ */
+export async function pruneBuildCache(containers: Containers, all: boolean): Promise<PruneResult> {
+  const store = containers.store;
+  return store.lock(async () => {
+    const images = store.images.list();
+    const used = containers.list();
+    const dropped = dropCacheEntries(store, images, used, all);
+    const deleted = await deleteUnused(store, [], images, used, dropped);
+    // RUN --mount=type=cache directories are build cache too (their files may belong to any uid).
+    if (all) await store.removeTree(store.buildCache.mountsDir);
+    return { lines: deleted.lines.map((l) => l.replace(/^Deleted:/, "deleted:")), reclaimed: deleted.reclaimed };
+  });
+}

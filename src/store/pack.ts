@@ -733,8 +733,11 @@ class ParentDirs {
   }
 }
 
-/** Writes the scanned upper dir as an OCI layer (whiteouts in OCI form). Returns warnings. */
-async function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer: LayerDirWriter | undefined): Promise<string[]> {
+/**
+ * Writes the scanned upper dir as an OCI layer (whiteouts in OCI form). Returns warnings.
+ * clampMtime: no time in the layer is later (SOURCE_DATE_EPOCH, for reproducible builds).
+ */
+async function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer: LayerDirWriter | undefined, clampMtime?: number): Promise<string[]> {
   const addon = native();
   const warnings: string[] = [];
   const links = new HardlinkTracker();
@@ -751,6 +754,7 @@ async function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter,
       try {
         parent = parents.open(item.path);
         st = addon.lstatAt(parent.fd, parent.name);
+        if (clampMtime !== undefined && st[ST_MTIME] > clampMtime) st[ST_MTIME] = clampMtime;
       } catch (err) {
         // Gone since the scan (a running container): nothing to store.
         if (errorCode(err) === "ENOENT" || errorCode(err) === "ENOTDIR") continue;
@@ -818,6 +822,8 @@ export interface PackJob extends UpperScanSpec {
    * tar is unpacked into the store afterwards.
    */
   layerDir?: string;
+  /** SOURCE_DATE_EPOCH of a build: later file times are clamped to it. */
+  clampMtime?: number;
 }
 
 export interface PackResult {
@@ -861,7 +867,7 @@ export async function runPackJob(jobFile: string): Promise<void> {
   const layer = job.layerDir === undefined ? undefined : new LayerDirWriter(path.join(job.layerDir, "diff"));
   let warnings: string[];
   try {
-    warnings = [...scanWarnings, ...(await packUpper(job, items, tar, layer))];
+    warnings = [...scanWarnings, ...(await packUpper(job, items, tar, layer, job.clampMtime))];
     layer?.finish();
   } finally {
     closeSync(out);

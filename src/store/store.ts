@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { BlobStore } from "./blobs.js";
 import { ImageIndex } from "./images.js";
 import { LayerStore } from "./layers.js";
+import { BuildCacheIndex } from "./build-cache.js";
 import { storePaths, type StorePaths } from "./paths.js";
 import { withLock } from "./atomic.js";
 import { packageRoot } from "../native.js";
@@ -35,12 +36,14 @@ export class Store {
   readonly blobs: BlobStore;
   readonly layers: LayerStore;
   readonly images: ImageIndex;
+  readonly buildCache: BuildCacheIndex;
 
   constructor(root?: string) {
     this.paths = storePaths(root);
     this.blobs = new BlobStore(this.paths.blobs);
     this.layers = new LayerStore(this.paths.layers, this.paths.layerLinks);
     this.images = new ImageIndex(this.paths.images);
+    this.buildCache = new BuildCacheIndex(this.paths.root);
   }
 
   /** Serialises changes to shared state (the image index, names, layer creation). */
@@ -94,7 +97,7 @@ export class Store {
    * Runs one storage worker job inside the user namespace: the job goes in a file, the worker
    * writes its result to another. stdout: an fd the worker writes to (export's tar stream).
    */
-  private async runWorkerJob<Job, Result>(command: string, job: Job, opts: { stdout?: number; userns?: UsernsMode } = {}): Promise<Result | undefined> {
+  async runWorkerJob<Job, Result>(command: string, job: Job, opts: { stdout?: number; userns?: UsernsMode } = {}): Promise<Result | undefined> {
     mkdirSync(this.paths.tmp, { recursive: true });
     const id = `${process.pid}-${randomBytes(4).toString("hex")}`;
     const jobFile = path.join(this.paths.tmp, `${command}-${id}.json`);

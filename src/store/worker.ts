@@ -9,6 +9,7 @@ import { runChangesJob, runExportJob, runPackJob } from "./pack.js";
 // and export commands (commit, diff, export) start about 15 ms sooner without them.
 const loadUnpack = (): Promise<typeof import("./unpack.js")> => import("./unpack.js");
 const loadCopy = (): Promise<typeof import("../container/copy-worker.js")> => import("../container/copy-worker.js");
+const loadBuildCopy = (): Promise<typeof import("../build/copy-worker.js")> => import("../build/copy-worker.js");
 import type { UnpackJob, UnpackJobResult } from "./store.js";
 
 interface JobFile {
@@ -68,6 +69,8 @@ async function main(): Promise<void> {
     runChangesJob(arg);
   } else if (command === "export" && arg) {
     await runExportJob(arg);
+  } else if (command === "build-copy" && arg) {
+    await (await loadBuildCopy()).runCopyJob(arg);
   } else {
     throw new Error(`unknown worker command ${command ?? ""}`);
   }

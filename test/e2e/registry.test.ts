@@ -419,3 +419,27 @@ describe("interop", () => {
     expect(run.stdout).toBe("v2s2\n");
   });
 });
+
+describe("build", () => {
+  it("pulls FROM and COPY --from images the store lacks; --pull pulls again, --pull=never refuses", async () => {
+    const base = `${open.host}/tsrun/build-base:1`;
+    const other = `${open.host}/tsrun/build-other:1`;
+    await tsrun(["push", "-q", "busybox", base]);
+    await tsrun(["push", "-q", "busybox", other]);
+    const store = freshStore("build");
+    const dir = scratchDir("build-from-registry");
+    writeFileSync(path.join(dir, "Dockerfile"), `FROM ${base}\nCOPY --from=${other} /etc/passwd /other-passwd\nRUN head -1 /other-passwd\n`);
+    if (env.user) chownSync(path.join(dir, "Dockerfile"), env.user.uid, env.user.gid);
+    const never = await tsrun(["build", "--pull=never", dir], { env: store });
+    expect(never.code).toBe(1);
+    expect(never.stderr).toMatch(/image not known \(and --pull=never\)\n$/);
+    expect(storedImages(store)).toEqual([]);
+    const built = await tsrun(["build", "-t", "from-registry", dir], { env: store, timeout: 120_000 });
+    expect(built.code, built.stderr).toBe(0);
+    expect(built.stderr.match(/Trying to pull/g)?.length).toBe(2);
+    expect(built.stdout).toMatch(/^root:x:0:0:root:\/root:\/bin\/sh$/m);
+    const again = await tsrun(["build", "--pull", dir], { env: store, timeout: 120_000 });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/Trying to pull/);
+  });
+});

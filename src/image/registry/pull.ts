@@ -80,8 +80,10 @@ function pidAlive(pid: number): boolean {
 }
 
 /**
- * Removes what killed pulls left behind: partial blob downloads (".tmp-stream-PID-...") and
- * half-unpacked layer dirs (".tmp-PID-..."), only those of processes that no longer exist.
+ * Removes what killed pulls, commits and builds left behind: partial blobs (".tmp-stream-PID-...",
+ * ".tmp-commit-PID-...", ".tmp-build-PID-..."), half-unpacked layer dirs (".tmp-PID-...") and a
+ * build's temporary files and dirs in the store's tmp ("build-KIND-PID-..."), only those of
+ * processes that no longer exist.
  */
 export async function removeStaleTemps(store: Store): Promise<void> {
   const dead = (name: string, re: RegExp): boolean => {
@@ -90,10 +92,17 @@ export async function removeStaleTemps(store: Store): Promise<void> {
   };
   try {
     for (const name of readdirSync(store.paths.blobs)) {
-      if (dead(name, /^\.tmp-stream-(\d+)-/)) rmSync(path.join(store.paths.blobs, name), { force: true });
+      if (dead(name, /^\.tmp-(?:stream|commit|build)-(\d+)-/)) rmSync(path.join(store.paths.blobs, name), { force: true });
     }
   } catch {
     // No blob dir yet.
+  }
+  try {
+    for (const name of readdirSync(store.paths.tmp)) {
+      if (dead(name, /^build-[a-z]+-(\d+)-/)) await store.removeTree(path.join(store.paths.tmp, name));
+    }
+  } catch {
+    // No tmp dir yet.
   }
   for (const dir of store.layers.tempDirs()) {
     if (dead(path.basename(dir), /^\.tmp-(\d+)-/)) await store.removeTree(dir);

@@ -1,0 +1,680 @@
+// `build`: a Dockerfile and a context become an image.
+//
+// The Dockerfile is split into stages (stages.ts); the target stage is built, and before it, or
+// when a COPY --from needs it, every stage it depends on. Each instruction is a step with a cache
+// key (cache-keys.ts) chained from the one before. RUN, COPY and ADD make layers: on a cache hit
+// the stored layer is reused and nothing runs (no container, no storage worker), otherwise RUN
+// runs a container (run-step.ts) and COPY/ADD start the storage worker (copy-step.ts), and the
+// new layer goes into the store and the cache index under the store lock. The other
+// instructions change the config and add a history entry with empty_layer. Finally the target
+// stage's config, history and layers are written as an image, under the store lock too; a
+// failed build writes no image (the layers of its finished steps stay cached).
+//
+// Reproducibility: with SOURCE_DATE_EPOCH every history time and the config's time is that
+// moment, and no file time in a new layer is later; the layers' tars are written in name order
+// with numeric owners, so two builds of the same context give the same image ID.
+import type { Containers } from "../container/run.js";
+import type { NetworkMode } from "../container/mounts.js";
+import type { ImageRecord, LayerRecord } from "../store/images.js";
+import type { BuildCacheEntry } from "../store/build-cache.js";
+import { chainIds } from "../store/digest.js";
+import { MEDIA, hostPlatform, type ContainerConfig, type HistoryEntry, type ImageConfig } from "../image/types.js";
+import { applyInstruction, type ConfigState } from "../image/config-changes.js";
+import { installPackedLayer, recordImage, tagName } from "../image/commit.js";
+import { familiarName } from "../image/inspect.js";
+import { pullImage, removeStaleTemps } from "../image/registry/pull.js";
+import type { TransferListener } from "../image/registry/progress.js";
+import { ReferenceError } from "../image/reference.js";
+import { TsrunError } from "../errors.js";
+import { DockerfileParseError, parseDockerfile, chompHeredocContent, parseHeredoc, type Dockerfile, type Instruction } from "./dockerfile.js";
+import { ShellExpansionError, ShellLex } from "./shell-words.js";
+import { findStage, parseFlags, stageGraph, targetStage, type Stage, type StageGraph } from "./stages.js";
+import { BuildArgs, StageArgs } from "./build-args.js";
+import { stepKey } from "./cache-keys.js";
+import { prepareContext, type BuildContext } from "./context.js";
+import { SourceTree } from "./source-tree.js";
+import { ignoreMatcher, prepareCopy, runCopy, type CopyContext } from "./copy-step.js";
+import { runStep } from "./run-step.js";
+import { runMounts } from "./run-mounts.js";
+import { rmSync } from "node:fs";
+import { BuildCancelledError, BuildError } from "./errors.js";
+
+export interface BuildOptions {
+  /** The context: a directory, or "-" for standard input (a tar archive, or a Dockerfile). */
+  context: string;
+  /** -f: the Dockerfile (relative to the current directory), "-" for standard input. */
+  file?: string | undefined;
+  /** Standard input, when the context or the Dockerfile come from it (process.stdin by default). */
+  stdin?: AsyncIterable<Buffer | string>;
+  /** -t: names for the image. */
+  tags?: string[];
+  /** --build-arg values. */
+  buildArgs?: Record<string, string>;
+  noCache?: boolean;
+  /** --target: the stage to build (the last one by default). */
+  target?: string | undefined;
+  /** --label: labels added to the image. */
+  labels?: Record<string, string>;
+  /** -q: no progress, no RUN output. */
+  quiet?: boolean;
+  /** The network RUN commands get (the private network by default). */
+  network?: NetworkMode;
+  /** When FROM and COPY --from images are pulled: missing (default), always, never. */
+  pull?: "missing" | "always" | "never";
+  tlsVerify?: boolean | undefined;
+  /** SOURCE_DATE_EPOCH, seconds: times in the image are clamped to it. */
+  sourceDateEpoch?: number | undefined;
+  /** Progress lines ("STEP 1/3: FROM busybox"), without newline. */
+  log?: (line: string) => void;
+  /** Warnings (unused build args, Dockerfile warnings). */
+  warn?: (message: string) => void;
+  /** Pull progress. */
+  listener?: TransferListener;
+}
+
+/** An image a FROM or COPY --from uses. */
+interface BaseImage {
+  id: string;
+  layers: LayerRecord[];
+  config: ImageConfig;
+}
+
+/** Where a stage is while it is built. */
+interface StageState {
+  stage: Stage;
+  /** The image the stage's layers start from ("" for scratch): shown for RUN containers. */
+  imageId: string;
+  imageName: string;
+  config: ImageConfig;
+  layers: LayerRecord[];
+  history: HistoryEntry[];
+  key: string;
+  args: StageArgs;
+  configState: ConfigState;
+  /** The created time of the last step (the config's `created`). */
+  created: string;
+}
+
+const DEFAULT_SHELL = ["/bin/sh", "-c"];
+/** Instructions that take no flags (FROM, RUN, COPY, ADD and HEALTHCHECK check their own). */
+const FLAGLESS = new Set(["arg", "cmd", "entrypoint", "env", "expose", "label", "maintainer", "onbuild", "shell", "stopsignal", "user", "volume", "workdir"]);
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+class Builder {
+  private readonly store;
+  private readonly cache: Map<string, BuildCacheEntry>;
+  /** Entries this build made, written to the index with the next layer or the image. */
+  private readonly fresh = new Map<string, BuildCacheEntry>();
+  private readonly stages = new Map<number, Promise<StageState>>();
+  private readonly images = new Map<string, Promise<BaseImage>>();
+  private readonly buildArgs: BuildArgs;
+  private readonly globals: Map<string, string>;
+  private readonly multiStage: boolean;
+  private readonly context: SourceTree;
+  private running: number | undefined;
+  private cancelled: NodeJS.Signals | undefined;
+  private cleaned = false;
+
+  constructor(
+    private readonly containers: Containers,
+    private readonly opts: BuildOptions,
+    private readonly ctx: BuildContext,
+    private readonly dockerfile: Dockerfile,
+    private readonly graph: StageGraph,
+  ) {
+    this.store = containers.store;
+    this.cache = this.store.buildCache.load();
+    this.buildArgs = new BuildArgs(new Map(Object.entries(opts.buildArgs ?? {})), hostPlatform(), dockerfile.escapeChar, ctx.dockerfileName);
+    this.globals = this.buildArgs.globalScope(graph.globalArgs);
+    this.multiStage = graph.stages.length > 1;
+    let ignore;
+    try {
+      ignore = ignoreMatcher(ctx.ignore);
+    } catch (err) {
+      throw new BuildError(`.dockerignore: ${errorMessage(err)}`);
+    }
+    this.context = new SourceTree(ctx.dir, ignore);
+  }
+
+  private log(line: string): void {
+    if (!this.opts.quiet) this.opts.log?.(line);
+  }
+
+  /** Seconds for new files and directories: SOURCE_DATE_EPOCH, or now. */
+  private nowSeconds(): number {
+    return this.opts.sourceDateEpoch ?? Math.floor(Date.now() / 1000);
+  }
+
+  /** A step's history time: SOURCE_DATE_EPOCH, or the cached one (so a cached build repeats its config), or now. */
+  private createdFor(key: string): string {
+    if (this.opts.sourceDateEpoch !== undefined) return new Date(this.opts.sourceDateEpoch * 1000).toISOString();
+    const cached = this.opts.noCache ? undefined : this.cache.get(key)?.created;
+    return cached ?? new Date().toISOString();
+  }
+
+  /** A usable cache entry for a layer step: its layers continue the stage's and all still exist. */
+  private lookup(key: string, state: StageState): BuildCacheEntry | undefined {
+    if (this.opts.noCache) return undefined;
+    const entry = this.cache.get(key);
+    if (!entry || entry.layers.length < state.layers.length) return undefined;
+    if (!state.layers.every((l, i) => entry.layers[i]?.chainId === l.chainId)) return undefined;
+    if (!entry.layers.every((l) => this.store.layers.has(l.chainId) && this.store.blobs.has(l.digest))) return undefined;
+    return entry;
+  }
+
+  /** Records a step's result; only what the index does not have yet is written back. */
+  private remember(key: string, entry: BuildCacheEntry): void {
+    const known = this.cache.get(key);
+    if (known && known.created === entry.created && known.emptyLayer === entry.emptyLayer && known.layers.length === entry.layers.length && known.layers.every((l, i) => l.chainId === entry.layers[i]?.chainId)) return;
+    this.cache.set(key, entry);
+    this.fresh.set(key, entry);
+  }
+
+  /** Before the first step that writes: what killed builds (and pulls, commits) left in the store. */
+  private async removeLeftovers(): Promise<void> {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    await removeStaleTemps(this.store);
+  }
+
+  private checkCancelled(): void {
+    if (this.cancelled) throw new BuildCancelledError(this.cancelled);
+  }
+
+  /** Ends a step: the new key, history entry, and cache entry. */
+  private finishStep(state: StageState, key: string, createdBy: string, layers: LayerRecord[], emptyLayer: boolean): void {
+    const created = this.createdFor(key);
+    const entry: HistoryEntry = { created, created_by: createdBy };
+    if (emptyLayer) entry.empty_layer = true;
+    state.history.push(entry);
+    state.layers = layers;
+    state.key = key;
+    state.created = created;
+    this.remember(key, { created, layers, emptyLayer });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Images and stages
+
+  private resolveImage(ref: string): Promise<BaseImage> {
+    let found = this.images.get(ref);
+    if (!found) {
+      found = this.loadImage(ref);
+      this.images.set(ref, found);
+    }
+    return found;
+  }
+
+  private async loadImage(ref: string): Promise<BaseImage> {
+    const policy = this.opts.pull ?? "missing";
+    let image: ImageRecord | undefined;
+    try {
+      image = policy === "always" ? undefined : this.store.images.find(ref);
+    } catch (err) {
+      if (err instanceof ReferenceError) throw new Error(`invalid image reference "${ref}": ${err.message}`);
+      throw err;
+    }
+    if (!image) {
+      if (policy === "never") throw new Error(`${ref}: image not known (and --pull=never)`);
+      try {
+        image = (await pullImage(this.store, { reference: ref, tlsVerify: this.opts.tlsVerify, listener: this.opts.listener })).image;
+      } catch (err) {
+        throw new Error(policy === "missing" ? `${ref}: image not known locally, and pulling it failed: ${errorMessage(err)}` : errorMessage(err));
+      }
+    }
+    const config = JSON.parse(this.store.blobs.read(image.id).toString("utf8")) as ImageConfig;
+    return { id: image.id, layers: image.layers, config };
+  }
+
+  private buildStage(stage: Stage): Promise<StageState> {
+    let result = this.stages.get(stage.index);
+    if (!result) {
+      result = this.runStage(stage);
+      this.stages.set(stage.index, result);
+    }
+    return result;
+  }
+
+  /** Stages a stage needs that its text names plainly (FROM, COPY --from): built before it, in order. */
+  private staticDependencies(stage: Stage, base: string): Stage[] {
+    const refs = [base];
+    for (const ins of stage.instructions) {
+      if (ins.keyword !== "copy") continue;
+      for (const flag of ins.flags) if (flag.startsWith("--from=") && !flag.includes("$")) refs.push(flag.slice(7));
+    }
+    const deps = new Set<Stage>();
+    for (const ref of refs) {
+      const dep = findStage(this.graph, ref);
+      if (dep && dep.index < stage.index) deps.add(dep);
+    }
+    return [...deps].sort((a, b) => a.index - b.index);
+  }
+
+  private label(stage: Stage, step: number): string {
+    const total = stage.instructions.length + 1;
+    const prefix = this.multiStage ? `[${stage.index + 1}/${this.graph.stages.length}] ` : "";
+    return `${prefix}STEP ${step}/${total}`;
+  }
+
+  private async runStage(stage: Stage): Promise<StageState> {
+    const fileName = this.ctx.dockerfileName;
+    const fail = (ins: Instruction, reason: string): BuildError => new BuildError(`${fileName}:${ins.startLine}: ${reason}`);
+    let base: string;
+    try {
+      base = new ShellLex(this.dockerfile.escapeChar).processWord(stage.base, this.globals);
+    } catch (err) {
+      throw fail(stage.from, errorMessage(err));
+    }
+    if (base === "") throw fail(stage.from, `base name (${stage.base}) should not be blank`);
+    for (const dep of this.staticDependencies(stage, base)) await this.buildStage(dep);
+
+    this.log(`${this.label(stage, 1)}: ${stage.from.original.trim()}`);
+    const state = await this.fromStep(stage, base).catch((err: unknown) => {
+      throw err instanceof TsrunError ? err : fail(stage.from, errorMessage(err));
+    });
+    const triggers = state.config.config?.OnBuild ?? [];
+    if (state.config.config) delete state.config.config.OnBuild;
+    if (triggers.length > 0) this.log(`--> Executing ${triggers.length} build trigger${triggers.length > 1 ? "s" : ""}`);
+    for (const trigger of triggers) {
+      let parsed: Instruction[];
+      try {
+        parsed = parseDockerfile(trigger, { fileName }).instructions;
+      } catch (err) {
+        throw fail(stage.from, `ONBUILD trigger "${trigger}": ${errorMessage(err)}`);
+      }
+      for (const ins of parsed) {
+        if (ins.keyword === "onbuild" || ins.keyword === "from" || ins.keyword === "maintainer") {
+          throw fail(stage.from, `${ins.keyword.toUpperCase()} isn't allowed as an ONBUILD trigger`);
+        }
+        this.log(`--> Trigger: ${ins.original.trim()}`);
+        await this.step(state, ins, stage.from);
+      }
+    }
+    for (const [i, ins] of stage.instructions.entries()) {
+      this.log(`${this.label(stage, i + 2)}: ${ins.original.trim()}`);
+      await this.step(state, ins);
+    }
+    return state;
+  }
+
+  private async fromStep(stage: Stage, base: string): Promise<StageState> {
+    let identity: string;
+    let imageId = "";
+    let config: ImageConfig;
+    let layers: LayerRecord[] = [];
+    const platform = stage.platform !== undefined ? new ShellLex(this.dockerfile.escapeChar).processWord(stage.platform, this.globals) : undefined;
+    const dep = findStage(this.graph, base);
+    if (dep && dep.name !== undefined && dep.name === base.toLowerCase() && dep.index < stage.index) {
+      const from = await this.buildStage(dep);
+      identity = from.key;
+      imageId = from.imageId;
+      config = structuredClone(from.config);
+      config.history = [...from.history];
+      config.config = structuredClone(from.config.config ?? {});
+      layers = from.layers;
+    } else if (base.toLowerCase() === "scratch") {
+      identity = "scratch";
+      const p = hostPlatform();
+      config = { architecture: p.architecture, os: p.os, config: {}, rootfs: { type: "layers", diff_ids: [] }, history: [] };
+    } else {
+      const image = await this.resolveImage(base);
+      identity = image.id;
+      imageId = image.id;
+      config = structuredClone(image.config);
+      layers = image.layers;
+    }
+    if (platform !== undefined && platform !== "" && !platform.startsWith(`${config.os}/${config.architecture}`)) {
+      throw new Error(`FROM --platform=${platform}: only the build host's platform (${config.os}/${config.architecture}) can be built here`);
+    }
+    // SOURCE_DATE_EPOCH changes every layer (file times are clamped to it): it starts the key chain.
+    const key = stepKey("", { from: identity, ...(this.opts.sourceDateEpoch !== undefined ? { epoch: this.opts.sourceDateEpoch } : {}) });
+    const created = this.createdFor(key);
+    this.remember(key, { created, layers, emptyLayer: true });
+    const args = new StageArgs(this.buildArgs, this.globals);
+    return {
+      stage,
+      imageId,
+      imageName: base,
+      config,
+      layers,
+      history: [...(config.history ?? [])],
+      key,
+      args,
+      configState: { cmdSet: false },
+      created,
+    };
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Steps
+
+  /** Runs one instruction; errors name the Dockerfile line (a trigger's: its FROM line). */
+  private async step(state: StageState, ins: Instruction, at: Instruction = ins): Promise<void> {
+    this.checkCancelled();
+    try {
+      await this.dispatch(state, ins);
+    } catch (err) {
+      if (err instanceof BuildError || err instanceof BuildCancelledError) throw err;
+      if (err instanceof DockerfileParseError) throw new BuildError(at === ins ? err.message : `${this.ctx.dockerfileName}:${at.startLine}: ${err.reason}`);
+      throw new BuildError(`${this.ctx.dockerfileName}:${at.startLine}: ${errorMessage(err)}`);
+    }
+    this.checkCancelled();
+  }
+
+  private async dispatch(state: StageState, ins: Instruction): Promise<void> {
+    if (FLAGLESS.has(ins.keyword)) parseFlags(ins, {}, this.ctx.dockerfileName);
+    const config = (state.config.config ??= {});
+    switch (ins.keyword) {
+      case "arg": {
+        const declared = state.args.declare(ins, config.Env ?? []);
+        const text = declared.map((d) => (d.value === undefined ? d.name : `${d.name}=${d.value}`)).join(" ");
+        this.finishStep(state, stepKey(state.key, { arg: ins.args }), `ARG ${text}`, state.layers, true);
+        return;
+      }
+      case "maintainer":
+        if (ins.args.length !== 1) throw new Error("MAINTAINER requires exactly one argument");
+        state.config.author = ins.args[0] as string;
+        this.finishStep(state, stepKey(state.key, { maintainer: ins.args[0] }), `MAINTAINER ${ins.args[0] ?? ""}`, state.layers, true);
+        return;
+      case "run":
+        await this.runInstruction(state, ins);
+        return;
+      case "copy":
+      case "add":
+        await this.copyInstruction(state, ins);
+        return;
+      case "from":
+        throw new Error("FROM cannot be used here");
+      default: {
+        const scope = state.args.expansionScope(config.Env ?? []);
+        try {
+          applyInstruction(config, ins, state.configState, { scope, escapeChar: this.dockerfile.escapeChar });
+        } catch (err) {
+          if (err instanceof ShellExpansionError) throw new Error(err.message);
+          throw err;
+        }
+        const key = stepKey(state.key, { instruction: ins.original, config });
+        this.finishStep(state, key, this.historyText(ins, config), state.layers, true);
+      }
+    }
+  }
+
+  /** The history's created_by for a config instruction, with its words expanded as BuildKit writes them. */
+  private historyText(ins: Instruction, config: ContainerConfig): string {
+    const word = ins.keyword.toUpperCase();
+    switch (ins.keyword) {
+      case "env":
+        return `ENV ${(config.Env ?? []).filter((e) => ins.args.some((a, i) => i % 3 === 0 && e.startsWith(`${a}=`))).join(" ")}`.trimEnd();
+      case "workdir":
+        return `WORKDIR ${config.WorkingDir ?? ""}`;
+      case "user":
+        return `USER ${config.User ?? ""}`;
+      case "cmd":
+        return `CMD ${JSON.stringify(config.Cmd ?? [])}`;
+      case "entrypoint":
+        return `ENTRYPOINT ${JSON.stringify(config.Entrypoint ?? [])}`;
+      case "shell":
+        return `SHELL ${JSON.stringify(config.Shell ?? [])}`;
+      default:
+        return `${word} ${ins.original.trim().slice(ins.keyword.length).trim()}`;
+    }
+  }
+
+  /** RUN's command line: exec form as written, shell form through SHELL (heredocs included). */
+  private runArgv(ins: Instruction, config: ContainerConfig): string[] {
+    if (ins.json) {
+      if (ins.args.length === 0) throw new Error("RUN requires at least one argument");
+      return ins.args;
+    }
+    const shell = config.Shell ?? DEFAULT_SHELL;
+    let command = ins.args[0] ?? "";
+    if (command.trim() === "") throw new Error("RUN requires at least one argument");
+    if (ins.heredocs.length > 0) {
+      const only = ins.heredocs[0];
+      if (ins.heredocs.length === 1 && only && parseHeredoc(command.trim())?.name === only.name) {
+        // `RUN <<EOF` alone: the body is the script.
+        command = only.chomp ? chompHeredocContent(only.content) : only.content;
+      } else {
+        // The shell reads the heredocs itself, from the text after the command line.
+        command += "\n" + ins.heredocs.map((h) => `${h.content}${h.name}\n`).join("");
+      }
+    }
+    return [...shell, command];
+  }
+
+  private async runInstruction(state: StageState, ins: Instruction): Promise<void> {
+    const flags = parseFlags(ins, { network: "string", mount: "strings", security: "string" }, this.ctx.dockerfileName);
+    if (flags.has("security")) throw new Error("RUN --security is not supported");
+    const config = state.config.config ?? {};
+    const lex = new ShellLex(this.dockerfile.escapeChar);
+    const scope = state.args.expansionScope(config.Env ?? []);
+    const mountFlags = flags.get("mount");
+    const mounts = runMounts(Array.isArray(mountFlags) ? mountFlags.map((m) => lex.processWord(m, scope)) : [], {
+      store: this.store,
+      context: this.context,
+      contextDir: this.ctx.dir,
+      workdir: config.WorkingDir ?? "/",
+    });
+    let network: NetworkMode = this.opts.network ?? "private";
+    const wanted = flags.get("network");
+    if (typeof wanted === "string" && wanted !== "default") {
+      if (wanted !== "none" && wanted !== "host") throw new Error(`RUN --network=${wanted}: expected default, none or host`);
+      network = wanted;
+    }
+    const argv = this.runArgv(ins, config);
+    const { args, proxies } = state.args.runEnvironment(config.Env ?? []);
+    const key = stepKey(state.key, { run: argv, args, network, ...(mounts.description.length > 0 ? { mounts: mounts.description } : {}) });
+    const argText = args.length > 0 ? `|${args.length} ${args.map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
+    const createdBy = `RUN ${argText}${argv.join(" ")}`;
+    if (this.fromCache(state, key, createdBy)) return;
+    await this.removeLeftovers();
+    let result;
+    try {
+      result = await runStep(this.containers, {
+        imageId: state.imageId,
+        displayName: state.imageName,
+        layers: state.layers.map((l) => l.chainId),
+        config: state.config,
+        argv,
+        env: [...args, ...proxies].map(([k, v]) => `${k}=${v}`),
+        mounts: mounts.mounts,
+        network,
+        quiet: this.opts.quiet ?? false,
+        clampMtime: this.opts.sourceDateEpoch,
+        onStart: (pid) => {
+          this.running = pid;
+        },
+      });
+    } catch (err) {
+      // The command could not be started (not found, not executable): its status is Docker's.
+      if (err instanceof TsrunError && (err.exitCode === 126 || err.exitCode === 127)) {
+        throw new BuildError(`The command '${argv.join(" ")}' returned a non-zero code: ${err.exitCode}: ${err.message}`);
+      }
+      throw err;
+    } finally {
+      this.running = undefined;
+    }
+    this.checkCancelled();
+    if (!("packed" in result)) throw new BuildError(`The command '${argv.join(" ")}' returned a non-zero code: ${result.status}`);
+    for (const w of result.packed.warnings) this.opts.warn?.(w);
+    if (result.packed.entries === 0) {
+      await this.store.removeTree(result.layerTmp);
+      this.finishStep(state, key, createdBy, state.layers, true);
+      return;
+    }
+    const digest = result.packed.digest;
+    const layer: LayerRecord = {
+      diffId: digest,
+      chainId: chainIds([...state.layers.map((l) => l.diffId), digest]).at(-1) as string,
+      digest,
+      mediaType: MEDIA.ociLayer,
+      size: result.packed.size,
+    };
+    await this.addLayer(state, key, createdBy, layer, result.layerTmp, result.tarFile);
+  }
+
+  /** A layer step's cache hit: the step ends with the cached layers, and true; else false. */
+  private fromCache(state: StageState, key: string, createdBy: string): boolean {
+    const hit = this.lookup(key, state);
+    if (!hit) return false;
+    this.log(`--> Using cache ${key.slice(7)}`);
+    this.finishStep(state, key, createdBy, hit.layers, hit.emptyLayer);
+    return true;
+  }
+
+  /** Ends a layer step with its new layer: into the store and the cache index first. */
+  private async addLayer(state: StageState, key: string, createdBy: string, layer: LayerRecord, layerTmp: string, tarFile: string): Promise<void> {
+    await this.installLayer(state, layer, layerTmp, tarFile);
+    this.log(`--> ${layer.chainId.slice(7, 19)}`);
+    this.finishStep(state, key, createdBy, [...state.layers, layer], false);
+  }
+
+  /** Moves a new layer into the store, and the cache entries so far into the index, under the lock. */
+  private async installLayer(state: StageState, layer: LayerRecord, layerTmp: string, tarFile: string): Promise<void> {
+    try {
+      await this.store.lock(async () => {
+        await installPackedLayer(this.store, layerTmp, tarFile, layer, state.layers.at(-1)?.chainId ?? null);
+        this.store.buildCache.add(this.fresh);
+        this.fresh.clear();
+      });
+    } catch (err) {
+      rmSync(tarFile, { force: true });
+      await this.store.removeTree(layerTmp);
+      throw err;
+    }
+  }
+
+  private copyContext(state: StageState): CopyContext {
+    const config = state.config.config ?? {};
+    return {
+      store: this.store,
+      context: this.context,
+      contextDir: this.ctx.dir,
+      ignore: this.ctx.ignore,
+      workdir: config.WorkingDir ?? "/",
+      layers: state.layers,
+      scope: state.args.expansionScope(config.Env ?? []),
+      escapeChar: this.dockerfile.escapeChar,
+      now: this.nowSeconds(),
+      clampMtime: this.opts.sourceDateEpoch,
+      resolveFrom: async (ref) => {
+        const stage = findStage(this.graph, ref);
+        // A number names a stage by position: never an image.
+        if (!stage && /^\d+$/.test(ref)) throw new Error(`invalid from flag value ${ref}: there is no build stage ${ref}`);
+        if (stage) {
+          if (stage.index >= state.stage.index) throw new Error(`invalid from flag value ${ref}: refers to the current or a later build stage`);
+          const built = await this.buildStage(stage);
+          return { identity: built.key, layers: built.layers };
+        }
+        const image = await this.resolveImage(ref);
+        return { identity: image.id, layers: image.layers };
+      },
+    };
+  }
+
+  private async copyInstruction(state: StageState, ins: Instruction): Promise<void> {
+    const ctx = this.copyContext(state);
+    const prepared = await prepareCopy(ctx, ins);
+    try {
+      const key = stepKey(state.key, prepared.description);
+      const createdBy = ins.original.trim();
+      if (this.fromCache(state, key, createdBy)) return;
+      await this.removeLeftovers();
+      const copied = await runCopy(ctx, prepared);
+      for (const w of copied.result.warnings) this.opts.warn?.(w);
+      await this.addLayer(state, key, createdBy, copied.layer, copied.layerTmp, copied.tarFile);
+    } finally {
+      for (const f of prepared.temporaries) rmSync(f, { force: true });
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The whole build
+
+  async build(): Promise<ImageRecord> {
+    const target = (() => {
+      try {
+        return targetStage(this.graph, this.opts.target);
+      } catch (err) {
+        throw new BuildError(errorMessage(err));
+      }
+    })();
+    const tags = (this.opts.tags ?? []).map((t) => tagName(t));
+    const onSignal = (sig: NodeJS.Signals): void => {
+      this.cancelled ??= sig;
+      if (this.running !== undefined) {
+        try {
+          process.kill(this.running, "SIGKILL");
+        } catch {
+          // Gone already.
+        }
+      }
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    try {
+      const state = await this.buildStage(target);
+      const image = await this.commit(state, tags);
+      const unused = this.buildArgs.unconsumed();
+      if (unused.length > 0) this.opts.warn?.(`one or more build-args [${unused.join(" ")}] were not consumed`);
+      return image;
+    } finally {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      this.context.close();
+    }
+  }
+
+  private async commit(state: StageState, tags: string[]): Promise<ImageRecord> {
+    const c: ContainerConfig = structuredClone(state.config.config ?? {});
+    const labels = this.opts.labels ?? {};
+    if (Object.keys(labels).length > 0) c.Labels = { ...(c.Labels ?? {}), ...labels };
+    const base = state.config;
+    // Only what a build decides: a base image's extra fields (container, docker_version...) describe it, not this image.
+    const config: ImageConfig = {
+      created: state.created,
+      ...(base.author !== undefined ? { author: base.author } : {}),
+      architecture: base.architecture,
+      ...(base.variant !== undefined ? { variant: base.variant } : {}),
+      os: base.os,
+      config: c,
+      rootfs: { type: "layers", diff_ids: state.layers.map((l) => l.diffId) },
+      history: state.history,
+    };
+    this.log(`COMMIT ${tags[0] !== undefined ? familiarName(tags[0]) : ""}`.trimEnd());
+    const image = await this.store.lock(() => {
+      const missing = state.layers.find((l) => !this.store.layers.has(l.chainId) || !this.store.blobs.has(l.digest));
+      if (missing) throw new BuildError(`layer ${missing.chainId} of this build was removed while it ran (image prune?): build again`);
+      const record = recordImage(this.store, config, state.layers, tags, new Date().toISOString());
+      if (this.fresh.size > 0) this.store.buildCache.add(this.fresh);
+      this.fresh.clear();
+      return record;
+    });
+    this.log(`--> ${image.id.slice(7, 19)}`);
+    for (const t of tags) this.log(`Successfully tagged ${familiarName(t)}`);
+    return image;
+  }
+}
+
+/** Builds an image from a Dockerfile and a context (`tsrun build`). */
+export async function buildImage(containers: Containers, opts: BuildOptions): Promise<ImageRecord> {
+  for (const t of opts.tags ?? []) tagName(t);
+  const ctx = await prepareContext({ context: opts.context, file: opts.file, stdin: opts.stdin, tmpDir: containers.store.paths.tmp });
+  try {
+    let dockerfile: Dockerfile;
+    let graph: StageGraph;
+    try {
+      dockerfile = parseDockerfile(ctx.dockerfile, { fileName: ctx.dockerfileName });
+      graph = stageGraph(dockerfile, ctx.dockerfileName);
+    } catch (err) {
+      throw new BuildError(errorMessage(err));
+    }
+    for (const w of dockerfile.warnings) opts.warn?.(`${ctx.dockerfileName}:${w.line}: ${w.message}`);
+    return await new Builder(containers, opts, ctx, dockerfile, graph).build();
+  } finally {
+    if (ctx.temporary) rmSync(ctx.temporary, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,297 @@
+// COPY and ADD on the host side: the instruction's flags and words expanded, the sources
+// checked and hashed for the cache key (a missing source fails the build before anything runs),
+// URLs downloaded and heredoc bodies written to files, --chown resolved with the image's
+// /etc/passwd and /etc/group. Writing the layer is the storage worker's job (copy-worker.ts),
+// started only when the cache has no layer for the step.
+import { closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import path from "node:path";
+import type { Store } from "../store/store.js";
+import type { LayerRecord } from "../store/images.js";
+import { chainIds } from "../store/digest.js";
+import { parseHeredoc, chompHeredocContent, type Instruction } from "./dockerfile.js";
+import { ShellLex, type EscapeChar } from "./shell-words.js";
+import { cleanPath, IgnoreMatcher } from "./path-patterns.js";
+import { parseFlags, type FlagKind } from "./stages.js";
+import { SourceTree, SourceNotFoundError } from "./source-tree.js";
+import { hashSources } from "./cache-keys.js";
+import { readLayeredFile } from "../container/rootfs-files.js";
+import { parseGroup, parsePasswd } from "../container/spec.js";
+import { currentMapping, maxMappedId } from "../userns.js";
+import type { CopyJob, CopyResult, CopySource } from "./copy-worker.js";
+import { MEDIA } from "../image/types.js";
+
+const COPY_FLAGS: Readonly<Record<string, FlagKind>> = { from: "string", chown: "string", chmod: "string", link: "bool" };
+const ADD_FLAGS: Readonly<Record<string, FlagKind>> = { chown: "string", chmod: "string", link: "bool", checksum: "string" };
+
+/** What a COPY/ADD needs from the build. */
+export interface CopyContext {
+  store: Store;
+  /** The build context, opened once per build. */
+  context: SourceTree;
+  contextDir: string;
+  ignore: string[];
+  /** The stage's WORKDIR, layers and expansion variables. */
+  workdir: string;
+  layers: LayerRecord[];
+  scope: ReadonlyMap<string, string>;
+  escapeChar: EscapeChar;
+  /** Seconds: the time new directories and heredoc files get. */
+  now: number;
+  clampMtime: number | undefined;
+  /** --from: the named stage (built first if needed) or image; identity goes into the cache key. */
+  resolveFrom(ref: string): Promise<{ identity: string; layers: LayerRecord[] }>;
+}
+
+/** A COPY/ADD ready to run: its cache description and the worker job's parts. */
+export interface PreparedCopy {
+  description: unknown;
+  sources: CopySource[];
+  dest: string;
+  destIsDir: boolean;
+  owner?: { uid: number; gid: number };
+  mode?: number;
+  /** Files made for the step (downloads, heredoc bodies): removed after it. */
+  temporaries: string[];
+}
+
+function tempFile(store: Store, kind: string): string {
+  mkdirSync(store.paths.tmp, { recursive: true });
+  return path.join(store.paths.tmp, `build-${kind}-${process.pid}-${randomBytes(6).toString("hex")}`);
+}
+
+/** --chown: numbers, or names from the image's /etc/passwd and /etc/group (BuildKit's rules). */
+function resolveOwner(spec: string, layerDirs: string[]): { uid: number; gid: number } {
+  const colon = spec.indexOf(":");
+  const user = colon < 0 ? spec : spec.slice(0, colon);
+  const group = colon < 0 ? "" : spec.slice(colon + 1);
+  if (user === "") throw new Error(`invalid --chown "${spec}"`);
+  const numeric = (s: string): boolean => /^\d+$/.test(s);
+  let uid: number;
+  let primaryGid: number;
+  if (numeric(user)) {
+    uid = Number(user);
+    // A numeric user without group gets the same number as group.
+    primaryGid = uid;
+  } else {
+    const entry = parsePasswd(readLayeredFile(layerDirs, "etc/passwd") ?? "").find((p) => p.name === user);
+    if (!entry && user !== "root") throw new Error(`unable to find user ${user}: no matching entries in passwd file`);
+    uid = entry?.uid ?? 0;
+    primaryGid = entry?.gid ?? 0;
+  }
+  let gid = primaryGid;
+  if (group !== "") {
+    if (numeric(group)) gid = Number(group);
+    else {
+      const entry = parseGroup(readLayeredFile(layerDirs, "etc/group") ?? "").find((g) => g.name === group);
+      if (!entry && group !== "root") throw new Error(`unable to find group ${group}: no matching entries in group file`);
+      gid = entry?.gid ?? 0;
+    }
+  }
+  return { uid, gid };
+}
+
+function parseMode(value: string): number {
+  if (!/^[0-7]{1,4}$/.test(value)) throw new Error(`invalid --chmod "${value}": an octal mode such as 755 is expected`);
+  return parseInt(value, 8);
+}
+
+const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);
+const isGit = (s: string): boolean => /^git@|^git:\/\/|\.git(#.*)?$/i.test(s);
+
+/** Downloads an ADD URL into a temporary file; its content hash keys the cache. */
+async function download(store: Store, url: string, checksum: string | undefined, now: number): Promise<{ file: string; name: string; mtime: number; digest: string }> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error(`invalid URL ${url}`);
+  }
+  const name = path.posix.basename(decodeURIComponent(parsed.pathname));
+  if (name === "" || name === "/") throw new Error(`cannot determine a file name from the URL ${url}`);
+  let res: Response;
+  try {
+    res = await fetch(url, { redirect: "follow" });
+  } catch (err) {
+    const cause = (err as { cause?: { message?: string } }).cause?.message;
+    throw new Error(`failed to download ${url}: ${cause ?? (err as Error).message}`);
+  }
+  if (!res.ok || !res.body) throw new Error(`failed to download ${url}: HTTP ${res.status} ${res.statusText}`);
+  const file = tempFile(store, "add");
+  const fd = openSync(file, "wx", 0o600);
+  const hash = createHash("sha256");
+  try {
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      hash.update(buf);
+      for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+    }
+  } catch (err) {
+    closeSync(fd);
+    rmSync(file, { force: true });
+    throw new Error(`failed to download ${url}: ${(err as Error).message}`);
+  }
+  closeSync(fd);
+  const digest = `sha256:${hash.digest("hex")}`;
+  if (checksum !== undefined && checksum !== digest) {
+    rmSync(file, { force: true });
+    throw new Error(`checksum mismatch for ${url}: expected ${checksum}, got ${digest}`);
+  }
+  const modified = Date.parse(res.headers.get("last-modified") ?? "");
+  return { file, name, mtime: Number.isNaN(modified) ? now : Math.floor(modified / 1000), digest };
+}
+
+/** The words of a COPY/ADD: expanded, heredoc openers replaced by their bodies. */
+interface CopyWord {
+  text: string;
+  heredoc?: { name: string; content: string };
+}
+
+function copyWords(ins: Instruction, ctx: CopyContext): CopyWord[] {
+  const lex = new ShellLex(ctx.escapeChar);
+  const bodyLex = new ShellLex(ctx.escapeChar, { skipProcessQuotes: true });
+  let next = 0;
+  return ins.args.map((raw): CopyWord => {
+    const opener = ins.json ? undefined : parseHeredoc(raw);
+    const heredoc = opener ? ins.heredocs[next] : undefined;
+    if (opener && heredoc) {
+      next++;
+      let content = heredoc.chomp ? chompHeredocContent(heredoc.content) : heredoc.content;
+      // An unquoted delimiter makes the body expand ($VAR), quotes in it kept as they are.
+      if (heredoc.expand) content = bodyLex.processWord(content, ctx.scope);
+      return { text: heredoc.name, heredoc: { name: heredoc.name, content } };
+    }
+    return { text: lex.processWord(raw, ctx.scope) };
+  });
+}
+
+export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<PreparedCopy> {
+  const keyword = ins.keyword as "copy" | "add";
+  const name = keyword.toUpperCase();
+  const flags = parseFlags(ins, keyword === "copy" ? COPY_FLAGS : ADD_FLAGS);
+  const lex = new ShellLex(ctx.escapeChar);
+  const flag = (key: string): string | undefined => {
+    const v = flags.get(key);
+    return typeof v === "string" ? lex.processWord(v, ctx.scope) : undefined;
+  };
+  const words = copyWords(ins, ctx);
+  if (words.length < 2) throw new Error(`${name} requires at least two arguments, but only one was provided. Destination could not be determined.`);
+  const destWord = (words[words.length - 1] as CopyWord).text;
+  const sourceWords = words.slice(0, -1);
+  const dirLike = destWord.endsWith("/") || destWord === "." || destWord === ".." || destWord.endsWith("/.") || destWord.endsWith("/..");
+  if (sourceWords.length > 1 && !dirLike) throw new Error(`When using ${name} with more than one source file, the destination must be a directory and end with a /`);
+  const absolute = destWord.startsWith("/") ? destWord : path.posix.join(ctx.workdir || "/", destWord);
+  const clean = cleanPath(absolute);
+  const dest = dirLike && clean !== "/" ? `${clean}/` : clean;
+
+  const chown = flag("chown");
+  const chmod = flag("chmod");
+  const from = flag("from");
+  const checksum = flag("checksum");
+  const layerDirs = [...ctx.layers].reverse().map((l) => ctx.store.layers.diffDir(l.chainId));
+  const prepared: PreparedCopy = { description: undefined, sources: [], dest, destIsDir: sourceWords.length > 1, temporaries: [] };
+  if (chown !== undefined && chown !== "") prepared.owner = resolveOwner(chown, layerDirs);
+  if (chmod !== undefined) prepared.mode = parseMode(chmod);
+  const described: unknown[] = [];
+
+  try {
+    if (from !== undefined) {
+      const source = await ctx.resolveFrom(from);
+      const paths = sourceWords.map((w) => w.text);
+      prepared.sources.push({
+        kind: "tree",
+        root: { layers: [...source.layers].reverse().map((l) => ctx.store.layers.linkPath(l.chainId)) },
+        ignore: [],
+        paths,
+        keepOwners: true,
+        extractArchives: false,
+      });
+      described.push({ from: source.identity, paths });
+    } else {
+      const contextPaths: string[] = [];
+      for (const word of sourceWords) {
+        if (word.heredoc) {
+          const file = tempFile(ctx.store, "heredoc");
+          prepared.temporaries.push(file);
+          writeFileSync(file, word.heredoc.content, { mode: 0o600 });
+          prepared.sources.push({ kind: "file", path: file, name: word.heredoc.name, mode: 0o644, mtime: ctx.now });
+          described.push({ heredoc: word.heredoc.name, content: word.heredoc.content });
+        } else if (keyword === "add" && isUrl(word.text)) {
+          const got = await download(ctx.store, word.text, checksum, ctx.now);
+          prepared.temporaries.push(got.file);
+          // Docker gives downloaded files mode 600.
+          prepared.sources.push({ kind: "file", path: got.file, name: got.name, mode: 0o600, mtime: got.mtime });
+          // Keyed by content only (a server without Last-Modified would otherwise never hit).
+          described.push({ url: word.text, digest: got.digest });
+        } else if (keyword === "add" && isGit(word.text)) {
+          throw new Error(`ADD of a git repository (${word.text}) is not supported`);
+        } else {
+          contextPaths.push(word.text);
+        }
+      }
+      if (checksum !== undefined && contextPaths.length > 0) throw new Error("ADD --checksum is only supported for URLs");
+      if (contextPaths.length > 0) {
+        prepared.sources.push({ kind: "tree", root: { dir: ctx.contextDir }, ignore: ctx.ignore, paths: contextPaths, keepOwners: false, extractArchives: keyword === "add" });
+        described.push({ context: contextPaths, content: hashSources(ctx.context, contextPaths) });
+      }
+    }
+  } catch (err) {
+    for (const f of prepared.temporaries) rmSync(f, { force: true });
+    if (err instanceof SourceNotFoundError) throw new Error(`${name} ${err.message}`);
+    throw err;
+  }
+  prepared.description = { keyword, dest, owner: prepared.owner ?? null, mode: prepared.mode ?? null, sources: described };
+  return prepared;
+}
+
+export interface CopiedLayer {
+  result: CopyResult;
+  layer: LayerRecord;
+  layerTmp: string;
+  tarFile: string;
+}
+
+/** Writes the layer of a prepared COPY/ADD in the storage worker (not yet in the store). */
+export async function runCopy(ctx: Pick<CopyContext, "store" | "layers" | "now" | "clampMtime">, prepared: PreparedCopy): Promise<CopiedLayer> {
+  const store = ctx.store;
+  const layerTmp = store.layers.createTemp();
+  const tarFile = path.join(store.paths.blobs, `.tmp-build-${process.pid}-${randomBytes(6).toString("hex")}`);
+  const scratch = tempFile(store, "copy");
+  mkdirSync(scratch, { recursive: true, mode: 0o700 });
+  const mapping = currentMapping();
+  const job: CopyJob = {
+    storeRoot: store.paths.root,
+    scratch,
+    targetLayers: [...ctx.layers].reverse().map((l) => store.layers.linkPath(l.chainId)),
+    dest: prepared.dest,
+    sources: prepared.sources,
+    destIsDir: prepared.destIsDir,
+    now: ctx.now,
+    tarFile,
+    layerDir: layerTmp,
+    maxUid: maxMappedId(mapping, "uid"),
+    maxGid: maxMappedId(mapping, "gid"),
+  };
+  if (prepared.owner) job.owner = prepared.owner;
+  if (prepared.mode !== undefined) job.mode = prepared.mode;
+  if (ctx.clampMtime !== undefined) job.clampMtime = ctx.clampMtime;
+  try {
+    const result = await store.runWorkerJob<CopyJob, CopyResult>("build-copy", job);
+    if (!result) throw new Error("the storage worker returned no result for the copy");
+    const chainId = chainIds([...ctx.layers.map((l) => l.diffId), result.digest]).at(-1) as string;
+    // Stored uncompressed, as commit stores its layers: the blob digest is the DiffID.
+    const layer: LayerRecord = { diffId: result.digest, chainId, digest: result.digest, mediaType: MEDIA.ociLayer, size: result.size };
+    return { result, layer, layerTmp, tarFile };
+  } catch (err) {
+    rmSync(tarFile, { force: true });
+    await store.removeTree(layerTmp);
+    throw err;
+  } finally {
+    await store.removeTree(scratch);
+  }
+}
+
+/** The .dockerignore matcher of a build, or undefined when it has no patterns. */
+export function ignoreMatcher(patterns: string[]): IgnoreMatcher | undefined {
+  return patterns.length > 0 ? new IgnoreMatcher(patterns) : undefined;
+}

@@ -1,0 +1,94 @@
+// RUN: the command runs in a container on the stage's layers, with the stage's ENV, USER,
+// WORKDIR and the ARG values in its environment, on the network the build asked for (the private
+// network by default, as `run`), its output streamed to ours. What it changed becomes the step's
+// layer, packed by the storage worker exactly as `commit` packs a container (see
+// image/commit.ts); the container is removed either way.
+import { closeSync, openSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import type { Containers } from "../container/run.js";
+import type { ContainerRecord } from "../container/records.js";
+import type { NetworkMode } from "../container/mounts.js";
+import { waitExit } from "../container/process.js";
+import { scanSpecFor } from "../image/diff.js";
+import type { ImageConfig } from "../image/types.js";
+import type { PackResult } from "../store/pack.js";
+
+export interface RunStepOptions {
+  /** The image the stage started from (shown for the container), its layers so far and its config. */
+  imageId: string;
+  displayName: string;
+  layers: string[];
+  config: ImageConfig;
+  argv: string[];
+  /** KEY=VALUE: the ARG values the command sees. */
+  env: string[];
+  /** --mount specs (RUN --mount, see run-mounts.ts). */
+  mounts?: string[];
+  network: NetworkMode;
+  /** Discard the command's output (build -q). */
+  quiet: boolean;
+  /** SOURCE_DATE_EPOCH: file times in the layer are clamped to it. */
+  clampMtime?: number | undefined;
+  /** Called with the command's pid once it runs (to stop it when the build is cancelled). */
+  onStart?: (pid: number) => void;
+}
+
+export type RunStepResult =
+  | { status: number }
+  | { status: 0; packed: PackResult; layerTmp: string; tarFile: string };
+
+/** The config a build container runs with: no volumes (RUN writes into the layer), no health check. */
+function containerConfig(config: ImageConfig): ImageConfig {
+  const c = structuredClone(config);
+  if (c.config) {
+    delete c.config.Volumes;
+    delete c.config.Healthcheck;
+    delete c.config.ExposedPorts;
+    delete c.config.OnBuild;
+  }
+  return c;
+}
+
+/** Runs the command; on success returns its changes packed as a layer (not yet in the store). */
+export async function runStep(containers: Containers, opts: RunStepOptions): Promise<RunStepResult> {
+  const store = containers.store;
+  const record: ContainerRecord = await containers.create({
+    image: opts.displayName,
+    base: { id: opts.imageId, layers: opts.layers, config: containerConfig(opts.config) },
+    args: opts.argv,
+    entrypoint: "",
+    env: opts.env,
+    mounts: opts.mounts ?? [],
+    network: opts.network,
+  });
+  const devNull = opts.quiet ? openSync("/dev/null", "w") : -1;
+  try {
+    let status: number;
+    try {
+      const proc = await containers.start(record, opts.quiet ? [-1, devNull, devNull] : undefined);
+      opts.onStart?.(proc.pid);
+      try {
+        status = await waitExit(proc.pid);
+      } finally {
+        closeSync(proc.pidfd);
+      }
+    } finally {
+      containers.stopNetwork(record);
+    }
+    if (status !== 0) return { status };
+    const layerTmp = store.layers.createTemp();
+    const tarFile = path.join(store.paths.blobs, `.tmp-build-${process.pid}-${randomBytes(6).toString("hex")}`);
+    try {
+      const packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp, ...(opts.clampMtime !== undefined ? { clampMtime: opts.clampMtime } : {}) });
+      return { status: 0, packed, layerTmp, tarFile };
+    } catch (err) {
+      rmSync(tarFile, { force: true });
+      await store.removeTree(layerTmp);
+      throw err;
+    }
+  } finally {
+    if (devNull >= 0) closeSync(devNull);
+    await containers.remove(record);
+  }
+}

@@ -1,0 +1,276 @@
+// What a COPY or ADD takes from a tree: the build context, or another stage's or image's root
+// (mounted by the storage worker). The same code selects the files on the host, to hash them for
+// the cache key, and in the storage worker, to write the layer: both see the same set.
+//
+// Every path is resolved inside the tree's root (openat2 RESOLVE_IN_ROOT): a symlink in the
+// context or in an image can never lead outside it. A source path itself is followed (in the
+// root) when it is a symlink, as Docker does; what lies below a source directory is taken as it
+// is, symlinks as symlinks. .dockerignore applies to context trees: an excluded source is "not
+// found", excluded files below a source directory are left out (and excluded directories not
+// walked unless a "!" exception may re-include something in them).
+import { closeSync, constants, openSync, readdirSync, readlinkSync } from "node:fs";
+import { native, type RawStat } from "../native.js";
+import { cleanPath, compileGlob, hasWildcards, type IgnoreMatcher } from "./path-patterns.js";
+
+const O_PATH = 0o10000000;
+const { O_DIRECTORY, O_NOFOLLOW, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFIFO } = constants;
+
+export const ST_MODE = 0;
+export const ST_UID = 1;
+export const ST_GID = 2;
+export const ST_SIZE = 3;
+export const ST_MTIME = 4;
+export const ST_NLINK = 8;
+export const ST_INO = 9;
+export const ST_DEV = 10;
+
+export function fileType(st: RawStat): number {
+  return st[ST_MODE] & S_IFMT;
+}
+
+export const isDirectory = (st: RawStat): boolean => fileType(st) === S_IFDIR;
+
+/** The kinds of files a layer can carry from a tree (sockets and devices are left out). */
+export function copyable(st: RawStat): boolean {
+  const type = fileType(st);
+  return type === S_IFDIR || type === S_IFREG || type === S_IFLNK || type === S_IFIFO;
+}
+
+/** A source that matched nothing: Docker's "not found" (the caller adds the instruction). */
+export class SourceNotFoundError extends Error {
+  constructor(readonly source: string) {
+    super(`${source}: file not found in build context or excluded by .dockerignore`);
+    this.name = "SourceNotFoundError";
+  }
+}
+
+/** One matched source: where it is in the tree (no symlinks in `rel`) and what it is. */
+export interface SourceMatch {
+  /** The path as matched, relative to the root ("" for the root): the name ignore rules see. */
+  requested: string;
+  /** The same path with every symlink resolved (in the root). */
+  rel: string;
+  st: RawStat;
+}
+
+/** One entry below a source directory. */
+export interface TreeEntry {
+  /** Relative to the source directory. */
+  sub: string;
+  /** Relative to the tree root, symlink-free. */
+  rel: string;
+  st: RawStat;
+  /** For symlinks: the target as stored. */
+  linkTarget?: string;
+}
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/** Byte order of the UTF-8 names (tar --sort=name); plain order for the usual ASCII names. */
+function sortNames(names: string[]): string[] {
+  if (names.every((n) => /^[\x01-\x7f]*$/.test(n))) return names.sort();
+  return names.map((n) => ({ n, b: Buffer.from(n) })).sort((a, b) => Buffer.compare(a.b, b.b)).map((e) => e.n);
+}
+
+export class SourceTree {
+  private readonly addon = native();
+  private readonly rootFd: number;
+  private readonly rootPath: string;
+
+  constructor(
+    root: string,
+    private readonly ignore?: IgnoreMatcher,
+  ) {
+    this.rootFd = openSync(root, O_PATH | O_DIRECTORY);
+    this.rootPath = readlinkSync(`/proc/self/fd/${this.rootFd}`);
+  }
+
+  close(): void {
+    closeSync(this.rootFd);
+  }
+
+  private excluded(rel: string): boolean {
+    return this.ignore !== undefined && rel !== "" && this.ignore.excludes(rel);
+  }
+
+  /** Opens a path in the root (following symlinks in it), or undefined when it does not exist. */
+  private openInRoot(rel: string, flags = 0): number | undefined {
+    try {
+      return this.addon.openInRoot(this.rootFd, rel === "" ? "." : rel, O_PATH | flags, 0);
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === "ENOENT" || code === "ENOTDIR" || code === "ELOOP") return undefined;
+      throw err;
+    }
+  }
+
+  /** The symlink-free path of an fd opened in the root, relative to the root. */
+  private realRel(fd: number): string {
+    const real = readlinkSync(`/proc/self/fd/${fd}`);
+    if (real === this.rootPath) return "";
+    const prefix = this.rootPath === "/" ? "/" : `${this.rootPath}/`;
+    if (!real.startsWith(prefix)) throw new Error(`internal error: ${real} resolved outside ${this.rootPath}`);
+    return real.slice(prefix.length);
+  }
+
+  /** Resolves one path (following symlinks in the root); undefined when it does not exist. */
+  private resolve(requested: string): SourceMatch | undefined {
+    const fd = this.openInRoot(requested);
+    if (fd === undefined) return undefined;
+    try {
+      return { requested, rel: this.realRel(fd), st: this.addon.lstatAt(fd, "") };
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Expands one COPY/ADD source (relative to the root; "." or "/" is the root itself, ".." cannot
+   * leave it) into the paths it names, sorted. Wildcards follow Go's filepath.Match per path
+   * component. Throws SourceNotFoundError when nothing matches.
+   */
+  match(source: string): SourceMatch[] {
+    const clean = cleanPath(`/${source}`).slice(1);
+    if (!hasWildcards(clean)) {
+      const found = this.excluded(clean) ? undefined : this.resolve(clean);
+      if (!found) throw new SourceNotFoundError(source);
+      return [found];
+    }
+    let candidates = [""];
+    for (const component of clean.split("/")) {
+      const next: string[] = [];
+      if (!hasWildcards(component)) {
+        for (const c of candidates) next.push(c === "" ? component : `${c}/${component}`);
+      } else {
+        const re = compileGlob(component);
+        for (const c of candidates) {
+          const fd = this.openInRoot(c, O_DIRECTORY);
+          if (fd === undefined) continue;
+          try {
+            for (const name of sortNames(readdirSync(`/proc/self/fd/${fd}`))) {
+              if (re.test(name)) next.push(c === "" ? name : `${c}/${name}`);
+            }
+          } finally {
+            closeSync(fd);
+          }
+        }
+      }
+      candidates = next;
+    }
+    const matches: SourceMatch[] = [];
+    for (const c of candidates) {
+      if (this.excluded(c)) continue;
+      const found = this.resolve(c);
+      if (found) matches.push(found);
+    }
+    if (matches.length === 0) throw new SourceNotFoundError(source);
+    return matches;
+  }
+
+  /**
+   * Everything below a matched directory, depth first, names sorted, directories before their
+   * contents; excluded entries left out (an excluded directory is listed only when something
+   * below it is re-included by an exception).
+   */
+  walk(match: SourceMatch): TreeEntry[] {
+    const out: TreeEntry[] = [];
+    const fd = this.addon.openInRoot(this.rootFd, match.rel === "" ? "." : match.rel, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+    try {
+      this.walkDir(fd, match.rel, match.requested, "", out);
+    } finally {
+      closeSync(fd);
+    }
+    return out;
+  }
+
+  private walkDir(dirFd: number, rel: string, requested: string, sub: string, out: TreeEntry[]): void {
+    for (const name of sortNames(readdirSync(`/proc/self/fd/${dirFd}`))) {
+      const childRel = rel === "" ? name : `${rel}/${name}`;
+      const childRequested = requested === "" ? name : `${requested}/${name}`;
+      const childSub = sub === "" ? name : `${sub}/${name}`;
+      let st: RawStat;
+      try {
+        st = this.addon.lstatAt(dirFd, name);
+      } catch (err) {
+        if (errorCode(err) === "ENOENT") continue; // removed while we walk
+        throw err;
+      }
+      const excluded = this.excluded(childRequested);
+      if (!isDirectory(st)) {
+        if (excluded || !copyable(st)) continue;
+        const entry: TreeEntry = { sub: childSub, rel: childRel, st };
+        if (fileType(st) === S_IFLNK) entry.linkTarget = this.addon.readlinkAt(dirFd, name);
+        out.push(entry);
+        continue;
+      }
+      if (excluded && !this.ignore?.hasExceptions) continue;
+      const at = out.length;
+      const childFd = this.addon.openAt(dirFd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+      try {
+        this.walkDir(childFd, childRel, childRequested, childSub, out);
+      } finally {
+        closeSync(childFd);
+      }
+      if (!excluded || out.length > at) out.splice(at, 0, { sub: childSub, rel: childRel, st });
+    }
+  }
+
+  /** The attributes of a symlink-free path itself (not followed); undefined when it does not exist. */
+  lstat(rel: string): RawStat | undefined {
+    const fd = this.openInRoot(rel, O_NOFOLLOW);
+    if (fd === undefined) return undefined;
+    try {
+      return this.addon.lstatAt(fd, "");
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Where a path leads in the root when something is written there: every symlink on the way
+   * is followed inside the root, including a last component that is a symlink; components that
+   * do not exist are kept as they are. Returns the symlink-free path and, when it exists, its
+   * attributes.
+   */
+  resolveForWrite(target: string): { rel: string; st: RawStat | undefined } {
+    const resolved: string[] = [];
+    const queue = target.split("/").filter((c) => c !== "" && c !== ".");
+    let hops = 0;
+    while (queue.length > 0) {
+      const component = queue.shift() as string;
+      if (component === "..") {
+        resolved.pop();
+        continue;
+      }
+      const candidate = [...resolved, component].join("/");
+      const st = this.lstat(candidate);
+      if (st === undefined) {
+        resolved.push(component, ...queue.filter((c) => c !== ".."));
+        return { rel: cleanPath(`/${resolved.join("/")}`).slice(1), st: undefined };
+      }
+      if (fileType(st) === S_IFLNK) {
+        if (++hops > 40) throw new Error(`/${target}: too many levels of symbolic links`);
+        const link = this.addon.readlinkAt(this.rootFd, candidate);
+        if (link.startsWith("/")) resolved.length = 0;
+        queue.unshift(...link.split("/").filter((c) => c !== "" && c !== "."));
+        continue;
+      }
+      resolved.push(component);
+    }
+    const rel = resolved.join("/");
+    return { rel, st: rel === "" ? this.lstat("") : this.lstat(rel) };
+  }
+
+  /** Opens a regular file of the tree for reading (never following a symlink). */
+  openFile(rel: string): number {
+    return this.addon.openInRoot(this.rootFd, rel, constants.O_RDONLY | O_NOFOLLOW | constants.O_NONBLOCK, 0);
+  }
+
+  /** The attributes of a path in the root, followed; undefined when it does not exist. */
+  stat(rel: string): RawStat | undefined {
+    return this.resolve(rel)?.st;
+  }
+}

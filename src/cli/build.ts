@@ -1,0 +1,144 @@
+// `tsrun build`, with docker build's flags and Podman's progress lines (STEP n/N, RUN output as
+// it comes, "--> Using cache", COMMIT, the image ID last). Build failures exit with status 1, as
+// docker build does; bad flags with 125.
+import { Option, type Command } from "commander";
+import { writeFileSync } from "node:fs";
+import { Tsrun, TsrunError } from "../index.js";
+import { BuildError } from "../build/errors.js";
+import { collect } from "./util.js";
+import { parseLabels } from "./run.js";
+import { printer } from "./registry.js";
+import { confirm } from "./images.js";
+import { humanSize } from "./output.js";
+import { pruneBuildCache } from "../image/remove.js";
+
+interface BuildFlags {
+  tag: string[];
+  file?: string;
+  buildArg: string[];
+  cache: boolean;
+  target?: string;
+  label: string[];
+  quiet: boolean;
+  network: "private" | "bridge" | "pasta" | "default" | "none" | "host";
+  pull: string | boolean;
+  tlsVerify?: string;
+  iidfile?: string;
+}
+
+/** --build-arg K=V, or K alone for the value in tsrun's environment (skipped when unset). */
+function parseBuildArgs(list: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of list) {
+    const eq = item.indexOf("=");
+    const key = eq < 0 ? item : item.slice(0, eq);
+    if (key === "") throw new TsrunError(`invalid --build-arg "${item}": expected KEY=VALUE`);
+    if (eq >= 0) out[key] = item.slice(eq + 1);
+    else if (process.env[key] !== undefined) out[key] = process.env[key] as string;
+  }
+  return out;
+}
+
+function pullPolicy(value: string | boolean): "missing" | "always" | "never" {
+  if (value === true || value === "true" || value === "always") return "always";
+  if (value === false || value === "false" || value === "missing") return "missing";
+  if (value === "never") return "never";
+  throw new TsrunError(`invalid --pull "${String(value)}": expected always, missing or never`);
+}
+
+/** SOURCE_DATE_EPOCH, from --build-arg (as BuildKit takes it) or the environment. */
+function sourceDateEpoch(buildArgs: Record<string, string>): number | undefined {
+  const raw = buildArgs.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^\d+$/.test(raw)) throw new TsrunError(`invalid SOURCE_DATE_EPOCH "${raw}": expected seconds since the epoch`);
+  return Number(raw);
+}
+
+async function buildCommand(context: string, o: BuildFlags): Promise<void> {
+  const buildArgs = parseBuildArgs(o.buildArg);
+  const epoch = sourceDateEpoch(buildArgs);
+  if (o.tlsVerify !== undefined && o.tlsVerify !== "true" && o.tlsVerify !== "false") throw new TsrunError(`invalid --tls-verify "${o.tlsVerify}": true or false`);
+  const network = o.network === "bridge" || o.network === "pasta" || o.network === "default" ? "private" : o.network;
+  const progress = printer(o.quiet);
+  const out = (line: string): void => {
+    process.stdout.write(`${line}\n`);
+  };
+  let image;
+  try {
+    image = await new Tsrun().build({
+      context,
+      file: o.file,
+      tags: o.tag,
+      buildArgs,
+      noCache: !o.cache,
+      target: o.target,
+      labels: parseLabels(o.label),
+      quiet: o.quiet,
+      network,
+      pull: pullPolicy(o.pull),
+      tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true",
+      sourceDateEpoch: epoch,
+      log: out,
+      warn: (message) => process.stderr.write(`tsrun: warning: ${message}\n`),
+      listener: progress,
+    });
+  } catch (err) {
+    // Whatever stopped the build is the build's failure (status 1), unless it says otherwise.
+    throw err instanceof TsrunError ? err : new BuildError((err as Error).message);
+  } finally {
+    progress.finish();
+  }
+  if (o.iidfile) writeFileSync(o.iidfile, image.id);
+  out(image.id);
+}
+
+export function registerBuild(program: Command): void {
+  program
+    .command("build")
+    .description("Build an image from a Dockerfile")
+    .argument("[context]", "the build context: a directory, or - for a tar archive or a Dockerfile on standard input")
+    .option("-t, --tag <name>", "name the image (repeatable)", collect, [])
+    .option("-f, --file <file>", "the Dockerfile (default: CONTEXT/Dockerfile; - for standard input)")
+    .option("--build-arg <KEY=VALUE>", "set a build-time variable (repeatable)", collect, [])
+    .option("--no-cache", "do not use the build cache")
+    .option("--target <stage>", "build this stage of a multi-stage Dockerfile")
+    .option("--label <KEY=VALUE>", "set a label on the image (repeatable)", collect, [])
+    .option("-q, --quiet", "print only the image ID", false)
+    .addOption(new Option("--network <mode>", "network for RUN: private (default), none, host").choices(["private", "bridge", "pasta", "default", "none", "host"]).default("private"))
+    .option("--pull [policy]", "pull base images: missing (default), always (--pull alone), never", "missing")
+    .option("--tls-verify <bool>", "verify registry certificates when pulling (true or false)")
+    .option("--iidfile <file>", "write the image ID to this file")
+    .addOption(new Option("--rm", "remove intermediate containers (always done)").hideHelp())
+    .addOption(new Option("--force-rm", "remove intermediate containers (always done)").hideHelp())
+    .action(async (context: string | undefined, o: BuildFlags) => {
+      // `--pull .` is docker's boolean --pull before the context: the option took the context as its value.
+      if (context === undefined && typeof o.pull === "string" && !["always", "missing", "never", "true", "false"].includes(o.pull)) {
+        context = o.pull;
+        o.pull = true;
+      }
+      if (context === undefined) throw new TsrunError('"tsrun build" requires exactly 1 argument: the context (a directory, or -)');
+      await buildCommand(context, o);
+    });
+}
+
+async function builderPrune(o: { all: boolean; force: boolean }): Promise<void> {
+  if (!o.force) {
+    const what = o.all ? "all build cache" : "all dangling build cache";
+    if (!(await confirm(`WARNING! This will remove ${what}.\nAre you sure you want to continue? [y/N] `))) return;
+  }
+  const result = await pruneBuildCache(new Tsrun().containers, o.all);
+  if (result.lines.length > 0) process.stdout.write(`Deleted build cache objects:\n${result.lines.map((l) => l.replace(/^deleted: /, "")).join("\n")}\n\n`);
+  process.stdout.write(`Total reclaimed space: ${humanSize(result.reclaimed)}\n`);
+}
+
+export function registerBuilder(program: Command): void {
+  const builder = program.command("builder").description("Manage the build cache");
+  builder
+    .command("prune")
+    .description("Remove build cache (the entries no image holds; with -a all of it)")
+    .option("-a, --all", "remove all build cache, not just what no image holds", false)
+    .option("-f, --force", "do not prompt for confirmation", false)
+    .action(async (o: { all: boolean; force: boolean }) => {
+      await builderPrune(o);
+    });
+}
