@@ -34,7 +34,7 @@ export type { TransferListener, BlobOutcome } from "./image/registry/progress.js
 export { RegistryError } from "./image/registry/client.js";
 export type { SaveOptions, ArchiveFormat } from "./image/archive/save.js";
 export type { LoadOptions, LoadResult, LoadedImage } from "./image/archive/load.js";
-export { stopContainer, killContainer, removeContainer, waitContainer, readLogs, signalNumber, type LogRecord, type LogOptions } from "./container/lifecycle.js";
+export { stopContainer, killContainer, removeContainer, renameContainer, waitContainer, readLogs, signalNumber, type LogRecord, type LogOptions } from "./container/lifecycle.js";
 
 export interface ImageSummary {
   id: string;

@@ -12,9 +12,10 @@
 // fresh tar again parses and rewrites every entry (it was 3/4 of the time of a 1,000-file
 // commit), and `cp -a` of the upper dir would also copy overlay's private xattrs and the
 // runtime's mount points, which are not part of the change.
-import { renameSync, rmSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
 import path from "node:path";
+import { tempPath } from "../store/temps.js";
+import { faultPoint } from "../store/fault.js";
 import type { Containers } from "../container/run.js";
 import type { ContainerRecord } from "../container/records.js";
 import type { ImageRecord, LayerRecord } from "../store/images.js";
@@ -173,65 +174,64 @@ export async function commitContainer(containers: Containers, opts: CommitOption
   }
   const runtimeConfig = applyChanges(containerConfigForCommit(record, parentConfig.config ?? {}, defaultHome(containers, record)), opts.changes ?? []);
 
-  const layerTmp = store.layers.createTemp();
-  const tarFile = path.join(store.paths.blobs, `.tmp-commit-${process.pid}-${randomBytes(6).toString("hex")}`);
-  let packed;
-  const resume = record.state.status === "running" && opts.pause !== false ? pauseContainer(record) : () => undefined;
+  const lease = await store.begin(`commit ${record.name}`, "images");
+  // Both stay under temporary names until the transaction moves them into place.
+  let layerTmp: string | undefined = store.layers.createTemp();
+  const tarFile = tempPath(store.paths.blobs, "commit");
   try {
-    packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp });
-  } catch (err) {
-    rmSync(tarFile, { force: true });
-    await store.removeTree(layerTmp);
-    throw new TsrunError(`commit ${opts.container}: ${(err as Error).message}`);
-  } finally {
-    resume();
-  }
-  for (const w of packed.warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
+    let packed;
+    const resume = record.state.status === "running" && opts.pause !== false ? pauseContainer(record) : () => undefined;
+    try {
+      packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp as string });
+    } catch (err) {
+      throw new TsrunError(`commit ${opts.container}: ${(err as Error).message}`);
+    } finally {
+      resume();
+    }
+    faultPoint("commit:packed");
+    for (const w of packed.warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
 
-  const now = new Date().toISOString();
-  const emptyLayer = packed.entries === 0;
-  const parentDiffIds = parent.layers.map((l) => l.diffId);
-  const newLayer: LayerRecord | undefined = emptyLayer
-    ? undefined
-    : {
-        diffId: packed.digest,
-        chainId: chainIds([...parentDiffIds, packed.digest]).at(-1) as string,
-        // Stored uncompressed: the blob is the tar itself.
-        digest: packed.digest,
-        mediaType: MEDIA.ociLayer,
-        size: packed.size,
-      };
-  const layers = newLayer ? [...parent.layers, newLayer] : [...parent.layers];
-  const history: HistoryEntry = { created: now, created_by: (record.config.cmd ?? []).join(" ") };
-  if (opts.author) history.author = opts.author;
-  if (opts.message) history.comment = opts.message;
-  if (emptyLayer) history.empty_layer = true;
-  const config: ImageConfig = {
-    ...parentConfig,
-    created: now,
-    config: runtimeConfig,
-    rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffId) },
-    history: [...(parentConfig.history ?? []), history],
-    // Docker records the image a commit started from; `inspect` shows it as Parent.
-    parent: parent.id,
-  };
-  if (opts.author) config.author = opts.author;
-  else delete config.author;
+    const now = new Date().toISOString();
+    const emptyLayer = packed.entries === 0;
+    const parentDiffIds = parent.layers.map((l) => l.diffId);
+    const newLayer: LayerRecord | undefined = emptyLayer
+      ? undefined
+      : {
+          diffId: packed.digest,
+          chainId: chainIds([...parentDiffIds, packed.digest]).at(-1) as string,
+          // Stored uncompressed: the blob is the tar itself.
+          digest: packed.digest,
+          mediaType: MEDIA.ociLayer,
+          size: packed.size,
+        };
+    const layers = newLayer ? [...parent.layers, newLayer] : [...parent.layers];
+    const history: HistoryEntry = { created: now, created_by: (record.config.cmd ?? []).join(" ") };
+    if (opts.author) history.author = opts.author;
+    if (opts.message) history.comment = opts.message;
+    if (emptyLayer) history.empty_layer = true;
+    const config: ImageConfig = {
+      ...parentConfig,
+      created: now,
+      config: runtimeConfig,
+      rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffId) },
+      history: [...(parentConfig.history ?? []), history],
+      // Docker records the image a commit started from; `inspect` shows it as Parent.
+      parent: parent.id,
+    };
+    if (opts.author) config.author = opts.author;
+    else delete config.author;
 
-  try {
-    return await store.lock(async () => {
+    return await store.transact(async (tx) => {
       if (newLayer) {
-        if (store.layers.has(newLayer.chainId)) await store.removeTree(layerTmp);
-        else store.layers.commit(layerTmp, { chainId: newLayer.chainId, diffId: newLayer.diffId, parent: parent.layers.at(-1)?.chainId ?? null, size: newLayer.size });
+        await tx.commitLayer(layerTmp as string, { chainId: newLayer.chainId, diffId: newLayer.diffId, parent: parent.layers.at(-1)?.chainId ?? null, size: newLayer.size });
+        layerTmp = undefined;
         // The worker hashed every byte it wrote: the file is the blob it names.
-        if (store.blobs.has(newLayer.digest)) rmSync(tarFile, { force: true });
-        else renameSync(tarFile, store.blobs.path(newLayer.digest));
-      } else {
-        await store.removeTree(layerTmp);
+        tx.publishBlob(tarFile, newLayer.digest);
       }
       const configBytes = Buffer.from(JSON.stringify(config));
-      const configDigest = store.blobs.putBuffer(configBytes);
-      const manifestDigest = store.blobs.putBuffer(Buffer.from(JSON.stringify(manifestFor(configBytes, configDigest, config, layers))));
+      const configDigest = tx.putBlob(configBytes);
+      const manifestDigest = tx.putBlob(Buffer.from(JSON.stringify(manifestFor(configBytes, configDigest, config, layers))));
+      faultPoint("commit:blobs-stored");
       const images = store.images.list();
       let image = images.find((i) => i.id === configDigest);
       if (!image) {
@@ -239,12 +239,12 @@ export async function commitContainer(containers: Containers, opts: CommitOption
         images.push(image);
       }
       if (name) assignNames(images, image, [name]);
-      store.images.save(images);
+      tx.saveImages(images);
       return image;
     });
-  } catch (err) {
+  } finally {
     rmSync(tarFile, { force: true });
-    await store.removeTree(layerTmp);
-    throw err;
+    if (layerTmp) await store.removeTree(layerTmp).catch(() => undefined);
+    lease.release();
   }
 }

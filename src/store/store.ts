@@ -8,6 +8,10 @@ import { ImageIndex } from "./images.js";
 import { LayerStore } from "./layers.js";
 import { storePaths, type StorePaths } from "./paths.js";
 import { withLock } from "./atomic.js";
+import { LeaseStore, type Lease, type LeaseRefs, type LeaseScope } from "./leases.js";
+import { layerLeftovers, staleTemps, type Leftover } from "./recovery.js";
+import { StoreTransaction } from "./transaction.js";
+import { faultPoint } from "./fault.js";
 import { packageRoot } from "../native.js";
 import { runInUserNamespace, currentMapping, maxMappedId } from "../userns.js";
 import type { Change, ExportJob, PackJob, PackResult, UpperScanSpec } from "./pack.js";
@@ -30,17 +34,28 @@ export interface UnpackJobResult {
 // Bundled (dist/worker.cjs) so that it starts fast and needs no node_modules at run time.
 const workerScript = (): string => path.join(packageRoot(), "dist", "worker.cjs");
 
+/**
+ * Finds and removes what killed operations of one scope left (beside the store's own
+ * temporaries and layer leftovers, which the store sweeps itself). The container module
+ * attaches the one for containers and volumes; it runs under the store lock.
+ */
+export type LeftoverFinder = () => Leftover[];
+
 export class Store {
   readonly paths: StorePaths;
   readonly blobs: BlobStore;
   readonly layers: LayerStore;
   readonly images: ImageIndex;
+  readonly leases: LeaseStore;
+  private readonly finders = new Map<LeaseScope, LeftoverFinder>();
 
   constructor(root?: string) {
     this.paths = storePaths(root);
     this.blobs = new BlobStore(this.paths.blobs);
     this.layers = new LayerStore(this.paths.layers, this.paths.layerLinks);
     this.images = new ImageIndex(this.paths.images);
+    this.leases = new LeaseStore(this.paths.leases);
+    this.finders.set("images", () => layerLeftovers(this.layers));
   }
 
   /** Serialises changes to shared state (the image index, names, layer creation). */
@@ -49,21 +64,113 @@ export class Store {
     return withLock(this.paths.lockFile, fn);
   }
 
+  /** Lets the module that owns a part of the store say what its killed operations leave. */
+  attachLeftoverFinder(scope: LeaseScope, finder: LeftoverFinder): void {
+    this.finders.set(scope, finder);
+  }
+
+  /**
+   * Starts a multi-step operation: under the lock, removes what killed operations left, then
+   * writes this operation's lease with the references refs() computes (under the same lock, so
+   * what it finds cannot be deleted before the lease protects it). Release the lease when done.
+   */
+  begin(operation: string, scope: LeaseScope, refs?: () => LeaseRefs): Promise<Lease> {
+    return this.lock(async () => {
+      await this.recover();
+      return this.leases.create(operation, scope, refs?.() ?? {});
+    });
+  }
+
+  /**
+   * Runs fn under the lock as an operation of its own (rm, rmi, volume rm, ...): after recovery,
+   * and with a lease marking it in flight until fn returns, so that a kill between two of its
+   * steps (a dir renamed aside, its name link not yet removed) is swept by the next operation.
+   */
+  locked<T>(operation: string, scope: LeaseScope, fn: () => Promise<T> | T): Promise<T> {
+    return this.lock(async () => {
+      await this.recover();
+      const lease = this.leases.create(operation, scope);
+      try {
+        return await fn();
+      } finally {
+        lease.release();
+      }
+    });
+  }
+
+  /**
+   * Under the lock: removes stale temporaries, and when a lease shows that an operation was
+   * killed, also the leftovers only a full scan finds (for the scopes whose finder is attached).
+   * Returns what was removed.
+   */
+  async recover(everything = false): Promise<Leftover[]> {
+    const removed = staleTemps(this.paths);
+    const dead = this.leases.dead();
+    const scopes = new Set<LeaseScope>(everything ? this.finders.keys() : []);
+    for (const lease of dead) {
+      if (!lease.record) for (const s of this.finders.keys()) scopes.add(s);
+      else if (this.finders.has(lease.record.scope)) scopes.add(lease.record.scope);
+    }
+    for (const scope of scopes) removed.push(...(this.finders.get(scope) as LeftoverFinder)());
+    await this.removeLeftovers(removed);
+    // Removing an incomplete layer dir can leave its short link dangling: a second look.
+    if (scopes.has("images")) {
+      const again = layerLeftovers(this.layers);
+      await this.removeLeftovers(again);
+      removed.push(...again);
+    }
+    for (const lease of dead) {
+      if (!lease.record || scopes.has(lease.record.scope)) rmSync(lease.file, { force: true });
+    }
+    return removed;
+  }
+
+  async removeLeftovers(leftovers: Leftover[]): Promise<void> {
+    for (const l of leftovers) if (l.kind === "file") rmSync(l.path, { force: true });
+    await this.removeTrees(leftovers.filter((l) => l.kind === "dir").map((l) => l.path));
+  }
+
+  /**
+   * Runs fn under the lock with a transaction: what fn adds through it (layers, blobs) is taken
+   * out again if fn fails, a full disk included, so a failed operation leaves the store as it was.
+   */
+  transact<T>(fn: (tx: StoreTransaction) => Promise<T> | T): Promise<T> {
+    return this.lock(async () => {
+      const tx = new StoreTransaction(this);
+      try {
+        return await fn(tx);
+      } catch (err) {
+        await tx.rollback();
+        throw err;
+      }
+    });
+  }
+
   /**
    * Removes a directory tree. Files owned by subordinate uids can only be removed from inside
    * the user namespace, so that is the fallback when the host-side removal is refused.
    */
   async removeTree(dir: string): Promise<void> {
-    if (!existsSync(dir)) return;
-    try {
-      rmSync(dir, { recursive: true, force: true });
-      return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "EACCES" && code !== "EPERM" && code !== "ENOTEMPTY") throw err;
+    await this.removeTrees([dir]);
+  }
+
+  /** removeTree for several trees, with at most one helper run for all that need it. */
+  async removeTrees(dirs: string[]): Promise<void> {
+    const refused: string[] = [];
+    for (const dir of dirs) {
+      if (!existsSync(dir)) continue;
+      try {
+        rmSync(dir, { recursive: true, force: true });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "EACCES" && code !== "EPERM" && code !== "ENOTEMPTY") throw err;
+        refused.push(dir);
+      }
     }
-    const result = await runInUserNamespace(["rm", "-rf", "--one-file-system", "--", dir]);
-    if (result.code !== 0) throw new Error(`cannot remove ${dir}: ${result.stderr.trim() || `rm exited ${result.code}`}`);
+    if (refused.length === 0) return;
+    faultPoint("remove-tree");
+    const result = await runInUserNamespace(["rm", "-rf", "--one-file-system", "--", ...refused]);
+    if (result.code !== 0) throw new Error(`cannot remove ${refused.join(", ")}: ${result.stderr.trim() || `rm exited ${result.code}`}`);
   }
 
   /** Unpacks layer blobs inside the user namespace (one helper process for all of them). */
