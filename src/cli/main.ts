@@ -10,6 +10,8 @@ import { registerVolumes } from "./volumes.js";
 import { registerContainerImages } from "./containers-image.js";
 import { registerRegistry } from "./registry.js";
 import { registerArchive } from "./archive.js";
+import { registerSystem } from "./system.js";
+import { tsrunVersion } from "../system/version.js";
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -19,7 +21,7 @@ function fail(err: unknown): never {
 
 const program = new Command("tsrun")
   .description("Rootless, daemonless containers")
-  .version("0.1.0", "-v, --version")
+  .version(tsrunVersion(), "-v, --version")
   .enablePositionalOptions()
   .showHelpAfterError(false)
   .exitOverride()
@@ -33,6 +35,7 @@ registerVolumes(program);
 registerContainerImages(program);
 registerRegistry(program);
 registerArchive(program);
+registerSystem(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -1,5 +1,6 @@
 // Small helpers shared by the command files.
 import type { Command } from "commander";
+import { createInterface } from "node:readline";
 
 /** commander collector for repeatable options (-e A -e B). */
 export const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -8,3 +9,16 @@ export const collect = (value: string, previous: string[]): string[] => [...prev
 export function subcommand(program: Command, name: string): Command {
   return program.command(name).exitOverride();
 }
+
+/** Docker's prompt; anything but y/Y (or no terminal answer at all) declines. */
+export async function confirm(question: string): Promise<boolean> {
+  process.stdout.write(question);
+  const rl = createInterface({ input: process.stdin });
+  const answer = await new Promise<string>((resolve) => {
+    rl.once("line", resolve);
+    rl.once("close", () => resolve(""));
+  });
+  rl.close();
+  return /^y(es)?$/i.test(answer.trim());
+}
+

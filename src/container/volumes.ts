@@ -141,12 +141,23 @@ export class Volumes {
     }
   }
 
-  list(): VolumeRecord[] {
+  /** Names of the volumes (dirs with a volume.json), sorted. */
+  names(): string[] {
     if (!existsSync(this.dir)) return [];
     return readdirSync(this.dir)
       .filter((n) => VOLUME_NAME.test(n) && existsSync(path.join(this.dir, n, "volume.json")))
-      .map((n) => this.inspect(n))
-      .sort((a, b) => a.Name.localeCompare(b.Name));
+      .sort();
+  }
+
+  /** Every volume whose record can be read (`system check` reports the others). */
+  list(): VolumeRecord[] {
+    return this.names().flatMap((n) => {
+      try {
+        return [this.inspect(n)];
+      } catch {
+        return [];
+      }
+    });
   }
 
   /**

@@ -39,7 +39,7 @@ function kindOf(file: string): "dir" | "file" | undefined {
 function describeTemp(dir: keyof StorePaths, name: string): string {
   if (dir === "tmp") return "scratch files of an interrupted operation";
   if (name.startsWith(".tmp-rm-")) return `${dir === "layers" ? "layer" : dir === "containers" ? "container" : "volume"} whose deletion was interrupted`;
-  if (dir === "blobs") return name.startsWith(".tmp-stream-") ? "partial blob download" : "blob being written when its writer stopped";
+  if (dir === "blobs") return name.startsWith(".tmp-stream-") ? "partial blob (download, import or load cut short)" : "blob being written when its writer stopped";
   if (dir === "layers") return "layer being unpacked when its writer stopped";
   if (dir === "volumes") return "volume being created when its writer stopped";
   return "file being written when its writer stopped";
