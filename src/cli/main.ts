@@ -2,7 +2,7 @@
 // register function; commands call the library API (src/index.ts) and format its result.
 // Errors become one line on stderr with Docker's exit codes.
 import { Command, CommanderError } from "commander";
-import { TsrunError } from "../errors.js";
+import { plainSystemErrors, TsrunError } from "../errors.js";
 import { registerRun } from "./run.js";
 import { registerImages } from "./images.js";
 import { registerContainers } from "./containers.js";
@@ -15,7 +15,7 @@ import { tsrunVersion } from "../system/version.js";
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`Error: ${message.split("\n")[0]}\n`);
+  process.stderr.write(`Error: ${plainSystemErrors(message.split("\n")[0] ?? "")}\n`);
   process.exit(err instanceof TsrunError ? err.exitCode : 125);
 }
 

@@ -242,6 +242,9 @@ export async function commitContainer(containers: Containers, opts: CommitOption
       tx.saveImages(images);
       return image;
     });
+  } catch (err) {
+    if (err instanceof TsrunError) throw err;
+    throw new TsrunError(`commit ${opts.container}: ${(err as Error).message}`);
   } finally {
     rmSync(tarFile, { force: true });
     if (layerTmp) await store.removeTree(layerTmp).catch(() => undefined);

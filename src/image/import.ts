@@ -151,6 +151,9 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
       tx.saveImages(images);
       return record;
     });
+  } catch (err) {
+    if (err instanceof TsrunError) throw err;
+    throw new TsrunError(`import ${opts.source}: ${(err as Error).message}`);
   } finally {
     if (blob) rmSync(blob.file, { force: true });
     if (tmp) await store.removeTree(tmp).catch(() => undefined);

@@ -23,7 +23,7 @@ import { chainIds, isDigest, sha256 } from "../../store/digest.js";
 import { MEDIA, hostPlatform, type ContainerConfig, type Descriptor, type ImageConfig, type Manifest } from "../types.js";
 import { normaliseName, ReferenceError } from "../reference.js";
 import { assignNames } from "../import.js";
-import { classifyManifest, checkImageManifest, selectPlatform, type ImageIndexDoc } from "../registry/manifest.js";
+import { classifyManifest, checkImageManifest, MAX_LAYERS, selectPlatform, type ImageIndexDoc } from "../registry/manifest.js";
 import type { Lease } from "../../store/leases.js";
 import { faultPoint } from "../../store/fault.js";
 import { TsrunError } from "../../errors.js";
@@ -178,6 +178,7 @@ function planDockerArchive(contents: ArchiveContents, manifestMember: ArchiveMem
       fail(`${what} is malformed (needs Config and Layers)`);
     }
     const entry = item as { Config: string; Layers: string[]; RepoTags?: unknown };
+    if (entry.Layers.length > MAX_LAYERS) fail(`${what}: the image has ${entry.Layers.length} layers, more than the ${MAX_LAYERS} a container can stack`);
     const configMember = contents.file(entry.Config) ?? fail(`${what}: config ${entry.Config} is missing from the archive`);
     checkNamedDigest(configMember);
     const configBytes = contents.read(configMember, `config ${entry.Config}`);
