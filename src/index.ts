@@ -119,14 +119,8 @@ export class Tsrun {
   }
 
   /** Creates and starts a container under its own monitor; returns once it runs. */
-  async runDetached(opts: CreateOptions): Promise<ContainerRecord> {
-    const record = await this.containers.create(opts);
-    try {
-      return await this.containers.startDetached(record);
-    } catch (err) {
-      await this.containers.remove(record);
-      throw err;
-    }
+  runDetached(opts: CreateOptions): Promise<ContainerRecord> {
+    return this.containers.runDetached(opts);
   }
 
   /** A new image from a container's changes (`commit`). */

@@ -17,6 +17,7 @@ import { normaliseName } from "../image/reference.js";
 import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec, type StagedVolume } from "./volumes.js";
 import { containerLeftovers } from "./recovery.js";
 import { faultPoint } from "../store/fault.js";
+import type { Lease } from "../store/leases.js";
 import { randomBytes } from "node:crypto";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
 import { explainPastaFailure, hostGateway, networkHelper, pastaArgs, PASTA_DNS } from "../network/pasta.js";
@@ -152,6 +153,16 @@ export class Containers {
 
   /** Creates a container record and its directories; nothing runs yet. */
   async create(opts: CreateOptions): Promise<ContainerRecord> {
+    const { record, lease } = await this.createLeased(opts);
+    lease.release();
+    return record;
+  }
+
+  /**
+   * create, keeping the lease on the new container: `container prune` and `system prune` leave
+   * a container alone while the command that created it has not started it yet.
+   */
+  private async createLeased(opts: CreateOptions): Promise<{ record: ContainerRecord; lease: Lease }> {
     const image = this.store.images.find(opts.image);
     if (!image) throw new NotFoundError(`${displayName(opts.image)}: image not known`);
     const config = this.imageConfig(image.id);
@@ -243,7 +254,7 @@ export class Containers {
     // meanwhile deletes them before the record that refers to them exists.
     const lease = await this.store.begin(`create ${opts.name ?? id.slice(0, 12)}`, "containers", () => {
       if (!this.store.images.list().some((i) => i.id === image.id)) throw new NotFoundError(`${displayName(opts.image)}: image not known`);
-      return { images: [image.id], volumes };
+      return { images: [image.id], volumes, containers: [id] };
     });
     const staged: StagedVolume[] = [];
     try {
@@ -264,11 +275,13 @@ export class Containers {
           throw err;
         }
       });
+    } catch (err) {
+      lease.release();
+      throw err;
     } finally {
       await this.store.removeTrees(staged.map((v) => v.dir)).catch(() => undefined);
-      lease.release();
     }
-    return record;
+    return { record, lease };
   }
 
   /** The container's dir: upper, work, rootfs, its /etc files, and the record last. */
@@ -499,6 +512,19 @@ export class Containers {
     }
   }
 
+  /** Creates and starts a container under its own monitor; returns once it runs. */
+  async runDetached(opts: CreateOptions): Promise<ContainerRecord> {
+    const { record, lease } = await this.createLeased(opts);
+    try {
+      return await this.startDetached(record);
+    } catch (err) {
+      await this.remove(record);
+      throw err;
+    } finally {
+      lease.release();
+    }
+  }
+
   /** Names of containers that mount a volume. */
   volumeUsers(volume: string): string[] {
     return this.records
@@ -510,7 +536,7 @@ export class Containers {
   /** `run` in the foreground: create, start, wait; returns the container's exit status. */
   async run(opts: CreateOptions): Promise<number> {
     if (opts.tty && opts.interactive && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
-    const record = await this.create(opts);
+    const { record, lease } = await this.createLeased(opts);
     const relay = new SignalRelay();
     let proc: LaunchedProcess;
     try {
@@ -521,6 +547,8 @@ export class Containers {
       this.stopNetwork(record);
       await this.remove(record);
       throw err;
+    } finally {
+      lease.release();
     }
     let status: number;
     try {

@@ -28,6 +28,8 @@ export interface LeaseRefs {
   /** Layer chain IDs. */
   layers?: string[];
   volumes?: string[];
+  /** Container IDs (created, not yet started: `container prune` leaves them). */
+  containers?: string[];
 }
 
 export interface LeaseRecord {
@@ -41,6 +43,7 @@ export interface LeaseRecord {
   blobs: string[];
   layers: string[];
   volumes: string[];
+  containers: string[];
 }
 
 export interface LeaseFile {
@@ -55,6 +58,7 @@ export interface InUse {
   blobs: Set<string>;
   layers: Set<string>;
   volumes: Set<string>;
+  containers: Set<string>;
   /** The operations holding them, for messages ("pull busybox (pid 123)"). */
   operations: LeaseRecord[];
 }
@@ -75,7 +79,7 @@ export class Lease {
   /** Adds references. Call under the store lock: deleters read the leases under it. */
   add(refs: LeaseRefs): void {
     if (this.released) throw new Error(`lease of "${this.record.operation}" used after its release`);
-    for (const key of ["images", "blobs", "layers", "volumes"] as const) {
+    for (const key of ["images", "blobs", "layers", "volumes", "containers"] as const) {
       for (const ref of refs[key] ?? []) if (!this.record[key].includes(ref)) this.record[key].push(ref);
     }
     writeJsonAtomic(this.file, this.record, { durable: false });
@@ -106,6 +110,7 @@ export class LeaseStore {
       blobs: [...new Set(refs.blobs ?? [])],
       layers: [...new Set(refs.layers ?? [])],
       volumes: [...new Set(refs.volumes ?? [])],
+      containers: [...new Set(refs.containers ?? [])],
     };
     const file = path.join(this.dir, `${process.pid}-${randomBytes(6).toString("hex")}.json`);
     writeJsonAtomic(file, record, { durable: false });
@@ -126,6 +131,7 @@ export class LeaseStore {
       try {
         const record = JSON.parse(readFileSync(file, "utf8")) as LeaseRecord;
         const valid = typeof record.pid === "number" && Array.isArray(record.blobs) && Array.isArray(record.layers) && Array.isArray(record.images) && Array.isArray(record.volumes);
+        if (valid && !Array.isArray(record.containers)) record.containers = [];
         out.push(valid ? { file, record } : { file });
       } catch (err) {
         // Released between readdir and read: not a lease any more.
@@ -141,7 +147,7 @@ export class LeaseStore {
   }
 
   inUse(): InUse {
-    const use: InUse = { images: new Set(), blobs: new Set(), layers: new Set(), volumes: new Set(), operations: [] };
+    const use: InUse = { images: new Set(), blobs: new Set(), layers: new Set(), volumes: new Set(), containers: new Set(), operations: [] };
     for (const { record } of this.list()) {
       if (!record || !isLive(record)) continue;
       use.operations.push(record);
@@ -149,6 +155,7 @@ export class LeaseStore {
       for (const b of record.blobs) use.blobs.add(b);
       for (const l of record.layers) use.layers.add(l);
       for (const v of record.volumes) use.volumes.add(v);
+      for (const c of record.containers) use.containers.add(c);
     }
     return use;
   }

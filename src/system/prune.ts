@@ -5,7 +5,6 @@ import type { Containers } from "../container/run.js";
 import { pruneImages } from "../image/remove.js";
 import { treeSize } from "./df.js";
 import path from "node:path";
-import { NotFoundError } from "../errors.js";
 
 export interface ContainerPruneResult {
   /** IDs of the containers removed. */
@@ -14,23 +13,26 @@ export interface ContainerPruneResult {
   reclaimed: number;
 }
 
-/** Removes every container that is not running (created or exited). */
+/**
+ * Removes every container that is not running (created or exited), except those a command has
+ * just created and not yet started (leased). All are taken out in one lock hold (renamed aside,
+ * names released), then their files deleted.
+ */
 export async function pruneContainers(containers: Containers): Promise<ContainerPruneResult> {
-  const out: ContainerPruneResult = { removed: [], reclaimed: 0 };
-  for (const record of containers.list()) {
-    if (record.state.status === "running") continue;
-    const size = treeSize(path.join(containers.records.containerDir(record.id), "upper"));
-    try {
-      await containers.remove(record);
-    } catch (err) {
-      // Removed meanwhile by someone else: not ours to report.
-      if (!(err instanceof NotFoundError)) throw err;
-      continue;
+  const store = containers.store;
+  const doomed = await store.locked("container prune", "containers", () => {
+    const leased = store.leases.inUse().containers;
+    const out: { id: string; size: number; dir: string }[] = [];
+    for (const record of containers.list()) {
+      if (record.state.status === "running" || leased.has(record.id)) continue;
+      const size = treeSize(path.join(containers.records.containerDir(record.id), "upper"));
+      out.push({ id: record.id, size, dir: containers.records.detach(record.id) });
+      containers.records.releaseName(record.name, record.id);
     }
-    out.removed.push(record.id);
-    out.reclaimed += size;
-  }
-  return out;
+    return out;
+  });
+  await store.removeTrees(doomed.map((d) => d.dir));
+  return { removed: doomed.map((d) => d.id), reclaimed: doomed.reduce((n, d) => n + d.size, 0) };
 }
 
 export interface SystemPruneOptions {
