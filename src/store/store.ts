@@ -180,11 +180,9 @@ export class Store {
     const jobFile = path.join(this.paths.tmp, `unpack-${id}.json`);
     const resultFile = path.join(this.paths.tmp, `unpack-${id}.result.json`);
     const mapping = currentMapping();
-    writeFileSync(
-      jobFile,
-      JSON.stringify({ jobs, resultFile, maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") }),
-    );
     try {
+      // Inside the try: a full disk can fail this write half-way, and the file must go too.
+      writeFileSync(jobFile, JSON.stringify({ jobs, resultFile, maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") }));
       const run = await runInUserNamespace([process.execPath, workerScript(), "unpack", jobFile]);
       if (run.code !== 0) {
         const lines = run.stderr.trim().split("\n");
@@ -206,8 +204,8 @@ export class Store {
     const id = `${process.pid}-${randomBytes(4).toString("hex")}`;
     const jobFile = path.join(this.paths.tmp, `${command}-${id}.json`);
     const resultFile = path.join(this.paths.tmp, `${command}-${id}.result.json`);
-    writeFileSync(jobFile, JSON.stringify({ job, resultFile }));
     try {
+      writeFileSync(jobFile, JSON.stringify({ job, resultFile }));
       const run = await runInUserNamespace([process.execPath, workerScript(), command, jobFile], process.env, opts.stdout === undefined ? {} : { stdout: opts.stdout });
       if (run.code !== 0) {
         const lines = run.stderr.trim().split("\n");

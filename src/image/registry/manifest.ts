@@ -132,7 +132,9 @@ export function selectPlatform(index: ImageIndexDoc, want: Platform, what: strin
   const match = images.find((m) => platformMatches(m.platform, want));
   if (match) return match;
   const available = [...new Set(images.map((m) => formatPlatform(m.platform)).filter((p) => p !== "unknown/unknown"))];
-  throw new RegistryError(`${what}: no image for ${formatPlatform(want)} in the index (available: ${available.join(", ") || "none"})`);
+  // A hostile index can list thousands: the message stays one readable line.
+  const shown = available.length > 10 ? `${available.slice(0, 10).join(", ")} and ${available.length - 10} more` : available.join(", ");
+  throw new RegistryError(`${what}: no image for ${formatPlatform(want)} in the index (available: ${shown || "none"})`);
 }
 
 /** Validates an image manifest's descriptors: digests we can store, media types we can unpack. */
