@@ -2,10 +2,10 @@
 // A blob counts as stored only once its bytes hashed to its name: data lands in a temporary
 // file, is verified, and is renamed into place.
 import { createHash } from "node:crypto";
-import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import { tempName, writeAll } from "./atomic.js";
-import { digestHex, sha256 } from "./digest.js";
+import { digestHex, digestNamedEntries, sha256 } from "./digest.js";
 import { faultPoint } from "./fault.js";
 import { tempPath } from "./temps.js";
 
@@ -148,12 +148,6 @@ export class BlobStore {
 
   /** Names of stored blobs as digests (temporaries and foreign files excluded). */
   list(): string[] {
-    try {
-      return readdirSync(this.dir)
-        .filter((n) => /^[a-f0-9]{64}$/.test(n))
-        .map((n) => `sha256:${n}`);
-    } catch {
-      return [];
-    }
+    return digestNamedEntries(this.dir);
   }
 }

@@ -2,10 +2,10 @@
 // every image and container that has it. A layer appears under its final name only complete:
 // it is unpacked into a temporary dir, gets its layer.json there, and is renamed into place.
 // It leaves the same way: renamed to a temporary name first, then deleted.
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { digestHex } from "./digest.js";
+import { digestHex, digestNamedEntries } from "./digest.js";
 import { writeJsonAtomic } from "./atomic.js";
 import { faultPoint } from "./fault.js";
 import { tempPath } from "./temps.js";
@@ -43,13 +43,7 @@ export class LayerStore {
 
   /** Chain IDs of the layer dirs under their final names (complete or not). */
   list(): string[] {
-    try {
-      return readdirSync(this.dir)
-        .filter((n) => /^[a-f0-9]{64}$/.test(n))
-        .map((n) => `sha256:${n}`);
-    } catch {
-      return [];
-    }
+    return digestNamedEntries(this.dir);
   }
 
   /** A fresh temporary directory (with an empty diff/) to unpack into. */

@@ -73,6 +73,8 @@ interface Inspection {
   missingLayers: Map<string, MissingLayer>;
   damagedImages: Map<string, Finding[]>;
   damagedContainers: Map<string, Finding[]>;
+  /** Container dirs whose record cannot be read (removed by repair with force). */
+  unreadableContainers: Map<string, Finding>;
   /** Volumes whose volume.json is unreadable (rewritten by repair). */
   badVolumeRecords: string[];
   unreferenced: { layers: string[]; blobs: string[]; bytes: number };
@@ -242,8 +244,9 @@ async function inspectStore(containers: Containers, quick: boolean): Promise<Ins
     if (problems.length > 0) damagedContainers.set(c.id, problems.map((p) => found({ kind: "damaged", subject: describeContainer(c), problem: p })));
   }
   // Records that cannot be read at all.
+  const unreadableContainers = new Map<string, Finding>();
   for (const id of containers.records.ids()) {
-    if (!all.some((c) => c.id === id)) found({ kind: "damaged", subject: `container ${id.slice(0, 12)}`, problem: "its record is unreadable", unrepaired: "remove it with tsrun rm -f" });
+    if (!all.some((c) => c.id === id)) unreadableContainers.set(id, found({ kind: "damaged", subject: `container ${id.slice(0, 12)}`, problem: "its record is unreadable" }));
   }
 
   // Volumes.
@@ -277,6 +280,7 @@ async function inspectStore(containers: Containers, quick: boolean): Promise<Ins
     missingLayers,
     damagedImages,
     damagedContainers,
+    unreadableContainers,
     badVolumeRecords,
     unreferenced: { ...garbage, bytes },
     inUse,
@@ -370,6 +374,15 @@ async function repairStore(containers: Containers, found: Inspection, opts: Chec
   for (const c of all.filter((x) => doomedContainers.has(x.id))) {
     await containers.remove(c);
     mark(found.damagedContainers.get(c.id), "container removed");
+  }
+  for (const [id, finding] of again.unreadableContainers) {
+    const reported = found.findings.filter((f) => f.subject === finding.subject && f.problem === finding.problem);
+    if (!opts.force) {
+      for (const f of reported) f.unrepaired = "--force removes the container";
+      continue;
+    }
+    await store.removeTree(containers.records.detach(id));
+    mark(reported, "container removed");
   }
   const kept = all.filter((c) => !doomedContainers.has(c.id));
   for (const [id, findings] of found.damagedContainers) {
