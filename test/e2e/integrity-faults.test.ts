@@ -27,7 +27,10 @@ interface Operation {
 const seed = suiteSeed();
 const random = seededRandom(seed);
 const trialsPerOperation = countFromEnv("TSRUN_FAULT_TRIALS", 1);
-const counts = { faultsInjected: 0, faultsSurvived: 0, trials: 0 };
+const counts: Record<string, number> = { faultsInjected: 0, faultsSurvived: 0, trials: 0 };
+const bump = (key: string): void => {
+  counts[key] = (counts[key] ?? 0) + 1;
+};
 
 let fixtures: Fixtures;
 let pullRef: string;
@@ -187,6 +190,7 @@ describe(`kill -9 during store operations (seed ${seed})`, () => {
       const traced = await tracePoints(op.args, store);
       expect(traced.outcome.code, traced.outcome.stderr).toBe(0);
       expect(traced.points.length).toBeGreaterThan(0);
+      counts[`points ${op.name}`] = Math.max(counts[`points ${op.name}`] ?? 0, traced.points.length);
       for (let trial = 0; trial < trialsPerOperation; trial++) {
         await op.prepare?.(store);
         // Mostly named points (every step boundary), sometimes a delay (wherever it lands).
@@ -194,8 +198,12 @@ describe(`kill -9 during store operations (seed ${seed})`, () => {
           random() < 0.75 ? { point: traced.points[Math.floor(random() * traced.points.length)] as string } : { delayMs: Math.floor(random() * traced.outcome.ms) };
         const where = `${op.name} killed ${describeFault(fault)} (seed ${seed}, trial ${trial + 1}; points: ${traced.points.join(" ")})`;
         const r = await runWithFault(op.args, store, fault);
-        counts.trials++;
-        if (r.killed) counts.faultsInjected++;
+        bump("trials");
+        if (r.killed) {
+          bump("faultsInjected");
+          bump(`injected ${op.name}`);
+          bump(fault.point ? "atPoint" : "afterDelay");
+        }
         else expect(r.code, `${where}: ${r.stderr}`).toBe(0);
         const after = await checkStore(store);
         expect(damaged(after), `${where}: damage right after the crash: ${after.raw}`).toEqual([]);
@@ -205,7 +213,10 @@ describe(`kill -9 during store operations (seed ${seed})`, () => {
         const final = await checkStore(store);
         expect(final.findings, `${where}: after the next command: ${final.raw}`).toEqual([]);
         expect(final.code).toBe(0);
-        if (r.killed) counts.faultsSurvived++;
+        if (r.killed) {
+          bump("faultsSurvived");
+          bump(`survived ${op.name}`);
+        }
       }
       // Nothing left that a repair would still have to remove.
       const repaired = await checkStore(store, ["--repair"]);
