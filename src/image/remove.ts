@@ -87,7 +87,7 @@ function describeUser(u: ImageUsers, running: ContainerRecord | undefined): stri
  * images and the temporary dirs to delete after the lock.
  */
 function removeFromIndex(store: Store, removed: ImageRecord[], remaining: ImageRecord[], containers: ContainerRecord[], inUse: InUse): { lines: string[]; reclaimed: number; dirs: string[] } {
-  store.images.save(remaining);
+  if (removed.length > 0) store.images.save(remaining);
   faultPoint("rmi:index-saved");
   const detached = detachGarbage(store, liveReferences(remaining, containers, inUse));
   const gone = new Map(detached.layers.map((l) => [l.chainId, l.size]));

@@ -9,13 +9,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { env, scratchDir } from "./helpers.js";
 import { stopRegistry } from "./registry-server.js";
-import { checkStore, countFromEnv, damaged, describeFault, exists, makeFixtures, must, reportCounts, runWithFault, seededRandom, suiteSeed, tracePoints, type Fault, type Fixtures } from "./faults.js";
+import { busyboxPlusRandom, checkStore, countFromEnv, damaged, describeFault, exists, makeFixtures, must, reportCounts, runWithFault, seededRandom, suiteSeed, tracePoints, type Fault, type Fixtures } from "./faults.js";
 
 type Env = Record<string, string>;
 
 interface Operation {
   name: string;
-  /** Once, in the operation's own fresh store. */
+  /** Once, before its trials (the store has busybox as "bb"). */
   setup?(store: Env): Promise<void>;
   /** Before each trial: the store as the operation expects it. */
   prepare?(store: Env): Promise<void>;
@@ -33,9 +33,14 @@ const bump = (key: string): void => {
 };
 
 let fixtures: Fixtures;
+/** One store for all operations, as a user's store: each leaves it sound for the next. */
+let store: Env;
 let pullRef: string;
 let archive: string;
 let importTar: string;
+/** Layers of their own for rmi and prune, so that deleting them deletes layer dirs. */
+let doomedTar: string;
+let prunedTar: string;
 
 const operations: Operation[] = [
   {
@@ -80,7 +85,6 @@ const operations: Operation[] = [
   {
     name: "commit",
     setup: async (s) => {
-      await must(["import", env.busyboxTar, "bb"], s);
       await must(["run", "--name", "src", "--network", "none", "bb", "sh", "-c", "echo data > /committed; mkdir -p /d && chown 1000:1000 /d"], s);
     },
     prepare: async (s) => {
@@ -94,9 +98,6 @@ const operations: Operation[] = [
   },
   {
     name: "rm",
-    setup: async (s) => {
-      await must(["import", env.busyboxTar, "bb"], s);
-    },
     prepare: async (s) => {
       if (await exists("container", "victim", s)) await must(["rm", "-f", "-v", "victim"], s);
       await must(["run", "--name", "victim", "--network", "none", "-v", "/anon", "bb", "sh", "-c", "mkdir /x && touch /x/f && chown -R 1000:1000 /x /anon"], s);
@@ -111,11 +112,8 @@ const operations: Operation[] = [
   },
   {
     name: "rmi",
-    setup: async (s) => {
-      await must(["import", env.busyboxTar, "bb"], s);
-    },
     prepare: async (s) => {
-      await must(["import", importTar, "doomed:1"], s);
+      await must(["import", doomedTar, "doomed:1"], s);
     },
     args: ["rmi", "doomed:1"],
     next: async (s) => {
@@ -125,11 +123,8 @@ const operations: Operation[] = [
   },
   {
     name: "image prune",
-    setup: async (s) => {
-      await must(["import", env.busyboxTar, "bb"], s);
-    },
     prepare: async (s) => {
-      await must(["import", importTar], s);
+      await must(["import", prunedTar], s);
     },
     args: ["image", "prune", "-f"],
     next: async (s) => {
@@ -140,9 +135,6 @@ const operations: Operation[] = [
   },
   {
     name: "volume rm",
-    setup: async (s) => {
-      await must(["import", env.busyboxTar, "bb"], s);
-    },
     prepare: async (s) => {
       if (!(await exists("volume", "data", s))) await must(["volume", "create", "data"], s);
       // Files of another uid: only removable inside the user namespace.
@@ -157,9 +149,6 @@ const operations: Operation[] = [
   },
   {
     name: "run",
-    setup: async (s) => {
-      await must(["import", env.busyboxTar, "bb"], s);
-    },
     args: ["run", "--rm", "--name", "runner", "--network", "none", "-v", "/anon", "-v", "named:/n", "bb", "sh", "-c", "echo hi > /n/f"],
     next: async (s) => {
       // A killed foreground run leaves its container stopped (nothing ran its --rm).
@@ -173,6 +162,10 @@ const operations: Operation[] = [
 beforeAll(async () => {
   fixtures = await makeFixtures("faults");
   ({ pullRef, archive, importTar } = fixtures);
+  doomedTar = busyboxPlusRandom("doomed", 100_000);
+  prunedTar = busyboxPlusRandom("pruned", 100_000);
+  store = { TSRUN_ROOT: scratchDir("store-faults") };
+  await must(["import", env.busyboxTar, "bb"], store);
 }, 300_000);
 
 afterAll(() => {
@@ -184,7 +177,6 @@ afterAll(() => {
 describe(`kill -9 during store operations (seed ${seed})`, () => {
   for (const op of operations) {
     it(`${op.name}: the store stays sound and the next command works`, async () => {
-      const store: Env = { TSRUN_ROOT: scratchDir(`store-faults-${op.name.replace(/ /g, "-")}`) };
       await op.setup?.(store);
       await op.prepare?.(store);
       const traced = await tracePoints(op.args, store);

@@ -413,8 +413,8 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
       };
       for (const job of jobs) {
         const { chainId, diffId, parent } = job.layer;
-        // Another tsrun may have committed the same chain meanwhile: tx keeps theirs.
-        layerTemps.splice(layerTemps.indexOf(job.dest), 1);
+        // Another tsrun may have committed the same chain meanwhile: tx keeps theirs. (A
+        // committed temp dir is gone from its temporary path: the cleanup below skips it.)
         await tx.commitLayer(job.dest, { chainId, diffId, parent, size: unpackedSize.get(chainId) ?? 0 });
       }
       const records = store.images.list();

@@ -225,8 +225,8 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
         const diffId = diffIds[i] as string;
         const fresh = unpacked.get(i);
         if (fresh) {
-          // Another pull may have committed the same chain meanwhile: tx keeps theirs.
-          temps.splice(temps.indexOf(fresh.dest), 1);
+          // Another pull may have committed the same chain meanwhile: tx keeps theirs. (A
+          // committed temp dir is gone from its temporary path: the cleanup below skips it.)
           await tx.commitLayer(fresh.dest, { chainId, diffId, parent: i === 0 ? null : (chains[i - 1] as string), size: fresh.size });
         }
         if (!store.blobs.has(layer.digest)) throw new RegistryError(`${context}: layer blob ${layer.digest} is missing from the store`);
