@@ -78,6 +78,8 @@ interface Inspection {
   /** Volumes whose volume.json is unreadable (rewritten by repair). */
   badVolumeRecords: string[];
   unreferenced: { layers: string[]; blobs: string[]; bytes: number };
+  /** False when images/index.json cannot be read: then nothing can be known to be unreferenced. */
+  indexReadable: boolean;
   inUse: InUse;
   checked: CheckReport["checked"];
 }
@@ -172,9 +174,11 @@ async function inspectStore(containers: Containers, quick: boolean): Promise<Ins
   // Images.
   const damagedImages = new Map<string, Finding[]>();
   let images: ImageRecord[] = [];
+  let indexReadable = true;
   try {
     images = store.images.list();
   } catch (err) {
+    indexReadable = false;
     found({ kind: "damaged", subject: "image index", problem: (err as Error).message, unrepaired: "restore images/index.json from a backup, or remove it to start with no images" });
   }
   const nameOwner = new Map<string, ImageRecord>();
@@ -262,7 +266,7 @@ async function inspectStore(containers: Containers, quick: boolean): Promise<Ins
   }
 
   // What nothing refers to.
-  const garbage = unreferenced(store, liveReferences(images, all, inUse));
+  const garbage = indexReadable ? unreferenced(store, liveReferences(images, all, inUse)) : { layers: [], blobs: [] };
   let bytes = 0;
   for (const b of garbage.blobs) bytes += sizeOf(store.blobs.path(b));
   for (const l of garbage.layers) {
@@ -283,6 +287,7 @@ async function inspectStore(containers: Containers, quick: boolean): Promise<Ins
     unreadableContainers,
     badVolumeRecords,
     unreferenced: { ...garbage, bytes },
+    indexReadable,
     inUse,
     checked: { images: images.length, containers: all.length, volumes: volumeNames.length, layers: store.layers.list().length, blobs: store.blobs.list().length },
   };
@@ -364,6 +369,9 @@ async function repairStore(containers: Containers, found: Inspection, opts: Chec
       }
     }
   }
+
+  // Without a readable image index every layer would look unused: nothing more is removed.
+  if (!found.indexReadable) return;
 
   // What is still damaged: images, unless a container uses them; with force, the containers that
   // are damaged or use a damaged image go first (as Podman's --force).

@@ -98,6 +98,18 @@ describe("system check", () => {
     expect((await checkStore(store)).findings).toEqual([]);
   });
 
+  it("an unreadable image index is reported, and --repair then deletes nothing", async () => {
+    const store = await freshStore("index");
+    const root = store.TSRUN_ROOT as string;
+    const blobs = readdirSync(path.join(root, "blobs", "sha256")).sort();
+    writeFileSync(path.join(root, "images", "index.json"), "{ not json");
+    const repaired = await checkStore(store, ["--repair"]);
+    expect(repaired.code).toBe(1);
+    expect(damaged(repaired).map((f) => f.subject)).toEqual(["image index"]);
+    expect(readdirSync(path.join(root, "blobs", "sha256")).sort()).toEqual(blobs);
+    expect(readdirSync(path.join(root, "layers")).filter((n) => /^[0-9a-f]{64}$/.test(n))).toHaveLength(1);
+  });
+
   it("reports leftovers of killed operations and --repair removes them; live operations' files are left alone", async () => {
     const store = await freshStore("leftovers");
     const root = store.TSRUN_ROOT as string;
