@@ -59,7 +59,8 @@ const operations: Operation[] = [
   {
     name: "load",
     prepare: async (s) => {
-      if (await exists("image", "layered:1", s)) await must(["rmi", "layered:1"], s);
+      // The pulled image is the same one: without removing it, load would only add a name.
+      for (const name of ["layered:1", pullRef]) if (await exists("image", name, s)) await must(["rmi", name], s);
     },
     get args() {
       return ["load", "-q", "-i", archive];
