@@ -45,10 +45,15 @@ function describeTemp(dir: keyof StorePaths, name: string): string {
   return "file being written when its writer stopped";
 }
 
-/** Temporaries whose process is gone, in every directory of the store. */
-export function staleTemps(paths: StorePaths): Leftover[] {
+/** The directories where each scope's operations put temporaries. */
+export const TEMP_DIRS: Record<"images" | "containers", (keyof StorePaths)[]> = {
+  images: ["root", "blobs", "layers", "layerLinks", "images", "leases", "tmp"],
+  containers: ["root", "containers", "volumes", "leases", "tmp"],
+};
+
+/** Temporaries whose process is gone, in the given directories of the store (default: all). */
+export function staleTemps(paths: StorePaths, dirs: (keyof StorePaths)[] = [...new Set([...TEMP_DIRS.images, ...TEMP_DIRS.containers])]): Leftover[] {
   const out: Leftover[] = [];
-  const dirs: (keyof StorePaths)[] = ["root", "blobs", "layers", "layerLinks", "images", "leases", "containers", "volumes", "tmp"];
   for (const key of dirs) {
     const dir = paths[key];
     for (const name of entries(dir)) {

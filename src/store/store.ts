@@ -9,7 +9,7 @@ import { LayerStore } from "./layers.js";
 import { storePaths, type StorePaths } from "./paths.js";
 import { withLock } from "./atomic.js";
 import { LeaseStore, type Lease, type LeaseRefs, type LeaseScope } from "./leases.js";
-import { layerLeftovers, staleTemps, type Leftover } from "./recovery.js";
+import { layerLeftovers, staleTemps, TEMP_DIRS, type Leftover } from "./recovery.js";
 import { StoreTransaction } from "./transaction.js";
 import { faultPoint } from "./fault.js";
 import { packageRoot } from "../native.js";
@@ -76,7 +76,7 @@ export class Store {
    */
   begin(operation: string, scope: LeaseScope, refs?: () => LeaseRefs): Promise<Lease> {
     return this.lock(async () => {
-      await this.recover();
+      await this.recover(scope);
       return this.leases.create(operation, scope, refs?.() ?? {});
     });
   }
@@ -88,7 +88,7 @@ export class Store {
    */
   locked<T>(operation: string, scope: LeaseScope, fn: () => Promise<T> | T): Promise<T> {
     return this.lock(async () => {
-      await this.recover();
+      await this.recover(scope);
       const lease = this.leases.create(operation, scope);
       try {
         return await fn();
@@ -99,19 +99,23 @@ export class Store {
   }
 
   /**
-   * Under the lock: removes stale temporaries, and when a lease shows that an operation was
-   * killed, also the leftovers only a full scan finds (for the scopes whose finder is attached).
-   * Returns what was removed.
+   * Under the lock: removes stale temporaries (where operations of scope put them; all of them
+   * without a scope), and when a lease shows that an operation was killed, also the leftovers
+   * only a full scan finds (for the scopes whose finder is attached). Returns what was removed.
    */
-  async recover(everything = false): Promise<Leftover[]> {
-    const removed = staleTemps(this.paths);
+  async recover(scope?: LeaseScope): Promise<Leftover[]> {
+    const removed = staleTemps(this.paths, scope ? TEMP_DIRS[scope] : undefined);
     const dead = this.leases.dead();
-    const scopes = new Set<LeaseScope>(everything ? this.finders.keys() : []);
+    const scopes = new Set<LeaseScope>();
     for (const lease of dead) {
       if (!lease.record) for (const s of this.finders.keys()) scopes.add(s);
       else if (this.finders.has(lease.record.scope)) scopes.add(lease.record.scope);
     }
-    for (const scope of scopes) removed.push(...(this.finders.get(scope) as LeftoverFinder)());
+    for (const s of scopes) {
+      // A killed operation of another scope left its temporaries where this one does not look.
+      if (scope && s !== scope) removed.push(...staleTemps(this.paths, TEMP_DIRS[s].filter((d) => !TEMP_DIRS[scope].includes(d))));
+      removed.push(...(this.finders.get(s) as LeftoverFinder)());
+    }
     await this.removeLeftovers(removed);
     // Removing an incomplete layer dir can leave its short link dangling: a second look.
     if (scopes.has("images")) {
