@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { Tsrun } from "../index.js";
 import type { ContainerRecord } from "../container/records.js";
-import { killContainer, pauseContainer, readLogs, removeContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
+import { killContainer, pauseContainer, readLogs, removeContainer, renameContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
 import { TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
 import { containerPids } from "../container/top.js";
@@ -190,14 +190,8 @@ export function registerContainers(program: Command): void {
     .description("Rename a container")
     .argument("<container>")
     .argument("<new-name>")
-    .action((name: string, newName: string) => {
-      const t = new Tsrun();
-      const record = t.containers.get(name);
-      t.containers.records.claimName(newName, record.id);
-      const old = record.name;
-      record.name = newName;
-      t.containers.records.save(record);
-      t.containers.records.releaseName(old);
+    .action(async (name: string, newName: string) => {
+      await renameContainer(new Tsrun().containers, name, newName);
     });
 
   program

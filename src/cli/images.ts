@@ -2,12 +2,11 @@
 // group (image ls/rm/inspect/tag/history/prune/import) Docker has beside them. Output follows the
 // Docker CLI: its table columns, its --format fields and headers, its JSON shapes.
 import type { Command } from "commander";
-import { createInterface } from "node:readline";
 import { Tsrun } from "../index.js";
-import { collect } from "./util.js";
+import { collect, confirm } from "./util.js";
 import { applyChanges } from "../image/config-changes.js";
-import { ago, humanSize, shortId } from "./output.js";
-import { compileTemplate, renderTable, parseTableFormat, isTableFormat, TemplateError } from "../format/template.js";
+import { ago, formatRows, humanSize, shortId, templateError } from "./output.js";
+import { compileTemplate } from "../format/template.js";
 import { inspectContainer, inspectImage } from "../image/inspect.js";
 import { imageHistory } from "../image/history.js";
 import { findImage, pruneImages, removeImage, tagImage } from "../image/remove.js";
@@ -70,22 +69,6 @@ export function rfc3339Local(iso: string): string {
 
 // ---------------------------------------------------------------------------------------------
 // --format output
-
-function templateError(err: unknown): never {
-  if (err instanceof TemplateError) throw new TsrunError(err.message);
-  throw err;
-}
-
-/** Renders rows with a table, json or plain template format (docker/cli's formatter). */
-function formatRows(format: string, rows: readonly Record<string, unknown>[], headers: Record<string, string>): string {
-  try {
-    if (isTableFormat(format)) return renderTable(format, rows, headers);
-    const template = compileTemplate(parseTableFormat(format).template);
-    return rows.map((r) => `${template.execute(r)}\n`).join("");
-  } catch (err) {
-    templateError(err);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // images
@@ -281,18 +264,6 @@ export async function rmiCommand(names: string[], o: { force: boolean }): Promis
     for (const e of errors.slice(0, -1)) process.stderr.write(`Error: ${e}\n`);
     throw new TsrunError(errors[errors.length - 1] as string);
   }
-}
-
-/** Docker's prompt; anything but y/Y (or no terminal answer at all) declines. */
-export async function confirm(question: string): Promise<boolean> {
-  process.stdout.write(question);
-  const rl = createInterface({ input: process.stdin });
-  const answer = await new Promise<string>((resolve) => {
-    rl.once("line", resolve);
-    rl.once("close", () => resolve(""));
-  });
-  rl.close();
-  return /^y(es)?$/i.test(answer.trim());
 }
 
 export async function pruneCommand(o: { all: boolean; force: boolean }): Promise<void> {

@@ -1,8 +1,10 @@
 // Human-readable output as the Docker CLI prints it (go-units sizes and durations, tabwriter
-// tables).
+// tables, --format templates).
+import { compileTemplate, renderTable, parseTableFormat, isTableFormat, TemplateError } from "../format/template.js";
+import { TsrunError } from "../errors.js";
 
-/** go-units HumanSizeWithPrecision(size, 3): decimal units, 3 significant digits. */
-export function humanSize(bytes: number): string {
+/** go-units HumanSizeWithPrecision(size, precision): decimal units; 3 significant digits as `images` prints, 4 as units.HumanSize (`system df`). */
+export function humanSize(bytes: number, precision = 3): string {
   const units = ["B", "kB", "MB", "GB", "TB", "PB"];
   let v = bytes;
   let i = 0;
@@ -10,7 +12,7 @@ export function humanSize(bytes: number): string {
     v /= 1000;
     i++;
   }
-  return `${Number(v.toPrecision(3))}${units[i]}`;
+  return `${Number(v.toPrecision(precision))}${units[i]}`;
 }
 
 /** go-units HumanDuration. */
@@ -54,3 +56,20 @@ export function table(rows: string[][]): string {
 export function shortId(id: string): string {
   return id.replace(/^sha256:/, "").slice(0, 12);
 }
+
+export function templateError(err: unknown): never {
+  if (err instanceof TemplateError) throw new TsrunError(err.message);
+  throw err;
+}
+
+/** Renders rows with a table, json or plain template format (docker/cli's formatter). */
+export function formatRows(format: string, rows: readonly Record<string, unknown>[], headers: Record<string, string>): string {
+  try {
+    if (isTableFormat(format)) return renderTable(format, rows, headers);
+    const template = compileTemplate(parseTableFormat(format).template);
+    return rows.map((r) => `${template.execute(r)}\n`).join("");
+  } catch (err) {
+    templateError(err);
+  }
+}
+

@@ -15,7 +15,11 @@ import type { HealthConfig, ImageConfig } from "../image/types.js";
 import { parseDuration } from "../image/config-changes.js";
 import { CLONE, type LaunchPlan, type PlanMount } from "../native.js";
 import { normaliseName } from "../image/reference.js";
-import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec } from "./volumes.js";
+import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec, type StagedVolume } from "./volumes.js";
+import { containerLeftovers } from "./recovery.js";
+import { faultPoint } from "../store/fault.js";
+import type { Lease } from "../store/leases.js";
+import { randomBytes } from "node:crypto";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
 import { explainPastaFailure, hostGateway, networkHelper, pastaArgs, PASTA_DNS } from "../network/pasta.js";
 import { clearRunFiles, isAlive, processStartTime, refreshState } from "./state.js";
@@ -99,6 +103,7 @@ export class Containers {
   constructor(readonly store: Store) {
     this.records = new ContainerStore(store.paths.containers);
     this.volumes = new Volumes(store);
+    store.attachLeftoverFinder("containers", () => containerLeftovers(this.records, this.volumes.dir));
   }
 
   /** The container's mounts from its flags and the image's VOLUME entries (parsed, checked). */
@@ -129,21 +134,17 @@ export class Containers {
     return specs;
   }
 
-  /** Creates the volumes a container needs (filling new ones from the image) and bind dirs. */
-  private async prepareMounts(specs: MountSpec[], layerDirs: string[]): Promise<void> {
+  /**
+   * The volumes a container needs that do not exist yet, staged under temporary names and
+   * filled from the image (create publishes them with the record); bind dirs are made.
+   */
+  private async stageVolumes(specs: MountSpec[], layerDirs: string[], staged: StagedVolume[]): Promise<void> {
     for (const m of specs) {
       if (m.type === "bind" && !existsSync(m.source)) mkdirSync(m.source, { recursive: true });
-      if (m.type !== "volume") continue;
-      const { record, created } = this.volumes.create(m.source || undefined, {}, m.anonymous ?? false);
-      m.source = record.Name;
-      if (!created || m.noCopy) continue;
-      try {
-        await this.volumes.copyUp(record.Name, layerDirs, m.target);
-      } catch (err) {
-        // A volume that could not be filled is not left behind half made.
-        await this.volumes.remove(record.Name, []);
-        throw err;
-      }
+      if (m.type !== "volume" || this.volumes.exists(m.source)) continue;
+      const volume = this.volumes.stage(m.source, {}, m.anonymous ?? false);
+      staged.push(volume);
+      if (!m.noCopy) await this.volumes.copyUp(volume.record.Name, volume.dataDir, layerDirs, m.target);
     }
   }
 
@@ -202,6 +203,16 @@ export class Containers {
 
   /** Creates a container record and its directories; nothing runs yet. */
   async create(opts: CreateOptions): Promise<ContainerRecord> {
+    const { record, lease } = await this.createLeased(opts);
+    lease.release();
+    return record;
+  }
+
+  /**
+   * create, keeping the lease on the new container: `container prune` and `system prune` leave
+   * a container alone while the command that created it has not started it yet.
+   */
+  private async createLeased(opts: CreateOptions): Promise<{ record: ContainerRecord; lease: Lease }> {
     let image = opts.base;
     let imageName = opts.image;
     if (!image) {
@@ -297,32 +308,70 @@ export class Containers {
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
     };
-    const user = this.resolveUserFor(record);
-    await this.prepareMounts(record.hostConfig.mounts, [...record.layers].reverse().map((l) => this.store.layers.diffDir(l)));
-    record.config.env = mergeEnv(c.Env, [...envFromFiles, ...(opts.env ?? [])], { hostname, tty, home: user.home });
-    record.name = this.records.claimName(opts.name, id);
-    try {
-      const dir = this.records.containerDir(id);
-      for (const sub of ["upper", "work", "rootfs"]) mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o755 });
-      writeFileSync(path.join(dir, "hosts"), hostsFile(hostname) + extraHosts.map((l) => `${l}\n`).join(""));
-      writeFileSync(path.join(dir, "hostname"), hostname + "\n");
-      // Bound over the image's files at start (see plan), like /etc/hosts.
-      if (keep) for (const [file, text] of Object.entries(this.accounts(record).changed)) writeFileSync(path.join(dir, file), text);
-      if (isRemapped(security.userns)) {
-        await copyLayersForMapping(record.layers.map((l) => this.store.layers.diffDir(l)), dir, security.userns);
-      }
-      const resolv = resolvConf(readOr("/etc/resolv.conf", ""), network, opts.dns ?? []);
-      // No resolver reachable from the namespace (only loopback ones on the host): pasta answers
-      // at its DNS address and forwards to the host's resolver.
-      record.hostConfig.dnsForward = network === "private" && !/^\s*nameserver\s/m.test(resolv);
-      writeFileSync(path.join(dir, "resolv.conf"), record.hostConfig.dnsForward ? `${resolv}nameserver ${PASTA_DNS}\n` : resolv);
-      this.records.save(record);
-    } catch (err) {
-      this.records.releaseName(record.name);
-      await this.store.removeTree(this.records.containerDir(id));
-      throw err;
+    if (opts.name !== undefined) {
+      // The usual mistakes fail before any work; the name is claimed for good under the lock below.
+      ContainerStore.checkName(opts.name);
+      if (this.records.idForName(opts.name) !== undefined && !this.records.isStaleName(opts.name)) throw this.records.nameInUse(opts.name);
     }
-    return record;
+    // Volumes get their names now (anonymous ones too), so that the lease can name them.
+    for (const m of record.hostConfig.mounts) if (m.type === "volume" && !m.source) m.source = randomBytes(32).toString("hex");
+    const volumes = record.hostConfig.mounts.filter((m) => m.type === "volume").map((m) => m.source);
+    // The image (or a build's layers) and the volumes it will mount are leased: no rmi, prune
+    // or volume rm running meanwhile deletes them before the record that refers to them exists.
+    const base = opts.base;
+    const imageId = image.id;
+    const lease = await this.store.begin(`create ${opts.name ?? id.slice(0, 12)}`, "containers", () => {
+      if (base) return { layers: base.layers, volumes, containers: [id] };
+      if (!this.store.images.list().some((i) => i.id === imageId)) throw new NotFoundError(`${displayName(opts.image)}: image not known`);
+      return { images: [imageId], volumes, containers: [id] };
+    });
+    const staged: StagedVolume[] = [];
+    try {
+      const user = this.resolveUserFor(record);
+      record.config.env = mergeEnv(c.Env, [...envFromFiles, ...(opts.env ?? [])], { hostname, tty, home: user.home });
+      await this.stageVolumes(record.hostConfig.mounts, [...record.layers].reverse().map((l) => this.store.layers.diffDir(l)), staged);
+      faultPoint("create:prepared");
+      await this.store.lock(async () => {
+        for (const v of staged.splice(0)) await this.volumes.publish(v);
+        for (const v of volumes) if (!this.volumes.exists(v)) throw new TsrunError(`volume ${v} was removed while the container was being created`);
+        record.name = this.records.claimName(opts.name, id);
+        faultPoint("create:named");
+        try {
+          await this.writeContainerDir(record, extraHosts, opts.dns ?? [], keep !== undefined);
+        } catch (err) {
+          this.records.releaseName(record.name, id);
+          await this.store.removeTree(this.records.containerDir(id));
+          throw err;
+        }
+      });
+    } catch (err) {
+      lease.release();
+      throw err;
+    } finally {
+      await this.store.removeTrees(staged.map((v) => v.dir)).catch(() => undefined);
+    }
+    return { record, lease };
+  }
+
+  /** The container's dir: upper, work, rootfs, its /etc files, and the record last. */
+  private async writeContainerDir(record: ContainerRecord, extraHosts: string[], dns: string[], keepId: boolean): Promise<void> {
+    const dir = this.records.containerDir(record.id);
+    const hostname = record.config.hostname;
+    const network = record.hostConfig.networkMode as NetworkMode;
+    for (const sub of ["upper", "work", "rootfs"]) mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o755 });
+    writeFileSync(path.join(dir, "hosts"), hostsFile(hostname) + extraHosts.map((l) => `${l}\n`).join(""));
+    writeFileSync(path.join(dir, "hostname"), hostname + "\n");
+    // Bound over the image's files at start (see plan), like /etc/hosts.
+    if (keepId) for (const [file, text] of Object.entries(this.accounts(record).changed)) writeFileSync(path.join(dir, file), text);
+    const userns = securityOf(record).userns;
+    if (isRemapped(userns)) await copyLayersForMapping(record.layers.map((l) => this.store.layers.diffDir(l)), dir, userns);
+    const resolv = resolvConf(readOr("/etc/resolv.conf", ""), network, dns);
+    // No resolver reachable from the namespace (only loopback ones on the host): pasta answers
+    // at its DNS address and forwards to the host's resolver.
+    record.hostConfig.dnsForward = network === "private" && !/^\s*nameserver\s/m.test(resolv);
+    writeFileSync(path.join(dir, "resolv.conf"), record.hostConfig.dnsForward ? `${resolv}nameserver ${PASTA_DNS}\n` : resolv);
+    faultPoint("create:dir-made");
+    this.records.save(record);
   }
 
   /**
@@ -550,26 +599,57 @@ export class Containers {
   /** Finds a container by name, ID or ID prefix, with its state brought up to date. */
   get(query: string): ContainerRecord {
     const record = this.records.find(query);
-    if (refreshState(record, this.records.containerDir(record.id))) this.records.save(record);
+    this.refresh(record);
     return record;
   }
 
   /** Every container, states up to date. */
   list(): ContainerRecord[] {
-    return this.records.list().map((r) => {
-      if (refreshState(r, this.records.containerDir(r.id))) this.records.save(r);
-      return r;
-    });
+    return this.records.list().filter((r) => this.refresh(r));
   }
 
-  /** Removes a container's record, name and directories (and with volumes, its anonymous volumes). */
+  /** Brings a record's state up to date and saves it; false when the container was removed meanwhile. */
+  private refresh(record: ContainerRecord): boolean {
+    if (!refreshState(record, this.records.containerDir(record.id))) return true;
+    try {
+      this.records.save(record);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Removes a container: under the lock its dir is renamed aside and its name released, so it
+   * is gone at once even if deleting its files (inside the user namespace) is interrupted; then
+   * the files, and with volumes, its anonymous volumes.
+   */
   async remove(record: ContainerRecord, opts: { volumes?: boolean } = {}): Promise<void> {
-    await this.store.removeTree(this.records.containerDir(record.id));
-    this.records.releaseName(record.name);
+    const doomed = await this.store.locked(`rm ${record.name}`, "containers", () => {
+      const dir = this.records.detach(record.id);
+      faultPoint("rm:detached");
+      this.records.releaseName(record.name, record.id);
+      return dir;
+    });
+    await this.store.removeTree(doomed);
     if (opts.volumes) {
       for (const m of record.hostConfig.mounts ?? []) {
-        if (m.type === "volume" && m.anonymous && this.volumes.exists(m.source)) await this.volumes.remove(m.source, this.volumeUsers(m.source));
+        if (m.type === "volume" && m.anonymous && this.volumes.exists(m.source)) await this.volumes.remove(m.source, (v) => this.volumeUsers(v));
       }
+    }
+  }
+
+  /** Creates and starts a container under its own monitor; returns once it runs. */
+  async runDetached(opts: CreateOptions): Promise<ContainerRecord> {
+    const { record, lease } = await this.createLeased(opts);
+    try {
+      return await this.startDetached(record);
+    } catch (err) {
+      await this.remove(record);
+      throw err;
+    } finally {
+      lease.release();
     }
   }
 
@@ -584,7 +664,7 @@ export class Containers {
   /** `run` in the foreground: create, start, wait; returns the container's exit status. */
   async run(opts: CreateOptions): Promise<number> {
     if (opts.tty && opts.interactive && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
-    const record = await this.create(opts);
+    const { record, lease } = await this.createLeased(opts);
     const relay = new SignalRelay();
     let proc: LaunchedProcess;
     try {
@@ -595,6 +675,8 @@ export class Containers {
       this.stopNetwork(record);
       await this.remove(record);
       throw err;
+    } finally {
+      lease.release();
     }
     let status: number;
     try {
@@ -605,13 +687,21 @@ export class Containers {
       this.cgroups.delete(record.id);
     }
     if (record.hostConfig.autoRemove) {
-      await this.remove(record, { volumes: true });
+      await this.remove(record, { volumes: true }).catch((err: unknown) => {
+        // Removed meanwhile (`rm -f` from elsewhere): nothing left to do.
+        if (!(err instanceof NotFoundError)) throw err;
+      });
     } else {
       record.state = { ...record.state, status: "exited", pid: 0, exitCode: status, finishedAt: new Date().toISOString() };
-      this.records.save(record);
+      try {
+        this.records.save(record);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      }
     }
     return status;
   }
+
 }
 
 function readOr(file: string, fallback: string): string {

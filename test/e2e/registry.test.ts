@@ -3,35 +3,19 @@
 // throttling proxy in this process to kill a pull in the middle of a layer download.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, openSync, readSync, writeSync, closeSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { createHash, randomBytes } from "node:crypto";
 import { asUser, cliEnv, env, importBusybox, scratchDir, tsrun } from "./helpers.js";
-
-interface Registry {
-  host: string;
-  root: string;
-  process: ChildProcess;
-}
+import { startRegistry as startSharedRegistry, type Registry } from "./registry-server.js";
 
 const registries: Registry[] = [];
 let open: Registry;
 let secured: Registry;
 let work: string;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * bcrypt for htpasswd: apache2-utils when installed, else Python's crypt (libxcrypt has $2b$).
@@ -50,27 +34,7 @@ function bcryptLine(user: string, password: string): string {
 }
 
 async function startRegistry(name: string, htpasswd?: string): Promise<Registry> {
-  if (!existsSync("/usr/bin/docker-registry")) throw new Error("the registry tests need Debian's docker-registry package (and skopeo)");
-  const port = await freePort();
-  const root = path.join(work, name);
-  mkdirSync(path.join(root, "data"), { recursive: true });
-  const auth = htpasswd ? `auth:\n  htpasswd:\n    realm: tsrun-test\n    path: ${htpasswd}\n` : "";
-  const config = `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${root}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`;
-  writeFileSync(path.join(root, "config.yml"), config);
-  // Its log (every 404 of a HEAD is an "error" there) goes to a file, read when a test fails.
-  const log = openSync(path.join(root, "registry.log"), "a");
-  const child = spawn("/usr/bin/docker-registry", ["serve", path.join(root, "config.yml")], { stdio: ["ignore", log, log] });
-  closeSync(log);
-  const host = `127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    const up = await fetch(`http://${host}/v2/`).then(
-      () => true,
-      () => false,
-    );
-    if (up) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const registry = { host, root, process: child };
+  const registry = await startSharedRegistry(work, name, htpasswd);
   registries.push(registry);
   return registry;
 }

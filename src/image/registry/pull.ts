@@ -3,8 +3,6 @@
 // unpacked inside the user namespace in one helper run, and recorded under the store lock as
 // `import` records images. Layers whose chain is already unpacked are not unpacked again, blobs
 // already stored are not downloaded again: a pull killed halfway resumes from its complete blobs.
-import { readdirSync, rmSync } from "node:fs";
-import path from "node:path";
 import type { Store } from "../../store/store.js";
 import type { ImageRecord, LayerRecord } from "../../store/images.js";
 import { DigestMismatchError } from "../../store/blobs.js";
@@ -17,6 +15,8 @@ import { lookupCredentials } from "./auth.js";
 import { readBody, RegistryClient, RegistryError } from "./client.js";
 import { checkImageManifest, fetchManifest, formatPlatform, MAX_CONFIG_BYTES, parsePlatform, selectPlatform, type ImageIndexDoc } from "./manifest.js";
 import { silentListener, type TransferListener } from "./progress.js";
+import type { Lease } from "../../store/leases.js";
+import { faultPoint } from "../../store/fault.js";
 
 export interface PullOptions {
   /** NAME[:TAG|@DIGEST] */
@@ -70,42 +70,12 @@ export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) =>
   return results;
 }
 
-function pidAlive(pid: number): boolean {
+/** A blob the store has, verified; undefined when it is missing (or deleted meanwhile) or corrupt. */
+function readStoredBlob(store: Store, digest: string): Buffer | undefined {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/**
- * Removes what killed pulls, commits and builds left behind: partial blobs (".tmp-stream-PID-...",
- * ".tmp-commit-PID-...", ".tmp-build-PID-..."), half-unpacked layer dirs (".tmp-PID-...") and a
- * build's temporary files and dirs in the store's tmp ("build-KIND-PID-..."), only those of
- * processes that no longer exist.
- */
-export async function removeStaleTemps(store: Store): Promise<void> {
-  const dead = (name: string, re: RegExp): boolean => {
-    const m = re.exec(name);
-    return m !== null && m[1] !== undefined && !pidAlive(Number(m[1]));
-  };
-  try {
-    for (const name of readdirSync(store.paths.blobs)) {
-      if (dead(name, /^\.tmp-(?:stream|commit|build)-(\d+)-/)) rmSync(path.join(store.paths.blobs, name), { force: true });
-    }
+    return store.blobs.read(digest);
   } catch {
-    // No blob dir yet.
-  }
-  try {
-    for (const name of readdirSync(store.paths.tmp)) {
-      if (dead(name, /^build-[a-z]+-(\d+)-/)) await store.removeTree(path.join(store.paths.tmp, name));
-    }
-  } catch {
-    // No tmp dir yet.
-  }
-  for (const dir of store.layers.tempDirs()) {
-    if (dead(path.basename(dir), /^\.tmp-(\d+)-/)) await store.removeTree(dir);
+    return undefined;
   }
 }
 
@@ -150,8 +120,8 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
   const client = new RegistryClient(ref.domain, { tlsVerify: opts.tlsVerify, credentials: lookupCredentials(ref.domain, opts.authFile) });
   client.addScope(`repository:${ref.path}:pull`);
   const temps: string[] = [];
+  let lease: Lease | undefined;
   try {
-    await removeStaleTemps(store);
     listener.message(`Trying to pull ${name}...`);
     let top = await fetchManifest(client, ref.path, ref.digest ?? ref.tag ?? "latest", context);
     let indexDigest: string | undefined;
@@ -167,12 +137,18 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
     const manifest = JSON.parse(manifestBytes.toString("utf8")) as Manifest;
     checkImageManifest(manifest, context);
 
+    // From here on the blobs the manifest names are leased: no rmi or prune running meanwhile
+    // deletes one this pull found in the store or has downloaded.
+    lease = await store.begin(context, "images", () => ({ blobs: [manifest.config.digest, ...manifest.layers.map((l) => l.digest)] }));
+    faultPoint("pull:begun");
+
     // The config is kept in memory and stored only with the image record: a pull that fails
     // leaves no config blob of an image that does not exist.
     const configDesc = manifest.config;
     let configBytes: Buffer;
-    if (store.blobs.has(configDesc.digest)) {
-      configBytes = store.blobs.read(configDesc.digest);
+    const storedConfig = readStoredBlob(store, configDesc.digest);
+    if (storedConfig) {
+      configBytes = storedConfig;
     } else {
       listener.blobStart("config", configDesc.digest, configDesc.size);
       const res = await client.request("GET", `${ref.path}/blobs/${configDesc.digest}`, { context: `${context}: config` });
@@ -196,6 +172,8 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
       process.stderr.write(`tsrun: warning: image platform (${formatPlatform(config)}) does not match the expected platform (${formatPlatform(want)})\n`);
     }
     const chains = chainIds(diffIds);
+    const leased = lease;
+    await store.lock(() => leased.add({ images: [configDesc.digest], layers: chains }));
 
     // Layers: download the missing blobs (each digest once, even if listed twice), in parallel.
     const toDownload = new Map<string, Descriptor>();
@@ -208,6 +186,7 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
     await mapLimit([...toDownload.values()], PARALLEL_DOWNLOADS, async (layer) => {
       await downloadBlob(client, store, ref.path, layer, listener, context);
       listener.blobDone(layer.digest, "done");
+      faultPoint("pull:blob-downloaded");
     });
 
     // Unpack the layers whose chain is not in the store yet, in one helper run, in order.
@@ -237,24 +216,26 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
     }
     listener.message("Writing manifest to image destination");
     listener.finish();
+    faultPoint("pull:unpacked");
 
-    const image = await store.lock(async () => {
+    const image = await store.transact(async (tx) => {
       const layers: LayerRecord[] = [];
       for (const [i, layer] of manifest.layers.entries()) {
         const chainId = chains[i] as string;
         const diffId = diffIds[i] as string;
         const fresh = unpacked.get(i);
         if (fresh) {
-          // Another pull may have committed the same chain meanwhile: keep theirs.
-          if (store.layers.has(chainId)) await store.removeTree(fresh.dest);
-          else store.layers.commit(fresh.dest, { chainId, diffId, parent: i === 0 ? null : (chains[i - 1] as string), size: fresh.size });
-          temps.splice(temps.indexOf(fresh.dest), 1);
+          // Another pull may have committed the same chain meanwhile: tx keeps theirs. (A
+          // committed temp dir is gone from its temporary path: the cleanup below skips it.)
+          await tx.commitLayer(fresh.dest, { chainId, diffId, parent: i === 0 ? null : (chains[i - 1] as string), size: fresh.size });
         }
+        if (!store.blobs.has(layer.digest)) throw new RegistryError(`${context}: layer blob ${layer.digest} is missing from the store`);
         const size = store.layers.meta(chainId).size;
         layers.push({ diffId, chainId, digest: layer.digest, mediaType: layer.mediaType, size });
       }
-      store.blobs.putBuffer(configBytes, configDesc.digest);
-      store.blobs.putBuffer(manifestBytes, manifestDigest);
+      tx.putBlob(configBytes, configDesc.digest);
+      tx.putBlob(manifestBytes, manifestDigest);
+      faultPoint("pull:blobs-stored");
       const images = store.images.list();
       let record = images.find((i) => i.id === configDesc.digest);
       if (!record) {
@@ -271,7 +252,7 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
         if (digest && !record.repoDigests.includes(`${repo}@${digest}`)) record.repoDigests.push(`${repo}@${digest}`);
       }
       if (!ref.digest) assignNames(images, record, [name]);
-      store.images.save(images);
+      tx.saveImages(images);
       return record;
     });
     const result: PullResult = { image, manifestDigest };
@@ -279,6 +260,7 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
     return result;
   } finally {
     client.close();
-    for (const dir of temps) await store.removeTree(dir).catch(() => undefined);
+    await store.removeTrees(temps).catch(() => undefined);
+    lease?.release();
   }
 }
