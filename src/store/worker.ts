@@ -27,7 +27,9 @@ async function unpackAll(jobFile: string): Promise<void> {
   const results: UnpackJobResult[] = [];
   for (const job of spec.jobs) {
     const warnings: string[] = [];
-    const r = await unpackLayer(createReadStream(job.blob, { highWaterMark: READ_CHUNK }), path.join(job.dest, "diff"), {
+    // "-": the layer arrives on standard input, as the CLI downloads it.
+    const input = job.blob === "-" ? process.stdin : createReadStream(job.blob, { highWaterMark: READ_CHUNK });
+    const r = await unpackLayer(input, path.join(job.dest, "diff"), {
       maxUid: spec.maxUid,
       maxGid: spec.maxGid,
       onWarning: (m: string) => warnings.push(m),

@@ -369,7 +369,10 @@ describe("integrity and interruption", () => {
       const [cmd, ...args] = asUser([env.cli, "pull", ref]);
       const child = execa(cmd as string, args, { reject: false, extendEnv: false, env: cliEnv(store), cwd: env.base });
       await halfway;
-      // Let the partial data reach the temp file, then kill tsrun without any chance to clean up.
+      // The small layer completes (its blob is stored once its unpacker has read it all) while
+      // the big one is stalled; then kill tsrun without any chance to clean up.
+      const baseHex = (baseManifest.layers[0]?.digest ?? "").slice(7);
+      for (let waited = 0; !blobFiles(store).includes(baseHex) && waited < 30_000; waited += 100) await new Promise((r) => setTimeout(r, 100));
       await new Promise((r) => setTimeout(r, 200));
       child.kill("SIGKILL");
       const killed = await child;
@@ -377,7 +380,6 @@ describe("integrity and interruption", () => {
       stalled?.();
       const files = blobFiles(store);
       const bigHex = bigLayer.digest.slice(7);
-      const baseHex = (baseManifest.layers[0]?.digest ?? "").slice(7);
       expect(files).not.toContain(bigHex);
       expect(files).toContain(baseHex); // the complete small layer stays for the next pull
       expect(files.some((f) => f.startsWith(".tmp-stream-"))).toBe(true);
