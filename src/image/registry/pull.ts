@@ -107,12 +107,9 @@ export async function removeStaleTemps(store: Store): Promise<void> {
   }
 }
 
-/** A failure of the unpacker a download feeds: not a network problem, never retried. */
-class UnpackFeedError extends Error {}
-
 /** Network failures worth another request (the rest of the blob is asked for with Range). */
 function isTransient(err: unknown): boolean {
-  if (err instanceof TsrunError || err instanceof UnpackFeedError) return false;
+  if (err instanceof TsrunError) return false;
   const code = (err as NodeJS.ErrnoException).code ?? "";
   return code === "ECONNRESET" || code === "ETIMEDOUT" || code === "EPIPE" || code === "ECONNREFUSED" || (err as Error).message === "aborted";
 }
@@ -129,7 +126,8 @@ async function downloadBlob(
   desc: Descriptor,
   listener: TransferListener,
   context: string,
-  feed?: (chunk: Buffer) => Promise<void> | undefined,
+  /** Gets every byte once, in order; never throws. */
+  feed?: (chunk: Buffer) => Promise<void>,
 ): Promise<void> {
   const what = `${context}: blob ${desc.digest}`;
   let received = 0;
@@ -161,13 +159,7 @@ async function downloadBlob(
           // A registry that sends more than the manifest promised is refused before it fills the disk.
           if (received > desc.size) throw new RegistryError(`${what}: the registry sent more than the ${desc.size} bytes the manifest lists`);
           listener.blobProgress(desc.digest, received);
-          if (feed) {
-            try {
-              await feed(buf);
-            } catch (err) {
-              throw new UnpackFeedError((err as Error).message, { cause: err });
-            }
-          }
+          if (feed) await feed(buf);
           yield buf;
         }
         if (received !== desc.size) throw Object.assign(new Error(`got ${received} of ${desc.size} bytes`), { code: "ECONNRESET" });
@@ -182,7 +174,7 @@ async function downloadBlob(
     await store.blobs.putStream(body(), desc.digest);
   } catch (err) {
     if (err instanceof DigestMismatchError) throw new RegistryError(`${what}: ${err.message} (the registry sent corrupted data)`);
-    if (err instanceof TsrunError || err instanceof UnpackFeedError) throw err;
+    if (err instanceof TsrunError) throw err;
     throw new RegistryError(`${what}: ${(err as Error).message}`);
   }
 }
@@ -209,9 +201,9 @@ function writeWithBackpressure(stream: Writable, chunk: Buffer): Promise<void> |
 
 /**
  * Downloads a layer blob and unpacks it in the same pass: the bytes go to the blob store and,
- * through a pipe, to an unpacker in the user namespace. When one side fails, the other is
- * stopped and the more telling error wins (the unpacker's when the download only stopped
- * because it could no longer feed it).
+ * through a pipe, to an unpacker in the user namespace. If the unpacker fails, the download
+ * still runs to its end: a blob that does not match its digest is reported as such (the
+ * registry sent corrupted data), one that does as the layer the unpacker refused.
  */
 async function downloadAndUnpack(
   client: RegistryClient,
@@ -224,22 +216,32 @@ async function downloadAndUnpack(
 ): Promise<UnpackJobResult> {
   const unpack = store.unpackStream(dest);
   // Write errors also arrive as events; without a listener they would crash the process.
-  let inputError: Error | undefined;
-  unpack.input.on("error", (err) => (inputError ??= err));
-  const download = downloadBlob(client, store, repo, desc, listener, context, (chunk) =>
-    inputError ? Promise.reject(inputError) : writeWithBackpressure(unpack.input, chunk),
-  ).then(
-    () => new Promise<void>((resolve) => unpack.input.end(resolve)),
+  unpack.input.on("error", () => undefined);
+  let feeding = true;
+  const feed = async (chunk: Buffer): Promise<void> => {
+    if (!feeding) return;
+    try {
+      await writeWithBackpressure(unpack.input, chunk);
+    } catch {
+      feeding = false; // the unpacker stopped: its own error says why
+      unpack.input.destroy();
+    }
+  };
+  const download = downloadBlob(client, store, repo, desc, listener, context, feed).then(
+    () =>
+      new Promise<void>((resolve) => {
+        // Settles however the pipe ends: the unpacker's result says whether it got everything.
+        if (unpack.input.closed) return resolve();
+        unpack.input.once("close", () => resolve());
+        unpack.input.end();
+      }),
     (err: unknown) => {
       unpack.input.destroy();
       throw err;
     },
   );
   const [downloaded, unpacked] = await Promise.allSettled([download, unpack.result]);
-  if (downloaded.status === "rejected") {
-    if (downloaded.reason instanceof UnpackFeedError && unpacked.status === "rejected") throw unpacked.reason;
-    throw downloaded.reason;
-  }
+  if (downloaded.status === "rejected") throw downloaded.reason;
   if (unpacked.status === "rejected") throw unpacked.reason;
   return unpacked.value;
 }
