@@ -41,7 +41,7 @@ export interface PullResult {
 }
 
 /** Layers downloaded at once: enough to fill a link, few enough not to thrash a small disk. */
-const PARALLEL_DOWNLOADS = 3;
+const PARALLEL_DOWNLOADS = Number(process.env.TSRUN_PULL_PARALLEL ?? 3);
 const BLOB_ATTEMPTS = 3;
 
 export function parseUserReference(text: string): Reference {
