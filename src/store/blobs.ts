@@ -2,12 +2,15 @@
 // A blob counts as stored only once its bytes hashed to its name: data lands in a temporary
 // file, is verified, and is renamed into place.
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { promisify } from "node:util";
 import path from "node:path";
 import { tempName } from "./atomic.js";
 import { digestHex, sha256 } from "./digest.js";
 
 export class DigestMismatchError extends Error {}
+
+const fsyncAsync = promisify(fsync);
 
 export class BlobStore {
   constructor(readonly dir: string) {}
@@ -68,8 +71,6 @@ export class BlobStore {
         let off = 0;
         while (off < buf.length) off += writeSync(fd, buf, off);
       }
-      fsyncSync(fd);
-      closeSync(fd);
     } catch (err) {
       closeSync(fd);
       rmSync(tmp, { force: true });
@@ -77,9 +78,20 @@ export class BlobStore {
     }
     const digest = "sha256:" + hash.digest("hex");
     if (expected && expected !== digest) {
+      closeSync(fd);
       rmSync(tmp, { force: true });
       throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${digest}`);
     }
+    try {
+      // In the thread pool: a pull writes several blobs at once, and a blocking fsync (50-100 ms
+      // for a large layer here) would stall the other downloads and the unpackers they feed.
+      await fsyncAsync(fd);
+    } catch (err) {
+      closeSync(fd);
+      rmSync(tmp, { force: true });
+      throw err;
+    }
+    closeSync(fd);
     renameSync(tmp, this.path(digest));
     return { digest, size };
   }

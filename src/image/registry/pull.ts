@@ -41,7 +41,7 @@ export interface PullResult {
 }
 
 /** Layers downloaded at once: enough to fill a link, few enough not to thrash a small disk. */
-const PARALLEL_DOWNLOADS = Number(process.env.TSRUN_PULL_PARALLEL ?? 3);
+const PARALLEL_DOWNLOADS = 3;
 const BLOB_ATTEMPTS = 3;
 
 export function parseUserReference(text: string): Reference {
@@ -218,23 +218,24 @@ async function downloadAndUnpack(
   // Write errors also arrive as events; without a listener they would crash the process.
   unpack.input.on("error", () => undefined);
   let feeding = true;
+  let fed = 0;
   const feed = async (chunk: Buffer): Promise<void> => {
     if (!feeding) return;
     try {
       await writeWithBackpressure(unpack.input, chunk);
+      fed += chunk.length;
+      // The last byte is in: the unpacker can finish while the blob is verified and synced (its
+      // fsync must not wait for an unpacker that waits for the end of its input).
+      if (fed === desc.size) unpack.input.end();
     } catch {
       feeding = false; // the unpacker stopped: its own error says why
       unpack.input.destroy();
     }
   };
   const download = downloadBlob(client, store, repo, desc, listener, context, feed).then(
-    () =>
-      new Promise<void>((resolve) => {
-        // Settles however the pipe ends: the unpacker's result says whether it got everything.
-        if (unpack.input.closed) return resolve();
-        unpack.input.once("close", () => resolve());
-        unpack.input.end();
-      }),
+    () => {
+      if (!unpack.input.writableEnded) unpack.input.end(); // an empty blob
+    },
     (err: unknown) => {
       unpack.input.destroy();
       throw err;
