@@ -95,21 +95,22 @@ accept="Accept: application/vnd.oci.image.manifest.v1+json"
 one_mb=$(curl -fs -H "$accept" "http://$registry/v2/bench/one/manifests/latest" | size_mb)
 three_mb=$(curl -fs -H "$accept" "http://$registry/v2/bench/three/manifests/latest" | size_mb)
 
-# Empty stores before every run. Layer files belong to subordinate uids: remove them inside
-# the user namespace (podman unshare maps the same ranges tsrun uses).
+# Empty stores before every run; before each measured run, outside its time, the store is
+# removed, caches dropped and the registry's blobs and both programs read back
+# (bench_reset_scripts in lib.sh).
+bench_reset_scripts "$work" "$work/registry/data"
 tstore="$work/tsrun-store"
 proot="$work/podman-root"
 prun="$work/podman-run"
-reset_tsrun="podman unshare rm -rf $tstore"
-reset_podman="podman unshare rm -rf $proot $prun"
-PODMAN_PULL="$PODMAN --root $proot --runroot $prun --storage-driver overlay pull -q --tls-verify=false"
+tsrun_pull="$work/as-user env TSRUN_ROOT=$tstore $REPO/bin/tsrun pull -q"
+podman_pull="$work/as-user $PODMAN --root $proot --runroot $prun --storage-driver overlay pull -q --tls-verify=false"
 
 json="$work/pull.json"
-as_user "hyperfine --runs $RUNS --export-json $json \
-  --prepare '$reset_tsrun' -n 'tsrun 1 layer' 'TSRUN_ROOT=$tstore \$TSRUN pull -q $registry/bench/one:latest' \
-  --prepare '$reset_podman' -n 'podman 1 layer' '$PODMAN_PULL $registry/bench/one:latest' \
-  --prepare '$reset_tsrun' -n 'tsrun 3 layers' 'TSRUN_ROOT=$tstore \$TSRUN pull -q $registry/bench/three:latest' \
-  --prepare '$reset_podman' -n 'podman 3 layers' '$PODMAN_PULL $registry/bench/three:latest'" >&2
+(cd "$work" && hyperfine -N --runs "$RUNS" --export-json "$json" \
+  --prepare "$work/reset.sh $tstore" -n 'tsrun 1 layer' "$tsrun_pull $registry/bench/one:latest" \
+  --prepare "$work/reset.sh $proot $prun" -n 'podman 1 layer' "$podman_pull $registry/bench/one:latest" \
+  --prepare "$work/reset.sh $tstore" -n 'tsrun 3 layers' "$tsrun_pull $registry/bench/three:latest" \
+  --prepare "$work/reset.sh $proot $prun" -n 'podman 3 layers' "$podman_pull $registry/bench/three:latest") >&2
 
 # Sanity: the last pulled image runs.
 as_user "TSRUN_ROOT=$tstore \$TSRUN run --rm $registry/bench/three:latest true"
@@ -121,7 +122,7 @@ table="| image | tsrun pull (ms) | podman pull (ms) | tsrun / podman |
 | --- | --- | --- | --- |
 | 1 layer, $one_mb MB gzip | $t1 | $p1 | $(ratio "$t1" "$p1") |
 | 3 layers, $three_mb MB gzip | $t3 | $p3 | $(ratio "$t3" "$p3") |"
-body="Measured $(date -u +%Y-%m-%d) with \`bench/pull.sh $RUNS\` (median of $RUNS runs, $(nproc) cores, $(uname -r)): local docker-registry over plain http on 127.0.0.1, empty store before every run, both rootless as the same user (\`podman --runtime runc --storage-driver overlay pull -q --tls-verify=false\`). 1 layer: $base_desc; 3 layers: the same plus /usr/lib/python3.11 and /usr/lib/gcc of this machine; gzip -6. The issue's reference figures for Podman on its machine: about 2.9 s (minbase) and 4.2 s (3 layers); the target is tsrun ≤ 0.6 × Podman.
+body="Measured $(date -u +%Y-%m-%d) with \`bench/pull.sh $RUNS\` (median of $RUNS runs, $(nproc) cores, $(uname -r)): local docker-registry over plain http on 127.0.0.1, empty store before every run, both rootless as the same user (\`podman --runtime runc --storage-driver overlay pull -q --tls-verify=false\`); before each run, outside its time, kernel caches $BENCH_CACHES and the registry's blobs and both programs read back into the page cache. 1 layer: $base_desc; 3 layers: the same plus /usr/lib/python3.11 and /usr/lib/gcc of this machine; gzip -6. The issue's reference figures for Podman on its machine: about 2.9 s (minbase) and 4.2 s (3 layers); the target is tsrun ≤ 0.6 × Podman.
 
 $table"
 append_results "pull" "$body"
