@@ -23,7 +23,8 @@ export interface UnpackJob {
 
 export interface UnpackJobResult {
   diffId: string;
-  compressedDigest: string;
+  /** Absent for a layer streamed in (whoever streamed it checked the bytes' digest). */
+  compressedDigest?: string;
   size: number;
   entries: number;
   warnings: string[];

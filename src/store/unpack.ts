@@ -33,13 +33,18 @@ export interface UnpackOptions {
   squashUnmappedOwners?: boolean;
   /** Every entry gets this owner, whatever the header says (`cp` without -a: the container's root). */
   forceOwner?: { uid: number; gid: number };
+  /**
+   * Hash the bytes as given (default true). A pull that streams a layer here has hashed them
+   * already, on their way from the registry: then compressedDigest is left out.
+   */
+  digestInput?: boolean;
 }
 
 export interface UnpackResult {
   /** "sha256:<hex>" of the uncompressed tar stream. */
   diffId: string;
-  /** "sha256:<hex>" of the bytes as given (compressed or not). */
-  compressedDigest: string;
+  /** "sha256:<hex>" of the bytes as given (compressed or not); absent without digestInput. */
+  compressedDigest?: string;
   /** Uncompressed bytes. */
   size: number;
   /** File-system entries in the tar (metadata headers not counted). */
@@ -75,7 +80,7 @@ export async function unpackLayer(input: AsyncIterable<Buffer | string | Uint8Ar
   let extractor: LayerExtractor | undefined;
   try {
     extractor = new LayerExtractor(rootFd, options);
-    const digests = await readLayer(input, extractor);
+    const digests = await readLayer(input, extractor, options.digestInput ?? true);
     extractor.fixDirectoryTimes();
     return { ...digests, entries: extractor.entryCount };
   } finally {
@@ -89,7 +94,7 @@ export async function unpackLayer(input: AsyncIterable<Buffer | string | Uint8Ar
 
 interface LayerDigests {
   diffId: string;
-  compressedDigest: string;
+  compressedDigest?: string;
   size: number;
 }
 
@@ -104,16 +109,16 @@ interface TarSink {
  * the result and hands it to the sink. Reads to the very end even after the tar's end marker,
  * because the digests cover every byte.
  */
-async function readLayer(input: AsyncIterable<Buffer | string | Uint8Array>, sink: TarSink): Promise<LayerDigests> {
-  const compressedHash = createHash("sha256");
+async function readLayer(input: AsyncIterable<Buffer | string | Uint8Array>, sink: TarSink, digestInput: boolean): Promise<LayerDigests> {
+  const compressedHash = digestInput ? createHash("sha256") : undefined;
   const uncompressedHash = createHash("sha256");
   let size = 0;
-  // An uncompressed layer's two digests are one: hashing its bytes once saves ~1 ms per MB.
+  // An uncompressed layer's two digests are one: its bytes are hashed once.
   let plain = false;
   async function* hashed(): AsyncGenerator<Buffer> {
     for await (const raw of input) {
       const chunk = toBuffer(raw);
-      compressedHash.update(chunk);
+      compressedHash?.update(chunk);
       yield chunk;
     }
   }
@@ -122,7 +127,7 @@ async function readLayer(input: AsyncIterable<Buffer | string | Uint8Array>, sin
     "the layer",
     async (chunks) => {
       for await (const chunk of chunks) {
-        if (!plain) uncompressedHash.update(chunk);
+        if (!plain || !compressedHash) uncompressedHash.update(chunk);
         size += chunk.length;
         sink.write(chunk);
       }
@@ -133,6 +138,7 @@ async function readLayer(input: AsyncIterable<Buffer | string | Uint8Array>, sin
       plain = compression === "none";
     },
   );
+  if (!compressedHash) return { diffId: "sha256:" + uncompressedHash.digest("hex"), size };
   const compressedDigest = "sha256:" + compressedHash.digest("hex");
   return { diffId: plain ? compressedDigest : "sha256:" + uncompressedHash.digest("hex"), compressedDigest, size };
 }

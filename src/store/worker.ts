@@ -30,6 +30,7 @@ async function unpackAll(jobFile: string): Promise<void> {
     // "-": the layer arrives on standard input, as the CLI downloads it.
     const input = job.blob === "-" ? process.stdin : createReadStream(job.blob, { highWaterMark: READ_CHUNK });
     const r = await unpackLayer(input, path.join(job.dest, "diff"), {
+      digestInput: job.blob !== "-",
       maxUid: spec.maxUid,
       maxGid: spec.maxGid,
       onWarning: (m: string) => warnings.push(m),

@@ -327,7 +327,7 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
       if (r.diffId !== diffIds[index]) {
         throw new RegistryError(`${context}: layer ${layer.digest}: diff ID mismatch: the config says ${diffIds[index]}, the content is ${r.diffId}`);
       }
-      if (r.compressedDigest !== layer.digest) throw new RegistryError(`${context}: layer ${layer.digest} changed on disk while unpacking (got ${r.compressedDigest})`);
+      if (r.compressedDigest !== undefined && r.compressedDigest !== layer.digest) throw new RegistryError(`${context}: layer ${layer.digest} changed on disk while unpacking (got ${r.compressedDigest})`);
       unpacked.set(index, { size: r.size, dest });
     };
     const newTemp = (): string => {
