@@ -242,6 +242,26 @@ describe("push and pull", () => {
     expect(quiet).toMatchObject({ code: 0, stdout: `${id}\n`, stderr: "" });
   });
 
+  it("run pulls a missing image itself; --pull always pulls again, --pull never does not", async () => {
+    const ref = `${open.host}/tsrun/run-pull:1`;
+    expect((await tsrun(["push", "-q", "busybox", ref])).code).toBe(0);
+    const store = freshStore("run-pull");
+    const never = await tsrun(["run", "--rm", "--pull", "never", ref, "true"], { env: store });
+    expectOneLineError(never, /image not known/);
+    expectEmptyStore(store);
+    const first = await tsrun(["run", "--rm", ref, "echo", "pulled by run"], { env: store });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toBe("pulled by run\n");
+    expect(first.stderr).toMatch(/^Trying to pull .*run-pull:1\.\.\.$/m);
+    const present = await tsrun(["run", "--rm", ref, "true"], { env: store });
+    expect(present.stderr).not.toMatch(/Trying to pull/);
+    const always = await tsrun(["run", "--rm", "--pull", "always", ref, "true"], { env: store });
+    expect(always.code, always.stderr).toBe(0);
+    expect(always.stderr).toMatch(/Copying blob sha256:[a-f0-9]{64} skipped: already exists/);
+    const missing = await tsrun(["run", "--rm", `${open.host}/tsrun/not-there:1`, "true"], { env: store });
+    expectOneLineError(missing, /^Error: .*not-there:1: image not known locally, and pulling it failed: .*(manifest unknown|name unknown)/);
+  });
+
   it("pulls by digest (no tag assigned) and runs it by repo@digest", async () => {
     const ref = `${open.host}/tsrun/bydigest:x`;
     const digest = (await tsrun(["push", "-q", "busybox", ref])).stdout.trim();
