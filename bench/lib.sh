@@ -41,6 +41,12 @@ median_ms() {
   node -e 'const r=require(process.argv[1]).results.find(x=>x.command===process.argv[2]); console.log((r.median*1000).toFixed(1))' "$1" "$2"
 }
 
+# Mean CPU time (user + system, ms) of one command from a hyperfine JSON export: on a machine
+# shared with other work, wall times mostly measure the share of CPU each tool got.
+cpu_ms() {
+  node -e 'const r=require(process.argv[1]).results.find(x=>x.command===process.argv[2]); console.log(((r.user+r.system)*1000).toFixed(0))' "$1" "$2"
+}
+
 append_results() {
   local heading=$1 body=$2
   local file="$REPO/bench/RESULTS.md"

@@ -32,6 +32,7 @@ tsrun_cmd="$dir/as-user env TSRUN_ROOT=$dir/tsrun-store $REPO/bin/tsrun load -q 
 overlay_cmd="$dir/as-user podman --root $dir/podman-overlay --runroot $dir/podman-overlay-run --storage-driver overlay load -q -i $dir/load.tar"
 vfs_cmd="$dir/as-user podman --root $dir/podman-vfs --runroot $dir/podman-vfs-run --storage-driver vfs load -q -i $dir/load.tar"
 reset() { echo "$dir/reset.sh $dir/$1 $dir/$1-run"; }
+loadavg=$(cut -d" " -f1-3 /proc/loadavg)  # other work on the machine shows here
 json="$dir/load.json"
 (cd "$dir" && hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$json" \
   --prepare "$(reset tsrun-store)" "$tsrun_cmd" \
@@ -48,12 +49,12 @@ tsrun_ms=$(median_ms "$json" "$tsrun_cmd")
 overlay_ms=$(median_ms "$json" "$overlay_cmd")
 vfs_ms=$(median_ms "$json" "$vfs_cmd")
 ratio() { node -e "console.log(($1/$2).toFixed(2))"; }
-table="| command | median (ms) | tsrun / this |
-| --- | --- | --- |
-| \`tsrun load -i load.tar\` | $tsrun_ms | 1.00 |
-| \`podman load -i load.tar\` (overlay, native rootless) | $overlay_ms | $(ratio "$tsrun_ms" "$overlay_ms") |
-| \`podman load -i load.tar\` (vfs) | $vfs_ms | $(ratio "$tsrun_ms" "$vfs_ms") |"
-body="Measured $(date -u +%Y-%m-%d) with \`bench/load.sh $RUNS\` (hyperfine median of $RUNS runs after 1 warm-up, $(nproc) cores, $(uname -r)). The archive: a docker-archive written by \`tsrun save\` of a one-layer image of ${rootfs_mb} MB and ${entries} entries (the host's Python library and zoneinfo), ${archive_mb} MB; each run loads it into an empty store (before each measured run, outside its time: the store removed, \`sync\`, kernel caches $caches, the archive and both programs read back into the page cache). Target: tsrun ≤ 0.6 × podman.
+table="| command | median (ms) | tsrun / this | CPU (ms, user+sys) |
+| --- | --- | --- | --- |
+| \`tsrun load -i load.tar\` | $tsrun_ms | 1.00 | $(cpu_ms "$json" "$tsrun_cmd") |
+| \`podman load -i load.tar\` (overlay, native rootless) | $overlay_ms | $(ratio "$tsrun_ms" "$overlay_ms") | $(cpu_ms "$json" "$overlay_cmd") |
+| \`podman load -i load.tar\` (vfs) | $vfs_ms | $(ratio "$tsrun_ms" "$vfs_ms") | $(cpu_ms "$json" "$vfs_cmd") |"
+body="Measured $(date -u +%Y-%m-%d) with \`bench/load.sh $RUNS\` (hyperfine median of $RUNS runs after 1 warm-up, $(nproc) cores, $(uname -r), load average $loadavg at the start). The archive: a docker-archive written by \`tsrun save\` of a one-layer image of ${rootfs_mb} MB and ${entries} entries (the host's Python library and zoneinfo), ${archive_mb} MB; each run loads it into an empty store (before each measured run, outside its time: the store removed, \`sync\`, kernel caches $caches, the archive and both programs read back into the page cache). Target: tsrun ≤ 0.6 × podman.
 
 $table"
 append_results "load" "$body"

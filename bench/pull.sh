@@ -105,6 +105,7 @@ prun="$work/podman-run"
 tsrun_pull="$work/as-user env TSRUN_ROOT=$tstore $REPO/bin/tsrun pull -q"
 podman_pull="$work/as-user $PODMAN --root $proot --runroot $prun --storage-driver overlay pull -q --tls-verify=false"
 
+loadavg=$(cut -d" " -f1-3 /proc/loadavg)  # other work on the machine shows here
 json="$work/pull.json"
 (cd "$work" && hyperfine -N --runs "$RUNS" --export-json "$json" \
   --prepare "$work/reset.sh $tstore" -n 'tsrun 1 layer' "$tsrun_pull $registry/bench/one:latest" \
@@ -118,11 +119,12 @@ as_user "TSRUN_ROOT=$tstore \$TSRUN run --rm $registry/bench/three:latest true"
 t1=$(median_ms "$json" "tsrun 1 layer"); p1=$(median_ms "$json" "podman 1 layer")
 t3=$(median_ms "$json" "tsrun 3 layers"); p3=$(median_ms "$json" "podman 3 layers")
 ratio() { node -e "console.log(($1/$2).toFixed(2))"; }
-table="| image | tsrun pull (ms) | podman pull (ms) | tsrun / podman |
-| --- | --- | --- | --- |
-| 1 layer, $one_mb MB gzip | $t1 | $p1 | $(ratio "$t1" "$p1") |
-| 3 layers, $three_mb MB gzip | $t3 | $p3 | $(ratio "$t3" "$p3") |"
-body="Measured $(date -u +%Y-%m-%d) with \`bench/pull.sh $RUNS\` (median of $RUNS runs, $(nproc) cores, $(uname -r)): local docker-registry over plain http on 127.0.0.1, empty store before every run, both rootless as the same user (\`podman --runtime runc --storage-driver overlay pull -q --tls-verify=false\`); before each run, outside its time, kernel caches $BENCH_CACHES and the registry's blobs and both programs read back into the page cache. 1 layer: $base_desc; 3 layers: the same plus /usr/lib/python3.11 and /usr/lib/gcc of this machine; gzip -6. The issue's reference figures for Podman on its machine: about 2.9 s (minbase) and 4.2 s (3 layers); the target is tsrun ≤ 0.6 × Podman.
+c() { cpu_ms "$json" "$1"; }
+table="| image | tsrun pull (ms) | podman pull (ms) | tsrun / podman | CPU tsrun / podman (ms, user+sys) |
+| --- | --- | --- | --- | --- |
+| 1 layer, $one_mb MB gzip | $t1 | $p1 | $(ratio "$t1" "$p1") | $(c "tsrun 1 layer") / $(c "podman 1 layer") |
+| 3 layers, $three_mb MB gzip | $t3 | $p3 | $(ratio "$t3" "$p3") | $(c "tsrun 3 layers") / $(c "podman 3 layers") |"
+body="Measured $(date -u +%Y-%m-%d) with \`bench/pull.sh $RUNS\` (median of $RUNS runs, $(nproc) cores, $(uname -r), load average $loadavg at the start): local docker-registry over plain http on 127.0.0.1, empty store before every run, both rootless as the same user (\`podman --runtime runc --storage-driver overlay pull -q --tls-verify=false\`); before each run, outside its time, kernel caches $BENCH_CACHES and the registry's blobs and both programs read back into the page cache. 1 layer: $base_desc; 3 layers: the same plus /usr/lib/python3.11 and /usr/lib/gcc of this machine; gzip -6. The issue's reference figures for Podman on its machine: about 2.9 s (minbase) and 4.2 s (3 layers); the target is tsrun ≤ 0.6 × Podman.
 
 $table"
 append_results "pull" "$body"
