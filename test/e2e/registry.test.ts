@@ -109,6 +109,19 @@ interface SeenRequest {
   headers: http.IncomingHttpHeaders;
 }
 
+/** Starts a test server on a free port of 127.0.0.1; close() also drops its open connections. */
+async function listenLocally(server: http.Server): Promise<{ host: string; close: () => Promise<void> }> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    host: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 /** What a test proxy does with one request: pass it on, answer it with a status, or break it. */
 type Fault = { status: number } | { resetAfterBytes: number } | { resetBeforeAnswer: true } | undefined;
 
@@ -153,17 +166,8 @@ async function startProxy(upstream: string, fault: (req: SeenRequest) => Fault =
     up.on("error", () => res.destroy());
     req.pipe(up);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  return {
-    host,
-    seen,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  const { host, close } = await listenLocally(server);
+  return { host, seen, close };
 }
 
 /** A fresh store pulled from `ref`, run with `sh -c script`: what the pulled image contains. */
@@ -714,18 +718,8 @@ async function startTokenServer(dir: string, issuer: string): Promise<{ realm: s
     // Docker Hub answers "token", some others only the OAuth2 spelling "access_token".
     res.end(JSON.stringify(user ? { access_token: token, expires_in: 300 } : { token, expires_in: 300 }));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const realm = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/token`;
-  return {
-    realm,
-    certFile,
-    seen,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  const { host, close } = await listenLocally(server);
+  return { realm: `http://${host}/token`, certFile, seen, close };
 }
 
 describe("authentication (bearer tokens from a token server)", () => {
