@@ -59,6 +59,8 @@ interface NativeAddon {
   setXattrFd(fd: number, name: string, value: Buffer): void;
   getXattrs(fd: number): Record<string, Buffer>;
   utimesAt(dirFd: number, name: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
+  /** Times of an fd open for reading or writing (not O_PATH). */
+  futimens(fd: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
   unlinkAt(dirFd: number, name: string, isDir: boolean): void;
   renameAt(fromDirFd: number, from: string, toDirFd: number, to: string): void;
   readlinkAt(dirFd: number, name: string): string;

@@ -2,7 +2,8 @@
 // A blob counts as stored only once its bytes hashed to its name: data lands in a temporary
 // file, is verified, and is renamed into place.
 import { createHash } from "node:crypto";
-import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { closeSync, createReadStream, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { promisify } from "node:util";
 import path from "node:path";
 import { tempName, writeAll } from "./atomic.js";
 import { digestHex, digestNamedEntries, sha256 } from "./digest.js";
@@ -10,6 +11,8 @@ import { faultPoint } from "./fault.js";
 import { tempPath } from "./temps.js";
 
 export class DigestMismatchError extends Error {}
+
+const fsyncAsync = promisify(fsync);
 
 /** A blob written and hashed, still under its temporary name (see BlobStore.stageStream). */
 export interface StagedBlob {
@@ -92,12 +95,13 @@ export class BlobStore {
    * under the store lock together with the records that refer to it. Until then no deleter can
    * see it, and a killed process leaves only a temporary name.
    */
-  async stageStream(input: AsyncIterable<Buffer | string>): Promise<StagedBlob> {
+  async stageStream(input: AsyncIterable<Buffer | string>, expected?: string): Promise<StagedBlob> {
     mkdirSync(this.dir, { recursive: true });
     const file = tempPath(this.dir, "stream");
     const fd = openSync(file, "wx", 0o644);
     const hash = createHash("sha256");
     let size = 0;
+    let digest: string;
     try {
       for await (const chunk of input) {
         const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
@@ -105,14 +109,19 @@ export class BlobStore {
         size += buf.length;
         writeAll(fd, buf);
       }
-      fsyncSync(fd);
+      digest = "sha256:" + hash.digest("hex");
+      // A wrong blob is refused before it costs an fsync.
+      if (expected && expected !== digest) throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${digest}`);
+      // In the thread pool: a pull writes several blobs at once, and a blocking fsync (50-100 ms
+      // for a large layer here) would stall the other downloads and the unpackers they feed.
+      await fsyncAsync(fd);
       closeSync(fd);
     } catch (err) {
       closeSync(fd);
       rmSync(file, { force: true });
       throw err;
     }
-    return { file, digest: "sha256:" + hash.digest("hex"), size };
+    return { file, digest, size };
   }
 
   /** Gives a complete, verified file (on this filesystem) its blob name; drops it if the blob exists. True when it is new. */
@@ -132,11 +141,7 @@ export class BlobStore {
    * digest matches (expected, when given). Returns digest and size.
    */
   async putStream(input: AsyncIterable<Buffer | string>, expected?: string): Promise<{ digest: string; size: number }> {
-    const staged = await this.stageStream(input);
-    if (expected && expected !== staged.digest) {
-      rmSync(staged.file, { force: true });
-      throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${staged.digest}`);
-    }
+    const staged = await this.stageStream(input, expected);
     faultPoint("blob-stream");
     renameSync(staged.file, this.path(staged.digest));
     return { digest: staged.digest, size: staged.size };

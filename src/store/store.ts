@@ -1,6 +1,8 @@
 // The store: blobs, unpacked layers, the image index, and the storage work that must run inside
 // the user namespace (files there belong to many subordinate uids).
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { Socket } from "node:net";
+import type { Writable } from "node:stream";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { BlobStore } from "./blobs.js";
@@ -13,12 +15,12 @@ import { LeaseStore, type Lease, type LeaseRefs, type LeaseScope } from "./lease
 import { layerLeftovers, staleTemps, TEMP_DIRS, type Leftover } from "./recovery.js";
 import { StoreTransaction } from "./transaction.js";
 import { faultPoint } from "./fault.js";
-import { packageRoot } from "../native.js";
+import { native, packageRoot } from "../native.js";
 import { runInUserNamespace, currentMapping, maxMappedId, type UsernsMode } from "../userns.js";
 import type { Change, ExportJob, PackJob, PackResult, UpperScanSpec } from "./pack.js";
 
 export interface UnpackJob {
-  /** The layer blob as stored (gzip, zstd or plain tar). */
+  /** The layer blob as stored (gzip, zstd or plain tar); "-": the helper's standard input. */
   blob: string;
   /** Directory whose diff/ receives the files. */
   dest: string;
@@ -26,7 +28,8 @@ export interface UnpackJob {
 
 export interface UnpackJobResult {
   diffId: string;
-  compressedDigest: string;
+  /** Absent for a layer streamed in (whoever streamed it checked the bytes' digest). */
+  compressedDigest?: string;
   size: number;
   entries: number;
   warnings: string[];
@@ -180,8 +183,32 @@ export class Store {
     if (result.code !== 0) throw new Error(`cannot remove ${refused.join(", ")}: ${result.stderr.trim() || `rm exited ${result.code}`}`);
   }
 
+  /**
+   * Unpacks one layer whose bytes are written to `input` as they arrive (a pull streams each
+   * layer from the registry straight into its own helper). End `input` when all bytes are
+   * written, or destroy it to abandon the unpack; `result` settles when the helper has exited.
+   */
+  unpackStream(dest: string): { input: Writable; result: Promise<UnpackJobResult> } {
+    const [readFd, writeFd] = native().pipe();
+    const input = new Socket({ fd: writeFd, readable: false, writable: true });
+    let result: Promise<UnpackJobResult>;
+    try {
+      result = this.unpack([{ blob: "-", dest }], { stdin: readFd }).then((results) => {
+        const first = results[0];
+        if (!first) throw new Error("the storage worker returned no result for the layer");
+        return first;
+      });
+    } finally {
+      // unpack() starts the helper before its first await, so it already holds its copy of
+      // the read end. With ours closed, a helper that dies makes writes fail (EPIPE)
+      // instead of filling a pipe nobody reads.
+      closeSync(readFd);
+    }
+    return { input, result };
+  }
+
   /** Unpacks layer blobs inside the user namespace (one helper process for all of them). */
-  async unpack(jobs: UnpackJob[]): Promise<UnpackJobResult[]> {
+  async unpack(jobs: UnpackJob[], opts: { stdin?: number } = {}): Promise<UnpackJobResult[]> {
     mkdirSync(this.paths.tmp, { recursive: true });
     const id = `${process.pid}-${randomBytes(4).toString("hex")}`;
     const jobFile = path.join(this.paths.tmp, `unpack-${id}.json`);
@@ -190,7 +217,7 @@ export class Store {
     try {
       // Inside the try: a full disk can fail this write half-way, and the file must go too.
       writeFileSync(jobFile, JSON.stringify({ jobs, resultFile, maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") }));
-      const run = await runInUserNamespace([process.execPath, workerScript(), "unpack", jobFile]);
+      const run = await runInUserNamespace([process.execPath, workerScript(), "unpack", jobFile], process.env, opts.stdin === undefined ? {} : { stdin: opts.stdin });
       if (run.code !== 0) {
         const lines = run.stderr.trim().split("\n");
         throw new Error(lines[lines.length - 1] || `layer unpacking failed (exit ${run.code})`);

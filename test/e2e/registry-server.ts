@@ -23,14 +23,23 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Starts a registry with its data in dir/name; htpasswd: a file for basic auth. Stop it with stopRegistry. */
-export async function startRegistry(dir: string, name: string, htpasswd?: string): Promise<Registry> {
+/** Basic auth from an htpasswd file, or bearer tokens from a token server (its realm and signing certificate). */
+export type RegistryAuth = { htpasswd: string } | { token: { realm: string; service: string; issuer: string; rootCertBundle: string } };
+
+/** Starts a registry with its data in dir/name; auth: an htpasswd file, or RegistryAuth. Stop it with stopRegistry. */
+export async function startRegistry(dir: string, name: string, auth?: string | RegistryAuth): Promise<Registry> {
   if (!existsSync("/usr/bin/docker-registry")) throw new Error("the registry tests need Debian's docker-registry package (and skopeo)");
   const port = await freePort();
   const root = path.join(dir, name);
   mkdirSync(path.join(root, "data"), { recursive: true });
-  const auth = htpasswd ? `auth:\n  htpasswd:\n    realm: tsrun-test\n    path: ${htpasswd}\n` : "";
-  const config = `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${root}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`;
+  const how: RegistryAuth | undefined = typeof auth === "string" ? { htpasswd: auth } : auth;
+  let authConfig = "";
+  if (how && "htpasswd" in how) authConfig = `auth:\n  htpasswd:\n    realm: tsrun-test\n    path: ${how.htpasswd}\n`;
+  if (how && "token" in how) {
+    const t = how.token;
+    authConfig = `auth:\n  token:\n    realm: ${t.realm}\n    service: ${t.service}\n    issuer: ${t.issuer}\n    rootcertbundle: ${t.rootCertBundle}\n`;
+  }
+  const config = `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${root}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${authConfig}`;
   writeFileSync(path.join(root, "config.yml"), config);
   // Its log (every 404 of a HEAD is an "error" there) goes to a file, read when a test fails.
   const log = openSync(path.join(root, "registry.log"), "a");

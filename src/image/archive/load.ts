@@ -26,6 +26,7 @@ import { assignNames } from "../import.js";
 import { classifyManifest, checkImageManifest, MAX_LAYERS, selectPlatform, type ImageIndexDoc } from "../registry/manifest.js";
 import type { Lease } from "../../store/leases.js";
 import { faultPoint } from "../../store/fault.js";
+import { mapLimit } from "../registry/pull.js";
 import { TsrunError } from "../../errors.js";
 import { ArchiveContents, ArchiveError, readArchive, type ArchiveMember } from "./reader.js";
 import { checkLayerCompression, detectCompression, uncompressedDigest } from "./compression.js";
@@ -49,6 +50,8 @@ export interface LoadResult {
   renamed: { name: string; previousId: string }[];
 }
 
+/** Layers unpacked at once (each by its own helper process). */
+const PARALLEL_UNPACKS = 3;
 /** Docker's uncompressed layer media type (no constant for it in types.ts). */
 const DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar";
 const OCI_ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name";
@@ -393,7 +396,9 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
     const blobFiles = new Set<string>();
     for (const image of fresh) for (const l of image.layers) if (l.member.file && !l.member.data && !store.blobs.has(l.digest)) blobFiles.add(l.member.file);
     const unpackJobs: UnpackJob[] = jobs.map(({ blob, dest }) => ({ blob, dest }));
-    const [results] = await Promise.all([unpackJobs.length > 0 ? store.unpack(unpackJobs) : Promise.resolve([]), syncFiles([...blobFiles])]);
+    // One unpacker per layer, a few at once: the layers of an image unpack in parallel.
+    const unpackAll = mapLimit(unpackJobs, PARALLEL_UNPACKS, async (job) => (await store.unpack([job]))[0] ?? fail(`no unpack result for layer ${job.blob}`));
+    const [results] = await Promise.all([unpackAll, syncFiles([...blobFiles])]);
     faultPoint("load:unpacked");
     const unpackedSize = new Map<string, number>();
     for (const [n, job] of jobs.entries()) {
