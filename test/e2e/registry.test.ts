@@ -517,6 +517,9 @@ describe("build", () => {
     const again = await tsrun(["build", "--pull", dir], { env: store, timeout: 120_000 });
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/Trying to pull/);
+  });
+});
+
 describe("podman interop", () => {
   it("podman pulls an image pushed by tsrun: same image ID and manifest digest", async () => {
     const ref = `${open.host}/tsrun/for-podman:1`;
