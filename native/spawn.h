@@ -63,6 +63,11 @@ struct LaunchPlan {
   std::vector<std::string> join_ns;
   bool die_with_parent = true;
   bool become_root = true;         // setresuid(0) in the new user namespace before anything
+  // User-defined networks: clone the child's new user namespace nested in this one (a path such
+  // as /proc/HOLDER/ns/user) and write its id maps from there (no newuidmap needed), so that the
+  // network holder, root in the outer namespace, can move an interface into the child's.
+  std::string nest_userns;
+  std::string nest_uid_map, nest_gid_map;
 };
 
 // Starts a helper tool (newuidmap, newgidmap, pasta) with posix_spawnp: default signal

@@ -10,6 +10,7 @@ import { registerVolumes } from "./volumes.js";
 import { registerContainerImages } from "./containers-image.js";
 import { registerRegistry } from "./registry.js";
 import { registerArchive } from "./archive.js";
+import { registerNetworks } from "./networks.js";
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -33,6 +34,7 @@ registerVolumes(program);
 registerContainerImages(program);
 registerRegistry(program);
 registerArchive(program);
+registerNetworks(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -16,8 +16,11 @@ export interface CreateFlags {
   entrypoint?: string;
   hostname?: string;
   readOnly: boolean;
-  network: "none" | "host" | "private" | "bridge" | "pasta";
-  net?: "none" | "host" | "private" | "bridge" | "pasta";
+  network: string;
+  net?: string;
+  networkAlias: string[];
+  link: string[];
+  ip?: string;
   publish: string[];
   publishAll: boolean;
   dns: string[];
@@ -68,11 +71,12 @@ export function addContainerOptions(cmd: Command): Command {
     .option("-h, --hostname <name>", "container host name")
     .option("--read-only", "mount the root filesystem read-only", false)
     .addOption(
-      new Option("--network <mode>", "private (default: own namespace with outbound access through pasta), none, host")
-        .choices(["none", "host", "private", "bridge", "pasta"])
-        .default("private"),
+      new Option("--network <mode>", "private (default: own namespace with outbound access), none, host, or a network's name").default("private"),
     )
-    .addOption(new Option("--net <mode>", "same as --network").choices(["none", "host", "private", "bridge", "pasta"]).hideHelp())
+    .addOption(new Option("--net <mode>", "same as --network").hideHelp())
+    .option("--network-alias <alias>", "another name for the container on its network", collect, [])
+    .option("--link <name[:alias]>", "add another container of the network to /etc/hosts under an alias", collect, [])
+    .option("--ip <address>", "the container's IPv4 address on its network")
     .option("-p, --publish <[ip:][hostPort:]containerPort[/proto]>", "publish a container port on the host", collect, [])
     .option("-P, --publish-all", "publish every EXPOSEd port on a free host port", false)
     .option("--dns <ip>", "DNS server for the container", collect, [])
@@ -94,9 +98,15 @@ export function addContainerOptions(cmd: Command): Command {
     .passThroughOptions();
 }
 
-/** Docker's "bridge" and Podman's "pasta" name the same thing here: the private network. */
-function networkMode(mode: CreateFlags["network"]): "none" | "host" | "private" {
-  return mode === "bridge" || mode === "pasta" ? "private" : mode;
+/**
+ * Docker's "bridge" and Podman's "pasta" and "slirp4netns" name the same thing here: the
+ * private network (through whichever helper is installed). Anything else names a network.
+ */
+function networkMode(mode: string): string {
+  if (mode === "bridge" || mode === "pasta" || mode === "slirp4netns" || mode === "default") return "private";
+  if (mode.startsWith("container:") || mode.startsWith("ns:")) throw new TsrunError(`--network ${mode} is not supported`);
+  if (mode === "") throw new TsrunError('invalid --network ""');
+  return mode;
 }
 
 export function createOptions(image: string, command: string[], o: CreateFlags): CreateOptions {
@@ -116,6 +126,9 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     tty: o.tty,
     interactive: o.interactive,
     network: networkMode(o.net ?? o.network),
+    networkAliases: o.networkAlias,
+    links: o.link,
+    ip: o.ip,
     publish: o.publish,
     publishAll: o.publishAll,
     dns: o.dns,

@@ -23,7 +23,8 @@ export async function launchPlan(plan: LaunchPlan, beforeStart?: (pid: number) =
   const addon = native();
   const handle = addon.spawn(encodePlan(plan));
   try {
-    await writeIdMaps(handle.pid);
+    // A user namespace nested in the network holder's has its maps from the launcher.
+    if (!plan.nest) await writeIdMaps(handle.pid);
     // e.g. connect its network namespace, while it still waits.
     beforeStart?.(handle.pid);
   } catch (err) {

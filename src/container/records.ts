@@ -8,6 +8,7 @@ import { TsrunError, NotFoundError } from "../errors.js";
 import type { MountSpec } from "./volumes.js";
 import type { HealthConfig } from "../image/types.js";
 import type { PortMapping } from "../network/ports.js";
+import type { Endpoint } from "../network/networks.js";
 
 export type ContainerStatus = "created" | "running" | "exited";
 
@@ -65,6 +66,8 @@ export interface ContainerRecord {
     portBindings?: PortMapping[];
     /** resolv.conf points at pasta's DNS forwarder. */
     dnsForward?: boolean;
+    /** User-defined networks the container is on, by network name (the first is eth0). */
+    networks?: Record<string, Endpoint>;
   };
   state: ContainerState;
 }

@@ -4,7 +4,7 @@ import { closeSync, existsSync, mkdirSync, readFileSync, readSync, rmSync, write
 import path from "node:path";
 import { Store } from "../store/store.js";
 import { ContainerStore, type ContainerRecord } from "./records.js";
-import { filesystemPlan, hostsFile, namespaceFlags, resolvConf, type NetworkMode } from "./mounts.js";
+import { filesystemPlan, hostsFile, namespaceFlags, resolvConf } from "./mounts.js";
 import { mergeCommand, mergeEnv, parseEnvFile, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
 import { readLayeredFile } from "./rootfs-files.js";
 import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from "./process.js";
@@ -21,6 +21,9 @@ import { clearRunFiles, isAlive, processStartTime, refreshState } from "./state.
 import { containerProcessPlan } from "./exec.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
 import { idMapFile, idMapSteps } from "../userns.js";
+import { ContainerNetworks } from "./networking.js";
+import { BUILTIN_NETWORKS, type NetworkRecord } from "../network/networks.js";
+import { closeHolder, connectHolder, nestedIdMaps, type HolderConnection } from "../network/holder.js";
 
 export interface CreateOptions {
   image: string;
@@ -38,7 +41,12 @@ export interface CreateOptions {
   detach?: boolean;
   tty?: boolean;
   interactive?: boolean;
-  network?: NetworkMode;
+  /** private (the default), none, host, or the name of a user-defined network. */
+  network?: string;
+  /** --network-alias, --link NAME[:ALIAS], --ip: on a user-defined network only. */
+  networkAliases?: string[];
+  links?: string[];
+  ip?: string | undefined;
   labels?: Record<string, string>;
   /** -v specs, --mount specs, --tmpfs specs, --volumes-from containers. */
   volumes?: string[];
@@ -80,9 +88,13 @@ function mergeHealth(image: HealthConfig | undefined, flags: CreateOptions["heal
 export class Containers {
   readonly records: ContainerStore;
   readonly volumes: Volumes;
+  readonly networking: ContainerNetworks;
+  /** Connections to the network holder of foreground runs, held until they exit. */
+  private readonly holds = new Map<string, HolderConnection>();
   constructor(readonly store: Store) {
     this.records = new ContainerStore(store.paths.containers);
     this.volumes = new Volumes(store);
+    this.networking = new ContainerNetworks(store, this.records);
   }
 
   /** The container's mounts from its flags and the image's VOLUME entries (parsed, checked). */
@@ -171,8 +183,18 @@ export class Containers {
       }
       return parseEnvFile(text, f);
     });
-    const network = opts.network ?? "private";
-    if (network === "private") networkHelper();
+    let network = opts.network ?? "private";
+    let userNetwork: NetworkRecord | undefined;
+    if (!["private", "none", "host"].includes(network)) {
+      if (BUILTIN_NETWORKS.includes(network)) throw new TsrunError(`unknown network mode "${network}"`);
+      userNetwork = this.networking.networks.find(network);
+      network = userNetwork.Name;
+    }
+    if (!userNetwork && (opts.networkAliases ?? []).length > 0) throw new TsrunError("--network-alias needs a user-defined network (--network NAME)");
+    if (!userNetwork && (opts.links ?? []).length > 0) throw new TsrunError("--link needs a user-defined network that both containers are on (--network NAME)");
+    if (!userNetwork && opts.ip) throw new TsrunError("--ip needs a user-defined network (--network NAME)");
+    const outbound = network === "private" || (userNetwork !== undefined && !userNetwork.Internal);
+    if (outbound) networkHelper();
     const requested = (opts.publish ?? []).flatMap(parsePortSpec);
     if (opts.publishAll) {
       for (const key of Object.keys(c.ExposedPorts ?? {})) {
@@ -181,7 +203,7 @@ export class Containers {
           requested.push({ hostIp: "", hostPort: 0, containerPort: Number(p), protocol: proto === "udp" ? "udp" : "tcp" });
       }
     }
-    if (requested.length > 0 && network !== "private") throw new TsrunError(`published ports need the private network, not --network ${network}`);
+    if (requested.length > 0 && !outbound) throw new TsrunError(`published ports need a network with outbound access, not --network ${network}`);
     const ports = await assignHostPorts(requested);
     const extraHosts = (opts.addHosts ?? []).map((h) => {
       const colon = h.indexOf(":");
@@ -238,14 +260,28 @@ export class Containers {
     try {
       const dir = this.records.containerDir(id);
       for (const sub of ["upper", "work", "rootfs"]) mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o755 });
-      writeFileSync(path.join(dir, "hosts"), hostsFile(hostname) + extraHosts.map((l) => `${l}\n`).join(""));
       writeFileSync(path.join(dir, "hostname"), hostname + "\n");
       const resolv = resolvConf(readOr("/etc/resolv.conf", ""), network, opts.dns ?? []);
       // No resolver reachable from the namespace (only loopback ones on the host): pasta answers
       // at its DNS address and forwards to the host's resolver.
-      record.hostConfig.dnsForward = network === "private" && !/^\s*nameserver\s/m.test(resolv);
+      record.hostConfig.dnsForward = outbound && !/^\s*nameserver\s/m.test(resolv);
       writeFileSync(path.join(dir, "resolv.conf"), record.hostConfig.dnsForward ? `${resolv}nameserver ${PASTA_DNS}\n` : resolv);
-      this.records.save(record);
+      const writeHosts = (ip?: string): void =>
+        writeFileSync(path.join(dir, "hosts"), hostsFile(hostname, ip) + extraHosts.map((l) => `${l}\n`).join(""));
+      if (userNetwork) {
+        const joined = userNetwork;
+        // The address is chosen, and the peers learn the name, under the store lock.
+        await this.store.lock(() => {
+          const endpoint = this.networking.endpoint(record, { network: joined, aliases: opts.networkAliases ?? [], links: opts.links ?? [], ip: opts.ip });
+          record.hostConfig.networks = { [joined.Name]: endpoint };
+          writeHosts(endpoint.ipAddress);
+          this.records.save(record);
+          this.networking.announce(record);
+        });
+      } else {
+        writeHosts();
+        this.records.save(record);
+      }
     } catch (err) {
       this.records.releaseName(record.name);
       await this.store.removeTree(this.records.containerDir(id));
@@ -259,7 +295,7 @@ export class Containers {
     const mapping = currentMapping();
     const dir = this.records.containerDir(record.id);
     const user = this.resolveUserFor(record);
-    const network = record.hostConfig.networkMode as NetworkMode;
+    const network = record.hostConfig.networkMode;
     const lowerDirs = [...record.layers].reverse().map((c) => this.store.layers.linkPath(c));
     if (lowerDirs.length === 0) {
       // overlay needs a lower dir: an image without layers gets an empty one.
@@ -304,7 +340,19 @@ export class Containers {
       ? { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 }
       : undefined;
     const io = tty ? { tty, stdinNull: false } : { stdinNull: !record.config.openStdin };
-    const proc = await launchPlan(this.plan(record, io), (pid) => this.startNetwork(record, pid));
+    const plan = this.plan(record, io);
+    const { conn, pairs } = await this.holdNetworks(record, plan);
+    let proc: LaunchedProcess;
+    try {
+      proc = await launchPlan(plan, (pid) => {
+        if (conn) ContainerNetworks.attach(conn, pid, pairs);
+        this.startNetwork(record, pid);
+      });
+    } catch (err) {
+      closeHolder(conn);
+      throw err;
+    }
+    if (conn) this.holds.set(record.id, conn);
     record.state = {
       ...record.state,
       status: "running",
@@ -319,11 +367,28 @@ export class Containers {
     return proc;
   }
 
-  /** pasta's command line for a container with the private network (the child's pid goes first). */
+  /**
+   * A container on user-defined networks: a connection to the network holder (kept while the
+   * container lives), its user namespace nested in the holder's, and its networks.
+   */
+  private async holdNetworks(record: ContainerRecord, plan: LaunchPlan): Promise<{ conn?: HolderConnection; pairs: ReturnType<ContainerNetworks["networksOf"]> }> {
+    const pairs = this.networking.networksOf(record);
+    if (pairs.length === 0) return { pairs };
+    const conn = await connectHolder(this.store.paths.runRoot);
+    plan.nest = { userns: `/proc/${conn.pid}/ns/user`, ...nestedIdMaps() };
+    return { conn, pairs };
+  }
+
+  /**
+   * pasta's command line for a container with outbound access (the child's pid goes first). On
+   * user-defined networks eth0 is the network's: pasta's interface is tap0, and the default route.
+   */
   private networkCommand(record: ContainerRecord): string[] | undefined {
-    if (record.hostConfig.networkMode !== "private") return undefined;
+    const mode = record.hostConfig.networkMode;
+    const userNetworks = Object.keys(record.hostConfig.networks ?? {}).length > 0;
+    if (mode !== "private" && !(userNetworks && this.networking.outbound(record))) return undefined;
     const pidFile = path.join(this.records.containerDir(record.id), "pasta.pid");
-    return [networkHelper(), ...pastaArgs(record.hostConfig.portBindings ?? [], pidFile, record.hostConfig.dnsForward ?? false)];
+    return [networkHelper(), ...pastaArgs(record.hostConfig.portBindings ?? [], pidFile, record.hostConfig.dnsForward ?? false, userNetworks ? "tap0" : undefined)];
   }
 
   /** Connects a waiting child's network namespace (foreground runs; the monitor does its own). */
@@ -337,6 +402,8 @@ export class Containers {
 
   /** Stops the network helper of a foreground run once the container has exited. */
   stopNetwork(record: ContainerRecord): void {
+    closeHolder(this.holds.get(record.id));
+    this.holds.delete(record.id);
     const file = path.join(this.records.containerDir(record.id), "pasta.pid");
     try {
       const pid = Number(readFileSync(file, "utf8").trim());
@@ -359,13 +426,29 @@ export class Containers {
    * runs, or fails with 125/126/127 like a foreground start.
    */
   async startDetached(record: ContainerRecord): Promise<ContainerRecord> {
-    const dir = this.records.containerDir(record.id);
     const tty = record.config.tty ? { rows: 24, cols: 80 } : undefined;
     // The monitor sets up stdio itself (pipes, or the pty).
     const plan = this.plan(record, tty ? { tty, stdinNull: false } : { stdinNull: true });
+    const { conn, pairs } = await this.holdNetworks(record, plan);
+    try {
+      return await this.spawnMonitor(record, plan, conn, pairs);
+    } finally {
+      // The monitor has its own copy of the connection.
+      closeHolder(conn);
+    }
+  }
+
+  private async spawnMonitor(record: ContainerRecord, plan: LaunchPlan, conn: HolderConnection | undefined, pairs: ReturnType<ContainerNetworks["networksOf"]>): Promise<ContainerRecord> {
+    const dir = this.records.containerDir(record.id);
     writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
     const net = this.networkCommand(record);
-    writeFileSync(path.join(dir, "prestart"), idMapFile(idMapSteps()) + (net ? `tool ${net.join(" ")}\n` : ""));
+    // A nested user namespace gets its id maps from the launcher itself.
+    const prestart = [
+      conn ? "" : idMapFile(idMapSteps()),
+      ...ContainerNetworks.attachRequests(pairs).map((r) => `netns ${r}\n`),
+      net ? `tool ${net.join(" ")}\n` : "",
+    ];
+    writeFileSync(path.join(dir, "prestart"), prestart.join(""));
     clearRunFiles(dir);
     const policy = record.hostConfig.restartPolicy ?? { name: "no", maximumRetryCount: 0 };
     writeFileSync(path.join(dir, "restart"), `${policy.name} ${policy.maximumRetryCount}\n`);
@@ -386,7 +469,7 @@ export class Containers {
     const [readyRead, readyWrite] = addon.pipe();
     let monitorPid: number;
     try {
-      monitorPid = addon.spawnMonitor(monitorPath(), [dir], readyWrite);
+      monitorPid = addon.spawnMonitor(monitorPath(), [dir], readyWrite, conn?.fd ?? -1);
     } finally {
       closeSync(readyWrite);
     }
@@ -438,6 +521,8 @@ export class Containers {
 
   /** Removes a container's record, name and directories (and with volumes, its anonymous volumes). */
   async remove(record: ContainerRecord, opts: { volumes?: boolean } = {}): Promise<void> {
+    // Its peers forget its name first: its address is free once the record is gone.
+    if (Object.keys(record.hostConfig.networks ?? {}).length > 0) await this.store.lock(() => this.networking.withdraw(record));
     await this.store.removeTree(this.records.containerDir(record.id));
     this.records.releaseName(record.name);
     if (opts.volumes) {

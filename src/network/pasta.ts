@@ -37,9 +37,10 @@ export function networkHelper(): string {
  * pasta's arguments, the target pid first (the monitor inserts it; the CLI prepends it): all
  * forwarding off unless ports are published.
  */
-export function pastaArgs(ports: PortMapping[], pidFile: string, dnsForward: boolean): string[] {
+export function pastaArgs(ports: PortMapping[], pidFile: string, dnsForward: boolean, ifname?: string): string[] {
   // IPv4 only, like Docker's default bridge: configuring IPv6 costs pasta about 7 ms a start.
   const args = ["--config-net", "--quiet", "-4", "--pid", pidFile];
+  if (ifname) args.push("--ns-ifname", ifname);
   const tcp = ports.filter((p) => p.protocol === "tcp");
   const udp = ports.filter((p) => p.protocol === "udp");
   const spec = (m: PortMapping): string => `${m.hostIp ? `${m.hostIp}/` : ""}${m.hostPort}:${m.containerPort}`;
