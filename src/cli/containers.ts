@@ -185,14 +185,8 @@ export function registerContainers(program: Command): void {
     .description("Rename a container")
     .argument("<container>")
     .argument("<new-name>")
-    .action((name: string, newName: string) => {
-      const t = new Tsrun();
-      const record = t.containers.get(name);
-      t.containers.records.claimName(newName, record.id);
-      const old = record.name;
-      record.name = newName;
-      t.containers.records.save(record);
-      t.containers.records.releaseName(old);
+    .action(async (name: string, newName: string) => {
+      await new Tsrun().containers.rename(name, newName);
     });
 
   program

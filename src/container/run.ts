@@ -532,6 +532,21 @@ export class Containers {
     }
   }
 
+  /** Renames a container; its peers on user-defined networks learn the new name. */
+  async rename(query: string, newName: string): Promise<void> {
+    const record = this.get(query);
+    this.records.claimName(newName, record.id);
+    const old = record.name;
+    const networked = Object.keys(record.hostConfig.networks ?? {}).length > 0;
+    await this.store.lock(() => {
+      if (networked) this.networking.withdraw(record);
+      record.name = newName;
+      this.records.save(record);
+      if (networked) this.networking.announce(record);
+    });
+    this.records.releaseName(old);
+  }
+
   /** Names of containers that mount a volume. */
   volumeUsers(volume: string): string[] {
     return this.records

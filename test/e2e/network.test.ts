@@ -136,3 +136,93 @@ describe("published ports", () => {
     expect(none.code).toBe(125);
   });
 });
+
+describe("user-defined networks", () => {
+  it("containers reach each other by name, alias and link; peers' hosts follow joins and leaves; rm refused while in use", async () => {
+    const net = unique("net");
+    const [a, b] = [unique("a"), unique("b")];
+    const created = await tsrun(["network", "create", net]);
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/^[a-f0-9]{64}\n$/);
+    expect((await tsrun(["network", "ls", "--format", "{{.Name}} {{.Driver}}"])).stdout).toContain(`${net} bridge\n`);
+    expect((await tsrun(["network", "create", net])).stderr).toMatch(/already exists/);
+    const server = await tsrun(["run", "-d", "--name", a, "--network", net, "--network-alias", "db", "busybox", "sh", "-c", "echo hi-from-a > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]);
+    expect(server.code, server.stderr).toBe(0);
+    const client = await tsrun([
+      "run", "-d", "--name", b, "--network", net, "--link", `${a}:linked`, "busybox", "sleep", "600",
+    ]);
+    expect(client.code, client.stderr).toBe(0);
+    // exec into a container whose user namespace hangs from the network holder's.
+    const r = await tsrun(["exec", b, "sh", "-c", `wget -qO- http://${a}/index.html; wget -qO- http://db/index.html; wget -qO- http://linked/index.html; ip -4 -o addr show eth0 | awk '{print $4}'`]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toMatch(/^hi-from-a\nhi-from-a\nhi-from-a\n10\.\d+\.\d+\.\d+\/24\n$/);
+    // a learnt b's name when b joined (its hosts file was rewritten in place).
+    expect((await tsrun(["exec", a, "sh", "-c", `grep -c ${b} /etc/hosts`])).stdout).toBe("1\n");
+    const inspect = JSON.parse((await tsrun(["network", "inspect", net])).stdout) as { Containers: Record<string, { Name: string }> }[];
+    expect(Object.values(inspect[0]?.Containers ?? {}).map((c) => c.Name).sort()).toEqual([a, b].sort());
+    const refused = await tsrun(["network", "rm", net]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(new RegExp(`network ${net} is in use by container`));
+    expect(refused.stderr.trim().split("\n")).toHaveLength(1);
+    await tsrun(["rm", "-f", b]);
+    expect((await tsrun(["exec", a, "sh", "-c", `grep -c ${b} /etc/hosts || true`])).stdout).toBe("0\n");
+    await tsrun(["rm", "-f", a]);
+    expect((await tsrun(["network", "rm", net])).stdout).toBe(`${net}\n`);
+    expect((await tsrun(["network", "inspect", net])).code).not.toBe(0);
+  });
+
+  it("outbound access from a user-defined network; none with --internal", async () => {
+    const [net, internal] = [unique("out"), unique("int")];
+    await tsrun(["network", "create", net]);
+    await tsrun(["network", "create", "--internal", "--subnet", "10.123.45.0/24", internal]);
+    const out = await tsrun(["run", "--rm", "--network", net, "busybox", "sh", "-c", `gw=$(ip route | awk '/default/ {print $3}'); wget -qO- http://$gw:${serverPort}/from-user-network`]);
+    expect(out.stdout).toBe("host says hi to /from-user-network\n");
+    const cut = await tsrun(["run", "--rm", "--network", internal, "--ip", "10.123.45.77", "busybox", "sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'; ip route | grep -c default || true"]);
+    expect(cut.stdout).toBe("10.123.45.77/24\n0\n");
+    await tsrun(["network", "rm", net, internal]);
+  });
+
+  it("network connect and disconnect, stopped and running", async () => {
+    const [n1, n2] = [unique("c1"), unique("c2")];
+    const [web, probe] = [unique("web"), unique("probe")];
+    await tsrun(["network", "create", n1]);
+    await tsrun(["network", "create", n2]);
+    await tsrun(["create", "--name", web, "busybox", "sh", "-c", "echo web > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]);
+    // Created on the private network; connected before it starts.
+    expect((await tsrun(["network", "connect", "--alias", "www", n1, web])).code).toBe(0);
+    expect((await tsrun(["start", web])).code).toBe(0);
+    await tsrun(["run", "-d", "--name", probe, "--network", n2, "busybox", "sleep", "600"]);
+    // Running on a user-defined network: connected at once, as eth1.
+    const c = await tsrun(["network", "connect", n1, probe]);
+    expect(c.code, c.stderr).toBe(0);
+    const r = await tsrun(["exec", probe, "sh", "-c", "ls /sys/class/net | grep eth | sort | tr '\\n' ' '; wget -qO- http://www/index.html"]);
+    expect(r.stdout).toBe("eth0 eth1 web\n");
+    expect((await tsrun(["network", "disconnect", n1, probe])).code).toBe(0);
+    expect((await tsrun(["exec", probe, "sh", "-c", "ls /sys/class/net | grep -c eth; grep -c www /etc/hosts || true"])).stdout).toBe("1\n0\n");
+    // A container running on the private network cannot be reached by the network holder.
+    const lone = unique("lone");
+    await tsrun(["run", "-d", "--name", lone, "busybox", "sleep", "600"]);
+    const refused = await tsrun(["network", "connect", n2, lone]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/stop it/);
+    await tsrun(["rm", "-f", web, probe, lone]);
+    await tsrun(["network", "rm", n1, n2]);
+  });
+
+  it("bad network flags are one-line errors", async () => {
+    const cases: [string[], RegExp][] = [
+      [["run", "--rm", "--network", unique("missing"), "busybox", "true"], /network .* not found/],
+      [["run", "--rm", "--network-alias", "x", "busybox", "true"], /--network-alias needs a user-defined network/],
+      [["run", "--rm", "--link", "x:y", "busybox", "true"], /--link needs a user-defined network/],
+      [["network", "create", "bridge"], /reserved/],
+      [["network", "create", "--subnet", "10.1.2.3", unique("bad")], /invalid subnet/],
+      [["network", "rm", "host"], /pre-defined network/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await tsrun(args);
+      expect(r.code, args.join(" ")).not.toBe(0);
+      expect(r.stderr, args.join(" ")).toMatch(message);
+      expect(r.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
+    }
+  });
+});
