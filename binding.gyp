@@ -26,6 +26,15 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "ldflags": ["-static-libstdc++", "-static-libgcc"]
+    },
+    {
+      "target_name": "tsrun-forward",
+      "type": "executable",
+      "sources": ["native/forward.cc"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "ldflags": ["-static-libstdc++", "-static-libgcc"]
     }
   ]
 }

@@ -188,7 +188,8 @@ void map_ids(pid_t pid) {
         std::string l;
         while (std::getline(ls, l))
           if (!l.empty() && l.find("syslog") == std::string::npos) last = l;
-        fail(args[0] + " failed: " + (last.empty() ? "exit " + std::to_string(WEXITSTATUS(status)) : last), 0);
+        std::string program = args[0].substr(args[0].rfind('/') + 1);
+        fail(program + ": " + (last.empty() ? "exit " + std::to_string(WEXITSTATUS(status)) : last), 0);
       }
     } else if (kind == "netns") {
       std::string verb, rest;

@@ -69,7 +69,7 @@ export default function setup(project: TestProject): void {
   if (isRoot) {
     user = ensureUser();
     const pkg = path.join(E2E_BASE, "pkg");
-    for (const part of ["bin", "dist", "build/Release/tsrun_native.node", "build/Release/tsrun-monitor", "build/Release/tsrun-netns", "package.json", "binding.gyp"]) {
+    for (const part of ["bin", "dist", "build/Release/tsrun_native.node", "build/Release/tsrun-monitor", "build/Release/tsrun-netns", "build/Release/tsrun-forward", "package.json", "binding.gyp"]) {
       cpSync(path.join(repo, part), path.join(pkg, part), { recursive: true, dereference: false });
     }
     execFileSync("chmod", ["-R", "a+rX", pkg]);

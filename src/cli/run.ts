@@ -99,14 +99,24 @@ export function addContainerOptions(cmd: Command): Command {
 }
 
 /**
- * Docker's "bridge" and Podman's "pasta" and "slirp4netns" name the same thing here: the
- * private network (through whichever helper is installed). Anything else names a network.
+ * --network MODE[:port_handler=tsrun|pasta]. Docker's "bridge" is the private network through
+ * whichever helper is installed (pasta first); Podman's "pasta" and "slirp4netns" are the
+ * private network through that helper. Anything else names a user-defined network.
  */
-function networkMode(mode: string): string {
-  if (mode === "bridge" || mode === "pasta" || mode === "slirp4netns" || mode === "default") return "private";
-  if (mode.startsWith("container:") || mode.startsWith("ns:")) throw new TsrunError(`--network ${mode} is not supported`);
-  if (mode === "") throw new TsrunError('invalid --network ""');
-  return mode;
+function networkMode(spec: string): Pick<CreateOptions, "network" | "networkHelper" | "portHandler"> {
+  if (spec.startsWith("container:") || spec.startsWith("ns:")) throw new TsrunError(`--network ${spec} is not supported`);
+  const colon = spec.indexOf(":");
+  const mode = colon < 0 ? spec : spec.slice(0, colon);
+  let portHandler: "tsrun" | "pasta" | undefined;
+  for (const opt of colon < 0 ? [] : spec.slice(colon + 1).split(",")) {
+    const m = /^port_handler=(tsrun|pasta)$/.exec(opt);
+    if (!m) throw new TsrunError(`invalid --network option "${opt}": expected port_handler=tsrun or port_handler=pasta`);
+    portHandler = m[1] as "tsrun" | "pasta";
+  }
+  if (mode === "") throw new TsrunError(`invalid --network "${spec}"`);
+  if (mode === "pasta" || mode === "slirp4netns") return { network: "private", networkHelper: mode, portHandler };
+  if (mode === "bridge" || mode === "default") return { network: "private", portHandler };
+  return { network: mode, portHandler };
 }
 
 export function createOptions(image: string, command: string[], o: CreateFlags): CreateOptions {
@@ -125,7 +135,7 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     autoRemove: o.rm,
     tty: o.tty,
     interactive: o.interactive,
-    network: networkMode(o.net ?? o.network),
+    ...networkMode(o.net ?? o.network),
     networkAliases: o.networkAlias,
     links: o.link,
     ip: o.ip,

@@ -9,6 +9,7 @@ import type { MountSpec } from "./volumes.js";
 import type { HealthConfig } from "../image/types.js";
 import type { PortMapping } from "../network/ports.js";
 import type { Endpoint } from "../network/networks.js";
+import type { OutboundHelper, PortHandler } from "../network/outbound.js";
 
 export type ContainerStatus = "created" | "running" | "exited";
 
@@ -64,8 +65,12 @@ export interface ContainerRecord {
     restartPolicy?: { name: "no" | "always" | "unless-stopped" | "on-failure"; maximumRetryCount: number };
     /** Published ports, host ports assigned. */
     portBindings?: PortMapping[];
-    /** resolv.conf points at pasta's DNS forwarder. */
+    /** resolv.conf points at the helper's DNS forwarder. */
     dnsForward?: boolean;
+    /** Outbound access (private and user-defined networks): pasta when unset (older records). */
+    networkHelper?: OutboundHelper;
+    /** Who forwards the published ports. */
+    portHandler?: PortHandler;
     /** User-defined networks the container is on, by network name (the first is eth0). */
     networks?: Record<string, Endpoint>;
   };

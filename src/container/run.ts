@@ -16,7 +16,8 @@ import type { LaunchPlan } from "../native.js";
 import { normaliseName } from "../image/reference.js";
 import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec } from "./volumes.js";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
-import { explainPastaFailure, hostGateway, networkHelper, pastaArgs, PASTA_DNS } from "../network/pasta.js";
+import { hostGateway } from "../network/pasta.js";
+import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, type OutboundHelper, type PortHandler } from "../network/outbound.js";
 import { clearRunFiles, isAlive, processStartTime, refreshState } from "./state.js";
 import { containerProcessPlan } from "./exec.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
@@ -47,6 +48,10 @@ export interface CreateOptions {
   networkAliases?: string[];
   links?: string[];
   ip?: string | undefined;
+  /** --network pasta or slirp4netns: this helper for outbound access, not the first installed. */
+  networkHelper?: OutboundHelper | undefined;
+  /** Who forwards published ports (default DEFAULT_PORT_HANDLER). */
+  portHandler?: PortHandler | undefined;
   labels?: Record<string, string>;
   /** -v specs, --mount specs, --tmpfs specs, --volumes-from containers. */
   volumes?: string[];
@@ -84,6 +89,9 @@ function mergeHealth(image: HealthConfig | undefined, flags: CreateOptions["heal
   }
   return hc.Test ? hc : undefined;
 }
+
+/** Chosen by measurement (bench/network.sh, bench/RESULTS.md). */
+export const DEFAULT_PORT_HANDLER: PortHandler = "tsrun";
 
 export class Containers {
   readonly records: ContainerStore;
@@ -194,7 +202,8 @@ export class Containers {
     if (!userNetwork && (opts.links ?? []).length > 0) throw new TsrunError("--link needs a user-defined network that both containers are on (--network NAME)");
     if (!userNetwork && opts.ip) throw new TsrunError("--ip needs a user-defined network (--network NAME)");
     const outbound = network === "private" || (userNetwork !== undefined && !userNetwork.Internal);
-    if (outbound) networkHelper();
+    const helper = outbound ? outboundHelper(opts.networkHelper).kind : undefined;
+    if (opts.portHandler === "pasta" && helper !== "pasta") throw new TsrunError("port_handler=pasta needs pasta as the network helper");
     const requested = (opts.publish ?? []).flatMap(parsePortSpec);
     if (opts.publishAll) {
       for (const key of Object.keys(c.ExposedPorts ?? {})) {
@@ -250,6 +259,7 @@ export class Containers {
         restartPolicy: parseRestart(opts.restart),
         portBindings: ports,
         dnsForward: false,
+        ...(helper ? { networkHelper: helper, portHandler: opts.portHandler ?? DEFAULT_PORT_HANDLER } : {}),
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
     };
@@ -264,8 +274,8 @@ export class Containers {
       const resolv = resolvConf(readOr("/etc/resolv.conf", ""), network, opts.dns ?? []);
       // No resolver reachable from the namespace (only loopback ones on the host): pasta answers
       // at its DNS address and forwards to the host's resolver.
-      record.hostConfig.dnsForward = outbound && !/^\s*nameserver\s/m.test(resolv);
-      writeFileSync(path.join(dir, "resolv.conf"), record.hostConfig.dnsForward ? `${resolv}nameserver ${PASTA_DNS}\n` : resolv);
+      record.hostConfig.dnsForward = helper !== undefined && !/^\s*nameserver\s/m.test(resolv);
+      writeFileSync(path.join(dir, "resolv.conf"), helper && record.hostConfig.dnsForward ? `${resolv}nameserver ${forwardedDns(helper)}\n` : resolv);
       const writeHosts = (ip?: string): void =>
         writeFileSync(path.join(dir, "hosts"), hostsFile(hostname, ip) + extraHosts.map((l) => `${l}\n`).join(""));
       if (userNetwork) {
@@ -380,44 +390,56 @@ export class Containers {
   }
 
   /**
-   * pasta's command line for a container with outbound access (the child's pid goes first). On
-   * user-defined networks eth0 is the network's: pasta's interface is tap0, and the default route.
+   * The helper commands of a container with outbound access or published ports (the child's pid
+   * goes after each program). On user-defined networks eth0 is the network's: pasta's interface
+   * is tap0, with the default route.
    */
-  private networkCommand(record: ContainerRecord): string[] | undefined {
-    const mode = record.hostConfig.networkMode;
-    const userNetworks = Object.keys(record.hostConfig.networks ?? {}).length > 0;
-    if (mode !== "private" && !(userNetworks && this.networking.outbound(record))) return undefined;
-    const pidFile = path.join(this.records.containerDir(record.id), "pasta.pid");
-    return [networkHelper(), ...pastaArgs(record.hostConfig.portBindings ?? [], pidFile, record.hostConfig.dnsForward ?? false, userNetworks ? "tap0" : undefined)];
+  private networkCommands(record: ContainerRecord): string[][] {
+    const h = record.hostConfig;
+    const userNetworks = Object.keys(h.networks ?? {}).length > 0;
+    if (h.networkMode !== "private" && !(userNetworks && this.networking.outbound(record))) return [];
+    return helperCommands({
+      helper: h.networkHelper ?? "pasta",
+      ports: h.portBindings ?? [],
+      portHandler: h.portHandler ?? "pasta",
+      dnsForward: h.dnsForward ?? false,
+      dir: this.records.containerDir(record.id),
+      ifname: userNetworks ? "tap0" : undefined,
+    });
   }
 
   /** Connects a waiting child's network namespace (foreground runs; the monitor does its own). */
   private startNetwork(record: ContainerRecord, pid: number): void {
-    const cmd = this.networkCommand(record);
-    if (!cmd) return;
-    const [result] = native().runTools([[cmd[0] as string, String(pid), ...cmd.slice(1)]]);
-    if (!result || result.error) throw new TsrunError(result?.error ?? "pasta did not run");
-    if (result.code !== 0) throw new TsrunError(explainPastaFailure(result.stderr, record.hostConfig.portBindings ?? []));
+    const cmds = this.networkCommands(record).map(([program, ...args]) => [program as string, String(pid), ...args]);
+    if (cmds.length === 0) return;
+    const results = native().runTools(cmds);
+    results.forEach((r, i) => {
+      const program = cmds[i]?.[0] as string;
+      if (r.error) throw new TsrunError(r.error);
+      if (r.code !== 0 || r.signal !== 0) throw new TsrunError(explainHelperFailure(program, r.stderr));
+    });
   }
 
-  /** Stops the network helper of a foreground run once the container has exited. */
+  /** Stops the network helpers of a foreground run once the container has exited. */
   stopNetwork(record: ContainerRecord): void {
     closeHolder(this.holds.get(record.id));
     this.holds.delete(record.id);
-    const file = path.join(this.records.containerDir(record.id), "pasta.pid");
-    try {
-      const pid = Number(readFileSync(file, "utf8").trim());
-      if (pid > 1) {
-        process.kill(pid, "SIGTERM");
-        // With published ports, a bounded wait until it is gone, so they are free when we return.
-        const waitFor = (record.hostConfig.portBindings ?? []).length > 0;
-        const deadline = Date.now() + 1000;
-        while (waitFor && Date.now() < deadline && isAlive(pid, 0)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    for (const name of ["pasta.pid", "forward.pid"]) {
+      const file = path.join(this.records.containerDir(record.id), name);
+      try {
+        const pid = Number(readFileSync(file, "utf8").trim());
+        if (pid > 1) {
+          process.kill(pid, "SIGTERM");
+          // With published ports, a bounded wait until it is gone, so they are free when we return.
+          const waitFor = (record.hostConfig.portBindings ?? []).length > 0;
+          const deadline = Date.now() + 1000;
+          while (waitFor && Date.now() < deadline && isAlive(pid, 0)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+        }
+      } catch {
+        // Never started, or gone already.
       }
-    } catch {
-      // Never started, or gone already.
+      rmSync(file, { force: true });
     }
-    rmSync(file, { force: true });
   }
 
   /**
@@ -441,12 +463,11 @@ export class Containers {
   private async spawnMonitor(record: ContainerRecord, plan: LaunchPlan, conn: HolderConnection | undefined, pairs: ReturnType<ContainerNetworks["networksOf"]>): Promise<ContainerRecord> {
     const dir = this.records.containerDir(record.id);
     writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
-    const net = this.networkCommand(record);
     // A nested user namespace gets its id maps from the launcher itself.
     const prestart = [
       conn ? "" : idMapFile(idMapSteps()),
       ...ContainerNetworks.attachRequests(pairs).map((r) => `netns ${r}\n`),
-      net ? `tool ${net.join(" ")}\n` : "",
+      ...this.networkCommands(record).map((cmd) => `tool ${cmd.join(" ")}\n`),
     ];
     writeFileSync(path.join(dir, "prestart"), prestart.join(""));
     clearRunFiles(dir);

@@ -7,7 +7,9 @@ import { createServer as createTcpServer } from "node:net";
 import { createSocket } from "node:dgram";
 import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
-import { importBusybox, tsrun } from "./helpers.js";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { importBusybox, scratchDir, tsrun } from "./helpers.js";
 
 const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -68,6 +70,19 @@ describe("network modes", () => {
   });
 });
 
+describe("slirp4netns", () => {
+  it("--network slirp4netns: outbound to the host's loopback at the gateway, -p through tsrun-forward", async () => {
+    const out = await tsrun(["run", "--rm", "--network", "slirp4netns", "busybox", "sh", "-c", `ip route | awk '/default/ {print $3}'; wget -qO- http://10.0.2.2:${serverPort}/via-slirp`]);
+    expect(out.stdout).toBe("10.0.2.2\nhost says hi to /via-slirp\n");
+    const name = unique("slirp");
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const r = await tsrun(["run", "-d", "--name", name, "--network", "slirp4netns", "-p", `127.0.0.1:${hostPort}:80`, "busybox", "sh", "-c", "echo slirp-web > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]);
+    expect(r.code, r.stderr).toBe(0);
+    await until(async () => (await httpGet(hostPort, "/index.html").catch(() => "")) === "slirp-web\n");
+    await tsrun(["rm", "-f", name]);
+  });
+});
+
 describe("published ports", () => {
   it("-p forwards TCP to a detached container; port and ps show it; the port is freed when it stops", async () => {
     const name = unique("web");
@@ -94,26 +109,53 @@ describe("published ports", () => {
     await tsrun(["rm", name]);
   });
 
-  it("-p forwards UDP both ways (to the host's own address: see README on loopback)", async () => {
-    const hostIp = Object.values(networkInterfaces())
-      .flat()
-      .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
-    if (!hostIp) return; // a host with only loopback has no address to test the tap path with
-    const name = unique("udp");
-    const hostPort = 20000 + Math.floor(Math.random() * 20000);
-    // The host's python3 runs in the container through read-only binds of /usr and /lib:
-    // busybox-static has no UDP server applet.
-    const server = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5000))\nwhile True:\n d,a=s.recvfrom(100)\n s.sendto(b'echo:'+d,a)\n";
-    const r = await tsrun(["run", "-d", "--name", name, "-p", `${hostPort}:5000/udp`, "-v", "/usr:/usr:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "busybox", "/usr/bin/python3", "-c", server]);
-    expect(r.code).toBe(0);
+  // The host's python3 runs in the container through read-only binds of /usr and /lib:
+  // busybox-static has no UDP server applet.
+  const udpEcho = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5000))\nwhile True:\n d,a=s.recvfrom(100)\n s.sendto(b'echo:'+d,a)\n";
+  const hostBinds = ["-v", "/usr:/usr:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro"];
+
+  async function udpRoundTrip(port: number, address: string): Promise<string> {
     const sock = createSocket("udp4");
     const reply = new Promise<string>((resolve) => sock.once("message", (m) => resolve(m.toString())));
-    const sender = setInterval(() => sock.send("datagram", hostPort, hostIp), 200);
+    const sender = setInterval(() => sock.send("datagram", port, address), 200);
     const got = await Promise.race([reply, sleep(10_000).then(() => "timeout")]);
     clearInterval(sender);
     sock.close();
-    expect(got).toBe("echo:datagram");
+    return got;
+  }
+
+  it("-p forwards UDP both ways, to loopback and to the host's own address", async () => {
+    const name = unique("udp");
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const r = await tsrun(["run", "-d", "--name", name, "-p", `${hostPort}:5000/udp`, ...hostBinds, "busybox", "/usr/bin/python3", "-c", udpEcho]);
+    expect(r.code).toBe(0);
+    expect(await udpRoundTrip(hostPort, "127.0.0.1")).toBe("echo:datagram");
+    const hostIp = Object.values(networkInterfaces())
+      .flat()
+      .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
+    if (hostIp) expect(await udpRoundTrip(hostPort, hostIp)).toBe("echo:datagram");
     await tsrun(["rm", "-f", name]);
+  });
+
+  it("port_handler=pasta forwards TCP through pasta instead of tsrun-forward", async () => {
+    const name = unique("pasta-ports");
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const r = await tsrun(["run", "-d", "--name", name, "--network", "private:port_handler=pasta", "-p", `127.0.0.1:${hostPort}:80`, "busybox", "sh", "-c", "echo via-pasta > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]);
+    expect(r.code, r.stderr).toBe(0);
+    await until(async () => (await httpGet(hostPort, "/index.html").catch(() => "")) === "via-pasta\n");
+    await tsrun(["rm", "-f", name]);
+    const bad = await tsrun(["run", "--rm", "--network", "private:port_handler=nope", "busybox", "true"]);
+    expect(bad.stderr).toMatch(/invalid --network option/);
+  });
+
+  it("a foreground run publishes its port for its lifetime only", async () => {
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const dir = scratchDir("fg");
+    const run = tsrun(["run", "--rm", "-v", `${dir}:/x`, "-p", `127.0.0.1:${hostPort}:80`, "busybox", "sh", "-c", "echo fg > /tmp/index.html; httpd -p 80 -h /tmp; until [ -e /x/stop ]; do sleep 0.1; done"]);
+    await until(async () => (await httpGet(hostPort, "/index.html").catch(() => "")) === "fg\n");
+    writeFileSync(path.join(dir, "stop"), "");
+    expect((await run).code).toBe(0);
+    await expect(httpGet(hostPort, "/index.html")).rejects.toThrow();
   });
 
   it("-P publishes every EXPOSEd port on a free host port", async () => {
@@ -180,6 +222,18 @@ describe("user-defined networks", () => {
     const cut = await tsrun(["run", "--rm", "--network", internal, "--ip", "10.123.45.77", "busybox", "sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'; ip route | grep -c default || true"]);
     expect(cut.stdout).toBe("10.123.45.77/24\n0\n");
     await tsrun(["network", "rm", net, internal]);
+  });
+
+  it("-p to a container on a user-defined network", async () => {
+    const net = unique("pub");
+    const name = unique("pubweb");
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    await tsrun(["network", "create", net]);
+    const r = await tsrun(["run", "-d", "--name", name, "--network", net, "-p", `127.0.0.1:${hostPort}:80`, "busybox", "sh", "-c", "echo on-net > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]);
+    expect(r.code, r.stderr).toBe(0);
+    await until(async () => (await httpGet(hostPort, "/index.html").catch(() => "")) === "on-net\n");
+    await tsrun(["rm", "-f", name]);
+    await tsrun(["network", "rm", net]);
   });
 
   it("network connect and disconnect, stopped and running", async () => {

@@ -1,0 +1,482 @@
+// tsrun-forward: publishes a container's ports (-p) on the host, and optionally runs
+// slirp4netns for its outbound access when pasta is not installed.
+//
+// Usage: tsrun-forward PID --pid-file FILE [--slirp4netns PATH] [-t SPEC]... [-u SPEC]...
+//   SPEC: [HOST_IP/]HOST_PORT:CONTAINER_PORT (TCP with -t, UDP with -u)
+//
+// It binds every host port first, in the host's network namespace, so a taken port fails the
+// start with one line on stderr (exit 1). Then it joins the container's user namespace and
+// network namespace (setns: user first, which gives it the capabilities to join the other):
+// sockets opened from then on live in the container's namespace, while the listeners it
+// already holds stay on the host. Each accepted connection gets a socket connected to
+// 127.0.0.1:CONTAINER_PORT inside the container, and data moves between the two with
+// splice(2) through a pipe, without passing through user space. UDP datagrams are relayed per
+// client address, each client with its own socket in the container. No process is forked per
+// connection. The forwarder forks into the background once set up (its pid goes to FILE) and
+// exits when the container's init does (a pidfd) or on SIGTERM.
+//
+// The server in the container sees connections from 127.0.0.1 (the source address of the
+// host's client is not preserved). The forwarder is not dumpable and lives outside the
+// container's pid namespace, so nothing in the container can reach it.
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+const int kPipeSize = 1 << 20;
+const long long kUdpIdleMs = 180000;  // as Docker's userland proxy keeps UDP flows
+
+struct Mapping {
+  bool udp = false;
+  std::string host_ip;  // empty: all IPv4 addresses
+  int host_port = 0, container_port = 0;
+  int fd = -1;
+};
+
+// What an epoll event belongs to.
+struct Tag {
+  enum Kind { Listener, Host, Container, UdpFlow, Pidfd } kind;
+  void* object;
+};
+
+struct Conn {
+  int host = -1, ctr = -1;
+  int to_ctr[2] = {-1, -1}, to_host[2] = {-1, -1};
+  size_t in_to_ctr = 0, in_to_host = 0;
+  bool host_eof = false, ctr_eof = false;
+  bool host_shut = false, ctr_shut = false;
+  bool connecting = true;
+  bool dead = false;  // closed; freed after the current batch of events
+  Tag host_tag{Tag::Host, nullptr}, ctr_tag{Tag::Container, nullptr};
+};
+
+struct Flow {
+  Mapping* mapping;
+  sockaddr_storage client;
+  socklen_t client_len;
+  int ctr;
+  long long last;
+  Tag tag{Tag::UdpFlow, nullptr};
+};
+
+int g_epoll = -1;
+std::map<std::string, Flow*> g_flows;
+std::vector<Conn*> g_closed;
+
+long long now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<long long>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+[[noreturn]] void die(const std::string& message) {
+  fprintf(stderr, "%s\n", message.c_str());
+  exit(1);
+}
+
+bool parse_spec(const char* text, bool udp, Mapping& m) {
+  std::string s = text;
+  m.udp = udp;
+  size_t slash = s.rfind('/');
+  if (slash != std::string::npos) {
+    m.host_ip = s.substr(0, slash);
+    s = s.substr(slash + 1);
+  }
+  if (sscanf(s.c_str(), "%d:%d", &m.host_port, &m.container_port) != 2) return false;
+  return m.host_port > 0 && m.host_port < 65536 && m.container_port > 0 && m.container_port < 65536;
+}
+
+std::string describe(const Mapping& m) {
+  std::string ip = m.host_ip.empty() ? "0.0.0.0" : m.host_ip;
+  if (ip.find(':') != std::string::npos) ip = "[" + ip + "]";
+  return ip + ":" + std::to_string(m.host_port) + "/" + (m.udp ? "udp" : "tcp");
+}
+
+void bind_host(Mapping& m) {
+  bool v6 = m.host_ip.find(':') != std::string::npos;
+  sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t len;
+  if (v6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<uint16_t>(m.host_port));
+    if (inet_pton(AF_INET6, m.host_ip.c_str(), &a->sin6_addr) != 1) die("invalid host address " + m.host_ip);
+    len = sizeof *a;
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<uint16_t>(m.host_port));
+    if (m.host_ip.empty()) a->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (inet_pton(AF_INET, m.host_ip.c_str(), &a->sin_addr) != 1) die("invalid host address " + m.host_ip);
+    len = sizeof *a;
+  }
+  m.fd = socket(v6 ? AF_INET6 : AF_INET, (m.udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (m.fd < 0) die(std::string("socket: ") + strerror(errno));
+  int one = 1;
+  if (!m.udp) setsockopt(m.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (v6) setsockopt(m.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(m.fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    if (errno == EADDRINUSE) die("cannot publish port " + describe(m) + ": the host port is already in use");
+    if (errno == EADDRNOTAVAIL) die("cannot publish port " + describe(m) + ": the host has no address " + m.host_ip);
+    if (errno == EACCES) die("cannot publish port " + describe(m) + ": ports below 1024 need root (or a lower net.ipv4.ip_unprivileged_port_start)");
+    die("cannot publish port " + describe(m) + ": " + strerror(errno));
+  }
+  if (!m.udp && listen(m.fd, 4096) != 0) die("listen on " + describe(m) + ": " + strerror(errno));
+}
+
+void watch(int fd, uint32_t events, Tag* tag) {
+  epoll_event ev;
+  ev.events = events;
+  ev.data.ptr = tag;
+  epoll_ctl(g_epoll, EPOLL_CTL_ADD, fd, &ev);
+}
+
+// A socket in the container's namespace (the process has joined it), connecting to port on
+// its loopback.
+int container_socket(int type, int port) {
+  int fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void close_conn(Conn* c, bool reset) {
+  for (int fd : {c->host, c->ctr}) {
+    if (fd < 0) continue;
+    if (reset) {
+      // The peer of a failed side learns it as a reset, as it would without the forwarder.
+      linger l = {1, 0};
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    close(fd);
+  }
+  for (int fd : {c->to_ctr[0], c->to_ctr[1], c->to_host[0], c->to_host[1]})
+    if (fd >= 0) close(fd);
+  // Events for its other socket may follow in this batch: free it afterwards.
+  c->dead = true;
+  g_closed.push_back(c);
+}
+
+// Moves what it can from src through the pipe to dst. Returns false on a connection error.
+bool pump(int src, int dst, int pipe_fds[2], size_t& in_pipe, bool& src_eof, bool& dst_shut, bool& progress) {
+  for (;;) {
+    bool moved = false;
+    if (!src_eof && in_pipe < static_cast<size_t>(kPipeSize)) {
+      ssize_t n = splice(src, nullptr, pipe_fds[1], nullptr, kPipeSize - in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        in_pipe += static_cast<size_t>(n);
+        moved = true;
+      } else if (n == 0) {
+        src_eof = true;
+        moved = true;
+      } else if (errno != EAGAIN && errno != EINTR) {
+        return false;
+      }
+    }
+    if (in_pipe > 0) {
+      ssize_t n = splice(pipe_fds[0], nullptr, dst, nullptr, in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        in_pipe -= static_cast<size_t>(n);
+        moved = true;
+      } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        return false;
+      }
+    }
+    if (!moved) break;
+    progress = true;
+  }
+  if (src_eof && in_pipe == 0 && !dst_shut) {
+    shutdown(dst, SHUT_WR);
+    dst_shut = true;
+  }
+  return true;
+}
+
+void serve(Conn* c) {
+  if (c->dead) return;
+  if (c->connecting) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c->ctr, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err == EINPROGRESS || err == EALREADY) return;
+    if (err != 0) {
+      close_conn(c, true);  // nothing listens in the container
+      return;
+    }
+    // Connected once the socket is writable with no error.
+    pollfd p = {c->ctr, POLLOUT, 0};
+    if (poll(&p, 1, 0) != 1) return;
+    c->connecting = false;
+  }
+  bool progress = false;
+  if (!pump(c->host, c->ctr, c->to_ctr, c->in_to_ctr, c->host_eof, c->ctr_shut, progress) ||
+      !pump(c->ctr, c->host, c->to_host, c->in_to_host, c->ctr_eof, c->host_shut, progress)) {
+    close_conn(c, true);
+    return;
+  }
+  if (c->host_shut && c->ctr_shut) close_conn(c, false);
+}
+
+void accept_tcp(Mapping* m) {
+  for (;;) {
+    int host = accept4(m->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (host < 0) return;  // EAGAIN, or an aborted connection
+    Conn* c = new Conn;
+    c->host = host;
+    c->ctr = container_socket(SOCK_STREAM, m->container_port);
+    if (c->ctr < 0 || pipe2(c->to_ctr, O_NONBLOCK | O_CLOEXEC) != 0 || pipe2(c->to_host, O_NONBLOCK | O_CLOEXEC) != 0) {
+      close_conn(c, true);
+      continue;
+    }
+    fcntl(c->to_ctr[1], F_SETPIPE_SZ, kPipeSize);
+    fcntl(c->to_host[1], F_SETPIPE_SZ, kPipeSize);
+    int one = 1;
+    setsockopt(host, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(c->ctr, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->host_tag.object = c;
+    c->ctr_tag.object = c;
+    watch(host, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->host_tag);
+    watch(c->ctr, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->ctr_tag);
+  }
+}
+
+std::string flow_key(const Mapping* m, const sockaddr_storage& a, socklen_t len) {
+  return std::to_string(reinterpret_cast<uintptr_t>(m)) + ":" + std::string(reinterpret_cast<const char*>(&a), len);
+}
+
+void close_flow(Flow* f) {
+  g_flows.erase(flow_key(f->mapping, f->client, f->client_len));
+  close(f->ctr);
+  delete f;
+}
+
+void relay_udp_in(Mapping* m) {
+  static char buf[65536];
+  for (;;) {
+    sockaddr_storage from;
+    socklen_t len = sizeof from;
+    ssize_t n = recvfrom(m->fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+    if (n < 0) return;
+    std::string key = flow_key(m, from, len);
+    auto it = g_flows.find(key);
+    Flow* f;
+    if (it == g_flows.end()) {
+      int ctr = container_socket(SOCK_DGRAM, m->container_port);
+      if (ctr < 0) continue;
+      f = new Flow{m, from, len, ctr, 0};
+      f->tag.object = f;
+      g_flows[key] = f;
+      watch(ctr, EPOLLIN, &f->tag);
+    } else {
+      f = it->second;
+    }
+    f->last = now_ms();
+    send(f->ctr, buf, static_cast<size_t>(n), 0);
+  }
+}
+
+void relay_udp_out(Flow* f) {
+  static char buf[65536];
+  for (;;) {
+    ssize_t n = recv(f->ctr, buf, sizeof buf, 0);
+    if (n < 0) return;
+    f->last = now_ms();
+    sendto(f->mapping->fd, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&f->client), f->client_len);
+  }
+}
+
+// slirp4netns for the container's outbound access: a child that exits when we do (its exit
+// fd is a pipe we hold), configured once it writes to its ready fd.
+void start_slirp(const std::string& path, const std::string& pid, int& exit_write) {
+  int ready[2], exit_pipe[2];
+  if (pipe(ready) != 0 || pipe(exit_pipe) != 0) die(std::string("pipe: ") + strerror(errno));
+  fcntl(ready[0], F_SETFD, FD_CLOEXEC);
+  fcntl(exit_pipe[1], F_SETFD, FD_CLOEXEC);
+  std::vector<std::string> args = {path,
+                                   "--configure",
+                                   "--mtu=65520",
+                                   "--ready-fd=" + std::to_string(ready[1]),
+                                   "--exit-fd=" + std::to_string(exit_pipe[0]),
+                                   "--userns-path=/proc/" + pid + "/ns/user",
+                                   pid,
+                                   "tap0"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(&a[0]);
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+  pid_t child;
+  int rc = posix_spawn(&child, path.c_str(), &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(ready[1]);
+  close(exit_pipe[0]);
+  if (rc != 0) die("run " + path + ": " + strerror(rc));
+  char byte;
+  pollfd p = {ready[0], POLLIN, 0};
+  if (poll(&p, 1, 10000) != 1 || read(ready[0], &byte, 1) != 1) {
+    int status = 0;
+    waitpid(child, &status, WNOHANG);
+    die("slirp4netns failed to configure the container's network");
+  }
+  close(ready[0]);
+  exit_write = exit_pipe[1];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    fprintf(stderr, "usage: tsrun-forward PID --pid-file FILE [--slirp4netns PATH] [-t SPEC]... [-u SPEC]...\n");
+    return 2;
+  }
+  std::string pid = argv[1], pid_file, slirp;
+  std::vector<Mapping> maps;
+  for (int i = 2; i < argc; i++) {
+    std::string a = argv[i];
+    if (i + 1 >= argc) die("tsrun-forward: " + a + " needs a value");
+    const char* v = argv[++i];
+    if (a == "--pid-file") {
+      pid_file = v;
+    } else if (a == "--slirp4netns") {
+      slirp = v;
+    } else if (a == "-t" || a == "-u") {
+      Mapping m;
+      if (!parse_spec(v, a == "-u", m)) die(std::string("tsrun-forward: bad port spec ") + v);
+      maps.push_back(m);
+    } else {
+      die("tsrun-forward: unknown option " + a);
+    }
+  }
+  if (pid_file.empty()) die("tsrun-forward: --pid-file is required");
+  signal(SIGPIPE, SIG_IGN);
+  rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  for (auto& m : maps) bind_host(m);
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, atoi(pid.c_str()), 0));
+  if (pidfd < 0) die("the container's process is gone: " + std::string(strerror(errno)));
+  int slirp_exit = -1;
+  if (!slirp.empty()) start_slirp(slirp, pid, slirp_exit);
+
+  // Nothing in the container may ptrace us or open our /proc files (we hold host sockets).
+  prctl(PR_SET_DUMPABLE, 0);
+  std::string ns = "/proc/" + pid + "/ns/";
+  int userns = open((ns + "user").c_str(), O_RDONLY | O_CLOEXEC);
+  int netns = open((ns + "net").c_str(), O_RDONLY | O_CLOEXEC);
+  if (userns < 0 || netns < 0) die("open the container's namespaces: " + std::string(strerror(errno)));
+  if (setns(userns, CLONE_NEWUSER) != 0) die("join the container's user namespace: " + std::string(strerror(errno)));
+  if (setns(netns, CLONE_NEWNET) != 0) die("join the container's network namespace: " + std::string(strerror(errno)));
+  close(userns);
+  close(netns);
+
+  pid_t child = fork();
+  if (child < 0) die(std::string("fork: ") + strerror(errno));
+  if (child > 0) {
+    std::string tmp = pid_file + ".tmp";
+    FILE* f = fopen(tmp.c_str(), "w");
+    if (!f || fprintf(f, "%d\n", child) < 0 || fclose(f) != 0 || rename(tmp.c_str(), pid_file.c_str()) != 0) {
+      kill(child, SIGKILL);
+      die("write " + pid_file + ": " + strerror(errno));
+    }
+    _exit(0);
+  }
+  setsid();
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull >= 0) {
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    close(devnull);
+  }
+
+  g_epoll = epoll_create1(EPOLL_CLOEXEC);
+  Tag pid_tag{Tag::Pidfd, nullptr};
+  watch(pidfd, EPOLLIN, &pid_tag);
+  std::vector<Tag> listener_tags(maps.size());
+  for (size_t i = 0; i < maps.size(); i++) {
+    listener_tags[i] = Tag{Tag::Listener, &maps[i]};
+    watch(maps[i].fd, EPOLLIN, &listener_tags[i]);
+  }
+  epoll_event events[256];
+  long long next_sweep = now_ms() + kUdpIdleMs / 4;
+  for (;;) {
+    int n = epoll_wait(g_epoll, events, 256, g_flows.empty() ? -1 : static_cast<int>(kUdpIdleMs / 4));
+    if (n < 0 && errno != EINTR) return 1;
+    for (int i = 0; i < n; i++) {
+      Tag* t = static_cast<Tag*>(events[i].data.ptr);
+      switch (t->kind) {
+        case Tag::Pidfd:
+          return 0;  // the container is gone; slirp4netns follows when our exit pipe closes
+        case Tag::Listener: {
+          Mapping* m = static_cast<Mapping*>(t->object);
+          if (m->udp) relay_udp_in(m);
+          else accept_tcp(m);
+          break;
+        }
+        case Tag::Host:
+        case Tag::Container:
+          serve(static_cast<Conn*>(t->object));
+          break;
+        case Tag::UdpFlow:
+          relay_udp_out(static_cast<Flow*>(t->object));
+          break;
+      }
+    }
+    for (Conn* c : g_closed) delete c;
+    g_closed.clear();
+    long long now = now_ms();
+    if (now >= next_sweep) {
+      next_sweep = now + kUdpIdleMs / 4;
+      std::vector<Flow*> idle;
+      for (auto& [key, f] : g_flows)
+        if (now - f->last > kUdpIdleMs) idle.push_back(f);
+      for (Flow* f : idle) close_flow(f);
+    }
+  }
+}
