@@ -245,6 +245,7 @@ export class ContainerNetworks {
 
   /** The network records of a container's endpoints; a network removed since is an error. */
   networksOf(record: ContainerRecord): [NetworkRecord, Endpoint][] {
+    if (Object.keys(record.hostConfig.networks ?? {}).length === 0) return [];
     const all = this.networks.list();
     return Object.entries(record.hostConfig.networks ?? {}).map(([name, e]) => {
       const n = all.find((x) => x.Id === e.networkId);

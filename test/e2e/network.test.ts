@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { importBusybox, scratchDir, tsrun } from "./helpers.js";
+import { importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
 
 const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -222,6 +222,23 @@ describe("user-defined networks", () => {
     const cut = await tsrun(["run", "--rm", "--network", internal, "--ip", "10.123.45.77", "busybox", "sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'; ip route | grep -c default || true"]);
     expect(cut.stdout).toBe("10.123.45.77/24\n0\n");
     await tsrun(["network", "rm", net, internal]);
+  });
+
+  it("cp, commit and file owners work for a container on a user-defined network", async () => {
+    const net = unique("own");
+    const name = unique("owner");
+    const image = unique("ownimg");
+    await tsrun(["network", "create", net]);
+    const r = await tsrun(["run", "-d", "--name", name, "--network", net, "busybox", "sh", "-c", "echo data > /f; chown 123:45 /f; sleep 600"]);
+    expect(r.code, r.stderr).toBe(0);
+    await until(async () => (await tsrun(["exec", name, "stat", "-c", "%u:%g", "/f"])).stdout === "123:45\n");
+    const listing = await shAsUser(`"$TSRUN" cp ${name}:/f - | tar -tvf - --numeric-owner`);
+    expect(listing.stdout).toMatch(/^-\S+ 123\/45 /);
+    expect((await tsrun(["commit", name, image])).code).toBe(0);
+    expect((await tsrun(["run", "--rm", image, "stat", "-c", "%u:%g", "/f"])).stdout).toBe("123:45\n");
+    await tsrun(["rm", "-f", name]);
+    await tsrun(["rmi", image]);
+    await tsrun(["network", "rm", net]);
   });
 
   it("-p to a container on a user-defined network", async () => {
