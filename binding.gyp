@@ -30,7 +30,7 @@
     {
       "target_name": "tsrun-forward",
       "type": "executable",
-      "sources": ["native/forward.cc"],
+      "sources": ["native/forward.cc", "native/spawn.cc"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],

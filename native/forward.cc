@@ -26,7 +26,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +42,7 @@
 #include <string>
 #include <vector>
 
-extern char** environ;
+#include "spawn.h"
 
 namespace {
 
@@ -336,22 +335,12 @@ void start_slirp(const std::string& path, const std::string& pid, int& exit_writ
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(&a[0]);
   argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+  // Its stderr must not be the pipe tsrun reads ours from: tsrun closes it once we exit, and
+  // a later message would kill slirp4netns with SIGPIPE.
+  int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
   pid_t child;
-  int rc = posix_spawn(&child, path.c_str(), &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  int rc = tsrun::spawn_tool(child, argv.data(), devnull);
+  if (devnull >= 0) close(devnull);
   close(ready[1]);
   close(exit_pipe[0]);
   if (rc != 0) die("run " + path + ": " + strerror(rc));
@@ -392,6 +381,9 @@ int main(int argc, char** argv) {
     }
   }
   if (pid_file.empty()) die("tsrun-forward: --pid-file is required");
+  // Our own session (and slirp4netns's): a Ctrl-C meant for a foreground run's container must
+  // not reach its network helpers.
+  setsid();
   signal(SIGPIPE, SIG_IGN);
   rlimit nofile;
   if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
@@ -426,7 +418,6 @@ int main(int argc, char** argv) {
     }
     _exit(0);
   }
-  setsid();
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull >= 0) {
     dup2(devnull, 0);
