@@ -12,7 +12,6 @@
 //              request to the network holder on fd 4, the pid inserted after VERB)
 //   pasta.pid, forward.pid  written by the network helpers (pasta, tsrun-forward); the monitor
 //              stops them when the run ends
-// fd 4, when open: the connection to tsrun-netns (user-defined networks), kept while we live.
 //   ctr.log    the log, appended: {"log":"...","stream":"stdout","time":"..."}
 //   exit       written atomically when the container ends: "CODE FINISHED_AT\n"
 //   restart    optional: "POLICY MAX" (no|always|unless-stopped|on-failure, MAX for on-failure)
@@ -24,6 +23,8 @@
 //   health.json the health state, as Docker's State.Health
 //   autoremove optional: a command line (one argument a line) exec'd after the exit is recorded
 // The ready pipe gets "ok PID\n" once the command runs, or "err KIND ERRNO STEP\n".
+// fd 4, when open: the connection to tsrun-netns (user-defined networks), kept while we live,
+// so that the holder of the container's networks outlives every restart.
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>

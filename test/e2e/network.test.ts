@@ -200,6 +200,7 @@ describe("user-defined networks", () => {
     expect(r.stdout).toMatch(/^hi-from-a\nhi-from-a\nhi-from-a\n10\.\d+\.\d+\.\d+\/24\n$/);
     // a learnt b's name when b joined (its hosts file was rewritten in place).
     expect((await tsrun(["exec", a, "sh", "-c", `grep -c ${b} /etc/hosts`])).stdout).toBe("1\n");
+    expect((await tsrun(["ps", "-q", "--filter", `network=${net}`])).stdout.trim().split("\n")).toHaveLength(2);
     const inspect = JSON.parse((await tsrun(["network", "inspect", net])).stdout) as { Containers: Record<string, { Name: string }> }[];
     expect(Object.values(inspect[0]?.Containers ?? {}).map((c) => c.Name).sort()).toEqual([a, b].sort());
     const refused = await tsrun(["network", "rm", net]);
