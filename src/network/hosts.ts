@@ -3,7 +3,7 @@
 // /etc/hosts (getaddrinfo, ping, wget, curl...), not through DNS queries (nslookup, dig).
 // The file is bind-mounted into the container, so it is rewritten in place (same inode): a
 // new file renamed over it would not be seen inside.
-import { readFileSync, writeFileSync } from "node:fs";
+import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";
 
 /** One hosts line: the address, then the names. */
 export function hostsLine(ip: string, names: string[]): string {
@@ -21,8 +21,17 @@ function rewrite(file: string, edit: (lines: string[]) => string[]): void {
   if (lines[lines.length - 1] === "") lines.pop();
   const next = edit(lines);
   if (next.join("\n") === lines.join("\n")) return;
+  const bytes = Buffer.from(next.map((l) => `${l}\n`).join(""));
   try {
-    writeFileSync(file, next.map((l) => `${l}\n`).join(""));
+    // Overwrite, then cut: a reader in the container never sees an empty file (appending a
+    // peer, the common case, only adds bytes at the end).
+    const fd = openSync(file, "r+");
+    try {
+      writeSync(fd, bytes, 0, bytes.length, 0);
+      ftruncateSync(fd, bytes.length);
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     // A container that made its hosts file read-only to us keeps its own version.
   }
