@@ -410,14 +410,12 @@ export class Containers {
 
   /** Connects a waiting child's network namespace (foreground runs; the monitor does its own). */
   private startNetwork(record: ContainerRecord, pid: number): void {
-    const cmds = this.networkCommands(record).map(([program, ...args]) => [program as string, String(pid), ...args]);
-    if (cmds.length === 0) return;
-    const results = native().runTools(cmds);
-    results.forEach((r, i) => {
-      const program = cmds[i]?.[0] as string;
-      if (r.error) throw new TsrunError(r.error);
-      if (r.code !== 0 || r.signal !== 0) throw new TsrunError(explainHelperFailure(program, r.stderr));
-    });
+    // One after the other, in order: a failure stops the start before the next one runs.
+    for (const [program, ...args] of this.networkCommands(record)) {
+      const [r] = native().runTools([[program as string, String(pid), ...args]]);
+      if (!r || r.error) throw new TsrunError(r?.error ?? `${program} did not run`);
+      if (r.code !== 0 || r.signal !== 0) throw new TsrunError(explainHelperFailure(program as string, r.stderr));
+    }
   }
 
   /** Stops the network helpers of a foreground run once the container has exited. */

@@ -62,15 +62,19 @@ export interface HelperOptions {
   ifname?: string | undefined;
 }
 
-/** The helper commands, the container's pid to be inserted after each program. */
+/**
+ * The helper commands, the container's pid to be inserted after each program. The forwarder
+ * comes first: it is the one that fails on a taken port, and it exits by itself with the
+ * container, so nothing is left running when a later step fails.
+ */
 export function helperCommands(o: HelperOptions): string[][] {
   const found = outboundHelper(o.helper);
   const specs = o.ports.flatMap((m) => [m.protocol === "udp" ? "-u" : "-t", `${m.hostIp ? `${m.hostIp}/` : ""}${m.hostPort}:${m.containerPort}`]);
   const forward = [helperPath("tsrun-forward"), "--pid-file", path.join(o.dir, "forward.pid")];
   if (found.kind === "slirp4netns") return [[...forward, "--slirp4netns", found.path, ...specs]];
   const pastaPorts = o.portHandler === "pasta" ? o.ports : [];
-  const cmds = [[found.path, ...pastaArgs(pastaPorts, path.join(o.dir, "pasta.pid"), o.dnsForward, o.ifname)]];
-  if (o.portHandler === "tsrun" && o.ports.length > 0) cmds.push([...forward, ...specs]);
+  const cmds = o.portHandler === "tsrun" && o.ports.length > 0 ? [[...forward, ...specs]] : [];
+  cmds.push([found.path, ...pastaArgs(pastaPorts, path.join(o.dir, "pasta.pid"), o.dnsForward, o.ifname)]);
   return cmds;
 }
 
