@@ -46,7 +46,10 @@
 
 namespace {
 
-const int kPipeSize = 1 << 20;
+// Pipes start at the kernel's default size and grow to this once a transfer fills them: short
+// connections pay no extra syscalls, bulk ones move up to 1 MiB per splice (the unprivileged
+// maximum, /proc/sys/fs/pipe-max-size).
+const size_t kPipeSize = 1 << 20;
 const long long kUdpIdleMs = 180000;  // as Docker's userland proxy keeps UDP flows
 
 struct Mapping {
@@ -62,12 +65,19 @@ struct Tag {
   void* object;
 };
 
+// One direction of a connection: bytes read from one socket wait in the pipe for the other.
+struct Direction {
+  int pipe[2] = {-1, -1};
+  size_t in_pipe = 0;
+  size_t capacity = 0;
+  bool grown = false;  // tried to grow it (the user's pipe quota may refuse)
+  bool src_eof = false;
+  bool dst_shut = false;
+};
+
 struct Conn {
   int host = -1, ctr = -1;
-  int to_ctr[2] = {-1, -1}, to_host[2] = {-1, -1};
-  size_t in_to_ctr = 0, in_to_host = 0;
-  bool host_eof = false, ctr_eof = false;
-  bool host_shut = false, ctr_shut = false;
+  Direction to_ctr, to_host;
   bool connecting = true;
   bool dead = false;  // closed; freed after the current batch of events
   Tag host_tag{Tag::Host, nullptr}, ctr_tag{Tag::Container, nullptr};
@@ -182,7 +192,7 @@ void close_conn(Conn* c, bool reset) {
     }
     close(fd);
   }
-  for (int fd : {c->to_ctr[0], c->to_ctr[1], c->to_host[0], c->to_host[1]})
+  for (int fd : {c->to_ctr.pipe[0], c->to_ctr.pipe[1], c->to_host.pipe[0], c->to_host.pipe[1]})
     if (fd >= 0) close(fd);
   // Events for its other socket may follow in this batch: free it afterwards.
   c->dead = true;
@@ -190,25 +200,30 @@ void close_conn(Conn* c, bool reset) {
 }
 
 // Moves what it can from src through the pipe to dst. Returns false on a connection error.
-bool pump(int src, int dst, int pipe_fds[2], size_t& in_pipe, bool& src_eof, bool& dst_shut, bool& progress) {
+bool pump(int src, int dst, Direction& d, bool& progress) {
   for (;;) {
     bool moved = false;
-    if (!src_eof && in_pipe < static_cast<size_t>(kPipeSize)) {
-      ssize_t n = splice(src, nullptr, pipe_fds[1], nullptr, kPipeSize - in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (d.in_pipe == d.capacity && !d.grown) {
+      d.grown = true;
+      int size = fcntl(d.pipe[1], F_SETPIPE_SZ, static_cast<int>(kPipeSize));
+      if (size > 0) d.capacity = static_cast<size_t>(size);
+    }
+    if (!d.src_eof && d.in_pipe < d.capacity) {
+      ssize_t n = splice(src, nullptr, d.pipe[1], nullptr, d.capacity - d.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
-        in_pipe += static_cast<size_t>(n);
+        d.in_pipe += static_cast<size_t>(n);
         moved = true;
       } else if (n == 0) {
-        src_eof = true;
+        d.src_eof = true;
         moved = true;
       } else if (errno != EAGAIN && errno != EINTR) {
         return false;
       }
     }
-    if (in_pipe > 0) {
-      ssize_t n = splice(pipe_fds[0], nullptr, dst, nullptr, in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (d.in_pipe > 0) {
+      ssize_t n = splice(d.pipe[0], nullptr, dst, nullptr, d.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
-        in_pipe -= static_cast<size_t>(n);
+        d.in_pipe -= static_cast<size_t>(n);
         moved = true;
       } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
         return false;
@@ -217,9 +232,9 @@ bool pump(int src, int dst, int pipe_fds[2], size_t& in_pipe, bool& src_eof, boo
     if (!moved) break;
     progress = true;
   }
-  if (src_eof && in_pipe == 0 && !dst_shut) {
+  if (d.src_eof && d.in_pipe == 0 && !d.dst_shut) {
     shutdown(dst, SHUT_WR);
-    dst_shut = true;
+    d.dst_shut = true;
   }
   return true;
 }
@@ -241,12 +256,11 @@ void serve(Conn* c) {
     c->connecting = false;
   }
   bool progress = false;
-  if (!pump(c->host, c->ctr, c->to_ctr, c->in_to_ctr, c->host_eof, c->ctr_shut, progress) ||
-      !pump(c->ctr, c->host, c->to_host, c->in_to_host, c->ctr_eof, c->host_shut, progress)) {
+  if (!pump(c->host, c->ctr, c->to_ctr, progress) || !pump(c->ctr, c->host, c->to_host, progress)) {
     close_conn(c, true);
     return;
   }
-  if (c->host_shut && c->ctr_shut) close_conn(c, false);
+  if (c->to_ctr.dst_shut && c->to_host.dst_shut) close_conn(c, false);
 }
 
 void accept_tcp(Mapping* m) {
@@ -256,12 +270,12 @@ void accept_tcp(Mapping* m) {
     Conn* c = new Conn;
     c->host = host;
     c->ctr = container_socket(SOCK_STREAM, m->container_port);
-    if (c->ctr < 0 || pipe2(c->to_ctr, O_NONBLOCK | O_CLOEXEC) != 0 || pipe2(c->to_host, O_NONBLOCK | O_CLOEXEC) != 0) {
+    if (c->ctr < 0 || pipe2(c->to_ctr.pipe, O_NONBLOCK | O_CLOEXEC) != 0 || pipe2(c->to_host.pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
       close_conn(c, true);
       continue;
     }
-    fcntl(c->to_ctr[1], F_SETPIPE_SZ, kPipeSize);
-    fcntl(c->to_host[1], F_SETPIPE_SZ, kPipeSize);
+    c->to_ctr.capacity = static_cast<size_t>(fcntl(c->to_ctr.pipe[1], F_GETPIPE_SZ));
+    c->to_host.capacity = static_cast<size_t>(fcntl(c->to_host.pipe[1], F_GETPIPE_SZ));
     int one = 1;
     setsockopt(host, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     setsockopt(c->ctr, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

@@ -3,7 +3,8 @@
 // -P, port conflicts, bad specs, --dns, --add-host.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:http";
-import { createServer as createTcpServer } from "node:net";
+import { connect, createServer as createTcpServer } from "node:net";
+import { createHash, randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
@@ -134,6 +135,28 @@ describe("published ports", () => {
       .flat()
       .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
     if (hostIp) expect(await udpRoundTrip(hostPort, hostIp)).toBe("echo:datagram");
+    await tsrun(["rm", "-f", name]);
+  });
+
+  it("-p moves large streams intact both ways, with half-close", async () => {
+    const name = unique("bulk");
+    const [web, sink] = [20000 + Math.floor(Math.random() * 20000), 20000 + Math.floor(Math.random() * 20000)];
+    const r = await tsrun(["run", "-d", "--name", name, "-p", `127.0.0.1:${web}:80`, "-p", `127.0.0.1:${sink}:5000`, "busybox", "sh", "-c",
+      "head -c 24000000 /dev/urandom > /tmp/big; sha256sum < /tmp/big > /tmp/big.sum; httpd -p 80 -h /tmp; nc -l -p 5000 > /tmp/up; sha256sum < /tmp/up > /tmp/up.sum; sleep 600"]);
+    expect(r.code, r.stderr).toBe(0);
+    await until(async () => (await httpGet(web, "/big.sum").catch(() => "")).length > 0);
+    const down = Buffer.from(await (await fetch(`http://127.0.0.1:${web}/big`)).arrayBuffer());
+    expect(`${createHash("sha256").update(down).digest("hex")}  -\n`).toBe(await httpGet(web, "/big.sum"));
+    // Upload: write everything, half-close, wait for the server's end of file.
+    const payload = randomBytes(20_000_000);
+    await new Promise<void>((resolve, reject) => {
+      const sock = connect(sink, "127.0.0.1", () => sock.end(payload));
+      sock.on("error", reject);
+      sock.on("close", () => resolve());
+      sock.resume();
+    });
+    await until(async () => (await tsrun(["exec", name, "cat", "/tmp/up.sum"])).stdout.length > 0);
+    expect((await tsrun(["exec", name, "cat", "/tmp/up.sum"])).stdout).toBe(`${createHash("sha256").update(payload).digest("hex")}  -\n`);
     await tsrun(["rm", "-f", name]);
   });
 
