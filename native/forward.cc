@@ -79,6 +79,7 @@ struct Conn {
   int host = -1, ctr = -1;
   Direction to_ctr, to_host;
   bool connecting = true;
+  bool just_connected = false;
   bool dead = false;  // closed; freed after the current batch of events
   Tag host_tag{Tag::Host, nullptr}, ctr_tag{Tag::Container, nullptr};
 };
@@ -239,7 +240,8 @@ bool pump(int src, int dst, Direction& d, bool& progress) {
   return true;
 }
 
-void serve(Conn* c) {
+// Work for one socket's events: data in (this side's direction), room out (the other's).
+void serve(Conn* c, bool host_side, uint32_t events) {
   if (c->dead) return;
   if (c->connecting) {
     int err = 0;
@@ -254,9 +256,16 @@ void serve(Conn* c) {
     pollfd p = {c->ctr, POLLOUT, 0};
     if (poll(&p, 1, 0) != 1) return;
     c->connecting = false;
+    c->just_connected = true;
   }
   bool progress = false;
-  if (!pump(c->host, c->ctr, c->to_ctr, progress) || !pump(c->ctr, c->host, c->to_host, progress)) {
+  // Readable (or end of file) on a side feeds its direction; writable drains the other one.
+  // Right after the connection is made, both may have waited.
+  bool in = events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR), out = events & EPOLLOUT;
+  bool to_ctr = (host_side ? in : out) || c->just_connected;
+  bool to_host = (host_side ? out : in) || c->just_connected;
+  c->just_connected = false;
+  if ((to_ctr && !pump(c->host, c->ctr, c->to_ctr, progress)) || (to_host && !pump(c->ctr, c->host, c->to_host, progress))) {
     close_conn(c, true);
     return;
   }
@@ -466,7 +475,7 @@ int main(int argc, char** argv) {
         }
         case Tag::Host:
         case Tag::Container:
-          serve(static_cast<Conn*>(t->object));
+          serve(static_cast<Conn*>(t->object), t->kind == Tag::Host, events[i].events);
           break;
         case Tag::UdpFlow:
           relay_udp_out(static_cast<Flow*>(t->object));
