@@ -96,6 +96,36 @@ struct Flow {
 int g_epoll = -1;
 std::map<std::string, Flow*> g_flows;
 std::vector<Conn*> g_closed;
+// Empty pipes of finished connections, kept for the next ones (fewer syscalls per connection).
+std::vector<Direction> g_pipe_pool;
+const size_t kPipePoolSize = 64;
+
+bool take_pipe(Direction& d) {
+  if (!g_pipe_pool.empty()) {
+    d = g_pipe_pool.back();
+    g_pipe_pool.pop_back();
+    return true;
+  }
+  if (pipe2(d.pipe, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+  d.capacity = static_cast<size_t>(fcntl(d.pipe[1], F_GETPIPE_SZ));
+  return true;
+}
+
+void give_back_pipe(Direction& d) {
+  if (d.pipe[0] < 0) return;
+  if (d.in_pipe == 0 && g_pipe_pool.size() < kPipePoolSize) {
+    Direction fresh;
+    fresh.pipe[0] = d.pipe[0];
+    fresh.pipe[1] = d.pipe[1];
+    fresh.capacity = d.capacity;
+    fresh.grown = d.grown;
+    g_pipe_pool.push_back(fresh);
+  } else {
+    close(d.pipe[0]);
+    close(d.pipe[1]);
+  }
+  d.pipe[0] = d.pipe[1] = -1;
+}
 
 long long now_ms() {
   timespec ts;
@@ -193,8 +223,8 @@ void close_conn(Conn* c, bool reset) {
     }
     close(fd);
   }
-  for (int fd : {c->to_ctr.pipe[0], c->to_ctr.pipe[1], c->to_host.pipe[0], c->to_host.pipe[1]})
-    if (fd >= 0) close(fd);
+  give_back_pipe(c->to_ctr);
+  give_back_pipe(c->to_host);
   // Events for its other socket may follow in this batch: free it afterwards.
   c->dead = true;
   g_closed.push_back(c);
@@ -279,12 +309,10 @@ void accept_tcp(Mapping* m) {
     Conn* c = new Conn;
     c->host = host;
     c->ctr = container_socket(SOCK_STREAM, m->container_port);
-    if (c->ctr < 0 || pipe2(c->to_ctr.pipe, O_NONBLOCK | O_CLOEXEC) != 0 || pipe2(c->to_host.pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+    if (c->ctr < 0 || !take_pipe(c->to_ctr) || !take_pipe(c->to_host)) {
       close_conn(c, true);
       continue;
     }
-    c->to_ctr.capacity = static_cast<size_t>(fcntl(c->to_ctr.pipe[1], F_GETPIPE_SZ));
-    c->to_host.capacity = static_cast<size_t>(fcntl(c->to_host.pipe[1], F_GETPIPE_SZ));
     int one = 1;
     setsockopt(host, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     setsockopt(c->ctr, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
