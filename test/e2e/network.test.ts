@@ -181,6 +181,18 @@ describe("published ports", () => {
     await expect(httpGet(hostPort, "/index.html")).rejects.toThrow();
   });
 
+  it("-p with port ranges", async () => {
+    const name = unique("range");
+    const base = 20000 + Math.floor(Math.random() * 20000);
+    const r = await tsrun(["run", "-d", "--name", name, "-p", `127.0.0.1:${base}-${base + 1}:80-81`, "busybox", "sh", "-c",
+      "mkdir /a /b; echo a > /a/index.html; echo b > /b/index.html; httpd -p 80 -h /a; httpd -p 81 -h /b; exec sleep 600"]);
+    expect(r.code, r.stderr).toBe(0);
+    await until(async () => (await httpGet(base, "/index.html").catch(() => "")) === "a\n");
+    expect(await httpGet(base + 1, "/index.html")).toBe("b\n");
+    expect((await tsrun(["port", name])).stdout).toBe(`80/tcp -> 127.0.0.1:${base}\n81/tcp -> 127.0.0.1:${base + 1}\n`);
+    await tsrun(["rm", "-f", name]);
+  });
+
   it("-P publishes every EXPOSEd port on a free host port", async () => {
     const name = unique("puball");
     await tsrun(["run", "-d", "--name", name, "-P", "exposed"]);
