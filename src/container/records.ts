@@ -69,7 +69,7 @@ export interface ContainerRecord {
     dnsForward?: boolean;
     /** Outbound access (private and user-defined networks): pasta when unset (older records). */
     networkHelper?: OutboundHelper;
-    /** Who forwards the published ports. */
+    /** Who forwards the published ports, when the user chose (--network MODE:port_handler=). */
     portHandler?: PortHandler;
     /** User-defined networks the container is on, by network name (the first is eth0). */
     networks?: Record<string, Endpoint>;

@@ -50,7 +50,7 @@ export interface CreateOptions {
   ip?: string | undefined;
   /** --network pasta or slirp4netns: this helper for outbound access, not the first installed. */
   networkHelper?: OutboundHelper | undefined;
-  /** Who forwards published ports (default DEFAULT_PORT_HANDLER). */
+  /** Who forwards published ports (unset: pasta for TCP, tsrun-forward for UDP; see PortHandler). */
   portHandler?: PortHandler | undefined;
   labels?: Record<string, string>;
   /** -v specs, --mount specs, --tmpfs specs, --volumes-from containers. */
@@ -89,9 +89,6 @@ function mergeHealth(image: HealthConfig | undefined, flags: CreateOptions["heal
   }
   return hc.Test ? hc : undefined;
 }
-
-/** Chosen by measurement (bench/network.sh, bench/RESULTS.md). */
-export const DEFAULT_PORT_HANDLER: PortHandler = "tsrun";
 
 export class Containers {
   readonly records: ContainerStore;
@@ -259,7 +256,8 @@ export class Containers {
         restartPolicy: parseRestart(opts.restart),
         portBindings: ports,
         dnsForward: false,
-        ...(helper ? { networkHelper: helper, portHandler: opts.portHandler ?? DEFAULT_PORT_HANDLER } : {}),
+        ...(helper ? { networkHelper: helper } : {}),
+        ...(opts.portHandler ? { portHandler: opts.portHandler } : {}),
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
     };
@@ -401,7 +399,7 @@ export class Containers {
     return helperCommands({
       helper: h.networkHelper ?? "pasta",
       ports: h.portBindings ?? [],
-      portHandler: h.portHandler ?? "pasta",
+      portHandler: h.portHandler,
       dnsForward: h.dnsForward ?? false,
       dir: this.records.containerDir(record.id),
       ifname: userNetworks ? "tap0" : undefined,

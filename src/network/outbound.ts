@@ -10,7 +10,11 @@ import { helperPath } from "../native.js";
 import { TsrunError } from "../errors.js";
 
 export type OutboundHelper = "pasta" | "slirp4netns";
-/** Who forwards published ports: tsrun's own forwarder (splice) or pasta. */
+/**
+ * Who forwards published ports when the user chooses: tsrun's own forwarder (splice) or pasta.
+ * Unchosen, TCP goes through pasta and UDP through tsrun-forward: the two measured alike for
+ * TCP (bench/RESULTS.md), and pasta loses UDP replies to clients on the host's loopback.
+ */
 export type PortHandler = "tsrun" | "pasta";
 
 /** slirp4netns answers DNS here and forwards to the host's resolver. */
@@ -54,7 +58,7 @@ export function forwardedDns(helper: OutboundHelper): string {
 export interface HelperOptions {
   helper: OutboundHelper;
   ports: PortMapping[];
-  portHandler: PortHandler;
+  portHandler: PortHandler | undefined;
   dnsForward: boolean;
   /** The container directory: pasta.pid and forward.pid go there. */
   dir: string;
@@ -69,12 +73,14 @@ export interface HelperOptions {
  */
 export function helperCommands(o: HelperOptions): string[][] {
   const found = outboundHelper(o.helper);
-  const specs = o.ports.flatMap((m) => [m.protocol === "udp" ? "-u" : "-t", `${m.hostIp ? `${m.hostIp}/` : ""}${m.hostPort}:${m.containerPort}`]);
+  const specs = (ports: PortMapping[]): string[] =>
+    ports.flatMap((m) => [m.protocol === "udp" ? "-u" : "-t", `${m.hostIp ? `${m.hostIp}/` : ""}${m.hostPort}:${m.containerPort}`]);
   const forward = [helperPath("tsrun-forward"), "--pid-file", path.join(o.dir, "forward.pid")];
-  if (found.kind === "slirp4netns") return [[...forward, "--slirp4netns", found.path, ...specs]];
-  const pastaPorts = o.portHandler === "pasta" ? o.ports : [];
-  const cmds = o.portHandler === "tsrun" && o.ports.length > 0 ? [[...forward, ...specs]] : [];
-  cmds.push([found.path, ...pastaArgs(pastaPorts, path.join(o.dir, "pasta.pid"), o.dnsForward, o.ifname)]);
+  if (found.kind === "slirp4netns") return [[...forward, "--slirp4netns", found.path, ...specs(o.ports)]];
+  const viaPasta = (m: PortMapping): boolean => o.portHandler === "pasta" || (o.portHandler === undefined && m.protocol === "tcp");
+  const ours = o.ports.filter((m) => !viaPasta(m));
+  const cmds = ours.length > 0 ? [[...forward, ...specs(ours)]] : [];
+  cmds.push([found.path, ...pastaArgs(o.ports.filter(viaPasta), path.join(o.dir, "pasta.pid"), o.dnsForward, o.ifname)]);
   return cmds;
 }
 

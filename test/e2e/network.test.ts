@@ -138,10 +138,10 @@ describe("published ports", () => {
     await tsrun(["rm", "-f", name]);
   });
 
-  it("-p moves large streams intact both ways, with half-close", async () => {
+  it("tsrun-forward (port_handler=tsrun) moves large streams intact both ways, with half-close", async () => {
     const name = unique("bulk");
     const [web, sink] = [20000 + Math.floor(Math.random() * 20000), 20000 + Math.floor(Math.random() * 20000)];
-    const r = await tsrun(["run", "-d", "--name", name, "-p", `127.0.0.1:${web}:80`, "-p", `127.0.0.1:${sink}:5000`, "busybox", "sh", "-c",
+    const r = await tsrun(["run", "-d", "--name", name, "--network", "private:port_handler=tsrun", "-p", `127.0.0.1:${web}:80`, "-p", `127.0.0.1:${sink}:5000`, "busybox", "sh", "-c",
       "head -c 24000000 /dev/urandom > /tmp/big; sha256sum < /tmp/big > /tmp/big.sum; httpd -p 80 -h /tmp; nc -l -p 5000 > /tmp/up; sha256sum < /tmp/up > /tmp/up.sum; sleep 600"]);
     expect(r.code, r.stderr).toBe(0);
     await until(async () => (await httpGet(web, "/big.sum").catch(() => "")).length > 0);
@@ -160,31 +160,28 @@ describe("published ports", () => {
     await tsrun(["rm", "-f", name]);
   });
 
-  it("port_handler=pasta forwards TCP through pasta instead of tsrun-forward", async () => {
-    const name = unique("pasta-ports");
+  it("a foreground run publishes its port through tsrun-forward for its lifetime only; a taken port is one line", async () => {
     const hostPort = 20000 + Math.floor(Math.random() * 20000);
-    const r = await tsrun(["run", "-d", "--name", name, "--network", "private:port_handler=pasta", "-p", `127.0.0.1:${hostPort}:80`, "busybox", "sh", "-c", "echo via-pasta > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]);
-    expect(r.code, r.stderr).toBe(0);
-    await until(async () => (await httpGet(hostPort, "/index.html").catch(() => "")) === "via-pasta\n");
-    await tsrun(["rm", "-f", name]);
+    const dir = scratchDir("fg");
+    const run = tsrun(["run", "--rm", "--network", "private:port_handler=tsrun", "-v", `${dir}:/x`, "-p", `127.0.0.1:${hostPort}:80`, "busybox", "sh", "-c", "echo fg > /tmp/index.html; httpd -p 80 -h /tmp; until [ -e /x/stop ]; do sleep 0.1; done"]);
+    await until(async () => (await httpGet(hostPort, "/index.html").catch(() => "")) === "fg\n");
+    for (const args of [["run", "--rm"], ["run", "-d"]]) {
+      const taken = await tsrun([...args, "--network", "private:port_handler=tsrun", "-p", `127.0.0.1:${hostPort}:80`, "busybox", "true"]);
+      expect(taken.code).toBe(125);
+      expect(taken.stderr).toMatch(/cannot publish port 127\.0\.0\.1:\d+\/tcp: the host port is already in use/);
+      expect(taken.stderr.trim().split("\n")).toHaveLength(1);
+    }
+    writeFileSync(path.join(dir, "stop"), "");
+    expect((await run).code).toBe(0);
+    await expect(httpGet(hostPort, "/index.html")).rejects.toThrow();
     const bad = await tsrun(["run", "--rm", "--network", "private:port_handler=nope", "busybox", "true"]);
     expect(bad.stderr).toMatch(/invalid --network option/);
   });
 
-  it("a foreground run publishes its port for its lifetime only", async () => {
-    const hostPort = 20000 + Math.floor(Math.random() * 20000);
-    const dir = scratchDir("fg");
-    const run = tsrun(["run", "--rm", "-v", `${dir}:/x`, "-p", `127.0.0.1:${hostPort}:80`, "busybox", "sh", "-c", "echo fg > /tmp/index.html; httpd -p 80 -h /tmp; until [ -e /x/stop ]; do sleep 0.1; done"]);
-    await until(async () => (await httpGet(hostPort, "/index.html").catch(() => "")) === "fg\n");
-    writeFileSync(path.join(dir, "stop"), "");
-    expect((await run).code).toBe(0);
-    await expect(httpGet(hostPort, "/index.html")).rejects.toThrow();
-  });
-
-  it("-p with port ranges", async () => {
+  it("-p with port ranges (through tsrun-forward)", async () => {
     const name = unique("range");
     const base = 20000 + Math.floor(Math.random() * 20000);
-    const r = await tsrun(["run", "-d", "--name", name, "-p", `127.0.0.1:${base}-${base + 1}:80-81`, "busybox", "sh", "-c",
+    const r = await tsrun(["run", "-d", "--name", name, "--network", "private:port_handler=tsrun", "-p", `127.0.0.1:${base}-${base + 1}:80-81`, "busybox", "sh", "-c",
       "mkdir /a /b; echo a > /a/index.html; echo b > /b/index.html; httpd -p 80 -h /a; httpd -p 81 -h /b; exec sleep 600"]);
     expect(r.code, r.stderr).toBe(0);
     await until(async () => (await httpGet(base, "/index.html").catch(() => "")) === "a\n");
