@@ -21,7 +21,7 @@
     {
       "target_name": "tsrun-netns",
       "type": "executable",
-      "sources": ["native/netns.cc", "native/netlink.cc"],
+      "sources": ["native/netns.cc", "native/netlink.cc", "native/spawn.cc"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],

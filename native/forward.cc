@@ -519,13 +519,7 @@ int main(int argc, char** argv) {
     }
     _exit(0);
   }
-  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (devnull >= 0) {
-    dup2(devnull, 0);
-    dup2(devnull, 1);
-    dup2(devnull, 2);
-    close(devnull);
-  }
+  tsrun::stdio_to_devnull();
 
   g_epoll = epoll_create1(EPOLL_CLOEXEC);
   Tag pid_tag{Tag::Pidfd, nullptr};

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "netlink.h"
+#include "spawn.h"
 
 namespace {
 
@@ -194,13 +195,7 @@ int main(int argc, char** argv) {
   }
   std::string ready = "ready " + std::to_string(getpid()) + "\n";
   if (write(1, ready.data(), ready.size()) < 0) return 1;
-  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (devnull >= 0) {
-    dup2(devnull, 0);
-    dup2(devnull, 1);
-    dup2(devnull, 2);
-    close(devnull);
-  }
+  tsrun::stdio_to_devnull();
 
   std::vector<int> clients;
   long long idle_since = now_ms();

@@ -90,6 +90,13 @@ int spawn_tool(pid_t& pid, char* const argv[], int stderr_fd) {
   return rc;
 }
 
+void stdio_to_devnull() {
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull < 0) return;
+  for (int fd = 0; fd < 3; fd++) dup2(devnull, fd);
+  close(devnull);
+}
+
 std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
   Reader r{data, data + len};
   std::string key, count_s;

@@ -77,6 +77,10 @@ struct LaunchPlan {
 // Returns 0 or the posix_spawn error number.
 int spawn_tool(pid_t& pid, char* const argv[], int stderr_fd);
 
+// Points fds 0-2 at /dev/null: for the helpers that go on in the background (tsrun-netns,
+// tsrun-forward) once they have reported that they are ready.
+void stdio_to_devnull();
+
 // Decodes the wire format. Returns an empty string on success, else what is wrong.
 std::string decode_plan(const char* data, size_t len, LaunchPlan& plan);
 
