@@ -86,6 +86,10 @@ function applyFilters(list: ContainerRecord[], filters: string[]): ContainerReco
       case "exited":
         out = out.filter((r) => r.state.status === "exited" && String(r.state.exitCode) === value);
         break;
+      case "network":
+        // By name or network ID (prefix), as Docker matches it; built-in modes by their name.
+        out = out.filter((r) => r.hostConfig.networkMode === value || Object.entries(r.hostConfig.networks ?? {}).some(([n, e]) => n === value || e.networkId.startsWith(value)));
+        break;
       default:
         throw new TsrunError(`invalid filter "${key}"`);
     }
@@ -164,7 +168,7 @@ export function registerContainers(program: Command): void {
     .option("-n, --last <n>", "show n last created containers")
     .option("-l, --latest", "show the latest created container", false)
     .option("--no-trunc", "do not truncate output")
-    .option("-f, --filter <filter>", "filter output (status=, name=, id=, ancestor=, label=, exited=)", collect, [])
+    .option("-f, --filter <filter>", "filter output (status=, name=, id=, ancestor=, label=, exited=, network=)", collect, [])
     .action((o: PsFlags) => psCommand(o));
 
   program

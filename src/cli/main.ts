@@ -13,6 +13,7 @@ import { registerArchive } from "./archive.js";
 import { registerBuild, registerBuilder } from "./build.js";
 import { registerSystem } from "./system.js";
 import { tsrunVersion } from "../system/version.js";
+import { registerNetworks } from "./networks.js";
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -39,6 +40,7 @@ registerArchive(program);
 registerBuild(program);
 registerBuilder(program);
 registerSystem(program);
+registerNetworks(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -118,13 +118,19 @@ export async function renameContainer(containers: Containers, query: string, new
     const old = record.name;
     if (old === newName) return;
     records.claimName(newName, record.id);
+    // Peers on user-defined networks learn the new name (their hosts files).
+    const networked = Object.keys(record.hostConfig.networks ?? {}).length > 0;
+    if (networked) containers.networking.withdraw(record);
     record.name = newName;
     try {
       records.save(record);
     } catch (err) {
       records.releaseName(newName, record.id);
+      record.name = old;
+      if (networked) containers.networking.announce(record);
       throw err;
     }
+    if (networked) containers.networking.announce(record);
     faultPoint("rename:saved");
     records.releaseName(old, record.id);
   });

@@ -13,6 +13,8 @@ import type { MountSpec } from "./volumes.js";
 import type { HealthConfig } from "../image/types.js";
 import type { PortMapping } from "../network/ports.js";
 import type { SecurityConfig } from "./security/options.js";
+import type { Endpoint } from "../network/networks.js";
+import type { OutboundHelper, PortHandler } from "../network/outbound.js";
 
 export type ContainerStatus = "created" | "running" | "exited";
 
@@ -70,10 +72,16 @@ export interface ContainerRecord {
     restartPolicy?: { name: "no" | "always" | "unless-stopped" | "on-failure"; maximumRetryCount: number };
     /** Published ports, host ports assigned. */
     portBindings?: PortMapping[];
-    /** resolv.conf points at pasta's DNS forwarder. */
+    /** resolv.conf points at the helper's DNS forwarder. */
     dnsForward?: boolean;
     /** Capabilities, seccomp, no-new-privileges, limits, user namespace mode (absent: defaults). */
     security?: SecurityConfig;
+    /** Outbound access (private and user-defined networks): pasta when unset (older records). */
+    networkHelper?: OutboundHelper;
+    /** Who forwards the published ports, when the user chose (--network MODE:port_handler=). */
+    portHandler?: PortHandler;
+    /** User-defined networks the container is on, by network name (the first is eth0). */
+    networks?: Record<string, Endpoint>;
   };
   state: ContainerState;
 }

@@ -10,7 +10,7 @@ import type { Containers } from "../container/run.js";
 import type { Store } from "../store/store.js";
 import { currentMapping } from "../userns.js";
 import { native } from "../native.js";
-import { findProgram } from "../network/pasta.js";
+import { findProgram } from "../network/outbound.js";
 import { runInUserNamespace } from "../userns.js";
 import { tempPath } from "../store/temps.js";
 import { versionInfo, type VersionInfo } from "./version.js";
