@@ -70,6 +70,8 @@ export interface CreateOptions {
   restart?: string | undefined;
   /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
   security?: SecurityFlags;
+  /** A build's RUN container (see ContainerRecord.intermediate); use Containers.createIntermediate. */
+  intermediate?: boolean;
   /** --health-* flags and --no-healthcheck: change the image's HEALTHCHECK. */
   health?: { cmd?: string | undefined; interval?: string | undefined; timeout?: string | undefined; retries?: number | undefined; startPeriod?: string | undefined; disable?: boolean };
 }
@@ -103,7 +105,7 @@ export class Containers {
   constructor(readonly store: Store) {
     this.records = new ContainerStore(store.paths.containers);
     this.volumes = new Volumes(store);
-    store.attachLeftoverFinder("containers", () => containerLeftovers(this.records, this.volumes.dir));
+    store.attachLeftoverFinder("containers", () => containerLeftovers(this.records, this.volumes.dir, store.leases.inUse().containers));
   }
 
   /** The container's mounts from its flags and the image's VOLUME entries (parsed, checked). */
@@ -209,6 +211,15 @@ export class Containers {
   }
 
   /**
+   * A build step's container: created like any other, marked intermediate, and returned with
+   * its lease, which the caller releases only after removing the container. Killed before
+   * that, the build leaves a container no live lease names: the next sweep removes it.
+   */
+  createIntermediate(opts: CreateOptions): Promise<{ record: ContainerRecord; lease: Lease }> {
+    return this.createLeased({ ...opts, intermediate: true });
+  }
+
+  /**
    * create, keeping the lease on the new container: `container prune` and `system prune` leave
    * a container alone while the command that created it has not started it yet.
    */
@@ -307,6 +318,7 @@ export class Containers {
         security,
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
+      ...(opts.intermediate ? { intermediate: true } : {}),
     };
     if (opts.name !== undefined) {
       // The usual mistakes fail before any work; the name is claimed for good under the lock below.

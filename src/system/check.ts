@@ -23,7 +23,7 @@ import type { Store } from "../store/store.js";
 import type { ImageConfig, Manifest } from "../image/types.js";
 import { chainIds, digestHex, isDigest } from "../store/digest.js";
 import { staleTemps, layerLeftovers, type Leftover } from "../store/recovery.js";
-import { containerLeftovers } from "../container/recovery.js";
+import { containerLeftovers, orphanIntermediates } from "../container/recovery.js";
 import { describeOperation, type InUse } from "../store/leases.js";
 import { detachGarbage, liveReferences, unreferenced } from "../image/gc.js";
 import { writeJsonAtomic } from "../store/atomic.js";
@@ -137,7 +137,7 @@ async function inspectStore(containers: Containers, quick: boolean): Promise<Ins
   for (const l of deadLeases) {
     found({ kind: "leftover", subject: path.relative(store.paths.root, l.file), problem: l.record ? `record of an interrupted operation: ${describeOperation(l.record)}` : "unreadable operation record" });
   }
-  const leftovers = [...staleTemps(store.paths), ...layerLeftovers(store.layers), ...containerLeftovers(containers.records, containers.volumes.dir)];
+  const leftovers = [...staleTemps(store.paths), ...layerLeftovers(store.layers), ...containerLeftovers(containers.records, containers.volumes.dir, inUse.containers)];
   for (const l of leftovers) found({ kind: "leftover", subject: path.relative(store.paths.root, l.path), problem: l.what });
 
   // Layers referenced by images and containers.
@@ -230,10 +230,14 @@ async function inspectStore(containers: Containers, quick: boolean): Promise<Ins
   const all = containers.list();
   const names = containers.records.nameLinks();
   const byId = new Map(images.map((i) => [i.id, i]));
+  // Intermediate containers of killed builds are leftovers (reported above), not containers.
+  const orphans = new Set(orphanIntermediates(containers.records, inUse.containers).map((c) => c.id));
   for (const c of all) {
+    if (orphans.has(c.id)) continue;
     const problems: string[] = [];
     const image = byId.get(c.image);
-    if (!image) problems.push(`its image ${c.image} is not in the store`);
+    // A build's container runs on the build's layers, not on an image (FROM scratch has none).
+    if (!image && !c.intermediate) problems.push(`its image ${c.image} is not in the store`);
     const imageLayers = new Map((image?.layers ?? []).map((l, i, list) => [l.chainId, { layer: l, parent: list[i - 1]?.chainId ?? null }]));
     for (const chain of c.layers ?? []) {
       const p = checkLayer(chain, imageLayers.get(chain));
