@@ -94,9 +94,10 @@ export async function runStep(containers: Containers, opts: RunStepOptions): Pro
     }
   } finally {
     if (devNull >= 0) closeSync(devNull);
-    // When the removal fails (a full disk refuses even its lease), the lease stays: once this
-    // process has ended it is a dead lease, and the next command sweeps the container away.
-    await containers.remove(record);
+    // Removed under the container's own lease: it writes nothing, so a full disk cannot stop
+    // it. Should it fail all the same, the lease stays: once this process has ended it is a
+    // dead lease, and the next command sweeps the container away.
+    await containers.remove(record, { underLease: lease });
     lease.release();
   }
 }

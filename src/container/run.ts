@@ -637,13 +637,17 @@ export class Containers {
    * is gone at once even if deleting its files (inside the user namespace) is interrupted; then
    * the files, and with volumes, its anonymous volumes.
    */
-  async remove(record: ContainerRecord, opts: { volumes?: boolean } = {}): Promise<void> {
-    const doomed = await this.store.locked(`rm ${record.name}`, "containers", () => {
+  async remove(record: ContainerRecord, opts: { volumes?: boolean; underLease?: Lease } = {}): Promise<void> {
+    const takeOut = (): string => {
       const dir = this.records.detach(record.id);
       faultPoint("rm:detached");
       this.records.releaseName(record.name, record.id);
       return dir;
-    });
+    };
+    // underLease: the caller's live lease names the container (an intermediate one), so a kill
+    // mid-removal is swept like any other; no lease of its own means nothing to write, so even
+    // a full disk cannot keep the container.
+    const doomed = opts.underLease ? await this.store.lock(takeOut) : await this.store.locked(`rm ${record.name}`, "containers", takeOut);
     await this.store.removeTree(doomed);
     if (opts.volumes) {
       for (const m of record.hostConfig.mounts ?? []) {
