@@ -5,7 +5,7 @@
 // seed printed with every failure (TSRUN_FAULT_SEED=N reproduces the picks). TSRUN_FAULT_TRIALS
 // sets the number of trials per operation (bench/faults.sh runs many more).
 //
-// A new operation (build, say) joins with one entry in `operations`.
+// A new operation joins with one entry in `operations`.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
