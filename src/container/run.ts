@@ -332,7 +332,8 @@ export class Containers {
     // or volume rm running meanwhile deletes them before the record that refers to them exists.
     const base = opts.base;
     const imageId = image.id;
-    const lease = await this.store.begin(`create ${opts.name ?? id.slice(0, 12)}`, "containers", () => {
+    const operation = opts.intermediate ? `build step container ${id.slice(0, 12)}` : `create ${opts.name ?? id.slice(0, 12)}`;
+    const lease = await this.store.begin(operation, "containers", () => {
       if (base) return { layers: base.layers, volumes, containers: [id] };
       if (!this.store.images.list().some((i) => i.id === imageId)) throw new NotFoundError(`${displayName(opts.image)}: image not known`);
       return { images: [imageId], volumes, containers: [id] };
