@@ -22,11 +22,11 @@ import type { Lease } from "../store/leases.js";
 import { randomBytes } from "node:crypto";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
 import { hostGateway } from "../network/pasta.js";
-import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, type OutboundHelper, type PortHandler } from "../network/outbound.js";
+import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, stopNetworkHelpers, type OutboundHelper, type PortHandler } from "../network/outbound.js";
 import { ContainerNetworks } from "./networking.js";
 import { BUILTIN_NETWORKS, type NetworkRecord } from "../network/networks.js";
 import { closeHolder, connectHolder, nestedIdMaps, type HolderConnection } from "../network/holder.js";
-import { clearRunFiles, isAlive, processStartTime, refreshState } from "./state.js";
+import { clearRunFiles, processStartTime, refreshState } from "./state.js";
 import { containerProcessPlan } from "./exec.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
 import { idMapFile, idMapSteps } from "../userns.js";
@@ -591,22 +591,8 @@ export class Containers {
   stopNetwork(record: ContainerRecord): void {
     closeHolder(this.holds.get(record.id));
     this.holds.delete(record.id);
-    for (const name of ["pasta.pid", "forward.pid"]) {
-      const file = path.join(this.records.containerDir(record.id), name);
-      try {
-        const pid = Number(readFileSync(file, "utf8").trim());
-        if (pid > 1) {
-          process.kill(pid, "SIGTERM");
-          // With published ports, a bounded wait until it is gone, so they are free when we return.
-          const waitFor = (record.hostConfig.portBindings ?? []).length > 0;
-          const deadline = Date.now() + 1000;
-          while (waitFor && Date.now() < deadline && isAlive(pid, 0)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
-        }
-      } catch {
-        // Never started, or gone already.
-      }
-      rmSync(file, { force: true });
-    }
+    // With published ports, a bounded wait until they are gone, so the ports are free when we return.
+    stopNetworkHelpers(this.records.containerDir(record.id), (record.hostConfig.portBindings ?? []).length > 0 ? 1000 : 0);
   }
 
   /**

@@ -8,6 +8,7 @@ import type { ContainerRecord } from "./records.js";
 
 export { processStartTime, isAlive } from "../store/liveness.js";
 import { isAlive } from "../store/liveness.js";
+import { stopNetworkHelpers } from "../network/outbound.js";
 
 function readOr(file: string): string {
   try {
@@ -85,6 +86,8 @@ export function refreshState(record: ContainerRecord, containerDir: string): boo
   }
   if (isAlive(record.state.monitorPid, record.state.monitorStartTime)) return changed;
   markPaused(containerDir, false);
+  // The monitor would have stopped pasta at the container's exit; killed, it could not.
+  stopNetworkHelpers(containerDir);
   record.state = {
     ...record.state,
     paused: false,

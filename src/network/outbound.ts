@@ -2,12 +2,13 @@
 // (package passt, preferred) or slirp4netns, and published ports through tsrun-forward or pasta.
 // Each is a helper process started once the container's namespaces exist (before it runs), as
 // a command whose first argument is the container's pid.
-import { accessSync, constants, existsSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { PortMapping } from "./ports.js";
 import { pastaArgs, PASTA_DNS, explainPastaFailure } from "./pasta.js";
 import { helperPath } from "../native.js";
 import { TsrunError } from "../errors.js";
+import { isAlive } from "../store/liveness.js";
 
 export type OutboundHelper = "pasta" | "slirp4netns";
 /**
@@ -89,4 +90,45 @@ export function explainHelperFailure(program: string, stderr: string): string {
   if (path.basename(program) === "pasta") return explainPastaFailure(stderr);
   const lines = stderr.split("\n").filter((l) => l.trim());
   return lines[lines.length - 1] ?? `${path.basename(program)} failed`;
+}
+
+/** The pid files of a container's network helpers, in its directory. */
+const HELPER_PID_FILES = ["pasta.pid", "forward.pid"];
+/** What /proc/PID/comm says for each helper (pasta runs as passt or passt.avx2). */
+const HELPER_COMMANDS = /^(pasta|passt(\.avx2)?|tsrun-forward|slirp4netns)$/;
+
+/**
+ * Stops a container's network helpers (pasta, tsrun-forward) from their pid files, and removes
+ * the files. A pid is signalled only while /proc says it is still one of those programs: after
+ * a crash or a reboot the number may belong to anything. With waitMs, waits (bounded) until
+ * they are gone, so that published ports are free when this returns.
+ */
+export function stopNetworkHelpers(containerDir: string, waitMs = 0): void {
+  for (const name of HELPER_PID_FILES) {
+    const file = path.join(containerDir, name);
+    let pid = 0;
+    try {
+      pid = Number(readFileSync(file, "utf8").trim());
+    } catch {
+      continue; // never started
+    }
+    if (pid > 1 && helperComm(pid)) {
+      try {
+        process.kill(pid, "SIGTERM");
+        const deadline = Date.now() + waitMs;
+        while (Date.now() < deadline && isAlive(pid, 0)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      } catch {
+        // Gone already.
+      }
+    }
+    rmSync(file, { force: true });
+  }
+}
+
+function helperComm(pid: number): boolean {
+  try {
+    return HELPER_COMMANDS.test(readFileSync(`/proc/${pid}/comm`, "utf8").trim());
+  } catch {
+    return false;
+  }
 }

@@ -16,6 +16,16 @@ async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise
   }
 }
 
+/** A process's state letter from /proc (R, S, Z, ...), or "gone". */
+function processState(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  } catch {
+    return "gone";
+  }
+}
+
 const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
 
 function monitorPid(id: string): number {
@@ -156,16 +166,26 @@ describe("detached containers", () => {
     expect((await tsrun(["ps", "-a", "-q", "--no-trunc"])).stdout).not.toContain(id);
   });
 
-  it("a monitor killed with SIGKILL: the container is reported exited, never stuck running", async () => {
+  it("a monitor killed with SIGKILL: the container is reported exited, never stuck running, and its network helper is stopped", async () => {
     const name = unique("orphan");
-    const id = (await tsrun(["run", "-d", "--name", name, "busybox", "sleep", "60"])).stdout.trim();
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const id = (await tsrun(["run", "-d", "--name", name, "-p", `127.0.0.1:${port}:80`, "busybox", "sleep", "60"])).stdout.trim();
+    const dir = path.join(env.storeRoot, "containers", id);
+    const pasta = Number(readFileSync(path.join(dir, "pasta.pid"), "utf8").trim());
+    expect(processState(pasta)).toMatch(/^[RS]$/);
     const monitor = monitorPid(id);
     expect(monitor).toBeGreaterThan(0);
     process.kill(monitor, "SIGKILL");
     await until(async () => (await tsrun(["ps", "-a", "--filter", `name=${name}`])).stdout.includes("Exited"));
     // The container died with its monitor.
-    const record = JSON.parse(readFileSync(path.join(env.storeRoot, "containers", id, "container.json"), "utf8"));
+    const record = JSON.parse(readFileSync(path.join(dir, "container.json"), "utf8"));
     expect(record.state.status).toBe("exited");
+    // pasta does not notice by itself that the namespace is gone: the first look at the state
+    // stopped it (gone, or a zombie waiting for the host's init), and the port is free again.
+    await until(async () => ["gone", "Z"].includes(processState(pasta)));
+    expect(existsSync(path.join(dir, "pasta.pid"))).toBe(false);
+    const again = unique("orphan-port");
+    expect((await tsrun(["run", "--rm", "--name", again, "-p", `127.0.0.1:${port}:80`, "busybox", "true"])).code).toBe(0);
     expect((await tsrun(["rm", name])).code).toBe(0);
   });
 
