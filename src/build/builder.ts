@@ -33,10 +33,12 @@ import { BuildArgs, StageArgs } from "./build-args.js";
 import { stepKey } from "./cache-keys.js";
 import { prepareContext, type BuildContext } from "./context.js";
 import { SourceTree } from "./source-tree.js";
-import { ignoreMatcher, prepareCopy, runCopy, type CopyContext } from "./copy-step.js";
+import { ignoreMatcher, prepareCopy, resolveOwner, runCopy, type CopyContext } from "./copy-step.js";
+import { layeredDirectoryExists } from "../container/rootfs-files.js";
 import { runStep } from "./run-step.js";
 import { runMounts } from "./run-mounts.js";
 import { rmSync } from "node:fs";
+import { DEFAULT_PATH } from "../container/spec.js";
 import { BuildCancelledError, BuildError } from "./errors.js";
 
 export interface BuildOptions {
@@ -326,6 +328,10 @@ class Builder {
       config = structuredClone(image.config);
       layers = image.layers;
     }
+    // BuildKit makes sure every stage has a PATH (appended when the base image sets none), so the
+    // image says what RUN and `run` use.
+    const inner = (config.config ??= {});
+    if (!(inner.Env ?? []).some((e) => e.startsWith("PATH="))) inner.Env = [...(inner.Env ?? []), `PATH=${DEFAULT_PATH}`];
     if (platform !== undefined && platform !== "" && !platform.startsWith(`${config.os}/${config.architecture}`)) {
       throw new Error(`FROM --platform=${platform}: only the build host's platform (${config.os}/${config.architecture}) can be built here`);
     }
@@ -397,7 +403,8 @@ class Builder {
           throw err;
         }
         const key = stepKey(state.key, { instruction: ins.original, config });
-        this.finishStep(state, key, this.historyText(ins, config), state.layers, true);
+        if (ins.keyword === "workdir") await this.makeWorkdir(state, key, this.historyText(ins, config));
+        else this.finishStep(state, key, this.historyText(ins, config), state.layers, true);
       }
     }
   }
@@ -545,6 +552,37 @@ class Builder {
       await this.store.removeTree(layerTmp);
       throw err;
     }
+  }
+
+  /**
+   * WORKDIR makes its directory, with the parents it lacks, owned by the stage's USER (as
+   * BuildKit does, so that `USER app` + `WORKDIR /home/app/src` + `RUN make` can write there): a
+   * layer when something was made, none when the directory exists.
+   */
+  private async makeWorkdir(state: StageState, key: string, createdBy: string): Promise<void> {
+    const config = state.config.config ?? {};
+    const dir = config.WorkingDir ?? "/";
+    if (dir === "/") {
+      this.finishStep(state, key, createdBy, state.layers, true);
+      return;
+    }
+    if (this.fromCache(state, key, createdBy)) return;
+    const layerDirs = [...state.layers].reverse().map((l) => this.store.layers.diffDir(l.chainId));
+    if (layeredDirectoryExists(layerDirs, dir) === true) {
+      this.finishStep(state, key, createdBy, state.layers, true);
+      return;
+    }
+    const user = config.User ?? "";
+    const owner = user === "" ? { uid: 0, gid: 0 } : resolveOwner(user, layerDirs);
+    await this.removeLeftovers();
+    const copied = await runCopy(this.copyContext(state), { description: undefined, sources: [], dest: `${dir}/`, destIsDir: true, owner, makeDest: true, temporaries: [] });
+    if (copied.result.entries === 0) {
+      rmSync(copied.tarFile, { force: true });
+      await this.store.removeTree(copied.layerTmp);
+      this.finishStep(state, key, createdBy, state.layers, true);
+      return;
+    }
+    await this.addLayer(state, key, createdBy, copied.layer, copied.layerTmp, copied.tarFile);
   }
 
   private copyContext(state: StageState): CopyContext {

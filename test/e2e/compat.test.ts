@@ -1,0 +1,54 @@
+// Where tsrun used to differ from Docker (BuildKit) and Podman on inputs written by other people:
+// real-world Dockerfile idioms, archives made by other tools, hostile inputs, everyday flags.
+// Each case is a regression test for one fix; the comments say what Docker does.
+import { beforeAll, describe, expect, it } from "vitest";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { env, importBusybox, scratchDir, tsrun } from "./helpers.js";
+
+const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+
+/** A directory with these files (mode 0644, or [content, mode]), owned by the test user. */
+function files(entries: Record<string, string | [string, number]>, prefix = "compat"): string {
+  const dir = scratchDir(prefix);
+  for (const [name, value] of Object.entries(entries)) {
+    const file = path.join(dir, name);
+    mkdirSync(path.dirname(file), { recursive: true });
+    const [content, mode] = typeof value === "string" ? [value, 0o644] : value;
+    writeFileSync(file, content, { mode });
+  }
+  if (env.user) execFileSync("chown", ["-R", `${env.user.uid}:${env.user.gid}`, dir]);
+  return dir;
+}
+
+async function ok(args: string[], input?: string | Buffer): Promise<string> {
+  const r = await tsrun(args, { timeout: 120_000, ...(input !== undefined ? { input } : {}) });
+  if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+beforeAll(async () => {
+  await importBusybox("busybox");
+});
+
+describe("Dockerfiles as people write them", () => {
+  it("USER then WORKDIR: the directory belongs to the user; optional files by wildcard; PATH always set", async () => {
+    // The node/python image idiom: a non-root user's WORKDIR is writable by RUN (BuildKit makes
+    // it as the USER), `COPY go.mod go.sum* ./` works without a go.sum, and every image gets a
+    // PATH even when its base has none (busybox imported here has no Env at all).
+    const dir = files({
+      Dockerfile: "FROM busybox\nWORKDIR /tmp\nUSER alice\nWORKDIR /home/alice/src/app\nCOPY go.mod go.sum* ./\nRUN pwd > where && id -u >> where\n",
+      "go.mod": "module x\n",
+    });
+    const name = unique("workdir-user");
+    await ok(["build", "-q", "-t", name, dir]);
+    expect(JSON.parse(await ok(["inspect", "-f", "{{json .Config.Env}}", name]))).toEqual(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]);
+    const out = await ok(["run", "--rm", name, "sh", "-c", "cat where; stat -c '%u:%g %n' /home/alice/src /home/alice/src/app go.mod; ls"]);
+    expect(out).toBe("/home/alice/src/app\n1000\n1000:1000 /home/alice/src\n1000:1000 /home/alice/src/app\n0:0 go.mod\ngo.mod\nwhere\n");
+    // WORKDIR of a directory that exists adds no layer; one that it makes adds one.
+    const history = (await ok(["history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Size}}", name])).trim().split("\n");
+    expect(history.find((h) => h.startsWith("WORKDIR /tmp|"))).toBe("WORKDIR /tmp|0B");
+    expect(history.find((h) => h.startsWith("WORKDIR /home/alice/src/app|"))).not.toMatch(/\|0B$/);
+  });
+});
