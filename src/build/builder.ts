@@ -37,7 +37,9 @@ import { ignoreMatcher, prepareCopy, resolveOwner, runCopy, type CopyContext } f
 import { layeredDirectoryExists } from "../container/rootfs-files.js";
 import { runStep } from "./run-step.js";
 import { runMounts } from "./run-mounts.js";
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
 import { DEFAULT_PATH } from "../container/spec.js";
 import { BuildCancelledError, BuildError } from "./errors.js";
 
@@ -98,6 +100,8 @@ interface StageState {
 }
 
 const DEFAULT_SHELL = ["/bin/sh", "-c"];
+/** Where a `RUN <<EOF` script with a #! line is mounted, as BuildKit mounts it. */
+const SCRIPT_DIR = "/dev/pipes";
 /** Instructions that take no flags (FROM, RUN, COPY, ADD and HEALTHCHECK check their own). */
 const FLAGLESS = new Set(["arg", "cmd", "entrypoint", "env", "expose", "label", "maintainer", "onbuild", "shell", "stopsignal", "user", "volume", "workdir"]);
 
@@ -307,6 +311,7 @@ class Builder {
     let imageId = "";
     let config: ImageConfig;
     let layers: LayerRecord[] = [];
+    let args: StageArgs | undefined;
     const platform = stage.platform !== undefined ? new ShellLex(this.dockerfile.escapeChar).processWord(stage.platform, this.globals) : undefined;
     const dep = findStage(this.graph, base);
     if (dep && dep.name !== undefined && dep.name === base.toLowerCase() && dep.index < stage.index) {
@@ -317,6 +322,7 @@ class Builder {
       config.history = [...from.history];
       config.config = structuredClone(from.config.config ?? {});
       layers = from.layers;
+      args = from.args.derive();
     } else if (base.toLowerCase() === "scratch") {
       identity = "scratch";
       const p = hostPlatform();
@@ -339,7 +345,7 @@ class Builder {
     const key = stepKey("", { from: identity, ...(this.opts.sourceDateEpoch !== undefined ? { epoch: this.opts.sourceDateEpoch } : {}) });
     const created = this.createdFor(key);
     this.remember(key, { created, layers, emptyLayer: true });
-    const args = new StageArgs(this.buildArgs, this.globals);
+    args ??= new StageArgs(this.buildArgs, this.globals);
     return {
       stage,
       imageId,
@@ -430,11 +436,15 @@ class Builder {
     }
   }
 
-  /** RUN's command line: exec form as written, shell form through SHELL (heredocs included). */
-  private runArgv(ins: Instruction, config: ContainerConfig): string[] {
+  /**
+   * RUN's command line: exec form as written, shell form through SHELL (heredocs included). A
+   * `RUN <<EOF` whose body starts with `#!` is a script run by its own interpreter (BuildKit
+   * mounts it at /dev/pipes/EOF): `script` is that file's name and content.
+   */
+  private runArgv(ins: Instruction, config: ContainerConfig): { argv: string[]; script?: { name: string; content: string } } {
     if (ins.json) {
       if (ins.args.length === 0) throw new Error("RUN requires at least one argument");
-      return ins.args;
+      return { argv: ins.args };
     }
     const shell = config.Shell ?? DEFAULT_SHELL;
     let command = ins.args[0] ?? "";
@@ -444,12 +454,16 @@ class Builder {
       if (ins.heredocs.length === 1 && only && parseHeredoc(command.trim())?.name === only.name) {
         // `RUN <<EOF` alone: the body is the script.
         command = only.chomp ? chompHeredocContent(only.content) : only.content;
+        if (command.startsWith("#!")) {
+          if (only.name.includes("/") || only.name === "." || only.name === "..") throw new Error(`heredoc name ${only.name} cannot name a file`);
+          return { argv: [...shell, `${SCRIPT_DIR}/${only.name}`], script: { name: only.name, content: command } };
+        }
       } else {
         // The shell reads the heredocs itself, from the text after the command line.
         command += "\n" + ins.heredocs.map((h) => `${h.content}${h.name}\n`).join("");
       }
     }
-    return [...shell, command];
+    return { argv: [...shell, command] };
   }
 
   private async runInstruction(state: StageState, ins: Instruction): Promise<void> {
@@ -471,13 +485,21 @@ class Builder {
       if (wanted !== "none" && wanted !== "host") throw new Error(`RUN --network=${wanted}: expected default, none or host`);
       network = wanted;
     }
-    const argv = this.runArgv(ins, config);
+    const { argv, script } = this.runArgv(ins, config);
     const { args, proxies } = state.args.runEnvironment(config.Env ?? []);
-    const key = stepKey(state.key, { run: argv, args, network, ...(mounts.description.length > 0 ? { mounts: mounts.description } : {}) });
+    const key = stepKey(state.key, { run: argv, args, network, ...(mounts.description.length > 0 ? { mounts: mounts.description } : {}), ...(script ? { script } : {}) });
     const argText = args.length > 0 ? `|${args.length} ${args.map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
     const createdBy = `RUN ${argText}${argv.join(" ")}`;
     if (this.fromCache(state, key, createdBy)) return;
     await this.removeLeftovers();
+    const runMountSpecs = [...mounts.mounts];
+    let scriptFile: string | undefined;
+    if (script) {
+      mkdirSync(this.store.paths.tmp, { recursive: true });
+      scriptFile = path.join(this.store.paths.tmp, `build-script-${process.pid}-${randomBytes(6).toString("hex")}`);
+      writeFileSync(scriptFile, script.content, { mode: 0o755 });
+      runMountSpecs.push(`type=bind,source=${scriptFile},target=${SCRIPT_DIR}/${script.name},readonly`);
+    }
     let result;
     try {
       result = await runStep(this.containers, {
@@ -487,7 +509,7 @@ class Builder {
         config: state.config,
         argv,
         env: [...args, ...proxies].map(([k, v]) => `${k}=${v}`),
-        mounts: mounts.mounts,
+        mounts: runMountSpecs,
         network,
         quiet: this.opts.quiet ?? false,
         clampMtime: this.opts.sourceDateEpoch,
@@ -503,6 +525,7 @@ class Builder {
       throw err;
     } finally {
       this.running = undefined;
+      if (scriptFile !== undefined) rmSync(scriptFile, { force: true });
     }
     this.checkCancelled();
     if (!("packed" in result)) throw new BuildError(`The command '${argv.join(" ")}' returned a non-zero code: ${result.status}`);

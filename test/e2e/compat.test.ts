@@ -51,4 +51,29 @@ describe("Dockerfiles as people write them", () => {
     expect(history.find((h) => h.startsWith("WORKDIR /tmp|"))).toBe("WORKDIR /tmp|0B");
     expect(history.find((h) => h.startsWith("WORKDIR /home/alice/src/app|"))).not.toMatch(/\|0B$/);
   });
+
+  it("a stage built FROM another inherits its ARGs; a RUN heredoc with #! runs with that interpreter", async () => {
+    // Docker's documentation: "arguments and variables are inherited from parent stages"; and
+    // `RUN <<EOF` + `#!/usr/bin/env python3` runs the body with python (BuildKit mounts the
+    // script at /dev/pipes/EOF), not with /bin/sh.
+    const dir = files({
+      Dockerfile: [
+        "FROM busybox AS parent",
+        "ARG VERSION=1.2",
+        "FROM parent AS child",
+        "RUN <<EOF",
+        "#!/bin/awk -f",
+        'BEGIN { print "awk ran " ENVIRON["VERSION"] > "/out.txt" }',
+        "EOF",
+        "RUN <<EOF",
+        "#!/bin/sh",
+        'echo "$0" >> /out.txt',
+        "EOF",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("stage-args");
+    await ok(["build", "-q", "-t", name, dir]);
+    expect(await ok(["run", "--rm", name, "cat", "/out.txt"])).toBe("awk ran 1.2\n/dev/pipes/EOF\n");
+  });
 });
