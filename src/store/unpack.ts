@@ -1050,19 +1050,26 @@ class LayerExtractor implements TarSink {
 
   /** Removes what an entry replaces; a directory with everything in it, without leaving the root. */
   private remove(parentFd: number, name: string, st: RawStat): void {
-    if (fileType(st) !== S_IFDIR) {
-      this.addon.unlinkAt(parentFd, name, false);
-      return;
-    }
-    const dirFd = this.addon.openAt(parentFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
-    try {
-      // Listing through the fd's /proc link reads exactly this directory, whatever its path.
-      for (const child of readdirSync(`/proc/self/fd/${dirFd}`)) {
-        this.remove(dirFd, child, this.addon.lstatAt(dirFd, child));
-      }
-    } finally {
-      closeSync(dirFd);
-    }
-    this.addon.unlinkAt(parentFd, name, true);
+    removeEntry(parentFd, name, st);
   }
+}
+
+/**
+ * Removes the entry NAME of the directory parentFd (st: its lstat), a directory with everything
+ * in it, through fds only: no path is followed, whatever is renamed meanwhile.
+ */
+export function removeEntry(parentFd: number, name: string, st: RawStat = native().lstatAt(parentFd, name)): void {
+  const addon = native();
+  if (fileType(st) !== S_IFDIR) {
+    addon.unlinkAt(parentFd, name, false);
+    return;
+  }
+  const dirFd = addon.openAt(parentFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+  try {
+    // Listing through the fd's /proc link reads exactly this directory, whatever its path.
+    for (const child of readdirSync(`/proc/self/fd/${dirFd}`)) removeEntry(dirFd, child, addon.lstatAt(dirFd, child));
+  } finally {
+    closeSync(dirFd);
+  }
+  addon.unlinkAt(parentFd, name, true);
 }
