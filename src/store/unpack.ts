@@ -343,9 +343,16 @@ class TarHeaderCheck {
     }
     this.sawZeroBlock = false;
     const name = headerName(block, this.pending);
-    const where = `tar header for ${JSON.stringify(name)}`;
+    // A name of garbage bytes (random data, a wrong format) would fill the error line with noise.
+    const readable = /^[\x20-\x7e\u00a0-\uffef]*$/u.test(name) && !name.includes("\ufffd");
+    const where = readable ? `tar header for ${JSON.stringify(name)}` : `tar header ${this.entriesSeen + 1}`;
 
-    const stored = parseNumberField(block.subarray(148, 156), `${where}: checksum`);
+    let stored: number | undefined;
+    try {
+      stored = parseNumberField(block.subarray(148, 156), `${where}: checksum`);
+    } catch {
+      // An unreadable checksum field is a wrong checksum: random data, or another format.
+    }
     let sum = 8 * 0x20;
     for (let i = 0; i < BLOCK; i++) if (i < 148 || i >= 156) sum += block[i] ?? 0;
     if (sum !== stored) throw new Error(`${where}: checksum mismatch (corrupt or not a tar archive)`);
@@ -567,7 +574,10 @@ class LayerExtractor implements TarSink {
   private firstBytes = Buffer.alloc(0);
   /** The regular file being written, closed by close() if the stream stops mid-entry. */
   private openFileFd: number | undefined;
-  /** Inodes of regular files extracted from this layer: the only valid hardlink targets. */
+  /**
+   * Inodes of regular files and symlinks extracted from this layer: the only valid hardlink
+   * targets (a hardlinked symlink is one more name for the link, as Docker and Podman extract it).
+   */
   private readonly extractedFiles = new Set<number>();
   /** Directory times, applied at the end because creating children changes them. */
   private readonly directoryTimes = new Map<string, EntryTimes & { ino: number }>();
@@ -865,6 +875,7 @@ class LayerExtractor implements TarSink {
     // The target is stored verbatim; it is only ever resolved in-root (here) or inside the
     // container's own mount namespace.
     this.addon.symlinkAt(target, parentFd, name);
+    this.extractedFiles.add(this.addon.lstatAt(parentFd, name)[ST_INO]);
     const { uid, gid } = this.owner(entry);
     this.addon.chownAt(parentFd, name, uid, gid); // lchown: never follows
     if (xattrs.size > 0) {
@@ -887,8 +898,8 @@ class LayerExtractor implements TarSink {
     }
     try {
       const st = this.addon.lstatAt(targetFd, "");
-      if (fileType(st) !== S_IFREG || !this.extractedFiles.has(st[ST_INO])) {
-        throw new Error(`hardlink target ${JSON.stringify(entry.linkpath)} is not a regular file extracted earlier from this layer`);
+      if ((fileType(st) !== S_IFREG && fileType(st) !== S_IFLNK) || !this.extractedFiles.has(st[ST_INO])) {
+        throw new Error(`hardlink target ${JSON.stringify(entry.linkpath)} is not a file or symlink extracted earlier from this layer`);
       }
       const existing = this.lstatOrNull(parentFd, name);
       if (existing !== null) {
