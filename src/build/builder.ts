@@ -723,7 +723,7 @@ class Builder {
 /** Builds an image from a Dockerfile and a context (`tsrun build`). */
 export async function buildImage(containers: Containers, opts: BuildOptions): Promise<ImageRecord> {
   for (const t of opts.tags ?? []) tagName(t);
-  const ctx = await prepareContext({ context: opts.context, file: opts.file, stdin: opts.stdin, tmpDir: containers.store.paths.tmp });
+  const ctx = await prepareContext({ context: opts.context, file: opts.file, stdin: opts.stdin, tmpDir: containers.store.paths.tmp, warn: opts.warn });
   try {
     let dockerfile: Dockerfile;
     let graph: StageGraph;

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, scratchDir, tsrun } from "./helpers.js";
+import { env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
 
 const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
 
@@ -77,3 +77,20 @@ describe("Dockerfiles as people write them", () => {
     expect(await ok(["run", "--rm", name, "cat", "/out.txt"])).toBe("awk ran 1.2\n/dev/pipes/EOF\n");
   });
 });
+
+describe("build contexts from other tools", () => {
+  it("a context tarball on stdin keeps its symlinks as written (absolute, leading up); hostile entries are refused", async () => {
+    // `tar -c . | docker build -` with `lib -> /usr/lib` or `shared -> ../../shared` in the
+    // tree: Docker copies the links as links. node-tar used to refuse or rewrite them.
+    const dir = files({ Dockerfile: "FROM busybox\nCOPY . /ctx/\n", "f.txt": "f\n" });
+    const name = unique("stdin-ctx");
+    const r = await shAsUser(`cd ${dir} && ln -s /etc/passwd abs && ln -s ../../shared/lib up && tar -cf - . | "$TSRUN" build -q -t ${name} -`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await ok(["run", "--rm", name, "sh", "-c", "readlink /ctx/abs; readlink /ctx/up; cat /ctx/f.txt"])).toBe("/etc/passwd\n../../shared/lib\nf\n");
+    const hostile = await shAsUser(`cd ${dir} && tar -cf - --transform 's,^./f.txt,../escape.txt,' ./f.txt ./Dockerfile | "$TSRUN" build -q -`);
+    expect(hostile.code).toBe(1);
+    expect(hostile.stderr).toMatch(/^Error: unable to prepare context: .*climbs above/);
+    expect(hostile.stderr.trim().split("\n")).toHaveLength(1);
+  });
+});
+
