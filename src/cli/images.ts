@@ -6,8 +6,8 @@ import { createInterface } from "node:readline";
 import { Tsrun } from "../index.js";
 import { collect } from "./util.js";
 import { applyChanges } from "../image/config-changes.js";
-import { ago, humanSize, shortId } from "./output.js";
-import { compileTemplate, renderTable, parseTableFormat, isTableFormat, TemplateError } from "../format/template.js";
+import { ago, formatRows, goTimeString, humanSize, rfc3339Local, shortId } from "./output.js";
+import { compileTemplate, TemplateError } from "../format/template.js";
 import { inspectContainer, inspectImage } from "../image/inspect.js";
 import { imageHistory } from "../image/history.js";
 import { findImage, pruneImages, removeImage, tagImage } from "../image/remove.js";
@@ -26,65 +26,11 @@ export async function importCommand(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Time formats Docker prints
-
-const pad = (n: number, width = 2): string => String(n).padStart(width, "0");
-
-function zoneOffset(d: Date, separator: string): string {
-  const minutes = -d.getTimezoneOffset();
-  const sign = minutes >= 0 ? "+" : "-";
-  const abs = Math.abs(minutes);
-  return `${sign}${pad(Math.floor(abs / 60))}${separator}${pad(abs % 60)}`;
-}
-
-let zoneFormat: Intl.DateTimeFormat | undefined;
-
-function zoneName(d: Date): string {
-  zoneFormat ??= new Intl.DateTimeFormat("en-US", { timeZoneName: "short" });
-  const part = zoneFormat.formatToParts(d).find((p) => p.type === "timeZoneName");
-  return part?.value ?? "UTC";
-}
-
-function localDate(d: Date): string {
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-}
-
-function localTime(d: Date): string {
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-}
-
-/** Go's time.Time.String() in local time, as `images` shows CreatedAt: "2024-01-02 15:04:05 +0000 UTC". */
-export function goTimeString(iso: string): string {
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return "";
-  return `${localDate(d)} ${localTime(d)} ${zoneOffset(d, "")} ${zoneName(d)}`;
-}
-
-/** RFC 3339 in local time, as `history` shows CreatedAt: "2024-01-02T15:04:05Z" or "...+01:00". */
-export function rfc3339Local(iso: string): string {
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return "";
-  const offset = d.getTimezoneOffset() === 0 ? "Z" : zoneOffset(d, ":");
-  return `${localDate(d)}T${localTime(d)}${offset}`;
-}
-
-// ---------------------------------------------------------------------------------------------
 // --format output
 
 function templateError(err: unknown): never {
   if (err instanceof TemplateError) throw new TsrunError(err.message);
   throw err;
-}
-
-/** Renders rows with a table, json or plain template format (docker/cli's formatter). */
-function formatRows(format: string, rows: readonly Record<string, unknown>[], headers: Record<string, string>): string {
-  try {
-    if (isTableFormat(format)) return renderTable(format, rows, headers);
-    const template = compileTemplate(parseTableFormat(format).template);
-    return rows.map((r) => `${template.execute(r)}\n`).join("");
-  } catch (err) {
-    templateError(err);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

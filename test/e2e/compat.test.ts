@@ -94,3 +94,19 @@ describe("build contexts from other tools", () => {
   });
 });
 
+describe("everyday commands with real-world flags", () => {
+  it("ps --format takes Go templates, table and json with docker/cli's fields", async () => {
+    const name = unique("psfmt");
+    expect((await tsrun(["run", "--name", name, "-l", "team=a", "busybox", "sh", "-c", "exit 3"])).code).toBe(3);
+    const line = (await ok(["ps", "-a", "--filter", `name=^${name}$`, "--format", "{{.Names}} {{.State}} {{.Status}} {{.Labels}} {{.Networks}}"])).trim();
+    expect(line).toMatch(new RegExp(`^${name} exited Exited \\(3\\) .* ago team=a bridge$`));
+    const table = (await ok(["ps", "-a", "--filter", `name=^${name}$`, "--format", "table {{.Names}}\t{{.Command}}"])).split("\n");
+    expect(table[0]).toMatch(/^NAMES +COMMAND$/);
+    expect(table[1]).toMatch(new RegExp(`^${name} +"sh -c exit 3"$`));
+    const json = JSON.parse(await ok(["ps", "-a", "--filter", `name=^${name}$`, "--format", "json"])) as Record<string, string>;
+    expect(Object.keys(json)).toEqual(["Command", "CreatedAt", "ID", "Image", "Labels", "LocalVolumes", "Mounts", "Names", "Networks", "Ports", "RunningFor", "Size", "State", "Status"]);
+    expect(json.Image).toBe("busybox");
+    await tsrun(["rm", name]);
+  });
+});
+
