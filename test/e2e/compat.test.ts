@@ -37,15 +37,19 @@ describe("Dockerfiles as people write them", () => {
     // The node/python image idiom: a non-root user's WORKDIR is writable by RUN (BuildKit makes
     // it as the USER), `COPY go.mod go.sum* ./` works without a go.sum, and every image gets a
     // PATH even when its base has none (busybox imported here has no Env at all).
+    // Patterns with "-" (`requirements-*.txt`, `build-*` in .dockerignore) used to be refused.
     const dir = files({
-      Dockerfile: "FROM busybox\nWORKDIR /tmp\nUSER alice\nWORKDIR /home/alice/src/app\nCOPY go.mod go.sum* ./\nRUN pwd > where && id -u >> where\n",
+      Dockerfile: "FROM busybox\nWORKDIR /tmp\nUSER alice\nWORKDIR /home/alice/src/app\nCOPY go.mod go.sum* requirements-*.txt build-* ./\nRUN pwd > where && id -u >> where\n",
       "go.mod": "module x\n",
+      "requirements-dev.txt": "r\n",
+      "build-out": "ignored\n",
+      ".dockerignore": "build-*\n",
     });
     const name = unique("workdir-user");
     await ok(["build", "-q", "-t", name, dir]);
     expect(JSON.parse(await ok(["inspect", "-f", "{{json .Config.Env}}", name]))).toEqual(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]);
     const out = await ok(["run", "--rm", name, "sh", "-c", "cat where; stat -c '%u:%g %n' /home/alice/src /home/alice/src/app go.mod; ls"]);
-    expect(out).toBe("/home/alice/src/app\n1000\n1000:1000 /home/alice/src\n1000:1000 /home/alice/src/app\n0:0 go.mod\ngo.mod\nwhere\n");
+    expect(out).toBe("/home/alice/src/app\n1000\n1000:1000 /home/alice/src\n1000:1000 /home/alice/src/app\n0:0 go.mod\ngo.mod\nrequirements-dev.txt\nwhere\n");
     // WORKDIR of a directory that exists adds no layer; one that it makes adds one.
     const history = (await ok(["history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Size}}", name])).trim().split("\n");
     expect(history.find((h) => h.startsWith("WORKDIR /tmp|"))).toBe("WORKDIR /tmp|0B");
