@@ -3,7 +3,8 @@
 // Docker CLI: its table columns, its --format fields and headers, its JSON shapes.
 import type { Command } from "commander";
 import { createInterface } from "node:readline";
-import { Tsrun } from "../index.js";
+import { Tsrun, type ImageSummary } from "../index.js";
+import { compileGlob } from "../build/path-patterns.js";
 import { collect } from "./util.js";
 import { applyChanges } from "../image/config-changes.js";
 import { ago, formatRows, goTimeString, humanSize, rfc3339Local, shortId } from "./output.js";
@@ -42,6 +43,7 @@ interface ImagesFlags {
   digests: boolean;
   trunc: boolean;
   format?: string;
+  filter: string[];
 }
 
 const IMAGE_HEADERS = {
@@ -75,8 +77,68 @@ function matchesReference(filter: string): (row: { repository: string; tag: stri
   return (row) => row.repository === repository && (tag === undefined || row.tag === tag);
 }
 
+/**
+ * `images --filter`, as the Docker daemon applies them: dangling=true|false, reference=PATTERN
+ * (path.Match on the familiar repo:tag, or on the repo alone; several are OR'ed),
+ * label=KEY[=VALUE] (all must match), before=IMAGE and since=IMAGE (by creation time).
+ */
+function applyImageFilters(t: Tsrun, rows: ImageSummary[], filters: readonly string[]): ImageSummary[] {
+  const references: RegExp[] = [];
+  let out = rows;
+  for (const f of filters) {
+    const eq = f.indexOf("=");
+    if (eq <= 0) throw new TsrunError(`bad format of filter (expected name=value): ${f}`);
+    const key = f.slice(0, eq).toLowerCase();
+    const value = f.slice(eq + 1);
+    switch (key) {
+      case "dangling": {
+        if (!/^(true|false|1|0)$/i.test(value)) throw new TsrunError(`invalid filter 'dangling=${value}'`);
+        const dangling = /^(true|1)$/i.test(value);
+        out = out.filter((r) => (r.repository === "<none>") === dangling);
+        break;
+      }
+      case "reference":
+        try {
+          references.push(compileGlob(value));
+        } catch {
+          throw new TsrunError(`invalid filter 'reference=${value}': bad pattern`);
+        }
+        break;
+      case "label": {
+        const [k, v] = value.split(/=(.*)/s, 2) as [string, string | undefined];
+        out = out.filter((r) => k in r.labels && (v === undefined || r.labels[k] === v));
+        break;
+      }
+      case "before":
+      case "since": {
+        let created: string;
+        try {
+          const id = findImage(t.store, value).id;
+          created = rows.find((r) => r.id === id)?.created ?? "";
+        } catch (err) {
+          if (err instanceof NotFoundError) throw new TsrunError(`invalid filter '${key}=${value}': No such image: ${value}`);
+          throw err;
+        }
+        out = out.filter((r) => (key === "before" ? r.created < created : r.created > created));
+        break;
+      }
+      default:
+        throw new TsrunError(`invalid filter '${key}'`);
+    }
+  }
+  if (references.length > 0) {
+    out = out.filter((r) => {
+      if (r.repository === "<none>") return false;
+      const familiar = [`${r.displayRepository}:${r.tag}`, r.displayRepository];
+      return references.some((re) => familiar.some((name) => re.test(name)));
+    });
+  }
+  return out;
+}
+
 export function imagesCommand(filter: string | undefined, o: ImagesFlags): void {
-  let rows = new Tsrun().listImages();
+  const t = new Tsrun();
+  let rows = applyImageFilters(t, t.listImages(), o.filter);
   if (filter !== undefined) rows = rows.filter(matchesReference(filter));
   const id = (full: string): string => (o.trunc ? shortId(full) : full);
   if (o.quiet) {
@@ -284,6 +346,7 @@ const imagesSpec: CommandSpec = {
       .option("--digests", "show digests", false)
       .option("--no-trunc", "do not truncate output")
       .option("--format <format>", "format output: table, json, or a Go template (fields ID, Repository, Tag, Digest, CreatedSince, CreatedAt, Size)")
+      .option("-f, --filter <filter>", "filter output (dangling=, reference=, label=, before=, since=)", collect, [])
       .action((filter: string | undefined, o: ImagesFlags) => {
         imagesCommand(filter, o);
       }),

@@ -112,5 +112,21 @@ describe("everyday commands with real-world flags", () => {
     expect(json.Image).toBe("busybox");
     await tsrun(["rm", name]);
   });
+
+  it("images --filter: dangling, reference, label, before/since", async () => {
+    const dir = files({ Dockerfile: "FROM busybox\nLABEL compat.filter=yes\n" });
+    const tagged = unique("filt");
+    const untagged = (await ok(["build", "-q", "--label", `run=${tagged}`, dir])).trim();
+    // A later step, so a later creation time (a fully cached build would repeat the first's).
+    writeFileSync(path.join(dir, "Dockerfile"), "FROM busybox\nLABEL compat.filter=yes\nLABEL later=1\n");
+    await ok(["build", "-q", "-t", `${tagged}:v1`, "--label", `run=${tagged}`, "--label", "extra=1", dir]);
+    const dangling = (await ok(["images", "-f", "dangling=true", "-q", "--no-trunc"])).split("\n");
+    expect(dangling).toContain(untagged);
+    expect(await ok(["images", "-f", `reference=${tagged.slice(0, 5)}*:v?`, "--format", "{{.Repository}}:{{.Tag}}"])).toBe(`${tagged}:v1\n`);
+    expect(await ok(["images", "-f", `label=run=${tagged}`, "-f", "label=extra", "--format", "{{.Repository}}"])).toBe(`${tagged}\n`);
+    expect(await ok(["images", "-f", `since=${untagged}`, "-f", `label=run=${tagged}`, "--format", "{{.Tag}}"])).toBe("v1\n");
+    const bad = await tsrun(["images", "-f", "colour=blue"]);
+    expect([bad.code, bad.stderr]).toEqual([125, "Error: invalid filter 'colour'\n"]);
+  });
 });
 
