@@ -149,12 +149,13 @@ CMD ["default-arg"]
     const manifest = JSON.parse(blob(record?.manifest ?? "")) as { mediaType: string; config: { mediaType: string } };
     expect(manifest.config.mediaType).toBe("application/vnd.docker.container.image.v1+json");
 
-    // One history entry per instruction after the base image's; layers only for COPY, ADD and RUN.
+    // One history entry per instruction after the base image's; layers only for COPY, ADD, RUN
+    // and a WORKDIR that makes its directory (BuildKit's rule).
     const history = (JSON.parse(blob(r.id)) as { history: { created_by: string; empty_layer?: boolean }[] }).history;
     expect(history.length).toBe(1 + 1 + 22);
     const made = history.filter((h) => !h.empty_layer);
-    expect(made.map((h) => h.created_by.split(" ")[0])).toEqual(["", "COPY", "COPY", "ADD", "ADD", "COPY", "RUN", "RUN"]);
-    expect(await inspect(name, "{{len .RootFS.Layers}}")).toBe("8");
+    expect(made.map((h) => h.created_by.split(" ")[0])).toEqual(["", "WORKDIR", "COPY", "COPY", "ADD", "ADD", "COPY", "RUN", "RUN"]);
+    expect(await inspect(name, "{{len .RootFS.Layers}}")).toBe("9");
     expect(history.map((h) => h.created_by)).toContain("RUN |1 VERSION=2.5 /bin/sh -ec echo \"$VERSION at $APP_HOME\" > built.txt; id -u > uid-root.txt");
 
     const run = await tsrun(["run", "--rm", name]);
