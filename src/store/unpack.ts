@@ -969,13 +969,15 @@ class LayerExtractor implements TarSink {
 
   private applyXattrs(fd: number, xattrs: Map<string, Buffer>, entryPath: string): void {
     for (const [name, value] of xattrs) {
-      if (name.startsWith("trusted.")) {
-        this.warnings.add(`skipped xattr ${name} (trusted.* xattrs need real root)`, JSON.stringify(entryPath));
+      if (name.startsWith("user.overlay.") || name.startsWith("trusted.overlay.")) {
+        // Overlay (mounted with userxattr) reads these as its own whiteout/redirect markers. In
+        // a layer they are the producer's overlay bookkeeping (rootless Podman and Buildah 4
+        // leak origin/impure into every layer they commit), never file content: dropped
+        // without a word, or every pull or load of such an image warns about them.
         continue;
       }
-      if (name.startsWith("user.overlay.")) {
-        // Overlay (mounted with userxattr) reads these as its own whiteout/redirect markers.
-        this.warnings.add(`skipped xattr ${name} (reserved for overlayfs)`, JSON.stringify(entryPath));
+      if (name.startsWith("trusted.")) {
+        this.warnings.add(`skipped xattr ${name} (trusted.* xattrs need real root)`, JSON.stringify(entryPath));
         continue;
       }
       try {

@@ -280,7 +280,8 @@ describe("unpackLayer: entry types", () => {
     expect(d["user.dir"]?.toString()).toBe("yes");
     expect(d["user.overlay.redirect"]).toBeUndefined();
     expect(warnings.join("\n")).toMatch(/trusted\.secret.*"bin\/ping"/);
-    expect(warnings.join("\n")).toMatch(/user\.overlay\.redirect.*reserved/);
+    // Another overlay's bookkeeping (Podman 4 leaks it into layers): dropped quietly.
+    expect(warnings.join("\n")).not.toMatch(/overlay/);
   });
 });
 
