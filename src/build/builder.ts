@@ -66,6 +66,8 @@ export interface BuildOptions {
   /** When FROM and COPY --from images are pulled: missing (default), always, never. */
   pull?: "missing" | "always" | "never";
   tlsVerify?: boolean | undefined;
+  /** --secret values by id, for RUN --mount=type=secret (never stored, never in a cache key). */
+  secrets?: Record<string, Buffer>;
   /** SOURCE_DATE_EPOCH, seconds: times in the image are clamped to it. */
   sourceDateEpoch?: number | undefined;
   /** Progress lines ("STEP 1/3: FROM busybox"), without newline. */
@@ -120,6 +122,7 @@ class Builder {
   private readonly globals: Map<string, string>;
   private readonly multiStage: boolean;
   private readonly context: SourceTree;
+  private readonly secrets: ReadonlyMap<string, Buffer>;
   private running: number | undefined;
   private cancelled: NodeJS.Signals | undefined;
   private cleaned = false;
@@ -143,6 +146,7 @@ class Builder {
       throw new BuildError(`.dockerignore: ${errorMessage(err)}`);
     }
     this.context = new SourceTree(ctx.dir, ignore);
+    this.secrets = new Map(Object.entries(opts.secrets ?? {}));
   }
 
   private log(line: string): void {
@@ -478,6 +482,7 @@ class Builder {
       context: this.context,
       contextDir: this.ctx.dir,
       workdir: config.WorkingDir ?? "/",
+      secrets: this.secrets,
     });
     let network: NetworkMode = this.opts.network ?? "private";
     const wanted = flags.get("network");
@@ -493,22 +498,27 @@ class Builder {
     if (this.fromCache(state, key, createdBy)) return;
     await this.removeLeftovers();
     const runMountSpecs = [...mounts.mounts];
-    let scriptFile: string | undefined;
-    if (script) {
-      mkdirSync(this.store.paths.tmp, { recursive: true });
-      scriptFile = path.join(this.store.paths.tmp, `build-script-${process.pid}-${randomBytes(6).toString("hex")}`);
-      writeFileSync(scriptFile, script.content, { mode: 0o755 });
-      runMountSpecs.push(`type=bind,source=${scriptFile},target=${SCRIPT_DIR}/${script.name},readonly`);
-    }
+    // Files made for this RUN only (a #! script, secrets), removed when it ends.
+    const runFiles: string[] = [];
+    const runFile = (content: string | Buffer, mode: number, target: string): void => {
+      mkdirSync(this.store.paths.tmp, { recursive: true, mode: 0o700 });
+      const file = path.join(this.store.paths.tmp, `build-run-${process.pid}-${randomBytes(6).toString("hex")}`);
+      runFiles.push(file);
+      writeFileSync(file, content, { mode });
+      if (target.includes(",")) throw new Error(`RUN: the mount target ${target} has a comma, which a mount spec cannot carry`);
+      runMountSpecs.push(`type=bind,source=${file},target=${target},readonly`);
+    };
     let result;
     try {
+      if (script) runFile(script.content, 0o755, `${SCRIPT_DIR}/${script.name}`);
+      for (const secret of mounts.secretFiles) runFile(secret.content, secret.mode, secret.target);
       result = await runStep(this.containers, {
         imageId: state.imageId,
         displayName: state.imageName,
         layers: state.layers.map((l) => l.chainId),
         config: state.config,
         argv,
-        env: [...args, ...proxies].map(([k, v]) => `${k}=${v}`),
+        env: [...args, ...proxies, ...mounts.secretEnv].map(([k, v]) => `${k}=${v}`),
         mounts: runMountSpecs,
         network,
         quiet: this.opts.quiet ?? false,
@@ -525,7 +535,7 @@ class Builder {
       throw err;
     } finally {
       this.running = undefined;
-      if (scriptFile !== undefined) rmSync(scriptFile, { force: true });
+      for (const file of runFiles) rmSync(file, { force: true });
     }
     this.checkCancelled();
     if (!("packed" in result)) throw new BuildError(`The command '${argv.join(" ")}' returned a non-zero code: ${result.status}`);

@@ -80,7 +80,13 @@ export async function runStep(containers: Containers, opts: RunStepOptions): Pro
     const layerTmp = store.layers.createTemp();
     const tarFile = path.join(store.paths.blobs, `.tmp-build-${process.pid}-${randomBytes(6).toString("hex")}`);
     try {
-      const packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp, ...(opts.clampMtime !== undefined ? { clampMtime: opts.clampMtime } : {}) });
+      const spec = scanSpecFor(containers, record);
+      // BuildKit removes the mount points it made for RUN --mount, the parents included
+      // (/run/secrets, /root/.cache): only the command's own changes make the layer.
+      for (const m of record.hostConfig.mounts) {
+        for (let dir = path.posix.dirname(m.target); dir !== "/" && dir !== "."; dir = path.posix.dirname(dir)) spec.mountPoints.push(dir.slice(1));
+      }
+      const packed = await store.pack({ ...spec, tarFile, layerDir: layerTmp, ...(opts.clampMtime !== undefined ? { clampMtime: opts.clampMtime } : {}) });
       return { status: 0, packed, layerTmp, tarFile };
     } catch (err) {
       rmSync(tarFile, { force: true });

@@ -2,7 +2,7 @@
 // it comes, "--> Using cache", COMMIT, the image ID last). Build failures exit with status 1, as
 // docker build does; bad flags with 125.
 import { Option, type Command } from "commander";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Tsrun, TsrunError } from "../index.js";
 import { BuildError } from "../build/errors.js";
 import { collect } from "./util.js";
@@ -24,6 +24,49 @@ interface BuildFlags {
   pull: string | boolean;
   tlsVerify?: string;
   iidfile?: string;
+  secret: string[];
+}
+
+/**
+ * --secret id=ID[,src=FILE|,env=VAR][,type=file|env], as docker buildx reads it: a file, or an
+ * environment variable of tsrun; with neither, the variable named ID, else the file named ID.
+ */
+function parseSecrets(list: string[]): Record<string, Buffer> {
+  const out: Record<string, Buffer> = {};
+  for (const item of list) {
+    const fields = new Map<string, string>();
+    for (const field of item.split(",")) {
+      const eq = field.indexOf("=");
+      if (eq <= 0) throw new TsrunError(`invalid --secret "${item}": expected id=ID,src=FILE or id=ID,env=VAR`);
+      fields.set(field.slice(0, eq).toLowerCase(), field.slice(eq + 1));
+    }
+    for (const key of fields.keys()) {
+      if (!["id", "src", "source", "env", "type"].includes(key)) throw new TsrunError(`invalid --secret "${item}": unknown field "${key}"`);
+    }
+    const id = fields.get("id");
+    if (!id) throw new TsrunError(`invalid --secret "${item}": id is required`);
+    const type = fields.get("type");
+    if (type !== undefined && type !== "file" && type !== "env") throw new TsrunError(`invalid --secret "${item}": type must be file or env`);
+    let file = fields.get("src") ?? fields.get("source");
+    let env = fields.get("env");
+    if (type === "env" && env === undefined) [env, file] = [file ?? id, undefined];
+    if (file === undefined && env === undefined) {
+      if (type !== "file" && process.env[id] !== undefined) env = id;
+      else file = id;
+    }
+    if (env !== undefined) {
+      const value = process.env[env];
+      if (value === undefined) throw new TsrunError(`--secret ${id}: the environment variable ${env} is not set`);
+      out[id] = Buffer.from(value);
+    } else {
+      try {
+        out[id] = readFileSync(file as string);
+      } catch (err) {
+        throw new TsrunError(`--secret ${id}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    }
+  }
+  return out;
 }
 
 /** --build-arg K=V, or K alone for the value in tsrun's environment (skipped when unset). */
@@ -78,6 +121,7 @@ async function buildCommand(context: string, o: BuildFlags): Promise<void> {
       pull: pullPolicy(o.pull),
       tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true",
       sourceDateEpoch: epoch,
+      secrets: parseSecrets(o.secret),
       log: out,
       warn: (message) => process.stderr.write(`tsrun: warning: ${message}\n`),
       listener: progress,
@@ -108,6 +152,7 @@ export function registerBuild(program: Command): void {
     .option("--pull [policy]", "pull base images: missing (default), always (--pull alone), never", "missing")
     .option("--tls-verify <bool>", "verify registry certificates when pulling (true or false)")
     .option("--iidfile <file>", "write the image ID to this file")
+    .option("--secret <id=ID,src=FILE>", "a secret for RUN --mount=type=secret (src=FILE or env=VAR; repeatable)", collect, [])
     .addOption(new Option("--rm", "remove intermediate containers (always done)").hideHelp())
     .addOption(new Option("--force-rm", "remove intermediate containers (always done)").hideHelp())
     .action(async (context: string | undefined, o: BuildFlags) => {

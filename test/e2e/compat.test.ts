@@ -80,6 +80,30 @@ describe("Dockerfiles as people write them", () => {
     await ok(["build", "-q", "-t", name, dir]);
     expect(await ok(["run", "--rm", name, "cat", "/out.txt"])).toBe("awk ran 1.2\n/dev/pipes/EOF\n");
   });
+  it("RUN --mount=type=secret gets build --secret; a missing optional secret or ssh mount is skipped; nothing of it stays", async () => {
+    // `RUN --mount=type=secret,id=npmrc,target=/root/.npmrc npm ci` is how private registries
+    // are reached; Docker skips the mount when no secret is given (required=false), and the
+    // secret and its mount points never reach the image.
+    const dir = files({
+      Dockerfile: [
+        "FROM busybox",
+        "RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /size && stat -c %a /run/secrets/token >> /size",
+        "RUN --mount=type=secret,id=token,env=TOKEN --mount=type=secret,id=absent --mount=type=ssh test -n \"$TOKEN\" && test ! -e /run/secrets/absent && echo env-ok > /env",
+        "RUN --mount=type=cache,target=/root/.cache/tool echo c > /root/.cache/tool/c",
+        "",
+      ].join("\n"),
+      "token.txt": "s3cr3t-value\n",
+    });
+    const name = unique("secret");
+    await ok(["build", "-q", "-t", name, "--secret", `id=token,src=${path.join(dir, "token.txt")}`, dir]);
+    expect(await ok(["run", "--rm", name, "sh", "-c", "cat /size /env; ls -a /run /root/.cache 2>&1 | wc -l"])).toBe("13\n400\nenv-ok\n2\n");
+    const saved = await shAsUser(`"$TSRUN" save ${name} | tar -xOf - | grep -c s3cr3t-value`);
+    expect(saved.stdout.trim()).toBe("0");
+    const required = files({ Dockerfile: "FROM busybox\nRUN --mount=type=secret,id=need,required=true true\n" });
+    const r = await tsrun(["build", "-q", required]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^Error: Dockerfile:2: .*secret need not found.*\n$/);
+  });
 });
 
 describe("build contexts from other tools", () => {
