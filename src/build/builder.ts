@@ -66,6 +66,10 @@ export interface BuildOptions {
   /** When FROM and COPY --from images are pulled: missing (default), always, never. */
   pull?: "missing" | "always" | "never";
   tlsVerify?: boolean | undefined;
+  /** --add-host NAME:IP for RUN containers' /etc/hosts. */
+  addHosts?: string[];
+  /** --ulimit NAME=SOFT[:HARD] for RUN containers. */
+  ulimits?: string[];
   /** --secret values by id, for RUN --mount=type=secret (never stored, never in a cache key). */
   secrets?: Record<string, Buffer>;
   /** SOURCE_DATE_EPOCH, seconds: times in the image are clamped to it. */
@@ -492,7 +496,8 @@ class Builder {
     }
     const { argv, script } = this.runArgv(ins, config);
     const { args, proxies } = state.args.runEnvironment(config.Env ?? []);
-    const key = stepKey(state.key, { run: argv, args, network, ...(mounts.description.length > 0 ? { mounts: mounts.description } : {}), ...(script ? { script } : {}) });
+    const hostsAndLimits = { ...(this.opts.addHosts?.length ? { addHosts: this.opts.addHosts } : {}), ...(this.opts.ulimits?.length ? { ulimits: this.opts.ulimits } : {}) };
+    const key = stepKey(state.key, { run: argv, args, network, ...(mounts.description.length > 0 ? { mounts: mounts.description } : {}), ...(script ? { script } : {}), ...hostsAndLimits });
     const argText = args.length > 0 ? `|${args.length} ${args.map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
     const createdBy = `RUN ${argText}${argv.join(" ")}`;
     if (this.fromCache(state, key, createdBy)) return;
@@ -521,6 +526,8 @@ class Builder {
         env: [...args, ...proxies, ...mounts.secretEnv].map(([k, v]) => `${k}=${v}`),
         mounts: runMountSpecs,
         network,
+        addHosts: this.opts.addHosts ?? [],
+        ulimits: this.opts.ulimits ?? [],
         quiet: this.opts.quiet ?? false,
         clampMtime: this.opts.sourceDateEpoch,
         onStart: (pid) => {

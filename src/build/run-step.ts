@@ -26,6 +26,9 @@ export interface RunStepOptions {
   /** --mount specs (RUN --mount, see run-mounts.ts). */
   mounts?: string[];
   network: NetworkMode;
+  /** --add-host and --ulimit of the build. */
+  addHosts?: string[];
+  ulimits?: string[];
   /** Discard the command's output (build -q). */
   quiet: boolean;
   /** SOURCE_DATE_EPOCH: file times in the layer are clamped to it. */
@@ -61,6 +64,8 @@ export async function runStep(containers: Containers, opts: RunStepOptions): Pro
     env: opts.env,
     mounts: opts.mounts ?? [],
     network: opts.network,
+    addHosts: opts.addHosts ?? [],
+    security: { ulimits: opts.ulimits ?? [] },
   });
   const devNull = opts.quiet ? openSync("/dev/null", "w") : -1;
   try {

@@ -4,6 +4,7 @@
 import { Option, type Command } from "commander";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Tsrun, TsrunError } from "../index.js";
+import { hostPlatform } from "../image/types.js";
 import { BuildError } from "../build/errors.js";
 import { collect } from "./util.js";
 import { parseLabels } from "./run.js";
@@ -25,6 +26,37 @@ interface BuildFlags {
   tlsVerify?: string;
   iidfile?: string;
   secret: string[];
+  platform?: string;
+  progress?: string;
+  load: boolean;
+  cacheFrom: string[];
+  cacheTo: string[];
+  output?: string;
+  addHost: string[];
+  ulimit: string[];
+}
+
+/**
+ * Flags CI scripts pass to docker build (or buildx) that ask for nothing tsrun would do
+ * differently: accepted, so those scripts run. What cannot be honoured is an error.
+ */
+function checkDockerOnlyFlags(o: BuildFlags): void {
+  if (o.platform !== undefined) {
+    const host = hostPlatform();
+    const want = o.platform.split(",").map((p) => p.trim());
+    const ok = want.length === 1 && want[0] !== undefined && [`${host.os}/${host.architecture}`, host.architecture].includes(want[0].replace(/\/$/, ""));
+    if (!ok) throw new TsrunError(`--platform ${o.platform}: only the build host's platform (${host.os}/${host.architecture}) can be built here`);
+  }
+  if (o.progress !== undefined && !["auto", "plain", "tty", "quiet", "rawjson"].includes(o.progress)) {
+    throw new TsrunError(`invalid --progress "${o.progress}": expected auto, plain, tty, quiet or rawjson`);
+  }
+  if (o.output !== undefined) {
+    const type = /(?:^|,)type=([^,]+)/.exec(o.output)?.[1] ?? (o.output.includes("=") ? undefined : "local");
+    if (type !== "docker" && type !== "image") throw new TsrunError(`--output ${o.output}: only type=docker (the image in tsrun's store) is supported`);
+  }
+  if (o.cacheFrom.length > 0 || o.cacheTo.length > 0) {
+    process.stderr.write("tsrun: warning: --cache-from and --cache-to are ignored: tsrun builds with its own local cache\n");
+  }
 }
 
 /**
@@ -98,6 +130,8 @@ function sourceDateEpoch(buildArgs: Record<string, string>): number | undefined 
 }
 
 async function buildCommand(context: string, o: BuildFlags): Promise<void> {
+  checkDockerOnlyFlags(o);
+  if (o.progress === "quiet") o.quiet = true;
   const buildArgs = parseBuildArgs(o.buildArg);
   const epoch = sourceDateEpoch(buildArgs);
   if (o.tlsVerify !== undefined && o.tlsVerify !== "true" && o.tlsVerify !== "false") throw new TsrunError(`invalid --tls-verify "${o.tlsVerify}": true or false`);
@@ -122,6 +156,8 @@ async function buildCommand(context: string, o: BuildFlags): Promise<void> {
       tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true",
       sourceDateEpoch: epoch,
       secrets: parseSecrets(o.secret),
+      addHosts: o.addHost,
+      ulimits: o.ulimit,
       log: out,
       warn: (message) => process.stderr.write(`tsrun: warning: ${message}\n`),
       listener: progress,
@@ -153,6 +189,14 @@ export function registerBuild(program: Command): void {
     .option("--tls-verify <bool>", "verify registry certificates when pulling (true or false)")
     .option("--iidfile <file>", "write the image ID to this file")
     .option("--secret <id=ID,src=FILE>", "a secret for RUN --mount=type=secret (src=FILE or env=VAR; repeatable)", collect, [])
+    .option("--add-host <host:ip>", "add a line to /etc/hosts of RUN containers (repeatable)", collect, [])
+    .option("--ulimit <name=soft[:hard]>", "resource limits for RUN containers (repeatable)", collect, [])
+    .option("--platform <os/arch>", "the target platform (only the build host's)")
+    .option("--progress <type>", "auto, plain, tty, quiet (as -q) or rawjson: tsrun always prints plain progress")
+    .option("--load", "keep the image in the local store (always done)", false)
+    .option("--cache-from <spec>", "accepted and ignored (tsrun uses its local build cache)", collect, [])
+    .option("--cache-to <spec>", "accepted and ignored (tsrun uses its local build cache)", collect, [])
+    .option("-o, --output <spec>", "only type=docker: the image goes into tsrun's store")
     .addOption(new Option("--rm", "remove intermediate containers (always done)").hideHelp())
     .addOption(new Option("--force-rm", "remove intermediate containers (always done)").hideHelp())
     .action(async (context: string | undefined, o: BuildFlags) => {

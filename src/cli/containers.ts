@@ -173,6 +173,13 @@ function parseSince(s: string): Date {
   return d;
 }
 
+/** stop/restart -t: whole seconds (a negative number waits forever, as in Docker); undefined without -t. */
+function stopTime(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^-?\d+$/.test(value)) throw new TsrunError(`invalid --time "${value}": a number of seconds`);
+  return Number(value);
+}
+
 export function registerContainers(program: Command): void {
   program
     .command("cp")
@@ -350,11 +357,11 @@ export function registerContainers(program: Command): void {
     .command("stop")
     .description("Stop running containers (STOPSIGNAL, then SIGKILL after the timeout)")
     .argument("<container...>")
-    .option("-t, --time <seconds>", "seconds to wait before killing", "10")
-    .action(async (names: string[], o: { time: string }) => {
+    .option("-t, --time <seconds>", "seconds to wait before killing (default: the container's --stop-timeout, else 10)")
+    .action(async (names: string[], o: { time?: string }) => {
       const t = new Tsrun();
       for (const name of names) {
-        await stopContainer(t.containers, name, Number(o.time));
+        await stopContainer(t.containers, name, stopTime(o.time));
         process.stdout.write(`${name}\n`);
       }
     });
@@ -363,11 +370,11 @@ export function registerContainers(program: Command): void {
     .command("restart")
     .description("Restart containers")
     .argument("<container...>")
-    .option("-t, --time <seconds>", "seconds to wait before killing", "10")
-    .action(async (names: string[], o: { time: string }) => {
+    .option("-t, --time <seconds>", "seconds to wait before killing (default: the container's --stop-timeout, else 10)")
+    .action(async (names: string[], o: { time?: string }) => {
       const t = new Tsrun();
       for (const name of names) {
-        const record = await stopContainer(t.containers, name, Number(o.time));
+        const record = await stopContainer(t.containers, name, stopTime(o.time));
         await t.containers.startDetached(record);
         process.stdout.write(`${name}\n`);
       }

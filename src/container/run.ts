@@ -1,6 +1,7 @@
 // Creating, starting and running containers: from an image and run options to a record on disk
 // and a process in its namespaces.
 import { closeSync, existsSync, mkdirSync, read, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { signalNumber } from "./lifecycle.js";
 import { promisify } from "node:util";
 import path from "node:path";
 import { Store } from "../store/store.js";
@@ -62,6 +63,11 @@ export interface CreateOptions {
   publishAll?: boolean;
   dns?: string[];
   addHosts?: string[];
+  /** --cidfile: the new container's ID is written there (a file that exists is an error, as in Docker). */
+  cidFile?: string | undefined;
+  /** --stop-signal (else the image's STOPSIGNAL, else SIGTERM) and --stop-timeout seconds. */
+  stopSignal?: string | undefined;
+  stopTimeout?: number | undefined;
   /** --restart no|always|unless-stopped|on-failure[:N] (detached containers). */
   restart?: string | undefined;
   /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
@@ -224,6 +230,10 @@ export class Containers {
     // here rather than at start; the compiled program is cached for the start.
     processSecurity(security, 0);
     const keep = keepIdUser(security.userns);
+    if (opts.stopSignal !== undefined) signalNumber(opts.stopSignal);
+    if (opts.cidFile !== undefined && existsSync(opts.cidFile)) {
+      throw new TsrunError(`container ID file found, make sure the other container isn't running or delete ${opts.cidFile}`);
+    }
     const workingDir = opts.workdir ?? (c.WorkingDir || "/");
     if (!workingDir.startsWith("/")) throw new TsrunError(`the working directory "${workingDir}" is invalid: it needs to be an absolute path`);
     const envFromFiles = (opts.envFiles ?? []).flatMap((f) => {
@@ -279,7 +289,8 @@ export class Containers {
         entrypoint: entrypointGiven ? (opts.entrypoint ? [opts.entrypoint] : null) : (c.Entrypoint ?? null),
         cmd: opts.args.length > 0 ? opts.args : entrypointGiven ? null : (c.Cmd ?? null),
         labels: { ...(c.Labels ?? {}), ...(opts.labels ?? {}) },
-        stopSignal: c.StopSignal ?? "SIGTERM",
+        stopSignal: opts.stopSignal ?? c.StopSignal ?? "SIGTERM",
+        ...(opts.stopTimeout !== undefined ? { stopTimeout: opts.stopTimeout } : {}),
         ...(() => {
           const hc = mergeHealth(c.Healthcheck, opts.health);
           return hc ? { healthcheck: hc } : {};
@@ -317,6 +328,13 @@ export class Containers {
       record.hostConfig.dnsForward = network === "private" && !/^\s*nameserver\s/m.test(resolv);
       writeFileSync(path.join(dir, "resolv.conf"), record.hostConfig.dnsForward ? `${resolv}nameserver ${PASTA_DNS}\n` : resolv);
       this.records.save(record);
+      if (opts.cidFile !== undefined) {
+        try {
+          writeFileSync(opts.cidFile, id, { flag: "wx" });
+        } catch (err) {
+          throw new TsrunError(`cannot write the container ID file ${opts.cidFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+      }
     } catch (err) {
       this.records.releaseName(record.name);
       await this.store.removeTree(this.records.containerDir(id));

@@ -56,7 +56,7 @@ describe("Dockerfiles as people write them", () => {
     expect(history.find((h) => h.startsWith("WORKDIR /home/alice/src/app|"))).not.toMatch(/\|0B$/);
   });
 
-  it("a stage built FROM another inherits its ARGs; a RUN heredoc with #! runs with that interpreter", async () => {
+  it("a stage built FROM another inherits its ARGs; a RUN heredoc with #! runs with that interpreter; HEALTHCHECK --start-interval is kept", async () => {
     // Docker's documentation: "arguments and variables are inherited from parent stages"; and
     // `RUN <<EOF` + `#!/usr/bin/env python3` runs the body with python (BuildKit mounts the
     // script at /dev/pipes/EOF), not with /bin/sh.
@@ -73,12 +73,15 @@ describe("Dockerfiles as people write them", () => {
         "#!/bin/sh",
         'echo "$0" >> /out.txt',
         "EOF",
+        "HEALTHCHECK --interval=5s --start-interval=1s CMD true",
         "",
       ].join("\n"),
     });
     const name = unique("stage-args");
     await ok(["build", "-q", "-t", name, dir]);
     expect(await ok(["run", "--rm", name, "cat", "/out.txt"])).toBe("awk ran 1.2\n/dev/pipes/EOF\n");
+    // Docker 25's --start-interval is kept in the config.
+    expect(await ok(["inspect", "-f", "{{json .Config.Healthcheck}}", name])).toBe('{"Test":["CMD-SHELL","true"],"Interval":5000000000,"StartInterval":1000000000}\n');
   });
   it("RUN --mount=type=secret gets build --secret; a missing optional secret or ssh mount is skipped; nothing of it stays", async () => {
     // `RUN --mount=type=secret,id=npmrc,target=/root/.npmrc npm ci` is how private registries
@@ -151,6 +154,26 @@ describe("everyday commands with real-world flags", () => {
     expect(await ok(["images", "-f", `since=${untagged}`, "-f", `label=run=${tagged}`, "--format", "{{.Tag}}"])).toBe("v1\n");
     const bad = await tsrun(["images", "-f", "colour=blue"]);
     expect([bad.code, bad.stderr]).toEqual([125, "Error: invalid filter 'colour'\n"]);
+  });
+
+  it("build takes the flags CI scripts pass to docker build and buildx", async () => {
+    // --platform (the host's), --progress=plain, --load, --cache-from, -o type=docker are
+    // accepted; --add-host and --ulimit reach RUN; what cannot be honoured is a one-line error.
+    const dir = files({ Dockerfile: "FROM busybox\nRUN grep ci-host /etc/hosts > /h; ulimit -n >> /h\n" });
+    const arch = ({ x64: "amd64", arm64: "arm64" } as Record<string, string>)[process.arch] ?? process.arch;
+    const name = unique("ciflags");
+    const r = await tsrun(["build", "--progress=plain", "--platform", `linux/${arch}`, "--load", "--cache-from", "type=registry,ref=x", "-o", "type=docker", "--add-host", "ci-host:10.9.8.7", "--ulimit", "nofile=512:512", "-t", name, dir], { timeout: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/--cache-from and --cache-to are ignored/);
+    expect(await ok(["run", "--rm", name, "cat", "/h"])).toBe("10.9.8.7\tci-host\n512\n");
+    for (const [flags, message] of [
+      [["--platform", "linux/s390x"], /only the build host's platform/],
+      [["-o", "type=local,dest=out"], /only type=docker/],
+    ] as [string[], RegExp][]) {
+      const bad = await tsrun(["build", ...flags, dir]);
+      expect(bad.code).toBe(125);
+      expect(bad.stderr).toMatch(message);
+    }
   });
 });
 
