@@ -24,38 +24,15 @@ entries=$(tar -tf "$dir/rootfs.tar" | wc -l)
 as_user "TSRUN_ROOT=$dir/src-store \$TSRUN import $dir/rootfs.tar debianish >/dev/null && TSRUN_ROOT=$dir/src-store \$TSRUN save -o $dir/load.tar debianish"
 archive_mb=$(( $(stat -c %s "$dir/load.tar") / 1000000 ))
 
-# Each run starts from an empty store. Layer files may belong to subordinate ids, so stores
-# are removed inside the user namespace (podman unshare), outside the measured time. Then
-# `sync`, and, when started as root, the kernel's caches are dropped and the archive and both
-# programs read back in: on this VM every extraction gets slower as the page cache fills
-# (measured: GNU tar of this rootfs drifts from 0.4 s to 1.8 s over four runs without the drop,
-# stays at 0.4 s with it; dropping only dentries and inodes does not help), which would
-# favour whichever tool runs first.
-home=$(getent passwd "$BENCH_USER" | cut -d: -f6)
-cat > "$dir/as-user" <<WRAP
-#!/bin/sh
-# Runs a command as the bench user (hyperfine itself runs as root to drop caches).
-if [ "\$(id -u)" = 0 ]; then
-  exec setpriv --reuid=$BENCH_USER --regid=$(id -g "$BENCH_USER") --init-groups env -i HOME=$home PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin "\$@"
-fi
-exec "\$@"
-WRAP
-cat > "$dir/reset.sh" <<RESET
-#!/bin/sh
-$dir/as-user podman unshare rm -rf "\$@" || exit 1
-sync
-if [ "\$(id -u)" = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; fi
-# Back into the page cache: the archive and both programs (neither tool starts cold).
-cat $dir/load.tar > /dev/null
-$dir/as-user $REPO/bin/tsrun --version > /dev/null
-$dir/as-user podman --version > /dev/null
-RESET
-chmod 755 "$dir/as-user" "$dir/reset.sh"
-[ "$(id -u)" = 0 ] && caches="dropped" || caches="not dropped (not root)"
+# Each run starts from an empty store; before each measured run, outside its time, the store is
+# removed, caches dropped and the archive and both programs read back (bench_reset_scripts).
+bench_reset_scripts "$dir" "$dir/load.tar"
+caches=$BENCH_CACHES
 tsrun_cmd="$dir/as-user env TSRUN_ROOT=$dir/tsrun-store $REPO/bin/tsrun load -q -i $dir/load.tar"
 overlay_cmd="$dir/as-user podman --root $dir/podman-overlay --runroot $dir/podman-overlay-run --storage-driver overlay load -q -i $dir/load.tar"
 vfs_cmd="$dir/as-user podman --root $dir/podman-vfs --runroot $dir/podman-vfs-run --storage-driver vfs load -q -i $dir/load.tar"
 reset() { echo "$dir/reset.sh $dir/$1 $dir/$1-run"; }
+loadavg=$(cut -d" " -f1-3 /proc/loadavg)  # other work on the machine shows here
 json="$dir/load.json"
 (cd "$dir" && hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$json" \
   --prepare "$(reset tsrun-store)" "$tsrun_cmd" \
@@ -72,12 +49,12 @@ tsrun_ms=$(median_ms "$json" "$tsrun_cmd")
 overlay_ms=$(median_ms "$json" "$overlay_cmd")
 vfs_ms=$(median_ms "$json" "$vfs_cmd")
 ratio() { node -e "console.log(($1/$2).toFixed(2))"; }
-table="| command | median (ms) | tsrun / this |
-| --- | --- | --- |
-| \`tsrun load -i load.tar\` | $tsrun_ms | 1.00 |
-| \`podman load -i load.tar\` (overlay, native rootless) | $overlay_ms | $(ratio "$tsrun_ms" "$overlay_ms") |
-| \`podman load -i load.tar\` (vfs) | $vfs_ms | $(ratio "$tsrun_ms" "$vfs_ms") |"
-body="Measured $(date -u +%Y-%m-%d) with \`bench/load.sh $RUNS\` (hyperfine median of $RUNS runs after 1 warm-up, $(nproc) cores, $(uname -r)). The archive: a docker-archive written by \`tsrun save\` of a one-layer image of ${rootfs_mb} MB and ${entries} entries (the host's Python library and zoneinfo), ${archive_mb} MB; each run loads it into an empty store (before each measured run, outside its time: the store removed, \`sync\`, kernel caches $caches, the archive and both programs read back into the page cache). Target: tsrun ≤ 0.6 × podman.
+table="| command | median (ms) | tsrun / this | CPU (ms, user+sys) |
+| --- | --- | --- | --- |
+| \`tsrun load -i load.tar\` | $tsrun_ms | 1.00 | $(cpu_ms "$json" "$tsrun_cmd") |
+| \`podman load -i load.tar\` (overlay, native rootless) | $overlay_ms | $(ratio "$tsrun_ms" "$overlay_ms") | $(cpu_ms "$json" "$overlay_cmd") |
+| \`podman load -i load.tar\` (vfs) | $vfs_ms | $(ratio "$tsrun_ms" "$vfs_ms") | $(cpu_ms "$json" "$vfs_cmd") |"
+body="Measured $(date -u +%Y-%m-%d) with \`bench/load.sh $RUNS\` (hyperfine median of $RUNS runs after 1 warm-up, $(nproc) cores, $(uname -r), load average $loadavg at the start). The archive: a docker-archive written by \`tsrun save\` of a one-layer image of ${rootfs_mb} MB and ${entries} entries (the host's Python library and zoneinfo), ${archive_mb} MB; each run loads it into an empty store (before each measured run, outside its time: the store removed, \`sync\`, kernel caches $caches, the archive and both programs read back into the page cache). Target: tsrun ≤ 0.6 × podman.
 
 $table"
 append_results "load" "$body"

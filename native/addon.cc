@@ -16,6 +16,7 @@
 
 #include "fs.h"
 #include "seccomp.h"
+#include "netns.h"
 #include "spawn.h"
 
 extern char** environ;
@@ -234,9 +235,10 @@ Napi::Value RunTools(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// spawnMonitor(path, args, readyFd) -> pid: starts the container monitor in its own session
-// with /dev/null on 0-2 and readyFd as its fd 3; nothing else is inherited (Node's fds are
-// close-on-exec). The CLI does not wait for it: it outlives the CLI.
+// spawnMonitor(path, args, readyFd, netnsFd) -> pid: starts the container monitor in its own
+// session with /dev/null on 0-2, readyFd as its fd 3 and netnsFd (when >= 0: the connection to
+// the network holder, kept for the container's life) as its fd 4; nothing else is inherited
+// (Node's fds are close-on-exec). The CLI does not wait for it: it outlives the CLI.
 Napi::Value SpawnMonitor(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>().Utf8Value();
@@ -253,6 +255,8 @@ Napi::Value SpawnMonitor(const Napi::CallbackInfo& info) {
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, ready, 3);
+  int netns_fd = info.Length() > 3 ? info[3].As<Napi::Number>().Int32Value() : -1;
+  if (netns_fd >= 0) posix_spawn_file_actions_adddup2(&fa, netns_fd, 4);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none;
@@ -295,7 +299,30 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// netnsConnect(socketPath) -> { fd, pid }: a connection to the network holder (tsrun-netns)
+// and its pid. Throws with code ENOENT/ECONNREFUSED (none listens) or ECONNRESET (it was exiting).
+Napi::Value NetnsConnect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  pid_t pid = 0;
+  int fd = netns_connect(info[0].As<Napi::String>().Utf8Value(), pid);
+  if (fd < 0) {
+    ErrnoError(env, errno, "connect to the network holder").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("fd", fd);
+  o.Set("pid", pid);
+  return o;
+}
+
+// netnsRequest(fd, line) -> reply ("ok ..." or "err MESSAGE"); blocks (bounded) for the answer.
+Napi::Value NetnsRequest(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), netns_request(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::String>().Utf8Value()));
+}
+
 Napi::Object InitExports(Napi::Env env, Napi::Object exports) {
+  exports.Set("netnsConnect", Napi::Function::New(env, NetnsConnect));
+  exports.Set("netnsRequest", Napi::Function::New(env, NetnsRequest));
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("resume", Napi::Function::New(env, Resume));
   exports.Set("waitPid", Napi::Function::New(env, WaitPid));

@@ -156,6 +156,18 @@ Napi::Value UtimesAt(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// futimens(fd, atimeSec, atimeNsec, mtimeSec, mtimeNsec): an fd open for reading or writing
+// (not O_PATH); no path lookup, unlike utimesAt(fd, "").
+Napi::Value Futimens(const Napi::CallbackInfo& info) {
+  struct timespec ts[2];
+  ts[0].tv_sec = info[1].As<Napi::Number>().Int64Value();
+  ts[0].tv_nsec = Int(info, 2);
+  ts[1].tv_sec = info[3].As<Napi::Number>().Int64Value();
+  ts[1].tv_nsec = Int(info, 4);
+  CHECK(futimens(Int(info, 0), ts), "utimes");
+  return info.Env().Undefined();
+}
+
 Napi::Value UnlinkAt(const Napi::CallbackInfo& info) {
   std::string name = Str(info, 1);
   CHECK(unlinkat(Int(info, 0), name.c_str(), info[2].As<Napi::Boolean>() ? AT_REMOVEDIR : 0), "remove " + name);
@@ -210,6 +222,7 @@ void RegisterFs(Napi::Env env, Napi::Object exports) {
   exports.Set("setXattrFd", Napi::Function::New(env, SetXattrFd));
   exports.Set("getXattrs", Napi::Function::New(env, GetXattrs));
   exports.Set("utimesAt", Napi::Function::New(env, UtimesAt));
+  exports.Set("futimens", Napi::Function::New(env, Futimens));
   exports.Set("unlinkAt", Napi::Function::New(env, UnlinkAt));
   exports.Set("renameAt", Napi::Function::New(env, RenameAt));
   exports.Set("readlinkAt", Napi::Function::New(env, ReadlinkAt));

@@ -7,10 +7,12 @@
 // CONTAINER_DIR holds:
 //   plan.bin   the launch plan in the addon's wire format (written by tsrun)
 //   prestart   what to do once the child exists, before it goes on: lines "tool PROGRAM ARGS..."
-//              (the child's pid is inserted as the first argument: newuidmap, newgidmap, pasta)
-//              or "write FILE CONTENT" (written to /proc/PID/FILE)
-//              or "cgroup DIR" (the pid is written to DIR/cgroup.procs; DIR is removed at the end)
-//   pasta.pid  written by pasta (the network helper); the monitor stops it when the run ends
+//              (the child's pid is inserted as the first argument: newuidmap, newgidmap, pasta),
+//              "write FILE CONTENT" (written to /proc/PID/FILE), "cgroup DIR" (the pid is
+//              written to DIR/cgroup.procs; DIR is removed at the end), or "netns VERB ARGS..." (a
+//              request to the network holder on fd 4, the pid inserted after VERB)
+//   pasta.pid, forward.pid  written by the network helpers (pasta, tsrun-forward); the monitor
+//              stops them when the run ends
 //   ctr.log    the log, appended: {"log":"...","stream":"stdout","time":"..."}
 //   exit       written atomically when the container ends: "CODE FINISHED_AT\n"
 //   restart    optional: "POLICY MAX" (no|always|unless-stopped|on-failure, MAX for on-failure)
@@ -27,6 +29,8 @@
 // The ready pipe gets "ok PID\n" once the command runs, or "err KIND ERRNO STEP\n".
 // The plan's stdin: without stdin-null (run -i) the monitor holds a pipe to it (or, with a tty,
 // the pty) and attached clients write to it.
+// fd 4, when open: the connection to tsrun-netns (user-defined networks), kept while we live,
+// so that the holder of the container's networks outlives every restart.
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -48,6 +52,7 @@
 #include <vector>
 
 #include "attach.h"
+#include "netns.h"
 #include "spawn.h"
 
 extern char** environ;
@@ -55,6 +60,7 @@ extern char** environ;
 namespace {
 
 const int kReadyFd = 3;
+const int kNetnsFd = 4;
 std::string g_dir;
 std::string g_cgroup;  // the container's cgroup, removed when the container ends
 
@@ -191,7 +197,8 @@ void map_ids(pid_t pid) {
         std::string l;
         while (std::getline(ls, l))
           if (!l.empty() && l.find("syslog") == std::string::npos) last = l;
-        fail(args[0] + " failed: " + (last.empty() ? "exit " + std::to_string(WEXITSTATUS(status)) : last), 0);
+        std::string program = args[0].substr(args[0].rfind('/') + 1);
+        fail(program + ": " + (last.empty() ? "exit " + std::to_string(WEXITSTATUS(status)) : last), 0);
       }
     } else if (kind == "cgroup") {
       // The container's own cgroup (resource limits): the child enters it before it runs.
@@ -201,6 +208,12 @@ void map_ids(pid_t pid) {
       int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
       if (fd < 0 || write(fd, pid_text.data(), pid_text.size()) < 0) fail("move the container into " + g_cgroup, errno);
       close(fd);
+    } else if (kind == "netns") {
+      std::string verb, rest;
+      words >> verb;
+      std::getline(words, rest);
+      std::string reply = tsrun::netns_request(kNetnsFd, verb + " " + std::to_string(pid) + rest);
+      if (reply.compare(0, 2, "ok") != 0) fail("connect the network: " + (reply.size() > 4 ? reply.substr(4) : reply), 0);
     } else if (kind == "write") {
       std::string file, content;
       words >> file;
@@ -362,20 +375,23 @@ bool is_zombie(pid_t pid) {
   return close_paren == std::string::npos || close_paren + 2 >= stat.size() || stat[close_paren + 2] == 'Z';
 }
 
-// pasta does not notice that the namespace it serves is gone: stop it with the run.
+// pasta does not notice that the namespace it serves is gone: stop it (and the port
+// forwarder) with the run.
 void stop_network_helper() {
-  std::string text;
-  if (!read_file(g_dir + "/pasta.pid", text)) return;
-  pid_t pid = static_cast<pid_t>(atoi(text.c_str()));
-  if (pid > 1 && kill(pid, SIGTERM) == 0) {
-    // Wait (bounded) until it is gone, so its ports are free once the container counts as
-    // stopped. It is not our child: poll.
-    for (int i = 0; i < 200 && kill(pid, 0) == 0 && !is_zombie(pid); i++) {
-      struct timespec ts = {0, 5 * 1000000};
-      nanosleep(&ts, nullptr);
+  for (const char* file : {"/pasta.pid", "/forward.pid"}) {
+    std::string text;
+    if (!read_file(g_dir + file, text)) continue;
+    pid_t pid = static_cast<pid_t>(atoi(text.c_str()));
+    if (pid > 1 && kill(pid, SIGTERM) == 0) {
+      // Wait (bounded) until it is gone, so its ports are free once the container counts as
+      // stopped. It is not our child: poll.
+      for (int i = 0; i < 200 && kill(pid, 0) == 0 && !is_zombie(pid); i++) {
+        struct timespec ts = {0, 5 * 1000000};
+        nanosleep(&ts, nullptr);
+      }
     }
+    unlink((g_dir + file).c_str());
   }
-  unlink((g_dir + "/pasta.pid").c_str());
 }
 
 bool load_health(Health& h) {
@@ -405,6 +421,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   fcntl(kReadyFd, F_SETFD, FD_CLOEXEC);
+  fcntl(kNetnsFd, F_SETFD, FD_CLOEXEC);  // not open unless the container is on a user network
 
   std::string plan_bytes;
   if (!read_file(g_dir + "/plan.bin", plan_bytes)) fail("read plan.bin", errno);

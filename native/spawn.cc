@@ -90,6 +90,13 @@ int spawn_tool(pid_t& pid, char* const argv[], int stderr_fd) {
   return rc;
 }
 
+void stdio_to_devnull() {
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull < 0) return;
+  for (int fd = 0; fd < 3; fd++) dup2(devnull, fd);
+  close(devnull);
+}
+
 std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
   Reader r{data, data + len};
   std::string key, count_s;
@@ -195,6 +202,11 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
       plan.become_root = false;
     } else if (key == "unshare-cgroup") {
       plan.unshare_cgroup = true;
+    } else if (key == "nest") {
+      if (!need(3)) return "bad nest";
+      plan.nest_userns = f[0];
+      plan.nest_uid_map = f[1] + "\n";
+      plan.nest_gid_map = f[2] + "\n";
     } else {
       std::string security_err;
       if (!decode_security(key, f, plan.security, security_err)) return "unknown plan key " + key;
@@ -204,6 +216,7 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
   if (plan.argv.empty()) return "plan has no argv";
   if (!plan.join_ns.empty() && (plan.clone_flags != 0 || !plan.rootfs.empty()))
     return "a plan joins namespaces or creates them, not both";
+  if (!plan.nest_userns.empty() && !(plan.clone_flags & CLONE_NEWUSER)) return "a nested plan needs a new user namespace";
   return "";
 }
 
@@ -790,6 +803,116 @@ bool resume(Launched& l, bool tty, int& pty_fd, ChildError& error, pid_t* comman
   return false;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Nested user namespaces (user-defined networks). An intermediate process joins the network
+// holder's user namespace, clones the child there with CLONE_PARENT (so it is the caller's own
+// child, waited for and killed with it like any other), writes the child's id maps (identity
+// over the holder's mapping), reports the child's pid and exits. Async-signal-safe only, as in
+// the child.
+
+namespace {
+
+struct NestReport {
+  int32_t pid;   // the child, or 0 on failure
+  int32_t err;
+  char step[248];
+};
+
+struct NestArgs {
+  ChildArgs* child;
+  char* child_stack_top;
+  int report_fd;
+  int report_read_fd;
+};
+
+[[noreturn]] void nest_fail(int fd, int err, const char* step) {
+  NestReport r;
+  memset(&r, 0, sizeof r);
+  r.err = err;
+  append(r.step, sizeof r.step, step);
+  ssize_t unused = write(fd, &r, sizeof r);
+  (void)unused;
+  _exit(1);
+}
+
+bool write_proc_file(pid_t pid, const char* file, const std::string& content) {
+  char path[64] = "/proc/";
+  append_int(path, sizeof path, pid);
+  append(path, sizeof path, "/");
+  append(path, sizeof path, file);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  int err = errno;
+  close(fd);
+  errno = err;
+  return ok;
+}
+
+int nest_main(void* arg) {
+  NestArgs& n = *static_cast<NestArgs*>(arg);
+  const LaunchPlan& p = *n.child->plan;
+  close(n.report_read_fd);
+  for (int fd : n.child->parent_fds)
+    if (fd >= 0) close(fd);
+  int ns = open(p.nest_userns.c_str(), O_RDONLY | O_CLOEXEC);
+  if (ns < 0) nest_fail(n.report_fd, errno, "open the network's user namespace");
+  if (setns(ns, CLONE_NEWUSER) != 0) nest_fail(n.report_fd, errno, "join the network's user namespace");
+  close(ns);
+  pid_t pid = static_cast<pid_t>(clone(child_main, n.child_stack_top, static_cast<int>(p.clone_flags) | CLONE_PARENT, n.child));
+  if (pid < 0) nest_fail(n.report_fd, errno, "clone in the network's user namespace");
+  if (!write_proc_file(pid, "uid_map", p.nest_uid_map) || !write_proc_file(pid, "gid_map", p.nest_gid_map)) {
+    int err = errno;
+    kill(pid, SIGKILL);
+    nest_fail(n.report_fd, err, "write the id maps of the nested user namespace");
+  }
+  NestReport r;
+  memset(&r, 0, sizeof r);
+  r.pid = pid;
+  ssize_t unused = write(n.report_fd, &r, sizeof r);
+  (void)unused;
+  _exit(0);
+}
+
+// Runs the intermediate; returns the child's pid or -1 with what went wrong.
+pid_t clone_nested(ChildArgs& args, char* stacks, size_t stack_size, std::string& error) {
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) {
+    error = std::string("pipe: ") + strerror(errno);
+    return -1;
+  }
+  NestArgs nest{&args, stacks + 2 * stack_size, report[1], report[0]};
+  pid_t mid = clone(nest_main, stacks + stack_size, SIGCHLD, &nest);
+  int clone_errno = errno;
+  close(report[1]);
+  if (mid < 0) {
+    close(report[0]);
+    error = std::string("clone: ") + strerror(clone_errno);
+    return -1;
+  }
+  NestReport r;
+  memset(&r, 0, sizeof r);
+  size_t got = 0;
+  while (got < sizeof r) {
+    ssize_t n = read(report[0], reinterpret_cast<char*>(&r) + got, sizeof r - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(report[0]);
+  int status;
+  while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (got != sizeof r || r.pid <= 0) {
+    r.step[sizeof r.step - 1] = '\0';
+    error = got == sizeof r ? std::string(r.step) + ": " + strerror(r.err) : "the nested launcher died";
+    return -1;
+  }
+  return r.pid;
+}
+
+}  // namespace
+
 std::string launch(const LaunchPlan& plan, Launched& out) {
   // Everything the child reads is prepared here, before clone.
   std::vector<char*> argv, envp;
@@ -816,21 +939,31 @@ std::string launch(const LaunchPlan& plan, Launched& out) {
   ChildArgs args{&plan, argv.data(), envp.data(), sync_pipe[0], error_pipe[1], sock[1], {sync_pipe[1], error_pipe[0], sock[0]}};
 
   const size_t stack_size = 1 << 20;
-  void* stack = mmap(nullptr, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  // A nested launch needs a second stack: the intermediate's, then the child's.
+  const size_t stacks = plan.nest_userns.empty() ? 1 : 2;
+  void* stack = mmap(nullptr, stack_size * stacks, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) {
     int err = errno;
     close_all();
     return std::string("mmap child stack: ") + strerror(err);
   }
   int pidfd = -1;
-  pid_t pid = clone(child_main, static_cast<char*>(stack) + stack_size,
-                    static_cast<int>(plan.clone_flags) | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
-  int clone_errno = errno;
+  pid_t pid;
+  int clone_errno = 0;
+  std::string nest_error;
+  if (!plan.nest_userns.empty()) {
+    pid = clone_nested(args, static_cast<char*>(stack), stack_size, nest_error);
+    if (pid > 0) pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  } else {
+    pid = clone(child_main, static_cast<char*>(stack) + stack_size,
+                static_cast<int>(plan.clone_flags) | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
+    clone_errno = errno;
+  }
   // Without CLONE_VM the child has its own copy of the stack.
-  munmap(stack, stack_size);
+  munmap(stack, stack_size * stacks);
   if (pid < 0) {
     close_all();
-    return std::string("clone: ") + strerror(clone_errno);
+    return nest_error.empty() ? std::string("clone: ") + strerror(clone_errno) : nest_error;
   }
   close(sync_pipe[0]);
   close(error_pipe[1]);

@@ -67,6 +67,11 @@ struct LaunchPlan {
   bool become_root = true;         // setresuid(0) in the new user namespace before anything
   bool unshare_cgroup = false;     // new cgroup namespace after the parent moved us to our cgroup
   SecurityPlan security;           // capabilities, rlimits, seccomp (native/security.h)
+  // User-defined networks: clone the child's new user namespace nested in this one (a path such
+  // as /proc/HOLDER/ns/user) and write its id maps from there (no newuidmap needed), so that the
+  // network holder, root in the outer namespace, can move an interface into the child's.
+  std::string nest_userns;
+  std::string nest_uid_map, nest_gid_map;
 };
 
 // Starts a helper tool (newuidmap, newgidmap, pasta) with posix_spawnp: default signal
@@ -75,6 +80,10 @@ struct LaunchPlan {
 // get its own fds renumbered onto them), and stderr_fd on 2 when >= 0.
 // Returns 0 or the posix_spawn error number.
 int spawn_tool(pid_t& pid, char* const argv[], int stderr_fd);
+
+// Points fds 0-2 at /dev/null: for the helpers that go on in the background (tsrun-netns,
+// tsrun-forward) once they have reported that they are ready.
+void stdio_to_devnull();
 
 // Decodes the wire format. Returns an empty string on success, else what is wrong.
 std::string decode_plan(const char* data, size_t len, LaunchPlan& plan);

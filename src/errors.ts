@@ -11,3 +11,14 @@ export class TsrunError extends Error {
 }
 
 export class NotFoundError extends TsrunError {}
+
+/**
+ * Node's system error text ("ENOSPC: no space left on device, write '/x'") as a person reads it
+ * ("no space left on device (write /x)"), wherever it sits in a message.
+ */
+export function plainSystemErrors(message: string): string {
+  return message.replace(/\b(E[A-Z0-9]+): ([^,\n]+?), (\w+)(?: '([^']*)')?(?: -> '([^']*)')?(?=$|[\s;)])/g, (_m, _code: string, text: string, syscall: string, file?: string, dest?: string) => {
+    const where = [syscall, file, dest ? `-> ${dest}` : undefined].filter(Boolean).join(" ");
+    return `${text} (${where})`;
+  });
+}

@@ -16,6 +16,11 @@ import { pushImage, type PushOptions, type PushResult } from "./image/registry/p
 import { saveImages, type SaveOptions } from "./image/archive/save.js";
 import { loadArchive, type LoadOptions, type LoadResult } from "./image/archive/load.js";
 import type { BuildOptions } from "./build/builder.js";
+import { checkStore, type CheckOptions, type CheckReport } from "./system/check.js";
+import { diskUsage, type DiskUsage } from "./system/df.js";
+import { pruneContainers, pruneSystem, type ContainerPruneResult, type SystemPruneOptions, type SystemPruneResult } from "./system/prune.js";
+import { systemInfo, type SystemInfo } from "./system/info.js";
+import { versionInfo, type VersionInfo } from "./system/version.js";
 
 export { Store } from "./store/store.js";
 export { Containers, type CreateOptions } from "./container/run.js";
@@ -39,7 +44,12 @@ export type { SaveOptions, ArchiveFormat } from "./image/archive/save.js";
 export type { LoadOptions, LoadResult, LoadedImage } from "./image/archive/load.js";
 export type { BuildOptions } from "./build/builder.js";
 export { BuildError, BuildCancelledError } from "./build/errors.js";
-export { stopContainer, killContainer, pauseContainer, unpauseContainer, removeContainer, waitContainer, readLogs, signalNumber, type LogRecord, type LogOptions } from "./container/lifecycle.js";
+export type { CheckOptions, CheckReport, Finding, FindingKind } from "./system/check.js";
+export type { DiskUsage, UsageRow, ImageUsage, ContainerUsage, VolumeUsage } from "./system/df.js";
+export type { ContainerPruneResult, SystemPruneOptions, SystemPruneResult } from "./system/prune.js";
+export type { SystemInfo, IdMap } from "./system/info.js";
+export type { VersionInfo } from "./system/version.js";
+export { stopContainer, killContainer, pauseContainer, unpauseContainer, removeContainer, renameContainer, waitContainer, readLogs, signalNumber, type LogRecord, type LogOptions } from "./container/lifecycle.js";
 
 export interface ImageSummary {
   id: string;
@@ -116,14 +126,8 @@ export class Tsrun {
   }
 
   /** Creates and starts a container under its own monitor; returns once it runs. */
-  async runDetached(opts: CreateOptions): Promise<ContainerRecord> {
-    const record = await this.containers.create(opts);
-    try {
-      return await this.containers.startDetached(record);
-    } catch (err) {
-      await this.containers.remove(record);
-      throw err;
-    }
+  runDetached(opts: CreateOptions): Promise<ContainerRecord> {
+    return this.containers.runDetached(opts);
   }
 
   /** A new image from a container's changes (`commit`). */
@@ -151,5 +155,35 @@ export class Tsrun {
   /** Runs a container in the foreground and returns its exit status. */
   run(opts: CreateOptions): Promise<number> {
     return this.containers.run(opts);
+  }
+
+  /** Checks the store's consistency and, with repair, fixes what it can (`system check`). */
+  checkStore(opts: CheckOptions = {}): Promise<CheckReport> {
+    return checkStore(this.containers, opts);
+  }
+
+  /** Disk usage by images, containers, volumes and build cache (`system df`). */
+  diskUsage(): DiskUsage {
+    return diskUsage(this.containers);
+  }
+
+  /** Removes every container that is not running (`container prune`). */
+  pruneContainers(): Promise<ContainerPruneResult> {
+    return pruneContainers(this.containers);
+  }
+
+  /** Stopped containers, dangling (or all unused) images, optionally unused anonymous volumes (`system prune`). */
+  pruneSystem(opts: SystemPruneOptions = {}): Promise<SystemPruneResult> {
+    return pruneSystem(this.containers, opts);
+  }
+
+  /** Storage paths, id mapping, network helper and kernel features (`info`). */
+  info(): Promise<SystemInfo> {
+    return systemInfo(this.containers);
+  }
+
+  /** tsrun's version and platform (`version`). */
+  version(): VersionInfo {
+    return versionInfo();
   }
 }

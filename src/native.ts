@@ -46,8 +46,15 @@ interface NativeAddon {
   flock(fd: number, exclusive: boolean, wait: boolean): boolean;
   /** Runs the commands concurrently (posix_spawn, PATH lookup) and waits for all of them. */
   runTools(commands: string[][]): { code: number; signal: number; error?: string; stderr: string }[];
-  /** Starts the container monitor detached (own session, /dev/null stdio, readyFd as fd 3). */
-  spawnMonitor(path: string, args: string[], readyFd: number): number;
+  /**
+   * Starts the container monitor detached (own session, /dev/null stdio, readyFd as fd 3, and
+   * netnsFd, the connection to the network holder, as fd 4 when >= 0).
+   */
+  spawnMonitor(path: string, args: string[], readyFd: number, netnsFd?: number): number;
+  /** Connects to tsrun-netns; throws with code ENOENT/ECONNREFUSED (none listens) or ECONNRESET (exiting). */
+  netnsConnect(socketPath: string): { fd: number; pid: number };
+  /** One request to tsrun-netns; the reply is "ok" or "err MESSAGE". */
+  netnsRequest(fd: number, line: string): string;
   openInRoot(rootFd: number, relPath: string, flags: number, mode: number): number;
   openAt(dirFd: number, name: string, flags: number, mode: number): number;
   mkdirAt(dirFd: number, name: string, mode: number): void;
@@ -59,6 +66,8 @@ interface NativeAddon {
   setXattrFd(fd: number, name: string, value: Buffer): void;
   getXattrs(fd: number): Record<string, Buffer>;
   utimesAt(dirFd: number, name: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
+  /** Times of an fd open for reading or writing (not O_PATH). */
+  futimens(fd: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
   unlinkAt(dirFd: number, name: string, isDir: boolean): void;
   renameAt(fromDirFd: number, from: string, toDirFd: number, to: string): void;
   readlinkAt(dirFd: number, name: string): string;
@@ -105,9 +114,14 @@ export function native(): NativeAddon {
   return loaded;
 }
 
-/** The container monitor executable built beside the addon. */
+/** The helper executables built beside the addon. */
+export function helperPath(name: "tsrun-monitor" | "tsrun-netns" | "tsrun-forward"): string {
+  return path.join(packageRoot(), "build", "Release", name);
+}
+
+/** The container monitor executable. */
 export function monitorPath(): string {
-  return path.join(packageRoot(), "build", "Release", "tsrun-monitor");
+  return helperPath("tsrun-monitor");
 }
 
 // Linux clone flags (include/uapi/linux/sched.h).
@@ -174,6 +188,11 @@ export interface LaunchPlan {
   seccomp?: { program: Buffer; flags: number };
   /** Enter a new cgroup namespace once resumed (after the parent moved the child to its cgroup). */
   unshareCgroup?: boolean;
+  /**
+   * User-defined networks: create the child's user namespace inside this one (the network
+   * holder's /proc/PID/ns/user) with these id maps, written by the launcher itself.
+   */
+  nest?: { userns: string; uidMap: string; gidMap: string };
 }
 
 /** Encodes a plan into the addon's wire format: key, count, fields, each NUL-terminated. */
@@ -231,5 +250,6 @@ export function encodePlan(plan: LaunchPlan): Buffer {
   for (const r of plan.rlimits ?? []) rec("rlimit", r.resource, r.soft, r.hard);
   if (plan.seccomp) rec("seccomp", plan.seccomp.flags, plan.seccomp.program.toString("hex"));
   if (plan.unshareCgroup) rec("unshare-cgroup");
+  if (plan.nest) rec("nest", plan.nest.userns, plan.nest.uidMap, plan.nest.gidMap);
   return Buffer.from(parts.join("\0") + "\0", "utf8");
 }

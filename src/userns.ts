@@ -1,7 +1,8 @@
 // User namespaces: who we are, which subordinate ids we own, writing a child's id maps, and
 // running a helper command inside a namespace that has the full mapping (as `podman unshare`).
 import { readFileSync, writeFileSync } from "node:fs";
-import { closeSync, createReadStream } from "node:fs";
+import { closeSync } from "node:fs";
+import { Socket } from "node:net";
 import { userInfo } from "node:os";
 import { CLONE, encodePlan, native, type LaunchPlan } from "./native.js";
 import { TsrunError } from "./errors.js";
@@ -222,7 +223,10 @@ export async function runInUserNamespace(
     closeSync(errWrite);
   }
   const stderrChunks: Buffer[] = [];
-  const stream = createReadStream("", { fd: errRead });
+  // A socket, not an fs stream: fs reads of a pipe each hold a libuv pool thread until data
+  // comes, and with waitPid that made every running helper hold two of the four (a pull with
+  // several unpackers then had none left for its own fsync).
+  const stream = new Socket({ fd: errRead, readable: true, writable: false });
   const ended = new Promise<void>((resolve) => {
     stream.on("data", (d) => stderrChunks.push(typeof d === "string" ? Buffer.from(d) : d));
     stream.on("close", () => resolve());

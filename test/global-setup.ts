@@ -76,7 +76,8 @@ export default function setup(project: TestProject): void {
       .split("\n")
       .map((dir) => path.relative(repo, dir.trim()))
       .filter((rel) => rel.startsWith("node_modules"));
-    for (const part of ["bin", "dist", "build/Release/tsrun_native.node", "build/Release/tsrun-monitor", "package.json", "binding.gyp", ...runtimeDeps]) {
+    const executables = ["tsrun_native.node", "tsrun-monitor", "tsrun-netns", "tsrun-forward"].map((f) => `build/Release/${f}`);
+    for (const part of ["bin", "dist", ...executables, "package.json", "binding.gyp", ...runtimeDeps]) {
       cpSync(path.join(repo, part), path.join(pkg, part), { recursive: true, dereference: false });
     }
     execFileSync("chmod", ["-R", "a+rX", pkg]);

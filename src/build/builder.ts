@@ -22,7 +22,7 @@ import { MEDIA, hostPlatform, type ContainerConfig, type HistoryEntry, type Imag
 import { applyInstruction, type ConfigState } from "../image/config-changes.js";
 import { installPackedLayer, recordImage, tagName } from "../image/commit.js";
 import { familiarName } from "../image/inspect.js";
-import { pullImage, removeStaleTemps } from "../image/registry/pull.js";
+import { pullImage } from "../image/registry/pull.js";
 import type { TransferListener } from "../image/registry/progress.js";
 import { ReferenceError } from "../image/reference.js";
 import { TsrunError } from "../errors.js";
@@ -191,7 +191,7 @@ class Builder {
   private async removeLeftovers(): Promise<void> {
     if (this.cleaned) return;
     this.cleaned = true;
-    await removeStaleTemps(this.store);
+    await this.store.lock(() => this.store.recover("images"));
   }
 
   private checkCancelled(): void {
@@ -582,8 +582,8 @@ class Builder {
   /** Moves a new layer into the store, and the cache entries so far into the index, under the lock. */
   private async installLayer(state: StageState, layer: LayerRecord, layerTmp: string, tarFile: string): Promise<void> {
     try {
-      await this.store.lock(async () => {
-        await installPackedLayer(this.store, layerTmp, tarFile, layer, state.layers.at(-1)?.chainId ?? null);
+      await this.store.transact(async (tx) => {
+        await installPackedLayer(tx, layerTmp, tarFile, layer, state.layers.at(-1)?.chainId ?? null);
         this.store.buildCache.add(this.fresh);
         this.fresh.clear();
       });
@@ -723,10 +723,10 @@ class Builder {
       history: state.history,
     };
     this.log(`COMMIT ${tags[0] !== undefined ? familiarName(tags[0]) : ""}`.trimEnd());
-    const image = await this.store.lock(() => {
+    const image = await this.store.transact((tx) => {
       const missing = state.layers.find((l) => !this.store.layers.has(l.chainId) || !this.store.blobs.has(l.digest));
       if (missing) throw new BuildError(`layer ${missing.chainId} of this build was removed while it ran (image prune?): build again`);
-      const record = recordImage(this.store, config, state.layers, tags, new Date().toISOString());
+      const record = recordImage(tx, config, state.layers, tags, new Date().toISOString());
       if (this.fresh.size > 0) this.store.buildCache.add(this.fresh);
       this.fresh.clear();
       return record;

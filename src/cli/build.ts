@@ -9,7 +9,7 @@ import { BuildError } from "../build/errors.js";
 import { collect } from "./util.js";
 import { parseLabels } from "./run.js";
 import { printer } from "./registry.js";
-import { confirm } from "./images.js";
+import { confirm } from "./util.js";
 import { humanSize } from "./output.js";
 import { pruneBuildCache } from "../image/remove.js";
 

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { Tsrun } from "../index.js";
 import type { ContainerRecord } from "../container/records.js";
-import { killContainer, pauseContainer, readLogs, removeContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
+import { killContainer, pauseContainer, readLogs, removeContainer, renameContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
 import { TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
 import { containerPids } from "../container/top.js";
@@ -139,6 +139,10 @@ function applyFilters(list: ContainerRecord[], filters: string[]): ContainerReco
       case "exited":
         out = out.filter((r) => r.state.status === "exited" && String(r.state.exitCode) === value);
         break;
+      case "network":
+        // By name or network ID (prefix), as Docker matches it; built-in modes by their name.
+        out = out.filter((r) => r.hostConfig.networkMode === value || Object.entries(r.hostConfig.networks ?? {}).some(([n, e]) => n === value || e.networkId.startsWith(value)));
+        break;
       default:
         throw new TsrunError(`invalid filter "${key}"`);
     }
@@ -223,7 +227,7 @@ export function registerContainers(program: Command): void {
     .option("-n, --last <n>", "show n last created containers")
     .option("-l, --latest", "show the latest created container", false)
     .option("--no-trunc", "do not truncate output")
-    .option("-f, --filter <filter>", "filter output (status=, name=, id=, ancestor=, label=, exited=)", collect, [])
+    .option("-f, --filter <filter>", "filter output (status=, name=, id=, ancestor=, label=, exited=, network=)", collect, [])
     .option("--format <format>", "format output: table, json, or a Go template (fields ID, Image, Command, CreatedAt, RunningFor, Ports, State, Status, Size, Names, Labels, Mounts, Networks, LocalVolumes)")
     .option("-s, --size", "display total file sizes (accepted; not computed)", false)
     .action((o: PsFlags) => psCommand(o));
@@ -251,14 +255,8 @@ export function registerContainers(program: Command): void {
     .description("Rename a container")
     .argument("<container>")
     .argument("<new-name>")
-    .action((name: string, newName: string) => {
-      const t = new Tsrun();
-      const record = t.containers.get(name);
-      t.containers.records.claimName(newName, record.id);
-      const old = record.name;
-      record.name = newName;
-      t.containers.records.save(record);
-      t.containers.records.releaseName(old);
+    .action(async (name: string, newName: string) => {
+      await renameContainer(new Tsrun().containers, name, newName);
     });
 
   program

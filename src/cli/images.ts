@@ -2,13 +2,12 @@
 // group (image ls/rm/inspect/tag/history/prune/import) Docker has beside them. Output follows the
 // Docker CLI: its table columns, its --format fields and headers, its JSON shapes.
 import type { Command } from "commander";
-import { createInterface } from "node:readline";
 import { Tsrun, type ImageSummary } from "../index.js";
 import { compileGlob } from "../build/path-patterns.js";
-import { collect } from "./util.js";
+import { collect, confirm } from "./util.js";
 import { applyChanges } from "../image/config-changes.js";
-import { ago, formatRows, goTimeString, humanSize, rfc3339Local, shortId } from "./output.js";
-import { compileTemplate, TemplateError } from "../format/template.js";
+import { ago, formatRows, goTimeString, humanSize, rfc3339Local, shortId, templateError } from "./output.js";
+import { compileTemplate } from "../format/template.js";
 import { inspectContainer, inspectImage } from "../image/inspect.js";
 import { imageHistory } from "../image/history.js";
 import { findImage, pruneImages, removeImage, tagImage } from "../image/remove.js";
@@ -28,11 +27,6 @@ export async function importCommand(
 
 // ---------------------------------------------------------------------------------------------
 // --format output
-
-function templateError(err: unknown): never {
-  if (err instanceof TemplateError) throw new TsrunError(err.message);
-  throw err;
-}
 
 // ---------------------------------------------------------------------------------------------
 // images
@@ -289,18 +283,6 @@ export async function rmiCommand(names: string[], o: { force: boolean }): Promis
     for (const e of errors.slice(0, -1)) process.stderr.write(`Error: ${e}\n`);
     throw new TsrunError(errors[errors.length - 1] as string);
   }
-}
-
-/** Docker's prompt; anything but y/Y (or no terminal answer at all) declines. */
-export async function confirm(question: string): Promise<boolean> {
-  process.stdout.write(question);
-  const rl = createInterface({ input: process.stdin });
-  const answer = await new Promise<string>((resolve) => {
-    rl.once("line", resolve);
-    rl.once("close", () => resolve(""));
-  });
-  rl.close();
-  return /^y(es)?$/i.test(answer.trim());
 }
 
 export async function pruneCommand(o: { all: boolean; force: boolean }): Promise<void> {

@@ -2,7 +2,7 @@
 // register function; commands call the library API (src/index.ts) and format its result.
 // Errors become one line on stderr with Docker's exit codes.
 import { Command, CommanderError } from "commander";
-import { TsrunError } from "../errors.js";
+import { plainSystemErrors, TsrunError } from "../errors.js";
 import { registerRun } from "./run.js";
 import { registerImages } from "./images.js";
 import { registerContainers } from "./containers.js";
@@ -12,16 +12,19 @@ import { registerRegistry } from "./registry.js";
 import { registerArchive } from "./archive.js";
 import { registerBuild, registerBuilder } from "./build.js";
 import { normalizeBooleanFlags } from "./flag-syntax.js";
+import { registerSystem } from "./system.js";
+import { tsrunVersion } from "../system/version.js";
+import { registerNetworks } from "./networks.js";
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`Error: ${message.split("\n")[0]}\n`);
+  process.stderr.write(`Error: ${plainSystemErrors(message.split("\n")[0] ?? "")}\n`);
   process.exit(err instanceof TsrunError ? err.exitCode : 125);
 }
 
 const program = new Command("tsrun")
   .description("Rootless, daemonless containers")
-  .version("0.1.0", "-v, --version")
+  .version(tsrunVersion(), "-v, --version")
   .enablePositionalOptions()
   .showHelpAfterError(false)
   .exitOverride()
@@ -37,6 +40,8 @@ registerRegistry(program);
 registerArchive(program);
 registerBuild(program);
 registerBuilder(program);
+registerSystem(program);
+registerNetworks(program);
 
 program.parseAsync(normalizeBooleanFlags(program, process.argv)).catch((err: unknown) => {
   if (err instanceof CommanderError) {

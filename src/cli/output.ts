@@ -3,8 +3,8 @@
 import { compileTemplate, isTableFormat, parseTableFormat, renderTable, TemplateError } from "../format/template.js";
 import { TsrunError } from "../errors.js";
 
-/** go-units HumanSizeWithPrecision(size, 3): decimal units, 3 significant digits. */
-export function humanSize(bytes: number): string {
+/** go-units HumanSizeWithPrecision(size, precision): decimal units; 3 significant digits as `images` prints, 4 as units.HumanSize (`system df`). */
+export function humanSize(bytes: number, precision = 3): string {
   const units = ["B", "kB", "MB", "GB", "TB", "PB"];
   let v = bytes;
   let i = 0;
@@ -12,7 +12,7 @@ export function humanSize(bytes: number): string {
     v /= 1000;
     i++;
   }
-  return `${Number(v.toPrecision(3))}${units[i]}`;
+  return `${Number(v.toPrecision(precision))}${units[i]}`;
 }
 
 /** go-units HumanDuration. */
@@ -57,6 +57,11 @@ export function shortId(id: string): string {
   return id.replace(/^sha256:/, "").slice(0, 12);
 }
 
+export function templateError(err: unknown): never {
+  if (err instanceof TemplateError) throw new TsrunError(err.message);
+  throw err;
+}
+
 /** Renders rows with a table, json or plain template format (docker/cli's formatter). */
 export function formatRows(format: string, rows: readonly Record<string, unknown>[], headers: Record<string, string>): string {
   try {
@@ -64,8 +69,7 @@ export function formatRows(format: string, rows: readonly Record<string, unknown
     const template = compileTemplate(parseTableFormat(format).template);
     return rows.map((r) => `${template.execute(r)}\n`).join("");
   } catch (err) {
-    if (err instanceof TemplateError) throw new TsrunError(err.message);
-    throw err;
+    templateError(err);
   }
 }
 

@@ -17,8 +17,11 @@ export interface CreateFlags {
   entrypoint?: string;
   hostname?: string;
   readOnly: boolean;
-  network: "none" | "host" | "private" | "bridge" | "pasta";
-  net?: "none" | "host" | "private" | "bridge" | "pasta";
+  network: string;
+  net?: string;
+  networkAlias: string[];
+  link: string[];
+  ip?: string;
   publish: string[];
   publishAll: boolean;
   dns: string[];
@@ -82,11 +85,12 @@ export function addContainerOptions(cmd: Command): Command {
     .option("-h, --hostname <name>", "container host name")
     .option("--read-only", "mount the root filesystem read-only", false)
     .addOption(
-      new Option("--network <mode>", "private (default: own namespace with outbound access through pasta), none, host")
-        .choices(["none", "host", "private", "bridge", "pasta"])
-        .default("private"),
+      new Option("--network <mode>", "private (default: own namespace with outbound access), none, host, or a network's name").default("private"),
     )
-    .addOption(new Option("--net <mode>", "same as --network").choices(["none", "host", "private", "bridge", "pasta"]).hideHelp())
+    .addOption(new Option("--net <mode>", "same as --network").hideHelp())
+    .option("--network-alias <alias>", "another name for the container on its network", collect, [])
+    .option("--link <name[:alias]>", "add another container of the network to /etc/hosts under an alias", collect, [])
+    .option("--ip <address>", "the container's IPv4 address on its network")
     .option("-p, --publish <[ip:][hostPort:]containerPort[/proto]>", "publish a container port on the host", collect, [])
     .option("-P, --publish-all", "publish every EXPOSEd port on a free host port", false)
     .option("--dns <ip>", "DNS server for the container", collect, [])
@@ -121,9 +125,25 @@ export function addContainerOptions(cmd: Command): Command {
     .passThroughOptions();
 }
 
-/** Docker's "bridge" and Podman's "pasta" name the same thing here: the private network. */
-function networkMode(mode: CreateFlags["network"]): "none" | "host" | "private" {
-  return mode === "bridge" || mode === "pasta" ? "private" : mode;
+/**
+ * --network MODE[:port_handler=tsrun|pasta]. Docker's "bridge" is the private network through
+ * whichever helper is installed (pasta first); Podman's "pasta" and "slirp4netns" are the
+ * private network through that helper. Anything else names a user-defined network.
+ */
+function networkMode(spec: string): Pick<CreateOptions, "network" | "networkHelper" | "portHandler"> {
+  if (spec.startsWith("container:") || spec.startsWith("ns:")) throw new TsrunError(`--network ${spec} is not supported`);
+  const colon = spec.indexOf(":");
+  const mode = colon < 0 ? spec : spec.slice(0, colon);
+  let portHandler: "tsrun" | "pasta" | undefined;
+  for (const opt of colon < 0 ? [] : spec.slice(colon + 1).split(",")) {
+    const m = /^port_handler=(tsrun|pasta)$/.exec(opt);
+    if (!m) throw new TsrunError(`invalid --network option "${opt}": expected port_handler=tsrun or port_handler=pasta`);
+    portHandler = m[1] as "tsrun" | "pasta";
+  }
+  if (mode === "") throw new TsrunError(`invalid --network "${spec}"`);
+  if (mode === "pasta" || mode === "slirp4netns") return { network: "private", networkHelper: mode, portHandler };
+  if (mode === "bridge" || mode === "default") return { network: "private", portHandler };
+  return { network: mode, portHandler };
 }
 
 export function createOptions(image: string, command: string[], o: CreateFlags): CreateOptions {
@@ -149,7 +169,10 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     autoRemove: o.rm,
     tty: o.tty,
     interactive: o.interactive,
-    network: networkMode(o.net ?? o.network),
+    ...networkMode(o.net ?? o.network),
+    networkAliases: o.networkAlias,
+    links: o.link,
+    ip: o.ip,
     publish: o.publish,
     publishAll: o.publishAll,
     dns: o.dns,

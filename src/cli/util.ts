@@ -1,6 +1,7 @@
 // Small helpers shared by the command files.
 import type { Command } from "commander";
 import { TsrunError } from "../errors.js";
+import { createInterface } from "node:readline";
 
 /** commander collector for repeatable options (-e A -e B). */
 export const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -18,3 +19,15 @@ export function parseBoolFlag(raw: string): boolean {
   if (/^(false|0|f|no)$/i.test(value)) return false;
   throw new TsrunError(`invalid boolean value "${value}"`);
 }
+/** Docker's prompt; anything but y/Y (or no terminal answer at all) declines. */
+export async function confirm(question: string): Promise<boolean> {
+  process.stdout.write(question);
+  const rl = createInterface({ input: process.stdin });
+  const answer = await new Promise<string>((resolve) => {
+    rl.once("line", resolve);
+    rl.once("close", () => resolve(""));
+  });
+  rl.close();
+  return /^y(es)?$/i.test(answer.trim());
+}
+

@@ -11,8 +11,8 @@ export function registerVolumes(program: Command): void {
     .command("create")
     .argument("[name]")
     .option("-l, --label <KEY=VALUE>", "set a label", collect, [])
-    .action((name: string | undefined, o: { label: string[] }) => {
-      const { record } = new Tsrun().containers.volumes.create(name, parseLabels(o.label));
+    .action(async (name: string | undefined, o: { label: string[] }) => {
+      const { record } = await new Tsrun().containers.volumes.create(name, parseLabels(o.label));
       process.stdout.write(`${record.Name}\n`);
     });
   volume
@@ -39,7 +39,7 @@ export function registerVolumes(program: Command): void {
     .action(async (names: string[]) => {
       const t = new Tsrun();
       for (const n of names) {
-        await t.containers.volumes.remove(n, t.containers.volumeUsers(n));
+        await t.containers.volumes.remove(n, (v) => t.containers.volumeUsers(v));
         process.stdout.write(`${n}\n`);
       }
     });
@@ -49,13 +49,7 @@ export function registerVolumes(program: Command): void {
     .option("-a, --all", "remove named volumes too, not only anonymous ones", false)
     .action(async (o: { all: boolean }) => {
       const t = new Tsrun();
-      const removed: string[] = [];
-      for (const v of t.containers.volumes.list()) {
-        if (!o.all && !v.Anonymous) continue;
-        if (t.containers.volumeUsers(v.Name).length > 0) continue;
-        await t.containers.volumes.remove(v.Name, []);
-        removed.push(v.Name);
-      }
+      const removed = await t.containers.volumes.prune(o.all, (v) => t.containers.volumeUsers(v));
       process.stdout.write(removed.length ? `Deleted Volumes:\n${removed.join("\n")}\n\n` : "");
       process.stdout.write(`Total reclaimed space: ${removed.length} volume(s)\n`);
     });

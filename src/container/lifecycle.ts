@@ -7,6 +7,7 @@ import type { ContainerRecord } from "./records.js";
 import { TsrunError } from "../errors.js";
 import { markPaused, markStopped } from "./state.js";
 import { freezeProcesses, thawProcesses } from "./freeze.js";
+import { faultPoint } from "../store/fault.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -112,6 +113,32 @@ export async function removeContainer(containers: Containers, query: string, for
   }
   await containers.remove(record, { volumes });
   return record;
+}
+
+/** `rename`: the new name is claimed, the record saved, the old name released, under the lock. */
+export async function renameContainer(containers: Containers, query: string, newName: string): Promise<void> {
+  const records = containers.records;
+  await containers.store.locked(`rename ${query}`, "containers", () => {
+    const record = containers.get(query);
+    const old = record.name;
+    if (old === newName) return;
+    records.claimName(newName, record.id);
+    // Peers on user-defined networks learn the new name (their hosts files).
+    const networked = Object.keys(record.hostConfig.networks ?? {}).length > 0;
+    if (networked) containers.networking.withdraw(record);
+    record.name = newName;
+    try {
+      records.save(record);
+    } catch (err) {
+      records.releaseName(newName, record.id);
+      record.name = old;
+      if (networked) containers.networking.announce(record);
+      throw err;
+    }
+    if (networked) containers.networking.announce(record);
+    faultPoint("rename:saved");
+    records.releaseName(old, record.id);
+  });
 }
 
 export async function waitContainer(containers: Containers, query: string): Promise<number> {

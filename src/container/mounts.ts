@@ -22,7 +22,8 @@ export const READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"
 
 const HOST_DEVICES = ["null", "zero", "full", "random", "urandom", "tty"];
 
-export type NetworkMode = "private" | "none" | "host";
+/** private, none, host, or the name of a user-defined network. */
+export type NetworkMode = string;
 
 export interface FilesystemOptions {
   /** Mount point for the root (an empty directory of the container's). */
@@ -100,8 +101,11 @@ export function filesystemPlan(o: FilesystemOptions): Pick<LaunchPlan, "root" | 
   };
 }
 
-/** /etc/hosts as Docker writes it for a container. */
-export function hostsFile(hostname: string): string {
+/**
+ * /etc/hosts as Docker writes it for a container: its own name at 127.0.1.1, or at its address
+ * on a user-defined network.
+ */
+export function hostsFile(hostname: string, ip = "127.0.1.1"): string {
   return [
     "127.0.0.1\tlocalhost",
     "::1\tlocalhost ip6-localhost ip6-loopback",
@@ -109,7 +113,7 @@ export function hostsFile(hostname: string): string {
     "ff00::0\tip6-mcastprefix",
     "ff02::1\tip6-allnodes",
     "ff02::2\tip6-allrouters",
-    `127.0.1.1\t${hostname}`,
+    `${ip}\t${hostname}`,
     "",
   ].join("\n");
 }

@@ -23,7 +23,8 @@ export async function launchPlan(plan: LaunchPlan, userns: UsernsMode, beforeSta
   const addon = native();
   const handle = addon.spawn(encodePlan(plan));
   try {
-    await writeIdMaps(handle.pid, currentMapping(), userns);
+    // A user namespace nested in the network holder's has its maps from the launcher.
+    if (!plan.nest) await writeIdMaps(handle.pid, currentMapping(), userns);
     // e.g. connect its network namespace, while it still waits.
     beforeStart?.(handle.pid);
   } catch (err) {

@@ -1,14 +1,20 @@
 // Container records on disk: containers/<id>/container.json, plus names/<name> symlinks whose
-// atomic creation makes names unique without a global lock.
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from "node:fs";
+// atomic creation makes names unique. Names are claimed and released under the store lock, in
+// the same lock hold that saves or removes the record: so a name link whose container has no
+// record (or a record with another name) is a leftover of a killed tsrun, and is reclaimed.
+// A container leaves the store at once: its dir is renamed to a temporary name, then deleted.
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { writeJsonAtomic } from "../store/atomic.js";
+import { tempPath } from "../store/temps.js";
 import { TsrunError, NotFoundError } from "../errors.js";
 import type { MountSpec } from "./volumes.js";
 import type { HealthConfig } from "../image/types.js";
 import type { PortMapping } from "../network/ports.js";
 import type { SecurityConfig } from "./security/options.js";
+import type { Endpoint } from "../network/networks.js";
+import type { OutboundHelper, PortHandler } from "../network/outbound.js";
 
 export type ContainerStatus = "created" | "running" | "exited";
 
@@ -68,10 +74,16 @@ export interface ContainerRecord {
     restartPolicy?: { name: "no" | "always" | "unless-stopped" | "on-failure"; maximumRetryCount: number };
     /** Published ports, host ports assigned. */
     portBindings?: PortMapping[];
-    /** resolv.conf points at pasta's DNS forwarder. */
+    /** resolv.conf points at the helper's DNS forwarder. */
     dnsForward?: boolean;
     /** Capabilities, seccomp, no-new-privileges, limits, user namespace mode (absent: defaults). */
     security?: SecurityConfig;
+    /** Outbound access (private and user-defined networks): pasta when unset (older records). */
+    networkHelper?: OutboundHelper;
+    /** Who forwards the published ports, when the user chose (--network MODE:port_handler=). */
+    portHandler?: PortHandler;
+    /** User-defined networks the container is on, by network name (the first is eth0). */
+    networks?: Record<string, Endpoint>;
   };
   state: ContainerState;
 }
@@ -94,36 +106,91 @@ export class ContainerStore {
     return randomBytes(32).toString("hex");
   }
 
-  /** Claims a name for id; a taken name is an error (Docker's wording). */
+  static checkName(name: string): void {
+    if (!NAME.test(name)) throw new TsrunError(`invalid container name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+  }
+
+  /** The error for a name another container has (Docker's wording). */
+  nameInUse(name: string): TsrunError {
+    return new TsrunError(`the container name "${name}" is already in use by container "${this.idForName(name) ?? "?"}". You have to remove (or rename) that container to be able to reuse that name.`);
+  }
+
+  /** Links name to id; false when the name is taken. A stale link (see the top) is reclaimed. */
+  private link(name: string, id: string): boolean {
+    const file = path.join(this.names, name);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        symlinkSync(id, file);
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      }
+      if (!this.isStaleName(name)) return false;
+      rmSync(file, { force: true });
+    }
+    return false;
+  }
+
+  /** A name link whose container has no record, or a record under another name. */
+  isStaleName(name: string): boolean {
+    const owner = this.idForName(name);
+    if (owner === undefined) return false;
+    try {
+      return this.load(owner).name !== name;
+    } catch {
+      return true;
+    }
+  }
+
+  /** Claims a name for id (under the store lock); a taken name is an error (Docker's wording). */
   claimName(name: string | undefined, id: string): string {
     mkdirSync(this.names, { recursive: true });
     if (name !== undefined) {
-      if (!NAME.test(name)) throw new TsrunError(`invalid container name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
-      try {
-        symlinkSync(id, path.join(this.names, name));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "EEXIST") {
-          const owner = this.idForName(name);
-          throw new TsrunError(`the container name "${name}" is already in use by container "${owner ?? "?"}". You have to remove (or rename) that container to be able to reuse that name.`);
-        }
-        throw err;
-      }
+      ContainerStore.checkName(name);
+      if (!this.link(name, id)) throw this.nameInUse(name);
       return name;
     }
     for (let i = 0; ; i++) {
       const pick = (a: string[]): string => a[randomBytes(1)[0]! % a.length]!;
       const candidate = `${pick(ADJECTIVES)}_${pick(NOUNS)}${i > 3 ? String(i) : ""}`;
-      try {
-        symlinkSync(id, path.join(this.names, candidate));
-        return candidate;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      }
+      if (this.link(candidate, id)) return candidate;
     }
   }
 
-  releaseName(name: string): void {
-    rmSync(path.join(this.names, name), { force: true });
+  /** Removes a name link, if it is still id's (under the store lock). */
+  releaseName(name: string, id: string): void {
+    if (this.idForName(name) === id) rmSync(path.join(this.names, name), { force: true });
+  }
+
+  /** Name links, name -> id. */
+  nameLinks(): Map<string, string> {
+    const out = new Map<string, string>();
+    let names: string[];
+    try {
+      names = readdirSync(this.names);
+    } catch {
+      return out;
+    }
+    for (const n of names) {
+      const id = this.idForName(n);
+      if (id !== undefined) out.set(n, id);
+    }
+    return out;
+  }
+
+  /**
+   * Takes a container's dir out of the store at once (renamed to a temporary name) and returns
+   * where it went, for the caller to delete. Not found when it is gone already.
+   */
+  detach(id: string): string {
+    const doomed = tempPath(this.dir, "rm");
+    try {
+      renameSync(this.containerDir(id), doomed);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError(`no such container: ${id}`);
+      throw err;
+    }
+    return doomed;
   }
 
   idForName(name: string): string | undefined {
@@ -134,8 +201,13 @@ export class ContainerStore {
     }
   }
 
+  /**
+   * Writes a container's record. The container's dir is not created: a record saved for a
+   * container removed meanwhile (`ps` refreshing its state while `rm` runs) fails with ENOENT
+   * instead of bringing back a dir without its files.
+   */
   save(record: ContainerRecord): void {
-    writeJsonAtomic(path.join(this.containerDir(record.id), "container.json"), record, 0o644, false);
+    writeJsonAtomic(path.join(this.containerDir(record.id), "container.json"), record, { durable: false, tempDir: this.dir });
   }
 
   load(id: string): ContainerRecord {

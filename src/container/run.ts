@@ -16,9 +16,17 @@ import type { HealthConfig, ImageConfig } from "../image/types.js";
 import { parseDuration } from "../image/config-changes.js";
 import { CLONE, type LaunchPlan, type PlanMount } from "../native.js";
 import { normaliseName } from "../image/reference.js";
-import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec } from "./volumes.js";
+import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec, type StagedVolume } from "./volumes.js";
+import { containerLeftovers } from "./recovery.js";
+import { faultPoint } from "../store/fault.js";
+import type { Lease } from "../store/leases.js";
+import { randomBytes } from "node:crypto";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
-import { explainPastaFailure, hostGateway, networkHelper, pastaArgs, PASTA_DNS } from "../network/pasta.js";
+import { hostGateway } from "../network/pasta.js";
+import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, type OutboundHelper, type PortHandler } from "../network/outbound.js";
+import { ContainerNetworks } from "./networking.js";
+import { BUILTIN_NETWORKS, type NetworkRecord } from "../network/networks.js";
+import { closeHolder, connectHolder, nestedIdMaps, type HolderConnection } from "../network/holder.js";
 import { clearRunFiles, isAlive, processStartTime, refreshState } from "./state.js";
 import { containerProcessPlan } from "./exec.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
@@ -51,7 +59,16 @@ export interface CreateOptions {
   detach?: boolean;
   tty?: boolean;
   interactive?: boolean;
-  network?: NetworkMode;
+  /** private (the default), none, host, or the name of a user-defined network. */
+  network?: string;
+  /** --network-alias, --link NAME[:ALIAS], --ip: on a user-defined network only. */
+  networkAliases?: string[];
+  links?: string[];
+  ip?: string | undefined;
+  /** --network pasta or slirp4netns: this helper for outbound access, not the first installed. */
+  networkHelper?: OutboundHelper | undefined;
+  /** Who forwards published ports (unset: pasta for TCP, tsrun-forward for UDP; see PortHandler). */
+  portHandler?: PortHandler | undefined;
   labels?: Record<string, string>;
   /** -v specs, --mount specs, --tmpfs specs, --volumes-from containers. */
   volumes?: string[];
@@ -97,14 +114,28 @@ function mergeHealth(image: HealthConfig | undefined, flags: CreateOptions["heal
   return hc.Test ? hc : undefined;
 }
 
+/** --cidfile: the new container's ID, in a file that must not exist yet (as in Docker). */
+function writeCidFile(file: string, id: string): void {
+  try {
+    writeFileSync(file, id, { flag: "wx" });
+  } catch (err) {
+    throw new TsrunError(`cannot write the container ID file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
 export class Containers {
   readonly records: ContainerStore;
   readonly volumes: Volumes;
   /** cgroups of containers this process runs in the foreground, removed after their exit. */
   private readonly cgroups = new Map<string, string>();
+  readonly networking: ContainerNetworks;
+  /** Connections to the network holder of foreground runs, held until they exit. */
+  private readonly holds = new Map<string, HolderConnection>();
   constructor(readonly store: Store) {
     this.records = new ContainerStore(store.paths.containers);
     this.volumes = new Volumes(store);
+    this.networking = new ContainerNetworks(store, this.records);
+    store.attachLeftoverFinder("containers", () => containerLeftovers(this.records, this.volumes.dir));
   }
 
   /** The container's mounts from its flags and the image's VOLUME entries (parsed, checked). */
@@ -135,21 +166,17 @@ export class Containers {
     return specs;
   }
 
-  /** Creates the volumes a container needs (filling new ones from the image) and bind dirs. */
-  private async prepareMounts(specs: MountSpec[], layerDirs: string[]): Promise<void> {
+  /**
+   * The volumes a container needs that do not exist yet, staged under temporary names and
+   * filled from the image (create publishes them with the record); bind dirs are made.
+   */
+  private async stageVolumes(specs: MountSpec[], layerDirs: string[], staged: StagedVolume[]): Promise<void> {
     for (const m of specs) {
       if (m.type === "bind" && !existsSync(m.source)) mkdirSync(m.source, { recursive: true });
-      if (m.type !== "volume") continue;
-      const { record, created } = this.volumes.create(m.source || undefined, {}, m.anonymous ?? false);
-      m.source = record.Name;
-      if (!created || m.noCopy) continue;
-      try {
-        await this.volumes.copyUp(record.Name, layerDirs, m.target);
-      } catch (err) {
-        // A volume that could not be filled is not left behind half made.
-        await this.volumes.remove(record.Name, []);
-        throw err;
-      }
+      if (m.type !== "volume" || this.volumes.exists(m.source)) continue;
+      const volume = this.volumes.stage(m.source, {}, m.anonymous ?? false);
+      staged.push(volume);
+      if (!m.noCopy) await this.volumes.copyUp(volume.record.Name, volume.dataDir, layerDirs, m.target);
     }
   }
 
@@ -208,6 +235,16 @@ export class Containers {
 
   /** Creates a container record and its directories; nothing runs yet. */
   async create(opts: CreateOptions): Promise<ContainerRecord> {
+    const { record, lease } = await this.createLeased(opts);
+    lease.release();
+    return record;
+  }
+
+  /**
+   * create, keeping the lease on the new container: `container prune` and `system prune` leave
+   * a container alone while the command that created it has not started it yet.
+   */
+  private async createLeased(opts: CreateOptions): Promise<{ record: ContainerRecord; lease: Lease }> {
     let image = opts.base;
     let imageName = opts.image;
     if (!image) {
@@ -245,8 +282,21 @@ export class Containers {
       }
       return parseEnvFile(text, f);
     });
-    const network = opts.network ?? "private";
-    if (network === "private") networkHelper();
+    let network = opts.network ?? "private";
+    let userNetwork: NetworkRecord | undefined;
+    if (!["private", "none", "host"].includes(network)) {
+      if (BUILTIN_NETWORKS.includes(network)) throw new TsrunError(`unknown network mode "${network}"`);
+      userNetwork = this.networking.networks.find(network);
+      network = userNetwork.Name;
+    }
+    if (!userNetwork && (opts.networkAliases ?? []).length > 0) throw new TsrunError("--network-alias needs a user-defined network (--network NAME)");
+    if (!userNetwork && (opts.links ?? []).length > 0) throw new TsrunError("--link needs a user-defined network that both containers are on (--network NAME)");
+    if (!userNetwork && opts.ip) throw new TsrunError("--ip needs a user-defined network (--network NAME)");
+    // A user namespace of its own (keep-id, nomap) cannot nest in the network holder's.
+    if (userNetwork && isRemapped(security.userns)) throw new TsrunError(`--userns ${security.userns.kind} cannot be combined with a user-defined network yet`);
+    const outbound = network === "private" || (userNetwork !== undefined && !userNetwork.Internal);
+    const helper = outbound ? outboundHelper(opts.networkHelper).kind : undefined;
+    if (opts.portHandler === "pasta" && helper !== "pasta") throw new TsrunError("port_handler=pasta needs pasta as the network helper");
     const requested = (opts.publish ?? []).flatMap(parsePortSpec);
     if (opts.publishAll) {
       for (const key of Object.keys(c.ExposedPorts ?? {})) {
@@ -255,7 +305,7 @@ export class Containers {
           requested.push({ hostIp: "", hostPort: 0, containerPort: Number(p), protocol: proto === "udp" ? "udp" : "tcp" });
       }
     }
-    if (requested.length > 0 && network !== "private") throw new TsrunError(`published ports need the private network, not --network ${network}`);
+    if (requested.length > 0 && !outbound) throw new TsrunError(`published ports need a network with outbound access, not --network ${network}`);
     const ports = await assignHostPorts(requested);
     const extraHosts = (opts.addHosts ?? []).map((h) => {
       const colon = h.indexOf(":");
@@ -305,42 +355,95 @@ export class Containers {
         portBindings: ports,
         dnsForward: false,
         security,
+        ...(helper ? { networkHelper: helper } : {}),
+        ...(opts.portHandler ? { portHandler: opts.portHandler } : {}),
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
     };
-    const user = this.resolveUserFor(record);
-    await this.prepareMounts(record.hostConfig.mounts, [...record.layers].reverse().map((l) => this.store.layers.diffDir(l)));
-    record.config.env = mergeEnv(c.Env, [...envFromFiles, ...(opts.env ?? [])], { hostname, tty, home: user.home });
-    record.name = this.records.claimName(opts.name, id);
-    try {
-      const dir = this.records.containerDir(id);
-      for (const sub of ["upper", "work", "rootfs"]) mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o755 });
-      writeFileSync(path.join(dir, "hosts"), hostsFile(hostname) + extraHosts.map((l) => `${l}\n`).join(""));
-      writeFileSync(path.join(dir, "hostname"), hostname + "\n");
-      // Bound over the image's files at start (see plan), like /etc/hosts.
-      if (keep) for (const [file, text] of Object.entries(this.accounts(record).changed)) writeFileSync(path.join(dir, file), text);
-      if (isRemapped(security.userns)) {
-        await copyLayersForMapping(record.layers.map((l) => this.store.layers.diffDir(l)), dir, security.userns);
-      }
-      const resolv = resolvConf(readOr("/etc/resolv.conf", ""), network, opts.dns ?? []);
-      // No resolver reachable from the namespace (only loopback ones on the host): pasta answers
-      // at its DNS address and forwards to the host's resolver.
-      record.hostConfig.dnsForward = network === "private" && !/^\s*nameserver\s/m.test(resolv);
-      writeFileSync(path.join(dir, "resolv.conf"), record.hostConfig.dnsForward ? `${resolv}nameserver ${PASTA_DNS}\n` : resolv);
-      this.records.save(record);
-      if (opts.cidFile !== undefined) {
-        try {
-          writeFileSync(opts.cidFile, id, { flag: "wx" });
-        } catch (err) {
-          throw new TsrunError(`cannot write the container ID file ${opts.cidFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-        }
-      }
-    } catch (err) {
-      this.records.releaseName(record.name);
-      await this.store.removeTree(this.records.containerDir(id));
-      throw err;
+    if (opts.name !== undefined) {
+      // The usual mistakes fail before any work; the name is claimed for good under the lock below.
+      ContainerStore.checkName(opts.name);
+      if (this.records.idForName(opts.name) !== undefined && !this.records.isStaleName(opts.name)) throw this.records.nameInUse(opts.name);
     }
-    return record;
+    // Volumes get their names now (anonymous ones too), so that the lease can name them.
+    for (const m of record.hostConfig.mounts) if (m.type === "volume" && !m.source) m.source = randomBytes(32).toString("hex");
+    const volumes = record.hostConfig.mounts.filter((m) => m.type === "volume").map((m) => m.source);
+    // The image (or a build's layers) and the volumes it will mount are leased: no rmi, prune
+    // or volume rm running meanwhile deletes them before the record that refers to them exists.
+    const base = opts.base;
+    const imageId = image.id;
+    const lease = await this.store.begin(`create ${opts.name ?? id.slice(0, 12)}`, "containers", () => {
+      if (base) return { layers: base.layers, volumes, containers: [id] };
+      if (!this.store.images.list().some((i) => i.id === imageId)) throw new NotFoundError(`${displayName(opts.image)}: image not known`);
+      return { images: [imageId], volumes, containers: [id] };
+    });
+    const staged: StagedVolume[] = [];
+    try {
+      const user = this.resolveUserFor(record);
+      record.config.env = mergeEnv(c.Env, [...envFromFiles, ...(opts.env ?? [])], { hostname, tty, home: user.home });
+      await this.stageVolumes(record.hostConfig.mounts, [...record.layers].reverse().map((l) => this.store.layers.diffDir(l)), staged);
+      faultPoint("create:prepared");
+      await this.store.lock(async () => {
+        for (const v of staged.splice(0)) await this.volumes.publish(v);
+        for (const v of volumes) if (!this.volumes.exists(v)) throw new TsrunError(`volume ${v} was removed while the container was being created`);
+        record.name = this.records.claimName(opts.name, id);
+        faultPoint("create:named");
+        try {
+          const join = userNetwork ? { network: userNetwork, aliases: opts.networkAliases ?? [], links: opts.links ?? [], ip: opts.ip } : undefined;
+          await this.writeContainerDir(record, { extraHosts, dns: opts.dns ?? [], keepId: keep !== undefined, join });
+          if (opts.cidFile !== undefined) writeCidFile(opts.cidFile, id);
+        } catch (err) {
+          this.records.releaseName(record.name, id);
+          await this.store.removeTree(this.records.containerDir(id));
+          throw err;
+        }
+      });
+    } catch (err) {
+      lease.release();
+      throw err;
+    } finally {
+      await this.store.removeTrees(staged.map((v) => v.dir)).catch(() => undefined);
+    }
+    return { record, lease };
+  }
+
+  /**
+   * The container's dir: upper, work, rootfs, its /etc files, and the record last (under the
+   * store lock). On a user-defined network its address is chosen and its peers learn its name.
+   */
+  private async writeContainerDir(
+    record: ContainerRecord,
+    opts: { extraHosts: string[]; dns: string[]; keepId: boolean; join: { network: NetworkRecord; aliases: string[]; links: string[]; ip: string | undefined } | undefined },
+  ): Promise<void> {
+    const dir = this.records.containerDir(record.id);
+    const hostname = record.config.hostname;
+    const network = record.hostConfig.networkMode;
+    const helper = record.hostConfig.networkHelper;
+    for (const sub of ["upper", "work", "rootfs"]) mkdirSync(path.join(dir, sub), { recursive: true, mode: 0o755 });
+    writeFileSync(path.join(dir, "hostname"), hostname + "\n");
+    // Bound over the image's files at start (see plan), like /etc/hosts.
+    if (opts.keepId) for (const [file, text] of Object.entries(this.accounts(record).changed)) writeFileSync(path.join(dir, file), text);
+    const userns = securityOf(record).userns;
+    // (A copy of the image's layers: only keep-id and nomap containers, not run often.)
+    if (isRemapped(userns)) await copyLayersForMapping(record.layers.map((l) => this.store.layers.diffDir(l)), dir, userns);
+    const resolv = resolvConf(readOr("/etc/resolv.conf", ""), network as NetworkMode, opts.dns);
+    // No resolver reachable from the namespace (only loopback ones on the host): the network
+    // helper answers at its DNS address and forwards to the host's resolver.
+    record.hostConfig.dnsForward = helper !== undefined && !/^\s*nameserver\s/m.test(resolv);
+    writeFileSync(path.join(dir, "resolv.conf"), helper && record.hostConfig.dnsForward ? `${resolv}nameserver ${forwardedDns(helper)}\n` : resolv);
+    const writeHosts = (ip?: string): void => writeFileSync(path.join(dir, "hosts"), hostsFile(hostname, ip) + opts.extraHosts.map((l) => `${l}\n`).join(""));
+    if (opts.join) {
+      const endpoint = this.networking.endpoint(record, opts.join);
+      record.hostConfig.networks = { [opts.join.network.Name]: endpoint };
+      writeHosts(endpoint.ipAddress);
+      faultPoint("create:dir-made");
+      this.records.save(record);
+      this.networking.announce(record);
+    } else {
+      writeHosts();
+      faultPoint("create:dir-made");
+      this.records.save(record);
+    }
   }
 
   /**
@@ -420,6 +523,7 @@ export class Containers {
     const io = tty ? { tty, stdinNull: false } : { stdinNull: !record.config.openStdin, ...(stdio ? { stdio } : {}) };
     const plan = this.plan(record, io);
     const cgroup = this.prepareLimits(record, plan);
+    const { conn, pairs } = await this.holdNetworks(record, plan);
     let proc: LaunchedProcess;
     try {
       proc = await launchPlan(plan, this.usernsOf(record), (pid) => {
@@ -427,12 +531,15 @@ export class Containers {
           this.cgroups.set(record.id, cgroup);
           writeFileSync(path.join(cgroup, "cgroup.procs"), `${pid}\n`);
         }
+        if (conn) ContainerNetworks.attach(conn, pid, pairs);
         this.startNetwork(record, pid);
       });
     } catch (err) {
       removeCgroup(cgroup);
+      closeHolder(conn);
       throw err;
     }
+    if (conn) this.holds.set(record.id, conn);
     record.state = {
       ...record.state,
       status: "running",
@@ -447,38 +554,67 @@ export class Containers {
     return proc;
   }
 
-  /** pasta's command line for a container with the private network (the child's pid goes first). */
-  private networkCommand(record: ContainerRecord): string[] | undefined {
-    if (record.hostConfig.networkMode !== "private") return undefined;
-    const pidFile = path.join(this.records.containerDir(record.id), "pasta.pid");
-    return [networkHelper(), ...pastaArgs(record.hostConfig.portBindings ?? [], pidFile, record.hostConfig.dnsForward ?? false)];
+  /**
+   * A container on user-defined networks: a connection to the network holder (kept while the
+   * container lives), its user namespace nested in the holder's, and its networks.
+   */
+  private async holdNetworks(record: ContainerRecord, plan: LaunchPlan): Promise<{ conn?: HolderConnection; pairs: ReturnType<ContainerNetworks["networksOf"]> }> {
+    const pairs = this.networking.networksOf(record);
+    if (pairs.length === 0) return { pairs };
+    const conn = await connectHolder(this.store.paths.runRoot);
+    plan.nest = { userns: `/proc/${conn.pid}/ns/user`, ...nestedIdMaps() };
+    return { conn, pairs };
+  }
+
+  /**
+   * The helper commands of a container with outbound access or published ports (the child's pid
+   * goes after each program). On user-defined networks eth0 is the network's: pasta's interface
+   * is tap0, with the default route.
+   */
+  private networkCommands(record: ContainerRecord): string[][] {
+    const h = record.hostConfig;
+    const userNetworks = Object.keys(h.networks ?? {}).length > 0;
+    if (h.networkMode !== "private" && !(userNetworks && this.networking.outbound(record))) return [];
+    return helperCommands({
+      helper: h.networkHelper ?? "pasta",
+      ports: h.portBindings ?? [],
+      portHandler: h.portHandler,
+      dnsForward: h.dnsForward ?? false,
+      dir: this.records.containerDir(record.id),
+      ifname: userNetworks ? "tap0" : undefined,
+    });
   }
 
   /** Connects a waiting child's network namespace (foreground runs; the monitor does its own). */
   private startNetwork(record: ContainerRecord, pid: number): void {
-    const cmd = this.networkCommand(record);
-    if (!cmd) return;
-    const [result] = native().runTools([[cmd[0] as string, String(pid), ...cmd.slice(1)]]);
-    if (!result || result.error) throw new TsrunError(result?.error ?? "pasta did not run");
-    if (result.code !== 0) throw new TsrunError(explainPastaFailure(result.stderr, record.hostConfig.portBindings ?? []));
+    // One after the other, in order: a failure stops the start before the next one runs.
+    for (const [program, ...args] of this.networkCommands(record)) {
+      const [r] = native().runTools([[program as string, String(pid), ...args]]);
+      if (!r || r.error) throw new TsrunError(r?.error ?? `${program} did not run`);
+      if (r.code !== 0 || r.signal !== 0) throw new TsrunError(explainHelperFailure(program as string, r.stderr));
+    }
   }
 
-  /** Stops the network helper of a foreground run once the container has exited. */
+  /** Stops the network helpers of a foreground run once the container has exited. */
   stopNetwork(record: ContainerRecord): void {
-    const file = path.join(this.records.containerDir(record.id), "pasta.pid");
-    try {
-      const pid = Number(readFileSync(file, "utf8").trim());
-      if (pid > 1) {
-        process.kill(pid, "SIGTERM");
-        // With published ports, a bounded wait until it is gone, so they are free when we return.
-        const waitFor = (record.hostConfig.portBindings ?? []).length > 0;
-        const deadline = Date.now() + 1000;
-        while (waitFor && Date.now() < deadline && isAlive(pid, 0)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    closeHolder(this.holds.get(record.id));
+    this.holds.delete(record.id);
+    for (const name of ["pasta.pid", "forward.pid"]) {
+      const file = path.join(this.records.containerDir(record.id), name);
+      try {
+        const pid = Number(readFileSync(file, "utf8").trim());
+        if (pid > 1) {
+          process.kill(pid, "SIGTERM");
+          // With published ports, a bounded wait until it is gone, so they are free when we return.
+          const waitFor = (record.hostConfig.portBindings ?? []).length > 0;
+          const deadline = Date.now() + 1000;
+          while (waitFor && Date.now() < deadline && isAlive(pid, 0)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+        }
+      } catch {
+        // Never started, or gone already.
       }
-    } catch {
-      // Never started, or gone already.
+      rmSync(file, { force: true });
     }
-    rmSync(file, { force: true });
   }
 
   /**
@@ -487,15 +623,35 @@ export class Containers {
    * runs, or fails with 125/126/127 like a foreground start.
    */
   async startDetached(record: ContainerRecord, opts: { beforeStart?: () => Promise<void> } = {}): Promise<ContainerRecord> {
-    const dir = this.records.containerDir(record.id);
     const tty = record.config.tty ? { rows: 24, cols: 80 } : undefined;
     // The monitor sets up stdio itself (pipes, or the pty); without stdin-null (run -i) it keeps
     // the container's stdin open for `attach`.
     const plan = this.plan(record, { ...(tty ? { tty } : {}), stdinNull: !record.config.openStdin });
     const cgroup = this.prepareLimits(record, plan);
+    const { conn, pairs } = await this.holdNetworks(record, plan);
+    try {
+      return await this.spawnMonitor(record, plan, { cgroup, conn, pairs, beforeStart: opts.beforeStart });
+    } finally {
+      // The monitor has its own copy of the connection.
+      closeHolder(conn);
+    }
+  }
+
+  private async spawnMonitor(
+    record: ContainerRecord,
+    plan: LaunchPlan,
+    opts: { cgroup: string | undefined; conn: HolderConnection | undefined; pairs: ReturnType<ContainerNetworks["networksOf"]>; beforeStart: (() => Promise<void>) | undefined },
+  ): Promise<ContainerRecord> {
+    const dir = this.records.containerDir(record.id);
     writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
-    const net = this.networkCommand(record);
-    writeFileSync(path.join(dir, "prestart"), idMapFile(idMapSteps(currentMapping(), this.usernsOf(record))) + (cgroup ? `cgroup ${cgroup}\n` : "") + (net ? `tool ${net.join(" ")}\n` : ""));
+    // A nested user namespace gets its id maps from the launcher itself.
+    const prestart = [
+      opts.conn ? "" : idMapFile(idMapSteps(currentMapping(), this.usernsOf(record))),
+      opts.cgroup ? `cgroup ${opts.cgroup}\n` : "",
+      ...ContainerNetworks.attachRequests(opts.pairs).map((r) => `netns ${r}\n`),
+      ...this.networkCommands(record).map((cmd) => `tool ${cmd.join(" ")}\n`),
+    ];
+    writeFileSync(path.join(dir, "prestart"), prestart.join(""));
     clearRunFiles(dir);
     // start -a: the monitor waits for the attach client before it starts the container.
     if (opts.beforeStart) writeFileSync(path.join(dir, "attach-wait"), "");
@@ -518,7 +674,7 @@ export class Containers {
     const [readyRead, readyWrite] = addon.pipe();
     let monitorPid: number;
     try {
-      monitorPid = addon.spawnMonitor(monitorPath(), [dir], readyWrite);
+      monitorPid = addon.spawnMonitor(monitorPath(), [dir], readyWrite, opts.conn?.fd ?? -1);
     } finally {
       closeSync(readyWrite);
     }
@@ -568,26 +724,59 @@ export class Containers {
   /** Finds a container by name, ID or ID prefix, with its state brought up to date. */
   get(query: string): ContainerRecord {
     const record = this.records.find(query);
-    if (refreshState(record, this.records.containerDir(record.id))) this.records.save(record);
+    this.refresh(record);
     return record;
   }
 
   /** Every container, states up to date. */
   list(): ContainerRecord[] {
-    return this.records.list().map((r) => {
-      if (refreshState(r, this.records.containerDir(r.id))) this.records.save(r);
-      return r;
-    });
+    return this.records.list().filter((r) => this.refresh(r));
   }
 
-  /** Removes a container's record, name and directories (and with volumes, its anonymous volumes). */
+  /** Brings a record's state up to date and saves it; false when the container was removed meanwhile. */
+  private refresh(record: ContainerRecord): boolean {
+    if (!refreshState(record, this.records.containerDir(record.id))) return true;
+    try {
+      this.records.save(record);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Removes a container: under the lock its dir is renamed aside and its name released, so it
+   * is gone at once even if deleting its files (inside the user namespace) is interrupted; then
+   * the files, and with volumes, its anonymous volumes.
+   */
   async remove(record: ContainerRecord, opts: { volumes?: boolean } = {}): Promise<void> {
-    await this.store.removeTree(this.records.containerDir(record.id));
-    this.records.releaseName(record.name);
+    const doomed = await this.store.locked(`rm ${record.name}`, "containers", () => {
+      // Its peers forget its name first: its address is free once the record is gone.
+      if (Object.keys(record.hostConfig.networks ?? {}).length > 0) this.networking.withdraw(record);
+      const dir = this.records.detach(record.id);
+      faultPoint("rm:detached");
+      this.records.releaseName(record.name, record.id);
+      return dir;
+    });
+    await this.store.removeTree(doomed);
     if (opts.volumes) {
       for (const m of record.hostConfig.mounts ?? []) {
-        if (m.type === "volume" && m.anonymous && this.volumes.exists(m.source)) await this.volumes.remove(m.source, this.volumeUsers(m.source));
+        if (m.type === "volume" && m.anonymous && this.volumes.exists(m.source)) await this.volumes.remove(m.source, (v) => this.volumeUsers(v));
       }
+    }
+  }
+
+  /** Creates and starts a container under its own monitor; returns once it runs. */
+  async runDetached(opts: CreateOptions): Promise<ContainerRecord> {
+    const { record, lease } = await this.createLeased(opts);
+    try {
+      return await this.startDetached(record);
+    } catch (err) {
+      await this.remove(record);
+      throw err;
+    } finally {
+      lease.release();
     }
   }
 
@@ -602,7 +791,7 @@ export class Containers {
   /** `run` in the foreground: create, start, wait; returns the container's exit status. */
   async run(opts: CreateOptions): Promise<number> {
     if (opts.tty && opts.interactive && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
-    const record = await this.create(opts);
+    const { record, lease } = await this.createLeased(opts);
     const relay = new SignalRelay();
     let proc: LaunchedProcess;
     try {
@@ -613,6 +802,8 @@ export class Containers {
       this.stopNetwork(record);
       await this.remove(record);
       throw err;
+    } finally {
+      lease.release();
     }
     let status: number;
     try {
@@ -623,13 +814,21 @@ export class Containers {
       this.cgroups.delete(record.id);
     }
     if (record.hostConfig.autoRemove) {
-      await this.remove(record, { volumes: true });
+      await this.remove(record, { volumes: true }).catch((err: unknown) => {
+        // Removed meanwhile (`rm -f` from elsewhere): nothing left to do.
+        if (!(err instanceof NotFoundError)) throw err;
+      });
     } else {
       record.state = { ...record.state, status: "exited", pid: 0, exitCode: status, finishedAt: new Date().toISOString() };
-      this.records.save(record);
+      try {
+        this.records.save(record);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      }
     }
     return status;
   }
+
 }
 
 function readOr(file: string, fallback: string): string {

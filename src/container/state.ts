@@ -6,31 +6,8 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { ContainerRecord } from "./records.js";
 
-/** Field 22 of /proc/PID/stat (start time in clock ticks since boot), or 0 if no such process. */
-export function processStartTime(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[19]);
-  } catch {
-    return 0;
-  }
-}
-
-export function isAlive(pid: number, startTime: number): boolean {
-  if (pid <= 0) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // A zombie has exited; only its parent has not collected it yet.
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    if (state === "Z" || state === "X") return false;
-  } catch {
-    return false;
-  }
-  const now = processStartTime(pid);
-  return now !== 0 && (startTime === 0 || now === startTime);
-}
+export { processStartTime, isAlive } from "../store/liveness.js";
+import { isAlive } from "../store/liveness.js";
 
 function readOr(file: string): string {
   try {

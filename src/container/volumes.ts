@@ -2,10 +2,13 @@
 // the store (volumes/<name>/_data). A new named volume is filled from the image's content at
 // its path on first use, as Docker does. Every target is resolved inside the container's root by
 // the launcher (openat2 RESOLVE_IN_ROOT), never on the host.
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { writeJsonAtomic } from "../store/atomic.js";
+import { tempPath } from "../store/temps.js";
+import { faultPoint } from "../store/fault.js";
+import { describeOperation } from "../store/leases.js";
 import type { Store } from "../store/store.js";
 import { runInUserNamespace } from "../userns.js";
 import { MS, type PlanMount } from "../native.js";
@@ -23,6 +26,13 @@ export interface MountSpec {
   tmpfsOptions?: string;
   /** volume created for this container without a name (removed by rm -v). */
   anonymous?: boolean;
+}
+
+export interface StagedVolume {
+  record: VolumeRecord;
+  /** The temporary volume dir, and its _data. */
+  dir: string;
+  dataDir: string;
 }
 
 export interface VolumeRecord {
@@ -131,20 +141,36 @@ export class Volumes {
     }
   }
 
-  list(): VolumeRecord[] {
+  /** Names of the volumes (dirs with a volume.json), sorted. */
+  names(): string[] {
     if (!existsSync(this.dir)) return [];
     return readdirSync(this.dir)
-      .filter((n) => existsSync(path.join(this.dir, n, "volume.json")))
-      .map((n) => this.inspect(n))
-      .sort((a, b) => a.Name.localeCompare(b.Name));
+      .filter((n) => VOLUME_NAME.test(n) && existsSync(path.join(this.dir, n, "volume.json")))
+      .sort();
   }
 
-  /** Creates a volume (idempotent for an existing name); returns true when it is new. */
-  create(name: string | undefined, labels: Record<string, string> = {}, anonymous = false): { record: VolumeRecord; created: boolean } {
+  /** Every volume whose record can be read (`system check` reports the others). */
+  list(): VolumeRecord[] {
+    return this.names().flatMap((n) => {
+      try {
+        return [this.inspect(n)];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  /**
+   * A new volume, complete but under a temporary name: its _data (to fill) and volume.json. It
+   * becomes the volume only through publish (under the store lock), so a volume is never seen
+   * half made, and a killed tsrun leaves a temporary that the next command removes.
+   */
+  stage(name: string | undefined, labels: Record<string, string> = {}, anonymous = false): StagedVolume {
     const volumeName = name ?? randomBytes(32).toString("hex");
     if (!VOLUME_NAME.test(volumeName)) throw new TsrunError(`invalid volume name "${volumeName}"`);
-    if (this.exists(volumeName)) return { record: this.inspect(volumeName), created: false };
-    mkdirSync(this.dataDir(volumeName), { recursive: true, mode: 0o755 });
+    mkdirSync(this.dir, { recursive: true });
+    const dir = tempPath(this.dir, "volume");
+    mkdirSync(path.join(dir, "_data"), { recursive: true, mode: 0o755 });
     const record: VolumeRecord = {
       Name: volumeName,
       Driver: "local",
@@ -155,22 +181,81 @@ export class Volumes {
       Options: {},
       Anonymous: anonymous,
     };
-    writeJsonAtomic(path.join(this.dir, volumeName, "volume.json"), record);
-    return { record, created: true };
+    writeJsonAtomic(path.join(dir, "volume.json"), record);
+    return { record, dir, dataDir: path.join(dir, "_data") };
   }
 
-  async remove(name: string, inUseBy: string[]): Promise<void> {
-    this.inspect(name);
-    if (inUseBy.length > 0) throw new TsrunError(`volume ${name} is in use by container ${inUseBy[0]}`);
-    await this.store.removeTree(path.join(this.dir, name));
+  /** Under the store lock: the staged volume takes its name, unless that name exists (kept, and the staged one dropped). */
+  async publish(staged: StagedVolume): Promise<VolumeRecord> {
+    if (this.exists(staged.record.Name)) {
+      await this.store.removeTree(staged.dir);
+      return this.inspect(staged.record.Name);
+    }
+    // A dir under that name without volume.json (an older tsrun killed while creating it).
+    if (existsSync(path.join(this.dir, staged.record.Name))) await this.store.removeTree(this.detach(staged.record.Name));
+    faultPoint("volume-publish");
+    renameSync(staged.dir, path.join(this.dir, staged.record.Name));
+    return staged.record;
+  }
+
+  /** `volume create`: a new empty volume (idempotent for an existing name); returns true when it is new. */
+  async create(name: string | undefined, labels: Record<string, string> = {}, anonymous = false): Promise<{ record: VolumeRecord; created: boolean }> {
+    if (name !== undefined && !VOLUME_NAME.test(name)) throw new TsrunError(`invalid volume name "${name}"`);
+    return this.store.locked(`volume create ${name ?? ""}`.trim(), "containers", async () => {
+      if (name !== undefined && this.exists(name)) return { record: this.inspect(name), created: false };
+      return { record: await this.publish(this.stage(name, labels, anonymous)), created: true };
+    });
+  }
+
+  /** Renames a volume dir aside (under the lock); returns where it went. */
+  private detach(name: string): string {
+    const doomed = tempPath(this.dir, "rm");
+    renameSync(path.join(this.dir, name), doomed);
+    return doomed;
+  }
+
+  /** Why a volume cannot go: a container mounts it, or an operation in flight is about to. */
+  private inUse(name: string, users: (volume: string) => string[]): string | undefined {
+    // Leases first: a container being created keeps its lease until its record is saved.
+    const op = this.store.leases.inUse().operations.find((o) => o.volumes.includes(name));
+    const user = users(name)[0];
+    if (user !== undefined) return `container ${user}`;
+    if (op) return `an operation in progress: ${describeOperation(op)}`;
+    return undefined;
+  }
+
+  /**
+   * `volume rm`: refused while a container uses it (users: the containers mounting a volume,
+   * read under the lock). The volume disappears at once (renamed aside), then is deleted.
+   */
+  async remove(name: string, users: (volume: string) => string[]): Promise<void> {
+    const doomed = await this.store.locked(`volume rm ${name}`, "containers", () => {
+      this.inspect(name);
+      const by = this.inUse(name, users);
+      if (by) throw new TsrunError(`volume ${name} is in use by ${by}`);
+      return this.detach(name);
+    });
+    faultPoint("volume-detached");
+    await this.store.removeTree(doomed);
+  }
+
+  /** `volume prune`: every unused anonymous volume (all: named ones too). Returns the names removed. */
+  async prune(all: boolean, users: (volume: string) => string[]): Promise<string[]> {
+    const doomed = await this.store.locked("volume prune", "containers", () =>
+      this.list()
+        .filter((v) => (all || v.Anonymous) && this.inUse(v.Name, users) === undefined)
+        .map((v) => ({ name: v.Name, dir: this.detach(v.Name) })),
+    );
+    faultPoint("volume-detached");
+    await this.store.removeTrees(doomed.map((d) => d.dir));
+    return doomed.map((d) => d.name);
   }
 
   /**
    * Copies the image's content at target into an empty new volume, preserving owners and
    * modes: inside the user namespace, through a read-only overlay of the image's layers.
    */
-  async copyUp(volumeName: string, layerDirs: string[], target: string): Promise<void> {
-    const data = this.dataDir(volumeName);
+  async copyUp(volumeName: string, data: string, layerDirs: string[], target: string): Promise<void> {
     if (readdirSync(data).length > 0 || layerDirs.length === 0) return;
     const sub = target.replace(/^\/+/, "");
     const copy = 'if [ -d "$SRC/$3" ]; then cp -a "$SRC/$3/." "$4/" || exit 1; ' + 'chown --reference="$SRC/$3" "$4" && chmod --reference="$SRC/$3" "$4"; fi';
@@ -181,6 +266,7 @@ export class Volumes {
       return;
     }
     const mnt = path.join(this.store.paths.tmp, `copyup-${process.pid}-${randomBytes(4).toString("hex")}`);
+    faultPoint("volume-copy-up");
     mkdirSync(mnt, { recursive: true });
     const esc = (p: string): string => p.replace(/([\\,:])/g, "\\$1");
     // A read-only overlay of the image's layers (no upper dir), inside the helper's mount namespace.

@@ -12,13 +12,13 @@
 // fresh tar again parses and rewrites every entry (it was 3/4 of the time of a 1,000-file
 // commit), and `cp -a` of the upper dir would also copy overlay's private xattrs and the
 // runtime's mount points, which are not part of the change.
-import { renameSync, rmSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
 import path from "node:path";
+import { tempPath } from "../store/temps.js";
+import { faultPoint } from "../store/fault.js";
 import type { Containers } from "../container/run.js";
 import type { ContainerRecord } from "../container/records.js";
 import type { ImageRecord, LayerRecord } from "../store/images.js";
-import type { Store } from "../store/store.js";
 import { chainIds } from "../store/digest.js";
 import { applyChanges } from "./config-changes.js";
 import { normaliseName, ReferenceError } from "./reference.js";
@@ -29,6 +29,7 @@ import { freezeProcesses, thawProcesses } from "../container/freeze.js";
 import { readLayeredFile } from "../container/rootfs-files.js";
 import { parseGroup, parsePasswd, parseUserSpec, resolveUser } from "../container/spec.js";
 import { currentMapping, isRemapped, maxMappedId } from "../userns.js";
+import type { StoreTransaction } from "../store/transaction.js";
 import { TsrunError } from "../errors.js";
 
 export interface CommitOptions {
@@ -161,95 +162,101 @@ export async function commitContainer(containers: Containers, opts: CommitOption
   }
   const runtimeConfig = applyChanges(containerConfigForCommit(record, parentConfig.config ?? {}, defaultHome(containers, record)), opts.changes ?? []);
 
-  const layerTmp = store.layers.createTemp();
-  const tarFile = path.join(store.paths.blobs, `.tmp-commit-${process.pid}-${randomBytes(6).toString("hex")}`);
-  let packed;
-  const resume = record.state.status === "running" && opts.pause !== false ? pauseForCommit(record) : () => undefined;
-  const userns = containers.usernsOf(record);
+  const lease = await store.begin(`commit ${record.name}`, "images");
+  // Both stay under temporary names until the transaction moves them into place.
+  let layerTmp: string | undefined = store.layers.createTemp();
+  const tarFile = tempPath(store.paths.blobs, "commit");
   try {
-    if (isRemapped(userns)) {
-      // A container with its own id mapping (keep-id) is read in that mapping, so the tar has
-      // the owners it sees; the store's copy is unpacked from the tar in the store's mapping.
-      packed = await store.pack({ ...scanSpecFor(containers, record), tarFile }, userns);
-      if (packed.entries > 0) {
-        const [unpacked] = await store.unpack([{ blob: tarFile, dest: layerTmp }]);
-        if (unpacked?.diffId !== packed.digest) throw new Error(`the layer read back as ${unpacked?.diffId ?? "nothing"}, not ${packed.digest}`);
+    let packed;
+    const resume = record.state.status === "running" && opts.pause !== false ? pauseForCommit(record) : () => undefined;
+    const userns = containers.usernsOf(record);
+    try {
+      if (isRemapped(userns)) {
+        // A container with its own id mapping (keep-id) is read in that mapping, so the tar has
+        // the owners it sees; the store's copy is unpacked from the tar in the store's mapping.
+        packed = await store.pack({ ...scanSpecFor(containers, record), tarFile }, userns);
+        if (packed.entries > 0) {
+          const [unpacked] = await store.unpack([{ blob: tarFile, dest: layerTmp as string }]);
+          if (unpacked?.diffId !== packed.digest) throw new Error(`the layer read back as ${unpacked?.diffId ?? "nothing"}, not ${packed.digest}`);
+        }
+      } else {
+        packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp as string });
       }
-    } else {
-      packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp });
+    } catch (err) {
+      throw new TsrunError(`commit ${opts.container}: ${(err as Error).message}`);
+    } finally {
+      resume();
     }
-  } catch (err) {
-    rmSync(tarFile, { force: true });
-    await store.removeTree(layerTmp);
-    throw new TsrunError(`commit ${opts.container}: ${(err as Error).message}`);
-  } finally {
-    resume();
-  }
-  for (const w of packed.warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
+    faultPoint("commit:packed");
+    for (const w of packed.warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
 
-  const now = new Date().toISOString();
-  const emptyLayer = packed.entries === 0;
-  const parentDiffIds = parent.layers.map((l) => l.diffId);
-  const newLayer: LayerRecord | undefined = emptyLayer
-    ? undefined
-    : {
-        diffId: packed.digest,
-        chainId: chainIds([...parentDiffIds, packed.digest]).at(-1) as string,
-        // Stored uncompressed: the blob is the tar itself.
-        digest: packed.digest,
-        mediaType: MEDIA.ociLayer,
-        size: packed.size,
-      };
-  const layers = newLayer ? [...parent.layers, newLayer] : [...parent.layers];
-  const history: HistoryEntry = { created: now, created_by: (record.config.cmd ?? []).join(" ") };
-  if (opts.author) history.author = opts.author;
-  if (opts.message) history.comment = opts.message;
-  if (emptyLayer) history.empty_layer = true;
-  const config: ImageConfig = {
-    ...parentConfig,
-    created: now,
-    config: runtimeConfig,
-    rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffId) },
-    history: [...(parentConfig.history ?? []), history],
-    // Docker records the image a commit started from; `inspect` shows it as Parent.
-    parent: parent.id,
-  };
-  if (opts.author) config.author = opts.author;
-  else delete config.author;
+    const now = new Date().toISOString();
+    const emptyLayer = packed.entries === 0;
+    const parentDiffIds = parent.layers.map((l) => l.diffId);
+    const newLayer: LayerRecord | undefined = emptyLayer
+      ? undefined
+      : {
+          diffId: packed.digest,
+          chainId: chainIds([...parentDiffIds, packed.digest]).at(-1) as string,
+          // Stored uncompressed: the blob is the tar itself.
+          digest: packed.digest,
+          mediaType: MEDIA.ociLayer,
+          size: packed.size,
+        };
+    const layers = newLayer ? [...parent.layers, newLayer] : [...parent.layers];
+    const history: HistoryEntry = { created: now, created_by: (record.config.cmd ?? []).join(" ") };
+    if (opts.author) history.author = opts.author;
+    if (opts.message) history.comment = opts.message;
+    if (emptyLayer) history.empty_layer = true;
+    const config: ImageConfig = {
+      ...parentConfig,
+      created: now,
+      config: runtimeConfig,
+      rootfs: { type: "layers", diff_ids: layers.map((l) => l.diffId) },
+      history: [...(parentConfig.history ?? []), history],
+      // Docker records the image a commit started from; `inspect` shows it as Parent.
+      parent: parent.id,
+    };
+    if (opts.author) config.author = opts.author;
+    else delete config.author;
 
-  try {
-    return await store.lock(async () => {
-      if (newLayer) await installPackedLayer(store, layerTmp, tarFile, newLayer, parent.layers.at(-1)?.chainId ?? null);
-      else await store.removeTree(layerTmp);
-      return recordImage(store, config, layers, name ? [name] : [], now);
+    return await store.transact(async (tx) => {
+      if (newLayer) {
+        await installPackedLayer(tx, layerTmp as string, tarFile, newLayer, parent.layers.at(-1)?.chainId ?? null);
+        layerTmp = undefined;
+      }
+      return recordImage(tx, config, layers, name ? [name] : [], now, "commit:blobs-stored");
     });
   } catch (err) {
+    if (err instanceof TsrunError) throw err;
+    throw new TsrunError(`commit ${opts.container}: ${(err as Error).message}`);
+  } finally {
     rmSync(tarFile, { force: true });
-    await store.removeTree(layerTmp);
-    throw err;
+    if (layerTmp) await store.removeTree(layerTmp).catch(() => undefined);
+    lease.release();
   }
 }
 
 /**
- * Moves a layer the storage worker packed into the store (call under the store lock): the layer
- * dir under its chain ID, the tar as its blob. The worker hashed every byte it wrote, so the file
- * is the blob it names. When another process stored the same layer meanwhile, theirs is kept.
+ * Moves a layer the storage worker packed into the store, in a transaction: the layer dir under
+ * its chain ID, the tar as its blob. The worker hashed every byte it wrote, so the file is the
+ * blob it names. When another process stored the same layer meanwhile, theirs is kept.
  */
-export async function installPackedLayer(store: Store, layerTmp: string, tarFile: string, layer: LayerRecord, parentChainId: string | null): Promise<void> {
-  if (store.layers.has(layer.chainId)) await store.removeTree(layerTmp);
-  else store.layers.commit(layerTmp, { chainId: layer.chainId, diffId: layer.diffId, parent: parentChainId, size: layer.size });
-  if (store.blobs.has(layer.digest)) rmSync(tarFile, { force: true });
-  else renameSync(tarFile, store.blobs.path(layer.digest));
+export async function installPackedLayer(tx: StoreTransaction, layerTmp: string, tarFile: string, layer: LayerRecord, parentChainId: string | null): Promise<void> {
+  await tx.commitLayer(layerTmp, { chainId: layer.chainId, diffId: layer.diffId, parent: parentChainId, size: layer.size });
+  tx.publishBlob(tarFile, layer.digest);
 }
 
 /**
  * Stores an image's config and manifest and adds its record to the index, or finds the record
- * when the same config is stored already; `names` move to it (call under the store lock).
+ * when the same config is stored already; `names` move to it (in a transaction).
  */
-export function recordImage(store: Store, config: ImageConfig, layers: LayerRecord[], names: string[], now: string): ImageRecord {
+export function recordImage(tx: StoreTransaction, config: ImageConfig, layers: LayerRecord[], names: string[], now: string, crashPoint?: string): ImageRecord {
+  const store = tx.store;
   const configBytes = Buffer.from(JSON.stringify(config));
-  const configDigest = store.blobs.putBuffer(configBytes);
-  const manifestDigest = store.blobs.putBuffer(Buffer.from(JSON.stringify(manifestFor(configBytes, configDigest, config, layers))));
+  const configDigest = tx.putBlob(configBytes);
+  const manifestDigest = tx.putBlob(Buffer.from(JSON.stringify(manifestFor(configBytes, configDigest, config, layers))));
+  if (crashPoint) faultPoint(crashPoint);
   const images = store.images.list();
   let image = images.find((i) => i.id === configDigest);
   const known = image !== undefined && names.every((n) => image?.names.includes(n));
@@ -259,6 +266,6 @@ export function recordImage(store: Store, config: ImageConfig, layers: LayerReco
   }
   assignNames(images, image, names);
   // Nothing changed (a rebuild that hit the cache all the way): the index is not rewritten.
-  if (!known) store.images.save(images);
+  if (!known) tx.saveImages(images);
   return image;
 }

@@ -2,9 +2,11 @@
 // a one-layer image. The layer is unpacked inside the user namespace and renamed into place
 // only when complete; the image index changes under the store lock.
 import { spawn } from "node:child_process";
-import { closeSync, createReadStream, openSync, readSync } from "node:fs";
+import { closeSync, createReadStream, openSync, readSync, rmSync } from "node:fs";
 import { Readable } from "node:stream";
 import type { Store } from "../store/store.js";
+import type { StagedBlob } from "../store/blobs.js";
+import { faultPoint } from "../store/fault.js";
 import type { ImageRecord, LayerRecord } from "../store/images.js";
 import { hostPlatform, MEDIA, type ContainerConfig, type ImageConfig, type Manifest } from "./types.js";
 import { normaliseName } from "./reference.js";
@@ -55,21 +57,21 @@ async function openSource(source: string): Promise<AsyncIterable<Buffer>> {
   return stream;
 }
 
-/** Decompresses an xz blob into a new (plain tar) blob: xz is no OCI layer media type. */
-async function xzToTar(store: Store, digest: string): Promise<{ digest: string; size: number }> {
-  const child = spawn("xz", ["-dc", store.blobs.path(digest)], { stdio: ["ignore", "pipe", "pipe"] });
+/** Decompresses a staged xz file into a new staged (plain tar) one: xz is no OCI layer media type. */
+async function xzToTar(store: Store, file: string): Promise<StagedBlob> {
+  const child = spawn("xz", ["-dc", file], { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number>((resolve, reject) => {
     child.on("error", (err) => reject(new TsrunError(`xz: ${err.message} (install the xz-utils package)`)));
     child.on("exit", (code) => resolve(code ?? 1));
   });
-  const stored = await store.blobs.putStream(child.stdout);
+  const staged = await store.blobs.stageStream(child.stdout);
   if ((await exited) !== 0) {
-    store.blobs.remove(stored.digest);
+    rmSync(staged.file, { force: true });
     throw new TsrunError(`import: xz: ${stderr.trim() || "decompression failed"}`);
   }
-  return stored;
+  return staged;
 }
 
 /** Adds names to an image record, taking each name away from any other image (retagging). */
@@ -86,59 +88,75 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
   const name = opts.reference ? normaliseName(opts.reference) : undefined;
   if (name?.includes("@")) throw new TsrunError(`import: a reference with a digest cannot be a tag: ${opts.reference}`);
   const input = await openSource(opts.source);
-  let blob = await store.blobs.putStream(input);
-  const head = magic(store.blobs.path(blob.digest));
-  if (head.length === 0) {
-    store.blobs.remove(blob.digest);
-    throw new TsrunError(`import: ${opts.source} is empty`);
-  }
-  if (isXz(head)) {
-    const raw = blob.digest;
-    blob = await xzToTar(store, raw);
-    store.blobs.remove(raw);
-  }
-  const mediaType = layerMediaType(magic(store.blobs.path(blob.digest)));
-  const tmp = store.layers.createTemp();
-  let unpacked;
+  const lease = await store.begin(`import ${opts.source}`, "images");
+  // The tarball stays under a temporary name until the image is recorded: until then nothing
+  // refers to it, and nothing can delete it or see it half-written.
+  let blob: StagedBlob | undefined;
+  let tmp: string | undefined;
   try {
-    [unpacked] = await store.unpack([{ blob: store.blobs.path(blob.digest), dest: tmp }]);
-    if (!unpacked) throw new Error("no result from the unpacker");
-  } catch (err) {
-    await store.removeTree(tmp);
-    throw new TsrunError(`import ${opts.source}: ${(err as Error).message}`);
-  }
-  for (const w of unpacked.warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
-  const now = new Date().toISOString();
-  const platform = hostPlatform();
-  const config: ImageConfig = {
-    created: now,
-    architecture: platform.architecture,
-    os: platform.os,
-    config: opts.config ?? {},
-    rootfs: { type: "layers", diff_ids: [unpacked.diffId] },
-    history: [{ created: now, created_by: "", comment: opts.message ?? `Imported from ${opts.source}` }],
-  };
-  const layer: LayerRecord = { diffId: unpacked.diffId, chainId: unpacked.diffId, digest: blob.digest, mediaType, size: unpacked.size };
-  return store.lock(async () => {
-    if (store.layers.has(layer.chainId)) await store.removeTree(tmp);
-    else store.layers.commit(tmp, { chainId: layer.chainId, diffId: layer.diffId, parent: null, size: layer.size });
-    const configBytes = Buffer.from(JSON.stringify(config));
-    const configDigest = store.blobs.putBuffer(configBytes);
-    const manifest: Manifest = {
-      schemaVersion: 2,
-      mediaType: MEDIA.ociManifest,
-      config: { mediaType: MEDIA.ociConfig, digest: configDigest, size: configBytes.length },
-      layers: [{ mediaType, digest: blob.digest, size: blob.size }],
-    };
-    const manifestDigest = store.blobs.putBuffer(Buffer.from(JSON.stringify(manifest)));
-    const images = store.images.list();
-    let record = images.find((i) => i.id === configDigest);
-    if (!record) {
-      record = { id: configDigest, names: [], manifest: manifestDigest, repoDigests: [], layers: [layer], added: now };
-      images.push(record);
+    blob = await store.blobs.stageStream(input);
+    faultPoint("import:staged");
+    const head = magic(blob.file);
+    if (head.length === 0) throw new TsrunError(`import: ${opts.source} is empty`);
+    if (isXz(head)) {
+      const raw = blob;
+      blob = await xzToTar(store, raw.file);
+      rmSync(raw.file, { force: true });
     }
-    if (name) assignNames(images, record, [name]);
-    store.images.save(images);
-    return record;
-  });
+    const mediaType = layerMediaType(magic(blob.file));
+    tmp = store.layers.createTemp();
+    let unpacked;
+    try {
+      [unpacked] = await store.unpack([{ blob: blob.file, dest: tmp }]);
+      if (!unpacked) throw new Error("no result from the unpacker");
+    } catch (err) {
+      throw new TsrunError(`import ${opts.source}: ${(err as Error).message}`);
+    }
+    faultPoint("import:unpacked");
+    for (const w of unpacked.warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
+    const now = new Date().toISOString();
+    const platform = hostPlatform();
+    const config: ImageConfig = {
+      created: now,
+      architecture: platform.architecture,
+      os: platform.os,
+      config: opts.config ?? {},
+      rootfs: { type: "layers", diff_ids: [unpacked.diffId] },
+      history: [{ created: now, created_by: "", comment: opts.message ?? `Imported from ${opts.source}` }],
+    };
+    const layer: LayerRecord = { diffId: unpacked.diffId, chainId: unpacked.diffId, digest: blob.digest, mediaType, size: unpacked.size };
+    const staged = blob;
+    const layerTmp = tmp;
+    return await store.transact(async (tx) => {
+      await tx.commitLayer(layerTmp, { chainId: layer.chainId, diffId: layer.diffId, parent: null, size: layer.size });
+      tmp = undefined;
+      tx.publishBlob(staged.file, staged.digest);
+      const configBytes = Buffer.from(JSON.stringify(config));
+      const configDigest = tx.putBlob(configBytes);
+      const manifest: Manifest = {
+        schemaVersion: 2,
+        mediaType: MEDIA.ociManifest,
+        config: { mediaType: MEDIA.ociConfig, digest: configDigest, size: configBytes.length },
+        layers: [{ mediaType, digest: staged.digest, size: staged.size }],
+      };
+      const manifestDigest = tx.putBlob(Buffer.from(JSON.stringify(manifest)));
+      faultPoint("import:blobs-stored");
+      const images = store.images.list();
+      let record = images.find((i) => i.id === configDigest);
+      if (!record) {
+        record = { id: configDigest, names: [], manifest: manifestDigest, repoDigests: [], layers: [layer], added: now };
+        images.push(record);
+      }
+      if (name) assignNames(images, record, [name]);
+      tx.saveImages(images);
+      return record;
+    });
+  } catch (err) {
+    if (err instanceof TsrunError) throw err;
+    throw new TsrunError(`import ${opts.source}: ${(err as Error).message}`);
+  } finally {
+    if (blob) rmSync(blob.file, { force: true });
+    if (tmp) await store.removeTree(tmp).catch(() => undefined);
+    lease.release();
+  }
 }

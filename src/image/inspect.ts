@@ -233,7 +233,25 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
     NetworkSettings: {
       Ports: Object.fromEntries(Object.entries(portBindings)),
       SandboxKey: s.status === "running" ? `/proc/${s.pid}/ns/net` : "",
-      Networks: {},
+      Networks: Object.fromEntries(
+        Object.entries(h.networks ?? {}).map(([name, e]) => [
+          name,
+          {
+            IPAMConfig: null,
+            Links: e.links.length > 0 ? e.links : null,
+            Aliases: e.aliases.length > 0 ? e.aliases : null,
+            NetworkID: e.networkId,
+            EndpointID: "",
+            Gateway: e.gateway,
+            IPAddress: e.ipAddress,
+            IPPrefixLen: e.prefixLen,
+            IPv6Gateway: "",
+            GlobalIPv6Address: "",
+            GlobalIPv6PrefixLen: 0,
+            MacAddress: e.macAddress,
+          },
+        ]),
+      ),
     },
   };
 }

@@ -12,14 +12,14 @@
 // `image prune` removes it once the container is gone.
 //
 // Every change happens under the store lock. The index is saved first, then unused layer dirs
-// and blobs are deleted: an interruption leaves unreferenced files, never an image with holes.
-import { existsSync, readlinkSync, renameSync, rmSync } from "node:fs";
-import path from "node:path";
-import { randomBytes } from "node:crypto";
+// are renamed aside and blobs deleted (gc.ts), and the renamed dirs are deleted after the lock is
+// released: an interruption leaves unreferenced files, never an image with holes. An image that
+// an operation in flight has leased (a container being created from it, a load that found it)
+// counts as used, like one a container uses.
 import type { Containers } from "../container/run.js";
 import type { ContainerRecord } from "../container/records.js";
 import type { Store } from "../store/store.js";
-import type { ImageRecord, LayerRecord } from "../store/images.js";
+import type { ImageRecord } from "../store/images.js";
 import type { BuildCacheEntry } from "../store/build-cache.js";
 import { digestHex } from "../store/digest.js";
 import { assignNames } from "./import.js";
@@ -27,6 +27,9 @@ import { tagName } from "./commit.js";
 import { familiarName } from "./inspect.js";
 import { normaliseName, ReferenceError } from "./reference.js";
 import { NotFoundError, TsrunError } from "../errors.js";
+import { describeOperation, type InUse, type LeaseRecord } from "../store/leases.js";
+import { faultPoint } from "../store/fault.js";
+import { detachGarbage, liveReferences } from "./gc.js";
 
 function shortImageId(id: string): string {
   return digestHex(id).slice(0, 12);
@@ -64,47 +67,48 @@ export async function tagImage(store: Store, source: string, target: string): Pr
   });
 }
 
+/** Who keeps an image: the containers created from it, and operations in flight that leased it. */
+interface ImageUsers {
+  containers: ContainerRecord[];
+  operations: LeaseRecord[];
+}
+
+function usersOf(image: ImageRecord, containers: ContainerRecord[], inUse: InUse): ImageUsers {
+  return { containers: containers.filter((c) => c.image === image.id), operations: inUse.operations.filter((o) => o.images.includes(image.id)) };
+}
+
+const isUsed = (u: ImageUsers): boolean => u.containers.length > 0 || u.operations.length > 0;
+
+/** "container 0123456789ab" or "an operation in progress: pull busybox (pid 42)". */
+function describeUser(u: ImageUsers, running: ContainerRecord | undefined): string {
+  const c = running ?? u.containers[0];
+  if (c) return `${running ? "running" : "stopped"} container ${c.id.slice(0, 12)}`;
+  return `an operation in progress: ${describeOperation(u.operations[0] as LeaseRecord)}`;
+}
+
 /**
- * Deletes the images (already out of `remaining`'s list) and whatever only they used; `dropped`:
- * build cache entries already taken out of the index, whose layers go too when nothing else
- * holds them. The build cache keeps its layers (and their blobs) alive like an image does.
+ * Removes a store operation's images from the index and everything only they used, under the
+ * lock (also what earlier interrupted removals left). Returns Docker's lines for the removed
+ * images and the temporary dirs to delete after the lock.
  */
-async function deleteUnused(
-  store: Store,
-  removed: ImageRecord[],
-  remaining: ImageRecord[],
-  containers: ContainerRecord[],
-  dropped: BuildCacheEntry[] = [],
-): Promise<{ lines: string[]; reclaimed: number }> {
-  store.images.save(remaining);
-  const cached = [...store.buildCache.load().values()].flatMap((e) => e.layers);
-  const usedLayers = new Set<string>([...remaining.flatMap((i) => i.layers.map((l) => l.chainId)), ...containers.flatMap((c) => c.layers), ...cached.map((l) => l.chainId)]);
-  const usedBlobs = new Set<string>([...remaining.flatMap((i) => [i.id, i.manifest, ...i.layers.map((l) => l.digest)]), ...containers.map((c) => c.image), ...cached.map((l) => l.digest)]);
+function removeFromIndex(store: Store, removed: ImageRecord[], remaining: ImageRecord[], containers: ContainerRecord[], inUse: InUse): { lines: string[]; reclaimed: number; dirs: string[] } {
+  if (removed.length > 0) store.images.save(remaining);
+  faultPoint("rmi:index-saved");
+  const detached = detachGarbage(store, liveReferences(remaining, containers, inUse, store.buildCache.load().values()));
+  const gone = new Map(detached.layers.map((l) => [l.chainId, l.size]));
   const lines: string[] = [];
   let reclaimed = 0;
-  const gone = new Set<string>();
-  const removeLayers = async (layers: LayerRecord[]): Promise<void> => {
-    for (const layer of [...layers].reverse()) {
-      if (usedLayers.has(layer.chainId) || gone.has(layer.chainId)) continue;
-      gone.add(layer.chainId);
-      if (await removeLayer(store, layer.chainId)) {
-        lines.push(`Deleted: ${layer.chainId}`);
-        reclaimed += layer.size;
-      }
-    }
-    for (const layer of layers) {
-      if (!usedBlobs.has(layer.digest) && store.blobs.has(layer.digest)) store.blobs.remove(layer.digest);
-    }
-  };
   for (const image of removed) {
     lines.push(`Deleted: ${image.id}`);
-    await removeLayers(image.layers);
-    for (const digest of [image.id, image.manifest]) {
-      if (!usedBlobs.has(digest) && store.blobs.has(digest)) store.blobs.remove(digest);
+    for (const layer of [...image.layers].reverse()) {
+      const size = gone.get(layer.chainId);
+      if (size === undefined) continue;
+      gone.delete(layer.chainId);
+      lines.push(`Deleted: ${layer.chainId}`);
+      reclaimed += size;
     }
   }
-  for (const entry of dropped) await removeLayers(entry.layers);
-  return { lines, reclaimed };
+  return { lines, reclaimed, dirs: detached.dirs };
 }
 
 /**
@@ -127,34 +131,22 @@ function dropCacheEntries(store: Store, remaining: ImageRecord[], containers: Co
   return dropped;
 }
 
-/** Removes one layer dir and its short link; false when it was not there. */
-async function removeLayer(store: Store, chainId: string): Promise<boolean> {
-  const dir = store.layers.layerDir(chainId);
-  if (!existsSync(dir)) return false;
-  let link: string | undefined;
-  try {
-    link = store.layers.meta(chainId).link;
-  } catch {
-    // No metadata: an incomplete layer; the dir goes anyway.
-  }
-  // Renamed to a temporary name first: the layer stops existing at once, even if deleting its
-  // files (inside the user namespace) is interrupted.
-  const doomed = path.join(store.layers.dir, `.tmp-rm-${process.pid}-${randomBytes(6).toString("hex")}`);
-  renameSync(dir, doomed);
-  if (link) {
-    const linkPath = path.join(store.layers.linkDir, link);
-    try {
-      if (readlinkSync(linkPath).includes(digestHex(chainId))) rmSync(linkPath, { force: true });
-    } catch {
-      // Already gone.
-    }
-  }
-  await store.removeTree(doomed);
-  return true;
-}
-
-function usersOf(image: ImageRecord, containers: ContainerRecord[]): ContainerRecord[] {
-  return containers.filter((c) => c.image === image.id);
+/**
+ * An image removal: under the lock (with the leftovers of killed operations removed first and a
+ * lease marking it in flight), fn changes the index; the layer dirs it detached are deleted after
+ * the lock is released.
+ */
+async function removal<T extends { dirs: string[] }>(containers: Containers, operation: string, fn: (images: ImageRecord[], all: ContainerRecord[], inUse: InUse) => Promise<T> | T): Promise<T> {
+  const store = containers.store;
+  const result = await store.locked(operation, "images", () => {
+    // Leases first, then containers: a container being created holds its lease until its
+    // record is saved, so it is seen in one of the two.
+    const inUse = store.leases.inUse();
+    return fn(store.images.list(), containers.list(), inUse);
+  });
+  faultPoint("rmi:detached");
+  await store.removeTrees(result.dirs);
+  return result;
 }
 
 /**
@@ -164,58 +156,53 @@ function usersOf(image: ImageRecord, containers: ContainerRecord[]): ContainerRe
 export async function removeImage(containers: Containers, query: string, force: boolean): Promise<string[]> {
   const store = containers.store;
   findImage(store, query);
-  return store.lock(async () => {
-    const images = store.images.list();
+  const result = await removal(containers, `rmi ${query}`, (images, all, inUse) => {
     const image = findImage(store, query, images);
-    const all = containers.list();
-    const users = usersOf(image, all);
-    const running = users.find((c) => c.state.status === "running");
+    const users = usersOf(image, all, inUse);
+    const running = users.containers.find((c) => c.state.status === "running");
     const short = shortImageId(image.id);
     const lines: string[] = [];
+    const keep = (): { lines: string[]; dirs: string[] } => {
+      store.images.save(images);
+      return { lines, dirs: [] };
+    };
     if (!isIdQuery(image, query)) {
       const name = normaliseName(query);
       if (name.includes("@")) {
         // A digest reference: that digest is forgotten; the image goes with its last reference.
         image.repoDigests = image.repoDigests.filter((d) => d !== name);
         lines.push(`Untagged: ${familiarName(name)}`);
-        if (image.names.length > 0 || image.repoDigests.length > 0 || users.length > 0) {
-          store.images.save(images);
-          return lines;
-        }
-        const remaining = images.filter((i) => i !== image);
-        return [...lines, ...(await deleteUnused(store, [image], remaining, all)).lines];
+        if (image.names.length > 0 || image.repoDigests.length > 0 || isUsed(users)) return keep();
+        const removed = removeFromIndex(store, [image], images.filter((i) => i !== image), all, inUse);
+        return { lines: [...lines, ...removed.lines], dirs: removed.dirs };
       }
       const last = image.names.length <= 1;
-      if (last && users.length > 0 && !force) {
-        throw new TsrunError(`conflict: unable to remove repository reference "${query}" (must force) - container ${users[0]!.id.slice(0, 12)} is using its referenced image ${short}`);
+      if (last && isUsed(users) && !force) {
+        const by = users.containers[0] ? `container ${users.containers[0].id.slice(0, 12)}` : describeUser(users, undefined);
+        throw new TsrunError(`conflict: unable to remove repository reference "${query}" (must force) - ${by} is using its referenced image ${short}`);
       }
       image.names = image.names.filter((n) => n !== name);
       lines.push(`Untagged: ${familiarName(name)}`);
-      if (!last || users.length > 0) {
-        store.images.save(images);
-        return lines;
-      }
+      if (!last || isUsed(users)) return keep();
     } else {
       if (image.names.length > 1 && !force) throw new TsrunError(`conflict: unable to delete ${short} (must be forced) - image is referenced in multiple repositories`);
-      if (users.length > 0) {
-        const user = running ?? users[0]!;
-        const state = running ? "running" : "stopped";
-        if (!force) throw new TsrunError(`conflict: unable to delete ${short} (must be forced) - image is being used by ${state} container ${user.id.slice(0, 12)}`);
+      if (isUsed(users)) {
+        const user = describeUser(users, running);
+        if (!force) throw new TsrunError(`conflict: unable to delete ${short} (must be forced) - image is being used by ${user}`);
         if (image.names.length === 0) {
-          throw new TsrunError(`conflict: unable to delete ${short} (cannot be forced) - image is being used by ${state} container ${user.id.slice(0, 12)}; remove the container first`);
+          throw new TsrunError(`conflict: unable to delete ${short} (cannot be forced) - image is being used by ${user}; remove the container first`);
         }
         // Forced: the names go, the image stays for the container (see the top of this file).
         for (const n of image.names) lines.push(`Untagged: ${familiarName(n)}`);
         image.names = [];
-        store.images.save(images);
-        return lines;
+        return keep();
       }
       for (const n of image.names) lines.push(`Untagged: ${familiarName(n)}`);
     }
-    const remaining = images.filter((i) => i !== image);
-    const deleted = await deleteUnused(store, [image], remaining, all);
-    return [...lines, ...deleted.lines];
+    const removed = removeFromIndex(store, [image], images.filter((i) => i !== image), all, inUse);
+    return { lines: [...lines, ...removed.lines], dirs: removed.dirs };
   });
+  return result.lines;
 }
 
 export interface PruneResult {
@@ -227,19 +214,17 @@ export interface PruneResult {
 
 /** `image prune`: images without names (with all: every image) that no container uses. */
 export async function pruneImages(containers: Containers, all: boolean): Promise<PruneResult> {
-  const store = containers.store;
-  return store.lock(async () => {
-    const images = store.images.list();
-    const used = containers.list();
-    const doomed = images.filter((i) => (all || i.names.length === 0) && usersOf(i, used).length === 0);
+  const result = await removal(containers, "image prune", (images, used, inUse) => {
+    const doomed = images.filter((i) => (all || i.names.length === 0) && !isUsed(usersOf(i, used, inUse)));
     const untagged = doomed.flatMap((i) => i.names.map((n) => `untagged: ${familiarName(n)}`));
-    const remaining = images.filter((i) => !doomed.includes(i));
-    const dropped = dropCacheEntries(store, remaining, used, false);
-    const deleted = await deleteUnused(store, doomed, remaining, used, dropped);
-    return { lines: [...untagged, ...deleted.lines.map((l) => l.replace(/^Deleted:/, "deleted:"))], reclaimed: deleted.reclaimed };
+    // The cache of what is going (and of stages that are no image) goes too.
+    dropCacheEntries(containers.store, images.filter((i) => !doomed.includes(i)), used, false);
+    // Even with nothing to prune, what interrupted removals left is taken out.
+    const removed = removeFromIndex(containers.store, doomed, images.filter((i) => !doomed.includes(i)), used, inUse);
+    return { lines: [...untagged, ...removed.lines.map((l) => l.replace(/^Deleted:/, "deleted:"))], reclaimed: removed.reclaimed, dirs: removed.dirs };
   });
+  return { lines: result.lines, reclaimed: result.reclaimed };
 }
-
 
 /**
  * `builder prune`: the build cache, and the layers only it kept. Without all, only the entries
@@ -247,13 +232,16 @@ export async function pruneImages(containers: Containers, all: boolean): Promise
  */
 export async function pruneBuildCache(containers: Containers, all: boolean): Promise<PruneResult> {
   const store = containers.store;
-  return store.lock(async () => {
-    const images = store.images.list();
-    const used = containers.list();
-    const dropped = dropCacheEntries(store, images, used, all);
-    const deleted = await deleteUnused(store, [], images, used, dropped);
-    // RUN --mount=type=cache directories are build cache too (their files may belong to any uid).
-    if (all) await store.removeTree(store.buildCache.mountsDir);
-    return { lines: deleted.lines.map((l) => l.replace(/^Deleted:/, "deleted:")), reclaimed: deleted.reclaimed };
+  const result = await removal(containers, "builder prune", (images, used, inUse) => {
+    dropCacheEntries(store, images, used, all);
+    const detached = detachGarbage(store, liveReferences(images, used, inUse, store.buildCache.load().values()));
+    return {
+      lines: detached.layers.map((l) => `deleted: ${l.chainId}`),
+      reclaimed: detached.layers.reduce((n, l) => n + l.size, 0),
+      dirs: detached.dirs,
+    };
   });
+  // RUN --mount=type=cache directories are build cache too (their files may belong to any uid).
+  if (all) await store.removeTree(store.buildCache.mountsDir);
+  return { lines: result.lines, reclaimed: result.reclaimed };
 }

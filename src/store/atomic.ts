@@ -1,54 +1,98 @@
 // Crash-safe file updates and the store lock. A reader never sees a half-written file: data goes
-// to a temporary name in the same directory, is flushed, then renamed over the old one.
+// to a temporary name on the same filesystem, is flushed, then renamed over the old one.
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
+import { AsyncLocalStorage } from "node:async_hooks";
 import { native } from "../native.js";
+import { faultPoint } from "./fault.js";
 
 export function tempName(target: string): string {
   return path.join(path.dirname(target), `.tmp-${path.basename(target)}-${process.pid}-${randomBytes(4).toString("hex")}`);
 }
 
-/**
- * durable: fsync before the rename, for data whose loss after a power failure would corrupt the
- * store (indexes, blobs). Container state is rewritten often and may skip it: a killed process
- * still leaves either the old or the new file, never a torn one.
- */
-export function writeFileAtomic(target: string, data: string | Buffer, mode = 0o644, durable = true): void {
-  mkdirSync(path.dirname(target), { recursive: true });
-  const tmp = tempName(target);
-  const fd = openSync(tmp, "wx", mode);
+/** write(2) may write less than asked (a nearly full disk): loop until all of it is written. */
+export function writeAll(fd: number, data: Buffer): void {
+  let off = 0;
+  while (off < data.length) off += writeSync(fd, data, off);
+}
+
+export interface AtomicWriteOptions {
+  mode?: number;
+  /**
+   * fsync before the rename, for data whose loss after a power failure would corrupt the store
+   * (indexes, blobs). Container state is rewritten often and may skip it: a killed process still
+   * leaves either the old or the new file, never a torn one.
+   */
+  durable?: boolean;
+  /**
+   * Where the temporary file goes (same filesystem as target), instead of beside the target; and
+   * the target's directory is not created: a file of something deleted meanwhile (a container
+   * removed while `ps` refreshed its state) must not bring its directory back. ENOENT then.
+   */
+  tempDir?: string;
+}
+
+export function writeFileAtomic(target: string, data: string | Buffer, modeOrOptions: number | AtomicWriteOptions = 0o644, durable = true): void {
+  const opts: AtomicWriteOptions = typeof modeOrOptions === "number" ? { mode: modeOrOptions, durable } : modeOrOptions;
+  let tmp: string;
+  if (opts.tempDir) {
+    tmp = path.join(opts.tempDir, path.basename(tempName(target)));
+  } else {
+    mkdirSync(path.dirname(target), { recursive: true });
+    tmp = tempName(target);
+  }
+  const fd = openSync(tmp, "wx", opts.mode ?? 0o644);
+  let open = true;
   try {
-    writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
-    if (durable) fsyncSync(fd);
-  } catch (err) {
+    writeAll(fd, typeof data === "string" ? Buffer.from(data) : data);
+    if (opts.durable ?? true) fsyncSync(fd);
+    open = false;
     closeSync(fd);
+    faultPoint("atomic-write");
+    renameSync(tmp, target);
+  } catch (err) {
+    if (open) closeSync(fd);
     rmSync(tmp, { force: true });
     throw err;
   }
-  closeSync(fd);
-  renameSync(tmp, target);
 }
 
-export function writeJsonAtomic(target: string, value: unknown, mode = 0o644, durable = true): void {
-  writeFileAtomic(target, JSON.stringify(value, null, 2) + "\n", mode, durable);
+export function writeJsonAtomic(target: string, value: unknown, modeOrOptions: number | AtomicWriteOptions = 0o644, durable = true): void {
+  writeFileAtomic(target, JSON.stringify(value, null, 2) + "\n", modeOrOptions, durable);
 }
+
+// Lock files this async context holds: a nested lock() of the same store runs at once (flock
+// would wait for ourselves forever), while other tasks of the same process queue behind it.
+const held = new AsyncLocalStorage<ReadonlySet<string>>();
+const queues = new Map<string, Promise<void>>();
 
 /**
  * Runs fn while holding an exclusive flock on lockFile. flock is released by the kernel when
  * the process dies, so a killed tsrun never leaves the store locked.
  */
 export async function withLock<T>(lockFile: string, fn: () => Promise<T> | T): Promise<T> {
-  mkdirSync(path.dirname(lockFile), { recursive: true });
-  const fd = openSync(lockFile, "a", 0o600);
+  const mine = held.getStore();
+  if (mine?.has(lockFile)) return fn();
+  const previous = queues.get(lockFile) ?? Promise.resolve();
+  let release = (): void => undefined;
+  const turn = new Promise<void>((resolve) => (release = resolve));
+  const queued = previous.then(() => turn);
+  queues.set(lockFile, queued);
+  await previous;
+  let fd: number | undefined;
   try {
+    mkdirSync(path.dirname(lockFile), { recursive: true });
+    fd = openSync(lockFile, "a", 0o600);
     const addon = native();
     if (!addon.flock(fd, true, false)) {
-      // Someone else holds it: wait without blocking the event loop for long stretches.
+      // Another process holds it: wait without blocking the event loop for long stretches.
       while (!addon.flock(fd, true, false)) await new Promise((r) => setTimeout(r, 5));
     }
-    return await fn();
+    return await held.run(new Set([...(mine ?? []), lockFile]), fn);
   } finally {
-    closeSync(fd);
+    if (fd !== undefined) closeSync(fd);
+    release();
+    if (queues.get(lockFile) === queued) queues.delete(lockFile);
   }
 }

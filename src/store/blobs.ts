@@ -2,12 +2,24 @@
 // A blob counts as stored only once its bytes hashed to its name: data lands in a temporary
 // file, is verified, and is renamed into place.
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, createReadStream, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { promisify } from "node:util";
 import path from "node:path";
-import { tempName } from "./atomic.js";
-import { digestHex, sha256 } from "./digest.js";
+import { tempName, writeAll } from "./atomic.js";
+import { digestHex, digestNamedEntries, sha256 } from "./digest.js";
+import { faultPoint } from "./fault.js";
+import { tempPath } from "./temps.js";
 
 export class DigestMismatchError extends Error {}
+
+const fsyncAsync = promisify(fsync);
+
+/** A blob written and hashed, still under its temporary name (see BlobStore.stageStream). */
+export interface StagedBlob {
+  file: string;
+  digest: string;
+  size: number;
+}
 
 export class BlobStore {
   constructor(readonly dir: string) {}
@@ -31,23 +43,97 @@ export class BlobStore {
     return data;
   }
 
-  /** Stores bytes, verifying them against expected when given. Returns the digest. */
+  /** Whether a small blob is there with the right content (a corrupt one is replaced by putBuffer). */
+  hasIntact(digest: string): boolean {
+    try {
+      return sha256(readFileSync(this.path(digest))) === digest;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Streams a blob of any size through sha256: false when it is missing or corrupt. */
+  async verify(digest: string): Promise<boolean> {
+    const hash = createHash("sha256");
+    try {
+      for await (const chunk of createReadStream(this.path(digest), { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+    } catch {
+      return false;
+    }
+    return `sha256:${hash.digest("hex")}` === digest;
+  }
+
+  /**
+   * Stores bytes (configs, manifests: small), verifying them against expected when given; a
+   * stored copy that no longer matches its name is replaced. Returns the digest.
+   */
   putBuffer(data: Buffer, expected?: string): string {
     const digest = sha256(data);
     if (expected && expected !== digest) throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${digest}`);
-    if (this.has(digest)) return digest;
+    if (this.hasIntact(digest)) return digest;
     mkdirSync(this.dir, { recursive: true });
     const target = this.path(digest);
     const tmp = tempName(target);
     const fd = openSync(tmp, "wx", 0o644);
     try {
-      writeSync(fd, data);
+      writeAll(fd, data);
       fsyncSync(fd);
-    } finally {
+    } catch (err) {
       closeSync(fd);
+      rmSync(tmp, { force: true });
+      throw err;
     }
+    closeSync(fd);
+    faultPoint("blob-put");
     renameSync(tmp, target);
     return digest;
+  }
+
+  /**
+   * Writes a stream to a temporary file in the blob dir while hashing it, and stops there: the
+   * caller publishes it (publish) once whatever else must be checked is checked, typically
+   * under the store lock together with the records that refer to it. Until then no deleter can
+   * see it, and a killed process leaves only a temporary name.
+   */
+  async stageStream(input: AsyncIterable<Buffer | string>, expected?: string): Promise<StagedBlob> {
+    mkdirSync(this.dir, { recursive: true });
+    const file = tempPath(this.dir, "stream");
+    const fd = openSync(file, "wx", 0o644);
+    const hash = createHash("sha256");
+    let size = 0;
+    let digest: string;
+    try {
+      for await (const chunk of input) {
+        const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+        hash.update(buf);
+        size += buf.length;
+        writeAll(fd, buf);
+      }
+      digest = "sha256:" + hash.digest("hex");
+      // A wrong blob is refused before it costs an fsync.
+      if (expected && expected !== digest) throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${digest}`);
+      // In the thread pool: a pull writes several blobs at once, and a blocking fsync (50-100 ms
+      // for a large layer here) would stall the other downloads and the unpackers they feed.
+      await fsyncAsync(fd);
+      closeSync(fd);
+    } catch (err) {
+      closeSync(fd);
+      rmSync(file, { force: true });
+      throw err;
+    }
+    return { file, digest, size };
+  }
+
+  /** Gives a complete, verified file (on this filesystem) its blob name; drops it if the blob exists. True when it is new. */
+  publish(file: string, digest: string): boolean {
+    if (this.has(digest)) {
+      rmSync(file, { force: true });
+      return false;
+    }
+    mkdirSync(this.dir, { recursive: true });
+    faultPoint("blob-publish");
+    renameSync(file, this.path(digest));
+    return true;
   }
 
   /**
@@ -55,36 +141,18 @@ export class BlobStore {
    * digest matches (expected, when given). Returns digest and size.
    */
   async putStream(input: AsyncIterable<Buffer | string>, expected?: string): Promise<{ digest: string; size: number }> {
-    mkdirSync(this.dir, { recursive: true });
-    const tmp = path.join(this.dir, `.tmp-stream-${process.pid}-${Math.random().toString(16).slice(2)}`);
-    const fd = openSync(tmp, "wx", 0o644);
-    const hash = createHash("sha256");
-    let size = 0;
-    try {
-      for await (const chunk of input) {
-        const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-        hash.update(buf);
-        size += buf.length;
-        let off = 0;
-        while (off < buf.length) off += writeSync(fd, buf, off);
-      }
-      fsyncSync(fd);
-      closeSync(fd);
-    } catch (err) {
-      closeSync(fd);
-      rmSync(tmp, { force: true });
-      throw err;
-    }
-    const digest = "sha256:" + hash.digest("hex");
-    if (expected && expected !== digest) {
-      rmSync(tmp, { force: true });
-      throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${digest}`);
-    }
-    renameSync(tmp, this.path(digest));
-    return { digest, size };
+    const staged = await this.stageStream(input, expected);
+    faultPoint("blob-stream");
+    renameSync(staged.file, this.path(staged.digest));
+    return { digest: staged.digest, size: staged.size };
   }
 
   remove(digest: string): void {
     rmSync(this.path(digest), { force: true });
+  }
+
+  /** Names of stored blobs as digests (temporaries and foreign files excluded). */
+  list(): string[] {
+    return digestNamedEntries(this.dir);
   }
 }

@@ -1,5 +1,6 @@
 // Content digests and the ids derived from them (OCI image-spec "ChainID").
 import { createHash } from "node:crypto";
+import { readdirSync } from "node:fs";
 
 export function sha256(data: string | Buffer): string {
   return "sha256:" + createHash("sha256").update(data).digest("hex");
@@ -24,4 +25,15 @@ export function chainIds(diffIds: string[]): string[] {
     out.push(prev === undefined ? d : sha256(`${prev} ${d}`));
   }
   return out;
+}
+
+/** Entries of dir named by a digest's hex (blobs, layer dirs), as digests; temporaries and foreign names left out. */
+export function digestNamedEntries(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+      .filter((n) => /^[a-f0-9]{64}$/.test(n))
+      .map((n) => `sha256:${n}`);
+  } catch {
+    return [];
+  }
 }

@@ -13,6 +13,8 @@ export interface StorePaths {
   containers: string;
   volumes: string;
   tmp: string;
+  /** Records of operations in flight (leases.ts). */
+  leases: string;
   lockFile: string;
   runRoot: string;
 }
@@ -35,6 +37,7 @@ export function storePaths(root?: string): StorePaths {
     containers: path.join(base, "containers"),
     volumes: path.join(base, "volumes"),
     tmp: path.join(base, "tmp"),
+    leases: path.join(base, "leases"),
     lockFile: path.join(base, "lock"),
     runRoot,
   };

@@ -1,6 +1,8 @@
 // The store: blobs, unpacked layers, the image index, and the storage work that must run inside
 // the user namespace (files there belong to many subordinate uids).
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { Socket } from "node:net";
+import type { Writable } from "node:stream";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { BlobStore } from "./blobs.js";
@@ -9,12 +11,16 @@ import { LayerStore } from "./layers.js";
 import { BuildCacheIndex } from "./build-cache.js";
 import { storePaths, type StorePaths } from "./paths.js";
 import { withLock } from "./atomic.js";
-import { packageRoot } from "../native.js";
+import { LeaseStore, type Lease, type LeaseRefs, type LeaseScope } from "./leases.js";
+import { layerLeftovers, staleTemps, TEMP_DIRS, type Leftover } from "./recovery.js";
+import { StoreTransaction } from "./transaction.js";
+import { faultPoint } from "./fault.js";
+import { native, packageRoot } from "../native.js";
 import { runInUserNamespace, currentMapping, maxMappedId, type UsernsMode } from "../userns.js";
 import type { Change, ExportJob, PackJob, PackResult, UpperScanSpec } from "./pack.js";
 
 export interface UnpackJob {
-  /** The layer blob as stored (gzip, zstd or plain tar). */
+  /** The layer blob as stored (gzip, zstd or plain tar); "-": the helper's standard input. */
   blob: string;
   /** Directory whose diff/ receives the files. */
   dest: string;
@@ -22,7 +28,8 @@ export interface UnpackJob {
 
 export interface UnpackJobResult {
   diffId: string;
-  compressedDigest: string;
+  /** Absent for a layer streamed in (whoever streamed it checked the bytes' digest). */
+  compressedDigest?: string;
   size: number;
   entries: number;
   warnings: string[];
@@ -31,12 +38,21 @@ export interface UnpackJobResult {
 // Bundled (dist/worker.cjs) so that it starts fast and needs no node_modules at run time.
 const workerScript = (): string => path.join(packageRoot(), "dist", "worker.cjs");
 
+/**
+ * Finds and removes what killed operations of one scope left (beside the store's own
+ * temporaries and layer leftovers, which the store sweeps itself). The container module
+ * attaches the one for containers and volumes; it runs under the store lock.
+ */
+export type LeftoverFinder = () => Leftover[];
+
 export class Store {
   readonly paths: StorePaths;
   readonly blobs: BlobStore;
   readonly layers: LayerStore;
   readonly images: ImageIndex;
   readonly buildCache: BuildCacheIndex;
+  readonly leases: LeaseStore;
+  private readonly finders = new Map<LeaseScope, LeftoverFinder>();
 
   constructor(root?: string) {
     this.paths = storePaths(root);
@@ -44,6 +60,8 @@ export class Store {
     this.layers = new LayerStore(this.paths.layers, this.paths.layerLinks);
     this.images = new ImageIndex(this.paths.images);
     this.buildCache = new BuildCacheIndex(this.paths.root);
+    this.leases = new LeaseStore(this.paths.leases);
+    this.finders.set("images", () => layerLeftovers(this.layers));
   }
 
   /** Serialises changes to shared state (the image index, names, layer creation). */
@@ -52,36 +70,154 @@ export class Store {
     return withLock(this.paths.lockFile, fn);
   }
 
+  /** Lets the module that owns a part of the store say what its killed operations leave. */
+  attachLeftoverFinder(scope: LeaseScope, finder: LeftoverFinder): void {
+    this.finders.set(scope, finder);
+  }
+
+  /**
+   * Starts a multi-step operation: under the lock, removes what killed operations left, then
+   * writes this operation's lease with the references refs() computes (under the same lock, so
+   * what it finds cannot be deleted before the lease protects it). Release the lease when done.
+   */
+  begin(operation: string, scope: LeaseScope, refs?: () => LeaseRefs): Promise<Lease> {
+    return this.lock(async () => {
+      await this.recover(scope);
+      return this.leases.create(operation, scope, refs?.() ?? {});
+    });
+  }
+
+  /**
+   * Runs fn under the lock as an operation of its own (rm, rmi, volume rm, ...): after recovery,
+   * and with a lease marking it in flight until fn returns, so that a kill between two of its
+   * steps (a dir renamed aside, its name link not yet removed) is swept by the next operation.
+   */
+  locked<T>(operation: string, scope: LeaseScope, fn: () => Promise<T> | T): Promise<T> {
+    return this.lock(async () => {
+      await this.recover(scope);
+      const lease = this.leases.create(operation, scope);
+      try {
+        return await fn();
+      } finally {
+        lease.release();
+      }
+    });
+  }
+
+  /**
+   * Under the lock: removes stale temporaries (where operations of scope put them; all of them
+   * without a scope), and when a lease shows that an operation was killed, also the leftovers
+   * only a full scan finds (for the scopes whose finder is attached). Returns what was removed.
+   */
+  async recover(scope?: LeaseScope): Promise<Leftover[]> {
+    const removed = staleTemps(this.paths, scope ? TEMP_DIRS[scope] : undefined);
+    const dead = this.leases.dead();
+    const scopes = new Set<LeaseScope>();
+    for (const lease of dead) {
+      if (!lease.record) for (const s of this.finders.keys()) scopes.add(s);
+      else if (this.finders.has(lease.record.scope)) scopes.add(lease.record.scope);
+    }
+    for (const s of scopes) {
+      // A killed operation of another scope left its temporaries where this one does not look.
+      if (scope && s !== scope) removed.push(...staleTemps(this.paths, TEMP_DIRS[s].filter((d) => !TEMP_DIRS[scope].includes(d))));
+      removed.push(...(this.finders.get(s) as LeftoverFinder)());
+    }
+    await this.removeLeftovers(removed);
+    // Removing an incomplete layer dir can leave its short link dangling: a second look.
+    if (scopes.has("images")) {
+      const again = layerLeftovers(this.layers);
+      await this.removeLeftovers(again);
+      removed.push(...again);
+    }
+    for (const lease of dead) {
+      if (!lease.record || scopes.has(lease.record.scope)) rmSync(lease.file, { force: true });
+    }
+    return removed;
+  }
+
+  async removeLeftovers(leftovers: Leftover[]): Promise<void> {
+    for (const l of leftovers) if (l.kind === "file") rmSync(l.path, { force: true });
+    await this.removeTrees(leftovers.filter((l) => l.kind === "dir").map((l) => l.path));
+  }
+
+  /**
+   * Runs fn under the lock with a transaction: what fn adds through it (layers, blobs) is taken
+   * out again if fn fails, a full disk included, so a failed operation leaves the store as it was.
+   */
+  transact<T>(fn: (tx: StoreTransaction) => Promise<T> | T): Promise<T> {
+    return this.lock(async () => {
+      const tx = new StoreTransaction(this);
+      try {
+        return await fn(tx);
+      } catch (err) {
+        await tx.rollback();
+        throw err;
+      }
+    });
+  }
+
   /**
    * Removes a directory tree. Files owned by subordinate uids can only be removed from inside
    * the user namespace, so that is the fallback when the host-side removal is refused.
    */
   async removeTree(dir: string): Promise<void> {
-    if (!existsSync(dir)) return;
-    try {
-      rmSync(dir, { recursive: true, force: true });
-      return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== "EACCES" && code !== "EPERM" && code !== "ENOTEMPTY") throw err;
+    await this.removeTrees([dir]);
+  }
+
+  /** removeTree for several trees, with at most one helper run for all that need it. */
+  async removeTrees(dirs: string[]): Promise<void> {
+    const refused: string[] = [];
+    for (const dir of dirs) {
+      if (!existsSync(dir)) continue;
+      try {
+        rmSync(dir, { recursive: true, force: true });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "EACCES" && code !== "EPERM" && code !== "ENOTEMPTY") throw err;
+        refused.push(dir);
+      }
     }
-    const result = await runInUserNamespace(["rm", "-rf", "--one-file-system", "--", dir]);
-    if (result.code !== 0) throw new Error(`cannot remove ${dir}: ${result.stderr.trim() || `rm exited ${result.code}`}`);
+    if (refused.length === 0) return;
+    faultPoint("remove-tree");
+    const result = await runInUserNamespace(["rm", "-rf", "--one-file-system", "--", ...refused]);
+    if (result.code !== 0) throw new Error(`cannot remove ${refused.join(", ")}: ${result.stderr.trim() || `rm exited ${result.code}`}`);
+  }
+
+  /**
+   * Unpacks one layer whose bytes are written to `input` as they arrive (a pull streams each
+   * layer from the registry straight into its own helper). End `input` when all bytes are
+   * written, or destroy it to abandon the unpack; `result` settles when the helper has exited.
+   */
+  unpackStream(dest: string): { input: Writable; result: Promise<UnpackJobResult> } {
+    const [readFd, writeFd] = native().pipe();
+    const input = new Socket({ fd: writeFd, readable: false, writable: true });
+    let result: Promise<UnpackJobResult>;
+    try {
+      result = this.unpack([{ blob: "-", dest }], { stdin: readFd }).then((results) => {
+        const first = results[0];
+        if (!first) throw new Error("the storage worker returned no result for the layer");
+        return first;
+      });
+    } finally {
+      // unpack() starts the helper before its first await, so it already holds its copy of
+      // the read end. With ours closed, a helper that dies makes writes fail (EPIPE)
+      // instead of filling a pipe nobody reads.
+      closeSync(readFd);
+    }
+    return { input, result };
   }
 
   /** Unpacks layer blobs inside the user namespace (one helper process for all of them). */
-  async unpack(jobs: UnpackJob[]): Promise<UnpackJobResult[]> {
+  async unpack(jobs: UnpackJob[], opts: { stdin?: number } = {}): Promise<UnpackJobResult[]> {
     mkdirSync(this.paths.tmp, { recursive: true });
     const id = `${process.pid}-${randomBytes(4).toString("hex")}`;
     const jobFile = path.join(this.paths.tmp, `unpack-${id}.json`);
     const resultFile = path.join(this.paths.tmp, `unpack-${id}.result.json`);
     const mapping = currentMapping();
-    writeFileSync(
-      jobFile,
-      JSON.stringify({ jobs, resultFile, maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") }),
-    );
     try {
-      const run = await runInUserNamespace([process.execPath, workerScript(), "unpack", jobFile]);
+      // Inside the try: a full disk can fail this write half-way, and the file must go too.
+      writeFileSync(jobFile, JSON.stringify({ jobs, resultFile, maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") }));
+      const run = await runInUserNamespace([process.execPath, workerScript(), "unpack", jobFile], process.env, opts.stdin === undefined ? {} : { stdin: opts.stdin });
       if (run.code !== 0) {
         const lines = run.stderr.trim().split("\n");
         throw new Error(lines[lines.length - 1] || `layer unpacking failed (exit ${run.code})`);
@@ -102,8 +238,8 @@ export class Store {
     const id = `${process.pid}-${randomBytes(4).toString("hex")}`;
     const jobFile = path.join(this.paths.tmp, `${command}-${id}.json`);
     const resultFile = path.join(this.paths.tmp, `${command}-${id}.result.json`);
-    writeFileSync(jobFile, JSON.stringify({ job, resultFile }));
     try {
+      writeFileSync(jobFile, JSON.stringify({ job, resultFile }));
       const run = await runInUserNamespace([process.execPath, workerScript(), command, jobFile], process.env, {
         ...(opts.stdout === undefined ? {} : { stdout: opts.stdout }),
         ...(opts.userns ? { userns: opts.userns } : {}),

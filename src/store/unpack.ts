@@ -2,28 +2,27 @@
 // lower directory, and computes the layer's digests in the same pass.
 //
 // It runs inside the user namespace, as root over the container's id range, so it can chown.
-// Security model: destDir is opened once; every entry's parent is resolved with openat2
-// RESOLVE_IN_ROOT (symlinks and ".." cannot leave destDir), and the entry itself is created
-// with *at() calls on that parent fd that never follow the last component. No Node path-based
-// fs call touches anything inside destDir (they would follow symlinks on the host).
+// Security model: destDir is opened once. Directories are reached from it one component at a
+// time with openat(O_PATH|O_DIRECTORY|O_NOFOLLOW) on the parent's fd, so a symlink is never
+// traversed on the way; a parent that is a symlink (a layer may write through one, e.g. into
+// /lib -> usr/lib) is resolved with openat2 RESOLVE_IN_ROOT, so symlinks and ".." cannot leave
+// destDir. Entries are created with *at() calls on the parent fd that never follow the last
+// component (O_CREAT|O_EXCL|O_NOFOLLOW, AT_SYMLINK_NOFOLLOW). No Node path-based fs call touches
+// anything inside destDir (they would follow symlinks on the host).
 //
-// node-tar's streaming Parser reads the entries, but it drops PAX xattr records
-// (SCHILY.xattr.*, which carry file capabilities) and decodes PAX bodies as UTF-8, which would
-// corrupt binary values anyway. So a small second reader (TarHeaderCheck) follows the block
-// structure of the same bytes just ahead of node-tar: it keeps the raw xattr records, refuses
-// headers that tar implementations read differently (negative sizes, data on header-only
-// entries), and each entry node-tar emits is matched against it by size and checksum.
+// Speed: directory fds reached without a symlink are kept in a small cache (tar archives list a
+// directory's entries together), so most entries cost one openat of the entry itself; owners
+// and modes are only changed when the created file's differ; the tar reader is synchronous and
+// hands file data over as views of the decompressed chunks (tar-reader.ts).
 //
 // On error the promise rejects and destDir is left half-written: the caller deletes it (inside
 // the user namespace) and must never use it.
 
-import { throughCommand } from "../image/archive/compression.js";
+import { checkLayerCompression, toBuffer, withDecompressed } from "../image/archive/compression.js";
 import { createHash } from "node:crypto";
-import { closeSync, constants as fsConstants, openSync, readdirSync, writeSync } from "node:fs";
-import { pipeline } from "node:stream/promises";
-import { createGunzip } from "node:zlib";
-import { Parser, type ReadEntry } from "tar";
+import { closeSync, constants as fsConstants, fchmodSync, fchownSync, openSync, readdirSync, writeSync } from "node:fs";
 import { native, type RawStat } from "../native.js";
+import { TarFormatError, TarReader, type TarEntry, type TarEntryHandler, type Timespec } from "./tar-reader.js";
 
 export interface UnpackOptions {
   /** Highest uid that exists in the namespace; larger owners -> error, or squashed (below). */
@@ -34,13 +33,18 @@ export interface UnpackOptions {
   squashUnmappedOwners?: boolean;
   /** Every entry gets this owner, whatever the header says (`cp` without -a: the container's root). */
   forceOwner?: { uid: number; gid: number };
+  /**
+   * Hash the bytes as given (default true). A pull that streams a layer here has hashed them
+   * already, on their way from the registry: then compressedDigest is left out.
+   */
+  digestInput?: boolean;
 }
 
 export interface UnpackResult {
   /** "sha256:<hex>" of the uncompressed tar stream. */
   diffId: string;
-  /** "sha256:<hex>" of the bytes as given (compressed or not). */
-  compressedDigest: string;
+  /** "sha256:<hex>" of the bytes as given (compressed or not); absent without digestInput. */
+  compressedDigest?: string;
   /** Uncompressed bytes. */
   size: number;
   /** File-system entries in the tar (metadata headers not counted). */
@@ -54,15 +58,16 @@ const { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFIFO } = fsConstants;
 
 // Indexes into the addon's RawStat tuple.
 const ST_MODE = 0;
+const ST_UID = 1;
+const ST_GID = 2;
 const ST_RDEV_MAJOR = 6;
 const ST_RDEV_MINOR = 7;
 const ST_INO = 9;
 
-const BLOCK = 512;
-/** Longest PAX or GNU long-name body accepted; real ones are a few hundred bytes. */
-const MAX_META_SIZE = 1024 * 1024;
 const NAME_MAX = 255;
 const PATH_MAX = 4095;
+/** Directory fds kept open: more than any real tree's depth, far below the fd limit. */
+const DIR_CACHE_SIZE = 128;
 
 const WHITEOUT_PREFIX = ".wh.";
 const OPAQUE_MARKER = ".wh..wh..opq";
@@ -70,12 +75,12 @@ const OPAQUE_MARKER = ".wh..wh..opq";
 const OPAQUE_XATTR = "user.overlay.opaque";
 
 /** Unpacks one layer tarball into destDir (an existing, empty directory). */
-export async function unpackLayer(input: NodeJS.ReadableStream, destDir: string, options: UnpackOptions): Promise<UnpackResult> {
+export async function unpackLayer(input: AsyncIterable<Buffer | string | Uint8Array>, destDir: string, options: UnpackOptions): Promise<UnpackResult> {
   const rootFd = openSync(destDir, O_PATH | O_DIRECTORY);
   let extractor: LayerExtractor | undefined;
   try {
     extractor = new LayerExtractor(rootFd, options);
-    const digests = await readLayer(input, extractor);
+    const digests = await readLayer(input, extractor, options.digestInput ?? true);
     extractor.fixDirectoryTimes();
     return { ...digests, entries: extractor.entryCount };
   } finally {
@@ -89,7 +94,7 @@ export async function unpackLayer(input: NodeJS.ReadableStream, destDir: string,
 
 interface LayerDigests {
   diffId: string;
-  compressedDigest: string;
+  compressedDigest?: string;
   size: number;
 }
 
@@ -99,395 +104,47 @@ interface TarSink {
   end(): Promise<void>;
 }
 
-type Compression = "none" | "gzip" | "zstd";
-
-/** Recognises the compression by its magic bytes; refuses the ones layers may not use. */
-function detectCompression(head: Buffer): Compression {
-  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
-  if (head.length >= 4 && head.readUInt32BE(0) === 0x28b52ffd) return "zstd";
-  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) {
-    throw new Error("the layer is xz-compressed; layers must be gzip, zstd or uncompressed");
-  }
-  // "BZh", the block size digit, then the block magic (the digits of pi): unambiguous.
-  if (head.length >= 10 && head.toString("latin1", 0, 3) === "BZh" && head.subarray(4, 10).equals(Buffer.from([0x31, 0x41, 0x59, 0x26, 0x53, 0x59]))) {
-    throw new Error("the layer is bzip2-compressed; layers must be gzip, zstd or uncompressed");
-  }
-  return "none";
-}
-
 /**
  * Reads the whole input once: hashes the bytes as given, decompresses them, hashes and counts
  * the result and hands it to the sink. Reads to the very end even after the tar's end marker,
  * because the digests cover every byte.
  */
-async function readLayer(input: NodeJS.ReadableStream, sink: TarSink): Promise<LayerDigests> {
-  const compressedHash = createHash("sha256");
+async function readLayer(input: AsyncIterable<Buffer | string | Uint8Array>, sink: TarSink, digestInput: boolean): Promise<LayerDigests> {
+  const compressedHash = digestInput ? createHash("sha256") : undefined;
   const uncompressedHash = createHash("sha256");
   let size = 0;
-  const source = input[Symbol.asyncIterator]();
-  const toBuffer = (chunk: string | Buffer): Buffer => (typeof chunk === "string" ? Buffer.from(chunk) : chunk);
-
-  // Enough bytes to tell the formats apart.
-  const headChunks: Buffer[] = [];
-  let headLength = 0;
-  let inputDone = false;
-  while (headLength < 10) {
-    const next = await source.next();
-    if (next.done) {
-      inputDone = true;
-      break;
-    }
-    const chunk = toBuffer(next.value);
-    compressedHash.update(chunk);
-    headChunks.push(chunk);
-    headLength += chunk.length;
-  }
-  const head = Buffer.concat(headChunks);
-  let compression: Compression;
-  try {
-    compression = detectCompression(head);
-  } catch (err) {
-    await source.return?.();
-    throw err;
-  }
-
-  async function* compressedChunks(): AsyncGenerator<Buffer> {
-    try {
-      if (head.length > 0) yield head;
-      while (!inputDone) {
-        const next = await source.next();
-        if (next.done) break;
-        const chunk = toBuffer(next.value);
-        compressedHash.update(chunk);
-        yield chunk;
-      }
-    } finally {
-      // Stops (and lets the caller's stream close) when decompression or extraction failed early.
-      await source.return?.();
-    }
-  }
-
-  async function consume(chunks: AsyncIterable<Buffer | string>): Promise<void> {
-    for await (const raw of chunks) {
+  // An uncompressed layer's two digests are one: its bytes are hashed once.
+  let plain = false;
+  async function* hashed(): AsyncGenerator<Buffer> {
+    for await (const raw of input) {
       const chunk = toBuffer(raw);
-      uncompressedHash.update(chunk);
-      size += chunk.length;
-      sink.write(chunk);
+      compressedHash?.update(chunk);
+      yield chunk;
     }
-    await sink.end();
   }
-
-  if (compression === "none") {
-    await consume(compressedChunks());
-  } else if (compression === "gzip") {
-    try {
-      await pipeline(compressedChunks(), createGunzip(), consume);
-    } catch (err) {
-      if (isZlibError(err)) throw new Error(`the layer is not valid gzip: ${(err as Error).message}`, { cause: err });
-      throw err;
-    }
-  } else {
-    // Node 20's zlib has no zstd: the zstd command is a stream filter (shared with archives).
-    await throughCommand("zstd", compressedChunks(), "the layer", consume);
-  }
-  return {
-    diffId: "sha256:" + uncompressedHash.digest("hex"),
-    compressedDigest: "sha256:" + compressedHash.digest("hex"),
-    size,
-  };
-}
-
-function isZlibError(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === "string" && code.startsWith("Z_");
-}
-
-// ---------------------------------------------------------------------------------------------
-// The header check: follows the tar block structure beside node-tar
-
-/** What the header check learned about one file-system entry, in archive order. */
-interface CheckedEntry {
-  checksum: number;
-  size: number;
-  xattrs: Map<string, Buffer>;
-}
-
-/** Typeflags node-tar treats as file-system entries (its types.normalFsTypes). */
-const ENTRY_TYPES = new Set(["0", "", "1", "2", "3", "4", "5", "6", "7", "D"]);
-/** Entries whose size must be 0: GNU tar and Go skip their data, node-tar reads it as data. */
-const HEADER_ONLY_TYPES = new Set(["1", "2", "3", "4", "5", "6"]);
-/** PAX (x, g, X) and GNU long name/link (L, K, N) headers describing the next entry. */
-const META_TYPES = new Set(["x", "g", "X", "L", "K", "N"]);
-const UNSUPPORTED_TYPES: Record<string, string> = {
-  S: "GNU sparse file",
-  M: "GNU multi-volume continuation",
-  V: "tape volume header",
-  A: "Solaris ACL",
-  E: "Solaris extended attributes",
-  I: "inode metadata",
-};
-
-/** Fields from PAX and GNU long-name headers that apply to the next entry. */
-class PendingExtension {
-  size: number | undefined;
-  path: string | undefined;
-  readonly schilyXattrs = new Map<string, Buffer>();
-  readonly libarchiveXattrs = new Map<string, Buffer>();
-
-  xattrs(): Map<string, Buffer> {
-    // libarchive writes both forms; the SCHILY one is the raw value, so it wins.
-    const all = new Map(this.libarchiveXattrs);
-    for (const [name, value] of this.schilyXattrs) all.set(name, value);
-    return all;
-  }
-}
-
-function headerName(block: Buffer, pending: PendingExtension): string {
-  if (pending.path !== undefined) return pending.path;
-  const name = cString(block, 0, 100);
-  const prefix = block.toString("latin1", 257, 263) === "ustar\u0000" ? cString(block, 345, 155) : "";
-  return prefix ? `${prefix}/${name}` : name;
-}
-
-function cString(buf: Buffer, offset: number, length: number): string {
-  const field = buf.subarray(offset, offset + length);
-  const nul = field.indexOf(0);
-  return field.toString("utf8", 0, nul === -1 ? field.length : nul);
-}
-
-/** A numeric header field: octal text, or base-256 for large values. Negative values are refused. */
-function parseNumberField(field: Buffer, what: string): number {
-  const first = field[0] ?? 0;
-  if (first & 0x80) {
-    if (first !== 0x80) throw new Error(`${what} is negative or malformed (base-256 marker 0x${first.toString(16)})`);
-    let value = 0;
-    for (const byte of field.subarray(1)) value = value * 256 + byte;
-    if (!Number.isSafeInteger(value)) throw new Error(`${what} is too large`);
-    return value;
-  }
-  const text = cString(field, 0, field.length).trim();
-  if (text === "") return 0;
-  // node-tar's parseInt would read "-5" or "12x" leniently, and take a negative size as 0.
-  if (!/^[0-7]+$/.test(text)) throw new Error(`${what} ${JSON.stringify(text)} is not an octal number`);
-  return parseInt(text, 8);
-}
-
-function padToBlock(size: number): number {
-  return Math.ceil(size / BLOCK) * BLOCK;
-}
-
-class TarHeaderCheck {
-  private readonly header = Buffer.alloc(BLOCK);
-  private headerFill = 0;
-  /** Body and padding bytes of the current entry still to pass. */
-  private skipRemaining = 0;
-  private meta: { type: string; data: Buffer; fill: number } | undefined;
-  private pending = new PendingExtension();
-  private sawZeroBlock = false;
-  private readonly queue: CheckedEntry[] = [];
-  /** The two zero blocks that end an archive were seen; what follows is not tar data. */
-  ended = false;
-  entriesSeen = 0;
-
-  /** Consumes a chunk; returns how many of its leading bytes belong to the archive. */
-  feed(chunk: Buffer): number {
-    let pos = 0;
-    while (pos < chunk.length && !this.ended) {
-      if (this.meta) {
-        const meta = this.meta;
-        const n = Math.min(meta.data.length - meta.fill, chunk.length - pos);
-        chunk.copy(meta.data, meta.fill, pos, pos + n);
-        meta.fill += n;
-        pos += n;
-        if (meta.fill === meta.data.length) {
-          this.meta = undefined;
-          this.applyMeta(meta.type, meta.data);
-        }
-      } else if (this.skipRemaining > 0) {
-        const n = Math.min(this.skipRemaining, chunk.length - pos);
-        this.skipRemaining -= n;
-        pos += n;
-      } else {
-        const n = Math.min(BLOCK - this.headerFill, chunk.length - pos);
-        chunk.copy(this.header, this.headerFill, pos, pos + n);
-        this.headerFill += n;
-        pos += n;
-        if (this.headerFill === BLOCK) {
-          this.headerFill = 0;
-          this.onHeader(this.header);
-        }
+  await withDecompressed(
+    hashed(),
+    "the layer",
+    async (chunks) => {
+      for await (const chunk of chunks) {
+        if (!plain || !compressedHash) uncompressedHash.update(chunk);
+        size += chunk.length;
+        sink.write(chunk);
       }
-    }
-    return pos;
-  }
-
-  /** At the end of the input: refuses an archive cut off inside a header or an entry's data. */
-  finish(): void {
-    if (this.ended) return;
-    if (this.meta || this.skipRemaining > 0) throw new Error("the tar stream is truncated (it ends inside an entry)");
-    if (this.headerFill > 0 && this.header.subarray(0, this.headerFill).some((b) => b !== 0)) {
-      throw new Error("the tar stream is truncated (it ends inside a header)");
-    }
-  }
-
-  /** The record for the next entry node-tar emits. */
-  take(): CheckedEntry | undefined {
-    return this.queue.shift();
-  }
-
-  private onHeader(block: Buffer): void {
-    if (block.every((b) => b === 0)) {
-      if (this.sawZeroBlock) this.ended = true;
-      this.sawZeroBlock = true;
-      return;
-    }
-    this.sawZeroBlock = false;
-    const name = headerName(block, this.pending);
-    // A name of garbage bytes (random data, a wrong format) would fill the error line with noise.
-    const readable = /^[\x20-\x7e\u00a0-\uffef]*$/u.test(name) && !name.includes("\ufffd");
-    const where = readable ? `tar header for ${JSON.stringify(name)}` : `tar header ${this.entriesSeen + 1}`;
-
-    let stored: number | undefined;
-    try {
-      stored = parseNumberField(block.subarray(148, 156), `${where}: checksum`);
-    } catch {
-      // An unreadable checksum field is a wrong checksum: random data, or another format.
-    }
-    let sum = 8 * 0x20;
-    for (let i = 0; i < BLOCK; i++) if (i < 148 || i >= 156) sum += block[i] ?? 0;
-    if (sum !== stored) throw new Error(`${where}: checksum mismatch (corrupt or not a tar archive)`);
-
-    const type = block[156] === 0 ? "" : String.fromCharCode(block[156] ?? 0);
-    const headerSize = parseNumberField(block.subarray(124, 136), `${where}: size`);
-
-    if (META_TYPES.has(type)) {
-      if (headerSize > MAX_META_SIZE) throw new Error(`${where}: extended header of ${headerSize} bytes is too large`);
-      this.skipRemaining = padToBlock(headerSize) - headerSize;
-      if (headerSize === 0) this.applyMeta(type, Buffer.alloc(0));
-      else this.meta = { type, data: Buffer.alloc(headerSize), fill: 0 };
-      return;
-    }
-    if (!ENTRY_TYPES.has(type)) {
-      const known = UNSUPPORTED_TYPES[type];
-      throw new Error(`${where}: entry type ${JSON.stringify(type)}${known ? ` (${known})` : ""} is not supported in layers`);
-    }
-    const size = this.pending.size ?? headerSize;
-    const oldStyleDir = (type === "0" || type === "") && name.endsWith("/");
-    if (size > 0 && (HEADER_ONLY_TYPES.has(type) || oldStyleDir)) {
-      // Tar readers disagree on whether such data exists: a way to smuggle entries past scanners.
-      throw new Error(`${where}: entry of type ${JSON.stringify(type)} claims ${size} bytes of data`);
-    }
-    this.queue.push({ checksum: stored, size, xattrs: this.pending.xattrs() });
-    this.entriesSeen++;
-    this.pending = new PendingExtension();
-    this.skipRemaining = padToBlock(size);
-  }
-
-  private applyMeta(type: string, data: Buffer): void {
-    switch (type) {
-      case "x":
-      case "X":
-        parsePaxRecords(data, (key, value) => this.applyPaxRecord(key, value, false));
-        break;
-      case "g":
-        parsePaxRecords(data, (key, value) => this.applyPaxRecord(key, value, true));
-        break;
-      case "L":
-      case "N":
-        this.pending.path = cString(data, 0, data.length);
-        break;
-      case "K":
-        // The link target itself comes from node-tar; nothing here changes framing.
-        break;
-    }
-  }
-
-  private applyPaxRecord(key: string, value: Buffer, global: boolean): void {
-    if (key.startsWith("GNU.sparse.")) throw new Error("sparse files (GNU.sparse PAX records) are not supported in layers");
-    if (key === "size") {
-      const text = value.toString("latin1");
-      if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new Error(`PAX size ${JSON.stringify(text)} is not a valid size`);
-      if (global) throw new Error("a global PAX header sets the size of every entry; refusing the ambiguous archive");
-      this.pending.size = Number(text);
-    } else if (key === "path" || key === "linkpath") {
-      if (value.includes(0)) throw new Error(`PAX ${key} contains a NUL byte`);
-      if (key === "path" && !global) this.pending.path = value.toString("utf8");
-    } else if (!global && key.startsWith("SCHILY.xattr.")) {
-      const name = key.slice("SCHILY.xattr.".length);
-      if (name === "") throw new Error("PAX xattr record without a name");
-      this.pending.schilyXattrs.set(name, Buffer.from(value));
-    } else if (!global && key.startsWith("LIBARCHIVE.xattr.")) {
-      // libarchive %-encodes the name and base64-encodes the value.
-      const name = percentDecode(key.slice("LIBARCHIVE.xattr.".length));
-      if (name === "") throw new Error("PAX xattr record without a name");
-      this.pending.libarchiveXattrs.set(name, Buffer.from(value.toString("latin1"), "base64"));
-    }
-  }
-}
-
-/** Undoes libarchive's %XX encoding of xattr names, byte by byte (names are UTF-8). */
-function percentDecode(text: string): string {
-  const bytes = Buffer.from(text, "utf8");
-  const out: number[] = [];
-  for (let i = 0; i < bytes.length; i++) {
-    const hex = bytes[i] === 0x25 ? bytes.toString("latin1", i + 1, i + 3) : "";
-    if (/^[0-9A-Fa-f]{2}$/.test(hex)) {
-      out.push(parseInt(hex, 16));
-      i += 2;
-    } else {
-      out.push(bytes[i] ?? 0);
-    }
-  }
-  return Buffer.from(out).toString("utf8");
-}
-
-/** PAX records are "<length> <key>=<value>\n", the length in bytes counting the whole record. */
-function parsePaxRecords(data: Buffer, onRecord: (key: string, value: Buffer) => void): void {
-  let pos = 0;
-  while (pos < data.length) {
-    // Some writers pad the body with NULs.
-    if (data.subarray(pos).every((b) => b === 0)) return;
-    const space = data.indexOf(0x20, pos);
-    const lengthText = space === -1 ? "" : data.toString("latin1", pos, space);
-    if (!/^\d{1,8}$/.test(lengthText)) throw new Error("malformed PAX record (bad length)");
-    const length = Number(lengthText);
-    const end = pos + length;
-    if (end > data.length || end <= space + 1 || data[end - 1] !== 0x0a) throw new Error("malformed PAX record (length does not match)");
-    const record = data.subarray(space + 1, end - 1);
-    const equals = record.indexOf(0x3d);
-    if (equals <= 0) throw new Error("malformed PAX record (no key)");
-    onRecord(record.toString("utf8", 0, equals), record.subarray(equals + 1));
-    pos = end;
-  }
+      await sink.end();
+    },
+    (compression) => {
+      checkLayerCompression(compression, "the layer");
+      plain = compression === "none";
+    },
+  );
+  if (!compressedHash) return { diffId: "sha256:" + uncompressedHash.digest("hex"), size };
+  const compressedDigest = "sha256:" + compressedHash.digest("hex");
+  return { diffId: plain ? compressedDigest : "sha256:" + uncompressedHash.digest("hex"), compressedDigest, size };
 }
 
 // ---------------------------------------------------------------------------------------------
-// Extraction
-
-type EntryKind = "file" | "directory" | "symlink" | "hardlink" | "fifo" | "device";
-
-function entryKind(entry: ReadEntry): EntryKind {
-  switch (entry.type) {
-    case "File":
-    case "OldFile":
-    case "ContiguousFile":
-      return "file";
-    case "Directory":
-    case "GNUDumpDir":
-      return "directory";
-    case "SymbolicLink":
-      return "symlink";
-    case "Link":
-      return "hardlink";
-    case "FIFO":
-      return "fifo";
-    case "CharacterDevice":
-    case "BlockDevice":
-      return "device";
-    default:
-      throw new Error(`entry type ${entry.type} is not supported in layers`);
-  }
-}
+// Helpers
 
 /**
  * Splits a tar path into components inside the root. A leading "/" is dropped (Docker does the
@@ -503,10 +160,11 @@ function splitPath(raw: string, what: string): string[] {
       parts.pop();
       continue;
     }
-    if (Buffer.byteLength(component) > NAME_MAX) throw new Error(`${what} has a component longer than ${NAME_MAX} bytes`);
+    // UTF-8 is at most 3 bytes per UTF-16 unit: only long names need counting.
+    if (component.length * 3 > NAME_MAX && Buffer.byteLength(component) > NAME_MAX) throw new Error(`${what} has a component longer than ${NAME_MAX} bytes`);
     parts.push(component);
   }
-  if (Buffer.byteLength(parts.join("/")) > PATH_MAX) throw new Error(`${what} is longer than ${PATH_MAX} bytes`);
+  if (raw.length * 3 > PATH_MAX && Buffer.byteLength(parts.join("/")) > PATH_MAX) throw new Error(`${what} is longer than ${PATH_MAX} bytes`);
   return parts;
 }
 
@@ -524,17 +182,13 @@ function isWhiteoutDevice(st: RawStat): boolean {
   return fileType(st) === S_IFCHR && st[ST_RDEV_MAJOR] === 0 && st[ST_RDEV_MINOR] === 0;
 }
 
-/** [seconds, nanoseconds] for utimensat; a missing or invalid date is the epoch. */
-function timespec(date: Date | undefined): [number, number] {
-  const ms = date?.getTime();
-  if (ms === undefined || !Number.isFinite(ms)) return [0, 0];
-  const sec = Math.floor(ms / 1000);
-  return [sec, (ms - sec * 1000) * 1_000_000];
+interface EntryTimes {
+  atime: Timespec;
+  mtime: Timespec;
 }
 
-interface EntryTimes {
-  atime: [number, number];
-  mtime: [number, number];
+function entryTimes(entry: TarEntry): EntryTimes {
+  return { mtime: entry.mtime, atime: entry.atime ?? entry.mtime };
 }
 
 /** Warnings of one kind are collected and reported once, with a few examples and a count. */
@@ -557,23 +211,145 @@ class WarningGroups {
   }
 }
 
-/** A directory fd and whether we must close it (the root fd is borrowed). */
+/** A directory fd and whether the caller must close it (cached and root fds are borrowed). */
 interface DirHandle {
   fd: number;
   owned: boolean;
 }
 
-class LayerExtractor implements TarSink {
+// ---------------------------------------------------------------------------------------------
+// Directory fds
+
+/**
+ * Open O_PATH fds of directories inside the root, by path relative to it. Only directories
+ * reached through real directories are cached (each component opened with O_NOFOLLOW on its
+ * parent's fd): then the fd is exactly what the path names until something at that path or
+ * above it is removed, and remove() drops those entries. A path through a symlink is resolved
+ * in-root every time and handed out as an owned fd.
+ */
+class DirectoryCache {
   private readonly addon = native();
-  private readonly parser: Parser;
-  private readonly headers = new TarHeaderCheck();
+  /** Least recently used first (Map keeps insertion order). */
+  private readonly fds = new Map<string, number>();
+
+  constructor(
+    private readonly rootFd: number,
+    /** Creates a missing directory component (mkdir -p), returning an O_PATH fd to it. */
+    private readonly makeDirectory: (parentFd: number, name: string, relPath: string) => number,
+  ) {}
+
+  /**
+   * The directory parts[0..count), created (0755, root) where the tar did not list it. A
+   * borrowed fd stays valid until the next call into the cache.
+   */
+  open(parts: string[], count: number): DirHandle {
+    if (count === 0) return { fd: this.rootFd, owned: false };
+    const key = count === parts.length ? parts.join("/") : parts.slice(0, count).join("/");
+    const cached = this.fds.get(key);
+    if (cached !== undefined) {
+      this.fds.delete(key);
+      this.fds.set(key, cached);
+      return { fd: cached, owned: false };
+    }
+    const parent = this.open(parts, count - 1);
+    const name = parts[count - 1] as string;
+    try {
+      let fd: number;
+      try {
+        fd = this.addon.openAt(parent.fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+      } catch (err) {
+        const code = errorCode(err);
+        if (code === "ENOENT") fd = this.makeDirectory(parent.fd, name, key);
+        else if (code === "ENOTDIR" || code === "ELOOP") return this.openNonDirectory(parent, name, key);
+        else throw err;
+      }
+      // Below a symlink nothing is cached: the path does not name these fds.
+      if (parent.owned) return { fd, owned: true };
+      this.add(key, fd);
+      return { fd, owned: false };
+    } finally {
+      if (parent.owned) closeSync(parent.fd);
+    }
+  }
+
+  /** Caches a directory fd the caller opened at key (the caller gives up ownership). */
+  adopt(key: string, fd: number): void {
+    const old = this.fds.get(key);
+    if (old !== undefined && old !== fd) {
+      this.fds.delete(key);
+      closeSync(old);
+    }
+    this.add(key, fd);
+  }
+
+  /** Forgets (and closes) every fd at relPath or below: it is being removed or replaced. */
+  invalidate(relPath: string): void {
+    const below = relPath + "/";
+    for (const [key, fd] of this.fds) {
+      if (key === relPath || key.startsWith(below)) {
+        this.fds.delete(key);
+        closeSync(fd);
+      }
+    }
+  }
+
+  closeAll(): void {
+    for (const fd of this.fds.values()) closeSync(fd);
+    this.fds.clear();
+  }
+
+  private add(key: string, fd: number): void {
+    this.fds.set(key, fd);
+    if (this.fds.size > DIR_CACHE_SIZE) {
+      // The oldest entry is never one in use: every caller's parent was touched after it.
+      const [oldestKey, oldestFd] = this.fds.entries().next().value as [string, number];
+      this.fds.delete(oldestKey);
+      closeSync(oldestFd);
+    }
+  }
+
+  /** A path component that exists and is not a directory: a symlink, a whiteout, or an error. */
+  private openNonDirectory(parent: DirHandle, name: string, key: string): DirHandle {
+    const st = this.addon.lstatAt(parent.fd, name);
+    if (fileType(st) === S_IFLNK) {
+      try {
+        return { fd: this.addon.openInRoot(this.rootFd, key, O_PATH | O_DIRECTORY, 0), owned: true };
+      } catch (err) {
+        const code = errorCode(err);
+        if (code !== "ENOENT" && code !== "ENOTDIR" && code !== "ELOOP") throw err;
+        throw new Error(`parent ${JSON.stringify(key)} is a symlink that does not lead to a directory inside the layer`, { cause: err });
+      }
+    }
+    if (isWhiteoutDevice(st)) {
+      // ".wh.x" then "x/y": the lower x is hidden, this layer's x is a new (opaque) directory.
+      const fd = this.makeDirectory(parent.fd, name, key);
+      if (parent.owned) return { fd, owned: true };
+      this.add(key, fd);
+      return { fd, owned: false };
+    }
+    throw new Error(`parent ${JSON.stringify(key)} exists and is not a directory`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extraction
+
+/** The regular file whose data is arriving. */
+interface OpenFile {
+  fd: number;
+  entry: TarEntry;
+}
+
+class LayerExtractor implements TarSink, TarEntryHandler {
+  private readonly addon = native();
+  private readonly reader = new TarReader(this);
   private readonly warnings = new WarningGroups();
-  private readonly parserEnded: Promise<void>;
+  private readonly dirs: DirectoryCache;
   private failure: Error | undefined;
   private archiveEnded = false;
   private firstBytes = Buffer.alloc(0);
   /** The regular file being written, closed by close() if the stream stops mid-entry. */
-  private openFileFd: number | undefined;
+  private file: OpenFile | undefined;
   /**
    * Inodes of regular files and symlinks extracted from this layer: the only valid hardlink
    * targets (a hardlinked symlink is one more name for the link, as Docker and Podman extract it).
@@ -581,73 +357,58 @@ class LayerExtractor implements TarSink {
   private readonly extractedFiles = new Set<number>();
   /** Directory times, applied at the end because creating children changes them. */
   private readonly directoryTimes = new Map<string, EntryTimes & { ino: number }>();
-  entryCount = 0;
+  private readonly opaque = Buffer.from("y");
 
   constructor(
     private readonly rootFd: number,
     private readonly options: UnpackOptions,
   ) {
-    // strict: every node-tar warning (bad checksum, truncation, invalid header) is an error.
-    // zstd/brotli off: the stream is already decompressed, a second round would change what
-    // the diffId describes. maxMetaEntrySize above ours, so node-tar never skips one silently.
-    this.parser = new Parser({ strict: true, zstd: false, brotli: false, maxMetaEntrySize: 2 * MAX_META_SIZE });
-    this.parser.on("entry", (entry: ReadEntry) => this.onEntry(entry));
-    this.parser.on("ignoredEntry", (entry: ReadEntry) => {
-      if (!entry.meta) this.fail(new Error(`entry type ${entry.type} is not supported in layers`), entry.path);
-    });
-    this.parser.on("error", (err: Error) => this.onParserError(err));
-    this.parserEnded = new Promise((resolve) => this.parser.once("end", () => resolve()));
+    this.dirs = new DirectoryCache(rootFd, (parentFd, name, relPath) => this.makeImplicitDirectory(parentFd, name, relPath));
+  }
+
+  get entryCount(): number {
+    return this.reader.entries;
   }
 
   write(chunk: Buffer): void {
     if (this.failure) throw this.failure;
     if (this.archiveEnded) return; // trailing bytes after the end marker: hashed, not parsed
     this.refuseNestedGzip(chunk);
-    let archiveBytes: number;
     try {
-      archiveBytes = this.headers.feed(chunk);
+      this.reader.feed(chunk);
     } catch (err) {
-      this.fail(new Error(`invalid layer tarball: ${(err as Error).message}`, { cause: err }));
+      this.fail(err);
       throw this.failure;
     }
-    // The parser consumes synchronously (every entry flows into synchronous writes), so its
-    // write() return value needs no waiting for 'drain'.
-    if (archiveBytes > 0) this.parser.write(archiveBytes === chunk.length ? chunk : chunk.subarray(0, archiveBytes));
-    if (!this.failure && this.headers.ended) {
-      this.archiveEnded = true;
-      this.parser.end();
-    }
-    if (this.failure) throw this.failure;
+    if (this.reader.ended) this.archiveEnded = true;
   }
 
   async end(): Promise<void> {
     if (this.failure) throw this.failure;
     if (!this.archiveEnded) {
       try {
-        this.headers.finish();
+        this.reader.finish();
       } catch (err) {
-        this.fail(new Error(`invalid layer tarball: ${(err as Error).message}`, { cause: err }));
+        this.fail(err);
         throw this.failure;
       }
       this.archiveEnded = true;
-      this.parser.end();
     }
-    await this.parserEnded;
-    if (this.failure) throw this.failure;
   }
 
   /** Releases fds still open after a failure. */
   close(): void {
-    if (this.openFileFd !== undefined) {
-      closeSync(this.openFileFd);
-      this.openFileFd = undefined;
+    if (this.file !== undefined) {
+      closeSync(this.file.fd);
+      this.file = undefined;
     }
+    this.dirs.closeAll();
     this.warnings.flush(this.options.onWarning);
   }
 
   /**
-   * node-tar would silently gunzip a stream that is still gzip after our decompression, and
-   * the diffId would then describe the wrong bytes. A tar name cannot start with these bytes.
+   * A stream that is still gzip after our decompression is compressed twice: the diffId would
+   * describe the wrong bytes. A tar name cannot start with these bytes.
    */
   private refuseNestedGzip(chunk: Buffer): void {
     if (this.firstBytes.length >= 2) return;
@@ -658,153 +419,124 @@ class LayerExtractor implements TarSink {
     }
   }
 
-  private fail(err: unknown, entryPath?: string): void {
+  private fail(err: unknown): void {
     if (this.failure) return;
-    const message = err instanceof Error ? err.message : String(err);
-    this.failure = entryPath === undefined ? (err instanceof Error ? err : new Error(message)) : new Error(`layer entry ${JSON.stringify(entryPath)}: ${message}`, { cause: err });
+    if (err instanceof TarFormatError) this.failure = new Error(`invalid layer tarball: ${err.message}`, { cause: err });
+    else this.failure = err instanceof Error ? err : new Error(String(err));
   }
 
-  private onParserError(err: Error): void {
-    const tarCode = (err as { tarCode?: unknown }).tarCode;
-    // node-tar calls an archive without any entry "Unrecognized archive format"; an empty layer
-    // (just the end marker, or no bytes) is valid, and the header check vouched for the bytes.
-    if (tarCode === "TAR_BAD_ARCHIVE" && this.headers.entriesSeen === 0 && /Unrecognized archive format/.test(err.message)) return;
-    const entryPath = (err as { header?: { path?: unknown } }).header?.path;
-    const where = typeof entryPath === "string" ? ` (at ${JSON.stringify(entryPath)})` : "";
-    this.fail(new Error(`invalid layer tarball: ${err.message}${where}`, { cause: err }));
-  }
+  // --- the reader's callbacks ----------------------------------------------------------------
 
-  private onEntry(entry: ReadEntry): void {
-    const checked = this.headers.take();
-    this.entryCount++;
-    if (this.failure) {
-      entry.resume();
-      return;
-    }
+  entry(entry: TarEntry): void {
     try {
-      if (!checked || checked.size !== entry.size || checked.checksum !== entry.header.cksum) {
-        throw new Error("tar readers disagree on where this entry starts or ends (crafted or corrupt archive)");
-      }
-      this.extract(entry, checked.xattrs);
+      this.extract(entry);
     } catch (err) {
-      this.fail(err, entry.path);
-      entry.resume();
+      throw entryError(err, entry.path);
     }
   }
 
-  private extract(entry: ReadEntry, xattrs: Map<string, Buffer>): void {
+  data(chunk: Buffer): void {
+    const file = this.file;
+    if (!file) return;
+    try {
+      // Large files stream through here chunk by chunk; nothing is buffered.
+      let offset = 0;
+      while (offset < chunk.length) offset += writeSync(file.fd, chunk, offset, chunk.length - offset);
+    } catch (err) {
+      throw entryError(new Error(`cannot write: ${(err as Error).message}`, { cause: err }), file.entry.path);
+    }
+  }
+
+  fileEnd(): void {
+    const file = this.file;
+    if (!file) return;
+    this.file = undefined;
+    try {
+      // chown before chmod (chown clears setuid/setgid), xattrs after chown (it drops
+      // security.capability), times last.
+      const st = this.applyAttributes(file.fd, file.entry, true);
+      const { atime, mtime } = entryTimes(file.entry);
+      this.addon.futimens(file.fd, atime[0], atime[1], mtime[0], mtime[1]);
+      this.extractedFiles.add(st[ST_INO]);
+    } catch (err) {
+      throw entryError(err, file.entry.path);
+    } finally {
+      closeSync(file.fd);
+    }
+  }
+
+  // --- entries ---------------------------------------------------------------------------------
+
+  private extract(entry: TarEntry): void {
     const parts = splitPath(entry.path, "path");
-    const kind = entryKind(entry);
     const name = parts[parts.length - 1];
     if (name === undefined) {
       // "." or "/": only a directory may describe the layer root (CVE-2021-29136: a symlink
       // named "." would replace the root with a link to anywhere).
-      if (kind !== "directory") throw new Error("a non-directory entry cannot replace the layer root");
-      this.applyAttributes(this.rootFd, entry, xattrs);
-      this.recordDirectoryTimes("", this.rootFd, entry);
-      entry.resume();
+      if (entry.type !== "directory") throw new Error("a non-directory entry cannot replace the layer root");
+      const st = this.applyAttributes(this.rootFd, entry, false);
+      this.directoryTimes.set("", { ...entryTimes(entry), ino: st[ST_INO] });
       return;
     }
     if (name.startsWith(WHITEOUT_PREFIX)) {
       this.applyWhiteout(parts, entry);
-      entry.resume();
       return;
     }
-    if (kind === "device") {
-      const what = entry.type === "CharacterDevice" ? "char" : "block";
+    if (entry.type === "char" || entry.type === "block") {
       this.warnings.add(
         "skipped device nodes (they cannot be created without real root)",
-        `${JSON.stringify(entry.path)} (${what} ${entry.header.devmaj}:${entry.header.devmin})`,
+        `${JSON.stringify(entry.path)} (${entry.type} ${entry.devMajor}:${entry.devMinor})`,
       );
-      entry.resume();
       return;
     }
-
-    // The parent fd is only needed to create the entry; a file's data arrives later through
-    // its own fd.
-    const parent = this.openParent(parts.slice(0, -1));
+    if (entry.type === "hardlink") {
+      this.extractHardlink(parts, entry);
+      return;
+    }
+    const parent = this.dirs.open(parts, parts.length - 1);
     try {
-      switch (kind) {
+      const relPath = parts.join("/");
+      switch (entry.type) {
         case "directory":
-          this.extractDirectory(parent.fd, name, parts.join("/"), entry, xattrs);
+          this.extractDirectory(parent, name, relPath, entry);
           break;
         case "file":
-          this.extractFile(parent.fd, name, entry, xattrs);
+          this.extractFile(parent.fd, name, relPath, entry);
           break;
         case "symlink":
-          this.extractSymlink(parent.fd, name, entry, xattrs);
-          break;
-        case "hardlink":
-          this.extractHardlink(parent.fd, name, parts, entry);
+          this.extractSymlink(parent.fd, name, relPath, entry);
           break;
         case "fifo":
-          this.extractFifo(parent.fd, name, entry, xattrs);
+          this.extractFifo(parent.fd, name, relPath, entry);
           break;
       }
     } finally {
       if (parent.owned) closeSync(parent.fd);
     }
-    if (kind !== "file") entry.resume();
   }
 
-  // --- parents ---------------------------------------------------------------------------------
-
-  /** The directory that holds an entry, created (0755, root) if the tar did not list it. */
-  private openParent(parentParts: string[]): DirHandle {
-    if (parentParts.length === 0) return { fd: this.rootFd, owned: false };
-    try {
-      return { fd: this.addon.openInRoot(this.rootFd, parentParts.join("/"), O_PATH | O_DIRECTORY, 0), owned: true };
-    } catch (err) {
-      const code = errorCode(err);
-      if (code !== "ENOENT" && code !== "ENOTDIR") throw err;
-    }
-    return this.createParents(parentParts);
-  }
-
-  /** mkdir -p inside the root, one component at a time, each resolved in-root. */
-  private createParents(parentParts: string[]): DirHandle {
-    let current: DirHandle = { fd: this.rootFd, owned: false };
-    try {
-      for (let i = 0; i < parentParts.length; i++) {
-        const component = parentParts[i] ?? "";
-        const prefix = parentParts.slice(0, i + 1).join("/");
-        let next: number;
-        try {
-          next = this.addon.openInRoot(this.rootFd, prefix, O_PATH | O_DIRECTORY, 0);
-        } catch (err) {
-          const code = errorCode(err);
-          if (code !== "ENOENT" && code !== "ENOTDIR") throw err;
-          next = this.makeImplicitDirectory(current.fd, component, prefix);
-        }
-        if (current.owned) closeSync(current.fd);
-        current = { fd: next, owned: true };
-      }
-      return current;
-    } catch (err) {
-      if (current.owned) closeSync(current.fd);
-      throw err;
-    }
-  }
-
-  private makeImplicitDirectory(dirFd: number, component: string, prefix: string): number {
-    const existing = this.lstatOrNull(dirFd, component);
+  private makeImplicitDirectory(dirFd: number, component: string, relPath: string): number {
     let opaque = false;
-    if (existing !== null) {
-      if (isWhiteoutDevice(existing)) {
+    try {
+      this.addon.mkdirAt(dirFd, component, 0o755);
+    } catch (err) {
+      if (errorCode(err) !== "EEXIST") throw err;
+      const existing = this.addon.lstatAt(dirFd, component);
+      if (!isWhiteoutDevice(existing)) {
+        if (fileType(existing) === S_IFLNK) throw new Error(`parent ${JSON.stringify(relPath)} is a symlink that does not lead to a directory inside the layer`);
+        if (fileType(existing) !== S_IFDIR) throw new Error(`parent ${JSON.stringify(relPath)} exists and is not a directory`);
+      } else {
         // ".wh.x" then "x/y": the lower x is hidden, this layer's x is a new (opaque) directory.
         this.addon.unlinkAt(dirFd, component, false);
+        this.addon.mkdirAt(dirFd, component, 0o755);
         opaque = true;
-      } else if (fileType(existing) === S_IFLNK) {
-        throw new Error(`parent ${JSON.stringify(prefix)} is a symlink that does not lead to a directory inside the layer`);
-      } else {
-        throw new Error(`parent ${JSON.stringify(prefix)} exists and is not a directory`);
       }
     }
-    this.addon.mkdirAt(dirFd, component, 0o755);
     const fd = this.addon.openAt(dirFd, component, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
     try {
-      this.addon.chmodFd(fd, 0o755); // mkdir applied the umask
-      if (opaque) this.addon.setXattrFd(fd, OPAQUE_XATTR, Buffer.from("y"));
+      const st = this.addon.lstatAt(fd, "");
+      if ((st[ST_MODE] & 0o7777) !== 0o755) this.addon.chmodFd(fd, 0o755); // mkdir applied the umask
+      if (opaque) this.addon.setXattrFd(fd, OPAQUE_XATTR, this.opaque);
     } catch (err) {
       closeSync(fd);
       throw err;
@@ -812,81 +544,79 @@ class LayerExtractor implements TarSink {
     return fd;
   }
 
-  // --- entry types ----------------------------------------------------------------------------
-
-  private extractDirectory(parentFd: number, name: string, relPath: string, entry: ReadEntry, xattrs: Map<string, Buffer>): void {
-    const existing = this.lstatOrNull(parentFd, name);
-    // An existing directory keeps its contents and takes the entry's attributes (OCI rule).
-    if (existing === null || fileType(existing) !== S_IFDIR) {
-      const replacesWhiteout = existing !== null && isWhiteoutDevice(existing);
-      if (existing !== null) this.remove(parentFd, name, existing);
-      this.addon.mkdirAt(parentFd, name, 0o700);
-      if (replacesWhiteout) this.withFd(parentFd, name, O_DIRECTORY, (fd) => this.addon.setXattrFd(fd, OPAQUE_XATTR, Buffer.from("y")));
+  private extractDirectory(parent: DirHandle, name: string, relPath: string, entry: TarEntry): void {
+    let replacesWhiteout = false;
+    // Created with the entry's permission bits: root in the user namespace can write into a
+    // read-only directory, so there is no need to open it up and fix it afterwards.
+    const mode = entry.mode & 0o777;
+    try {
+      this.addon.mkdirAt(parent.fd, name, mode);
+    } catch (err) {
+      if (errorCode(err) !== "EEXIST") throw err;
+      // An existing directory keeps its contents and takes the entry's attributes (OCI rule).
+      const existing = this.addon.lstatAt(parent.fd, name);
+      if (fileType(existing) !== S_IFDIR) {
+        replacesWhiteout = isWhiteoutDevice(existing);
+        this.remove(parent.fd, name, relPath, existing);
+        this.addon.mkdirAt(parent.fd, name, mode);
+      }
     }
-    this.withFd(parentFd, name, O_DIRECTORY, (fd) => {
-      this.applyAttributes(fd, entry, xattrs);
-      this.recordDirectoryTimes(relPath, fd, entry);
-    });
+    const fd = this.addon.openAt(parent.fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+    try {
+      if (replacesWhiteout) this.addon.setXattrFd(fd, OPAQUE_XATTR, this.opaque);
+      const st = this.applyAttributes(fd, entry, false);
+      this.directoryTimes.set(relPath, { ...entryTimes(entry), ino: st[ST_INO] });
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    // Its entries usually follow: keep the fd, unless it was reached through a symlink.
+    if (parent.owned) closeSync(fd);
+    else this.dirs.adopt(relPath, fd);
   }
 
-  private extractFile(parentFd: number, name: string, entry: ReadEntry, xattrs: Map<string, Buffer>): void {
-    const existing = this.lstatOrNull(parentFd, name);
-    if (existing !== null) this.remove(parentFd, name, existing);
-    // O_EXCL|O_NOFOLLOW: never write through anything already there.
-    const fileFd = this.addon.openAt(parentFd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-    this.openFileFd = fileFd;
-    // 'end' before 'data': attaching 'data' starts the flow, and an empty entry ends at once.
-    entry.on("end", () => {
-      try {
-        if (!this.failure) {
-          // chown before chmod (chown clears setuid/setgid), xattrs after chown (it drops
-          // security.capability), times last.
-          this.applyAttributes(fileFd, entry, xattrs);
-          const times = this.entryTimes(entry);
-          this.addon.utimesAt(fileFd, "", ...times.atime, ...times.mtime);
-          this.extractedFiles.add(this.addon.lstatAt(fileFd, "")[ST_INO]);
-        }
-      } catch (err) {
-        this.fail(err, entry.path);
-      } finally {
-        closeSync(fileFd);
-        this.openFileFd = undefined;
-      }
-    });
-    entry.on("data", (chunk: Buffer) => {
-      if (this.failure) return;
-      try {
-        // Large files stream through here chunk by chunk; nothing is buffered.
-        let offset = 0;
-        while (offset < chunk.length) offset += writeSync(fileFd, chunk, offset, chunk.length - offset);
-      } catch (err) {
-        this.fail(new Error(`cannot write: ${(err as Error).message}`, { cause: err }), entry.path);
-      }
-    });
+  private extractFile(parentFd: number, name: string, relPath: string, entry: TarEntry): void {
+    // O_EXCL|O_NOFOLLOW: never write through anything already there. Created with the entry's
+    // permission bits (no setuid/setgid before the chown), as GNU tar does.
+    const flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+    let fd: number;
+    try {
+      fd = this.addon.openAt(parentFd, name, flags, entry.mode & 0o777);
+    } catch (err) {
+      if (errorCode(err) !== "EEXIST") throw err;
+      this.remove(parentFd, name, relPath, this.addon.lstatAt(parentFd, name));
+      fd = this.addon.openAt(parentFd, name, flags, entry.mode & 0o777);
+    }
+    // The data and fileEnd() follow from the reader.
+    this.file = { fd, entry };
   }
 
-  private extractSymlink(parentFd: number, name: string, entry: ReadEntry, xattrs: Map<string, Buffer>): void {
-    const target = entry.linkpath ?? "";
+  private extractSymlink(parentFd: number, name: string, relPath: string, entry: TarEntry): void {
+    const target = entry.linkpath;
     if (target === "") throw new Error("symlink without a target");
     if (target.includes("\0")) throw new Error("symlink target contains a NUL byte");
     if (Buffer.byteLength(target) > PATH_MAX) throw new Error(`symlink target is longer than ${PATH_MAX} bytes`);
-    const existing = this.lstatOrNull(parentFd, name);
-    if (existing !== null) this.remove(parentFd, name, existing);
     // The target is stored verbatim; it is only ever resolved in-root (here) or inside the
     // container's own mount namespace.
-    this.addon.symlinkAt(target, parentFd, name);
+    try {
+      this.addon.symlinkAt(target, parentFd, name);
+    } catch (err) {
+      if (errorCode(err) !== "EEXIST") throw err;
+      this.remove(parentFd, name, relPath, this.addon.lstatAt(parentFd, name));
+      this.addon.symlinkAt(target, parentFd, name);
+    }
     this.extractedFiles.add(this.addon.lstatAt(parentFd, name)[ST_INO]);
     const { uid, gid } = this.owner(entry);
     this.addon.chownAt(parentFd, name, uid, gid); // lchown: never follows
-    if (xattrs.size > 0) {
-      this.withFd(parentFd, name, 0, (fd) => this.applyXattrs(fd, xattrs, entry.path));
+    if (entry.xattrs.size > 0) {
+      this.withFd(parentFd, name, 0, (fd) => this.applyXattrs(fd, entry.xattrs, entry.path));
     }
-    const times = this.entryTimes(entry);
-    this.addon.utimesAt(parentFd, name, ...times.atime, ...times.mtime); // AT_SYMLINK_NOFOLLOW
+    const { atime, mtime } = entryTimes(entry);
+    this.addon.utimesAt(parentFd, name, ...atime, ...mtime); // AT_SYMLINK_NOFOLLOW
   }
 
-  private extractHardlink(parentFd: number, name: string, parts: string[], entry: ReadEntry): void {
-    const targetParts = splitPath(entry.linkpath ?? "", "hardlink target");
+  private extractHardlink(parts: string[], entry: TarEntry): void {
+    const targetParts = splitPath(entry.linkpath, "hardlink target");
     if (targetParts.length === 0) throw new Error("hardlink to the layer root");
     if (targetParts.join("/") === parts.join("/")) return; // a link to itself: nothing to do
     // Resolved in-root, last component not followed: "/etc/passwd" means destDir/etc/passwd.
@@ -901,27 +631,41 @@ class LayerExtractor implements TarSink {
       if ((fileType(st) !== S_IFREG && fileType(st) !== S_IFLNK) || !this.extractedFiles.has(st[ST_INO])) {
         throw new Error(`hardlink target ${JSON.stringify(entry.linkpath)} is not a file or symlink extracted earlier from this layer`);
       }
-      const existing = this.lstatOrNull(parentFd, name);
-      if (existing !== null) {
-        if (existing[ST_INO] === st[ST_INO]) return; // already the same file
-        this.remove(parentFd, name, existing);
+      // The target's fd is ours: the parent lookup may reuse the cache freely.
+      const parent = this.dirs.open(parts, parts.length - 1);
+      const name = parts[parts.length - 1] as string;
+      try {
+        try {
+          this.addon.linkAt(targetFd, parent.fd, name);
+        } catch (err) {
+          if (errorCode(err) !== "EEXIST") throw err;
+          const existing = this.addon.lstatAt(parent.fd, name);
+          if (existing[ST_INO] === st[ST_INO]) return; // already the same file
+          this.remove(parent.fd, name, parts.join("/"), existing);
+          // The new name shares the inode, so its owner, mode, xattrs and times are the target's.
+          this.addon.linkAt(targetFd, parent.fd, name);
+        }
+      } finally {
+        if (parent.owned) closeSync(parent.fd);
       }
-      // The new name shares the inode, so its owner, mode, xattrs and times are the target's.
-      this.addon.linkAt(targetFd, parentFd, name);
     } finally {
       closeSync(targetFd);
     }
   }
 
-  private extractFifo(parentFd: number, name: string, entry: ReadEntry, xattrs: Map<string, Buffer>): void {
-    const existing = this.lstatOrNull(parentFd, name);
-    if (existing !== null) this.remove(parentFd, name, existing);
-    this.addon.mknodAt(parentFd, name, S_IFIFO | 0o600, 0, 0);
+  private extractFifo(parentFd: number, name: string, relPath: string, entry: TarEntry): void {
+    try {
+      this.addon.mknodAt(parentFd, name, S_IFIFO | 0o600, 0, 0);
+    } catch (err) {
+      if (errorCode(err) !== "EEXIST") throw err;
+      this.remove(parentFd, name, relPath, this.addon.lstatAt(parentFd, name));
+      this.addon.mknodAt(parentFd, name, S_IFIFO | 0o600, 0, 0);
+    }
     // An O_PATH fd does not open the FIFO, so this never blocks.
     this.withFd(parentFd, name, 0, (fd) => {
-      this.applyAttributes(fd, entry, xattrs);
-      const times = this.entryTimes(entry);
-      this.addon.utimesAt(fd, "", ...times.atime, ...times.mtime);
+      this.applyAttributes(fd, entry, false);
+      const { atime, mtime } = entryTimes(entry);
+      this.addon.utimesAt(fd, "", ...atime, ...mtime);
     });
   }
 
@@ -930,12 +674,12 @@ class LayerExtractor implements TarSink {
    * ".wh..wh..opq" marks its directory opaque. Whiteouts only hide LOWER layers: an entry this
    * layer itself has at NAME stays (and if it is a directory, it becomes opaque instead).
    */
-  private applyWhiteout(parts: string[], entry: ReadEntry): void {
+  private applyWhiteout(parts: string[], entry: TarEntry): void {
     const marker = parts[parts.length - 1] ?? "";
-    const parent = this.openParent(parts.slice(0, -1));
+    const parent = this.dirs.open(parts, parts.length - 1);
     try {
       if (marker === OPAQUE_MARKER) {
-        this.addon.setXattrFd(parent.fd, OPAQUE_XATTR, Buffer.from("y"));
+        this.addon.setXattrFd(parent.fd, OPAQUE_XATTR, this.opaque);
         return;
       }
       if (marker.startsWith(WHITEOUT_PREFIX + WHITEOUT_PREFIX)) return; // other AUFS metadata (.wh..wh.plnk, ...)
@@ -944,7 +688,7 @@ class LayerExtractor implements TarSink {
       const existing = this.lstatOrNull(parent.fd, hidden);
       if (existing !== null) {
         if (fileType(existing) === S_IFDIR) {
-          this.withFd(parent.fd, hidden, O_DIRECTORY, (fd) => this.addon.setXattrFd(fd, OPAQUE_XATTR, Buffer.from("y")));
+          this.withFd(parent.fd, hidden, O_DIRECTORY, (fd) => this.addon.setXattrFd(fd, OPAQUE_XATTR, this.opaque));
         }
         return;
       }
@@ -958,13 +702,27 @@ class LayerExtractor implements TarSink {
 
   // --- attributes -----------------------------------------------------------------------------
 
-  /** Owner, then mode (chown clears setuid/setgid, so chmod comes after), then xattrs. */
-  private applyAttributes(fd: number, entry: ReadEntry, xattrs: Map<string, Buffer>): void {
+  /**
+   * Owner, then mode (chown clears setuid/setgid, so chmod comes after), then xattrs; each only
+   * when the entry's differ from what the file has. realFd: fd is open for reading or writing
+   * (fchown/fchmod), not O_PATH. Returns the file's stat from before the changes.
+   */
+  private applyAttributes(fd: number, entry: TarEntry, realFd: boolean): RawStat {
     const { uid, gid } = this.owner(entry);
-    if (entry.mode === undefined || !Number.isInteger(entry.mode)) throw new Error("header has no valid mode");
-    this.addon.chownAt(fd, "", uid, gid);
-    this.addon.chmodFd(fd, entry.mode & 0o7777);
-    this.applyXattrs(fd, xattrs, entry.path);
+    const st = this.addon.lstatAt(fd, "");
+    const mode = entry.mode;
+    let chowned = false;
+    if (st[ST_UID] !== uid || st[ST_GID] !== gid) {
+      if (realFd) fchownSync(fd, uid, gid);
+      else this.addon.chownAt(fd, "", uid, gid);
+      chowned = true;
+    }
+    if ((st[ST_MODE] & 0o7777) !== mode || (chowned && (mode & 0o6000) !== 0)) {
+      if (realFd) fchmodSync(fd, mode);
+      else this.addon.chmodFd(fd, mode);
+    }
+    if (entry.xattrs.size > 0) this.applyXattrs(fd, entry.xattrs, entry.path);
+    return st;
   }
 
   private applyXattrs(fd: number, xattrs: Map<string, Buffer>, entryPath: string): void {
@@ -994,34 +752,26 @@ class LayerExtractor implements TarSink {
   }
 
   /** The entry's owner, checked against the ids that exist in the user namespace. */
-  private owner(entry: ReadEntry): { uid: number; gid: number } {
+  private owner(entry: TarEntry): { uid: number; gid: number } {
     if (this.options.forceOwner) return this.options.forceOwner;
-    const check = (id: number | undefined, max: number, kind: "uid" | "gid"): number => {
-      if (id === undefined || !Number.isSafeInteger(id) || id < 0) throw new Error(`header has no valid ${kind}`);
+    const check = (id: number, max: number, kind: "uid" | "gid"): number => {
+      if (!Number.isSafeInteger(id) || id < 0) throw new Error(`header has no valid ${kind}`);
       if (id <= max) return id;
       if (this.options.squashUnmappedOwners) {
-        this.warnings.add("owners outside the user namespace's id range were changed to root (squashUnmappedOwners)", `${JSON.stringify(entry.path)} ${kind} ${id}`);
+        this.warnings.add("owners outside the user namespace's id range were changed to root (TSRUN_IGNORE_CHOWN_ERRORS)", `${JSON.stringify(entry.path)} ${kind} ${id}`);
         return 0;
       }
       throw new Error(
         `is owned by ${kind} ${id}, but the user namespace only has ${kind}s 0-${max} ` +
-          `(give the user a larger range in /etc/sub${kind}, or squash unmapped owners to root)`,
+          `(give the user a larger range in /etc/sub${kind}, or set TSRUN_IGNORE_CHOWN_ERRORS=true to squash them to root)`,
       );
     };
     return { uid: check(entry.uid, this.options.maxUid, "uid"), gid: check(entry.gid, this.options.maxGid, "gid") };
   }
 
-  private entryTimes(entry: ReadEntry): EntryTimes {
-    const mtime = timespec(entry.mtime);
-    return { mtime, atime: entry.atime ? timespec(entry.atime) : mtime };
-  }
-
-  private recordDirectoryTimes(relPath: string, fd: number, entry: ReadEntry): void {
-    this.directoryTimes.set(relPath, { ...this.entryTimes(entry), ino: this.addon.lstatAt(fd, "")[ST_INO] });
-  }
-
   /** Sets directory times last: every child created or removed above changed them. */
   fixDirectoryTimes(): void {
+    this.dirs.closeAll();
     for (const [relPath, times] of this.directoryTimes) {
       let fd = this.rootFd;
       if (relPath !== "") {
@@ -1062,7 +812,12 @@ class LayerExtractor implements TarSink {
   }
 
   /** Removes what an entry replaces; a directory with everything in it, without leaving the root. */
-  private remove(parentFd: number, name: string, st: RawStat): void {
+  private remove(parentFd: number, name: string, relPath: string, st: RawStat): void {
+    this.dirs.invalidate(relPath);
+    this.removeTree(parentFd, name, st);
+  }
+
+  private removeTree(parentFd: number, name: string, st: RawStat): void {
     removeEntry(parentFd, name, st);
   }
 }
@@ -1086,3 +841,12 @@ export function removeEntry(parentFd: number, name: string, st: RawStat = native
   }
   addon.unlinkAt(parentFd, name, true);
 }
+
+/** An extraction error, naming the entry (once). */
+function entryError(err: unknown, entryPath: string): Error {
+  if (err instanceof EntryError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new EntryError(`layer entry ${JSON.stringify(entryPath)}: ${message}`, { cause: err });
+}
+
+class EntryError extends Error {}

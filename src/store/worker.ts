@@ -12,6 +12,9 @@ const loadCopy = (): Promise<typeof import("../container/copy-worker.js")> => im
 const loadBuildCopy = (): Promise<typeof import("../build/copy-worker.js")> => import("../build/copy-worker.js");
 import type { UnpackJob, UnpackJobResult } from "./store.js";
 
+/** Layer blobs are read 1 MiB at a time: fewer round trips through the event loop than 64 KiB. */
+const READ_CHUNK = 1 << 20;
+
 interface JobFile {
   jobs: UnpackJob[];
   resultFile: string;
@@ -25,7 +28,10 @@ async function unpackAll(jobFile: string): Promise<void> {
   const results: UnpackJobResult[] = [];
   for (const job of spec.jobs) {
     const warnings: string[] = [];
-    const r = await unpackLayer(createReadStream(job.blob), path.join(job.dest, "diff"), {
+    // "-": the layer arrives on standard input, as the CLI downloads it.
+    const input = job.blob === "-" ? process.stdin : createReadStream(job.blob, { highWaterMark: READ_CHUNK });
+    const r = await unpackLayer(input, path.join(job.dest, "diff"), {
+      digestInput: job.blob !== "-",
       maxUid: spec.maxUid,
       maxGid: spec.maxGid,
       // Podman's ignore_chown_errors: with a single-id mapping, images whose files belong to

@@ -3,11 +3,14 @@
 // -P, port conflicts, bad specs, --dns, --add-host.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:http";
-import { createServer as createTcpServer } from "node:net";
+import { connect, createServer as createTcpServer } from "node:net";
+import { createHash, randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
-import { importBusybox, tsrun } from "./helpers.js";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
 
 const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -68,6 +71,19 @@ describe("network modes", () => {
   });
 });
 
+describe("slirp4netns", () => {
+  it("--network slirp4netns: outbound to the host's loopback at the gateway, -p through tsrun-forward", async () => {
+    const out = await tsrun(["run", "--rm", "--network", "slirp4netns", "busybox", "sh", "-c", `ip route | awk '/default/ {print $3}'; wget -qO- http://10.0.2.2:${serverPort}/via-slirp`]);
+    expect(out.stdout).toBe("10.0.2.2\nhost says hi to /via-slirp\n");
+    const name = unique("slirp");
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const r = await tsrun(["run", "-d", "--name", name, "--network", "slirp4netns", "-p", `127.0.0.1:${hostPort}:80`, "busybox", "sh", "-c", "echo slirp-web > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]);
+    expect(r.code, r.stderr).toBe(0);
+    await until(async () => (await httpGet(hostPort, "/index.html").catch(() => "")) === "slirp-web\n");
+    await tsrun(["rm", "-f", name]);
+  });
+});
+
 describe("published ports", () => {
   it("-p forwards TCP to a detached container; port and ps show it; the port is freed when it stops", async () => {
     const name = unique("web");
@@ -94,25 +110,83 @@ describe("published ports", () => {
     await tsrun(["rm", name]);
   });
 
-  it("-p forwards UDP both ways (to the host's own address: see README on loopback)", async () => {
-    const hostIp = Object.values(networkInterfaces())
-      .flat()
-      .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
-    if (!hostIp) return; // a host with only loopback has no address to test the tap path with
-    const name = unique("udp");
-    const hostPort = 20000 + Math.floor(Math.random() * 20000);
-    // The host's python3 runs in the container through read-only binds of /usr and /lib:
-    // busybox-static has no UDP server applet.
-    const server = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5000))\nwhile True:\n d,a=s.recvfrom(100)\n s.sendto(b'echo:'+d,a)\n";
-    const r = await tsrun(["run", "-d", "--name", name, "-p", `${hostPort}:5000/udp`, "-v", "/usr:/usr:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "busybox", "/usr/bin/python3", "-c", server]);
-    expect(r.code).toBe(0);
+  // The host's python3 runs in the container through read-only binds of /usr and /lib:
+  // busybox-static has no UDP server applet.
+  const udpEcho = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5000))\nwhile True:\n d,a=s.recvfrom(100)\n s.sendto(b'echo:'+d,a)\n";
+  const hostBinds = ["-v", "/usr:/usr:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro"];
+
+  async function udpRoundTrip(port: number, address: string): Promise<string> {
     const sock = createSocket("udp4");
     const reply = new Promise<string>((resolve) => sock.once("message", (m) => resolve(m.toString())));
-    const sender = setInterval(() => sock.send("datagram", hostPort, hostIp), 200);
+    const sender = setInterval(() => sock.send("datagram", port, address), 200);
     const got = await Promise.race([reply, sleep(10_000).then(() => "timeout")]);
     clearInterval(sender);
     sock.close();
-    expect(got).toBe("echo:datagram");
+    return got;
+  }
+
+  it("-p forwards UDP both ways, to loopback and to the host's own address", async () => {
+    const name = unique("udp");
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const r = await tsrun(["run", "-d", "--name", name, "-p", `${hostPort}:5000/udp`, ...hostBinds, "busybox", "/usr/bin/python3", "-c", udpEcho]);
+    expect(r.code).toBe(0);
+    expect(await udpRoundTrip(hostPort, "127.0.0.1")).toBe("echo:datagram");
+    const hostIp = Object.values(networkInterfaces())
+      .flat()
+      .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
+    if (hostIp) expect(await udpRoundTrip(hostPort, hostIp)).toBe("echo:datagram");
+    await tsrun(["rm", "-f", name]);
+  });
+
+  it("tsrun-forward (port_handler=tsrun) moves large streams intact both ways, with half-close", async () => {
+    const name = unique("bulk");
+    const [web, sink] = [20000 + Math.floor(Math.random() * 20000), 20000 + Math.floor(Math.random() * 20000)];
+    const r = await tsrun(["run", "-d", "--name", name, "--network", "private:port_handler=tsrun", "-p", `127.0.0.1:${web}:80`, "-p", `127.0.0.1:${sink}:5000`, "busybox", "sh", "-c",
+      "head -c 24000000 /dev/urandom > /tmp/big; sha256sum < /tmp/big > /tmp/big.sum; httpd -p 80 -h /tmp; nc -l -p 5000 > /tmp/up; sha256sum < /tmp/up > /tmp/up.sum; sleep 600"]);
+    expect(r.code, r.stderr).toBe(0);
+    await until(async () => (await httpGet(web, "/big.sum").catch(() => "")).length > 0);
+    const down = Buffer.from(await (await fetch(`http://127.0.0.1:${web}/big`)).arrayBuffer());
+    expect(`${createHash("sha256").update(down).digest("hex")}  -\n`).toBe(await httpGet(web, "/big.sum"));
+    // Upload: write everything, half-close, wait for the server's end of file.
+    const payload = randomBytes(20_000_000);
+    await new Promise<void>((resolve, reject) => {
+      const sock = connect(sink, "127.0.0.1", () => sock.end(payload));
+      sock.on("error", reject);
+      sock.on("close", () => resolve());
+      sock.resume();
+    });
+    await until(async () => (await tsrun(["exec", name, "cat", "/tmp/up.sum"])).stdout.length > 0);
+    expect((await tsrun(["exec", name, "cat", "/tmp/up.sum"])).stdout).toBe(`${createHash("sha256").update(payload).digest("hex")}  -\n`);
+    await tsrun(["rm", "-f", name]);
+  });
+
+  it("a foreground run publishes its port through tsrun-forward for its lifetime only; a taken port is one line", async () => {
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const dir = scratchDir("fg");
+    const run = tsrun(["run", "--rm", "--network", "private:port_handler=tsrun", "-v", `${dir}:/x`, "-p", `127.0.0.1:${hostPort}:80`, "busybox", "sh", "-c", "echo fg > /tmp/index.html; httpd -p 80 -h /tmp; until [ -e /x/stop ]; do sleep 0.1; done"]);
+    await until(async () => (await httpGet(hostPort, "/index.html").catch(() => "")) === "fg\n");
+    for (const args of [["run", "--rm"], ["run", "-d"]]) {
+      const taken = await tsrun([...args, "--network", "private:port_handler=tsrun", "-p", `127.0.0.1:${hostPort}:80`, "busybox", "true"]);
+      expect(taken.code).toBe(125);
+      expect(taken.stderr).toMatch(/cannot publish port 127\.0\.0\.1:\d+\/tcp: the host port is already in use/);
+      expect(taken.stderr.trim().split("\n")).toHaveLength(1);
+    }
+    writeFileSync(path.join(dir, "stop"), "");
+    expect((await run).code).toBe(0);
+    await expect(httpGet(hostPort, "/index.html")).rejects.toThrow();
+    const bad = await tsrun(["run", "--rm", "--network", "private:port_handler=nope", "busybox", "true"]);
+    expect(bad.stderr).toMatch(/invalid --network option/);
+  });
+
+  it("-p with port ranges (through tsrun-forward)", async () => {
+    const name = unique("range");
+    const base = 20000 + Math.floor(Math.random() * 20000);
+    const r = await tsrun(["run", "-d", "--name", name, "--network", "private:port_handler=tsrun", "-p", `127.0.0.1:${base}-${base + 1}:80-81`, "busybox", "sh", "-c",
+      "mkdir /a /b; echo a > /a/index.html; echo b > /b/index.html; httpd -p 80 -h /a; httpd -p 81 -h /b; exec sleep 600"]);
+    expect(r.code, r.stderr).toBe(0);
+    await until(async () => (await httpGet(base, "/index.html").catch(() => "")) === "a\n");
+    expect(await httpGet(base + 1, "/index.html")).toBe("b\n");
+    expect((await tsrun(["port", name])).stdout).toBe(`80/tcp -> 127.0.0.1:${base}\n81/tcp -> 127.0.0.1:${base + 1}\n`);
     await tsrun(["rm", "-f", name]);
   });
 
@@ -134,5 +208,125 @@ describe("published ports", () => {
     }
     const none = await tsrun(["run", "--rm", "--network", "none", "-p", "8080:80", "busybox", "true"]);
     expect(none.code).toBe(125);
+  });
+});
+
+describe("user-defined networks", () => {
+  it("containers reach each other by name, alias and link; peers' hosts follow joins and leaves; rm refused while in use", async () => {
+    const net = unique("net");
+    const [a, b] = [unique("a"), unique("b")];
+    const created = await tsrun(["network", "create", net]);
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/^[a-f0-9]{64}\n$/);
+    expect((await tsrun(["network", "ls", "--format", "{{.Name}} {{.Driver}}"])).stdout).toContain(`${net} bridge\n`);
+    expect((await tsrun(["network", "create", net])).stderr).toMatch(/already exists/);
+    const server = await tsrun(["run", "-d", "--name", a, "--network", net, "--network-alias", "db", "busybox", "sh", "-c", "echo hi-from-a > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]);
+    expect(server.code, server.stderr).toBe(0);
+    const client = await tsrun([
+      "run", "-d", "--name", b, "--network", net, "--link", `${a}:linked`, "busybox", "sleep", "600",
+    ]);
+    expect(client.code, client.stderr).toBe(0);
+    // exec into a container whose user namespace hangs from the network holder's.
+    const r = await tsrun(["exec", b, "sh", "-c", `wget -qO- http://${a}/index.html; wget -qO- http://db/index.html; wget -qO- http://linked/index.html; ip -4 -o addr show eth0 | awk '{print $4}'`]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toMatch(/^hi-from-a\nhi-from-a\nhi-from-a\n10\.\d+\.\d+\.\d+\/24\n$/);
+    // a learnt b's name when b joined (its hosts file was rewritten in place).
+    expect((await tsrun(["exec", a, "sh", "-c", `grep -c ${b} /etc/hosts`])).stdout).toBe("1\n");
+    expect((await tsrun(["ps", "-q", "--filter", `network=${net}`])).stdout.trim().split("\n")).toHaveLength(2);
+    const inspect = JSON.parse((await tsrun(["network", "inspect", net])).stdout) as { Containers: Record<string, { Name: string }> }[];
+    expect(Object.values(inspect[0]?.Containers ?? {}).map((c) => c.Name).sort()).toEqual([a, b].sort());
+    const refused = await tsrun(["network", "rm", net]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(new RegExp(`network ${net} is in use by container`));
+    expect(refused.stderr.trim().split("\n")).toHaveLength(1);
+    await tsrun(["rm", "-f", b]);
+    expect((await tsrun(["exec", a, "sh", "-c", `grep -c ${b} /etc/hosts || true`])).stdout).toBe("0\n");
+    await tsrun(["rm", "-f", a]);
+    expect((await tsrun(["network", "rm", net])).stdout).toBe(`${net}\n`);
+    expect((await tsrun(["network", "inspect", net])).code).not.toBe(0);
+  });
+
+  it("outbound access from a user-defined network; none with --internal", async () => {
+    const [net, internal] = [unique("out"), unique("int")];
+    await tsrun(["network", "create", net]);
+    await tsrun(["network", "create", "--internal", "--subnet", "10.123.45.0/24", internal]);
+    const out = await tsrun(["run", "--rm", "--network", net, "busybox", "sh", "-c", `gw=$(ip route | awk '/default/ {print $3}'); wget -qO- http://$gw:${serverPort}/from-user-network`]);
+    expect(out.stdout).toBe("host says hi to /from-user-network\n");
+    const cut = await tsrun(["run", "--rm", "--network", internal, "--ip", "10.123.45.77", "busybox", "sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'; ip route | grep -c default || true"]);
+    expect(cut.stdout).toBe("10.123.45.77/24\n0\n");
+    await tsrun(["network", "rm", net, internal]);
+  });
+
+  it("cp, commit and file owners work for a container on a user-defined network", async () => {
+    const net = unique("own");
+    const name = unique("owner");
+    const image = unique("ownimg");
+    await tsrun(["network", "create", net]);
+    const r = await tsrun(["run", "-d", "--name", name, "--network", net, "busybox", "sh", "-c", "echo data > /f; chown 123:45 /f; sleep 600"]);
+    expect(r.code, r.stderr).toBe(0);
+    await until(async () => (await tsrun(["exec", name, "stat", "-c", "%u:%g", "/f"])).stdout === "123:45\n");
+    const listing = await shAsUser(`"$TSRUN" cp ${name}:/f - | tar -tvf - --numeric-owner`);
+    expect(listing.stdout).toMatch(/^-\S+ 123\/45 /);
+    expect((await tsrun(["commit", name, image])).code).toBe(0);
+    expect((await tsrun(["run", "--rm", image, "stat", "-c", "%u:%g", "/f"])).stdout).toBe("123:45\n");
+    await tsrun(["rm", "-f", name]);
+    await tsrun(["rmi", image]);
+    await tsrun(["network", "rm", net]);
+  });
+
+  it("-p to a container on a user-defined network", async () => {
+    const net = unique("pub");
+    const name = unique("pubweb");
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    await tsrun(["network", "create", net]);
+    const r = await tsrun(["run", "-d", "--name", name, "--network", net, "-p", `127.0.0.1:${hostPort}:80`, "busybox", "sh", "-c", "echo on-net > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]);
+    expect(r.code, r.stderr).toBe(0);
+    await until(async () => (await httpGet(hostPort, "/index.html").catch(() => "")) === "on-net\n");
+    await tsrun(["rm", "-f", name]);
+    await tsrun(["network", "rm", net]);
+  });
+
+  it("network connect and disconnect, stopped and running", async () => {
+    const [n1, n2] = [unique("c1"), unique("c2")];
+    const [web, probe] = [unique("web"), unique("probe")];
+    await tsrun(["network", "create", n1]);
+    await tsrun(["network", "create", n2]);
+    await tsrun(["create", "--name", web, "busybox", "sh", "-c", "echo web > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]);
+    // Created on the private network; connected before it starts.
+    expect((await tsrun(["network", "connect", "--alias", "www", n1, web])).code).toBe(0);
+    expect((await tsrun(["start", web])).code).toBe(0);
+    await tsrun(["run", "-d", "--name", probe, "--network", n2, "busybox", "sleep", "600"]);
+    // Running on a user-defined network: connected at once, as eth1.
+    const c = await tsrun(["network", "connect", n1, probe]);
+    expect(c.code, c.stderr).toBe(0);
+    const r = await tsrun(["exec", probe, "sh", "-c", "ls /sys/class/net | grep eth | sort | tr '\\n' ' '; wget -qO- http://www/index.html"]);
+    expect(r.stdout).toBe("eth0 eth1 web\n");
+    expect((await tsrun(["network", "disconnect", n1, probe])).code).toBe(0);
+    expect((await tsrun(["exec", probe, "sh", "-c", "ls /sys/class/net | grep -c eth; grep -c www /etc/hosts || true"])).stdout).toBe("1\n0\n");
+    // A container running on the private network cannot be reached by the network holder.
+    const lone = unique("lone");
+    await tsrun(["run", "-d", "--name", lone, "busybox", "sleep", "600"]);
+    const refused = await tsrun(["network", "connect", n2, lone]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/stop it/);
+    await tsrun(["rm", "-f", web, probe, lone]);
+    await tsrun(["network", "rm", n1, n2]);
+  });
+
+  it("bad network flags are one-line errors", async () => {
+    const cases: [string[], RegExp][] = [
+      [["run", "--rm", "--network", unique("missing"), "busybox", "true"], /network .* not found/],
+      [["run", "--rm", "--network-alias", "x", "busybox", "true"], /--network-alias needs a user-defined network/],
+      [["run", "--rm", "--link", "x:y", "busybox", "true"], /--link needs a user-defined network/],
+      [["network", "create", "bridge"], /reserved/],
+      [["network", "create", "--subnet", "10.1.2.3", unique("bad")], /invalid subnet/],
+      [["network", "rm", "host"], /pre-defined network/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await tsrun(args);
+      expect(r.code, args.join(" ")).not.toBe(0);
+      expect(r.stderr, args.join(" ")).toMatch(message);
+      expect(r.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
+    }
   });
 });

@@ -1,37 +1,23 @@
 // pull, push, login and logout against real registries: Debian's docker-registry started on
-// 127.0.0.1 twice (open, and with htpasswd basic auth), skopeo for interop, and a small
-// throttling proxy in this process to kill a pull in the middle of a layer download.
+// 127.0.0.1 (open; with htpasswd basic auth; with bearer tokens from a token server in this
+// process, as Docker Hub, GHCR and Quay work), skopeo and podman for interop, and small proxies
+// in this process that record requests and inject faults (5xx answers, reset connections, a
+// download stalled halfway so the pull can be killed there).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, openSync, readSync, writeSync, closeSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
-import { createHash, randomBytes } from "node:crypto";
-import { asUser, cliEnv, env, importBusybox, scratchDir, tsrun } from "./helpers.js";
-
-interface Registry {
-  host: string;
-  root: string;
-  process: ChildProcess;
-}
+import { createHash, randomBytes, sign } from "node:crypto";
+import { asUser, cliEnv, env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
+import { startRegistry as startSharedRegistry, type Registry, type RegistryAuth } from "./registry-server.js";
 
 const registries: Registry[] = [];
 let open: Registry;
 let secured: Registry;
 let work: string;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * bcrypt for htpasswd: apache2-utils when installed, else Python's crypt (libxcrypt has $2b$).
@@ -49,28 +35,8 @@ function bcryptLine(user: string, password: string): string {
   }
 }
 
-async function startRegistry(name: string, htpasswd?: string): Promise<Registry> {
-  if (!existsSync("/usr/bin/docker-registry")) throw new Error("the registry tests need Debian's docker-registry package (and skopeo)");
-  const port = await freePort();
-  const root = path.join(work, name);
-  mkdirSync(path.join(root, "data"), { recursive: true });
-  const auth = htpasswd ? `auth:\n  htpasswd:\n    realm: tsrun-test\n    path: ${htpasswd}\n` : "";
-  const config = `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${root}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`;
-  writeFileSync(path.join(root, "config.yml"), config);
-  // Its log (every 404 of a HEAD is an "error" there) goes to a file, read when a test fails.
-  const log = openSync(path.join(root, "registry.log"), "a");
-  const child = spawn("/usr/bin/docker-registry", ["serve", path.join(root, "config.yml")], { stdio: ["ignore", log, log] });
-  closeSync(log);
-  const host = `127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    const up = await fetch(`http://${host}/v2/`).then(
-      () => true,
-      () => false,
-    );
-    if (up) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const registry = { host, root, process: child };
+async function startRegistry(name: string, auth?: RegistryAuth): Promise<Registry> {
+  const registry = await startSharedRegistry(work, name, auth);
   registries.push(registry);
   return registry;
 }
@@ -81,16 +47,94 @@ function freshStore(label: string): Record<string, string> {
 }
 let configHome: string;
 
-/** A rootfs tarball: busybox plus a file of random bytes (a distinct, incompressible layer). */
-function randomLayerTar(label: string, bytes: number): string {
+/** A layer tarball with a file of random bytes (distinct, incompressible); runnable with busybox. */
+function randomLayerTar(label: string, bytes: number, withBusybox = false): string {
   const dir = scratchDir(`layer-${label}`);
   const data = path.join(dir, "rootfs");
   mkdirSync(data);
+  if (withBusybox) execFileSync("tar", ["-C", data, "-xf", env.busyboxTar]);
   writeFileSync(path.join(data, `random-${label}`), randomBytes(bytes));
   const tar = path.join(dir, "layer.tar");
   execFileSync("tar", ["-C", data, "-cf", tar, "."]);
   chmodSync(tar, 0o644);
   return tar;
+}
+
+interface SeenRequest {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+/** Starts a test server on a free port of 127.0.0.1; close() also drops its open connections. */
+async function listenLocally(server: http.Server): Promise<{ host: string; close: () => Promise<void> }> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    host: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** What a test proxy does with one request: pass it on, answer it with a status, or break it. */
+type Fault = { status: number } | { resetAfterBytes: number } | { resetBeforeAnswer: true } | undefined;
+
+/**
+ * An HTTP proxy in front of a registry that records every request and injects faults (5xx
+ * answers, connections reset before the answer or in the middle of a body), as a flaky network
+ * or an overloaded registry would.
+ */
+async function startProxy(upstream: string, fault: (req: SeenRequest) => Fault = () => undefined): Promise<{ host: string; seen: SeenRequest[]; close: () => Promise<void> }> {
+  const seen: SeenRequest[] = [];
+  const server = http.createServer((req, res) => {
+    const request = { method: req.method ?? "", url: req.url ?? "", headers: req.headers };
+    seen.push(request);
+    const f = fault(request);
+    if (f && "status" in f) {
+      req.resume();
+      res.writeHead(f.status, { "Content-Type": "application/json" });
+      res.end(JSON.stringify({ errors: [{ code: "UNAVAILABLE", message: "injected failure" }] }));
+      return;
+    }
+    if (f && "resetBeforeAnswer" in f) {
+      req.socket.destroy();
+      return;
+    }
+    const [upHost, upPort] = upstream.split(":");
+    const up = http.request({ host: upHost, port: Number(upPort), path: req.url, method: req.method, headers: req.headers }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      if (!f) return void upRes.pipe(res);
+      let sent = 0;
+      upRes.on("data", (chunk: Buffer) => {
+        if (sent >= f.resetAfterBytes) return;
+        const part = chunk.subarray(0, f.resetAfterBytes - sent);
+        sent += part.length;
+        res.write(part);
+        if (sent >= f.resetAfterBytes) {
+          upRes.destroy();
+          // Let the bytes leave, then cut the connection without ending the response.
+          setTimeout(() => res.socket?.destroy(), 50);
+        }
+      });
+    });
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  });
+  const { host, close } = await listenLocally(server);
+  return { host, seen, close };
+}
+
+/** A fresh store pulled from `ref`, run with `sh -c script`: what the pulled image contains. */
+async function pullAndRun(ref: string, label: string, script: string): Promise<string> {
+  const store = freshStore(label);
+  const pull = await tsrun(["pull", "-q", ref], { env: store });
+  expect(pull.code, pull.stderr).toBe(0);
+  const run = await tsrun(["run", "--rm", ref, "sh", "-c", script], { env: store });
+  expect(run.code, run.stderr).toBe(0);
+  return run.stdout;
 }
 
 function blobFiles(store: Record<string, string>): string[] {
@@ -103,13 +147,27 @@ function storedImages(store: Record<string, string>): { id: string; names: strin
   return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as { images: { id: string; names: string[]; repoDigests: string[] }[] }).images : [];
 }
 
+/** A failure as tsrun must report it: status 125 and one "Error: ..." line, the last one. */
+function expectOneLineError(r: { code: number; stderr: string }, message: RegExp, label = ""): void {
+  expect(r.code, label).toBe(125);
+  const lines = r.stderr.trim().split("\n");
+  expect(lines.pop(), label).toMatch(message);
+  expect(lines.filter((l) => l.startsWith("Error")), label).toEqual([]);
+}
+
+/** Nothing of a failed pull may stay: no blob, no image. */
+function expectEmptyStore(store: Record<string, string>): void {
+  expect(blobFiles(store)).toEqual([]);
+  expect(storedImages(store)).toEqual([]);
+}
+
 beforeAll(async () => {
   work = scratchDir("registry");
   configHome = scratchDir("config");
   await importBusybox("busybox");
   const htpasswd = path.join(work, "htpasswd");
   writeFileSync(htpasswd, `${bcryptLine("alice", "s3cret")}\n`);
-  [open, secured] = await Promise.all([startRegistry("open"), startRegistry("secured", htpasswd)]);
+  [open, secured] = await Promise.all([startRegistry("open"), startRegistry("secured", { htpasswd })]);
 });
 
 afterAll(() => {
@@ -145,6 +203,26 @@ describe("push and pull", () => {
     expect(quiet).toMatchObject({ code: 0, stdout: `${id}\n`, stderr: "" });
   });
 
+  it("run pulls a missing image itself; --pull always pulls again, --pull never does not", async () => {
+    const ref = `${open.host}/tsrun/run-pull:1`;
+    expect((await tsrun(["push", "-q", "busybox", ref])).code).toBe(0);
+    const store = freshStore("run-pull");
+    const never = await tsrun(["run", "--rm", "--pull", "never", ref, "true"], { env: store });
+    expectOneLineError(never, /image not known/);
+    expectEmptyStore(store);
+    const first = await tsrun(["run", "--rm", ref, "echo", "pulled by run"], { env: store });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toBe("pulled by run\n");
+    expect(first.stderr).toMatch(/^Trying to pull .*run-pull:1\.\.\.$/m);
+    const present = await tsrun(["run", "--rm", ref, "true"], { env: store });
+    expect(present.stderr).not.toMatch(/Trying to pull/);
+    const always = await tsrun(["run", "--rm", "--pull", "always", ref, "true"], { env: store });
+    expect(always.code, always.stderr).toBe(0);
+    expect(always.stderr).toMatch(/Copying blob sha256:[a-f0-9]{64} skipped: already exists/);
+    const missing = await tsrun(["run", "--rm", `${open.host}/tsrun/not-there:1`, "true"], { env: store });
+    expectOneLineError(missing, /^Error: .*not-there:1: image not known locally, and pulling it failed: .*(manifest unknown|name unknown)/);
+  });
+
   it("pulls by digest (no tag assigned) and runs it by repo@digest", async () => {
     const ref = `${open.host}/tsrun/bydigest:x`;
     const digest = (await tsrun(["push", "-q", "busybox", ref])).stdout.trim();
@@ -173,15 +251,8 @@ describe("push and pull", () => {
       [["push", "no-such-image", `${open.host}/x:1`], /image not known/],
       [["logout", open.host], /not logged into/],
     ];
-    for (const [args, message] of cases) {
-      const r = await tsrun(args, { env: store });
-      expect(r.code, args.join(" ")).toBe(125);
-      const lines = r.stderr.trim().split("\n");
-      expect(lines.pop(), args.join(" ")).toMatch(message);
-      expect(lines.filter((l) => l.startsWith("Error"))).toEqual([]);
-    }
-    expect(blobFiles(store)).toEqual([]);
-    expect(storedImages(store)).toEqual([]);
+    for (const [args, message] of cases) expectOneLineError(await tsrun(args, { env: store }), message, args.join(" "));
+    expectEmptyStore(store);
   });
 });
 
@@ -272,14 +343,20 @@ describe("multi-platform index", () => {
 });
 
 describe("integrity and interruption", () => {
-  it("a corrupted blob in the registry is refused: digest error, nothing stored", async () => {
-    const tar = randomLayerTar("corrupt", 200_000);
-    const imported = await tsrun(["import", tar, "corrupt-me"]);
+  it.each(["plain", "gzip"])("a corrupted %s blob in the registry is refused: digest error, nothing stored", async (kind) => {
+    // A gzip layer's unpacker fails at the damaged bytes, before the digest can be checked: the
+    // download still runs to the end, so the error names the real problem.
+    let tar = randomLayerTar(`corrupt-${kind}`, 200_000);
+    if (kind === "gzip") {
+      execFileSync("gzip", ["-1", tar]);
+      tar = `${tar}.gz`;
+    }
+    const imported = await tsrun(["import", tar, `corrupt-${kind}`]);
     expect(imported.code, imported.stderr).toBe(0);
-    const ref = `${open.host}/tsrun/corrupt:1`;
-    expect((await tsrun(["push", "-q", "corrupt-me", ref])).code).toBe(0);
+    const ref = `${open.host}/tsrun/corrupt-${kind}:1`;
+    expect((await tsrun(["push", "-q", `corrupt-${kind}`, ref])).code).toBe(0);
     const manifest = (await (
-      await fetch(`http://${open.host}/v2/tsrun/corrupt/manifests/1`, { headers: { Accept: "application/vnd.oci.image.manifest.v1+json" } })
+      await fetch(`http://${open.host}/v2/tsrun/corrupt-${kind}/manifests/1`, { headers: { Accept: "application/vnd.oci.image.manifest.v1+json" } })
     ).json()) as { layers: { digest: string }[] };
     const hex = manifest.layers[0]?.digest.slice(7) ?? "";
     const data = path.join(open.root, "data", "docker", "registry", "v2", "blobs", "sha256", hex.slice(0, 2), hex, "data");
@@ -291,12 +368,9 @@ describe("integrity and interruption", () => {
     writeSync(fd, buf, 0, 16, 100_000);
     closeSync(fd);
 
-    const store = freshStore("corrupt");
-    const pull = await tsrun(["pull", ref], { env: store });
-    expect(pull.code).toBe(125);
-    expect(pull.stderr.trim().split("\n").pop()).toMatch(/^Error: pull .*digest mismatch: expected sha256:[a-f0-9]{64}, got sha256:[a-f0-9]{64}/);
-    expect(blobFiles(store)).toEqual([]);
-    expect(storedImages(store)).toEqual([]);
+    const store = freshStore(`corrupt-${kind}`);
+    expectOneLineError(await tsrun(["pull", ref], { env: store }), /^Error: pull .*digest mismatch: expected sha256:[a-f0-9]{64}, got sha256:[a-f0-9]{64} \(the registry sent corrupted data\)$/);
+    expectEmptyStore(store);
   });
 
   it("a pull killed halfway leaves no partial blob; the next pull reuses the complete ones", async () => {
@@ -369,7 +443,10 @@ describe("integrity and interruption", () => {
       const [cmd, ...args] = asUser([env.cli, "pull", ref]);
       const child = execa(cmd as string, args, { reject: false, extendEnv: false, env: cliEnv(store), cwd: env.base });
       await halfway;
-      // Let the partial data reach the temp file, then kill tsrun without any chance to clean up.
+      // The small layer completes (its blob is stored once its unpacker has read it all) while
+      // the big one is stalled; then kill tsrun without any chance to clean up.
+      const baseHex = (baseManifest.layers[0]?.digest ?? "").slice(7);
+      for (let waited = 0; !blobFiles(store).includes(baseHex) && waited < 30_000; waited += 100) await new Promise((r) => setTimeout(r, 100));
       await new Promise((r) => setTimeout(r, 200));
       child.kill("SIGKILL");
       const killed = await child;
@@ -377,7 +454,6 @@ describe("integrity and interruption", () => {
       stalled?.();
       const files = blobFiles(store);
       const bigHex = bigLayer.digest.slice(7);
-      const baseHex = (baseManifest.layers[0]?.digest ?? "").slice(7);
       expect(files).not.toContain(bigHex);
       expect(files).toContain(baseHex); // the complete small layer stays for the next pull
       expect(files.some((f) => f.startsWith(".tmp-stream-"))).toBe(true);
@@ -441,5 +517,240 @@ describe("build", () => {
     const again = await tsrun(["build", "--pull", dir], { env: store, timeout: 120_000 });
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/Trying to pull/);
+  });
+});
+
+describe("podman interop", () => {
+  it("podman pulls an image pushed by tsrun: same image ID and manifest digest", async () => {
+    const ref = `${open.host}/tsrun/for-podman:1`;
+    const digest = (await tsrun(["push", "-q", "busybox", ref])).stdout.trim();
+    const id = (await tsrun(["images", "-q", "--no-trunc", "busybox"])).stdout.trim();
+    const dir = scratchDir("podman-pull");
+    const p = `podman --root ${dir}/root --runroot ${dir}/run --storage-driver vfs --runtime runc`;
+    const r = await shAsUser(`set -e; ${p} pull -q --tls-verify=false ${ref}; ${p} images --no-trunc --digests --format '{{.ID}} {{.Digest}}'`, { timeout: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`${id.replace(/^sha256:/, "")} ${digest}`);
+  });
+});
+
+describe("retries and resumed downloads", () => {
+  it("retries 5xx answers and reset connections; a blob cut halfway resumes with Range", async () => {
+    const tar = randomLayerTar("flaky", 1 << 20, true);
+    expect((await tsrun(["import", tar, "flaky"])).code).toBe(0);
+    const ref = `${open.host}/tsrun/flaky:1`;
+    expect((await tsrun(["push", "-q", "flaky", ref])).code).toBe(0);
+    const manifest = (await (await fetch(`http://${open.host}/v2/tsrun/flaky/manifests/1`, { headers: { Accept: "application/vnd.oci.image.manifest.v1+json" } })).json()) as {
+      layers: { digest: string; size: number }[];
+    };
+    const layer = manifest.layers[0] as { digest: string; size: number };
+    let manifestGets = 0;
+    let blobGets = 0;
+    const proxy = await startProxy(open.host, (req) => {
+      if (req.method === "GET" && req.url.includes("/manifests/")) {
+        manifestGets++;
+        if (manifestGets === 1) return { status: 503 };
+        if (manifestGets === 2) return { resetBeforeAnswer: true };
+      }
+      if (req.method === "GET" && req.url.includes(`/blobs/${layer.digest}`)) {
+        blobGets++;
+        if (blobGets === 1) return { status: 502 };
+        if (blobGets === 2) return { resetAfterBytes: Math.floor(layer.size / 2) };
+      }
+      return undefined;
+    });
+    try {
+      const out = await pullAndRun(`${proxy.host}/tsrun/flaky:1`, "flaky", "wc -c < /random-flaky");
+      expect(out).toBe(`${1 << 20}\n`);
+      const blobRequests = proxy.seen.filter((r) => r.url.includes(`/blobs/${layer.digest}`));
+      expect(blobRequests.length).toBe(3);
+      // The third request asks only for the rest of the blob.
+      expect(blobRequests[2]?.headers.range).toMatch(/^bytes=\d+-$/);
+      expect(Number(/^bytes=(\d+)-$/.exec(String(blobRequests[2]?.headers.range))?.[1])).toBeGreaterThan(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("gives up after a few retries with one line, and stores nothing", async () => {
+    const proxy = await startProxy(open.host, (req) => (req.url.includes("/manifests/") ? { status: 500 } : undefined));
+    try {
+      const store = freshStore("giveup");
+      expectOneLineError(await tsrun(["pull", `${proxy.host}/tsrun/busybox:1`], { env: store }), /^Error: pull .*busybox:1: injected failure$/);
+      // The first answer and three retries with backoff.
+      expect(proxy.seen.filter((q) => q.url.includes("/manifests/")).length).toBe(4);
+      expectEmptyStore(store);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe("push: chunked uploads and cross-repository mounts", () => {
+  it("uploads a large blob in PATCH chunks and mounts blobs this registry already has", async () => {
+    const tar = randomLayerTar("chunked", 9 << 20, true);
+    expect((await tsrun(["import", tar, "chunked"])).code).toBe(0);
+    const proxy = await startProxy(open.host);
+    try {
+      const push = await tsrun(["push", "chunked", `${proxy.host}/tsrun/chunked:1`]);
+      expect(push.code, push.stderr).toBe(0);
+      const patches = proxy.seen.filter((r) => r.method === "PATCH");
+      expect(patches.length).toBeGreaterThanOrEqual(2);
+      expect(patches.map((r) => r.headers["content-range"])).toEqual(patches.map((_, i) => expect.stringMatching(new RegExp(`^${i * (8 << 20)}-\\d+$`))));
+      // The same image to another repository of the registry: every blob is mounted, none sent.
+      proxy.seen.length = 0;
+      const again = await tsrun(["push", "chunked", `${proxy.host}/tsrun/chunked-copy:1`]);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stderr).toMatch(/Copying blob sha256:[a-f0-9]{64} mounted/);
+      expect(proxy.seen.some((r) => r.method === "POST" && /[?&]mount=sha256%3A[a-f0-9]{64}&from=tsrun%2Fchunked/.test(r.url))).toBe(true);
+      expect(proxy.seen.filter((r) => r.method === "PATCH")).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+    const out = await pullAndRun(`${open.host}/tsrun/chunked-copy:1`, "chunked", "wc -c < /random-chunked");
+    expect(out).toBe(`${9 << 20}\n`);
+  });
+});
+
+describe("errors", () => {
+  it("an artifact that is not a container image: unsupported media type, one line, nothing stored", async () => {
+    const repo = "tsrun/helm-chart";
+    const upload = async (bytes: Buffer): Promise<string> => {
+      const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+      const start = await fetch(`http://${open.host}/v2/${repo}/blobs/uploads/`, { method: "POST" });
+      const location = new URL(start.headers.get("location") ?? "", `http://${open.host}`);
+      location.searchParams.set("digest", digest);
+      expect((await fetch(location, { method: "PUT", body: bytes, headers: { "Content-Type": "application/octet-stream" } })).status).toBe(201);
+      return digest;
+    };
+    const config = Buffer.from("{}");
+    const chart = randomBytes(64);
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: { mediaType: "application/vnd.cncf.helm.config.v1+json", digest: await upload(config), size: config.length },
+      layers: [{ mediaType: "application/vnd.cncf.helm.chart.content.v1.tar+gzip", digest: await upload(chart), size: chart.length }],
+    };
+    const put = await fetch(`http://${open.host}/v2/${repo}/manifests/1`, { method: "PUT", headers: { "Content-Type": manifest.mediaType }, body: JSON.stringify(manifest) });
+    expect(put.status).toBe(201);
+    const store = freshStore("helm");
+    const r = await tsrun(["pull", `${open.host}/${repo}:1`], { env: store });
+    expectOneLineError(r, /^Error: pull .*: unsupported media type "application\/vnd\.cncf\.helm\.config\.v1\+json" for the config: not a container image$/);
+    expectEmptyStore(store);
+  });
+});
+
+describe("progress output", () => {
+  it("draws per-layer bars on a terminal; plain lines otherwise; nothing with -q", async () => {
+    const ref = `${open.host}/tsrun/busybox:1`;
+    const tty = await shAsUser(`script -qec '"$TSRUN" pull ${ref}' /dev/null`, { env: freshStore("progress-tty") });
+    expect(tty.code, tty.stdout).toBe(0);
+    // Redrawn in place (cursor up, erase line), short digests, sizes, then the final state.
+    expect(tty.stdout).toContain("\r\x1b[K");
+    expect(tty.stdout).toMatch(/Copying blob [a-f0-9]{12} done +[\d.]+ ?[kMG]?B \/ [\d.]+ ?[kMG]?B/);
+    expect(tty.stdout).toContain("Writing manifest to image destination");
+    const plain = await tsrun(["pull", ref], { env: freshStore("progress-plain") });
+    expect(plain.stderr).not.toContain("\x1b[");
+    expect(plain.stderr.split("\n").filter((l) => l.startsWith("Copying blob "))).toEqual([expect.stringMatching(/^Copying blob sha256:[a-f0-9]{64} done$/)]);
+    const quiet = await tsrun(["pull", "-q", ref], { env: freshStore("progress-quiet") });
+    expect(quiet.stderr).toBe("");
+    expect(quiet.stdout).toMatch(/^[a-f0-9]{64}\n$/);
+  });
+});
+
+/**
+ * A token server as Docker Hub, GHCR and Quay run them: GET /token?service=...&scope=... answers
+ * a JWT (RS256, its certificate in the x5c header, which the registry checks against its
+ * rootcertbundle). Anyone may pull repositories under public/; alice (password s3cret) may do
+ * anything; a wrong password gets a 401.
+ */
+async function startTokenServer(dir: string, issuer: string): Promise<{ realm: string; certFile: string; seen: SeenRequest[]; close: () => Promise<void> }> {
+  const keyFile = path.join(dir, "token-key.pem");
+  const certFile = path.join(dir, "token-cert.pem");
+  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", `/CN=${issuer}`], { stdio: "ignore" });
+  const key = readFileSync(keyFile, "utf8");
+  const certDer = readFileSync(certFile, "utf8").replace(/-----[A-Z ]+-----|\s/g, "");
+  const seen: SeenRequest[] = [];
+  const b64url = (data: string | Buffer): string => Buffer.from(data).toString("base64url");
+  const server = http.createServer((req, res) => {
+    seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
+    const url = new URL(req.url ?? "/", "http://token");
+    const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+    const [user, password] = basic ? Buffer.from(basic, "base64").toString().split(":") : [];
+    if (user !== undefined && !(user === "alice" && password === "s3cret")) {
+      res.writeHead(401, { "Content-Type": "application/json" });
+      return void res.end(JSON.stringify({ details: "incorrect username or password" }));
+    }
+    const access = url.searchParams
+      .getAll("scope")
+      .flatMap((s) => s.split(" "))
+      .map((scope) => {
+        const first = scope.indexOf(":");
+        const last = scope.lastIndexOf(":");
+        const name = scope.slice(first + 1, last);
+        const wanted = scope.slice(last + 1).split(",");
+        const actions = user === "alice" ? wanted : name.startsWith("public/") ? wanted.filter((a) => a === "pull") : [];
+        return { type: scope.slice(0, first), name, actions };
+      });
+    const now = Math.floor(Date.now() / 1000);
+    const header = b64url(JSON.stringify({ typ: "JWT", alg: "RS256", x5c: [certDer] }));
+    const claims = b64url(JSON.stringify({ iss: issuer, sub: user ?? "", aud: url.searchParams.get("service"), exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString("hex"), access }));
+    const token = `${header}.${claims}.${b64url(sign("sha256", Buffer.from(`${header}.${claims}`), key))}`;
+    res.writeHead(200, { "Content-Type": "application/json" });
+    // Docker Hub answers "token", some others only the OAuth2 spelling "access_token".
+    res.end(JSON.stringify(user ? { access_token: token, expires_in: 300 } : { token, expires_in: 300 }));
+  });
+  const { host, close } = await listenLocally(server);
+  return { realm: `http://${host}/token`, certFile, seen, close };
+}
+
+describe("authentication (bearer tokens from a token server)", () => {
+  it("anonymous tokens for public repositories, tokens with credentials for the rest, one-line 401s", async () => {
+    const dir = scratchDir("token");
+    const service = "tsrun-test-registry";
+    const issuer = "tsrun-test-issuer";
+    const tokens = await startTokenServer(dir, issuer);
+    const registry = await startRegistry("token", { token: { realm: tokens.realm, service, issuer, rootCertBundle: tokens.certFile } });
+    try {
+      const alice = { XDG_CONFIG_HOME: scratchDir("token-alice") };
+      const anonymous = { XDG_CONFIG_HOME: scratchDir("token-anon") };
+      const denied = await tsrun(["push", "busybox", `${registry.host}/public/busybox:1`], { env: anonymous });
+      expect(denied.code).toBe(125);
+      expect(denied.stderr.trim().split("\n").pop()).toMatch(/^Error: push .*: authentication required \(log in with: tsrun login 127\.0\.0\.1:\d+\)$/);
+
+      const wrong = await tsrun(["login", "-u", "alice", "--password-stdin", registry.host], { input: "nope\n", env: alice });
+      expect(wrong.code).toBe(125);
+      expect(wrong.stderr.trim()).toMatch(/^Error: login .*refused the username or password$/);
+      const login = await tsrun(["login", "-u", "alice", "--password-stdin", registry.host], { input: "s3cret\n", env: alice });
+      expect(login, login.stderr).toMatchObject({ code: 0, stdout: "Login Succeeded!\n" });
+
+      expect((await tsrun(["push", "busybox", `${registry.host}/public/busybox:1`], { env: alice })).code).toBe(0);
+      // The second repository mounts the blobs: its token also covers pulling from the first.
+      const mounted = await tsrun(["push", "busybox", `${registry.host}/private/busybox:1`], { env: alice });
+      expect(mounted.code, mounted.stderr).toBe(0);
+      expect(mounted.stderr).toMatch(/Copying blob sha256:[a-f0-9]{64} mounted/);
+      const mountToken = tokens.seen.find((r) => r.url.includes("private%2Fbusybox") || r.url.includes("private/busybox"));
+      expect(decodeURIComponent(mountToken?.url ?? "")).toContain("scope=repository:private/busybox:pull,push");
+
+      tokens.seen.length = 0;
+      const pub = await tsrun(["pull", "-q", `${registry.host}/public/busybox:1`], { env: { ...anonymous, TSRUN_ROOT: scratchDir("store-token-pub") } });
+      expect(pub.code, pub.stderr).toBe(0);
+      expect(tokens.seen.length).toBeGreaterThan(0);
+      for (const r of tokens.seen) {
+        expect(r.headers.authorization).toBeUndefined();
+        expect(decodeURIComponent(r.url)).toContain(`service=${service}`);
+        expect(decodeURIComponent(r.url)).toContain("scope=repository:public/busybox:pull");
+      }
+
+      const priv = await tsrun(["pull", `${registry.host}/private/busybox:1`], { env: { ...anonymous, TSRUN_ROOT: scratchDir("store-token-anon") } });
+      expect(priv.code).toBe(125);
+      expect(priv.stderr.trim().split("\n").pop()).toMatch(/^Error: pull .*: authentication required \(log in with: tsrun login 127\.0\.0\.1:\d+\)$/);
+
+      tokens.seen.length = 0;
+      const withLogin = await tsrun(["pull", "-q", `${registry.host}/private/busybox:1`], { env: { ...alice, TSRUN_ROOT: scratchDir("store-token-alice") } });
+      expect(withLogin.code, withLogin.stderr).toBe(0);
+      expect(tokens.seen.some((r) => r.headers.authorization === `Basic ${Buffer.from("alice:s3cret").toString("base64")}`)).toBe(true);
+    } finally {
+      await tokens.close();
+    }
   });
 });

@@ -20,6 +20,8 @@ export interface RawTarEntry {
   size?: number;
   /** Raw 12 bytes for the size field, to write negative or malformed sizes. */
   sizeField?: Buffer;
+  /** Raw 8 bytes for the uid field (base-256 numbers). */
+  uidField?: Buffer;
   devMajor?: number;
   devMinor?: number;
   /** PAX records written in an 'x' header just before this entry; values may be binary. */
@@ -46,7 +48,7 @@ export function ustarHeader(entry: RawTarEntry, size: number): Buffer {
   const block = Buffer.alloc(BLOCK);
   putString(block, 0, 100, entry.name);
   octal(entry.mode ?? 0o644, 8).copy(block, 100);
-  octal(entry.uid ?? 0, 8).copy(block, 108);
+  (entry.uidField ?? octal(entry.uid ?? 0, 8)).copy(block, 108);
   octal(entry.gid ?? 0, 8).copy(block, 116);
   (entry.sizeField ?? octal(size, 12)).copy(block, 124);
   octal(entry.mtime ?? 1_700_000_000, 12).copy(block, 136);

@@ -29,7 +29,7 @@ import { gzipSync } from "node:zlib";
 import * as tar from "tar";
 import { unpackLayer, type UnpackOptions, type UnpackResult } from "../../src/store/unpack.js";
 import { native } from "../../src/native.js";
-import { rawTar, type RawTarEntry } from "./tar-builder.js";
+import { paxRecords, rawTar, type RawTarEntry } from "./tar-builder.js";
 
 const O_PATH = 0o10000000;
 const { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFIFO } = fsConstants;
@@ -534,6 +534,38 @@ describe("unpackLayer: stream handling", () => {
       expect(readlinkSync(at("d/l"))).toBe("f");
       expect(lstatSync(at("d")).mtimeMs).toBe(10_000);
     }
+  });
+
+  it("reads PAX ids and times (with fractions), global PAX defaults, GNU long link targets and base-256 ids", async () => {
+    const longTarget = `${"t".repeat(150)}/target`;
+    const base256Uid = Buffer.alloc(8);
+    base256Uid[0] = 0x80;
+    base256Uid.writeUInt32BE(70_000, 4);
+    const layer = rawTar([
+      file("big-uid", "b", { uidField: base256Uid }),
+      { name: "GlobalHead", type: "g", content: paxRecords({ mtime: "1500000000", uid: "41" }) },
+      file("pax", "p", { pax: { uid: "2000", gid: "3000", mtime: "1600000000.25", atime: "1600000001.5" } }),
+      file("global", "g", { gid: 5 }),
+      { name: "././@LongLink", type: "K", content: Buffer.from(`${longTarget}\0`) },
+      symlink("long-link", "ignored"),
+    ]);
+    await unpack(layer, { maxUid: 100_000 });
+    const pax = lstatSync(at("pax"), { bigint: true });
+    expect([pax.uid, pax.gid]).toEqual([2000n, 3000n]);
+    expect(pax.mtimeNs).toBe(1_600_000_000_250_000_000n);
+    expect(pax.atimeNs).toBe(1_600_000_001_500_000_000n);
+    const global = lstatSync(at("global"));
+    expect([global.uid, global.gid, global.mtimeMs]).toEqual([41, 5, 1_500_000_000_000]);
+    expect(readlinkSync(at("long-link"))).toBe(longTarget);
+    expect(lstatSync(at("big-uid")).uid).toBe(70_000);
+  });
+
+  it("never reuses a directory fd for a path that was replaced: a later symlink there is resolved in-root", async () => {
+    // d is a real directory (its fd cached), then replaced by a symlink to e: d/f lands in e.
+    await unpack(rawTar([dir("d/"), file("d/before", "1"), dir("e/"), symlink("d", "/e"), file("d/f", "through the link")]));
+    expect(fileType("d")).toBe(S_IFLNK);
+    expect(readFileSync(at("e/f"), "utf8")).toBe("through the link");
+    expect(existsSync(at("e/before"))).toBe(false);
   });
 
   it("leaves no file descriptor open, after success or failure", async () => {

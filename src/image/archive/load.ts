@@ -13,7 +13,7 @@
 //  4. only then, under the store lock: move the blobs into the blob store (a rename from the
 //     spill dir), commit the layers, record the images. Any failure before step 4 deletes the
 //     spill dir and the temporary layer dirs and nothing else.
-import { createReadStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, rmSync } from "node:fs";
 import { open } from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -23,8 +23,10 @@ import { chainIds, isDigest, sha256 } from "../../store/digest.js";
 import { MEDIA, hostPlatform, type ContainerConfig, type Descriptor, type ImageConfig, type Manifest } from "../types.js";
 import { normaliseName, ReferenceError } from "../reference.js";
 import { assignNames } from "../import.js";
-import { classifyManifest, checkImageManifest, selectPlatform, type ImageIndexDoc } from "../registry/manifest.js";
-import { removeStaleTemps } from "../registry/pull.js";
+import { classifyManifest, checkImageManifest, MAX_LAYERS, selectPlatform, type ImageIndexDoc } from "../registry/manifest.js";
+import type { Lease } from "../../store/leases.js";
+import { faultPoint } from "../../store/fault.js";
+import { mapLimit } from "../registry/pull.js";
 import { TsrunError } from "../../errors.js";
 import { ArchiveContents, ArchiveError, readArchive, type ArchiveMember } from "./reader.js";
 import { checkLayerCompression, detectCompression, uncompressedDigest } from "./compression.js";
@@ -48,6 +50,8 @@ export interface LoadResult {
   renamed: { name: string; previousId: string }[];
 }
 
+/** Layers unpacked at once (each by its own helper process). */
+const PARALLEL_UNPACKS = 3;
 /** Docker's uncompressed layer media type (no constant for it in types.ts). */
 const DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar";
 const OCI_ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name";
@@ -177,6 +181,7 @@ function planDockerArchive(contents: ArchiveContents, manifestMember: ArchiveMem
       fail(`${what} is malformed (needs Config and Layers)`);
     }
     const entry = item as { Config: string; Layers: string[]; RepoTags?: unknown };
+    if (entry.Layers.length > MAX_LAYERS) fail(`${what}: the image has ${entry.Layers.length} layers, more than the ${MAX_LAYERS} a container can stack`);
     const configMember = contents.file(entry.Config) ?? fail(`${what}: config ${entry.Config} is missing from the archive`);
     checkNamedDigest(configMember);
     const configBytes = contents.read(configMember, `config ${entry.Config}`);
@@ -285,32 +290,6 @@ function mergeByImage(planned: PlannedImage[]): PlannedImage[] {
   return [...byId.values()];
 }
 
-// ---------------------------------------------------------------------------------------------
-// Temporary state
-
-const pidAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-};
-
-/** Spill dirs of loads whose process is gone (killed mid-load). They hold only our own files. */
-function removeStaleSpillDirs(tmpDir: string): void {
-  let names: string[];
-  try {
-    names = readdirSync(tmpDir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = /^load-(\d+)-/.exec(name);
-    if (m && !pidAlive(Number(m[1]))) rmSync(path.join(tmpDir, name), { recursive: true, force: true });
-  }
-}
-
 async function openInput(input: LoadOptions["input"]): Promise<AsyncIterable<Buffer | string | Uint8Array>> {
   if (typeof input !== "string") return input;
   if (input === "-") return process.stdin;
@@ -338,11 +317,10 @@ async function syncFiles(files: string[]): Promise<void> {
 
 export async function loadArchive(store: Store, opts: LoadOptions): Promise<LoadResult> {
   mkdirSync(store.paths.tmp, { recursive: true });
-  removeStaleSpillDirs(store.paths.tmp);
-  await removeStaleTemps(store);
   const spillDir = path.join(store.paths.tmp, `load-${process.pid}-${randomBytes(4).toString("hex")}`);
   mkdirSync(spillDir, { mode: 0o700 });
   const layerTemps: string[] = [];
+  let lease: Lease | undefined;
   try {
     const contents = await readArchive(await openInput(opts.input), spillDir);
 
@@ -363,6 +341,15 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
     }
     const images = mergeByImage(planned);
     for (const image of images) if (!image.manifestDigest) image.manifestDigest = sha256(image.manifestBytes);
+    faultPoint("load:read");
+
+    // What the store has of these images is leased before it is looked at: a concurrent rmi or
+    // prune cannot delete a layer this load decides not to unpack again.
+    lease = await store.begin("load", "images", () => ({
+      images: images.map((i) => i.id),
+      layers: images.flatMap((i) => i.layers.map((l) => l.chainId)),
+      blobs: images.flatMap((i) => [i.id, i.manifestDigest, ...i.layers.map((l) => l.digest)]),
+    }));
 
     const stored = store.images.list();
     const known = new Set(stored.map((i) => i.id));
@@ -409,7 +396,10 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
     const blobFiles = new Set<string>();
     for (const image of fresh) for (const l of image.layers) if (l.member.file && !l.member.data && !store.blobs.has(l.digest)) blobFiles.add(l.member.file);
     const unpackJobs: UnpackJob[] = jobs.map(({ blob, dest }) => ({ blob, dest }));
-    const [results] = await Promise.all([unpackJobs.length > 0 ? store.unpack(unpackJobs) : Promise.resolve([]), syncFiles([...blobFiles])]);
+    // One unpacker per layer, a few at once: the layers of an image unpack in parallel.
+    const unpackAll = mapLimit(unpackJobs, PARALLEL_UNPACKS, async (job) => (await store.unpack([job]))[0] ?? fail(`no unpack result for layer ${job.blob}`));
+    const [results] = await Promise.all([unpackAll, syncFiles([...blobFiles])]);
+    faultPoint("load:unpacked");
     const unpackedSize = new Map<string, number>();
     for (const [n, job] of jobs.entries()) {
       const r = results[n] ?? fail(`no unpack result for layer ${job.layer.digest}`);
@@ -421,63 +411,53 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
       unpackedSize.set(job.layer.chainId, r.size);
     }
 
-    return await store.lock(async () => {
-      const addedBlobs: string[] = [];
+    return await store.transact(async (tx) => {
       const putMember = (member: ArchiveMember, digest: string): void => {
-        if (store.blobs.has(digest)) return;
-        if (member.data) store.blobs.putBuffer(member.data, digest);
-        else {
-          mkdirSync(store.paths.blobs, { recursive: true });
-          renameSync(member.file as string, store.blobs.path(digest));
-        }
-        addedBlobs.push(digest);
+        if (member.data) tx.putBlob(member.data, digest);
+        else tx.publishBlob(member.file as string, digest);
       };
-      try {
-        for (const job of jobs) {
-          const { chainId, diffId, parent } = job.layer;
-          // Another tsrun may have committed the same chain meanwhile: keep theirs.
-          if (store.layers.has(chainId)) await store.removeTree(job.dest);
-          else store.layers.commit(job.dest, { chainId, diffId, parent, size: unpackedSize.get(chainId) ?? 0 });
-          layerTemps.splice(layerTemps.indexOf(job.dest), 1);
-        }
-        const records = store.images.list();
-        const now = new Date().toISOString();
-        const renamed: LoadResult["renamed"] = [];
-        for (const image of images) {
-          let record = records.find((r) => r.id === image.id);
-          if (!record) {
-            for (const l of image.layers) putMember(l.member, l.digest);
-            store.blobs.putBuffer(image.configBytes, image.id);
-            store.blobs.putBuffer(image.manifestBytes, image.manifestDigest);
-            const layers: LayerRecord[] = image.layers.map((l) => ({
-              diffId: l.diffId,
-              chainId: l.chainId,
-              digest: l.digest,
-              mediaType: l.mediaType,
-              size: store.layers.meta(l.chainId).size,
-            }));
-            record = { id: image.id, names: [], manifest: image.manifestDigest, repoDigests: [], layers, added: now } satisfies ImageRecord;
-            records.push(record);
-          }
-          for (const name of image.names) {
-            const previous = records.find((r) => r !== record && r.names.includes(name));
-            if (previous) renamed.push({ name, previousId: previous.id });
-          }
-          assignNames(records, record, image.names);
-        }
-        store.images.save(records);
-        return { format, images: images.map((i) => ({ id: i.id, names: i.names })), renamed };
-      } catch (err) {
-        for (const digest of addedBlobs) store.blobs.remove(digest);
-        throw err;
+      for (const job of jobs) {
+        const { chainId, diffId, parent } = job.layer;
+        // Another tsrun may have committed the same chain meanwhile: tx keeps theirs. (A
+        // committed temp dir is gone from its temporary path: the cleanup below skips it.)
+        await tx.commitLayer(job.dest, { chainId, diffId, parent, size: unpackedSize.get(chainId) ?? 0 });
       }
+      const records = store.images.list();
+      const now = new Date().toISOString();
+      const renamed: LoadResult["renamed"] = [];
+      for (const image of images) {
+        let record = records.find((r) => r.id === image.id);
+        if (!record) {
+          for (const l of image.layers) putMember(l.member, l.digest);
+          tx.putBlob(image.configBytes, image.id);
+          tx.putBlob(image.manifestBytes, image.manifestDigest);
+          faultPoint("load:blobs-stored");
+          const layers: LayerRecord[] = image.layers.map((l) => ({
+            diffId: l.diffId,
+            chainId: l.chainId,
+            digest: l.digest,
+            mediaType: l.mediaType,
+            size: store.layers.meta(l.chainId).size,
+          }));
+          record = { id: image.id, names: [], manifest: image.manifestDigest, repoDigests: [], layers, added: now } satisfies ImageRecord;
+          records.push(record);
+        }
+        for (const name of image.names) {
+          const previous = records.find((r) => r !== record && r.names.includes(name));
+          if (previous) renamed.push({ name, previousId: previous.id });
+        }
+        assignNames(records, record, image.names);
+      }
+      tx.saveImages(records);
+      return { format, images: images.map((i) => ({ id: i.id, names: i.names })), renamed };
     });
   } catch (err) {
     if (err instanceof TsrunError) throw new TsrunError(`load: ${err.message}`, err.exitCode);
     throw new TsrunError(`load: ${(err as Error).message}`);
   } finally {
     rmSync(spillDir, { recursive: true, force: true });
-    for (const dir of layerTemps) await store.removeTree(dir).catch(() => undefined);
+    await store.removeTrees(layerTemps).catch(() => undefined);
+    lease?.release();
     if (existsSync(spillDir)) process.stderr.write(`tsrun: warning: could not remove ${spillDir}\n`);
   }
 }

@@ -20,6 +20,8 @@ export const MAX_JSON_BYTES = 10 * 1024 * 1024;
 const SMALL_MEMBER = 64 * 1024;
 /** ...as long as all of them together stay under this. */
 const MEMORY_BUDGET = 16 * 1024 * 1024;
+/** PAX and GNU long-name headers larger than this are refused (real ones are a few hundred bytes). */
+const MAX_META_BYTES = 1024 * 1024;
 /** Longest chain of links followed to reach a file. */
 const MAX_LINK_HOPS = 16;
 /** Names that are always JSON documents; refused as soon as their header says they are too big. */
@@ -223,10 +225,13 @@ export async function readArchive(input: AsyncIterable<Buffer | string | Uint8Ar
   };
 
   // strict: every node-tar warning (bad checksum, truncation, invalid header) is an error.
-  const parser = new Parser({ strict: true, zstd: false, brotli: false });
+  const parser = new Parser({ strict: true, zstd: false, brotli: false, maxMetaEntrySize: MAX_META_BYTES });
   parser.on("entry", onEntry);
   parser.on("ignoredEntry", (entry: ReadEntry) => {
-    if (!entry.meta) fail(new ArchiveError(`archive member ${entry.path}: unsupported member type ${entry.type}`));
+    // node-tar skips an extended header larger than maxMetaEntrySize and reads the next entry
+    // without it, under another name than other tar readers would give it: refused instead.
+    if (entry.meta) fail(new ArchiveError(`archive member ${entry.path}: extended header of ${entry.size} bytes is larger than the ${MAX_META_BYTES} allowed`));
+    else fail(new ArchiveError(`archive member ${entry.path}: unsupported member type ${entry.type}`));
   });
   parser.on("error", (err: Error) => {
     const code = (err as { tarCode?: unknown }).tarCode;

@@ -10,6 +10,8 @@ export const MANIFEST_ACCEPT = [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerM
 /** Manifests and configs are small; containers/image uses the same 4 MiB bound for manifests. */
 export const MAX_MANIFEST_BYTES = 4 << 20;
 export const MAX_CONFIG_BYTES = 8 << 20;
+/** Overlay mounts at most this many lower dirs in one page of options: Docker's overlay2 limit too. */
+export const MAX_LAYERS = 128;
 
 export const LAYER_MEDIA_TYPES = new Set<string>([
   MEDIA.ociLayer,
@@ -130,7 +132,9 @@ export function selectPlatform(index: ImageIndexDoc, want: Platform, what: strin
   const match = images.find((m) => platformMatches(m.platform, want));
   if (match) return match;
   const available = [...new Set(images.map((m) => formatPlatform(m.platform)).filter((p) => p !== "unknown/unknown"))];
-  throw new RegistryError(`${what}: no image for ${formatPlatform(want)} in the index (available: ${available.join(", ") || "none"})`);
+  // A hostile index can list thousands: the message stays one readable line.
+  const shown = available.length > 10 ? `${available.slice(0, 10).join(", ")} and ${available.length - 10} more` : available.join(", ");
+  throw new RegistryError(`${what}: no image for ${formatPlatform(want)} in the index (available: ${shown || "none"})`);
 }
 
 /** Validates an image manifest's descriptors: digests we can store, media types we can unpack. */
@@ -139,6 +143,7 @@ export function checkImageManifest(manifest: Manifest, what: string): void {
   if (!CONFIG_MEDIA_TYPES.has(manifest.config.mediaType)) {
     throw new RegistryError(`${what}: unsupported media type "${manifest.config.mediaType}" for the config: not a container image`);
   }
+  if (manifest.layers.length > MAX_LAYERS) throw new RegistryError(`${what}: the image has ${manifest.layers.length} layers, more than the ${MAX_LAYERS} a container can stack`);
   for (const layer of manifest.layers) {
     checkDigest(layer.digest, `${what}: a layer`);
     if (!LAYER_MEDIA_TYPES.has(layer.mediaType)) throw new RegistryError(`${what}: unsupported media type "${layer.mediaType}" for layer ${layer.digest}`);

@@ -1,11 +1,14 @@
 // `pull`: manifest (through an index when the tag is multi-platform), config, then the layers:
-// downloaded in parallel straight into the blob store (each verified before it gets its name),
-// unpacked inside the user namespace in one helper run, and recorded under the store lock as
-// `import` records images. Layers whose chain is already unpacked are not unpacked again, blobs
-// already stored are not downloaded again: a pull killed halfway resumes from its complete blobs.
-import { readdirSync, rmSync } from "node:fs";
-import path from "node:path";
-import type { Store } from "../../store/store.js";
+// each missing blob is downloaded once, verified before it gets its name in the blob store, and
+// unpacked as it arrives (the bytes also go through a pipe to an unpacker inside the user
+// namespace: no second pass over the data); several layers at once. The image is recorded under
+// the store lock as `import` records images. Layers whose chain is already unpacked are not
+// unpacked again, blobs already stored are not downloaded again: a pull killed halfway resumes
+// from its complete blobs.
+import type { Writable } from "node:stream";
+import type { Store, UnpackJobResult } from "../../store/store.js";
+import type { Lease } from "../../store/leases.js";
+import { faultPoint } from "../../store/fault.js";
 import type { ImageRecord, LayerRecord } from "../../store/images.js";
 import { DigestMismatchError } from "../../store/blobs.js";
 import { chainIds, sha256 } from "../../store/digest.js";
@@ -50,95 +53,177 @@ export function parseUserReference(text: string): Reference {
   }
 }
 
-/** Runs fn over items with at most `limit` at a time; the first failure rejects the whole. */
+/**
+ * Runs fn over items with at most `limit` at a time. After a failure no new item starts; the
+ * first failure rejects the whole once the running ones have settled (their temporary files
+ * can then be removed safely).
+ */
 export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array<R>(items.length);
   let next = 0;
-  let failed = false;
+  let failure: { error: unknown } | undefined;
   const worker = async (): Promise<void> => {
-    while (!failed && next < items.length) {
+    while (!failure && next < items.length) {
       const i = next++;
       try {
         results[i] = await fn(items[i] as T);
-      } catch (err) {
-        failed = true;
-        throw err;
+      } catch (error) {
+        failure ??= { error };
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.error;
   return results;
 }
 
-function pidAlive(pid: number): boolean {
+/** A blob the store has, verified; undefined when it is missing (or deleted meanwhile) or corrupt. */
+function readStoredBlob(store: Store, digest: string): Buffer | undefined {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    return store.blobs.read(digest);
+  } catch {
+    return undefined;
   }
+}
+
+/** Network failures worth another request (the rest of the blob is asked for with Range). */
+function isTransient(err: unknown): boolean {
+  if (err instanceof TsrunError) return false;
+  const code = (err as NodeJS.ErrnoException).code ?? "";
+  return code === "ECONNRESET" || code === "ETIMEDOUT" || code === "EPIPE" || code === "ECONNREFUSED" || (err as Error).message === "aborted";
 }
 
 /**
- * Removes what killed pulls, commits and builds left behind: partial blobs (".tmp-stream-PID-...",
- * ".tmp-commit-PID-...", ".tmp-build-PID-..."), half-unpacked layer dirs (".tmp-PID-...") and a
- * build's temporary files and dirs in the store's tmp ("build-KIND-PID-..."), only those of
- * processes that no longer exist.
+ * Streams one blob into the store, verifying size and digest. A dropped connection is resumed
+ * where it broke (Range; a registry that ignores it resends from the start, and what we have is
+ * skipped), so `feed` (an unpacker reading along) sees every byte exactly once.
  */
-export async function removeStaleTemps(store: Store): Promise<void> {
-  const dead = (name: string, re: RegExp): boolean => {
-    const m = re.exec(name);
-    return m !== null && m[1] !== undefined && !pidAlive(Number(m[1]));
-  };
-  try {
-    for (const name of readdirSync(store.paths.blobs)) {
-      if (dead(name, /^\.tmp-(?:stream|commit|build)-(\d+)-/)) rmSync(path.join(store.paths.blobs, name), { force: true });
-    }
-  } catch {
-    // No blob dir yet.
-  }
-  try {
-    for (const name of readdirSync(store.paths.tmp)) {
-      if (dead(name, /^build-[a-z]+-(\d+)-/)) await store.removeTree(path.join(store.paths.tmp, name));
-    }
-  } catch {
-    // No tmp dir yet.
-  }
-  for (const dir of store.layers.tempDirs()) {
-    if (dead(path.basename(dir), /^\.tmp-(\d+)-/)) await store.removeTree(dir);
-  }
-}
-
-/** Streams one blob into the store, verifying size and digest; retries on dropped connections. */
-async function downloadBlob(client: RegistryClient, store: Store, repo: string, desc: Descriptor, listener: TransferListener, context: string): Promise<void> {
+async function downloadBlob(
+  client: RegistryClient,
+  store: Store,
+  repo: string,
+  desc: Descriptor,
+  listener: TransferListener,
+  context: string,
+  /** Gets every byte once, in order; never throws. */
+  feed?: (chunk: Buffer) => Promise<void>,
+): Promise<void> {
   const what = `${context}: blob ${desc.digest}`;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const res = await client.request("GET", `${repo}/blobs/${desc.digest}`, { context: what });
-      let received = 0;
-      const counted = async function* (): AsyncGenerator<Buffer> {
+  let received = 0;
+  async function* body(): AsyncGenerator<Buffer> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const headers: Record<string, string> = received > 0 ? { Range: `bytes=${received}-` } : {};
+        const res = await client.request("GET", `${repo}/blobs/${desc.digest}`, { headers, ok: [200, 206], context: what });
+        let skip = received;
+        if (res.status === 206) {
+          const start = /^bytes (\d+)-/.exec(String(res.headers["content-range"] ?? ""))?.[1];
+          if (start === undefined || Number(start) > received) {
+            res.body.destroy();
+            throw new RegistryError(`${what}: the registry answered a resumed download with the wrong range (${String(res.headers["content-range"])})`);
+          }
+          skip = received - Number(start);
+        }
         for await (const chunk of res.body) {
-          const buf = chunk as Buffer;
+          let buf = chunk as Buffer;
+          if (skip > 0) {
+            if (buf.length <= skip) {
+              skip -= buf.length;
+              continue;
+            }
+            buf = buf.subarray(skip);
+            skip = 0;
+          }
           received += buf.length;
           // A registry that sends more than the manifest promised is refused before it fills the disk.
           if (received > desc.size) throw new RegistryError(`${what}: the registry sent more than the ${desc.size} bytes the manifest lists`);
           listener.blobProgress(desc.digest, received);
+          if (feed) await feed(buf);
           yield buf;
         }
-        if (received !== desc.size) {
-          throw Object.assign(new Error(`${what}: got ${received} of ${desc.size} bytes`), { code: "ECONNRESET" });
-        }
-      };
-      await store.blobs.putStream(counted(), desc.digest);
-      return;
-    } catch (err) {
-      if (err instanceof DigestMismatchError) throw new RegistryError(`${what}: ${err.message} (the registry sent corrupted data)`);
-      const code = (err as NodeJS.ErrnoException).code ?? "";
-      const transient = code === "ECONNRESET" || code === "ETIMEDOUT" || code === "EPIPE" || (err as Error).message === "aborted";
-      if (!transient || attempt >= BLOB_ATTEMPTS) throw err instanceof TsrunError ? err : new RegistryError(`${what}: ${(err as Error).message}`);
-      await new Promise((r) => setTimeout(r, 500 * attempt));
+        if (received !== desc.size) throw Object.assign(new Error(`got ${received} of ${desc.size} bytes`), { code: "ECONNRESET" });
+        return;
+      } catch (err) {
+        if (!isTransient(err) || attempt >= BLOB_ATTEMPTS) throw err;
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+      }
     }
   }
+  try {
+    await store.blobs.putStream(body(), desc.digest);
+  } catch (err) {
+    if (err instanceof DigestMismatchError) throw new RegistryError(`${what}: ${err.message} (the registry sent corrupted data)`);
+    if (err instanceof TsrunError) throw err;
+    throw new RegistryError(`${what}: ${(err as Error).message}`);
+  }
+}
+
+/** Writes to a stream, resolving when it can take more; rejects if it fails or closes first. */
+function writeWithBackpressure(stream: Writable, chunk: Buffer): Promise<void> | undefined {
+  if (stream.destroyed) return Promise.reject(new Error("the unpacker stopped reading"));
+  if (stream.write(chunk)) return undefined;
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error): void => {
+      stream.off("drain", onDrain);
+      stream.off("close", onClose);
+      stream.off("error", done);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onDrain = (): void => done();
+    const onClose = (): void => done(new Error("the unpacker stopped reading"));
+    stream.on("drain", onDrain);
+    stream.on("close", onClose);
+    stream.on("error", done);
+  });
+}
+
+/**
+ * Downloads a layer blob and unpacks it in the same pass: the bytes go to the blob store and,
+ * through a pipe, to an unpacker in the user namespace. If the unpacker fails, the download
+ * still runs to its end: a blob that does not match its digest is reported as such (the
+ * registry sent corrupted data), one that does as the layer the unpacker refused.
+ */
+async function downloadAndUnpack(
+  client: RegistryClient,
+  store: Store,
+  repo: string,
+  desc: Descriptor,
+  dest: string,
+  listener: TransferListener,
+  context: string,
+): Promise<UnpackJobResult> {
+  const unpack = store.unpackStream(dest);
+  // Write errors also arrive as events; without a listener they would crash the process.
+  unpack.input.on("error", () => undefined);
+  let feeding = true;
+  let fed = 0;
+  const feed = async (chunk: Buffer): Promise<void> => {
+    if (!feeding) return;
+    try {
+      await writeWithBackpressure(unpack.input, chunk);
+      fed += chunk.length;
+      // The last byte is in: the unpacker can finish while the blob is verified and synced (its
+      // fsync must not wait for an unpacker that waits for the end of its input).
+      if (fed === desc.size) unpack.input.end();
+    } catch {
+      feeding = false; // the unpacker stopped: its own error says why
+      unpack.input.destroy();
+    }
+  };
+  const download = downloadBlob(client, store, repo, desc, listener, context, feed).then(
+    () => {
+      if (!unpack.input.writableEnded) unpack.input.end(); // an empty blob
+    },
+    (err: unknown) => {
+      unpack.input.destroy();
+      throw err;
+    },
+  );
+  const [downloaded, unpacked] = await Promise.allSettled([download, unpack.result]);
+  if (downloaded.status === "rejected") throw downloaded.reason;
+  if (unpacked.status === "rejected") throw unpacked.reason;
+  return unpacked.value;
 }
 
 export async function pullImage(store: Store, opts: PullOptions): Promise<PullResult> {
@@ -150,8 +235,8 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
   const client = new RegistryClient(ref.domain, { tlsVerify: opts.tlsVerify, credentials: lookupCredentials(ref.domain, opts.authFile) });
   client.addScope(`repository:${ref.path}:pull`);
   const temps: string[] = [];
+  let lease: Lease | undefined;
   try {
-    await removeStaleTemps(store);
     listener.message(`Trying to pull ${name}...`);
     let top = await fetchManifest(client, ref.path, ref.digest ?? ref.tag ?? "latest", context);
     let indexDigest: string | undefined;
@@ -166,13 +251,18 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
     const manifestDigest = top.digest;
     const manifest = JSON.parse(manifestBytes.toString("utf8")) as Manifest;
     checkImageManifest(manifest, context);
+    // From here on the blobs the manifest names are leased: no rmi or prune running meanwhile
+    // deletes one this pull found in the store or has downloaded.
+    lease = await store.begin(context, "images", () => ({ blobs: [manifest.config.digest, ...manifest.layers.map((l) => l.digest)] }));
+    faultPoint("pull:begun");
 
     // The config is kept in memory and stored only with the image record: a pull that fails
     // leaves no config blob of an image that does not exist.
     const configDesc = manifest.config;
     let configBytes: Buffer;
-    if (store.blobs.has(configDesc.digest)) {
-      configBytes = store.blobs.read(configDesc.digest);
+    const storedConfig = readStoredBlob(store, configDesc.digest);
+    if (storedConfig) {
+      configBytes = storedConfig;
     } else {
       listener.blobStart("config", configDesc.digest, configDesc.size);
       const res = await client.request("GET", `${ref.path}/blobs/${configDesc.digest}`, { context: `${context}: config` });
@@ -196,65 +286,85 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
       process.stderr.write(`tsrun: warning: image platform (${formatPlatform(config)}) does not match the expected platform (${formatPlatform(want)})\n`);
     }
     const chains = chainIds(diffIds);
+    const leased = lease;
+    await store.lock(() => leased.add({ images: [configDesc.digest], layers: chains }));
 
-    // Layers: download the missing blobs (each digest once, even if listed twice), in parallel.
-    const toDownload = new Map<string, Descriptor>();
-    for (const layer of manifest.layers) {
-      if (toDownload.has(layer.digest)) continue;
-      listener.blobStart("blob", layer.digest, layer.size);
-      if (store.blobs.has(layer.digest)) listener.blobDone(layer.digest, "skipped: already exists");
-      else toDownload.set(layer.digest, layer);
-    }
-    await mapLimit([...toDownload.values()], PARALLEL_DOWNLOADS, async (layer) => {
-      await downloadBlob(client, store, ref.path, layer, listener, context);
-      listener.blobDone(layer.digest, "done");
-    });
-
-    // Unpack the layers whose chain is not in the store yet, in one helper run, in order.
-    const jobs: { index: number; dest: string }[] = [];
-    for (const [i, chain] of chains.entries()) {
-      if (store.layers.has(chain)) continue;
-      const dest = store.layers.createTemp();
-      temps.push(dest);
-      jobs.push({ index: i, dest });
+    // Layers. Each blob the store lacks is downloaded once (even if listed twice) and, when its
+    // chain is not unpacked yet, unpacked as it arrives; blobs already stored are unpacked from
+    // disk. Every layer gets its own unpacker, a few at a time: they run in parallel.
+    const needsUnpack = manifest.layers.map((_, i) => !store.layers.has(chains[i] as string));
+    const tasks = new Map<string, { desc: Descriptor; download: boolean; indexes: number[] }>();
+    for (const [i, layer] of manifest.layers.entries()) {
+      let task = tasks.get(layer.digest);
+      if (!task) {
+        listener.blobStart("blob", layer.digest, layer.size);
+        const download = !store.blobs.has(layer.digest);
+        if (!download) listener.blobDone(layer.digest, "skipped: already exists");
+        task = { desc: layer, download, indexes: [] };
+        tasks.set(layer.digest, task);
+      }
+      if (needsUnpack[i]) task.indexes.push(i);
     }
     const unpacked = new Map<number, { size: number; dest: string }>();
-    if (jobs.length > 0) {
-      listener.message("Extracting layers");
-      const results = await store.unpack(jobs.map((j) => ({ blob: store.blobs.path((manifest.layers[j.index] as Descriptor).digest), dest: j.dest })));
-      for (const [n, job] of jobs.entries()) {
-        const r = results[n];
-        const layer = manifest.layers[job.index] as Descriptor;
-        if (!r) throw new RegistryError(`${context}: no unpack result for layer ${layer.digest}`);
-        for (const w of r.warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
-        // The blob was verified on download; the uncompressed content must be what the config says.
-        if (r.diffId !== diffIds[job.index]) {
-          throw new RegistryError(`${context}: layer ${layer.digest}: diff ID mismatch: the config says ${diffIds[job.index]}, the content is ${r.diffId}`);
-        }
-        if (r.compressedDigest !== layer.digest) throw new RegistryError(`${context}: layer ${layer.digest} changed on disk while unpacking (got ${r.compressedDigest})`);
-        unpacked.set(job.index, { size: r.size, dest: job.dest });
+    const check = (index: number, r: UnpackJobResult, dest: string): void => {
+      const layer = manifest.layers[index] as Descriptor;
+      for (const w of r.warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
+      // The blob's digest was verified; the uncompressed content must be what the config says.
+      if (r.diffId !== diffIds[index]) {
+        throw new RegistryError(`${context}: layer ${layer.digest}: diff ID mismatch: the config says ${diffIds[index]}, the content is ${r.diffId}`);
       }
-    }
+      if (r.compressedDigest !== undefined && r.compressedDigest !== layer.digest) throw new RegistryError(`${context}: layer ${layer.digest} changed on disk while unpacking (got ${r.compressedDigest})`);
+      unpacked.set(index, { size: r.size, dest });
+    };
+    const newTemp = (): string => {
+      const dest = store.layers.createTemp();
+      temps.push(dest);
+      return dest;
+    };
+    await mapLimit([...tasks.values()], PARALLEL_DOWNLOADS, async ({ desc, download, indexes }) => {
+      let fromFile = indexes;
+      if (download) {
+        const first = indexes[0];
+        if (first === undefined) {
+          await downloadBlob(client, store, ref.path, desc, listener, context);
+        } else {
+          const dest = newTemp();
+          check(first, await downloadAndUnpack(client, store, ref.path, desc, dest, listener, context), dest);
+          fromFile = indexes.slice(1);
+        }
+        listener.blobDone(desc.digest, "done");
+        faultPoint("pull:blob-downloaded");
+      }
+      // The same blob at another position of the stack (rare): unpacked again from the store.
+      for (const index of fromFile) {
+        const dest = newTemp();
+        const [r] = await store.unpack([{ blob: store.blobs.path(desc.digest), dest }]);
+        if (!r) throw new RegistryError(`${context}: no unpack result for layer ${desc.digest}`);
+        check(index, r, dest);
+      }
+    });
+    faultPoint("pull:unpacked");
     listener.message("Writing manifest to image destination");
     listener.finish();
 
-    const image = await store.lock(async () => {
+    const image = await store.transact(async (tx) => {
       const layers: LayerRecord[] = [];
       for (const [i, layer] of manifest.layers.entries()) {
         const chainId = chains[i] as string;
         const diffId = diffIds[i] as string;
         const fresh = unpacked.get(i);
         if (fresh) {
-          // Another pull may have committed the same chain meanwhile: keep theirs.
-          if (store.layers.has(chainId)) await store.removeTree(fresh.dest);
-          else store.layers.commit(fresh.dest, { chainId, diffId, parent: i === 0 ? null : (chains[i - 1] as string), size: fresh.size });
-          temps.splice(temps.indexOf(fresh.dest), 1);
+          // Another pull may have committed the same chain meanwhile: tx keeps theirs. (A
+          // committed temp dir is gone from its temporary path: the cleanup below skips it.)
+          await tx.commitLayer(fresh.dest, { chainId, diffId, parent: i === 0 ? null : (chains[i - 1] as string), size: fresh.size });
         }
+        if (!store.blobs.has(layer.digest)) throw new RegistryError(`${context}: layer blob ${layer.digest} is missing from the store`);
         const size = store.layers.meta(chainId).size;
         layers.push({ diffId, chainId, digest: layer.digest, mediaType: layer.mediaType, size });
       }
-      store.blobs.putBuffer(configBytes, configDesc.digest);
-      store.blobs.putBuffer(manifestBytes, manifestDigest);
+      tx.putBlob(configBytes, configDesc.digest);
+      tx.putBlob(manifestBytes, manifestDigest);
+      faultPoint("pull:blobs-stored");
       const images = store.images.list();
       let record = images.find((i) => i.id === configDesc.digest);
       if (!record) {
@@ -271,7 +381,7 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
         if (digest && !record.repoDigests.includes(`${repo}@${digest}`)) record.repoDigests.push(`${repo}@${digest}`);
       }
       if (!ref.digest) assignNames(images, record, [name]);
-      store.images.save(images);
+      tx.saveImages(images);
       return record;
     });
     const result: PullResult = { image, manifestDigest };
@@ -279,6 +389,7 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
     return result;
   } finally {
     client.close();
-    for (const dir of temps) await store.removeTree(dir).catch(() => undefined);
+    await store.removeTrees(temps).catch(() => undefined);
+    lease?.release();
   }
 }

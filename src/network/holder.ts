@@ -1,0 +1,142 @@
+// The connection to tsrun-netns, the per-user process that holds the user and network
+// namespaces of user-defined networks (native/netns.cc explains the design). A container on
+// such a network keeps a connection open for its life; the holder exits a few seconds after the
+// last one closes, and the next container start brings up a new one.
+import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
+import path from "node:path";
+import { encodePlan, helperPath, native, CLONE, type LaunchPlan } from "../native.js";
+import { currentMapping, setGroupsAllowed, writeIdMaps, type IdMapping } from "../userns.js";
+import { TsrunError } from "../errors.js";
+
+export interface HolderConnection {
+  /** Close-on-exec; closing it (or exiting) releases this container's hold. */
+  fd: number;
+  pid: number;
+}
+
+/** The holder's socket: one holder per user, in tsrun's private run directory. */
+export function holderSocket(runRoot: string): string {
+  return path.join(runRoot, "netns-1.sock");
+}
+
+function ensureRunRoot(runRoot: string): void {
+  mkdirSync(runRoot, { recursive: true, mode: 0o700 });
+  const st = statSync(runRoot);
+  const uid = process.getuid?.() ?? 0;
+  // Another user's directory (a predictable /tmp name) would let them stand in for the holder.
+  if (st.uid !== uid || (st.mode & 0o022) !== 0) throw new TsrunError(`${runRoot} must belong to uid ${uid} and not be writable by others`);
+}
+
+function tryConnect(socket: string): HolderConnection | undefined {
+  try {
+    return native().netnsConnect(socket);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ECONNREFUSED" || code === "ECONNRESET") return undefined;
+    throw new TsrunError(`the network holder (tsrun-netns): ${(err as Error).message}`);
+  }
+}
+
+/** Connects to the holder, starting it when none runs. */
+export async function connectHolder(runRoot: string): Promise<HolderConnection> {
+  ensureRunRoot(runRoot);
+  const socket = holderSocket(runRoot);
+  const conn = tryConnect(socket);
+  if (conn) return conn;
+  // Starting one happens under the lock the holder takes before it leaves, so a holder never
+  // greets a client and then exits, and two starts never race.
+  const lock = openSync(`${socket}.lock`, "a", 0o600);
+  try {
+    native().flock(lock, true, true);
+    const again = tryConnect(socket);
+    if (again) return again;
+    await startHolder(socket);
+    const fresh = tryConnect(socket);
+    if (!fresh) throw new TsrunError("the network holder (tsrun-netns) started but does not answer");
+    return fresh;
+  } finally {
+    closeSync(lock);
+  }
+}
+
+/** Connects only if a holder runs already (network rm: nothing to clean up otherwise). */
+export function connectRunningHolder(runRoot: string): HolderConnection | undefined {
+  return tryConnect(holderSocket(runRoot));
+}
+
+/** Sends one request; a refusal becomes a one-line error. */
+export function holderRequest(conn: HolderConnection, line: string): void {
+  const reply = native().netnsRequest(conn.fd, line);
+  if (!reply.startsWith("ok")) throw new TsrunError(`connecting the network failed: ${reply.replace(/^err /, "")}`);
+}
+
+export function closeHolder(conn: HolderConnection | undefined): void {
+  if (!conn) return;
+  try {
+    closeSync(conn.fd);
+  } catch {
+    // closed already
+  }
+}
+
+/**
+ * The id maps of a container's user namespace nested in the holder's: the identity over
+ * everything the holder maps (which is what a container's own namespace maps otherwise), one
+ * line per line of the holder's map (the kernel wants each range inside one range above).
+ */
+export function nestedIdMaps(m: IdMapping = currentMapping()): { uidMap: string; gidMap: string } {
+  if (m.uid === 0) return { uidMap: "0 0 4294967295", gidMap: "0 0 4294967295" };
+  if (!m.subUids || !m.subGids) return { uidMap: "0 0 1", gidMap: "0 0 1" };
+  return { uidMap: `0 0 1\n1 1 ${m.subUids.count}`, gidMap: `0 0 1\n1 1 ${m.subGids.count}` };
+}
+
+/** Starts tsrun-netns in a new user namespace (full mapping) and network namespace. */
+async function startHolder(socket: string): Promise<void> {
+  const addon = native();
+  const mapping = currentMapping();
+  const [readyRead, readyWrite] = addon.pipe();
+  const devNull = openSync("/dev/null", "r+");
+  const plan: LaunchPlan = {
+    cloneFlags: CLONE.NEWUSER | CLONE.NEWNET,
+    mounts: [],
+    maskedPaths: [],
+    readOnlyPaths: [],
+    argv: [helperPath("tsrun-netns"), socket],
+    env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+    searchPath: "/usr/sbin:/usr/bin:/sbin:/bin",
+    setGroupsAllowed: setGroupsAllowed(mapping),
+    // Its complaint, if it cannot listen, arrives with the ready line.
+    stdio: [devNull, readyWrite, readyWrite],
+    stdinNull: false,
+    noNewPrivileges: false,
+    loopbackUp: true,
+    dieWithParent: false,
+  };
+  let handle;
+  try {
+    handle = addon.spawn(encodePlan(plan));
+  } finally {
+    closeSync(readyWrite);
+    closeSync(devNull);
+  }
+  try {
+    try {
+      await writeIdMaps(handle.pid, mapping);
+    } catch (err) {
+      closeSync(handle.syncFd);
+      closeSync(handle.errorFd);
+      throw new TsrunError(`starting the network holder: ${(err as Error).message}`);
+    }
+    const resumed = addon.resume(handle.syncFd, handle.errorFd, handle.socketFd, false);
+    // It forks into the background at once; this is its short-lived parent.
+    await addon.waitPid(handle.pid);
+    if (resumed.error) throw new TsrunError(`starting the network holder: ${resumed.error.step}${resumed.error.message ? `: ${resumed.error.message}` : ""}`);
+    let reply = "";
+    const buf = Buffer.alloc(256);
+    for (let n = readSync(readyRead, buf); n > 0 && !reply.includes("\n"); n = readSync(readyRead, buf)) reply += buf.subarray(0, n).toString();
+    if (!reply.startsWith("ready ")) throw new TsrunError(`the network holder (tsrun-netns) failed to start${reply.trim() ? `: ${reply.trim()}` : ""}`);
+  } finally {
+    closeSync(handle.pidfd);
+    closeSync(readyRead);
+  }
+}

@@ -1,0 +1,71 @@
+// The last step of every operation that adds to the store (pull, load, import, commit): under
+// the store lock, new layers are moved into place, new blobs published, and the image index
+// saved last. Whatever went in through the transaction comes out again if a later step fails
+// (a full disk while saving the index, a layer that went missing): the store is left as it was.
+import type { Store } from "./store.js";
+import type { ImageRecord } from "./images.js";
+import type { LayerMeta } from "./layers.js";
+import { DigestMismatchError } from "./blobs.js";
+import { sha256 } from "./digest.js";
+
+export class StoreTransaction {
+  private readonly addedLayers: string[] = [];
+  private readonly addedBlobs: string[] = [];
+
+  constructor(readonly store: Store) {}
+
+  /**
+   * Moves a complete temporary layer dir into place. When the chain is in the store already (a
+   * concurrent pull of the same layer) the temporary dir is dropped and theirs kept.
+   */
+  async commitLayer(tmp: string, meta: Omit<LayerMeta, "link">): Promise<void> {
+    const layers = this.store.layers;
+    if (layers.has(meta.chainId)) {
+      await this.store.removeTree(tmp);
+      return;
+    }
+    // A layer dir without layer.json under the final name (an older tsrun killed mid-commit).
+    const stale = layers.detach(meta.chainId);
+    if (stale) await this.store.removeTree(stale);
+    layers.commit(tmp, meta);
+    this.addedLayers.push(meta.chainId);
+  }
+
+  /** Stores small bytes (configs, manifests) as a blob, verified against expected when given. */
+  putBlob(data: Buffer, expected?: string): string {
+    const digest = sha256(data);
+    if (expected !== undefined && expected !== digest) throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${digest}`);
+    if (this.store.blobs.hasIntact(digest)) return digest;
+    const replaced = this.store.blobs.has(digest);
+    this.store.blobs.putBuffer(data, digest);
+    // A corrupt copy replaced by good bytes is a repair, not something to take back.
+    if (replaced) return digest;
+    this.addedBlobs.push(digest);
+    return digest;
+  }
+
+  /** Publishes a complete, verified file (staged blob, spilled archive member, packed tar). */
+  publishBlob(file: string, digest: string): void {
+    if (this.store.blobs.publish(file, digest)) this.addedBlobs.push(digest);
+  }
+
+  /** Saves the image index: the step that makes the new images exist. */
+  saveImages(images: ImageRecord[]): void {
+    this.store.images.save(images);
+  }
+
+  /** Takes out what this transaction added (call under the lock, after a failure). */
+  async rollback(): Promise<void> {
+    const doomed: string[] = [];
+    for (const chainId of this.addedLayers.reverse()) {
+      try {
+        const dir = this.store.layers.detach(chainId);
+        if (dir) doomed.push(dir);
+      } catch {
+        // Left for the next recovery: an unreferenced layer is garbage, not damage.
+      }
+    }
+    for (const digest of this.addedBlobs) this.store.blobs.remove(digest);
+    await this.store.removeTrees(doomed).catch(() => undefined);
+  }
+}

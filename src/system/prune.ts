@@ -1,0 +1,65 @@
+// `container prune` and `system prune`: what Docker's do, minus networks (tsrun has no
+// user-defined networks) and build cache (none yet). Each part is an operation of its own, as in
+// Docker: containers first (so their images become unused), then volumes, then images.
+import type { Containers } from "../container/run.js";
+import { pruneImages } from "../image/remove.js";
+import { treeSize } from "./df.js";
+import path from "node:path";
+
+export interface ContainerPruneResult {
+  /** IDs of the containers removed. */
+  removed: string[];
+  /** Bytes of their writable layers. */
+  reclaimed: number;
+}
+
+/**
+ * Removes every container that is not running (created or exited), except those a command has
+ * just created and not yet started (leased). All are taken out in one lock hold (renamed aside,
+ * names released), then their files deleted.
+ */
+export async function pruneContainers(containers: Containers): Promise<ContainerPruneResult> {
+  const store = containers.store;
+  const doomed = await store.locked("container prune", "containers", () => {
+    const leased = store.leases.inUse().containers;
+    const out: { id: string; size: number; dir: string }[] = [];
+    for (const record of containers.list()) {
+      if (record.state.status === "running" || leased.has(record.id)) continue;
+      const size = treeSize(path.join(containers.records.containerDir(record.id), "upper"));
+      out.push({ id: record.id, size, dir: containers.records.detach(record.id) });
+      containers.records.releaseName(record.name, record.id);
+    }
+    return out;
+  });
+  await store.removeTrees(doomed.map((d) => d.dir));
+  return { removed: doomed.map((d) => d.id), reclaimed: doomed.reduce((n, d) => n + d.size, 0) };
+}
+
+export interface SystemPruneOptions {
+  /** Every image no container uses, not only dangling ones. */
+  all?: boolean;
+  /** Also anonymous volumes no container uses (Docker 23 and later). */
+  volumes?: boolean;
+}
+
+export interface SystemPruneResult {
+  containers: string[];
+  volumes: string[];
+  /** Docker's image lines: "untagged: NAME", "deleted: sha256:..." */
+  images: string[];
+  reclaimed: number;
+}
+
+export async function pruneSystem(containers: Containers, opts: SystemPruneOptions = {}): Promise<SystemPruneResult> {
+  const pruned = await pruneContainers(containers);
+  let reclaimed = pruned.reclaimed;
+  let volumes: string[] = [];
+  if (opts.volumes) {
+    const sizes = new Map(containers.volumes.list().map((v) => [v.Name, treeSize(containers.volumes.dataDir(v.Name))]));
+    volumes = await containers.volumes.prune(false, (v) => containers.volumeUsers(v));
+    for (const v of volumes) reclaimed += sizes.get(v) ?? 0;
+  }
+  const images = await pruneImages(containers, opts.all ?? false);
+  reclaimed += images.reclaimed;
+  return { containers: pruned.removed, volumes, images: images.lines, reclaimed };
+}
