@@ -1,8 +1,9 @@
 #!/bin/bash
 # The integrity suite (test/e2e/integrity-*.test.ts) with many more trials than CI runs:
-# kill -9 at crash points and random moments of pull, load, import, commit, rm, rmi, prune,
-# volume rm and run; rounds of concurrent commands on one store; a full tmpfs store at every
-# free-space level; hostile archives, layers and registry replies. Appends the counts to
+# kill -9 at crash points and random moments of pull, load, import, commit, build, rm, rmi,
+# prune, volume rm and run; rounds of concurrent commands (a build among them) on one store; a
+# build stopped at a step while rmi and the prunes run; a full tmpfs store at every free-space
+# level; hostile archives, layers and registry replies. Appends the counts to
 # bench/RESULTS.md under "integrity". Runs as root (the suite mounts a tmpfs and runs tsrun as
 # its unprivileged test user).
 # Usage: bench/faults.sh [TRIALS_PER_OPERATION] [RACE_ROUNDS]   (default 12 and 4)
@@ -35,7 +36,7 @@ const lines = [
   `| faults survived: no damage right after the kill, the next command worked, then \`system check\` clean | ${f.faultsSurvived ?? 0} |`,
   `| races run: commands started together on one store (free-for-all rounds) | ${races.racesRun ?? 0} |`,
   `| exact interleavings: an operation stopped at a crash point while deleters ran | ${races.interleavings ?? 0} |`,
-  `| full-disk cases (pull, load, import, commit on a filled tmpfs) / of which ran out of space: one-line error, store unchanged | ${disk.diskFullCases ?? 0} / ${disk.diskFullErrors ?? 0} |`,
+  `| full-disk cases (pull, load, import, commit, build on a filled tmpfs) / of which ran out of space: one-line error, store unchanged | ${disk.diskFullCases ?? 0} / ${disk.diskFullErrors ?? 0} |`,
   `| bad inputs tried (archives, layer tarballs, registry replies): refused in one line, store unchanged | ${inputs.badInputs ?? 0} |`,
   "",
   "Faults per operation (injected / survived / crash points the operation passes):",

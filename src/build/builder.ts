@@ -10,6 +10,15 @@
 // stage's config, history and layers are written as an image, under the store lock too; a
 // failed build writes no image (the layers of its finished steps stay cached).
 //
+// Crash safety and concurrency (see store/leases.ts): the build holds a lease from its start to
+// its end, and adds to it, under the store lock, everything it relies on that no image refers
+// to yet: the base images it resolved (and their layers), the layers of cache hits (checked
+// and leased in one lock hold), the layers its steps made (leased in the transaction that
+// stores them). So rmi, prune and `system check --repair` running meanwhile never take them.
+// A new layer and its cache entry go into the store in one transaction, so a build killed after
+// a step reuses that step next time; what a killed build leaves (temporaries named with its
+// pid, its RUN container) is swept by the next command.
+//
 // Reproducibility: with SOURCE_DATE_EPOCH every history time and the config's time is that
 // moment, and no file time in a new layer is later; the layers' tars are written in name order
 // with numeric owners, so two builds of the same context give the same image ID.
@@ -42,6 +51,8 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { DEFAULT_PATH } from "../container/spec.js";
 import { BuildCancelledError, BuildError } from "./errors.js";
+import type { Lease } from "../store/leases.js";
+import { faultPoint } from "../store/fault.js";
 
 export interface BuildOptions {
   /** The context: a directory, or "-" for standard input (a tar archive, or a Dockerfile). */
@@ -127,9 +138,10 @@ class Builder {
   private readonly multiStage: boolean;
   private readonly context: SourceTree;
   private readonly secrets: ReadonlyMap<string, Buffer>;
+  /** Chain IDs this build's lease names already. */
+  private readonly leasedLayers = new Set<string>();
   private running: number | undefined;
   private cancelled: NodeJS.Signals | undefined;
-  private cleaned = false;
 
   constructor(
     private readonly containers: Containers,
@@ -137,6 +149,7 @@ class Builder {
     private readonly ctx: BuildContext,
     private readonly dockerfile: Dockerfile,
     private readonly graph: StageGraph,
+    private readonly lease: Lease,
   ) {
     this.store = containers.store;
     this.cache = this.store.buildCache.load();
@@ -179,6 +192,14 @@ class Builder {
     return entry;
   }
 
+  /** Adds layers (and their blobs) to the build's lease. Call under the store lock. */
+  private leaseLayers(layers: readonly LayerRecord[], images: string[] = []): void {
+    const added = layers.filter((l) => !this.leasedLayers.has(l.chainId));
+    if (added.length === 0 && images.length === 0) return;
+    this.lease.add({ images, layers: added.map((l) => l.chainId), blobs: added.map((l) => l.digest) });
+    for (const l of added) this.leasedLayers.add(l.chainId);
+  }
+
   /** Records a step's result; only what the index does not have yet is written back. */
   private remember(key: string, entry: BuildCacheEntry): void {
     const known = this.cache.get(key);
@@ -187,20 +208,12 @@ class Builder {
     this.fresh.set(key, entry);
   }
 
-  /** Before the first step that writes: what killed builds (and pulls, commits) left in the store. */
-  private async removeLeftovers(): Promise<void> {
-    if (this.cleaned) return;
-    this.cleaned = true;
-    await this.store.lock(() => this.store.recover("images"));
-  }
-
   private checkCancelled(): void {
     if (this.cancelled) throw new BuildCancelledError(this.cancelled);
   }
 
   /** Ends a step: the new key, history entry, and cache entry. */
-  private finishStep(state: StageState, key: string, createdBy: string, layers: LayerRecord[], emptyLayer: boolean): void {
-    const created = this.createdFor(key);
+  private finishStep(state: StageState, key: string, createdBy: string, layers: LayerRecord[], emptyLayer: boolean, created = this.createdFor(key)): void {
     const entry: HistoryEntry = { created, created_by: createdBy };
     if (emptyLayer) entry.empty_layer = true;
     state.history.push(entry);
@@ -222,22 +235,37 @@ class Builder {
     return found;
   }
 
+  /** The image a FROM or COPY --from names, found (or pulled) and leased for the rest of the build. */
   private async loadImage(ref: string): Promise<BaseImage> {
     const policy = this.opts.pull ?? "missing";
+    // Found and leased in one lock hold: no rmi or prune can take it in between.
+    const leaseImage = (find: () => ImageRecord | undefined): Promise<ImageRecord | undefined> =>
+      this.store.lock(() => {
+        const found = find();
+        if (found) this.leaseLayers(found.layers, [found.id]);
+        return found;
+      });
     let image: ImageRecord | undefined;
-    try {
-      image = policy === "always" ? undefined : this.store.images.find(ref);
-    } catch (err) {
-      if (err instanceof ReferenceError) throw new Error(`invalid image reference "${ref}": ${err.message}`);
-      throw err;
+    if (policy !== "always") {
+      image = await leaseImage(() => {
+        try {
+          return this.store.images.find(ref);
+        } catch (err) {
+          if (err instanceof ReferenceError) throw new Error(`invalid image reference "${ref}": ${err.message}`);
+          throw err;
+        }
+      });
     }
     if (!image) {
       if (policy === "never") throw new Error(`${ref}: image not known (and --pull=never)`);
+      let pulled: ImageRecord;
       try {
-        image = (await pullImage(this.store, { reference: ref, tlsVerify: this.opts.tlsVerify, listener: this.opts.listener })).image;
+        pulled = (await pullImage(this.store, { reference: ref, tlsVerify: this.opts.tlsVerify, listener: this.opts.listener })).image;
       } catch (err) {
         throw new Error(policy === "missing" ? `${ref}: image not known locally, and pulling it failed: ${errorMessage(err)}` : errorMessage(err));
       }
+      image = await leaseImage(() => this.store.images.list().find((i) => i.id === pulled.id));
+      if (!image) throw new Error(`${ref}: the image was removed right after it was pulled (rmi or prune meanwhile): build again`);
     }
     const config = JSON.parse(this.store.blobs.read(image.id).toString("utf8")) as ImageConfig;
     return { id: image.id, layers: image.layers, config };
@@ -500,8 +528,7 @@ class Builder {
     const key = stepKey(state.key, { run: argv, args, network, ...(mounts.description.length > 0 ? { mounts: mounts.description } : {}), ...(script ? { script } : {}), ...hostsAndLimits });
     const argText = args.length > 0 ? `|${args.length} ${args.map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
     const createdBy = `RUN ${argText}${argv.join(" ")}`;
-    if (this.fromCache(state, key, createdBy)) return;
-    await this.removeLeftovers();
+    if (await this.fromCache(state, key, createdBy)) return;
     const runMountSpecs = [...mounts.mounts];
     // Files made for this RUN only (a #! script, secrets), removed when it ends.
     const runFiles: string[] = [];
@@ -564,29 +591,44 @@ class Builder {
   }
 
   /** A layer step's cache hit: the step ends with the cached layers, and true; else false. */
-  private fromCache(state: StageState, key: string, createdBy: string): boolean {
-    const hit = this.lookup(key, state);
+  private async fromCache(state: StageState, key: string, createdBy: string): Promise<boolean> {
+    if (this.opts.noCache || !this.cache.has(key)) return false;
+    // Checked and leased in one lock hold: a prune cannot take the layers in between.
+    const hit = await this.store.lock(() => {
+      const entry = this.lookup(key, state);
+      if (entry) this.leaseLayers(entry.layers);
+      return entry;
+    });
     if (!hit) return false;
     this.log(`--> Using cache ${key.slice(7)}`);
     this.finishStep(state, key, createdBy, hit.layers, hit.emptyLayer);
     return true;
   }
 
-  /** Ends a layer step with its new layer: into the store and the cache index first. */
+  /** Ends a layer step with its new layer: into the store, with its cache entry, first. */
   private async addLayer(state: StageState, key: string, createdBy: string, layer: LayerRecord, layerTmp: string, tarFile: string): Promise<void> {
+    const layers = [...state.layers, layer];
+    const created = this.createdFor(key);
+    this.remember(key, { created, layers, emptyLayer: false });
     await this.installLayer(state, layer, layerTmp, tarFile);
     this.log(`--> ${layer.chainId.slice(7, 19)}`);
-    this.finishStep(state, key, createdBy, [...state.layers, layer], false);
+    this.finishStep(state, key, createdBy, layers, false, created);
   }
 
-  /** Moves a new layer into the store, and the cache entries so far into the index, under the lock. */
+  /**
+   * Moves a new layer into the store in one transaction with the cache entries so far (the
+   * step's own included) and the layer's lease: killed after it, the next build reuses the step.
+   */
   private async installLayer(state: StageState, layer: LayerRecord, layerTmp: string, tarFile: string): Promise<void> {
     try {
       await this.store.transact(async (tx) => {
         await installPackedLayer(tx, layerTmp, tarFile, layer, state.layers.at(-1)?.chainId ?? null);
+        faultPoint("build:layer-committed");
+        this.leaseLayers([layer]);
         this.store.buildCache.add(this.fresh);
-        this.fresh.clear();
+        faultPoint("build:cache-written");
       });
+      this.fresh.clear();
     } catch (err) {
       rmSync(tarFile, { force: true });
       await this.store.removeTree(layerTmp);
@@ -606,7 +648,7 @@ class Builder {
       this.finishStep(state, key, createdBy, state.layers, true);
       return;
     }
-    if (this.fromCache(state, key, createdBy)) return;
+    if (await this.fromCache(state, key, createdBy)) return;
     const layerDirs = [...state.layers].reverse().map((l) => this.store.layers.diffDir(l.chainId));
     if (layeredDirectoryExists(layerDirs, dir) === true) {
       this.finishStep(state, key, createdBy, state.layers, true);
@@ -614,7 +656,6 @@ class Builder {
     }
     const user = config.User ?? "";
     const owner = user === "" ? { uid: 0, gid: 0 } : resolveOwner(user, layerDirs);
-    await this.removeLeftovers();
     const copied = await runCopy(this.copyContext(state), { description: undefined, sources: [], dest: `${dir}/`, destIsDir: true, owner, makeDest: true, temporaries: [] });
     if (copied.result.entries === 0) {
       rmSync(copied.tarFile, { force: true });
@@ -659,9 +700,9 @@ class Builder {
     try {
       const key = stepKey(state.key, prepared.description);
       const createdBy = ins.original.trim();
-      if (this.fromCache(state, key, createdBy)) return;
-      await this.removeLeftovers();
+      if (await this.fromCache(state, key, createdBy)) return;
       const copied = await runCopy(ctx, prepared);
+      faultPoint("build:copy-packed");
       for (const w of copied.result.warnings) this.opts.warn?.(w);
       await this.addLayer(state, key, createdBy, copied.layer, copied.layerTmp, copied.tarFile);
     } finally {
@@ -724,13 +765,15 @@ class Builder {
     };
     this.log(`COMMIT ${tags[0] !== undefined ? familiarName(tags[0]) : ""}`.trimEnd());
     const image = await this.store.transact((tx) => {
+      // The lease keeps them from tsrun's own deleters; this catches hands in the store's files.
       const missing = state.layers.find((l) => !this.store.layers.has(l.chainId) || !this.store.blobs.has(l.digest));
-      if (missing) throw new BuildError(`layer ${missing.chainId} of this build was removed while it ran (image prune?): build again`);
-      const record = recordImage(tx, config, state.layers, tags, new Date().toISOString());
-      if (this.fresh.size > 0) this.store.buildCache.add(this.fresh);
-      this.fresh.clear();
-      return record;
+      if (missing) throw new BuildError(`layer ${missing.chainId} of this build was removed while it ran: build again`);
+      // Before the index: a rollback takes back blobs and layers, not a saved index.
+      this.store.buildCache.add(this.fresh);
+      faultPoint("build:image-recording");
+      return recordImage(tx, config, state.layers, tags, new Date().toISOString(), "build:blobs-stored");
     });
+    this.fresh.clear();
     this.log(`--> ${image.id.slice(7, 19)}`);
     for (const t of tags) this.log(`Successfully tagged ${familiarName(t)}`);
     return image;
@@ -751,7 +794,13 @@ export async function buildImage(containers: Containers, opts: BuildOptions): Pr
       throw new BuildError(errorMessage(err));
     }
     for (const w of dockerfile.warnings) opts.warn?.(`${ctx.dockerfileName}:${w.line}: ${w.message}`);
-    return await new Builder(containers, opts, ctx, dockerfile, graph).build();
+    // The lease starts with a sweep of what killed operations (earlier builds too) left.
+    const lease = await containers.store.begin(`build ${opts.tags?.[0] ? familiarName(tagName(opts.tags[0])) : opts.context}`, "images");
+    try {
+      return await new Builder(containers, opts, ctx, dockerfile, graph, lease).build();
+    } finally {
+      lease.release();
+    }
   } finally {
     if (ctx.temporary) rmSync(ctx.temporary, { recursive: true, force: true });
   }

@@ -4,7 +4,7 @@
 // context). The .dockerignore at the context's root (or FILE.dockerignore beside a -f FILE, as
 // BuildKit allows) says what COPY and ADD cannot see.
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { scratchPath } from "../store/temps.js";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { withDecompressed } from "../image/archive/compression.js";
@@ -67,7 +67,8 @@ function readDockerfile(file: string): Buffer {
 }
 
 function newTempDir(tmpDir: string, kind: string): string {
-  const dir = path.join(tmpDir, `build-${kind}-${process.pid}-${randomBytes(4).toString("hex")}`);
+  // Named with our pid: a killed build's context is swept as scratch files of a dead process.
+  const dir = scratchPath(tmpDir, `build-${kind}`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   return dir;
 }

@@ -4,7 +4,8 @@
 // /etc/passwd and /etc/group. Writing the layer is the storage worker's job (copy-worker.ts),
 // started only when the cache has no layer for the step.
 import { closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
+import { scratchPath, tempPath } from "../store/temps.js";
 import path from "node:path";
 import type { Store } from "../store/store.js";
 import type { LayerRecord } from "../store/images.js";
@@ -59,7 +60,7 @@ export interface PreparedCopy {
 
 function tempFile(store: Store, kind: string): string {
   mkdirSync(store.paths.tmp, { recursive: true });
-  return path.join(store.paths.tmp, `build-${kind}-${process.pid}-${randomBytes(6).toString("hex")}`);
+  return scratchPath(store.paths.tmp, `build-${kind}`);
 }
 
 /**
@@ -260,7 +261,7 @@ export interface CopiedLayer {
 export async function runCopy(ctx: Pick<CopyContext, "store" | "layers" | "now" | "clampMtime">, prepared: PreparedCopy): Promise<CopiedLayer> {
   const store = ctx.store;
   const layerTmp = store.layers.createTemp();
-  const tarFile = path.join(store.paths.blobs, `.tmp-build-${process.pid}-${randomBytes(6).toString("hex")}`);
+  const tarFile = tempPath(store.paths.blobs, "build");
   const scratch = tempFile(store, "copy");
   mkdirSync(scratch, { recursive: true, mode: 0o700 });
   const mapping = currentMapping();

@@ -3,11 +3,16 @@
 // network by default, as `run`), its output streamed to ours. What it changed becomes the step's
 // layer, packed by the storage worker exactly as `commit` packs a container (see
 // image/commit.ts); the container is removed either way.
+//
+// The container is an intermediate one (Containers.createIntermediate): leased until it is
+// removed, so a prune running meanwhile leaves it alone, and a build killed meanwhile leaves a
+// container the next command sweeps away. Its layer dir and tar go to temporary names
+// carrying our pid until the builder's transaction moves them into place.
 import { closeSync, openSync, rmSync } from "node:fs";
-import { randomBytes } from "node:crypto";
 import path from "node:path";
+import { tempPath } from "../store/temps.js";
+import { faultPoint } from "../store/fault.js";
 import type { Containers } from "../container/run.js";
-import type { ContainerRecord } from "../container/records.js";
 import type { NetworkMode } from "../container/mounts.js";
 import { waitExit } from "../container/process.js";
 import { scanSpecFor } from "../image/diff.js";
@@ -56,7 +61,7 @@ function containerConfig(config: ImageConfig): ImageConfig {
 /** Runs the command; on success returns its changes packed as a layer (not yet in the store). */
 export async function runStep(containers: Containers, opts: RunStepOptions): Promise<RunStepResult> {
   const store = containers.store;
-  const record: ContainerRecord = await containers.create({
+  const { record, lease } = await containers.createIntermediate({
     image: opts.displayName,
     base: { id: opts.imageId, layers: opts.layers, config: containerConfig(opts.config) },
     args: opts.argv,
@@ -81,9 +86,10 @@ export async function runStep(containers: Containers, opts: RunStepOptions): Pro
     } finally {
       containers.stopNetwork(record);
     }
+    faultPoint("build:run-exited");
     if (status !== 0) return { status };
     const layerTmp = store.layers.createTemp();
-    const tarFile = path.join(store.paths.blobs, `.tmp-build-${process.pid}-${randomBytes(6).toString("hex")}`);
+    const tarFile = tempPath(store.paths.blobs, "build");
     try {
       const spec = scanSpecFor(containers, record);
       // BuildKit removes the mount points it made for RUN --mount, the parents included
@@ -100,6 +106,10 @@ export async function runStep(containers: Containers, opts: RunStepOptions): Pro
     }
   } finally {
     if (devNull >= 0) closeSync(devNull);
-    await containers.remove(record);
+    // Removed under the container's own lease: it writes nothing, so a full disk cannot stop
+    // it. Should it fail all the same, the lease stays: once this process has ended it is a
+    // dead lease, and the next command sweeps the container away.
+    await containers.remove(record, { underLease: lease });
+    lease.release();
   }
 }

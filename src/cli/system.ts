@@ -32,7 +32,8 @@ function plural(n: number, word: string): string {
 export function formatCheckReport(report: CheckReport, repair: boolean): string {
   const lines: string[] = [];
   const c = report.checked;
-  lines.push(`Checked ${plural(c.images, "image")}, ${plural(c.containers, "container")}, ${plural(c.volumes, "volume")}, ${plural(c.layers, "layer")}, ${plural(c.blobs, "blob")}.`);
+  const cache = c.buildCache > 0 ? `, ${plural(c.buildCache, "build cache entry").replace(/entrys$/, "entries")}` : "";
+  lines.push(`Checked ${plural(c.images, "image")}, ${plural(c.containers, "container")}, ${plural(c.volumes, "volume")}, ${plural(c.layers, "layer")}, ${plural(c.blobs, "blob")}${cache}.`);
   if (report.inProgress.length > 0) lines.push(`In progress (not checked): ${report.inProgress.join(", ")}.`);
   for (const f of report.findings) {
     const outcome = f.repaired ? ` -> ${f.repaired}` : f.unrepaired && repair ? ` -> not repaired: ${f.unrepaired}` : "";
@@ -110,7 +111,13 @@ function dfVerbose(usage: DiskUsage): string {
   out.push(table(containers).trimEnd(), "", "Local Volumes space usage:", "");
   const volumes: string[][] = [["VOLUME NAME", "LINKS", "SIZE"]];
   for (const u of usage.volumes) volumes.push([u.volume.Name, String(u.links), humanSize(u.size, 4)]);
-  out.push(table(volumes).trimEnd(), "", "Build cache usage: 0B", "", table([["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]]).trimEnd());
+  const cacheRow = usage.rows.find((r) => r.type === "Build Cache");
+  const cache: string[][] = [["CACHE ID", "CACHE TYPE", "SIZE", "CREATED", "LAST USED", "USAGE", "SHARED"]];
+  for (const r of usage.buildCache) {
+    // The cache does not record when an entry was last hit: LAST USED stays empty, as Docker's for a record never used.
+    cache.push([r.id.replace(/^sha256:/, "").slice(0, 12), r.type, humanSize(r.size, 4), r.created ? ago(r.created) : "", "", String(r.usage), String(r.shared)]);
+  }
+  out.push(table(volumes).trimEnd(), "", `Build cache usage: ${humanSize(cacheRow?.size ?? 0, 4)}`, "", table(cache).trimEnd());
   return out.join("\n") + "\n";
 }
 
@@ -204,7 +211,7 @@ export function registerSystem(program: Command): void {
 
   system
     .command("prune")
-    .description("Remove stopped containers, dangling images (with -a every unused image) and, with --volumes, unused anonymous volumes")
+    .description("Remove stopped containers, dangling images and build cache (with -a every unused image and all build cache) and, with --volumes, unused anonymous volumes")
     .option("-a, --all", "remove all unused images, not just dangling ones", false)
     .option("--volumes", "prune anonymous volumes", false)
     .option("-f, --force", "do not prompt for confirmation", false)
@@ -222,6 +229,7 @@ export function registerSystem(program: Command): void {
       if (r.containers.length > 0) process.stdout.write(`Deleted Containers:\n${r.containers.join("\n")}\n\n`);
       if (r.volumes.length > 0) process.stdout.write(`Deleted Volumes:\n${r.volumes.join("\n")}\n\n`);
       if (r.images.length > 0) process.stdout.write(`Deleted Images:\n${r.images.join("\n")}\n\n`);
+      if (r.buildCache.length > 0) process.stdout.write(`Deleted build cache objects:\n${r.buildCache.join("\n")}\n\n`);
       process.stdout.write(`Total reclaimed space: ${humanSize(r.reclaimed)}\n`);
     });
 

@@ -86,6 +86,12 @@ export interface ContainerRecord {
     networks?: Record<string, Endpoint>;
   };
   state: ContainerState;
+  /**
+   * Made by a build for one RUN step: the build removes it when the step ends, and holds a lease
+   * on it until then. One that no live lease names belongs to a build that was killed: a
+   * leftover, which the store's sweep removes (see recovery.ts).
+   */
+  intermediate?: boolean;
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;

@@ -89,6 +89,8 @@ export interface CreateOptions {
   restart?: string | undefined;
   /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
   security?: SecurityFlags;
+  /** A build's RUN container (see ContainerRecord.intermediate); use Containers.createIntermediate. */
+  intermediate?: boolean;
   /** --health-* flags and --no-healthcheck: change the image's HEALTHCHECK. */
   health?: { cmd?: string | undefined; interval?: string | undefined; timeout?: string | undefined; retries?: number | undefined; startPeriod?: string | undefined; disable?: boolean };
 }
@@ -135,7 +137,7 @@ export class Containers {
     this.records = new ContainerStore(store.paths.containers);
     this.volumes = new Volumes(store);
     this.networking = new ContainerNetworks(store, this.records);
-    store.attachLeftoverFinder("containers", () => containerLeftovers(this.records, this.volumes.dir));
+    store.attachLeftoverFinder("containers", () => containerLeftovers(this.records, this.volumes.dir, store.leases.inUse().containers));
   }
 
   /** The container's mounts from its flags and the image's VOLUME entries (parsed, checked). */
@@ -238,6 +240,15 @@ export class Containers {
     const { record, lease } = await this.createLeased(opts);
     lease.release();
     return record;
+  }
+
+  /**
+   * A build step's container: created like any other, marked intermediate, and returned with
+   * its lease, which the caller releases only after removing the container. Killed before
+   * that, the build leaves a container no live lease names: the next sweep removes it.
+   */
+  createIntermediate(opts: CreateOptions): Promise<{ record: ContainerRecord; lease: Lease }> {
+    return this.createLeased({ ...opts, intermediate: true });
   }
 
   /**
@@ -359,6 +370,7 @@ export class Containers {
         ...(opts.portHandler ? { portHandler: opts.portHandler } : {}),
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
+      ...(opts.intermediate ? { intermediate: true } : {}),
     };
     if (opts.name !== undefined) {
       // The usual mistakes fail before any work; the name is claimed for good under the lock below.
@@ -372,7 +384,8 @@ export class Containers {
     // or volume rm running meanwhile deletes them before the record that refers to them exists.
     const base = opts.base;
     const imageId = image.id;
-    const lease = await this.store.begin(`create ${opts.name ?? id.slice(0, 12)}`, "containers", () => {
+    const operation = opts.intermediate ? `build step container ${id.slice(0, 12)}` : `create ${opts.name ?? id.slice(0, 12)}`;
+    const lease = await this.store.begin(operation, "containers", () => {
       if (base) return { layers: base.layers, volumes, containers: [id] };
       if (!this.store.images.list().some((i) => i.id === imageId)) throw new NotFoundError(`${displayName(opts.image)}: image not known`);
       return { images: [imageId], volumes, containers: [id] };
@@ -750,15 +763,19 @@ export class Containers {
    * is gone at once even if deleting its files (inside the user namespace) is interrupted; then
    * the files, and with volumes, its anonymous volumes.
    */
-  async remove(record: ContainerRecord, opts: { volumes?: boolean } = {}): Promise<void> {
-    const doomed = await this.store.locked(`rm ${record.name}`, "containers", () => {
+  async remove(record: ContainerRecord, opts: { volumes?: boolean; underLease?: Lease } = {}): Promise<void> {
+    const takeOut = (): string => {
       // Its peers forget its name first: its address is free once the record is gone.
       if (Object.keys(record.hostConfig.networks ?? {}).length > 0) this.networking.withdraw(record);
       const dir = this.records.detach(record.id);
       faultPoint("rm:detached");
       this.records.releaseName(record.name, record.id);
       return dir;
-    });
+    };
+    // underLease: the caller's live lease names the container (an intermediate one), so a kill
+    // mid-removal is swept like any other; no lease of its own means nothing to write, so even
+    // a full disk cannot keep the container.
+    const doomed = opts.underLease ? await this.store.lock(takeOut) : await this.store.locked(`rm ${record.name}`, "containers", takeOut);
     await this.store.removeTree(doomed);
     if (opts.volumes) {
       for (const m of record.hostConfig.mounts ?? []) {

@@ -114,14 +114,16 @@ function removeFromIndex(store: Store, removed: ImageRecord[], remaining: ImageR
 /**
  * Takes build cache entries out of the index: all of them, or those whose state no remaining
  * image or container has (the cache of removed images and of stages that are no image), as
- * Podman's prune removes dangling intermediate images. Returns them.
+ * Podman's prune removes dangling intermediate images. Either way an entry whose layers a build
+ * in progress uses stays (Docker's prune removes only unused build cache). Returns them.
  */
-function dropCacheEntries(store: Store, remaining: ImageRecord[], containers: ContainerRecord[], all: boolean): BuildCacheEntry[] {
+function dropCacheEntries(store: Store, remaining: ImageRecord[], containers: ContainerRecord[], inUse: InUse, all: boolean): BuildCacheEntry[] {
   const entries = store.buildCache.load();
   const held = new Set<string>([...remaining.flatMap((i) => i.layers.map((l) => l.chainId)), ...containers.flatMap((c) => c.layers)]);
   const dropped: BuildCacheEntry[] = [];
   for (const [key, entry] of entries) {
     const top = entry.layers.at(-1)?.chainId;
+    if (top !== undefined && inUse.layers.has(top)) continue;
     if (all || top === undefined || !held.has(top)) {
       dropped.push(entry);
       entries.delete(key);
@@ -218,7 +220,7 @@ export async function pruneImages(containers: Containers, all: boolean): Promise
     const doomed = images.filter((i) => (all || i.names.length === 0) && !isUsed(usersOf(i, used, inUse)));
     const untagged = doomed.flatMap((i) => i.names.map((n) => `untagged: ${familiarName(n)}`));
     // The cache of what is going (and of stages that are no image) goes too.
-    dropCacheEntries(containers.store, images.filter((i) => !doomed.includes(i)), used, false);
+    dropCacheEntries(containers.store, images.filter((i) => !doomed.includes(i)), used, inUse, false);
     // Even with nothing to prune, what interrupted removals left is taken out.
     const removed = removeFromIndex(containers.store, doomed, images.filter((i) => !doomed.includes(i)), used, inUse);
     return { lines: [...untagged, ...removed.lines.map((l) => l.replace(/^Deleted:/, "deleted:"))], reclaimed: removed.reclaimed, dirs: removed.dirs };
@@ -233,7 +235,7 @@ export async function pruneImages(containers: Containers, all: boolean): Promise
 export async function pruneBuildCache(containers: Containers, all: boolean): Promise<PruneResult> {
   const store = containers.store;
   const result = await removal(containers, "builder prune", (images, used, inUse) => {
-    dropCacheEntries(store, images, used, all);
+    dropCacheEntries(store, images, used, inUse, all);
     const detached = detachGarbage(store, liveReferences(images, used, inUse, store.buildCache.load().values()));
     return {
       lines: detached.layers.map((l) => `deleted: ${l.chainId}`),

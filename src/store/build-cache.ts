@@ -5,7 +5,7 @@
 // to be usable, and reference counting (image/remove.ts) knows every layer and blob the cache
 // keeps alive. `created` is the time the step first ran: a fully cached build writes the very
 // same history, so the same config and image ID.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { writeJsonAtomic } from "./atomic.js";
 import type { LayerRecord } from "./images.js";
@@ -17,6 +17,14 @@ export interface BuildCacheEntry {
   layers: LayerRecord[];
   /** The step added no layer (config instructions, a RUN that changed nothing). */
   emptyLayer: boolean;
+}
+
+/** Whether an entry read from disk has the fields the builder and the store rely on. */
+export function isWellFormed(entry: unknown): entry is BuildCacheEntry {
+  if (typeof entry !== "object" || entry === null) return false;
+  const e = entry as Partial<BuildCacheEntry>;
+  const str = (v: unknown): boolean => typeof v === "string";
+  return str(e.created) && typeof e.emptyLayer === "boolean" && Array.isArray(e.layers) && e.layers.every((l) => typeof l === "object" && l !== null && str(l.chainId) && str(l.digest) && str(l.diffId) && typeof l.size === "number");
 }
 
 interface CacheFile {
@@ -35,12 +43,32 @@ export class BuildCacheIndex {
 
   /** Every entry by key (empty when no build ran yet). */
   load(): Map<string, BuildCacheEntry> {
+    // Missing (no build ran yet) or damaged: a damaged cache costs a rebuild, never a failed build.
+    const entries = this.read().entries;
+    for (const [key, entry] of entries) if (!isWellFormed(entry)) entries.delete(key);
+    return entries;
+  }
+
+  /**
+   * The entries, and what is wrong with the file when it exists but is no index (for `system
+   * check`). An entry is returned as it is on disk: the caller checks its fields.
+   */
+  read(): { entries: Map<string, BuildCacheEntry>; error?: string } {
+    let text: string;
     try {
-      const parsed = JSON.parse(readFileSync(this.file, "utf8")) as CacheFile;
-      return new Map(Object.entries(parsed.entries ?? {}));
-    } catch {
-      // Missing (no build ran yet) or damaged: a damaged cache costs a rebuild, never a failed build.
-      return new Map();
+      text = readFileSync(this.file, "utf8");
+    } catch (err) {
+      if (!existsSync(this.file)) return { entries: new Map() };
+      return { entries: new Map(), error: `cannot read ${path.basename(this.file)}: ${(err as Error).message}` };
+    }
+    try {
+      const parsed = JSON.parse(text) as CacheFile;
+      if (typeof parsed !== "object" || parsed === null || typeof parsed.entries !== "object" || parsed.entries === null || Array.isArray(parsed.entries)) {
+        throw new Error("no entries object");
+      }
+      return { entries: new Map(Object.entries(parsed.entries)) };
+    } catch (err) {
+      return { entries: new Map(), error: `${path.basename(this.file)} is not a build cache index (${(err as Error).message})` };
     }
   }
 

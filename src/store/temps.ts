@@ -11,6 +11,11 @@ export function tempPath(dir: string, kind: string): string {
   return path.join(dir, `.tmp-${kind}-${process.pid}-${randomBytes(6).toString("hex")}`);
 }
 
+/** A fresh scratch path in the store's tmp/ dir: "KIND-PID-RANDOM" (KIND: lower case and dashes). */
+export function scratchPath(tmpDir: string, kind: string): string {
+  return path.join(tmpDir, `${kind}-${process.pid}-${randomBytes(6).toString("hex")}`);
+}
+
 /** ".tmp-[ANYTHING-]PID-HEX[.EXT]" beside final names; "KIND-PID-HEX[.EXT]" inside tmp/. */
 const HIDDEN_TEMP = /^\.tmp-(?:.*-)?(\d+)-[0-9a-f]+(?:\.[a-z.]+)?$/;
 const SCRATCH = /^[a-z][a-z-]*-(\d+)-[0-9a-f]+(?:\.[a-z.]+)?$/;

@@ -8,12 +8,16 @@
 //  - containers: a readable record, its image, its layers, upper and work dirs, its volumes, its
 //    name link;
 //  - volumes: a readable volume.json and a data dir;
+//  - the build cache: build-cache.json readable, every entry's layers and blobs present and
+//    intact, its chain IDs those of its diff IDs;
 //  - leftovers of killed operations: temporaries, dead leases, half-made dirs, stale links;
 //  - what nothing refers to (reclaimable: reported, not a problem: a killed pull's downloads
 //    are kept for the next pull).
 // --repair removes leftovers, recreates short links and name links, unpacks missing layer dirs
 // again from their blobs, rewrites an unreadable volume.json, removes images that stay damaged
-// (unless a container uses them: --force removes such containers too) and what nothing refers to.
+// (unless a container uses them: --force removes such containers too), drops damaged build cache
+// entries (an unreadable index: the whole cache; the next build runs those steps again) and
+// removes what nothing refers to.
 import { existsSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from "node:fs";
 import path from "node:path";
 import type { Containers } from "../container/run.js";
@@ -23,7 +27,8 @@ import type { Store } from "../store/store.js";
 import type { ImageConfig, Manifest } from "../image/types.js";
 import { chainIds, digestHex, isDigest } from "../store/digest.js";
 import { staleTemps, layerLeftovers, type Leftover } from "../store/recovery.js";
-import { containerLeftovers } from "../container/recovery.js";
+import { containerLeftovers, orphanIntermediates } from "../container/recovery.js";
+import { isWellFormed } from "../store/build-cache.js";
 import { describeOperation, type InUse } from "../store/leases.js";
 import { detachGarbage, liveReferences, unreferenced } from "../image/gc.js";
 import { writeJsonAtomic } from "../store/atomic.js";
@@ -59,7 +64,7 @@ export interface CheckReport {
   reclaimable: { blobs: number; layers: number; bytes: number; removed: boolean };
   /** Operations running meanwhile (their temporaries are theirs, not leftovers). */
   inProgress: string[];
-  checked: { images: number; containers: number; volumes: number; layers: number; blobs: number };
+  checked: { images: number; containers: number; volumes: number; layers: number; blobs: number; buildCache: number };
 }
 
 /** What one pass over the store found, in a shape the repairs can act on. */
@@ -77,6 +82,10 @@ interface Inspection {
   unreadableContainers: Map<string, Finding>;
   /** Volumes whose volume.json is unreadable (rewritten by repair). */
   badVolumeRecords: string[];
+  /** build-cache.json exists but is no index (removed by repair). */
+  cacheIndexDamaged: boolean;
+  /** Build cache entries, by key, whose layers or blobs are missing or wrong (dropped by repair). */
+  damagedCacheEntries: Map<string, Finding[]>;
   unreferenced: { layers: string[]; blobs: string[]; bytes: number };
   /** False when images/index.json cannot be read: then nothing can be known to be unreferenced. */
   indexReadable: boolean;
@@ -137,7 +146,7 @@ async function inspectStore(containers: Containers, quick: boolean): Promise<Ins
   for (const l of deadLeases) {
     found({ kind: "leftover", subject: path.relative(store.paths.root, l.file), problem: l.record ? `record of an interrupted operation: ${describeOperation(l.record)}` : "unreadable operation record" });
   }
-  const leftovers = [...staleTemps(store.paths), ...layerLeftovers(store.layers), ...containerLeftovers(containers.records, containers.volumes.dir)];
+  const leftovers = [...staleTemps(store.paths), ...layerLeftovers(store.layers), ...containerLeftovers(containers.records, containers.volumes.dir, inUse.containers)];
   for (const l of leftovers) found({ kind: "leftover", subject: path.relative(store.paths.root, l.path), problem: l.what });
 
   // Layers referenced by images and containers.
@@ -230,10 +239,14 @@ async function inspectStore(containers: Containers, quick: boolean): Promise<Ins
   const all = containers.list();
   const names = containers.records.nameLinks();
   const byId = new Map(images.map((i) => [i.id, i]));
+  // Intermediate containers of killed builds are leftovers (reported above), not containers.
+  const orphans = new Set(orphanIntermediates(containers.records, inUse.containers).map((c) => c.id));
   for (const c of all) {
+    if (orphans.has(c.id)) continue;
     const problems: string[] = [];
     const image = byId.get(c.image);
-    if (!image) problems.push(`its image ${c.image} is not in the store`);
+    // A build's container runs on the build's layers, not on an image (FROM scratch has none).
+    if (!image && !c.intermediate) problems.push(`its image ${c.image} is not in the store`);
     const imageLayers = new Map((image?.layers ?? []).map((l, i, list) => [l.chainId, { layer: l, parent: list[i - 1]?.chainId ?? null }]));
     for (const chain of c.layers ?? []) {
       const p = checkLayer(chain, imageLayers.get(chain));
@@ -265,6 +278,30 @@ async function inspectStore(containers: Containers, quick: boolean): Promise<Ins
     if (!existsSync(containers.volumes.dataDir(Name))) found({ kind: "damaged", subject: `volume ${Name}`, problem: "its _data dir is missing", unrepaired: "remove it with tsrun volume rm" });
   }
 
+  // The build cache: an entry is usable only with all its layers (a hit starts no step).
+  const cache = store.buildCache.read();
+  if (cache.error) found({ kind: "damaged", subject: "build cache index", problem: cache.error });
+  const damagedCacheEntries = new Map<string, Finding[]>();
+  for (const [key, entry] of cache.entries) {
+    const problems: string[] = [];
+    if (!isWellFormed(entry)) problems.push("malformed entry");
+    else {
+      const expected = chainIds(entry.layers.map((l) => l.diffId));
+      entry.layers.forEach((l, i) => {
+        if (l.chainId !== expected[i]) problems.push(`layer ${i + 1} has chain ID ${l.chainId}, expected ${expected[i]}`);
+      });
+      for (const l of entry.layers) {
+        const state = await blobState(l.digest, true);
+        if (state !== "ok") problems.push(`layer blob ${l.digest} ${state}`);
+        // No source to unpack from: a cache entry is dropped, not restored (an image's layer is).
+        const p = checkLayer(l.chainId, undefined);
+        if (p) problems.push(p);
+      }
+    }
+    const subject = `build cache entry ${shortHex(key)}`;
+    if (problems.length > 0) damagedCacheEntries.set(key, [...new Set(problems)].map((p) => found({ kind: "damaged", subject, problem: p })));
+  }
+
   // What nothing refers to.
   const garbage = indexReadable ? unreferenced(store, liveReferences(images, all, inUse, store.buildCache.load().values())) : { layers: [], blobs: [] };
   let bytes = 0;
@@ -286,10 +323,12 @@ async function inspectStore(containers: Containers, quick: boolean): Promise<Ins
     damagedContainers,
     unreadableContainers,
     badVolumeRecords,
+    cacheIndexDamaged: cache.error !== undefined,
+    damagedCacheEntries,
     unreferenced: { ...garbage, bytes },
     indexReadable,
     inUse,
-    checked: { images: images.length, containers: all.length, volumes: volumeNames.length, layers: store.layers.list().length, blobs: store.blobs.list().length },
+    checked: { images: images.length, containers: all.length, volumes: volumeNames.length, layers: store.layers.list().length, blobs: store.blobs.list().length, buildCache: cache.entries.size },
   };
 }
 
@@ -370,6 +409,12 @@ async function repairStore(containers: Containers, found: Inspection, opts: Chec
     }
   }
 
+  // The build cache index, when unreadable, goes whole: the cache only saves time.
+  if (found.cacheIndexDamaged) {
+    rmSync(store.buildCache.file, { force: true });
+    mark(found.findings.filter((f) => f.subject === "build cache index"), "removed: the next build runs its steps again");
+  }
+
   // Without a readable image index every layer would look unused: nothing more is removed.
   if (!found.indexReadable) return;
 
@@ -406,6 +451,14 @@ async function repairStore(containers: Containers, found: Inspection, opts: Chec
   if (doomedImages.length > 0) {
     store.images.save(imagesNow.filter((i) => !doomedImages.includes(i)));
     for (const i of doomedImages) mark(found.damagedImages.get(i.id), "image removed");
+  }
+
+  // Cache entries still damaged (a layer restored for an image repaired some): dropped.
+  if (again.damagedCacheEntries.size > 0) {
+    const { entries } = store.buildCache.read();
+    for (const key of again.damagedCacheEntries.keys()) entries.delete(key);
+    store.buildCache.save(entries);
+    for (const key of again.damagedCacheEntries.keys()) mark(found.damagedCacheEntries.get(key), "entry dropped");
   }
 
   // Corrupt blobs nothing uses any more, and everything else nothing refers to.

@@ -5,6 +5,10 @@
 //  - Containers: SIZE is their writable layers (upper dirs); ACTIVE ones run; the others'
 //    writable layers are reclaimable (`container prune`).
 //  - Local Volumes: ACTIVE ones are mounted by a container; the others are reclaimable.
+//  - Build Cache: BuildKit's records are, here, the layers the cache index holds and the RUN
+//    --mount=type=cache dirs. A layer an image or container also has is SHARED and counts in
+//    neither SIZE nor RECLAIMABLE (pruning the cache would not free it); ACTIVE records are
+//    used by a build in progress (leased), and are not reclaimable.
 import { lstatSync, readdirSync } from "node:fs";
 import path from "node:path";
 import type { Containers } from "../container/run.js";
@@ -71,6 +75,22 @@ export interface VolumeUsage {
   links: number;
 }
 
+export interface BuildCacheUsage {
+  /** Chain ID of a layer, or the cache mount dir's name. */
+  id: string;
+  /** BuildKit's record types: "regular" (a layer), "exec.cachemount" (RUN --mount=type=cache). */
+  type: "regular" | "exec.cachemount";
+  size: number;
+  /** The first build step that made it (empty for cache mounts). */
+  created: string;
+  /** Cache entries that end with it (steps whose result it is). */
+  usage: number;
+  /** An image or container has it too. */
+  shared: boolean;
+  /** A build in progress uses it. */
+  inUse: boolean;
+}
+
 export interface UsageRow {
   type: "Images" | "Containers" | "Local Volumes" | "Build Cache";
   total: number;
@@ -84,6 +104,36 @@ export interface DiskUsage {
   images: ImageUsage[];
   containers: ContainerUsage[];
   volumes: VolumeUsage[];
+  buildCache: BuildCacheUsage[];
+}
+
+function buildCacheUsage(containers: Containers, images: ImageRecord[], all: ContainerRecord[]): BuildCacheUsage[] {
+  const store = containers.store;
+  const held = new Set([...images.flatMap((i) => i.layers.map((l) => l.chainId)), ...all.flatMap((c) => c.layers)]);
+  const leased = store.leases.inUse().layers;
+  const records = new Map<string, BuildCacheUsage>();
+  for (const entry of store.buildCache.load().values()) {
+    const top = entry.layers.at(-1)?.chainId;
+    for (const l of entry.layers) {
+      let r = records.get(l.chainId);
+      if (!r) {
+        r = { id: l.chainId, type: "regular", size: l.size, created: entry.created, usage: 0, shared: held.has(l.chainId), inUse: leased.has(l.chainId) };
+        records.set(l.chainId, r);
+      }
+      if (entry.created < r.created) r.created = entry.created;
+      if (l.chainId === top && !entry.emptyLayer) r.usage++;
+    }
+  }
+  const mounts = path.join(store.buildCache.mountsDir, "cache");
+  let names: string[] = [];
+  try {
+    names = readdirSync(mounts);
+  } catch {
+    // No RUN --mount=type=cache yet.
+  }
+  const out = [...records.values()];
+  for (const name of names) out.push({ id: name, type: "exec.cachemount", size: treeSize(path.join(mounts, name)), created: "", usage: 0, shared: false, inUse: false });
+  return out;
 }
 
 export function diskUsage(containers: Containers): DiskUsage {
@@ -124,17 +174,19 @@ export function diskUsage(containers: Containers): DiskUsage {
     links: all.filter((c) => (c.hostConfig.mounts ?? []).some((m) => m.type === "volume" && m.source === v.Name)).length,
   }));
   const sum = (xs: { size: number }[]): number => xs.reduce((n, x) => n + x.size, 0);
+  const cache = buildCacheUsage(containers, images, all);
+  const cacheOwn = cache.filter((r) => !r.shared);
 
   return {
     rows: [
       { type: "Images", total: images.length, active: images.filter((i) => usedImages.has(i.id)).length, size: totalLayers, reclaimable: totalLayers - activeSize },
       { type: "Containers", total: all.length, active: running.length, size: sum(containerUsage), reclaimable: sum(containerUsage) - sum(running) },
       { type: "Local Volumes", total: volumeUsage.length, active: volumeUsage.filter((v) => v.links > 0).length, size: sum(volumeUsage), reclaimable: sum(volumeUsage.filter((v) => v.links === 0)) },
-      // tsrun keeps no build cache yet.
-      { type: "Build Cache", total: 0, active: 0, size: 0, reclaimable: 0 },
+      { type: "Build Cache", total: cache.length, active: cache.filter((r) => r.inUse).length, size: sum(cacheOwn), reclaimable: sum(cacheOwn.filter((r) => !r.inUse)) },
     ],
     images: imageUsage,
     containers: containerUsage,
     volumes: volumeUsage,
+    buildCache: cache,
   };
 }

@@ -1,8 +1,9 @@
 // `container prune` and `system prune`: what Docker's do, minus networks (tsrun has no
-// user-defined networks) and build cache (none yet). Each part is an operation of its own, as in
-// Docker: containers first (so their images become unused), then volumes, then images.
+// user-defined networks). Each part is an operation of its own, as in Docker: containers first
+// (so their images become unused), then volumes, then images, then the build cache (dangling
+// entries, as `builder prune`; with -a all of it, as `builder prune -a`).
 import type { Containers } from "../container/run.js";
-import { pruneImages } from "../image/remove.js";
+import { pruneBuildCache, pruneImages } from "../image/remove.js";
 import { treeSize } from "./df.js";
 import path from "node:path";
 
@@ -47,6 +48,8 @@ export interface SystemPruneResult {
   volumes: string[];
   /** Docker's image lines: "untagged: NAME", "deleted: sha256:..." */
   images: string[];
+  /** Layers only the build cache held, deleted with it (chain IDs). */
+  buildCache: string[];
   reclaimed: number;
 }
 
@@ -61,5 +64,7 @@ export async function pruneSystem(containers: Containers, opts: SystemPruneOptio
   }
   const images = await pruneImages(containers, opts.all ?? false);
   reclaimed += images.reclaimed;
-  return { containers: pruned.removed, volumes, images: images.lines, reclaimed };
+  const cache = await pruneBuildCache(containers, opts.all ?? false);
+  reclaimed += cache.reclaimed;
+  return { containers: pruned.removed, volumes, images: images.lines, buildCache: cache.lines.map((l) => l.replace(/^deleted: /, "")), reclaimed };
 }

@@ -1,4 +1,5 @@
-// A full disk during pull, load, import or commit: one line naming the problem, status 125, and
+// A full disk during pull, load, import, commit or build: one line naming the problem, status 125
+// (a build's failure: 1, as docker build), and
 // the store exactly as before (same images, `system check` clean, no temporaries left); with the
 // space back, the same command works. The store lives on a small tmpfs (mounted by the suite,
 // which runs as root) that a filler file leaves a chosen number of bytes free on, so the disk
@@ -25,6 +26,8 @@ let fixtures: Fixtures;
 let mountPoint: string;
 let store: Env;
 let smallTar: string;
+/** A build context: a COPY of 300 kB of random bytes, then a RUN. */
+let buildContext: string;
 
 function freeBytes(): number {
   const s = statfsSync(mountPoint);
@@ -61,6 +64,11 @@ beforeAll(async () => {
   smallTar = path.join(dir, "small.tar");
   execFileSync("tar", ["-C", path.join(dir, "root"), "-cf", smallTar, "."]);
   chmodSync(smallTar, 0o644);
+  // Outside the tmpfs: only what the build writes to the store fills it.
+  buildContext = scratchDir("disk-build");
+  writeFileSync(path.join(buildContext, "data"), randomBytes(300_000));
+  writeFileSync(path.join(buildContext, "Dockerfile"), "FROM bb\nCOPY data /data\nRUN echo ran > /ran\n");
+  execFileSync("chmod", ["-R", "a+rX", buildContext]);
 }, 300_000);
 
 afterAll(() => {
@@ -75,6 +83,12 @@ interface Operation {
   args: () => string[];
   /** The image name it makes, removed after each case. */
   result: string;
+  /** Its status on failure (125 unless said). */
+  failureCode?: number;
+  /** Before each case: what makes it start from nothing again. */
+  reset?: string[];
+  /** Free-space levels (LEVELS unless said); the first is always tried. */
+  levels?: number[];
 }
 
 const operations: Operation[] = [
@@ -82,17 +96,23 @@ const operations: Operation[] = [
   { name: "load", args: () => ["load", "-q", "-i", fixtures.archive], result: "layered:1" },
   { name: "import", args: () => ["import", smallTar, "small:1"], result: "small:1" },
   { name: "commit", args: () => ["commit", "big", "committed:1"], result: "committed:1" },
+  // -q: the RUN's own output (a command of the Dockerfile that hit the full disk) is not ours.
+  { name: "build", args: () => ["build", "-q", "--network", "none", "-t", "built:1", buildContext], result: "built:1", failureCode: 1, reset: ["builder", "prune", "-a", "-f"],
+    // 640 kB: the COPY fits, the RUN container's files do not (its removal must still happen).
+    levels: [640_000, ...LEVELS] },
 ];
 
 describe(`a full disk (tmpfs store, seed ${seed})`, () => {
   for (const op of operations) {
     it(`${op.name}: one-line error, the store as before, then it works with space`, async () => {
       const result = op.result || fixtures.pullRef;
-      // Levels in a seeded order; the first is always the smallest (fails at once).
-      const rest = LEVELS.slice(1).sort(() => random() - 0.5);
-      const levels = [LEVELS[0] as number, ...rest].slice(0, levelsPerOperation);
+      // Levels in a seeded order; the first is always tried (the smallest: fails at once).
+      const all = op.levels ?? LEVELS;
+      const rest = all.slice(1).sort(() => random() - 0.5);
+      const levels = [all[0] as number, ...rest].slice(0, op.levels ? levelsPerOperation + 1 : levelsPerOperation);
       for (const level of levels) {
         const what = `${op.name} with ${level} bytes free (seed ${seed})`;
+        if (op.reset) await must(op.reset, store);
         const before = await imagesList();
         fillTo(level);
         const r = await tsrun(op.args(), { env: store });
@@ -103,8 +123,10 @@ describe(`a full disk (tmpfs store, seed ${seed})`, () => {
           await must(["rmi", result], store);
         } else {
           counts.diskFullErrors++;
-          expect(r.code, `${what}: ${r.stderr}`).toBe(125);
-          expect(r.stderr, what).toMatch(/^Error: [^\n]*no space left on device[^\n]*\n$/);
+          expect(r.code, `${what}: ${r.stderr}`).toBe(op.failureCode ?? 125);
+          // A build's RUN command may be what meets the full disk: its status is then the error.
+          const diskFull = op.name === "build" ? /^Error: [^\n]*(no space left on device|returned a non-zero code)[^\n]*\n$/ : /^Error: [^\n]*no space left on device[^\n]*\n$/;
+          expect(r.stderr, what).toMatch(diskFull);
           const check = await checkStore(store);
           expect(check.findings, `${what}: ${check.raw}`).toEqual([]);
           unfill();

@@ -5,8 +5,10 @@
 // seed printed with every failure (TSRUN_FAULT_SEED=N reproduces the picks). TSRUN_FAULT_TRIALS
 // sets the number of trials per operation (bench/faults.sh runs many more).
 //
-// A new operation (build, say) joins with one entry in `operations`.
+// A new operation joins with one entry in `operations`.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
 import { env, scratchDir } from "./helpers.js";
 import { stopRegistry } from "./registry-server.js";
 import { busyboxPlusRandom, checkStore, countFromEnv, damaged, describeFault, exists, makeFixtures, must, reportCounts, runWithFault, seededRandom, suiteSeed, tracePoints, type Fault, type Fixtures } from "./faults.js";
@@ -20,8 +22,11 @@ interface Operation {
   /** Before each trial: the store as the operation expects it. */
   prepare?(store: Env): Promise<void>;
   args: string[];
-  /** After the crash: what a user runs next; throws unless it works. */
-  next(store: Env): Promise<void>;
+  /**
+   * After the crash: what a user runs next; throws unless it works. passed: the crash points
+   * the killed run had passed, its last one included (empty when it was killed after a delay).
+   */
+  next(store: Env, passed: string[]): Promise<void>;
 }
 
 const seed = suiteSeed();
@@ -41,6 +46,8 @@ let importTar: string;
 /** Layers of their own for rmi and prune, so that deleting them deletes layer dirs. */
 let doomedTar: string;
 let prunedTar: string;
+/** A build context: a COPY and a RUN layer (files of another uid), a config step. */
+let buildContext: string;
 
 const operations: Operation[] = [
   {
@@ -157,7 +164,29 @@ const operations: Operation[] = [
       await must(["run", "--rm", "--name", "runner", "--network", "none", "-v", "named:/n", "bb", "cat", "/n/f"], s);
     },
   },
-  // { name: "build", setup: ..., args: ["build", "-t", "built", context], next: ... },
+  {
+    name: "build",
+    setup: async () => {
+      buildContext = scratchDir("build-context");
+      writeFileSync(path.join(buildContext, "f.txt"), "data\n");
+      writeFileSync(path.join(buildContext, "Dockerfile"), "FROM bb\nCOPY f.txt /f.txt\nRUN echo ran > /ran && chown 1000:1000 /ran\nENV BUILT=1\n");
+    },
+    prepare: async (s) => {
+      // No image and no cache: every step runs, and every crash point is reached.
+      if (await exists("image", "built:1", s)) await must(["rmi", "built:1"], s);
+      await must(["builder", "prune", "-a", "-f"], s);
+    },
+    get args() {
+      return ["build", "-q", "--network", "none", "-t", "built:1", buildContext];
+    },
+    next: async (s, passed) => {
+      const out = await must(["build", "--network", "none", "-t", "built:1", buildContext], s);
+      // Each layer step whose layer and cache entry were stored before the kill is reused.
+      const complete = passed.filter((p) => /^build:cache-written(@\d+)?$/.test(p)).length;
+      expect((out.match(/^--> Using cache /gm) ?? []).length, out).toBeGreaterThanOrEqual(complete);
+      expect(await must(["run", "--rm", "--network", "none", "built:1", "sh", "-c", "cat /f.txt /ran; echo $BUILT"], s)).toBe("data\nran\n1\n");
+    },
+  },
 ];
 
 beforeAll(async () => {
@@ -207,7 +236,8 @@ describe(`kill -9 during store operations (seed ${seed})`, () => {
         else expect(r.code, `${where}: ${r.stderr}`).toBe(0);
         const after = await checkStore(store);
         expect(damaged(after), `${where}: damage right after the crash: ${after.raw}`).toEqual([]);
-        await op.next(store).catch((err: Error) => {
+        const passed = fault.point ? traced.points.slice(0, traced.points.indexOf(fault.point) + 1) : [];
+        await op.next(store, passed).catch((err: Error) => {
           throw new Error(`${where}: the next command: ${err.message}`);
         });
         const final = await checkStore(store);

@@ -2,11 +2,13 @@
 //  - Exact interleavings: an operation is stopped at one of its crash points (TSRUN_FAULT with
 //    ":stop"), deleters run meanwhile, then it goes on: it must complete, and what it uses must
 //    still be there.
-//  - Free-for-all rounds: pulls of one image, imports of one tarball, runs, rmi, rm, prune and
-//    volume commands started together; each either succeeds or fails with a one-line error a
+//  - Free-for-all rounds: pulls of one image, imports of one tarball, runs, a build, rmi, rm,
+//    prune and volume commands started together; each either succeeds or fails with a one-line error a
 //    race explains, and the store passes `system check` afterwards. TSRUN_RACE_ROUNDS sets the
 //    number of rounds (bench/faults.sh runs more).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
 import { env, scratchDir, tsrun } from "./helpers.js";
 import { stopRegistry } from "./registry-server.js";
 import { checkStore, countFromEnv, exists, makeFixtures, must, reportCounts, seededRandom, startPausedAt, suiteSeed, type Fixtures } from "./faults.js";
@@ -14,12 +16,17 @@ import { checkStore, countFromEnv, exists, makeFixtures, must, reportCounts, see
 type Env = Record<string, string>;
 
 let fixtures: Fixtures;
+/** A build context: FROM bb, a COPY and a RUN step. */
+let buildContext: string;
 const seed = suiteSeed();
 const random = seededRandom(seed);
 const counts = { racesRun: 0, interleavings: 0 };
 
 beforeAll(async () => {
   fixtures = await makeFixtures("races", 100_000);
+  buildContext = scratchDir("races-build");
+  writeFileSync(path.join(buildContext, "f.txt"), "data\n");
+  writeFileSync(path.join(buildContext, "Dockerfile"), "FROM bb\nCOPY f.txt /f.txt\nRUN echo ran > /ran\n");
 }, 300_000);
 
 afterAll(() => {
@@ -85,6 +92,30 @@ describe("an operation paused at a crash point while others delete", () => {
     counts.interleavings++;
   });
 
+  it("a build stopped after its RUN keeps its base image, its cache hit and its container through rmi, prunes and check --repair", async () => {
+    const store = await freshStore("build");
+    const dir = scratchDir("races-build-own");
+    writeFileSync(path.join(dir, "f.txt"), "data\n");
+    writeFileSync(path.join(dir, "Dockerfile"), "FROM bb\nCOPY f.txt /f.txt\nRUN echo first > /ran\n");
+    // A first build whose image goes: its COPY layer is then held by the cache alone.
+    await must(["build", "-q", "--network", "none", "-t", "first", dir], store);
+    await must(["rmi", "first"], store);
+    writeFileSync(path.join(dir, "Dockerfile"), "FROM bb\nCOPY f.txt /f.txt\nRUN echo second > /ran\n");
+    const build = await startPausedAt(["build", "-q", "--network", "none", "-t", "second", dir], store, "build:run-exited");
+    const rmi = await tsrun(["rmi", "bb"], { env: store });
+    expect(rmi.code).toBe(125);
+    expect(rmi.stderr).toMatch(/^Error: conflict: unable to remove repository reference "bb" \(must force\) - [^\n]*\n$/);
+    for (const args of [["image", "prune", "-a", "-f"], ["builder", "prune", "-a", "-f"], ["system", "prune", "-a", "-f"], ["container", "prune", "-f"], ["system", "check", "--repair"]]) await must(args, store);
+    const r = await build.resume();
+    expect(r.code, r.stderr).toBe(0);
+    expect(await must(["run", "--rm", "--network", "none", "second", "cat", "/f.txt", "/ran"], store)).toBe("data\nsecond\n");
+    await expectSound(store, "after the build");
+    // The cache entries the build used or made stayed: the same build runs nothing.
+    const again = await must(["build", "--network", "none", "-t", "second", dir], store);
+    expect(again.match(/^--> Using cache /gm)?.length, again).toBe(2);
+    counts.interleavings++;
+  });
+
   it("an import whose layer another image's removal deletes meanwhile still records a complete image", async () => {
     const store = await freshStore("import");
     await must(["import", fixtures.importTar, "first"], store);
@@ -111,7 +142,7 @@ const RACE_ERRORS = [
 
 describe("free-for-all on one store", () => {
   const rounds = countFromEnv("TSRUN_RACE_ROUNDS", 1);
-  it(`${rounds} round(s) of pulls, imports, runs, rm, rmi, prune and volume commands at once (seed ${seed})`, async () => {
+  it(`${rounds} round(s) of pulls, imports, runs, a build, rm, rmi, prune and volume commands at once (seed ${seed})`, async () => {
     const store = await freshStore("free");
     for (let round = 0; round < rounds; round++) {
       await must(["create", "--name", `stopped${round}`, "--network", "none", "bb", "true"], store);
@@ -125,6 +156,7 @@ describe("free-for-all on one store", () => {
         // --pull never: a run that loses bb to the prune says so instead of trying Docker Hub.
         ["run", "--rm", "--pull", "never", "--network", "none", "-v", "shared:/s", "bb", "sh", "-c", "echo x > /s/f"],
         ["run", "--rm", "--pull", "never", "--network", "none", "bb", "true"],
+        ["build", "-q", "--pull", "never", "--network", "none", "-t", "racebuilt", buildContext],
         ["rm", `stopped${round}`],
         ["rmi", `spare${round}`],
         ["image", "prune", "-a", "-f"],
@@ -141,8 +173,9 @@ describe("free-for-all on one store", () => {
       results.forEach((r, i) => {
         const what = `round ${round + 1} (seed ${seed}): tsrun ${commands[i]?.join(" ")}`;
         if (r.code === 0) return;
-        // rm exits 1 when a container is gone, as Docker's does; the others 125.
-        expect(r.code, `${what}: ${r.stderr}`).toBe(commands[i]?.[0] === "rm" ? 1 : 125);
+        // rm exits 1 when a container is gone, as Docker's does, and a failed build as docker
+        // build; the others 125.
+        expect(r.code, `${what}: ${r.stderr}`).toBe(commands[i]?.[0] === "rm" || commands[i]?.[0] === "build" ? 1 : 125);
         const lines = r.stderr.trim().split("\n");
         expect(lines.length, `${what}: ${r.stderr}`).toBe(1);
         expect(RACE_ERRORS.some((re) => re.test(r.stderr)), `${what}: ${r.stderr}`).toBe(true);

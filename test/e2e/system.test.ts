@@ -172,6 +172,54 @@ describe("system df, system prune, container prune", () => {
   });
 });
 
+describe("the build cache in system check, df and prune", () => {
+  it("check verifies its entries (--repair drops a damaged one, or an unreadable index); df counts it; system prune drops what is dangling, -a all of it", async () => {
+    const store = await freshStore("cache");
+    const root = store.TSRUN_ROOT as string;
+    const dir = scratchDir("system-cache-context");
+    writeFileSync(path.join(dir, "Dockerfile"), "FROM bb\nRUN head -c 20000 /dev/zero > /z\n");
+    const build = (): Promise<string> => must(["build", "--network", "none", "-t", "cached", dir], store);
+    await build();
+    const dfRow = async (): Promise<string> => (await must(["system", "df"], store)).split("\n").find((l) => l.startsWith("Build Cache")) ?? "";
+    // Both layers are the image's too: shared, so nothing a cache prune would free.
+    expect(await dfRow()).toMatch(/^Build Cache +2 +0 +0B +0B$/);
+    const runLayer = imageRecord(store, "cached").layers[1] as { chainId: string; digest: string };
+    await must(["rmi", "cached"], store);
+    // Now the cache alone holds the RUN's layer.
+    expect(await dfRow()).toMatch(/^Build Cache +2 +0 +2\d(\.\d+)?kB +2\d(\.\d+)?kB$/);
+    expect(await must(["system", "df", "-v"], store)).toMatch(new RegExp(`^${hex(runLayer.chainId).slice(0, 12)} +regular +2\\d(\\.\\d+)?kB +.* ago +1 +false$`, "m"));
+    const sound = await tsrun(["system", "check"], { env: store });
+    expect(sound.stdout).toBe("Checked 1 image, 0 containers, 0 volumes, 2 layers, 4 blobs, 2 build cache entries.\nNo problems found.\n");
+
+    // The RUN layer's blob goes: its entry is damaged, --repair drops it, the next build runs the step.
+    unlinkSync(blobPath(store, runLayer.digest));
+    const check = await checkStore(store);
+    expect(damaged(check).map((f) => f.problem)).toEqual([`layer blob ${runLayer.digest} missing`]);
+    expect(damaged(check)[0]?.subject).toMatch(/^build cache entry [0-9a-f]{12}$/);
+    const repaired = await checkStore(store, ["--repair"]);
+    expect(repaired.ok, repaired.raw).toBe(true);
+    expect(repaired.findings.map((f) => f.repaired)).toEqual(["entry dropped"]);
+    expect(await build()).not.toMatch(/Using cache/);
+
+    // An unreadable index is damage; --repair removes it (the cache only saves time).
+    writeFileSync(path.join(root, "build-cache.json"), "{ not json");
+    expect(damaged(await checkStore(store)).map((f) => f.subject)).toEqual(["build cache index"]);
+    expect((await checkStore(store, ["--repair"])).ok).toBe(true);
+    expect(existsSync(path.join(root, "build-cache.json"))).toBe(false);
+    expect((await checkStore(store)).findings).toEqual([]);
+
+    // system prune: the cache no image holds goes; -a: all of it.
+    await build();
+    await must(["rmi", "cached"], store);
+    await must(["system", "prune", "-f"], store);
+    expect(await dfRow()).toMatch(/^Build Cache +1 +0 +0B +0B$/);
+    await must(["system", "prune", "-a", "-f"], store);
+    expect(await dfRow()).toMatch(/^Build Cache +0 +0 +0B +0B$/);
+    expect(readdirSync(path.join(root, "blobs", "sha256"))).toEqual([]);
+    expect((await checkStore(store)).findings).toEqual([]);
+  });
+});
+
 describe("info and version", () => {
   it("info shows the store, the id mapping, the network helper and kernel features; --format reads its fields", async () => {
     const store = await freshStore("info");
