@@ -292,7 +292,7 @@ export class TarReader {
     const path = !isMeta && ex.path !== undefined ? ex.path : name;
     // A name of garbage bytes (random data, a wrong format) would fill the error line with noise.
     const readable = /^[\x20-\x7e\u00a0-\uffef]*$/u.test(path) && !path.includes("\ufffd");
-    const where = readable ? `tar header for ${JSON.stringify(path)}` : "tar header";
+    const where = readable ? `tar header for ${JSON.stringify(path)}` : `tar header ${this.entries + 1}`;
 
     let stored: number | undefined;
     try {

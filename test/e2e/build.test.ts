@@ -200,8 +200,11 @@ CMD ["default-arg"]
     expect(second.stdout).toMatch(/^count=2$/m);
     const out = await tsrun(["run", "--rm", second.id, "sh", "-c", "cat /copied; ls /cache /scratch /conf 2>/dev/null | wc -w"]);
     expect(out.stdout).toBe("conf-content\n0\n");
-    const secret = await build([context({ Dockerfile: "FROM busybox\nRUN --mount=type=secret,id=s true\n" })]);
-    expect(secret.stderr).toBe("Error: Dockerfile:2: RUN --mount=type=secret is not supported yet (cache, bind and tmpfs are)\n");
+    // A secret no --secret gives: skipped when optional (BuildKit's default), an error when required.
+    const optional = await build([context({ Dockerfile: "FROM busybox\nRUN --mount=type=secret,id=s true\n" })]);
+    expect(optional.code, optional.stderr).toBe(0);
+    const required = await build([context({ Dockerfile: "FROM busybox\nRUN --mount=type=secret,id=s,required=true true\n" })]);
+    expect([required.code, required.stderr]).toEqual([1, "Error: Dockerfile:2: RUN --mount=type=secret,id=s,required=true: secret s not found (give it with build --secret id=s,src=FILE)\n"]);
   });
 
   it("-q prints only the ID; --label, --iidfile; RUN sees its network: private by default, none on request", async () => {
