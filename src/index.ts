@@ -61,6 +61,8 @@ export interface ImageSummary {
   created: string;
   /** Uncompressed size of all layers, bytes. */
   size: number;
+  /** The image config's labels. */
+  labels: Record<string, string>;
 }
 
 export interface TsrunOptions {
@@ -117,7 +119,7 @@ export class Tsrun {
       for (const name of names) {
         const { repository, tag } = name ? splitName(name) : { repository: "<none>", tag: "<none>" };
         const digest = image.repoDigests.find((d) => d.startsWith(`${repository}@`))?.split("@")[1] ?? "<none>";
-        rows.push({ id: image.id, repository, tag, displayRepository: name ? familiarRepository(repository) : "<none>", digest, created, size });
+        rows.push({ id: image.id, repository, tag, displayRepository: name ? familiarRepository(repository) : "<none>", digest, created, size, labels: config.config?.Labels ?? {} });
       }
     }
     return rows.sort((a, b) => b.created.localeCompare(a.created));

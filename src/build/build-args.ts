@@ -1,8 +1,9 @@
 // ARG scoping as Docker does it. ARGs before the first FROM form the global scope, visible only to
-// FROM lines; a stage sees an ARG from its declaration on, with the --build-arg value if one was
-// given, else its default, else (for `ARG NAME` alone) the global value. Declared ARGs with a
-// value are in the environment of every later RUN of the stage (not in the image), and ENV
-// variables of the same name win over them in expansions.
+// FROM lines; a stage sees an ARG from its declaration on (and those of the stage it is built
+// FROM), with the --build-arg value if one was given, else its default, else (for `ARG NAME`
+// alone) the global value. Declared ARGs with a value are in the environment of every later RUN
+// of the stage (not in the image), and ENV variables of the same name win over them in
+// expansions.
 //
 // Some ARGs exist without a declaration: the proxy variables (given with --build-arg, they reach
 // RUN but are kept out of the history and the cache key, as Docker does), and the platform
@@ -103,6 +104,16 @@ export class StageArgs {
     private readonly buildArgs: BuildArgs,
     private readonly globals: ReadonlyMap<string, string>,
   ) {}
+
+  /**
+   * The ARGs of a stage built FROM this one: BuildKit carries the declared ARGs and their values
+   * over (Docker's documentation: "arguments and variables are inherited from parent stages").
+   */
+  derive(): StageArgs {
+    const child = new StageArgs(this.buildArgs, this.globals);
+    for (const [name, value] of this.declared) child.declared.set(name, value);
+    return child;
+  }
 
   /** `ARG a b=c`: declares them; env is the stage's ENV (used to expand defaults). */
   declare(ins: Instruction, env: readonly string[]): { name: string; value: string | undefined }[] {

@@ -42,10 +42,14 @@ import { BuildArgs, StageArgs } from "./build-args.js";
 import { stepKey } from "./cache-keys.js";
 import { prepareContext, type BuildContext } from "./context.js";
 import { SourceTree } from "./source-tree.js";
-import { ignoreMatcher, prepareCopy, runCopy, type CopyContext } from "./copy-step.js";
+import { ignoreMatcher, prepareCopy, resolveOwner, runCopy, type CopyContext } from "./copy-step.js";
+import { layeredDirectoryExists } from "../container/rootfs-files.js";
 import { runStep } from "./run-step.js";
 import { runMounts } from "./run-mounts.js";
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { DEFAULT_PATH } from "../container/spec.js";
 import { BuildCancelledError, BuildError } from "./errors.js";
 import type { Lease } from "../store/leases.js";
 import { faultPoint } from "../store/fault.js";
@@ -73,6 +77,12 @@ export interface BuildOptions {
   /** When FROM and COPY --from images are pulled: missing (default), always, never. */
   pull?: "missing" | "always" | "never";
   tlsVerify?: boolean | undefined;
+  /** --add-host NAME:IP for RUN containers' /etc/hosts. */
+  addHosts?: string[];
+  /** --ulimit NAME=SOFT[:HARD] for RUN containers. */
+  ulimits?: string[];
+  /** --secret values by id, for RUN --mount=type=secret (never stored, never in a cache key). */
+  secrets?: Record<string, Buffer>;
   /** SOURCE_DATE_EPOCH, seconds: times in the image are clamped to it. */
   sourceDateEpoch?: number | undefined;
   /** Progress lines ("STEP 1/3: FROM busybox"), without newline. */
@@ -107,6 +117,8 @@ interface StageState {
 }
 
 const DEFAULT_SHELL = ["/bin/sh", "-c"];
+/** Where a `RUN <<EOF` script with a #! line is mounted, as BuildKit mounts it. */
+const SCRIPT_DIR = "/dev/pipes";
 /** Instructions that take no flags (FROM, RUN, COPY, ADD and HEALTHCHECK check their own). */
 const FLAGLESS = new Set(["arg", "cmd", "entrypoint", "env", "expose", "label", "maintainer", "onbuild", "shell", "stopsignal", "user", "volume", "workdir"]);
 
@@ -125,6 +137,7 @@ class Builder {
   private readonly globals: Map<string, string>;
   private readonly multiStage: boolean;
   private readonly context: SourceTree;
+  private readonly secrets: ReadonlyMap<string, Buffer>;
   /** Chain IDs this build's lease names already. */
   private readonly leasedLayers = new Set<string>();
   private running: number | undefined;
@@ -150,6 +163,7 @@ class Builder {
       throw new BuildError(`.dockerignore: ${errorMessage(err)}`);
     }
     this.context = new SourceTree(ctx.dir, ignore);
+    this.secrets = new Map(Object.entries(opts.secrets ?? {}));
   }
 
   private log(line: string): void {
@@ -333,6 +347,7 @@ class Builder {
     let imageId = "";
     let config: ImageConfig;
     let layers: LayerRecord[] = [];
+    let args: StageArgs | undefined;
     const platform = stage.platform !== undefined ? new ShellLex(this.dockerfile.escapeChar).processWord(stage.platform, this.globals) : undefined;
     const dep = findStage(this.graph, base);
     if (dep && dep.name !== undefined && dep.name === base.toLowerCase() && dep.index < stage.index) {
@@ -343,6 +358,7 @@ class Builder {
       config.history = [...from.history];
       config.config = structuredClone(from.config.config ?? {});
       layers = from.layers;
+      args = from.args.derive();
     } else if (base.toLowerCase() === "scratch") {
       identity = "scratch";
       const p = hostPlatform();
@@ -354,6 +370,10 @@ class Builder {
       config = structuredClone(image.config);
       layers = image.layers;
     }
+    // BuildKit makes sure every stage has a PATH (appended when the base image sets none), so the
+    // image says what RUN and `run` use.
+    const inner = (config.config ??= {});
+    if (!(inner.Env ?? []).some((e) => e.startsWith("PATH="))) inner.Env = [...(inner.Env ?? []), `PATH=${DEFAULT_PATH}`];
     if (platform !== undefined && platform !== "" && !platform.startsWith(`${config.os}/${config.architecture}`)) {
       throw new Error(`FROM --platform=${platform}: only the build host's platform (${config.os}/${config.architecture}) can be built here`);
     }
@@ -361,7 +381,7 @@ class Builder {
     const key = stepKey("", { from: identity, ...(this.opts.sourceDateEpoch !== undefined ? { epoch: this.opts.sourceDateEpoch } : {}) });
     const created = this.createdFor(key);
     this.remember(key, { created, layers, emptyLayer: true });
-    const args = new StageArgs(this.buildArgs, this.globals);
+    args ??= new StageArgs(this.buildArgs, this.globals);
     return {
       stage,
       imageId,
@@ -425,7 +445,8 @@ class Builder {
           throw err;
         }
         const key = stepKey(state.key, { instruction: ins.original, config });
-        this.finishStep(state, key, this.historyText(ins, config), state.layers, true);
+        if (ins.keyword === "workdir") await this.makeWorkdir(state, key, this.historyText(ins, config));
+        else this.finishStep(state, key, this.historyText(ins, config), state.layers, true);
       }
     }
   }
@@ -451,11 +472,15 @@ class Builder {
     }
   }
 
-  /** RUN's command line: exec form as written, shell form through SHELL (heredocs included). */
-  private runArgv(ins: Instruction, config: ContainerConfig): string[] {
+  /**
+   * RUN's command line: exec form as written, shell form through SHELL (heredocs included). A
+   * `RUN <<EOF` whose body starts with `#!` is a script run by its own interpreter (BuildKit
+   * mounts it at /dev/pipes/EOF): `script` is that file's name and content.
+   */
+  private runArgv(ins: Instruction, config: ContainerConfig): { argv: string[]; script?: { name: string; content: string } } {
     if (ins.json) {
       if (ins.args.length === 0) throw new Error("RUN requires at least one argument");
-      return ins.args;
+      return { argv: ins.args };
     }
     const shell = config.Shell ?? DEFAULT_SHELL;
     let command = ins.args[0] ?? "";
@@ -465,12 +490,16 @@ class Builder {
       if (ins.heredocs.length === 1 && only && parseHeredoc(command.trim())?.name === only.name) {
         // `RUN <<EOF` alone: the body is the script.
         command = only.chomp ? chompHeredocContent(only.content) : only.content;
+        if (command.startsWith("#!")) {
+          if (only.name.includes("/") || only.name === "." || only.name === "..") throw new Error(`heredoc name ${only.name} cannot name a file`);
+          return { argv: [...shell, `${SCRIPT_DIR}/${only.name}`], script: { name: only.name, content: command } };
+        }
       } else {
         // The shell reads the heredocs itself, from the text after the command line.
         command += "\n" + ins.heredocs.map((h) => `${h.content}${h.name}\n`).join("");
       }
     }
-    return [...shell, command];
+    return { argv: [...shell, command] };
   }
 
   private async runInstruction(state: StageState, ins: Instruction): Promise<void> {
@@ -485,6 +514,7 @@ class Builder {
       context: this.context,
       contextDir: this.ctx.dir,
       workdir: config.WorkingDir ?? "/",
+      secrets: this.secrets,
     });
     let network: NetworkMode = this.opts.network ?? "private";
     const wanted = flags.get("network");
@@ -492,23 +522,39 @@ class Builder {
       if (wanted !== "none" && wanted !== "host") throw new Error(`RUN --network=${wanted}: expected default, none or host`);
       network = wanted;
     }
-    const argv = this.runArgv(ins, config);
+    const { argv, script } = this.runArgv(ins, config);
     const { args, proxies } = state.args.runEnvironment(config.Env ?? []);
-    const key = stepKey(state.key, { run: argv, args, network, ...(mounts.description.length > 0 ? { mounts: mounts.description } : {}) });
+    const hostsAndLimits = { ...(this.opts.addHosts?.length ? { addHosts: this.opts.addHosts } : {}), ...(this.opts.ulimits?.length ? { ulimits: this.opts.ulimits } : {}) };
+    const key = stepKey(state.key, { run: argv, args, network, ...(mounts.description.length > 0 ? { mounts: mounts.description } : {}), ...(script ? { script } : {}), ...hostsAndLimits });
     const argText = args.length > 0 ? `|${args.length} ${args.map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
     const createdBy = `RUN ${argText}${argv.join(" ")}`;
     if (await this.fromCache(state, key, createdBy)) return;
+    const runMountSpecs = [...mounts.mounts];
+    // Files made for this RUN only (a #! script, secrets), removed when it ends.
+    const runFiles: string[] = [];
+    const runFile = (content: string | Buffer, mode: number, target: string): void => {
+      mkdirSync(this.store.paths.tmp, { recursive: true, mode: 0o700 });
+      const file = path.join(this.store.paths.tmp, `build-run-${process.pid}-${randomBytes(6).toString("hex")}`);
+      runFiles.push(file);
+      writeFileSync(file, content, { mode });
+      if (target.includes(",")) throw new Error(`RUN: the mount target ${target} has a comma, which a mount spec cannot carry`);
+      runMountSpecs.push(`type=bind,source=${file},target=${target},readonly`);
+    };
     let result;
     try {
+      if (script) runFile(script.content, 0o755, `${SCRIPT_DIR}/${script.name}`);
+      for (const secret of mounts.secretFiles) runFile(secret.content, secret.mode, secret.target);
       result = await runStep(this.containers, {
         imageId: state.imageId,
         displayName: state.imageName,
         layers: state.layers.map((l) => l.chainId),
         config: state.config,
         argv,
-        env: [...args, ...proxies].map(([k, v]) => `${k}=${v}`),
-        mounts: mounts.mounts,
+        env: [...args, ...proxies, ...mounts.secretEnv].map(([k, v]) => `${k}=${v}`),
+        mounts: runMountSpecs,
         network,
+        addHosts: this.opts.addHosts ?? [],
+        ulimits: this.opts.ulimits ?? [],
         quiet: this.opts.quiet ?? false,
         clampMtime: this.opts.sourceDateEpoch,
         onStart: (pid) => {
@@ -523,6 +569,7 @@ class Builder {
       throw err;
     } finally {
       this.running = undefined;
+      for (const file of runFiles) rmSync(file, { force: true });
     }
     this.checkCancelled();
     if (!("packed" in result)) throw new BuildError(`The command '${argv.join(" ")}' returned a non-zero code: ${result.status}`);
@@ -587,6 +634,36 @@ class Builder {
       await this.store.removeTree(layerTmp);
       throw err;
     }
+  }
+
+  /**
+   * WORKDIR makes its directory, with the parents it lacks, owned by the stage's USER (as
+   * BuildKit does, so that `USER app` + `WORKDIR /home/app/src` + `RUN make` can write there): a
+   * layer when something was made, none when the directory exists.
+   */
+  private async makeWorkdir(state: StageState, key: string, createdBy: string): Promise<void> {
+    const config = state.config.config ?? {};
+    const dir = config.WorkingDir ?? "/";
+    if (dir === "/") {
+      this.finishStep(state, key, createdBy, state.layers, true);
+      return;
+    }
+    if (await this.fromCache(state, key, createdBy)) return;
+    const layerDirs = [...state.layers].reverse().map((l) => this.store.layers.diffDir(l.chainId));
+    if (layeredDirectoryExists(layerDirs, dir) === true) {
+      this.finishStep(state, key, createdBy, state.layers, true);
+      return;
+    }
+    const user = config.User ?? "";
+    const owner = user === "" ? { uid: 0, gid: 0 } : resolveOwner(user, layerDirs);
+    const copied = await runCopy(this.copyContext(state), { description: undefined, sources: [], dest: `${dir}/`, destIsDir: true, owner, makeDest: true, temporaries: [] });
+    if (copied.result.entries === 0) {
+      rmSync(copied.tarFile, { force: true });
+      await this.store.removeTree(copied.layerTmp);
+      this.finishStep(state, key, createdBy, state.layers, true);
+      return;
+    }
+    await this.addLayer(state, key, createdBy, copied.layer, copied.layerTmp, copied.tarFile);
   }
 
   private copyContext(state: StageState): CopyContext {
@@ -706,7 +783,7 @@ class Builder {
 /** Builds an image from a Dockerfile and a context (`tsrun build`). */
 export async function buildImage(containers: Containers, opts: BuildOptions): Promise<ImageRecord> {
   for (const t of opts.tags ?? []) tagName(t);
-  const ctx = await prepareContext({ context: opts.context, file: opts.file, stdin: opts.stdin, tmpDir: containers.store.paths.tmp });
+  const ctx = await prepareContext({ context: opts.context, file: opts.file, stdin: opts.stdin, tmpDir: containers.store.paths.tmp, warn: opts.warn });
   try {
     let dockerfile: Dockerfile;
     let graph: StageGraph;

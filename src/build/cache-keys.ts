@@ -47,7 +47,7 @@ function hashEntry(tree: SourceTree, sub: string, entry: Pick<TreeEntry, "rel" |
 
 /**
  * The content hash of COPY/ADD sources in a tree (the build context): every source as written,
- * then what it matched, file by file. Throws SourceNotFoundError when a source matches nothing,
+ * then what it matched, file by file. Throws SourceNotFoundError when a plain source is missing,
  * so a build fails here, before any step runs.
  */
 export function hashSources(tree: SourceTree, sources: readonly string[]): string {

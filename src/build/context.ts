@@ -7,7 +7,6 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { scratchPath } from "../store/temps.js";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { withDecompressed } from "../image/archive/compression.js";
 import { readDockerignore } from "./path-patterns.js";
 import { isTarHeader } from "./tar-detect.js";
@@ -34,6 +33,8 @@ export interface ContextOptions {
   stdin?: AsyncIterable<Buffer | string>;
   /** Where a tarball context is unpacked (the store's tmp dir). */
   tmpDir: string;
+  /** Warnings about a tarball context (device nodes left out). */
+  warn?: ((message: string) => void) | undefined;
 }
 
 const toBuffer = (chunk: Buffer | string): Buffer => (typeof chunk === "string" ? Buffer.from(chunk) : chunk);
@@ -76,7 +77,7 @@ function newTempDir(tmpDir: string, kind: string): string {
  * Reads standard input once: a tar archive (plain or compressed) is unpacked into dir and null
  * returned; anything else is a Dockerfile, returned whole.
  */
-async function readStdinContext(input: AsyncIterable<Buffer | string>, dir: string): Promise<Buffer | null> {
+async function readStdinContext(input: AsyncIterable<Buffer | string>, dir: string, onWarning?: (message: string) => void): Promise<Buffer | null> {
   let dockerfile: Buffer | null = null;
   await withDecompressed(input, "the build context", async (chunks) => {
     const iterator = chunks[Symbol.asyncIterator]();
@@ -101,10 +102,13 @@ async function readStdinContext(input: AsyncIterable<Buffer | string>, dir: stri
       yield first;
       yield* rest;
     }
-    // node-tar is loaded only for this case: most builds have a directory context.
-    const tar = await import("tar");
-    // The user's own files, unpacked as the user: no owners kept, no path may leave dir.
-    await pipeline(Readable.from(all()), tar.x({ cwd: dir, strict: true, preservePaths: false, preserveOwner: false }));
+    // The layer unpacker (loaded only for this case: most builds have a directory context)
+    // resolves every path inside dir and keeps symlink targets as written, absolute or leading
+    // up (COPY copies links as links, as Docker does); node-tar would rewrite or refuse them.
+    // The user's own files, unpacked as the user: every entry is the user's.
+    const { unpackLayer } = await import("../store/unpack.js");
+    const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+    await unpackLayer(Readable.from(all()), dir, { maxUid: owner.uid, maxGid: owner.gid, forceOwner: owner, onWarning: onWarning ?? (() => undefined) });
   });
   return dockerfile;
 }
@@ -133,7 +137,7 @@ export async function prepareContext(opts: ContextOptions): Promise<BuildContext
   const dir = newTempDir(opts.tmpDir, "context");
   let fromStdin: Buffer | null;
   try {
-    fromStdin = await readStdinContext(opts.stdin ?? process.stdin, dir);
+    fromStdin = await readStdinContext(opts.stdin ?? process.stdin, dir, opts.warn);
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw new TsrunError(`unable to prepare context: ${(err as Error).message}`, 1);

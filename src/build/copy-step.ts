@@ -52,6 +52,8 @@ export interface PreparedCopy {
   destIsDir: boolean;
   owner?: { uid: number; gid: number };
   mode?: number;
+  /** WORKDIR: make the destination directory itself when it is missing. */
+  makeDest?: boolean;
   /** Files made for the step (downloads, heredoc bodies): removed after it. */
   temporaries: string[];
 }
@@ -61,8 +63,11 @@ function tempFile(store: Store, kind: string): string {
   return scratchPath(store.paths.tmp, `build-${kind}`);
 }
 
-/** --chown: numbers, or names from the image's /etc/passwd and /etc/group (BuildKit's rules). */
-function resolveOwner(spec: string, layerDirs: string[]): { uid: number; gid: number } {
+/**
+ * --chown (and the USER that WORKDIR creates directories as): numbers, or names from the image's
+ * /etc/passwd and /etc/group (BuildKit's rules). layerDirs: topmost first.
+ */
+export function resolveOwner(spec: string, layerDirs: string[]): { uid: number; gid: number } {
   const colon = spec.indexOf(":");
   const user = colon < 0 ? spec : spec.slice(0, colon);
   const group = colon < 0 ? "" : spec.slice(colon + 1);
@@ -275,6 +280,7 @@ export async function runCopy(ctx: Pick<CopyContext, "store" | "layers" | "now" 
   };
   if (prepared.owner) job.owner = prepared.owner;
   if (prepared.mode !== undefined) job.mode = prepared.mode;
+  if (prepared.makeDest) job.makeDest = true;
   if (ctx.clampMtime !== undefined) job.clampMtime = ctx.clampMtime;
   try {
     const result = await store.runWorkerJob<CopyJob, CopyResult>("build-copy", job);

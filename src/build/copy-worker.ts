@@ -63,6 +63,8 @@ export interface CopyJob {
   sources: CopySource[];
   /** Several sources were written: the destination is a directory. */
   destIsDir: boolean;
+  /** WORKDIR: the destination directory itself is made when missing (with its parents). */
+  makeDest?: boolean;
   /** --chown, resolved to numbers. */
   owner?: { uid: number; gid: number };
   /** --chmod. */
@@ -307,6 +309,10 @@ class CopyPlanner {
         const planned = this.fromStat(match.st, tree, match.rel, source.keepOwners);
         if (planned) this.add(target, planned);
       }
+    }
+    if (job.makeDest && destRel !== "" && !this.entries.has(destRel)) {
+      if (destSt !== undefined && !isDirectory(destSt)) throw new Error(`${job.dest}: not a directory`);
+      if (destSt === undefined) this.add(destRel, { type: "directory", mode: 0o755, ...this.owner(undefined, false), mtime: this.clamp(job.now), size: 0 });
     }
     this.addParents();
   }

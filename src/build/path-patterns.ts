@@ -21,8 +21,13 @@ export function hasWildcards(pattern: string): boolean {
   return /[*?[\\]/.test(pattern);
 }
 
-function escapeRegExp(ch: string): string {
-  return /[\\^$.*+?()[\]{}|/-]/.test(ch) ? `\\${ch}` : ch;
+/**
+ * One literal character for a unicode-mode RegExp: syntax characters are escaped, and "-" only
+ * inside a class (in unicode mode "\\-" outside one is a syntax error: "requirements-*.txt").
+ */
+function escapeRegExp(ch: string, inClass = false): string {
+  if (ch === "-") return inClass ? "\\-" : "-";
+  return /[\\^$.*+?()[\]{}|/]/.test(ch) ? `\\${ch}` : ch;
 }
 
 /**
@@ -57,11 +62,11 @@ export function compileGlob(pattern: string): RegExp {
         if (chars[i] === "]" && ranges > 0) break;
         const lo = classChar(chars, i, pattern);
         i = lo.next;
-        let item = escapeRegExp(lo.ch);
+        let item = escapeRegExp(lo.ch, true);
         if (chars[i] === "-") {
           const hi = classChar(chars, i + 1, pattern);
           if ((lo.ch.codePointAt(0) ?? 0) > (hi.ch.codePointAt(0) ?? 0)) throw new BadPatternError(pattern);
-          item += `-${escapeRegExp(hi.ch)}`;
+          item += `-${escapeRegExp(hi.ch, true)}`;
           i = hi.next;
         }
         body += item;

@@ -9,6 +9,7 @@
 // container the next command sweeps away. Its layer dir and tar go to temporary names
 // carrying our pid until the builder's transaction moves them into place.
 import { closeSync, openSync, rmSync } from "node:fs";
+import path from "node:path";
 import { tempPath } from "../store/temps.js";
 import { faultPoint } from "../store/fault.js";
 import type { Containers } from "../container/run.js";
@@ -30,6 +31,9 @@ export interface RunStepOptions {
   /** --mount specs (RUN --mount, see run-mounts.ts). */
   mounts?: string[];
   network: NetworkMode;
+  /** --add-host and --ulimit of the build. */
+  addHosts?: string[];
+  ulimits?: string[];
   /** Discard the command's output (build -q). */
   quiet: boolean;
   /** SOURCE_DATE_EPOCH: file times in the layer are clamped to it. */
@@ -65,6 +69,8 @@ export async function runStep(containers: Containers, opts: RunStepOptions): Pro
     env: opts.env,
     mounts: opts.mounts ?? [],
     network: opts.network,
+    addHosts: opts.addHosts ?? [],
+    security: { ulimits: opts.ulimits ?? [] },
   });
   const devNull = opts.quiet ? openSync("/dev/null", "w") : -1;
   try {
@@ -85,7 +91,13 @@ export async function runStep(containers: Containers, opts: RunStepOptions): Pro
     const layerTmp = store.layers.createTemp();
     const tarFile = tempPath(store.paths.blobs, "build");
     try {
-      const packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp, ...(opts.clampMtime !== undefined ? { clampMtime: opts.clampMtime } : {}) });
+      const spec = scanSpecFor(containers, record);
+      // BuildKit removes the mount points it made for RUN --mount, the parents included
+      // (/run/secrets, /root/.cache): only the command's own changes make the layer.
+      for (const m of record.hostConfig.mounts) {
+        for (let dir = path.posix.dirname(m.target); dir !== "/" && dir !== "."; dir = path.posix.dirname(dir)) spec.mountPoints.push(dir.slice(1));
+      }
+      const packed = await store.pack({ ...spec, tarFile, layerDir: layerTmp, ...(opts.clampMtime !== undefined ? { clampMtime: opts.clampMtime } : {}) });
       return { status: 0, packed, layerTmp, tarFile };
     } catch (err) {
       rmSync(tarFile, { force: true });

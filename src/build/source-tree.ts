@@ -130,7 +130,8 @@ export class SourceTree {
   /**
    * Expands one COPY/ADD source (relative to the root; "." or "/" is the root itself, ".." cannot
    * leave it) into the paths it names, sorted. Wildcards follow Go's filepath.Match per path
-   * component. Throws SourceNotFoundError when nothing matches.
+   * component. Throws SourceNotFoundError when a plain path does not exist; a wildcard that
+   * matches nothing matches nothing, as BuildKit allows (`COPY go.mod go.sum* ./`).
    */
   match(source: string): SourceMatch[] {
     const clean = cleanPath(`/${source}`).slice(1);
@@ -166,7 +167,6 @@ export class SourceTree {
       const found = this.resolve(c);
       if (found) matches.push(found);
     }
-    if (matches.length === 0) throw new SourceNotFoundError(source);
     return matches;
   }
 

@@ -2,8 +2,9 @@
 // it comes, "--> Using cache", COMMIT, the image ID last). Build failures exit with status 1, as
 // docker build does; bad flags with 125.
 import { Option, type Command } from "commander";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Tsrun, TsrunError } from "../index.js";
+import { hostPlatform } from "../image/types.js";
 import { BuildError } from "../build/errors.js";
 import { collect } from "./util.js";
 import { parseLabels } from "./run.js";
@@ -24,6 +25,80 @@ interface BuildFlags {
   pull: string | boolean;
   tlsVerify?: string;
   iidfile?: string;
+  secret: string[];
+  platform?: string;
+  progress?: string;
+  load: boolean;
+  cacheFrom: string[];
+  cacheTo: string[];
+  output?: string;
+  addHost: string[];
+  ulimit: string[];
+}
+
+/**
+ * Flags CI scripts pass to docker build (or buildx) that ask for nothing tsrun would do
+ * differently: accepted, so those scripts run. What cannot be honoured is an error.
+ */
+function checkDockerOnlyFlags(o: BuildFlags): void {
+  if (o.platform !== undefined) {
+    const host = hostPlatform();
+    const want = o.platform.split(",").map((p) => p.trim());
+    const ok = want.length === 1 && want[0] !== undefined && [`${host.os}/${host.architecture}`, host.architecture].includes(want[0].replace(/\/$/, ""));
+    if (!ok) throw new TsrunError(`--platform ${o.platform}: only the build host's platform (${host.os}/${host.architecture}) can be built here`);
+  }
+  if (o.progress !== undefined && !["auto", "plain", "tty", "quiet", "rawjson"].includes(o.progress)) {
+    throw new TsrunError(`invalid --progress "${o.progress}": expected auto, plain, tty, quiet or rawjson`);
+  }
+  if (o.output !== undefined) {
+    const type = /(?:^|,)type=([^,]+)/.exec(o.output)?.[1] ?? (o.output.includes("=") ? undefined : "local");
+    if (type !== "docker" && type !== "image") throw new TsrunError(`--output ${o.output}: only type=docker (the image in tsrun's store) is supported`);
+  }
+  if (o.cacheFrom.length > 0 || o.cacheTo.length > 0) {
+    process.stderr.write("tsrun: warning: --cache-from and --cache-to are ignored: tsrun builds with its own local cache\n");
+  }
+}
+
+/**
+ * --secret id=ID[,src=FILE|,env=VAR][,type=file|env], as docker buildx reads it: a file, or an
+ * environment variable of tsrun; with neither, the variable named ID, else the file named ID.
+ */
+function parseSecrets(list: string[]): Record<string, Buffer> {
+  const out: Record<string, Buffer> = {};
+  for (const item of list) {
+    const fields = new Map<string, string>();
+    for (const field of item.split(",")) {
+      const eq = field.indexOf("=");
+      if (eq <= 0) throw new TsrunError(`invalid --secret "${item}": expected id=ID,src=FILE or id=ID,env=VAR`);
+      fields.set(field.slice(0, eq).toLowerCase(), field.slice(eq + 1));
+    }
+    for (const key of fields.keys()) {
+      if (!["id", "src", "source", "env", "type"].includes(key)) throw new TsrunError(`invalid --secret "${item}": unknown field "${key}"`);
+    }
+    const id = fields.get("id");
+    if (!id) throw new TsrunError(`invalid --secret "${item}": id is required`);
+    const type = fields.get("type");
+    if (type !== undefined && type !== "file" && type !== "env") throw new TsrunError(`invalid --secret "${item}": type must be file or env`);
+    let file = fields.get("src") ?? fields.get("source");
+    let env = fields.get("env");
+    if (type === "env" && env === undefined) [env, file] = [file ?? id, undefined];
+    if (file === undefined && env === undefined) {
+      if (type !== "file" && process.env[id] !== undefined) env = id;
+      else file = id;
+    }
+    if (env !== undefined) {
+      const value = process.env[env];
+      if (value === undefined) throw new TsrunError(`--secret ${id}: the environment variable ${env} is not set`);
+      out[id] = Buffer.from(value);
+    } else {
+      try {
+        out[id] = readFileSync(file as string);
+      } catch (err) {
+        throw new TsrunError(`--secret ${id}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    }
+  }
+  return out;
 }
 
 /** --build-arg K=V, or K alone for the value in tsrun's environment (skipped when unset). */
@@ -55,6 +130,8 @@ function sourceDateEpoch(buildArgs: Record<string, string>): number | undefined 
 }
 
 async function buildCommand(context: string, o: BuildFlags): Promise<void> {
+  checkDockerOnlyFlags(o);
+  if (o.progress === "quiet") o.quiet = true;
   const buildArgs = parseBuildArgs(o.buildArg);
   const epoch = sourceDateEpoch(buildArgs);
   if (o.tlsVerify !== undefined && o.tlsVerify !== "true" && o.tlsVerify !== "false") throw new TsrunError(`invalid --tls-verify "${o.tlsVerify}": true or false`);
@@ -78,6 +155,9 @@ async function buildCommand(context: string, o: BuildFlags): Promise<void> {
       pull: pullPolicy(o.pull),
       tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true",
       sourceDateEpoch: epoch,
+      secrets: parseSecrets(o.secret),
+      addHosts: o.addHost,
+      ulimits: o.ulimit,
       log: out,
       warn: (message) => process.stderr.write(`tsrun: warning: ${message}\n`),
       listener: progress,
@@ -108,6 +188,15 @@ export function registerBuild(program: Command): void {
     .option("--pull [policy]", "pull base images: missing (default), always (--pull alone), never", "missing")
     .option("--tls-verify <bool>", "verify registry certificates when pulling (true or false)")
     .option("--iidfile <file>", "write the image ID to this file")
+    .option("--secret <id=ID,src=FILE>", "a secret for RUN --mount=type=secret (src=FILE or env=VAR; repeatable)", collect, [])
+    .option("--add-host <host:ip>", "add a line to /etc/hosts of RUN containers (repeatable)", collect, [])
+    .option("--ulimit <name=soft[:hard]>", "resource limits for RUN containers (repeatable)", collect, [])
+    .option("--platform <os/arch>", "the target platform (only the build host's)")
+    .option("--progress <type>", "auto, plain, tty, quiet (as -q) or rawjson: tsrun always prints plain progress")
+    .option("--load", "keep the image in the local store (always done)", false)
+    .option("--cache-from <spec>", "accepted and ignored (tsrun uses its local build cache)", collect, [])
+    .option("--cache-to <spec>", "accepted and ignored (tsrun uses its local build cache)", collect, [])
+    .option("-o, --output <spec>", "only type=docker: the image goes into tsrun's store")
     .addOption(new Option("--rm", "remove intermediate containers (always done)").hideHelp())
     .addOption(new Option("--force-rm", "remove intermediate containers (always done)").hideHelp())
     .action(async (context: string | undefined, o: BuildFlags) => {

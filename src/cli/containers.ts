@@ -9,7 +9,7 @@ import { containerPids } from "../container/top.js";
 import { formatPort } from "../network/ports.js";
 import { execFileSync } from "node:child_process";
 import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
-import { ago, humanDuration, table } from "./output.js";
+import { ago, formatRows, goTimeString, humanDuration } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { collect, parseBoolFlag } from "./util.js";
 import { attachContainer, attachSocket, connectAttachSocket, parseDetachKeys } from "../container/attach.js";
@@ -55,6 +55,59 @@ interface PsFlags {
   latest: boolean;
   trunc: boolean;
   filter: string[];
+  format?: string;
+}
+
+const PS_HEADERS = {
+  ID: "CONTAINER ID",
+  Image: "IMAGE",
+  Command: "COMMAND",
+  CreatedAt: "CREATED AT",
+  RunningFor: "CREATED",
+  Ports: "PORTS",
+  State: "STATE",
+  Status: "STATUS",
+  Size: "SIZE",
+  Names: "NAMES",
+  Labels: "LABELS",
+  Mounts: "MOUNTS",
+  Networks: "NETWORKS",
+  LocalVolumes: "LOCAL VOLUMES",
+};
+
+const PS_DEFAULT_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+
+/** Docker's state word: created, running, paused, exited. */
+function stateWord(r: ContainerRecord): string {
+  return r.state.status === "running" && r.state.paused ? "paused" : r.state.status;
+}
+
+/** One `ps` row with the fields docker/cli's container formatter has (keys sorted, as its json prints them). */
+function psRow(r: ContainerRecord, trunc: boolean): Record<string, unknown> {
+  const mounts = r.hostConfig.mounts.filter((m) => m.type !== "tmpfs");
+  return {
+    Command: commandColumn(r, trunc),
+    // A getter: the zone name needs ICU, slow on first use, and most formats do not show it.
+    get CreatedAt(): string {
+      return goTimeString(r.created);
+    },
+    ID: trunc ? r.id.slice(0, 12) : r.id,
+    Image: imageColumn(r),
+    Labels: Object.entries(r.config.labels)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(","),
+    LocalVolumes: String(mounts.filter((m) => m.type === "volume").length),
+    Mounts: mounts.map((m) => (trunc && m.source.length > 15 ? `${m.source.slice(0, 14)}…` : m.source)).join(","),
+    Names: r.name,
+    // The private network is what Docker calls its default bridge.
+    Networks: ["private", "bridge", "default", ""].includes(r.hostConfig.networkMode) ? "bridge" : r.hostConfig.networkMode,
+    Ports: portsColumn(r),
+    RunningFor: ago(r.created),
+    Size: "0B",
+    State: stateWord(r),
+    Status: statusText(r),
+  };
 }
 
 function applyFilters(list: ContainerRecord[], filters: string[]): ContainerRecord[] {
@@ -67,7 +120,7 @@ function applyFilters(list: ContainerRecord[], filters: string[]): ContainerReco
     switch (key) {
       case "status":
         // Docker's states: a paused container is "paused", not "running".
-        out = out.filter((r) => (r.state.status === "running" && r.state.paused ? "paused" : r.state.status) === value);
+        out = out.filter((r) => stateWord(r) === value);
         break;
       case "name":
         out = out.filter((r) => new RegExp(value).test(r.name));
@@ -110,9 +163,8 @@ function psCommand(o: PsFlags): void {
     for (const r of list) process.stdout.write(`${id(r)}\n`);
     return;
   }
-  const rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]];
-  for (const r of list) rows.push([id(r), imageColumn(r), commandColumn(r, o.trunc), ago(r.created), statusText(r), portsColumn(r), r.name]);
-  process.stdout.write(table(rows));
+  const format = o.format && o.format !== "table" ? o.format : PS_DEFAULT_FORMAT;
+  process.stdout.write(formatRows(format, list.map((r) => psRow(r, o.trunc)), PS_HEADERS));
 }
 
 /** "10m", "1h30m", "30s" before now, or an RFC 3339 time / Unix seconds. */
@@ -123,6 +175,13 @@ function parseSince(s: string): Date {
   const d = new Date(s);
   if (Number.isNaN(d.getTime())) throw new TsrunError(`invalid --since value "${s}"`);
   return d;
+}
+
+/** stop/restart -t: whole seconds (a negative number waits forever, as in Docker); undefined without -t. */
+function stopTime(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^-?\d+$/.test(value)) throw new TsrunError(`invalid --time "${value}": a number of seconds`);
+  return Number(value);
 }
 
 export function registerContainers(program: Command): void {
@@ -169,6 +228,8 @@ export function registerContainers(program: Command): void {
     .option("-l, --latest", "show the latest created container", false)
     .option("--no-trunc", "do not truncate output")
     .option("-f, --filter <filter>", "filter output (status=, name=, id=, ancestor=, label=, exited=, network=)", collect, [])
+    .option("--format <format>", "format output: table, json, or a Go template (fields ID, Image, Command, CreatedAt, RunningFor, Ports, State, Status, Size, Names, Labels, Mounts, Networks, LocalVolumes)")
+    .option("-s, --size", "display total file sizes (accepted; not computed)", false)
     .action((o: PsFlags) => psCommand(o));
 
   program
@@ -294,11 +355,11 @@ export function registerContainers(program: Command): void {
     .command("stop")
     .description("Stop running containers (STOPSIGNAL, then SIGKILL after the timeout)")
     .argument("<container...>")
-    .option("-t, --time <seconds>", "seconds to wait before killing", "10")
-    .action(async (names: string[], o: { time: string }) => {
+    .option("-t, --time <seconds>", "seconds to wait before killing (default: the container's --stop-timeout, else 10)")
+    .action(async (names: string[], o: { time?: string }) => {
       const t = new Tsrun();
       for (const name of names) {
-        await stopContainer(t.containers, name, Number(o.time));
+        await stopContainer(t.containers, name, stopTime(o.time));
         process.stdout.write(`${name}\n`);
       }
     });
@@ -307,11 +368,11 @@ export function registerContainers(program: Command): void {
     .command("restart")
     .description("Restart containers")
     .argument("<container...>")
-    .option("-t, --time <seconds>", "seconds to wait before killing", "10")
-    .action(async (names: string[], o: { time: string }) => {
+    .option("-t, --time <seconds>", "seconds to wait before killing (default: the container's --stop-timeout, else 10)")
+    .action(async (names: string[], o: { time?: string }) => {
       const t = new Tsrun();
       for (const name of names) {
-        const record = await stopContainer(t.containers, name, Number(o.time));
+        const record = await stopContainer(t.containers, name, stopTime(o.time));
         await t.containers.startDetached(record);
         process.stdout.write(`${name}\n`);
       }

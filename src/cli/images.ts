@@ -2,10 +2,11 @@
 // group (image ls/rm/inspect/tag/history/prune/import) Docker has beside them. Output follows the
 // Docker CLI: its table columns, its --format fields and headers, its JSON shapes.
 import type { Command } from "commander";
-import { Tsrun } from "../index.js";
+import { Tsrun, type ImageSummary } from "../index.js";
+import { compileGlob } from "../build/path-patterns.js";
 import { collect, confirm } from "./util.js";
 import { applyChanges } from "../image/config-changes.js";
-import { ago, formatRows, humanSize, shortId, templateError } from "./output.js";
+import { ago, formatRows, goTimeString, humanSize, rfc3339Local, shortId, templateError } from "./output.js";
 import { compileTemplate } from "../format/template.js";
 import { inspectContainer, inspectImage } from "../image/inspect.js";
 import { imageHistory } from "../image/history.js";
@@ -25,49 +26,6 @@ export async function importCommand(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Time formats Docker prints
-
-const pad = (n: number, width = 2): string => String(n).padStart(width, "0");
-
-function zoneOffset(d: Date, separator: string): string {
-  const minutes = -d.getTimezoneOffset();
-  const sign = minutes >= 0 ? "+" : "-";
-  const abs = Math.abs(minutes);
-  return `${sign}${pad(Math.floor(abs / 60))}${separator}${pad(abs % 60)}`;
-}
-
-let zoneFormat: Intl.DateTimeFormat | undefined;
-
-function zoneName(d: Date): string {
-  zoneFormat ??= new Intl.DateTimeFormat("en-US", { timeZoneName: "short" });
-  const part = zoneFormat.formatToParts(d).find((p) => p.type === "timeZoneName");
-  return part?.value ?? "UTC";
-}
-
-function localDate(d: Date): string {
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-}
-
-function localTime(d: Date): string {
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-}
-
-/** Go's time.Time.String() in local time, as `images` shows CreatedAt: "2024-01-02 15:04:05 +0000 UTC". */
-export function goTimeString(iso: string): string {
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return "";
-  return `${localDate(d)} ${localTime(d)} ${zoneOffset(d, "")} ${zoneName(d)}`;
-}
-
-/** RFC 3339 in local time, as `history` shows CreatedAt: "2024-01-02T15:04:05Z" or "...+01:00". */
-export function rfc3339Local(iso: string): string {
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return "";
-  const offset = d.getTimezoneOffset() === 0 ? "Z" : zoneOffset(d, ":");
-  return `${localDate(d)}T${localTime(d)}${offset}`;
-}
-
-// ---------------------------------------------------------------------------------------------
 // --format output
 
 // ---------------------------------------------------------------------------------------------
@@ -79,6 +37,7 @@ interface ImagesFlags {
   digests: boolean;
   trunc: boolean;
   format?: string;
+  filter: string[];
 }
 
 const IMAGE_HEADERS = {
@@ -112,8 +71,68 @@ function matchesReference(filter: string): (row: { repository: string; tag: stri
   return (row) => row.repository === repository && (tag === undefined || row.tag === tag);
 }
 
+/**
+ * `images --filter`, as the Docker daemon applies them: dangling=true|false, reference=PATTERN
+ * (path.Match on the familiar repo:tag, or on the repo alone; several are OR'ed),
+ * label=KEY[=VALUE] (all must match), before=IMAGE and since=IMAGE (by creation time).
+ */
+function applyImageFilters(t: Tsrun, rows: ImageSummary[], filters: readonly string[]): ImageSummary[] {
+  const references: RegExp[] = [];
+  let out = rows;
+  for (const f of filters) {
+    const eq = f.indexOf("=");
+    if (eq <= 0) throw new TsrunError(`bad format of filter (expected name=value): ${f}`);
+    const key = f.slice(0, eq).toLowerCase();
+    const value = f.slice(eq + 1);
+    switch (key) {
+      case "dangling": {
+        if (!/^(true|false|1|0)$/i.test(value)) throw new TsrunError(`invalid filter 'dangling=${value}'`);
+        const dangling = /^(true|1)$/i.test(value);
+        out = out.filter((r) => (r.repository === "<none>") === dangling);
+        break;
+      }
+      case "reference":
+        try {
+          references.push(compileGlob(value));
+        } catch {
+          throw new TsrunError(`invalid filter 'reference=${value}': bad pattern`);
+        }
+        break;
+      case "label": {
+        const [k, v] = value.split(/=(.*)/s, 2) as [string, string | undefined];
+        out = out.filter((r) => k in r.labels && (v === undefined || r.labels[k] === v));
+        break;
+      }
+      case "before":
+      case "since": {
+        let created: string;
+        try {
+          const id = findImage(t.store, value).id;
+          created = rows.find((r) => r.id === id)?.created ?? "";
+        } catch (err) {
+          if (err instanceof NotFoundError) throw new TsrunError(`invalid filter '${key}=${value}': No such image: ${value}`);
+          throw err;
+        }
+        out = out.filter((r) => (key === "before" ? r.created < created : r.created > created));
+        break;
+      }
+      default:
+        throw new TsrunError(`invalid filter '${key}'`);
+    }
+  }
+  if (references.length > 0) {
+    out = out.filter((r) => {
+      if (r.repository === "<none>") return false;
+      const familiar = [`${r.displayRepository}:${r.tag}`, r.displayRepository];
+      return references.some((re) => familiar.some((name) => re.test(name)));
+    });
+  }
+  return out;
+}
+
 export function imagesCommand(filter: string | undefined, o: ImagesFlags): void {
-  let rows = new Tsrun().listImages();
+  const t = new Tsrun();
+  let rows = applyImageFilters(t, t.listImages(), o.filter);
   if (filter !== undefined) rows = rows.filter(matchesReference(filter));
   const id = (full: string): string => (o.trunc ? shortId(full) : full);
   if (o.quiet) {
@@ -309,6 +328,7 @@ const imagesSpec: CommandSpec = {
       .option("--digests", "show digests", false)
       .option("--no-trunc", "do not truncate output")
       .option("--format <format>", "format output: table, json, or a Go template (fields ID, Repository, Tag, Digest, CreatedSince, CreatedAt, Size)")
+      .option("-f, --filter <filter>", "filter output (dangling=, reference=, label=, before=, since=)", collect, [])
       .action((filter: string | undefined, o: ImagesFlags) => {
         imagesCommand(filter, o);
       }),

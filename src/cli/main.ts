@@ -11,6 +11,7 @@ import { registerContainerImages } from "./containers-image.js";
 import { registerRegistry } from "./registry.js";
 import { registerArchive } from "./archive.js";
 import { registerBuild, registerBuilder } from "./build.js";
+import { normalizeBooleanFlags } from "./flag-syntax.js";
 import { registerSystem } from "./system.js";
 import { tsrunVersion } from "../system/version.js";
 import { registerNetworks } from "./networks.js";
@@ -42,7 +43,7 @@ registerBuilder(program);
 registerSystem(program);
 registerNetworks(program);
 
-program.parseAsync(process.argv).catch((err: unknown) => {
+program.parseAsync(normalizeBooleanFlags(program, process.argv)).catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Help and version exit 0; a usage error is tsrun's error: 125 as in Docker.
     process.exit(err.exitCode === 0 ? 0 : 125);

@@ -1,6 +1,6 @@
 // Human-readable output as the Docker CLI prints it (go-units sizes and durations, tabwriter
 // tables, --format templates).
-import { compileTemplate, renderTable, parseTableFormat, isTableFormat, TemplateError } from "../format/template.js";
+import { compileTemplate, isTableFormat, parseTableFormat, renderTable, TemplateError } from "../format/template.js";
 import { TsrunError } from "../errors.js";
 
 /** go-units HumanSizeWithPrecision(size, precision): decimal units; 3 significant digits as `images` prints, 4 as units.HumanSize (`system df`). */
@@ -73,3 +73,44 @@ export function formatRows(format: string, rows: readonly Record<string, unknown
   }
 }
 
+// Time formats Docker prints
+
+const pad = (n: number, width = 2): string => String(n).padStart(width, "0");
+
+function zoneOffset(d: Date, separator: string): string {
+  const minutes = -d.getTimezoneOffset();
+  const sign = minutes >= 0 ? "+" : "-";
+  const abs = Math.abs(minutes);
+  return `${sign}${pad(Math.floor(abs / 60))}${separator}${pad(abs % 60)}`;
+}
+
+let zoneFormat: Intl.DateTimeFormat | undefined;
+
+function zoneName(d: Date): string {
+  zoneFormat ??= new Intl.DateTimeFormat("en-US", { timeZoneName: "short" });
+  const part = zoneFormat.formatToParts(d).find((p) => p.type === "timeZoneName");
+  return part?.value ?? "UTC";
+}
+
+function localDate(d: Date): string {
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+function localTime(d: Date): string {
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** Go's time.Time.String() in local time, as `images` shows CreatedAt: "2024-01-02 15:04:05 +0000 UTC". */
+export function goTimeString(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  return `${localDate(d)} ${localTime(d)} ${zoneOffset(d, "")} ${zoneName(d)}`;
+}
+
+/** RFC 3339 in local time, as `history` shows CreatedAt: "2024-01-02T15:04:05Z" or "...+01:00". */
+export function rfc3339Local(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  const offset = d.getTimezoneOffset() === 0 ? "Z" : zoneOffset(d, ":");
+  return `${localDate(d)}T${localTime(d)}${offset}`;
+}

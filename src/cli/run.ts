@@ -2,6 +2,7 @@
 import { Option, type Command } from "commander";
 import { Tsrun, type CreateOptions } from "../index.js";
 import { TsrunError } from "../errors.js";
+import { hostPlatform } from "../image/types.js";
 import { collect } from "./util.js";
 import { printer } from "./registry.js";
 
@@ -49,6 +50,10 @@ export interface CreateFlags {
   memory?: string;
   cpus?: string;
   userns?: string;
+  platform?: string;
+  cidfile?: string;
+  stopSignal?: string;
+  stopTimeout?: string;
 }
 
 export interface RunFlags extends CreateFlags {
@@ -113,6 +118,10 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--userns <mode>", "user namespace: private (default), host, nomap, keep-id[:uid=N,gid=N]")
     .addOption(new Option("--pull <policy>", "pull the image: missing, always or never").choices(["missing", "always", "never"]).default("missing"))
     .option("--tls-verify <bool>", "verify the registry's TLS certificate when pulling (true or false)")
+    .option("--platform <os/arch>", "the image's platform (only the host's)")
+    .option("--cidfile <file>", "write the container ID to this file")
+    .option("--stop-signal <signal>", "signal to stop the container (default: the image's STOPSIGNAL, else SIGTERM)")
+    .option("--stop-timeout <seconds>", "seconds stop waits before SIGKILL (default 10)")
     .passThroughOptions();
 }
 
@@ -139,6 +148,13 @@ function networkMode(spec: string): Pick<CreateOptions, "network" | "networkHelp
 
 export function createOptions(image: string, command: string[], o: CreateFlags): CreateOptions {
   if (o.name === "") throw new TsrunError('invalid container name ""');
+  if (o.platform !== undefined) {
+    const host = hostPlatform();
+    if (![`${host.os}/${host.architecture}`, host.architecture].includes(o.platform)) {
+      throw new TsrunError(`--platform ${o.platform}: only the host's platform (${host.os}/${host.architecture}) can run here`);
+    }
+  }
+  if (o.stopTimeout !== undefined && !/^-?\d+$/.test(o.stopTimeout)) throw new TsrunError(`invalid --stop-timeout "${o.stopTimeout}": a number of seconds`);
   return {
     image,
     args: command,
@@ -167,6 +183,9 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     tmpfs: o.tmpfs,
     volumesFrom: o.volumesFrom,
     restart: o.restart,
+    cidFile: o.cidfile,
+    stopSignal: o.stopSignal,
+    stopTimeout: o.stopTimeout === undefined ? undefined : Number(o.stopTimeout),
     security: {
       capAdd: o.capAdd,
       capDrop: o.capDrop,

@@ -8,10 +8,11 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { Header, Pax } from "tar";
 import { native } from "../native.js";
-import { unpackLayer } from "../store/unpack.js";
+import { removeEntry, unpackLayer } from "../store/unpack.js";
 
 const O_PATH = 0o10000000;
 const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
 const TYPES: Record<number, "File" | "Directory" | "SymbolicLink" | "FIFO"> = {
   0o100000: "File",
   0o040000: "Directory",
@@ -83,42 +84,65 @@ async function packEntry(dirFd: number, name: string, tarPath: string, out: Sink
 
 /**
  * Writes SRC (resolved inside the root) as a tar stream. The top entry is named after SRC's
- * last component, or "." when SRC ends in "/." (its contents, as `docker cp` does).
+ * last component, or "." when SRC ends in "/." (its contents, as `docker cp` does). A symlink
+ * is written as a symlink, unless -L, or SRC ends with "/" (Docker resolves the path then).
  */
 export async function copyOut(rootFd: number, src: string, follow: boolean, out: Sink): Promise<void> {
   const addon = native();
   const contentsOnly = /\/\.$/.test(src);
-  const clean = path.posix.normalize(`/${src}`);
+  const clean = path.posix.normalize(`/${src}`).replace(/(.)\/$/, "$1");
   const base = clean === "/" ? "." : path.posix.basename(clean);
   const parent = path.posix.dirname(clean);
-  const parentFd = addon.openInRoot(rootFd, parent, O_PATH | constants.O_DIRECTORY, 0);
-  try {
-    if (follow || clean === "/") {
-      // -L: the source itself may be a symlink; it is followed, still inside the root.
-      const fd = addon.openInRoot(rootFd, clean, O_PATH, 0);
-      try {
-        await packEntry(fd, "", contentsOnly ? "." : base, out, true);
-      } finally {
-        closeSync(fd);
-      }
-    } else {
-      await packEntry(parentFd, base, contentsOnly ? "." : base, out, false);
+  const open = (p: string, flags: number): number => {
+    try {
+      return addon.openInRoot(rootFd, p, flags, 0);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") throw new Error(`${src}: no such file or directory in the container`);
+      if (code === "ENOTDIR") throw new Error(`${src}: not a directory`);
+      throw err;
     }
-  } finally {
-    closeSync(parentFd);
+  };
+  if (follow || clean === "/" || /\/\.?$/.test(src)) {
+    // The source itself may be a symlink: it is followed, still inside the root.
+    const fd = open(clean, O_PATH | (/\/\.?$/.test(src) ? constants.O_DIRECTORY : 0));
+    try {
+      await packEntry(fd, "", contentsOnly ? "." : base, out, true);
+    } finally {
+      closeSync(fd);
+    }
+  } else {
+    const parentFd = open(parent, O_PATH | constants.O_DIRECTORY);
+    try {
+      try {
+        addon.lstatAt(parentFd, base);
+      } catch {
+        throw new Error(`${src}: no such file or directory in the container`);
+      }
+      await packEntry(parentFd, base, base, out, false);
+    } finally {
+      closeSync(parentFd);
+    }
   }
   await out.write(Buffer.alloc(1024));
 }
 
+/** What `cp` copies in: a file (or symlink), a directory, or a tar stream from standard input. */
+export type CopyInKind = "file" | "directory" | "stream";
+
 /**
- * Extracts a tar stream whose top entry is named `top` at DEST (resolved inside the root): into
- * DEST when it is a directory, else as DEST itself (through a temporary directory beside it,
- * then a rename).
+ * Extracts a tar stream whose top entry is named `top` ("." for a directory's contents) at DEST
+ * (resolved inside the root), with Docker's rules: into DEST when it is a directory (a symlink to
+ * one included); as DEST itself when it does not exist (its parent must) or when a file replaces
+ * a file, through a temporary directory beside it and a rename. A directory never replaces a
+ * file, a file never makes a missing "DEST/", a stream needs a directory. A failed copy leaves
+ * nothing behind.
  */
 export async function copyIn(
   rootFd: number,
   dest: string,
   top: string,
+  kind: CopyInKind,
   input: NodeJS.ReadableStream,
   limits: { maxUid: number; maxGid: number; keepOwners: boolean },
 ): Promise<void> {
@@ -132,14 +156,21 @@ export async function copyIn(
       // Without -a, what is copied in belongs to the container's root, as with docker cp.
       ...(limits.keepOwners ? {} : { forceOwner: { uid: 0, gid: 0 } }),
     });
-  let destFd = -1;
+  const clean = path.posix.normalize(`/${dest}`).replace(/(.)\/$/, "$1");
+  let destSt;
   try {
-    destFd = addon.openInRoot(rootFd, dest, O_PATH | constants.O_DIRECTORY, 0);
+    const fd = addon.openInRoot(rootFd, clean, O_PATH, 0);
+    try {
+      destSt = addon.lstatAt(fd, "");
+    } finally {
+      closeSync(fd);
+    }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== "ENOENT" && code !== "ENOTDIR") throw err;
   }
-  if (destFd >= 0) {
+  if (destSt !== undefined && (destSt[0] & S_IFMT) === S_IFDIR) {
+    const destFd = addon.openInRoot(rootFd, clean, O_PATH | constants.O_DIRECTORY, 0);
     try {
       await unpack(destFd);
     } finally {
@@ -147,20 +178,41 @@ export async function copyIn(
     }
     return;
   }
-  const clean = path.posix.normalize(`/${dest}`);
-  const parentFd = addon.openInRoot(rootFd, path.posix.dirname(clean), O_PATH | constants.O_DIRECTORY, 0);
+  if (kind === "stream") throw new Error(`destination ${dest} must be a directory`);
+  if (destSt !== undefined && kind === "directory") throw new Error(`cannot copy a directory to a file (${dest})`);
+  if (destSt === undefined && kind === "file" && /\/\.?$/.test(dest)) throw new Error(`${dest}: no such directory`);
+  if (clean === "/") throw new Error("cannot replace the container's root directory");
+  let parentFd: number;
+  try {
+    parentFd = addon.openInRoot(rootFd, path.posix.dirname(clean), O_PATH | constants.O_DIRECTORY, 0);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") throw new Error(`${path.posix.dirname(clean)}: no such directory in the container`);
+    throw err;
+  }
   const tmpName = `.tsrun-cp-${randomBytes(6).toString("hex")}`;
+  let made = false;
   try {
     addon.mkdirAt(parentFd, tmpName, 0o700);
+    made = true;
     const tmpFd = addon.openAt(parentFd, tmpName, O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW, 0);
     try {
       await unpack(tmpFd);
-      addon.renameAt(tmpFd, top, parentFd, path.posix.basename(clean));
+      if (top === ".") {
+        // The directory's own entry gave the temporary directory its mode, owner and times.
+        addon.renameAt(parentFd, tmpName, parentFd, path.posix.basename(clean));
+        made = false;
+      } else {
+        addon.renameAt(tmpFd, top, parentFd, path.posix.basename(clean));
+      }
     } finally {
       closeSync(tmpFd);
     }
-    addon.unlinkAt(parentFd, tmpName, true);
   } finally {
-    closeSync(parentFd);
+    try {
+      if (made) removeEntry(parentFd, tmpName);
+    } finally {
+      closeSync(parentFd);
+    }
   }
 }

@@ -2,7 +2,7 @@
 // a tar stream. The container side runs in the storage worker inside the container's user
 // namespace and resolves every path inside the container's root (see copy-worker.ts); the host
 // side is the user's own files, handled as the user.
-import { closeSync, existsSync, mkdirSync, statSync, rmSync } from "node:fs";
+import { closeSync, lstatSync, mkdirSync, statSync, rmSync, type Stats } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
@@ -55,6 +55,12 @@ export function splitContainerPath(arg: string): { container: string; path: stri
   return { container: arg.slice(0, colon), path: arg.slice(colon + 1) || "/" };
 }
 
+/**
+ * `cp CONTAINER:SRC DEST` with Docker's rules: into DEST when it is a directory; as DEST when it
+ * does not exist (its parent must) or when a file replaces a file; never a directory over a file,
+ * never a file as a missing "DEST/". What the source is shows in the stream's first entry, so
+ * the rules are checked before anything is written.
+ */
 export async function copyFromContainer(containers: Containers, query: string, src: string, dest: string, opts: { follow: boolean }): Promise<void> {
   const record = containers.get(query);
   const addon = native();
@@ -63,11 +69,14 @@ export async function copyFromContainer(containers: Containers, query: string, s
     return;
   }
   const top = /\/\.$/.test(src) ? "." : path.posix.basename(path.posix.normalize(`/${src}`)) || ".";
-  const destIsDir = existsSync(dest) && statSync(dest).isDirectory();
+  const destStat = statOrUndefined(dest);
+  const destIsDir = destStat?.isDirectory() ?? false;
   const cwd = destIsDir ? dest : path.dirname(path.resolve(dest));
-  if (!existsSync(cwd)) throw new TsrunError(`cp: destination directory ${cwd} does not exist`);
+  if (!destIsDir && !statOrUndefined(cwd)?.isDirectory()) throw new TsrunError(`cp: destination directory ${cwd} does not exist`);
   // Not a directory: the copy takes the destination's name.
   const rename = destIsDir ? undefined : path.basename(dest);
+  let refused: string | undefined;
+  let first = true;
   const [r, w] = addon.pipe();
   const extract = new Promise<void>((resolve, reject) => {
     const stream = createReadStream("", { fd: r });
@@ -77,8 +86,19 @@ export async function copyFromContainer(containers: Containers, query: string, s
       // Keep symlink targets as they are in the container (absolute ones too). Entry names come
       // from our own walk of real directories: none climbs out or passes through a symlink.
       preservePaths: true,
+      filter: (_p, entry) => {
+        if (first) {
+          first = false;
+          const isDir = "type" in entry && entry.type === "Directory";
+          if (!destIsDir && destStat !== undefined && isDir) refused = `cannot copy a directory to a file (${dest})`;
+          else if (destStat === undefined && !isDir && /\/\.?$/.test(dest)) refused = `${dest}: no such directory`;
+        }
+        return refused === undefined;
+      },
       onReadEntry: (entry) => {
-        if (rename && top !== ".") entry.path = rename + entry.path.slice(top.length);
+        if (!rename) return;
+        if (top !== ".") entry.path = rename + entry.path.slice(top.length);
+        else entry.path = entry.path === "." || entry.path === "./" ? `${rename}/` : `${rename}/${entry.path.replace(/^\.\//, "")}`;
       },
     });
     stream.pipe(x);
@@ -92,6 +112,15 @@ export async function copyFromContainer(containers: Containers, query: string, s
     closeSync(w);
   }
   await extract;
+  if (refused !== undefined) throw new TsrunError(`cp: ${refused}`);
+}
+
+function statOrUndefined(p: string): Stats | undefined {
+  try {
+    return statSync(p);
+  } catch {
+    return undefined;
+  }
 }
 
 export async function copyToContainer(containers: Containers, src: string, query: string, dest: string, opts: { archive: boolean; follow: boolean }): Promise<void> {
@@ -100,12 +129,18 @@ export async function copyToContainer(containers: Containers, src: string, query
   const userns = containers.usernsOf(record);
   const limits = `${maxContainerId(mapping, "uid", userns)}:${maxContainerId(mapping, "gid", userns)}:${opts.archive ? 1 : 0}`;
   if (src === "-") {
-    await runCopyWorker(containers, record, ["cp-in", dest, ".", limits], { stdin: 0 });
+    await runCopyWorker(containers, record, ["cp-in", dest, ".", limits, "stream"], { stdin: 0 });
     return;
   }
-  if (!existsSync(src)) throw new TsrunError(`cp: ${src}: no such file or directory`);
+  let srcStat: Stats;
+  try {
+    srcStat = opts.follow ? statSync(src) : lstatSync(src);
+  } catch {
+    throw new TsrunError(`cp: ${src}: no such file or directory`);
+  }
   const abs = path.resolve(src);
   const contentsOnly = /\/\.$/.test(src);
+  const kind = contentsOnly || srcStat.isDirectory() ? "directory" : "file";
   const top = contentsOnly ? "." : path.basename(abs);
   const addon = native();
   const [r, w] = addon.pipe();
@@ -124,7 +159,7 @@ export async function copyToContainer(containers: Containers, src: string, query
     out.on("finish", () => resolve());
     out.on("error", reject);
   });
-  const copying = runCopyWorker(containers, record, ["cp-in", dest, top, limits], { stdin: r });
+  const copying = runCopyWorker(containers, record, ["cp-in", dest, top, limits, kind], { stdin: r });
   closeSync(r);
   await Promise.all([piped, copying]);
 }

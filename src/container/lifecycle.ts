@@ -74,10 +74,15 @@ export async function waitStopped(containers: Containers, id: string, timeoutMs 
   }
 }
 
-/** Sends the stop signal (the image's STOPSIGNAL or SIGTERM), then SIGKILL after timeoutSec. */
-export async function stopContainer(containers: Containers, query: string, timeoutSec = 10): Promise<ContainerRecord> {
+/**
+ * Sends the stop signal (--stop-signal, the image's STOPSIGNAL or SIGTERM), then SIGKILL after
+ * timeoutSec (by default the container's --stop-timeout, else 10; a negative one waits forever).
+ */
+export async function stopContainer(containers: Containers, query: string, timeoutSec?: number): Promise<ContainerRecord> {
   const record = containers.get(query);
   if (record.state.status !== "running") return record;
+  timeoutSec ??= record.config.stopTimeout ?? 10;
+  if (timeoutSec < 0) timeoutSec = Infinity;
   markStopped(containers.records.containerDir(record.id));
   signalAndThaw(containers, record, signalNumber(record.config.stopSignal || "SIGTERM"));
   if (!(await waitStopped(containers, record.id, timeoutSec * 1000))) {

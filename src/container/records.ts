@@ -60,6 +60,8 @@ export interface ContainerRecord {
     cmd: string[] | null;
     labels: Record<string, string>;
     stopSignal: string;
+    /** --stop-timeout: seconds `stop` waits before SIGKILL when not told otherwise (Docker: 10). */
+    stopTimeout?: number;
     /** The health check in effect (the image's, changed by --health-* flags). */
     healthcheck?: HealthConfig;
   };

@@ -8,6 +8,8 @@ const O_PATH = 0o10000000;
 const S_IFMT = 0o170000;
 const S_IFCHR = 0o020000;
 const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
 
 /** dirs: layer roots, topmost first (a container's upper dir comes before the image layers). */
 export function readLayeredFile(dirs: string[], file: string, maxBytes = 4 * 1024 * 1024): string | undefined {
@@ -45,4 +47,68 @@ export function readLayeredFile(dirs: string[], file: string, maxBytes = 4 * 102
     }
   }
   return undefined;
+}
+
+/**
+ * Whether a directory exists at `dir` in a layered root (dirs: layer roots, topmost first),
+ * read as overlay would show it: whiteouts hide, an opaque directory or a non-directory hides
+ * the layers below it. undefined when the layers cannot tell without a mounted view (a symlink
+ * on the way, a directory the caller may not read).
+ */
+export function layeredDirectoryExists(dirs: string[], dir: string): boolean | undefined {
+  const components = dir.split("/").filter((c) => c !== "" && c !== ".");
+  if (components.includes("..")) return undefined;
+  const addon = native();
+  const roots: number[] = [];
+  try {
+    for (const d of dirs) roots.push(openSync(d, O_PATH | constants.O_DIRECTORY));
+    // How many of the topmost layers still merge at the current depth.
+    let visible = roots.length;
+    for (let depth = 1; depth <= components.length; depth++) {
+      const prefix = components.slice(0, depth).join("/");
+      let found = false;
+      for (let l = 0; l < visible; l++) {
+        let st;
+        try {
+          const fd = addon.openInRoot(roots[l] as number, prefix, O_PATH | constants.O_NOFOLLOW, 0);
+          st = addon.lstatAt(fd, "");
+          closeSync(fd);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === "ENOENT" || code === "ENOTDIR") continue;
+          if (code === "EACCES") return undefined;
+          throw err;
+        }
+        const type = st[0] & S_IFMT;
+        if (type !== S_IFDIR) {
+          if (found) {
+            visible = l;
+            break;
+          }
+          if (type === S_IFLNK) return undefined;
+          return false; // a whiteout or a file
+        }
+        found = true;
+        let opaque: boolean;
+        try {
+          const fd = addon.openInRoot(roots[l] as number, prefix, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW, 0);
+          try {
+            opaque = addon.getXattrs(fd)["user.overlay.opaque"]?.toString() === "y";
+          } finally {
+            closeSync(fd);
+          }
+        } catch {
+          return undefined;
+        }
+        if (opaque) {
+          visible = l + 1;
+          break;
+        }
+      }
+      if (!found) return false;
+    }
+    return true;
+  } finally {
+    for (const fd of roots) closeSync(fd);
+  }
 }

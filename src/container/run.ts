@@ -1,6 +1,7 @@
 // Creating, starting and running containers: from an image and run options to a record on disk
 // and a process in its namespaces.
 import { closeSync, existsSync, mkdirSync, read, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { signalNumber } from "./lifecycle.js";
 import { promisify } from "node:util";
 import path from "node:path";
 import { Store } from "../store/store.js";
@@ -79,6 +80,11 @@ export interface CreateOptions {
   publishAll?: boolean;
   dns?: string[];
   addHosts?: string[];
+  /** --cidfile: the new container's ID is written there (a file that exists is an error, as in Docker). */
+  cidFile?: string | undefined;
+  /** --stop-signal (else the image's STOPSIGNAL, else SIGTERM) and --stop-timeout seconds. */
+  stopSignal?: string | undefined;
+  stopTimeout?: number | undefined;
   /** --restart no|always|unless-stopped|on-failure[:N] (detached containers). */
   restart?: string | undefined;
   /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
@@ -108,6 +114,15 @@ function mergeHealth(image: HealthConfig | undefined, flags: CreateOptions["heal
     hc.Retries = flags.retries;
   }
   return hc.Test ? hc : undefined;
+}
+
+/** --cidfile: the new container's ID, in a file that must not exist yet (as in Docker). */
+function writeCidFile(file: string, id: string): void {
+  try {
+    writeFileSync(file, id, { flag: "wx" });
+  } catch (err) {
+    throw new TsrunError(`cannot write the container ID file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
 }
 
 export class Containers {
@@ -263,6 +278,10 @@ export class Containers {
     // here rather than at start; the compiled program is cached for the start.
     processSecurity(security, 0);
     const keep = keepIdUser(security.userns);
+    if (opts.stopSignal !== undefined) signalNumber(opts.stopSignal);
+    if (opts.cidFile !== undefined && existsSync(opts.cidFile)) {
+      throw new TsrunError(`container ID file found, make sure the other container isn't running or delete ${opts.cidFile}`);
+    }
     const workingDir = opts.workdir ?? (c.WorkingDir || "/");
     if (!workingDir.startsWith("/")) throw new TsrunError(`the working directory "${workingDir}" is invalid: it needs to be an absolute path`);
     const envFromFiles = (opts.envFiles ?? []).flatMap((f) => {
@@ -331,7 +350,8 @@ export class Containers {
         entrypoint: entrypointGiven ? (opts.entrypoint ? [opts.entrypoint] : null) : (c.Entrypoint ?? null),
         cmd: opts.args.length > 0 ? opts.args : entrypointGiven ? null : (c.Cmd ?? null),
         labels: { ...(c.Labels ?? {}), ...(opts.labels ?? {}) },
-        stopSignal: c.StopSignal ?? "SIGTERM",
+        stopSignal: opts.stopSignal ?? c.StopSignal ?? "SIGTERM",
+        ...(opts.stopTimeout !== undefined ? { stopTimeout: opts.stopTimeout } : {}),
         ...(() => {
           const hc = mergeHealth(c.Healthcheck, opts.health);
           return hc ? { healthcheck: hc } : {};
@@ -384,6 +404,7 @@ export class Containers {
         try {
           const join = userNetwork ? { network: userNetwork, aliases: opts.networkAliases ?? [], links: opts.links ?? [], ip: opts.ip } : undefined;
           await this.writeContainerDir(record, { extraHosts, dns: opts.dns ?? [], keepId: keep !== undefined, join });
+          if (opts.cidFile !== undefined) writeCidFile(opts.cidFile, id);
         } catch (err) {
           this.records.releaseName(record.name, id);
           await this.store.removeTree(this.records.containerDir(id));

@@ -70,6 +70,7 @@ function healthcheck(ins: Instruction, config: ContainerConfig): HealthConfig {
         hc.StartPeriod = parseDuration(value);
         break;
       case "start-interval":
+        hc.StartInterval = parseDuration(value);
         break;
       case "retries": {
         const n = Number(value);

@@ -121,6 +121,7 @@ function containerRuntimeConfig(record: ContainerRecord, image: ImageConfig | un
   out.OnBuild = imageConfig.OnBuild ?? null;
   out.Labels = c.labels;
   if (c.stopSignal) out.StopSignal = c.stopSignal;
+  if (c.stopTimeout !== undefined) out.StopTimeout = c.stopTimeout;
   return out;
 }
 

@@ -40,6 +40,8 @@ export interface HealthConfig {
   Interval?: number;
   Timeout?: number;
   StartPeriod?: number;
+  /** Between checks during the start period (Docker 25); kept in the config, not yet used by the monitor. */
+  StartInterval?: number;
   Retries?: number;
 }
 

@@ -185,15 +185,6 @@ function mergedNames(dirs: LowerDir[]): Set<string> {
   return new Set([...decided].filter(([, visible]) => visible).map(([name]) => name));
 }
 
-function isEmptyDir(dirFd: number, name: string): boolean {
-  const fd = native().openAt(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
-  try {
-    return readdirSync(`/proc/self/fd/${fd}`).length === 0;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 class UpperScanner {
   private readonly addon = native();
   private readonly mountPoints: Set<string>;
@@ -238,6 +229,28 @@ class UpperScanner {
     return this.items.length > start;
   }
 
+  /**
+   * A mount point directory the runtime made: empty, or holding nothing but mount targets and
+   * mount points of the same kind (the parents made for a build's RUN --mount targets).
+   */
+  private isStubDir(dirFd: number, name: string, rel: string): boolean {
+    const fd = this.addon.openAt(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+    try {
+      for (const child of readdirSync(`/proc/self/fd/${fd}`)) {
+        const childRel = joinPath(rel, child);
+        if (this.excludedTrees.has(childRel)) continue;
+        const st = this.mountPoints.has(childRel) ? lstatOrNull(fd, child) : null;
+        if (st === null) return false;
+        const type = fileType(st);
+        if ((type === S_IFREG && st[ST_SIZE] === 0) || (type === S_IFDIR && this.isStubDir(fd, child, childRel))) continue;
+        return false;
+      }
+      return true;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   /** hiddenBelow: the name exists in a lower dir that an opaque upper dir above it hides. */
   private scanEntry(dirFd: number, name: string, rel: string, st: RawStat, lower: LowerEntry, hiddenBelow: boolean): void {
     const type = fileType(st);
@@ -247,7 +260,7 @@ class UpperScanner {
       return;
     }
     if (this.mountPoints.has(rel) && lower.stat === null && !hiddenBelow) {
-      const stub = (type === S_IFREG && st[ST_SIZE] === 0) || (type === S_IFDIR && isEmptyDir(dirFd, name));
+      const stub = (type === S_IFREG && st[ST_SIZE] === 0) || (type === S_IFDIR && this.isStubDir(dirFd, name, rel));
       if (stub) return;
     }
     // Re-created inside an opaque directory: it was there before and is there now, so changed.

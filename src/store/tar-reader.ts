@@ -290,9 +290,16 @@ export class TarReader {
     let name = cString(block, at, 100);
     if (ustar && block[at + 345] !== 0) name = `${cString(block, at + 345, 155)}/${name}`;
     const path = !isMeta && ex.path !== undefined ? ex.path : name;
-    const where = `tar header for ${JSON.stringify(path)}`;
+    // A name of garbage bytes (random data, a wrong format) would fill the error line with noise.
+    const readable = /^[\x20-\x7e\u00a0-\uffef]*$/u.test(path) && !path.includes("\ufffd");
+    const where = readable ? `tar header for ${JSON.stringify(path)}` : `tar header ${this.entries + 1}`;
 
-    const stored = parseNumberField(block, at + 148, 8, `${where}: checksum`);
+    let stored: number | undefined;
+    try {
+      stored = parseNumberField(block, at + 148, 8, `${where}: checksum`);
+    } catch {
+      // An unreadable checksum field is a wrong checksum: random data, or another format.
+    }
     let sum = 8 * 0x20;
     for (let i = at; i < at + 148; i++) sum += block[i] as number;
     for (let i = at + 156; i < at + BLOCK; i++) sum += block[i] as number;

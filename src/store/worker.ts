@@ -64,11 +64,12 @@ async function main(): Promise<void> {
       }),
     });
     await new Promise<void>((resolve) => process.stdout.end(() => resolve()));
-  } else if (command === "cp-in" && arg && rest.length === 3) {
-    // cp-in ROOT DEST TOP MAXUID:MAXGID:KEEP: tar on stdin.
+  } else if (command === "cp-in" && arg && rest.length === 4) {
+    // cp-in ROOT DEST TOP MAXUID:MAXGID:KEEP KIND: tar on stdin.
     const [maxUid, maxGid, keep] = (rest[2] as string).split(":").map(Number) as [number, number, number];
     const { copyIn } = await loadCopy();
-    await copyIn(openRoot(arg), rest[0] as string, rest[1] as string, process.stdin, { maxUid, maxGid, keepOwners: keep === 1 });
+    const kind = rest[3] as import("../container/copy-worker.js").CopyInKind;
+    await copyIn(openRoot(arg), rest[0] as string, rest[1] as string, kind, process.stdin, { maxUid, maxGid, keepOwners: keep === 1 });
   } else if (command === "pack" && arg) {
     await runPackJob(arg);
   } else if (command === "changes" && arg) {

@@ -107,4 +107,49 @@ describe("cp", () => {
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
     }
   });
+
+  it("follows Docker's documented rules for what DEST means, in both directions, on a stopped container", async () => {
+    // docker cp: SRC dir/. into a DEST that does not exist creates DEST with the contents; a
+    // directory never replaces a file; a file never creates a missing "DEST/"; a trailing "/" on
+    // a symlinked source resolves it; a failed copy leaves nothing behind.
+    const name = unique("cprules");
+    expect((await tsrun(["create", "--name", name, "busybox", "true"])).code).toBe(0);
+    const src = hostTree();
+    const tree = path.join(src, "tree");
+    const fail = async (args: string[], message: RegExp): Promise<void> => {
+      const r = await tsrun(["cp", ...args]);
+      expect(r.code, r.stderr).toBe(125);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(message);
+    };
+    const okCp = async (args: string[]): Promise<void> => {
+      const r = await tsrun(["cp", ...args]);
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await okCp([`${tree}/.`, `${name}:/copied`]);
+    await okCp([path.join(tree, "top"), `${name}:/file`]);
+    await fail([tree, `${name}:/file`], /^Error: cp: cannot copy a directory to a file/);
+    await fail([path.join(tree, "top"), `${name}:/missing/`], /no such directory/);
+    await fail([path.join(tree, "top"), `${name}:/missing/x`], /no such directory/);
+    await fail(["-", `${name}:/file`], /must be a directory/);
+    const out = scratchDir("cprules-out");
+    await okCp([`${name}:/copied/.`, path.join(out, "new")]);
+    expect(readFileSync(path.join(out, "new", "sub", "f"), "utf8")).toBe("deep\n");
+    writeFileSync(path.join(out, "afile"), "keep\n");
+    if (env.user) chownSync(path.join(out, "afile"), env.user.uid, env.user.gid);
+    await fail([`${name}:/copied`, path.join(out, "afile")], /cannot copy a directory to a file/);
+    expect(readFileSync(path.join(out, "afile"), "utf8")).toBe("keep\n");
+    await fail([`${name}:/file`, path.join(out, "nodir") + "/"], /no such directory/);
+    expect(existsSync(path.join(out, "nodir"))).toBe(false);
+    await fail([`${name}:/nothing`, out], /\/nothing: no such file or directory in the container/);
+    // A symlink to a directory is copied as a link; with a trailing "/" as the directory.
+    await shAsUser(`ln -s /copied/sub ${path.join(out, "l")} && "$TSRUN" cp ${path.join(out, "l")} ${name}:/link && "$TSRUN" cp ${name}:/link ${path.join(out, "aslink")} && "$TSRUN" cp ${name}:/link/ ${path.join(out, "asdir")}`);
+    expect(readlinkSync(path.join(out, "aslink"))).toBe("/copied/sub");
+    expect(readFileSync(path.join(out, "asdir", "f"), "utf8")).toBe("deep\n");
+    // Nothing of the failed copies is left in the container.
+    const listing = await shAsUser(`"$TSRUN" cp ${name}:/ - | tar -tf - | grep -c tsrun-cp`);
+    expect(listing.stdout.trim()).toBe("0");
+    await tsrun(["rm", "-f", name]);
+  });
 });
+

@@ -124,6 +124,15 @@ describe("run options", () => {
     expect(lines).toContain("HOSTVAR=from host");
     expect(lines).toContain("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     expect(lines.some((l) => l.startsWith("UNSET_ON_HOST"))).toBe(false);
+    // Files from other tools: a UTF-8 BOM, CRLF line ends, indented keys, quotes kept as
+    // written (docker's opts/file.go); a missing file is tsrun's one-line error, not Node's
+    // (Node 20 reads --env-file anywhere on its command line unless told "--").
+    writeFileSync(file, '\ufeffBOM=1\r\n  INDENTED=2\r\nQUOTED="q"\r\n');
+    const quirks = await tsrun(["run", "--rm", "--env-file", file, "busybox", "env"]);
+    expect(quirks.stdout.split("\n")).toEqual(expect.arrayContaining(["BOM=1", "INDENTED=2", 'QUOTED="q"']));
+    const missing = await tsrun(["run", "--rm", "--env-file", path.join(dir, "missing.env"), "busybox", "true"]);
+    expect(missing.code).toBe(125);
+    expect(missing.stderr).toMatch(/^Error: .*missing\.env.*\n$/);
   });
 
   it("-w sets (and creates) the working directory", async () => {

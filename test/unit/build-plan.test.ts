@@ -22,6 +22,11 @@ describe("COPY wildcards (Go filepath.Match)", () => {
     ["\\*x", "ax", false],
     ["f[.]g", "f.g", true],
     ["(x)+", "(x)+", true],
+    // "-" is literal outside a class (a unicode RegExp refuses an escaped one).
+    ["requirements-*.txt", "requirements-dev.txt", true],
+    ["build-?", "build-1", true],
+    ["[\\-x]a", "-a", true],
+    ["a\\-b", "a-b", true],
   ];
   for (const [pattern, name, want] of cases) {
     it(`${pattern} ${want ? "matches" : "does not match"} ${name}`, () => {

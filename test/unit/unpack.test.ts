@@ -198,10 +198,15 @@ describe("unpackLayer: entry types", () => {
     expect(orig.uid).toBe(9);
   });
 
+  it("hardlinks a symlink extracted earlier as one more name of the link (as Docker and Podman do)", async () => {
+    await unpack(rawTar([symlink("s", "/etc/passwd"), hardlink("h", "s")]));
+    expect(readlinkSync(at("h"))).toBe("/etc/passwd");
+    expect(lstatSync(at("h")).ino).toBe(lstatSync(at("s")).ino);
+  });
+
   it.each([
     ["a missing file", [hardlink("h", "nope")]],
     ["a directory", [dir("d/"), hardlink("h", "d")]],
-    ["a symlink", [symlink("s", "x"), hardlink("h", "s")]],
     ["a path above the root", [hardlink("h", "../../etc/passwd")]],
     ["a host path that is not in the layer", [hardlink("h", "/etc/passwd")]],
   ])("refuses a hardlink to %s", async (_what, entries) => {
@@ -275,7 +280,8 @@ describe("unpackLayer: entry types", () => {
     expect(d["user.dir"]?.toString()).toBe("yes");
     expect(d["user.overlay.redirect"]).toBeUndefined();
     expect(warnings.join("\n")).toMatch(/trusted\.secret.*"bin\/ping"/);
-    expect(warnings.join("\n")).toMatch(/user\.overlay\.redirect.*reserved/);
+    // Another overlay's bookkeeping (Podman 4 leaks it into layers): dropped quietly.
+    expect(warnings.join("\n")).not.toMatch(/overlay/);
   });
 });
 
@@ -481,6 +487,17 @@ describe("unpackLayer: hostile archives", () => {
     await expect(unpack(Buffer.from("this is not a tar archive at all, just some text that is long enough".repeat(10)))).rejects.toThrow(
       /invalid layer tarball/,
     );
+  });
+
+  it("names a header of random bytes by its position, not by its garbage name", async () => {
+    const junk = Buffer.alloc(4096);
+    for (let i = 0; i < junk.length; i++) junk[i] = (i * 7919 + 13) % 251 || 1;
+    const err = await unpack(junk).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/invalid layer tarball: tar header 1: /);
+    expect(err?.message).toMatch(/^[\x20-\x7e]*$/);
   });
 
   it("refuses a layer compressed twice and unsupported compressions", async () => {
