@@ -761,8 +761,9 @@ export class Containers {
     // underLease: the caller's live lease names the container (an intermediate one), so a kill
     // mid-removal is swept like any other; no lease of its own means nothing to write, so even
     // a full disk cannot keep the container.
-    const doomed = opts.underLease ? await this.store.lock(takeOut) : await this.store.locked(`rm ${record.name}`, "containers", takeOut);
-    await this.store.removeTree(doomed);
+    const removeFiles = (doomed: string): Promise<void> => this.store.removeTree(doomed);
+    if (opts.underLease) await removeFiles(await this.store.lock(takeOut));
+    else await this.store.locked(`rm ${record.name}`, "containers", takeOut, removeFiles);
     if (opts.volumes) {
       for (const m of record.hostConfig.mounts ?? []) {
         if (m.type === "volume" && m.anonymous && this.volumes.exists(m.source)) await this.volumes.remove(m.source, (v) => this.volumeUsers(v));

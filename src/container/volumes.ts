@@ -229,25 +229,36 @@ export class Volumes {
    * read under the lock). The volume disappears at once (renamed aside), then is deleted.
    */
   async remove(name: string, users: (volume: string) => string[]): Promise<void> {
-    const doomed = await this.store.locked(`volume rm ${name}`, "containers", () => {
-      this.inspect(name);
-      const by = this.inUse(name, users);
-      if (by) throw new TsrunError(`volume ${name} is in use by ${by}`);
-      return this.detach(name);
-    });
-    faultPoint("volume-detached");
-    await this.store.removeTree(doomed);
+    await this.store.locked(
+      `volume rm ${name}`,
+      "containers",
+      () => {
+        this.inspect(name);
+        const by = this.inUse(name, users);
+        if (by) throw new TsrunError(`volume ${name} is in use by ${by}`);
+        return this.detach(name);
+      },
+      async (doomed) => {
+        faultPoint("volume-detached");
+        await this.store.removeTree(doomed);
+      },
+    );
   }
 
   /** `volume prune`: every unused anonymous volume (all: named ones too). Returns the names removed. */
   async prune(all: boolean, users: (volume: string) => string[]): Promise<string[]> {
-    const doomed = await this.store.locked("volume prune", "containers", () =>
-      this.list()
-        .filter((v) => (all || v.Anonymous) && this.inUse(v.Name, users) === undefined)
-        .map((v) => ({ name: v.Name, dir: this.detach(v.Name) })),
+    const doomed = await this.store.locked(
+      "volume prune",
+      "containers",
+      () =>
+        this.list()
+          .filter((v) => (all || v.Anonymous) && this.inUse(v.Name, users) === undefined)
+          .map((v) => ({ name: v.Name, dir: this.detach(v.Name) })),
+      async (out) => {
+        faultPoint("volume-detached");
+        await this.store.removeTrees(out.map((d) => d.dir));
+      },
     );
-    faultPoint("volume-detached");
-    await this.store.removeTrees(doomed.map((d) => d.dir));
     return doomed.map((d) => d.name);
   }
 

@@ -140,15 +140,20 @@ function dropCacheEntries(store: Store, remaining: ImageRecord[], containers: Co
  */
 async function removal<T extends { dirs: string[] }>(containers: Containers, operation: string, fn: (images: ImageRecord[], all: ContainerRecord[], inUse: InUse) => Promise<T> | T): Promise<T> {
   const store = containers.store;
-  const result = await store.locked(operation, "images", () => {
-    // Leases first, then containers: a container being created holds its lease until its
-    // record is saved, so it is seen in one of the two.
-    const inUse = store.leases.inUse();
-    return fn(store.images.list(), containers.list(), inUse);
-  });
-  faultPoint("rmi:detached");
-  await store.removeTrees(result.dirs);
-  return result;
+  return store.locked(
+    operation,
+    "images",
+    () => {
+      // Leases first, then containers: a container being created holds its lease until its
+      // record is saved, so it is seen in one of the two.
+      const inUse = store.leases.inUse();
+      return fn(store.images.list(), containers.list(), inUse);
+    },
+    async (result) => {
+      faultPoint("rmi:detached");
+      await store.removeTrees(result.dirs);
+    },
+  );
 }
 
 /**

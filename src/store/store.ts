@@ -89,19 +89,23 @@ export class Store {
 
   /**
    * Runs fn under the lock as an operation of its own (rm, rmi, volume rm, ...): after recovery,
-   * and with a lease marking it in flight until fn returns, so that a kill between two of its
-   * steps (a dir renamed aside, its name link not yet removed) is swept by the next operation.
+   * and with a lease marking it in flight until fn returns and then, outside the lock, until
+   * after(result) has finished (deleting what fn renamed aside), so that a kill between any two
+   * of its steps leaves a dead lease: the next operation, of whatever kind, sweeps what is left.
    */
-  locked<T>(operation: string, scope: LeaseScope, fn: () => Promise<T> | T): Promise<T> {
-    return this.lock(async () => {
-      await this.recover(scope);
-      const lease = this.leases.create(operation, scope);
-      try {
+  async locked<T>(operation: string, scope: LeaseScope, fn: () => Promise<T> | T, after?: (result: T) => Promise<void>): Promise<T> {
+    let lease: Lease | undefined;
+    try {
+      const result = await this.lock(async () => {
+        await this.recover(scope);
+        lease = this.leases.create(operation, scope);
         return await fn();
-      } finally {
-        lease.release();
-      }
-    });
+      });
+      if (after) await after(result);
+      return result;
+    } finally {
+      lease?.release();
+    }
   }
 
   /**

@@ -21,18 +21,22 @@ export interface ContainerPruneResult {
  */
 export async function pruneContainers(containers: Containers): Promise<ContainerPruneResult> {
   const store = containers.store;
-  const doomed = await store.locked("container prune", "containers", () => {
-    const leased = store.leases.inUse().containers;
-    const out: { id: string; size: number; dir: string }[] = [];
-    for (const record of containers.list()) {
-      if (record.state.status === "running" || leased.has(record.id)) continue;
-      const size = treeSize(path.join(containers.records.containerDir(record.id), "upper"));
-      out.push({ id: record.id, size, dir: containers.records.detach(record.id) });
-      containers.records.releaseName(record.name, record.id);
-    }
-    return out;
-  });
-  await store.removeTrees(doomed.map((d) => d.dir));
+  const doomed = await store.locked(
+    "container prune",
+    "containers",
+    () => {
+      const leased = store.leases.inUse().containers;
+      const out: { id: string; size: number; dir: string }[] = [];
+      for (const record of containers.list()) {
+        if (record.state.status === "running" || leased.has(record.id)) continue;
+        const size = treeSize(path.join(containers.records.containerDir(record.id), "upper"));
+        out.push({ id: record.id, size, dir: containers.records.detach(record.id) });
+        containers.records.releaseName(record.name, record.id);
+      }
+      return out;
+    },
+    (out) => store.removeTrees(out.map((d) => d.dir)),
+  );
   return { removed: doomed.map((d) => d.id), reclaimed: doomed.reduce((n, d) => n + d.size, 0) };
 }
 
