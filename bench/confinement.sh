@@ -40,7 +40,7 @@ if [ -n "$BASE" ]; then
   table="$table
 $(row "the same from ${BASE_LABEL:-$(basename "$BASE")}, before confinement" "$BASE/bin/tsrun run --rm --network none busybox true")"
 fi
-body="Measured $(date -u +%Y-%m-%d) with \`bench/confinement.sh $RUNS${BASE:+ BASE}\` ($RUNS runs, 3 warm-up, $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1 /proc/loadavg) at the end: other work ran on the machine).
+body="Measured $(date -u +%Y-%m-%d) with \`bench/confinement.sh $RUNS${BASE:+ BASE}\` ($RUNS runs, 3 warm-up, $(nproc) cores, $(uname -r), load average $(cut -d' ' -f1 /proc/loadavg) at the end).
 
 $table"
 append_results "confinement: start-up cost of the default capabilities and seccomp filter" "$body"

@@ -28,7 +28,7 @@ const r = JSON.parse(require("fs").readFileSync(file, "utf8"));
 const f = r.faults ?? {}, races = r.races ?? {}, disk = r.disk ?? {}, inputs = r.inputs ?? {};
 const ops = Object.keys(f).filter((k) => k.startsWith("injected ")).map((k) => k.slice(9));
 const lines = [
-  `Measured ${new Date().toISOString().slice(0, 10)} with \`bench/faults.sh ${trials} ${rounds}\` (seed ${seed}; ${seconds} s; suite ${status === "0" ? "passed" : "FAILED"}; 2 cores, ${require("os").release()}; other helpers' test suites ran on the machine meanwhile).`,
+  `Measured ${new Date().toISOString().slice(0, 10)} with \`bench/faults.sh ${trials} ${rounds}\` (seed ${seed}; ${seconds} s; suite ${status === "0" ? "passed" : "FAILED"}; 2 cores, ${require("os").release()}; load average ${require("os").loadavg()[0].toFixed(2)} at the end).`,
   "",
   "| what | count |",
   "| --- | --- |",

@@ -1,6 +1,6 @@
 #!/bin/bash
-# Port forwarding: iperf3 single-stream throughput through -p (both directions) with pasta's
-# forwarding (the TCP default) and tsrun's own forwarder (tsrun-forward), against Podman's default rootless
+# Port forwarding: iperf3 single-stream throughput through -p (both directions) with tsrun's own
+# forwarder (tsrun-forward, the default) and pasta's forwarding (--network pasta), against Podman's default rootless
 # port forwarding and plain host loopback, and the rate of short HTTP connections through -p to
 # busybox httpd. Then user-defined networks: container-to-container throughput over the
 # network's bridge, and the start of `run --rm` on such a network. iperf3 runs inside the
@@ -33,7 +33,7 @@ rate() { # port -> short HTTP connections per second
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 # label | iperf port | httpd port ; the servers of each path.
-labels=("host loopback" "tsrun -p (pasta, the TCP default)" "tsrun -p (tsrun-forward: --network private:port_handler=tsrun)")
+labels=("host loopback" "tsrun -p (pasta: --network pasta)" "tsrun -p (tsrun-forward, the default; slirp4netns for outbound)")
 iperf_ports=(15201 15202 15204)
 httpd_ports=("" 15203 15205)
 cleanup() {
@@ -43,10 +43,10 @@ cleanup() {
 }
 cleanup
 as_user "iperf3 -s -p 15201 -D -I $BENCH_ROOT/iperf-lo.pid"
-as_user "\$TSRUN run -d --name bench-iperf -p 127.0.0.1:15202:5201 $BINDS busybox /usr/bin/iperf3 -s >/dev/null"
-as_user "\$TSRUN run -d --name bench-httpd -p 127.0.0.1:15203:80 busybox $HTTPD >/dev/null"
-as_user "\$TSRUN run -d --name bench-iperf-p --network private:port_handler=tsrun -p 127.0.0.1:15204:5201 $BINDS busybox /usr/bin/iperf3 -s >/dev/null"
-as_user "\$TSRUN run -d --name bench-httpd-p --network private:port_handler=tsrun -p 127.0.0.1:15205:80 busybox $HTTPD >/dev/null"
+as_user "\$TSRUN run -d --name bench-iperf --network pasta -p 127.0.0.1:15202:5201 $BINDS busybox /usr/bin/iperf3 -s >/dev/null"
+as_user "\$TSRUN run -d --name bench-httpd --network pasta -p 127.0.0.1:15203:80 busybox $HTTPD >/dev/null"
+as_user "\$TSRUN run -d --name bench-iperf-p -p 127.0.0.1:15204:5201 $BINDS busybox /usr/bin/iperf3 -s >/dev/null"
+as_user "\$TSRUN run -d --name bench-httpd-p -p 127.0.0.1:15205:80 busybox $HTTPD >/dev/null"
 if have_podman; then
   labels+=("podman -p (rootlessport, slirp4netns)")
   iperf_ports+=(15206)

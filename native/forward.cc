@@ -420,7 +420,7 @@ void relay_udp_out(Flow* f) {
 
 // slirp4netns for the container's outbound access: a child that exits when we do (its exit
 // fd is a pipe we hold), configured once it writes to its ready fd.
-void start_slirp(const std::string& path, const std::string& pid, int& exit_write) {
+void start_slirp(const std::string& path, const std::string& pid, const std::string& ifname, int& exit_write) {
   int ready[2], exit_pipe[2];
   if (pipe(ready) != 0 || pipe(exit_pipe) != 0) die(std::string("pipe: ") + strerror(errno));
   fcntl(ready[0], F_SETFD, FD_CLOEXEC);
@@ -432,7 +432,7 @@ void start_slirp(const std::string& path, const std::string& pid, int& exit_writ
                                    "--exit-fd=" + std::to_string(exit_pipe[0]),
                                    "--userns-path=/proc/" + pid + "/ns/user",
                                    pid,
-                                   "tap0"};
+                                   ifname};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(&a[0]);
   argv.push_back(nullptr);
@@ -460,10 +460,10 @@ void start_slirp(const std::string& path, const std::string& pid, int& exit_writ
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: tsrun-forward PID --pid-file FILE [--slirp4netns PATH] [-t SPEC]... [-u SPEC]...\n");
+    fprintf(stderr, "usage: tsrun-forward PID --pid-file FILE [--slirp4netns PATH [--ifname NAME]] [-t SPEC]... [-u SPEC]...\n");
     return 2;
   }
-  std::string pid = argv[1], pid_file, slirp;
+  std::string pid = argv[1], pid_file, slirp, ifname = "tap0";
   std::vector<Mapping> maps;
   for (int i = 2; i < argc; i++) {
     std::string a = argv[i];
@@ -473,6 +473,8 @@ int main(int argc, char** argv) {
       pid_file = v;
     } else if (a == "--slirp4netns") {
       slirp = v;
+    } else if (a == "--ifname") {
+      ifname = v;
     } else if (a == "-t" || a == "-u") {
       Mapping m;
       if (!parse_spec(v, a == "-u", m)) die(std::string("tsrun-forward: bad port spec ") + v);
@@ -495,7 +497,7 @@ int main(int argc, char** argv) {
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, atoi(pid.c_str()), 0));
   if (pidfd < 0) die("the container's process is gone: " + std::string(strerror(errno)));
   int slirp_exit = -1;
-  if (!slirp.empty()) start_slirp(slirp, pid, slirp_exit);
+  if (!slirp.empty()) start_slirp(slirp, pid, ifname, slirp_exit);
 
   // Nothing in the container may ptrace us or open our /proc files (we hold host sockets).
   prctl(PR_SET_DUMPABLE, 0);

@@ -23,7 +23,7 @@ import type { Lease } from "../store/leases.js";
 import { randomBytes } from "node:crypto";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
 import { hostGateway } from "../network/pasta.js";
-import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, stopNetworkHelpers, type OutboundHelper, type PortHandler } from "../network/outbound.js";
+import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, stopNetworkHelpers, SLIRP_HOST, type OutboundHelper, type PortHandler } from "../network/outbound.js";
 import { ContainerNetworks } from "./networking.js";
 import { BUILTIN_NETWORKS, type NetworkRecord } from "../network/networks.js";
 import { closeHolder, connectHolder, nestedIdMaps, type HolderConnection } from "../network/holder.js";
@@ -306,7 +306,8 @@ export class Containers {
     // A user namespace of its own (keep-id, nomap) cannot nest in the network holder's.
     if (userNetwork && isRemapped(security.userns)) throw new TsrunError(`--userns ${security.userns.kind} cannot be combined with a user-defined network yet`);
     const outbound = network === "private" || (userNetwork !== undefined && !userNetwork.Internal);
-    const helper = outbound ? outboundHelper(opts.networkHelper).kind : undefined;
+    // port_handler=pasta without a helper named means pasta.
+    const helper = outbound ? outboundHelper(opts.networkHelper ?? (opts.portHandler === "pasta" ? "pasta" : undefined)).kind : undefined;
     if (opts.portHandler === "pasta" && helper !== "pasta") throw new TsrunError("port_handler=pasta needs pasta as the network helper");
     const requested = (opts.publish ?? []).flatMap(parsePortSpec);
     if (opts.publishAll) {
@@ -322,7 +323,9 @@ export class Containers {
       const colon = h.indexOf(":");
       const hostName = h.slice(0, colon);
       let ip = colon > 0 ? h.slice(colon + 1) : "";
-      if (ip === "host-gateway") ip = hostGateway() ?? "";
+      // The address where the container reaches the host: slirp4netns's fixed one, or the
+      // host's own gateway, which pasta gives the container.
+      if (ip === "host-gateway") ip = helper === "slirp4netns" ? SLIRP_HOST : (hostGateway() ?? "");
       if (!hostName || !ip || !/^[a-zA-Z0-9.-]+$/.test(hostName) || !/^[0-9a-fA-F.:]+$/.test(ip)) throw new TsrunError(`invalid --add-host "${h}": expected NAME:IP`);
       return `${ip}\t${hostName}`;
     });
@@ -581,7 +584,7 @@ export class Containers {
 
   /**
    * The helper commands of a container with outbound access or published ports (the child's pid
-   * goes after each program). On user-defined networks eth0 is the network's: pasta's interface
+   * goes after each program). On user-defined networks eth0 is the network's: the helper's interface
    * is tap0, with the default route.
    */
   private networkCommands(record: ContainerRecord): string[][] {

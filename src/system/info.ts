@@ -119,10 +119,13 @@ async function overlayUserxattr(store: Store): Promise<boolean> {
 }
 
 function networkInfo(): SystemInfo["Host"]["Network"] {
-  const pasta = findProgram("pasta") ?? "";
+  // The helper the private network uses unless told otherwise (see outboundHelper).
+  const slirp = findProgram("slirp4netns");
+  const helper = slirp ? "slirp4netns" : findProgram("pasta") ? "pasta" : "";
+  const executable = slirp ?? findProgram("pasta") ?? "";
   let version = "";
-  if (pasta) {
-    const r = spawnSync(pasta, ["--version"], { encoding: "utf8", timeout: 2000 });
+  if (executable) {
+    const r = spawnSync(executable, ["--version"], { encoding: "utf8", timeout: 2000 });
     version = (r.stdout ?? "").split("\n").find((l) => l.trim())?.trim() ?? "";
   }
   let tun = false;
@@ -132,7 +135,7 @@ function networkInfo(): SystemInfo["Host"]["Network"] {
   } catch {
     // Not usable: the private network cannot work.
   }
-  return { Helper: pasta ? "pasta" : "", Executable: pasta, Version: version, TunUsable: tun };
+  return { Helper: helper, Executable: executable, Version: version, TunUsable: tun };
 }
 
 export async function systemInfo(containers: Containers): Promise<SystemInfo> {

@@ -169,7 +169,7 @@ describe("detached containers", () => {
   it("a monitor killed with SIGKILL: the container is reported exited, never stuck running, and its network helper is stopped", async () => {
     const name = unique("orphan");
     const port = 20000 + Math.floor(Math.random() * 20000);
-    const id = (await tsrun(["run", "-d", "--name", name, "-p", `127.0.0.1:${port}:80`, "busybox", "sleep", "60"])).stdout.trim();
+    const id = (await tsrun(["run", "-d", "--name", name, "--network", "pasta", "-p", `127.0.0.1:${port}:80`, "busybox", "sleep", "60"])).stdout.trim();
     const dir = path.join(env.storeRoot, "containers", id);
     const pasta = Number(readFileSync(path.join(dir, "pasta.pid"), "utf8").trim());
     expect(processState(pasta)).toMatch(/^[RS]$/);

@@ -227,7 +227,7 @@ describe("info and version", () => {
     expect(info).toContain(` Root:             ${store.TSRUN_ROOT}\n`);
     expect(info).toMatch(/ Storage driver: +overlay \(userxattr\)\n/);
     expect(info).toMatch(/ UID mapping: +0->\d+, 1-65536->\d+-\d+\n/);
-    expect(info).toMatch(/ Network helper: +\/usr\/bin\/pasta/);
+    expect(info).toMatch(/ Network helper: +\/usr\/bin\/slirp4netns/);
     expect(info).toMatch(/ openat2: +yes\n/);
     expect(info).toMatch(/ Cgroups: +(v1|v2|hybrid)/);
     expect(await must(["info", "--format", "{{.Store.GraphRoot}} {{.Store.ImageStore.Number}} {{.Host.Features.Openat2}}"], store)).toBe(`${store.TSRUN_ROOT} 1 true\n`);

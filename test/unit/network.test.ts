@@ -15,10 +15,10 @@ writeFileSync(usableTun, "");
 const only = (...installed: string[]) => (name: string) => (installed.includes(name) ? `/usr/bin/${name}` : undefined);
 
 describe("outbound helper", () => {
-  it("prefers pasta, falls back to slirp4netns, honours an explicit choice", () => {
-    expect(outboundHelper(undefined, only("pasta", "slirp4netns"), usableTun)).toEqual({ kind: "pasta", path: "/usr/bin/pasta" });
-    expect(outboundHelper(undefined, only("slirp4netns"), usableTun).kind).toBe("slirp4netns");
-    expect(outboundHelper("slirp4netns", only("pasta", "slirp4netns"), usableTun).kind).toBe("slirp4netns");
+  it("prefers slirp4netns (the faster to start), falls back to pasta, honours an explicit choice", () => {
+    expect(outboundHelper(undefined, only("pasta", "slirp4netns"), usableTun)).toEqual({ kind: "slirp4netns", path: "/usr/bin/slirp4netns" });
+    expect(outboundHelper(undefined, only("pasta"), usableTun).kind).toBe("pasta");
+    expect(outboundHelper("pasta", only("pasta", "slirp4netns"), usableTun).kind).toBe("pasta");
   });
 
   it("names the packages when neither is installed, or the one asked for is missing", () => {
