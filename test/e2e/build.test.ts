@@ -8,22 +8,10 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
-import { env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
-
-const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+import { env, filesDir, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
 
 /** A context directory with these files (mode 0644, or [content, mode]), owned by the test user. */
-function context(files: Record<string, string | [string, number]>): string {
-  const dir = scratchDir("build");
-  for (const [name, value] of Object.entries(files)) {
-    const file = path.join(dir, name);
-    mkdirSync(path.dirname(file), { recursive: true });
-    const [content, mode] = typeof value === "string" ? [value, 0o644] : value;
-    writeFileSync(file, content, { mode });
-  }
-  if (env.user) execFileSync("chown", ["-R", `${env.user.uid}:${env.user.gid}`, dir]);
-  return dir;
-}
+const context = (files: Record<string, string | [string, number]>): string => filesDir(files, "build");
 
 async function build(args: string[], opts: { env?: Record<string, string>; input?: string | Buffer } = {}): Promise<{ code: number; stdout: string; stderr: string; id: string }> {
   const r = await tsrun(["build", ...args], { ...opts, timeout: 120_000 });

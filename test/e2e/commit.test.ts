@@ -3,10 +3,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readdirSync, readFileSync, chownSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
+import { env, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
 import { rawTar } from "../unit/tar-builder.js";
-
-const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
 
 async function ok(args: string[]): Promise<string> {
   const r = await tsrun(args);

@@ -2,25 +2,12 @@
 // real-world Dockerfile idioms, archives made by other tools, hostile inputs, everyday flags.
 // Each case is a regression test for one fix; the comments say what Docker does.
 import { beforeAll, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
-
-const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+import { filesDir, importBusybox, shAsUser, tsrun, unique } from "./helpers.js";
 
 /** A directory with these files (mode 0644, or [content, mode]), owned by the test user. */
-function files(entries: Record<string, string | [string, number]>, prefix = "compat"): string {
-  const dir = scratchDir(prefix);
-  for (const [name, value] of Object.entries(entries)) {
-    const file = path.join(dir, name);
-    mkdirSync(path.dirname(file), { recursive: true });
-    const [content, mode] = typeof value === "string" ? [value, 0o644] : value;
-    writeFileSync(file, content, { mode });
-  }
-  if (env.user) execFileSync("chown", ["-R", `${env.user.uid}:${env.user.gid}`, dir]);
-  return dir;
-}
+const files = (entries: Record<string, string | [string, number]>, prefix = "compat"): string => filesDir(entries, prefix);
 
 async function ok(args: string[], input?: string | Buffer): Promise<string> {
   const r = await tsrun(args, { timeout: 120_000, ...(input !== undefined ? { input } : {}) });

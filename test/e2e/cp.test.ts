@@ -3,9 +3,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, writeFileSync, chownSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
-
-const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+import { env, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
 
 function hostTree(): string {
   const dir = scratchDir("cpsrc");

@@ -1,7 +1,8 @@
 // Driving bin/tsrun as a real process, as the unprivileged test user when the suite is root.
 import { execa, type Result } from "execa";
 import { inject } from "vitest";
-import { copyFileSync, existsSync, mkdtempSync, chownSync, mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, chownSync, mkdirSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -73,6 +74,22 @@ export function scratchDir(prefix: string): string {
   if (env.user) chownSync(dir, env.user.uid, env.user.gid);
   return dir;
 }
+
+/** A scratch directory holding these files (mode 0644, or [content, mode]), all owned by the test user. */
+export function filesDir(entries: Record<string, string | [string, number]>, prefix: string): string {
+  const dir = scratchDir(prefix);
+  for (const [name, value] of Object.entries(entries)) {
+    const file = path.join(dir, name);
+    mkdirSync(path.dirname(file), { recursive: true });
+    const [content, mode] = typeof value === "string" ? [value, 0o644] : value;
+    writeFileSync(file, content, { mode });
+  }
+  if (env.user) execFileSync("chown", ["-R", `${env.user.uid}:${env.user.gid}`, dir]);
+  return dir;
+}
+
+/** A name no other test uses: PREFIX-time-random. */
+export const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
 
 /** Imports the busybox fixture under a name (idempotent), with optional --change lines. */
 export async function importBusybox(name: string, changes: string[] = []): Promise<string> {

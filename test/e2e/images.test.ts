@@ -4,9 +4,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, tsrun } from "./helpers.js";
-
-const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+import { env, importBusybox, tsrun, unique } from "./helpers.js";
 
 async function ok(args: string[]): Promise<string> {
   const r = await tsrun(args);

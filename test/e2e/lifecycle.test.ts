@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { asUser, cliEnv, env, importBusybox, onPty, shAsUser, tsrun } from "./helpers.js";
+import { asUser, cliEnv, env, importBusybox, onPty, shAsUser, tsrun, unique } from "./helpers.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -25,8 +25,6 @@ function processState(pid: number): string {
     return "gone";
   }
 }
-
-const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
 
 function monitorPid(id: string): number {
   const record = JSON.parse(readFileSync(path.join(env.storeRoot, "containers", id, "container.json"), "utf8"));

@@ -10,9 +10,7 @@ import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
-
-const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+import { importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let server: Server;

@@ -6,15 +6,13 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, chownSync, copyFileSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { env, importBusybox, scratchDir, tsrun } from "./helpers.js";
+import { env, importBusybox, scratchDir, tsrun, unique } from "./helpers.js";
 
 const DOCKER_DEFAULT_CAPS = "00000000a80425fb";
 const lastCap = Number(readFileSync("/proc/sys/kernel/cap_last_cap", "utf8"));
 const ALL_CAPS = ((1n << BigInt(lastCap + 1)) - 1n).toString(16).padStart(16, "0");
 const EPERM = 1;
 const ENOSYS = 38;
-
-const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The fields of /proc/self/status (or another pid's) as seen inside a container. */

@@ -4,9 +4,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { chownSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, scratchDir, tsrun } from "./helpers.js";
-
-const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+import { env, importBusybox, scratchDir, tsrun, unique } from "./helpers.js";
 
 function subordinateStart(): number {
   const name = env.user ? "tsrun-test" : String(process.getuid?.());
