@@ -40,13 +40,15 @@ measure() { # name, run-cmd, ps-cmd, rm-all-cmd, pattern
 
 header="| runtime | start $N (ms) | ps -a (ms) | rm -f all (ms) | PSS per container (kB) |
 | --- | --- | --- | --- | --- |"
-rows=$(measure tsrun '$TSRUN run -d busybox sleep 600' '$TSRUN ps -a' '$TSRUN rm -f $($TSRUN ps -a -q) >/dev/null' 'tsrun-monitor')
+rows="$(measure 'tsrun (slirp4netns): tsrun-monitor + tsrun-forward + slirp4netns' '$TSRUN run -d busybox sleep 600' '$TSRUN ps -a' '$TSRUN rm -f $($TSRUN ps -a -q) >/dev/null' 'tsrun-monitor|tsrun-forward|slirp4netns')
+$(measure 'tsrun --network pasta: tsrun-monitor + pasta' '$TSRUN run -d --network pasta busybox sleep 600' '$TSRUN ps -a' '$TSRUN rm -f $($TSRUN ps -a -q) >/dev/null' 'tsrun-monitor|pasta|passt')
+$(measure 'tsrun --network none: tsrun-monitor' '$TSRUN run -d --network none busybox sleep 600' '$TSRUN ps -a' '$TSRUN rm -f $($TSRUN ps -a -q) >/dev/null' 'tsrun-monitor')"
 if have_podman; then
   rows="$rows
 $(measure 'podman (runc, slirp4netns): conmon + slirp4netns' "$PODMAN run -d busybox sleep 600" "$PODMAN ps -a" "$PODMAN rm -f -t 0 -a >/dev/null" 'conmon|slirp4netns')
 $(measure 'podman --network none: conmon' "$PODMAN run -d --network none busybox sleep 600" "$PODMAN ps -a" "$PODMAN rm -f -t 0 -a >/dev/null" 'conmon')"
 fi
-body="Measured $(date -u +%Y-%m-%d) with \`bench/detached.sh $N\` ($(nproc) cores). PSS summed over every per-container process the runtime leaves running (tsrun: tsrun-monitor; Podman: conmon, and slirp4netns for its default network), divided by $N. Start times are for $N sequential \`run -d busybox sleep 600\`.
+body="Measured $(date -u +%Y-%m-%d) with \`bench/detached.sh $N\` ($(nproc) cores). PSS summed over every per-container process the runtime leaves running (tsrun: tsrun-monitor, and tsrun-forward with slirp4netns or pasta for its default network; Podman: conmon, and slirp4netns for its default network), read as root, divided by $N. Start times are for $N sequential \`run -d busybox sleep 600\`.
 
 $header
 $rows"

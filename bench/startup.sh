@@ -34,7 +34,7 @@ if have_podman; then
 | \`podman run --rm busybox true\` (runc, slirp4netns) | $podman_ms | tsrun = $(node -e "console.log(($tsrun_ms/$podman_ms).toFixed(2))") × podman |
 | \`podman run --rm --network none busybox true\` | $podman_none_ms | tsrun = $(node -e "console.log(($tsrun_none_ms/$podman_none_ms).toFixed(2))") × podman |"
 fi
-body="Measured $(date -u +%Y-%m-%d) with \`bench/startup.sh $RUNS\` ($RUNS runs, 3 warm-up, $(nproc) cores, $(uname -r)); load average $(cut -d' ' -f1 /proc/loadavg) at the end. Both runtimes' default networks: a private namespace with outbound access through slirp4netns (tsrun: `--network pasta` for pasta); `--network none`: only lo.
+body="Measured $(date -u +%Y-%m-%d) with \`bench/startup.sh $RUNS\` ($RUNS runs, 3 warm-up, $(nproc) cores, $(uname -r)); load average $(cut -d' ' -f1 /proc/loadavg) at the end. Both runtimes' default networks: a private namespace with outbound access through slirp4netns (tsrun: \`--network pasta\` for pasta); \`--network none\`: only lo.
 
 $table"
 append_results "startup: run --rm busybox true" "$body"
