@@ -8,7 +8,7 @@ sudo=""
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   uidmap busybox-static xz-utils zstd slirp4netns passt g++ make python3 libseccomp-dev >/dev/null
-# pasta (the default network) needs /dev/net/tun as distributions ship it.
+# The private network (slirp4netns, or pasta) needs /dev/net/tun as distributions ship it.
 [ -e /dev/net/tun ] && $sudo chmod 0666 /dev/net/tun
 if [ "$(id -u)" != 0 ] && ! grep -q "^$(id -un):" /etc/subuid 2>/dev/null; then
   echo "tsrun: $(id -un) has no /etc/subuid range; adding 65536 ids (needs sudo)" >&2
