@@ -127,7 +127,7 @@ export function addContainerOptions(cmd: Command): Command {
 
 /**
  * --network MODE[:port_handler=tsrun|pasta]. Docker's "bridge" is the private network through
- * whichever helper is installed (pasta first); Podman's "pasta" and "slirp4netns" are the
+ * whichever helper is installed (slirp4netns first); Podman's "pasta" and "slirp4netns" are the
  * private network through that helper. Anything else names a user-defined network.
  */
 function networkMode(spec: string): Pick<CreateOptions, "network" | "networkHelper" | "portHandler"> {

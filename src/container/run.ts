@@ -67,7 +67,7 @@ export interface CreateOptions {
   ip?: string | undefined;
   /** --network pasta or slirp4netns: this helper for outbound access, not the first installed. */
   networkHelper?: OutboundHelper | undefined;
-  /** Who forwards published ports (unset: pasta for TCP, tsrun-forward for UDP; see PortHandler). */
+  /** Who forwards published ports (unset: tsrun-forward, but TCP through pasta when pasta is the helper; see PortHandler). */
   portHandler?: PortHandler | undefined;
   labels?: Record<string, string>;
   /** -v specs, --mount specs, --tmpfs specs, --volumes-from containers. */

@@ -120,7 +120,7 @@ export function bridgeName(n: NetworkRecord): string {
 
 /**
  * The bridge's MTU: 65520 unless the network says otherwise. The bridge only carries traffic
- * between containers of one machine (outbound traffic goes through pasta's tap, which has the
+ * between containers of one machine (outbound traffic goes through the helper's tap, which has the
  * same MTU), so it need not be Ethernet's 1500; it measured about 1.5 times the throughput.
  */
 export function networkMtu(n: NetworkRecord): number {

@@ -14,8 +14,9 @@ import { isAlive } from "../store/liveness.js";
 export type OutboundHelper = "pasta" | "slirp4netns";
 /**
  * Who forwards published ports when the user chooses: tsrun's own forwarder (splice) or pasta.
- * Unchosen, TCP goes through pasta and UDP through tsrun-forward: the two measured alike for
- * TCP (bench/RESULTS.md), and pasta loses UDP replies to clients on the host's loopback.
+ * Unchosen: tsrun-forward (the only one with slirp4netns); with pasta as the helper, TCP goes
+ * through pasta and UDP through tsrun-forward: the two measured alike for TCP
+ * (bench/RESULTS.md), and pasta loses UDP replies to clients on the host's loopback.
  */
 export type PortHandler = "tsrun" | "pasta";
 
