@@ -159,6 +159,16 @@ Napi::Value Pipe(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// dup(fd) -> a close-on-exec copy of fd.
+Napi::Value Dup(const Napi::CallbackInfo& info) {
+  int fd = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) {
+    ErrnoError(info.Env(), errno, "dup").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  return Napi::Number::New(info.Env(), fd);
+}
+
 // flock(fd, exclusive, wait) -> boolean (false: would block). Released when the process dies,
 // so a killed tsrun never leaves the store locked.
 Napi::Value Flock(const Napi::CallbackInfo& info) {
@@ -329,6 +339,7 @@ Napi::Object InitExports(Napi::Env env, Napi::Object exports) {
   exports.Set("setWinsize", Napi::Function::New(env, SetWinsize));
   exports.Set("strerror", Napi::Function::New(env, StrError));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
+  exports.Set("dup", Napi::Function::New(env, Dup));
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("runTools", Napi::Function::New(env, RunTools));
   exports.Set("spawnMonitor", Napi::Function::New(env, SpawnMonitor));

@@ -1,12 +1,13 @@
-// tsrun-netns: the holder of user-defined networks, one per user (like Podman's pause process
-// and rootless network namespace in one).
+// tsrun-netns: the holder of the user namespace and of user-defined networks, one per user
+// (Podman's pause process and rootless network namespace in one).
 //
 // tsrun starts it inside a new user namespace U (the full subordinate id mapping, written by
-// newuidmap/newgidmap as for a container) and a new network namespace N. N holds one bridge per
-// user-defined network. A container on such a network gets its own user namespace nested in U
-// (the launcher joins U before cloning it), so this process, root in U, has CAP_NET_ADMIN over
-// the container's network namespace: it creates a veth pair, keeps one end on the network's
-// bridge in N and moves the other into the container's namespace, where it sets the address.
+// newuidmap/newgidmap) and a new network namespace N. Containers and storage helpers are
+// started inside U (the launcher joins U before cloning them with their other namespaces), so
+// no start pays for the setuid id-map tools. N holds one bridge per user-defined network; this
+// process, root in U, has CAP_NET_ADMIN over a container's network namespace: it creates a veth
+// pair, keeps one end on the network's bridge in N and moves the other into the container's
+// namespace, where it sets the address.
 //
 // Usage: tsrun-netns SOCKET_PATH   (fd 1: a pipe that gets "ready PID\n")
 // It forks into the background at once (its parent exits), listens on SOCKET_PATH (a
@@ -16,8 +17,9 @@
 //   detach PID IFNAME                                            -> "ok" | "err MESSAGE"
 //   rmbridge BRIDGE                                              -> "ok" | "err MESSAGE"
 // Every container start (the CLI of a foreground run, the tsrun-monitor of a detached one)
-// keeps a connection open for the container's life. When no client has been connected for a
-// few seconds the holder exits, and the namespaces with it; the next start makes a new one. The
+// keeps a connection open for the container's life, a helper until it runs. When no client has
+// been connected for a minute the holder exits, and the namespaces with it (so back-to-back
+// commands share one, and nothing lingers long); the next start makes a new one. The
 // exit is decided under SOCKET_PATH.lock, which a starting client holds while it connects or
 // starts a holder, so no client is ever greeted by a holder that then leaves.
 #include <errno.h>
@@ -43,7 +45,7 @@
 
 namespace {
 
-const int kIdleExitMs = 3000;
+const int kIdleExitMs = 60000;
 int g_self_netns = -1;
 
 long long now_ms() {

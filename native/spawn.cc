@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <linux/openat2.h>
 #include <sched.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -203,10 +204,8 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
     } else if (key == "unshare-cgroup") {
       plan.unshare_cgroup = true;
     } else if (key == "nest") {
-      if (!need(3)) return "bad nest";
+      if (!need(1)) return "bad nest";
       plan.nest_userns = f[0];
-      plan.nest_uid_map = f[1] + "\n";
-      plan.nest_gid_map = f[2] + "\n";
     } else {
       std::string security_err;
       if (!decode_security(key, f, plan.security, security_err)) return "unknown plan key " + key;
@@ -216,7 +215,7 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
   if (plan.argv.empty()) return "plan has no argv";
   if (!plan.join_ns.empty() && (plan.clone_flags != 0 || !plan.rootfs.empty()))
     return "a plan joins namespaces or creates them, not both";
-  if (!plan.nest_userns.empty() && !(plan.clone_flags & CLONE_NEWUSER)) return "a nested plan needs a new user namespace";
+  if (!plan.nest_userns.empty() && (plan.clone_flags & CLONE_NEWUSER)) return "a plan joins the holder's user namespace or makes one, not both";
   return "";
 }
 
@@ -614,6 +613,7 @@ int child_main(void* arg) {
     if (p.die_with_parent) prctl(PR_SET_PDEATHSIG, SIGKILL);
   }
 
+  // In the holder's namespace the caller's ids are 0 already (it maps them so).
   if ((p.clone_flags & CLONE_NEWUSER) && p.become_root) {
     if (setresgid(0, 0, 0) != 0) child_fail(a.error_fd, 0, errno, "setresgid 0");
     if (setresuid(0, 0, 0) != 0) child_fail(a.error_fd, 0, errno, "setresuid 0");
@@ -804,11 +804,11 @@ bool resume(Launched& l, bool tty, int& pty_fd, ChildError& error, pid_t* comman
 }
 
 // ---------------------------------------------------------------------------------------------
-// Nested user namespaces (user-defined networks). An intermediate process joins the network
-// holder's user namespace, clones the child there with CLONE_PARENT (so it is the caller's own
-// child, waited for and killed with it like any other), writes the child's id maps (identity
-// over the holder's mapping), reports the child's pid and exits. Async-signal-safe only, as in
-// the child.
+// Launches in the holder's user namespace. An intermediate process joins the user namespace of
+// tsrun-netns, clones the child there with CLONE_PARENT (so it is the caller's own child, waited
+// for and killed with it like any other), reports the child's pid and exits. Joining needs no
+// setuid helper: the holder's namespace belongs to the calling user. Async-signal-safe only, as
+// in the child.
 
 namespace {
 
@@ -835,20 +835,6 @@ struct NestArgs {
   _exit(1);
 }
 
-bool write_proc_file(pid_t pid, const char* file, const std::string& content) {
-  char path[64] = "/proc/";
-  append_int(path, sizeof path, pid);
-  append(path, sizeof path, "/");
-  append(path, sizeof path, file);
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool ok = write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
-  int err = errno;
-  close(fd);
-  errno = err;
-  return ok;
-}
-
 int nest_main(void* arg) {
   NestArgs& n = *static_cast<NestArgs*>(arg);
   const LaunchPlan& p = *n.child->plan;
@@ -856,16 +842,11 @@ int nest_main(void* arg) {
   for (int fd : n.child->parent_fds)
     if (fd >= 0) close(fd);
   int ns = open(p.nest_userns.c_str(), O_RDONLY | O_CLOEXEC);
-  if (ns < 0) nest_fail(n.report_fd, errno, "open the network's user namespace");
-  if (setns(ns, CLONE_NEWUSER) != 0) nest_fail(n.report_fd, errno, "join the network's user namespace");
+  if (ns < 0) nest_fail(n.report_fd, errno, "open the holder's user namespace");
+  if (setns(ns, CLONE_NEWUSER) != 0) nest_fail(n.report_fd, errno, "join the holder's user namespace");
   close(ns);
   pid_t pid = static_cast<pid_t>(clone(child_main, n.child_stack_top, static_cast<int>(p.clone_flags) | CLONE_PARENT, n.child));
-  if (pid < 0) nest_fail(n.report_fd, errno, "clone in the network's user namespace");
-  if (!write_proc_file(pid, "uid_map", p.nest_uid_map) || !write_proc_file(pid, "gid_map", p.nest_gid_map)) {
-    int err = errno;
-    kill(pid, SIGKILL);
-    nest_fail(n.report_fd, err, "write the id maps of the nested user namespace");
-  }
+  if (pid < 0) nest_fail(n.report_fd, errno, "clone in the holder's user namespace");
   NestReport r;
   memset(&r, 0, sizeof r);
   r.pid = pid;
@@ -882,8 +863,17 @@ pid_t clone_nested(ChildArgs& args, char* stacks, size_t stack_size, std::string
     return -1;
   }
   NestArgs nest{&args, stacks + 2 * stack_size, report[1], report[0]};
-  pid_t mid = clone(nest_main, stacks + stack_size, SIGCHLD, &nest);
+  // The intermediate shares our memory (CLONE_VM) and we wait until it is gone (CLONE_VFORK),
+  // as posix_spawn does: copying Node's page tables twice (for it, then for the child) cost
+  // more than the setuid tools this path saves. setns(CLONE_NEWUSER) allows a shared mm, not a
+  // shared thread group or fs. Signals stay blocked meanwhile: Node's handlers must never run on
+  // its stack; the child unblocks them itself.
+  sigset_t all, saved;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &saved);
+  pid_t mid = clone(nest_main, stacks + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &nest);
   int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
   close(report[1]);
   if (mid < 0) {
     close(report[0]);

@@ -67,11 +67,11 @@ struct LaunchPlan {
   bool become_root = true;         // setresuid(0) in the new user namespace before anything
   bool unshare_cgroup = false;     // new cgroup namespace after the parent moved us to our cgroup
   SecurityPlan security;           // capabilities, rlimits, seccomp (native/security.h)
-  // User-defined networks: clone the child's new user namespace nested in this one (a path such
-  // as /proc/HOLDER/ns/user) and write its id maps from there (no newuidmap needed), so that the
-  // network holder, root in the outer namespace, can move an interface into the child's.
+  // The user namespace of tsrun-netns (a path such as /proc/HOLDER/ns/user), which has the full
+  // id mapping: an intermediate joins it and clones the child there with the other namespaces
+  // (no CLONE_NEWUSER, no newuidmap/newgidmap per start, as Podman's containers share its pause
+  // process's), and the holder, root there, can move an interface into the child's network.
   std::string nest_userns;
-  std::string nest_uid_map, nest_gid_map;
 };
 
 // Starts a helper tool (newuidmap, newgidmap, pasta) with posix_spawnp: default signal

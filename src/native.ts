@@ -43,6 +43,8 @@ interface NativeAddon {
   setWinsize(fd: number, rows: number, cols: number): void;
   strerror(errno: number): string;
   pipe(): [number, number];
+  /** A close-on-exec duplicate of fd. */
+  dup(fd: number): number;
   flock(fd: number, exclusive: boolean, wait: boolean): boolean;
   /** Runs the commands concurrently (posix_spawn, PATH lookup) and waits for all of them. */
   runTools(commands: string[][]): { code: number; signal: number; error?: string; stderr: string }[];
@@ -192,7 +194,7 @@ export interface LaunchPlan {
    * User-defined networks: create the child's user namespace inside this one (the network
    * holder's /proc/PID/ns/user) with these id maps, written by the launcher itself.
    */
-  nest?: { userns: string; uidMap: string; gidMap: string };
+  nest?: { userns: string };
 }
 
 /** Encodes a plan into the addon's wire format: key, count, fields, each NUL-terminated. */
@@ -250,6 +252,6 @@ export function encodePlan(plan: LaunchPlan): Buffer {
   for (const r of plan.rlimits ?? []) rec("rlimit", r.resource, r.soft, r.hard);
   if (plan.seccomp) rec("seccomp", plan.seccomp.flags, plan.seccomp.program.toString("hex"));
   if (plan.unshareCgroup) rec("unshare-cgroup");
-  if (plan.nest) rec("nest", plan.nest.userns, plan.nest.uidMap, plan.nest.gidMap);
+  if (plan.nest) rec("nest", plan.nest.userns);
   return Buffer.from(parts.join("\0") + "\0", "utf8");
 }

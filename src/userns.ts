@@ -1,10 +1,8 @@
-// User namespaces: who we are, which subordinate ids we own, writing a child's id maps, and
-// running a helper command inside a namespace that has the full mapping (as `podman unshare`).
+// User namespaces: who we are, which subordinate ids we own, and writing a child's id maps
+// (src/userns-run.ts runs helper commands inside one).
 import { readFileSync, writeFileSync } from "node:fs";
-import { closeSync } from "node:fs";
-import { Socket } from "node:net";
 import { userInfo } from "node:os";
-import { CLONE, encodePlan, native, type LaunchPlan } from "./native.js";
+import { native } from "./native.js";
 import { TsrunError } from "./errors.js";
 
 export interface IdRange {
@@ -181,75 +179,3 @@ export async function writeIdMaps(pid: number, m: IdMapping = currentMapping(), 
   }
   for (const [file, content] of steps.writes) writeFileSync(`/proc/${pid}/${file}`, `${content}\n`);
 }
-
-export interface HelperResult {
-  code: number;
-  stderr: string;
-}
-
-/**
- * Runs argv inside a new user+mount namespace with the full id mapping, where the caller is
- * root over all its subordinate ids: for storage work on files owned by many uids.
- */
-export async function runInUserNamespace(
-  argv: string[],
-  env: NodeJS.ProcessEnv = process.env,
-  opts: { joinUserNamespace?: string; stdin?: number; stdout?: number; userns?: UsernsMode } = {},
-): Promise<HelperResult> {
-  const addon = native();
-  const [errRead, errWrite] = addon.pipe();
-  const join = opts.joinUserNamespace;
-  const plan: LaunchPlan = {
-    // Either a new user+mount namespace with the full mapping, or an existing container's user
-    // namespace (joined: root there, still in the host's mount namespace).
-    cloneFlags: join ? 0 : CLONE.NEWUSER | CLONE.NEWNS,
-    mounts: [],
-    maskedPaths: [],
-    readOnlyPaths: [],
-    argv,
-    env: Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
-    searchPath: env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
-    setGroupsAllowed: true,
-    stdio: [opts.stdin ?? -1, opts.stdout ?? -1, errWrite],
-    stdinNull: false,
-    noNewPrivileges: false,
-    dieWithParent: true,
-  };
-  if (join) plan.joinNamespaces = [join];
-  let handle;
-  try {
-    handle = addon.spawn(encodePlan(plan));
-  } finally {
-    closeSync(errWrite);
-  }
-  const stderrChunks: Buffer[] = [];
-  // A socket, not an fs stream: fs reads of a pipe each hold a libuv pool thread until data
-  // comes, and with waitPid that made every running helper hold two of the four (a pull with
-  // several unpackers then had none left for its own fsync).
-  const stream = new Socket({ fd: errRead, readable: true, writable: false });
-  const ended = new Promise<void>((resolve) => {
-    stream.on("data", (d) => stderrChunks.push(typeof d === "string" ? Buffer.from(d) : d));
-    stream.on("close", () => resolve());
-    stream.on("error", () => resolve());
-  });
-  try {
-    if (!join) await writeIdMaps(handle.pid, currentMapping(), opts.userns);
-  } catch (err) {
-    closeSync(handle.syncFd);
-    closeSync(handle.errorFd);
-    closeSync(handle.pidfd);
-    await addon.waitPid(handle.pid);
-    throw err;
-  }
-  const resumed = addon.resume(handle.syncFd, handle.errorFd, handle.socketFd, false);
-  if (join) await addon.waitPid(handle.pid); // the joiner; the command is resumed.pid
-  const status = resumed.error && join ? { code: 125, signal: 0 } : await addon.waitPid(resumed.pid);
-  closeSync(handle.pidfd);
-  await ended;
-  if (resumed.error) {
-    const e = resumed.error;
-    throw new Error(`${argv[0]} in user namespace: ${e.step}${e.message ? `: ${e.message}` : ""}`);
-  }
-  return { code: status.signal ? 128 + status.signal : status.code, stderr: Buffer.concat(stderrChunks).toString() };
-}
-

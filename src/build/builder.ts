@@ -47,7 +47,7 @@ import { layeredDirectoryExists } from "../container/rootfs-files.js";
 import { runStep } from "./run-step.js";
 import { runMounts } from "./run-mounts.js";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import path from "node:path";
 import { DEFAULT_PATH } from "../container/spec.js";
 import { BuildCancelledError, BuildError } from "./errors.js";

@@ -1,6 +1,6 @@
 // `tsrun save` and `tsrun load`: image archives, with Docker's options and messages.
 import { InvalidArgumentError, type Command } from "commander";
-import { Tsrun } from "../index.js";
+import { Tsrun } from "../tsrun.js";
 import { TsrunError } from "../errors.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { ARCHIVE_FORMATS, type ArchiveFormat } from "../image/archive/save.js";

@@ -3,7 +3,8 @@
 // docker build does; bad flags with 125.
 import { Option, type Command } from "commander";
 import { readFileSync, writeFileSync } from "node:fs";
-import { Tsrun, TsrunError } from "../index.js";
+import { Tsrun } from "../tsrun.js";
+import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
 import { BuildError } from "../build/errors.js";
 import { collect } from "./util.js";

@@ -1,6 +1,6 @@
 // Containers to images: `commit`, `export`, `diff`.
 import type { Command } from "commander";
-import { Tsrun } from "../index.js";
+import { Tsrun } from "../tsrun.js";
 import { collect, parseBoolFlag } from "./util.js";
 import { formatChanges } from "../image/diff.js";
 

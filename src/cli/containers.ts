@@ -1,6 +1,6 @@
 // Container lifecycle commands: create, start, ps, logs, stop, kill, rm, wait, restart.
 import type { Command } from "commander";
-import { Tsrun } from "../index.js";
+import { Tsrun } from "../tsrun.js";
 import type { ContainerRecord } from "../container/records.js";
 import { killContainer, pauseContainer, readLogs, removeContainer, renameContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
 import { TsrunError } from "../errors.js";

@@ -2,7 +2,7 @@
 // group (image ls/rm/inspect/tag/history/prune/import) Docker has beside them. Output follows the
 // Docker CLI: its table columns, its --format fields and headers, its JSON shapes.
 import type { Command } from "commander";
-import { Tsrun, type ImageSummary } from "../index.js";
+import { Tsrun, type ImageSummary } from "../tsrun.js";
 import { compileGlob } from "../build/path-patterns.js";
 import { collect, confirm } from "./util.js";
 import { applyChanges } from "../image/config-changes.js";

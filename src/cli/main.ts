@@ -1,20 +1,10 @@
 // The command line: commander wiring only. Each command group lives in its own file with a
-// register function; commands call the library API (src/index.ts) and format its result.
-// Errors become one line on stderr with Docker's exit codes.
-import { Command, CommanderError } from "commander";
+// register function (loaded on demand, src/cli/groups.ts); commands call the library API
+// (src/tsrun.ts) and format its result. Errors become one line on stderr with Docker's exit codes.
+import { CommanderError } from "commander";
 import { plainSystemErrors, TsrunError } from "../errors.js";
-import { registerRun } from "./run.js";
-import { registerImages } from "./images.js";
-import { registerContainers } from "./containers.js";
-import { registerVolumes } from "./volumes.js";
-import { registerContainerImages } from "./containers-image.js";
-import { registerRegistry } from "./registry.js";
-import { registerArchive } from "./archive.js";
-import { registerBuild, registerBuilder } from "./build.js";
 import { normalizeBooleanFlags } from "./flag-syntax.js";
-import { registerSystem } from "./system.js";
-import { tsrunVersion } from "../system/version.js";
-import { registerNetworks } from "./networks.js";
+import { groupsFor, newProgram, registerGroups } from "./groups.js";
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -22,28 +12,13 @@ function fail(err: unknown): never {
   process.exit(err instanceof TsrunError ? err.exitCode : 125);
 }
 
-const program = new Command("tsrun")
-  .description("Rootless, daemonless containers")
-  .version(tsrunVersion(), "-v, --version")
-  .enablePositionalOptions()
-  .showHelpAfterError(false)
-  .exitOverride()
-  .configureOutput({ outputError: (str, write) => write(`Error: ${str.replace(/^error: /, "").trimEnd()}\n`) });
+async function main(): Promise<void> {
+  const program = newProgram();
+  await registerGroups(program, groupsFor(process.argv));
+  await program.parseAsync(normalizeBooleanFlags(program, process.argv));
+}
 
-// One line per command group.
-registerRun(program);
-registerImages(program);
-registerContainers(program);
-registerVolumes(program);
-registerContainerImages(program);
-registerRegistry(program);
-registerArchive(program);
-registerBuild(program);
-registerBuilder(program);
-registerSystem(program);
-registerNetworks(program);
-
-program.parseAsync(normalizeBooleanFlags(program, process.argv)).catch((err: unknown) => {
+main().catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Help and version exit 0; a usage error is tsrun's error: 125 as in Docker.
     process.exit(err.exitCode === 0 ? 0 : 125);

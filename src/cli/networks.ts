@@ -1,7 +1,7 @@
 // `tsrun network create|ls|inspect|rm|prune|connect|disconnect`, with Docker's output.
 import type { Command } from "commander";
 import { createHash } from "node:crypto";
-import { Tsrun } from "../index.js";
+import { Tsrun } from "../tsrun.js";
 import { TsrunError, NotFoundError } from "../errors.js";
 import { collect } from "./util.js";
 import { formatRows } from "./output.js";

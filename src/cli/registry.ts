@@ -3,7 +3,8 @@
 // with -q. Progress goes to stderr; stdout carries only the result (the image ID for pull, the
 // manifest digest for push), so `id=$(tsrun pull -q x)` works.
 import { InvalidArgumentError, type Command } from "commander";
-import { Tsrun, login, logout } from "../index.js";
+import { Tsrun } from "../tsrun.js";
+import { login, logout } from "../image/registry/login.js";
 import type { BlobOutcome, TransferListener } from "../image/registry/progress.js";
 import { TsrunError } from "../errors.js";
 import { humanSize } from "./output.js";

@@ -1,10 +1,10 @@
 // `tsrun run` and `tsrun create`: the container flags they share, and run itself.
 import { Option, type Command } from "commander";
-import { Tsrun, type CreateOptions } from "../index.js";
+import { Tsrun } from "../tsrun.js";
+import type { CreateOptions } from "../container/run.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
 import { collect } from "./util.js";
-import { printer } from "./registry.js";
 
 export interface CreateFlags {
   interactive: boolean;
@@ -214,6 +214,8 @@ export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void>
   if (o.pull === "never") return;
   if (o.pull === "missing" && t.store.images.find(image)) return;
   if (o.tlsVerify !== undefined && o.tlsVerify !== "true" && o.tlsVerify !== "false") throw new TsrunError(`invalid --tls-verify "${o.tlsVerify}": true or false`);
+  // The progress printer comes with the registry client: loaded only when there is a pull.
+  const { printer } = await import("./registry.js");
   const progress = printer(false);
   try {
     await t.pull({ reference: image, tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true", listener: progress });

@@ -2,7 +2,7 @@
 // Output follows Docker where Docker has the command (df columns and --format fields, prune's
 // prompt and "Deleted ..." sections, version's Client section); `system check` is Podman's.
 import type { Command } from "commander";
-import { Tsrun } from "../index.js";
+import { Tsrun } from "../tsrun.js";
 import { confirm } from "./util.js";
 import { ago, formatRows, humanSize, shortId, table, templateError } from "./output.js";
 import { formatTemplate } from "../format/template.js";

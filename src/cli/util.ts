@@ -1,7 +1,7 @@
 // Small helpers shared by the command files.
 import type { Command } from "commander";
 import { TsrunError } from "../errors.js";
-import { createInterface } from "node:readline";
+import { lazyReadline } from "../builtin.js";
 
 /** commander collector for repeatable options (-e A -e B). */
 export const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -22,6 +22,8 @@ export function parseBoolFlag(raw: string): boolean {
 /** Docker's prompt; anything but y/Y (or no terminal answer at all) declines. */
 export async function confirm(question: string): Promise<boolean> {
   process.stdout.write(question);
+  // Loaded here: every other command starts without readline.
+  const { createInterface } = lazyReadline();
   const rl = createInterface({ input: process.stdin });
   const answer = await new Promise<string>((resolve) => {
     rl.once("line", resolve);

@@ -1,6 +1,6 @@
 // `tsrun volume create|ls|inspect|rm|prune`.
 import type { Command } from "commander";
-import { Tsrun } from "../index.js";
+import { Tsrun } from "../tsrun.js";
 import { collect } from "./util.js";
 import { table } from "./output.js";
 import { parseLabels } from "./run.js";

@@ -4,7 +4,7 @@
 // container can never lead to a host file (CVE-2019-10152, CVE-2018-15664 class). Nothing of
 // the container is executed or loaded (CVE-2019-14271 class): this is tsrun's own Node code.
 import { closeSync, constants, openSync, readdirSync, readSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import path from "node:path";
 import { Header, Pax } from "tar";
 import { native } from "../native.js";

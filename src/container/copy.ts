@@ -4,13 +4,14 @@
 // side is the user's own files, handled as the user.
 import { closeSync, lstatSync, mkdirSync, statSync, rmSync, type Stats } from "node:fs";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import { createReadStream, createWriteStream } from "node:fs";
 import * as tar from "tar";
 import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
 import { native, packageRoot } from "../native.js";
-import { currentMapping, maxContainerId, runInUserNamespace } from "../userns.js";
+import { currentMapping, maxContainerId } from "../userns.js";
+import { runInUserNamespace } from "../userns-run.js";
 import { TsrunError } from "../errors.js";
 
 const worker = (): string => path.join(packageRoot(), "dist", "worker.cjs");

@@ -1,9 +1,10 @@
 // Starting a launch plan and living with the process: id maps, the pty, signals, the exit code.
 import { closeSync, writeSync } from "node:fs";
-import tty from "node:tty";
+import type { ReadStream } from "node:tty";
 import { encodePlan, native, type ChildFailure, type LaunchPlan } from "../native.js";
 import { currentMapping, writeIdMaps, type UsernsMode } from "../userns.js";
 import { TsrunError } from "../errors.js";
+import { lazyTty } from "../builtin.js";
 
 export interface LaunchedProcess {
   pid: number;
@@ -23,7 +24,7 @@ export async function launchPlan(plan: LaunchPlan, userns: UsernsMode, beforeSta
   const addon = native();
   const handle = addon.spawn(encodePlan(plan));
   try {
-    // A user namespace nested in the network holder's has its maps from the launcher.
+    // In the holder's user namespace (plan.nest) there are no maps to write.
     if (!plan.nest) await writeIdMaps(handle.pid, currentMapping(), userns);
     // e.g. connect its network namespace, while it still waits.
     beforeStart?.(handle.pid);
@@ -102,15 +103,19 @@ export class SignalRelay {
 export async function attachForeground(proc: LaunchedProcess, opts: { interactive: boolean; relay?: SignalRelay }): Promise<number> {
   const relay = opts.relay ?? new SignalRelay();
   relay.target(proc.pid);
-  const stdin = process.stdin;
+  // process.stdin and node:tty are touched only with a pty: creating the stdin stream loads
+  // net and stream, a good part of a short run's start-up.
+  let stdin: NodeJS.ReadStream | undefined;
   let rawSet = false;
   let ptyClosed: Promise<void> = Promise.resolve();
   let onResize: (() => void) | undefined;
-  let master: tty.ReadStream | undefined;
+  let master: ReadStream | undefined;
   try {
     if (proc.ptyFd >= 0) {
       const addon = native();
       const fd = proc.ptyFd;
+      const tty = lazyTty();
+      stdin = process.stdin;
       master = new tty.ReadStream(fd);
       const m = master;
       ptyClosed = new Promise<void>((resolve) => {
@@ -121,18 +126,19 @@ export async function attachForeground(proc: LaunchedProcess, opts: { interactiv
         m.on("close", () => resolve());
       });
       if (opts.interactive) {
-        if (stdin.isTTY) {
-          stdin.setRawMode(true);
+        const input = stdin;
+        if (input.isTTY) {
+          input.setRawMode(true);
           rawSet = true;
         }
-        stdin.on("data", (d: Buffer) => {
+        input.on("data", (d: Buffer) => {
           try {
             writeSync(fd, d);
           } catch {
             // The container closed its terminal.
           }
         });
-        stdin.resume();
+        input.resume();
       }
       if (process.stdout.isTTY) {
         onResize = () => {
@@ -152,9 +158,9 @@ export async function attachForeground(proc: LaunchedProcess, opts: { interactiv
   } finally {
     relay.dispose();
     if (onResize) process.stdout.off("resize", onResize);
-    if (rawSet) stdin.setRawMode(false);
+    if (rawSet) stdin?.setRawMode(false);
     if (proc.ptyFd >= 0) {
-      stdin.pause();
+      stdin?.pause();
       master?.destroy();
     }
     if (proc.pidfd >= 0) {

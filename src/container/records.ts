@@ -5,7 +5,7 @@
 // A container leaves the store at once: its dir is renamed to a temporary name, then deleted.
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from "node:fs";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import { writeJsonAtomic } from "../store/atomic.js";
 import { tempPath } from "../store/temps.js";
 import { TsrunError, NotFoundError } from "../errors.js";

@@ -10,7 +10,8 @@
 import { closeSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { native } from "../native.js";
-import { runInUserNamespace, type UsernsMode } from "../userns.js";
+import type { UsernsMode } from "../userns.js";
+import { runInUserNamespace } from "../userns-run.js";
 import { TsrunError } from "../errors.js";
 
 const TAR_FLAGS = ["--numeric-owner", "--xattrs", "--xattrs-include=*"];
@@ -42,8 +43,8 @@ export async function copyLayersForMapping(layerDirs: string[], containerDir: st
     let reader: ReturnType<typeof runInUserNamespace>;
     let writer: ReturnType<typeof runInUserNamespace>;
     try {
-      // Both helpers exist (and hold their pipe ends) once these calls return: spawning is
-      // synchronous, only waiting for them is not.
+      // Each call keeps its own copy of its pipe end until its helper has one, so ours can go
+      // at once: when one helper dies, the other sees end of file or EPIPE.
       writer = runInUserNamespace(["tar", "-C", dest, ...TAR_FLAGS, "--same-owner", "--same-permissions", "-xf", "-"], process.env, { stdin: readEnd, userns: mode });
       reader = runInUserNamespace(["tar", "-C", src, ...TAR_FLAGS, "-cf", "-", "."], process.env, { stdout: writeEnd });
     } finally {

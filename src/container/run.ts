@@ -13,20 +13,20 @@ import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from 
 import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowed, type UsernsMode } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import type { HealthConfig, ImageConfig } from "../image/types.js";
-import { parseDuration } from "../image/config-changes.js";
+import { parseDuration } from "../format/duration.js";
 import { CLONE, type LaunchPlan, type PlanMount } from "../native.js";
 import { normaliseName } from "../image/reference.js";
 import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec, type StagedVolume } from "./volumes.js";
 import { containerLeftovers } from "./recovery.js";
 import { faultPoint } from "../store/fault.js";
 import type { Lease } from "../store/leases.js";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
 import { hostGateway } from "../network/pasta.js";
 import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, stopNetworkHelpers, SLIRP_HOST, type OutboundHelper, type PortHandler } from "../network/outbound.js";
 import { ContainerNetworks } from "./networking.js";
 import { BUILTIN_NETWORKS, type NetworkRecord } from "../network/networks.js";
-import { closeHolder, connectHolder, nestedIdMaps, type HolderConnection } from "../network/holder.js";
+import { closeHolder, connectHolder, holderForLaunch, holderUserNamespace, type HolderConnection } from "../network/holder.js";
 import { clearRunFiles, processStartTime, refreshState } from "./state.js";
 import { containerProcessPlan } from "./exec.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
@@ -303,7 +303,7 @@ export class Containers {
     if (!userNetwork && (opts.networkAliases ?? []).length > 0) throw new TsrunError("--network-alias needs a user-defined network (--network NAME)");
     if (!userNetwork && (opts.links ?? []).length > 0) throw new TsrunError("--link needs a user-defined network that both containers are on (--network NAME)");
     if (!userNetwork && opts.ip) throw new TsrunError("--ip needs a user-defined network (--network NAME)");
-    // A user namespace of its own (keep-id, nomap) cannot nest in the network holder's.
+    // A user namespace of its own (keep-id, nomap) cannot be the network holder's.
     if (userNetwork && isRemapped(security.userns)) throw new TsrunError(`--userns ${security.userns.kind} cannot be combined with a user-defined network yet`);
     const outbound = network === "private" || (userNetwork !== undefined && !userNetwork.Internal);
     // port_handler=pasta without a helper named means pasta.
@@ -571,14 +571,17 @@ export class Containers {
   }
 
   /**
-   * A container on user-defined networks: a connection to the network holder (kept while the
-   * container lives), its user namespace nested in the holder's, and its networks.
+   * A connection to the holder (kept while the container lives) whose user namespace the
+   * container is started in, and its user-defined networks, which the holder connects. None for
+   * a user namespace of the container's own (root, a single id, keep-id, nomap).
    */
   private async holdNetworks(record: ContainerRecord, plan: LaunchPlan): Promise<{ conn?: HolderConnection; pairs: ReturnType<ContainerNetworks["networksOf"]> }> {
     const pairs = this.networking.networksOf(record);
-    if (pairs.length === 0) return { pairs };
-    const conn = await connectHolder(this.store.paths.runRoot);
-    plan.nest = { userns: `/proc/${conn.pid}/ns/user`, ...nestedIdMaps() };
+    const conn = pairs.length > 0 ? await connectHolder(this.store.paths.runRoot) : await holderForLaunch(this.usernsOf(record), this.store.paths.runRoot);
+    if (conn) {
+      plan.nest = holderUserNamespace(conn);
+      plan.cloneFlags &= ~CLONE.NEWUSER;
+    }
     return { conn, pairs };
   }
 
@@ -646,7 +649,7 @@ export class Containers {
   ): Promise<ContainerRecord> {
     const dir = this.records.containerDir(record.id);
     writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
-    // A nested user namespace gets its id maps from the launcher itself.
+    // In the holder's user namespace there are no id maps to write.
     const prestart = [
       opts.conn ? "" : idMapFile(idMapSteps(currentMapping(), this.usernsOf(record))),
       opts.cgroup ? `cgroup ${opts.cgroup}\n` : "",

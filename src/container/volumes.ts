@@ -4,13 +4,13 @@
 // the launcher (openat2 RESOLVE_IN_ROOT), never on the host.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync } from "node:fs";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import { writeJsonAtomic } from "../store/atomic.js";
 import { tempPath } from "../store/temps.js";
 import { faultPoint } from "../store/fault.js";
 import { describeOperation } from "../store/leases.js";
 import type { Store } from "../store/store.js";
-import { runInUserNamespace } from "../userns.js";
+import { runInUserNamespace } from "../userns-run.js";
 import { MS, type PlanMount } from "../native.js";
 import { TsrunError, NotFoundError } from "../errors.js";
 

@@ -4,6 +4,7 @@ import { parseDockerfile, type Instruction } from "../build/dockerfile.js";
 import { ShellLex, type EscapeChar, type ShellEnv } from "../build/shell-words.js";
 import path from "node:path";
 import { TsrunError } from "../errors.js";
+import { parseDuration } from "../format/duration.js";
 import type { ContainerConfig, HealthConfig } from "./types.js";
 
 /** The instructions Docker accepts in --change (DESIGN.md). */
@@ -23,21 +24,6 @@ function envMap(config: ContainerConfig): Map<string, string> {
     if (eq > 0) m.set(e.slice(0, eq), e.slice(eq + 1));
   }
   return m;
-}
-
-/** Go's time.ParseDuration for the forms HEALTHCHECK takes ("30s", "1m30s", "500ms"), in ns. */
-export function parseDuration(s: string): number {
-  if (s === "0") return 0;
-  const unit: Record<string, number> = { ns: 1, us: 1e3, "µs": 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
-  let total = 0;
-  let matched = 0;
-  for (let m = re.exec(s); m; m = re.exec(s)) {
-    total += Number(m[1]) * (unit[m[2] as string] as number);
-    matched = re.lastIndex;
-  }
-  if (matched !== s.length || s.length === 0) throw new TsrunError(`invalid duration "${s}"`);
-  return Math.round(total);
 }
 
 /** Exec form as given; shell form wrapped in the image's SHELL (default /bin/sh -c). */

@@ -3,7 +3,7 @@
 // mount namespace (the upper dir as the topmost lower layer: no work dir, nothing written) and
 // tars the merged tree. Volume contents are not in it: the private mount has no volumes.
 import { closeSync, mkdirSync, openSync, renameSync, rmSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import path from "node:path";
 import type { Containers } from "../container/run.js";
 import { isRemapped } from "../userns.js";

@@ -1,11 +1,14 @@
-// The connection to tsrun-netns, the per-user process that holds the user and network
-// namespaces of user-defined networks (native/netns.cc explains the design). A container on
-// such a network keeps a connection open for its life; the holder exits a few seconds after the
-// last one closes, and the next container start brings up a new one.
+// The connection to tsrun-netns, the per-user process that holds a user namespace with the full
+// id mapping and the network namespace of user-defined networks (native/netns.cc explains the
+// design). Containers and storage helpers are started inside its user namespace, as Podman's are
+// inside its pause process's: no setuid newuidmap/newgidmap per start. A container keeps a
+// connection open for its life; the holder exits a while after the last one closes, and the
+// next start brings up a new one.
 import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
 import path from "node:path";
 import { encodePlan, helperPath, native, CLONE, type LaunchPlan } from "../native.js";
-import { currentMapping, setGroupsAllowed, writeIdMaps, type IdMapping } from "../userns.js";
+import { currentMapping, isRemapped, setGroupsAllowed, writeIdMaps, type IdMapping, type UsernsMode } from "../userns.js";
+import { storePaths } from "../store/paths.js";
 import { TsrunError } from "../errors.js";
 
 export interface HolderConnection {
@@ -80,14 +83,26 @@ export function closeHolder(conn: HolderConnection | undefined): void {
 }
 
 /**
- * The id maps of a container's user namespace nested in the holder's: the identity over
- * everything the holder maps (which is what a container's own namespace maps otherwise), one
- * line per line of the holder's map (the kernel wants each range inside one range above).
+ * Whether new namespaces are made inside the holder's user namespace: for a rootless user with
+ * subordinate ids and the default mapping. Root and a single mapped id write their maps without
+ * setuid helpers anyway; keep-id and nomap need maps of their own.
  */
-export function nestedIdMaps(m: IdMapping = currentMapping()): { uidMap: string; gidMap: string } {
-  if (m.uid === 0) return { uidMap: "0 0 4294967295", gidMap: "0 0 4294967295" };
-  if (!m.subUids || !m.subGids) return { uidMap: "0 0 1", gidMap: "0 0 1" };
-  return { uidMap: `0 0 1\n1 1 ${m.subUids.count}`, gidMap: `0 0 1\n1 1 ${m.subGids.count}` };
+export function joinsHolder(mode?: UsernsMode, m: IdMapping = currentMapping()): boolean {
+  return m.uid !== 0 && m.subUids !== null && m.subGids !== null && !isRemapped(mode, m);
+}
+
+/** The holder's user namespace, as a launch plan's `nest`. */
+export function holderUserNamespace(conn: HolderConnection): { userns: string } {
+  return { userns: `/proc/${conn.pid}/ns/user` };
+}
+
+/**
+ * A connection to the holder for a launch that joins its user namespace, or undefined when it
+ * does not apply (joinsHolder). The caller closes it once the launched process runs (a helper)
+ * or has exited (a container, whose restarts must find the same holder).
+ */
+export async function holderForLaunch(mode?: UsernsMode, runRoot: string = storePaths().runRoot): Promise<HolderConnection | undefined> {
+  return joinsHolder(mode) ? connectHolder(runRoot) : undefined;
 }
 
 /** Starts tsrun-netns in a new user namespace (full mapping) and network namespace. */

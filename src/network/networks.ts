@@ -2,7 +2,7 @@
 // them), subnets and addresses. The bridges themselves live in tsrun-netns (see holder.ts).
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import type { Store } from "../store/store.js";
 import { writeJsonAtomic } from "../store/atomic.js";
 import { NotFoundError, TsrunError } from "../errors.js";

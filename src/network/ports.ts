@@ -1,7 +1,6 @@
 // Published ports: Docker's -p syntax, ranges expanded, and free host ports for -P.
-import { createServer } from "node:net";
-import { createSocket } from "node:dgram";
 import { TsrunError } from "../errors.js";
+import { lazyDgram, lazyNet } from "../builtin.js";
 
 export interface PortMapping {
   /** Host address to listen on; "" means all addresses. */
@@ -72,8 +71,11 @@ export function parsePortSpec(spec: string): PortMapping[] {
 }
 
 /** A port the kernel calls free right now (the listener is closed again before use). */
-export function freePort(protocol: "tcp" | "udp", hostIp: string): Promise<number> {
+export async function freePort(protocol: "tcp" | "udp", hostIp: string): Promise<number> {
   const address = hostIp || "0.0.0.0";
+  // Loaded on use: a container without published ports starts without them.
+  const { createSocket } = lazyDgram();
+  const { createServer } = lazyNet();
   return new Promise((resolve, reject) => {
     if (protocol === "udp") {
       const s = createSocket(address.includes(":") ? "udp6" : "udp4");

@@ -2,7 +2,7 @@
 // to a temporary name on the same filesystem, is flushed, then renamed over the old one.
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { native } from "../native.js";
 import { faultPoint } from "./fault.js";

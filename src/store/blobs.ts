@@ -1,7 +1,7 @@
 // Content-addressed blobs (layers as given, configs, manifests) under blobs/sha256/<hex>.
 // A blob counts as stored only once its bytes hashed to its name: data lands in a temporary
 // file, is verified, and is renamed into place.
-import { createHash } from "node:crypto";
+import { lazyCrypto } from "../builtin.js";
 import { closeSync, createReadStream, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { promisify } from "node:util";
 import path from "node:path";
@@ -54,7 +54,7 @@ export class BlobStore {
 
   /** Streams a blob of any size through sha256: false when it is missing or corrupt. */
   async verify(digest: string): Promise<boolean> {
-    const hash = createHash("sha256");
+    const hash = lazyCrypto().createHash("sha256");
     try {
       for await (const chunk of createReadStream(this.path(digest), { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
     } catch {
@@ -99,7 +99,7 @@ export class BlobStore {
     mkdirSync(this.dir, { recursive: true });
     const file = tempPath(this.dir, "stream");
     const fd = openSync(file, "wx", 0o644);
-    const hash = createHash("sha256");
+    const hash = lazyCrypto().createHash("sha256");
     let size = 0;
     let digest: string;
     try {

@@ -1,9 +1,15 @@
 // Content digests and the ids derived from them (OCI image-spec "ChainID").
-import { createHash } from "node:crypto";
+import { lazyCrypto } from "../builtin.js";
+import { sha256Hex } from "./sha256.js";
 import { readdirSync } from "node:fs";
 
+/** Below this size the TypeScript SHA-256 is quicker than loading node:crypto (sha256.ts). */
+const SMALL = 64 * 1024;
+
 export function sha256(data: string | Buffer): string {
-  return "sha256:" + createHash("sha256").update(data).digest("hex");
+  const bytes = typeof data === "string" ? Buffer.from(data) : data;
+  if (bytes.length <= SMALL) return "sha256:" + sha256Hex(bytes);
+  return "sha256:" + lazyCrypto().createHash("sha256").update(bytes).digest("hex");
 }
 
 /** The hex part of "sha256:<hex>", refusing anything else so it is safe as a file name. */

@@ -4,7 +4,7 @@
 // It leaves the same way: renamed to a temporary name first, then deleted.
 import { existsSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from "node:fs";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import { digestHex, digestNamedEntries } from "./digest.js";
 import { writeJsonAtomic } from "./atomic.js";
 import { faultPoint } from "./fault.js";

@@ -14,7 +14,7 @@
 // fsynced: a power failure ends every process anyway, and the boot id then declares them dead.
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import { writeJsonAtomic } from "./atomic.js";
 import { bootId, isAlive, processStartTime } from "./liveness.js";
 

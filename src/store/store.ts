@@ -1,10 +1,10 @@
 // The store: blobs, unpacked layers, the image index, and the storage work that must run inside
 // the user namespace (files there belong to many subordinate uids).
 import { closeSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { Socket } from "node:net";
+import { lazyNet } from "../builtin.js";
 import type { Writable } from "node:stream";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import { BlobStore } from "./blobs.js";
 import { ImageIndex } from "./images.js";
 import { LayerStore } from "./layers.js";
@@ -16,7 +16,8 @@ import { layerLeftovers, staleTemps, TEMP_DIRS, type Leftover } from "./recovery
 import { StoreTransaction } from "./transaction.js";
 import { faultPoint } from "./fault.js";
 import { native, packageRoot } from "../native.js";
-import { runInUserNamespace, currentMapping, maxMappedId, type UsernsMode } from "../userns.js";
+import { currentMapping, maxMappedId, type UsernsMode } from "../userns.js";
+import { runInUserNamespace } from "../userns-run.js";
 import type { Change, ExportJob, PackJob, PackResult, UpperScanSpec } from "./pack.js";
 
 export interface UnpackJob {
@@ -194,7 +195,7 @@ export class Store {
    */
   unpackStream(dest: string): { input: Writable; result: Promise<UnpackJobResult> } {
     const [readFd, writeFd] = native().pipe();
-    const input = new Socket({ fd: writeFd, readable: false, writable: true });
+    const input = new (lazyNet().Socket)({ fd: writeFd, readable: false, writable: true });
     let result: Promise<UnpackJobResult>;
     try {
       result = this.unpack([{ blob: "-", dest }], { stdin: readFd }).then((results) => {
@@ -203,9 +204,9 @@ export class Store {
         return first;
       });
     } finally {
-      // unpack() starts the helper before its first await, so it already holds its copy of
-      // the read end. With ours closed, a helper that dies makes writes fail (EPIPE)
-      // instead of filling a pipe nobody reads.
+      // runInUserNamespace keeps its own copy of the read end until the helper has one. With
+      // ours closed, a helper that dies makes writes fail (EPIPE) instead of filling a pipe
+      // nobody reads.
       closeSync(readFd);
     }
     return { input, result };

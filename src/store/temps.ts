@@ -3,7 +3,7 @@
 // tmp/ dir), and is renamed into place only when complete. So whatever a killed tsrun left
 // behind is recognisable by name: a temporary whose pid no longer exists is garbage.
 import path from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../random.js";
 import { pidExists } from "./liveness.js";
 
 /** A fresh temporary path in dir: ".tmp-KIND-PID-RANDOM". */

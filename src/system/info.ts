@@ -11,7 +11,7 @@ import type { Store } from "../store/store.js";
 import { currentMapping } from "../userns.js";
 import { native } from "../native.js";
 import { findProgram } from "../network/outbound.js";
-import { runInUserNamespace } from "../userns.js";
+import { runInUserNamespace } from "../userns-run.js";
 import { tempPath } from "../store/temps.js";
 import { versionInfo, type VersionInfo } from "./version.js";
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { outboundHelper } from "../../src/network/outbound.js";
 import { macForIp, parseSubnet, subnetText } from "../../src/network/networks.js";
 import { addHostsLines, hostsLine, removeHostsEntries } from "../../src/network/hosts.js";
-import { nestedIdMaps } from "../../src/network/holder.js";
+import { joinsHolder } from "../../src/network/holder.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tsrun-net-unit-"));
 const usableTun = path.join(dir, "tun");
@@ -40,10 +40,14 @@ describe("addresses", () => {
     expect(macForIp("10.89.0.5")).toBe("02:42:0a:59:00:05");
   });
 
-  it("nests id maps range by range over the holder's", () => {
+  it("starts in the holder's user namespace only with subordinate ids and the default mapping", () => {
     const m = { uid: 1000, gid: 1000, subUids: { start: 100000, count: 65536 }, subGids: { start: 100000, count: 65536 } };
-    expect(nestedIdMaps(m)).toEqual({ uidMap: "0 0 1\n1 1 65536", gidMap: "0 0 1\n1 1 65536" });
-    expect(nestedIdMaps({ ...m, subUids: null, subGids: null })).toEqual({ uidMap: "0 0 1", gidMap: "0 0 1" });
+    expect(joinsHolder(undefined, m)).toBe(true);
+    expect(joinsHolder({ kind: "host" }, m)).toBe(true);
+    expect(joinsHolder({ kind: "keep-id" }, m)).toBe(false);
+    expect(joinsHolder({ kind: "nomap" }, m)).toBe(false);
+    expect(joinsHolder(undefined, { ...m, subUids: null, subGids: null })).toBe(false);
+    expect(joinsHolder(undefined, { uid: 0, gid: 0, subUids: null, subGids: null })).toBe(false);
   });
 });
 

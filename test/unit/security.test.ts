@@ -2,7 +2,7 @@
 // a machine and a capability set), capabilities as moby computes them, the flag parsers, and
 // the cgroup delegation decision. The compiled filter is checked against the real libseccomp.
 import { describe, expect, it } from "vitest";
-import { compileFilter, parseSeccompProfile, resolveSeccomp, seccompProgram, type ResolvedFilter } from "../../src/container/security/seccomp.js";
+import { compileFilter, decodeCachedProgram, encodeCachedProgram, parseSeccompProfile, resolveSeccomp, seccompProgram, type ResolvedFilter } from "../../src/container/security/seccomp.js";
 import { DEFAULT_SECCOMP_PROFILE } from "../../src/container/security/default-seccomp.js";
 import { allCapabilities, capabilityMask, containerCapabilities, DEFAULT_CAPABILITIES, normaliseCapability, processCapabilities } from "../../src/container/security/capabilities.js";
 import { parseMemory, parseSecurityFlags, parseUlimit, parseUserns } from "../../src/container/security/options.js";
@@ -144,6 +144,18 @@ describe("resolving a profile for a machine and a container", () => {
     // The first instruction loads the architecture (seccomp_data.arch at offset 4).
     expect(program.readUInt16LE(0)).toBe(0x20);
     expect(program.readUInt32LE(4)).toBe(4);
+  });
+
+  it("trusts a cached program only whole and for exactly its key", () => {
+    const program = compileFilter(amd64);
+    const file = encodeCachedProgram("key-a", program);
+    expect(decodeCachedProgram(file, "key-a")).toEqual(program);
+    expect(decodeCachedProgram(file, "key-b")).toBeUndefined();
+    expect(decodeCachedProgram(file.subarray(0, file.length - 8), "key-a")).toBeUndefined();
+    const flipped = Buffer.from(file);
+    flipped[flipped.length - 3] ^= 0x40;
+    expect(decodeCachedProgram(flipped, "key-a")).toBeUndefined();
+    expect(decodeCachedProgram(Buffer.from("garbage"), "key-a")).toBeUndefined();
   });
 });
 

@@ -4,7 +4,6 @@
 // libseccomp): unknown syscall names are skipped, a rule with the default action is dropped,
 // several conditions on the same argument become separate rules.
 import { homedir, release } from "node:os";
-import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { TsrunError } from "../../errors.js";
@@ -292,25 +291,53 @@ export function compileFilter(filter: ResolvedFilter): Buffer {
   }
 }
 
+/** FNV-1a over a string's UTF-16 units, 32 bits, from a given basis (two bases make a 64-bit name). */
+function fnv1a(text: string | Buffer, basis: number): number {
+  let h = basis >>> 0;
+  for (let i = 0; i < text.length; i++) {
+    h ^= typeof text === "string" ? text.charCodeAt(i) : (text[i] as number);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+const hex8 = (n: number): string => n.toString(16).padStart(8, "0");
+
+/** A cached program's file: "tsrun-seccomp 2 LENGTH CHECKSUM KEYLENGTH\n", the key, the program. */
+export function encodeCachedProgram(key: string, program: Buffer): Buffer {
+  const header = `tsrun-seccomp 2 ${program.length} ${hex8(fnv1a(program, 0x811c9dc5))} ${Buffer.byteLength(key)}\n`;
+  return Buffer.concat([Buffer.from(header + key), program]);
+}
+
+/** The program in a cache file's bytes, if they are whole and for exactly this key. */
+export function decodeCachedProgram(bytes: Buffer, key: string): Buffer | undefined {
+  const nl = bytes.indexOf(10);
+  if (nl <= 0) return undefined;
+  const keyLength = Number(bytes.subarray(0, nl).toString().split(" ")[4]);
+  if (!Number.isInteger(keyLength)) return undefined;
+  const program = bytes.subarray(nl + 1 + keyLength);
+  if (program.length === 0 || program.length % 8 !== 0) return undefined;
+  return encodeCachedProgram(key, program).equals(bytes) ? Buffer.from(program) : undefined;
+}
+
 /**
  * The BPF program of a profile for this machine and these capabilities. libseccomp takes 15-35
  * ms for Docker's profile on three architectures, as long as a whole container start, so
- * programs are cached on disk (keyed by the profile, the capabilities, the machine and the
- * libseccomp version; stored with their own digest) and in memory (exec and health checks
- * reuse the container's). A cached program skips resolving the profile too.
+ * programs are cached on disk and in memory (exec and health checks reuse the container's). A
+ * cached program skips resolving the profile too. The cache file is named by a 64-bit hash of
+ * the key (the profile, the capabilities, the machine and the libseccomp version) and holds the
+ * whole key, compared exactly, and a checksum of the program: no node:crypto on this path.
  */
 export function seccompProgram(profile: SeccompProfile, ctx: ResolveContext): { program: Buffer; flags: number } {
   const full = { caps: [...ctx.caps].sort(), arch: ctx.arch ?? goArch(), kernel: ctx.kernel ?? release() };
-  const key = createHash("sha256").update(native().seccompVersion()).update("\0").update(JSON.stringify([profile, full])).digest("hex");
+  const key = `${native().seccompVersion()}\0${JSON.stringify([profile, full])}`;
   const memo = compiled.get(key);
   if (memo) return memo;
   const flags = (profile.flags ?? []).reduce((f, name) => f | (FLAGS[name] ?? 0), 0);
-  const file = path.join(cacheDir(), `seccomp-${key}.bpf`);
+  const file = path.join(cacheDir(), `seccomp-${hex8(fnv1a(key, 0x811c9dc5))}${hex8(fnv1a(key, 0x050c5d1f))}.bpf`);
   let program: Buffer | undefined;
   try {
-    const bytes = readFileSync(file);
-    const body = bytes.subarray(32);
-    if (body.length > 0 && body.length % 8 === 0 && createHash("sha256").update(body).digest().equals(bytes.subarray(0, 32))) program = body;
+    program = decodeCachedProgram(readFileSync(file), key);
   } catch {
     // Not cached yet.
   }
@@ -319,7 +346,7 @@ export function seccompProgram(profile: SeccompProfile, ctx: ResolveContext): { 
     try {
       mkdirSync(cacheDir(), { recursive: true });
       const tmp = `${file}.${process.pid}`;
-      writeFileSync(tmp, Buffer.concat([createHash("sha256").update(program).digest(), program]));
+      writeFileSync(tmp, encodeCachedProgram(key, program));
       renameSync(tmp, file);
     } catch {
       // A read-only cache only costs time.

@@ -16,7 +16,7 @@
 import { createReadStream, existsSync, mkdirSync, rmSync } from "node:fs";
 import { open } from "node:fs/promises";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../../random.js";
 import type { Store, UnpackJob } from "../../store/store.js";
 import type { ImageRecord, LayerRecord } from "../../store/images.js";
 import { chainIds, isDigest, sha256 } from "../../store/digest.js";

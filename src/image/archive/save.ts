@@ -14,7 +14,8 @@
 // oci-archive is an OCI image layout in a tar: oci-layout, index.json (one entry per name, with
 // org.opencontainers.image.ref.name = the full name, as podman writes it), blobs/sha256/<hex>
 // with the stored blobs as they are (compressed layers stay compressed).
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
+import { randomBytes } from "../../random.js";
 import { createReadStream, createWriteStream, existsSync, renameSync, rmSync, statSync } from "node:fs";
 import { once } from "node:events";
 import path from "node:path";

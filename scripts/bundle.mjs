@@ -1,0 +1,54 @@
+// Bundles the CLI (dist/tsrun.cjs) and the storage worker (dist/worker.cjs) into one CommonJS
+// file each. Start-up time is the point: bin/tsrun reads and compiles the whole bundle on every
+// command, so it is minified (half the bytes to read and parse; dist/*.cjs.map maps stack traces
+// back with `node --enable-source-maps`), and command modules are reached through import(), which
+// esbuild turns into lazily run module bodies.
+import { readFile } from "node:fs/promises";
+import { build } from "esbuild";
+
+/**
+ * commander requires node:child_process at load, for executable subcommands that tsrun never
+ * uses; loading it costs 6-10 ms of every command's start on a slow machine. This plugin makes
+ * that require happen on first use instead. It fails the build if commander's source changes.
+ */
+const lazyChildProcessInCommander = {
+  name: "lazy-child-process-in-commander",
+  setup(b) {
+    b.onLoad({ filter: /commander[\\/]lib[\\/]command\.js$/ }, async (args) => {
+      const text = await readFile(args.path, "utf8");
+      const eager = "const childProcess = require('node:child_process');";
+      if (!text.includes(eager)) throw new Error(`${args.path}: "${eager}" not found; update scripts/bundle.mjs`);
+      const lazy = "const childProcess = { spawn: (...a) => require('node:child_process').spawn(...a) };";
+      return { contents: text.replace(eager, lazy), loader: "js" };
+    });
+  },
+};
+
+const common = {
+  bundle: true,
+  platform: "node",
+  format: "cjs",
+  target: "node20",
+  minify: true,
+  sourcemap: true,
+  logLevel: "warning",
+  define: { "import.meta.url": "__importMetaUrl" },
+  banner: { js: "const __importMetaUrl=require('url').pathToFileURL(__filename).href;" },
+  plugins: [lazyChildProcessInCommander],
+};
+
+const outputs = ["dist/tsrun.cjs", "dist/worker.cjs"];
+await Promise.all([
+  build({ ...common, entryPoints: ["src/cli/main.ts"], outfile: outputs[0] }),
+  build({ ...common, entryPoints: ["src/store/worker.ts"], outfile: outputs[1] }),
+]);
+
+// import() of our own modules becomes a lazily run module body; import() of anything esbuild
+// leaves outside the bundle (node:tty...) stays a real dynamic import, which in bin/tsrun's
+// vm.Script starts Node's ES module loader and prints an experimental-feature warning. Built-ins
+// are loaded lazily through src/builtin.ts instead.
+for (const file of outputs) {
+  const text = await readFile(file, "utf8");
+  const found = /\bimport\(\s*["'`][^"'`]*["'`]\s*\)/.exec(text);
+  if (found) throw new Error(`${file}: a real dynamic ${found[0]} is left in the bundle; use src/builtin.ts`);
+}

@@ -1,0 +1,27 @@
+// The TypeScript SHA-256 used for small blobs must agree with node:crypto byte for byte.
+import { createHash, randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { sha256Hex } from "../../src/store/sha256.js";
+import { sha256 } from "../../src/store/digest.js";
+
+const reference = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
+
+describe("sha256", () => {
+  it("matches the FIPS 180-4 examples", () => {
+    expect(sha256Hex(Buffer.from(""))).toBe("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    expect(sha256Hex(Buffer.from("abc"))).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    expect(sha256Hex(Buffer.from("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))).toBe("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  });
+
+  it("agrees with node:crypto on every length around the block and padding boundaries, and on random data", () => {
+    for (let n = 0; n <= 200; n++) {
+      const b = randomBytes(n);
+      expect(sha256Hex(b)).toBe(reference(b));
+    }
+    for (const n of [1000, 4095, 4096, 65535, 65536, 65537, 300000]) {
+      const b = randomBytes(n);
+      expect(sha256(b)).toBe(`sha256:${reference(b)}`);
+    }
+    expect(sha256("{\"a\":\"é\"}")).toBe(`sha256:${reference(Buffer.from("{\"a\":\"é\"}"))}`);
+  });
+});
