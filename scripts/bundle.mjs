@@ -1,5 +1,5 @@
-// Bundles the CLI (dist/tsrun.cjs) and the storage worker (dist/worker.cjs) into one CommonJS
-// file each. Start-up time is the point: bin/tsrun reads and compiles the whole bundle on every
+// Bundles the CLI (dist/tsrun.cjs, and dist/tsrun-run.cjs for `run` and `create` alone) and the
+// storage worker (dist/worker.cjs) into one CommonJS file each. Start-up time is the point: bin/tsrun reads and compiles the whole bundle on every
 // command, so it is minified (half the bytes to read and parse; dist/*.cjs.map maps stack traces
 // back with `node --enable-source-maps`), and command modules are reached through import(), which
 // esbuild turns into lazily run module bodies.
@@ -37,11 +37,10 @@ const common = {
   plugins: [lazyChildProcessInCommander],
 };
 
-const outputs = ["dist/tsrun.cjs", "dist/worker.cjs"];
-await Promise.all([
-  build({ ...common, entryPoints: ["src/cli/main.ts"], outfile: outputs[0] }),
-  build({ ...common, entryPoints: ["src/store/worker.ts"], outfile: outputs[1] }),
-]);
+// tsrun-run.cjs: `run` and `create` alone (src/cli/main-run.ts), which bin/tsrun loads for them.
+const entries = { "dist/tsrun.cjs": "src/cli/main.ts", "dist/tsrun-run.cjs": "src/cli/main-run.ts", "dist/worker.cjs": "src/store/worker.ts" };
+const outputs = Object.keys(entries);
+await Promise.all(outputs.map((outfile) => build({ ...common, entryPoints: [entries[outfile]], outfile })));
 
 // import() of our own modules becomes a lazily run module body; import() of anything esbuild
 // leaves outside the bundle (node:tty...) stays a real dynamic import, which in bin/tsrun's

@@ -3,8 +3,8 @@
 // (the bundle is one file, but esbuild defers the top-level code of modules reached only through
 // import()). Help, an unknown word and the `image`/`container` parents, which several groups add
 // to, load every group.
-import { Command } from "commander";
-import { tsrunVersion } from "../system/version.js";
+import type { Command } from "commander";
+export { newProgram } from "./program.js";
 
 type Register = (program: Command) => void;
 
@@ -39,16 +39,6 @@ export const COMMAND_GROUPS: CommandGroup[] = [
 
 /** Parents that several groups add subcommands to: a command line naming one loads every group. */
 export const SHARED_PARENTS = ["image", "container"];
-
-export function newProgram(): Command {
-  return new Command("tsrun")
-    .description("Rootless, daemonless containers")
-    .version(tsrunVersion(), "-v, --version")
-    .enablePositionalOptions()
-    .showHelpAfterError(false)
-    .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(`Error: ${str.replace(/^error: /, "").trimEnd()}\n`) });
-}
 
 /** The groups a command line needs: the one owning its first word, none for the version, else all. */
 export function groupsFor(argv: string[]): CommandGroup[] {

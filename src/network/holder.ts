@@ -40,23 +40,41 @@ function tryConnect(socket: string): HolderConnection | undefined {
   }
 }
 
+/** A start of the holder in progress in this process, which concurrent callers wait for. */
+let starting: Promise<void> | undefined;
+
 /** Connects to the holder, starting it when none runs. */
 export async function connectHolder(runRoot: string): Promise<HolderConnection> {
   ensureRunRoot(runRoot);
   const socket = holderSocket(runRoot);
   const conn = tryConnect(socket);
   if (conn) return conn;
-  // Starting one happens under the lock the holder takes before it leaves, so a holder never
-  // greets a client and then exits, and two starts never race.
+  // One start at a time in this process (a pull starts several helpers at once): the file lock
+  // below blocks the whole thread, so a second caller taking it while the first awaits its
+  // start would never let the first finish.
+  starting ??= startUnderLock(socket).finally(() => {
+    starting = undefined;
+  });
+  await starting;
+  const fresh = tryConnect(socket);
+  if (!fresh) throw new TsrunError("the network holder (tsrun-netns) started but does not answer");
+  return fresh;
+}
+
+/**
+ * Starts a holder unless one answers by now. Under the lock the holder takes before it leaves,
+ * so a holder never greets a client and then exits, and two processes never both start one.
+ */
+async function startUnderLock(socket: string): Promise<void> {
   const lock = openSync(`${socket}.lock`, "a", 0o600);
   try {
     native().flock(lock, true, true);
     const again = tryConnect(socket);
-    if (again) return again;
+    if (again) {
+      closeHolder(again);
+      return;
+    }
     await startHolder(socket);
-    const fresh = tryConnect(socket);
-    if (!fresh) throw new TsrunError("the network holder (tsrun-netns) started but does not answer");
-    return fresh;
   } finally {
     closeSync(lock);
   }

@@ -11,7 +11,7 @@ import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { createHash, randomBytes, sign } from "node:crypto";
-import { asUser, cliEnv, env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
+import { asUser, cliEnv, env, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
 import { startRegistry as startSharedRegistry, type Registry, type RegistryAuth } from "./registry-server.js";
 
 const registries: Registry[] = [];
@@ -201,6 +201,23 @@ describe("push and pull", () => {
     // -q: the ID only; a second pull has everything already.
     const quiet = await tsrun(["pull", "-q", ref], { env: store });
     expect(quiet).toMatchObject({ code: 0, stdout: `${id}\n`, stderr: "" });
+  });
+
+  it("a pull of several layers with no namespace holder running yet starts one for all its unpackers", async () => {
+    // The unpackers start at once and each needs the holder's user namespace: they must share
+    // one start (a second caller blocking on the start lock used to deadlock the pull).
+    const src = freshStore("layers-src");
+    expect((await tsrun(["import", env.busyboxTar, "base"], { env: src })).code).toBe(0);
+    const name = unique("layered");
+    expect((await tsrun(["run", "--name", name, "base", "sh", "-c", "echo two > /second"], { env: src })).code).toBe(0);
+    expect((await tsrun(["commit", name, "twolayers"], { env: src })).code).toBe(0);
+    const ref = `${open.host}/tsrun/twolayers:1`;
+    expect((await tsrun(["push", "-q", "twolayers", ref], { env: src })).code).toBe(0);
+    const store = { ...freshStore("layers-dst"), TSRUN_RUNROOT: scratchDir("runroot-layers") };
+    const pull = await tsrun(["pull", "-q", ref], { env: store, timeout: 30_000 });
+    expect(pull.code, pull.stderr).toBe(0);
+    const run = await tsrun(["run", "--rm", ref, "cat", "/second"], { env: store });
+    expect(run.stdout).toBe("two\n");
   });
 
   it("run pulls a missing image itself; --pull always pulls again, --pull never does not", async () => {
