@@ -88,8 +88,9 @@ export class ContainerNetworks {
 
   /**
    * `network connect`: a created or stopped container gets the network at its next start; a
-   * running one at once, if it was started on a user-defined network (its user namespace hangs
-   * from the holder's; one started on the private network cannot be reached by the holder).
+   * running one at once, if it was started on a user-defined network (one started on the private
+   * network has its eth0 and default route from slirp4netns or pasta, and was set up without the
+   * network's interface: it gets it at its next start).
    */
   async connect(record: ContainerRecord, query: string, opts: { aliases?: string[]; ip?: string | undefined } = {}): Promise<void> {
     const n = this.networks.find(query);
