@@ -25,6 +25,8 @@ export interface UnpackJob {
   blob: string;
   /** Directory whose diff/ receives the files. */
   dest: string;
+  /** The blob's sha256 as the caller computed it writing a private file (unpack.ts, inputDigest). */
+  inputDigest?: string;
 }
 
 export interface UnpackJobResult {

@@ -38,6 +38,12 @@ export interface UnpackOptions {
    * already, on their way from the registry: then compressedDigest is left out.
    */
   digestInput?: boolean;
+  /**
+   * The sha256 of the bytes as given, computed by the caller as it wrote the file (load, from a
+   * private spill file): returned as compressedDigest, and for a plain tar also as the diffId,
+   * so that such a layer is not hashed a second time on the unpacker's critical path.
+   */
+  inputDigest?: string;
 }
 
 export interface UnpackResult {
@@ -80,7 +86,7 @@ export async function unpackLayer(input: AsyncIterable<Buffer | string | Uint8Ar
   let extractor: LayerExtractor | undefined;
   try {
     extractor = new LayerExtractor(rootFd, options);
-    const digests = await readLayer(input, extractor, options.digestInput ?? true);
+    const digests = await readLayer(input, extractor, options.inputDigest === undefined && (options.digestInput ?? true), options.inputDigest);
     extractor.fixDirectoryTimes();
     return { ...digests, entries: extractor.entryCount };
   } finally {
@@ -109,7 +115,7 @@ interface TarSink {
  * the result and hands it to the sink. Reads to the very end even after the tar's end marker,
  * because the digests cover every byte.
  */
-async function readLayer(input: AsyncIterable<Buffer | string | Uint8Array>, sink: TarSink, digestInput: boolean): Promise<LayerDigests> {
+async function readLayer(input: AsyncIterable<Buffer | string | Uint8Array>, sink: TarSink, digestInput: boolean, inputDigest?: string): Promise<LayerDigests> {
   const compressedHash = digestInput ? createHash("sha256") : undefined;
   const uncompressedHash = createHash("sha256");
   let size = 0;
@@ -127,7 +133,8 @@ async function readLayer(input: AsyncIterable<Buffer | string | Uint8Array>, sin
     "the layer",
     async (chunks) => {
       for await (const chunk of chunks) {
-        if (!plain || !compressedHash) uncompressedHash.update(chunk);
+        // A plain tar's diffId is the digest of its bytes as given: hashed once, here or by the caller.
+        if (!plain || (!compressedHash && inputDigest === undefined)) uncompressedHash.update(chunk);
         size += chunk.length;
         sink.write(chunk);
       }
@@ -138,6 +145,7 @@ async function readLayer(input: AsyncIterable<Buffer | string | Uint8Array>, sin
       plain = compression === "none";
     },
   );
+  if (inputDigest !== undefined) return { diffId: plain ? inputDigest : "sha256:" + uncompressedHash.digest("hex"), compressedDigest: inputDigest, size };
   if (!compressedHash) return { diffId: "sha256:" + uncompressedHash.digest("hex"), size };
   const compressedDigest = "sha256:" + compressedHash.digest("hex");
   return { diffId: plain ? compressedDigest : "sha256:" + uncompressedHash.digest("hex"), compressedDigest, size };

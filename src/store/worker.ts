@@ -32,6 +32,7 @@ async function unpackAll(jobFile: string): Promise<void> {
     const input = job.blob === "-" ? process.stdin : createReadStream(job.blob, { highWaterMark: READ_CHUNK });
     const r = await unpackLayer(input, path.join(job.dest, "diff"), {
       digestInput: job.blob !== "-",
+      ...(job.inputDigest ? { inputDigest: job.inputDigest } : {}),
       maxUid: spec.maxUid,
       maxGid: spec.maxGid,
       // Podman's ignore_chown_errors: with a single-id mapping, images whose files belong to

@@ -136,6 +136,15 @@ describe("unpackLayer: archives made by node-tar", () => {
     expect(statSync(at("data")).mtimeMs).toBe(1_500_000_000_000);
     expect(warnings).toEqual([]);
   });
+
+  it("takes the caller's digest of the input: a plain layer's diffId is that digest, a compressed one is still hashed", async () => {
+    const layer = await makeTar();
+    // A plain tar is not hashed again: the given digest is its diffId (whatever it says).
+    const given = `sha256:${"ab".repeat(32)}`;
+    expect(await unpack(layer, { inputDigest: given })).toMatchObject({ diffId: given, compressedDigest: given, size: layer.length });
+    const blob = gzipSync(layer);
+    expect(await unpack(blob, { inputDigest: sha256(blob) })).toMatchObject({ diffId: sha256(layer), compressedDigest: sha256(blob) });
+  });
 });
 
 describe("unpackLayer: entry types", () => {

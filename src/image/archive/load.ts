@@ -395,7 +395,9 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
     }
     const blobFiles = new Set<string>();
     for (const image of fresh) for (const l of image.layers) if (l.member.file && !l.member.data && !store.blobs.has(l.digest)) blobFiles.add(l.member.file);
-    const unpackJobs: UnpackJob[] = jobs.map(({ blob, dest }) => ({ blob, dest }));
+    // The reader hashed each spilled member as it wrote it, into a directory only this user can
+    // write: the unpacker takes that digest instead of hashing a plain layer a second time.
+    const unpackJobs: UnpackJob[] = jobs.map(({ blob, dest, layer }) => ({ blob, dest, inputDigest: layer.digest }));
     // One unpacker per layer, a few at once: the layers of an image unpack in parallel.
     const unpackAll = mapLimit(unpackJobs, PARALLEL_UNPACKS, async (job) => (await store.unpack([job]))[0] ?? fail(`no unpack result for layer ${job.blob}`));
     const [results] = await Promise.all([unpackAll, syncFiles([...blobFiles])]);
@@ -407,7 +409,7 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
       if (r.diffId !== job.layer.diffId) {
         fail(`layer ${job.layer.member.name}: diff_id mismatch: the config says ${job.layer.diffId}, the content is ${r.diffId}`);
       }
-      if (r.compressedDigest !== job.layer.digest) fail(`layer ${job.layer.member.name} changed while it was unpacked`);
+      if (r.compressedDigest !== job.layer.digest) fail(`layer ${job.layer.member.name}: the blob's digest is ${r.compressedDigest ?? "unknown"}, not ${job.layer.digest}`);
       unpackedSize.set(job.layer.chainId, r.size);
     }
 
