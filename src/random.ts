@@ -27,8 +27,3 @@ export function randomBytes(count: number): Buffer {
   pool = pool.subarray(count);
   return out;
 }
-
-/** count random bytes as lowercase hex (2 × count characters). */
-export function randomHex(count: number): string {
-  return randomBytes(count).toString("hex");
-}

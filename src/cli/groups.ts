@@ -4,7 +4,6 @@
 // import()). Help, an unknown word and the `image`/`container` parents, which several groups add
 // to, load every group.
 import type { Command } from "commander";
-export { newProgram } from "./program.js";
 
 type Register = (program: Command) => void;
 

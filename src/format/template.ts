@@ -2303,7 +2303,7 @@ function goToUpper(s: string): string {
   });
 }
 
-/** strings.Title's word boundaries: any ASCII non-alphanumeric, or a non-ASCII space. */
+/** strings.Title's word boundaries: every ASCII non-alphanumeric, and the non-ASCII spaces. */
 function isTitleSeparator(r: number): boolean {
   if (r < 0x80) return !isAlphaNumeric(r);
   if (isAlphaNumeric(r)) return false;

@@ -1,7 +1,9 @@
 // The command table that lets `tsrun run` load only the run group: every name in it must be
 // what the group registers, and every registered command must be found through it.
 import { describe, expect, it } from "vitest";
-import { COMMAND_GROUPS, SHARED_PARENTS, groupsFor, newProgram, registerGroups } from "../../src/cli/groups.js";
+import { readFileSync } from "node:fs";
+import { COMMAND_GROUPS, SHARED_PARENTS, groupsFor, registerGroups } from "../../src/cli/groups.js";
+import { newProgram } from "../../src/cli/program.js";
 
 const topLevelNames = (program: ReturnType<typeof newProgram>): string[] =>
   program.commands.flatMap((c) => [c.name(), ...c.aliases()]).filter((n) => !SHARED_PARENTS.includes(n)).sort();
@@ -23,6 +25,12 @@ describe("command groups", () => {
     expect(topLevelNames(program)).toEqual([...all].sort());
     // The shared parents exist, with their subcommands.
     for (const parent of SHARED_PARENTS) expect(program.commands.find((c) => c.name() === parent)?.commands.length).toBeGreaterThan(0);
+  });
+
+  it("bin/tsrun loads the run-only bundle for exactly the run group's commands", () => {
+    const launcher = readFileSync(new URL("../../bin/tsrun", import.meta.url), "utf8");
+    const words = [...launcher.matchAll(/first === "([a-z]+)"/g)].map((m) => m[1]);
+    expect(words.sort()).toEqual([...(COMMAND_GROUPS[0]?.commands ?? [])].sort());
   });
 
   it("loads one group for a command, none for the version, all for help or an unknown word", () => {
