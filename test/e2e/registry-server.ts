@@ -26,8 +26,16 @@ export function freePort(): Promise<number> {
 /** Basic auth from an htpasswd file, or bearer tokens from a token server (its realm and signing certificate). */
 export type RegistryAuth = { htpasswd: string } | { token: { realm: string; service: string; issuer: string; rootCertBundle: string } };
 
-/** Starts a registry with its data in dir/name; auth: an htpasswd file, or RegistryAuth. Stop it with stopRegistry. */
-export async function startRegistry(dir: string, name: string, auth?: string | RegistryAuth): Promise<Registry> {
+/** A certificate and its key (PEM files) for a registry that serves https. */
+export interface RegistryTls {
+  certificate: string;
+  key: string;
+  /** CA files of client certificates: with them, a client without such a certificate is refused. */
+  clientCas?: string[];
+}
+
+/** Starts a registry with its data in dir/name; auth: an htpasswd file, or RegistryAuth; tls: https only. Stop it with stopRegistry. */
+export async function startRegistry(dir: string, name: string, auth?: string | RegistryAuth, tls?: RegistryTls): Promise<Registry> {
   if (!existsSync("/usr/bin/docker-registry")) throw new Error("the registry tests need Debian's docker-registry package (and skopeo)");
   const port = await freePort();
   const root = path.join(dir, name);
@@ -39,7 +47,9 @@ export async function startRegistry(dir: string, name: string, auth?: string | R
     const t = how.token;
     authConfig = `auth:\n  token:\n    realm: ${t.realm}\n    service: ${t.service}\n    issuer: ${t.issuer}\n    rootcertbundle: ${t.rootCertBundle}\n`;
   }
-  const config = `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${root}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${authConfig}`;
+  const clientCas = tls?.clientCas?.length ? `    clientcas:\n${tls.clientCas.map((f) => `      - ${f}\n`).join("")}` : "";
+  const tlsConfig = tls ? `  tls:\n    certificate: ${tls.certificate}\n    key: ${tls.key}\n${clientCas}` : "";
+  const config = `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${root}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${tlsConfig}${authConfig}`;
   writeFileSync(path.join(root, "config.yml"), config);
   // Its log (every 404 of a HEAD is an "error" there) goes to a file, read when a test fails.
   const log = openSync(path.join(root, "registry.log"), "a");
@@ -47,6 +57,7 @@ export async function startRegistry(dir: string, name: string, auth?: string | R
   closeSync(log);
   const host = `127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
+    // Plain http also tells a TLS registry is up: it answers 400 to it.
     const up = await fetch(`http://${host}/v2/`).then(
       () => true,
       () => false,
