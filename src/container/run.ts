@@ -7,6 +7,7 @@ import path from "node:path";
 import { Store } from "../store/store.js";
 import { ContainerStore, type ContainerRecord } from "./records.js";
 import { filesystemPlan, hostsFile, namespaceFlags, resolvConf, type NetworkMode } from "./mounts.js";
+import { hostsLine } from "../network/hosts.js";
 import { mergeCommand, mergeEnv, parseEnvFile, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
 import { readLayeredFile } from "./rootfs-files.js";
 import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from "./process.js";
@@ -115,6 +116,9 @@ function mergeHealth(image: HealthConfig | undefined, flags: CreateOptions["heal
   }
   return hc.Test ? hc : undefined;
 }
+
+/** Names that reach the host from a container with outbound access (Podman's, then Docker Desktop's). */
+const HOST_NAMES = ["host.containers.internal", "host.docker.internal"];
 
 /** --cidfile: the new container's ID, in a file that must not exist yet (as in Docker). */
 function writeCidFile(file: string, id: string): void {
@@ -319,13 +323,14 @@ export class Containers {
     }
     if (requested.length > 0 && !outbound) throw new TsrunError(`published ports need a network with outbound access, not --network ${network}`);
     const ports = await assignHostPorts(requested);
+    // The address where the container reaches the host: slirp4netns's fixed one, or the host's
+    // own gateway, which pasta gives the container.
+    const hostAddress = helper === undefined ? undefined : helper === "slirp4netns" ? SLIRP_HOST : hostGateway();
     const extraHosts = (opts.addHosts ?? []).map((h) => {
       const colon = h.indexOf(":");
       const hostName = h.slice(0, colon);
       let ip = colon > 0 ? h.slice(colon + 1) : "";
-      // The address where the container reaches the host: slirp4netns's fixed one, or the
-      // host's own gateway, which pasta gives the container.
-      if (ip === "host-gateway") ip = helper === "slirp4netns" ? SLIRP_HOST : (hostGateway() ?? "");
+      if (ip === "host-gateway") ip = hostAddress ?? hostGateway() ?? "";
       if (!hostName || !ip || !/^[a-zA-Z0-9.-]+$/.test(hostName) || !/^[0-9a-fA-F.:]+$/.test(ip)) throw new TsrunError(`invalid --add-host "${h}": expected NAME:IP`);
       return `${ip}\t${hostName}`;
     });
@@ -406,7 +411,10 @@ export class Containers {
         faultPoint("create:named");
         try {
           const join = userNetwork ? { network: userNetwork, aliases: opts.networkAliases ?? [], links: opts.links ?? [], ip: opts.ip } : undefined;
-          await this.writeContainerDir(record, { extraHosts, dns: opts.dns ?? [], keepId: keep !== undefined, join });
+          // As Podman (and Docker Desktop) do: the host by name, unless --add-host names it.
+          const hostNames = HOST_NAMES.filter((n) => !extraHosts.some((l) => l.split("\t")[1] === n));
+          const implicitHosts = hostAddress && hostNames.length > 0 ? [hostsLine(hostAddress, hostNames)] : [];
+          await this.writeContainerDir(record, { extraHosts: [...extraHosts, ...implicitHosts], dns: opts.dns ?? [], keepId: keep !== undefined, join });
           if (opts.cidFile !== undefined) writeCidFile(opts.cidFile, id);
         } catch (err) {
           this.records.releaseName(record.name, id);

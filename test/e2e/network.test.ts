@@ -51,6 +51,17 @@ describe("network modes", () => {
     expect(r.stdout).toBe(`1\nhost says hi to /from-container\n1\n`);
   });
 
+  it("host.containers.internal and host.docker.internal reach the host (slirp4netns and pasta), unless --add-host says otherwise", async () => {
+    for (const helper of ["slirp4netns", "pasta"]) {
+      const r = await tsrun(["run", "--rm", "--network", helper, "busybox", "sh", "-c", `wget -qO- http://host.containers.internal:${serverPort}/by-name; wget -qO- http://host.docker.internal:${serverPort}/docker-name`]);
+      expect(r.stdout, `${helper}: ${r.stderr}`).toBe("host says hi to /by-name\nhost says hi to /docker-name\n");
+    }
+    const own = await tsrun(["run", "--rm", "--add-host", "host.docker.internal:10.9.9.9", "busybox", "grep", "host\\.", "/etc/hosts"]);
+    expect(own.stdout).toBe("10.9.9.9\thost.docker.internal\n10.0.2.2\thost.containers.internal\n");
+    const none = await tsrun(["run", "--rm", "--network", "none", "busybox", "grep", "-c", "host.containers.internal", "/etc/hosts"]);
+    expect(none.stdout).toBe("0\n");
+  });
+
   it("--network none has only lo and no way out", async () => {
     const r = await tsrun(["run", "--rm", "--network", "none", "busybox", "sh", "-c", `ls /sys/class/net; wget -T 2 -qO- http://10.0.2.2:${serverPort}/ || echo unreachable`]);
     expect(r.stdout).toBe("lo\nunreachable\n");
