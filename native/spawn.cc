@@ -195,6 +195,8 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
       plan.join_ns = f;
     } else if (key == "loopback-up") {
       plan.loopback_up = true;
+    } else if (key == "hold-before-exec") {
+      plan.hold_before_exec = true;
     } else if (key == "no-new-privs") {
       plan.no_new_privs = true;
     } else if (key == "keep-with-parent") {
@@ -581,7 +583,7 @@ int child_main(void* arg) {
     got = read(a.sync_fd, &go, 1);
   } while (got < 0 && errno == EINTR);
   if (got != 1) _exit(125);
-  close(a.sync_fd);
+  if (!p.hold_before_exec) close(a.sync_fd);
 
   if (!p.join_ns.empty()) {
     // Open every namespace first: after joining the mount namespace /proc is the container's.
@@ -680,6 +682,15 @@ int child_main(void* arg) {
   // Node opens 0-2 close-on-exec; the command must keep them.
   for (int i = 0; i < 3; i++) fcntl(i, F_SETFD, 0);
 
+  if (p.hold_before_exec) {
+    // The parent's go for the command; end of file means it gave up (its helper failed).
+    do {
+      got = read(a.sync_fd, &go, 1);
+    } while (got < 0 && errno == EINTR);
+    if (got != 1) child_fail(a.error_fd, 0, 0, "start cancelled");
+    close(a.sync_fd);
+  }
+
   // No host fd may survive into the container (CVE-2024-21626): close all but the error pipe.
   if (a.error_fd > 3) syscall(SYS_close_range, 3, a.error_fd - 1, 0);
   syscall(SYS_close_range, a.error_fd + 1, ~0U, 0);
@@ -762,12 +773,15 @@ int recv_fd(int sock) {
 }  // namespace
 
 bool resume(Launched& l, bool tty, int& pty_fd, ChildError& error, pid_t* command_pid) {
-  char go = 'G';
-  ssize_t w;
-  do {
-    w = write(l.sync_fd, &go, 1);
-  } while (w < 0 && errno == EINTR);
-  close(l.sync_fd);
+  // sync_fd -1: the caller has closed it already (a start it cancels); only the outcome is read.
+  if (l.sync_fd >= 0) {
+    char go = 'G';
+    ssize_t w;
+    do {
+      w = write(l.sync_fd, &go, 1);
+    } while (w < 0 && errno == EINTR);
+    close(l.sync_fd);
+  }
   l.sync_fd = -1;
   pty_fd = -1;
   if (tty && l.socket_fd >= 0) pty_fd = recv_fd(l.socket_fd);

@@ -59,6 +59,9 @@ struct LaunchPlan {
   bool stdin_null = false;         // open the container's /dev/null as stdin
   bool no_new_privs = false;
   bool loopback_up = false;        // bring "lo" up in a new network namespace
+  // Wait for a second byte on the sync pipe once the root and stdio are set up, just before the
+  // fds are closed and the command runs: the parent connects the network meanwhile.
+  bool hold_before_exec = false;
   // exec into a running container: namespace files to join (/proc/PID/ns/user first). The
   // child joins them, then clones the command with CLONE_PARENT so that it enters the pid
   // namespace and is the caller's own child; its pid is reported through the error pipe.

@@ -38,6 +38,7 @@ export type RawStat = [number, number, number, number, number, number, number, n
 
 interface NativeAddon {
   spawn(plan: Buffer): SpawnHandle;
+  /** Lets the child go (syncFd -1: it was closed, the start is cancelled) and reads how its exec went. */
   resume(syncFd: number, errorFd: number, socketFd: number, tty: boolean): ResumeResult;
   waitPid(pid: number): Promise<ExitStatus>;
   setWinsize(fd: number, rows: number, cols: number): void;
@@ -178,6 +179,12 @@ export interface LaunchPlan {
   noNewPrivileges: boolean;
   /** Bring lo up (with a new network namespace). */
   loopbackUp?: boolean;
+  /**
+   * After the first go (a byte on the sync pipe), the child sets up its root and stdio, then
+   * waits for a second byte before it runs the command: the parent connects its network
+   * meanwhile (see launchPlan's whileSettingUp).
+   */
+  holdBeforeExec?: boolean;
   /** exec into a running container: its /proc/PID/ns/* files, user namespace first. */
   joinNamespaces?: string[];
   /** Kill the child when the spawning thread dies (foreground runs, storage helpers). */
@@ -243,6 +250,7 @@ export function encodePlan(plan: LaunchPlan): Buffer {
   if (plan.stdinNull) rec("stdin-null");
   if (plan.noNewPrivileges) rec("no-new-privs");
   if (plan.loopbackUp) rec("loopback-up");
+  if (plan.holdBeforeExec) rec("hold-before-exec");
   if (plan.joinNamespaces) rec("join", ...plan.joinNamespaces);
   if (!plan.dieWithParent) rec("keep-with-parent");
   if (plan.capabilities) {

@@ -19,8 +19,18 @@ export function childFailureError(f: ChildFailure): TsrunError {
   return new TsrunError(message, f.kind === 1 ? 127 : f.kind === 2 ? 126 : 125);
 }
 
-/** Clones the child, writes its id maps, lets it run; fails with 125/126/127 as Docker does. */
-export async function launchPlan(plan: LaunchPlan, userns: UsernsMode, beforeStart?: (pid: number) => void): Promise<LaunchedProcess> {
+/**
+ * Clones the child, writes its id maps, lets it run; fails with 125/126/127 as Docker does.
+ * beforeStart runs while the child waits for its first go; whileSettingUp (with
+ * plan.holdBeforeExec) while it sets up its root, before it may run the command: work that only
+ * has to be done by the time the command starts, such as its network, overlaps the setup.
+ */
+export async function launchPlan(
+  plan: LaunchPlan,
+  userns: UsernsMode,
+  beforeStart?: (pid: number) => void,
+  whileSettingUp?: (pid: number) => void,
+): Promise<LaunchedProcess> {
   const addon = native();
   const handle = addon.spawn(encodePlan(plan));
   try {
@@ -37,7 +47,27 @@ export async function launchPlan(plan: LaunchPlan, userns: UsernsMode, beforeSta
     closeSync(handle.pidfd);
     throw err instanceof TsrunError ? err : new TsrunError(`setting up the user namespace: ${(err as Error).message}`);
   }
-  const resumed = addon.resume(handle.syncFd, handle.errorFd, handle.socketFd, plan.tty !== undefined);
+  let syncFd = handle.syncFd;
+  let cancelled: unknown;
+  if (plan.holdBeforeExec) {
+    writeSync(syncFd, "G");
+    try {
+      whileSettingUp?.(handle.pid);
+    } catch (err) {
+      // The child sees end of file at its hold and reports "start cancelled", unless its own
+      // setup failed first: then its error explains this one (a helper that found it gone).
+      closeSync(syncFd);
+      syncFd = -1;
+      cancelled = err;
+    }
+  }
+  const resumed = addon.resume(syncFd, handle.errorFd, handle.socketFd, plan.tty !== undefined);
+  if (cancelled !== undefined && (!resumed.error || resumed.error.step === "start cancelled")) {
+    if (resumed.ptyFd >= 0) closeSync(resumed.ptyFd);
+    await addon.waitPid(handle.pid);
+    closeSync(handle.pidfd);
+    throw cancelled instanceof TsrunError ? cancelled : new TsrunError(`starting the container: ${(cancelled as Error).message}`);
+  }
   if (resumed.error) {
     await addon.waitPid(handle.pid);
     closeSync(handle.pidfd);

@@ -549,15 +549,27 @@ export class Containers {
     const cgroup = this.prepareLimits(record, plan);
     const { conn, pairs } = await this.holdNetworks(record, plan);
     let proc: LaunchedProcess;
+    // The network helpers (slirp4netns, pasta, tsrun-forward: ~20 ms) and a user-defined
+    // network's link start while the child sets up its root; the command waits for both. Only
+    // in the holder's user namespace: in one of its own the child becomes root there first,
+    // which makes its /proc/PID/ns files unreadable to helpers running as the user.
+    const networkCommands = this.networkCommands(record);
+    if (plan.nest && (networkCommands.length > 0 || pairs.length > 0)) plan.holdBeforeExec = true;
     try {
-      proc = await launchPlan(plan, this.usernsOf(record), (pid) => {
-        if (cgroup) {
-          this.cgroups.set(record.id, cgroup);
-          writeFileSync(path.join(cgroup, "cgroup.procs"), `${pid}\n`);
-        }
-        if (conn) ContainerNetworks.attach(conn, pid, pairs);
-        this.startNetwork(record, pid);
-      });
+      proc = await launchPlan(
+        plan,
+        this.usernsOf(record),
+        (pid) => {
+          if (cgroup) {
+            this.cgroups.set(record.id, cgroup);
+            writeFileSync(path.join(cgroup, "cgroup.procs"), `${pid}\n`);
+          }
+        },
+        (pid) => {
+          if (conn) ContainerNetworks.attach(conn, pid, pairs);
+          this.startNetwork(networkCommands, pid);
+        },
+      );
     } catch (err) {
       removeCgroup(cgroup);
       closeHolder(conn);
@@ -613,9 +625,9 @@ export class Containers {
   }
 
   /** Connects a waiting child's network namespace (foreground runs; the monitor does its own). */
-  private startNetwork(record: ContainerRecord, pid: number): void {
+  private startNetwork(commands: string[][], pid: number): void {
     // One after the other, in order: a failure stops the start before the next one runs.
-    for (const [program, ...args] of this.networkCommands(record)) {
+    for (const [program, ...args] of commands) {
       const [r] = native().runTools([[program as string, String(pid), ...args]]);
       if (!r || r.error) throw new TsrunError(r?.error ?? `${program} did not run`);
       if (r.code !== 0 || r.signal !== 0) throw new TsrunError(explainHelperFailure(program as string, r.stderr));
