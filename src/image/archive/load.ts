@@ -17,7 +17,8 @@ import { createReadStream, existsSync, mkdirSync, rmSync } from "node:fs";
 import { open } from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "../../random.js";
-import type { Store, UnpackJob } from "../../store/store.js";
+import type { Store, UnpackJobResult } from "../../store/store.js";
+import { UnpackFeed } from "../../store/unpack-feed.js";
 import type { ImageRecord, LayerRecord } from "../../store/images.js";
 import { chainIds, isDigest, sha256 } from "../../store/digest.js";
 import { MEDIA, hostPlatform, type ContainerConfig, type Descriptor, type ImageConfig, type Manifest } from "../types.js";
@@ -28,8 +29,9 @@ import type { Lease } from "../../store/leases.js";
 import { faultPoint } from "../../store/fault.js";
 import { mapLimit } from "../registry/pull.js";
 import { TsrunError } from "../../errors.js";
-import { ArchiveContents, ArchiveError, readArchive, type ArchiveMember } from "./reader.js";
+import { ArchiveContents, ArchiveError, readArchive, type ArchiveMember, type MemberSink, type MemberTap } from "./reader.js";
 import { checkLayerCompression, detectCompression, uncompressedDigest } from "./compression.js";
+import { layersToUnpack } from "./prescan.js";
 
 export interface LoadOptions {
   /** A file path, "-" for standard input, or the archive's bytes as a stream. */
@@ -313,6 +315,52 @@ async function syncFiles(files: string[]): Promise<void> {
   }
 }
 
+/**
+ * Layers unpacked while the archive is still being read (the reader's MemberTap): the members
+ * that a look ahead (prescan.ts) found to be layers the store lacks stream into an unpacker of
+ * their own as the reader spills them, so that unpacking overlaps reading instead of following
+ * it (each takes about as long). What the look ahead said is checked like everything else once
+ * the archive is read: a member that turns out not to be needed was unpacked for nothing, and
+ * its dir goes with the load's other temporaries. At most PARALLEL_UNPACKS at once.
+ */
+class EarlyUnpacks implements MemberTap {
+  private readonly started = new Map<string, { dest: string; result: Promise<UnpackJobResult> }>();
+  private readonly all: Promise<unknown>[] = [];
+  private running = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly temps: string[],
+    private readonly wanted: Set<string> | undefined,
+  ) {}
+
+  open(name: string): MemberSink | undefined {
+    if (!this.wanted?.has(name) || this.running >= PARALLEL_UNPACKS) return undefined;
+    const dest = this.store.layers.createTemp();
+    this.temps.push(dest);
+    const unpack = this.store.unpackStream(dest);
+    this.running++;
+    const result = unpack.result.finally(() => this.running--);
+    // Awaited where the layer is used; settle() waits for the others.
+    result.catch(() => undefined);
+    this.all.push(result);
+    this.started.set(name, { dest, result });
+    return new UnpackFeed(unpack.input);
+  }
+
+  /** The unpack of a member started early (once: a second use of the blob unpacks it again). */
+  take(name: string): { dest: string; result: Promise<UnpackJobResult> } | undefined {
+    const started = this.started.get(name);
+    this.started.delete(name);
+    return started;
+  }
+
+  /** Waits until every unpacker started has exited (their dirs may then be removed). */
+  async settle(): Promise<void> {
+    await Promise.allSettled(this.all);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 export async function loadArchive(store: Store, opts: LoadOptions): Promise<LoadResult> {
@@ -320,9 +368,12 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
   const spillDir = path.join(store.paths.tmp, `load-${process.pid}-${randomBytes(4).toString("hex")}`);
   mkdirSync(spillDir, { mode: 0o700 });
   const layerTemps: string[] = [];
+  // A file on disk can be looked into first (stdin and compressed archives cannot).
+  const wanted = typeof opts.input === "string" && opts.input !== "-" ? layersToUnpack(opts.input, (chain) => store.layers.has(chain)) : undefined;
+  const early = new EarlyUnpacks(store, layerTemps, wanted);
   let lease: Lease | undefined;
   try {
-    const contents = await readArchive(await openInput(opts.input), spillDir);
+    const contents = await readArchive(await openInput(opts.input), spillDir, early);
 
     // docker-archive when manifest.json is there (Docker 25+ writes index.json as well, but
     // only manifest.json carries its RepoTags); else an OCI layout.
@@ -389,17 +440,26 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
       if (digest !== layer.diffId) fail(`layer ${layer.member.name}: diff_id mismatch: the config says ${layer.diffId}, the content is ${digest}`);
     }
 
-    for (const job of jobs) {
-      job.dest = store.layers.createTemp();
-      layerTemps.push(job.dest);
-    }
     const blobFiles = new Set<string>();
     for (const image of fresh) for (const l of image.layers) if (l.member.file && !l.member.data && !store.blobs.has(l.digest)) blobFiles.add(l.member.file);
     // The reader hashed each spilled member as it wrote it, into a directory only this user can
     // write: the unpacker takes that digest instead of hashing a plain layer a second time.
-    const unpackJobs: UnpackJob[] = jobs.map(({ blob, dest, layer }) => ({ blob, dest, inputDigest: layer.digest }));
+    // Layers unpacked while the archive was read are taken as they are: the reader hashed the
+    // very bytes their unpacker got.
+    const unpackOne = async (job: (typeof jobs)[number]): Promise<UnpackJobResult> => {
+      const started = early.take(job.layer.member.name);
+      if (started) {
+        job.dest = started.dest;
+        return await started.result;
+      }
+      job.dest = store.layers.createTemp();
+      layerTemps.push(job.dest);
+      const r = (await store.unpack([{ blob: job.blob, dest: job.dest, inputDigest: job.layer.digest }]))[0] ?? fail(`no unpack result for layer ${job.blob}`);
+      if (r.compressedDigest !== job.layer.digest) fail(`layer ${job.layer.member.name}: the blob's digest is ${r.compressedDigest ?? "unknown"}, not ${job.layer.digest}`);
+      return r;
+    };
     // One unpacker per layer, a few at once: the layers of an image unpack in parallel.
-    const unpackAll = mapLimit(unpackJobs, PARALLEL_UNPACKS, async (job) => (await store.unpack([job]))[0] ?? fail(`no unpack result for layer ${job.blob}`));
+    const unpackAll = mapLimit(jobs, PARALLEL_UNPACKS, unpackOne);
     const [results] = await Promise.all([unpackAll, syncFiles([...blobFiles])]);
     faultPoint("load:unpacked");
     const unpackedSize = new Map<string, number>();
@@ -409,7 +469,6 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
       if (r.diffId !== job.layer.diffId) {
         fail(`layer ${job.layer.member.name}: diff_id mismatch: the config says ${job.layer.diffId}, the content is ${r.diffId}`);
       }
-      if (r.compressedDigest !== job.layer.digest) fail(`layer ${job.layer.member.name}: the blob's digest is ${r.compressedDigest ?? "unknown"}, not ${job.layer.digest}`);
       unpackedSize.set(job.layer.chainId, r.size);
     }
 
@@ -458,6 +517,8 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
     throw new TsrunError(`load: ${(err as Error).message}`);
   } finally {
     rmSync(spillDir, { recursive: true, force: true });
+    // Unpackers still at work write into their temporary dirs: they finish first.
+    await early.settle();
     await store.removeTrees(layerTemps).catch(() => undefined);
     lease?.release();
     if (existsSync(spillDir)) process.stderr.write(`tsrun: warning: could not remove ${spillDir}\n`);

@@ -110,6 +110,27 @@ interface Receiving {
   fd?: number;
   chunks?: Buffer[];
   received: number;
+  /** Where the tap asked for this member's bytes too (decided at its first chunk). */
+  sink?: MemberSink;
+  tapped: boolean;
+}
+
+/**
+ * Something that wants a spilled member's bytes while they pass (the loader's unpackers, which
+ * then work while the rest of the archive is read). It decides from the member's name; the
+ * bytes then go to the sink in order, every one exactly once.
+ */
+export interface MemberTap {
+  open(name: string): MemberSink | undefined;
+}
+
+export interface MemberSink {
+  /** Takes a chunk; a promise when the reader should wait before it reads on. */
+  write(chunk: Buffer): Promise<void> | undefined;
+  /** All bytes are in. */
+  end(): void;
+  /** The reading failed: the sink is abandoned. */
+  abort(): void;
 }
 
 /**
@@ -117,8 +138,11 @@ interface Receiving {
  * reason for anything malformed: bad compression, truncated or invalid tar, unsafe names,
  * duplicate members. The caller removes spillDir in every case.
  */
-export async function readArchive(input: AsyncIterable<Buffer | string | Uint8Array>, spillDir: string): Promise<ArchiveContents> {
+export async function readArchive(input: AsyncIterable<Buffer | string | Uint8Array>, spillDir: string, tap?: MemberTap): Promise<ArchiveContents> {
   const members = new Map<string, ArchiveMember>();
+  const sinks: MemberSink[] = [];
+  /** A sink's backpressure: the reader waits for it before it feeds the parser more. */
+  let sinkWait: Promise<void> | undefined;
   let failure: Error | undefined;
   let inMemory = 0;
   let spilled = 0;
@@ -153,7 +177,7 @@ export async function readArchive(input: AsyncIterable<Buffer | string | Uint8Ar
     }
     const member: ArchiveMember = { name, kind: "file", size, digest: "", head: Buffer.alloc(0) };
     add(member);
-    const r: Receiving = { member, hash: createHash("sha256"), received: 0 };
+    const r: Receiving = { member, hash: createHash("sha256"), received: 0, tapped: false };
     if (size <= SMALL_MEMBER && inMemory + size <= MEMORY_BUDGET) {
       inMemory += size;
       r.chunks = [];
@@ -172,6 +196,13 @@ export async function readArchive(input: AsyncIterable<Buffer | string | Uint8Ar
         else {
           let off = 0;
           while (off < chunk.length) off += writeSync(r.fd as number, chunk, off);
+          if (!r.tapped) {
+            r.tapped = true;
+            r.sink = tap?.open(name);
+            if (r.sink) sinks.push(r.sink);
+          }
+          const wait = r.sink?.write(chunk);
+          if (wait) sinkWait = sinkWait ? Promise.all([sinkWait, wait]).then(() => undefined) : wait;
         }
       } catch (err) {
         fail(new Error(`cannot keep archive member ${name}: ${(err as Error).message}`, { cause: err }));
@@ -182,6 +213,7 @@ export async function readArchive(input: AsyncIterable<Buffer | string | Uint8Ar
       if (failure) return;
       try {
         finishFile(r);
+        r.sink?.end();
       } catch (err) {
         fail(err);
       }
@@ -254,6 +286,11 @@ export async function readArchive(input: AsyncIterable<Buffer | string | Uint8Ar
         // needs no waiting for 'drain'.
         parser.write(chunk);
         if (failure) throw failure;
+        if (sinkWait) {
+          const wait = sinkWait;
+          sinkWait = undefined;
+          await wait;
+        }
       }
       if (totalBytes === 0) throw new ArchiveError("the archive is empty");
       // node-tar ignores a partial header block at the very end; tar data comes in whole blocks.
@@ -268,6 +305,9 @@ export async function readArchive(input: AsyncIterable<Buffer | string | Uint8Ar
     if (r?.fd !== undefined) closeSync(r.fd);
   }
   if (!failure && receiving !== undefined) fail(new ArchiveError(`archive member ${(receiving as Receiving).member.name} is truncated`));
-  if (failure) throw failure;
+  if (failure) {
+    for (const sink of sinks) sink.abort();
+    throw failure;
+  }
   return new ArchiveContents(members, spillDir);
 }

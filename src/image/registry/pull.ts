@@ -5,8 +5,8 @@
 // the store lock as `import` records images. Layers whose chain is already unpacked are not
 // unpacked again, blobs already stored are not downloaded again: a pull killed halfway resumes
 // from its complete blobs.
-import type { Writable } from "node:stream";
 import type { Store, UnpackJobResult } from "../../store/store.js";
+import { UnpackFeed } from "../../store/unpack-feed.js";
 import type { Lease } from "../../store/leases.js";
 import { faultPoint } from "../../store/fault.js";
 import type { ImageRecord, LayerRecord } from "../../store/images.js";
@@ -158,26 +158,6 @@ async function downloadBlob(
   }
 }
 
-/** Writes to a stream, resolving when it can take more; rejects if it fails or closes first. */
-function writeWithBackpressure(stream: Writable, chunk: Buffer): Promise<void> | undefined {
-  if (stream.destroyed) return Promise.reject(new Error("the unpacker stopped reading"));
-  if (stream.write(chunk)) return undefined;
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error): void => {
-      stream.off("drain", onDrain);
-      stream.off("close", onClose);
-      stream.off("error", done);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onDrain = (): void => done();
-    const onClose = (): void => done(new Error("the unpacker stopped reading"));
-    stream.on("drain", onDrain);
-    stream.on("close", onClose);
-    stream.on("error", done);
-  });
-}
-
 /**
  * Downloads a layer blob and unpacks it in the same pass: the bytes go to the blob store and,
  * through a pipe, to an unpacker in the user namespace. If the unpacker fails, the download
@@ -194,29 +174,19 @@ async function downloadAndUnpack(
   context: string,
 ): Promise<UnpackJobResult> {
   const unpack = store.unpackStream(dest);
-  // Write errors also arrive as events; without a listener they would crash the process.
-  unpack.input.on("error", () => undefined);
-  let feeding = true;
+  const unpacker = new UnpackFeed(unpack.input);
   let fed = 0;
   const feed = async (chunk: Buffer): Promise<void> => {
-    if (!feeding) return;
-    try {
-      await writeWithBackpressure(unpack.input, chunk);
-      fed += chunk.length;
-      // The last byte is in: the unpacker can finish while the blob is verified and synced (its
-      // fsync must not wait for an unpacker that waits for the end of its input).
-      if (fed === desc.size) unpack.input.end();
-    } catch {
-      feeding = false; // the unpacker stopped: its own error says why
-      unpack.input.destroy();
-    }
+    await unpacker.write(chunk);
+    fed += chunk.length;
+    // The last byte is in: the unpacker can finish while the blob is verified and synced (its
+    // fsync must not wait for an unpacker that waits for the end of its input).
+    if (fed === desc.size) unpacker.end();
   };
   const download = downloadBlob(client, store, repo, desc, listener, context, feed).then(
-    () => {
-      if (!unpack.input.writableEnded) unpack.input.end(); // an empty blob
-    },
+    () => unpacker.end(), // (an empty blob)
     (err: unknown) => {
-      unpack.input.destroy();
+      unpacker.abort();
       throw err;
     },
   );
