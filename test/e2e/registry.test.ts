@@ -313,6 +313,36 @@ describe("authentication (htpasswd, basic auth)", () => {
     const pull = await tsrun(["pull", "-q", `${secured.host}/private/busybox:1`], { env: { TSRUN_ROOT: scratchDir("store-authfile"), REGISTRY_AUTH_FILE: file } });
     expect(pull.code, pull.stderr).toBe(0);
   });
+
+  it("uses podman login's credentials ($XDG_RUNTIME_DIR/containers/auth.json), containers' and Docker's ($DOCKER_CONFIG) files", async () => {
+    const runtime = scratchDir("xdg-runtime");
+    chmodSync(runtime, 0o700);
+    const dir = scratchDir("podman-login");
+    const podman = `podman --root ${dir}/root --runroot ${dir}/run --storage-driver vfs`;
+    const login = await shAsUser(`${podman} login --tls-verify=false -u alice --password-stdin ${secured.host}`, { input: "s3cret\n", env: { XDG_RUNTIME_DIR: runtime } });
+    expect(login.code, login.stderr).toBe(0);
+    expect(existsSync(path.join(runtime, "containers", "auth.json"))).toBe(true);
+    // No tsrun login: tsrun's own file does not exist in this config home.
+    const noLogin = { XDG_CONFIG_HOME: scratchDir("config-empty") };
+    const ref = `${secured.host}/private/podman-auth:1`;
+    const push = await tsrun(["push", "-q", "busybox", ref], { env: { ...noLogin, XDG_RUNTIME_DIR: runtime } });
+    expect(push.code, push.stderr).toBe(0);
+    const pull = await tsrun(["pull", "-q", ref], { env: { ...noLogin, XDG_RUNTIME_DIR: runtime, TSRUN_ROOT: scratchDir("store-podman-auth") } });
+    expect(pull.code, pull.stderr).toBe(0);
+
+    // The same entry in $XDG_CONFIG_HOME/containers/auth.json, then in $DOCKER_CONFIG/config.json.
+    const configHome = scratchDir("config-containers");
+    const dockerConfig = scratchDir("docker-config");
+    const entry = JSON.stringify({ auths: { [secured.host]: { auth: Buffer.from("alice:s3cret").toString("base64") } } });
+    mkdirSync(path.join(configHome, "containers"));
+    writeFileSync(path.join(configHome, "containers", "auth.json"), entry);
+    writeFileSync(path.join(dockerConfig, "config.json"), entry);
+    if (env.user) execFileSync("chown", ["-R", `${env.user.uid}:${env.user.gid}`, configHome, dockerConfig]);
+    for (const where of [{ XDG_CONFIG_HOME: configHome }, { ...noLogin, DOCKER_CONFIG: dockerConfig }]) {
+      const r = await tsrun(["pull", "-q", ref], { env: { ...where, TSRUN_ROOT: scratchDir("store-other-auth") } });
+      expect(r.code, `${JSON.stringify(where)}: ${r.stderr}`).toBe(0);
+    }
+  });
 });
 
 describe("multi-platform index", () => {

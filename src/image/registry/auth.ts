@@ -1,6 +1,7 @@
 // Registry credentials in Docker's auth file format: {"auths": {"HOST": {"auth": base64("user:pass")}}}.
-// tsrun writes $REGISTRY_AUTH_FILE when set (as Podman does), else $XDG_CONFIG_HOME/tsrun/auth.json;
-// it reads that file first, then ~/.docker/config.json, so a `docker login` done earlier works too.
+// tsrun writes $REGISTRY_AUTH_FILE when set (as Podman does), else $XDG_CONFIG_HOME/tsrun/auth.json.
+// It reads that file first, then the files Podman and Docker log in to (containers/image's order),
+// so a `podman login` or `docker login` done earlier works too.
 import { chmodSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -33,11 +34,23 @@ export function authFilePath(explicit?: string): string {
   return path.join(configHome, "tsrun", "auth.json");
 }
 
-/** Files consulted for credentials, most specific first. */
-function readableAuthFiles(explicit?: string): string[] {
-  const files = [authFilePath(explicit)];
-  if (!explicit) files.push(path.join(os.homedir(), ".docker", "config.json"));
-  return files;
+/**
+ * Files consulted for credentials, most specific first: tsrun's own, then Podman's
+ * (${XDG_RUNTIME_DIR}/containers/auth.json, or /run/containers/UID/auth.json without
+ * XDG_RUNTIME_DIR, then $XDG_CONFIG_HOME/containers/auth.json) and Docker's
+ * ($DOCKER_CONFIG/config.json or ~/.docker/config.json). An --authfile is the only one read.
+ */
+export function readableAuthFiles(explicit?: string): string[] {
+  if (explicit) return [explicit];
+  const configHome = process.env.XDG_CONFIG_HOME || path.join(os.homedir(), ".config");
+  const runtimeDir = process.env.XDG_RUNTIME_DIR;
+  const files = [
+    authFilePath(),
+    runtimeDir ? path.join(runtimeDir, "containers", "auth.json") : `/run/containers/${process.getuid?.() ?? 0}/auth.json`,
+    path.join(configHome, "containers", "auth.json"),
+    process.env.DOCKER_CONFIG ? path.join(process.env.DOCKER_CONFIG, "config.json") : path.join(os.homedir(), ".docker", "config.json"),
+  ];
+  return [...new Set(files)];
 }
 
 /**
@@ -52,12 +65,18 @@ export function normaliseRegistryKey(key: string): string {
   return host;
 }
 
-function readAuthFile(file: string): AuthFile | undefined {
+/**
+ * Reads an auth file; undefined when it does not exist. Another tool's file that this user may
+ * not read (optional) counts as absent too: /run/containers is root's on hosts where root ran
+ * Podman, and that must not stop a pull that needs no credentials.
+ */
+function readAuthFile(file: string, optional = false): AuthFile | undefined {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR" || (optional && code === "EACCES")) return undefined;
     throw new TsrunError(`cannot read auth file ${file}: ${(err as Error).message}`);
   }
   try {
@@ -83,8 +102,8 @@ function decodeEntry(entry: AuthEntry, file: string, key: string): Credentials |
 /** Credentials stored for a registry host (e.g. "docker.io", "127.0.0.1:5000"), if any. */
 export function lookupCredentials(registry: string, authFile?: string): Credentials | undefined {
   const wanted = normaliseRegistryKey(registry);
-  for (const file of readableAuthFiles(authFile)) {
-    const parsed = readAuthFile(file);
+  for (const [i, file] of readableAuthFiles(authFile).entries()) {
+    const parsed = readAuthFile(file, i > 0);
     for (const [key, entry] of Object.entries(parsed?.auths ?? {})) {
       if (normaliseRegistryKey(key) !== wanted || typeof entry !== "object" || entry === null) continue;
       const creds = decodeEntry(entry, file, key);
