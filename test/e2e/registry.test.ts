@@ -708,7 +708,8 @@ describe("progress output", () => {
  * A token server as Docker Hub, GHCR and Quay run them: GET /token?service=...&scope=... answers
  * a JWT (RS256, its certificate in the x5c header, which the registry checks against its
  * rootcertbundle). Anyone may pull repositories under public/; alice (password s3cret) may do
- * anything; a wrong password gets a 401.
+ * anything; bob (password b0b) may pull anything and push nothing, as a read-only account of a
+ * hosted registry; a wrong password gets a 401.
  */
 async function startTokenServer(dir: string, issuer: string): Promise<{ realm: string; certFile: string; seen: SeenRequest[]; close: () => Promise<void> }> {
   const keyFile = path.join(dir, "token-key.pem");
@@ -723,7 +724,7 @@ async function startTokenServer(dir: string, issuer: string): Promise<{ realm: s
     const url = new URL(req.url ?? "/", "http://token");
     const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? "")?.[1];
     const [user, password] = basic ? Buffer.from(basic, "base64").toString().split(":") : [];
-    if (user !== undefined && !(user === "alice" && password === "s3cret")) {
+    if (user !== undefined && !((user === "alice" && password === "s3cret") || (user === "bob" && password === "b0b"))) {
       res.writeHead(401, { "Content-Type": "application/json" });
       return void res.end(JSON.stringify({ details: "incorrect username or password" }));
     }
@@ -735,7 +736,7 @@ async function startTokenServer(dir: string, issuer: string): Promise<{ realm: s
         const last = scope.lastIndexOf(":");
         const name = scope.slice(first + 1, last);
         const wanted = scope.slice(last + 1).split(",");
-        const actions = user === "alice" ? wanted : name.startsWith("public/") ? wanted.filter((a) => a === "pull") : [];
+        const actions = user === "alice" ? wanted : user === "bob" || name.startsWith("public/") ? wanted.filter((a) => a === "pull") : [];
         return { type: scope.slice(0, first), name, actions };
       });
     const now = Math.floor(Date.now() / 1000);
@@ -796,6 +797,16 @@ describe("authentication (bearer tokens from a token server)", () => {
       const withLogin = await tsrun(["pull", "-q", `${registry.host}/private/busybox:1`], { env: { ...alice, TSRUN_ROOT: scratchDir("store-token-alice") } });
       expect(withLogin.code, withLogin.stderr).toBe(0);
       expect(tokens.seen.some((r) => r.headers.authorization === `Basic ${Buffer.from("alice:s3cret").toString("base64")}`)).toBe(true);
+
+      // Right password, no push access: the token server leaves "push" out of the token and the
+      // registry answers insufficient_scope. That is a denial, not a wrong password.
+      const bob = { XDG_CONFIG_HOME: scratchDir("token-bob") };
+      expect((await tsrun(["login", "-u", "bob", "--password-stdin", registry.host], { input: "b0b\n", env: bob })).code).toBe(0);
+      const readOnly = await tsrun(["push", "busybox", `${registry.host}/private/busybox:bob`], { env: bob });
+      expectOneLineError(readOnly, /^Error: push .*: denied: requested access to the resource is denied \(repository:private\/busybox:[a-z,]*push[a-z,]*\)$/);
+      expect(readOnly.stderr).not.toMatch(/refused the username or password/);
+      const bobPull = await tsrun(["pull", "-q", `${registry.host}/private/busybox:1`], { env: { ...bob, TSRUN_ROOT: scratchDir("store-token-bob") } });
+      expect(bobPull.code, bobPull.stderr).toBe(0);
     } finally {
       await tokens.close();
     }

@@ -340,7 +340,7 @@ export class RegistryClient {
       if (ok.includes(status)) return { status, headers: res.headers, body: res, url: answeredBy };
       if (status === 401) {
         discard(res);
-        throw this.unauthorized(opts.context);
+        throw this.unauthorized(opts.context, res.headers["www-authenticate"]);
       }
       const text = method === "HEAD" ? "" : (await readBody(res, 1 << 20, "error response").catch(() => Buffer.alloc(0))).toString("utf8");
       const { message, code } = registryMessage(status, text);
@@ -348,7 +348,18 @@ export class RegistryClient {
     }
   }
 
-  private unauthorized(context: string): RegistryError {
+  /**
+   * The 401 that stays after the auth dance. A token server that accepted the credentials but
+   * issued a token without the actions asked for (pushing to someone else's repository) makes the
+   * registry answer error="insufficient_scope": the password was right, the access is denied.
+   */
+  private unauthorized(context: string, header?: string | string[]): RegistryError {
+    const text = Array.isArray(header) ? header.join(", ") : header;
+    const bearer = text ? parseChallenges(text).find((c) => c.scheme === "bearer") : undefined;
+    if (this.credentials && bearer?.params.error === "insufficient_scope") {
+      const scope = bearer.params.scope ? ` (${bearer.params.scope})` : "";
+      return new RegistryError(`${context}: denied: requested access to the resource is denied${scope}`, 401, "DENIED");
+    }
     return new RegistryError(
       this.credentials
         ? `${context}: unauthorized: ${this.registry} refused the username or password`
