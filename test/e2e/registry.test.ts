@@ -64,6 +64,8 @@ interface SeenRequest {
   method: string;
   url: string;
   headers: http.IncomingHttpHeaders;
+  /** Date.now() when it arrived. */
+  at: number;
 }
 
 /** Starts a test server on a free port of 127.0.0.1; close() also drops its open connections. */
@@ -80,7 +82,7 @@ async function listenLocally(server: http.Server): Promise<{ host: string; close
 }
 
 /** What a test proxy does with one request: pass it on, answer it with a status, or break it. */
-type Fault = { status: number } | { resetAfterBytes: number } | { resetBeforeAnswer: true } | undefined;
+type Fault = { status: number; headers?: Record<string, string>; body?: string } | { resetAfterBytes: number } | { resetBeforeAnswer: true } | undefined;
 
 /**
  * An HTTP proxy in front of a registry that records every request and injects faults (5xx
@@ -90,13 +92,13 @@ type Fault = { status: number } | { resetAfterBytes: number } | { resetBeforeAns
 async function startProxy(upstream: string, fault: (req: SeenRequest) => Fault = () => undefined): Promise<{ host: string; seen: SeenRequest[]; close: () => Promise<void> }> {
   const seen: SeenRequest[] = [];
   const server = http.createServer((req, res) => {
-    const request = { method: req.method ?? "", url: req.url ?? "", headers: req.headers };
+    const request = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, at: Date.now() };
     seen.push(request);
     const f = fault(request);
     if (f && "status" in f) {
       req.resume();
-      res.writeHead(f.status, { "Content-Type": "application/json" });
-      res.end(JSON.stringify({ errors: [{ code: "UNAVAILABLE", message: "injected failure" }] }));
+      res.writeHead(f.status, { "Content-Type": "application/json", ...f.headers });
+      res.end(f.body ?? JSON.stringify({ errors: [{ code: "UNAVAILABLE", message: "injected failure" }] }));
       return;
     }
     if (f && "resetBeforeAnswer" in f) {
@@ -618,6 +620,38 @@ describe("retries and resumed downloads", () => {
     }
   });
 
+  it("a 429 is retried after its Retry-After; one asking for too long fails at once, saying so", async () => {
+    const tooMany = (seconds: number): Fault => ({
+      status: 429,
+      headers: { "Retry-After": String(seconds) },
+      body: JSON.stringify({ errors: [{ code: "TOOMANYREQUESTS", message: "You have reached your pull rate limit." }] }),
+    });
+    expect((await tsrun(["push", "-q", "busybox", `${open.host}/tsrun/ratelimit:1`])).code).toBe(0);
+    let limited = 0;
+    const proxy = await startProxy(open.host, (req) => (req.url.includes("/manifests/") && limited++ === 0 ? tooMany(1) : undefined));
+    try {
+      const store = freshStore("ratelimit");
+      const r = await tsrun(["pull", "-q", `${proxy.host}/tsrun/ratelimit:1`], { env: store });
+      expect(r.code, r.stderr).toBe(0);
+      const [first, second] = proxy.seen.filter((q) => q.url.includes("/manifests/"));
+      expect((second?.at ?? 0) - (first?.at ?? 0)).toBeGreaterThanOrEqual(900);
+    } finally {
+      await proxy.close();
+    }
+    const stubborn = await startProxy(open.host, (req) => (req.url.includes("/manifests/") ? tooMany(3600) : undefined));
+    try {
+      const store = freshStore("ratelimit-long");
+      expectOneLineError(
+        await tsrun(["pull", `${stubborn.host}/tsrun/ratelimit:1`], { env: store }),
+        /^Error: pull .*ratelimit:1: toomanyrequests: You have reached your pull rate limit\. \(the registry asks to retry in 3600 s\)$/,
+      );
+      expect(stubborn.seen.filter((q) => q.url.includes("/manifests/")).length).toBe(1);
+      expectEmptyStore(store);
+    } finally {
+      await stubborn.close();
+    }
+  });
+
   it("gives up after a few retries with one line, and stores nothing", async () => {
     const proxy = await startProxy(open.host, (req) => (req.url.includes("/manifests/") ? { status: 500 } : undefined));
     try {
@@ -720,7 +754,7 @@ async function startTokenServer(dir: string, issuer: string): Promise<{ realm: s
   const seen: SeenRequest[] = [];
   const b64url = (data: string | Buffer): string => Buffer.from(data).toString("base64url");
   const server = http.createServer((req, res) => {
-    seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
+    seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, at: Date.now() });
     const url = new URL(req.url ?? "/", "http://token");
     const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? "")?.[1];
     const [user, password] = basic ? Buffer.from(basic, "base64").toString().split(":") : [];
