@@ -391,6 +391,53 @@ describe("multi-platform index", () => {
   });
 });
 
+describe("index shapes other tools push", () => {
+  it("follows nested indexes and entries without a platform; skips buildx's attestation manifests", async () => {
+    const repo = `${open.host}/tsrun/nested`;
+    await importBusybox("nested-other", ["LABEL other=1"]);
+    const host = (await tsrun(["push", "-q", "busybox", `${repo}:host`])).stdout.trim();
+    const other = (await tsrun(["push", "-q", "nested-other", `${repo}:other`])).stdout.trim();
+    const hostArch = (await tsrun(["inspect", "--format", "{{.Architecture}}", "busybox"])).stdout.trim();
+    const otherArch = hostArch === "arm64" ? "amd64" : "arm64";
+    const index = "application/vnd.oci.image.index.v1+json";
+    const image = "application/vnd.oci.image.manifest.v1+json";
+    const size = async (digest: string): Promise<number> =>
+      Number((await fetch(`http://${open.host}/v2/tsrun/nested/manifests/${digest}`, { method: "HEAD", headers: { Accept: image } })).headers.get("content-length"));
+    const put = async (tag: string, manifests: Record<string, unknown>[]): Promise<{ mediaType: string; digest: string; size: number }> => {
+      const body = JSON.stringify({ schemaVersion: 2, mediaType: index, manifests });
+      const res = await fetch(`http://${open.host}/v2/tsrun/nested/manifests/${tag}`, { method: "PUT", headers: { "Content-Type": index }, body });
+      expect(res.status).toBe(201);
+      return { mediaType: index, digest: `sha256:${createHash("sha256").update(body).digest("hex")}`, size: Buffer.byteLength(body) };
+    };
+    const hostEntry = { mediaType: image, digest: host, size: await size(host) };
+    const otherEntry = { mediaType: image, digest: other, size: await size(other), platform: { os: "linux", architecture: otherArch } };
+    const inner = await put("inner", [{ ...hostEntry, platform: { os: "linux", architecture: hostArch } }]);
+    await put("nested", [otherEntry, inner]);
+    await put("unplatformed", [hostEntry]);
+    // buildx: an attestation manifest (here pointing at a real image, listed first) of platform unknown/unknown.
+    const attestation = { ...otherEntry, platform: { os: "unknown", architecture: "unknown" }, annotations: { "vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": host } };
+    await put("attested", [attestation, { ...hostEntry, platform: { os: "linux", architecture: hostArch } }]);
+
+    const pulled = async (args: string[]): Promise<string[]> => {
+      const store = freshStore("nested");
+      const r = await tsrun(["pull", "-q", ...args], { env: store });
+      expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(0);
+      return storedImages(store)[0]?.repoDigests ?? [];
+    };
+    expect(await pulled([`${repo}:nested`])).toContain(`${repo}@${host}`);
+    expect(await pulled(["--platform", `linux/${otherArch}`, `${repo}:nested`])).toContain(`${repo}@${other}`);
+    // No platform in the index: the config says which one it is.
+    expect(await pulled([`${repo}:unplatformed`])).toContain(`${repo}@${host}`);
+    expect(await pulled([`${repo}:attested`])).toContain(`${repo}@${host}`);
+
+    const store = freshStore("nested-none");
+    expectOneLineError(await tsrun(["pull", "--platform", "linux/s390x", `${repo}:nested`], { env: store }), new RegExp(`no image for linux/s390x in the index \\(available: linux/${otherArch}, linux/${hostArch}\\)$`));
+    expectOneLineError(await tsrun(["pull", "--platform", `linux/${otherArch}`, `${repo}:unplatformed`], { env: store }), new RegExp(`no image for linux/${otherArch} in the index \\(available: linux/${hostArch}\\)$`));
+    expectOneLineError(await tsrun(["pull", "--platform", "unknown/unknown", `${repo}:attested`], { env: store }), new RegExp(`no image for unknown/unknown in the index \\(available: linux/${hostArch}\\)$`));
+    expectEmptyStore(store);
+  });
+});
+
 describe("integrity and interruption", () => {
   it.each(["plain", "gzip"])("a corrupted %s blob in the registry is refused: digest error, nothing stored", async (kind) => {
     // A gzip layer's unpacker fails at the damaged bytes, before the digest can be checked: the
