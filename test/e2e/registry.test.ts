@@ -254,10 +254,19 @@ describe("push and pull", () => {
     expect(image?.repoDigests).toContain(byDigest);
     const run = await tsrun(["run", "--rm", byDigest, "true"], { env: store });
     expect(run.code, run.stderr).toBe(0);
+    // Listed as Docker lists it: the repository, tag <none>, the digest pulled.
+    const id = (await tsrun(["images", "-q"], { env: store })).stdout.trim();
+    const listed = await tsrun(["images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}} {{.ID}}"], { env: store });
+    expect(listed.stdout).toBe(`${open.host}/tsrun/bydigest <none> ${digest} ${id}\n`);
+    expect((await tsrun(["images", "--filter", "dangling=true", "-q"], { env: store })).stdout).toBe(`${id}\n`);
+    expect((await tsrun(["inspect", "--format", "{{.RepoTags}} {{.RepoDigests}}", byDigest], { env: store })).stdout).toBe(`[] [${byDigest}]\n`);
     // A digest the registry does not have.
     const missing = await tsrun(["pull", `${open.host}/tsrun/bydigest@sha256:${"0".repeat(64)}`], { env: store });
     expect(missing.code).toBe(125);
     expect(missing.stderr.trim().split("\n").pop()).toMatch(/^Error: pull .*manifest unknown/);
+    const removed = await tsrun(["rmi", byDigest], { env: store });
+    expect(removed.stdout).toContain(`Untagged: ${byDigest}\n`);
+    expect(storedImages(store)).toEqual([]);
   });
 
   it("bad input is a one-line error with status 125 and leaves the store unchanged", async () => {
