@@ -601,6 +601,49 @@ describe("interop", () => {
   });
 });
 
+describe("images other tools push", () => {
+  it("pulls and runs podman's v2s2 and OCI pushes, skopeo's zstd layers and podman's manifest list (host and --platform)", async () => {
+    const dir = scratchDir("podman-push");
+    const runtime = scratchDir("podman-runtime");
+    chmodSync(runtime, 0o700);
+    const podman = `podman --root ${dir}/root --runroot ${dir}/run --storage-driver vfs`;
+    const repo = `${open.host}/others`;
+    const hostArch = (await tsrun(["inspect", "--format", "{{.Architecture}}", "busybox"])).stdout.trim();
+    const otherArch = hostArch === "arm64" ? "amd64" : "arm64";
+    const script = [
+      "set -e",
+      `${podman} import -q -c 'CMD ["echo","from-podman"]' ${env.busyboxTar} localhost/pb:host >/dev/null`,
+      `${podman} import -q --arch ${otherArch} -c 'LABEL plat=other' ${env.busyboxTar} localhost/pb:other >/dev/null`,
+      `${podman} push -q --tls-verify=false --format v2s2 localhost/pb:host ${repo}/v2s2:1`,
+      `${podman} push -q --tls-verify=false --format oci localhost/pb:host ${repo}/oci:1`,
+      // Through an OCI layout: a registry destination would reuse the gzip blobs pushed above.
+      `skopeo copy -q --dest-compress-format zstd containers-storage:[vfs@${dir}/root+${dir}/run]localhost/pb:host oci:${dir}/layout:zstd`,
+      `skopeo copy -q --preserve-digests --dest-tls-verify=false oci:${dir}/layout:zstd docker://${repo}/zstd:1`,
+      `${podman} manifest create localhost/pb-list >/dev/null`,
+      `${podman} manifest add localhost/pb-list containers-storage:localhost/pb:host >/dev/null`,
+      `${podman} manifest add localhost/pb-list containers-storage:localhost/pb:other >/dev/null`,
+      `${podman} manifest push --all --tls-verify=false localhost/pb-list docker://${repo}/list:1`,
+    ].join("\n");
+    const pushed = await shAsUser(script, { env: { XDG_RUNTIME_DIR: runtime }, timeout: 120_000 });
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const zstd = (await (await fetch(`http://${open.host}/v2/others/zstd/manifests/1`, { headers: { Accept: "application/vnd.oci.image.manifest.v1+json" } })).json()) as { layers: { mediaType: string }[] };
+    expect(zstd.layers.map((l) => l.mediaType)).toEqual(["application/vnd.oci.image.layer.v1.tar+zstd"]);
+
+    for (const name of ["v2s2", "oci", "zstd", "list"]) {
+      const store = freshStore(`others-${name}`);
+      const pull = await tsrun(["pull", "-q", `${repo}/${name}:1`], { env: store });
+      expect(pull.code, `${name}: ${pull.stderr}`).toBe(0);
+      const run = await tsrun(["run", "--rm", `${repo}/${name}:1`], { env: store });
+      expect(run.stdout, `${name}: ${run.stderr}`).toBe("from-podman\n");
+    }
+    const store = freshStore("others-list-other");
+    const other = await tsrun(["pull", "-q", "--platform", `linux/${otherArch}`, `${repo}/list:1`], { env: store });
+    expect(other.code, other.stderr).toBe(0);
+    const inspect = await tsrun(["inspect", "--format", "{{.Architecture}} {{.Config.Labels}}", `${repo}/list:1`], { env: store });
+    expect(inspect.stdout).toBe(`${otherArch} map[plat:other]\n`);
+  });
+});
+
 describe("build", () => {
   it("pulls FROM and COPY --from images the store lacks; --pull pulls again, --pull=never refuses", async () => {
     const base = `${open.host}/tsrun/build-base:1`;
