@@ -356,6 +356,44 @@ describe("authentication (htpasswd, basic auth)", () => {
   });
 });
 
+describe("Docker credential helpers", () => {
+  it("asks credHelpers' and credsStore's docker-credential-NAME; a missing default store is ignored, a missing named helper is an error", async () => {
+    const bin = scratchDir("cred-helper");
+    const log = path.join(bin, "asked");
+    // A helper as docker-credential-pass and friends behave: the server on stdin, JSON out.
+    writeFileSync(
+      path.join(bin, "docker-credential-tsrun-test"),
+      `#!/bin/sh\n[ "$1" = get ] || exit 2\nread -r server\necho "$server" >> ${log}\nif [ "$server" = "${secured.host}" ]; then\n  printf '{"ServerURL":"%s","Username":"alice","Secret":"s3cret"}' "$server"\nelse\n  echo "credentials not found in native keychain"; exit 1\nfi\n`,
+      { mode: 0o755 },
+    );
+    const configs: Record<string, unknown>[] = [
+      { credHelpers: { [secured.host]: "tsrun-test" } },
+      { credsStore: "tsrun-test", auths: { [secured.host]: {} } },
+    ];
+    const withConfig = (config: Record<string, unknown>): Record<string, string> => {
+      const dir = scratchDir("docker-config-helper");
+      writeFileSync(path.join(dir, "config.json"), JSON.stringify(config));
+      if (env.user) execFileSync("chown", ["-R", `${env.user.uid}:${env.user.gid}`, dir]);
+      return { DOCKER_CONFIG: dir, XDG_CONFIG_HOME: scratchDir("config-empty"), PATH: `${bin}:/usr/bin:/bin`, TSRUN_ROOT: scratchDir("store-helper") };
+    };
+    const ref = `${secured.host}/private/helper:1`;
+    const { TSRUN_ROOT: _store, ...named } = withConfig(configs[0] as Record<string, unknown>);
+    const push = await tsrun(["push", "-q", "busybox", ref], { env: named });
+    expect(push.code, push.stderr).toBe(0);
+    for (const config of configs) {
+      const r = await tsrun(["pull", "-q", ref], { env: withConfig(config) });
+      expect(r.code, `${JSON.stringify(config)}: ${r.stderr}`).toBe(0);
+    }
+    expect(readFileSync(log, "utf8")).toBe(`${secured.host}\n`.repeat(3));
+    // Docker Desktop's leftover default store on a machine without it: no credentials, no error.
+    const { TSRUN_ROOT: _fresh, ...desktop } = withConfig({ credsStore: "desktop" });
+    const openPush = await tsrun(["push", "-q", "busybox", `${open.host}/tsrun/helper:1`], { env: desktop });
+    expect(openPush.code, openPush.stderr).toBe(0);
+    const missing = await tsrun(["pull", ref], { env: withConfig({ credHelpers: { [secured.host]: "nowhere" } }) });
+    expectOneLineError(missing, /^Error: credential helper docker-credential-nowhere \(named in .*config\.json for 127\.0\.0\.1:\d+\) is not installed$/);
+  });
+});
+
 describe("multi-platform index", () => {
   it("picks the host's platform by default and another with --platform", async () => {
     const repo = `${open.host}/tsrun/multi`;

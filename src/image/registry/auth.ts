@@ -2,6 +2,7 @@
 // tsrun writes $REGISTRY_AUTH_FILE when set (as Podman does), else $XDG_CONFIG_HOME/tsrun/auth.json.
 // It reads that file first, then the files Podman and Docker log in to (containers/image's order),
 // so a `podman login` or `docker login` done earlier works too.
+import { execFileSync } from "node:child_process";
 import { chmodSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -23,6 +24,9 @@ interface AuthEntry {
 
 interface AuthFile {
   auths?: Record<string, AuthEntry>;
+  /** Docker's credential helpers: docker-credential-NAME for one registry, or for every one. */
+  credHelpers?: Record<string, unknown>;
+  credsStore?: unknown;
   [extra: string]: unknown;
 }
 
@@ -99,11 +103,58 @@ function decodeEntry(entry: AuthEntry, file: string, key: string): Credentials |
   return undefined;
 }
 
+/**
+ * Asks a Docker credential helper (`docker-credential-NAME get`, the server on stdin, JSON
+ * {"Username","Secret"} back), as Docker and Podman do for `credHelpers` and `credsStore`.
+ * Undefined when it has nothing for the registry, or when a credsStore (a default for every
+ * registry, often left behind by Docker Desktop) is not installed; a helper named for this
+ * registry that is missing or fails is an error.
+ */
+function fromHelper(name: string, registry: string, file: string, namedForRegistry: boolean): Credentials | undefined {
+  if (!/^[A-Za-z0-9][\w.-]*$/.test(name)) throw new TsrunError(`auth file ${file}: invalid credential helper name "${name}"`);
+  const helper = `docker-credential-${name}`;
+  // Docker keys Docker Hub by its v1 URL in helpers too; other registries by their host.
+  const server = registry === "docker.io" ? "https://index.docker.io/v1/" : registry;
+  let output: string;
+  try {
+    output = execFileSync(helper, ["get"], { input: server, timeout: 30_000, stdio: ["pipe", "pipe", "pipe"], encoding: "utf8" });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stdout?: string; stderr?: string };
+    if (e.code === "ENOENT") {
+      if (!namedForRegistry) return undefined;
+      throw new TsrunError(`credential helper ${helper} (named in ${file} for ${registry}) is not installed`);
+    }
+    const said = `${e.stdout ?? ""}\n${e.stderr ?? ""}`.trim();
+    if (/credentials not found/i.test(said)) return undefined;
+    throw new TsrunError(`credential helper ${helper} failed for ${registry}: ${said.split("\n")[0] || e.message}`);
+  }
+  let parsed: { Username?: unknown; Secret?: unknown };
+  try {
+    parsed = JSON.parse(output) as { Username?: unknown; Secret?: unknown };
+  } catch {
+    throw new TsrunError(`credential helper ${helper} answered something that is not JSON`);
+  }
+  // "<token>" marks an OAuth identity token, which only Docker Hub's and some clouds' token
+  // endpoints take: not supported, as if there were no credentials.
+  if (typeof parsed.Username !== "string" || typeof parsed.Secret !== "string" || parsed.Username === "<token>" || parsed.Secret === "") return undefined;
+  return { username: parsed.Username, password: parsed.Secret };
+}
+
 /** Credentials stored for a registry host (e.g. "docker.io", "127.0.0.1:5000"), if any. */
 export function lookupCredentials(registry: string, authFile?: string): Credentials | undefined {
   const wanted = normaliseRegistryKey(registry);
   for (const [i, file] of readableAuthFiles(authFile).entries()) {
     const parsed = readAuthFile(file, i > 0);
+    // Docker's order: a helper for this registry, else the default store, else the file's entry.
+    const helperKey = Object.keys(parsed?.credHelpers ?? {}).find((key) => normaliseRegistryKey(key) === wanted);
+    const named = helperKey !== undefined ? parsed?.credHelpers?.[helperKey] : undefined;
+    if (typeof named === "string" && named !== "") {
+      const creds = fromHelper(named, wanted, file, true);
+      if (creds) return creds;
+    } else if (typeof parsed?.credsStore === "string" && parsed.credsStore !== "") {
+      const creds = fromHelper(parsed.credsStore, wanted, file, false);
+      if (creds) return creds;
+    }
     for (const [key, entry] of Object.entries(parsed?.auths ?? {})) {
       if (normaliseRegistryKey(key) !== wanted || typeof entry !== "object" || entry === null) continue;
       const creds = decodeEntry(entry, file, key);
