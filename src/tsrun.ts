@@ -35,6 +35,8 @@ export interface ImageSummary {
   size: number;
   /** The image config's labels. */
   labels: Record<string, string>;
+  /** No tag names the image (Docker's dangling=true): untagged, or known only by repo@digest. */
+  dangling: boolean;
 }
 
 export interface TsrunOptions {
@@ -85,18 +87,30 @@ export class Tsrun {
     return JSON.parse(this.store.blobs.read(image.id).toString("utf8")) as ImageConfig;
   }
 
-  /** One row per name (untagged images get one row with <none>), newest first. */
+  /** One row per name (untagged images: one per repository they were pulled from by digest, or <none>), newest first. */
   listImages(): ImageSummary[] {
     const rows: ImageSummary[] = [];
     for (const image of this.store.images.list()) {
       const config = this.imageConfig(image);
       const size = image.layers.reduce((n, l) => n + l.size, 0);
       const created = config.created ?? image.added;
-      const names = image.names.length > 0 ? image.names : [""];
-      for (const name of names) {
-        const { repository, tag } = name ? splitName(name) : { repository: "<none>", tag: "<none>" };
-        const digest = image.repoDigests.find((d) => d.startsWith(`${repository}@`))?.split("@")[1] ?? "<none>";
-        rows.push({ id: image.id, repository, tag, displayRepository: name ? familiarRepository(repository) : "<none>", digest, created, size, labels: config.config?.Labels ?? {} });
+      const labels = config.config?.Labels ?? {};
+      const dangling = image.names.length === 0;
+      const digestOf = (repository: string): string => image.repoDigests.find((d) => d.startsWith(`${repository}@`))?.slice(repository.length + 1) ?? "<none>";
+      for (const name of image.names) {
+        const { repository, tag } = splitName(name);
+        rows.push({ id: image.id, repository, tag, displayRepository: familiarRepository(repository), digest: digestOf(repository), created, size, labels, dangling });
+      }
+      // An image known only by digest (pulled by digest, or its tags removed) is listed under
+      // the repositories it came from with tag <none>, as Docker and Podman list it. A tagged
+      // image gets no such rows: `push IMAGE OTHER/NAME` records where it went (for blob mounts
+      // and RepoDigests), which must not look like an untagged copy.
+      const digestOnly = dangling ? [...new Set(image.repoDigests.map((d) => d.slice(0, d.indexOf("@"))))].filter((r) => r !== "") : [];
+      for (const repository of digestOnly) {
+        rows.push({ id: image.id, repository, tag: "<none>", displayRepository: familiarRepository(repository), digest: digestOf(repository), created, size, labels, dangling });
+      }
+      if (dangling && digestOnly.length === 0) {
+        rows.push({ id: image.id, repository: "<none>", tag: "<none>", displayRepository: "<none>", digest: "<none>", created, size, labels, dangling });
       }
     }
     return rows.sort((a, b) => b.created.localeCompare(a.created));

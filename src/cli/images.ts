@@ -88,7 +88,7 @@ function applyImageFilters(t: Tsrun, rows: ImageSummary[], filters: readonly str
       case "dangling": {
         if (!/^(true|false|1|0)$/i.test(value)) throw new TsrunError(`invalid filter 'dangling=${value}'`);
         const dangling = /^(true|1)$/i.test(value);
-        out = out.filter((r) => (r.repository === "<none>") === dangling);
+        out = out.filter((r) => r.dangling === dangling);
         break;
       }
       case "reference":

@@ -64,6 +64,8 @@ interface SeenRequest {
   method: string;
   url: string;
   headers: http.IncomingHttpHeaders;
+  /** Date.now() when it arrived. */
+  at: number;
 }
 
 /** Starts a test server on a free port of 127.0.0.1; close() also drops its open connections. */
@@ -80,7 +82,7 @@ async function listenLocally(server: http.Server): Promise<{ host: string; close
 }
 
 /** What a test proxy does with one request: pass it on, answer it with a status, or break it. */
-type Fault = { status: number } | { resetAfterBytes: number } | { resetBeforeAnswer: true } | undefined;
+type Fault = { status: number; headers?: Record<string, string>; body?: string } | { resetAfterBytes: number } | { resetBeforeAnswer: true } | undefined;
 
 /**
  * An HTTP proxy in front of a registry that records every request and injects faults (5xx
@@ -90,13 +92,13 @@ type Fault = { status: number } | { resetAfterBytes: number } | { resetBeforeAns
 async function startProxy(upstream: string, fault: (req: SeenRequest) => Fault = () => undefined): Promise<{ host: string; seen: SeenRequest[]; close: () => Promise<void> }> {
   const seen: SeenRequest[] = [];
   const server = http.createServer((req, res) => {
-    const request = { method: req.method ?? "", url: req.url ?? "", headers: req.headers };
+    const request = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, at: Date.now() };
     seen.push(request);
     const f = fault(request);
     if (f && "status" in f) {
       req.resume();
-      res.writeHead(f.status, { "Content-Type": "application/json" });
-      res.end(JSON.stringify({ errors: [{ code: "UNAVAILABLE", message: "injected failure" }] }));
+      res.writeHead(f.status, { "Content-Type": "application/json", ...f.headers });
+      res.end(f.body ?? JSON.stringify({ errors: [{ code: "UNAVAILABLE", message: "injected failure" }] }));
       return;
     }
     if (f && "resetBeforeAnswer" in f) {
@@ -252,10 +254,19 @@ describe("push and pull", () => {
     expect(image?.repoDigests).toContain(byDigest);
     const run = await tsrun(["run", "--rm", byDigest, "true"], { env: store });
     expect(run.code, run.stderr).toBe(0);
+    // Listed as Docker lists it: the repository, tag <none>, the digest pulled.
+    const id = (await tsrun(["images", "-q"], { env: store })).stdout.trim();
+    const listed = await tsrun(["images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}} {{.ID}}"], { env: store });
+    expect(listed.stdout).toBe(`${open.host}/tsrun/bydigest <none> ${digest} ${id}\n`);
+    expect((await tsrun(["images", "--filter", "dangling=true", "-q"], { env: store })).stdout).toBe(`${id}\n`);
+    expect((await tsrun(["inspect", "--format", "{{.RepoTags}} {{.RepoDigests}}", byDigest], { env: store })).stdout).toBe(`[] [${byDigest}]\n`);
     // A digest the registry does not have.
     const missing = await tsrun(["pull", `${open.host}/tsrun/bydigest@sha256:${"0".repeat(64)}`], { env: store });
     expect(missing.code).toBe(125);
     expect(missing.stderr.trim().split("\n").pop()).toMatch(/^Error: pull .*manifest unknown/);
+    const removed = await tsrun(["rmi", byDigest], { env: store });
+    expect(removed.stdout).toContain(`Untagged: ${byDigest}\n`);
+    expect(storedImages(store)).toEqual([]);
   });
 
   it("bad input is a one-line error with status 125 and leaves the store unchanged", async () => {
@@ -313,6 +324,74 @@ describe("authentication (htpasswd, basic auth)", () => {
     const pull = await tsrun(["pull", "-q", `${secured.host}/private/busybox:1`], { env: { TSRUN_ROOT: scratchDir("store-authfile"), REGISTRY_AUTH_FILE: file } });
     expect(pull.code, pull.stderr).toBe(0);
   });
+
+  it("uses podman login's credentials ($XDG_RUNTIME_DIR/containers/auth.json), containers' and Docker's ($DOCKER_CONFIG) files", async () => {
+    const runtime = scratchDir("xdg-runtime");
+    chmodSync(runtime, 0o700);
+    const dir = scratchDir("podman-login");
+    const podman = `podman --root ${dir}/root --runroot ${dir}/run --storage-driver vfs`;
+    const login = await shAsUser(`${podman} login --tls-verify=false -u alice --password-stdin ${secured.host}`, { input: "s3cret\n", env: { XDG_RUNTIME_DIR: runtime } });
+    expect(login.code, login.stderr).toBe(0);
+    expect(existsSync(path.join(runtime, "containers", "auth.json"))).toBe(true);
+    // No tsrun login: tsrun's own file does not exist in this config home.
+    const noLogin = { XDG_CONFIG_HOME: scratchDir("config-empty") };
+    const ref = `${secured.host}/private/podman-auth:1`;
+    const push = await tsrun(["push", "-q", "busybox", ref], { env: { ...noLogin, XDG_RUNTIME_DIR: runtime } });
+    expect(push.code, push.stderr).toBe(0);
+    const pull = await tsrun(["pull", "-q", ref], { env: { ...noLogin, XDG_RUNTIME_DIR: runtime, TSRUN_ROOT: scratchDir("store-podman-auth") } });
+    expect(pull.code, pull.stderr).toBe(0);
+
+    // The same entry in $XDG_CONFIG_HOME/containers/auth.json, then in $DOCKER_CONFIG/config.json.
+    const configHome = scratchDir("config-containers");
+    const dockerConfig = scratchDir("docker-config");
+    const entry = JSON.stringify({ auths: { [secured.host]: { auth: Buffer.from("alice:s3cret").toString("base64") } } });
+    mkdirSync(path.join(configHome, "containers"));
+    writeFileSync(path.join(configHome, "containers", "auth.json"), entry);
+    writeFileSync(path.join(dockerConfig, "config.json"), entry);
+    if (env.user) execFileSync("chown", ["-R", `${env.user.uid}:${env.user.gid}`, configHome, dockerConfig]);
+    for (const where of [{ XDG_CONFIG_HOME: configHome }, { ...noLogin, DOCKER_CONFIG: dockerConfig }]) {
+      const r = await tsrun(["pull", "-q", ref], { env: { ...where, TSRUN_ROOT: scratchDir("store-other-auth") } });
+      expect(r.code, `${JSON.stringify(where)}: ${r.stderr}`).toBe(0);
+    }
+  });
+});
+
+describe("Docker credential helpers", () => {
+  it("asks credHelpers' and credsStore's docker-credential-NAME; a missing default store is ignored, a missing named helper is an error", async () => {
+    const bin = scratchDir("cred-helper");
+    const log = path.join(bin, "asked");
+    // A helper as docker-credential-pass and friends behave: the server on stdin, JSON out.
+    writeFileSync(
+      path.join(bin, "docker-credential-tsrun-test"),
+      `#!/bin/sh\n[ "$1" = get ] || exit 2\nread -r server\necho "$server" >> ${log}\nif [ "$server" = "${secured.host}" ]; then\n  printf '{"ServerURL":"%s","Username":"alice","Secret":"s3cret"}' "$server"\nelse\n  echo "credentials not found in native keychain"; exit 1\nfi\n`,
+      { mode: 0o755 },
+    );
+    const configs: Record<string, unknown>[] = [
+      { credHelpers: { [secured.host]: "tsrun-test" } },
+      { credsStore: "tsrun-test", auths: { [secured.host]: {} } },
+    ];
+    const withConfig = (config: Record<string, unknown>): Record<string, string> => {
+      const dir = scratchDir("docker-config-helper");
+      writeFileSync(path.join(dir, "config.json"), JSON.stringify(config));
+      if (env.user) execFileSync("chown", ["-R", `${env.user.uid}:${env.user.gid}`, dir]);
+      return { DOCKER_CONFIG: dir, XDG_CONFIG_HOME: scratchDir("config-empty"), PATH: `${bin}:/usr/bin:/bin`, TSRUN_ROOT: scratchDir("store-helper") };
+    };
+    const ref = `${secured.host}/private/helper:1`;
+    const { TSRUN_ROOT: _store, ...named } = withConfig(configs[0] as Record<string, unknown>);
+    const push = await tsrun(["push", "-q", "busybox", ref], { env: named });
+    expect(push.code, push.stderr).toBe(0);
+    for (const config of configs) {
+      const r = await tsrun(["pull", "-q", ref], { env: withConfig(config) });
+      expect(r.code, `${JSON.stringify(config)}: ${r.stderr}`).toBe(0);
+    }
+    expect(readFileSync(log, "utf8")).toBe(`${secured.host}\n`.repeat(3));
+    // Docker Desktop's leftover default store on a machine without it: no credentials, no error.
+    const { TSRUN_ROOT: _fresh, ...desktop } = withConfig({ credsStore: "desktop" });
+    const openPush = await tsrun(["push", "-q", "busybox", `${open.host}/tsrun/helper:1`], { env: desktop });
+    expect(openPush.code, openPush.stderr).toBe(0);
+    const missing = await tsrun(["pull", ref], { env: withConfig({ credHelpers: { [secured.host]: "nowhere" } }) });
+    expectOneLineError(missing, /^Error: credential helper docker-credential-nowhere \(named in .*config\.json for 127\.0\.0\.1:\d+\) is not installed$/);
+  });
 });
 
 describe("multi-platform index", () => {
@@ -356,6 +435,53 @@ describe("multi-platform index", () => {
     const none = await tsrun(["pull", "--platform", "linux/s390x", repo], { env: freshStore("multi-none") });
     expect(none.code).toBe(125);
     expect(none.stderr).toMatch(/no image for linux\/s390x in the index \(available: linux\/arm64\/v8, linux\/amd64\)/);
+  });
+});
+
+describe("index shapes other tools push", () => {
+  it("follows nested indexes and entries without a platform; skips buildx's attestation manifests", async () => {
+    const repo = `${open.host}/tsrun/nested`;
+    await importBusybox("nested-other", ["LABEL other=1"]);
+    const host = (await tsrun(["push", "-q", "busybox", `${repo}:host`])).stdout.trim();
+    const other = (await tsrun(["push", "-q", "nested-other", `${repo}:other`])).stdout.trim();
+    const hostArch = (await tsrun(["inspect", "--format", "{{.Architecture}}", "busybox"])).stdout.trim();
+    const otherArch = hostArch === "arm64" ? "amd64" : "arm64";
+    const index = "application/vnd.oci.image.index.v1+json";
+    const image = "application/vnd.oci.image.manifest.v1+json";
+    const size = async (digest: string): Promise<number> =>
+      Number((await fetch(`http://${open.host}/v2/tsrun/nested/manifests/${digest}`, { method: "HEAD", headers: { Accept: image } })).headers.get("content-length"));
+    const put = async (tag: string, manifests: Record<string, unknown>[]): Promise<{ mediaType: string; digest: string; size: number }> => {
+      const body = JSON.stringify({ schemaVersion: 2, mediaType: index, manifests });
+      const res = await fetch(`http://${open.host}/v2/tsrun/nested/manifests/${tag}`, { method: "PUT", headers: { "Content-Type": index }, body });
+      expect(res.status).toBe(201);
+      return { mediaType: index, digest: `sha256:${createHash("sha256").update(body).digest("hex")}`, size: Buffer.byteLength(body) };
+    };
+    const hostEntry = { mediaType: image, digest: host, size: await size(host) };
+    const otherEntry = { mediaType: image, digest: other, size: await size(other), platform: { os: "linux", architecture: otherArch } };
+    const inner = await put("inner", [{ ...hostEntry, platform: { os: "linux", architecture: hostArch } }]);
+    await put("nested", [otherEntry, inner]);
+    await put("unplatformed", [hostEntry]);
+    // buildx: an attestation manifest (here pointing at a real image, listed first) of platform unknown/unknown.
+    const attestation = { ...otherEntry, platform: { os: "unknown", architecture: "unknown" }, annotations: { "vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": host } };
+    await put("attested", [attestation, { ...hostEntry, platform: { os: "linux", architecture: hostArch } }]);
+
+    const pulled = async (args: string[]): Promise<string[]> => {
+      const store = freshStore("nested");
+      const r = await tsrun(["pull", "-q", ...args], { env: store });
+      expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(0);
+      return storedImages(store)[0]?.repoDigests ?? [];
+    };
+    expect(await pulled([`${repo}:nested`])).toContain(`${repo}@${host}`);
+    expect(await pulled(["--platform", `linux/${otherArch}`, `${repo}:nested`])).toContain(`${repo}@${other}`);
+    // No platform in the index: the config says which one it is.
+    expect(await pulled([`${repo}:unplatformed`])).toContain(`${repo}@${host}`);
+    expect(await pulled([`${repo}:attested`])).toContain(`${repo}@${host}`);
+
+    const store = freshStore("nested-none");
+    expectOneLineError(await tsrun(["pull", "--platform", "linux/s390x", `${repo}:nested`], { env: store }), new RegExp(`no image for linux/s390x in the index \\(available: linux/${otherArch}, linux/${hostArch}\\)$`));
+    expectOneLineError(await tsrun(["pull", "--platform", `linux/${otherArch}`, `${repo}:unplatformed`], { env: store }), new RegExp(`no image for linux/${otherArch} in the index \\(available: linux/${hostArch}\\)$`));
+    expectOneLineError(await tsrun(["pull", "--platform", "unknown/unknown", `${repo}:attested`], { env: store }), new RegExp(`no image for unknown/unknown in the index \\(available: linux/${hostArch}\\)$`));
+    expectEmptyStore(store);
   });
 });
 
@@ -513,6 +639,49 @@ describe("interop", () => {
   });
 });
 
+describe("images other tools push", () => {
+  it("pulls and runs podman's v2s2 and OCI pushes, skopeo's zstd layers and podman's manifest list (host and --platform)", async () => {
+    const dir = scratchDir("podman-push");
+    const runtime = scratchDir("podman-runtime");
+    chmodSync(runtime, 0o700);
+    const podman = `podman --root ${dir}/root --runroot ${dir}/run --storage-driver vfs`;
+    const repo = `${open.host}/others`;
+    const hostArch = (await tsrun(["inspect", "--format", "{{.Architecture}}", "busybox"])).stdout.trim();
+    const otherArch = hostArch === "arm64" ? "amd64" : "arm64";
+    const script = [
+      "set -e",
+      `${podman} import -q -c 'CMD ["echo","from-podman"]' ${env.busyboxTar} localhost/pb:host >/dev/null`,
+      `${podman} import -q --arch ${otherArch} -c 'LABEL plat=other' ${env.busyboxTar} localhost/pb:other >/dev/null`,
+      `${podman} push -q --tls-verify=false --format v2s2 localhost/pb:host ${repo}/v2s2:1`,
+      `${podman} push -q --tls-verify=false --format oci localhost/pb:host ${repo}/oci:1`,
+      // Through an OCI layout: a registry destination would reuse the gzip blobs pushed above.
+      `skopeo copy -q --dest-compress-format zstd containers-storage:[vfs@${dir}/root+${dir}/run]localhost/pb:host oci:${dir}/layout:zstd`,
+      `skopeo copy -q --preserve-digests --dest-tls-verify=false oci:${dir}/layout:zstd docker://${repo}/zstd:1`,
+      `${podman} manifest create localhost/pb-list >/dev/null`,
+      `${podman} manifest add localhost/pb-list containers-storage:localhost/pb:host >/dev/null`,
+      `${podman} manifest add localhost/pb-list containers-storage:localhost/pb:other >/dev/null`,
+      `${podman} manifest push --all --tls-verify=false localhost/pb-list docker://${repo}/list:1`,
+    ].join("\n");
+    const pushed = await shAsUser(script, { env: { XDG_RUNTIME_DIR: runtime }, timeout: 120_000 });
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const zstd = (await (await fetch(`http://${open.host}/v2/others/zstd/manifests/1`, { headers: { Accept: "application/vnd.oci.image.manifest.v1+json" } })).json()) as { layers: { mediaType: string }[] };
+    expect(zstd.layers.map((l) => l.mediaType)).toEqual(["application/vnd.oci.image.layer.v1.tar+zstd"]);
+
+    for (const name of ["v2s2", "oci", "zstd", "list"]) {
+      const store = freshStore(`others-${name}`);
+      const pull = await tsrun(["pull", "-q", `${repo}/${name}:1`], { env: store });
+      expect(pull.code, `${name}: ${pull.stderr}`).toBe(0);
+      const run = await tsrun(["run", "--rm", `${repo}/${name}:1`], { env: store });
+      expect(run.stdout, `${name}: ${run.stderr}`).toBe("from-podman\n");
+    }
+    const store = freshStore("others-list-other");
+    const other = await tsrun(["pull", "-q", "--platform", `linux/${otherArch}`, `${repo}/list:1`], { env: store });
+    expect(other.code, other.stderr).toBe(0);
+    const inspect = await tsrun(["inspect", "--format", "{{.Architecture}} {{.Config.Labels}}", `${repo}/list:1`], { env: store });
+    expect(inspect.stdout).toBe(`${otherArch} map[plat:other]\n`);
+  });
+});
+
 describe("build", () => {
   it("pulls FROM and COPY --from images the store lacks; --pull pulls again, --pull=never refuses", async () => {
     const base = `${open.host}/tsrun/build-base:1`;
@@ -585,6 +754,38 @@ describe("retries and resumed downloads", () => {
       expect(Number(/^bytes=(\d+)-$/.exec(String(blobRequests[2]?.headers.range))?.[1])).toBeGreaterThan(0);
     } finally {
       await proxy.close();
+    }
+  });
+
+  it("a 429 is retried after its Retry-After; one asking for too long fails at once, saying so", async () => {
+    const tooMany = (seconds: number): Fault => ({
+      status: 429,
+      headers: { "Retry-After": String(seconds) },
+      body: JSON.stringify({ errors: [{ code: "TOOMANYREQUESTS", message: "You have reached your pull rate limit." }] }),
+    });
+    expect((await tsrun(["push", "-q", "busybox", `${open.host}/tsrun/ratelimit:1`])).code).toBe(0);
+    let limited = 0;
+    const proxy = await startProxy(open.host, (req) => (req.url.includes("/manifests/") && limited++ === 0 ? tooMany(1) : undefined));
+    try {
+      const store = freshStore("ratelimit");
+      const r = await tsrun(["pull", "-q", `${proxy.host}/tsrun/ratelimit:1`], { env: store });
+      expect(r.code, r.stderr).toBe(0);
+      const [first, second] = proxy.seen.filter((q) => q.url.includes("/manifests/"));
+      expect((second?.at ?? 0) - (first?.at ?? 0)).toBeGreaterThanOrEqual(900);
+    } finally {
+      await proxy.close();
+    }
+    const stubborn = await startProxy(open.host, (req) => (req.url.includes("/manifests/") ? tooMany(3600) : undefined));
+    try {
+      const store = freshStore("ratelimit-long");
+      expectOneLineError(
+        await tsrun(["pull", `${stubborn.host}/tsrun/ratelimit:1`], { env: store }),
+        /^Error: pull .*ratelimit:1: toomanyrequests: You have reached your pull rate limit\. \(the registry asks to retry in 3600 s\)$/,
+      );
+      expect(stubborn.seen.filter((q) => q.url.includes("/manifests/")).length).toBe(1);
+      expectEmptyStore(store);
+    } finally {
+      await stubborn.close();
     }
   });
 
@@ -678,7 +879,8 @@ describe("progress output", () => {
  * A token server as Docker Hub, GHCR and Quay run them: GET /token?service=...&scope=... answers
  * a JWT (RS256, its certificate in the x5c header, which the registry checks against its
  * rootcertbundle). Anyone may pull repositories under public/; alice (password s3cret) may do
- * anything; a wrong password gets a 401.
+ * anything; bob (password b0b) may pull anything and push nothing, as a read-only account of a
+ * hosted registry; a wrong password gets a 401.
  */
 async function startTokenServer(dir: string, issuer: string): Promise<{ realm: string; certFile: string; seen: SeenRequest[]; close: () => Promise<void> }> {
   const keyFile = path.join(dir, "token-key.pem");
@@ -689,11 +891,11 @@ async function startTokenServer(dir: string, issuer: string): Promise<{ realm: s
   const seen: SeenRequest[] = [];
   const b64url = (data: string | Buffer): string => Buffer.from(data).toString("base64url");
   const server = http.createServer((req, res) => {
-    seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
+    seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, at: Date.now() });
     const url = new URL(req.url ?? "/", "http://token");
     const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? "")?.[1];
     const [user, password] = basic ? Buffer.from(basic, "base64").toString().split(":") : [];
-    if (user !== undefined && !(user === "alice" && password === "s3cret")) {
+    if (user !== undefined && !((user === "alice" && password === "s3cret") || (user === "bob" && password === "b0b"))) {
       res.writeHead(401, { "Content-Type": "application/json" });
       return void res.end(JSON.stringify({ details: "incorrect username or password" }));
     }
@@ -705,7 +907,7 @@ async function startTokenServer(dir: string, issuer: string): Promise<{ realm: s
         const last = scope.lastIndexOf(":");
         const name = scope.slice(first + 1, last);
         const wanted = scope.slice(last + 1).split(",");
-        const actions = user === "alice" ? wanted : name.startsWith("public/") ? wanted.filter((a) => a === "pull") : [];
+        const actions = user === "alice" ? wanted : user === "bob" || name.startsWith("public/") ? wanted.filter((a) => a === "pull") : [];
         return { type: scope.slice(0, first), name, actions };
       });
     const now = Math.floor(Date.now() / 1000);
@@ -766,6 +968,16 @@ describe("authentication (bearer tokens from a token server)", () => {
       const withLogin = await tsrun(["pull", "-q", `${registry.host}/private/busybox:1`], { env: { ...alice, TSRUN_ROOT: scratchDir("store-token-alice") } });
       expect(withLogin.code, withLogin.stderr).toBe(0);
       expect(tokens.seen.some((r) => r.headers.authorization === `Basic ${Buffer.from("alice:s3cret").toString("base64")}`)).toBe(true);
+
+      // Right password, no push access: the token server leaves "push" out of the token and the
+      // registry answers insufficient_scope. That is a denial, not a wrong password.
+      const bob = { XDG_CONFIG_HOME: scratchDir("token-bob") };
+      expect((await tsrun(["login", "-u", "bob", "--password-stdin", registry.host], { input: "b0b\n", env: bob })).code).toBe(0);
+      const readOnly = await tsrun(["push", "busybox", `${registry.host}/private/busybox:bob`], { env: bob });
+      expectOneLineError(readOnly, /^Error: push .*: denied: requested access to the resource is denied \(repository:private\/busybox:[a-z,]*push[a-z,]*\)$/);
+      expect(readOnly.stderr).not.toMatch(/refused the username or password/);
+      const bobPull = await tsrun(["pull", "-q", `${registry.host}/private/busybox:1`], { env: { ...bob, TSRUN_ROOT: scratchDir("store-token-bob") } });
+      expect(bobPull.code, bobPull.stderr).toBe(0);
     } finally {
       await tokens.close();
     }

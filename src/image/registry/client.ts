@@ -67,6 +67,8 @@ interface Challenge {
 }
 
 const RETRY_DELAYS_MS = [250, 750, 2000];
+/** A 429's Retry-After up to this long is waited for; a longer one fails at once, saying so. */
+const MAX_RETRY_AFTER_MS = 30_000;
 const IDLE_TIMEOUT_MS = 60_000;
 const MAX_REDIRECTS = 5;
 const RETRYABLE_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EAI_AGAIN", "ECONNABORTED", "UND_ERR_SOCKET"]);
@@ -102,6 +104,15 @@ export function parseChallenges(header: string): Challenge[] {
     if (current && m[2] !== undefined) current.params[m[2].toLowerCase()] = m[3] !== undefined ? m[3].replace(/\\(.)/g, "$1") : (m[4] ?? "");
   }
   return out;
+}
+
+/** Retry-After as delay-seconds or an HTTP date, in milliseconds from now; undefined if absent or unreadable. */
+export function retryAfterMs(header: string | string[] | undefined, now = Date.now()): number | undefined {
+  const text = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (!text) return undefined;
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
 function sleep(ms: number): Promise<void> {
@@ -381,18 +392,43 @@ export class RegistryClient {
         await sleep(RETRY_DELAYS_MS[attempt] ?? 2000);
         continue;
       }
+      if (status === 429 && attempt < RETRY_DELAYS_MS.length && !ok.includes(status)) {
+        // Rate limited: wait as long as the registry asks, when that is a reasonable time.
+        const wait = retryAfterMs(res.headers["retry-after"]) ?? RETRY_DELAYS_MS[attempt] ?? 2000;
+        if (wait <= MAX_RETRY_AFTER_MS) {
+          discard(res);
+          await sleep(wait);
+          continue;
+        }
+      }
       if (ok.includes(status)) return { status, headers: res.headers, body: res, url: answeredBy };
       if (status === 401) {
         discard(res);
-        throw this.unauthorized(opts.context);
+        throw this.unauthorized(opts.context, res.headers["www-authenticate"]);
       }
       const text = method === "HEAD" ? "" : (await readBody(res, 1 << 20, "error response").catch(() => Buffer.alloc(0))).toString("utf8");
       const { message, code } = registryMessage(status, text);
+      if (status === 429) {
+        const after = retryAfterMs(res.headers["retry-after"]);
+        const hint = after !== undefined ? ` (the registry asks to retry in ${Math.ceil(after / 1000)} s)` : "";
+        throw new RegistryError(`${opts.context}: toomanyrequests: ${message}${hint}`, status, code);
+      }
       throw new RegistryError(`${opts.context}: ${message}`, status, code);
     }
   }
 
-  private unauthorized(context: string): RegistryError {
+  /**
+   * The 401 that stays after the auth dance. A token server that accepted the credentials but
+   * issued a token without the actions asked for (pushing to someone else's repository) makes the
+   * registry answer error="insufficient_scope": the password was right, the access is denied.
+   */
+  private unauthorized(context: string, header?: string | string[]): RegistryError {
+    const text = Array.isArray(header) ? header.join(", ") : header;
+    const bearer = text ? parseChallenges(text).find((c) => c.scheme === "bearer") : undefined;
+    if (this.credentials && bearer?.params.error === "insufficient_scope") {
+      const scope = bearer.params.scope ? ` (${bearer.params.scope})` : "";
+      return new RegistryError(`${context}: denied: requested access to the resource is denied${scope}`, 401, "DENIED");
+    }
     return new RegistryError(
       this.credentials
         ? `${context}: unauthorized: ${this.registry} refused the username or password`

@@ -131,10 +131,74 @@ export function selectPlatform(index: ImageIndexDoc, want: Platform, what: strin
   const images = index.manifests.filter((m) => m.mediaType === MEDIA.ociManifest || m.mediaType === MEDIA.dockerManifest);
   const match = images.find((m) => platformMatches(m.platform, want));
   if (match) return match;
-  const available = [...new Set(images.map((m) => formatPlatform(m.platform)).filter((p) => p !== "unknown/unknown"))];
+  throw noImageFor(want, images.map((m) => formatPlatform(m.platform)), what);
+}
+
+function noImageFor(want: Platform, available: Iterable<string>, what: string): RegistryError {
+  const list = [...new Set(available)].filter((p) => p !== "unknown/unknown" && p !== "unknown");
   // A hostile index can list thousands: the message stays one readable line.
-  const shown = available.length > 10 ? `${available.slice(0, 10).join(", ")} and ${available.length - 10} more` : available.join(", ");
-  throw new RegistryError(`${what}: no image for ${formatPlatform(want)} in the index (available: ${shown || "none"})`);
+  const shown = list.length > 10 ? `${list.slice(0, 10).join(", ")} and ${list.length - 10} more` : list.join(", ");
+  return new RegistryError(`${what}: no image for ${formatPlatform(want)} in the index (available: ${shown || "none"})`);
+}
+
+const INDEX_TYPES = new Set<string>([MEDIA.ociIndex, MEDIA.dockerManifestList]);
+const IMAGE_TYPES = new Set<string>([MEDIA.ociManifest, MEDIA.dockerManifest]);
+/** Indexes inside indexes are followed this deep (containerd follows them; real ones nest once). */
+const MAX_INDEX_DEPTH = 4;
+/** Manifests fetched to look for a platform before giving up: a hostile index cannot make a pull fetch thousands. */
+const MAX_INDEX_FETCHES = 16;
+
+/** buildx lists attestations (SBOM, provenance) as image manifests of platform unknown/unknown. */
+function isAttestation(d: Descriptor): boolean {
+  return d.annotations?.["vnd.docker.reference.type"] === "attestation-manifest";
+}
+
+export interface IndexWalker {
+  /** Fetches a manifest or index the index names, verified against its digest. */
+  fetch: (desc: Descriptor) => Promise<FetchedManifest>;
+  /** The platform an image manifest's config declares (for index entries that say none). */
+  configPlatform: (manifest: Manifest) => Promise<Platform>;
+}
+
+/**
+ * The image manifest for a platform, found in an index as containerd finds it: an image entry
+ * of that platform; else inside nested indexes (entries of that platform or of none); else an
+ * image entry without a platform whose config declares it. Attestations are skipped. Fails in
+ * one line listing the platforms the index offers.
+ */
+export async function resolvePlatform(index: ImageIndexDoc, want: Platform, walker: IndexWalker, what: string): Promise<FetchedManifest> {
+  const available = new Set<string>();
+  let fetches = 0;
+  const fetch = (desc: Descriptor): Promise<FetchedManifest> => {
+    if (++fetches > MAX_INDEX_FETCHES) throw new RegistryError(`${what}: the index nests or lists too many entries without a platform (more than ${MAX_INDEX_FETCHES} looked at)`);
+    return walker.fetch(desc);
+  };
+  const visit = async (doc: ImageIndexDoc, depth: number, seen: Set<string>): Promise<FetchedManifest | undefined> => {
+    const entries = doc.manifests.filter((m) => !isAttestation(m));
+    for (const m of entries) if (IMAGE_TYPES.has(m.mediaType) && m.platform) available.add(formatPlatform(m.platform));
+    const direct = entries.find((m) => IMAGE_TYPES.has(m.mediaType) && platformMatches(m.platform, want));
+    if (direct) return fetch(direct);
+    for (const m of entries) {
+      if (!INDEX_TYPES.has(m.mediaType) || (m.platform && !platformMatches(m.platform, want)) || seen.has(m.digest)) continue;
+      if (depth >= MAX_INDEX_DEPTH) throw new RegistryError(`${what}: image indexes nested more than ${MAX_INDEX_DEPTH} deep`);
+      const nested = await fetch(m);
+      if (nested.kind !== "index") continue;
+      const found = await visit(JSON.parse(nested.bytes.toString("utf8")) as ImageIndexDoc, depth + 1, new Set([...seen, m.digest]));
+      if (found) return found;
+    }
+    for (const m of entries) {
+      if (!IMAGE_TYPES.has(m.mediaType) || m.platform) continue;
+      const candidate = await fetch(m);
+      if (candidate.kind !== "manifest") continue;
+      const declared = await walker.configPlatform(JSON.parse(candidate.bytes.toString("utf8")) as Manifest);
+      available.add(formatPlatform(declared));
+      if (platformMatches(declared, want)) return candidate;
+    }
+    return undefined;
+  };
+  const found = await visit(index, 0, new Set());
+  if (found) return found;
+  throw noImageFor(want, available, what);
 }
 
 /** Validates an image manifest's descriptors: digests we can store, media types we can unpack. */

@@ -18,7 +18,7 @@ import { assignNames } from "../import.js";
 import { TsrunError } from "../../errors.js";
 import { lookupCredentials } from "./auth.js";
 import { readBody, RegistryClient, RegistryError } from "./client.js";
-import { checkImageManifest, fetchManifest, formatPlatform, MAX_CONFIG_BYTES, parsePlatform, selectPlatform, type ImageIndexDoc } from "./manifest.js";
+import { checkImageManifest, fetchManifest, formatPlatform, MAX_CONFIG_BYTES, parsePlatform, resolvePlatform, type ImageIndexDoc } from "./manifest.js";
 import { silentListener, type TransferListener } from "./progress.js";
 
 export interface PullOptions {
@@ -196,6 +196,24 @@ async function downloadAndUnpack(
   return unpacked.value;
 }
 
+/** An image config from the registry, verified against its digest. */
+async function fetchConfig(client: RegistryClient, repo: string, desc: Descriptor, context: string): Promise<Buffer> {
+  const res = await client.request("GET", `${repo}/blobs/${desc.digest}`, { context: `${context}: config` });
+  const bytes = await readBody(res.body, MAX_CONFIG_BYTES, `${context}: config`);
+  if (sha256(bytes) !== desc.digest) {
+    throw new RegistryError(`${context}: config digest mismatch: expected ${desc.digest}, got ${sha256(bytes)} (the registry sent corrupted data)`);
+  }
+  return bytes;
+}
+
+function parseConfig(bytes: Buffer, context: string): ImageConfig {
+  try {
+    return JSON.parse(bytes.toString("utf8")) as ImageConfig;
+  } catch (err) {
+    throw new RegistryError(`${context}: the image config is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
 export async function pullImage(store: Store, opts: PullOptions): Promise<PullResult> {
   const ref = parseUserReference(opts.reference);
   const want: Platform = opts.platform ? parsePlatform(opts.platform) : hostPlatform();
@@ -213,8 +231,21 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
     if (top.kind === "index") {
       indexDigest = top.digest;
       const index = JSON.parse(top.bytes.toString("utf8")) as ImageIndexDoc;
-      const chosen = selectPlatform(index, want, context);
-      top = await fetchManifest(client, ref.path, chosen.digest, context);
+      top = await resolvePlatform(
+        index,
+        want,
+        {
+          fetch: (desc) => fetchManifest(client, ref.path, desc.digest, context),
+          configPlatform: async (manifest) => {
+            checkImageManifest(manifest, context);
+            const config = parseConfig(await fetchConfig(client, ref.path, manifest.config, context), context);
+            const platform: Platform = { os: String(config.os ?? "unknown"), architecture: String(config.architecture ?? "unknown") };
+            if (typeof config.variant === "string") platform.variant = config.variant;
+            return platform;
+          },
+        },
+        context,
+      );
       if (top.kind !== "manifest") throw new RegistryError(`${context}: the index entry for ${formatPlatform(want)} is not an image manifest`);
     }
     const manifestBytes = top.bytes;
@@ -235,19 +266,10 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
       configBytes = storedConfig;
     } else {
       listener.blobStart("config", configDesc.digest, configDesc.size);
-      const res = await client.request("GET", `${ref.path}/blobs/${configDesc.digest}`, { context: `${context}: config` });
-      configBytes = await readBody(res.body, MAX_CONFIG_BYTES, `${context}: config`);
-      if (sha256(configBytes) !== configDesc.digest) {
-        throw new RegistryError(`${context}: config digest mismatch: expected ${configDesc.digest}, got ${sha256(configBytes)} (the registry sent corrupted data)`);
-      }
+      configBytes = await fetchConfig(client, ref.path, configDesc, context);
       listener.blobDone(configDesc.digest, "done");
     }
-    let config: ImageConfig;
-    try {
-      config = JSON.parse(configBytes.toString("utf8")) as ImageConfig;
-    } catch (err) {
-      throw new RegistryError(`${context}: the image config is not valid JSON: ${(err as Error).message}`);
-    }
+    const config = parseConfig(configBytes, context);
     const diffIds = config.rootfs?.diff_ids;
     if (!Array.isArray(diffIds) || diffIds.length !== manifest.layers.length) {
       throw new RegistryError(`${context}: the config lists ${Array.isArray(diffIds) ? diffIds.length : 0} layer diff IDs but the manifest has ${manifest.layers.length} layers`);
