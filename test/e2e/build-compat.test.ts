@@ -1,6 +1,7 @@
 // `tsrun build` with Dockerfiles written the way other projects write them: the cases where it
 // differed from Docker (BuildKit) and were fixed, each with the Dockerfile that showed it.
 import { beforeAll, describe, expect, it } from "vitest";
+import { createServer, type Server } from "node:http";
 import { filesDir, importBusybox, tsrun, unique } from "./helpers.js";
 
 const context = (files: Record<string, string | [string, number]>): string => filesDir(files, "build-compat");
@@ -28,5 +29,44 @@ describe("STOPSIGNAL", () => {
     const bad = await tsrun(["build", "-t", unique("never"), context({ Dockerfile: "FROM busybox\nSTOPSIGNAL SIGFOO\n" })]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toBe("Error: Dockerfile:2: invalid signal: SIGFOO\n");
+  });
+});
+
+/** Listens on the first free port of this list (other suites may run beside this one). */
+async function listenOnOneOf(server: Server, ports: number[]): Promise<number> {
+  for (const port of ports) {
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (bound) return port;
+  }
+  throw new Error(`none of the ports ${ports.join(", ")} is free`);
+}
+
+describe("ADD of a URL", () => {
+  it("downloads from ports fetch() refuses (6000, 6665-6669, 10080, ...); a URL path without a file name is BuildKit's __unnamed__", async () => {
+    const server = createServer((req, res) => {
+      if (req.url === "/file.txt" || req.url === "/") {
+        res.writeHead(200, { "Last-Modified": "Thu, 02 Jan 2020 03:04:05 GMT" });
+        res.end(req.url === "/" ? "index\n" : "file\n");
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    const port = await listenOnOneOf(server, [6000, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080, 6566, 4045]);
+    try {
+      const url = `http://127.0.0.1:${port}`;
+      const name = unique("add-url");
+      await ok(["build", "-q", "-t", name, context({ Dockerfile: `FROM busybox\nADD ${url}/file.txt /dl/\nADD ${url}/ /index.html\nADD ${url}/ /dir/\n` })]);
+      const out = await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "stat -c '%n %a %Y' /dl/file.txt /index.html /dir/__unnamed__ && cat /dl/file.txt /index.html"]);
+      expect(out).toBe("/dl/file.txt 600 1577934245\n/index.html 600 1577934245\n/dir/__unnamed__ 600 1577934245\nfile\nindex\n");
+      const missing = await tsrun(["build", context({ Dockerfile: `FROM busybox\nADD ${url}/nope /x\n` })]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toBe(`Error: Dockerfile:2: failed to download ${url}/nope: HTTP 404 Not Found\n`);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
