@@ -2,7 +2,9 @@
 // differed from Docker (BuildKit) and were fixed, each with the Dockerfile that showed it.
 import { beforeAll, describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:http";
-import { filesDir, importBusybox, tsrun, unique } from "./helpers.js";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { env, filesDir, importBusybox, tsrun, unique } from "./helpers.js";
 
 const context = (files: Record<string, string | [string, number]>): string => filesDir(files, "build-compat");
 
@@ -68,5 +70,46 @@ describe("ADD of a URL", () => {
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+});
+
+describe("RUN --mount", () => {
+  it("a bind shows the context as COPY does (.dockerignore applied), rw writes are thrown away, from= binds a stage's or an image's files with their owners; cache and secret take uid/gid", async () => {
+    const secret = path.join(context({ "token.txt": "s3cret\n" }), "token.txt");
+    const dir = context({
+      ".dockerignore": ".env\nnode_modules\n",
+      ".env": "API_KEY=leak\n",
+      "node_modules/big.js": "x\n",
+      "src/main.c": "int main;\n",
+      Dockerfile: [
+        "FROM busybox AS tools",
+        "RUN mkdir -p /opt/tool && echo tool > /opt/tool/bin && chown -R 1000:50 /opt/tool",
+        "FROM busybox",
+        "RUN --mount=type=bind,target=/ctx ls -A /ctx > /seen",
+        "RUN --mount=type=bind,source=src,target=/src,rw echo changed > /src/main.c && echo new > /src/new && cat /src/main.c > /wrote",
+        "RUN --mount=type=bind,from=tools,source=/opt/tool,target=/t ls -ln /t | tail -n +2 | awk '{print $3, $4, $9}' > /tool",
+        "RUN --mount=type=bind,from=busybox,source=/etc/group,target=/g grep -c staff /g > /group",
+        "USER alice",
+        "RUN --mount=type=cache,target=/home/alice/.cache,uid=1000,gid=1000,mode=0700 stat -c '%u:%g %a' /home/alice/.cache > /tmp/cache && touch /home/alice/.cache/ok",
+        "RUN --mount=type=secret,id=tok,uid=1000,mode=0400 cat /run/secrets/tok > /tmp/secret",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("mounts");
+    await ok(["build", "-q", "--secret", `id=tok,src=${secret}`, "-t", name, dir]);
+    const out = await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "cat /seen /wrote /tool /group /tmp/cache /tmp/secret; ls /src /t /g 2>&1 | wc -l"]);
+    expect(out).toBe(".dockerignore\nDockerfile\nsrc\nchanged\n1000 50 bin\n1\n1000:1000 700\ns3cret\n3\n");
+    // The user's own file is as it was.
+    expect(readFileSync(path.join(dir, "src/main.c"), "utf8")).toBe("int main;\n");
+    // The copies made for the binds are gone.
+    expect(readdirSync(path.join(env.storeRoot, "layers")).filter((n) => n.startsWith(".tmp-"))).toEqual([]);
+    // A change to an ignored file keeps every step (the stage's and the 6 RUNs) cached; a
+    // changed file of the bind source runs its step again (only the other stage stays cached).
+    writeFileSync(path.join(dir, ".env"), "API_KEY=other\n");
+    const again = await ok(["build", "--secret", `id=tok,src=${secret}`, dir]);
+    expect((again.match(/^--> Using cache /gm) ?? []).length).toBe(7);
+    writeFileSync(path.join(dir, "src/main.c"), "int main2;\n");
+    const changed = await ok(["build", "--secret", `id=tok,src=${secret}`, dir]);
+    expect((changed.match(/^--> Using cache /gm) ?? []).length).toBe(1);
   });
 });
