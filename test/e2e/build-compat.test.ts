@@ -2,9 +2,9 @@
 // differed from Docker (BuildKit) and were fixed, each with the Dockerfile that showed it.
 import { beforeAll, describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:http";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chownSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { env, filesDir, importBusybox, tsrun, unique } from "./helpers.js";
+import { env, filesDir, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
 
 const context = (files: Record<string, string | [string, number]>): string => filesDir(files, "build-compat");
 
@@ -111,5 +111,23 @@ describe("RUN --mount", () => {
     writeFileSync(path.join(dir, "src/main.c"), "int main2;\n");
     const changed = await ok(["build", "--secret", `id=tok,src=${secret}`, dir]);
     expect((changed.match(/^--> Using cache /gm) ?? []).length).toBe(1);
+  });
+});
+
+describe("a context archive on standard input", () => {
+  it("its Dockerfile is looked up inside it: a symlink out of it is refused, a missing -f is named as given", async () => {
+    const evil = scratchDir("evil-context");
+    symlinkSync("/etc/passwd", path.join(evil, "Dockerfile"));
+    if (env.user) chownSync(path.join(evil, "Dockerfile"), env.user.uid, env.user.gid);
+    const out = await shAsUser(`tar -C ${evil} -c . | "$TSRUN" build -`);
+    expect(out.code).toBe(1);
+    expect(out.stderr).toBe("Error: the Dockerfile Dockerfile in the context archive points outside it\n");
+    const dir = context({ Containerfile: "FROM busybox\nRUN echo from-containerfile\n" });
+    const missing = await shAsUser(`tar -C ${dir} -c . | "$TSRUN" build -f Custom -`);
+    expect(missing.stderr).toBe("Error: cannot read the Dockerfile Custom in the context archive: no such file\n");
+    // Without -f, a Containerfile is found as in a directory context.
+    const found = await shAsUser(`tar -C ${dir} -c . | "$TSRUN" build -`, { timeout: 120_000 });
+    expect(found.code, found.stderr).toBe(0);
+    expect(found.stdout).toContain("from-containerfile");
   });
 });
