@@ -406,7 +406,8 @@ class Builder {
       await this.dispatch(state, ins);
     } catch (err) {
       if (err instanceof BuildError || err instanceof BuildCancelledError) throw err;
-      if (err instanceof DockerfileParseError) throw new BuildError(at === ins ? err.message : `${this.ctx.dockerfileName}:${at.startLine}: ${err.reason}`);
+      // Named by this build's Dockerfile, whatever name the parser was given.
+      if (err instanceof DockerfileParseError) throw new BuildError(`${this.ctx.dockerfileName}:${at === ins ? err.line : at.startLine}: ${err.reason}`);
       throw new BuildError(`${this.ctx.dockerfileName}:${at.startLine}: ${errorMessage(err)}`);
     }
     this.checkCancelled();

@@ -24,8 +24,11 @@ import { MEDIA } from "../image/types.js";
 import { httpGet } from "../image/http-get.js";
 import type { IncomingMessage } from "node:http";
 
-const COPY_FLAGS: Readonly<Record<string, FlagKind>> = { from: "string", chown: "string", chmod: "string", link: "bool" };
-const ADD_FLAGS: Readonly<Record<string, FlagKind>> = { chown: "string", chmod: "string", link: "bool", checksum: "string" };
+// --parents and --exclude (COPY), --keep-git-dir and --unpack (ADD) are known so that they get
+// a clear refusal rather than "unknown flag".
+const COPY_FLAGS: Readonly<Record<string, FlagKind>> = { from: "string", chown: "string", chmod: "string", link: "bool", parents: "bool", exclude: "strings" };
+const ADD_FLAGS: Readonly<Record<string, FlagKind>> = { chown: "string", chmod: "string", link: "bool", checksum: "string", exclude: "strings", "keep-git-dir": "bool", unpack: "bool" };
+const UNSUPPORTED_FLAGS = ["parents", "exclude", "keep-git-dir", "unpack"];
 
 /** What a COPY/ADD needs from the build. */
 export interface CopyContext {
@@ -175,6 +178,7 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
   const keyword = ins.keyword as "copy" | "add";
   const name = keyword.toUpperCase();
   const flags = parseFlags(ins, keyword === "copy" ? COPY_FLAGS : ADD_FLAGS);
+  for (const f of UNSUPPORTED_FLAGS) if (flags.has(f)) throw new Error(`${name} --${f} is not supported yet`);
   const lex = new ShellLex(ctx.escapeChar);
   const flag = (key: string): string | undefined => {
     const v = flags.get(key);

@@ -131,3 +131,21 @@ describe("a context archive on standard input", () => {
     expect(found.stdout).toContain("from-containerfile");
   });
 });
+
+describe("errors", () => {
+  it("name the Dockerfile given with -f; flags tsrun lacks are refused as such, not as unknown", async () => {
+    const cases: [string, string][] = [
+      ["COPY --bogus f /x", "unknown flag: --bogus"],
+      ["COPY --parents f /x/", "COPY --parents is not supported yet"],
+      ["COPY --exclude=*.txt f /x/", "COPY --exclude is not supported yet"],
+      ["ADD --keep-git-dir=true f /x", "ADD --keep-git-dir is not supported yet"],
+      ["EXPOSE 8080-8000", 'EXPOSE: invalid port range "8080-8000": the end is below the start'],
+    ];
+    for (const [line, message] of cases) {
+      const dir = context({ f: "x\n", "Custom.dockerfile": `FROM busybox\n${line}\n` });
+      const r = await tsrun(["build", "-t", unique("never"), "-f", path.join(dir, "Custom.dockerfile"), dir]);
+      expect(r.code, line).toBe(1);
+      expect(r.stderr, line).toBe(`Error: Custom.dockerfile:2: ${message}\n`);
+    }
+  });
+});
