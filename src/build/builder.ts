@@ -45,7 +45,7 @@ import { SourceTree } from "./source-tree.js";
 import { ignoreMatcher, prepareCopy, resolveOwner, runCopy, type CopyContext } from "./copy-step.js";
 import { layeredDirectoryExists } from "../container/rootfs-files.js";
 import { runStep } from "./run-step.js";
-import { runMounts } from "./run-mounts.js";
+import { chownInUserNamespace, makeRunMounts, runMounts, type RunMountContext } from "./run-mounts.js";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "../random.js";
 import path from "node:path";
@@ -406,7 +406,8 @@ class Builder {
       await this.dispatch(state, ins);
     } catch (err) {
       if (err instanceof BuildError || err instanceof BuildCancelledError) throw err;
-      if (err instanceof DockerfileParseError) throw new BuildError(at === ins ? err.message : `${this.ctx.dockerfileName}:${at.startLine}: ${err.reason}`);
+      // Named by this build's Dockerfile, whatever name the parser was given.
+      if (err instanceof DockerfileParseError) throw new BuildError(`${this.ctx.dockerfileName}:${at === ins ? err.line : at.startLine}: ${err.reason}`);
       throw new BuildError(`${this.ctx.dockerfileName}:${at.startLine}: ${errorMessage(err)}`);
     }
     this.checkCancelled();
@@ -509,13 +510,17 @@ class Builder {
     const lex = new ShellLex(this.dockerfile.escapeChar);
     const scope = state.args.expansionScope(config.Env ?? []);
     const mountFlags = flags.get("mount");
-    const mounts = runMounts(Array.isArray(mountFlags) ? mountFlags.map((m) => lex.processWord(m, scope)) : [], {
+    const mountContext: RunMountContext = {
       store: this.store,
       context: this.context,
       contextDir: this.ctx.dir,
       workdir: config.WorkingDir ?? "/",
       secrets: this.secrets,
-    });
+      ignore: this.ctx.ignore,
+      now: this.nowSeconds(),
+      resolveFrom: (ref) => this.resolveFrom(state, ref),
+    };
+    const mounts = await runMounts(Array.isArray(mountFlags) ? mountFlags.map((m) => lex.processWord(m, scope)) : [], mountContext);
     let network: NetworkMode = this.opts.network ?? "private";
     const wanted = flags.get("network");
     if (typeof wanted === "string" && wanted !== "default") {
@@ -529,21 +534,26 @@ class Builder {
     const argText = args.length > 0 ? `|${args.length} ${args.map(([k, v]) => `${k}=${v}`).join(" ")} ` : "";
     const createdBy = `RUN ${argText}${argv.join(" ")}`;
     if (await this.fromCache(state, key, createdBy)) return;
+    await makeRunMounts(mountContext, mounts);
     const runMountSpecs = [...mounts.mounts];
     // Files made for this RUN only (a #! script, secrets), removed when it ends.
     const runFiles: string[] = [];
-    const runFile = (content: string | Buffer, mode: number, target: string): void => {
+    const runFile = (content: string | Buffer, mode: number, target: string): string => {
       mkdirSync(this.store.paths.tmp, { recursive: true, mode: 0o700 });
       const file = path.join(this.store.paths.tmp, `build-run-${process.pid}-${randomBytes(6).toString("hex")}`);
       runFiles.push(file);
       writeFileSync(file, content, { mode });
       if (target.includes(",")) throw new Error(`RUN: the mount target ${target} has a comma, which a mount spec cannot carry`);
       runMountSpecs.push(`type=bind,source=${file},target=${target},readonly`);
+      return file;
     };
     let result;
     try {
       if (script) runFile(script.content, 0o755, `${SCRIPT_DIR}/${script.name}`);
-      for (const secret of mounts.secretFiles) runFile(secret.content, secret.mode, secret.target);
+      for (const secret of mounts.secretFiles) {
+        const file = runFile(secret.content, secret.mode, secret.target);
+        if (secret.uid !== 0 || secret.gid !== 0) await chownInUserNamespace(file, secret.uid, secret.gid);
+      }
       result = await runStep(this.containers, {
         imageId: state.imageId,
         displayName: state.imageName,
@@ -570,6 +580,7 @@ class Builder {
     } finally {
       this.running = undefined;
       for (const file of runFiles) rmSync(file, { force: true });
+      await this.store.removeTrees(mounts.scratch);
     }
     this.checkCancelled();
     if (!("packed" in result)) throw new BuildError(`The command '${argv.join(" ")}' returned a non-zero code: ${result.status}`);
@@ -679,19 +690,22 @@ class Builder {
       escapeChar: this.dockerfile.escapeChar,
       now: this.nowSeconds(),
       clampMtime: this.opts.sourceDateEpoch,
-      resolveFrom: async (ref) => {
-        const stage = findStage(this.graph, ref);
-        // A number names a stage by position: never an image.
-        if (!stage && /^\d+$/.test(ref)) throw new Error(`invalid from flag value ${ref}: there is no build stage ${ref}`);
-        if (stage) {
-          if (stage.index >= state.stage.index) throw new Error(`invalid from flag value ${ref}: refers to the current or a later build stage`);
-          const built = await this.buildStage(stage);
-          return { identity: built.key, layers: built.layers };
-        }
-        const image = await this.resolveImage(ref);
-        return { identity: image.id, layers: image.layers };
-      },
+      resolveFrom: (ref) => this.resolveFrom(state, ref),
     };
+  }
+
+  /** --from of COPY and RUN --mount: a stage before this one (built first if needed), or an image. */
+  private async resolveFrom(state: StageState, ref: string): Promise<{ identity: string; layers: LayerRecord[] }> {
+    const stage = findStage(this.graph, ref);
+    // A number names a stage by position: never an image.
+    if (!stage && /^\d+$/.test(ref)) throw new Error(`invalid from flag value ${ref}: there is no build stage ${ref}`);
+    if (stage) {
+      if (stage.index >= state.stage.index) throw new Error(`invalid from flag value ${ref}: refers to the current or a later build stage`);
+      const built = await this.buildStage(stage);
+      return { identity: built.key, layers: built.layers };
+    }
+    const image = await this.resolveImage(ref);
+    return { identity: image.id, layers: image.layers };
   }
 
   private async copyInstruction(state: StageState, ins: Instruction): Promise<void> {

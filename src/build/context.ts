@@ -3,7 +3,7 @@
 // tar archive of the context (plain or compressed) or just a Dockerfile (a build without
 // context). The .dockerignore at the context's root (or FILE.dockerignore beside a -f FILE, as
 // BuildKit allows) says what COPY and ADD cannot see.
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
 import { scratchPath } from "../store/temps.js";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -50,19 +50,20 @@ function readIgnore(file: string): string[] {
 }
 
 /** The Dockerfile a context directory has when no -f is given. */
-function defaultDockerfile(dir: string): string {
+function defaultDockerfile(dir: string, shownAs = dir): string {
   for (const name of ["Dockerfile", "Containerfile", "dockerfile"]) {
     const candidate = path.join(dir, name);
     if (existsSync(candidate)) return candidate;
   }
-  throw new TsrunError(`cannot find a Dockerfile in ${dir} (give one with -f)`, 1);
+  throw new TsrunError(`cannot find a Dockerfile in ${shownAs} (give one with -f)`, 1);
 }
 
-function readDockerfile(file: string): Buffer {
+/** shownAs: the name the user gave (a context from standard input lives in a temporary dir). */
+function readDockerfile(file: string, shownAs = file): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
-    throw new TsrunError(`cannot read the Dockerfile ${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`, 1);
+    throw new TsrunError(`cannot read the Dockerfile ${shownAs}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`, 1);
   }
 }
 
@@ -145,11 +146,14 @@ export async function prepareContext(opts: ContextOptions): Promise<BuildContext
   // A Dockerfile on standard input: a build without context (COPY has nothing to copy).
   if (fromStdin !== null) return { dir, dockerfile: fromStdin, dockerfileName: "Dockerfile", ignore: [], temporary: dir };
   try {
-    const inside = path.resolve(dir, path.posix.normalize(`/${file ?? "Dockerfile"}`).slice(1));
+    const inside = file === undefined ? defaultDockerfile(dir, "the context archive") : path.resolve(dir, path.posix.normalize(`/${file}`).slice(1));
+    // A symlink in the archive must not make us read a file of the host as the Dockerfile.
+    const real = existsSync(inside) ? realpathSync(inside) : inside;
+    if (!real.startsWith(`${realpathSync(dir)}/`)) throw new TsrunError(`the Dockerfile ${file ?? path.basename(inside)} in the context archive points outside it`, 1);
     const specific = `${inside}.dockerignore`;
     return {
       dir,
-      dockerfile: readDockerfile(inside),
+      dockerfile: readDockerfile(inside, `${file ?? path.basename(inside)} in the context archive`),
       dockerfileName: path.basename(inside),
       ignore: existsSync(specific) ? readIgnore(specific) : readIgnore(path.join(dir, ".dockerignore")),
       temporary: dir,

@@ -21,9 +21,14 @@ import { parseGroup, parsePasswd } from "../container/spec.js";
 import { currentMapping, maxMappedId } from "../userns.js";
 import type { CopyJob, CopyResult, CopySource } from "./copy-worker.js";
 import { MEDIA } from "../image/types.js";
+import { httpGet } from "../image/http-get.js";
+import type { IncomingMessage } from "node:http";
 
-const COPY_FLAGS: Readonly<Record<string, FlagKind>> = { from: "string", chown: "string", chmod: "string", link: "bool" };
-const ADD_FLAGS: Readonly<Record<string, FlagKind>> = { chown: "string", chmod: "string", link: "bool", checksum: "string" };
+// --parents and --exclude (COPY), --keep-git-dir and --unpack (ADD) are known so that they get
+// a clear refusal rather than "unknown flag".
+const COPY_FLAGS: Readonly<Record<string, FlagKind>> = { from: "string", chown: "string", chmod: "string", link: "bool", parents: "bool", exclude: "strings" };
+const ADD_FLAGS: Readonly<Record<string, FlagKind>> = { chown: "string", chmod: "string", link: "bool", checksum: "string", exclude: "strings", "keep-git-dir": "bool", unpack: "bool" };
+const UNSUPPORTED_FLAGS = ["parents", "exclude", "keep-git-dir", "unpack"];
 
 /** What a COPY/ADD needs from the build. */
 export interface CopyContext {
@@ -113,24 +118,22 @@ async function download(store: Store, url: string, checksum: string | undefined,
   } catch {
     throw new Error(`invalid URL ${url}`);
   }
-  const name = path.posix.basename(decodeURIComponent(parsed.pathname));
-  if (name === "" || name === "/") throw new Error(`cannot determine a file name from the URL ${url}`);
-  let res: Response;
+  // BuildKit's name for a URL without a file name in its path (the destination usually names it).
+  const base = path.posix.basename(decodeURIComponent(parsed.pathname));
+  const name = base === "" || base === "/" || base === "." ? "__unnamed__" : base;
+  let res: IncomingMessage;
   try {
-    res = await fetch(url, { redirect: "follow" });
+    res = await httpGet(url);
   } catch (err) {
-    const cause = (err as { cause?: { message?: string } }).cause?.message;
-    throw new Error(`failed to download ${url}: ${cause ?? (err as Error).message}`);
+    throw new Error(`failed to download ${url}: ${(err as Error).message}`);
   }
-  if (!res.ok || !res.body) throw new Error(`failed to download ${url}: HTTP ${res.status} ${res.statusText}`);
   const file = tempFile(store, "add");
   const fd = openSync(file, "wx", 0o600);
   const hash = createHash("sha256");
   try {
-    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
-      const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      hash.update(buf);
-      for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
     }
   } catch (err) {
     closeSync(fd);
@@ -143,7 +146,7 @@ async function download(store: Store, url: string, checksum: string | undefined,
     rmSync(file, { force: true });
     throw new Error(`checksum mismatch for ${url}: expected ${checksum}, got ${digest}`);
   }
-  const modified = Date.parse(res.headers.get("last-modified") ?? "");
+  const modified = Date.parse(res.headers["last-modified"] ?? "");
   return { file, name, mtime: Number.isNaN(modified) ? now : Math.floor(modified / 1000), digest };
 }
 
@@ -175,6 +178,7 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
   const keyword = ins.keyword as "copy" | "add";
   const name = keyword.toUpperCase();
   const flags = parseFlags(ins, keyword === "copy" ? COPY_FLAGS : ADD_FLAGS);
+  for (const f of UNSUPPORTED_FLAGS) if (flags.has(f)) throw new Error(`${name} --${f} is not supported yet`);
   const lex = new ShellLex(ctx.escapeChar);
   const flag = (key: string): string | undefined => {
     const v = flags.get(key);

@@ -8,22 +8,9 @@ import { TsrunError } from "../errors.js";
 import { markPaused, markStopped } from "./state.js";
 import { freezeProcesses, thawProcesses } from "./freeze.js";
 import { faultPoint } from "../store/fault.js";
+import { signalNumber } from "../format/signal.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** "SIGTERM", "TERM", "15" -> 15. */
-export function signalNumber(name: string): number {
-  const trimmed = name.trim().toUpperCase();
-  if (/^\d+$/.test(trimmed)) {
-    const n = Number(trimmed);
-    if (n < 1 || n > 64) throw new TsrunError(`invalid signal: ${name}`);
-    return n;
-  }
-  const key = (trimmed.startsWith("SIG") ? trimmed : `SIG${trimmed}`) as keyof typeof constants.signals;
-  const n = constants.signals[key];
-  if (n === undefined) throw new TsrunError(`invalid signal: ${name}`);
-  return n;
-}
 
 function signal(record: ContainerRecord, sig: number): void {
   try {

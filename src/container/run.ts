@@ -1,7 +1,7 @@
 // Creating, starting and running containers: from an image and run options to a record on disk
 // and a process in its namespaces.
 import { closeSync, existsSync, mkdirSync, read, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { signalNumber } from "./lifecycle.js";
+import { signalNumber } from "../format/signal.js";
 import { promisify } from "node:util";
 import path from "node:path";
 import { Store } from "../store/store.js";

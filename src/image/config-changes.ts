@@ -5,6 +5,7 @@ import { ShellLex, type EscapeChar, type ShellEnv } from "../build/shell-words.j
 import path from "node:path";
 import { TsrunError } from "../errors.js";
 import { parseDuration } from "../format/duration.js";
+import { signalNumber } from "../format/signal.js";
 import type { ContainerConfig, HealthConfig } from "./types.js";
 
 /** The instructions Docker accepts in --change (DESIGN.md). */
@@ -119,12 +120,18 @@ export function applyInstruction(config: ContainerConfig, ins: Instruction, stat
         const proto = (m[3] ?? "tcp").toLowerCase();
         const from = Number(m[1]);
         const to = m[2] ? Number(m[2]) : from;
+        if (to > 65535) throw new TsrunError(`EXPOSE: invalid port "${raw}": ports go up to 65535`);
+        if (to < from) throw new TsrunError(`EXPOSE: invalid port range "${raw}": the end is below the start`);
         for (let p = from; p <= to; p++) config.ExposedPorts[`${p}/${proto}`] = {};
       }
       break;
-    case "stopsignal":
-      config.StopSignal = expand(ins.args[0] ?? "");
+    case "stopsignal": {
+      const sig = expand(ins.args[0] ?? "");
+      // Checked here, as Docker does: an image whose STOPSIGNAL is not a signal cannot be stopped.
+      signalNumber(sig);
+      config.StopSignal = sig;
       break;
+    }
     case "user":
       config.User = expand(ins.args[0] ?? "");
       break;

@@ -3,7 +3,6 @@
 // only when complete; the image index changes under the store lock.
 import { spawn } from "node:child_process";
 import { closeSync, createReadStream, openSync, readSync, rmSync } from "node:fs";
-import { Readable } from "node:stream";
 import type { Store } from "../store/store.js";
 import type { StagedBlob } from "../store/blobs.js";
 import { faultPoint } from "../store/fault.js";
@@ -11,6 +10,7 @@ import type { ImageRecord, LayerRecord } from "../store/images.js";
 import { hostPlatform, MEDIA, type ContainerConfig, type ImageConfig, type Manifest } from "./types.js";
 import { normaliseName } from "./reference.js";
 import { TsrunError } from "../errors.js";
+import { httpGet } from "./http-get.js";
 
 export interface ImportOptions {
   /** A file path, "-" for standard input, or an http(s) URL. */
@@ -43,11 +43,9 @@ const isXz = (head: Buffer): boolean => head.length >= 6 && head.equals(Buffer.f
 async function openSource(source: string): Promise<AsyncIterable<Buffer>> {
   if (source === "-") return process.stdin;
   if (/^https?:\/\//.test(source)) {
-    const res = await fetch(source).catch((err: Error) => {
+    return httpGet(source).catch((err: Error) => {
       throw new TsrunError(`import ${source}: ${err.message}`);
     });
-    if (!res.ok || !res.body) throw new TsrunError(`import ${source}: HTTP ${res.status} ${res.statusText}`);
-    return Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>);
   }
   const stream = createReadStream(source);
   await new Promise<void>((resolve, reject) => {

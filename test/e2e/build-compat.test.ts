@@ -1,0 +1,148 @@
+// `tsrun build` with Dockerfiles written the way other projects write them: the cases where it
+// differed from Docker (BuildKit) and were fixed, each with the Dockerfile that showed it.
+import { beforeAll, describe, expect, it } from "vitest";
+import { createServer, type Server } from "node:http";
+import { chownSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { env, filesDir, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
+
+const context = (files: Record<string, string | [string, number]>): string => filesDir(files, "build-compat");
+
+async function ok(args: string[], timeout = 120_000): Promise<string> {
+  const r = await tsrun(args, { timeout });
+  if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}\n${r.stdout}`);
+  return r.stdout;
+}
+
+beforeAll(async () => {
+  await importBusybox("busybox");
+});
+
+describe("STOPSIGNAL", () => {
+  it("systemd's SIGRTMIN+3 builds and stops the container with signal 37; a name that is no signal is refused", async () => {
+    const name = unique("rtmin");
+    // The container's shell exits 37 when the signal arrives: stop sent SIGRTMIN+3, not SIGKILL.
+    await ok(["build", "-q", "-t", name, context({ Dockerfile: "FROM busybox\nSTOPSIGNAL SIGRTMIN+3\nCMD [\"sh\", \"-c\", \"trap 'exit 37' 37; while true; do sleep 0.1; done\"]\n" })]);
+    expect((await ok(["inspect", "-f", "{{.Config.StopSignal}}", name])).trim()).toBe("SIGRTMIN+3");
+    const id = (await ok(["run", "-d", name])).trim();
+    await ok(["stop", "-t", "30", id]);
+    expect((await ok(["inspect", "-f", "{{.State.ExitCode}}", id])).trim()).toBe("37");
+    await ok(["rm", id]);
+    const bad = await tsrun(["build", "-t", unique("never"), context({ Dockerfile: "FROM busybox\nSTOPSIGNAL SIGFOO\n" })]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toBe("Error: Dockerfile:2: invalid signal: SIGFOO\n");
+  });
+});
+
+/** Listens on the first free port of this list (other suites may run beside this one). */
+async function listenOnOneOf(server: Server, ports: number[]): Promise<number> {
+  for (const port of ports) {
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (bound) return port;
+  }
+  throw new Error(`none of the ports ${ports.join(", ")} is free`);
+}
+
+describe("ADD of a URL", () => {
+  it("downloads from ports fetch() refuses (6000, 6665-6669, 10080, ...); a URL path without a file name is BuildKit's __unnamed__", async () => {
+    const server = createServer((req, res) => {
+      if (req.url === "/file.txt" || req.url === "/") {
+        res.writeHead(200, { "Last-Modified": "Thu, 02 Jan 2020 03:04:05 GMT" });
+        res.end(req.url === "/" ? "index\n" : "file\n");
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    const port = await listenOnOneOf(server, [6000, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080, 6566, 4045]);
+    try {
+      const url = `http://127.0.0.1:${port}`;
+      const name = unique("add-url");
+      await ok(["build", "-q", "-t", name, context({ Dockerfile: `FROM busybox\nADD ${url}/file.txt /dl/\nADD ${url}/ /index.html\nADD ${url}/ /dir/\n` })]);
+      const out = await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "stat -c '%n %a %Y' /dl/file.txt /index.html /dir/__unnamed__ && cat /dl/file.txt /index.html"]);
+      expect(out).toBe("/dl/file.txt 600 1577934245\n/index.html 600 1577934245\n/dir/__unnamed__ 600 1577934245\nfile\nindex\n");
+      const missing = await tsrun(["build", context({ Dockerfile: `FROM busybox\nADD ${url}/nope /x\n` })]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toBe(`Error: Dockerfile:2: failed to download ${url}/nope: HTTP 404 Not Found\n`);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe("RUN --mount", () => {
+  it("a bind shows the context as COPY does (.dockerignore applied), rw writes are thrown away, from= binds a stage's or an image's files with their owners; cache and secret take uid/gid", async () => {
+    const secret = path.join(context({ "token.txt": "s3cret\n" }), "token.txt");
+    const dir = context({
+      ".dockerignore": ".env\nnode_modules\n",
+      ".env": "API_KEY=leak\n",
+      "node_modules/big.js": "x\n",
+      "src/main.c": "int main;\n",
+      Dockerfile: [
+        "FROM busybox AS tools",
+        "RUN mkdir -p /opt/tool && echo tool > /opt/tool/bin && chown -R 1000:50 /opt/tool",
+        "FROM busybox",
+        "RUN --mount=type=bind,target=/ctx ls -A /ctx > /seen",
+        "RUN --mount=type=bind,source=src,target=/src,rw echo changed > /src/main.c && echo new > /src/new && cat /src/main.c > /wrote",
+        "RUN --mount=type=bind,from=tools,source=/opt/tool,target=/t ls -ln /t | tail -n +2 | awk '{print $3, $4, $9}' > /tool",
+        "RUN --mount=type=bind,from=busybox,source=/etc/group,target=/g grep -c staff /g > /group",
+        "USER alice",
+        "RUN --mount=type=cache,target=/home/alice/.cache,uid=1000,gid=1000,mode=0700 stat -c '%u:%g %a' /home/alice/.cache > /tmp/cache && touch /home/alice/.cache/ok",
+        "RUN --mount=type=secret,id=tok,uid=1000,mode=0400 cat /run/secrets/tok > /tmp/secret",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("mounts");
+    await ok(["build", "-q", "--secret", `id=tok,src=${secret}`, "-t", name, dir]);
+    const out = await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "cat /seen /wrote /tool /group /tmp/cache /tmp/secret; ls /src /t /g 2>&1 | wc -l"]);
+    expect(out).toBe(".dockerignore\nDockerfile\nsrc\nchanged\n1000 50 bin\n1\n1000:1000 700\ns3cret\n3\n");
+    // The user's own file is as it was.
+    expect(readFileSync(path.join(dir, "src/main.c"), "utf8")).toBe("int main;\n");
+    // The copies and link trees made for the binds are gone.
+    expect(readdirSync(path.join(env.storeRoot, "layers")).filter((n) => n.startsWith(".tmp-"))).toEqual([]);
+    expect(readdirSync(path.join(env.storeRoot, "tmp")).filter((n) => n.startsWith("build-"))).toEqual([]);
+    // A change to an ignored file keeps every step (the stage's and the 6 RUNs) cached.
+    writeFileSync(path.join(dir, ".env"), "API_KEY=other\n");
+    const again = await ok(["build", "--secret", `id=tok,src=${secret}`, dir]);
+    expect((again.match(/^--> Using cache /gm) ?? []).length).toBe(7);
+  });
+});
+
+describe("a context archive on standard input", () => {
+  it("its Dockerfile is looked up inside it: a symlink out of it is refused, a missing -f is named as given", async () => {
+    const evil = scratchDir("evil-context");
+    symlinkSync("/etc/passwd", path.join(evil, "Dockerfile"));
+    if (env.user) chownSync(path.join(evil, "Dockerfile"), env.user.uid, env.user.gid);
+    const out = await shAsUser(`tar -C ${evil} -c . | "$TSRUN" build -`);
+    expect(out.code).toBe(1);
+    expect(out.stderr).toBe("Error: the Dockerfile Dockerfile in the context archive points outside it\n");
+    const dir = context({ Containerfile: "FROM busybox\nRUN echo from-containerfile\n" });
+    const missing = await shAsUser(`tar -C ${dir} -c . | "$TSRUN" build -f Custom -`);
+    expect(missing.stderr).toBe("Error: cannot read the Dockerfile Custom in the context archive: no such file\n");
+    // Without -f, a Containerfile is found as in a directory context.
+    const found = await shAsUser(`tar -C ${dir} -c . | "$TSRUN" build -`, { timeout: 120_000 });
+    expect(found.code, found.stderr).toBe(0);
+    expect(found.stdout).toContain("from-containerfile");
+  });
+});
+
+describe("errors", () => {
+  it("name the Dockerfile given with -f; flags tsrun lacks are refused as such, not as unknown", async () => {
+    const cases: [string, string][] = [
+      ["COPY --bogus f /x", "unknown flag: --bogus"],
+      ["COPY --parents f /x/", "COPY --parents is not supported yet"],
+      ["COPY --exclude=*.txt f /x/", "COPY --exclude is not supported yet"],
+      ["ADD --keep-git-dir=true f /x", "ADD --keep-git-dir is not supported yet"],
+      ["EXPOSE 8080-8000", 'EXPOSE: invalid port range "8080-8000": the end is below the start'],
+    ];
+    for (const [line, message] of cases) {
+      const dir = context({ f: "x\n", "Custom.dockerfile": `FROM busybox\n${line}\n` });
+      const r = await tsrun(["build", "-t", unique("never"), "-f", path.join(dir, "Custom.dockerfile"), dir]);
+      expect(r.code, line).toBe(1);
+      expect(r.stderr, line).toBe(`Error: Custom.dockerfile:2: ${message}\n`);
+    }
+  });
+});
