@@ -5,9 +5,8 @@ import type { ContainerRecord } from "../container/records.js";
 import { killContainer, pauseContainer, readLogs, removeContainer, renameContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
 import { TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
-import { containerPids } from "../container/top.js";
+import { topLines } from "../container/top.js";
 import { formatPort } from "../network/ports.js";
-import { execFileSync } from "node:child_process";
 import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
 import { ago, formatRows, goTimeString, humanDuration } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
@@ -271,13 +270,7 @@ export function registerContainers(program: Command): void {
       const t = new Tsrun();
       const record = t.containers.get(name);
       if (record.state.status !== "running") throw new TsrunError(`container ${name} is not running`);
-      const pids = containerPids(record.state.pid);
-      const args = psOptions.length > 0 ? psOptions : ["-f"];
-      try {
-        process.stdout.write(execFileSync("ps", [...args, "-p", pids.join(",")], { encoding: "utf8" }));
-      } catch (err) {
-        throw new TsrunError(`ps ${args.join(" ")}: ${(err as Error).message.split("\n")[0]}`);
-      }
+      process.stdout.write(topLines(record.state.pid, psOptions));
     });
 
   program
