@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { Tsrun } from "../tsrun.js";
 import type { ContainerRecord } from "../container/records.js";
 import { killContainer, pauseContainer, readLogs, removeContainer, renameContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
-import { TsrunError } from "../errors.js";
+import { NotFoundError, TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
 import { topLines } from "../container/top.js";
 import { formatPort } from "../network/ports.js";
@@ -415,8 +415,9 @@ export function registerContainers(program: Command): void {
           await removeContainer(t.containers, name, o.force, o.volumes);
           process.stdout.write(`${name}\n`);
         } catch (err) {
-          failed = true;
           process.stderr.write(`Error: ${(err as Error).message}\n`);
+          // docker rm -f: a container that does not exist is reported but does not fail the command.
+          if (!(o.force && err instanceof NotFoundError)) failed = true;
         }
       }
       if (failed) process.exit(1);

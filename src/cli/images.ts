@@ -271,13 +271,20 @@ export function historyCommand(name: string, o: { trunc: boolean; quiet: boolean
 export async function rmiCommand(names: string[], o: { force: boolean }): Promise<void> {
   const t = new Tsrun();
   const errors: string[] = [];
+  let onlyMissing = true;
   for (const name of names) {
     try {
       for (const line of await removeImage(t.containers, name, o.force)) process.stdout.write(`${line}\n`);
     } catch (err) {
       if (!(err instanceof TsrunError)) throw err;
+      if (!(err instanceof NotFoundError)) onlyMissing = false;
       errors.push(err.message);
     }
+  }
+  // docker rmi -f: images that do not exist are reported but do not fail the command.
+  if (errors.length > 0 && o.force && onlyMissing) {
+    for (const e of errors) process.stderr.write(`Error: ${e}\n`);
+    return;
   }
   if (errors.length > 0) {
     for (const e of errors.slice(0, -1)) process.stderr.write(`Error: ${e}\n`);

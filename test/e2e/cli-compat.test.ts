@@ -1,0 +1,34 @@
+// Where tsrun's container commands used to differ from the Docker CLI in ways scripts trip on.
+// Each case is a regression test for one fix; the comments say what Docker does.
+import { beforeAll, describe, expect, it } from "vitest";
+import { importBusybox, tsrun, unique } from "./helpers.js";
+
+async function ok(args: string[], input?: string): Promise<string> {
+  const r = await tsrun(args, { timeout: 120_000, ...(input !== undefined ? { input } : {}) });
+  if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+beforeAll(async () => {
+  await importBusybox("busybox");
+});
+
+describe("Docker CLI habits", () => {
+  it("rm -f, rmi -f and volume rm -f of something that does not exist succeed", async () => {
+    // Cleanup lines such as `docker rm -f app || true` without the `|| true`: docker/cli reports
+    // a missing container or image under -f and still exits 0; a missing volume is not reported.
+    const missing = unique("gone");
+    const rm = await tsrun(["rm", "-f", missing]);
+    expect([rm.code, rm.stderr]).toEqual([0, `Error: no such container: ${missing}\n`]);
+    expect((await tsrun(["rm", missing])).code).not.toBe(0);
+    const rmi = await tsrun(["rmi", "-f", missing]);
+    expect([rmi.code, rmi.stderr]).toEqual([0, `Error: No such image: ${missing}\n`]);
+    expect((await tsrun(["rmi", missing])).code).toBe(125);
+    expect(await tsrun(["volume", "rm", "-f", missing])).toEqual({ code: 0, stdout: "", stderr: "" });
+    // Without -f the volumes that exist are still removed, and the command fails at the end.
+    const vol = unique("vol");
+    await ok(["volume", "create", vol]);
+    const both = await tsrun(["volume", "rm", missing, vol]);
+    expect([both.code, both.stdout, both.stderr]).toEqual([125, `${vol}\n`, `Error: no such volume: ${missing}\n`]);
+  });
+});
