@@ -1,10 +1,11 @@
 // Where tsrun's container commands used to differ from the Docker CLI in ways scripts trip on.
 // Each case is a regression test for one fix; the comments say what Docker does.
 import { beforeAll, describe, expect, it } from "vitest";
-import { importBusybox, tsrun, unique } from "./helpers.js";
+import path from "node:path";
+import { filesDir, importBusybox, tsrun, unique } from "./helpers.js";
 
-async function ok(args: string[], input?: string): Promise<string> {
-  const r = await tsrun(args, { timeout: 120_000, ...(input !== undefined ? { input } : {}) });
+async function ok(args: string[], opts: { input?: string; cwd?: string } = {}): Promise<string> {
+  const r = await tsrun(args, { timeout: 120_000, ...opts });
   if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
   return r.stdout;
 }
@@ -30,5 +31,16 @@ describe("Docker CLI habits", () => {
     await ok(["volume", "create", vol]);
     const both = await tsrun(["volume", "rm", missing, vol]);
     expect([both.code, both.stdout, both.stderr]).toEqual([125, `${vol}\n`, `Error: no such volume: ${missing}\n`]);
+  });
+
+  it("bind sources relative to the working directory: -v ./dir and --mount src=./dir", async () => {
+    // docker/cli makes `.`, `./x` (23.0) and `../x` (28.2) absolute; a bare name stays a volume name.
+    const dir = filesDir({ "data/f": "in data\n" }, "relbind");
+    const sub = path.join(dir, "data");
+    expect(await ok(["run", "--rm", "-v", "./data:/h:ro", "--mount", "type=bind,src=./data,dst=/m", "busybox", "cat", "/h/f", "/m/f"], { cwd: dir })).toBe("in data\nin data\n");
+    expect(await ok(["run", "--rm", "-v", "..:/up", "-v", ".:/here", "busybox", "cat", "/up/data/f", "/here/f"], { cwd: sub })).toBe("in data\nin data\n");
+    const inspect = await ok(["create", "-v", "../data:/h", "busybox", "true"], { cwd: sub });
+    expect(await ok(["inspect", "-f", "{{range .Mounts}}{{.Type}} {{.Source}}{{end}}", inspect.trim()])).toBe(`bind ${sub}\n`);
+    await ok(["rm", inspect.trim()]);
   });
 });
