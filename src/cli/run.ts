@@ -94,7 +94,7 @@ export function addContainerOptions(cmd: Command): Command {
     .option("-p, --publish <[ip:][hostPort:]containerPort[/proto]>", "publish a container port on the host", collect, [])
     .option("-P, --publish-all", "publish every EXPOSEd port on a free host port", false)
     .option("--dns <ip>", "DNS server for the container", collect, [])
-    .option("--add-host <name:ip>", "add a line to /etc/hosts (ip may be host-gateway)", collect, [])
+    .option("--add-host <name:ip>", "add a line to /etc/hosts: NAME:IP or NAME=IP (ip may be host-gateway)", collect, [])
     .option("-l, --label <KEY=VALUE>", "set a label", collect, [])
     .option("-v, --volume <spec>", "bind mount HOST:CTR[:ro], named volume NAME:CTR, or anonymous /CTR", collect, [])
     .option("--mount <spec>", "type=bind|volume|tmpfs,source=...,target=...[,readonly]", collect, [])

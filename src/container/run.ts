@@ -320,13 +320,14 @@ export class Containers {
     if (requested.length > 0 && !outbound) throw new TsrunError(`published ports need a network with outbound access, not --network ${network}`);
     const ports = await assignHostPorts(requested);
     const extraHosts = (opts.addHosts ?? []).map((h) => {
-      const colon = h.indexOf(":");
-      const hostName = h.slice(0, colon);
-      let ip = colon > 0 ? h.slice(colon + 1) : "";
+      // NAME=IP (docker/cli 25+) or NAME:IP; an IPv6 address may come in brackets.
+      const sep = h.includes("=") ? h.indexOf("=") : h.indexOf(":");
+      const hostName = sep > 0 ? h.slice(0, sep) : "";
+      let ip = sep > 0 ? h.slice(sep + 1).replace(/^\[(.+)\]$/, "$1") : "";
       // The address where the container reaches the host: slirp4netns's fixed one, or the
       // host's own gateway, which pasta gives the container.
       if (ip === "host-gateway") ip = helper === "slirp4netns" ? SLIRP_HOST : (hostGateway() ?? "");
-      if (!hostName || !ip || !/^[a-zA-Z0-9.-]+$/.test(hostName) || !/^[0-9a-fA-F.:]+$/.test(ip)) throw new TsrunError(`invalid --add-host "${h}": expected NAME:IP`);
+      if (!hostName || !ip || !/^[a-zA-Z0-9.-]+$/.test(hostName) || !/^[0-9a-fA-F.:]+$/.test(ip)) throw new TsrunError(`invalid --add-host "${h}": expected NAME:IP or NAME=IP`);
       return `${ip}\t${hostName}`;
     });
     for (const d of opts.dns ?? []) if (!/^[0-9a-fA-F.:]+$/.test(d)) throw new TsrunError(`invalid --dns address "${d}"`);

@@ -43,4 +43,13 @@ describe("Docker CLI habits", () => {
     expect(await ok(["inspect", "-f", "{{range .Mounts}}{{.Type}} {{.Source}}{{end}}", inspect.trim()])).toBe(`bind ${sub}\n`);
     await ok(["rm", inspect.trim()]);
   });
+
+  it("--add-host takes NAME=IP and bracketed IPv6 as well as NAME:IP", async () => {
+    // docker/cli 25 added the = separator (docs: --add-host=my-hostname=8.8.8.8).
+    expect(await ok(["run", "--rm", "--network", "none", "--add-host", "eq=10.1.2.3", "--add-host", "colon:10.1.2.4", "--add-host", "v6=[fd00::1]", "busybox", "tail", "-3", "/etc/hosts"])).toBe(
+      "10.1.2.3\teq\n10.1.2.4\tcolon\nfd00::1\tv6\n",
+    );
+    const bad = await tsrun(["run", "--rm", "--add-host", "=10.1.2.3", "busybox", "true"]);
+    expect([bad.code, bad.stderr]).toEqual([125, 'Error: invalid --add-host "=10.1.2.3": expected NAME:IP or NAME=IP\n']);
+  });
 });
