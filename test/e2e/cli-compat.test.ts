@@ -52,4 +52,14 @@ describe("Docker CLI habits", () => {
     const bad = await tsrun(["run", "--rm", "--add-host", "=10.1.2.3", "busybox", "true"]);
     expect([bad.code, bad.stderr]).toEqual([125, 'Error: invalid --add-host "=10.1.2.3": expected NAME:IP or NAME=IP\n']);
   });
+
+  it("inspect has Docker's NetworkSettings fields for scripts that read them", async () => {
+    // {{.NetworkSettings.IPAddress}} printed "<no value>"; the private network's address cannot
+    // be reached from the host, so it is empty, as with rootless Podman.
+    const name = unique("netset");
+    await ok(["run", "-d", "--name", name, "-p", "127.0.0.1::80", "-p", "81/udp", "busybox", "sleep", "60"]);
+    const out = await ok(["inspect", "-f", "[{{.NetworkSettings.IPAddress}}][{{.NetworkSettings.Gateway}}][{{.NetworkSettings.MacAddress}}] {{json .NetworkSettings.Ports}}", name]);
+    expect(out).toMatch(/^\[\]\[\]\[\] \{"80\/tcp":\[\{"HostIp":"127\.0\.0\.1","HostPort":"\d+"\}\],"81\/udp":\[\{"HostIp":"0\.0\.0\.0","HostPort":"\d+"\}\]\}\n$/);
+    await ok(["rm", "-f", name]);
+  });
 });
