@@ -72,6 +72,8 @@ const PS_HEADERS = {
   Mounts: "MOUNTS",
   Networks: "NETWORKS",
   LocalVolumes: "LOCAL VOLUMES",
+  /** docker/cli's header for {{.Label "com.example.some-key"}}: the last dotted part, - and _ as spaces. */
+  Label: (name: string): string => (name.split(".").pop() ?? "").replace(/[-_]/g, " "),
 };
 
 const PS_DEFAULT_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
@@ -84,7 +86,7 @@ function stateWord(r: ContainerRecord): string {
 /** One `ps` row with the fields docker/cli's container formatter has (keys sorted, as its json prints them). */
 function psRow(r: ContainerRecord, trunc: boolean): Record<string, unknown> {
   const mounts = r.hostConfig.mounts.filter((m) => m.type !== "tmpfs");
-  return {
+  const row = {
     Command: commandColumn(r, trunc),
     // A getter: the zone name needs ICU, slow on first use, and most formats do not show it.
     get CreatedAt(): string {
@@ -107,6 +109,9 @@ function psRow(r: ContainerRecord, trunc: boolean): Record<string, unknown> {
     State: stateWord(r),
     Status: statusText(r),
   };
+  // A method, as docker/cli's {{.Label "KEY"}}: not enumerable, so `json` leaves it out.
+  Object.defineProperty(row, "Label", { value: (name: string): string => r.config.labels[name] ?? "", enumerable: false });
+  return row;
 }
 
 function applyFilters(list: ContainerRecord[], filters: string[]): ContainerRecord[] {

@@ -62,4 +62,16 @@ describe("Docker CLI habits", () => {
     expect(out).toMatch(/^\[\]\[\]\[\] \{"80\/tcp":\[\{"HostIp":"127\.0\.0\.1","HostPort":"\d+"\}\],"81\/udp":\[\{"HostIp":"0\.0\.0\.0","HostPort":"\d+"\}\]\}\n$/);
     await ok(["rm", "-f", name]);
   });
+
+  it("ps --format has docker/cli's {{.Label \"KEY\"}} method", async () => {
+    const name = unique("pslabel");
+    await ok(["create", "--name", name, "-l", "com.example.team-name=blue", "busybox", "true"]);
+    const filter = ["ps", "-a", "--filter", `name=^${name}$`, "--format"];
+    expect(await ok([...filter, '{{.Names}} {{.Label "com.example.team-name"}} [{{.Label "missing"}}]'])).toBe(`${name} blue []\n`);
+    // The column title is the key's last part, as docker/cli's header for Label.
+    expect((await ok([...filter, 'table {{.Label "com.example.team-name"}}'])).split("\n")[0]).toBe("team name");
+    // A method, not a field: json leaves it out.
+    expect(Object.keys(JSON.parse(await ok([...filter, "{{json .}}"])) as object)).not.toContain("Label");
+    await ok(["rm", name]);
+  });
 });
