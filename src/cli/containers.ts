@@ -11,6 +11,7 @@ import { copyFromContainer, copyToContainer, splitContainerPath } from "../conta
 import { ago, formatRows, goTimeString, humanDuration } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { collect, parseBoolFlag } from "./util.js";
+import { parseDuration } from "../format/duration.js";
 import { attachContainer, attachSocket, connectAttachSocket, parseDetachKeys } from "../container/attach.js";
 import type { Socket } from "node:net";
 
@@ -171,13 +172,13 @@ function psCommand(o: PsFlags): void {
   process.stdout.write(formatRows(format, list.map((r) => psRow(r, o.trunc)), PS_HEADERS));
 }
 
-/** "10m", "1h30m", "30s" before now, or an RFC 3339 time / Unix seconds. */
-function parseSince(s: string): Date {
-  const rel = /^(\d+(?:\.\d+)?)(s|m|h)$/.exec(s);
-  if (rel) return new Date(Date.now() - Number(rel[1]) * { s: 1e3, m: 60e3, h: 3600e3 }[rel[2] as "s" | "m" | "h"]);
+/** "10m", "1h30m", "30s" before now, or an RFC 3339 time / Unix seconds (logs --since and --until). */
+function parseSince(s: string, flag: string): Date {
+  // A Go duration before now, as Docker reads it.
+  if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(s)) return new Date(Date.now() - parseDuration(s) / 1e6);
   if (/^\d+(\.\d+)?$/.test(s)) return new Date(Number(s) * 1000);
   const d = new Date(s);
-  if (Number.isNaN(d.getTime())) throw new TsrunError(`invalid --since value "${s}"`);
+  if (Number.isNaN(d.getTime())) throw new TsrunError(`invalid ${flag} value "${s}"`);
   return d;
 }
 
@@ -336,7 +337,8 @@ export function registerContainers(program: Command): void {
     .option("-n, --tail <n>", "number of lines to show from the end", "all")
     .option("-t, --timestamps", "show timestamps", false)
     .option("--since <time>", "show logs since a timestamp or relative time (e.g. 10m)")
-    .action(async (name: string, o: { follow: boolean; tail: string; timestamps: boolean; since?: string }) => {
+    .option("--until <time>", "show logs before a timestamp or relative time (e.g. 10m)")
+    .action(async (name: string, o: { follow: boolean; tail: string; timestamps: boolean; since?: string; until?: string }) => {
       const tail = o.tail === "all" ? undefined : Number(o.tail);
       if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new TsrunError(`invalid --tail value "${o.tail}"`);
       const opts = {
@@ -344,7 +346,8 @@ export function registerContainers(program: Command): void {
         onRecord: (r: { log: string; stream: string; time: string }) =>
           (r.stream === "stderr" ? process.stderr : process.stdout).write(o.timestamps ? `${r.time} ${r.log}` : r.log),
         ...(tail !== undefined ? { tail } : {}),
-        ...(o.since ? { since: parseSince(o.since) } : {}),
+        ...(o.since ? { since: parseSince(o.since, "--since") } : {}),
+        ...(o.until ? { until: parseSince(o.until, "--until") } : {}),
       };
       await readLogs(new Tsrun().containers, name, opts);
     });

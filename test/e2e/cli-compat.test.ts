@@ -74,4 +74,18 @@ describe("Docker CLI habits", () => {
     expect(Object.keys(JSON.parse(await ok([...filter, "{{json .}}"])) as object)).not.toContain("Label");
     await ok(["rm", name]);
   });
+
+  it("logs --until, and --since with a Go duration such as 1m30s", async () => {
+    const name = unique("until");
+    await ok(["run", "-d", "--name", name, "busybox", "sh", "-c", "echo early; sleep 1; echo late"]);
+    expect(await ok(["wait", name])).toBe("0\n");
+    const stamps = (await ok(["logs", "-t", name])).trim().split("\n").map((l) => l.split(" ")[0] as string);
+    expect(stamps).toHaveLength(2);
+    expect(await ok(["logs", "--until", stamps[0] as string, name])).toBe("early\n");
+    expect(await ok(["logs", "--since", stamps[1] as string, name])).toBe("late\n");
+    expect(await ok(["logs", "--since", "1h30m", "--until", "0s", name])).toBe("early\nlate\n");
+    const bad = await tsrun(["logs", "--until", "yesterday", name]);
+    expect([bad.code, bad.stderr]).toEqual([125, 'Error: invalid --until value "yesterday"\n']);
+    await ok(["rm", name]);
+  });
 });
