@@ -216,12 +216,14 @@ export function registerContainers(program: Command): void {
     .option("-t, --tty", "allocate a pseudo-terminal", false)
     .option("-d, --detach", "run the command in the background", false)
     .option("-e, --env <KEY=VALUE>", "set an environment variable", collect, [])
+    .option("--env-file <file>", "read environment variables from a file", collect, [])
     .option("-w, --workdir <dir>", "working directory inside the container")
     .option("-u, --user <user[:group]>", "user name or uid, optionally with group")
     .option("--privileged", "give the command every capability", false)
     .passThroughOptions()
-    .action(async (name: string, command: string[], o: { interactive: boolean; tty: boolean; detach: boolean; env: string[]; workdir?: string; user?: string; privileged: boolean }) => {
-      process.exit(await execInContainer(new Tsrun().containers, name, { command, ...o }));
+    .action(async (name: string, command: string[], o: { interactive: boolean; tty: boolean; detach: boolean; env: string[]; envFile: string[]; workdir?: string; user?: string; privileged: boolean }) => {
+      const { envFile, ...rest } = o;
+      process.exit(await execInContainer(new Tsrun().containers, name, { command, ...rest, envFiles: envFile }));
     });
 
   program

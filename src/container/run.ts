@@ -7,7 +7,7 @@ import path from "node:path";
 import { Store } from "../store/store.js";
 import { ContainerStore, type ContainerRecord } from "./records.js";
 import { filesystemPlan, hostsFile, namespaceFlags, resolvConf, type NetworkMode } from "./mounts.js";
-import { mergeCommand, mergeEnv, parseEnvFile, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
+import { mergeCommand, mergeEnv, readEnvFiles, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
 import { readLayeredFile } from "./rootfs-files.js";
 import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from "./process.js";
 import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowed, type UsernsMode } from "../userns.js";
@@ -284,15 +284,7 @@ export class Containers {
     }
     const workingDir = opts.workdir ?? (c.WorkingDir || "/");
     if (!workingDir.startsWith("/")) throw new TsrunError(`the working directory "${workingDir}" is invalid: it needs to be an absolute path`);
-    const envFromFiles = (opts.envFiles ?? []).flatMap((f) => {
-      let text: string;
-      try {
-        text = readFileSync(f, "utf8");
-      } catch (err) {
-        throw new TsrunError(`cannot read env file ${f}: ${(err as Error).message}`);
-      }
-      return parseEnvFile(text, f);
-    });
+    const envFromFiles = readEnvFiles(opts.envFiles ?? []);
     let network = opts.network ?? "private";
     let userNetwork: NetworkRecord | undefined;
     if (!["private", "none", "host"].includes(network)) {

@@ -88,4 +88,15 @@ describe("Docker CLI habits", () => {
     expect([bad.code, bad.stderr]).toEqual([125, 'Error: invalid --until value "yesterday"\n']);
     await ok(["rm", name]);
   });
+
+  it("exec --env-file, with -e winning over the file", async () => {
+    const dir = filesDir({ "vars.env": "# settings\nA=from-file\nB=\"kept quotes\"\n" }, "execenv");
+    const name = unique("execenv");
+    await ok(["run", "-d", "--name", name, "busybox", "sleep", "60"]);
+    expect(await ok(["exec", "--env-file", path.join(dir, "vars.env"), "-e", "A=from-flag", name, "sh", "-c", 'echo "$A|$B"'])).toBe('from-flag|"kept quotes"\n');
+    const bad = await tsrun(["exec", "--env-file", path.join(dir, "missing.env"), name, "true"]);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/^Error: cannot read env file .*missing\.env/);
+    await ok(["rm", "-f", name]);
+  });
 });
