@@ -33,6 +33,7 @@ export interface CreateFlags {
   volumesFrom: string[];
   rm: boolean;
   restart?: string;
+  init: boolean;
   healthCmd?: string;
   healthInterval?: string;
   healthTimeout?: string;
@@ -101,6 +102,7 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--tmpfs <spec>", "tmpfs mount /path[:options]", collect, [])
     .option("--volumes-from <container[:ro|rw]>", "mount the volumes of another container", collect, [])
     .option("--restart <policy>", "restart policy: no, always, unless-stopped, on-failure[:N]")
+    .option("--init", "run an init (tini) as PID 1 that reaps zombies and passes signals on", false)
     .option("--health-cmd <command>", "command to run to check health")
     .option("--health-interval <duration>", "time between health checks (e.g. 30s)")
     .option("--health-timeout <duration>", "maximum time a check may run")
@@ -183,6 +185,7 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     tmpfs: o.tmpfs,
     volumesFrom: o.volumesFrom,
     restart: o.restart,
+    init: o.init,
     cidFile: o.cidfile,
     stopSignal: o.stopSignal,
     stopTimeout: o.stopTimeout === undefined ? undefined : Number(o.stopTimeout),

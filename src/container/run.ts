@@ -14,13 +14,14 @@ import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowe
 import { NotFoundError, TsrunError } from "../errors.js";
 import type { HealthConfig, ImageConfig } from "../image/types.js";
 import { parseDuration } from "../format/duration.js";
-import { CLONE, type LaunchPlan, type PlanMount } from "../native.js";
+import { CLONE, MS, type LaunchPlan, type PlanMount } from "../native.js";
 import { normaliseName } from "../image/reference.js";
 import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec, type StagedVolume } from "./volumes.js";
 import { containerLeftovers } from "./recovery.js";
 import { faultPoint } from "../store/fault.js";
 import type { Lease } from "../store/leases.js";
 import { randomBytes } from "../random.js";
+import { findInitBinary, INIT_TARGET, initArgv } from "./init.js";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
 import { hostGateway } from "../network/pasta.js";
 import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, stopNetworkHelpers, SLIRP_HOST, type OutboundHelper, type PortHandler } from "../network/outbound.js";
@@ -87,6 +88,8 @@ export interface CreateOptions {
   stopTimeout?: number | undefined;
   /** --restart no|always|unless-stopped|on-failure[:N] (detached containers). */
   restart?: string | undefined;
+  /** --init: a small init (tini) runs as PID 1 and starts the command. */
+  init?: boolean;
   /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
   security?: SecurityFlags;
   /** A build's RUN container (see ContainerRecord.intermediate); use Containers.createIntermediate. */
@@ -364,6 +367,7 @@ export class Containers {
         security,
         ...(helper ? { networkHelper: helper } : {}),
         ...(opts.portHandler ? { portHandler: opts.portHandler } : {}),
+        ...(opts.init ? { init: findInitBinary() } : {}),
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
       ...(opts.intermediate ? { intermediate: true } : {}),
@@ -499,6 +503,9 @@ export class Containers {
           .filter((f) => existsSync(path.join(dir, f)))
           .map((f): PlanMount => ({ kind: "bind", source: path.join(dir, f), target: `/etc/${f}`, flags: 0, create: "file", recursive: false })),
         ...planMounts(record.hostConfig.mounts ?? [], this.volumes),
+        ...(record.hostConfig.init
+          ? [{ kind: "bind", source: record.hostConfig.init, target: INIT_TARGET, flags: MS.RDONLY, create: "file", recursive: false } satisfies PlanMount]
+          : []),
       ],
     });
     const security = securityOf(record);
@@ -508,7 +515,7 @@ export class Containers {
       cloneFlags: namespaceFlags(network),
       hostname: record.config.hostname,
       ...fs,
-      argv: [record.path, ...record.args],
+      argv: record.hostConfig.init ? initArgv([record.path, ...record.args]) : [record.path, ...record.args],
       env: record.config.env,
       searchPath: envPath,
       cwd: { path: record.config.workingDir, create: true },

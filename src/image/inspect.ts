@@ -190,6 +190,7 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
       PortBindings: portBindings,
       RestartPolicy: { Name: h.restartPolicy?.name ?? "no", MaximumRetryCount: h.restartPolicy?.maximumRetryCount ?? 0 },
       AutoRemove: h.autoRemove,
+      Init: h.init !== undefined,
       VolumeDriver: "",
       VolumesFrom: null,
       CapAdd: sec.capAdd.length > 0 ? sec.capAdd : null,

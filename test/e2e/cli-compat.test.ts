@@ -99,4 +99,22 @@ describe("Docker CLI habits", () => {
     expect(bad.stderr).toMatch(/^Error: cannot read env file .*missing\.env/);
     await ok(["rm", "-f", name]);
   });
+
+  it("--init runs tini as PID 1: orphans are reaped, exit codes and 127 pass through", async () => {
+    expect(await ok(["run", "--rm", "--init", "busybox", "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline"])).toBe("/sbin/docker-init -- sh -c tr '\\0' ' ' < /proc/1/cmdline ");
+    expect((await tsrun(["run", "--rm", "--init", "busybox", "sh", "-c", "exit 9"])).code).toBe(9);
+    expect((await tsrun(["run", "--rm", "--init", "busybox", "no-such-command"])).code).toBe(127);
+    // The orphaned sleep goes to PID 1: `sleep 60` would leave it a zombie, tini reaps it.
+    const name = unique("init");
+    await ok(["run", "-d", "--init", "--name", name, "busybox", "sh", "-c", "(sleep 0.2 &); exec sleep 60"]);
+    expect(await ok(["inspect", "-f", "{{.HostConfig.Init}}", name])).toBe("true\n");
+    let states = "";
+    for (let i = 0; i < 50; i++) {
+      states = await ok(["exec", name, "ps", "-o", "stat,args"]);
+      if (!/^\S+\s+sleep 0\.2$/m.test(states)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(states).not.toMatch(/^\S+\s+(sleep 0\.2|\[sleep\])$/m);
+    await ok(["rm", "-f", name]);
+  });
 });
