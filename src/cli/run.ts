@@ -41,6 +41,7 @@ export interface CreateFlags {
   healthStartPeriod?: string;
   healthcheck: boolean;
   pull: "missing" | "always" | "never";
+  quiet: boolean;
   tlsVerify?: string;
   capAdd: string[];
   capDrop: string[];
@@ -119,6 +120,7 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--cpus <n>", "number of CPUs, e.g. 1.5 (needs cgroup v2 delegation)")
     .option("--userns <mode>", "user namespace: private (default), host, nomap, keep-id[:uid=N,gid=N]")
     .addOption(new Option("--pull <policy>", "pull the image: missing, always or never").choices(["missing", "always", "never"]).default("missing"))
+    .option("-q, --quiet", "suppress the pull output", false)
     .option("--tls-verify <bool>", "verify the registry's TLS certificate when pulling (true or false)")
     .option("--platform <os/arch>", "the image's platform (only the host's)")
     .option("--cidfile <file>", "write the container ID to this file")
@@ -219,7 +221,7 @@ export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void>
   if (o.tlsVerify !== undefined && o.tlsVerify !== "true" && o.tlsVerify !== "false") throw new TsrunError(`invalid --tls-verify "${o.tlsVerify}": true or false`);
   // The progress printer comes with the registry client: loaded only when there is a pull.
   const { printer } = await import("./registry.js");
-  const progress = printer(false);
+  const progress = printer(o.quiet);
   try {
     await t.pull({ reference: image, tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true", listener: progress });
   } catch (err) {
