@@ -12,8 +12,7 @@ import { ago, formatRows, goTimeString, humanDuration } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { collect, parseBoolFlag } from "./util.js";
 import { parseDuration } from "../format/duration.js";
-import { attachContainer, attachSocket, connectAttachSocket, parseDetachKeys } from "../container/attach.js";
-import type { Socket } from "node:net";
+import { attachContainer, parseDetachKeys, startAttached } from "../container/attach.js";
 
 /** Docker's STATUS column: "Up 3 seconds", "Exited (0) 5 seconds ago", "Created". */
 export function statusText(r: ContainerRecord, now = Date.now()): string {
@@ -319,14 +318,7 @@ export function registerContainers(program: Command): void {
         }
         if (record.config.tty && o.interactive && record.config.openStdin && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
         // The monitor waits for us before the container starts: no output is missed.
-        let socket: Socket | undefined;
-        const started = await t.containers.startDetached(record, {
-          beforeStart: async () => {
-            socket = await connectAttachSocket(t.containers.records.containerDir(record.id));
-          },
-        });
-        if (!socket) throw new TsrunError("the container's monitor did not wait for the attach");
-        const status = await attachSocket(t.containers, started, socket, { stdin: o.interactive, detachKeys: o.detachKeys, closeStdinOnEnd: true });
+        const status = await startAttached(t.containers, record, { stdin: o.interactive, detachKeys: o.detachKeys, closeStdinOnEnd: true });
         process.exit(status === "detached" ? 0 : status);
       }
     });

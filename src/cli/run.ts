@@ -4,7 +4,7 @@ import { Tsrun } from "../tsrun.js";
 import type { CreateOptions } from "../container/run.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
-import { collect } from "./util.js";
+import { collect, parseBoolFlag } from "./util.js";
 
 export interface CreateFlags {
   interactive: boolean;
@@ -60,6 +60,19 @@ export interface CreateFlags {
 
 export interface RunFlags extends CreateFlags {
   detach: boolean;
+  attach: string[];
+  sigProxy: boolean;
+  detachKeys: string;
+}
+
+/** -a/--attach STDIN|STDOUT|STDERR (any case), as docker/cli validates it. */
+function attachedStreams(list: string[]): { stdout: boolean; stderr: boolean } | undefined {
+  if (list.length === 0) return undefined;
+  const names = list.map((s) => s.toLowerCase());
+  for (const [i, n] of names.entries()) {
+    if (!["stdin", "stdout", "stderr"].includes(n)) throw new TsrunError(`invalid argument "${list[i]}" for "-a, --attach" flag: valid streams are STDIN, STDOUT and STDERR`);
+  }
+  return { stdout: names.includes("stdout"), stderr: names.includes("stderr") };
 }
 
 export function parseLabels(list: string[]): Record<string, string> {
@@ -237,6 +250,19 @@ export async function runCommand(image: string, command: string[], o: RunFlags):
   const opts = createOptions(image, command, o);
   await pullIfNeeded(image, o);
   if (o.rm && o.restart && o.restart !== "no") throw new TsrunError("conflicting options: --restart and --rm");
+  const streams = attachedStreams(o.attach);
+  if (o.detach && streams) throw new TsrunError("conflicting options: -a and -d");
+  if (!o.detach && (streams || !o.sigProxy)) {
+    // Only some streams shown, or signals not passed on: the container runs under its monitor
+    // (the streams not shown still reach its log) and outlives this process, as with Docker.
+    if (opts.tty && opts.interactive && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
+    // The attach client (node:net) is loaded only here: a plain `run` does not need it.
+    const { startAttached } = await import("../container/attach.js");
+    const t = new Tsrun();
+    const record = await t.containers.create(opts);
+    const status = await startAttached(t.containers, record, { stdin: o.interactive, detachKeys: o.detachKeys, sigProxy: o.sigProxy, closeStdinOnEnd: true, ...(streams ? { streams } : {}) });
+    return status === "detached" ? 0 : status;
+  }
   if (o.detach) {
     const record = await new Tsrun().runDetached(opts);
     process.stdout.write(`${record.id}\n`);
@@ -252,7 +278,10 @@ export function registerRun(program: Command): void {
       .description("Run a command in a new container")
       .argument("<image>")
       .argument("[command...]")
-      .option("-d, --detach", "run in the background and print the container ID", false),
+      .option("-d, --detach", "run in the background and print the container ID", false)
+      .option("-a, --attach <stream>", "show only these streams: STDOUT, STDERR (STDIN with -i); the others go to the log", collect, [])
+      .option("--sig-proxy [bool]", "pass the signals tsrun receives on to the container (false: the container runs on when tsrun ends)", parseBoolFlag, true)
+      .option("--detach-keys <keys>", "the key sequence that detaches (with -a or --sig-proxy=false)", "ctrl-p,ctrl-q"),
   ).action(async (image: string, command: string[], o: RunFlags) => {
     process.exit(await runCommand(image, command, o));
   });

@@ -2,7 +2,16 @@
 // Each case is a regression test for one fix; the comments say what Docker does.
 import { beforeAll, describe, expect, it } from "vitest";
 import path from "node:path";
-import { filesDir, importBusybox, tsrun, unique } from "./helpers.js";
+import { execa } from "execa";
+import { asUser, cliEnv, env, filesDir, importBusybox, tsrun, unique } from "./helpers.js";
+
+async function until(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 async function ok(args: string[], opts: { input?: string; cwd?: string } = {}): Promise<string> {
   const r = await tsrun(args, { timeout: 120_000, ...opts });
@@ -115,6 +124,37 @@ describe("Docker CLI habits", () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     expect(states).not.toMatch(/^\S+\s+(sleep 0\.2|\[sleep\])$/m);
+    await ok(["rm", "-f", name]);
+  });
+
+  it("run -a STDOUT shows only stdout (the log keeps both); -a is checked as Docker does", async () => {
+    const name = unique("attach");
+    const r = await tsrun(["run", "-a", "STDOUT", "--name", name, "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    expect(r).toEqual({ code: 3, stdout: "out\n", stderr: "" });
+    const logs = await tsrun(["logs", name]);
+    expect([logs.stdout, logs.stderr]).toEqual(["out\n", "err\n"]);
+    expect(await tsrun(["run", "--rm", "-a", "stderr", "busybox", "sh", "-c", "echo out; echo err >&2"])).toEqual({ code: 0, stdout: "", stderr: "err\n" });
+    expect(await tsrun(["run", "--rm", "-i", "-a", "stdout", "busybox", "cat"], { input: "piped\n" })).toEqual({ code: 0, stdout: "piped\n", stderr: "" });
+    const bad = await tsrun(["run", "-a", "stdio", "busybox", "true"]);
+    expect([bad.code, bad.stderr]).toEqual([125, 'Error: invalid argument "stdio" for "-a, --attach" flag: valid streams are STDIN, STDOUT and STDERR\n']);
+    expect((await tsrun(["run", "-d", "-a", "stdout", "busybox", "true"])).stderr).toBe("Error: conflicting options: -a and -d\n");
+    await ok(["rm", name]);
+  });
+
+  it("run --sig-proxy=false: a signal ends tsrun, not the container, which runs on", async () => {
+    // What devcontainer tools rely on: they start `docker run --sig-proxy=false ...`, read its
+    // first output, then end the client.
+    const name = unique("sigproxy");
+    const [cmd, ...args] = asUser([env.cli, "run", "--sig-proxy=false", "--name", name, "busybox", "sh", "-c", 'trap "echo got TERM" TERM; echo started; while true; do sleep 0.2; done']);
+    const child = execa(cmd as string, args, { reject: false, extendEnv: false, env: cliEnv(), cwd: env.base });
+    let seen = "";
+    child.stdout?.on("data", (d: Buffer) => (seen += d.toString()));
+    await until(async () => seen.includes("started"));
+    child.kill("SIGTERM");
+    await child;
+    expect(await ok(["inspect", "-f", "{{.State.Status}}", name])).toBe("running\n");
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await ok(["logs", name])).toBe("started\n");
     await ok(["rm", "-f", name]);
   });
 });
