@@ -426,6 +426,20 @@ export function registerContainers(program: Command): void {
     });
 
   program
+    .command("stats")
+    .description("Live resource usage of containers (not supported: needs a cgroup per container)")
+    .argument("[container...]")
+    .option("-a, --all", "all containers", false)
+    .option("--no-stream", "print once")
+    .option("--no-trunc", "do not truncate output")
+    .option("--format <format>", "format output")
+    .action(() => {
+      // Docker reads usage from each container's cgroup. tsrun makes one only for a container
+      // given resource limits, and only where cgroup v2 is delegated to the user.
+      throw new TsrunError("stats is not supported: tsrun keeps no cgroup per container to read usage from (top CONTAINER lists its processes)");
+    });
+
+  program
     .command("wait")
     .description("Block until containers stop, then print their exit codes")
     .argument("<container...>")

@@ -18,7 +18,7 @@ export const COMMAND_GROUPS: CommandGroup[] = [
   { commands: ["run", "create"], load: async () => [(await import("./run.js")).registerRun] },
   { commands: ["import", "images", "inspect", "history", "rmi", "tag"], load: async () => [(await import("./images.js")).registerImages] },
   {
-    commands: ["cp", "exec", "ps", "port", "rename", "top", "attach", "start", "logs", "stop", "restart", "pause", "unpause", "kill", "rm", "wait"],
+    commands: ["cp", "exec", "ps", "port", "rename", "top", "attach", "start", "logs", "stop", "restart", "pause", "unpause", "kill", "rm", "wait", "stats"],
     load: async () => [(await import("./containers.js")).registerContainers],
   },
   { commands: ["volume"], load: async () => [(await import("./volumes.js")).registerVolumes] },

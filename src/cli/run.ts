@@ -56,6 +56,29 @@ export interface CreateFlags {
   cidfile?: string;
   stopSignal?: string;
   stopTimeout?: string;
+  logDriver?: string;
+  logOpt: string[];
+}
+
+/** json-file's options (Docker's names): accepted, but tsrun's monitor neither rotates nor tags its log. */
+const JSON_FILE_LOG_OPTS = ["max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"];
+
+/**
+ * --log-driver and --log-opt: the monitor always writes Docker's json-file log, so that driver
+ * (or Podman's k8s-file name for it) is the only one; its options are not applied, which is
+ * said once rather than failing scripts that pass `--log-opt max-size=10m`.
+ */
+function checkLogFlags(o: CreateFlags): void {
+  if (o.logDriver !== undefined && !["json-file", "k8s-file"].includes(o.logDriver)) {
+    throw new TsrunError(`--log-driver ${o.logDriver} is not supported: containers log to a json-file log (tsrun logs reads it)`);
+  }
+  const ignored: string[] = [];
+  for (const opt of o.logOpt) {
+    const key = opt.split("=", 1)[0] as string;
+    if (!opt.includes("=") || !JSON_FILE_LOG_OPTS.includes(key)) throw new TsrunError(`invalid --log-opt "${opt}": json-file takes ${JSON_FILE_LOG_OPTS.join(", ")} (KEY=VALUE)`);
+    ignored.push(key);
+  }
+  if (ignored.length > 0) process.stderr.write(`tsrun: warning: --log-opt ${ignored.join(", ")} not applied: the log is not rotated or tagged\n`);
 }
 
 export interface RunFlags extends CreateFlags {
@@ -139,6 +162,8 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--cidfile <file>", "write the container ID to this file")
     .option("--stop-signal <signal>", "signal to stop the container (default: the image's STOPSIGNAL, else SIGTERM)")
     .option("--stop-timeout <seconds>", "seconds stop waits before SIGKILL (default 10)")
+    .option("--log-driver <driver>", "json-file, the only one (the log tsrun logs reads)")
+    .option("--log-opt <KEY=VALUE>", "json-file options: accepted, not applied (no rotation)", collect, [])
     .passThroughOptions();
 }
 
@@ -171,6 +196,7 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
       throw new TsrunError(`--platform ${o.platform}: only the host's platform (${host.os}/${host.architecture}) can run here`);
     }
   }
+  checkLogFlags(o);
   if (o.stopTimeout !== undefined && !/^-?\d+$/.test(o.stopTimeout)) throw new TsrunError(`invalid --stop-timeout "${o.stopTimeout}": a number of seconds`);
   return {
     image,
