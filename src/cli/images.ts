@@ -383,6 +383,13 @@ const tagSpec: CommandSpec = {
       }),
 };
 
+/** `container inspect`: inspect for containers only. */
+export function registerContainerInspect(container: Command): void {
+  inspectOptions(container.command("inspect").description("Display detailed information on one or more containers").argument("<container...>")).action(
+    (names: string[], o: { format?: string }) => inspectCommand(names, { ...o, type: "container" }),
+  );
+}
+
 /** The `image` group, shared with other command files that add subcommands (save, load, ...). */
 export function imageGroup(program: Command): Command {
   return program.commands.find((c) => c.name() === "image") ?? program.command("image").description("Manage images");

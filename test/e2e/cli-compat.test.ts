@@ -157,4 +157,14 @@ describe("Docker CLI habits", () => {
     expect(await ok(["logs", name])).toBe("started\n");
     await ok(["rm", "-f", name]);
   });
+
+  it("the container management command: container run, ls, inspect, rm", async () => {
+    const name = unique("mgmt");
+    expect(await ok(["container", "run", "--name", name, "busybox", "echo", "hi"])).toBe("hi\n");
+    expect(await ok(["container", "ls", "-a", "--filter", `name=^${name}$`, "--format", "{{.Names}} {{.State}}"])).toBe(`${name} exited\n`);
+    expect(await ok(["container", "inspect", "-f", "{{.State.ExitCode}}", name])).toBe("0\n");
+    const image = await tsrun(["container", "inspect", "busybox"]);
+    expect([image.code, image.stderr]).toEqual([125, "Error: No such container: busybox\n"]);
+    expect(await ok(["container", "remove", name])).toBe(`${name}\n`);
+  });
 });
