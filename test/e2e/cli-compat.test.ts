@@ -167,4 +167,20 @@ describe("Docker CLI habits", () => {
     expect([image.code, image.stderr]).toEqual([125, "Error: No such container: busybox\n"]);
     expect(await ok(["container", "remove", name])).toBe(`${name}\n`);
   });
+
+  it("--log-driver json-file and --log-opt are accepted (the options with a warning); stats says why it is unsupported", async () => {
+    const r = await tsrun(["run", "--rm", "--log-driver", "json-file", "--log-opt", "max-size=10m", "--log-opt", "max-file=3", "busybox", "echo", "hi"]);
+    expect(r).toEqual({ code: 0, stdout: "hi\n", stderr: "tsrun: warning: --log-opt max-size, max-file not applied: the log is not rotated or tagged\n" });
+    for (const [flags, message] of [
+      [["--log-driver", "syslog"], /^Error: --log-driver syslog is not supported/],
+      [["--log-opt", "syslog-address=udp://x"], /^Error: invalid --log-opt "syslog-address=udp:\/\/x"/],
+    ] as [string[], RegExp][]) {
+      const bad = await tsrun(["run", "--rm", ...flags, "busybox", "true"]);
+      expect(bad.code).toBe(125);
+      expect(bad.stderr).toMatch(message);
+    }
+    const stats = await tsrun(["stats", "--no-stream"]);
+    expect(stats.code).toBe(125);
+    expect(stats.stderr).toMatch(/^Error: stats is not supported: .*\n$/);
+  });
 });
