@@ -7,7 +7,7 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  uidmap busybox-static xz-utils zstd slirp4netns passt g++ make python3 libseccomp-dev >/dev/null
+  uidmap busybox-static xz-utils zstd slirp4netns passt tini g++ make python3 libseccomp-dev >/dev/null
 # The private network (slirp4netns, or pasta) needs /dev/net/tun as distributions ship it.
 [ -e /dev/net/tun ] && $sudo chmod 0666 /dev/net/tun
 if [ "$(id -u)" != 0 ] && ! grep -q "^$(id -un):" /etc/subuid 2>/dev/null; then

@@ -3,17 +3,16 @@ import type { Command } from "commander";
 import { Tsrun } from "../tsrun.js";
 import type { ContainerRecord } from "../container/records.js";
 import { killContainer, pauseContainer, readLogs, removeContainer, renameContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
-import { TsrunError } from "../errors.js";
+import { NotFoundError, TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
-import { containerPids } from "../container/top.js";
+import { topLines } from "../container/top.js";
 import { formatPort } from "../network/ports.js";
-import { execFileSync } from "node:child_process";
 import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
 import { ago, formatRows, goTimeString, humanDuration } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { collect, parseBoolFlag } from "./util.js";
-import { attachContainer, attachSocket, connectAttachSocket, parseDetachKeys } from "../container/attach.js";
-import type { Socket } from "node:net";
+import { parseDuration } from "../format/duration.js";
+import { attachContainer, parseDetachKeys, startAttached } from "../container/attach.js";
 
 /** Docker's STATUS column: "Up 3 seconds", "Exited (0) 5 seconds ago", "Created". */
 export function statusText(r: ContainerRecord, now = Date.now()): string {
@@ -73,6 +72,8 @@ const PS_HEADERS = {
   Mounts: "MOUNTS",
   Networks: "NETWORKS",
   LocalVolumes: "LOCAL VOLUMES",
+  /** docker/cli's header for {{.Label "com.example.some-key"}}: the last dotted part, - and _ as spaces. */
+  Label: (name: string): string => (name.split(".").pop() ?? "").replace(/[-_]/g, " "),
 };
 
 const PS_DEFAULT_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
@@ -85,7 +86,7 @@ function stateWord(r: ContainerRecord): string {
 /** One `ps` row with the fields docker/cli's container formatter has (keys sorted, as its json prints them). */
 function psRow(r: ContainerRecord, trunc: boolean): Record<string, unknown> {
   const mounts = r.hostConfig.mounts.filter((m) => m.type !== "tmpfs");
-  return {
+  const row = {
     Command: commandColumn(r, trunc),
     // A getter: the zone name needs ICU, slow on first use, and most formats do not show it.
     get CreatedAt(): string {
@@ -108,6 +109,9 @@ function psRow(r: ContainerRecord, trunc: boolean): Record<string, unknown> {
     State: stateWord(r),
     Status: statusText(r),
   };
+  // A method, as docker/cli's {{.Label "KEY"}}: not enumerable, so `json` leaves it out.
+  Object.defineProperty(row, "Label", { value: (name: string): string => r.config.labels[name] ?? "", enumerable: false });
+  return row;
 }
 
 function applyFilters(list: ContainerRecord[], filters: string[]): ContainerRecord[] {
@@ -167,13 +171,13 @@ function psCommand(o: PsFlags): void {
   process.stdout.write(formatRows(format, list.map((r) => psRow(r, o.trunc)), PS_HEADERS));
 }
 
-/** "10m", "1h30m", "30s" before now, or an RFC 3339 time / Unix seconds. */
-function parseSince(s: string): Date {
-  const rel = /^(\d+(?:\.\d+)?)(s|m|h)$/.exec(s);
-  if (rel) return new Date(Date.now() - Number(rel[1]) * { s: 1e3, m: 60e3, h: 3600e3 }[rel[2] as "s" | "m" | "h"]);
+/** "10m", "1h30m", "30s" before now, or an RFC 3339 time / Unix seconds (logs --since and --until). */
+function parseSince(s: string, flag: string): Date {
+  // A Go duration before now, as Docker reads it.
+  if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(s)) return new Date(Date.now() - parseDuration(s) / 1e6);
   if (/^\d+(\.\d+)?$/.test(s)) return new Date(Number(s) * 1000);
   const d = new Date(s);
-  if (Number.isNaN(d.getTime())) throw new TsrunError(`invalid --since value "${s}"`);
+  if (Number.isNaN(d.getTime())) throw new TsrunError(`invalid ${flag} value "${s}"`);
   return d;
 }
 
@@ -211,12 +215,14 @@ export function registerContainers(program: Command): void {
     .option("-t, --tty", "allocate a pseudo-terminal", false)
     .option("-d, --detach", "run the command in the background", false)
     .option("-e, --env <KEY=VALUE>", "set an environment variable", collect, [])
+    .option("--env-file <file>", "read environment variables from a file", collect, [])
     .option("-w, --workdir <dir>", "working directory inside the container")
     .option("-u, --user <user[:group]>", "user name or uid, optionally with group")
     .option("--privileged", "give the command every capability", false)
     .passThroughOptions()
-    .action(async (name: string, command: string[], o: { interactive: boolean; tty: boolean; detach: boolean; env: string[]; workdir?: string; user?: string; privileged: boolean }) => {
-      process.exit(await execInContainer(new Tsrun().containers, name, { command, ...o }));
+    .action(async (name: string, command: string[], o: { interactive: boolean; tty: boolean; detach: boolean; env: string[]; envFile: string[]; workdir?: string; user?: string; privileged: boolean }) => {
+      const { envFile, ...rest } = o;
+      process.exit(await execInContainer(new Tsrun().containers, name, { command, ...rest, envFiles: envFile }));
     });
 
   program
@@ -271,13 +277,7 @@ export function registerContainers(program: Command): void {
       const t = new Tsrun();
       const record = t.containers.get(name);
       if (record.state.status !== "running") throw new TsrunError(`container ${name} is not running`);
-      const pids = containerPids(record.state.pid);
-      const args = psOptions.length > 0 ? psOptions : ["-f"];
-      try {
-        process.stdout.write(execFileSync("ps", [...args, "-p", pids.join(",")], { encoding: "utf8" }));
-      } catch (err) {
-        throw new TsrunError(`ps ${args.join(" ")}: ${(err as Error).message.split("\n")[0]}`);
-      }
+      process.stdout.write(topLines(record.state.pid, psOptions));
     });
 
   program
@@ -318,14 +318,7 @@ export function registerContainers(program: Command): void {
         }
         if (record.config.tty && o.interactive && record.config.openStdin && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
         // The monitor waits for us before the container starts: no output is missed.
-        let socket: Socket | undefined;
-        const started = await t.containers.startDetached(record, {
-          beforeStart: async () => {
-            socket = await connectAttachSocket(t.containers.records.containerDir(record.id));
-          },
-        });
-        if (!socket) throw new TsrunError("the container's monitor did not wait for the attach");
-        const status = await attachSocket(t.containers, started, socket, { stdin: o.interactive, detachKeys: o.detachKeys, closeStdinOnEnd: true });
+        const status = await startAttached(t.containers, record, { stdin: o.interactive, detachKeys: o.detachKeys, closeStdinOnEnd: true });
         process.exit(status === "detached" ? 0 : status);
       }
     });
@@ -338,7 +331,8 @@ export function registerContainers(program: Command): void {
     .option("-n, --tail <n>", "number of lines to show from the end", "all")
     .option("-t, --timestamps", "show timestamps", false)
     .option("--since <time>", "show logs since a timestamp or relative time (e.g. 10m)")
-    .action(async (name: string, o: { follow: boolean; tail: string; timestamps: boolean; since?: string }) => {
+    .option("--until <time>", "show logs before a timestamp or relative time (e.g. 10m)")
+    .action(async (name: string, o: { follow: boolean; tail: string; timestamps: boolean; since?: string; until?: string }) => {
       const tail = o.tail === "all" ? undefined : Number(o.tail);
       if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new TsrunError(`invalid --tail value "${o.tail}"`);
       const opts = {
@@ -346,7 +340,8 @@ export function registerContainers(program: Command): void {
         onRecord: (r: { log: string; stream: string; time: string }) =>
           (r.stream === "stderr" ? process.stderr : process.stdout).write(o.timestamps ? `${r.time} ${r.log}` : r.log),
         ...(tail !== undefined ? { tail } : {}),
-        ...(o.since ? { since: parseSince(o.since) } : {}),
+        ...(o.since ? { since: parseSince(o.since, "--since") } : {}),
+        ...(o.until ? { until: parseSince(o.until, "--until") } : {}),
       };
       await readLogs(new Tsrun().containers, name, opts);
     });
@@ -422,11 +417,26 @@ export function registerContainers(program: Command): void {
           await removeContainer(t.containers, name, o.force, o.volumes);
           process.stdout.write(`${name}\n`);
         } catch (err) {
-          failed = true;
           process.stderr.write(`Error: ${(err as Error).message}\n`);
+          // docker rm -f: a container that does not exist is reported but does not fail the command.
+          if (!(o.force && err instanceof NotFoundError)) failed = true;
         }
       }
       if (failed) process.exit(1);
+    });
+
+  program
+    .command("stats")
+    .description("Live resource usage of containers (not supported: needs a cgroup per container)")
+    .argument("[container...]")
+    .option("-a, --all", "all containers", false)
+    .option("--no-stream", "print once")
+    .option("--no-trunc", "do not truncate output")
+    .option("--format <format>", "format output")
+    .action(() => {
+      // Docker reads usage from each container's cgroup. tsrun makes one only for a container
+      // given resource limits, and only where cgroup v2 is delegated to the user.
+      throw new TsrunError("stats is not supported: tsrun keeps no cgroup per container to read usage from (top CONTAINER lists its processes)");
     });
 
   program

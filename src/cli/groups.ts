@@ -11,18 +11,29 @@ interface CommandGroup {
   /** Top-level command names (and aliases) the group registers. */
   commands: string[];
   load(): Promise<Register[]>;
+  /** What the group also adds under `container` (Docker's management command: `container run`, `container ls`, ...). */
+  containerCommands?(): Promise<Register[]>;
 }
 
 /** Every group; test/unit/cli-groups.test.ts checks the names against what each group registers. */
 export const COMMAND_GROUPS: CommandGroup[] = [
-  { commands: ["run", "create"], load: async () => [(await import("./run.js")).registerRun] },
-  { commands: ["import", "images", "inspect", "history", "rmi", "tag"], load: async () => [(await import("./images.js")).registerImages] },
+  { commands: ["run", "create"], load: async () => [(await import("./run.js")).registerRun], containerCommands: async () => [(await import("./run.js")).registerRun] },
   {
-    commands: ["cp", "exec", "ps", "port", "rename", "top", "attach", "start", "logs", "stop", "restart", "pause", "unpause", "kill", "rm", "wait"],
+    commands: ["import", "images", "inspect", "history", "rmi", "tag"],
+    load: async () => [(await import("./images.js")).registerImages],
+    containerCommands: async () => [(await import("./images.js")).registerContainerInspect],
+  },
+  {
+    commands: ["cp", "exec", "ps", "port", "rename", "top", "attach", "start", "logs", "stop", "restart", "pause", "unpause", "kill", "rm", "wait", "stats"],
     load: async () => [(await import("./containers.js")).registerContainers],
+    containerCommands: async () => [(await import("./containers.js")).registerContainers],
   },
   { commands: ["volume"], load: async () => [(await import("./volumes.js")).registerVolumes] },
-  { commands: ["commit", "export", "diff"], load: async () => [(await import("./containers-image.js")).registerContainerImages] },
+  {
+    commands: ["commit", "export", "diff"],
+    load: async () => [(await import("./containers-image.js")).registerContainerImages],
+    containerCommands: async () => [(await import("./containers-image.js")).registerContainerImages],
+  },
   { commands: ["pull", "push", "login", "logout"], load: async () => [(await import("./registry.js")).registerRegistry] },
   { commands: ["save", "load"], load: async () => [(await import("./archive.js")).registerArchive] },
   {
@@ -52,4 +63,17 @@ export function groupsFor(argv: string[]): CommandGroup[] {
 export async function registerGroups(program: Command, groups: CommandGroup[]): Promise<void> {
   const loaded = await Promise.all(groups.map((g) => g.load()));
   for (const registers of loaded) for (const register of registers) register(program);
+  // The `container` subcommands only when every group is loaded, which `container ...` does:
+  // a plain `tsrun run` does not build them.
+  if (groups === COMMAND_GROUPS) await registerContainerCommands(program, groups);
+}
+
+/** `container run|ls|rm|inspect|...`: the container commands again under Docker's management command, with its aliases. */
+async function registerContainerCommands(program: Command, groups: CommandGroup[]): Promise<void> {
+  const parent = program.commands.find((c) => c.name() === "container") ?? program.command("container").description("Manage containers");
+  const loaded = await Promise.all(groups.map((g) => g.containerCommands?.() ?? Promise.resolve([])));
+  for (const registers of loaded) for (const register of registers) register(parent);
+  const sub = (name: string): Command | undefined => parent.commands.find((c) => c.name() === name);
+  sub("ps")?.aliases(["ls", "list"]);
+  sub("rm")?.alias("remove");
 }

@@ -271,13 +271,20 @@ export function historyCommand(name: string, o: { trunc: boolean; quiet: boolean
 export async function rmiCommand(names: string[], o: { force: boolean }): Promise<void> {
   const t = new Tsrun();
   const errors: string[] = [];
+  let onlyMissing = true;
   for (const name of names) {
     try {
       for (const line of await removeImage(t.containers, name, o.force)) process.stdout.write(`${line}\n`);
     } catch (err) {
       if (!(err instanceof TsrunError)) throw err;
+      if (!(err instanceof NotFoundError)) onlyMissing = false;
       errors.push(err.message);
     }
+  }
+  // docker rmi -f: images that do not exist are reported but do not fail the command.
+  if (errors.length > 0 && o.force && onlyMissing) {
+    for (const e of errors) process.stderr.write(`Error: ${e}\n`);
+    return;
   }
   if (errors.length > 0) {
     for (const e of errors.slice(0, -1)) process.stderr.write(`Error: ${e}\n`);
@@ -375,6 +382,13 @@ const tagSpec: CommandSpec = {
         await tagImage(new Tsrun().store, source, target);
       }),
 };
+
+/** `container inspect`: inspect for containers only. */
+export function registerContainerInspect(container: Command): void {
+  inspectOptions(container.command("inspect").description("Display detailed information on one or more containers").argument("<container...>")).action(
+    (names: string[], o: { format?: string }) => inspectCommand(names, { ...o, type: "container" }),
+  );
+}
 
 /** The `image` group, shared with other command files that add subcommands (save, load, ...). */
 export function imageGroup(program: Command): Command {

@@ -63,7 +63,7 @@ export function templateError(err: unknown): never {
 }
 
 /** Renders rows with a table, json or plain template format (docker/cli's formatter). */
-export function formatRows(format: string, rows: readonly Record<string, unknown>[], headers: Record<string, string>): string {
+export function formatRows(format: string, rows: readonly Record<string, unknown>[], headers: Readonly<Record<string, unknown>>): string {
   try {
     if (isTableFormat(format)) return renderTable(format, rows, headers);
     const template = compileTemplate(parseTableFormat(format).template);

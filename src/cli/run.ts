@@ -4,7 +4,7 @@ import { Tsrun } from "../tsrun.js";
 import type { CreateOptions } from "../container/run.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
-import { collect } from "./util.js";
+import { collect, parseBoolFlag } from "./util.js";
 
 export interface CreateFlags {
   interactive: boolean;
@@ -33,6 +33,7 @@ export interface CreateFlags {
   volumesFrom: string[];
   rm: boolean;
   restart?: string;
+  init: boolean;
   healthCmd?: string;
   healthInterval?: string;
   healthTimeout?: string;
@@ -40,6 +41,7 @@ export interface CreateFlags {
   healthStartPeriod?: string;
   healthcheck: boolean;
   pull: "missing" | "always" | "never";
+  quiet: boolean;
   tlsVerify?: string;
   capAdd: string[];
   capDrop: string[];
@@ -54,10 +56,46 @@ export interface CreateFlags {
   cidfile?: string;
   stopSignal?: string;
   stopTimeout?: string;
+  logDriver?: string;
+  logOpt: string[];
+}
+
+/** json-file's options (Docker's names): accepted, but tsrun's monitor neither rotates nor tags its log. */
+const JSON_FILE_LOG_OPTS = ["max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"];
+
+/**
+ * --log-driver and --log-opt: the monitor always writes Docker's json-file log, so that driver
+ * (or Podman's k8s-file name for it) is the only one; its options are not applied, which is
+ * said once rather than failing scripts that pass `--log-opt max-size=10m`.
+ */
+function checkLogFlags(o: CreateFlags): void {
+  if (o.logDriver !== undefined && !["json-file", "k8s-file"].includes(o.logDriver)) {
+    throw new TsrunError(`--log-driver ${o.logDriver} is not supported: containers log to a json-file log (tsrun logs reads it)`);
+  }
+  const ignored: string[] = [];
+  for (const opt of o.logOpt) {
+    const key = opt.split("=", 1)[0] as string;
+    if (!opt.includes("=") || !JSON_FILE_LOG_OPTS.includes(key)) throw new TsrunError(`invalid --log-opt "${opt}": json-file takes ${JSON_FILE_LOG_OPTS.join(", ")} (KEY=VALUE)`);
+    ignored.push(key);
+  }
+  if (ignored.length > 0) process.stderr.write(`tsrun: warning: --log-opt ${ignored.join(", ")} not applied: the log is not rotated or tagged\n`);
 }
 
 export interface RunFlags extends CreateFlags {
   detach: boolean;
+  attach: string[];
+  sigProxy: boolean;
+  detachKeys: string;
+}
+
+/** -a/--attach STDIN|STDOUT|STDERR (any case), as docker/cli validates it. */
+function attachedStreams(list: string[]): { stdout: boolean; stderr: boolean } | undefined {
+  if (list.length === 0) return undefined;
+  const names = list.map((s) => s.toLowerCase());
+  for (const [i, n] of names.entries()) {
+    if (!["stdin", "stdout", "stderr"].includes(n)) throw new TsrunError(`invalid argument "${list[i]}" for "-a, --attach" flag: valid streams are STDIN, STDOUT and STDERR`);
+  }
+  return { stdout: names.includes("stdout"), stderr: names.includes("stderr") };
 }
 
 export function parseLabels(list: string[]): Record<string, string> {
@@ -94,13 +132,14 @@ export function addContainerOptions(cmd: Command): Command {
     .option("-p, --publish <[ip:][hostPort:]containerPort[/proto]>", "publish a container port on the host", collect, [])
     .option("-P, --publish-all", "publish every EXPOSEd port on a free host port", false)
     .option("--dns <ip>", "DNS server for the container", collect, [])
-    .option("--add-host <name:ip>", "add a line to /etc/hosts (ip may be host-gateway)", collect, [])
+    .option("--add-host <name:ip>", "add a line to /etc/hosts: NAME:IP or NAME=IP (ip may be host-gateway)", collect, [])
     .option("-l, --label <KEY=VALUE>", "set a label", collect, [])
     .option("-v, --volume <spec>", "bind mount HOST:CTR[:ro], named volume NAME:CTR, or anonymous /CTR", collect, [])
     .option("--mount <spec>", "type=bind|volume|tmpfs,source=...,target=...[,readonly]", collect, [])
     .option("--tmpfs <spec>", "tmpfs mount /path[:options]", collect, [])
     .option("--volumes-from <container[:ro|rw]>", "mount the volumes of another container", collect, [])
     .option("--restart <policy>", "restart policy: no, always, unless-stopped, on-failure[:N]")
+    .option("--init", "run an init (tini) as PID 1 that reaps zombies and passes signals on", false)
     .option("--health-cmd <command>", "command to run to check health")
     .option("--health-interval <duration>", "time between health checks (e.g. 30s)")
     .option("--health-timeout <duration>", "maximum time a check may run")
@@ -117,11 +156,14 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--cpus <n>", "number of CPUs, e.g. 1.5 (needs cgroup v2 delegation)")
     .option("--userns <mode>", "user namespace: private (default), host, nomap, keep-id[:uid=N,gid=N]")
     .addOption(new Option("--pull <policy>", "pull the image: missing, always or never").choices(["missing", "always", "never"]).default("missing"))
+    .option("-q, --quiet", "suppress the pull output", false)
     .option("--tls-verify <bool>", "verify the registry's TLS certificate when pulling (true or false)")
     .option("--platform <os/arch>", "the image's platform (only the host's)")
     .option("--cidfile <file>", "write the container ID to this file")
     .option("--stop-signal <signal>", "signal to stop the container (default: the image's STOPSIGNAL, else SIGTERM)")
     .option("--stop-timeout <seconds>", "seconds stop waits before SIGKILL (default 10)")
+    .option("--log-driver <driver>", "json-file, the only one (the log tsrun logs reads)")
+    .option("--log-opt <KEY=VALUE>", "json-file options: accepted, not applied (no rotation)", collect, [])
     .passThroughOptions();
 }
 
@@ -154,6 +196,7 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
       throw new TsrunError(`--platform ${o.platform}: only the host's platform (${host.os}/${host.architecture}) can run here`);
     }
   }
+  checkLogFlags(o);
   if (o.stopTimeout !== undefined && !/^-?\d+$/.test(o.stopTimeout)) throw new TsrunError(`invalid --stop-timeout "${o.stopTimeout}": a number of seconds`);
   return {
     image,
@@ -183,6 +226,7 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     tmpfs: o.tmpfs,
     volumesFrom: o.volumesFrom,
     restart: o.restart,
+    init: o.init,
     cidFile: o.cidfile,
     stopSignal: o.stopSignal,
     stopTimeout: o.stopTimeout === undefined ? undefined : Number(o.stopTimeout),
@@ -216,7 +260,7 @@ export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void>
   if (o.tlsVerify !== undefined && o.tlsVerify !== "true" && o.tlsVerify !== "false") throw new TsrunError(`invalid --tls-verify "${o.tlsVerify}": true or false`);
   // The progress printer comes with the registry client: loaded only when there is a pull.
   const { printer } = await import("./registry.js");
-  const progress = printer(false);
+  const progress = printer(o.quiet);
   try {
     await t.pull({ reference: image, tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true", listener: progress });
   } catch (err) {
@@ -232,6 +276,19 @@ export async function runCommand(image: string, command: string[], o: RunFlags):
   const opts = createOptions(image, command, o);
   await pullIfNeeded(image, o);
   if (o.rm && o.restart && o.restart !== "no") throw new TsrunError("conflicting options: --restart and --rm");
+  const streams = attachedStreams(o.attach);
+  if (o.detach && streams) throw new TsrunError("conflicting options: -a and -d");
+  if (!o.detach && (streams || !o.sigProxy)) {
+    // Only some streams shown, or signals not passed on: the container runs under its monitor
+    // (the streams not shown still reach its log) and outlives this process, as with Docker.
+    if (opts.tty && opts.interactive && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
+    // The attach client (node:net) is loaded only here: a plain `run` does not need it.
+    const { startAttached } = await import("../container/attach.js");
+    const t = new Tsrun();
+    const record = await t.containers.create(opts);
+    const status = await startAttached(t.containers, record, { stdin: o.interactive, detachKeys: o.detachKeys, sigProxy: o.sigProxy, closeStdinOnEnd: true, ...(streams ? { streams } : {}) });
+    return status === "detached" ? 0 : status;
+  }
   if (o.detach) {
     const record = await new Tsrun().runDetached(opts);
     process.stdout.write(`${record.id}\n`);
@@ -247,7 +304,10 @@ export function registerRun(program: Command): void {
       .description("Run a command in a new container")
       .argument("<image>")
       .argument("[command...]")
-      .option("-d, --detach", "run in the background and print the container ID", false),
+      .option("-d, --detach", "run in the background and print the container ID", false)
+      .option("-a, --attach <stream>", "show only these streams: STDOUT, STDERR (STDIN with -i); the others go to the log", collect, [])
+      .option("--sig-proxy [bool]", "pass the signals tsrun receives on to the container (false: the container runs on when tsrun ends)", parseBoolFlag, true)
+      .option("--detach-keys <keys>", "the key sequence that detaches (with -a or --sig-proxy=false)", "ctrl-p,ctrl-q"),
   ).action(async (image: string, command: string[], o: RunFlags) => {
     process.exit(await runCommand(image, command, o));
   });

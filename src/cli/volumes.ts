@@ -1,6 +1,7 @@
 // `tsrun volume create|ls|inspect|rm|prune`.
 import type { Command } from "commander";
 import { Tsrun } from "../tsrun.js";
+import { NotFoundError, TsrunError } from "../errors.js";
 import { collect } from "./util.js";
 import { table } from "./output.js";
 import { parseLabels } from "./run.js";
@@ -35,13 +36,23 @@ export function registerVolumes(program: Command): void {
     .command("rm")
     .alias("remove")
     .argument("<name...>")
-    .option("-f, --force", "remove even if in use (not allowed: fails like Docker)", false)
-    .action(async (names: string[]) => {
+    .option("-f, --force", "no error for volumes that do not exist (one in use is still refused, as Docker does)", false)
+    .action(async (names: string[], o: { force: boolean }) => {
       const t = new Tsrun();
+      let failed: TsrunError | undefined;
       for (const n of names) {
-        await t.containers.volumes.remove(n, (v) => t.containers.volumeUsers(v));
-        process.stdout.write(`${n}\n`);
+        try {
+          await t.containers.volumes.remove(n, (v) => t.containers.volumeUsers(v));
+          process.stdout.write(`${n}\n`);
+        } catch (err) {
+          if (!(err instanceof TsrunError)) throw err;
+          if (o.force && err instanceof NotFoundError) continue;
+          // The others are still removed; the command fails at the end, as Docker's does.
+          if (failed) process.stderr.write(`Error: ${failed.message}\n`);
+          failed = err;
+        }
       }
+      if (failed) throw failed;
     });
   volume
     .command("prune")

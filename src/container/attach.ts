@@ -26,6 +26,8 @@ export interface AttachOptions {
   sigProxy?: boolean;
   /** The end of our stdin closes the container's (Docker's StdinOnce: `start -ai`). */
   closeStdinOnEnd?: boolean;
+  /** The output streams shown (`run -a`); both when unset. The log keeps both either way. */
+  streams?: { stdout: boolean; stderr: boolean };
 }
 
 /** "ctrl-p,ctrl-q" -> [0x10, 0x11]; "a" -> [0x61]. As Docker parses --detach-keys. */
@@ -136,8 +138,8 @@ export async function attachSocket(containers: Containers, record: ContainerReco
           if (pending.length < 5 + length) break;
           const type = pending[0];
           const payload = pending.subarray(5, 5 + length);
-          if (type === FRAME_STDOUT) process.stdout.write(payload);
-          else if (type === FRAME_STDERR) process.stderr.write(payload);
+          if (type === FRAME_STDOUT && (opts.streams?.stdout ?? true)) process.stdout.write(payload);
+          else if (type === FRAME_STDERR && (opts.streams?.stderr ?? true)) process.stderr.write(payload);
           pending = pending.subarray(5 + length);
         }
       });
@@ -184,4 +186,20 @@ export async function attachContainer(containers: Containers, query: string, opt
   if (tty && opts.stdin && record.config.openStdin && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
   const socket = await connectAttachSocket(containers.records.containerDir(record.id));
   return attachSocket(containers, record, socket, opts);
+}
+
+/**
+ * Starts a created or stopped container under its monitor and attaches to it from its first
+ * output on (`start -a`, and `run -a`/`--sig-proxy=false`): the monitor waits for this client
+ * before it starts the container. The container outlives this process, as with Docker.
+ */
+export async function startAttached(containers: Containers, record: ContainerRecord, opts: AttachOptions): Promise<number | "detached"> {
+  let socket: net.Socket | undefined;
+  const started = await containers.startDetached(record, {
+    beforeStart: async () => {
+      socket = await connectAttachSocket(containers.records.containerDir(record.id));
+    },
+  });
+  if (!socket) throw new TsrunError("the container's monitor did not wait for the attach");
+  return attachSocket(containers, started, socket, opts);
 }

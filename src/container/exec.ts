@@ -6,7 +6,7 @@ import type { ContainerRecord } from "./records.js";
 import { attachForeground, childFailureError, SignalRelay } from "./process.js";
 import { encodePlan, native, type LaunchPlan } from "../native.js";
 import { currentMapping, setGroupsAllowed } from "../userns.js";
-import { DEFAULT_PATH, splitEnv } from "./spec.js";
+import { DEFAULT_PATH, readEnvFiles, splitEnv } from "./spec.js";
 import { TsrunError } from "../errors.js";
 import { processSecurity, securityOf } from "./security/plan.js";
 
@@ -16,6 +16,8 @@ export interface ExecOptions {
   interactive?: boolean;
   detach?: boolean;
   env?: string[];
+  /** --env-file files, read before `env` (which wins), as Docker does. */
+  envFiles?: string[];
   workdir?: string | undefined;
   user?: string | undefined;
   /** Every capability for this process (Docker's exec --privileged). */
@@ -33,7 +35,7 @@ export function containerProcessPlan(containers: Containers, record: ContainerRe
   const mapping = currentMapping();
   const user = containers.resolveUserFor(record, opts.user);
   const env = new Map(record.config.env.map((e) => splitEnv(e) as [string, string]));
-  for (const e of opts.env ?? []) {
+  for (const e of [...readEnvFiles(opts.envFiles ?? []), ...(opts.env ?? [])]) {
     const [k, v] = splitEnv(e);
     if (v !== undefined) env.set(k, v);
     else if (process.env[k] !== undefined) env.set(k, process.env[k] as string);

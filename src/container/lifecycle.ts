@@ -146,6 +146,8 @@ export interface LogOptions {
   tail?: number;
   /** Only records at or after this time. */
   since?: Date;
+  /** Only records before this time; a follow ends once it has passed. */
+  until?: Date;
   onRecord: (r: LogRecord) => void;
 }
 
@@ -188,6 +190,7 @@ export async function readLogs(containers: Containers, query: string, opts: LogO
   const emit = (records: LogRecord[]): void => {
     for (const r of records) {
       if (opts.since && new Date(r.time) < opts.since) continue;
+      if (opts.until && new Date(r.time) > opts.until) continue;
       opts.onRecord(r);
     }
   };
@@ -198,7 +201,7 @@ export async function readLogs(containers: Containers, query: string, opts: LogO
   for (;;) {
     const running = containers.get(record.id).state.status === "running";
     emit(readNew());
-    if (!running) {
+    if (!running || (opts.until && Date.now() > opts.until.getTime())) {
       emit(readNew());
       return;
     }

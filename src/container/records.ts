@@ -84,6 +84,8 @@ export interface ContainerRecord {
     portHandler?: PortHandler;
     /** User-defined networks the container is on, by network name (the first is eth0). */
     networks?: Record<string, Endpoint>;
+    /** --init: the host's init binary, bound at /sbin/docker-init and run as PID 1. */
+    init?: string;
   };
   state: ContainerState;
   /**

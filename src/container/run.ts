@@ -8,20 +8,21 @@ import { Store } from "../store/store.js";
 import { ContainerStore, type ContainerRecord } from "./records.js";
 import { filesystemPlan, hostsFile, namespaceFlags, resolvConf, type NetworkMode } from "./mounts.js";
 import { hostsLine } from "../network/hosts.js";
-import { mergeCommand, mergeEnv, parseEnvFile, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
+import { mergeCommand, mergeEnv, readEnvFiles, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
 import { readLayeredFile } from "./rootfs-files.js";
 import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from "./process.js";
 import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowed, type UsernsMode } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import type { HealthConfig, ImageConfig } from "../image/types.js";
 import { parseDuration } from "../format/duration.js";
-import { CLONE, type LaunchPlan, type PlanMount } from "../native.js";
+import { CLONE, MS, type LaunchPlan, type PlanMount } from "../native.js";
 import { normaliseName } from "../image/reference.js";
 import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, type MountSpec, type StagedVolume } from "./volumes.js";
 import { containerLeftovers } from "./recovery.js";
 import { faultPoint } from "../store/fault.js";
 import type { Lease } from "../store/leases.js";
 import { randomBytes } from "../random.js";
+import { findInitBinary, INIT_TARGET, initArgv } from "./init.js";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
 import { hostGateway } from "../network/pasta.js";
 import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, stopNetworkHelpers, SLIRP_HOST, type OutboundHelper, type PortHandler } from "../network/outbound.js";
@@ -88,6 +89,8 @@ export interface CreateOptions {
   stopTimeout?: number | undefined;
   /** --restart no|always|unless-stopped|on-failure[:N] (detached containers). */
   restart?: string | undefined;
+  /** --init: a small init (tini) runs as PID 1 and starts the command. */
+  init?: boolean;
   /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
   security?: SecurityFlags;
   /** A build's RUN container (see ContainerRecord.intermediate); use Containers.createIntermediate. */
@@ -288,15 +291,7 @@ export class Containers {
     }
     const workingDir = opts.workdir ?? (c.WorkingDir || "/");
     if (!workingDir.startsWith("/")) throw new TsrunError(`the working directory "${workingDir}" is invalid: it needs to be an absolute path`);
-    const envFromFiles = (opts.envFiles ?? []).flatMap((f) => {
-      let text: string;
-      try {
-        text = readFileSync(f, "utf8");
-      } catch (err) {
-        throw new TsrunError(`cannot read env file ${f}: ${(err as Error).message}`);
-      }
-      return parseEnvFile(text, f);
-    });
+    const envFromFiles = readEnvFiles(opts.envFiles ?? []);
     let network = opts.network ?? "private";
     let userNetwork: NetworkRecord | undefined;
     if (!["private", "none", "host"].includes(network)) {
@@ -327,11 +322,12 @@ export class Containers {
     // own gateway, which pasta gives the container.
     const hostAddress = helper === undefined ? undefined : helper === "slirp4netns" ? SLIRP_HOST : hostGateway();
     const extraHosts = (opts.addHosts ?? []).map((h) => {
-      const colon = h.indexOf(":");
-      const hostName = h.slice(0, colon);
-      let ip = colon > 0 ? h.slice(colon + 1) : "";
+      // NAME=IP (docker/cli 25+) or NAME:IP; an IPv6 address may come in brackets.
+      const sep = h.includes("=") ? h.indexOf("=") : h.indexOf(":");
+      const hostName = sep > 0 ? h.slice(0, sep) : "";
+      let ip = sep > 0 ? h.slice(sep + 1).replace(/^\[(.+)\]$/, "$1") : "";
       if (ip === "host-gateway") ip = hostAddress ?? hostGateway() ?? "";
-      if (!hostName || !ip || !/^[a-zA-Z0-9.-]+$/.test(hostName) || !/^[0-9a-fA-F.:]+$/.test(ip)) throw new TsrunError(`invalid --add-host "${h}": expected NAME:IP`);
+      if (!hostName || !ip || !/^[a-zA-Z0-9.-]+$/.test(hostName) || !/^[0-9a-fA-F.:]+$/.test(ip)) throw new TsrunError(`invalid --add-host "${h}": expected NAME:IP or NAME=IP`);
       return `${ip}\t${hostName}`;
     });
     for (const d of opts.dns ?? []) if (!/^[0-9a-fA-F.:]+$/.test(d)) throw new TsrunError(`invalid --dns address "${d}"`);
@@ -376,6 +372,7 @@ export class Containers {
         security,
         ...(helper ? { networkHelper: helper } : {}),
         ...(opts.portHandler ? { portHandler: opts.portHandler } : {}),
+        ...(opts.init ? { init: findInitBinary() } : {}),
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
       ...(opts.intermediate ? { intermediate: true } : {}),
@@ -514,6 +511,9 @@ export class Containers {
           .filter((f) => existsSync(path.join(dir, f)))
           .map((f): PlanMount => ({ kind: "bind", source: path.join(dir, f), target: `/etc/${f}`, flags: 0, create: "file", recursive: false })),
         ...planMounts(record.hostConfig.mounts ?? [], this.volumes),
+        ...(record.hostConfig.init
+          ? [{ kind: "bind", source: record.hostConfig.init, target: INIT_TARGET, flags: MS.RDONLY, create: "file", recursive: false } satisfies PlanMount]
+          : []),
       ],
     });
     const security = securityOf(record);
@@ -523,7 +523,7 @@ export class Containers {
       cloneFlags: namespaceFlags(network),
       hostname: record.config.hostname,
       ...fs,
-      argv: [record.path, ...record.args],
+      argv: record.hostConfig.init ? initArgv([record.path, ...record.args]) : [record.path, ...record.args],
       env: record.config.env,
       searchPath: envPath,
       cwd: { path: record.config.workingDir, create: true },

@@ -1,5 +1,6 @@
 // How a container's process is derived from its image and the run options, exactly as Docker
 // documents it: ENTRYPOINT/CMD merging, environment, user specs.
+import { readFileSync } from "node:fs";
 import { TsrunError } from "../errors.js";
 import type { ContainerConfig } from "../image/types.js";
 
@@ -49,6 +50,19 @@ export function parseEnvFile(text: string, file: string): string[] {
     out.push(line);
   });
   return out;
+}
+
+/** The variables of --env-file files, in order (run, create and exec). */
+export function readEnvFiles(files: readonly string[]): string[] {
+  return files.flatMap((f) => {
+    let text: string;
+    try {
+      text = readFileSync(f, "utf8");
+    } catch (err) {
+      throw new TsrunError(`cannot read env file ${f}: ${(err as Error).message}`);
+    }
+    return parseEnvFile(text, f);
+  });
 }
 
 /**

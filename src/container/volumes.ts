@@ -48,6 +48,15 @@ export interface VolumeRecord {
 
 const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 
+/**
+ * A bind source written relative to the working directory (`.`, `..`, `./x`, `../x`) made
+ * absolute, as docker/cli does since 23.0 (`../` since 28.2). No volume name starts with a dot,
+ * so nothing else is taken for a path; other relative sources stay as they are.
+ */
+function absoluteBindSource(source: string): string {
+  return /^\.\.?(\/|$)/.test(source) ? path.resolve(source) : source;
+}
+
 function checkTarget(target: string, what: string): string {
   if (!target.startsWith("/")) throw new TsrunError(`invalid ${what} "${target}": the container path must be absolute`);
   const clean = path.posix.normalize(target);
@@ -68,7 +77,8 @@ export function parseVolumeFlag(spec: string): MountSpec {
     }
   }
   if (parts.length === 1) return { type: "volume", source: "", target: checkTarget(parts[0] as string, "volume"), readOnly, anonymous: true };
-  const [source, target] = parts as [string, string];
+  const [written, target] = parts as [string, string];
+  const source = absoluteBindSource(written);
   if (source.startsWith("/")) return { type: "bind", source: path.normalize(source), target: checkTarget(target, "volume"), readOnly };
   if (!VOLUME_NAME.test(source)) throw new TsrunError(`invalid volume name "${source}": use [a-zA-Z0-9][a-zA-Z0-9_.-]+ or an absolute host path`);
   return { type: "volume", source, target: checkTarget(target, "volume"), readOnly };
@@ -84,7 +94,8 @@ export function parseMountFlag(spec: string): MountSpec {
   const type = kv.get("type") ?? "volume";
   const target = kv.get("target") ?? kv.get("destination") ?? kv.get("dst") ?? kv.get("dest");
   if (!target) throw new TsrunError(`invalid --mount "${spec}": target is required`);
-  const source = kv.get("source") ?? kv.get("src") ?? "";
+  const written = kv.get("source") ?? kv.get("src") ?? "";
+  const source = type === "bind" ? absoluteBindSource(written) : written;
   const ro = kv.get("readonly") ?? kv.get("ro");
   const readOnly = ro === "true" || ro === "1";
   const known = new Set(["type", "target", "destination", "dst", "dest", "source", "src", "readonly", "ro", "volume-nocopy", "tmpfs-size", "tmpfs-mode", "bind-propagation", "consistency"]);

@@ -3180,7 +3180,7 @@ export class Template {
    * titles with Docker's header functions (json, upper, ... return the title unchanged). Like
    * Docker, an execution error is ignored and whatever was printed before it is kept.
    */
-  executeHeader(headers: Readonly<Record<string, string>>): string {
+  executeHeader(headers: Readonly<Record<string, unknown>>): string {
     return this.run(headers, HEADER_FUNCTION_TABLE).output;
   }
 
@@ -3242,7 +3242,7 @@ export function parseTableFormat(format: string): { isTable: boolean; template: 
  * running it on the row, and the whole is aligned on tabs like Docker's tabwriter. The format may
  * be given with or without its "table" prefix. Throws TemplateError if a row fails.
  */
-export function renderTable(format: string, rows: readonly unknown[], headers: Readonly<Record<string, string>>): string {
+export function renderTable(format: string, rows: readonly unknown[], headers: Readonly<Record<string, unknown>>): string {
   const template = compileTemplate(parseTableFormat(format).template);
   let body = "";
   for (const row of rows) body += `${template.execute(row)}\n`;

@@ -190,6 +190,7 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
       PortBindings: portBindings,
       RestartPolicy: { Name: h.restartPolicy?.name ?? "no", MaximumRetryCount: h.restartPolicy?.maximumRetryCount ?? 0 },
       AutoRemove: h.autoRemove,
+      Init: h.init !== undefined,
       VolumeDriver: "",
       VolumesFrom: null,
       CapAdd: sec.capAdd.length > 0 ? sec.capAdd : null,
@@ -231,8 +232,31 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
     }),
     Config: containerRuntimeConfig(record, image),
     NetworkSettings: {
-      Ports: Object.fromEntries(Object.entries(portBindings)),
+      Bridge: "",
+      SandboxID: "",
       SandboxKey: s.status === "running" ? `/proc/${s.pid}/ns/net` : "",
+      // What is bound while the container runs (the address the forwarder listens on), as Docker shows it.
+      Ports:
+        s.status === "running"
+          ? Object.fromEntries(Object.entries(portBindings).map(([k, list]) => [k, list.map((b) => ({ HostIp: b.HostIp || "0.0.0.0", HostPort: b.HostPort }))]))
+          : {},
+      HairpinMode: false,
+      LinkLocalIPv6Address: "",
+      LinkLocalIPv6PrefixLen: 0,
+      SecondaryIPAddresses: null,
+      SecondaryIPv6Addresses: null,
+      // Docker fills these top-level fields only for its default bridge, whose address the host
+      // can reach. The private network's address (slirp4netns's or pasta's) cannot be reached
+      // from the host, so they stay empty, as with rootless Podman: scripts reading
+      // {{.NetworkSettings.IPAddress}} get "" rather than "<no value>".
+      EndpointID: "",
+      Gateway: "",
+      GlobalIPv6Address: "",
+      GlobalIPv6PrefixLen: 0,
+      IPAddress: "",
+      IPPrefixLen: 0,
+      IPv6Gateway: "",
+      MacAddress: "",
       Networks: Object.fromEntries(
         Object.entries(h.networks ?? {}).map(([name, e]) => [
           name,

@@ -349,7 +349,12 @@ describe("detached containers", () => {
     const top = await tsrun(["top", renamed]);
     expect(top.stdout.split("\n")[0]).toMatch(/^UID\s+PID\s+PPID/);
     expect(top.stdout).toMatch(/sleep 60/);
-    expect((await tsrun(["top", renamed, "-o", "comm"])).stdout).toMatch(/^COMMAND\nsh\nsleep\n$/);
+    expect((await tsrun(["top", renamed, "-o", "pid,comm"])).stdout).toMatch(/^\s*PID COMMAND\n\s*\d+ sh\n\s*\d+ sleep\n$/);
+    // BSD-style options select every process of the host: only the container's are kept, as Docker does.
+    expect((await tsrun(["top", renamed, "aux"])).stdout).toMatch(/^USER\s+PID.*\n.*\bsh -c sleep 60.*\n.*\bsleep 60\n$/);
+    const noPid = await tsrun(["top", renamed, "-o", "comm"]);
+    expect(noPid.code).toBe(125);
+    expect(noPid.stderr).toMatch(/no PID column/);
     const attached = unique("att");
     // attach shows the output from the moment it is attached: ticks until it is told to end.
     await tsrun(["run", "-d", "--name", attached, "busybox", "sh", "-c", "while [ ! -e /tmp/go ]; do echo tick; sleep 0.2; done; echo late; exit 3"]);

@@ -238,6 +238,8 @@ describe("push and pull", () => {
     const always = await tsrun(["run", "--rm", "--pull", "always", ref, "true"], { env: store });
     expect(always.code, always.stderr).toBe(0);
     expect(always.stderr).toMatch(/Copying blob sha256:[a-f0-9]{64} skipped: already exists/);
+    // -q (docker run --quiet): the pull prints nothing.
+    expect(await tsrun(["run", "--rm", "-q", "--pull", "always", ref, "echo", "quiet"], { env: store })).toEqual({ code: 0, stdout: "quiet\n", stderr: "" });
     const missing = await tsrun(["run", "--rm", `${open.host}/tsrun/not-there:1`, "true"], { env: store });
     expectOneLineError(missing, /^Error: .*not-there:1: image not known locally, and pulling it failed: .*(manifest unknown|name unknown)/);
   });

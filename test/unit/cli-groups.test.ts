@@ -25,6 +25,10 @@ describe("command groups", () => {
     expect(topLevelNames(program)).toEqual([...all].sort());
     // The shared parents exist, with their subcommands.
     for (const parent of SHARED_PARENTS) expect(program.commands.find((c) => c.name() === parent)?.commands.length).toBeGreaterThan(0);
+    // Docker's management command has every container command, with its aliases.
+    const container = program.commands.find((c) => c.name() === "container");
+    const names = container?.commands.flatMap((c) => [c.name(), ...c.aliases()]) ?? [];
+    for (const name of ["run", "create", "ls", "list", "ps", "rm", "remove", "inspect", "exec", "logs", "stop", "start", "kill", "prune", "commit", "export", "diff", "stats"]) expect(names).toContain(name);
   });
 
   it("bin/tsrun loads the run-only bundle for exactly the run group's commands", () => {

@@ -1,0 +1,186 @@
+// Where tsrun's container commands used to differ from the Docker CLI in ways scripts trip on.
+// Each case is a regression test for one fix; the comments say what Docker does.
+import { beforeAll, describe, expect, it } from "vitest";
+import path from "node:path";
+import { execa } from "execa";
+import { asUser, cliEnv, env, filesDir, importBusybox, tsrun, unique } from "./helpers.js";
+
+async function until(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function ok(args: string[], opts: { input?: string; cwd?: string } = {}): Promise<string> {
+  const r = await tsrun(args, { timeout: 120_000, ...opts });
+  if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+beforeAll(async () => {
+  await importBusybox("busybox");
+});
+
+describe("Docker CLI habits", () => {
+  it("rm -f, rmi -f and volume rm -f of something that does not exist succeed", async () => {
+    // Cleanup lines such as `docker rm -f app || true` without the `|| true`: docker/cli reports
+    // a missing container or image under -f and still exits 0; a missing volume is not reported.
+    const missing = unique("gone");
+    const rm = await tsrun(["rm", "-f", missing]);
+    expect([rm.code, rm.stderr]).toEqual([0, `Error: no such container: ${missing}\n`]);
+    expect((await tsrun(["rm", missing])).code).not.toBe(0);
+    const rmi = await tsrun(["rmi", "-f", missing]);
+    expect([rmi.code, rmi.stderr]).toEqual([0, `Error: No such image: ${missing}\n`]);
+    expect((await tsrun(["rmi", missing])).code).toBe(125);
+    expect(await tsrun(["volume", "rm", "-f", missing])).toEqual({ code: 0, stdout: "", stderr: "" });
+    // Without -f the volumes that exist are still removed, and the command fails at the end.
+    const vol = unique("vol");
+    await ok(["volume", "create", vol]);
+    const both = await tsrun(["volume", "rm", missing, vol]);
+    expect([both.code, both.stdout, both.stderr]).toEqual([125, `${vol}\n`, `Error: no such volume: ${missing}\n`]);
+  });
+
+  it("bind sources relative to the working directory: -v ./dir and --mount src=./dir", async () => {
+    // docker/cli makes `.`, `./x` (23.0) and `../x` (28.2) absolute; a bare name stays a volume name.
+    const dir = filesDir({ "data/f": "in data\n" }, "relbind");
+    const sub = path.join(dir, "data");
+    expect(await ok(["run", "--rm", "-v", "./data:/h:ro", "--mount", "type=bind,src=./data,dst=/m", "busybox", "cat", "/h/f", "/m/f"], { cwd: dir })).toBe("in data\nin data\n");
+    expect(await ok(["run", "--rm", "-v", "..:/up", "-v", ".:/here", "busybox", "cat", "/up/data/f", "/here/f"], { cwd: sub })).toBe("in data\nin data\n");
+    const inspect = await ok(["create", "-v", "../data:/h", "busybox", "true"], { cwd: sub });
+    expect(await ok(["inspect", "-f", "{{range .Mounts}}{{.Type}} {{.Source}}{{end}}", inspect.trim()])).toBe(`bind ${sub}\n`);
+    await ok(["rm", inspect.trim()]);
+  });
+
+  it("--add-host takes NAME=IP and bracketed IPv6 as well as NAME:IP", async () => {
+    // docker/cli 25 added the = separator (docs: --add-host=my-hostname=8.8.8.8).
+    expect(await ok(["run", "--rm", "--network", "none", "--add-host", "eq=10.1.2.3", "--add-host", "colon:10.1.2.4", "--add-host", "v6=[fd00::1]", "busybox", "tail", "-3", "/etc/hosts"])).toBe(
+      "10.1.2.3\teq\n10.1.2.4\tcolon\nfd00::1\tv6\n",
+    );
+    const bad = await tsrun(["run", "--rm", "--add-host", "=10.1.2.3", "busybox", "true"]);
+    expect([bad.code, bad.stderr]).toEqual([125, 'Error: invalid --add-host "=10.1.2.3": expected NAME:IP or NAME=IP\n']);
+  });
+
+  it("inspect has Docker's NetworkSettings fields for scripts that read them", async () => {
+    // {{.NetworkSettings.IPAddress}} printed "<no value>"; the private network's address cannot
+    // be reached from the host, so it is empty, as with rootless Podman.
+    const name = unique("netset");
+    await ok(["run", "-d", "--name", name, "-p", "127.0.0.1::80", "-p", "81/udp", "busybox", "sleep", "60"]);
+    const out = await ok(["inspect", "-f", "[{{.NetworkSettings.IPAddress}}][{{.NetworkSettings.Gateway}}][{{.NetworkSettings.MacAddress}}] {{json .NetworkSettings.Ports}}", name]);
+    expect(out).toMatch(/^\[\]\[\]\[\] \{"80\/tcp":\[\{"HostIp":"127\.0\.0\.1","HostPort":"\d+"\}\],"81\/udp":\[\{"HostIp":"0\.0\.0\.0","HostPort":"\d+"\}\]\}\n$/);
+    await ok(["rm", "-f", name]);
+  });
+
+  it("ps --format has docker/cli's {{.Label \"KEY\"}} method", async () => {
+    const name = unique("pslabel");
+    await ok(["create", "--name", name, "-l", "com.example.team-name=blue", "busybox", "true"]);
+    const filter = ["ps", "-a", "--filter", `name=^${name}$`, "--format"];
+    expect(await ok([...filter, '{{.Names}} {{.Label "com.example.team-name"}} [{{.Label "missing"}}]'])).toBe(`${name} blue []\n`);
+    // The column title is the key's last part, as docker/cli's header for Label.
+    expect((await ok([...filter, 'table {{.Label "com.example.team-name"}}'])).split("\n")[0]).toBe("team name");
+    // A method, not a field: json leaves it out.
+    expect(Object.keys(JSON.parse(await ok([...filter, "{{json .}}"])) as object)).not.toContain("Label");
+    await ok(["rm", name]);
+  });
+
+  it("logs --until, and --since with a Go duration such as 1m30s", async () => {
+    const name = unique("until");
+    await ok(["run", "-d", "--name", name, "busybox", "sh", "-c", "echo early; sleep 1; echo late"]);
+    expect(await ok(["wait", name])).toBe("0\n");
+    const stamps = (await ok(["logs", "-t", name])).trim().split("\n").map((l) => l.split(" ")[0] as string);
+    expect(stamps).toHaveLength(2);
+    expect(await ok(["logs", "--until", stamps[0] as string, name])).toBe("early\n");
+    expect(await ok(["logs", "--since", stamps[1] as string, name])).toBe("late\n");
+    expect(await ok(["logs", "--since", "1h30m", "--until", "0s", name])).toBe("early\nlate\n");
+    const bad = await tsrun(["logs", "--until", "yesterday", name]);
+    expect([bad.code, bad.stderr]).toEqual([125, 'Error: invalid --until value "yesterday"\n']);
+    await ok(["rm", name]);
+  });
+
+  it("exec --env-file, with -e winning over the file", async () => {
+    const dir = filesDir({ "vars.env": "# settings\nA=from-file\nB=\"kept quotes\"\n" }, "execenv");
+    const name = unique("execenv");
+    await ok(["run", "-d", "--name", name, "busybox", "sleep", "60"]);
+    expect(await ok(["exec", "--env-file", path.join(dir, "vars.env"), "-e", "A=from-flag", name, "sh", "-c", 'echo "$A|$B"'])).toBe('from-flag|"kept quotes"\n');
+    const bad = await tsrun(["exec", "--env-file", path.join(dir, "missing.env"), name, "true"]);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/^Error: cannot read env file .*missing\.env/);
+    await ok(["rm", "-f", name]);
+  });
+
+  it("--init runs tini as PID 1: orphans are reaped, exit codes and 127 pass through", async () => {
+    expect(await ok(["run", "--rm", "--init", "busybox", "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline"])).toBe("/sbin/docker-init -- sh -c tr '\\0' ' ' < /proc/1/cmdline ");
+    expect((await tsrun(["run", "--rm", "--init", "busybox", "sh", "-c", "exit 9"])).code).toBe(9);
+    expect((await tsrun(["run", "--rm", "--init", "busybox", "no-such-command"])).code).toBe(127);
+    // The orphaned sleep goes to PID 1: `sleep 60` would leave it a zombie, tini reaps it.
+    const name = unique("init");
+    await ok(["run", "-d", "--init", "--name", name, "busybox", "sh", "-c", "(sleep 0.2 &); exec sleep 60"]);
+    expect(await ok(["inspect", "-f", "{{.HostConfig.Init}}", name])).toBe("true\n");
+    let states = "";
+    for (let i = 0; i < 50; i++) {
+      states = await ok(["exec", name, "ps", "-o", "stat,args"]);
+      if (!/^\S+\s+sleep 0\.2$/m.test(states)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(states).not.toMatch(/^\S+\s+(sleep 0\.2|\[sleep\])$/m);
+    await ok(["rm", "-f", name]);
+  });
+
+  it("run -a STDOUT shows only stdout (the log keeps both); -a is checked as Docker does", async () => {
+    const name = unique("attach");
+    const r = await tsrun(["run", "-a", "STDOUT", "--name", name, "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    expect(r).toEqual({ code: 3, stdout: "out\n", stderr: "" });
+    const logs = await tsrun(["logs", name]);
+    expect([logs.stdout, logs.stderr]).toEqual(["out\n", "err\n"]);
+    expect(await tsrun(["run", "--rm", "-a", "stderr", "busybox", "sh", "-c", "echo out; echo err >&2"])).toEqual({ code: 0, stdout: "", stderr: "err\n" });
+    expect(await tsrun(["run", "--rm", "-i", "-a", "stdout", "busybox", "cat"], { input: "piped\n" })).toEqual({ code: 0, stdout: "piped\n", stderr: "" });
+    const bad = await tsrun(["run", "-a", "stdio", "busybox", "true"]);
+    expect([bad.code, bad.stderr]).toEqual([125, 'Error: invalid argument "stdio" for "-a, --attach" flag: valid streams are STDIN, STDOUT and STDERR\n']);
+    expect((await tsrun(["run", "-d", "-a", "stdout", "busybox", "true"])).stderr).toBe("Error: conflicting options: -a and -d\n");
+    await ok(["rm", name]);
+  });
+
+  it("run --sig-proxy=false: a signal ends tsrun, not the container, which runs on", async () => {
+    // What devcontainer tools rely on: they start `docker run --sig-proxy=false ...`, read its
+    // first output, then end the client.
+    const name = unique("sigproxy");
+    const [cmd, ...args] = asUser([env.cli, "run", "--sig-proxy=false", "--name", name, "busybox", "sh", "-c", 'trap "echo got TERM" TERM; echo started; while true; do sleep 0.2; done']);
+    const child = execa(cmd as string, args, { reject: false, extendEnv: false, env: cliEnv(), cwd: env.base });
+    let seen = "";
+    child.stdout?.on("data", (d: Buffer) => (seen += d.toString()));
+    await until(async () => seen.includes("started"));
+    child.kill("SIGTERM");
+    await child;
+    expect(await ok(["inspect", "-f", "{{.State.Status}}", name])).toBe("running\n");
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await ok(["logs", name])).toBe("started\n");
+    await ok(["rm", "-f", name]);
+  });
+
+  it("the container management command: container run, ls, inspect, rm", async () => {
+    const name = unique("mgmt");
+    expect(await ok(["container", "run", "--name", name, "busybox", "echo", "hi"])).toBe("hi\n");
+    expect(await ok(["container", "ls", "-a", "--filter", `name=^${name}$`, "--format", "{{.Names}} {{.State}}"])).toBe(`${name} exited\n`);
+    expect(await ok(["container", "inspect", "-f", "{{.State.ExitCode}}", name])).toBe("0\n");
+    const image = await tsrun(["container", "inspect", "busybox"]);
+    expect([image.code, image.stderr]).toEqual([125, "Error: No such container: busybox\n"]);
+    expect(await ok(["container", "remove", name])).toBe(`${name}\n`);
+  });
+
+  it("--log-driver json-file and --log-opt are accepted (the options with a warning); stats says why it is unsupported", async () => {
+    const r = await tsrun(["run", "--rm", "--log-driver", "json-file", "--log-opt", "max-size=10m", "--log-opt", "max-file=3", "busybox", "echo", "hi"]);
+    expect(r).toEqual({ code: 0, stdout: "hi\n", stderr: "tsrun: warning: --log-opt max-size, max-file not applied: the log is not rotated or tagged\n" });
+    for (const [flags, message] of [
+      [["--log-driver", "syslog"], /^Error: --log-driver syslog is not supported/],
+      [["--log-opt", "syslog-address=udp://x"], /^Error: invalid --log-opt "syslog-address=udp:\/\/x"/],
+    ] as [string[], RegExp][]) {
+      const bad = await tsrun(["run", "--rm", ...flags, "busybox", "true"]);
+      expect(bad.code).toBe(125);
+      expect(bad.stderr).toMatch(message);
+    }
+    const stats = await tsrun(["stats", "--no-stream"]);
+    expect(stats.code).toBe(125);
+    expect(stats.stderr).toMatch(/^Error: stats is not supported: .*\n$/);
+  });
+});
