@@ -45,6 +45,24 @@ describe("compressed root filesystems", () => {
     expect((await tsrun(["run", "--rm", "imported:stdin", "echo", "ok"], { env: store })).stdout).toBe("ok\n");
   });
 
+  it("imports a root filesystem made with tar --sparse: the file reads back whole, its holes stay holes", async () => {
+    const made = await shAsUser(
+      `set -e; cd ${dir}; mkdir sparse-root; tar -xf ${env.busyboxTar} -C sparse-root; ` +
+        `printf head > sparse-root/lastlog; truncate -s 64M sparse-root/lastlog; printf tail >> sparse-root/lastlog; ` +
+        `tar --sparse --format=posix -czf sparse.tar.gz -C sparse-root .; md5sum < sparse-root/lastlog`,
+    );
+    expect(made.code, made.stderr).toBe(0);
+    const name = unique("sparse");
+    const imported = await tsrun(["import", path.join(dir, "sparse.tar.gz"), name]);
+    expect(imported.code, imported.stderr).toBe(0);
+    const r = await tsrun(["run", "--rm", name, "sh", "-c", "stat -c '%s %b' /lastlog; md5sum < /lastlog"]);
+    const [sizes, sum] = r.stdout.trim().split("\n");
+    const [size, blocks] = (sizes ?? "").split(" ").map(Number);
+    expect(size).toBe(64 * 1024 * 1024 + 4);
+    expect(blocks).toBeLessThan(1024);
+    expect(`${sum}\n`).toBe(made.stdout);
+  });
+
   it("refuses empty and broken compressed tarballs in one line and stores nothing", async () => {
     const store = { TSRUN_ROOT: path.join(scratchDir("import-bad-store"), "store") };
     const made = await shAsUser(
