@@ -53,6 +53,11 @@ export interface TarEntry {
   devMinor: number;
   /** Raw xattr values, by name (SCHILY.xattr.* wins over LIBARCHIVE.xattr.*). */
   xattrs: Map<string, Buffer>;
+  /**
+   * The path or link target is not valid UTF-8 (a name from a Latin-1 system, say): path and
+   * linkpath then hold U+FFFD for the bad bytes and name something else than the archive does.
+   */
+  notUtf8: boolean;
 }
 
 /** Receives the entries in archive order. A throw stops the reader (feed rethrows it). */
@@ -100,6 +105,9 @@ interface Overrides {
   gid?: number;
   mtime?: Timespec;
   atime?: Timespec;
+  /** path or linkpath above came from bytes that are not valid UTF-8. */
+  pathNotUtf8?: boolean;
+  linkpathNotUtf8?: boolean;
 }
 
 /** GNU.sparse.* PAX records of one entry, as given. */
@@ -107,6 +115,7 @@ interface SparsePax {
   major?: string;
   minor?: string;
   name?: string;
+  nameNotUtf8?: boolean;
   /** GNU.sparse.size (0.x) or GNU.sparse.realsize (1.0). */
   realSize?: number;
   numBlocks?: number;
@@ -138,6 +147,17 @@ function cString(buf: Buffer, offset: number, length: number): string {
   const limit = offset + length;
   while (end < limit && buf[end] !== 0) end++;
   return buf.toString("utf8", offset, end);
+}
+
+/**
+ * Whether text, decoded from the field buf[offset, offset + length) up to a NUL, lost bytes that
+ * are not valid UTF-8 (each became U+FFFD).
+ */
+function lostInDecoding(text: string, buf: Buffer, offset: number, length: number): boolean {
+  if (!text.includes("\ufffd")) return false;
+  const bytes = Buffer.from(text, "utf8");
+  const end = offset + bytes.length;
+  return !bytes.equals(buf.subarray(offset, end)) || (end < offset + length && buf[end] !== 0);
 }
 
 /** A numeric header field: octal text, or base-256 for large values. */
@@ -354,7 +374,12 @@ export class TarReader {
     // A pending PAX path names the next file entry, never an intervening extension header.
     const ustar = block.toString("latin1", at + 257, at + 263) === "ustar\u0000";
     let name = cString(block, at, 100);
-    if (ustar && block[at + 345] !== 0) name = `${cString(block, at + 345, 155)}/${name}`;
+    let nameNotUtf8 = lostInDecoding(name, block, at, 100);
+    if (ustar && block[at + 345] !== 0) {
+      const prefix = cString(block, at + 345, 155);
+      nameNotUtf8 ||= lostInDecoding(prefix, block, at + 345, 155);
+      name = `${prefix}/${name}`;
+    }
     const path = !isMeta && ex.path !== undefined ? ex.path : name;
     // A name of garbage bytes (random data, a wrong format) would fill the error line with noise.
     const readable = /^[\x20-\x7e\u00a0-\uffef]*$/u.test(path) && !path.includes("\ufffd");
@@ -397,6 +422,8 @@ export class TarReader {
     if (path.includes("\0")) throw new TarFormatError(`${where}: the name contains a NUL byte`);
 
     const linkpath = ex.linkpath ?? cString(block, at + 157, 100);
+    const pathNotUtf8 = ex.path !== undefined ? ex.pathNotUtf8 === true : nameNotUtf8;
+    const linkpathNotUtf8 = ex.linkpath !== undefined ? ex.linkpathNotUtf8 === true : lostInDecoding(linkpath, block, at + 157, 100);
     const entry: TarEntry = {
       path,
       type,
@@ -411,6 +438,7 @@ export class TarReader {
       devMajor: type === "char" || type === "block" ? parseNumberField(block, at + 329, 8, `${where}: device major`) : 0,
       devMinor: type === "char" || type === "block" ? parseNumberField(block, at + 337, 8, `${where}: device minor`) : 0,
       xattrs: this.pending.xattrs(),
+      notUtf8: pathNotUtf8 || ((type === "symlink" || type === "hardlink") && linkpathNotUtf8),
     };
     const sparsePax = this.pending.sparse;
     this.pending = new PendingExtension();
@@ -489,7 +517,10 @@ export class TarReader {
     }
     if (sparse.realSize === undefined) throw new TarFormatError(`${where}: sparse file without GNU.sparse.size or GNU.sparse.realsize`);
     const realSize = sparse.realSize;
-    if (sparse.name !== undefined) entry.path = sparse.name;
+    if (sparse.name !== undefined) {
+      entry.path = sparse.name;
+      entry.notUtf8 = sparse.nameNotUtf8 === true;
+    }
     entry.size = realSize;
     if (version !== "1.0") {
       if (sparse.numBlocks !== undefined && sparse.numbers.length !== 2 * sparse.numBlocks) {
@@ -543,9 +574,11 @@ export class TarReader {
       case "L":
       case "N":
         this.pending.fields.path = cString(data, 0, data.length);
+        this.pending.fields.pathNotUtf8 = lostInDecoding(this.pending.fields.path, data, 0, data.length);
         break;
       case "K":
         this.pending.fields.linkpath = cString(data, 0, data.length);
+        this.pending.fields.linkpathNotUtf8 = lostInDecoding(this.pending.fields.linkpath, data, 0, data.length);
         break;
     }
   }
@@ -561,6 +594,7 @@ export class TarReader {
       case "name":
         if (value.includes(0)) throw new TarFormatError("PAX GNU.sparse.name contains a NUL byte");
         sparse.name = text;
+        sparse.nameNotUtf8 = lostInDecoding(text, value, 0, value.length);
         return;
       case "size":
       case "realsize":
@@ -602,7 +636,10 @@ export class TarReader {
       case "linkpath":
         if (value.includes(0)) throw new TarFormatError(`PAX ${key} contains a NUL byte`);
         // A global path or link target would name every entry: ignored, as node-tar and GNU tar do.
-        if (!global) fields[key] = value.toString("utf8");
+        if (!global) {
+          fields[key] = value.toString("utf8");
+          fields[key === "path" ? "pathNotUtf8" : "linkpathNotUtf8"] = lostInDecoding(fields[key], value, 0, value.length);
+        }
         return;
       case "uid":
       case "gid":

@@ -480,6 +480,12 @@ class LayerExtractor implements TarSink, TarEntryHandler {
   // --- entries ---------------------------------------------------------------------------------
 
   private extract(entry: TarEntry): void {
+    if (entry.notUtf8) {
+      // The addon takes names as text: such a name would become another one (U+FFFD for each bad
+      // byte), and two of them could become the same. Left out, as commit and export leave them out.
+      this.warnings.add("left out entries whose names are not valid UTF-8 (tsrun handles file names as text)", JSON.stringify(entry.path));
+      return;
+    }
     const parts = splitPath(entry.path, "path");
     const name = parts[parts.length - 1];
     if (name === undefined) {

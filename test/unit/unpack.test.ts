@@ -336,6 +336,29 @@ describe("unpackLayer: sparse files (GNU tar --sparse)", () => {
   });
 });
 
+describe("unpackLayer: names that are not valid UTF-8", () => {
+  it.each([["gnu"], ["posix"]])("leaves them out with one warning (%s format), and keeps valid names with U+FFFD", async (format) => {
+    const src = path.join(base, "src");
+    mkdirSync(src);
+    // Names as bytes: "café" and "cafè" in Latin-1 would both read as "caf\ufffd".
+    const latin1 = (rel: string): Buffer => Buffer.concat([Buffer.from(`${src}/`), Buffer.from(rel, "latin1")]);
+    writeFileSync(latin1("caf\u00e9"), "e-acute");
+    writeFileSync(latin1("caf\u00e8"), "e-grave");
+    mkdirSync(latin1("d\u00e9"));
+    writeFileSync(latin1("d\u00e9/inner"), "inner");
+    symlinkSync(Buffer.from("caf\u00e9", "latin1"), path.join(src, "link"));
+    writeFileSync(path.join(src, "valid-\ufffd-\u00fc"), "valid");
+    const layer = execFileSync("tar", [`--format=${format}`, "-cf", "-", "-C", src, "."]);
+    execFileSync("rm", ["-rf", src]);
+    await unpack(layer);
+    expect(readdirSync(dest)).toEqual(["valid-\ufffd-\u00fc"]);
+    expect(readFileSync(at("valid-\ufffd-\u00fc"), "utf8")).toBe("valid");
+    expect(warnings).toHaveLength(1);
+    // café, cafè, dé, dé/inner and the link to café.
+    expect(warnings[0]).toMatch(/^left out entries whose names are not valid UTF-8 \(.*\): ".*" and 2 more$/);
+  });
+});
+
 describe("unpackLayer: OCI whiteouts in overlay form", () => {
   it("turns .wh.NAME into a 0:0 char device and .wh..wh..opq into the opaque xattr", async () => {
     const result = await unpack(
