@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { Header } from "tar";
-import { env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
+import { env, importBusybox, podmanCli, scratchDir, shAsUser, tsrun } from "./helpers.js";
 
 const sha256 = (data: Buffer | string): string => "sha256:" + createHash("sha256").update(data).digest("hex");
 const hex = (digest: string): string => digest.slice("sha256:".length);
@@ -131,7 +131,6 @@ async function imageIds(store: { TSRUN_ROOT: string }): Promise<string[]> {
   return r.stdout.trim().split("\n").filter(Boolean).sort();
 }
 
-const PODMAN = (dir: string): string => `podman --root ${dir}/root --runroot ${dir}/run --storage-driver vfs --runtime runc`;
 
 let busyboxId = "";
 let secondId = "";
@@ -238,6 +237,13 @@ describe("save and load round trips", () => {
     expect(r.code).toBe(125);
     expect(r.stderr).toMatch(/no-such-image/);
     expect(readdirSync(dir)).toEqual([]);
+    // Where the archive cannot go: the user's path in the message, not a temporary name.
+    const noDir = await tsrun(["save", "-o", path.join(dir, "missing", "x.tar"), "busybox"]);
+    expect(noDir.stderr).toBe(`Error: save: cannot write ${dir}/missing/x.tar: directory ${dir}/missing does not exist\n`);
+    const isDir = await tsrun(["save", "-o", dir, "busybox"]);
+    expect(isDir.code).toBe(125);
+    expect(isDir.stderr).toBe(`Error: save: cannot write ${dir}: it is a directory\n`);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
 
@@ -246,7 +252,7 @@ describe("interop with podman and skopeo", () => {
     const dir = scratchDir("archive-podman-in");
     await tsrun(["save", "-o", path.join(dir, "d.tar"), "archive-second:v2"]);
     await tsrun(["save", "--format", "oci-archive", "-o", path.join(dir, "o.tar"), "busybox"]);
-    const p = PODMAN(dir);
+    const p = podmanCli(dir);
     const r = await shAsUser(
       `set -e; ${p} load -q -i ${dir}/d.tar; ${p} load -q -i ${dir}/o.tar; ${p} run --rm --net none docker.io/library/archive-second:v2; ` +
         `${p} images --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}' | sort; ` +
@@ -265,7 +271,7 @@ describe("interop with podman and skopeo", () => {
 
   it("loads and runs what podman save and skopeo copy write (docker-archive with symlinks, oci-archive, a bare tag)", async () => {
     const dir = scratchDir("archive-podman-out");
-    const p = PODMAN(dir);
+    const p = podmanCli(dir);
     const made = await shAsUser(
       `set -e; cd ${dir}; ${p} import -q ${env.busyboxTar} localhost/pod:1 >/dev/null; ${p} tag localhost/pod:1 docker.io/library/pod2:2; ` +
         `${p} save -q -m --format docker-archive -o pd.tar localhost/pod:1 docker.io/library/pod2:2; ` +

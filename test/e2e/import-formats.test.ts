@@ -6,10 +6,9 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
+import { env, importBusybox, podmanCli, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
 import { checkStore } from "./faults.js";
 
-const PODMAN = (dir: string): string => `podman --root ${dir}/root --runroot ${dir}/run --storage-driver vfs --runtime runc`;
 const hasPodman = existsSync("/usr/bin/podman");
 if (!hasPodman) console.warn("import-formats: podman is not installed (Debian package podman); its interop tests are skipped");
 
@@ -94,7 +93,7 @@ describe("compressed root filesystems", () => {
 
 describe.skipIf(!hasPodman)("with podman (skipped when podman is not installed)", () => {
   it("imports what podman export writes, and podman imports what tsrun export writes", async () => {
-    const p = PODMAN(dir);
+    const p = podmanCli(dir);
     const made = await shAsUser(
       `set -e; cd ${dir}; ${p} import -q ${env.busyboxTar} localhost/src:1 >/dev/null; ` +
         `${p} create --name pc localhost/src:1 sh >/dev/null; ${p} export -o podman-export.tar pc; xz -k podman-export.tar`,
