@@ -89,12 +89,20 @@ export function filesDir(entries: Record<string, string | [string, number]>, pre
   return dir;
 }
 
+/** Interop tests need Debian's podman and skopeo (CI installs them); without them they are skipped, saying why. */
+export const missingInteropTools = ["podman", "skopeo"].filter((tool) => !existsSync(`/usr/bin/${tool}`));
+if (missingInteropTools.length > 0) console.warn(`podman/skopeo interop tests skipped: ${missingInteropTools.join(" and ")} not installed (Debian packages of the same names)`);
+
 /**
  * A podman command line (vfs storage, runc) with its own store in dir/root and dir/run. Podman
  * refuses a runroot of 50 characters or more, which a scratch dir under a long TSRUN_E2E_BASE
  * exceeds: the runroot is then reached through a short link in /tmp, named after dir.
  */
 export function podmanCli(dir: string): string {
+  if (!existsSync(dir)) {
+    mkdirSync(dir, { recursive: true });
+    if (env.user) chownSync(dir, env.user.uid, env.user.gid);
+  }
   let runroot = path.join(dir, "run");
   if (runroot.length >= 50) {
     mkdirSync(runroot, { recursive: true });

@@ -4,13 +4,11 @@
 // compressed inputs are one-line errors that leave the store as it was.
 import { beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, podmanCli, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
+import { env, importBusybox, missingInteropTools, podmanCli, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
 import { checkStore } from "./faults.js";
 
-const hasPodman = existsSync("/usr/bin/podman");
-if (!hasPodman) console.warn("import-formats: podman is not installed (Debian package podman); its interop tests are skipped");
 
 let dir: string;
 
@@ -91,7 +89,7 @@ describe("compressed root filesystems", () => {
   });
 });
 
-describe.skipIf(!hasPodman)("with podman (skipped when podman is not installed)", () => {
+describe.skipIf(missingInteropTools.length > 0)("with podman (skipped when podman or skopeo is not installed)", () => {
   it("imports what podman export writes, and podman imports what tsrun export writes", async () => {
     const p = podmanCli(dir);
     const made = await shAsUser(
