@@ -109,6 +109,8 @@ export function applyInstruction(config: ContainerConfig, ins: Instruction, stat
       break;
     }
     case "label":
+      // BuildKit's argument counts (its parse errors, word for word), for --change as for builds.
+      if (ins.args.length === 0) throw new TsrunError("LABEL requires at least one argument");
       config.Labels = config.Labels ?? {};
       for (let i = 0; i + 1 < ins.args.length; i += 3) config.Labels[expand(ins.args[i] as string)] = expand(ins.args[i + 1] as string);
       break;
@@ -126,14 +128,16 @@ export function applyInstruction(config: ContainerConfig, ins: Instruction, stat
       }
       break;
     case "stopsignal": {
-      const sig = expand(ins.args[0] ?? "");
+      if (ins.args.length !== 1) throw new TsrunError("STOPSIGNAL requires exactly one argument");
+      const sig = expand(ins.args[0] as string);
       // Checked here, as Docker does: an image whose STOPSIGNAL is not a signal cannot be stopped.
       signalNumber(sig);
       config.StopSignal = sig;
       break;
     }
     case "user":
-      config.User = expand(ins.args[0] ?? "");
+      if (ins.args.length !== 1) throw new TsrunError("USER requires exactly one argument");
+      config.User = expand(ins.args[0] as string);
       break;
     case "workdir": {
       const dir = expand(ins.args[0] ?? "");

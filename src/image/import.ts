@@ -1,8 +1,7 @@
-// `import`: a root filesystem tarball (plain, gzip, zstd or xz; a file, stdin or a URL) becomes
-// a one-layer image. The layer is unpacked inside the user namespace and renamed into place
+// `import`: a root filesystem tarball (plain, gzip, zstd, xz or bzip2, as `docker import` takes;
+// a file, stdin or a URL) becomes a one-layer image. The layer is unpacked inside the user namespace and renamed into place
 // only when complete; the image index changes under the store lock.
-import { spawn } from "node:child_process";
-import { closeSync, createReadStream, openSync, readSync, rmSync } from "node:fs";
+import { createReadStream, rmSync } from "node:fs";
 import type { Store } from "../store/store.js";
 import type { StagedBlob } from "../store/blobs.js";
 import { faultPoint } from "../store/fault.js";
@@ -11,6 +10,7 @@ import { hostPlatform, MEDIA, type ContainerConfig, type ImageConfig, type Manif
 import { normaliseName } from "./reference.js";
 import { TsrunError } from "../errors.js";
 import { httpGet } from "./http-get.js";
+import { detectCompression, fileHead, throughCommand } from "./archive/compression.js";
 
 export interface ImportOptions {
   /** A file path, "-" for standard input, or an http(s) URL. */
@@ -21,24 +21,16 @@ export interface ImportOptions {
   config?: ContainerConfig;
 }
 
-function magic(file: string): Buffer {
-  const fd = openSync(file, "r");
-  try {
-    const buf = Buffer.alloc(6);
-    const n = readSync(fd, buf, 0, 6, 0);
-    return buf.subarray(0, n);
-  } finally {
-    closeSync(fd);
-  }
-}
-
+/** The OCI media type a stored layer blob gets: gzip and zstd layers are kept as given. */
 export function layerMediaType(head: Buffer): string {
-  if (head[0] === 0x1f && head[1] === 0x8b) return MEDIA.ociLayerGzip;
-  if (head.readUInt32LE(0) === 0xfd2fb528) return MEDIA.ociLayerZstd;
+  const compression = detectCompression(head);
+  if (compression === "gzip") return MEDIA.ociLayerGzip;
+  if (compression === "zstd") return MEDIA.ociLayerZstd;
   return MEDIA.ociLayer;
 }
 
-const isXz = (head: Buffer): boolean => head.length >= 6 && head.equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]));
+/** sha256 of no bytes: the diff_id of a tarball that decompresses to nothing. */
+const EMPTY_DIGEST = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 async function openSource(source: string): Promise<AsyncIterable<Buffer>> {
   if (source === "-") return process.stdin;
@@ -55,20 +47,19 @@ async function openSource(source: string): Promise<AsyncIterable<Buffer>> {
   return stream;
 }
 
-/** Decompresses a staged xz file into a new staged (plain tar) one: xz is no OCI layer media type. */
-async function xzToTar(store: Store, file: string): Promise<StagedBlob> {
-  const child = spawn("xz", ["-dc", file], { stdio: ["ignore", "pipe", "pipe"] });
-  let stderr = "";
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number>((resolve, reject) => {
-    child.on("error", (err) => reject(new TsrunError(`xz: ${err.message} (install the xz-utils package)`)));
-    child.on("exit", (code) => resolve(code ?? 1));
+/**
+ * Decompresses a staged xz or bzip2 file into a new staged (plain tar) one: neither is an OCI
+ * layer media type, so the image keeps the tar itself.
+ */
+async function decompressToTar(store: Store, file: string, kind: "xz" | "bzip2", source: string): Promise<StagedBlob> {
+  let staged: StagedBlob | undefined;
+  await throughCommand(kind, createReadStream(file), "the tarball", async (out) => {
+    staged = await store.blobs.stageStream(out);
+  }).catch((err: unknown) => {
+    if (staged) rmSync(staged.file, { force: true });
+    throw err;
   });
-  const staged = await store.blobs.stageStream(child.stdout);
-  if ((await exited) !== 0) {
-    rmSync(staged.file, { force: true });
-    throw new TsrunError(`import: xz: ${stderr.trim() || "decompression failed"}`);
-  }
+  if (!staged) throw new TsrunError(`import ${source}: no output from ${kind}`);
   return staged;
 }
 
@@ -94,14 +85,14 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
   try {
     blob = await store.blobs.stageStream(input);
     faultPoint("import:staged");
-    const head = magic(blob.file);
-    if (head.length === 0) throw new TsrunError(`import: ${opts.source} is empty`);
-    if (isXz(head)) {
+    const compression = detectCompression(fileHead(blob.file));
+    if (compression === "xz" || compression === "bzip2") {
       const raw = blob;
-      blob = await xzToTar(store, raw.file);
+      blob = await decompressToTar(store, raw.file, compression, opts.source);
       rmSync(raw.file, { force: true });
     }
-    const mediaType = layerMediaType(magic(blob.file));
+    if (blob.size === 0) throw new TsrunError(`import: ${opts.source} is empty`);
+    const mediaType = layerMediaType(fileHead(blob.file));
     tmp = store.layers.createTemp();
     let unpacked;
     try {
@@ -111,6 +102,8 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
       throw new TsrunError(`import ${opts.source}: ${(err as Error).message}`);
     }
     faultPoint("import:unpacked");
+    // A compressed stream of nothing is as empty as an empty file.
+    if (unpacked.diffId === EMPTY_DIGEST) throw new TsrunError(`import: ${opts.source} is empty`);
     for (const w of unpacked.warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
     const now = new Date().toISOString();
     const platform = hostPlatform();

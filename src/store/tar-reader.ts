@@ -6,18 +6,28 @@
 // capabilities) and decodes PAX bodies as UTF-8. This reader handles what layers contain:
 // ustar, GNU and PAX headers (long names and link targets from 'L'/'K' headers and PAX
 // path/linkpath records), base-256 numbers, PAX size/uid/gid/mtime/atime, xattrs from
-// SCHILY.xattr.* and LIBARCHIVE.xattr.* records. It refuses what tar readers disagree on, so
-// no entry can be smuggled past another tool: negative sizes, data on header-only entries,
-// global PAX sizes, sparse files, multi-volume and other exotic entry types.
+// SCHILY.xattr.* and LIBARCHIVE.xattr.* records, and sparse files in each of GNU tar's formats
+// (old GNU 'S' headers, PAX 0.0, 0.1 and 1.0), as Go's archive/tar reads them for Docker. It
+// refuses what tar readers disagree on, so no entry can be smuggled past another tool: negative
+// sizes, data on header-only entries, global PAX sizes, sparse maps that do not account for
+// exactly the stored data, unknown sparse versions, multi-volume and other exotic entry types.
 
 const BLOCK = 512;
 /** Longest PAX or GNU long-name body accepted; real ones are a few hundred bytes. */
 const MAX_META_SIZE = 1024 * 1024;
+/** Longest sparse map (in old GNU extension blocks or a PAX 1.0 map's text) accepted. */
+const MAX_SPARSE_MAP_BYTES = 1024 * 1024;
 
 /** A header the reader cannot accept: the archive is corrupt, truncated or crafted. */
 export class TarFormatError extends Error {}
 
 export type TarEntryType = "file" | "hardlink" | "symlink" | "char" | "block" | "directory" | "fifo";
+
+/** A run of a sparse file's stored bytes: where it goes in the file. Between runs are holes. */
+export interface SparseSegment {
+  offset: number;
+  length: number;
+}
 
 /** [seconds, nanoseconds] since the epoch, as utimensat takes them. */
 export type Timespec = [number, number];
@@ -30,8 +40,10 @@ export interface TarEntry {
   mode: number;
   uid: number;
   gid: number;
-  /** Bytes of data that follow (regular files only; 0 for every other type). */
+  /** The file's length (regular files only; 0 for every other type). A sparse file's includes its holes. */
   size: number;
+  /** A sparse file's data runs, in file order (their lengths add up to the bytes stored); absent for other files. */
+  sparse: SparseSegment[] | undefined;
   mtime: Timespec;
   /** From a PAX atime record; absent otherwise. */
   atime: Timespec | undefined;
@@ -41,13 +53,21 @@ export interface TarEntry {
   devMinor: number;
   /** Raw xattr values, by name (SCHILY.xattr.* wins over LIBARCHIVE.xattr.*). */
   xattrs: Map<string, Buffer>;
+  /**
+   * The path or link target is not valid UTF-8 (a name from a Latin-1 system, say): path and
+   * linkpath then hold U+FFFD for the bad bytes and name something else than the archive does.
+   */
+  notUtf8: boolean;
 }
 
 /** Receives the entries in archive order. A throw stops the reader (feed rethrows it). */
 export interface TarEntryHandler {
   entry(entry: TarEntry): void;
-  /** Data of the last regular file reported, in order, as views into the fed chunks. */
-  data(chunk: Buffer): void;
+  /**
+   * Data of the last regular file reported, in order, as views into the fed chunks; position is
+   * where the chunk's first byte goes in the file (past a hole in a sparse file).
+   */
+  data(chunk: Buffer, position: number): void;
   /** The last regular file's data is complete (called at once for an empty file). */
   fileEnd(): void;
 }
@@ -69,7 +89,6 @@ const HEADER_ONLY_TYPES = new Set(["1", "2", "3", "4", "5", "6"]);
 /** PAX (x, g, X) and GNU long name/link (L, K, N) headers describing the next entry. */
 const META_TYPES = new Set(["x", "g", "X", "L", "K", "N"]);
 const UNSUPPORTED_TYPES: Record<string, string> = {
-  S: "GNU sparse file",
   M: "GNU multi-volume continuation",
   V: "tape volume header",
   A: "Solaris ACL",
@@ -86,6 +105,25 @@ interface Overrides {
   gid?: number;
   mtime?: Timespec;
   atime?: Timespec;
+  /** path or linkpath above came from bytes that are not valid UTF-8. */
+  pathNotUtf8?: boolean;
+  linkpathNotUtf8?: boolean;
+}
+
+/** GNU.sparse.* PAX records of one entry, as given. */
+interface SparsePax {
+  major?: string;
+  minor?: string;
+  name?: string;
+  nameNotUtf8?: boolean;
+  /** GNU.sparse.size (0.x) or GNU.sparse.realsize (1.0). */
+  realSize?: number;
+  numBlocks?: number;
+  /** 0.0: GNU.sparse.offset and GNU.sparse.numbytes records, in order; 0.1: GNU.sparse.map. */
+  numbers: number[];
+  /** 0.0 records alternate offset, numbytes: the kind the next one must be. */
+  expectOffset: boolean;
+  hasMap: boolean;
 }
 
 /** What applies to the next entry only ('x' and GNU headers). */
@@ -93,6 +131,7 @@ class PendingExtension {
   readonly fields: Overrides = {};
   readonly schilyXattrs = new Map<string, Buffer>();
   readonly libarchiveXattrs = new Map<string, Buffer>();
+  sparse: SparsePax | undefined;
 
   xattrs(): Map<string, Buffer> {
     if (this.libarchiveXattrs.size === 0) return this.schilyXattrs;
@@ -108,6 +147,17 @@ function cString(buf: Buffer, offset: number, length: number): string {
   const limit = offset + length;
   while (end < limit && buf[end] !== 0) end++;
   return buf.toString("utf8", offset, end);
+}
+
+/**
+ * Whether text, decoded from the field buf[offset, offset + length) up to a NUL, lost bytes that
+ * are not valid UTF-8 (each became U+FFFD).
+ */
+function lostInDecoding(text: string, buf: Buffer, offset: number, length: number): boolean {
+  if (!text.includes("\ufffd")) return false;
+  const bytes = Buffer.from(text, "utf8");
+  const end = offset + bytes.length;
+  return !bytes.equals(buf.subarray(offset, end)) || (end < offset + length && buf[end] !== 0);
 }
 
 /** A numeric header field: octal text, or base-256 for large values. */
@@ -215,6 +265,14 @@ export class TarReader {
   /** Global PAX fields ('g'): defaults for every later entry. */
   private readonly global: Overrides = {};
   private sawZeroBlock = false;
+  /** Where the current plain file's next data byte goes. */
+  private position = 0;
+  /** The current sparse file's data runs, the one being filled, and how much of it is. */
+  private segments: SparseSegment[] | undefined;
+  private segmentIndex = 0;
+  private segmentFilled = 0;
+  /** Whole blocks that belong to the current entry before its data (sparse maps), not headers. */
+  private blockConsumer: ((block: Buffer, at: number) => void) | undefined;
   /** The two zero blocks that end an archive were seen; what follows is not tar data. */
   ended = false;
   /** File-system entries reported so far. */
@@ -230,7 +288,7 @@ export class TarReader {
       if (this.dataRemaining > 0) {
         const n = Math.min(this.dataRemaining, length - pos);
         this.dataRemaining -= n;
-        this.handler.data(chunk.subarray(pos, pos + n));
+        this.deliver(chunk, pos, n);
         pos += n;
         if (this.dataRemaining === 0) this.handler.fileEnd();
       } else if (this.meta) {
@@ -249,7 +307,7 @@ export class TarReader {
         pos += n;
       } else if (this.partialFill === 0 && length - pos >= BLOCK) {
         // The common case: a whole header inside the chunk, read in place.
-        this.onHeader(chunk, pos);
+        this.onBlock(chunk, pos);
         pos += BLOCK;
       } else {
         const n = Math.min(BLOCK - this.partialFill, length - pos);
@@ -258,7 +316,7 @@ export class TarReader {
         pos += n;
         if (this.partialFill === BLOCK) {
           this.partialFill = 0;
-          this.onHeader(this.partial, 0);
+          this.onBlock(this.partial, 0);
         }
       }
     }
@@ -268,9 +326,37 @@ export class TarReader {
   /** At the end of the input: refuses an archive cut off inside a header or an entry's data. */
   finish(): void {
     if (this.ended) return;
-    if (this.meta || this.skipRemaining > 0 || this.dataRemaining > 0) throw new TarFormatError("the tar stream is truncated (it ends inside an entry)");
+    if (this.meta || this.blockConsumer || this.skipRemaining > 0 || this.dataRemaining > 0) throw new TarFormatError("the tar stream is truncated (it ends inside an entry)");
     if (this.partialFill > 0 && this.partial.subarray(0, this.partialFill).some((b) => b !== 0)) {
       throw new TarFormatError("the tar stream is truncated (it ends inside a header)");
+    }
+  }
+
+  private onBlock(block: Buffer, at: number): void {
+    if (this.blockConsumer) this.blockConsumer(block, at);
+    else this.onHeader(block, at);
+  }
+
+  /** Hands n bytes of the current file's data at chunk[pos] to the handler, with their file positions. */
+  private deliver(chunk: Buffer, pos: number, n: number): void {
+    const segments = this.segments;
+    if (segments === undefined) {
+      this.handler.data(chunk.subarray(pos, pos + n), this.position);
+      this.position += n;
+      return;
+    }
+    while (n > 0) {
+      // The map was checked to account for exactly the stored bytes: a run is always there.
+      const segment = segments[this.segmentIndex] as SparseSegment;
+      const take = Math.min(segment.length - this.segmentFilled, n);
+      this.handler.data(chunk.subarray(pos, pos + take), segment.offset + this.segmentFilled);
+      this.segmentFilled += take;
+      pos += take;
+      n -= take;
+      if (this.segmentFilled === segment.length) {
+        this.segmentIndex++;
+        this.segmentFilled = 0;
+      }
     }
   }
 
@@ -288,7 +374,12 @@ export class TarReader {
     // A pending PAX path names the next file entry, never an intervening extension header.
     const ustar = block.toString("latin1", at + 257, at + 263) === "ustar\u0000";
     let name = cString(block, at, 100);
-    if (ustar && block[at + 345] !== 0) name = `${cString(block, at + 345, 155)}/${name}`;
+    let nameNotUtf8 = lostInDecoding(name, block, at, 100);
+    if (ustar && block[at + 345] !== 0) {
+      const prefix = cString(block, at + 345, 155);
+      nameNotUtf8 ||= lostInDecoding(prefix, block, at + 345, 155);
+      name = `${prefix}/${name}`;
+    }
     const path = !isMeta && ex.path !== undefined ? ex.path : name;
     // A name of garbage bytes (random data, a wrong format) would fill the error line with noise.
     const readable = /^[\x20-\x7e\u00a0-\uffef]*$/u.test(path) && !path.includes("\ufffd");
@@ -313,14 +404,15 @@ export class TarReader {
       else this.meta = { type: typeflag, data: Buffer.alloc(headerSize), fill: 0 };
       return;
     }
-    let type = TYPES[typeflag];
+    // Old GNU sparse files ('S') are regular files with their map in the header.
+    let type = typeflag === "S" ? "file" : TYPES[typeflag];
     if (type === undefined) {
       const known = UNSUPPORTED_TYPES[typeflag];
       throw new TarFormatError(`${where}: entry type ${JSON.stringify(typeflag)}${known ? ` (${known})` : ""} is not supported in layers`);
     }
     const size = ex.size ?? headerSize;
     // Old tars marked directories as files with a trailing slash.
-    const oldStyleDir = type === "file" && typeflag !== "7" && path.endsWith("/");
+    const oldStyleDir = type === "file" && typeflag !== "7" && typeflag !== "S" && path.endsWith("/");
     if (size > 0 && (HEADER_ONLY_TYPES.has(typeflag) || oldStyleDir)) {
       // Tar readers disagree on whether such data exists: a way to smuggle entries past scanners.
       throw new TarFormatError(`${where}: entry of type ${JSON.stringify(typeflag)} claims ${size} bytes of data`);
@@ -330,6 +422,8 @@ export class TarReader {
     if (path.includes("\0")) throw new TarFormatError(`${where}: the name contains a NUL byte`);
 
     const linkpath = ex.linkpath ?? cString(block, at + 157, 100);
+    const pathNotUtf8 = ex.path !== undefined ? ex.pathNotUtf8 === true : nameNotUtf8;
+    const linkpathNotUtf8 = ex.linkpath !== undefined ? ex.linkpathNotUtf8 === true : lostInDecoding(linkpath, block, at + 157, 100);
     const entry: TarEntry = {
       path,
       type,
@@ -337,24 +431,135 @@ export class TarReader {
       uid: ex.uid ?? this.global.uid ?? parseNumberField(block, at + 108, 8, `${where}: uid`),
       gid: ex.gid ?? this.global.gid ?? parseNumberField(block, at + 116, 8, `${where}: gid`),
       size: type === "file" ? size : 0,
+      sparse: undefined,
       mtime: ex.mtime ?? this.global.mtime ?? [parseNumberField(block, at + 136, 12, `${where}: mtime`, true), 0],
       atime: ex.atime ?? this.global.atime,
       linkpath,
       devMajor: type === "char" || type === "block" ? parseNumberField(block, at + 329, 8, `${where}: device major`) : 0,
       devMinor: type === "char" || type === "block" ? parseNumberField(block, at + 337, 8, `${where}: device minor`) : 0,
       xattrs: this.pending.xattrs(),
+      notUtf8: pathNotUtf8 || ((type === "symlink" || type === "hardlink") && linkpathNotUtf8),
     };
+    const sparsePax = this.pending.sparse;
     this.pending = new PendingExtension();
-    this.entries++;
-    this.handler.entry(entry);
-    if (type === "file") {
-      this.skipRemaining = padding(size) - size;
-      if (size === 0) this.handler.fileEnd();
-      else this.dataRemaining = size;
-    } else {
+    if (sparsePax && type !== "file") throw new TarFormatError(`${where}: sparse records on an entry that is not a regular file`);
+    if (typeflag === "S") this.startOldGnuSparse(entry, block, at, size, where);
+    else if (sparsePax) this.startPaxSparse(entry, sparsePax, size, where);
+    else if (type === "file") this.startFile(entry, size);
+    else {
+      this.entries++;
+      this.handler.entry(entry);
       // A GNU dump dir's listing: not file-system content.
       this.skipRemaining = padding(size);
     }
+  }
+
+  /** Reports a regular file whose `stored` bytes of data come next. */
+  private startFile(entry: TarEntry, stored: number): void {
+    this.entries++;
+    this.handler.entry(entry);
+    this.position = 0;
+    this.segments = entry.sparse;
+    this.segmentIndex = 0;
+    this.segmentFilled = 0;
+    this.skipRemaining = padding(stored) - stored;
+    if (stored === 0) this.handler.fileEnd();
+    else this.dataRemaining = stored;
+  }
+
+  /**
+   * Old GNU sparse file: up to 4 runs in the header, more in extension blocks (21 each) that
+   * follow it while their "is extended" byte is set; the real size at offset 483.
+   */
+  private startOldGnuSparse(entry: TarEntry, block: Buffer, at: number, stored: number, where: string): void {
+    const realSize = parseNumberField(block, at + 483, 12, `${where}: sparse file size`);
+    const numbers: number[] = [];
+    const readRuns = (buf: Buffer, offset: number, count: number): void => {
+      for (let i = 0; i < count; i++) {
+        const run = offset + i * 24;
+        // An empty offset field ends the list (GNU tar, bsdtar and Go all stop there).
+        if (buf[run] === 0) return;
+        numbers.push(parseNumberField(buf, run, 12, `${where}: sparse offset`), parseNumberField(buf, run + 12, 12, `${where}: sparse length`));
+      }
+    };
+    readRuns(block, at + 386, 4);
+    const start = (): void => {
+      entry.size = realSize;
+      entry.sparse = sparseSegments(numbers, realSize, stored, where);
+      this.startFile(entry, stored);
+    };
+    if (block[at + 482] === 0) {
+      start();
+      return;
+    }
+    let mapBytes = 0;
+    this.blockConsumer = (ext, extAt) => {
+      mapBytes += BLOCK;
+      if (mapBytes > MAX_SPARSE_MAP_BYTES) throw new TarFormatError(`${where}: sparse map larger than ${MAX_SPARSE_MAP_BYTES} bytes`);
+      readRuns(ext, extAt, 21);
+      if (ext[extAt + 504] === 0) {
+        this.blockConsumer = undefined;
+        start();
+      }
+    };
+  }
+
+  /**
+   * PAX sparse file: versions 0.0 (GNU.sparse.offset/numbytes records) and 0.1 (GNU.sparse.map)
+   * carry the map in the PAX header; 1.0 puts it as decimal lines at the start of the data,
+   * padded to a block, and the real name in GNU.sparse.name.
+   */
+  private startPaxSparse(entry: TarEntry, sparse: SparsePax, stored: number, where: string): void {
+    const version = `${sparse.major ?? ""}.${sparse.minor ?? ""}`;
+    // 0.0 and 0.1 have no version records.
+    if (!(version === "0.0" || version === "0.1" || version === "1.0" || (version === "." && (sparse.hasMap || sparse.numbers.length > 0)))) {
+      throw new TarFormatError(`${where}: unsupported sparse file format ${JSON.stringify(version)}`);
+    }
+    if (sparse.realSize === undefined) throw new TarFormatError(`${where}: sparse file without GNU.sparse.size or GNU.sparse.realsize`);
+    const realSize = sparse.realSize;
+    if (sparse.name !== undefined) {
+      entry.path = sparse.name;
+      entry.notUtf8 = sparse.nameNotUtf8 === true;
+    }
+    entry.size = realSize;
+    if (version !== "1.0") {
+      if (sparse.numBlocks !== undefined && sparse.numbers.length !== 2 * sparse.numBlocks) {
+        throw new TarFormatError(`${where}: GNU.sparse.numblocks says ${sparse.numBlocks} runs, the map has ${sparse.numbers.length / 2}`);
+      }
+      entry.sparse = sparseSegments(sparse.numbers, realSize, stored, where);
+      this.startFile(entry, stored);
+      return;
+    }
+    // "<count>\n" then "<offset>\n<length>\n" per run; the rest of the last block is padding.
+    const numbers: number[] = [];
+    let count = -1;
+    let digits = "";
+    let mapBytes = 0;
+    this.blockConsumer = (block, at) => {
+      mapBytes += BLOCK;
+      if (mapBytes > stored) throw new TarFormatError(`${where}: the sparse map runs past the entry's data`);
+      if (mapBytes > MAX_SPARSE_MAP_BYTES) throw new TarFormatError(`${where}: sparse map larger than ${MAX_SPARSE_MAP_BYTES} bytes`);
+      for (let i = at; i < at + BLOCK; i++) {
+        const c = block[i] as number;
+        if (c >= 0x30 && c <= 0x39 && digits.length < 20) {
+          digits += String.fromCharCode(c);
+          continue;
+        }
+        if (c !== 0x0a || digits === "") throw new TarFormatError(`${where}: malformed sparse map`);
+        const value = Number(digits);
+        if (!Number.isSafeInteger(value)) throw new TarFormatError(`${where}: sparse map number ${digits} is too large`);
+        digits = "";
+        if (count < 0) count = value;
+        else numbers.push(value);
+        if (numbers.length === 2 * count) {
+          this.blockConsumer = undefined;
+          const dataBytes = stored - mapBytes;
+          entry.sparse = sparseSegments(numbers, realSize, dataBytes, where);
+          this.startFile(entry, dataBytes);
+          return;
+        }
+      }
+    };
   }
 
   private applyMeta(type: string, data: Buffer): void {
@@ -369,16 +574,56 @@ export class TarReader {
       case "L":
       case "N":
         this.pending.fields.path = cString(data, 0, data.length);
+        this.pending.fields.pathNotUtf8 = lostInDecoding(this.pending.fields.path, data, 0, data.length);
         break;
       case "K":
         this.pending.fields.linkpath = cString(data, 0, data.length);
+        this.pending.fields.linkpathNotUtf8 = lostInDecoding(this.pending.fields.linkpath, data, 0, data.length);
         break;
+    }
+  }
+
+  private applySparseRecord(key: string, value: Buffer): void {
+    const sparse = (this.pending.sparse ??= { numbers: [], expectOffset: true, hasMap: false });
+    const text = value.toString("utf8");
+    switch (key) {
+      case "major":
+      case "minor":
+        sparse[key] = text;
+        return;
+      case "name":
+        if (value.includes(0)) throw new TarFormatError("PAX GNU.sparse.name contains a NUL byte");
+        sparse.name = text;
+        sparse.nameNotUtf8 = lostInDecoding(text, value, 0, value.length);
+        return;
+      case "size":
+      case "realsize":
+        sparse.realSize = sparseNumber(text, key);
+        return;
+      case "numblocks":
+        sparse.numBlocks = sparseNumber(text, key);
+        return;
+      case "offset":
+      case "numbytes":
+        // 0.0: the pairs are repeated records, in order.
+        if ((key === "offset") !== sparse.expectOffset) throw new TarFormatError(`PAX GNU.sparse.${key} out of order`);
+        sparse.numbers.push(sparseNumber(text, key));
+        sparse.expectOffset = !sparse.expectOffset;
+        return;
+      case "map":
+        sparse.hasMap = true;
+        sparse.numbers = text === "" ? [] : text.split(",").map((n) => sparseNumber(n, key));
+        return;
     }
   }
 
   private applyPaxRecord(key: string, value: Buffer, global: boolean): void {
     const fields = global ? this.global : this.pending.fields;
-    if (key.startsWith("GNU.sparse.")) throw new TarFormatError("sparse files (GNU.sparse PAX records) are not supported in layers");
+    if (key.startsWith("GNU.sparse.")) {
+      if (global) throw new TarFormatError("a global PAX header has sparse file records; refusing the ambiguous archive");
+      this.applySparseRecord(key.slice("GNU.sparse.".length), value);
+      return;
+    }
     switch (key) {
       case "size": {
         const text = value.toString("latin1");
@@ -391,7 +636,10 @@ export class TarReader {
       case "linkpath":
         if (value.includes(0)) throw new TarFormatError(`PAX ${key} contains a NUL byte`);
         // A global path or link target would name every entry: ignored, as node-tar and GNU tar do.
-        if (!global) fields[key] = value.toString("utf8");
+        if (!global) {
+          fields[key] = value.toString("utf8");
+          fields[key === "path" ? "pathNotUtf8" : "linkpathNotUtf8"] = lostInDecoding(fields[key], value, 0, value.length);
+        }
         return;
       case "uid":
       case "gid":
@@ -414,6 +662,35 @@ export class TarReader {
       this.pending.libarchiveXattrs.set(name, Buffer.from(value.toString("latin1"), "base64"));
     }
   }
+}
+
+/**
+ * A sparse map (offset, length, offset, length, ...) as data runs: in order, not overlapping,
+ * within the file, and accounting for exactly the stored bytes (a reader that disagreed on where
+ * the data ends would read the rest as the next entries).
+ */
+function sparseSegments(numbers: number[], realSize: number, stored: number, where: string): SparseSegment[] {
+  if (numbers.length % 2 !== 0) throw new TarFormatError(`${where}: sparse map has an offset without a length`);
+  const segments: SparseSegment[] = [];
+  let end = 0;
+  let total = 0;
+  for (let i = 0; i < numbers.length; i += 2) {
+    const offset = numbers[i] as number;
+    const length = numbers[i + 1] as number;
+    if (offset < end) throw new TarFormatError(`${where}: sparse map runs overlap or are out of order`);
+    if (offset + length > realSize) throw new TarFormatError(`${where}: sparse map run at ${offset} goes past the file's size ${realSize}`);
+    end = offset + length;
+    total += length;
+    if (length > 0) segments.push({ offset, length });
+  }
+  if (total !== stored) throw new TarFormatError(`${where}: sparse map accounts for ${total} bytes of data, the entry stores ${stored}`);
+  return segments;
+}
+
+/** A decimal number in a GNU.sparse.* record. */
+function sparseNumber(text: string, key: string): number {
+  if (!/^\d{1,20}$/.test(text) || !Number.isSafeInteger(Number(text))) throw new TarFormatError(`PAX GNU.sparse.${key} ${JSON.stringify(text.slice(0, 40))} is not a valid number`);
+  return Number(text);
 }
 
 function padding(size: number): number {

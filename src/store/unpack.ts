@@ -20,7 +20,7 @@
 
 import { checkLayerCompression, toBuffer, withDecompressed } from "../image/archive/compression.js";
 import { createHash } from "node:crypto";
-import { closeSync, constants as fsConstants, fchmodSync, fchownSync, openSync, readdirSync, writeSync } from "node:fs";
+import { closeSync, constants as fsConstants, fchmodSync, fchownSync, ftruncateSync, openSync, readdirSync, writeSync } from "node:fs";
 import { native, type RawStat } from "../native.js";
 import { TarFormatError, TarReader, type TarEntry, type TarEntryHandler, type Timespec } from "./tar-reader.js";
 
@@ -443,13 +443,15 @@ class LayerExtractor implements TarSink, TarEntryHandler {
     }
   }
 
-  data(chunk: Buffer): void {
+  data(chunk: Buffer, position: number): void {
     const file = this.file;
     if (!file) return;
     try {
-      // Large files stream through here chunk by chunk; nothing is buffered.
+      // Large files stream through here chunk by chunk; nothing is buffered. A sparse file's
+      // runs are written where they go: the holes between them stay holes.
+      const sparse = file.entry.sparse !== undefined;
       let offset = 0;
-      while (offset < chunk.length) offset += writeSync(file.fd, chunk, offset, chunk.length - offset);
+      while (offset < chunk.length) offset += writeSync(file.fd, chunk, offset, chunk.length - offset, sparse ? position + offset : null);
     } catch (err) {
       throw entryError(new Error(`cannot write: ${(err as Error).message}`, { cause: err }), file.entry.path);
     }
@@ -460,6 +462,8 @@ class LayerExtractor implements TarSink, TarEntryHandler {
     if (!file) return;
     this.file = undefined;
     try {
+      // A sparse file may end in a hole: its length is the entry's, not the last run's end.
+      if (file.entry.sparse !== undefined) ftruncateSync(file.fd, file.entry.size);
       // chown before chmod (chown clears setuid/setgid), xattrs after chown (it drops
       // security.capability), times last.
       const st = this.applyAttributes(file.fd, file.entry, true);
@@ -476,6 +480,12 @@ class LayerExtractor implements TarSink, TarEntryHandler {
   // --- entries ---------------------------------------------------------------------------------
 
   private extract(entry: TarEntry): void {
+    if (entry.notUtf8) {
+      // The addon takes names as text: such a name would become another one (U+FFFD for each bad
+      // byte), and two of them could become the same. Left out, as commit and export leave them out.
+      this.warnings.add("left out entries whose names are not valid UTF-8 (tsrun handles file names as text)", JSON.stringify(entry.path));
+      return;
+    }
     const parts = splitPath(entry.path, "path");
     const name = parts[parts.length - 1];
     if (name === undefined) {

@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { Header } from "tar";
-import { env, importBusybox, scratchDir, shAsUser, tsrun } from "./helpers.js";
+import { env, importBusybox, missingInteropTools, podmanCli, scratchDir, shAsUser, tsrun } from "./helpers.js";
 
 const sha256 = (data: Buffer | string): string => "sha256:" + createHash("sha256").update(data).digest("hex");
 const hex = (digest: string): string => digest.slice("sha256:".length);
@@ -131,7 +131,6 @@ async function imageIds(store: { TSRUN_ROOT: string }): Promise<string[]> {
   return r.stdout.trim().split("\n").filter(Boolean).sort();
 }
 
-const PODMAN = (dir: string): string => `podman --root ${dir}/root --runroot ${dir}/run --storage-driver vfs --runtime runc`;
 
 let busyboxId = "";
 let secondId = "";
@@ -238,15 +237,22 @@ describe("save and load round trips", () => {
     expect(r.code).toBe(125);
     expect(r.stderr).toMatch(/no-such-image/);
     expect(readdirSync(dir)).toEqual([]);
+    // Where the archive cannot go: the user's path in the message, not a temporary name.
+    const noDir = await tsrun(["save", "-o", path.join(dir, "missing", "x.tar"), "busybox"]);
+    expect(noDir.stderr).toBe(`Error: save: cannot write ${dir}/missing/x.tar: directory ${dir}/missing does not exist\n`);
+    const isDir = await tsrun(["save", "-o", dir, "busybox"]);
+    expect(isDir.code).toBe(125);
+    expect(isDir.stderr).toBe(`Error: save: cannot write ${dir}: it is a directory\n`);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
 
-describe("interop with podman and skopeo", () => {
+describe.skipIf(missingInteropTools.length > 0)("interop with podman and skopeo (skipped when either is not installed)", () => {
   it("podman loads and runs our archives; skopeo inspects them", async () => {
     const dir = scratchDir("archive-podman-in");
     await tsrun(["save", "-o", path.join(dir, "d.tar"), "archive-second:v2"]);
     await tsrun(["save", "--format", "oci-archive", "-o", path.join(dir, "o.tar"), "busybox"]);
-    const p = PODMAN(dir);
+    const p = podmanCli(dir);
     const r = await shAsUser(
       `set -e; ${p} load -q -i ${dir}/d.tar; ${p} load -q -i ${dir}/o.tar; ${p} run --rm --net none docker.io/library/archive-second:v2; ` +
         `${p} images --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}' | sort; ` +
@@ -265,7 +271,7 @@ describe("interop with podman and skopeo", () => {
 
   it("loads and runs what podman save and skopeo copy write (docker-archive with symlinks, oci-archive, a bare tag)", async () => {
     const dir = scratchDir("archive-podman-out");
-    const p = PODMAN(dir);
+    const p = podmanCli(dir);
     const made = await shAsUser(
       `set -e; cd ${dir}; ${p} import -q ${env.busyboxTar} localhost/pod:1 >/dev/null; ${p} tag localhost/pod:1 docker.io/library/pod2:2; ` +
         `${p} save -q -m --format docker-archive -o pd.tar localhost/pod:1 docker.io/library/pod2:2; ` +
@@ -289,6 +295,53 @@ describe("interop with podman and skopeo", () => {
     for (const name of ["localhost/pod:1", "pod2:2", "skopeo-d:3", "localhost/v9"]) {
       expect((await tsrun(["run", "--rm", name, "echo", "ok"], { env: store })).stdout).toBe("ok\n");
     }
+  });
+});
+
+describe.skipIf(missingInteropTools.length > 0)("a podman-built image with several layers and empty-layer history (skipped without podman and skopeo)", () => {
+  it("keeps its history, sizes and config through podman save -> tsrun load -> tsrun save -> podman load", async () => {
+    const dir = scratchDir("archive-podman-build");
+    const p = podmanCli(dir);
+    const ctx = path.join(dir, "ctx");
+    const history = "history --no-trunc --format '{{.CreatedBy}}|{{.Size}}|{{.Comment}}'";
+    const made = await shAsUser(
+      `set -e; mkdir ${ctx}; cd ${ctx}; echo one > one; echo two > two; ` +
+        `printf 'FROM localhost/base:1\\nENV A=1\\nCOPY one /one\\nLABEL l=v\\nCOPY two /d/two\\nUSER 1000\\nWORKDIR /w\\nCMD ["sh", "-c", "cat /one /d/two; echo $A; id -u; pwd"]\\n' > Containerfile; ` +
+        `${p} import -q ${env.busyboxTar} localhost/base:1 >/dev/null; ${p} build -q -t localhost/layers:1 . >/dev/null; ` +
+        `${p} save -q --format docker-archive -o ${dir}/pd.tar localhost/layers:1; skopeo copy -q docker-archive:${dir}/pd.tar oci-archive:${dir}/so.tar:layers:2; ` +
+        `${p} ${history} localhost/layers:1`,
+      { timeout: 90_000 },
+    );
+    expect(made.code, made.stderr).toBe(0);
+    // Docker writes sizes without the space podman puts in.
+    const podmanHistory = made.stdout.replace(/(\d) (B|kB|MB)\|/g, "$1$2|");
+    expect(podmanHistory.split("\n").filter(Boolean)).toHaveLength(8);
+    const store = emptyStore();
+    for (const file of ["pd.tar", "so.tar"]) {
+      const loaded = await tsrun(["load", "-i", path.join(dir, file)], { env: store });
+      expect(loaded.code, `${file}: ${loaded.stderr}`).toBe(0);
+    }
+    expect((await imageIds(store)).length).toBe(1);
+    for (const name of ["localhost/layers:1", "localhost/layers:2"]) {
+      expect((await tsrun(["history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Size}}|{{.Comment}}", name], { env: store })).stdout).toBe(podmanHistory);
+      expect((await tsrun(["run", "--rm", name], { env: store })).stdout).toBe("one\ntwo\n1\n1000\n/w\n");
+    }
+
+    // And back, in both formats, into an empty podman store.
+    const back = path.join(dir, "back");
+    const pb = podmanCli(back);
+    for (const format of ["docker-archive", "oci-archive"]) {
+      const saved = await tsrun(["save", "--format", format, "-o", path.join(dir, `${format}.tar`), "localhost/layers:1"], { env: store });
+      expect(saved.code, saved.stderr).toBe(0);
+    }
+    const reloaded = await shAsUser(
+      `set -e; ${pb} load -q -i ${dir}/docker-archive.tar >/dev/null; ${pb} ${history} localhost/layers:1; ` +
+        `${pb} rmi -f localhost/layers:1 >/dev/null; ${pb} load -q -i ${dir}/oci-archive.tar >/dev/null; ${pb} ${history} localhost/layers:1; ` +
+        `skopeo inspect --format '{{len .Layers}}' oci-archive:${dir}/oci-archive.tar`,
+      { timeout: 90_000 },
+    );
+    expect(reloaded.code, reloaded.stderr).toBe(0);
+    expect(reloaded.stdout).toBe(made.stdout + made.stdout + "3\n");
   });
 });
 

@@ -8,7 +8,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
-import { env, filesDir, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
+import { env, filesDir, importBusybox, podmanCli, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
 
 /** A context directory with these files (mode 0644, or [content, mode]), owned by the test user. */
 const context = (files: Record<string, string | [string, number]>): string => filesDir(files, "build");
@@ -425,7 +425,7 @@ describe("interop", () => {
     const name = `localhost/${unique("for-podman")}:v1`;
     const dir = context({ Dockerfile: "FROM busybox\nENV WHO=podman\nWORKDIR /w\nCOPY f .\nRUN echo ran > r\nEXPOSE 80\nLABEL l=v\nHEALTHCHECK --interval=7s CMD true\nCMD [\"sh\", \"-c\", \"echo $WHO $(pwd) $(cat f r)\"]\n", f: "file\n" });
     const r = await built(["-t", name, dir]);
-    const p = `podman --root ${dir}/podman --runroot ${dir}/podman-run --storage-driver vfs --runtime runc`;
+    const p = podmanCli(dir);
     const out = await shAsUser(
       `set -e; "$TSRUN" save ${name} | ${p} load -q >/dev/null; ${p} inspect --format '{{.Id}} {{json .Config.Env}} {{.Config.WorkingDir}} {{json .Config.Cmd}} {{json .Config.ExposedPorts}} {{json .Config.Labels}} {{json .HealthCheck}}' ${name}; ${p} run --rm --net none ${name}`,
       { timeout: 90_000 },

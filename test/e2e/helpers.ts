@@ -1,7 +1,8 @@
 // Driving bin/tsrun as a real process, as the unprivileged test user when the suite is root.
 import { execa, type Result } from "execa";
 import { inject } from "vitest";
-import { copyFileSync, existsSync, mkdtempSync, chownSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, chownSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -86,6 +87,31 @@ export function filesDir(entries: Record<string, string | [string, number]>, pre
   }
   if (env.user) execFileSync("chown", ["-R", `${env.user.uid}:${env.user.gid}`, dir]);
   return dir;
+}
+
+/** Interop tests need Debian's podman and skopeo (CI installs them); without them they are skipped, saying why. */
+export const missingInteropTools = ["podman", "skopeo"].filter((tool) => !existsSync(`/usr/bin/${tool}`));
+if (missingInteropTools.length > 0) console.warn(`podman/skopeo interop tests skipped: ${missingInteropTools.join(" and ")} not installed (Debian packages of the same names)`);
+
+/**
+ * A podman command line (vfs storage, runc) with its own store in dir/root and dir/run. Podman
+ * refuses a runroot of 50 characters or more, which a scratch dir under a long TSRUN_E2E_BASE
+ * exceeds: the runroot is then reached through a short link in /tmp, named after dir.
+ */
+export function podmanCli(dir: string): string {
+  if (!existsSync(dir)) {
+    mkdirSync(dir, { recursive: true });
+    if (env.user) chownSync(dir, env.user.uid, env.user.gid);
+  }
+  let runroot = path.join(dir, "run");
+  if (runroot.length >= 50) {
+    mkdirSync(runroot, { recursive: true });
+    if (env.user) chownSync(runroot, env.user.uid, env.user.gid);
+    const link = `/tmp/tsrun-podman-${createHash("sha256").update(runroot).digest("hex").slice(0, 12)}`;
+    if (!existsSync(link)) symlinkSync(runroot, link);
+    runroot = link;
+  }
+  return `podman --root ${path.join(dir, "root")} --runroot ${runroot} --storage-driver vfs --runtime runc`;
 }
 
 /** A name no other test uses: PREFIX-time-random. */

@@ -11,7 +11,7 @@ import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { createHash, randomBytes, sign } from "node:crypto";
-import { asUser, cliEnv, env, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
+import { asUser, cliEnv, env, importBusybox, podmanCli, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
 import { startRegistry as startSharedRegistry, type Registry, type RegistryAuth } from "./registry-server.js";
 
 const registries: Registry[] = [];
@@ -714,7 +714,7 @@ describe("podman interop", () => {
     const digest = (await tsrun(["push", "-q", "busybox", ref])).stdout.trim();
     const id = (await tsrun(["images", "-q", "--no-trunc", "busybox"])).stdout.trim();
     const dir = scratchDir("podman-pull");
-    const p = `podman --root ${dir}/root --runroot ${dir}/run --storage-driver vfs --runtime runc`;
+    const p = podmanCli(dir);
     const r = await shAsUser(`set -e; ${p} pull -q --tls-verify=false ${ref}; ${p} images --no-trunc --digests --format '{{.ID}} {{.Digest}}'`, { timeout: 60_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`${id.replace(/^sha256:/, "")} ${digest}`);

@@ -1,3 +1,6 @@
+// Config instructions shared by Dockerfiles and `--change` lines (import, commit), and Docker's
+// signal names: what Docker accepts changes the config, and what it refuses (BuildKit's argument
+// counts, instructions that are no config, signals that are none) is one line naming it.
 import { describe, expect, it } from "vitest";
 import { applyChanges } from "../../src/image/config-changes.js";
 import { signalNumber } from "../../src/format/signal.js";
@@ -29,5 +32,31 @@ describe("config instructions", () => {
     expect(Object.keys(applyChanges({}, ["EXPOSE 80/udp 8000-8002 53/UDP"]).ExposedPorts ?? {})).toEqual(["80/udp", "8000/tcp", "8001/tcp", "8002/tcp", "53/udp"]);
     expect(() => applyChanges({}, ["EXPOSE 70000"])).toThrow(/up to 65535/);
     expect(() => applyChanges({}, ["EXPOSE 9000-8000"])).toThrow(/range/);
+  });
+});
+
+describe("applyChanges", () => {
+  it("sets what the instructions say, in order", () => {
+    const config = applyChanges({ Env: ["PATH=/bin"] }, ["ENV A=1", "USER 1000:1000", "LABEL a=b c=$A", "STOPSIGNAL SIGINT", "WORKDIR app", 'CMD ["cat", "/f"]', "EXPOSE 80/udp"]);
+    expect(config).toEqual({
+      Env: ["PATH=/bin", "A=1"],
+      User: "1000:1000",
+      Labels: { a: "b", c: "1" },
+      StopSignal: "SIGINT",
+      WorkingDir: "/app",
+      Cmd: ["cat", "/f"],
+      ExposedPorts: { "80/udp": {} },
+    });
+  });
+
+  it.each([
+    ["USER", /invalid change "USER": USER requires exactly one argument/],
+    ["LABEL", /invalid change "LABEL": LABEL requires at least one argument/],
+    ["STOPSIGNAL", /invalid change "STOPSIGNAL": STOPSIGNAL requires exactly one argument/],
+    ["ENV", /ENV requires at least one argument/],
+    ["FROM busybox", /from is not a valid change command/],
+    ["RUN true", /run is not a valid change command/],
+  ])("refuses %s", (change, message) => {
+    expect(() => applyChanges({}, [change])).toThrow(message);
   });
 });

@@ -19,8 +19,10 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  truncateSync,
   utimesSync,
   writeFileSync,
+  writeSync,
 } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -294,6 +296,69 @@ describe("unpackLayer: entry types", () => {
   });
 });
 
+describe("unpackLayer: sparse files (GNU tar --sparse)", () => {
+  /** A file of 200 data runs that ends in a hole, one that is all hole, and a plain one after them. */
+  function sparseSource(): { src: string; contents: Record<string, Buffer> } {
+    const src = path.join(base, "src");
+    mkdirSync(src);
+    const many = Buffer.alloc(200 * 65536 + 3 * 4096);
+    for (let i = 0; i < 200; i++) many.fill(i + 1, i * 65536 + i, i * 65536 + i + 100 + i);
+    const fd = openSync(path.join(src, "many"), "w");
+    for (let i = 0; i < 200; i++) writeSync(fd, many, i * 65536 + i, 100 + i, i * 65536 + i);
+    closeSync(fd);
+    truncateSync(path.join(src, "many"), many.length);
+    writeFileSync(path.join(src, "hole"), "");
+    truncateSync(path.join(src, "hole"), 5 << 20);
+    writeFileSync(path.join(src, "plain"), "after the sparse ones\n");
+    return { src, contents: { many, hole: Buffer.alloc(5 << 20), plain: Buffer.from("after the sparse ones\n") } };
+  }
+
+  it.each([
+    ["old GNU headers with extension blocks", ["--format=gnu"]],
+    ["PAX 0.0", ["--format=posix", "--sparse-version=0.0"]],
+    ["PAX 0.1", ["--format=posix", "--sparse-version=0.1"]],
+    ["PAX 1.0 (a map of several blocks)", ["--format=posix", "--sparse-version=1.0"]],
+  ])("unpacks %s with their contents, sizes and holes", async (_format, flags) => {
+    const { src, contents } = sparseSource();
+    const layer = execFileSync("tar", ["--sparse", ...flags, "-cf", "-", "-C", src, "many", "hole", "plain"], { maxBuffer: 64 << 20 });
+    rmSync(src, { recursive: true });
+    // Small chunks: maps, runs and headers cross chunk boundaries everywhere.
+    const result = await unpack(layer, {}, 1000);
+    expect(result.entries).toBe(3);
+    for (const [name, expected] of Object.entries(contents)) {
+      const got = readFileSync(at(name));
+      expect(got.length, name).toBe(expected.length);
+      expect(got.equals(expected), name).toBe(true);
+    }
+    // The holes stay holes: the 13 MB file takes well under a megabyte, the 5 MB hole nothing.
+    expect(statSync(at("many")).blocks * 512).toBeLessThan(1 << 20);
+    expect(statSync(at("hole")).blocks).toBe(0);
+  });
+});
+
+describe("unpackLayer: names that are not valid UTF-8", () => {
+  it.each([["gnu"], ["posix"]])("leaves them out with one warning (%s format), and keeps valid names with U+FFFD", async (format) => {
+    const src = path.join(base, "src");
+    mkdirSync(src);
+    // Names as bytes: "café" and "cafè" in Latin-1 would both read as "caf\ufffd".
+    const latin1 = (rel: string): Buffer => Buffer.concat([Buffer.from(`${src}/`), Buffer.from(rel, "latin1")]);
+    writeFileSync(latin1("caf\u00e9"), "e-acute");
+    writeFileSync(latin1("caf\u00e8"), "e-grave");
+    mkdirSync(latin1("d\u00e9"));
+    writeFileSync(latin1("d\u00e9/inner"), "inner");
+    symlinkSync(Buffer.from("caf\u00e9", "latin1"), path.join(src, "link"));
+    writeFileSync(path.join(src, "valid-\ufffd-\u00fc"), "valid");
+    const layer = execFileSync("tar", [`--format=${format}`, "-cf", "-", "-C", src, "."]);
+    execFileSync("rm", ["-rf", src]);
+    await unpack(layer);
+    expect(readdirSync(dest)).toEqual(["valid-\ufffd-\u00fc"]);
+    expect(readFileSync(at("valid-\ufffd-\u00fc"), "utf8")).toBe("valid");
+    expect(warnings).toHaveLength(1);
+    // café, cafè, dé, dé/inner and the link to café.
+    expect(warnings[0]).toMatch(/^left out entries whose names are not valid UTF-8 \(.*\): ".*" and 2 more$/);
+  });
+});
+
 describe("unpackLayer: OCI whiteouts in overlay form", () => {
   it("turns .wh.NAME into a 0:0 char device and .wh..wh..opq into the opaque xattr", async () => {
     const result = await unpack(
@@ -476,10 +541,34 @@ describe("unpackLayer: hostile archives", () => {
     expect(existsSync(at("hidden"))).toBe(false);
   });
 
-  it("refuses sparse files and unknown entry types", async () => {
-    await expect(unpack(rawTar([{ name: "s", type: "S", content: "x" }]))).rejects.toThrow(/GNU sparse file/);
-    await expect(unpack(rawTar([file("s", "x", { pax: { "GNU.sparse.major": "1" } })]))).rejects.toThrow(/sparse/);
+  it("refuses unknown entry types", async () => {
     await expect(unpack(rawTar([{ name: "q", type: "Q" }]))).rejects.toThrow(/entry type "Q"/);
+  });
+
+  it.each([
+    ["a map accounting for more bytes than stored", { "GNU.sparse.size": "100", "GNU.sparse.map": "0,5" }, /accounts for 5 bytes of data, the entry stores 3/],
+    ["a map accounting for fewer bytes than stored", { "GNU.sparse.size": "100", "GNU.sparse.map": "0,1" }, /accounts for 1 bytes/],
+    ["overlapping runs", { "GNU.sparse.size": "100", "GNU.sparse.map": "0,2,1,1" }, /overlap or are out of order/],
+    ["a run past the file's size", { "GNU.sparse.size": "2", "GNU.sparse.map": "0,3" }, /goes past the file's size 2/],
+    ["an offset without a length", { "GNU.sparse.size": "100", "GNU.sparse.map": "0,3,5" }, /offset without a length/],
+    ["no real size", { "GNU.sparse.map": "0,3" }, /without GNU\.sparse\.size/],
+    ["an unknown version", { "GNU.sparse.major": "2", "GNU.sparse.minor": "0", "GNU.sparse.size": "3" }, /unsupported sparse file format "2\.0"/],
+    ["a wrong run count", { "GNU.sparse.size": "100", "GNU.sparse.numblocks": "2", "GNU.sparse.map": "0,3" }, /numblocks says 2 runs, the map has 1/],
+    ["a 1.0 map past the data", { "GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": "9" }, /sparse map runs past the entry's data|malformed sparse map/],
+    ["a malformed number", { "GNU.sparse.size": "1e3", "GNU.sparse.map": "0,3" }, /GNU\.sparse\.size "1e3" is not a valid number/],
+  ])("refuses a sparse file with %s, and reads nothing after it", async (_what, pax, message) => {
+    await expect(unpack(rawTar([file("s", "abc", { pax }), file("after", "x")]))).rejects.toThrow(message);
+    expect(existsSync(at("after"))).toBe(false);
+  });
+
+  it("refuses sparse records on a symlink and in a global header, and a stream that ends inside a sparse map", async () => {
+    await expect(unpack(rawTar([symlink("l", "t", { pax: { "GNU.sparse.size": "3", "GNU.sparse.map": "0,3" } })]))).rejects.toThrow(/not a regular file/);
+    const global = { name: "g", type: "g", content: paxRecords({ "GNU.sparse.map": "0,1" }) };
+    await expect(unpack(rawTar([global, file("f", "x")]))).rejects.toThrow(/global PAX header has sparse file records/);
+    // A 1.0 map's count line promises runs the stream never brings.
+    const map = "999\n" + "0\n".repeat(254);
+    const cut = rawTar([file("s", map, { size: 1024, pax: { "GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": "9" } })], { end: false });
+    await expect(unpack(cut)).rejects.toThrow(/truncated/);
   });
 
   it("refuses truncated and corrupt streams", async () => {

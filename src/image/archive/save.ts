@@ -24,7 +24,7 @@ import type { ImageRecord, LayerRecord } from "../../store/images.js";
 import { chainIds, digestHex, sha256 } from "../../store/digest.js";
 import { MEDIA, type Descriptor, type ImageConfig, type Manifest } from "../types.js";
 import { formatReference, parseReference, repositoryName, splitName } from "../reference.js";
-import { NotFoundError, TsrunError } from "../../errors.js";
+import { NotFoundError, plainSystemErrors, TsrunError } from "../../errors.js";
 import { TarWriter } from "./tar-writer.js";
 import { withDecompressed } from "./compression.js";
 
@@ -289,11 +289,15 @@ export async function saveImages(store: Store, opts: SaveOptions): Promise<void>
       return;
     }
     const target = path.resolve(opts.output);
+    // Checked before the archive is written, not found by the final rename.
+    if (statSync(target, { throwIfNoEntry: false })?.isDirectory()) throw new TsrunError(`cannot write ${opts.output}: it is a directory`);
     const tmp = path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
     const out = createWriteStream(tmp, { flags: "wx", mode: 0o644 });
     try {
       await once(out, "open").catch((err: NodeJS.ErrnoException) => {
-        throw new TsrunError(`cannot write ${opts.output as string}: ${err.code ?? err.message}`);
+        // The error names the temporary file: the user gave the directory and the name.
+        const reason = err.code === "ENOENT" ? `directory ${path.dirname(target)} does not exist` : plainSystemErrors(err.message).replace(/ \(open [^)]*\)$/, "");
+        throw new TsrunError(`cannot write ${opts.output as string}: ${reason}`);
       });
       const failed = new Promise<never>((_, reject) => out.once("error", reject));
       await Promise.race([writeArchive(store, out, format, targets), failed]);
