@@ -50,7 +50,11 @@ export async function launchPlan(
   let syncFd = handle.syncFd;
   let cancelled: unknown;
   if (plan.holdBeforeExec) {
-    writeSync(syncFd, "G");
+    try {
+      writeSync(syncFd, "G");
+    } catch {
+      // The child is gone already (EPIPE): resume reads what it reported.
+    }
     try {
       whileSettingUp?.(handle.pid);
     } catch (err) {
