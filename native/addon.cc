@@ -146,12 +146,17 @@ Napi::Value StrError(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), strerror(info[0].As<Napi::Number>().Int32Value()));
 }
 
-// pipe() -> [readFd, writeFd], both close-on-exec.
+// pipe(capacity?) -> [readFd, writeFd], both close-on-exec; grown to capacity bytes if given.
 Napi::Value Pipe(const Napi::CallbackInfo& info) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) {
     ErrnoError(info.Env(), errno, "pipe").ThrowAsJavaScriptException();
     return info.Env().Undefined();
+  }
+  if (info.Length() > 0 && info[0].IsNumber()) {
+    // Best effort: a refused size (over /proc/sys/fs/pipe-max-size, or the user's pipe quota)
+    // leaves the kernel's default, which only costs speed.
+    (void)fcntl(p[1], F_SETPIPE_SZ, info[0].As<Napi::Number>().Int32Value());
   }
   Napi::Array a = Napi::Array::New(info.Env(), 2);
   a.Set(0u, p[0]);

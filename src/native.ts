@@ -43,7 +43,8 @@ interface NativeAddon {
   waitPid(pid: number): Promise<ExitStatus>;
   setWinsize(fd: number, rows: number, cols: number): void;
   strerror(errno: number): string;
-  pipe(): [number, number];
+  /** [readFd, writeFd], close-on-exec; grown to capacity bytes where the kernel allows. */
+  pipe(capacity?: number): [number, number];
   /** A close-on-exec duplicate of fd. */
   dup(fd: number): number;
   flock(fd: number, exclusive: boolean, wait: boolean): boolean;

@@ -39,6 +39,8 @@ export interface UnpackJobResult {
 }
 
 // Bundled (dist/worker.cjs) so that it starts fast and needs no node_modules at run time.
+/** The pipe a streamed layer reaches its unpacker through: 1 MiB (the unprivileged maximum) rather than 64 KiB. */
+const UNPACK_PIPE_BYTES = 1 << 20;
 const workerScript = (): string => path.join(packageRoot(), "dist", "worker.cjs");
 
 /**
@@ -196,7 +198,7 @@ export class Store {
    * written, or destroy it to abandon the unpack; `result` settles when the helper has exited.
    */
   unpackStream(dest: string): { input: Writable; result: Promise<UnpackJobResult> } {
-    const [readFd, writeFd] = native().pipe();
+    const [readFd, writeFd] = native().pipe(UNPACK_PIPE_BYTES);
     const input = new (lazyNet().Socket)({ fd: writeFd, readable: false, writable: true });
     let result: Promise<UnpackJobResult>;
     try {
