@@ -4,15 +4,11 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:http";
 import { chownSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { env, filesDir, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
+import { env, filesDir, importBusybox, scratchDir, shAsUser, tsrun, unique, tsrunOk } from "./helpers.js";
 
 const context = (files: Record<string, string | [string, number]>): string => filesDir(files, "build-compat");
 
-async function ok(args: string[], timeout = 120_000): Promise<string> {
-  const r = await tsrun(args, { timeout });
-  if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}\n${r.stdout}`);
-  return r.stdout;
-}
+const ok = (args: string[], timeout = 120_000): Promise<string> => tsrunOk(args, { timeout });
 
 beforeAll(async () => {
   await importBusybox("busybox");

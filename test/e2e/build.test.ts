@@ -8,7 +8,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
-import { env, filesDir, importBusybox, podmanCli, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
+import { env, filesDir, importBusybox, podmanCli, scratchDir, shAsUser, tsrun, unique, tsrunOk } from "./helpers.js";
 
 /** A context directory with these files (mode 0644, or [content, mode]), owned by the test user. */
 const context = (files: Record<string, string | [string, number]>): string => filesDir(files, "build");
@@ -25,11 +25,7 @@ async function built(args: string[], opts: { env?: Record<string, string>; input
   return r;
 }
 
-async function ok(args: string[]): Promise<string> {
-  const r = await tsrun(args);
-  if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
+const ok = (args: string[]): Promise<string> => tsrunOk(args);
 
 async function inspect(image: string, format: string): Promise<string> {
   return (await ok(["inspect", "-f", format, image])).trim();

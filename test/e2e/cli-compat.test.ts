@@ -3,7 +3,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import path from "node:path";
 import { execa } from "execa";
-import { asUser, cliEnv, env, filesDir, importBusybox, tsrun, unique } from "./helpers.js";
+import { asUser, cliEnv, env, filesDir, importBusybox, tsrun, unique, tsrunOk } from "./helpers.js";
 
 async function until(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -13,11 +13,7 @@ async function until(check: () => Promise<boolean>, timeoutMs = 30_000): Promise
   }
 }
 
-async function ok(args: string[], opts: { input?: string; cwd?: string } = {}): Promise<string> {
-  const r = await tsrun(args, { timeout: 120_000, ...opts });
-  if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
+const ok = (args: string[], opts: { input?: string; cwd?: string } = {}): Promise<string> => tsrunOk(args, { timeout: 120_000, ...opts });
 
 beforeAll(async () => {
   await importBusybox("busybox");

@@ -3,14 +3,10 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readdirSync, readFileSync, chownSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
+import { env, importBusybox, scratchDir, shAsUser, tsrun, unique, tsrunOk } from "./helpers.js";
 import { rawTar } from "../unit/tar-builder.js";
 
-async function ok(args: string[]): Promise<string> {
-  const r = await tsrun(args);
-  if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
+const ok = (args: string[]): Promise<string> => tsrunOk(args);
 
 /** What must not change when a command fails: the image index, the layers, the blobs. */
 function storeSnapshot(): string {

@@ -4,16 +4,12 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { filesDir, importBusybox, shAsUser, tsrun, unique } from "./helpers.js";
+import { filesDir, importBusybox, shAsUser, tsrun, unique, tsrunOk } from "./helpers.js";
 
 /** A directory with these files (mode 0644, or [content, mode]), owned by the test user. */
 const files = (entries: Record<string, string | [string, number]>, prefix = "compat"): string => filesDir(entries, prefix);
 
-async function ok(args: string[], input?: string | Buffer): Promise<string> {
-  const r = await tsrun(args, { timeout: 120_000, ...(input !== undefined ? { input } : {}) });
-  if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
+const ok = (args: string[], input?: string | Buffer): Promise<string> => tsrunOk(args, { timeout: 120_000, ...(input !== undefined ? { input } : {}) });
 
 beforeAll(async () => {
   await importBusybox("busybox");

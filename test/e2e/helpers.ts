@@ -53,6 +53,13 @@ export async function tsrun(args: string[], opts: CliOptions = {}): Promise<{ co
   return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
+/** Runs `tsrun ARGS...` and returns its stdout; a non-zero exit throws with its stderr (and stdout). */
+export async function tsrunOk(args: string[], opts: CliOptions = {}): Promise<string> {
+  const r = await tsrun(args, opts);
+  if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}${r.stdout ? `\n${r.stdout}` : ""}`);
+  return r.stdout;
+}
+
 /** Runs a shell command line as the test user (for `script`, pipes, host-side checks). */
 export async function shAsUser(line: string, opts: CliOptions = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   const [cmd, ...rest] = asUser(["sh", "-c", line]);

@@ -4,13 +4,9 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, tsrun, unique } from "./helpers.js";
+import { env, importBusybox, tsrun, unique, tsrunOk } from "./helpers.js";
 
-async function ok(args: string[]): Promise<string> {
-  const r = await tsrun(args);
-  if (r.code !== 0) throw new Error(`tsrun ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
+const ok = (args: string[]): Promise<string> => tsrunOk(args);
 
 function storeSnapshot(): string {
   const list = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir).filter((n) => !n.startsWith(".tmp")).sort() : []);
