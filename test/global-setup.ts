@@ -55,9 +55,23 @@ declare module "vitest" {
   }
 }
 
+/**
+ * Detaches what a killed earlier run left mounted under the base dir (the full-disk tests mount
+ * tmpfs there): removing the dir would fail with EBUSY. Deepest first; needs root.
+ */
+function unmountLeftovers(base: string): void {
+  const points = readFileSync("/proc/self/mounts", "utf8")
+    .split("\n")
+    .map((line) => (line.split(" ")[1] ?? "").replace(/\\040/g, " "))
+    .filter((point) => point.startsWith(`${base}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const point of points) execFileSync("umount", ["-l", point]);
+}
+
 export default function setup(project: TestProject): void {
   const isRoot = process.getuid?.() === 0;
   if (!existsSync(path.join(repo, "dist", "tsrun.cjs"))) throw new Error("dist/tsrun.cjs missing: run npm run build first");
+  if (isRoot) unmountLeftovers(E2E_BASE);
   rmSync(E2E_BASE, { recursive: true, force: true, maxRetries: 2 });
   mkdirSync(E2E_BASE, { recursive: true });
   chmodSync(E2E_BASE, 0o755);
