@@ -38,9 +38,9 @@ export interface UnpackJobResult {
   warnings: string[];
 }
 
-// Bundled (dist/worker.cjs) so that it starts fast and needs no node_modules at run time.
 /** The pipe a streamed layer reaches its unpacker through: 1 MiB (the unprivileged maximum) rather than 64 KiB. */
 const UNPACK_PIPE_BYTES = 1 << 20;
+// Bundled (dist/worker.cjs) so that it starts fast and needs no node_modules at run time.
 const workerScript = (): string => path.join(packageRoot(), "dist", "worker.cjs");
 
 /**

@@ -149,6 +149,23 @@ function storedImages(store: Record<string, string>): { id: string; names: strin
   return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as { images: { id: string; names: string[]; repoDigests: string[] }[] }).images : [];
 }
 
+const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
+const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
+
+/** The size of a manifest in the open registry (repo: "tsrun/NAME"), as an index entry needs it. */
+async function manifestSize(repo: string, digest: string): Promise<number> {
+  const res = await fetch(`http://${open.host}/v2/${repo}/manifests/${digest}`, { method: "HEAD", headers: { Accept: OCI_MANIFEST } });
+  return Number(res.headers.get("content-length"));
+}
+
+/** Puts an OCI image index under a tag of the open registry; returns its descriptor. */
+async function putIndex(repo: string, tag: string, manifests: Record<string, unknown>[]): Promise<{ mediaType: string; digest: string; size: number }> {
+  const body = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests });
+  const res = await fetch(`http://${open.host}/v2/${repo}/manifests/${tag}`, { method: "PUT", headers: { "Content-Type": OCI_INDEX }, body });
+  expect(res.status).toBe(201);
+  return { mediaType: OCI_INDEX, digest: `sha256:${createHash("sha256").update(body).digest("hex")}`, size: Buffer.byteLength(body) };
+}
+
 /** A failure as tsrun must report it: status 125 and one "Error: ..." line, the last one. */
 function expectOneLineError(r: { code: number; stderr: string }, message: RegExp, label = ""): void {
   expect(r.code, label).toBe(125);
@@ -402,24 +419,10 @@ describe("multi-platform index", () => {
     await importBusybox("multi-arm", ["LABEL arch=arm64"]);
     const amd = (await tsrun(["push", "-q", "busybox", `${repo}:amd64`])).stdout.trim();
     const arm = (await tsrun(["push", "-q", "multi-arm", `${repo}:arm64`])).stdout.trim();
-    const size = async (digest: string): Promise<number> => {
-      const res = await fetch(`http://${open.host}/v2/tsrun/multi/manifests/${digest}`, { method: "HEAD", headers: { Accept: "application/vnd.oci.image.manifest.v1+json" } });
-      return Number(res.headers.get("content-length"));
-    };
-    const index = {
-      schemaVersion: 2,
-      mediaType: "application/vnd.oci.image.index.v1+json",
-      manifests: [
-        { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: arm, size: await size(arm), platform: { os: "linux", architecture: "arm64", variant: "v8" } },
-        { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: amd, size: await size(amd), platform: { os: "linux", architecture: "amd64" } },
-      ],
-    };
-    const put = await fetch(`http://${open.host}/v2/tsrun/multi/manifests/latest`, {
-      method: "PUT",
-      headers: { "Content-Type": "application/vnd.oci.image.index.v1+json" },
-      body: JSON.stringify(index),
-    });
-    expect(put.status).toBe(201);
+    await putIndex("tsrun/multi", "latest", [
+      { mediaType: OCI_MANIFEST, digest: arm, size: await manifestSize("tsrun/multi", arm), platform: { os: "linux", architecture: "arm64", variant: "v8" } },
+      { mediaType: OCI_MANIFEST, digest: amd, size: await manifestSize("tsrun/multi", amd), platform: { os: "linux", architecture: "amd64" } },
+    ]);
 
     const host = freshStore("multi-host");
     const pulled = await tsrun(["pull", "-q", repo], { env: host });
@@ -448,18 +451,9 @@ describe("index shapes other tools push", () => {
     const other = (await tsrun(["push", "-q", "nested-other", `${repo}:other`])).stdout.trim();
     const hostArch = (await tsrun(["inspect", "--format", "{{.Architecture}}", "busybox"])).stdout.trim();
     const otherArch = hostArch === "arm64" ? "amd64" : "arm64";
-    const index = "application/vnd.oci.image.index.v1+json";
-    const image = "application/vnd.oci.image.manifest.v1+json";
-    const size = async (digest: string): Promise<number> =>
-      Number((await fetch(`http://${open.host}/v2/tsrun/nested/manifests/${digest}`, { method: "HEAD", headers: { Accept: image } })).headers.get("content-length"));
-    const put = async (tag: string, manifests: Record<string, unknown>[]): Promise<{ mediaType: string; digest: string; size: number }> => {
-      const body = JSON.stringify({ schemaVersion: 2, mediaType: index, manifests });
-      const res = await fetch(`http://${open.host}/v2/tsrun/nested/manifests/${tag}`, { method: "PUT", headers: { "Content-Type": index }, body });
-      expect(res.status).toBe(201);
-      return { mediaType: index, digest: `sha256:${createHash("sha256").update(body).digest("hex")}`, size: Buffer.byteLength(body) };
-    };
-    const hostEntry = { mediaType: image, digest: host, size: await size(host) };
-    const otherEntry = { mediaType: image, digest: other, size: await size(other), platform: { os: "linux", architecture: otherArch } };
+    const put = (tag: string, manifests: Record<string, unknown>[]): ReturnType<typeof putIndex> => putIndex("tsrun/nested", tag, manifests);
+    const hostEntry = { mediaType: OCI_MANIFEST, digest: host, size: await manifestSize("tsrun/nested", host) };
+    const otherEntry = { mediaType: OCI_MANIFEST, digest: other, size: await manifestSize("tsrun/nested", other), platform: { os: "linux", architecture: otherArch } };
     const inner = await put("inner", [{ ...hostEntry, platform: { os: "linux", architecture: hostArch } }]);
     await put("nested", [otherEntry, inner]);
     await put("unplatformed", [hostEntry]);
