@@ -185,6 +185,34 @@ describe("export", () => {
     expect(r).toBe("exported\nno-group\n1000\n2\n");
     await tsrun(["rm", name]);
   });
+
+  it("exports exactly the tree the running container sees, its layers merged as overlayfs merges them", async () => {
+    // Two committed layers over busybox, then a running container's own changes: whiteouts,
+    // opaque directories, a directory replacing a file and a file replacing a directory in each.
+    const first = unique("merge-a");
+    await ok(["run", "--name", first, "busybox", "sh", "-c", "mkdir -p /m/keep /m/gone /m/opq/sub /m/todir /m/tofile && echo k > /m/keep/f && echo g > /m/gone/f && echo o > /m/opq/sub/f && echo t > /m/todir/x && echo f > /m/tofile/x && echo plain > /m/todir2 && ln /m/keep/f /m/keep/link"]);
+    await ok(["commit", first, `${first}:img`]);
+    const second = unique("merge-b");
+    await ok(["run", "--name", second, `${first}:img`, "sh", "-c", "rm -rf /m/gone /m/opq && mkdir -p /m/opq && echo new > /m/opq/n && rm -rf /m/todir && mkdir /m/todir && echo d > /m/todir/y && rm -rf /m/tofile && echo file > /m/tofile && rm /etc/group && echo 2 >> /m/keep/f"]);
+    await ok(["commit", second, `${second}:img`]);
+    const live = unique("merge-live");
+    await ok(["run", "-d", "--name", live, `${second}:img`, "sleep", "600"]);
+    await ok(["exec", live, "sh", "-c", "rm -rf /m/keep/f /bin/vi /m/todir2 && mkdir /m/todir2 && echo z > /m/todir2/z && rm -rf /m/opq && mkdir /m/opq && touch /m/opq/only && rm /m/tofile && mkdir /m/tofile && mkdir -p /usr/share/new && chown 1000:1000 /m/opq/only"]);
+    // The overlay's own view, from inside (runtime mounts left out: other filesystems, and the
+    // files the runtime binds over).
+    const listing = "find / -xdev | grep -v -e '^/$' -e '^/proc' -e '^/sys' -e '^/dev' -e '^/etc/hosts$' -e '^/etc/hostname$' -e '^/etc/resolv.conf$' | sort | while read -r f; do stat -c '%n %f %u %g %s %Y' \"$f\"; done";
+    const seen = await ok(["exec", live, "sh", "-c", listing]);
+    const dir = scratchDir("export-merge");
+    await ok(["export", "-o", path.join(dir, "root.tar"), live]);
+    const flat = unique("merge-flat");
+    await ok(["import", path.join(dir, "root.tar"), flat]);
+    const exported = await ok(["run", "--rm", flat, "sh", "-c", listing]);
+    expect(exported.split("\n").length).toBeGreaterThan(200);
+    expect(exported).toBe(seen);
+    expect(seen).toMatch(/^\/m\/opq\/only \S+ 1000 1000 0 /m);
+    expect(seen).not.toMatch(/^\/m\/opq\/(n|sub)/m);
+    await tsrun(["rm", "-f", live, first, second]);
+  });
 });
 
 describe("diff", () => {
