@@ -27,6 +27,8 @@ export interface UnpackJob {
   dest: string;
   /** The blob's sha256 as the caller computed it writing a private file (unpack.ts, inputDigest). */
   inputDigest?: string;
+  /** The stream comes through an UnpackFeed (see UnpackOptions.fromFeed). */
+  fromFeed?: boolean;
 }
 
 export interface UnpackJobResult {
@@ -196,13 +198,15 @@ export class Store {
    * Unpacks one layer whose bytes are written to `input` as they arrive (a pull streams each
    * layer from the registry straight into its own helper). End `input` when all bytes are
    * written, or destroy it to abandon the unpack; `result` settles when the helper has exited.
+   * Write through an UnpackFeed, which inflates gzip on this side: the helper takes a gzip
+   * stream as a layer compressed twice.
    */
   unpackStream(dest: string): { input: Writable; result: Promise<UnpackJobResult> } {
     const [readFd, writeFd] = native().pipe(UNPACK_PIPE_BYTES);
     const input = new (lazyNet().Socket)({ fd: writeFd, readable: false, writable: true });
     let result: Promise<UnpackJobResult>;
     try {
-      result = this.unpack([{ blob: "-", dest }], { stdin: readFd }).then((results) => {
+      result = this.unpack([{ blob: "-", dest, fromFeed: true }], { stdin: readFd }).then((results) => {
         const first = results[0];
         if (!first) throw new Error("the storage worker returned no result for the layer");
         return first;

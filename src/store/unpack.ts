@@ -44,6 +44,11 @@ export interface UnpackOptions {
    * so that such a layer is not hashed a second time on the unpacker's critical path.
    */
   inputDigest?: string;
+  /**
+   * The stream comes through an UnpackFeed, which inflates gzip in the feeding process (off the
+   * unpacker's critical path): a stream that is still gzip here was compressed twice.
+   */
+  fromFeed?: boolean;
 }
 
 export interface UnpackResult {
@@ -86,7 +91,7 @@ export async function unpackLayer(input: AsyncIterable<Buffer | string | Uint8Ar
   let extractor: LayerExtractor | undefined;
   try {
     extractor = new LayerExtractor(rootFd, options);
-    const digests = await readLayer(input, extractor, options.inputDigest === undefined && (options.digestInput ?? true), options.inputDigest);
+    const digests = await readLayer(input, extractor, options.inputDigest === undefined && (options.digestInput ?? true), options.inputDigest, options.fromFeed ?? false);
     extractor.fixDirectoryTimes();
     return { ...digests, entries: extractor.entryCount };
   } finally {
@@ -115,7 +120,7 @@ interface TarSink {
  * the result and hands it to the sink. Reads to the very end even after the tar's end marker,
  * because the digests cover every byte.
  */
-async function readLayer(input: AsyncIterable<Buffer | string | Uint8Array>, sink: TarSink, digestInput: boolean, inputDigest?: string): Promise<LayerDigests> {
+async function readLayer(input: AsyncIterable<Buffer | string | Uint8Array>, sink: TarSink, digestInput: boolean, inputDigest: string | undefined, fromFeed: boolean): Promise<LayerDigests> {
   const compressedHash = digestInput ? createHash("sha256") : undefined;
   const uncompressedHash = createHash("sha256");
   let size = 0;
@@ -141,6 +146,7 @@ async function readLayer(input: AsyncIterable<Buffer | string | Uint8Array>, sin
       await sink.end();
     },
     (compression) => {
+      if (fromFeed && compression === "gzip") throw new Error("invalid layer tarball: the decompressed layer is gzip again (compressed twice)");
       checkLayerCompression(compression, "the layer");
       plain = compression === "none";
     },

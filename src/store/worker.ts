@@ -33,6 +33,7 @@ async function unpackAll(jobFile: string): Promise<void> {
     const r = await unpackLayer(input, path.join(job.dest, "diff"), {
       digestInput: job.blob !== "-",
       ...(job.inputDigest ? { inputDigest: job.inputDigest } : {}),
+      ...(job.fromFeed ? { fromFeed: true } : {}),
       maxUid: spec.maxUid,
       maxGid: spec.maxGid,
       // Podman's ignore_chown_errors: with a single-id mapping, images whose files belong to

@@ -601,6 +601,9 @@ describe("unpackLayer: hostile archives", () => {
   it("refuses a layer compressed twice and unsupported compressions", async () => {
     const layer = rawTar([file("a", "x")]);
     await expect(unpack(gzipSync(gzipSync(layer)))).rejects.toThrow(/compressed twice/);
+    // Through an UnpackFeed the caller has inflated once already: gzip here is the second one.
+    await expect(unpack(gzipSync(layer), { fromFeed: true })).rejects.toThrow(/compressed twice/);
+    expect((await unpack(layer, { fromFeed: true })).diffId).toBe(sha256(layer));
     const xz = Buffer.concat([Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), Buffer.alloc(100)]);
     await expect(unpack(xz)).rejects.toThrow(/xz-compressed/);
   });

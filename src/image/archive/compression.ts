@@ -30,7 +30,7 @@ const GUNZIP_CHUNK = 256 * 1024;
  * until the consumer asks for more, so inflating and consuming (unpacking) never overlapped.
  */
 // Node passes stream options through to the Transform; @types/node's ZlibOptions omits them.
-const GUNZIP_OPTIONS: ZlibOptions & { readableHighWaterMark: number } = { chunkSize: GUNZIP_CHUNK, readableHighWaterMark: 4 * GUNZIP_CHUNK };
+export const GUNZIP_OPTIONS: ZlibOptions & { readableHighWaterMark: number } = { chunkSize: GUNZIP_CHUNK, readableHighWaterMark: 4 * GUNZIP_CHUNK };
 
 export function detectCompression(head: Buffer): Compression {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";

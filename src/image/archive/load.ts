@@ -338,14 +338,14 @@ class EarlyUnpacks implements MemberTap {
     if (!this.wanted?.has(name) || this.running >= PARALLEL_UNPACKS) return undefined;
     const dest = this.store.layers.createTemp();
     this.temps.push(dest);
-    const unpack = this.store.unpackStream(dest);
+    const feed = new UnpackFeed(this.store.unpackStream(dest));
     this.running++;
-    const result = unpack.result.finally(() => this.running--);
+    const result = feed.result.finally(() => this.running--);
     // Awaited where the layer is used; settle() waits for the others.
     result.catch(() => undefined);
     this.all.push(result);
     this.started.set(name, { dest, result });
-    return new UnpackFeed(unpack.input);
+    return feed;
   }
 
   /** The unpack of a member started early (once: a second use of the blob unpacks it again). */

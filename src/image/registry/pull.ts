@@ -174,7 +174,7 @@ async function downloadAndUnpack(
   context: string,
 ): Promise<UnpackJobResult> {
   const unpack = store.unpackStream(dest);
-  const unpacker = new UnpackFeed(unpack.input);
+  const unpacker = new UnpackFeed(unpack);
   let fed = 0;
   const feed = async (chunk: Buffer): Promise<void> => {
     await unpacker.write(chunk);
@@ -190,7 +190,7 @@ async function downloadAndUnpack(
       throw err;
     },
   );
-  const [downloaded, unpacked] = await Promise.allSettled([download, unpack.result]);
+  const [downloaded, unpacked] = await Promise.allSettled([download, unpacker.result]);
   if (downloaded.status === "rejected") throw downloaded.reason;
   if (unpacked.status === "rejected") throw unpacked.reason;
   return unpacked.value;
