@@ -335,7 +335,7 @@ class CopyPlanner {
   }
 
   /** Writes the planned entries as one tar, in path order. */
-  async write(tar: TarWriter): Promise<void> {
+  write(tar: TarWriter): void {
     // Names of one inode copied together stay one file: the first in path order, then hardlinks.
     const firstName = new Map<string, string>();
     for (const p of [...this.entries.keys()].sort(comparePaths)) {
@@ -344,24 +344,24 @@ class CopyPlanner {
       if (e.type === "symlink") header.linkpath = e.linkTarget ?? "";
       const first = e.inode !== undefined ? firstName.get(e.inode) : undefined;
       if (first !== undefined) {
-        await tar.add({ ...header, type: "hardlink", linkpath: first });
+        tar.add({ ...header, type: "hardlink", linkpath: first });
         continue;
       }
       if (e.inode !== undefined) firstName.set(e.inode, p);
       if (e.type !== "file") {
-        await tar.add(header);
+        tar.add(header);
         continue;
       }
       const fd = e.file !== undefined ? openSync(e.file, "r") : (e.tree as SourceTree).openFile(e.rel as string);
       try {
         // The size now, not at planning time: a file that changed meanwhile is still whole.
         header.size = native().lstatAt(fd, "")[ST_SIZE];
-        await tar.add(header, fd);
+        tar.add(header, fd);
       } finally {
         closeSync(fd);
       }
     }
-    await tar.finish();
+    tar.finish();
   }
 }
 
@@ -384,7 +384,7 @@ export async function runCopyJob(jobFile: string): Promise<void> {
   });
   try {
     await planner.plan();
-    await planner.write(tar);
+    planner.write(tar);
   } finally {
     closeSync(out);
     planner.close();

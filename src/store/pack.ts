@@ -438,8 +438,15 @@ function paxBlocks(e: TarEntry, records: Buffer[]): Buffer {
   return Buffer.concat([paxHeader, body, padding]);
 }
 
-/** Where finished tar bytes go; the chunk may be reused once the promise resolves. */
-export type TarSink = (chunk: Buffer) => Promise<void> | void;
+/**
+ * Where finished tar bytes go, synchronously: the chunk is reused once the sink returns. Every
+ * sink here writes to a file or pipe with writeSync: a walk of tens of thousands of entries with
+ * nothing to wait for spends no time in promises.
+ */
+export type TarSink = (chunk: Buffer) => void;
+
+/** Zeros for tar padding (less than a block) and the end-of-archive blocks. */
+const ZEROS = Buffer.alloc(2 * 512);
 
 /** Buffers tar output in large chunks (small files cost no write call each). */
 export class TarWriter {
@@ -450,18 +457,18 @@ export class TarWriter {
 
   constructor(private readonly sink: TarSink) {}
 
-  private async flush(): Promise<void> {
+  private flush(): void {
     if (this.used === 0) return;
     const chunk = this.buffer.subarray(0, this.used);
     this.bytes += this.used;
     this.used = 0;
-    await this.sink(chunk);
+    this.sink(chunk);
   }
 
-  private async put(data: Buffer): Promise<void> {
+  private put(data: Buffer): void {
     let offset = 0;
     while (offset < data.length) {
-      if (this.used === this.buffer.length) await this.flush();
+      if (this.used === this.buffer.length) this.flush();
       const n = data.copy(this.buffer, this.used, offset);
       this.used += n;
       offset += n;
@@ -472,11 +479,11 @@ export class TarWriter {
    * Writes one entry; a regular file's data is read from dataFd (exactly entry.size bytes) and,
    * when mirrorFd is given, the very same bytes are written there too.
    */
-  async add(entry: TarEntry, dataFd?: number, mirrorFd?: number): Promise<void> {
+  add(entry: TarEntry, dataFd?: number, mirrorFd?: number): void {
     const records = paxRecordsFor(entry);
-    if (records.length > 0) await this.put(paxBlocks(entry, records));
+    if (records.length > 0) this.put(paxBlocks(entry, records));
     // The header goes straight into the output buffer: tens of thousands of entries make no garbage.
-    if (this.buffer.length - this.used < BLOCK) await this.flush();
+    if (this.buffer.length - this.used < BLOCK) this.flush();
     writeUstarHeader(this.buffer, this.used, entryFields(entry));
     this.used += BLOCK;
     this.entries++;
@@ -484,7 +491,7 @@ export class TarWriter {
     if (dataFd === undefined) throw new Error(`no data for ${entry.path}`);
     let left = entry.size;
     while (left > 0) {
-      if (this.used === this.buffer.length) await this.flush();
+      if (this.used === this.buffer.length) this.flush();
       // Straight into the output buffer: one copy from the page cache, none in between.
       const n = readSync(dataFd, this.buffer, this.used, Math.min(left, this.buffer.length - this.used), null);
       if (n <= 0) break;
@@ -496,22 +503,36 @@ export class TarWriter {
     if (left > 0) {
       const zeros = Buffer.alloc(left);
       if (mirrorFd !== undefined) writeAll(mirrorFd, zeros);
-      await this.put(zeros);
+      this.put(zeros);
     }
     const pad = (BLOCK - (entry.size % BLOCK)) % BLOCK;
-    if (pad) await this.put(Buffer.alloc(pad));
+    if (pad) this.put(ZEROS.subarray(0, pad));
   }
 
   /** The two zero blocks that end an archive, and the last flush. */
-  async finish(): Promise<void> {
-    await this.put(Buffer.alloc(2 * BLOCK));
-    await this.flush();
+  finish(): void {
+    this.put(ZEROS.subarray(0, 2 * BLOCK));
+    this.flush();
   }
 }
 
+/** Blocks the thread for a moment (a full non-blocking pipe: nothing else to do meanwhile). */
+const pause = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/**
+ * Writes all of data. Standard output may be a pipe someone else made non-blocking (the file
+ * description is shared): then a full pipe gives EAGAIN, and the write is tried again shortly.
+ */
 function writeAll(fd: number, data: Buffer): void {
   let offset = 0;
-  while (offset < data.length) offset += writeSync(fd, data, offset, data.length - offset);
+  while (offset < data.length) {
+    try {
+      offset += writeSync(fd, data, offset, data.length - offset);
+    } catch (err) {
+      if (errorCode(err) !== "EAGAIN") throw err;
+      pause(1);
+    }
+  }
 }
 
 /**
@@ -661,7 +682,7 @@ class HardlinkTracker {
  * O_NOFOLLOW (and O_NONBLOCK, so a FIFO swapped in meanwhile cannot block the read). Returns
  * false for what tar cannot carry (sockets, devices).
  */
-async function writeEntry(
+function writeEntry(
   tar: TarWriter,
   parentFd: number,
   name: string,
@@ -669,7 +690,7 @@ async function writeEntry(
   rel: string,
   links: HardlinkTracker,
   opts: { dirFd?: number; layer?: LayerDirWriter | undefined; opaque?: boolean } = {},
-): Promise<boolean> {
+): boolean {
   const addon = native();
   const layer = opts.layer;
   const type = fileType(st);
@@ -679,7 +700,7 @@ async function writeEntry(
       const fd = opts.dirFd ?? addon.openAt(parentFd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
       try {
         const xattrs = portableXattrs(fd);
-        await tar.add({ ...common, path: `${rel}/`, type: "directory", size: 0, xattrs });
+        tar.add({ ...common, path: `${rel}/`, type: "directory", size: 0, xattrs });
         layer?.directory(rel, st, xattrs, opts.opaque ?? false);
       } finally {
         if (opts.dirFd === undefined) closeSync(fd);
@@ -689,18 +710,18 @@ async function writeEntry(
     case S_IFLNK: {
       // User xattrs cannot exist on symlinks.
       const target = addon.readlinkAt(parentFd, name);
-      await tar.add({ ...common, path: rel, type: "symlink", size: 0, linkpath: target });
+      tar.add({ ...common, path: rel, type: "symlink", size: 0, linkpath: target });
       layer?.symlink(rel, st, target);
       return true;
     }
     case S_IFIFO:
-      await tar.add({ ...common, path: rel, type: "fifo", size: 0 });
+      tar.add({ ...common, path: rel, type: "fifo", size: 0 });
       layer?.fifo(rel, st);
       return true;
     case S_IFREG: {
       const first = links.earlier(st, rel);
       if (first !== undefined) {
-        await tar.add({ ...common, path: rel, type: "hardlink", size: 0, linkpath: first });
+        tar.add({ ...common, path: rel, type: "hardlink", size: 0, linkpath: first });
         layer?.hardlink(rel, first);
         return true;
       }
@@ -709,7 +730,7 @@ async function writeEntry(
       try {
         const xattrs = portableXattrs(dataFd);
         copyFd = layer?.createFile(rel);
-        await tar.add({ ...common, path: rel, type: "file", size: st[ST_SIZE], xattrs }, dataFd, copyFd);
+        tar.add({ ...common, path: rel, type: "file", size: st[ST_SIZE], xattrs }, dataFd, copyFd);
         if (copyFd !== undefined) layer?.finishFile(copyFd, st, xattrs);
       } finally {
         closeSync(dataFd);
@@ -750,7 +771,7 @@ class ParentDirs {
  * Writes the scanned upper dir as an OCI layer (whiteouts in OCI form). Returns warnings.
  * clampMtime: no time in the layer is later (SOURCE_DATE_EPOCH, for reproducible builds).
  */
-async function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer: LayerDirWriter | undefined, clampMtime?: number): Promise<string[]> {
+function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer: LayerDirWriter | undefined, clampMtime?: number): string[] {
   const addon = native();
   const warnings: string[] = [];
   const links = new HardlinkTracker();
@@ -778,24 +799,24 @@ async function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter,
         const dir = path.posix.dirname(item.path);
         const name = `${WHITEOUT_PREFIX}${parent.name}`;
         // As Docker and containers/storage write them: an empty regular file, mode 0600.
-        await tar.add({ path: dir === "." ? name : `${dir}/${name}`, type: "file", mode: 0o600, uid: st[ST_UID], gid: st[ST_GID], size: 0, mtime: st[ST_MTIME] });
+        tar.add({ path: dir === "." ? name : `${dir}/${name}`, type: "file", mode: 0o600, uid: st[ST_UID], gid: st[ST_GID], size: 0, mtime: st[ST_MTIME] });
         layer?.whiteout(item.path, st);
         continue;
       }
       const opaque = item.opaque && fileType(st) === S_IFDIR;
-      if (!(await writeEntry(tar, parent.fd, parent.name, st, item.path, links, { layer, opaque }))) {
+      if (!writeEntry(tar, parent.fd, parent.name, st, item.path, links, { layer, opaque })) {
         warnings.push(`/${item.path}: sockets and device nodes cannot be stored in a layer; left out`);
         continue;
       }
       if (opaque) {
-        await tar.add({ path: `${item.path}/${OPAQUE_MARKER}`, type: "file", mode: st[ST_MODE] & 0o777, uid: st[ST_UID], gid: st[ST_GID], size: 0, mtime: st[ST_MTIME] });
+        tar.add({ path: `${item.path}/${OPAQUE_MARKER}`, type: "file", mode: st[ST_MODE] & 0o777, uid: st[ST_UID], gid: st[ST_GID], size: 0, mtime: st[ST_MTIME] });
       }
     }
   } finally {
     parents.close();
     closeSync(upperFd);
   }
-  await tar.finish();
+  tar.finish();
   return warnings;
 }
 
@@ -825,7 +846,7 @@ function addMergedDirs(fds: number[], layerDirs: number[], owner: number, name: 
  * and close each touch the layers' inodes too): about a third of an export's time went there.
  * `dirs`: this directory in each layer that merges into it, topmost first.
  */
-async function packMergedTree(dirs: number[], rel: string, tar: TarWriter, links: HardlinkTracker, warnings: string[]): Promise<void> {
+function packMergedTree(dirs: number[], rel: string, tar: TarWriter, links: HardlinkTracker, warnings: string[]): void {
   const addon = native();
   // Each name belongs to the topmost layer that has it (a whiteout there hides it).
   const owners = new Map<string, number>();
@@ -843,15 +864,15 @@ async function packMergedTree(dirs: number[], rel: string, tar: TarWriter, links
     }
     if (isWhiteout(st)) continue;
     if (fileType(st) !== S_IFDIR) {
-      if (!(await writeEntry(tar, dirFd, name, st, child, links))) warnings.push(`/${child}: sockets and device nodes are not exported`);
+      if (!writeEntry(tar, dirFd, name, st, child, links)) warnings.push(`/${child}: sockets and device nodes are not exported`);
       continue;
     }
     const childFd = addon.openAt(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
     const childDirs = [childFd];
     try {
       addMergedDirs(childDirs, dirs, owner, name);
-      await writeEntry(tar, dirFd, name, st, child, links, { dirFd: childFd });
-      await packMergedTree(childDirs, child, tar, links, warnings);
+      writeEntry(tar, dirFd, name, st, child, links, { dirFd: childFd });
+      packMergedTree(childDirs, child, tar, links, warnings);
     } finally {
       for (const fd of childDirs) closeSync(fd);
     }
@@ -895,7 +916,7 @@ interface JobEnvelope<T> {
 
 
 /** `pack JOBFILE`: the commit's layer, as a tar file and, from the same reads, as a layer dir. */
-export async function runPackJob(jobFile: string): Promise<void> {
+export function runPackJob(jobFile: string): void {
   const { job, resultFile } = JSON.parse(readFileSync(jobFile, "utf8")) as JobEnvelope<PackJob>;
   const { items, warnings: scanWarnings } = scanUpper(job);
   const out = openSync(job.tarFile, "wx", 0o644);
@@ -907,7 +928,7 @@ export async function runPackJob(jobFile: string): Promise<void> {
   const layer = job.layerDir === undefined ? undefined : new LayerDirWriter(path.join(job.layerDir, "diff"));
   let warnings: string[];
   try {
-    warnings = [...scanWarnings, ...(await packUpper(job, items, tar, layer, job.clampMtime))];
+    warnings = [...scanWarnings, ...packUpper(job, items, tar, layer, job.clampMtime)];
     layer?.finish();
   } finally {
     closeSync(out);
@@ -931,15 +952,10 @@ export function runChangesJob(jobFile: string): void {
  * upper dir may change meanwhile, and every entry is opened under its directory's fd with
  * O_NOFOLLOW, so nothing leads the walk out of the layer dirs.
  */
-export async function runExportJob(jobFile: string): Promise<void> {
+export function runExportJob(jobFile: string): void {
   const { job } = JSON.parse(readFileSync(jobFile, "utf8")) as JobEnvelope<ExportJob>;
   const warnings: string[] = [];
-  const tar = new TarWriter(
-    (chunk) =>
-      new Promise<void>((resolve, reject) => {
-        process.stdout.write(chunk, (err) => (err ? reject(err) : resolve()));
-      }),
-  );
+  const tar = new TarWriter((chunk) => writeAll(1, chunk));
   // The root merges like any directory; a layer's root can itself be opaque (/.wh..wh..opq).
   const roots: number[] = [];
   try {
@@ -947,11 +963,10 @@ export async function runExportJob(jobFile: string): Promise<void> {
       roots.push(openSync(dir, O_RDONLY | O_DIRECTORY));
       if (isOpaque(roots[roots.length - 1]!)) break;
     }
-    await packMergedTree(roots, "", tar, new HardlinkTracker(), warnings);
+    packMergedTree(roots, "", tar, new HardlinkTracker(), warnings);
   } finally {
     for (const fd of roots) closeSync(fd);
   }
-  await tar.finish();
+  tar.finish();
   for (const w of warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
-  await new Promise<void>((resolve) => process.stdout.end(() => resolve()));
 }

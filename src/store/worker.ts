@@ -73,11 +73,11 @@ async function main(): Promise<void> {
     const kind = rest[3] as import("../container/copy-worker.js").CopyInKind;
     await copyIn(openRoot(arg), rest[0] as string, rest[1] as string, kind, process.stdin, { maxUid, maxGid, keepOwners: keep === 1 });
   } else if (command === "pack" && arg) {
-    await runPackJob(arg);
+    runPackJob(arg);
   } else if (command === "changes" && arg) {
     runChangesJob(arg);
   } else if (command === "export" && arg) {
-    await runExportJob(arg);
+    runExportJob(arg);
   } else if (command === "build-copy" && arg) {
     await (await loadBuildCopy()).runCopyJob(arg);
   } else {

@@ -178,6 +178,20 @@ describe("export", () => {
     expect(listing).toMatch(/^d\S+ 1000\/1000 .* d\/e\/$/m);
     const piped = await shAsUser(`"$TSRUN" export ${name} | cmp - ${out} && echo same`);
     expect(piped.stdout.trim()).toBe("same");
+    // Standard output a pipe made non-blocking by someone else (the file description is shared),
+    // read late: a full pipe is waited for, not an error.
+    const nonBlocking = [
+      "import os, subprocess, sys, time",
+      "r, w = os.pipe()",
+      "os.set_blocking(w, False)",
+      `p = subprocess.Popen([os.environ["TSRUN"], "export", "${name}"], stdout=w)`,
+      "os.close(w)",
+      "time.sleep(0.5)",
+      'data = b"".join(iter(lambda: os.read(r, 1 << 16), b""))',
+      `sys.exit(p.wait() or (0 if data == open("${out}", "rb").read() else 3))`,
+    ].join("\n");
+    const slowReader = await shAsUser(`python3 -c '${nonBlocking}'`);
+    expect(slowReader.code, slowReader.stderr).toBe(0);
 
     const img = unique("reimported");
     await ok(["import", out, img]);
