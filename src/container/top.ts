@@ -1,7 +1,7 @@
 // The processes of a container, as the host sees them: every process whose pid namespace is the
 // container init's.
 import { readdirSync, readlinkSync } from "node:fs";
-import { execFileSync } from "node:child_process";
+import { lazyChildProcess } from "../builtin.js";
 import { TsrunError } from "../errors.js";
 
 export function containerPids(initPid: number): number[] {
@@ -27,7 +27,7 @@ export function topLines(initPid: number, psArgs: string[]): string {
   const args = psArgs.length > 0 ? psArgs : ["-ef"];
   let output: string;
   try {
-    output = execFileSync("ps", args, { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+    output = lazyChildProcess().execFileSync("ps", args, { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
   } catch (err) {
     throw new TsrunError(`ps ${args.join(" ")}: ${(err as Error).message.split("\n")[0]}`);
   }

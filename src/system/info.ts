@@ -3,7 +3,7 @@
 // something does not work. Field names follow Podman's `info` (Host, Store, Version), so that
 // --format templates written for it read the same fields here.
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, statfsSync } from "node:fs";
-import { spawnSync } from "node:child_process";
+import { lazyChildProcess } from "../builtin.js";
 import os from "node:os";
 import path from "node:path";
 import type { Containers } from "../container/run.js";
@@ -125,7 +125,7 @@ function networkInfo(): SystemInfo["Host"]["Network"] {
   const executable = slirp ?? findProgram("pasta") ?? "";
   let version = "";
   if (executable) {
-    const r = spawnSync(executable, ["--version"], { encoding: "utf8", timeout: 2000 });
+    const r = lazyChildProcess().spawnSync(executable, ["--version"], { encoding: "utf8", timeout: 2000 });
     version = (r.stdout ?? "").split("\n").find((l) => l.trim())?.trim() ?? "";
   }
   let tun = false;

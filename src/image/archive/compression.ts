@@ -3,7 +3,7 @@
 // write uncompressed layers, so stored gzip/zstd layers are decompressed on the way out.
 // Node 20's zlib has gzip only: zstd, xz and bzip2 run as stream filters (their Debian
 // packages), and their exit status tells whether the input was whole.
-import { spawn } from "node:child_process";
+import { lazyChildProcess } from "../../builtin.js";
 import { createHash } from "node:crypto";
 import { closeSync, createReadStream, openSync, readSync } from "node:fs";
 import { Duplex } from "node:stream";
@@ -130,7 +130,7 @@ export async function throughCommand(
   consume: (out: AsyncIterable<Buffer>) => Promise<void>,
 ): Promise<void> {
   const { argv, pkg } = COMMANDS[kind];
-  const child = spawn(argv[0] as string, argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
+  const child = lazyChildProcess().spawn(argv[0] as string, argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (text: string) => {

@@ -2,7 +2,7 @@
 // tsrun writes $REGISTRY_AUTH_FILE when set (as Podman does), else $XDG_CONFIG_HOME/tsrun/auth.json.
 // It reads that file first, then the files Podman and Docker log in to (containers/image's order),
 // so a `podman login` or `docker login` done earlier works too.
-import { execFileSync } from "node:child_process";
+import { lazyChildProcess } from "../../builtin.js";
 import { chmodSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -117,7 +117,7 @@ function fromHelper(name: string, registry: string, file: string, namedForRegist
   const server = registry === "docker.io" ? "https://index.docker.io/v1/" : registry;
   let output: string;
   try {
-    output = execFileSync(helper, ["get"], { input: server, timeout: 30_000, stdio: ["pipe", "pipe", "pipe"], encoding: "utf8" });
+    output = lazyChildProcess().execFileSync(helper, ["get"], { input: server, timeout: 30_000, stdio: ["pipe", "pipe", "pipe"], encoding: "utf8" });
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stdout?: string; stderr?: string };
     if (e.code === "ENOENT") {
