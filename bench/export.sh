@@ -42,7 +42,7 @@ for rt in '$TSRUN' "$PODMAN_OVERLAY" "$PODMAN_VFS"; do
 done
 rm -f "$WORK"/*.tar.tmp "$WORK/tsrun.tar" "$WORK/podman-overlay.tar" "$WORK/podman-vfs.tar"
 
-body="Measured $(date -u +%Y-%m-%d) with \`bench/export.sh $RUNS\` (hyperfine, $RUNS runs after 2 warm-up, \`sync\` before each run so no run pays for the previous one's writeback, medians; $(nproc) cores, $(uname -r)); Podman $(podman --version | awk '{print $3}') with \`--runtime runc\`, rootless, as the same user. The container's root is $size MB of tar in $entries entries. tsrun mounts the container's layers read-only in the storage worker's own mount namespace and tars the merged tree.
+body="Measured $(date -u +%Y-%m-%d) with \`bench/export.sh $RUNS\` (hyperfine, $RUNS runs after 2 warm-up, \`sync\` before each run so no run pays for the previous one's writeback, medians; $(nproc) cores, $(uname -r)); Podman $(podman --version | awk '{print $3}') with \`--runtime runc\`, rootless, as the same user. The container's root is $size MB of tar in $entries entries. tsrun's storage worker reads the container's upper dir and its image's layer dirs, merged as overlayfs merges them, and tars the result.
 
 $table"
 append_results "export" "$body"
