@@ -5,6 +5,7 @@ import type { CreateOptions } from "../container/run.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
 import { collect, parseBoolFlag } from "./util.js";
+import { parseMemory } from "../container/security/options.js";
 
 export interface CreateFlags {
   interactive: boolean;
@@ -34,6 +35,8 @@ export interface CreateFlags {
   rm: boolean;
   restart?: string;
   init: boolean;
+  groupAdd: string[];
+  shmSize?: string;
   healthCmd?: string;
   healthInterval?: string;
   healthTimeout?: string;
@@ -140,6 +143,8 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--volumes-from <container[:ro|rw]>", "mount the volumes of another container", collect, [])
     .option("--restart <policy>", "restart policy: no, always, unless-stopped, on-failure[:N]")
     .option("--init", "run an init (tini) as PID 1 that reaps zombies and passes signals on", false)
+    .option("--group-add <group>", "add a supplementary group (a name from the container's /etc/group, or a gid)", collect, [])
+    .option("--shm-size <size>", "size of /dev/shm, e.g. 256m (64m by default)")
     .option("--health-cmd <command>", "command to run to check health")
     .option("--health-interval <duration>", "time between health checks (e.g. 30s)")
     .option("--health-timeout <duration>", "maximum time a check may run")
@@ -227,6 +232,8 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     volumesFrom: o.volumesFrom,
     restart: o.restart,
     init: o.init,
+    groupAdd: o.groupAdd,
+    ...(o.shmSize !== undefined ? { shmSize: parseShmSize(o.shmSize) } : {}),
     cidFile: o.cidfile,
     stopSignal: o.stopSignal,
     stopTimeout: o.stopTimeout === undefined ? undefined : Number(o.stopTimeout),
@@ -270,6 +277,13 @@ export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void>
   } finally {
     progress.finish();
   }
+}
+
+/** --shm-size: a size as Docker takes it (512m, 1g, bytes without a unit), more than 0. */
+function parseShmSize(text: string): number {
+  const bytes = parseMemory(text, "--shm-size");
+  if (bytes <= 0) throw new TsrunError(`invalid --shm-size "${text}": must be greater than 0`);
+  return bytes;
 }
 
 export async function runCommand(image: string, command: string[], o: RunFlags): Promise<number> {

@@ -39,6 +39,8 @@ export interface FilesystemOptions {
   etcFiles: { hosts: string; resolvConf: string; hostname: string };
   /** gid 5 (tty) must be mapped for devpts' gid=5 option. */
   ttyGroupMapped: boolean;
+  /** /dev/shm's size in bytes (64 MiB when unset, as Docker's). */
+  shmSize?: number;
   extraMounts: PlanMount[];
 }
 
@@ -78,7 +80,7 @@ export function filesystemPlan(o: FilesystemOptions): Pick<LaunchPlan, "root" | 
       data: `newinstance,ptmxmode=0666,mode=0620${o.ttyGroupMapped ? ",gid=5" : ""}`,
       create: "dir",
     },
-    { kind: "mount", source: "shm", target: "/dev/shm", fstype: "tmpfs", flags: nosuidNodevNoexec, data: "mode=1777,size=65536k", create: "dir" },
+    { kind: "mount", source: "shm", target: "/dev/shm", fstype: "tmpfs", flags: nosuidNodevNoexec, data: `mode=1777,size=${Math.max(1, Math.ceil((o.shmSize ?? 64 * 1024 * 1024) / 1024))}k`, create: "dir" },
     { kind: "mount", source: "mqueue", target: "/dev/mqueue", fstype: "mqueue", flags: nosuidNodevNoexec, data: "", create: "dir" },
     { kind: "symlink", linkTarget: "pts/ptmx", path: "/dev/ptmx" },
     { kind: "symlink", linkTarget: "/proc/self/fd", path: "/dev/fd" },

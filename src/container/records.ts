@@ -86,6 +86,10 @@ export interface ContainerRecord {
     networks?: Record<string, Endpoint>;
     /** --init: the host's init binary, bound at /sbin/docker-init and run as PID 1. */
     init?: string;
+    /** --group-add: more supplementary groups (names from the container's /etc/group, or gids). */
+    groupAdd?: string[];
+    /** --shm-size: the size of /dev/shm in bytes (Docker's default, 64 MiB, when unset). */
+    shmSize?: number;
   };
   state: ContainerState;
   /**

@@ -91,6 +91,10 @@ export interface CreateOptions {
   restart?: string | undefined;
   /** --init: a small init (tini) runs as PID 1 and starts the command. */
   init?: boolean;
+  /** --group-add: supplementary groups for the command (and exec), by name or gid. */
+  groupAdd?: string[];
+  /** --shm-size: the size of /dev/shm in bytes. */
+  shmSize?: number;
   /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
   security?: SecurityFlags;
   /** A build's RUN container (see ContainerRecord.intermediate); use Containers.createIntermediate. */
@@ -239,7 +243,11 @@ export class Containers {
     const mode = this.usernsOf(record);
     const { passwd, group } = this.accounts(record);
     const spec = parseUserSpec(user ?? (record.config.user === "" ? "0" : record.config.user));
-    return resolveUser(spec, parsePasswd(passwd), parseGroup(group), { maxUid: maxContainerId(mapping, "uid", mode), maxGid: maxContainerId(mapping, "gid", mode) });
+    const groups = parseGroup(group);
+    const maxGid = maxContainerId(mapping, "gid", mode);
+    const resolved = resolveUser(spec, parsePasswd(passwd), groups, { maxUid: maxContainerId(mapping, "uid", mode), maxGid });
+    const extra = (record.hostConfig.groupAdd ?? []).map((g) => addedGroup(g, groups, maxGid));
+    return extra.length === 0 ? resolved : { ...resolved, groups: [...new Set([...resolved.groups, ...extra])] };
   }
 
   /** Creates a container record and its directories; nothing runs yet. */
@@ -373,6 +381,8 @@ export class Containers {
         ...(helper ? { networkHelper: helper } : {}),
         ...(opts.portHandler ? { portHandler: opts.portHandler } : {}),
         ...(opts.init ? { init: findInitBinary() } : {}),
+        ...(opts.groupAdd && opts.groupAdd.length > 0 ? { groupAdd: opts.groupAdd } : {}),
+        ...(opts.shmSize !== undefined ? { shmSize: opts.shmSize } : {}),
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
       ...(opts.intermediate ? { intermediate: true } : {}),
@@ -505,6 +515,7 @@ export class Containers {
       network,
       etcFiles: { hosts: path.join(dir, "hosts"), resolvConf: path.join(dir, "resolv.conf"), hostname: path.join(dir, "hostname") },
       ttyGroupMapped: maxContainerId(mapping, "gid", mode) >= 5,
+      ...(record.hostConfig.shmSize !== undefined ? { shmSize: record.hostConfig.shmSize } : {}),
       extraMounts: [
         // keep-id's generated /etc/passwd and /etc/group, when the image lacks the user.
         ...["passwd", "group"]
@@ -859,6 +870,20 @@ export class Containers {
     return status;
   }
 
+}
+
+/** One --group-add value: a gid, or a name from the container's /etc/group (as Docker resolves it). */
+function addedGroup(value: string, groups: ReturnType<typeof parseGroup>, maxGid: number): number {
+  let gid: number;
+  if (/^\d+$/.test(value)) {
+    gid = Number(value);
+  } else {
+    const entry = groups.find((g) => g.name === value);
+    if (!entry) throw new TsrunError(`unable to find group ${value}: no matching entries in group file`);
+    gid = entry.gid;
+  }
+  if (gid > maxGid) throw new TsrunError(`--group-add ${value}: gid ${gid} is not mapped in the container's user namespace (ids up to ${maxGid})`);
+  return gid;
 }
 
 function readOr(file: string, fallback: string): string {

@@ -191,6 +191,8 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
       RestartPolicy: { Name: h.restartPolicy?.name ?? "no", MaximumRetryCount: h.restartPolicy?.maximumRetryCount ?? 0 },
       AutoRemove: h.autoRemove,
       Init: h.init !== undefined,
+      GroupAdd: h.groupAdd ?? null,
+      ShmSize: h.shmSize ?? 64 * 1024 * 1024,
       VolumeDriver: "",
       VolumesFrom: null,
       CapAdd: sec.capAdd.length > 0 ? sec.capAdd : null,

@@ -154,6 +154,32 @@ describe("Docker CLI habits", () => {
     await ok(["rm", "-f", name]);
   });
 
+  it("--shm-size sizes /dev/shm; --group-add adds groups by gid or by the container's group names, exec too", async () => {
+    // Docker: /dev/shm is 64 MiB unless --shm-size; --group-add names are looked up in the
+    // container's /etc/group, gids need not exist; both show in inspect's HostConfig.
+    const shm = (args: string[]): Promise<string> => ok(["run", "--rm", ...args, "busybox", "sh", "-c", "df -k /dev/shm | tail -1 | awk '{print $2}'"]);
+    expect(await shm([])).toBe("65536\n");
+    expect(await shm(["--shm-size", "128m"])).toBe("131072\n");
+    expect(await ok(["run", "--rm", "--group-add", "10", "--group-add", "video", "busybox", "id"])).toBe("uid=0(root) gid=0(root) groups=0(root),10,44(video)\n");
+    expect(await ok(["run", "--rm", "-u", "1000:1000", "--group-add", "staff", "busybox", "id", "-G"])).toBe("1000 50\n");
+    const name = unique("groups");
+    await ok(["run", "-d", "--name", name, "--group-add", "10", "--shm-size", "1g", "busybox", "sleep", "60"]);
+    expect(await ok(["exec", name, "id", "-G"])).toBe("0 10\n");
+    expect(await ok(["inspect", "--format", "{{json .HostConfig.GroupAdd}} {{.HostConfig.ShmSize}}", name])).toBe('["10"] 1073741824\n');
+    await tsrun(["rm", "-f", name]);
+    for (const [args, message] of [
+      [["--group-add", "no-such-group"], /^Error: unable to find group no-such-group: no matching entries in group file$/],
+      [["--shm-size", "0"], /^Error: invalid --shm-size "0": must be greater than 0$/],
+      [["--shm-size", "lots"], /^Error: invalid --shm-size "lots"/],
+    ] as const) {
+      const bad = unique("bad-flag");
+      const r = await tsrun(["run", "--name", bad, ...args, "busybox", "true"]);
+      expect(r.code, args.join(" ")).toBe(125);
+      expect(r.stderr.trim(), args.join(" ")).toMatch(message);
+      expect((await tsrun(["ps", "-a", "-q", "--filter", `name=${bad}`])).stdout).toBe("");
+    }
+  });
+
   it("the container management command: container run, ls, inspect, rm", async () => {
     const name = unique("mgmt");
     expect(await ok(["container", "run", "--name", name, "busybox", "echo", "hi"])).toBe("hi\n");
