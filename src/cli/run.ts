@@ -37,6 +37,7 @@ export interface CreateFlags {
   init: boolean;
   groupAdd: string[];
   shmSize?: string;
+  device: string[];
   healthCmd?: string;
   healthInterval?: string;
   healthTimeout?: string;
@@ -145,6 +146,7 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--init", "run an init (tini) as PID 1 that reaps zombies and passes signals on", false)
     .option("--group-add <group>", "add a supplementary group (a name from the container's /etc/group, or a gid)", collect, [])
     .option("--shm-size <size>", "size of /dev/shm, e.g. 256m (64m by default)")
+    .option("--device <HOST[:CONTAINER][:PERMS]>", "bind a host device node (or every node in a directory) into the container", collect, [])
     .option("--health-cmd <command>", "command to run to check health")
     .option("--health-interval <duration>", "time between health checks (e.g. 30s)")
     .option("--health-timeout <duration>", "maximum time a check may run")
@@ -233,6 +235,7 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     restart: o.restart,
     init: o.init,
     groupAdd: o.groupAdd,
+    devices: o.device,
     ...(o.shmSize !== undefined ? { shmSize: parseShmSize(o.shmSize) } : {}),
     cidFile: o.cidfile,
     stopSignal: o.stopSignal,

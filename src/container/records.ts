@@ -15,6 +15,7 @@ import type { PortMapping } from "../network/ports.js";
 import type { SecurityConfig } from "./security/options.js";
 import type { Endpoint } from "../network/networks.js";
 import type { OutboundHelper, PortHandler } from "../network/outbound.js";
+import type { DeviceMapping } from "./devices.js";
 
 export type ContainerStatus = "created" | "running" | "exited";
 
@@ -90,6 +91,8 @@ export interface ContainerRecord {
     groupAdd?: string[];
     /** --shm-size: the size of /dev/shm in bytes (Docker's default, 64 MiB, when unset). */
     shmSize?: number;
+    /** --device: host device nodes bound into the container. */
+    devices?: DeviceMapping[];
   };
   state: ContainerState;
   /**

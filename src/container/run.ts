@@ -23,6 +23,7 @@ import { faultPoint } from "../store/fault.js";
 import type { Lease } from "../store/leases.js";
 import { randomBytes } from "../random.js";
 import { findInitBinary, INIT_TARGET, initArgv } from "./init.js";
+import { parseDevice } from "./devices.js";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
 import { hostGateway } from "../network/pasta.js";
 import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, stopNetworkHelpers, SLIRP_HOST, type OutboundHelper, type PortHandler } from "../network/outbound.js";
@@ -95,6 +96,8 @@ export interface CreateOptions {
   groupAdd?: string[];
   /** --shm-size: the size of /dev/shm in bytes. */
   shmSize?: number;
+  /** --device: HOST[:CONTAINER][:PERMISSIONS] values. */
+  devices?: string[];
   /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
   security?: SecurityFlags;
   /** A build's RUN container (see ContainerRecord.intermediate); use Containers.createIntermediate. */
@@ -383,6 +386,7 @@ export class Containers {
         ...(opts.init ? { init: findInitBinary() } : {}),
         ...(opts.groupAdd && opts.groupAdd.length > 0 ? { groupAdd: opts.groupAdd } : {}),
         ...(opts.shmSize !== undefined ? { shmSize: opts.shmSize } : {}),
+        ...(opts.devices && opts.devices.length > 0 ? { devices: opts.devices.flatMap(parseDevice) } : {}),
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
       ...(opts.intermediate ? { intermediate: true } : {}),
@@ -525,6 +529,9 @@ export class Containers {
         ...(record.hostConfig.init
           ? [{ kind: "bind", source: record.hostConfig.init, target: INIT_TARGET, flags: MS.RDONLY, create: "file", recursive: false } satisfies PlanMount]
           : []),
+        ...(record.hostConfig.devices ?? []).map(
+          (d): PlanMount => ({ kind: "bind", source: d.pathOnHost, target: d.pathInContainer, flags: 0, create: "file", recursive: false }),
+        ),
       ],
     });
     const security = securityOf(record);

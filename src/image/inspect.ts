@@ -193,6 +193,7 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
       Init: h.init !== undefined,
       GroupAdd: h.groupAdd ?? null,
       ShmSize: h.shmSize ?? 64 * 1024 * 1024,
+      Devices: (h.devices ?? []).map((d) => ({ PathOnHost: d.pathOnHost, PathInContainer: d.pathInContainer, CgroupPermissions: d.cgroupPermissions })),
       VolumeDriver: "",
       VolumesFrom: null,
       CapAdd: sec.capAdd.length > 0 ? sec.capAdd : null,
