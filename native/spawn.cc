@@ -152,6 +152,9 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
     } else if (key == "readonly") {
       if (!need(1)) return "bad readonly";
       plan.post_pivot.push_back(PlanOp{PlanOp::ReadOnly, f});
+    } else if (key == "sysctl") {
+      if (!need(2)) return "bad sysctl";
+      plan.post_pivot.push_back(PlanOp{PlanOp::Sysctl, f});
     } else if (key == "argv") {
       if (f.empty()) return "empty argv";
       plan.argv = f;
@@ -443,6 +446,16 @@ void run_pre_pivot(const ChildArgs& a, int root_fd) {
 void run_post_pivot(const ChildArgs& a) {
   for (const PlanOp& op : a.plan->post_pivot) {
     const char* path = op.fields[0].c_str();
+    if (op.kind == PlanOp::Sysctl) {
+      // The container's own namespaces' settings (--sysctl), before /proc/sys goes read-only.
+      int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+      if (fd < 0) child_fail(a.error_fd, 0, errno, "open ", path);
+      const std::string& value = op.fields[1];
+      if (write(fd, value.data(), value.size()) != static_cast<ssize_t>(value.size()))
+        child_fail(a.error_fd, 0, errno, "write ", path);
+      close(fd);
+      continue;
+    }
     struct stat st;
     if (lstat(path, &st) != 0) {
       if (errno == ENOENT || errno == ENOTDIR) continue;  // masked paths differ per kernel

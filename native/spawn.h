@@ -23,6 +23,7 @@ struct PlanOp {
     Mkdir,        // fields: path (in-root), mode (octal)
     Mask,         // fields: path (after pivot)
     ReadOnly,     // fields: path (after pivot)
+    Sysctl,       // fields: /proc/sys/... path (after pivot, before the read-only paths), value
   } kind;
   std::vector<std::string> fields;
   // Decoded numeric fields, so the child does no parsing.

@@ -167,6 +167,8 @@ export interface LaunchPlan {
   mounts: PlanMount[];
   maskedPaths: string[];
   readOnlyPaths: string[];
+  /** /proc/sys files and values, written after the pivot, before the read-only paths. */
+  sysctls?: Array<[string, string]>;
   argv: string[];
   env: string[];
   /** PATH searched for argv[0]; taken from env by the caller. */
@@ -238,6 +240,7 @@ export function encodePlan(plan: LaunchPlan): Buffer {
         break;
     }
   }
+  for (const [p, v] of plan.sysctls ?? []) rec("sysctl", p, v);
   for (const p of plan.maskedPaths) rec("mask", p);
   for (const p of plan.readOnlyPaths) rec("readonly", p);
   rec("argv", ...plan.argv);

@@ -38,6 +38,7 @@ export interface CreateFlags {
   groupAdd: string[];
   shmSize?: string;
   device: string[];
+  sysctl: string[];
   healthCmd?: string;
   healthInterval?: string;
   healthTimeout?: string;
@@ -147,6 +148,7 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--group-add <group>", "add a supplementary group (a name from the container's /etc/group, or a gid)", collect, [])
     .option("--shm-size <size>", "size of /dev/shm, e.g. 256m (64m by default)")
     .option("--device <HOST[:CONTAINER][:PERMS]>", "bind a host device node (or every node in a directory) into the container", collect, [])
+    .option("--sysctl <KEY=VALUE>", "set a kernel parameter of the container's namespaces (net.*, kernel.shm*, ...)", collect, [])
     .option("--health-cmd <command>", "command to run to check health")
     .option("--health-interval <duration>", "time between health checks (e.g. 30s)")
     .option("--health-timeout <duration>", "maximum time a check may run")
@@ -236,6 +238,7 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     init: o.init,
     groupAdd: o.groupAdd,
     devices: o.device,
+    sysctls: o.sysctl,
     ...(o.shmSize !== undefined ? { shmSize: parseShmSize(o.shmSize) } : {}),
     cidFile: o.cidfile,
     stopSignal: o.stopSignal,

@@ -93,6 +93,8 @@ export interface ContainerRecord {
     shmSize?: number;
     /** --device: host device nodes bound into the container. */
     devices?: DeviceMapping[];
+    /** --sysctl: settings of the container's namespaces, as Docker's HostConfig.Sysctls. */
+    sysctls?: Record<string, string>;
   };
   state: ContainerState;
   /**

@@ -24,6 +24,7 @@ import type { Lease } from "../store/leases.js";
 import { randomBytes } from "../random.js";
 import { findInitBinary, INIT_TARGET, initArgv } from "./init.js";
 import { parseDevice } from "./devices.js";
+import { parseSysctls, sysctlWrites } from "./sysctl.js";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
 import { hostGateway } from "../network/pasta.js";
 import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, stopNetworkHelpers, SLIRP_HOST, type OutboundHelper, type PortHandler } from "../network/outbound.js";
@@ -98,6 +99,8 @@ export interface CreateOptions {
   shmSize?: number;
   /** --device: HOST[:CONTAINER][:PERMISSIONS] values. */
   devices?: string[];
+  /** --sysctl: KEY=VALUE values. */
+  sysctls?: string[];
   /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
   security?: SecurityFlags;
   /** A build's RUN container (see ContainerRecord.intermediate); use Containers.createIntermediate. */
@@ -387,6 +390,7 @@ export class Containers {
         ...(opts.groupAdd && opts.groupAdd.length > 0 ? { groupAdd: opts.groupAdd } : {}),
         ...(opts.shmSize !== undefined ? { shmSize: opts.shmSize } : {}),
         ...(opts.devices && opts.devices.length > 0 ? { devices: opts.devices.flatMap(parseDevice) } : {}),
+        ...(opts.sysctls && opts.sysctls.length > 0 ? { sysctls: parseSysctls(opts.sysctls, network) } : {}),
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
       ...(opts.intermediate ? { intermediate: true } : {}),
@@ -554,6 +558,7 @@ export class Containers {
     };
     if (io.tty) plan.tty = io.tty;
     if (io.stdio) plan.stdio = io.stdio;
+    if (record.hostConfig.sysctls) plan.sysctls = sysctlWrites(record.hostConfig.sysctls);
     return plan;
   }
 

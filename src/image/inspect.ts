@@ -193,6 +193,7 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
       Init: h.init !== undefined,
       GroupAdd: h.groupAdd ?? null,
       ShmSize: h.shmSize ?? 64 * 1024 * 1024,
+      Sysctls: h.sysctls ?? null,
       Devices: (h.devices ?? []).map((d) => ({ PathOnHost: d.pathOnHost, PathInContainer: d.pathInContainer, CgroupPermissions: d.cgroupPermissions })),
       VolumeDriver: "",
       VolumesFrom: null,

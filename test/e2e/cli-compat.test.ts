@@ -1,6 +1,7 @@
 // Where tsrun's container commands used to differ from the Docker CLI in ways scripts trip on.
 // Each case is a regression test for one fix; the comments say what Docker does.
 import { beforeAll, describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { asUser, cliEnv, env, filesDir, importBusybox, tsrun, unique, tsrunOk } from "./helpers.js";
@@ -200,6 +201,34 @@ describe("Docker CLI habits", () => {
       const r = await tsrun(["run", "--rm", "--device", spec, "busybox", "true"]);
       expect(r.code, spec).toBe(125);
       expect(r.stderr.trim(), spec).toMatch(message);
+    }
+  });
+
+  it("--sysctl sets the container's own namespaces' parameters (dots or slashes); others are refused as Docker refuses them", async () => {
+    const read = "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shmmax /proc/sys/net/ipv4/tcp_keepalive_time";
+    const sysctls = ["--sysctl", "net.ipv4.ip_unprivileged_port_start=80", "--sysctl", "kernel.shmmax=123456789", "--sysctl", "net/ipv4/tcp_keepalive_time=600"];
+    expect(await ok(["run", "--rm", ...sysctls, "busybox", "sh", "-c", read])).toBe("80\n123456789\n600\n");
+    // Detached (the monitor starts it) and seen by exec; /proc/sys stays read-only.
+    const name = unique("sysctl");
+    await ok(["run", "-d", "--name", name, ...sysctls, "busybox", "sleep", "60"]);
+    expect(await ok(["exec", name, "sh", "-c", read])).toBe("80\n123456789\n600\n");
+    expect((await tsrun(["exec", name, "sh", "-c", "echo 90 > /proc/sys/net/ipv4/ip_unprivileged_port_start"])).code).not.toBe(0);
+    expect(await ok(["inspect", "--format", "{{json .HostConfig.Sysctls}}", name])).toBe('{"kernel.shmmax":"123456789","net.ipv4.ip_unprivileged_port_start":"80","net/ipv4/tcp_keepalive_time":"600"}\n');
+    await tsrun(["rm", "-f", name]);
+    // The host's own values are untouched.
+    expect(readFileSync("/proc/sys/net/ipv4/tcp_keepalive_time", "utf8").trim()).not.toBe("600");
+    for (const [args, message] of [
+      [["--sysctl", "vm.swappiness=10"], /^Error: sysctl "vm.swappiness" is not allowed: /],
+      [["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"], /^Error: sysctl "net.ipv4.ip_forward" not allowed in host network namespace$/],
+      [["--sysctl", "net.ipv4.no_such_setting=1"], /^Error: open \/proc\/sys\/net\/ipv4\/no_such_setting: No such file or directory$/],
+      [["--sysctl", "no-value"], /^Error: invalid --sysctl "no-value": expected KEY=VALUE$/],
+      [["--sysctl", "net.ipv4..x=1"], /^Error: invalid --sysctl "net.ipv4..x=1": bad key/],
+    ] as const) {
+      const bad = unique("bad-sysctl");
+      const r = await tsrun(["run", "--name", bad, ...args, "busybox", "true"]);
+      expect(r.code, args.join(" ")).toBe(125);
+      expect(r.stderr.trim(), args.join(" ")).toMatch(message);
+      expect((await tsrun(["ps", "-a", "-q", "--filter", `name=${bad}`])).stdout).toBe("");
     }
   });
 
