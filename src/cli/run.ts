@@ -4,6 +4,7 @@ import { Tsrun } from "../tsrun.js";
 import type { CreateOptions } from "../container/run.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
+import { readFileSync } from "node:fs";
 import { collect, parseBoolFlag } from "./util.js";
 import { parseMemory } from "../container/security/options.js";
 
@@ -26,6 +27,10 @@ export interface CreateFlags {
   publish: string[];
   publishAll: boolean;
   dns: string[];
+  dnsSearch: string[];
+  dnsOption: string[];
+  expose: string[];
+  labelFile: string[];
   addHost: string[];
   label: string[];
   volume: string[];
@@ -137,8 +142,12 @@ export function addContainerOptions(cmd: Command): Command {
     .option("-p, --publish <[ip:][hostPort:]containerPort[/proto]>", "publish a container port on the host", collect, [])
     .option("-P, --publish-all", "publish every EXPOSEd port on a free host port", false)
     .option("--dns <ip>", "DNS server for the container", collect, [])
+    .option("--dns-search <domain>", "DNS search domain (\".\" for none)", collect, [])
+    .option("--dns-option <option>", "resolver option (resolv.conf's options line)", collect, [])
+    .option("--expose <port>", "expose a port or a range (PORT[/PROTO]) without publishing it; -P publishes it", collect, [])
     .option("--add-host <name:ip>", "add a line to /etc/hosts: NAME:IP or NAME=IP (ip may be host-gateway)", collect, [])
     .option("-l, --label <KEY=VALUE>", "set a label", collect, [])
+    .option("--label-file <file>", "read labels from a file of KEY=VALUE lines", collect, [])
     .option("-v, --volume <spec>", "bind mount HOST:CTR[:ro], named volume NAME:CTR, or anonymous /CTR", collect, [])
     .option("--mount <spec>", "type=bind|volume|tmpfs,source=...,target=...[,readonly]", collect, [])
     .option("--tmpfs <spec>", "tmpfs mount /path[:options]", collect, [])
@@ -228,8 +237,11 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     publish: o.publish,
     publishAll: o.publishAll,
     dns: o.dns,
+    dnsSearch: o.dnsSearch,
+    dnsOptions: o.dnsOption,
+    expose: o.expose,
     addHosts: o.addHost,
-    labels: parseLabels(o.label),
+    labels: parseLabels([...readLabelFiles(o.labelFile), ...o.label]),
     volumes: o.volume,
     mounts: o.mount,
     tmpfs: o.tmpfs,
@@ -283,6 +295,19 @@ export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void>
   } finally {
     progress.finish();
   }
+}
+
+/** --label-file: KEY=VALUE lines; blank lines and # comments skipped (as docker/cli reads them). */
+function readLabelFiles(files: string[]): string[] {
+  return files.flatMap((f) => {
+    let text: string;
+    try {
+      text = readFileSync(f, "utf8");
+    } catch (err) {
+      throw new TsrunError(`cannot read label file ${f}: ${(err as Error).message}`);
+    }
+    return text.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
+  });
 }
 
 /** --shm-size: a size as Docker takes it (512m, 1g, bytes without a unit), more than 0. */

@@ -124,10 +124,17 @@ export function hostsFile(hostname: string, ip = "127.0.1.1"): string {
  * The host's resolv.conf without loopback resolvers (unreachable from a namespace), or with
  * --dns servers instead of the host's.
  */
-export function resolvConf(hostText: string, network: NetworkMode, dns: string[] = []): string {
+export function resolvConf(hostText: string, network: NetworkMode, dns: string[] = [], search: string[] = [], options: string[] = []): string {
   let lines = hostText.split("\n");
   if (dns.length > 0) lines = [...lines.filter((l) => !/^\s*nameserver\s/.test(l)), ...dns.map((d) => `nameserver ${d}`)];
   else if (network !== "host") lines = lines.filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l));
+  // --dns-search replaces the host's search list ("." alone: none); --dns-option its options.
+  if (search.length > 0) {
+    lines = lines.filter((l) => !/^\s*(search|domain)\s/.test(l));
+    const domains = search.filter((d) => d !== ".");
+    if (domains.length > 0) lines.push(`search ${domains.join(" ")}`);
+  }
+  if (options.length > 0) lines = [...lines.filter((l) => !/^\s*options\s/.test(l)), `options ${options.join(" ")}`];
   const text = lines.join("\n").trim();
   return text ? `${text}\n` : "";
 }

@@ -65,6 +65,8 @@ export interface ContainerRecord {
     stopTimeout?: number;
     /** The health check in effect (the image's, changed by --health-* flags). */
     healthcheck?: HealthConfig;
+    /** --expose: ports ("80/tcp") exposed beside the image's, for -P and inspect. */
+    exposedPorts?: string[];
   };
   hostConfig: {
     autoRemove: boolean;
@@ -95,6 +97,10 @@ export interface ContainerRecord {
     devices?: DeviceMapping[];
     /** --sysctl: settings of the container's namespaces, as Docker's HostConfig.Sysctls. */
     sysctls?: Record<string, string>;
+    /** --dns, --dns-search, --dns-option as given (resolv.conf is written at create). */
+    dns?: string[];
+    dnsSearch?: string[];
+    dnsOptions?: string[];
   };
   state: ContainerState;
   /**

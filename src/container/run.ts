@@ -83,6 +83,11 @@ export interface CreateOptions {
   publish?: string[];
   publishAll?: boolean;
   dns?: string[];
+  /** --dns-search domains ("." for none) and --dns-option resolver options. */
+  dnsSearch?: string[];
+  dnsOptions?: string[];
+  /** --expose PORT[/PROTO] or a range: exposed beside the image's ports (for -P). */
+  expose?: string[];
   addHosts?: string[];
   /** --cidfile: the new container's ID is written there (a file that exists is an error, as in Docker). */
   cidFile?: string | undefined;
@@ -322,9 +327,10 @@ export class Containers {
     // port_handler=pasta without a helper named means pasta.
     const helper = outbound ? outboundHelper(opts.networkHelper ?? (opts.portHandler === "pasta" ? "pasta" : undefined)).kind : undefined;
     if (opts.portHandler === "pasta" && helper !== "pasta") throw new TsrunError("port_handler=pasta needs pasta as the network helper");
+    const exposed = (opts.expose ?? []).flatMap(parseExpose);
     const requested = (opts.publish ?? []).flatMap(parsePortSpec);
     if (opts.publishAll) {
-      for (const key of Object.keys(c.ExposedPorts ?? {})) {
+      for (const key of new Set([...Object.keys(c.ExposedPorts ?? {}), ...exposed])) {
         const [p, proto] = key.split("/") as [string, string | undefined];
         if (!requested.some((r) => r.containerPort === Number(p) && r.protocol === (proto ?? "tcp")))
           requested.push({ hostIp: "", hostPort: 0, containerPort: Number(p), protocol: proto === "udp" ? "udp" : "tcp" });
@@ -345,6 +351,8 @@ export class Containers {
       return `${ip}\t${hostName}`;
     });
     for (const d of opts.dns ?? []) if (!/^[0-9a-fA-F.:]+$/.test(d)) throw new TsrunError(`invalid --dns address "${d}"`);
+    for (const d of opts.dnsSearch ?? []) if (!/^[^\s#;]+$/.test(d) || d.length > 253) throw new TsrunError(`invalid --dns-search domain "${d}"`);
+    for (const o of opts.dnsOptions ?? []) if (!/^[^\s#;]+$/.test(o)) throw new TsrunError(`invalid --dns-option "${o}"`);
     const id = this.records.newId();
     const hostname = opts.hostname ?? (network === "host" ? readHostname() : id.slice(0, 12));
     if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(hostname)) throw new TsrunError(`invalid hostname "${hostname}"`);
@@ -368,6 +376,7 @@ export class Containers {
         entrypoint: entrypointGiven ? (opts.entrypoint ? [opts.entrypoint] : null) : (c.Entrypoint ?? null),
         cmd: opts.args.length > 0 ? opts.args : entrypointGiven ? null : (c.Cmd ?? null),
         labels: { ...(c.Labels ?? {}), ...(opts.labels ?? {}) },
+        ...(exposed.length > 0 ? { exposedPorts: exposed } : {}),
         stopSignal: opts.stopSignal ?? c.StopSignal ?? "SIGTERM",
         ...(opts.stopTimeout !== undefined ? { stopTimeout: opts.stopTimeout } : {}),
         ...(() => {
@@ -391,6 +400,9 @@ export class Containers {
         ...(opts.shmSize !== undefined ? { shmSize: opts.shmSize } : {}),
         ...(opts.devices && opts.devices.length > 0 ? { devices: opts.devices.flatMap(parseDevice) } : {}),
         ...(opts.sysctls && opts.sysctls.length > 0 ? { sysctls: parseSysctls(opts.sysctls, network) } : {}),
+        ...(opts.dns && opts.dns.length > 0 ? { dns: opts.dns } : {}),
+        ...(opts.dnsSearch && opts.dnsSearch.length > 0 ? { dnsSearch: opts.dnsSearch } : {}),
+        ...(opts.dnsOptions && opts.dnsOptions.length > 0 ? { dnsOptions: opts.dnsOptions } : {}),
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
       ...(opts.intermediate ? { intermediate: true } : {}),
@@ -465,7 +477,7 @@ export class Containers {
     const userns = securityOf(record).userns;
     // (A copy of the image's layers: only keep-id and nomap containers, not run often.)
     if (isRemapped(userns)) await copyLayersForMapping(record.layers.map((l) => this.store.layers.diffDir(l)), dir, userns);
-    const resolv = resolvConf(readOr("/etc/resolv.conf", ""), network as NetworkMode, opts.dns);
+    const resolv = resolvConf(readOr("/etc/resolv.conf", ""), network as NetworkMode, opts.dns, record.hostConfig.dnsSearch, record.hostConfig.dnsOptions);
     // No resolver reachable from the namespace (only loopback ones on the host): the network
     // helper answers at its DNS address and forwards to the host's resolver.
     record.hostConfig.dnsForward = helper !== undefined && !/^\s*nameserver\s/m.test(resolv);
@@ -882,6 +894,18 @@ export class Containers {
     return status;
   }
 
+}
+
+/** One --expose value: PORT, PORT/PROTO or FIRST-LAST[/PROTO], as "PORT/PROTO" keys. */
+function parseExpose(spec: string): string[] {
+  const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/.exec(spec);
+  const first = Number(m?.[1]);
+  const last = m?.[2] === undefined ? first : Number(m[2]);
+  if (!m || first < 1 || last > 65535 || last < first) throw new TsrunError(`invalid --expose "${spec}": expected PORT[/PROTO] or a range FIRST-LAST[/PROTO]`);
+  const proto = m[3] ?? "tcp";
+  const out: string[] = [];
+  for (let p = first; p <= last; p++) out.push(`${p}/${proto}`);
+  return out;
 }
 
 /** One --group-add value: a gid, or a name from the container's /etc/group (as Docker resolves it). */

@@ -107,7 +107,8 @@ function containerRuntimeConfig(record: ContainerRecord, image: ImageConfig | un
     AttachStdout: true,
     AttachStderr: true,
   };
-  if (imageConfig.ExposedPorts && Object.keys(imageConfig.ExposedPorts).length > 0) out.ExposedPorts = imageConfig.ExposedPorts;
+  const exposed = { ...(imageConfig.ExposedPorts ?? {}), ...Object.fromEntries((c.exposedPorts ?? []).map((p) => [p, {}])) };
+  if (Object.keys(exposed).length > 0) out.ExposedPorts = exposed;
   out.Tty = c.tty;
   out.OpenStdin = c.openStdin;
   out.StdinOnce = c.openStdin;
@@ -194,6 +195,9 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
       GroupAdd: h.groupAdd ?? null,
       ShmSize: h.shmSize ?? 64 * 1024 * 1024,
       Sysctls: h.sysctls ?? null,
+      Dns: h.dns ?? [],
+      DnsSearch: h.dnsSearch ?? [],
+      DnsOptions: h.dnsOptions ?? [],
       Devices: (h.devices ?? []).map((d) => ({ PathOnHost: d.pathOnHost, PathInContainer: d.pathInContainer, CgroupPermissions: d.cgroupPermissions })),
       VolumeDriver: "",
       VolumesFrom: null,

@@ -232,6 +232,32 @@ describe("Docker CLI habits", () => {
     }
   });
 
+  it("--dns-search, --dns-option, --expose (published by -P) and --label-file", async () => {
+    const resolv = await ok(["run", "--rm", "--dns", "10.0.0.1", "--dns-search", "example.com", "--dns-search", "corp.example", "--dns-option", "ndots:2", "busybox", "cat", "/etc/resolv.conf"]);
+    expect(resolv).toBe("nameserver 10.0.0.1\nsearch example.com corp.example\noptions ndots:2\n");
+    expect(await ok(["run", "--rm", "--dns", "10.0.0.1", "--dns-search", ".", "busybox", "cat", "/etc/resolv.conf"])).toBe("nameserver 10.0.0.1\n");
+    const dir = filesDir({ labels: "# ours\nteam=infra\n\nowner=alice\n" }, "label-file");
+    const labels = path.join(dir, "labels");
+    const name = unique("expose");
+    // -l after --label-file wins, as with Docker.
+    await ok(["create", "--name", name, "--expose", "8080", "--expose", "9000-9001/udp", "-P", "--label-file", labels, "-l", "owner=bob", "--dns-search", "example.com", "busybox", "true"]);
+    expect(await ok(["inspect", "--format", "{{json .Config.ExposedPorts}} {{json .Config.Labels}} {{json .HostConfig.DnsSearch}}", name])).toBe(
+      '{"8080/tcp":{},"9000/udp":{},"9001/udp":{}} {"owner":"bob","team":"infra"} ["example.com"]\n',
+    );
+    expect((await ok(["port", name])).split("\n").filter((l) => l !== "").map((l) => l.split(" -> ")[0])).toEqual(["8080/tcp", "9000/udp", "9001/udp"]);
+    await tsrun(["rm", name]);
+    for (const [args, message] of [
+      [["--expose", "http"], /^Error: invalid --expose "http": expected PORT\[\/PROTO\] or a range FIRST-LAST\[\/PROTO\]$/],
+      [["--expose", "90-80"], /^Error: invalid --expose "90-80"/],
+      [["--dns-search", "a b"], /^Error: invalid --dns-search domain "a b"$/],
+      [["--label-file", path.join(dir, "missing")], /^Error: cannot read label file /],
+    ] as const) {
+      const r = await tsrun(["run", "--rm", ...args, "busybox", "true"]);
+      expect(r.code, args.join(" ")).toBe(125);
+      expect(r.stderr.trim(), args.join(" ")).toMatch(message);
+    }
+  });
+
   it("the container management command: container run, ls, inspect, rm", async () => {
     const name = unique("mgmt");
     expect(await ok(["container", "run", "--name", name, "busybox", "echo", "hi"])).toBe("hi\n");
