@@ -82,8 +82,8 @@ function defaultHome(containers: Containers, record: ContainerRecord): string | 
 
 /**
  * The runtime part of the new image's config: Docker commit takes the container's own config
- * (Cmd, Entrypoint, Env, WorkingDir, User, Labels, StopSignal, Healthcheck) over the parent
- * image's; what a container does not carry (ExposedPorts, Volumes, OnBuild, Shell) stays.
+ * (Cmd, Entrypoint, Env, WorkingDir, User, Labels, StopSignal, Healthcheck, and the ports --expose
+ * added) over the parent image's; what a container does not carry (Volumes, OnBuild, Shell) stays.
  */
 export function containerConfigForCommit(record: ContainerRecord, parent: ContainerConfig, home: string | undefined): ContainerConfig {
   const c: ContainerConfig = structuredClone(parent);
@@ -115,6 +115,9 @@ export function containerConfigForCommit(record: ContainerRecord, parent: Contai
   else delete c.Labels;
   if (record.config.stopSignal && (parent.StopSignal || record.config.stopSignal !== "SIGTERM")) c.StopSignal = record.config.stopSignal;
   if (record.config.healthcheck) c.Healthcheck = record.config.healthcheck;
+  if (record.config.exposedPorts && record.config.exposedPorts.length > 0) {
+    c.ExposedPorts = { ...(parent.ExposedPorts ?? {}), ...Object.fromEntries(record.config.exposedPorts.map((p) => [p, {}])) };
+  }
   return c;
 }
 

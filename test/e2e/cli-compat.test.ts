@@ -245,7 +245,11 @@ describe("Docker CLI habits", () => {
       '{"8080/tcp":{},"9000/udp":{},"9001/udp":{}} {"owner":"bob","team":"infra"} ["example.com"]\n',
     );
     expect((await ok(["port", name])).split("\n").filter((l) => l !== "").map((l) => l.split(" -> ")[0])).toEqual(["8080/tcp", "9000/udp", "9001/udp"]);
+    // A commit keeps them, as Docker's takes the container's config.
+    await ok(["commit", name, `${name}:img`]);
+    expect(await ok(["image", "inspect", "--format", "{{json .Config.ExposedPorts}}", `${name}:img`])).toBe('{"8080/tcp":{},"9000/udp":{},"9001/udp":{}}\n');
     await tsrun(["rm", name]);
+    await tsrun(["rmi", `${name}:img`]);
     for (const [args, message] of [
       [["--expose", "http"], /^Error: invalid --expose "http": expected PORT\[\/PROTO\] or a range FIRST-LAST\[\/PROTO\]$/],
       [["--expose", "90-80"], /^Error: invalid --expose "90-80"/],
