@@ -4,9 +4,9 @@ import { Tsrun } from "../tsrun.js";
 import type { CreateOptions } from "../container/run.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
-import { readFileSync } from "node:fs";
 import { collect, parseBoolFlag } from "./util.js";
 import { parseMemory } from "../container/security/options.js";
+import { readLabelFiles } from "../container/spec.js";
 
 export interface CreateFlags {
   interactive: boolean;
@@ -295,19 +295,6 @@ export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void>
   } finally {
     progress.finish();
   }
-}
-
-/** --label-file: KEY=VALUE lines; blank lines and # comments skipped (as docker/cli reads them). */
-function readLabelFiles(files: string[]): string[] {
-  return files.flatMap((f) => {
-    let text: string;
-    try {
-      text = readFileSync(f, "utf8");
-    } catch (err) {
-      throw new TsrunError(`cannot read label file ${f}: ${(err as Error).message}`);
-    }
-    return text.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
-  });
 }
 
 /** --shm-size: a size as Docker takes it (512m, 1g, bytes without a unit), more than 0. */

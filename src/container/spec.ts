@@ -52,17 +52,28 @@ export function parseEnvFile(text: string, file: string): string[] {
   return out;
 }
 
+/** A file named by a flag (--env-file, --label-file), or a one-line error naming it. */
+function readFlagFile(file: string, kind: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (err) {
+    throw new TsrunError(`cannot read ${kind} file ${file}: ${(err as Error).message}`);
+  }
+}
+
 /** The variables of --env-file files, in order (run, create and exec). */
 export function readEnvFiles(files: readonly string[]): string[] {
-  return files.flatMap((f) => {
-    let text: string;
-    try {
-      text = readFileSync(f, "utf8");
-    } catch (err) {
-      throw new TsrunError(`cannot read env file ${f}: ${(err as Error).message}`);
-    }
-    return parseEnvFile(text, f);
-  });
+  return files.flatMap((f) => parseEnvFile(readFlagFile(f, "env"), f));
+}
+
+/** --label-file: KEY=VALUE lines; blank lines and # comments skipped (as docker/cli reads them). */
+export function readLabelFiles(files: readonly string[]): string[] {
+  return files.flatMap((f) =>
+    readFlagFile(f, "label")
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "" && !l.startsWith("#")),
+  );
 }
 
 /**
