@@ -821,25 +821,6 @@ function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer
 }
 
 /**
- * Adds to fds (which holds the owning layer's directory) the directories of the layers below
- * that merge into it, topmost first, as overlayfs merges them: below the topmost, a layer's directory joins while each layer
- * above it has a directory there too, and the merge ends at an opaque directory, a whiteout or a
- * non-directory.
- */
-function addMergedDirs(fds: number[], layerDirs: number[], owner: number, name: string): void {
-  const addon = native();
-  if (isOpaque(fds[0]!)) return;
-  for (let i = owner + 1; i < layerDirs.length; i++) {
-    const st = lstatOrNull(layerDirs[i]!, name);
-    if (st === null) continue;
-    if (fileType(st) !== S_IFDIR) break; // a whiteout or a file below ends the merge
-    const fd = addon.openAt(layerDirs[i]!, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
-    fds.push(fd);
-    if (isOpaque(fd)) break;
-  }
-}
-
-/**
  * Writes a container's root as tar, depth first, names sorted: the layer dirs (the upper dir
  * first) merged here as overlayfs would show them, rather than through an overlay mount. Reading
  * the layers' own filesystem is cheaper per entry than through overlay (an overlay lookup, open
@@ -847,7 +828,6 @@ function addMergedDirs(fds: number[], layerDirs: number[], owner: number, name: 
  * `dirs`: this directory in each layer that merges into it, topmost first.
  */
 function packMergedTree(dirs: number[], rel: string, tar: TarWriter, links: HardlinkTracker, warnings: string[]): void {
-  const addon = native();
   // Each name belongs to the topmost layer that has it (a whiteout there hides it).
   const owners = new Map<string, number>();
   for (let i = 0; i < dirs.length; i++) {
@@ -867,14 +847,18 @@ function packMergedTree(dirs: number[], rel: string, tar: TarWriter, links: Hard
       if (!writeEntry(tar, dirFd, name, st, child, links)) warnings.push(`/${child}: sockets and device nodes are not exported`);
       continue;
     }
-    const childFd = addon.openAt(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
-    const childDirs = [childFd];
+    // The owner's directory and those below that merge into it: the rules commit's scan uses.
+    const merged = lookupBelow(dirs.slice(owner).map((fd) => ({ fd })), name);
     try {
-      addMergedDirs(childDirs, dirs, owner, name);
-      writeEntry(tar, dirFd, name, st, child, links, { dirFd: childFd });
-      packMergedTree(childDirs, child, tar, links, warnings);
+      const top = merged.dirs[0];
+      if (top === undefined) {
+        warnings.push(`/${child}: vanished while exporting`);
+        continue;
+      }
+      writeEntry(tar, dirFd, name, st, child, links, { dirFd: top.fd });
+      packMergedTree(merged.dirs.map((d) => d.fd), child, tar, links, warnings);
     } finally {
-      for (const fd of childDirs) closeSync(fd);
+      closeDirs(merged.dirs);
     }
   }
 }
