@@ -11,7 +11,7 @@
 // process then fed three parallel layers from one busy thread. zstd passes as it is.
 import type { Writable } from "node:stream";
 import { createGunzip, type Gunzip, type ZlibOptions } from "node:zlib";
-import { GUNZIP_OPTIONS } from "../image/archive/compression.js";
+import { detectCompression, GUNZIP_OPTIONS } from "../image/archive/compression.js";
 import type { UnpackJobResult } from "./store.js";
 
 /** Bytes looked at before deciding: gzip's magic. */
@@ -97,7 +97,7 @@ export class UnpackFeed {
 
   /** Decides from the first bytes: gzip is inflated here, anything else passes as it is. */
   private start(head: Buffer): void {
-    if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) this.startGunzip();
+    if (detectCompression(head) === "gzip") this.startGunzip();
   }
 
   private startGunzip(): void {
