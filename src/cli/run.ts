@@ -310,30 +310,15 @@ export async function runCommand(image: string, command: string[], o: RunFlags):
   if (o.rm && o.restart && o.restart !== "no") throw new TsrunError("conflicting options: --restart and --rm");
   const streams = attachedStreams(o.attach);
   if (o.detach && streams) throw new TsrunError("conflicting options: -a and -d");
-  if (!o.detach && (streams || !o.sigProxy || !o.rm)) {
-    // Only some streams shown, signals not passed on, or a container that stays after it
-    // exits: it runs under its monitor, which keeps its log (`tsrun logs` shows what a
-    // foreground run printed, as Docker's does) and lets it outlive this process, as with
-    // Docker. A --rm container, whose log goes with it, runs as this process's child: quicker.
+  if (!o.detach && (streams || !o.sigProxy)) {
+    // Only some streams shown, or signals not passed on: the container runs under its monitor
+    // (the streams not shown still reach its log) and outlives this process, as with Docker.
     if (opts.tty && opts.interactive && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
     // The attach client (node:net) is loaded only here: a plain `run` does not need it.
     const { startAttached } = await import("../container/attach.js");
     const t = new Tsrun();
     const record = await t.containers.create(opts);
-    let status: number | "detached";
-    try {
-      status = await startAttached(t.containers, record, { stdin: o.interactive, detachKeys: o.detachKeys, sigProxy: o.sigProxy, closeStdinOnEnd: true, ...(streams ? { streams } : {}) });
-    } catch (err) {
-      // A container that never started (no such command, a bad --user...) leaves nothing behind.
-      let current: typeof record | undefined;
-      try {
-        current = t.containers.get(record.id);
-      } catch {
-        current = undefined; // removed meanwhile
-      }
-      if (current?.state.status === "created") await t.containers.remove(current, { volumes: true }).catch(() => undefined);
-      throw err;
-    }
+    const status = await startAttached(t.containers, record, { stdin: o.interactive, detachKeys: o.detachKeys, sigProxy: o.sigProxy, closeStdinOnEnd: true, ...(streams ? { streams } : {}) });
     return status === "detached" ? 0 : status;
   }
   if (o.detach) {

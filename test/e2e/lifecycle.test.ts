@@ -60,28 +60,6 @@ describe("detached containers", () => {
     expect((await tsrun(["ps", "-a", "-q", "--no-trunc"])).stdout).not.toContain(id);
   });
 
-  it("a foreground run without --rm keeps its log, as Docker's does; one that never started leaves nothing", async () => {
-    const name = unique("fg-log");
-    const r = await tsrun(["run", "--name", name, "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
-    expect(r.code).toBe(3);
-    expect(r.stdout).toBe("out\n");
-    expect(r.stderr).toBe("err\n");
-    const logs = await tsrun(["logs", name]);
-    expect(logs.stdout).toBe("out\n");
-    expect(logs.stderr).toBe("err\n");
-    expect((await tsrun(["ps", "-a", "--filter", `name=${name}`, "--format", "{{.Status}}"])).stdout).toMatch(/^Exited \(3\) /);
-    // Its input: a pipe, closed at its end.
-    const piped = await tsrun(["run", "-i", "--name", `${name}-in`, "busybox", "sh", "-c", "cat; echo done"], { input: "line\n" });
-    expect(piped.stdout).toBe("line\ndone\n");
-    expect((await tsrun(["logs", `${name}-in`])).stdout).toBe("line\ndone\n");
-    await tsrun(["rm", name, `${name}-in`]);
-
-    const missing = await tsrun(["run", "--name", `${name}-x`, "busybox", "no-such-command"]);
-    expect(missing.code).toBe(127);
-    expect(missing.stderr.trim().split("\n")).toHaveLength(1);
-    expect((await tsrun(["ps", "-a", "-q", "--filter", `name=${name}-x`])).stdout).toBe("");
-  });
-
   it("pause stops every process (children too) until unpause; ps, inspect and filters show it; exec is refused; stop works on a paused container", async () => {
     const name = unique("pause");
     // A child process counts; its parent too.
