@@ -335,10 +335,26 @@ export function registerContainers(program: Command): void {
     .action(async (name: string, o: { follow: boolean; tail: string; timestamps: boolean; since?: string; until?: string }) => {
       const tail = o.tail === "all" ? undefined : Number(o.tail);
       if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new TsrunError(`invalid --tail value "${o.tail}"`);
+      // Records are gathered and written in large pieces: a write per line made a log of
+      // millions of lines take seconds of system time. The order across streams is kept.
+      let pending: string[] = [];
+      let pendingSize = 0;
+      let pendingStream = "stdout";
+      const flush = (): void => {
+        if (pending.length > 0) (pendingStream === "stderr" ? process.stderr : process.stdout).write(pending.join(""));
+        pending = [];
+        pendingSize = 0;
+      };
       const opts = {
         follow: o.follow,
-        onRecord: (r: { log: string; stream: string; time: string }) =>
-          (r.stream === "stderr" ? process.stderr : process.stdout).write(o.timestamps ? `${r.time} ${r.log}` : r.log),
+        onRecord: (r: { log: string; stream: string; time: string }) => {
+          if (r.stream !== pendingStream || pendingSize >= 1 << 16) flush();
+          pendingStream = r.stream;
+          const text = o.timestamps ? `${r.time} ${r.log}` : r.log;
+          pending.push(text);
+          pendingSize += text.length;
+        },
+        onBatchEnd: flush,
         ...(tail !== undefined ? { tail } : {}),
         ...(o.since ? { since: parseSince(o.since, "--since") } : {}),
         ...(o.until ? { until: parseSince(o.until, "--until") } : {}),

@@ -149,6 +149,8 @@ export interface LogOptions {
   /** Only records before this time; a follow ends once it has passed. */
   until?: Date;
   onRecord: (r: LogRecord) => void;
+  /** After the records read at once (a caller that buffers what it prints writes it out here). */
+  onBatchEnd?: () => void;
 }
 
 function parseLines(text: string): LogRecord[] {
@@ -193,6 +195,7 @@ export async function readLogs(containers: Containers, query: string, opts: LogO
       if (opts.until && new Date(r.time) > opts.until) continue;
       opts.onRecord(r);
     }
+    opts.onBatchEnd?.();
   };
   let first = readNew();
   if (opts.tail !== undefined && opts.tail >= 0) first = opts.tail === 0 ? [] : first.slice(-opts.tail);

@@ -5,6 +5,7 @@ import { encodePlan, native, type ChildFailure, type LaunchPlan } from "../nativ
 import { currentMapping, writeIdMaps, type UsernsMode } from "../userns.js";
 import { TsrunError } from "../errors.js";
 import { lazyTty } from "../builtin.js";
+import type { JsonFileLog } from "./output-log.js";
 
 export interface LaunchedProcess {
   pid: number;
@@ -134,7 +135,7 @@ export class SignalRelay {
  * on every exit path), follows window size, forwards signals (through `relay` when the caller
  * installed one before starting the process), and returns the exit status.
  */
-export async function attachForeground(proc: LaunchedProcess, opts: { interactive: boolean; relay?: SignalRelay }): Promise<number> {
+export async function attachForeground(proc: LaunchedProcess, opts: { interactive: boolean; relay?: SignalRelay; log?: JsonFileLog }): Promise<number> {
   const relay = opts.relay ?? new SignalRelay();
   relay.target(proc.pid);
   // process.stdin and node:tty are touched only with a pty: creating the stdin stream loads
@@ -153,7 +154,10 @@ export async function attachForeground(proc: LaunchedProcess, opts: { interactiv
       master = new tty.ReadStream(fd);
       const m = master;
       ptyClosed = new Promise<void>((resolve) => {
-        m.on("data", (d: Buffer) => process.stdout.write(d));
+        m.on("data", (d: Buffer) => {
+          opts.log?.write("stdout", d);
+          process.stdout.write(d);
+        });
         // EIO once the last slave fd is closed: that is end of file for a pty master.
         m.on("error", () => resolve());
         m.on("end", () => resolve());

@@ -11,6 +11,7 @@ import { hostsLine } from "../network/hosts.js";
 import { mergeCommand, mergeEnv, readEnvFiles, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
 import { readLayeredFile } from "./rootfs-files.js";
 import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from "./process.js";
+import { JsonFileLog, teeOutput } from "./output-log.js";
 import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowed, type UsernsMode } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import type { HealthConfig, ImageConfig } from "../image/types.js";
@@ -858,22 +859,36 @@ export class Containers {
     if (opts.tty && opts.interactive && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
     const { record, lease } = await this.createLeased(opts);
     const relay = new SignalRelay();
+    // A container that stays after it exits keeps what it printed for `tsrun logs`, as Docker's
+    // does: its output passes through us (pipes, or the pty we relay anyway). A --rm container's
+    // log would go with it: its output goes straight to our stdout and stderr.
+    const log = record.hostConfig.autoRemove ? undefined : new JsonFileLog(path.join(this.records.containerDir(record.id), "ctr.log"));
+    const pipes = log && !record.config.tty ? { out: native().pipe(), err: native().pipe() } : undefined;
     let proc: LaunchedProcess;
     try {
-      proc = await this.start(record);
+      proc = await this.start(record, pipes ? [0, pipes.out[1], pipes.err[1]] : undefined);
     } catch (err) {
       relay.dispose();
+      if (pipes) for (const [r] of [pipes.out, pipes.err]) closeSync(r);
+      log?.close();
       // A container that never started leaves nothing behind.
       this.stopNetwork(record);
       await this.remove(record);
       throw err;
     } finally {
+      if (pipes) for (const [, w] of [pipes.out, pipes.err]) closeSync(w);
       lease.release();
     }
+    const tees = pipes && log ? [teeOutput(pipes.out[0], process.stdout, "stdout", log), teeOutput(pipes.err[0], process.stderr, "stderr", log)] : [];
     let status: number;
     try {
-      status = await attachForeground(proc, { interactive: opts.interactive ?? false, relay });
+      status = await attachForeground(proc, { interactive: opts.interactive ?? false, relay, ...(log ? { log } : {}) });
+      // What the container wrote before it exited; bounded, as for the pty: a process that
+      // escaped the container's pid namespace with a copy of the pipe must not hang us.
+      await Promise.race([Promise.all(tees.map((t) => t.ended)), new Promise((r) => setTimeout(r, 2000).unref())]);
     } finally {
+      for (const t of tees) t.socket.destroy();
+      log?.close();
       this.stopNetwork(record);
       removeCgroup(this.cgroups.get(record.id));
       this.cgroups.delete(record.id);

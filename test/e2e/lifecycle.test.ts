@@ -60,6 +60,39 @@ describe("detached containers", () => {
     expect((await tsrun(["ps", "-a", "-q", "--no-trunc"])).stdout).not.toContain(id);
   });
 
+  it("a foreground run without --rm keeps its log, as Docker's does (pipes and -t); a reader that goes away stops the writer; one that never started leaves nothing", async () => {
+    const name = unique("fg-log");
+    const r = await tsrun(["run", "--name", name, "busybox", "sh", "-c", "echo out; echo err >&2; printf 'no newline'; exit 3"]);
+    expect(r.code).toBe(3);
+    expect(r.stdout).toBe("out\nno newline");
+    expect(r.stderr).toBe("err\n");
+    const logs = await tsrun(["logs", name]);
+    expect(logs.stdout).toBe("out\nno newline");
+    expect(logs.stderr).toBe("err\n");
+    const json = readFileSync(path.join(env.storeRoot, "containers", (await tsrun(["inspect", "-f", "{{.Id}}", name])).stdout.trim(), "ctr.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(json).toContainEqual({ log: "out\n", stream: "stdout", time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/) });
+    expect((await tsrun(["ps", "-a", "--filter", `name=${name}`, "--format", "{{.Status}}"])).stdout).toMatch(/^Exited \(3\) /);
+    // Its input: a pipe, closed at its end.
+    const piped = await tsrun(["run", "-i", "--name", `${name}-in`, "busybox", "sh", "-c", "cat; echo done"], { input: "line\n" });
+    expect(piped.stdout).toBe("line\ndone\n");
+    expect((await tsrun(["logs", `${name}-in`])).stdout).toBe("line\ndone\n");
+    // A tty's output is logged as the terminal got it (CR LF), all on stdout.
+    const tty = await tsrun(["run", "-t", "--name", `${name}-t`, "busybox", "sh", "-c", "echo on-tty; echo err-tty >&2"]);
+    expect(tty.stdout).toBe("on-tty\r\nerr-tty\r\n");
+    expect((await tsrun(["logs", `${name}-t`])).stdout).toBe("on-tty\r\nerr-tty\r\n");
+    // `| head -1`: the container's writes fail once its reader is gone (pid 1 ignores SIGPIPE's
+    // default action, so yes sees EPIPE and exits 1), instead of filling the log forever.
+    const head = await shAsUser(`"$TSRUN" run --name ${name}-yes busybox yes | head -n 1`, { timeout: 30_000 });
+    expect(head.stdout.split("\n")[0]).toBe("y");
+    expect((await tsrun(["ps", "-a", "--filter", `name=${name}-yes`, "--format", "{{.Status}}"])).stdout).toMatch(/^Exited \(1\) /);
+    await tsrun(["rm", name, `${name}-in`, `${name}-t`, `${name}-yes`]);
+
+    const missing = await tsrun(["run", "--name", `${name}-x`, "busybox", "no-such-command"]);
+    expect(missing.code).toBe(127);
+    expect(missing.stderr.trim().split("\n")).toHaveLength(1);
+    expect((await tsrun(["ps", "-a", "-q", "--filter", `name=${name}-x`])).stdout).toBe("");
+  });
+
   it("pause stops every process (children too) until unpause; ps, inspect and filters show it; exec is refused; stop works on a paused container", async () => {
     const name = unique("pause");
     // A child process counts; its parent too.
