@@ -440,7 +440,9 @@ int main(int argc, char** argv) {
   Health health;
   load_health(health);
 
-  int log_fd = open((g_dir + "/ctr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  // --log-driver none: the output is still read (for attach clients), kept nowhere.
+  int log_fd = file_exists("log-none") ? open("/dev/null", O_WRONLY | O_CLOEXEC)
+                                       : open((g_dir + "/ctr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (log_fd < 0) fail("open ctr.log", errno);
   tsrun::AttachServer attach;
   err = attach.listen_in(g_dir);

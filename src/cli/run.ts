@@ -74,13 +74,17 @@ export interface CreateFlags {
 const JSON_FILE_LOG_OPTS = ["max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"];
 
 /**
- * --log-driver and --log-opt: the monitor always writes Docker's json-file log, so that driver
- * (or Podman's k8s-file name for it) is the only one; its options are not applied, which is
- * said once rather than failing scripts that pass `--log-opt max-size=10m`.
+ * --log-driver and --log-opt: containers log to Docker's json-file log (also under Podman's
+ * k8s-file name for it), or, with `none`, keep no log at all. json-file's options are not
+ * applied, which is said once rather than failing scripts that pass `--log-opt max-size=10m`.
  */
-function checkLogFlags(o: CreateFlags): void {
-  if (o.logDriver !== undefined && !["json-file", "k8s-file"].includes(o.logDriver)) {
-    throw new TsrunError(`--log-driver ${o.logDriver} is not supported: containers log to a json-file log (tsrun logs reads it)`);
+function checkLogFlags(o: CreateFlags): "json-file" | "none" {
+  if (o.logDriver !== undefined && !["json-file", "k8s-file", "none"].includes(o.logDriver)) {
+    throw new TsrunError(`--log-driver ${o.logDriver} is not supported: containers log to a json-file log (tsrun logs reads it), or none`);
+  }
+  if (o.logDriver === "none") {
+    if (o.logOpt.length > 0) throw new TsrunError(`invalid --log-opt "${o.logOpt[0]}": the none log driver takes no options`);
+    return "none";
   }
   const ignored: string[] = [];
   for (const opt of o.logOpt) {
@@ -89,6 +93,7 @@ function checkLogFlags(o: CreateFlags): void {
     ignored.push(key);
   }
   if (ignored.length > 0) process.stderr.write(`tsrun: warning: --log-opt ${ignored.join(", ")} not applied: the log is not rotated or tagged\n`);
+  return "json-file";
 }
 
 export interface RunFlags extends CreateFlags {
@@ -214,7 +219,7 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
       throw new TsrunError(`--platform ${o.platform}: only the host's platform (${host.os}/${host.architecture}) can run here`);
     }
   }
-  checkLogFlags(o);
+  const logDriver = checkLogFlags(o);
   if (o.stopTimeout !== undefined && !/^-?\d+$/.test(o.stopTimeout)) throw new TsrunError(`invalid --stop-timeout "${o.stopTimeout}": a number of seconds`);
   return {
     image,
@@ -228,6 +233,7 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     hostname: o.hostname,
     readOnly: o.readOnly,
     autoRemove: o.rm,
+    ...(logDriver === "none" ? { logDriver } : {}),
     tty: o.tty,
     interactive: o.interactive,
     ...networkMode(o.net ?? o.network),

@@ -169,6 +169,7 @@ function parseLines(text: string): LogRecord[] {
 /** Reads a container's log (ctr.log, Docker json-file lines), optionally following it. */
 export async function readLogs(containers: Containers, query: string, opts: LogOptions): Promise<void> {
   const record = containers.get(query);
+  if (record.hostConfig.logDriver === "none") throw new TsrunError(`configured logging driver does not support reading: container ${query} logs to none`);
   const file = path.join(containers.records.containerDir(record.id), "ctr.log");
   let offset = 0;
   let carry = "";

@@ -93,6 +93,8 @@ export interface ContainerRecord {
     groupAdd?: string[];
     /** --shm-size: the size of /dev/shm in bytes (Docker's default, 64 MiB, when unset). */
     shmSize?: number;
+    /** --log-driver none: the output is kept nowhere (json-file when unset). */
+    logDriver?: "none";
     /** --device: host device nodes bound into the container. */
     devices?: DeviceMapping[];
     /** --sysctl: settings of the container's namespaces, as Docker's HostConfig.Sysctls. */

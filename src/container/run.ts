@@ -103,6 +103,8 @@ export interface CreateOptions {
   groupAdd?: string[];
   /** --shm-size: the size of /dev/shm in bytes. */
   shmSize?: number;
+  /** --log-driver none: no log is kept (`logs` refuses); json-file otherwise. */
+  logDriver?: "json-file" | "none";
   /** --device: HOST[:CONTAINER][:PERMISSIONS] values. */
   devices?: string[];
   /** --sysctl: KEY=VALUE values. */
@@ -399,6 +401,7 @@ export class Containers {
         ...(opts.init ? { init: findInitBinary() } : {}),
         ...(opts.groupAdd && opts.groupAdd.length > 0 ? { groupAdd: opts.groupAdd } : {}),
         ...(opts.shmSize !== undefined ? { shmSize: opts.shmSize } : {}),
+        ...(opts.logDriver === "none" ? { logDriver: "none" as const } : {}),
         ...(opts.devices && opts.devices.length > 0 ? { devices: opts.devices.flatMap(parseDevice) } : {}),
         ...(opts.sysctls && opts.sysctls.length > 0 ? { sysctls: parseSysctls(opts.sysctls, network) } : {}),
         ...(opts.dns && opts.dns.length > 0 ? { dns: opts.dns } : {}),
@@ -714,6 +717,8 @@ export class Containers {
     ];
     writeFileSync(path.join(dir, "prestart"), prestart.join(""));
     clearRunFiles(dir);
+    // --log-driver none: the monitor still reads the output (attach shows it) but keeps no log.
+    if (record.hostConfig.logDriver === "none") writeFileSync(path.join(dir, "log-none"), "");
     // start -a: the monitor waits for the attach client before it starts the container.
     if (opts.beforeStart) writeFileSync(path.join(dir, "attach-wait"), "");
     const policy = record.hostConfig.restartPolicy ?? { name: "no", maximumRetryCount: 0 };
@@ -862,7 +867,7 @@ export class Containers {
     // A container that stays after it exits keeps what it printed for `tsrun logs`, as Docker's
     // does: its output passes through us (pipes, or the pty we relay anyway). A --rm container's
     // log would go with it: its output goes straight to our stdout and stderr.
-    const log = record.hostConfig.autoRemove ? undefined : new JsonFileLog(path.join(this.records.containerDir(record.id), "ctr.log"));
+    const log = record.hostConfig.autoRemove || record.hostConfig.logDriver === "none" ? undefined : new JsonFileLog(path.join(this.records.containerDir(record.id), "ctr.log"));
     const pipes = log && !record.config.tty ? { out: native().pipe(), err: native().pipe() } : undefined;
     let proc: LaunchedProcess;
     try {

@@ -93,6 +93,24 @@ describe("detached containers", () => {
     expect((await tsrun(["ps", "-a", "-q", "--filter", `name=${name}-x`])).stdout).toBe("");
   });
 
+  it("--log-driver none: the output is shown (foreground) but kept nowhere; logs refuses; inspect shows it; options refused", async () => {
+    const name = unique("nolog");
+    const r = await tsrun(["run", "--name", name, "--log-driver", "none", "busybox", "echo", "shown"]);
+    expect(r.stdout).toBe("shown\n");
+    const logs = await tsrun(["logs", name]);
+    expect(logs.code).not.toBe(0);
+    expect(logs.stderr.trim().split("\n")).toHaveLength(1);
+    expect(logs.stderr).toMatch(/does not support reading/);
+    const id = (await tsrun(["run", "-d", "--name", `${name}-d`, "--log-driver", "none", "busybox", "echo", "detached"])).stdout.trim();
+    expect((await tsrun(["wait", id])).stdout.trim()).toBe("0");
+    expect(existsSync(path.join(env.storeRoot, "containers", id, "ctr.log"))).toBe(false);
+    expect((await tsrun(["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", id])).stdout.trim()).toBe("none");
+    const bad = await tsrun(["run", "--rm", "--log-driver", "none", "--log-opt", "max-size=1m", "busybox", "true"]);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/takes no options/);
+    await tsrun(["rm", name, `${name}-d`]);
+  });
+
   it("pause stops every process (children too) until unpause; ps, inspect and filters show it; exec is refused; stop works on a paused container", async () => {
     const name = unique("pause");
     // A child process counts; its parent too.
