@@ -135,11 +135,47 @@ struct Stream {
   std::string pending;
 };
 
-void log_record(int log_fd, const Stream& s, const std::string& text) {
-  write_all(log_fd, "{\"log\":\"" + json_escape(text) + "\",\"stream\":\"" + s.name + "\",\"time\":\"" + now_rfc3339() + "\"}\n");
+// The log file, rotated as Docker's json-file driver does with --log-opt max-size/max-file
+// (src/container/output-log.ts rotates a foreground run's log the same way).
+struct LogFile {
+  int fd = -1;
+  long long size = 0;
+  long long max_size = 0;  // 0: never rotated
+  int max_file = 1;
+  std::string path;        // empty: --log-driver none (fd is /dev/null)
+};
+
+bool open_log(LogFile& log) {
+  log.fd = open(log.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (log.fd < 0) return false;
+  struct stat st;
+  log.size = fstat(log.fd, &st) == 0 ? st.st_size : 0;
+  return true;
 }
 
-void consume(int log_fd, Stream& s, const char* data, size_t n) {
+// ctr.log -> ctr.log.1 -> ... -> ctr.log.(max_file-1), the oldest dropped; max_file 1 empties it.
+void rotate_log(LogFile& log) {
+  close(log.fd);
+  if (log.max_file < 2) {
+    unlink(log.path.c_str());
+  } else {
+    unlink((log.path + "." + std::to_string(log.max_file - 1)).c_str());
+    for (int n = log.max_file - 2; n >= 1; n--)
+      rename((log.path + "." + std::to_string(n)).c_str(), (log.path + "." + std::to_string(n + 1)).c_str());
+    rename(log.path.c_str(), (log.path + ".1").c_str());
+  }
+  // The container runs on: a log that cannot be reopened (a full disk...) is lost, not the monitor.
+  if (!open_log(log)) log.fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+}
+
+void log_record(LogFile& log, const Stream& s, const std::string& text) {
+  std::string record = "{\"log\":\"" + json_escape(text) + "\",\"stream\":\"" + s.name + "\",\"time\":\"" + now_rfc3339() + "\"}\n";
+  if (log.max_size > 0 && log.size > 0 && log.size + static_cast<long long>(record.size()) > log.max_size) rotate_log(log);
+  write_all(log.fd, record);
+  log.size += static_cast<long long>(record.size());
+}
+
+void consume(LogFile& log_fd, Stream& s, const char* data, size_t n) {
   s.pending.append(data, n);
   size_t start = 0;
   for (size_t i = 0; i < s.pending.size(); i++) {
@@ -441,9 +477,19 @@ int main(int argc, char** argv) {
   load_health(health);
 
   // --log-driver none: the output is still read (for attach clients), kept nowhere.
-  int log_fd = file_exists("log-none") ? open("/dev/null", O_WRONLY | O_CLOEXEC)
-                                       : open((g_dir + "/ctr.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (log_fd < 0) fail("open ctr.log", errno);
+  LogFile log_fd;
+  if (file_exists("log-none")) {
+    log_fd.fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (log_fd.fd < 0) fail("open /dev/null", errno);
+  } else {
+    log_fd.path = g_dir + "/ctr.log";
+    std::string text;
+    if (read_file(g_dir + "/log-rotate", text)) {
+      std::istringstream in(text);
+      in >> log_fd.max_size >> log_fd.max_file;
+    }
+    if (!open_log(log_fd)) fail("open ctr.log", errno);
+  }
   tsrun::AttachServer attach;
   err = attach.listen_in(g_dir);
   if (!err.empty()) fail(err, 0);
@@ -618,7 +664,7 @@ int main(int argc, char** argv) {
     backoff = backoff * 2 > 60000 ? 60000 : backoff * 2;
     if (file_exists("stopped")) break;
   }
-  close(log_fd);
+  close(log_fd.fd);
   unlink((g_dir + "/attach.sock").c_str());
   if (!g_cgroup.empty()) rmdir(g_cgroup.c_str());
   write_exit(code);

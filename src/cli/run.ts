@@ -2,6 +2,7 @@
 import { Option, type Command } from "commander";
 import { Tsrun } from "../tsrun.js";
 import type { CreateOptions } from "../container/run.js";
+import { logRotation } from "../container/output-log.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
 import { collect, parseBoolFlag } from "./util.js";
@@ -70,30 +71,34 @@ export interface CreateFlags {
   logOpt: string[];
 }
 
-/** json-file's options (Docker's names): accepted, but tsrun's monitor neither rotates nor tags its log. */
+/** json-file's options (Docker's names); max-size and max-file rotate the log, the others are not applied. */
 const JSON_FILE_LOG_OPTS = ["max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"];
 
 /**
  * --log-driver and --log-opt: containers log to Docker's json-file log (also under Podman's
- * k8s-file name for it), or, with `none`, keep no log at all. json-file's options are not
- * applied, which is said once rather than failing scripts that pass `--log-opt max-size=10m`.
+ * k8s-file name for it), or, with `none`, keep no log at all. max-size and max-file rotate it as
+ * Docker does; the other json-file options are not applied, which is said once rather than
+ * failing scripts that pass them.
  */
-function checkLogFlags(o: CreateFlags): "json-file" | "none" {
+function checkLogFlags(o: CreateFlags): { driver: "json-file" | "none"; options: Record<string, string> } {
   if (o.logDriver !== undefined && !["json-file", "k8s-file", "none"].includes(o.logDriver)) {
     throw new TsrunError(`--log-driver ${o.logDriver} is not supported: containers log to a json-file log (tsrun logs reads it), or none`);
   }
   if (o.logDriver === "none") {
     if (o.logOpt.length > 0) throw new TsrunError(`invalid --log-opt "${o.logOpt[0]}": the none log driver takes no options`);
-    return "none";
+    return { driver: "none", options: {} };
   }
+  const options: Record<string, string> = {};
   const ignored: string[] = [];
   for (const opt of o.logOpt) {
     const key = opt.split("=", 1)[0] as string;
     if (!opt.includes("=") || !JSON_FILE_LOG_OPTS.includes(key)) throw new TsrunError(`invalid --log-opt "${opt}": json-file takes ${JSON_FILE_LOG_OPTS.join(", ")} (KEY=VALUE)`);
-    ignored.push(key);
+    options[key] = opt.slice(key.length + 1);
+    if (key !== "max-size" && key !== "max-file") ignored.push(key);
   }
-  if (ignored.length > 0) process.stderr.write(`tsrun: warning: --log-opt ${ignored.join(", ")} not applied: the log is not rotated or tagged\n`);
-  return "json-file";
+  logRotation(options); // its errors now, not at start
+  if (ignored.length > 0) process.stderr.write(`tsrun: warning: --log-opt ${ignored.join(", ")} not applied: the log is rotated (max-size, max-file) but not compressed or tagged\n`);
+  return { driver: "json-file", options };
 }
 
 export interface RunFlags extends CreateFlags {
@@ -219,7 +224,7 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
       throw new TsrunError(`--platform ${o.platform}: only the host's platform (${host.os}/${host.architecture}) can run here`);
     }
   }
-  const logDriver = checkLogFlags(o);
+  const log = checkLogFlags(o);
   if (o.stopTimeout !== undefined && !/^-?\d+$/.test(o.stopTimeout)) throw new TsrunError(`invalid --stop-timeout "${o.stopTimeout}": a number of seconds`);
   return {
     image,
@@ -233,7 +238,8 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     hostname: o.hostname,
     readOnly: o.readOnly,
     autoRemove: o.rm,
-    ...(logDriver === "none" ? { logDriver } : {}),
+    ...(log.driver === "none" ? { logDriver: log.driver } : {}),
+    ...(Object.keys(log.options).length > 0 ? { logOptions: log.options } : {}),
     tty: o.tty,
     interactive: o.interactive,
     ...networkMode(o.net ?? o.network),

@@ -1,5 +1,6 @@
 // Containers over time: stop (STOPSIGNAL, then SIGKILL), kill, wait, remove, logs.
-import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { logFiles } from "./output-log.js";
 import { constants } from "node:os";
 import path from "node:path";
 import type { Containers } from "./run.js";
@@ -170,26 +171,64 @@ function parseLines(text: string): LogRecord[] {
 export async function readLogs(containers: Containers, query: string, opts: LogOptions): Promise<void> {
   const record = containers.get(query);
   if (record.hostConfig.logDriver === "none") throw new TsrunError(`configured logging driver does not support reading: container ${query} logs to none`);
-  const file = path.join(containers.records.containerDir(record.id), "ctr.log");
+  const dir = containers.records.containerDir(record.id);
+  const file = path.join(dir, "ctr.log");
+  // The current file is read from where the last read ended; when it has been rotated (another
+  // inode), the rest of the old one, now ctr.log.1, comes first, then the new one from its start.
   let offset = 0;
+  let inode = 0;
   let carry = "";
-  const readNew = (): LogRecord[] => {
-    if (!existsSync(file)) return [];
-    const size = statSync(file).size;
-    if (size <= offset) return [];
-    const fd = openSync(file, "r");
+  const readFrom = (name: string, from: number): { records: LogRecord[]; end: number } => {
+    let fd: number;
     try {
-      const buf = Buffer.alloc(size - offset);
-      const n = readSync(fd, buf, 0, buf.length, offset);
-      offset += n;
+      fd = openSync(name, "r");
+    } catch (err) {
+      // Rotated away between the look and the open: the next read finds its successor.
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { records: [], end: from };
+      throw err;
+    }
+    try {
+      const size = fstatSync(fd).size;
+      if (size <= from) return { records: [], end: from };
+      const buf = Buffer.alloc(size - from);
+      const n = readSync(fd, buf, 0, buf.length, from);
       const text = carry + buf.subarray(0, n).toString("utf8");
       const cut = text.lastIndexOf("\n") + 1;
       carry = text.slice(cut);
-      return parseLines(text.slice(0, cut));
+      return { records: parseLines(text.slice(0, cut)), end: from + n };
     } finally {
       closeSync(fd);
     }
   };
+  const readNew = (): LogRecord[] => {
+    let current: number;
+    try {
+      current = statSync(file).ino;
+    } catch {
+      return []; // not written yet, or between a rotation's steps
+    }
+    const out: LogRecord[] = [];
+    if (inode !== 0 && current !== inode) {
+      const rotated = `${file}.1`;
+      if (existsSync(rotated) && statSync(rotated).ino === inode) out.push(...readFrom(rotated, offset).records);
+      offset = 0;
+      carry = "";
+    }
+    inode = current;
+    const { records, end } = readFrom(file, offset);
+    offset = end;
+    return [...out, ...records];
+  };
+  const readRotated = (): LogRecord[] =>
+    logFiles(dir)
+      .slice(0, -1)
+      .flatMap((f) => {
+        try {
+          return parseLines(readFileSync(f, "utf8"));
+        } catch {
+          return []; // dropped by a rotation meanwhile
+        }
+      });
   const emit = (records: LogRecord[]): void => {
     for (const r of records) {
       if (opts.since && new Date(r.time) < opts.since) continue;
@@ -198,7 +237,7 @@ export async function readLogs(containers: Containers, query: string, opts: LogO
     }
     opts.onBatchEnd?.();
   };
-  let first = readNew();
+  let first = [...readRotated(), ...readNew()];
   if (opts.tail !== undefined && opts.tail >= 0) first = opts.tail === 0 ? [] : first.slice(-opts.tail);
   emit(first);
   if (!opts.follow) return;

@@ -2,22 +2,108 @@
 // comes and, line by line, to its ctr.log in Docker's json-file format, the same records the
 // monitor (native/monitor.cc) writes for a detached container, so that `tsrun logs` shows what a
 // foreground run printed, as Docker's does.
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import type { Socket } from "node:net";
+import path from "node:path";
 import { lazyNet } from "../builtin.js";
+import { TsrunError } from "../errors.js";
 
 /** Docker's json-file driver cuts a line longer than this into several records. */
 const MAX_RECORD = 16384;
 
 export type OutputStream = "stdout" | "stderr";
 
+/** json-file's --log-opt max-size and max-file (Docker's names); no rotation without maxSize. */
+export interface LogRotation {
+  /** Bytes; the log is rotated before a write would take it past this. */
+  maxSize: number;
+  /** Files kept, the current one included (Docker's default 1: the log starts over). */
+  maxFile: number;
+}
+
+/**
+ * max-size and max-file as Docker's json-file driver takes them: a size with k, m or g (-1: no
+ * limit) and a count of at least 1 (default 1), which only counts with a size. Undefined: no
+ * rotation.
+ */
+export function logRotation(options: Record<string, string>): LogRotation | undefined {
+  const size = options["max-size"];
+  const files = options["max-file"];
+  let maxFile = 1;
+  if (files !== undefined) {
+    if (!/^\d+$/.test(files) || Number(files) < 1) throw new TsrunError(`invalid --log-opt max-file=${files}: a number of files, at least 1`);
+    maxFile = Number(files);
+  }
+  if (size === undefined || size === "-1") return undefined;
+  const m = /^(\d+(?:\.\d+)?)([kmg]?)b?$/i.exec(size);
+  const maxSize = m ? Math.floor(Number(m[1]) * ({ "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? "").toLowerCase()] ?? 1)) : 0;
+  if (!m || maxSize <= 0) throw new TsrunError(`invalid --log-opt max-size=${size}: a positive size such as 10m (k, m or g), or -1`);
+  return { maxSize, maxFile };
+}
+
+/** The log files of a container, oldest first: ctr.log.N ... ctr.log.1, then ctr.log. */
+export function logFiles(containerDir: string): string[] {
+  const current = path.join(containerDir, "ctr.log");
+  const rotated: string[] = [];
+  for (let n = 1; existsSync(`${current}.${n}`); n++) rotated.unshift(`${current}.${n}`);
+  return [...rotated, current];
+}
+
+/**
+ * Rotates a container's log as Docker's json-file driver does: ctr.log becomes ctr.log.1, .1
+ * becomes .2 and so on, the oldest beyond maxFile - 1 dropped; with maxFile 1 the log is emptied.
+ * The monitor (native/monitor.cc, rotate_log) does the same for detached containers.
+ */
+export function rotateLog(file: string, maxFile: number): void {
+  if (maxFile < 2) {
+    rmSync(file, { force: true });
+    return;
+  }
+  rmSync(`${file}.${maxFile - 1}`, { force: true });
+  for (let n = maxFile - 2; n >= 1; n--) if (existsSync(`${file}.${n}`)) renameSync(`${file}.${n}`, `${file}.${n + 1}`);
+  renameSync(file, `${file}.1`);
+}
+
 /** Appends an output's lines to a json-file log; a line without its newline waits for the rest. */
 export class JsonFileLog {
-  private readonly fd: number;
+  private fd: number;
+  private size: number;
   private readonly pending: Record<OutputStream, Buffer> = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
 
-  constructor(file: string) {
+  constructor(
+    private readonly file: string,
+    private readonly rotation?: LogRotation,
+  ) {
     this.fd = openSync(file, "a", 0o640);
+    this.size = fstatSync(this.fd).size;
+  }
+
+  /**
+   * Appends records (one write for as many as fit), rotating before one that would take the
+   * file past max-size, as Docker's driver checks each message.
+   */
+  private append(records: string[]): void {
+    let batch: string[] = [];
+    let batchBytes = 0;
+    const flush = (): void => {
+      if (batch.length > 0) writeSync(this.fd, batch.join(""));
+      this.size += batchBytes;
+      batch = [];
+      batchBytes = 0;
+    };
+    for (const record of records) {
+      const bytes = this.rotation ? Buffer.byteLength(record) : 0;
+      if (this.rotation && this.size + batchBytes > 0 && this.size + batchBytes + bytes > this.rotation.maxSize) {
+        flush();
+        closeSync(this.fd);
+        rotateLog(this.file, this.rotation.maxFile);
+        this.fd = openSync(this.file, "a", 0o640);
+        this.size = 0;
+      }
+      batch.push(record);
+      batchBytes += bytes;
+    }
+    flush();
   }
 
   write(stream: OutputStream, chunk: Buffer): void {
@@ -39,19 +125,19 @@ export class JsonFileLog {
     }
     // A copy: the rest must not keep the (possibly large) chunk alive.
     this.pending[stream] = Buffer.from(data);
-    if (parts.length > 0) writeSync(this.fd, parts.join(""));
+    if (parts.length > 0) this.append(parts);
   }
 
   /** Writes the unfinished lines (the output has ended) and closes the log. */
   close(): void {
     const tailOf = (stream: OutputStream): string => `,"stream":"${stream}","time":"${rfc3339Nano()}"}\n`;
-    let records = "";
+    const records: string[] = [];
     for (const stream of ["stdout", "stderr"] as const) {
-      if (this.pending[stream].length > 0) records += `{"log":${JSON.stringify(this.pending[stream].toString("utf8"))}${tailOf(stream)}`;
+      if (this.pending[stream].length > 0) records.push(`{"log":${JSON.stringify(this.pending[stream].toString("utf8"))}${tailOf(stream)}`);
       this.pending[stream] = Buffer.alloc(0);
     }
     try {
-      if (records) writeSync(this.fd, records);
+      this.append(records);
     } finally {
       closeSync(this.fd);
     }

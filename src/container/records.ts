@@ -95,6 +95,8 @@ export interface ContainerRecord {
     shmSize?: number;
     /** --log-driver none: the output is kept nowhere (json-file when unset). */
     logDriver?: "none";
+    /** --log-opt KEY=VALUE as given (json-file's; max-size and max-file rotate the log). */
+    logOptions?: Record<string, string>;
     /** --device: host device nodes bound into the container. */
     devices?: DeviceMapping[];
     /** --sysctl: settings of the container's namespaces, as Docker's HostConfig.Sysctls. */

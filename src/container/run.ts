@@ -11,7 +11,7 @@ import { hostsLine } from "../network/hosts.js";
 import { mergeCommand, mergeEnv, readEnvFiles, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
 import { readLayeredFile } from "./rootfs-files.js";
 import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from "./process.js";
-import { JsonFileLog, teeOutput } from "./output-log.js";
+import { JsonFileLog, logRotation, teeOutput } from "./output-log.js";
 import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowed, type UsernsMode } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import type { HealthConfig, ImageConfig } from "../image/types.js";
@@ -105,6 +105,8 @@ export interface CreateOptions {
   shmSize?: number;
   /** --log-driver none: no log is kept (`logs` refuses); json-file otherwise. */
   logDriver?: "json-file" | "none";
+  /** --log-opt KEY=VALUE of json-file (max-size and max-file rotate the log). */
+  logOptions?: Record<string, string>;
   /** --device: HOST[:CONTAINER][:PERMISSIONS] values. */
   devices?: string[];
   /** --sysctl: KEY=VALUE values. */
@@ -402,6 +404,7 @@ export class Containers {
         ...(opts.groupAdd && opts.groupAdd.length > 0 ? { groupAdd: opts.groupAdd } : {}),
         ...(opts.shmSize !== undefined ? { shmSize: opts.shmSize } : {}),
         ...(opts.logDriver === "none" ? { logDriver: "none" as const } : {}),
+        ...(opts.logOptions ? { logOptions: opts.logOptions } : {}),
         ...(opts.devices && opts.devices.length > 0 ? { devices: opts.devices.flatMap(parseDevice) } : {}),
         ...(opts.sysctls && opts.sysctls.length > 0 ? { sysctls: parseSysctls(opts.sysctls, network) } : {}),
         ...(opts.dns && opts.dns.length > 0 ? { dns: opts.dns } : {}),
@@ -719,6 +722,8 @@ export class Containers {
     clearRunFiles(dir);
     // --log-driver none: the monitor still reads the output (attach shows it) but keeps no log.
     if (record.hostConfig.logDriver === "none") writeFileSync(path.join(dir, "log-none"), "");
+    const rotation = logRotation(record.hostConfig.logOptions ?? {});
+    if (rotation) writeFileSync(path.join(dir, "log-rotate"), `${rotation.maxSize} ${rotation.maxFile}\n`);
     // start -a: the monitor waits for the attach client before it starts the container.
     if (opts.beforeStart) writeFileSync(path.join(dir, "attach-wait"), "");
     const policy = record.hostConfig.restartPolicy ?? { name: "no", maximumRetryCount: 0 };
@@ -867,7 +872,7 @@ export class Containers {
     // A container that stays after it exits keeps what it printed for `tsrun logs`, as Docker's
     // does: its output passes through us (pipes, or the pty we relay anyway). A --rm container's
     // log would go with it: its output goes straight to our stdout and stderr.
-    const log = record.hostConfig.autoRemove || record.hostConfig.logDriver === "none" ? undefined : new JsonFileLog(path.join(this.records.containerDir(record.id), "ctr.log"));
+    const log = record.hostConfig.autoRemove || record.hostConfig.logDriver === "none" ? undefined : new JsonFileLog(path.join(this.records.containerDir(record.id), "ctr.log"), logRotation(record.hostConfig.logOptions ?? {}));
     const pipes = log && !record.config.tty ? { out: native().pipe(), err: native().pipe() } : undefined;
     let proc: LaunchedProcess;
     try {

@@ -186,7 +186,7 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
     HostConfig: {
       Binds: binds.length > 0 ? binds : null,
       ContainerIDFile: "",
-      LogConfig: { Type: h.logDriver ?? "json-file", Config: {} },
+      LogConfig: { Type: h.logDriver ?? "json-file", Config: h.logOptions ?? {} },
       NetworkMode: h.networkMode,
       PortBindings: portBindings,
       RestartPolicy: { Name: h.restartPolicy?.name ?? "no", MaximumRetryCount: h.restartPolicy?.maximumRetryCount ?? 0 },

@@ -2,7 +2,7 @@
 // create/start, restart, --rm, and a monitor killed with SIGKILL.
 import { beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { asUser, cliEnv, env, importBusybox, onPty, shAsUser, tsrun, unique } from "./helpers.js";
 
@@ -109,6 +109,36 @@ describe("detached containers", () => {
     expect(bad.code).toBe(125);
     expect(bad.stderr).toMatch(/takes no options/);
     await tsrun(["rm", name, `${name}-d`]);
+  });
+
+  it("--log-opt max-size/max-file rotate the log as Docker's json-file does; logs reads the rotated files, and -f follows across a rotation", async () => {
+    const name = unique("rotate");
+    const lines = (from: number, to: number): string => Array.from({ length: to - from }, (_, i) => `line-${from + i}\n`).join("");
+    const loop = (n: number, pause: string): string => `i=0; while [ $i -lt ${n} ]; do echo line-$i; i=$((i+1)); ${pause} done`;
+    // Foreground: every record is about 70 bytes, 14 to a file of 1 KiB; three files kept.
+    const r = await tsrun(["run", "--name", name, "--log-opt", "max-size=1k", "--log-opt", "max-file=3", "busybox", "sh", "-c", loop(100, "")]);
+    expect(r.stdout).toBe(lines(0, 100));
+    const id = (await tsrun(["inspect", "-f", "{{.Id}}", name])).stdout.trim();
+    const files = readdirSync(path.join(env.storeRoot, "containers", id)).filter((f) => f.startsWith("ctr.log")).sort();
+    expect(files).toEqual(["ctr.log", "ctr.log.1", "ctr.log.2"]);
+    for (const f of files) expect(statSync(path.join(env.storeRoot, "containers", id, f)).size).toBeLessThanOrEqual(1024);
+    const kept = (await tsrun(["logs", name])).stdout;
+    const first = Number(/^line-(\d+)/.exec(kept)?.[1]);
+    expect(first).toBeGreaterThan(50);
+    expect(kept).toBe(lines(first, 100));
+    expect(JSON.parse((await tsrun(["inspect", "-f", "{{json .HostConfig.LogConfig}}", name])).stdout)).toEqual({ Type: "json-file", Config: { "max-size": "1k", "max-file": "3" } });
+    // Detached, followed from the start: nothing is lost when the file rotates under the reader.
+    const followed = `${name}-f`;
+    await tsrun(["create", "--name", followed, "--log-opt", "max-size=1k", "--log-opt", "max-file=2", "busybox", "sh", "-c", loop(40, "sleep 0.05;")]);
+    await tsrun(["start", followed]);
+    const follow = await tsrun(["logs", "-f", followed], { timeout: 60_000 });
+    expect(follow.stdout).toBe(lines(0, 40));
+    for (const bad of [["max-size=0"], ["max-size=lots"], ["max-file=0", "max-size=1m"]]) {
+      const b = await tsrun(["run", "--rm", ...bad.flatMap((o) => ["--log-opt", o]), "busybox", "true"]);
+      expect(b.code).toBe(125);
+      expect(b.stderr).toMatch(/^Error: invalid --log-opt max-(size|file)=/);
+    }
+    await tsrun(["rm", name, followed]);
   });
 
   it("pause stops every process (children too) until unpause; ps, inspect and filters show it; exec is refused; stop works on a paused container", async () => {
