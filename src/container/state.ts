@@ -78,13 +78,30 @@ export function refreshState(record: ContainerRecord, containerDir: string): boo
     record.state = { ...record.state, paused };
     changed = true;
   }
-  const exit = readExitFile(containerDir);
-  if (exit) {
+  const exited = (exit: ExitFile): boolean => {
     markPaused(containerDir, false);
     record.state = { ...record.state, status: "exited", pid: 0, paused: false, exitCode: exit.code, finishedAt: exit.finishedAt };
     return true;
-  }
+  };
+  const exit = readExitFile(containerDir);
+  if (exit) return exited(exit);
   if (isAlive(record.state.monitorPid, record.state.monitorStartTime)) return changed;
+  // The monitor writes the exit file, then ends: one that ended between the look above and
+  // this one has recorded its exit. Without this second look a container that exited normally
+  // was seen as one whose monitor was killed (255), and stayed so.
+  const late = readExitFile(containerDir);
+  if (late) return exited(late);
+  // A foreground run's CLI is its own monitor: it saves the exit in the record, then ends. One
+  // that did so after this record was read has left the truth on disk.
+  try {
+    const saved = (JSON.parse(readFileSync(path.join(containerDir, "container.json"), "utf8")) as ContainerRecord).state;
+    if (saved.status !== "running" && saved.startedAt === record.state.startedAt) {
+      record.state = saved;
+      return true;
+    }
+  } catch {
+    // Removed meanwhile: the caller finds out.
+  }
   markPaused(containerDir, false);
   // The monitor would have stopped pasta at the container's exit; killed, it could not.
   stopNetworkHelpers(containerDir);
