@@ -16,13 +16,12 @@ import type * as Tls from "node:tls";
 // module at start, and most commands never talk to a registry.
 const requireBuiltin = createRequire(import.meta.url);
 let httpModule: typeof Http | undefined;
-let httpsModule: typeof Https | undefined;
 const http = (): typeof Http => (httpModule ??= requireBuiltin("node:http") as typeof Http);
-const https = (): typeof Https => (httpsModule ??= requireBuiltin("node:https") as typeof Https);
 import { Readable } from "node:stream";
 import { TsrunError } from "../../errors.js";
 import type { Credentials } from "./auth.js";
 import { loadRegistryTls } from "./certs.js";
+import { HttpTransport } from "../http-transport.js";
 
 export class RegistryError extends TsrunError {
   constructor(
@@ -160,9 +159,8 @@ export class RegistryClient {
   readonly host: string;
   private readonly tlsVerify: boolean;
   private readonly credentials: Credentials | undefined;
-  private readonly httpAgent = new (http().Agent)({ keepAlive: true, maxSockets: 8 });
-  /** Made on first https use: node:https and TLS cost a plain-http registry's client nothing. */
-  private httpsAgentValue: Https.Agent | undefined;
+  /** Connections to the registry, directly or through the environment's proxy. */
+  private readonly transport: HttpTransport;
   private base: URL | undefined;
   private challenge: Challenge | undefined;
   private token: string | undefined;
@@ -176,11 +174,12 @@ export class RegistryClient {
     this.host = apiHost(registry);
     this.tlsVerify = opts.tlsVerify ?? true;
     this.credentials = opts.credentials;
+    this.transport = new HttpTransport({ keepAlive: true, tls: () => this.tlsOptions() });
   }
 
-  private httpsAgent(): Https.Agent {
-    if (this.httpsAgentValue) return this.httpsAgentValue;
-    const options: Https.AgentOptions = { keepAlive: true, maxSockets: 8, rejectUnauthorized: this.tlsVerify };
+  /** TLS options for https: verification, and the registry's CA and client certificate from certs.d. */
+  private tlsOptions(): Https.AgentOptions {
+    const options: Https.AgentOptions = { rejectUnauthorized: this.tlsVerify };
     const files = loadRegistryTls(this.registry);
     if (files) {
       // A `ca` list replaces Node's default store: start it with what that store holds.
@@ -200,8 +199,7 @@ export class RegistryClient {
         options.key = files.clientCert.key;
       }
     }
-    this.httpsAgentValue = new (https().Agent)(options);
-    return this.httpsAgentValue;
+    return options;
   }
 
   /** Adds scopes for the next token request (pull, push, and the source repo of a mount). */
@@ -213,21 +211,24 @@ export class RegistryClient {
   }
 
   close(): void {
-    this.httpAgent.destroy();
-    this.httpsAgentValue?.destroy();
+    this.transport.destroy();
   }
 
   /** Sends one HTTP request; follows redirects (dropping Authorization when the host changes). */
   private send(url: URL, method: string, headers: Record<string, string>, body?: RequestBody): Promise<{ res: IncomingMessage; url: URL }> {
     const sendOnce = (target: URL, hdrs: Record<string, string>, redirects: number): Promise<{ res: IncomingMessage; url: URL }> =>
       new Promise((resolve, reject) => {
-        const isHttps = target.protocol === "https:";
         const allHeaders: Record<string, string> = { "User-Agent": "tsrun/0.1", ...hdrs };
         if (body) allHeaders["Content-Length"] = String(body.length);
-        const req = (isHttps ? https() : http()).request(target, { method, headers: allHeaders, agent: isHttps ? this.httpsAgent() : this.httpAgent });
+        const req = this.transport.request(target, method, allHeaders);
         req.setTimeout(IDLE_TIMEOUT_MS, () => req.destroy(Object.assign(new Error(`no answer from ${target.host} for ${IDLE_TIMEOUT_MS / 1000} s`), { code: "ETIMEDOUT" })));
-        req.once("error", reject);
+        req.once("error", (err) => reject(this.transport.explain(target, err)));
         req.once("response", (res) => {
+          const refusal = this.transport.proxyRefusal(target, res);
+          if (refusal) {
+            discard(res);
+            return reject(refusal);
+          }
           res.setTimeout(IDLE_TIMEOUT_MS, () => res.destroy(Object.assign(new Error(`${target.host} stopped sending for ${IDLE_TIMEOUT_MS / 1000} s`), { code: "ETIMEDOUT" })));
           const status = res.statusCode ?? 0;
           const location = res.headers.location;
