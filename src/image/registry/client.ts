@@ -66,6 +66,8 @@ interface Challenge {
 }
 
 const RETRY_DELAYS_MS = [250, 750, 2000];
+/** The OAuth2 client_id tsrun names itself with at token servers (Docker says "docker"). */
+const OAUTH_CLIENT_ID = "tsrun";
 /** A 429's Retry-After up to this long is waited for; a longer one fails at once, saying so. */
 const MAX_RETRY_AFTER_MS = 30_000;
 const IDLE_TIMEOUT_MS = 60_000;
@@ -164,6 +166,9 @@ export class RegistryClient {
   private base: URL | undefined;
   private challenge: Challenge | undefined;
   private token: string | undefined;
+  /** Set by login: ask the token server for a refresh token (an identity token) along with the access token. */
+  private wantRefreshToken = false;
+  private refreshToken: string | undefined;
   /** Token scopes asked for so far, e.g. "repository:library/busybox:pull". */
   private readonly scopes = new Set<string>();
 
@@ -318,20 +323,45 @@ export class RegistryClient {
     }
   }
 
-  /** Gets a Bearer token for the scopes asked for, anonymously or with the credentials. */
+  /**
+   * Gets a Bearer token for the scopes asked for: anonymously, with the credentials (GET with
+   * Basic auth), or with an identity token (an OAuth2 refresh token, POSTed to the realm as
+   * docker/distribution's OAuth2 token spec says). During login the GET asks for a refresh token
+   * too (offline_token=true), as Docker does: when the token server gives one, it is kept in
+   * place of the password.
+   */
   private async fetchToken(challenge: Challenge, context: string): Promise<string> {
     const realm = challenge.params.realm;
     if (!realm) throw new RegistryError(`${context}: the registry asked for a token without saying where to get it (no realm)`);
     const url = new URL(realm);
-    if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
     const scopes = new Set(this.scopes);
     if (challenge.params.scope) for (const s of challenge.params.scope.split(" ")) scopes.add(s);
-    for (const s of scopes) url.searchParams.append("scope", s);
     const headers: Record<string, string> = { Accept: "application/json" };
-    if (this.credentials) headers.Authorization = `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString("base64")}`;
-    const { res } = await this.withRetries(() => this.send(url, "GET", headers), `${context}: token from ${url.host}`);
+    const identityToken = this.credentials?.identityToken;
+    let body: Buffer | undefined;
+    if (identityToken) {
+      const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: identityToken, client_id: OAUTH_CLIENT_ID, scope: [...scopes].join(" ") });
+      if (challenge.params.service) form.set("service", challenge.params.service);
+      body = Buffer.from(form.toString());
+      headers["Content-Type"] = "application/x-www-form-urlencoded";
+    } else {
+      if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
+      for (const s of scopes) url.searchParams.append("scope", s);
+      if (this.credentials) headers.Authorization = `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString("base64")}`;
+      if (this.credentials && this.wantRefreshToken) {
+        url.searchParams.set("offline_token", "true");
+        url.searchParams.set("client_id", OAUTH_CLIENT_ID);
+      }
+    }
+    const { res } = await this.withRetries(() => this.send(url, body ? "POST" : "GET", headers, body), `${context}: token from ${url.host}`);
     const text = (await readBody(res, 1 << 20, "token response")).toString("utf8");
     const status = res.statusCode ?? 0;
+    if (identityToken && (status === 400 || status === 401 || status === 403)) {
+      throw new RegistryError(`${context}: unauthorized: ${this.registry} refused the identity token (log in again with: tsrun login ${this.registry})`, 401);
+    }
+    if (identityToken && (status === 404 || status === 405)) {
+      throw new RegistryError(`${context}: the token server ${url.host} does not take identity tokens (no OAuth2 POST: HTTP ${status}); log in with a password`, status);
+    }
     if (status === 401 || status === 403) {
       throw new RegistryError(
         this.credentials
@@ -341,20 +371,22 @@ export class RegistryClient {
       );
     }
     if (status !== 200) throw new RegistryError(`${context}: token from ${url.host}: ${registryMessage(status, text).message}`, status);
-    let parsed: { token?: string; access_token?: string };
+    let parsed: { token?: unknown; access_token?: unknown; refresh_token?: unknown };
     try {
-      parsed = JSON.parse(text) as { token?: string; access_token?: string };
+      parsed = JSON.parse(text) as { token?: unknown; access_token?: unknown; refresh_token?: unknown };
     } catch {
       throw new RegistryError(`${context}: token from ${url.host} is not JSON`);
     }
-    const token = parsed.token || parsed.access_token;
+    const token = (typeof parsed.token === "string" && parsed.token) || (typeof parsed.access_token === "string" && parsed.access_token);
     if (!token) throw new RegistryError(`${context}: token response from ${url.host} has no token`);
+    if (this.wantRefreshToken && !identityToken && typeof parsed.refresh_token === "string" && parsed.refresh_token !== "") this.refreshToken = parsed.refresh_token;
     return token;
   }
 
   private authorization(): string | undefined {
     if (this.token) return `Bearer ${this.token}`;
-    if (this.challenge?.scheme === "basic" && this.credentials) {
+    // An identity token is only good at a token server, never as a Basic password.
+    if (this.challenge?.scheme === "basic" && this.credentials && !this.credentials.identityToken) {
       return `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString("base64")}`;
     }
     return undefined;
@@ -385,7 +417,7 @@ export class RegistryClient {
           this.token = await this.fetchToken(challenge, opts.context);
           continue;
         }
-        if (challenge?.scheme === "basic" && this.credentials && !auth) continue;
+        if (challenge?.scheme === "basic" && this.credentials && !this.credentials.identityToken && !auth) continue;
         throw this.unauthorized(opts.context);
       }
       if (status >= 500 && attempt < RETRY_DELAYS_MS.length && !ok.includes(status)) {
@@ -425,6 +457,9 @@ export class RegistryClient {
    */
   private unauthorized(context: string, header?: string | string[]): RegistryError {
     const text = Array.isArray(header) ? header.join(", ") : header;
+    if (this.credentials?.identityToken && this.challenge?.scheme === "basic") {
+      return new RegistryError(`${context}: ${this.registry} wants a password (basic auth); the stored identity token only works with a token server (log in again with: tsrun login ${this.registry})`, 401);
+    }
     const bearer = text ? parseChallenges(text).find((c) => c.scheme === "bearer") : undefined;
     if (this.credentials && bearer?.params.error === "insufficient_scope") {
       const scope = bearer.params.scope ? ` (${bearer.params.scope})` : "";
@@ -438,10 +473,15 @@ export class RegistryClient {
     );
   }
 
-  /** Checks that credentials work (GET /v2/ with them), as `login` does before saving them. */
-  async checkLogin(): Promise<void> {
+  /**
+   * Checks that credentials work (GET /v2/ with them), as `login` does before saving them.
+   * Returns the identity token the token server gave for them, if it gave one.
+   */
+  async checkLogin(): Promise<{ identityToken?: string }> {
     const base = await this.resolveBase();
-    if (!this.challenge) return; // an open registry accepts anyone
+    if (!this.challenge) return {}; // an open registry accepts anyone
+    this.wantRefreshToken = true;
     await this.request("GET", base, { context: `login ${this.registry}` }).then((r) => discard(r.body));
+    return this.refreshToken ? { identityToken: this.refreshToken } : {};
   }
 }
