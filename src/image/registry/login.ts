@@ -2,6 +2,7 @@
 import { TsrunError } from "../../errors.js";
 import { normaliseRegistryKey, removeAllCredentials, removeCredentials, storeCredentials, type Credentials } from "./auth.js";
 import { RegistryClient } from "./client.js";
+import { findRegistry, loadRegistriesConf } from "./registries-conf.js";
 
 export interface LoginOptions {
   tlsVerify?: boolean | undefined;
@@ -21,7 +22,9 @@ export async function login(registry: string, creds: Credentials, opts: LoginOpt
   if (creds.username === "") throw new TsrunError("login: the username is empty");
   if (creds.password === "") throw new TsrunError("login: the password is empty");
   if (creds.username.includes(":")) throw new TsrunError("login: a username cannot contain ':'");
-  const client = new RegistryClient(host, { tlsVerify: opts.tlsVerify, credentials: creds });
+  // An insecure registry of registries.conf is logged in to as Podman does: without TLS verification.
+  const insecure = findRegistry(loadRegistriesConf(), { domain: host, path: "" })?.insecure ?? false;
+  const client = new RegistryClient(host, { tlsVerify: opts.tlsVerify ?? !insecure, credentials: creds });
   let identityToken: string | undefined;
   try {
     ({ identityToken } = await client.checkLogin());
