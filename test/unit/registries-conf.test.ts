@@ -69,6 +69,10 @@ describe("registries.conf", () => {
     expect(() => pullSources(v1, parseReference("bad.example/x"))).toThrow(/is blocked in v1\.conf/);
   });
 
+  it("a file of comments and short-name aliases configures nothing (and is not parsed)", () => {
+    expect(parseRegistriesConf(`# unqualified-search-registries = ["x"]\n[aliases]\n  "registry" = "docker.io/library/registry"\n  "a" = "b\n`, "shortnames.conf")).toEqual([]);
+  });
+
   it("refuses what it cannot use, naming the file and the entry", () => {
     expect(() => parseRegistriesConf(`[[registry]\nlocation = "x"`, "f.conf")).toThrow(/^f\.conf: invalid TOML: /);
     expect(() => parseRegistriesConf(`[[registry]]\ninsecure = true`, "f.conf")).toThrow(/^f\.conf: \[\[registry\]\] #1: needs a location or a prefix$/);

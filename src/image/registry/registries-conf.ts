@@ -103,6 +103,11 @@ function checkLocation(value: string, key: string, where: string, wildcard = fal
 
 /** The registries of one file's text (name for messages). */
 export function parseRegistriesConf(text: string, file: string): RegistryEntry[] {
+  // Most files hold only comments or short-name aliases (Debian's registries.conf,
+  // shortnames.conf): without a line that starts a registry/registries table or key, they say
+  // nothing tsrun uses, and parsing them would cost every pull some milliseconds. (A quoted
+  // "registry" key is not looked for: shortnames.conf has an alias of that name.)
+  if (!/^[ \t]*(?:\[\[?[ \t]*)?registr(?:y|ies)\b/m.test(text)) return [];
   let doc: Table;
   try {
     doc = parseToml(text) as Table;
