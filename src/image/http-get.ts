@@ -2,15 +2,9 @@
 // response streamed. node:http(s) rather than fetch: fetch refuses the ports of its "bad port"
 // list (6000, 6665-6669, 10080, ...) where Docker's Go client downloads from any port, and gives
 // web streams where the callers want Readables.
+// Through the environment's proxy (HTTP_PROXY, HTTPS_PROXY, NO_PROXY) like the registry client.
 import type { IncomingMessage } from "node:http";
-import type * as Http from "node:http";
-import type * as Https from "node:https";
-import { createRequire } from "node:module";
-
-// Loaded on first use, as in the registry client: most commands never download anything.
-const requireBuiltin = createRequire(import.meta.url);
-const http = (): typeof Http => requireBuiltin("node:http") as typeof Http;
-const https = (): typeof Https => requireBuiltin("node:https") as typeof Https;
+import { HttpTransport } from "./http-transport.js";
 
 const MAX_REDIRECTS = 10;
 const IDLE_TIMEOUT_MS = 60_000;
@@ -26,13 +20,20 @@ export function httpGet(url: string): Promise<IncomingMessage> {
   } catch {
     return Promise.reject(new Error(`invalid URL ${url}`));
   }
+  const transport = new HttpTransport();
   const get = (target: URL, redirects: number): Promise<IncomingMessage> =>
     new Promise((resolve, reject) => {
       if (target.protocol !== "http:" && target.protocol !== "https:") return reject(new Error(`unsupported URL scheme ${target.protocol}`));
-      const req = (target.protocol === "https:" ? https() : http()).get(target, { headers: { "User-Agent": "tsrun/0.1" } });
+      const req = transport.request(target, "GET", { "User-Agent": "tsrun/0.1" });
+      req.end();
       req.setTimeout(IDLE_TIMEOUT_MS, () => req.destroy(new Error(`no answer from ${target.host} for ${IDLE_TIMEOUT_MS / 1000} s`)));
-      req.once("error", reject);
+      req.once("error", (err) => reject(transport.explain(target, err)));
       req.once("response", (res) => {
+        const refusal = transport.proxyRefusal(target, res);
+        if (refusal) {
+          res.resume();
+          return reject(refusal);
+        }
         res.setTimeout(IDLE_TIMEOUT_MS, () => res.destroy(new Error(`${target.host} stopped sending for ${IDLE_TIMEOUT_MS / 1000} s`)));
         const status = res.statusCode ?? 0;
         const location = res.headers.location;

@@ -411,6 +411,65 @@ describe("Docker credential helpers", () => {
     const missing = await tsrun(["pull", ref], { env: withConfig({ credHelpers: { [secured.host]: "nowhere" } }) });
     expectOneLineError(missing, /^Error: credential helper docker-credential-nowhere \(named in .*config\.json for 127\.0\.0\.1:\d+\) is not installed$/);
   });
+
+  it("login stores through the credsStore helper (store), logout erases (erase), logout --all lists and erases; a failing store is one line", async () => {
+    const bin = scratchDir("cred-store");
+    const keep = path.join(bin, "kept");
+    // A helper with a real store (a directory), speaking the protocol as docker-credential-pass does.
+    writeFileSync(
+      path.join(bin, "docker-credential-filestore"),
+      [
+        "#!/bin/sh",
+        `dir=${keep}`,
+        'mkdir -p "$dir"',
+        "key() { printf '%s' \"$1\" | tr '/:' '__'; }",
+        'case "$1" in',
+        '  get) read -r server; f="$dir/$(key "$server")"; [ -f "$f" ] || { echo "credentials not found in native keychain"; exit 1; }; cat "$f" ;;',
+        '  store) json=$(cat); server=$(printf \'%s\' "$json" | sed \'s/.*"ServerURL":"\\([^"]*\\)".*/\\1/\'); printf \'%s\' "$json" > "$dir/$(key "$server")" ;;',
+        '  erase) read -r server; f="$dir/$(key "$server")"; [ -f "$f" ] || { echo "credentials not found in native keychain"; exit 1; }; rm "$f" ;;',
+        '  list) printf \'{\'; sep=; for f in "$dir"/*; do [ -f "$f" ] || continue; s=$(sed \'s/.*"ServerURL":"\\([^"]*\\)".*/\\1/\' "$f"); printf \'%s"%s":"x"\' "$sep" "$s"; sep=,; done; printf \'}\' ;;',
+        "  *) exit 2 ;;",
+        "esac",
+        "",
+      ].join("\n"),
+      { mode: 0o755 },
+    );
+    writeFileSync(path.join(bin, "docker-credential-broken"), `#!/bin/sh\ncat >/dev/null\necho "the keyring is locked" >&2\nexit 1\n`, { mode: 0o755 });
+    const authFile = path.join(bin, "auth.json");
+    const config = JSON.stringify({ credsStore: "filestore", auths: { "other.example": { auth: Buffer.from("x:y").toString("base64") } } });
+    writeFileSync(authFile, config);
+    if (env.user) chownSync(authFile, env.user.uid, env.user.gid);
+    const helperEnv = { REGISTRY_AUTH_FILE: authFile, PATH: `${bin}:/usr/bin:/bin`, XDG_CONFIG_HOME: scratchDir("config-empty") };
+
+    const login = await tsrun(["login", "-u", "alice", "--password-stdin", secured.host], { input: "s3cret\n", env: helperEnv });
+    expect(login, login.stderr).toMatchObject({ code: 0, stdout: "Login Succeeded!\n" });
+    const kept = path.join(keep, secured.host.replace(/:/g, "_"));
+    expect(JSON.parse(readFileSync(kept, "utf8"))).toEqual({ ServerURL: secured.host, Username: "alice", Secret: "s3cret" });
+    expect(readFileSync(authFile, "utf8")).toBe(config);
+    const push = await tsrun(["push", "-q", "busybox", `${secured.host}/private/helper-store:1`], { env: helperEnv });
+    expect(push.code, push.stderr).toBe(0);
+    const pull = await tsrun(["pull", "-q", `${secured.host}/private/helper-store:1`], { env: { ...helperEnv, TSRUN_ROOT: scratchDir("store-helper-store") } });
+    expect(pull.code, pull.stderr).toBe(0);
+
+    const logout = await tsrun(["logout", secured.host], { env: helperEnv });
+    expect(logout, logout.stderr).toMatchObject({ code: 0, stdout: `Removed login credentials for ${secured.host}\n` });
+    expect(existsSync(kept)).toBe(false);
+    expectOneLineError(await tsrun(["logout", secured.host], { env: helperEnv }), new RegExp(`^Error: not logged into ${secured.host.replace(/[.]/g, "\\.")}$`));
+    const denied = await tsrun(["pull", `${secured.host}/private/helper-store:1`], { env: { ...helperEnv, TSRUN_ROOT: scratchDir("store-helper-out") } });
+    expect(denied.stderr).toMatch(/authentication required/);
+
+    expect((await tsrun(["login", "-u", "alice", "--password-stdin", secured.host], { input: "s3cret\n", env: helperEnv })).code).toBe(0);
+    const all = await tsrun(["logout", "--all"], { env: helperEnv });
+    expect(all.code, all.stderr).toBe(0);
+    expect(readdirSync(keep)).toEqual([]);
+
+    // A helper that cannot store: one line naming it, the auth file as it was, nothing kept.
+    const brokenConfig = JSON.stringify({ credHelpers: { [secured.host]: "broken" } });
+    writeFileSync(authFile, brokenConfig);
+    const broken = await tsrun(["login", "-u", "alice", "--password-stdin", secured.host], { input: "s3cret\n", env: helperEnv });
+    expectOneLineError(broken, /^Error: credential helper docker-credential-broken could not store credentials: the keyring is locked$/);
+    expect(readFileSync(authFile, "utf8")).toBe(brokenConfig);
+  });
 });
 
 describe("multi-platform index", () => {
@@ -876,27 +935,41 @@ describe("progress output", () => {
  * a JWT (RS256, its certificate in the x5c header, which the registry checks against its
  * rootcertbundle). Anyone may pull repositories under public/; alice (password s3cret) may do
  * anything; bob (password b0b) may pull anything and push nothing, as a read-only account of a
- * hosted registry; a wrong password gets a 401.
+ * hosted registry; a wrong password gets a 401. With refreshTokens, it also speaks
+ * docker/distribution's OAuth2 spec: a GET with offline_token=true and good credentials also
+ * answers a refresh_token (an identity token), and POST /token with grant_type=refresh_token
+ * and such a token answers an access token for its user; any other refresh token is a 401.
  */
-async function startTokenServer(dir: string, issuer: string): Promise<{ realm: string; certFile: string; seen: SeenRequest[]; close: () => Promise<void> }> {
+async function startTokenServer(
+  dir: string,
+  issuer: string,
+  refreshTokens = false,
+): Promise<{ realm: string; certFile: string; seen: (SeenRequest & { form?: URLSearchParams })[]; close: () => Promise<void> }> {
   const keyFile = path.join(dir, "token-key.pem");
   const certFile = path.join(dir, "token-cert.pem");
   execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", `/CN=${issuer}`], { stdio: "ignore" });
   const key = readFileSync(keyFile, "utf8");
   const certDer = readFileSync(certFile, "utf8").replace(/-----[A-Z ]+-----|\s/g, "");
-  const seen: SeenRequest[] = [];
+  const seen: (SeenRequest & { form?: URLSearchParams })[] = [];
+  const issued = new Map<string, string>();
   const b64url = (data: string | Buffer): string => Buffer.from(data).toString("base64url");
-  const server = http.createServer((req, res) => {
-    seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, at: Date.now() });
+  const answer = (req: http.IncomingMessage, res: http.ServerResponse, form: URLSearchParams | undefined): void => {
+    seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, at: Date.now(), ...(form ? { form } : {}) });
     const url = new URL(req.url ?? "/", "http://token");
     const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? "")?.[1];
-    const [user, password] = basic ? Buffer.from(basic, "base64").toString().split(":") : [];
-    if (user !== undefined && !((user === "alice" && password === "s3cret") || (user === "bob" && password === "b0b"))) {
+    let [user, password] = basic ? Buffer.from(basic, "base64").toString().split(":") : [];
+    if (form) {
+      user = form.get("grant_type") === "refresh_token" ? issued.get(form.get("refresh_token") ?? "") : undefined;
+      if (!refreshTokens || user === undefined || !form.get("client_id")) {
+        res.writeHead(refreshTokens ? 401 : 404, { "Content-Type": "application/json" });
+        return void res.end(JSON.stringify({ details: "invalid refresh token" }));
+      }
+    } else if (user !== undefined && !((user === "alice" && password === "s3cret") || (user === "bob" && password === "b0b"))) {
       res.writeHead(401, { "Content-Type": "application/json" });
       return void res.end(JSON.stringify({ details: "incorrect username or password" }));
     }
-    const access = url.searchParams
-      .getAll("scope")
+    const scopes = form ? (form.get("scope") ?? "").split(" ").filter(Boolean) : url.searchParams.getAll("scope");
+    const access = scopes
       .flatMap((s) => s.split(" "))
       .map((scope) => {
         const first = scope.indexOf(":");
@@ -908,11 +981,22 @@ async function startTokenServer(dir: string, issuer: string): Promise<{ realm: s
       });
     const now = Math.floor(Date.now() / 1000);
     const header = b64url(JSON.stringify({ typ: "JWT", alg: "RS256", x5c: [certDer] }));
-    const claims = b64url(JSON.stringify({ iss: issuer, sub: user ?? "", aud: url.searchParams.get("service"), exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString("hex"), access }));
+    const claims = b64url(JSON.stringify({ iss: issuer, sub: user ?? "", aud: form ? form.get("service") : url.searchParams.get("service"), exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString("hex"), access }));
     const token = `${header}.${claims}.${b64url(sign("sha256", Buffer.from(`${header}.${claims}`), key))}`;
     res.writeHead(200, { "Content-Type": "application/json" });
+    let refresh: string | undefined;
+    if (refreshTokens && user && !form && url.searchParams.get("offline_token") === "true" && url.searchParams.get("client_id")) {
+      refresh = `refresh-${user}-${randomBytes(8).toString("hex")}`;
+      issued.set(refresh, user);
+    }
     // Docker Hub answers "token", some others only the OAuth2 spelling "access_token".
-    res.end(JSON.stringify(user ? { access_token: token, expires_in: 300 } : { token, expires_in: 300 }));
+    res.end(JSON.stringify(user ? { access_token: token, expires_in: 300, ...(refresh ? { refresh_token: refresh } : {}) } : { token, expires_in: 300 }));
+  };
+  const server = http.createServer((req, res) => {
+    if (req.method !== "POST") return answer(req, res, undefined);
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => answer(req, res, new URLSearchParams(Buffer.concat(chunks).toString())));
   });
   const { host, close } = await listenLocally(server);
   return { realm: `http://${host}/token`, certFile, seen, close };
@@ -974,6 +1058,65 @@ describe("authentication (bearer tokens from a token server)", () => {
       expect(readOnly.stderr).not.toMatch(/refused the username or password/);
       const bobPull = await tsrun(["pull", "-q", `${registry.host}/private/busybox:1`], { env: { ...bob, TSRUN_ROOT: scratchDir("store-token-bob") } });
       expect(bobPull.code, bobPull.stderr).toBe(0);
+    } finally {
+      await tokens.close();
+    }
+  });
+
+  it("identity tokens: login keeps the token server's refresh token instead of the password; it is exchanged by OAuth2 POST, from the file or a helper's <token>", async () => {
+    const dir = scratchDir("oauth");
+    const service = "tsrun-oauth-registry";
+    const issuer = "tsrun-oauth-issuer";
+    const tokens = await startTokenServer(dir, issuer, true);
+    const registry = await startRegistry("oauth", { token: { realm: tokens.realm, service, issuer, rootCertBundle: tokens.certFile } });
+    try {
+      const config = scratchDir("oauth-config");
+      const login = await tsrun(["login", "-u", "alice", "--password-stdin", registry.host], { input: "s3cret\n", env: { XDG_CONFIG_HOME: config } });
+      expect(login, login.stderr).toMatchObject({ code: 0, stdout: "Login Succeeded!\n" });
+      const authFile = path.join(config, "tsrun", "auth.json");
+      const entry = (JSON.parse(readFileSync(authFile, "utf8")) as { auths: Record<string, { auth: string; identitytoken?: string }> }).auths[registry.host];
+      expect(entry?.identitytoken).toMatch(/^refresh-alice-[a-f0-9]{16}$/);
+      expect(Buffer.from(entry?.auth ?? "", "base64").toString()).toBe("alice:");
+      expect(readFileSync(authFile, "utf8")).not.toContain("s3cret");
+
+      tokens.seen.length = 0;
+      const ref = `${registry.host}/private/oauth:1`;
+      const push = await tsrun(["push", "-q", "busybox", ref], { env: { XDG_CONFIG_HOME: config } });
+      expect(push.code, push.stderr).toBe(0);
+      const pull = await tsrun(["pull", "-q", ref], { env: { XDG_CONFIG_HOME: config, TSRUN_ROOT: scratchDir("store-oauth") } });
+      expect(pull.code, pull.stderr).toBe(0);
+      // Every token came from the refresh token, POSTed as a form; the password never travelled.
+      expect(tokens.seen.length).toBeGreaterThan(0);
+      for (const r of tokens.seen) {
+        expect(r.method).toBe("POST");
+        expect(r.headers.authorization).toBeUndefined();
+        expect(r.form?.get("grant_type")).toBe("refresh_token");
+        expect(r.form?.get("refresh_token")).toBe(entry?.identitytoken);
+        expect(r.form?.get("service")).toBe(service);
+        expect(r.form?.get("client_id")).toBe("tsrun");
+      }
+      expect(tokens.seen.some((r) => (r.form?.get("scope") ?? "").split(" ").includes("repository:private/oauth:pull,push"))).toBe(true);
+
+      // A credential helper answering Docker's "<token>" username hands over an identity token.
+      const bin = scratchDir("oauth-helper");
+      writeFileSync(
+        path.join(bin, "docker-credential-oauth-test"),
+        `#!/bin/sh\n[ "$1" = get ] || exit 2\nprintf '{"ServerURL":"${registry.host}","Username":"<token>","Secret":"${entry?.identitytoken}"}'\n`,
+        { mode: 0o755 },
+      );
+      const helperConfig = scratchDir("oauth-docker-config");
+      writeFileSync(path.join(helperConfig, "config.json"), JSON.stringify({ credHelpers: { [registry.host]: "oauth-test" } }));
+      if (env.user) execFileSync("chown", ["-R", `${env.user.uid}:${env.user.gid}`, helperConfig]);
+      const viaHelper = await tsrun(["pull", "-q", ref], { env: { DOCKER_CONFIG: helperConfig, XDG_CONFIG_HOME: scratchDir("config-empty"), PATH: `${bin}:/usr/bin:/bin`, TSRUN_ROOT: scratchDir("store-oauth-helper") } });
+      expect(viaHelper.code, viaHelper.stderr).toBe(0);
+
+      // A token the server does not know: one line, nothing stored.
+      const bogus = path.join(scratchDir("oauth-bogus"), "auth.json");
+      writeFileSync(bogus, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from("alice:").toString("base64"), identitytoken: "refresh-forged" } } }));
+      if (env.user) chownSync(bogus, env.user.uid, env.user.gid);
+      const store = { TSRUN_ROOT: scratchDir("store-oauth-bogus"), REGISTRY_AUTH_FILE: bogus };
+      expectOneLineError(await tsrun(["pull", ref], { env: store }), /^Error: pull .*: unauthorized: 127\.0\.0\.1:\d+ refused the identity token \(log in again with: tsrun login 127\.0\.0\.1:\d+\)$/);
+      expectEmptyStore(store);
     } finally {
       await tokens.close();
     }

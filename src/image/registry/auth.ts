@@ -2,16 +2,21 @@
 // tsrun writes $REGISTRY_AUTH_FILE when set (as Podman does), else $XDG_CONFIG_HOME/tsrun/auth.json.
 // It reads that file first, then the files Podman and Docker log in to (containers/image's order),
 // so a `podman login` or `docker login` done earlier works too.
-import { lazyChildProcess } from "../../builtin.js";
 import { chmodSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { writeFileAtomic } from "../../store/atomic.js";
 import { TsrunError } from "../../errors.js";
+import { helperErase, helperGet, helperList, helperServerUrl, helperStore, IDENTITY_TOKEN_USERNAME } from "./credential-helper.js";
 
 export interface Credentials {
   username: string;
   password: string;
+  /**
+   * An OAuth2 refresh token in place of the password (Docker's "identitytoken", or a helper's
+   * "<token>" username): exchanged at the token server for access tokens.
+   */
+  identityToken?: string;
 }
 
 interface AuthEntry {
@@ -93,6 +98,12 @@ function readAuthFile(file: string, optional = false): AuthFile | undefined {
 }
 
 function decodeEntry(entry: AuthEntry, file: string, key: string): Credentials | undefined {
+  // Docker keeps the username beside an identity token ("auth": base64("user:")); the token is what authenticates.
+  if (typeof entry.identitytoken === "string" && entry.identitytoken !== "") {
+    const decoded = typeof entry.auth === "string" ? Buffer.from(entry.auth, "base64").toString("utf8") : "";
+    const colon = decoded.indexOf(":");
+    return { username: colon >= 0 ? decoded.slice(0, colon) : (entry.username ?? ""), password: "", identityToken: entry.identitytoken };
+  }
   if (typeof entry.auth === "string" && entry.auth !== "") {
     const decoded = Buffer.from(entry.auth, "base64").toString("utf8");
     const colon = decoded.indexOf(":");
@@ -104,40 +115,31 @@ function decodeEntry(entry: AuthEntry, file: string, key: string): Credentials |
 }
 
 /**
- * Asks a Docker credential helper (`docker-credential-NAME get`, the server on stdin, JSON
- * {"Username","Secret"} back), as Docker and Podman do for `credHelpers` and `credsStore`.
+ * Asks a Docker credential helper, as Docker and Podman do for `credHelpers` and `credsStore`.
  * Undefined when it has nothing for the registry, or when a credsStore (a default for every
  * registry, often left behind by Docker Desktop) is not installed; a helper named for this
  * registry that is missing or fails is an error.
  */
 function fromHelper(name: string, registry: string, file: string, namedForRegistry: boolean): Credentials | undefined {
-  if (!/^[A-Za-z0-9][\w.-]*$/.test(name)) throw new TsrunError(`auth file ${file}: invalid credential helper name "${name}"`);
-  const helper = `docker-credential-${name}`;
-  // Docker keys Docker Hub by its v1 URL in helpers too; other registries by their host.
-  const server = registry === "docker.io" ? "https://index.docker.io/v1/" : registry;
-  let output: string;
+  let found;
   try {
-    output = lazyChildProcess().execFileSync(helper, ["get"], { input: server, timeout: 30_000, stdio: ["pipe", "pipe", "pipe"], encoding: "utf8" });
+    found = helperGet(name, registry, `${file} for ${registry}`);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stdout?: string; stderr?: string };
-    if (e.code === "ENOENT") {
-      if (!namedForRegistry) return undefined;
-      throw new TsrunError(`credential helper ${helper} (named in ${file} for ${registry}) is not installed`);
-    }
-    const said = `${e.stdout ?? ""}\n${e.stderr ?? ""}`.trim();
-    if (/credentials not found/i.test(said)) return undefined;
-    throw new TsrunError(`credential helper ${helper} failed for ${registry}: ${said.split("\n")[0] || e.message}`);
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" && !namedForRegistry) return undefined;
+    throw err;
   }
-  let parsed: { Username?: unknown; Secret?: unknown };
-  try {
-    parsed = JSON.parse(output) as { Username?: unknown; Secret?: unknown };
-  } catch {
-    throw new TsrunError(`credential helper ${helper} answered something that is not JSON`);
-  }
-  // "<token>" marks an OAuth identity token, which only Docker Hub's and some clouds' token
-  // endpoints take: not supported, as if there were no credentials.
-  if (typeof parsed.Username !== "string" || typeof parsed.Secret !== "string" || parsed.Username === "<token>" || parsed.Secret === "") return undefined;
-  return { username: parsed.Username, password: parsed.Secret };
+  if (!found) return undefined;
+  if (found.username === IDENTITY_TOKEN_USERNAME) return { username: "", password: "", identityToken: found.secret };
+  return { username: found.username, password: found.secret };
+}
+
+/** The helper a file names for a registry: its credHelpers entry, else its credsStore. */
+function helperFor(parsed: AuthFile | undefined, registry: string): { name: string; namedForRegistry: boolean } | undefined {
+  const helperKey = Object.keys(parsed?.credHelpers ?? {}).find((key) => normaliseRegistryKey(key) === registry);
+  const named = helperKey !== undefined ? parsed?.credHelpers?.[helperKey] : undefined;
+  if (typeof named === "string" && named !== "") return { name: named, namedForRegistry: true };
+  if (typeof parsed?.credsStore === "string" && parsed.credsStore !== "") return { name: parsed.credsStore, namedForRegistry: false };
+  return undefined;
 }
 
 /** Credentials stored for a registry host (e.g. "docker.io", "127.0.0.1:5000"), if any. */
@@ -146,13 +148,9 @@ export function lookupCredentials(registry: string, authFile?: string): Credenti
   for (const [i, file] of readableAuthFiles(authFile).entries()) {
     const parsed = readAuthFile(file, i > 0);
     // Docker's order: a helper for this registry, else the default store, else the file's entry.
-    const helperKey = Object.keys(parsed?.credHelpers ?? {}).find((key) => normaliseRegistryKey(key) === wanted);
-    const named = helperKey !== undefined ? parsed?.credHelpers?.[helperKey] : undefined;
-    if (typeof named === "string" && named !== "") {
-      const creds = fromHelper(named, wanted, file, true);
-      if (creds) return creds;
-    } else if (typeof parsed?.credsStore === "string" && parsed.credsStore !== "") {
-      const creds = fromHelper(parsed.credsStore, wanted, file, false);
+    const helper = helperFor(parsed, wanted);
+    if (helper) {
+      const creds = fromHelper(helper.name, wanted, file, helper.namedForRegistry);
       if (creds) return creds;
     }
     for (const [key, entry] of Object.entries(parsed?.auths ?? {})) {
@@ -164,28 +162,9 @@ export function lookupCredentials(registry: string, authFile?: string): Credenti
   return undefined;
 }
 
-/** Stores credentials for a registry, keeping every other entry and field of the file. */
-export function storeCredentials(registry: string, creds: Credentials, authFile?: string): string {
-  const file = authFilePath(authFile);
-  const parsed = readAuthFile(file) ?? {};
+/** The auth file's content with a registry's entries (any spelling of its key) left out. */
+function withoutEntry(parsed: AuthFile, host: string): { auths: Record<string, AuthEntry>; removed: boolean } {
   const auths: Record<string, AuthEntry> = { ...(parsed.auths ?? {}) };
-  const host = normaliseRegistryKey(registry);
-  for (const key of Object.keys(auths)) if (normaliseRegistryKey(key) === host) delete auths[key];
-  auths[host] = { auth: Buffer.from(`${creds.username}:${creds.password}`).toString("base64") };
-  // 0600: the file holds passwords. writeFileAtomic creates it with that mode; chmod also fixes
-  // an older file that was created more open.
-  writeFileAtomic(file, JSON.stringify({ ...parsed, auths }, null, "\t") + "\n", 0o600);
-  chmodSync(file, 0o600);
-  return file;
-}
-
-/** Removes a registry's credentials; false when there were none in tsrun's file. */
-export function removeCredentials(registry: string, authFile?: string): boolean {
-  const file = authFilePath(authFile);
-  const parsed = readAuthFile(file);
-  if (!parsed?.auths) return false;
-  const host = normaliseRegistryKey(registry);
-  const auths = { ...parsed.auths };
   let removed = false;
   for (const key of Object.keys(auths)) {
     if (normaliseRegistryKey(key) === host) {
@@ -193,14 +172,78 @@ export function removeCredentials(registry: string, authFile?: string): boolean 
       removed = true;
     }
   }
-  if (removed) writeFileAtomic(file, JSON.stringify({ ...parsed, auths }, null, "\t") + "\n", 0o600);
-  return removed;
+  return { auths, removed };
 }
 
-/** Removes every credential from tsrun's file (logout --all). */
+function writeAuthFile(file: string, content: AuthFile): void {
+  // 0600: the file holds passwords. writeFileAtomic creates it with that mode; chmod also fixes
+  // an older file that was created more open.
+  writeFileAtomic(file, JSON.stringify(content, null, "\t") + "\n", 0o600);
+  chmodSync(file, 0o600);
+}
+
+/**
+ * Stores credentials for a registry, keeping every other entry and field of the file. When the
+ * file names a credential helper for the registry (credHelpers, else credsStore), the helper
+ * stores them, as `docker login` does, and the file keeps no password for it. Returns where
+ * they went: the file, or the helper's program name.
+ */
+export function storeCredentials(registry: string, creds: Credentials, authFile?: string): string {
+  const file = authFilePath(authFile);
+  const parsed = readAuthFile(file) ?? {};
+  const host = normaliseRegistryKey(registry);
+  const helper = helperFor(parsed, host);
+  if (helper) {
+    const secret = creds.identityToken ? { username: IDENTITY_TOKEN_USERNAME, secret: creds.identityToken } : { username: creds.username, secret: creds.password };
+    helperStore(helper.name, host, secret, `${file} for ${host}`);
+    // A password stored earlier in the file would shadow nothing (the helper is asked first) but must not linger.
+    const { auths, removed } = withoutEntry(parsed, host);
+    if (removed) writeAuthFile(file, { ...parsed, auths });
+    return `docker-credential-${helper.name}`;
+  }
+  const { auths } = withoutEntry(parsed, host);
+  auths[host] = creds.identityToken
+    ? { auth: Buffer.from(`${creds.username}:`).toString("base64"), identitytoken: creds.identityToken }
+    : { auth: Buffer.from(`${creds.username}:${creds.password}`).toString("base64") };
+  writeAuthFile(file, { ...parsed, auths });
+  return file;
+}
+
+/**
+ * Removes a registry's credentials: from the credential helper the file names for it (as
+ * `docker logout` does) and from the file. False when neither had any.
+ */
+export function removeCredentials(registry: string, authFile?: string): boolean {
+  const file = authFilePath(authFile);
+  const parsed = readAuthFile(file);
+  if (!parsed) return false;
+  const host = normaliseRegistryKey(registry);
+  const helper = helperFor(parsed, host);
+  const erased = helper ? helperErase(helper.name, helperServerUrl(host), `${file} for ${host}`) : false;
+  const { auths, removed } = withoutEntry(parsed, host);
+  if (removed) writeAuthFile(file, { ...parsed, auths });
+  return erased || removed;
+}
+
+/** Removes every credential from tsrun's file and from the helpers it names (logout --all). */
 export function removeAllCredentials(authFile?: string): void {
   const file = authFilePath(authFile);
   const parsed = readAuthFile(file);
   if (!parsed) return;
-  writeFileAtomic(file, JSON.stringify({ ...parsed, auths: {} }, null, "\t") + "\n", 0o600);
+  for (const [key, name] of Object.entries(parsed.credHelpers ?? {})) {
+    if (typeof name === "string" && name !== "") helperErase(name, helperServerUrl(normaliseRegistryKey(key)), `${file} for ${key}`);
+  }
+  if (typeof parsed.credsStore === "string" && parsed.credsStore !== "") {
+    const store = parsed.credsStore;
+    let servers: string[];
+    try {
+      servers = helperList(store, file);
+    } catch (err) {
+      // A default store that is not installed holds nothing to remove (as when reading).
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      servers = [];
+    }
+    for (const server of servers) helperErase(store, server, `${file} for ${server}`);
+  }
+  writeAuthFile(file, { ...parsed, auths: {} });
 }

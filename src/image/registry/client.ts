@@ -16,13 +16,12 @@ import type * as Tls from "node:tls";
 // module at start, and most commands never talk to a registry.
 const requireBuiltin = createRequire(import.meta.url);
 let httpModule: typeof Http | undefined;
-let httpsModule: typeof Https | undefined;
 const http = (): typeof Http => (httpModule ??= requireBuiltin("node:http") as typeof Http);
-const https = (): typeof Https => (httpsModule ??= requireBuiltin("node:https") as typeof Https);
 import { Readable } from "node:stream";
 import { TsrunError } from "../../errors.js";
 import type { Credentials } from "./auth.js";
 import { loadRegistryTls } from "./certs.js";
+import { HttpTransport } from "../http-transport.js";
 
 export class RegistryError extends TsrunError {
   constructor(
@@ -67,6 +66,8 @@ interface Challenge {
 }
 
 const RETRY_DELAYS_MS = [250, 750, 2000];
+/** The OAuth2 client_id tsrun names itself with at token servers (Docker says "docker"). */
+const OAUTH_CLIENT_ID = "tsrun";
 /** A 429's Retry-After up to this long is waited for; a longer one fails at once, saying so. */
 const MAX_RETRY_AFTER_MS = 30_000;
 const IDLE_TIMEOUT_MS = 60_000;
@@ -160,12 +161,14 @@ export class RegistryClient {
   readonly host: string;
   private readonly tlsVerify: boolean;
   private readonly credentials: Credentials | undefined;
-  private readonly httpAgent = new (http().Agent)({ keepAlive: true, maxSockets: 8 });
-  /** Made on first https use: node:https and TLS cost a plain-http registry's client nothing. */
-  private httpsAgentValue: Https.Agent | undefined;
+  /** Connections to the registry, directly or through the environment's proxy. */
+  private readonly transport: HttpTransport;
   private base: URL | undefined;
   private challenge: Challenge | undefined;
   private token: string | undefined;
+  /** Set by login: ask the token server for a refresh token (an identity token) along with the access token. */
+  private wantRefreshToken = false;
+  private refreshToken: string | undefined;
   /** Token scopes asked for so far, e.g. "repository:library/busybox:pull". */
   private readonly scopes = new Set<string>();
 
@@ -176,11 +179,12 @@ export class RegistryClient {
     this.host = apiHost(registry);
     this.tlsVerify = opts.tlsVerify ?? true;
     this.credentials = opts.credentials;
+    this.transport = new HttpTransport({ keepAlive: true, tls: () => this.tlsOptions() });
   }
 
-  private httpsAgent(): Https.Agent {
-    if (this.httpsAgentValue) return this.httpsAgentValue;
-    const options: Https.AgentOptions = { keepAlive: true, maxSockets: 8, rejectUnauthorized: this.tlsVerify };
+  /** TLS options for https: verification, and the registry's CA and client certificate from certs.d. */
+  private tlsOptions(): Https.AgentOptions {
+    const options: Https.AgentOptions = { rejectUnauthorized: this.tlsVerify };
     const files = loadRegistryTls(this.registry);
     if (files) {
       // A `ca` list replaces Node's default store: start it with what that store holds.
@@ -200,8 +204,7 @@ export class RegistryClient {
         options.key = files.clientCert.key;
       }
     }
-    this.httpsAgentValue = new (https().Agent)(options);
-    return this.httpsAgentValue;
+    return options;
   }
 
   /** Adds scopes for the next token request (pull, push, and the source repo of a mount). */
@@ -213,21 +216,24 @@ export class RegistryClient {
   }
 
   close(): void {
-    this.httpAgent.destroy();
-    this.httpsAgentValue?.destroy();
+    this.transport.destroy();
   }
 
   /** Sends one HTTP request; follows redirects (dropping Authorization when the host changes). */
   private send(url: URL, method: string, headers: Record<string, string>, body?: RequestBody): Promise<{ res: IncomingMessage; url: URL }> {
     const sendOnce = (target: URL, hdrs: Record<string, string>, redirects: number): Promise<{ res: IncomingMessage; url: URL }> =>
       new Promise((resolve, reject) => {
-        const isHttps = target.protocol === "https:";
         const allHeaders: Record<string, string> = { "User-Agent": "tsrun/0.1", ...hdrs };
         if (body) allHeaders["Content-Length"] = String(body.length);
-        const req = (isHttps ? https() : http()).request(target, { method, headers: allHeaders, agent: isHttps ? this.httpsAgent() : this.httpAgent });
+        const req = this.transport.request(target, method, allHeaders);
         req.setTimeout(IDLE_TIMEOUT_MS, () => req.destroy(Object.assign(new Error(`no answer from ${target.host} for ${IDLE_TIMEOUT_MS / 1000} s`), { code: "ETIMEDOUT" })));
-        req.once("error", reject);
+        req.once("error", (err) => reject(this.transport.explain(target, err)));
         req.once("response", (res) => {
+          const refusal = this.transport.proxyRefusal(target, res);
+          if (refusal) {
+            discard(res);
+            return reject(refusal);
+          }
           res.setTimeout(IDLE_TIMEOUT_MS, () => res.destroy(Object.assign(new Error(`${target.host} stopped sending for ${IDLE_TIMEOUT_MS / 1000} s`), { code: "ETIMEDOUT" })));
           const status = res.statusCode ?? 0;
           const location = res.headers.location;
@@ -317,20 +323,45 @@ export class RegistryClient {
     }
   }
 
-  /** Gets a Bearer token for the scopes asked for, anonymously or with the credentials. */
+  /**
+   * Gets a Bearer token for the scopes asked for: anonymously, with the credentials (GET with
+   * Basic auth), or with an identity token (an OAuth2 refresh token, POSTed to the realm as
+   * docker/distribution's OAuth2 token spec says). During login the GET asks for a refresh token
+   * too (offline_token=true), as Docker does: when the token server gives one, it is kept in
+   * place of the password.
+   */
   private async fetchToken(challenge: Challenge, context: string): Promise<string> {
     const realm = challenge.params.realm;
     if (!realm) throw new RegistryError(`${context}: the registry asked for a token without saying where to get it (no realm)`);
     const url = new URL(realm);
-    if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
     const scopes = new Set(this.scopes);
     if (challenge.params.scope) for (const s of challenge.params.scope.split(" ")) scopes.add(s);
-    for (const s of scopes) url.searchParams.append("scope", s);
     const headers: Record<string, string> = { Accept: "application/json" };
-    if (this.credentials) headers.Authorization = `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString("base64")}`;
-    const { res } = await this.withRetries(() => this.send(url, "GET", headers), `${context}: token from ${url.host}`);
+    const identityToken = this.credentials?.identityToken;
+    let body: Buffer | undefined;
+    if (identityToken) {
+      const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: identityToken, client_id: OAUTH_CLIENT_ID, scope: [...scopes].join(" ") });
+      if (challenge.params.service) form.set("service", challenge.params.service);
+      body = Buffer.from(form.toString());
+      headers["Content-Type"] = "application/x-www-form-urlencoded";
+    } else {
+      if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
+      for (const s of scopes) url.searchParams.append("scope", s);
+      if (this.credentials) headers.Authorization = `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString("base64")}`;
+      if (this.credentials && this.wantRefreshToken) {
+        url.searchParams.set("offline_token", "true");
+        url.searchParams.set("client_id", OAUTH_CLIENT_ID);
+      }
+    }
+    const { res } = await this.withRetries(() => this.send(url, body ? "POST" : "GET", headers, body), `${context}: token from ${url.host}`);
     const text = (await readBody(res, 1 << 20, "token response")).toString("utf8");
     const status = res.statusCode ?? 0;
+    if (identityToken && (status === 400 || status === 401 || status === 403)) {
+      throw new RegistryError(`${context}: unauthorized: ${this.registry} refused the identity token (log in again with: tsrun login ${this.registry})`, 401);
+    }
+    if (identityToken && (status === 404 || status === 405)) {
+      throw new RegistryError(`${context}: the token server ${url.host} does not take identity tokens (no OAuth2 POST: HTTP ${status}); log in with a password`, status);
+    }
     if (status === 401 || status === 403) {
       throw new RegistryError(
         this.credentials
@@ -340,20 +371,22 @@ export class RegistryClient {
       );
     }
     if (status !== 200) throw new RegistryError(`${context}: token from ${url.host}: ${registryMessage(status, text).message}`, status);
-    let parsed: { token?: string; access_token?: string };
+    let parsed: { token?: unknown; access_token?: unknown; refresh_token?: unknown };
     try {
-      parsed = JSON.parse(text) as { token?: string; access_token?: string };
+      parsed = JSON.parse(text) as { token?: unknown; access_token?: unknown; refresh_token?: unknown };
     } catch {
       throw new RegistryError(`${context}: token from ${url.host} is not JSON`);
     }
-    const token = parsed.token || parsed.access_token;
+    const token = (typeof parsed.token === "string" && parsed.token) || (typeof parsed.access_token === "string" && parsed.access_token);
     if (!token) throw new RegistryError(`${context}: token response from ${url.host} has no token`);
+    if (this.wantRefreshToken && !identityToken && typeof parsed.refresh_token === "string" && parsed.refresh_token !== "") this.refreshToken = parsed.refresh_token;
     return token;
   }
 
   private authorization(): string | undefined {
     if (this.token) return `Bearer ${this.token}`;
-    if (this.challenge?.scheme === "basic" && this.credentials) {
+    // An identity token is only good at a token server, never as a Basic password.
+    if (this.challenge?.scheme === "basic" && this.credentials && !this.credentials.identityToken) {
       return `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString("base64")}`;
     }
     return undefined;
@@ -384,7 +417,7 @@ export class RegistryClient {
           this.token = await this.fetchToken(challenge, opts.context);
           continue;
         }
-        if (challenge?.scheme === "basic" && this.credentials && !auth) continue;
+        if (challenge?.scheme === "basic" && this.credentials && !this.credentials.identityToken && !auth) continue;
         throw this.unauthorized(opts.context);
       }
       if (status >= 500 && attempt < RETRY_DELAYS_MS.length && !ok.includes(status)) {
@@ -424,6 +457,9 @@ export class RegistryClient {
    */
   private unauthorized(context: string, header?: string | string[]): RegistryError {
     const text = Array.isArray(header) ? header.join(", ") : header;
+    if (this.credentials?.identityToken && this.challenge?.scheme === "basic") {
+      return new RegistryError(`${context}: ${this.registry} wants a password (basic auth); the stored identity token only works with a token server (log in again with: tsrun login ${this.registry})`, 401);
+    }
     const bearer = text ? parseChallenges(text).find((c) => c.scheme === "bearer") : undefined;
     if (this.credentials && bearer?.params.error === "insufficient_scope") {
       const scope = bearer.params.scope ? ` (${bearer.params.scope})` : "";
@@ -437,10 +473,15 @@ export class RegistryClient {
     );
   }
 
-  /** Checks that credentials work (GET /v2/ with them), as `login` does before saving them. */
-  async checkLogin(): Promise<void> {
+  /**
+   * Checks that credentials work (GET /v2/ with them), as `login` does before saving them.
+   * Returns the identity token the token server gave for them, if it gave one.
+   */
+  async checkLogin(): Promise<{ identityToken?: string }> {
     const base = await this.resolveBase();
-    if (!this.challenge) return; // an open registry accepts anyone
+    if (!this.challenge) return {}; // an open registry accepts anyone
+    this.wantRefreshToken = true;
     await this.request("GET", base, { context: `login ${this.registry}` }).then((r) => discard(r.body));
+    return this.refreshToken ? { identityToken: this.refreshToken } : {};
   }
 }

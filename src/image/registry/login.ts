@@ -2,6 +2,7 @@
 import { TsrunError } from "../../errors.js";
 import { normaliseRegistryKey, removeAllCredentials, removeCredentials, storeCredentials, type Credentials } from "./auth.js";
 import { RegistryClient } from "./client.js";
+import { findRegistry, loadRegistriesConf } from "./registries-conf.js";
 
 export interface LoginOptions {
   tlsVerify?: boolean | undefined;
@@ -15,19 +16,23 @@ export function registryHost(text: string): string {
   return host;
 }
 
-/** Verifies the credentials (the registry must accept them) and stores them. Returns the file. */
+/** Verifies the credentials (the registry must accept them) and stores them. Returns the file or helper that holds them. */
 export async function login(registry: string, creds: Credentials, opts: LoginOptions = {}): Promise<string> {
   const host = registryHost(registry);
   if (creds.username === "") throw new TsrunError("login: the username is empty");
   if (creds.password === "") throw new TsrunError("login: the password is empty");
   if (creds.username.includes(":")) throw new TsrunError("login: a username cannot contain ':'");
-  const client = new RegistryClient(host, { tlsVerify: opts.tlsVerify, credentials: creds });
+  // An insecure registry of registries.conf is logged in to as Podman does: without TLS verification.
+  const insecure = findRegistry(loadRegistriesConf(), { domain: host, path: "" })?.insecure ?? false;
+  const client = new RegistryClient(host, { tlsVerify: opts.tlsVerify ?? !insecure, credentials: creds });
+  let identityToken: string | undefined;
   try {
-    await client.checkLogin();
+    ({ identityToken } = await client.checkLogin());
   } finally {
     client.close();
   }
-  return storeCredentials(host, creds, opts.authFile);
+  // As docker login: a token server that hands out a refresh token gets it back next time, not the password.
+  return storeCredentials(host, identityToken ? { username: creds.username, password: "", identityToken } : creds, opts.authFile);
 }
 
 /** Removes stored credentials; throws when there were none for that registry. */

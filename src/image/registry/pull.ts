@@ -18,7 +18,8 @@ import { assignNames } from "../import.js";
 import { TsrunError } from "../../errors.js";
 import { lookupCredentials } from "./auth.js";
 import { readBody, RegistryClient, RegistryError } from "./client.js";
-import { checkImageManifest, fetchManifest, formatPlatform, MAX_CONFIG_BYTES, parsePlatform, resolvePlatform, type ImageIndexDoc } from "./manifest.js";
+import { loadRegistriesConf, pullSources, type PullSource } from "./registries-conf.js";
+import { checkImageManifest, fetchManifest, formatPlatform, MAX_CONFIG_BYTES, parsePlatform, resolvePlatform, type FetchedManifest, type ImageIndexDoc } from "./manifest.js";
 import { silentListener, type TransferListener } from "./progress.js";
 
 export interface PullOptions {
@@ -214,19 +215,47 @@ function parseConfig(bytes: Buffer, context: string): ImageConfig {
   }
 }
 
+/**
+ * Fetches the image's manifest from the first source that has it: the mirrors registries.conf
+ * names, then the registry itself. Returns that source's client (the layers come from where the
+ * manifest came from) and the manifest. When every source fails, the error is the registry's,
+ * with what each mirror said.
+ */
+async function openSource(sources: PullSource[], ref: Reference, opts: PullOptions, context: string): Promise<{ client: RegistryClient; path: string; top: FetchedManifest }> {
+  const mirrorErrors: string[] = [];
+  for (const source of sources) {
+    const client = new RegistryClient(source.domain, { tlsVerify: opts.tlsVerify ?? !source.insecure, credentials: lookupCredentials(source.domain, opts.authFile) });
+    client.addScope(`repository:${source.path}:pull`);
+    try {
+      const top = await fetchManifest(client, source.path, ref.digest ?? ref.tag ?? "latest", context);
+      return { client, path: source.path, top };
+    } catch (err) {
+      client.close();
+      // A local configuration problem (a bad auth file, proxy or certs.d) is the same for every source.
+      if (!source.mirror || !(err instanceof RegistryError)) {
+        if (err instanceof RegistryError && mirrorErrors.length > 0) throw new RegistryError(`${err.message} (mirrors also failed: ${mirrorErrors.join("; ")})`, err.status, err.code);
+        throw err;
+      }
+      mirrorErrors.push(`${source.domain}: ${err.message.startsWith(`${context}: `) ? err.message.slice(context.length + 2) : err.message}`);
+    }
+  }
+  throw new RegistryError(`${context}: no source to pull from`);
+}
+
 export async function pullImage(store: Store, opts: PullOptions): Promise<PullResult> {
   const ref = parseUserReference(opts.reference);
   const want: Platform = opts.platform ? parsePlatform(opts.platform) : hostPlatform();
   const listener = opts.listener ?? silentListener;
   const name = formatReference(ref);
   const context = `pull ${name}`;
-  const client = new RegistryClient(ref.domain, { tlsVerify: opts.tlsVerify, credentials: lookupCredentials(ref.domain, opts.authFile) });
-  client.addScope(`repository:${ref.path}:pull`);
+  const sources = pullSources(loadRegistriesConf(), ref);
+  listener.message(`Trying to pull ${name}...`);
+  const opened = await openSource(sources, ref, opts, context);
+  const { client, path: repoPath } = opened;
+  let top = opened.top;
   const temps: string[] = [];
   let lease: Lease | undefined;
   try {
-    listener.message(`Trying to pull ${name}...`);
-    let top = await fetchManifest(client, ref.path, ref.digest ?? ref.tag ?? "latest", context);
     let indexDigest: string | undefined;
     if (top.kind === "index") {
       indexDigest = top.digest;
@@ -235,10 +264,10 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
         index,
         want,
         {
-          fetch: (desc) => fetchManifest(client, ref.path, desc.digest, context),
+          fetch: (desc) => fetchManifest(client, repoPath, desc.digest, context),
           configPlatform: async (manifest) => {
             checkImageManifest(manifest, context);
-            const config = parseConfig(await fetchConfig(client, ref.path, manifest.config, context), context);
+            const config = parseConfig(await fetchConfig(client, repoPath, manifest.config, context), context);
             const platform: Platform = { os: String(config.os ?? "unknown"), architecture: String(config.architecture ?? "unknown") };
             if (typeof config.variant === "string") platform.variant = config.variant;
             return platform;
@@ -266,7 +295,7 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
       configBytes = storedConfig;
     } else {
       listener.blobStart("config", configDesc.digest, configDesc.size);
-      configBytes = await fetchConfig(client, ref.path, configDesc, context);
+      configBytes = await fetchConfig(client, repoPath, configDesc, context);
       listener.blobDone(configDesc.digest, "done");
     }
     const config = parseConfig(configBytes, context);
@@ -318,10 +347,10 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
       if (download) {
         const first = indexes[0];
         if (first === undefined) {
-          await downloadBlob(client, store, ref.path, desc, listener, context);
+          await downloadBlob(client, store, repoPath, desc, listener, context);
         } else {
           const dest = newTemp();
-          check(first, await downloadAndUnpack(client, store, ref.path, desc, dest, listener, context), dest);
+          check(first, await downloadAndUnpack(client, store, repoPath, desc, dest, listener, context), dest);
           fromFile = indexes.slice(1);
         }
         listener.blobDone(desc.digest, "done");

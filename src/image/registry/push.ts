@@ -10,6 +10,7 @@ import type { Descriptor, Manifest } from "../types.js";
 import { NotFoundError, TsrunError } from "../../errors.js";
 import { lookupCredentials } from "./auth.js";
 import { discard, RegistryClient, RegistryError } from "./client.js";
+import { loadRegistriesConf, pushTarget } from "./registries-conf.js";
 import { classifyManifest } from "./manifest.js";
 import { mapLimit, parseUserReference } from "./pull.js";
 import { silentListener, type TransferListener } from "./progress.js";
@@ -170,7 +171,9 @@ export async function pushImage(store: Store, opts: PushOptions): Promise<PushRe
     if (!store.blobs.has(desc.digest)) throw new TsrunError(`${context}: blob ${desc.digest} is missing from the store`);
   }
 
-  const client = new RegistryClient(dest.domain, { tlsVerify: opts.tlsVerify, credentials: lookupCredentials(dest.domain, opts.authFile) });
+  // registries.conf: a blocked registry is refused; an insecure one is spoken to without TLS verification.
+  const { insecure } = pushTarget(loadRegistriesConf(), dest);
+  const client = new RegistryClient(dest.domain, { tlsVerify: opts.tlsVerify ?? !insecure, credentials: lookupCredentials(dest.domain, opts.authFile) });
   client.addScope(`repository:${dest.path}:pull,push`);
   const allImages = store.images.list();
   try {

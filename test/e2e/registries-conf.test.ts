@@ -1,0 +1,126 @@
+// registries.conf as Podman users write it ($XDG_CONFIG_HOME/containers/registries.conf, or
+// $CONTAINERS_REGISTRIES_CONF), against Debian's docker-registry on 127.0.0.1: a mirror is
+// pulled from first and the registry itself when the mirror lacks the image or is down, a prefix
+// is rewritten to its location, an insecure registry (https with a certificate nobody trusts)
+// is used without verification, a blocked one is refused, and a file tsrun cannot use is a
+// one-line error.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { env, importBusybox, scratchDir, tsrun } from "./helpers.js";
+import { freePort, startRegistry, stopRegistry, type Registry } from "./registry-server.js";
+
+let work: string;
+let upstream: Registry;
+let mirror: Registry;
+let secure: Registry;
+let busyboxId: string;
+let upstreamId: string;
+
+/** XDG_CONFIG_HOME with containers/registries.conf holding text. */
+function withConf(text: string): string {
+  const home = scratchDir("regconf");
+  mkdirSync(path.join(home, "containers"));
+  writeFileSync(path.join(home, "containers", "registries.conf"), text);
+  if (env.user) execFileSync("chown", ["-R", `${env.user.uid}:${env.user.gid}`, home]);
+  return home;
+}
+
+const storedImages = (root: string): { id: string; names: string[] }[] => {
+  const index = path.join(root, "images", "index.json");
+  return existsSync(index) ? (JSON.parse(readFileSync(index, "utf8")) as { images: { id: string; names: string[] }[] }).images : [];
+};
+
+function storeIsEmpty(root: string): boolean {
+  const blobs = path.join(root, "blobs", "sha256");
+  return (!existsSync(blobs) || readdirSync(blobs).length === 0) && storedImages(root).length === 0;
+}
+
+function expectOneLineError(r: { code: number; stderr: string }, message: RegExp): void {
+  expect(r.code, r.stderr).toBe(125);
+  expect(r.stderr.trim().split("\n"), r.stderr).toEqual([expect.stringMatching(message)]);
+}
+
+async function pushTo(image: string, ref: string, extra: string[] = []): Promise<void> {
+  const r = await tsrun(["push", "-q", ...extra, image, ref], { env: { XDG_CONFIG_HOME: scratchDir("regconf-none") } });
+  expect(r.code, r.stderr).toBe(0);
+}
+
+beforeAll(async () => {
+  work = scratchDir("registries-conf");
+  busyboxId = await importBusybox("busybox");
+  upstreamId = await importBusybox("busybox-upstream", ["LABEL from=upstream"]);
+  const cert = path.join(work, "server.pem");
+  const key = path.join(work, "server-key.pem");
+  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], { stdio: "ignore" });
+  [upstream, mirror, secure] = await Promise.all([startRegistry(work, "upstream"), startRegistry(work, "mirror"), startRegistry(work, "tls", undefined, { certificate: cert, key })]);
+  // The mirror has busybox as tsrun/app:1; the registry itself has another image under that
+  // name, and one more the mirror lacks.
+  await pushTo("busybox", `${mirror.host}/tsrun/app:1`);
+  await pushTo("busybox-upstream", `${upstream.host}/tsrun/app:1`);
+  await pushTo("busybox-upstream", `${upstream.host}/tsrun/only-upstream:1`);
+  await pushTo("busybox", `${secure.host}/tsrun/app:1`, ["--tls-verify=false"]);
+});
+
+afterAll(() => {
+  for (const r of [upstream, mirror, secure]) if (r) stopRegistry(r);
+});
+
+describe("registries.conf", () => {
+  it("pulls from a mirror first, from the registry when the mirror lacks the image or is down; the image keeps its own name", async () => {
+    const config = withConf(`[[registry]]\nlocation = "${upstream.host}"\n\n[[registry.mirror]]\nlocation = "${mirror.host}"\n`);
+    const store = scratchDir("store-mirror");
+    const pull = await tsrun(["pull", "-q", `${upstream.host}/tsrun/app:1`], { env: { XDG_CONFIG_HOME: config, TSRUN_ROOT: store } });
+    expect(pull.code, pull.stderr).toBe(0);
+    expect(pull.stdout.trim()).toBe(busyboxId.replace(/^sha256:/, ""));
+    expect(storedImages(store).find((i) => i.names.includes(`${upstream.host}/tsrun/app:1`))?.id).toBe(busyboxId);
+
+    // A mirror that is down, then one without the image: the registry serves it.
+    const down = `127.0.0.1:${await freePort()}`;
+    const withDown = withConf(`[[registry]]\nlocation = "${upstream.host}"\n\n[[registry.mirror]]\nlocation = "${down}"\n\n[[registry.mirror]]\nlocation = "${mirror.host}"\n`);
+    const fallback = await tsrun(["pull", "-q", `${upstream.host}/tsrun/only-upstream:1`], { env: { XDG_CONFIG_HOME: withDown, TSRUN_ROOT: store } });
+    expect(fallback.code, fallback.stderr).toBe(0);
+    expect(storedImages(store).find((i) => i.names.includes(`${upstream.host}/tsrun/only-upstream:1`))?.id).toBe(upstreamId);
+
+    // Nowhere: the registry's error, with what the mirrors said, in one line; nothing stored.
+    const empty = scratchDir("store-mirror-missing");
+    const missing = await tsrun(["pull", "-q", `${upstream.host}/tsrun/nowhere:1`], { env: { XDG_CONFIG_HOME: config, TSRUN_ROOT: empty } });
+    expectOneLineError(missing, new RegExp(`^Error: pull .*nowhere:1: .*manifest unknown.* \\(mirrors also failed: ${mirror.host}: .*manifest unknown.*\\)$`));
+    expect(storeIsEmpty(empty)).toBe(true);
+  });
+
+  it("rewrites a prefix to its location; an insecure registry is used without verification unless --tls-verify says otherwise", async () => {
+    const config = withConf(
+      [`[[registry]]`, `prefix = "team.example/images"`, `location = "${upstream.host}/tsrun"`, ``, `[[registry]]`, `location = "${secure.host}"`, `insecure = true`, ``].join("\n"),
+    );
+    const store = scratchDir("store-prefix");
+    const pull = await tsrun(["pull", "-q", "team.example/images/app:1"], { env: { XDG_CONFIG_HOME: config, TSRUN_ROOT: store } });
+    expect(pull.code, pull.stderr).toBe(0);
+    expect(storedImages(store).find((i) => i.names.includes("team.example/images/app:1"))?.id).toBe(upstreamId);
+
+    const insecure = await tsrun(["pull", "-q", `${secure.host}/tsrun/app:1`], { env: { XDG_CONFIG_HOME: config, TSRUN_ROOT: store } });
+    expect(insecure.code, insecure.stderr).toBe(0);
+    const verified = scratchDir("store-verified");
+    const refused = await tsrun(["pull", "-q", "--tls-verify=true", `${secure.host}/tsrun/app:1`], { env: { XDG_CONFIG_HOME: config, TSRUN_ROOT: verified } });
+    expectOneLineError(refused, /self-signed certificate/);
+    expect(storeIsEmpty(verified)).toBe(true);
+  });
+
+  it("refuses a blocked registry and a file it cannot use, in one line, with the store unchanged", async () => {
+    const blocked = withConf(`[[registry]]\nlocation = "${upstream.host}"\nblocked = true\n`);
+    const store = scratchDir("store-blocked");
+    const file = path.join(blocked, "containers", "registries.conf");
+    expectOneLineError(await tsrun(["pull", "-q", `${upstream.host}/tsrun/app:1`], { env: { XDG_CONFIG_HOME: blocked, TSRUN_ROOT: store } }), new RegExp(`^Error: registry ${upstream.host} is blocked in ${file}$`));
+    expectOneLineError(await tsrun(["push", "-q", "busybox", `${upstream.host}/tsrun/blocked:1`], { env: { XDG_CONFIG_HOME: blocked } }), /is blocked in/);
+    const badFiles: [string, RegExp][] = [
+      [`[[registry]\nlocation = "x.example"\n`, /^Error: .*registries\.conf: invalid TOML: /],
+      [`[[registry]]\nlocation = "https://x.example"\n`, /^Error: .*registries\.conf: \[\[registry\]\] #1: invalid location "https:\/\/x\.example" \(expected host\[:port\]\[\/path\], without a scheme\)$/],
+      [`[[registry]]\nlocation = "${upstream.host}"\n[[registry.mirror]]\ninsecure = true\n`, /^Error: .*registries\.conf: \[\[registry\]\] #1 mirror #1: needs a location$/],
+    ];
+    for (const [text, message] of badFiles) expectOneLineError(await tsrun(["pull", "-q", `${upstream.host}/tsrun/app:1`], { env: { XDG_CONFIG_HOME: withConf(text), TSRUN_ROOT: store } }), message);
+    const gone = path.join(work, "no-such-registries.conf");
+    expectOneLineError(await tsrun(["pull", "-q", `${upstream.host}/tsrun/app:1`], { env: { CONTAINERS_REGISTRIES_CONF: gone, TSRUN_ROOT: store } }), new RegExp(`^Error: cannot read ${gone}: `));
+    expect(storeIsEmpty(store)).toBe(true);
+  });
+});
