@@ -14,6 +14,7 @@ import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from 
 import { JsonFileLog, teeOutput } from "./output-log.js";
 import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowed, type UsernsMode } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
+import { applyNamespaceModes, namespaceTargets, parseNamespaceFlags, sharedHostname, type NamespaceFlags } from "./namespaces.js";
 import type { HealthConfig, ImageConfig } from "../image/types.js";
 import { parseDuration } from "../format/duration.js";
 import { CLONE, MS, type LaunchPlan, type PlanMount } from "../native.js";
@@ -109,6 +110,8 @@ export interface CreateOptions {
   sysctls?: string[];
   /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
   security?: SecurityFlags;
+  /** --pid, --ipc, --uts: private (the default), host, or container:NAME. */
+  namespaces?: NamespaceFlags;
   /** A build's RUN container (see ContainerRecord.intermediate); use Containers.createIntermediate. */
   intermediate?: boolean;
   /** --health-* flags and --no-healthcheck: change the image's HEALTHCHECK. */
@@ -305,6 +308,13 @@ export class Containers {
     // here rather than at start; the compiled program is cached for the start.
     processSecurity(security, 0);
     const keep = keepIdUser(security.userns);
+    const namespaceModes = parseNamespaceFlags(opts.namespaces ?? {}, (name) => this.get(name));
+    for (const target of namespaceTargets(namespaceModes)) {
+      // Its namespaces belong to its user namespace, which the new container joins.
+      const other = this.records.load(target);
+      if (JSON.stringify(this.usernsOf(other)) !== JSON.stringify(security.userns))
+        throw new TsrunError(`cannot join the namespaces of container ${other.name}: it has a different --userns mode`);
+    }
     if (opts.stopSignal !== undefined) signalNumber(opts.stopSignal);
     if (opts.cidFile !== undefined && existsSync(opts.cidFile)) {
       throw new TsrunError(`container ID file found, make sure the other container isn't running or delete ${opts.cidFile}`);
@@ -355,7 +365,10 @@ export class Containers {
     for (const d of opts.dnsSearch ?? []) if (!/^[^\s#;]+$/.test(d) || d.length > 253) throw new TsrunError(`invalid --dns-search domain "${d}"`);
     for (const o of opts.dnsOptions ?? []) if (!/^[^\s#;]+$/.test(o)) throw new TsrunError(`invalid --dns-option "${o}"`);
     const id = this.records.newId();
-    const hostname = opts.hostname ?? (network === "host" ? readHostname() : id.slice(0, 12));
+    const hostname =
+      sharedHostname(namespaceModes, opts.hostname, readHostname, (other) => this.records.load(other)) ??
+      opts.hostname ??
+      (network === "host" ? readHostname() : id.slice(0, 12));
     if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(hostname)) throw new TsrunError(`invalid hostname "${hostname}"`);
     const record: ContainerRecord = {
       id,
@@ -404,6 +417,7 @@ export class Containers {
         ...(opts.dns && opts.dns.length > 0 ? { dns: opts.dns } : {}),
         ...(opts.dnsSearch && opts.dnsSearch.length > 0 ? { dnsSearch: opts.dnsSearch } : {}),
         ...(opts.dnsOptions && opts.dnsOptions.length > 0 ? { dnsOptions: opts.dnsOptions } : {}),
+        ...namespaceModes,
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
       ...(opts.intermediate ? { intermediate: true } : {}),
@@ -572,6 +586,11 @@ export class Containers {
     if (io.tty) plan.tty = io.tty;
     if (io.stdio) plan.stdio = io.stdio;
     if (record.hostConfig.sysctls) plan.sysctls = sysctlWrites(record.hostConfig.sysctls);
+    applyNamespaceModes(plan, record.hostConfig, (id, kind) => {
+      const other = this.get(id);
+      if (other.state.status !== "running" || other.state.pid <= 0) throw new TsrunError(`cannot join the ${kind} namespace of container ${other.name}: it is not running`);
+      return other.state.pid;
+    });
     return plan;
   }
 
@@ -707,7 +726,7 @@ export class Containers {
     writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
     // In the holder's user namespace there are no id maps to write.
     const prestart = [
-      opts.conn ? "" : idMapFile(idMapSteps(currentMapping(), this.usernsOf(record))),
+      plan.nest ? "" : idMapFile(idMapSteps(currentMapping(), this.usernsOf(record))),
       opts.cgroup ? `cgroup ${opts.cgroup}\n` : "",
       ...ContainerNetworks.attachRequests(opts.pairs).map((r) => `netns ${r}\n`),
       ...this.networkCommands(record).map((cmd) => `tool ${cmd.join(" ")}\n`),
