@@ -2,16 +2,18 @@
 import type { Command } from "commander";
 import { Tsrun } from "../tsrun.js";
 import type { ContainerRecord } from "../container/records.js";
+import type { ContainerSize } from "../container/size.js";
+import { filterContainers, stateWord } from "../container/filters.js";
 import { killContainer, pauseContainer, readLogs, removeContainer, renameContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
 import { topLines } from "../container/top.js";
 import { formatPort } from "../network/ports.js";
 import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
-import { ago, formatRows, goTimeString, humanDuration } from "./output.js";
+import { ago, formatRows, goTimeString, humanDuration, humanSize } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { collect, parseBoolFlag } from "./util.js";
-import { parseDuration } from "../format/duration.js";
+import { parseTimeArgument } from "../format/duration.js";
 import { attachContainer, parseDetachKeys, startAttached } from "../container/attach.js";
 
 /** Docker's STATUS column: "Up 3 seconds", "Exited (0) 5 seconds ago", "Created". */
@@ -55,6 +57,7 @@ interface PsFlags {
   trunc: boolean;
   filter: string[];
   format?: string;
+  size: boolean;
 }
 
 const PS_HEADERS = {
@@ -78,13 +81,9 @@ const PS_HEADERS = {
 
 const PS_DEFAULT_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
 
-/** Docker's state word: created, running, paused, exited. */
-function stateWord(r: ContainerRecord): string {
-  return r.state.status === "running" && r.state.paused ? "paused" : r.state.status;
-}
 
 /** One `ps` row with the fields docker/cli's container formatter has (keys sorted, as its json prints them). */
-function psRow(r: ContainerRecord, trunc: boolean): Record<string, unknown> {
+function psRow(r: ContainerRecord, trunc: boolean, size?: ContainerSize): Record<string, unknown> {
   const mounts = r.hostConfig.mounts.filter((m) => m.type !== "tmpfs");
   const row = {
     Command: commandColumn(r, trunc),
@@ -105,7 +104,7 @@ function psRow(r: ContainerRecord, trunc: boolean): Record<string, unknown> {
     Networks: ["private", "bridge", "default", ""].includes(r.hostConfig.networkMode) ? "bridge" : r.hostConfig.networkMode,
     Ports: portsColumn(r),
     RunningFor: ago(r.created),
-    Size: "0B",
+    Size: sizeColumn(size),
     State: stateWord(r),
     Status: statusText(r),
   };
@@ -114,71 +113,40 @@ function psRow(r: ContainerRecord, trunc: boolean): Record<string, unknown> {
   return row;
 }
 
-function applyFilters(list: ContainerRecord[], filters: string[]): ContainerRecord[] {
-  let out = list;
-  for (const f of filters) {
-    const eq = f.indexOf("=");
-    if (eq < 0) throw new TsrunError(`bad filter "${f}": expected KEY=VALUE`);
-    const key = f.slice(0, eq);
-    const value = f.slice(eq + 1);
-    switch (key) {
-      case "status":
-        // Docker's states: a paused container is "paused", not "running".
-        out = out.filter((r) => stateWord(r) === value);
-        break;
-      case "name":
-        out = out.filter((r) => new RegExp(value).test(r.name));
-        break;
-      case "id":
-        out = out.filter((r) => r.id.startsWith(value));
-        break;
-      case "ancestor":
-        out = out.filter((r) => imageColumn(r) === value || r.imageName === value || r.image.includes(value));
-        break;
-      case "label": {
-        const [k, v] = value.split("=", 2) as [string, string | undefined];
-        out = out.filter((r) => k in r.config.labels && (v === undefined || r.config.labels[k] === v));
-        break;
-      }
-      case "exited":
-        out = out.filter((r) => r.state.status === "exited" && String(r.state.exitCode) === value);
-        break;
-      case "network":
-        // By name or network ID (prefix), as Docker matches it; built-in modes by their name.
-        out = out.filter((r) => r.hostConfig.networkMode === value || Object.entries(r.hostConfig.networks ?? {}).some(([n, e]) => n === value || e.networkId.startsWith(value)));
-        break;
-      default:
-        throw new TsrunError(`invalid filter "${key}"`);
-    }
-  }
-  return out;
+/** docker/cli's SIZE: "12B (virtual 2.14MB)", or "0B" when sizes were not asked for. */
+function sizeColumn(size: ContainerSize | undefined): string {
+  if (!size) return "0B";
+  const rw = humanSize(size.sizeRw);
+  return size.sizeRootFs > 0 ? `${rw} (virtual ${humanSize(size.sizeRootFs)})` : rw;
 }
 
-function psCommand(o: PsFlags): void {
+async function psCommand(o: PsFlags): Promise<void> {
   const t = new Tsrun();
   let list = t.containers.list().sort((a, b) => b.created.localeCompare(a.created));
-  const filtered = o.filter.length > 0;
-  if (!o.all && !filtered && !o.last && !o.latest) list = list.filter((r) => r.state.status === "running");
-  list = applyFilters(list, o.filter);
-  if (o.latest) list = list.slice(0, 1);
-  if (o.last !== undefined) list = list.slice(0, Number(o.last));
+  if (o.last !== undefined && !/^-?\d+$/.test(o.last)) throw new TsrunError(`invalid argument "${o.last}" for "-n, --last": a number`);
+  const last = o.last === undefined ? -1 : Number(o.last);
+  const limit = last > 0 ? last : o.latest ? 1 : 0;
+  // Docker's rule: stopped containers too with -a, -n/-l, or a status, before or since filter.
+  const keys = new Set(o.filter.map((f) => f.slice(0, Math.max(0, f.indexOf("="))).toLowerCase()));
+  if (!o.all && limit === 0 && !["status", "before", "since"].some((k) => keys.has(k))) list = list.filter((r) => r.state.status === "running");
+  list = filterContainers(list, o.filter, {
+    all: t.containers.list(),
+    findImage: (ref) => {
+      const image = t.store.images.find(ref);
+      return image && { id: image.id, layers: image.layers.map((l) => l.chainId) };
+    },
+    imageExposedPorts: (r) => Object.keys(t.containers.imageConfigOf(r)?.config?.ExposedPorts ?? {}),
+  });
+  if (limit > 0) list = list.slice(0, limit);
   const id = (r: ContainerRecord): string => (o.trunc ? r.id.slice(0, 12) : r.id);
   if (o.quiet) {
     for (const r of list) process.stdout.write(`${id(r)}\n`);
     return;
   }
-  const format = o.format && o.format !== "table" ? o.format : PS_DEFAULT_FORMAT;
-  process.stdout.write(formatRows(format, list.map((r) => psRow(r, o.trunc)), PS_HEADERS));
-}
-
-/** "10m", "1h30m", "30s" before now, or an RFC 3339 time / Unix seconds (logs --since and --until). */
-function parseSince(s: string, flag: string): Date {
-  // A Go duration before now, as Docker reads it.
-  if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(s)) return new Date(Date.now() - parseDuration(s) / 1e6);
-  if (/^\d+(\.\d+)?$/.test(s)) return new Date(Number(s) * 1000);
-  const d = new Date(s);
-  if (Number.isNaN(d.getTime())) throw new TsrunError(`invalid ${flag} value "${s}"`);
-  return d;
+  // As docker/cli: -s adds the SIZE column to the table; a format that shows .Size computes it too.
+  const format = o.format && o.format !== "table" ? o.format : o.size ? `${PS_DEFAULT_FORMAT}\t{{.Size}}` : PS_DEFAULT_FORMAT;
+  const sizes = o.size || /\.Size\b/.test(format) || format === "json" ? await t.containerSizes(list) : undefined;
+  process.stdout.write(formatRows(format, list.map((r) => psRow(r, o.trunc, sizes?.get(r.id))), PS_HEADERS));
 }
 
 /** stop/restart -t: whole seconds (a negative number waits forever, as in Docker); undefined without -t. */
@@ -233,9 +201,9 @@ export function registerContainers(program: Command): void {
     .option("-n, --last <n>", "show n last created containers")
     .option("-l, --latest", "show the latest created container", false)
     .option("--no-trunc", "do not truncate output")
-    .option("-f, --filter <filter>", "filter output (status=, name=, id=, ancestor=, label=, exited=, network=)", collect, [])
+    .option("-f, --filter <filter>", "filter output (id, name, label, exited, status, health, ancestor, before, since, volume, network, publish, expose)", collect, [])
     .option("--format <format>", "format output: table, json, or a Go template (fields ID, Image, Command, CreatedAt, RunningFor, Ports, State, Status, Size, Names, Labels, Mounts, Networks, LocalVolumes)")
-    .option("-s, --size", "display total file sizes (accepted; not computed)", false)
+    .option("-s, --size", "display total file sizes", false)
     .action((o: PsFlags) => psCommand(o));
 
   program
@@ -356,8 +324,8 @@ export function registerContainers(program: Command): void {
         },
         onBatchEnd: flush,
         ...(tail !== undefined ? { tail } : {}),
-        ...(o.since ? { since: parseSince(o.since, "--since") } : {}),
-        ...(o.until ? { until: parseSince(o.until, "--until") } : {}),
+        ...(o.since ? { since: parseTimeArgument(o.since, "--since") } : {}),
+        ...(o.until ? { until: parseTimeArgument(o.until, "--until") } : {}),
       };
       await readLogs(new Tsrun().containers, name, opts);
     });

@@ -208,6 +208,11 @@ export class Containers {
     }
   }
 
+  /** The config of a container's image, or undefined once the image is gone (a build's step container). */
+  imageConfigOf(record: ContainerRecord): ImageConfig | undefined {
+    return this.store.blobs.has(record.image) ? this.imageConfig(record.image) : undefined;
+  }
+
   private imageConfig(configDigest: string): ImageConfig {
     return JSON.parse(this.store.blobs.read(configDigest).toString("utf8")) as ImageConfig;
   }
