@@ -145,7 +145,8 @@ async function psCommand(o: PsFlags): Promise<void> {
   }
   // As docker/cli: -s adds the SIZE column to the table; a format that shows .Size computes it too.
   const format = o.format && o.format !== "table" ? o.format : o.size ? `${PS_DEFAULT_FORMAT}\t{{.Size}}` : PS_DEFAULT_FORMAT;
-  const sizes = o.size || /\.Size\b/.test(format) || format === "json" ? await t.containerSizes(list) : undefined;
+  // ({{json .}} and json print every field, .Size included.)
+  const sizes = o.size || /\.Size\b|json\s+\.\s*}}/.test(format) || format === "json" ? await t.containerSizes(list) : undefined;
   process.stdout.write(formatRows(format, list.map((r) => psRow(r, o.trunc, sizes?.get(r.id))), PS_HEADERS));
 }
 

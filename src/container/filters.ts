@@ -1,5 +1,6 @@
 // `ps --filter KEY=VALUE`, with Docker's rules: the values of one key are alternatives (any may
-// match), different keys must all match; an unknown key or a bad value is an error.
+// match), except label filters, which must all match; different keys must all match; an unknown
+// key or a bad value is an error.
 import { TsrunError } from "../errors.js";
 import { parseTimeArgument } from "../format/duration.js";
 import type { ContainerRecord } from "./records.js";
@@ -128,7 +129,9 @@ export function filterContainers(list: ContainerRecord[], filters: string[], ctx
     if (eq < 0) throw new TsrunError(`bad format of filter "${f}" (expected name=value)`);
     const key = f.slice(0, eq).toLowerCase();
     if (!KEYS.includes(key)) throw invalid(key);
-    byKey.set(key, [...(byKey.get(key) ?? []), predicate(key, f.slice(eq + 1), ctx)]);
+    // Labels are the exception: every label filter must match (docker's MatchKVList).
+    const group = key === "label" ? `label=${f.slice(eq + 1)}` : key;
+    byKey.set(group, [...(byKey.get(group) ?? []), predicate(key, f.slice(eq + 1), ctx)]);
   }
   return list.filter((r) => [...byKey.values()].every((alternatives) => alternatives.some((p) => p(r))));
 }
