@@ -13,6 +13,7 @@ import type { CommitOptions } from "./image/commit.js";
 import type { ExportOptions } from "./image/export.js";
 import type { Change } from "./store/pack.js";
 import type { ContainerSize } from "./container/size.js";
+import type { ContainerStats } from "./container/stats.js";
 import type { PullOptions, PullResult } from "./image/registry/pull.js";
 import type { PushOptions, PushResult } from "./image/registry/push.js";
 import type { SaveOptions } from "./image/archive/save.js";
@@ -138,6 +139,13 @@ export class Tsrun {
   async containerSizes(records: ContainerRecord[]): Promise<Map<string, ContainerSize>> {
     const { containerSizes } = await import("./container/size.js");
     return containerSizes(this.containers, records);
+  }
+
+  /** Containers' resource usage over intervalMs, read from /proc (`stats`). */
+  async containerStats(records: ContainerRecord[], intervalMs = 1000): Promise<ContainerStats[]> {
+    const { containerStats } = await import("./container/stats.js");
+    const { securityOf } = await import("./container/security/plan.js");
+    return containerStats(records, intervalMs, (r) => securityOf(r).resources?.memory);
   }
 
   /** What a container changed against its image (`diff`). */

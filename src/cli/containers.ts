@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { Tsrun } from "../tsrun.js";
 import type { ContainerRecord } from "../container/records.js";
 import type { ContainerSize } from "../container/size.js";
+import type { ContainerStats } from "../container/stats.js";
 import { filterContainers, stateWord } from "../container/filters.js";
 import { killContainer, pauseContainer, readLogs, removeContainer, renameContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
 import { NotFoundError, TsrunError } from "../errors.js";
@@ -10,7 +11,7 @@ import { execInContainer } from "../container/exec.js";
 import { topLines } from "../container/top.js";
 import { formatPort } from "../network/ports.js";
 import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
-import { ago, formatRows, goTimeString, humanDuration, humanSize } from "./output.js";
+import { ago, bytesSize, formatRows, goTimeString, humanDuration, humanSize } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { collect, parseBoolFlag } from "./util.js";
 import { parseTimeArgument } from "../format/duration.js";
@@ -150,6 +151,61 @@ async function psCommand(o: PsFlags): Promise<void> {
   process.stdout.write(formatRows(format, list.map((r) => psRow(r, o.trunc, sizes?.get(r.id))), PS_HEADERS));
 }
 
+const STATS_HEADERS = {
+  Container: "CONTAINER",
+  Name: "NAME",
+  ID: "CONTAINER ID",
+  CPUPerc: "CPU %",
+  MemUsage: "MEM USAGE / LIMIT",
+  MemPerc: "MEM %",
+  NetIO: "NET I/O",
+  BlockIO: "BLOCK I/O",
+  PIDs: "PIDS",
+};
+
+const STATS_DEFAULT_FORMAT = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
+
+/** One `stats` row with docker/cli's fields; `asked` is how the user named the container. */
+function statsRow(s: ContainerStats, asked: string | undefined, trunc: boolean): Record<string, unknown> {
+  return {
+    BlockIO: `${humanSize(s.blockRead)} / ${humanSize(s.blockWrite)}`,
+    CPUPerc: `${s.cpuPercent.toFixed(2)}%`,
+    Container: asked ?? (trunc ? s.id.slice(0, 12) : s.id),
+    ID: trunc ? s.id.slice(0, 12) : s.id,
+    MemPerc: `${(s.memoryLimit > 0 ? (s.memoryUsage / s.memoryLimit) * 100 : 0).toFixed(2)}%`,
+    MemUsage: `${bytesSize(s.memoryUsage)} / ${bytesSize(s.memoryLimit)}`,
+    Name: s.name,
+    NetIO: `${humanSize(s.netRx)} / ${humanSize(s.netTx)}`,
+    PIDs: String(s.pids),
+  };
+}
+
+async function statsCommand(names: string[], o: { all: boolean; stream: boolean; trunc: boolean; format?: string }): Promise<void> {
+  const t = new Tsrun();
+  const format = o.format && o.format !== "table" ? o.format : STATS_DEFAULT_FORMAT;
+  // Named containers are looked up once (an unknown one is an error before anything is shown).
+  const named = names.map((n) => ({ asked: n, id: t.containers.get(n).id }));
+  const pick = (): { record: ContainerRecord; asked: string | undefined }[] =>
+    named.length > 0
+      ? named.map((n) => ({ record: t.containers.get(n.id), asked: n.asked }))
+      : t.containers
+          .list()
+          .filter((r) => o.all || r.state.status === "running")
+          .sort((a, b) => b.created.localeCompare(a.created))
+          .map((record) => ({ record, asked: undefined }));
+  for (;;) {
+    const chosen = pick();
+    const stats = await t.containerStats(chosen.map((c) => c.record), 1000);
+    const text = formatRows(format, stats.map((s, i) => statsRow(s, chosen[i]?.asked, o.trunc)), STATS_HEADERS);
+    if (!o.stream) {
+      process.stdout.write(text);
+      return;
+    }
+    // Docker's live view: the screen cleared, the table redrawn every second, until interrupted.
+    process.stdout.write(`\x1b[2J\x1b[H${text}`);
+  }
+}
+
 /** stop/restart -t: whole seconds (a negative number waits forever, as in Docker); undefined without -t. */
 function stopTime(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -218,7 +274,7 @@ export function registerContainers(program: Command): void {
       if (privatePort) {
         const [p, proto] = privatePort.split("/");
         list = list.filter((m) => m.containerPort === Number(p) && m.protocol === (proto ?? "tcp"));
-        if (list.length === 0) throw new TsrunError(`no public port '${privatePort}' published for ${name}`);
+        if (list.length === 0) throw new TsrunError(`no public port '${proto ? privatePort : `${privatePort}/tcp`}' published for ${name}`);
         for (const m of list) process.stdout.write(`${m.hostIp || "0.0.0.0"}:${m.hostPort}\n`);
         return;
       }
@@ -412,17 +468,13 @@ export function registerContainers(program: Command): void {
 
   program
     .command("stats")
-    .description("Live resource usage of containers (not supported: needs a cgroup per container)")
+    .description("Display a live stream of containers' resource usage (from /proc: see README)")
     .argument("[container...]")
-    .option("-a, --all", "all containers", false)
-    .option("--no-stream", "print once")
+    .option("-a, --all", "all containers (default shows just running)", false)
+    .option("--no-stream", "print the first result only")
     .option("--no-trunc", "do not truncate output")
-    .option("--format <format>", "format output")
-    .action(() => {
-      // Docker reads usage from each container's cgroup. tsrun makes one only for a container
-      // given resource limits, and only where cgroup v2 is delegated to the user.
-      throw new TsrunError("stats is not supported: tsrun keeps no cgroup per container to read usage from (top CONTAINER lists its processes)");
-    });
+    .option("--format <format>", "format output: table, json, or a Go template (fields Container, Name, ID, CPUPerc, MemUsage, MemPerc, NetIO, BlockIO, PIDs)")
+    .action((names: string[], o: { all: boolean; stream: boolean; trunc: boolean; format?: string }) => statsCommand(names, o));
 
   program
     .command("wait")

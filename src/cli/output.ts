@@ -15,6 +15,18 @@ export function humanSize(bytes: number, precision = 3): string {
   return `${Number(v.toPrecision(precision))}${units[i]}`;
 }
 
+/** go-units BytesSize: binary units, 4 significant digits (`stats` memory). */
+export function bytesSize(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${Number(v.toPrecision(4))}${units[i]}`;
+}
+
 /** go-units HumanDuration. */
 export function humanDuration(ms: number): string {
   const seconds = Math.floor(ms / 1000);
