@@ -206,6 +206,24 @@ async function statsCommand(names: string[], o: { all: boolean; stream: boolean;
   }
 }
 
+/**
+ * Runs fn for each container named, as docker/cli does for stop, kill, wait...: a failure is
+ * reported and the others still get their turn; the command then fails (125).
+ */
+async function eachContainer(names: string[], fn: (name: string) => void | Promise<void>): Promise<void> {
+  let failed = false;
+  for (const name of names) {
+    try {
+      await fn(name);
+    } catch (err) {
+      if (!(err instanceof TsrunError)) throw err;
+      process.stderr.write(`Error: ${err.message}\n`);
+      failed = true;
+    }
+  }
+  if (failed) process.exit(125);
+}
+
 /** stop/restart -t: whole seconds (a negative number waits forever, as in Docker); undefined without -t. */
 function stopTime(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -394,10 +412,11 @@ export function registerContainers(program: Command): void {
     .option("-t, --time <seconds>", "seconds to wait before killing (default: the container's --stop-timeout, else 10)")
     .action(async (names: string[], o: { time?: string }) => {
       const t = new Tsrun();
-      for (const name of names) {
-        await stopContainer(t.containers, name, stopTime(o.time));
+      const timeout = stopTime(o.time);
+      await eachContainer(names, async (name) => {
+        await stopContainer(t.containers, name, timeout);
         process.stdout.write(`${name}\n`);
-      }
+      });
     });
 
   program
@@ -407,11 +426,12 @@ export function registerContainers(program: Command): void {
     .option("-t, --time <seconds>", "seconds to wait before killing (default: the container's --stop-timeout, else 10)")
     .action(async (names: string[], o: { time?: string }) => {
       const t = new Tsrun();
-      for (const name of names) {
-        const record = await stopContainer(t.containers, name, stopTime(o.time));
+      const timeout = stopTime(o.time);
+      await eachContainer(names, async (name) => {
+        const record = await stopContainer(t.containers, name, timeout);
         await t.containers.startDetached(record);
         process.stdout.write(`${name}\n`);
-      }
+      });
     });
 
   for (const [verb, description, fn] of [
@@ -422,12 +442,12 @@ export function registerContainers(program: Command): void {
       .command(verb)
       .description(description)
       .argument("<container...>")
-      .action((names: string[]) => {
+      .action(async (names: string[]) => {
         const t = new Tsrun();
-        for (const name of names) {
+        await eachContainer(names, (name) => {
           fn(t.containers, name);
           process.stdout.write(`${name}\n`);
-        }
+        });
       });
   }
 
@@ -436,12 +456,12 @@ export function registerContainers(program: Command): void {
     .description("Send a signal to running containers")
     .argument("<container...>")
     .option("-s, --signal <signal>", "signal to send", "SIGKILL")
-    .action((names: string[], o: { signal: string }) => {
+    .action(async (names: string[], o: { signal: string }) => {
       const t = new Tsrun();
-      for (const name of names) {
+      await eachContainer(names, (name) => {
         killContainer(t.containers, name, o.signal);
         process.stdout.write(`${name}\n`);
-      }
+      });
     });
 
   program
@@ -482,7 +502,9 @@ export function registerContainers(program: Command): void {
     .argument("<container...>")
     .action(async (names: string[]) => {
       const t = new Tsrun();
-      for (const name of names) process.stdout.write(`${await waitContainer(t.containers, name)}\n`);
+      await eachContainer(names, async (name) => {
+        process.stdout.write(`${await waitContainer(t.containers, name)}\n`);
+      });
     });
 
 }

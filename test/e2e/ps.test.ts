@@ -142,3 +142,15 @@ describe("container prune --filter", () => {
     expect(await names(["-a", "--filter", `name=^${drop}$`])).toEqual([]);
   });
 });
+
+describe("commands on several containers", () => {
+  it("wait and kill go on past an unknown container, report it, and fail with 125", async () => {
+    const a = await make(["-d", "busybox", "sh", "-c", "sleep 0.2; exit 6"]);
+    const b = await make(["-d", "busybox", "sleep", "300"]);
+    const wait = await tsrun(["wait", a, "no-such-ctr"]);
+    expect(wait).toEqual({ code: 125, stdout: "6\n", stderr: "Error: no such container: no-such-ctr\n" });
+    const kill = await tsrun(["kill", "no-such-ctr", b]);
+    expect(kill).toEqual({ code: 125, stdout: `${b}\n`, stderr: "Error: no such container: no-such-ctr\n" });
+    expect((await tsrunOk(["wait", b])).trim()).toBe("137");
+  });
+});
