@@ -197,7 +197,9 @@ export function addContainerOptions(cmd: Command): Command {
  * private network through that helper. Anything else names a user-defined network.
  */
 function networkMode(spec: string): Pick<CreateOptions, "network" | "networkHelper" | "portHandler"> {
-  if (spec.startsWith("container:") || spec.startsWith("ns:")) throw new TsrunError(`--network ${spec} is not supported`);
+  if (spec.startsWith("ns:")) throw new TsrunError(`--network ${spec} is not supported`);
+  // Resolved to the container's ID at create.
+  if (spec.startsWith("container:")) return { network: spec };
   const colon = spec.indexOf(":");
   const mode = colon < 0 ? spec : spec.slice(0, colon);
   let portHandler: "tsrun" | "pasta" | undefined;

@@ -1,6 +1,6 @@
 // --pid, --ipc and --uts: whether a container gets namespaces of its own (the default), shares
 // the host's, or joins another container's (container:NAME), and what each choice changes in
-// its launch plan.
+// its launch plan; --network container:NAME joins the other's network namespace the same way.
 //
 // Rootless, a namespace of the host belongs to the host's user namespace, where the container
 // has no capabilities: a fresh procfs or mqueue mount for it is refused, so the host's /proc,
@@ -73,9 +73,23 @@ export function sharedHostname(modes: NamespaceModes, requested: string | undefi
   return other === undefined ? hostHostname() : find(other).config.hostname;
 }
 
-/** Every container whose namespaces a container's modes join. */
-export function namespaceTargets(modes: NamespaceModes): string[] {
-  return [...new Set([modes.pidMode, modes.ipcMode, modes.utsMode].map(sharedContainer).filter((id): id is string => id !== undefined))];
+/** Every container whose namespaces a container's modes (and --network container:ID) join. */
+export function namespaceTargets(modes: NamespaceModes & { networkMode?: string }): string[] {
+  return [...new Set([modes.pidMode, modes.ipcMode, modes.utsMode, modes.networkMode].map(sharedContainer).filter((id): id is string => id !== undefined))];
+}
+
+/**
+ * --network container:NAME: what Docker refuses beside it (the network stack, its name, its
+ * /etc/hosts and resolv.conf are the other container's), checked before anything is made.
+ */
+export function checkJoinedNetwork(opts: { hostname?: string | undefined; publish?: string[] | undefined; publishAll?: boolean | undefined; expose?: string[] | undefined; dns?: string[] | undefined; dnsSearch?: string[] | undefined; dnsOptions?: string[] | undefined; addHosts?: string[] | undefined; links?: string[] | undefined }): void {
+  const given = (v: string[] | undefined): boolean => (v ?? []).length > 0;
+  if (opts.hostname !== undefined) throw new TsrunError("conflicting options: hostname and the network mode");
+  if (given(opts.publish) || opts.publishAll) throw new TsrunError("conflicting options: port publishing and the container type network mode");
+  if (given(opts.expose)) throw new TsrunError("conflicting options: port exposing and the container type network mode");
+  if (given(opts.dns) || given(opts.dnsSearch) || given(opts.dnsOptions)) throw new TsrunError("conflicting options: dns and the network mode");
+  if (given(opts.addHosts)) throw new TsrunError("conflicting options: custom host-to-IP mapping and the network mode");
+  if (given(opts.links)) throw new TsrunError("conflicting options: container type network can't be used with links");
 }
 
 function replaceMount(plan: LaunchPlan, target: string, by: PlanMount | undefined): void {
@@ -91,9 +105,18 @@ const NOSUID_NODEV_NOEXEC = MS.NOSUID | MS.NODEV | MS.NOEXEC;
  * Changes a container's launch plan for its namespace modes. runningPid gives the init of a
  * container whose namespaces are joined (it throws when that one is not running).
  */
-export function applyNamespaceModes(plan: LaunchPlan, modes: NamespaceModes, runningPid: (id: string, kind: NamespaceKind) => number): void {
+export function applyNamespaceModes(plan: LaunchPlan, modes: NamespaceModes & { networkMode?: string }, runningPid: (id: string, kind: NamespaceKind | "network") => number): void {
   const share: string[] = [];
   let userns: string | undefined;
+  const network = sharedContainer(modes.networkMode);
+  if (network !== undefined) {
+    // Its lo is up already, and its helpers (slirp4netns, pasta, ports) are its own.
+    const pid = runningPid(network, "network");
+    plan.cloneFlags &= ~CLONE.NEWNET;
+    plan.loopbackUp = false;
+    share.push(`/proc/${pid}/ns/net`);
+    userns = `/proc/${pid}/ns/user`;
+  }
   for (const kind of ["pid", "ipc", "uts"] as const) {
     const mode = modes[MODE_KEY[kind]];
     if (mode === undefined || mode === "shareable" || mode === "none") continue;

@@ -14,7 +14,7 @@ import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from 
 import { JsonFileLog, teeOutput } from "./output-log.js";
 import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowed, type UsernsMode } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
-import { applyNamespaceModes, namespaceTargets, parseNamespaceFlags, sharedHostname, type NamespaceFlags } from "./namespaces.js";
+import { applyNamespaceModes, checkJoinedNetwork, namespaceTargets, parseNamespaceFlags, sharedContainer, sharedHostname, type NamespaceFlags } from "./namespaces.js";
 import type { HealthConfig, ImageConfig } from "../image/types.js";
 import { parseDuration } from "../format/duration.js";
 import { CLONE, MS, type LaunchPlan, type PlanMount } from "../native.js";
@@ -314,12 +314,6 @@ export class Containers {
     processSecurity(security, 0);
     const keep = keepIdUser(security.userns);
     const namespaceModes = parseNamespaceFlags(opts.namespaces ?? {}, (name) => this.get(name));
-    for (const target of namespaceTargets(namespaceModes)) {
-      // Its namespaces belong to its user namespace, which the new container joins.
-      const other = this.records.load(target);
-      if (JSON.stringify(this.usernsOf(other)) !== JSON.stringify(security.userns))
-        throw new TsrunError(`cannot join the namespaces of container ${other.name}: it has a different --userns mode`);
-    }
     if (opts.stopSignal !== undefined) signalNumber(opts.stopSignal);
     if (opts.cidFile !== undefined && existsSync(opts.cidFile)) {
       throw new TsrunError(`container ID file found, make sure the other container isn't running or delete ${opts.cidFile}`);
@@ -329,10 +323,21 @@ export class Containers {
     const envFromFiles = readEnvFiles(opts.envFiles ?? []);
     let network = opts.network ?? "private";
     let userNetwork: NetworkRecord | undefined;
-    if (!["private", "none", "host"].includes(network)) {
+    const networkContainer = sharedContainer(network);
+    if (networkContainer !== undefined) {
+      if (networkContainer === "") throw new TsrunError(`invalid --network "${network}": expected container:NAME`);
+      checkJoinedNetwork(opts);
+      network = `container:${this.get(networkContainer).id}`;
+    } else if (!["private", "none", "host"].includes(network)) {
       if (BUILTIN_NETWORKS.includes(network)) throw new TsrunError(`unknown network mode "${network}"`);
       userNetwork = this.networking.networks.find(network);
       network = userNetwork.Name;
+    }
+    for (const target of namespaceTargets({ ...namespaceModes, networkMode: network })) {
+      // Its namespaces belong to its user namespace, which the new container joins.
+      const other = this.records.load(target);
+      if (JSON.stringify(this.usernsOf(other)) !== JSON.stringify(security.userns))
+        throw new TsrunError(`cannot join the namespaces of container ${other.name}: it has a different --userns mode`);
     }
     if (!userNetwork && (opts.networkAliases ?? []).length > 0) throw new TsrunError("--network-alias needs a user-defined network (--network NAME)");
     if (!userNetwork && (opts.links ?? []).length > 0) throw new TsrunError("--link needs a user-defined network that both containers are on (--network NAME)");
@@ -373,6 +378,8 @@ export class Containers {
     const hostname =
       sharedHostname(namespaceModes, opts.hostname, readHostname, (other) => this.records.load(other)) ??
       opts.hostname ??
+      // Docker: a container on another's network has that one's name.
+      (networkContainer !== undefined ? this.records.load(sharedContainer(network) as string).config.hostname : undefined) ??
       (network === "host" ? readHostname() : id.slice(0, 12));
     if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(hostname)) throw new TsrunError(`invalid hostname "${hostname}"`);
     const record: ContainerRecord = {
@@ -530,6 +537,12 @@ export class Containers {
     return cgroup;
   }
 
+  /** The generated /etc files a container gets: its own, or those of the container whose network it joins (as Docker). */
+  private etcFiles(record: ContainerRecord): { hosts: string; resolvConf: string; hostname: string } {
+    const dir = this.records.containerDir(sharedContainer(record.hostConfig.networkMode) ?? record.id);
+    return { hosts: path.join(dir, "hosts"), resolvConf: path.join(dir, "resolv.conf"), hostname: path.join(dir, "hostname") };
+  }
+
   /** The launch plan for a created container. */
   plan(record: ContainerRecord, io: { tty?: { rows: number; cols: number }; stdinNull: boolean; stdio?: [number, number, number] }): LaunchPlan {
     const mapping = currentMapping();
@@ -553,7 +566,7 @@ export class Containers {
       workDir: path.join(dir, "work"),
       readOnly: record.hostConfig.readOnly,
       network,
-      etcFiles: { hosts: path.join(dir, "hosts"), resolvConf: path.join(dir, "resolv.conf"), hostname: path.join(dir, "hostname") },
+      etcFiles: this.etcFiles(record),
       ttyGroupMapped: maxContainerId(mapping, "gid", mode) >= 5,
       ...(record.hostConfig.shmSize !== undefined ? { shmSize: record.hostConfig.shmSize } : {}),
       extraMounts: [

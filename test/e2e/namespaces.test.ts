@@ -138,3 +138,39 @@ describe("--uts", () => {
     expect(await tsrunOk(["exec", d, "hostname"])).toBe(`${hostname()}\n`);
   });
 });
+
+describe("--network container:NAME", () => {
+  it("the other container's network namespace, name and /etc files; Docker's conflicts refused", async () => {
+    const first = await sleeper(1007, ["-h", "net-owner", "--add-host", "extra.example:10.1.2.3"]);
+    // A server in the first container, reached on the second's loopback.
+    await tsrunOk(["exec", "-d", first, "sh", "-c", "echo served > /tmp/index.html; httpd -p 127.0.0.1:8089 -h /tmp"]);
+    const out = await tsrunOk([
+      "run",
+      "--rm",
+      "--network",
+      `container:${first}`,
+      "busybox",
+      "sh",
+      "-c",
+      "for i in $(seq 50); do wget -q -O - http://127.0.0.1:8089/index.html 2>/dev/null && break; sleep 0.1; done; hostname; grep extra.example /etc/hosts; readlink /proc/self/ns/net",
+    ]);
+    const [served, name, hostsLine, link] = out.trim().split("\n");
+    expect(served).toBe("served");
+    expect(name).toBe("net-owner");
+    expect(hostsLine).toMatch(/^10\.1\.2\.3\s+extra\.example$/);
+    expect(link).toBe(await nsLink(first, "net"));
+    for (const [flags, message] of [
+      [["-h", "x"], "conflicting options: hostname and the network mode"],
+      [["-p", "8080:80"], "conflicting options: port publishing and the container type network mode"],
+      [["--dns", "1.1.1.1"], "conflicting options: dns and the network mode"],
+      [["--add-host", "a:1.2.3.4"], "conflicting options: custom host-to-IP mapping and the network mode"],
+      [["--sysctl", "net.ipv4.ip_forward=1"], 'sysctl "net.ipv4.ip_forward" not allowed: the network namespace is another container\'s'],
+    ] as [string[], string][]) {
+      const name2 = unique("ns-net-bad");
+      const r = await tsrun(["run", "--name", name2, "--network", `container:${first}`, ...flags, "busybox", "true"]);
+      expect(r.code, flags.join(" ")).toBe(125);
+      expect(r.stderr).toBe(`Error: ${message}\n`);
+      expect(await gone(name2)).toBe(true);
+    }
+  });
+});
