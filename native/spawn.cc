@@ -35,6 +35,18 @@
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
@@ -137,6 +149,9 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
       if (!to_ulong(f[2], op.flags)) return "bad bind flags";
       op.recursive = f[4] == "1";
       plan.pre_pivot.push_back(op);
+    } else if (key == "bind-from-ns") {
+      if (!need(3)) return "bad bind-from-ns";
+      plan.pre_pivot.push_back(PlanOp{PlanOp::BindFromNs, f});
     } else if (key == "symlink") {
       if (!need(2)) return "bad symlink";
       plan.pre_pivot.push_back(PlanOp{PlanOp::Symlink, f});
@@ -208,6 +223,8 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
       plan.become_root = false;
     } else if (key == "unshare-cgroup") {
       plan.unshare_cgroup = true;
+    } else if (key == "share") {
+      plan.share_ns = f;
     } else if (key == "nest") {
       if (!need(1)) return "bad nest";
       plan.nest_userns = f[0];
@@ -221,6 +238,8 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
   if (!plan.join_ns.empty() && (plan.clone_flags != 0 || !plan.rootfs.empty()))
     return "a plan joins namespaces or creates them, not both";
   if (!plan.nest_userns.empty() && (plan.clone_flags & CLONE_NEWUSER)) return "a plan joins the holder's user namespace or makes one, not both";
+  if (!plan.share_ns.empty() && plan.nest_userns.empty()) return "a plan shares namespaces only from a nested launch";
+  if (plan.share_ns.size() > 8 || plan.join_ns.size() > 16) return "too many namespaces to join";
   return "";
 }
 
@@ -415,6 +434,28 @@ void run_pre_pivot(const ChildArgs& a, int root_fd) {
         close(fd);
         break;
       }
+      case PlanOp::BindFromNs: {
+        // mount(MS_BIND) refuses a source in another mount namespace: enter that namespace,
+        // clone the mount there as a detached tree, come back and attach it.
+        int fd = resolve_create(root_fd, op.fields[2].c_str(), 'd');
+        if (fd < 0) child_fail(a.error_fd, 0, errno, "mount target ", op.fields[2].c_str());
+        int own = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+        if (own < 0) child_fail(a.error_fd, 0, errno, "open own mount namespace");
+        int other = open(op.fields[0].c_str(), O_RDONLY | O_CLOEXEC);
+        if (other < 0) child_fail(a.error_fd, 0, errno, "open ", op.fields[0].c_str());
+        if (setns(other, CLONE_NEWNS) != 0) child_fail(a.error_fd, 0, errno, "join ", op.fields[0].c_str());
+        int tree = static_cast<int>(syscall(SYS_open_tree, AT_FDCWD, op.fields[1].c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+        int tree_errno = errno;
+        if (setns(own, CLONE_NEWNS) != 0) child_fail(a.error_fd, 0, errno, "return to own mount namespace");
+        if (tree < 0) child_fail(a.error_fd, 0, tree_errno, "clone mount ", op.fields[1].c_str());
+        if (syscall(SYS_move_mount, tree, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
+          child_fail(a.error_fd, 0, errno, "attach mount ", op.fields[2].c_str());
+        close(tree);
+        close(other);
+        close(own);
+        close(fd);
+        break;
+      }
       case PlanOp::Symlink: {
         // Create the link in its parent directory, resolved inside the root.
         char parent[4096];
@@ -569,6 +610,20 @@ void setup_tty(const ChildArgs& a) {
   child_fail(a.error_fd, 1, 0, msg);
 }
 
+// Whether fd (a namespace file opened from path, ".../ns/NAME") is the caller's own NAME
+// namespace.
+bool is_own_namespace(int fd, const char* path) {
+  const char* name = path;
+  for (const char* c = path; *c; c++)
+    if (*c == '/') name = c + 1;
+  char own[64];
+  own[0] = '\0';
+  append(own, sizeof own, "/proc/self/ns/");
+  append(own, sizeof own, name);
+  struct stat a, b;
+  return fstat(fd, &a) == 0 && stat(own, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 int child_main(void* arg) {
   const ChildArgs& a = *static_cast<ChildArgs*>(arg);
   const LaunchPlan& p = *a.plan;
@@ -601,13 +656,17 @@ int child_main(void* arg) {
   if (!p.join_ns.empty()) {
     // Open every namespace first: after joining the mount namespace /proc is the container's.
     int fds[16];
+    bool skip[16];
     size_t n = p.join_ns.size() < 16 ? p.join_ns.size() : 16;
     for (size_t i = 0; i < n; i++) {
       fds[i] = open(p.join_ns[i].c_str(), O_RDONLY | O_CLOEXEC);
       if (fds[i] < 0) child_fail(a.error_fd, 0, errno, "open ", p.join_ns[i].c_str());
+      // A namespace the container shares with the host (--network, --pid, --ipc, --uts host) is
+      // ours already, and setns into it would need capabilities over the host's namespace.
+      skip[i] = is_own_namespace(fds[i], p.join_ns[i].c_str());
     }
     for (size_t i = 0; i < n; i++) {
-      if (setns(fds[i], 0) != 0) child_fail(a.error_fd, 0, errno, "join ", p.join_ns[i].c_str());
+      if (!skip[i] && setns(fds[i], 0) != 0) child_fail(a.error_fd, 0, errno, "join ", p.join_ns[i].c_str());
       close(fds[i]);
     }
     if (setresgid(0, 0, 0) != 0) child_fail(a.error_fd, 0, errno, "setresgid 0");
@@ -870,8 +929,21 @@ int nest_main(void* arg) {
     if (fd >= 0) close(fd);
   int ns = open(p.nest_userns.c_str(), O_RDONLY | O_CLOEXEC);
   if (ns < 0) nest_fail(n.report_fd, errno, "open the holder's user namespace");
+  // Opened as the caller, before the user namespace changes: the container's processes are
+  // the caller's (or its subordinate ids') in the host's view.
+  int shared[8];
+  size_t shares = p.share_ns.size() < 8 ? p.share_ns.size() : 8;
+  for (size_t i = 0; i < shares; i++) {
+    shared[i] = open(p.share_ns[i].c_str(), O_RDONLY | O_CLOEXEC);
+    if (shared[i] < 0) nest_fail(n.report_fd, errno, "open the namespace to share (is the container running?)");
+  }
   if (setns(ns, CLONE_NEWUSER) != 0) nest_fail(n.report_fd, errno, "join the holder's user namespace");
   close(ns);
+  // setns(pid) applies to the children cloned from now on: the child starts in that namespace.
+  for (size_t i = 0; i < shares; i++) {
+    if (setns(shared[i], 0) != 0) nest_fail(n.report_fd, errno, "join the namespace to share");
+    close(shared[i]);
+  }
   pid_t pid = static_cast<pid_t>(clone(child_main, n.child_stack_top, static_cast<int>(p.clone_flags) | CLONE_PARENT, n.child));
   if (pid < 0) nest_fail(n.report_fd, errno, "clone in the holder's user namespace");
   NestReport r;

@@ -19,6 +19,7 @@ struct PlanOp {
   enum Kind {
     Mount,        // fields: source, target (in-root), fstype, flags, data, create (dir|file|none)
     BindHost,     // fields: host source, target (in-root), flags, create (dir|file), recursive(0|1)
+    BindFromNs,   // fields: mount namespace file, source (in that namespace), target dir (in-root)
     Symlink,      // fields: link target, path (in-root)
     Mkdir,        // fields: path (in-root), mode (octal)
     Mask,         // fields: path (after pivot)
@@ -76,6 +77,11 @@ struct LaunchPlan {
   // (no CLONE_NEWUSER, no newuidmap/newgidmap per start, as Podman's containers share its pause
   // process's), and the holder, root there, can move an interface into the child's network.
   std::string nest_userns;
+  // Namespaces of a running container (/proc/PID/ns/pid, ipc, uts) that the nested launcher
+  // joins after the user namespace, before it clones the child: --pid, --ipc, --uts
+  // container:NAME. The child then does not make those itself. Only with nest_userns, the
+  // namespaces' owner, where the launcher has the capabilities setns needs.
+  std::vector<std::string> share_ns;
 };
 
 // Starts a helper tool (newuidmap, newgidmap, pasta) with posix_spawnp: default signal

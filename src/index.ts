@@ -14,6 +14,8 @@ export { TsrunError, NotFoundError } from "./errors.js";
 export type { CommitOptions } from "./image/commit.js";
 export type { ExportOptions } from "./image/export.js";
 export type { Change, ChangeKind } from "./store/pack.js";
+export type { ContainerSize } from "./container/size.js";
+export type { ContainerStats } from "./container/stats.js";
 export { login, logout, type LoginOptions } from "./image/registry/login.js";
 export type { PullOptions, PullResult } from "./image/registry/pull.js";
 export type { PushOptions, PushResult } from "./image/registry/push.js";

@@ -155,6 +155,11 @@ export const MS = {
 export type PlanMount =
   | { kind: "mount"; source: string; target: string; fstype: string; flags: number; data: string; create: "dir" | "file" | "none" }
   | { kind: "bind"; source: string; target: string; flags: number; create: "dir" | "file"; recursive: boolean }
+  /**
+   * A mount of another mount namespace (nsPath, /proc/PID/ns/mnt), by its path there, cloned
+   * onto target: a bind mount cannot cross mount namespaces.
+   */
+  | { kind: "bind-from-ns"; nsPath: string; source: string; target: string }
   | { kind: "symlink"; linkTarget: string; path: string }
   | { kind: "mkdir"; path: string; mode: number };
 
@@ -205,6 +210,12 @@ export interface LaunchPlan {
    * holder's /proc/PID/ns/user) with these id maps, written by the launcher itself.
    */
   nest?: { userns: string };
+  /**
+   * Namespace files of a running container (/proc/PID/ns/pid, ipc, uts) the nested launcher
+   * joins before it clones the child (--pid/--ipc/--uts container:NAME); needs nest, and the
+   * matching CLONE flags left out.
+   */
+  share?: string[];
 }
 
 /** Encodes a plan into the addon's wire format: key, count, fields, each NUL-terminated. */
@@ -231,6 +242,9 @@ export function encodePlan(plan: LaunchPlan): Buffer {
         break;
       case "bind":
         rec("bind", m.source, m.target, m.flags, m.create, m.recursive ? "1" : "0");
+        break;
+      case "bind-from-ns":
+        rec("bind-from-ns", m.nsPath, m.source, m.target);
         break;
       case "symlink":
         rec("symlink", m.linkTarget, m.path);
@@ -265,5 +279,6 @@ export function encodePlan(plan: LaunchPlan): Buffer {
   if (plan.seccomp) rec("seccomp", plan.seccomp.flags, plan.seccomp.program.toString("hex"));
   if (plan.unshareCgroup) rec("unshare-cgroup");
   if (plan.nest) rec("nest", plan.nest.userns);
+  if (plan.share && plan.share.length > 0) rec("share", ...plan.share);
   return Buffer.from(parts.join("\0") + "\0", "utf8");
 }

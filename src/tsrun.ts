@@ -12,6 +12,8 @@ import { familiarRepository, splitName } from "./image/reference.js";
 import type { CommitOptions } from "./image/commit.js";
 import type { ExportOptions } from "./image/export.js";
 import type { Change } from "./store/pack.js";
+import type { ContainerSize } from "./container/size.js";
+import type { ContainerStats } from "./container/stats.js";
 import type { PullOptions, PullResult } from "./image/registry/pull.js";
 import type { PushOptions, PushResult } from "./image/registry/push.js";
 import type { SaveOptions } from "./image/archive/save.js";
@@ -133,6 +135,19 @@ export class Tsrun {
     return exportContainer(this.containers, opts);
   }
 
+  /** Containers' writable layer and root filesystem sizes, by ID (`ps -s`). */
+  async containerSizes(records: ContainerRecord[]): Promise<Map<string, ContainerSize>> {
+    const { containerSizes } = await import("./container/size.js");
+    return containerSizes(this.containers, records);
+  }
+
+  /** Containers' resource usage over intervalMs, read from /proc (`stats`). */
+  async containerStats(records: ContainerRecord[], intervalMs = 1000): Promise<ContainerStats[]> {
+    const { containerStats } = await import("./container/stats.js");
+    const { securityOf } = await import("./container/security/plan.js");
+    return containerStats(records, intervalMs, (r) => securityOf(r).resources?.memory);
+  }
+
   /** What a container changed against its image (`diff`). */
   async diff(container: string): Promise<Change[]> {
     const { containerChanges } = await import("./image/diff.js");
@@ -162,9 +177,9 @@ export class Tsrun {
   }
 
   /** Removes every container that is not running (`container prune`). */
-  async pruneContainers(): Promise<ContainerPruneResult> {
+  async pruneContainers(filters: string[] = []): Promise<ContainerPruneResult> {
     const { pruneContainers } = await import("./system/prune.js");
-    return pruneContainers(this.containers);
+    return pruneContainers(this.containers, filters);
   }
 
   /** Stopped containers, dangling (or all unused) images, optionally unused anonymous volumes (`system prune`). */

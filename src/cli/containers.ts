@@ -2,16 +2,19 @@
 import type { Command } from "commander";
 import { Tsrun } from "../tsrun.js";
 import type { ContainerRecord } from "../container/records.js";
+import type { ContainerSize } from "../container/size.js";
+import type { ContainerStats } from "../container/stats.js";
+import { filterContainers, stateWord } from "../container/filters.js";
 import { killContainer, pauseContainer, readLogs, removeContainer, renameContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
 import { topLines } from "../container/top.js";
 import { formatPort } from "../network/ports.js";
 import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
-import { ago, formatRows, goTimeString, humanDuration } from "./output.js";
+import { ago, bytesSize, formatRows, goTimeString, humanDuration, humanSize } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { collect, parseBoolFlag } from "./util.js";
-import { parseDuration } from "../format/duration.js";
+import { parseTimeArgument } from "../format/duration.js";
 import { attachContainer, parseDetachKeys, startAttached } from "../container/attach.js";
 
 /** Docker's STATUS column: "Up 3 seconds", "Exited (0) 5 seconds ago", "Created". */
@@ -55,6 +58,7 @@ interface PsFlags {
   trunc: boolean;
   filter: string[];
   format?: string;
+  size: boolean;
 }
 
 const PS_HEADERS = {
@@ -78,13 +82,9 @@ const PS_HEADERS = {
 
 const PS_DEFAULT_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
 
-/** Docker's state word: created, running, paused, exited. */
-function stateWord(r: ContainerRecord): string {
-  return r.state.status === "running" && r.state.paused ? "paused" : r.state.status;
-}
 
 /** One `ps` row with the fields docker/cli's container formatter has (keys sorted, as its json prints them). */
-function psRow(r: ContainerRecord, trunc: boolean): Record<string, unknown> {
+function psRow(r: ContainerRecord, trunc: boolean, size?: ContainerSize): Record<string, unknown> {
   const mounts = r.hostConfig.mounts.filter((m) => m.type !== "tmpfs");
   const row = {
     Command: commandColumn(r, trunc),
@@ -105,7 +105,7 @@ function psRow(r: ContainerRecord, trunc: boolean): Record<string, unknown> {
     Networks: ["private", "bridge", "default", ""].includes(r.hostConfig.networkMode) ? "bridge" : r.hostConfig.networkMode,
     Ports: portsColumn(r),
     RunningFor: ago(r.created),
-    Size: "0B",
+    Size: sizeColumn(size),
     State: stateWord(r),
     Status: statusText(r),
   };
@@ -114,71 +114,114 @@ function psRow(r: ContainerRecord, trunc: boolean): Record<string, unknown> {
   return row;
 }
 
-function applyFilters(list: ContainerRecord[], filters: string[]): ContainerRecord[] {
-  let out = list;
-  for (const f of filters) {
-    const eq = f.indexOf("=");
-    if (eq < 0) throw new TsrunError(`bad filter "${f}": expected KEY=VALUE`);
-    const key = f.slice(0, eq);
-    const value = f.slice(eq + 1);
-    switch (key) {
-      case "status":
-        // Docker's states: a paused container is "paused", not "running".
-        out = out.filter((r) => stateWord(r) === value);
-        break;
-      case "name":
-        out = out.filter((r) => new RegExp(value).test(r.name));
-        break;
-      case "id":
-        out = out.filter((r) => r.id.startsWith(value));
-        break;
-      case "ancestor":
-        out = out.filter((r) => imageColumn(r) === value || r.imageName === value || r.image.includes(value));
-        break;
-      case "label": {
-        const [k, v] = value.split("=", 2) as [string, string | undefined];
-        out = out.filter((r) => k in r.config.labels && (v === undefined || r.config.labels[k] === v));
-        break;
-      }
-      case "exited":
-        out = out.filter((r) => r.state.status === "exited" && String(r.state.exitCode) === value);
-        break;
-      case "network":
-        // By name or network ID (prefix), as Docker matches it; built-in modes by their name.
-        out = out.filter((r) => r.hostConfig.networkMode === value || Object.entries(r.hostConfig.networks ?? {}).some(([n, e]) => n === value || e.networkId.startsWith(value)));
-        break;
-      default:
-        throw new TsrunError(`invalid filter "${key}"`);
-    }
-  }
-  return out;
+/** docker/cli's SIZE: "12B (virtual 2.14MB)", or "0B" when sizes were not asked for. */
+function sizeColumn(size: ContainerSize | undefined): string {
+  if (!size) return "0B";
+  const rw = humanSize(size.sizeRw);
+  return size.sizeRootFs > 0 ? `${rw} (virtual ${humanSize(size.sizeRootFs)})` : rw;
 }
 
-function psCommand(o: PsFlags): void {
+async function psCommand(o: PsFlags): Promise<void> {
   const t = new Tsrun();
   let list = t.containers.list().sort((a, b) => b.created.localeCompare(a.created));
-  const filtered = o.filter.length > 0;
-  if (!o.all && !filtered && !o.last && !o.latest) list = list.filter((r) => r.state.status === "running");
-  list = applyFilters(list, o.filter);
-  if (o.latest) list = list.slice(0, 1);
-  if (o.last !== undefined) list = list.slice(0, Number(o.last));
+  if (o.last !== undefined && !/^-?\d+$/.test(o.last)) throw new TsrunError(`invalid argument "${o.last}" for "-n, --last": a number`);
+  const last = o.last === undefined ? -1 : Number(o.last);
+  const limit = last > 0 ? last : o.latest ? 1 : 0;
+  // Docker's rule: stopped containers too with -a, -n/-l, or a status, before or since filter.
+  const keys = new Set(o.filter.map((f) => f.slice(0, Math.max(0, f.indexOf("="))).toLowerCase()));
+  if (!o.all && limit === 0 && !["status", "before", "since"].some((k) => keys.has(k))) list = list.filter((r) => r.state.status === "running");
+  list = filterContainers(list, o.filter, {
+    all: t.containers.list(),
+    findImage: (ref) => {
+      const image = t.store.images.find(ref);
+      return image && { id: image.id, layers: image.layers.map((l) => l.chainId) };
+    },
+    imageExposedPorts: (r) => Object.keys(t.containers.imageConfigOf(r)?.config?.ExposedPorts ?? {}),
+  });
+  if (limit > 0) list = list.slice(0, limit);
   const id = (r: ContainerRecord): string => (o.trunc ? r.id.slice(0, 12) : r.id);
   if (o.quiet) {
     for (const r of list) process.stdout.write(`${id(r)}\n`);
     return;
   }
-  const format = o.format && o.format !== "table" ? o.format : PS_DEFAULT_FORMAT;
-  process.stdout.write(formatRows(format, list.map((r) => psRow(r, o.trunc)), PS_HEADERS));
+  // As docker/cli: -s adds the SIZE column to the table; a format that shows .Size computes it too.
+  const format = o.format && o.format !== "table" ? o.format : o.size ? `${PS_DEFAULT_FORMAT}\t{{.Size}}` : PS_DEFAULT_FORMAT;
+  // ({{json .}} and json print every field, .Size included.)
+  const sizes = o.size || /\.Size\b|json\s+\.\s*}}/.test(format) || format === "json" ? await t.containerSizes(list) : undefined;
+  process.stdout.write(formatRows(format, list.map((r) => psRow(r, o.trunc, sizes?.get(r.id))), PS_HEADERS));
 }
 
-/** "10m", "1h30m", "30s" before now, or an RFC 3339 time / Unix seconds (logs --since and --until). */
-function parseSince(s: string, flag: string): Date {
-  // A Go duration before now, as Docker reads it.
-  if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(s)) return new Date(Date.now() - parseDuration(s) / 1e6);
-  if (/^\d+(\.\d+)?$/.test(s)) return new Date(Number(s) * 1000);
-  const d = new Date(s);
-  if (Number.isNaN(d.getTime())) throw new TsrunError(`invalid ${flag} value "${s}"`);
-  return d;
+const STATS_HEADERS = {
+  Container: "CONTAINER",
+  Name: "NAME",
+  ID: "CONTAINER ID",
+  CPUPerc: "CPU %",
+  MemUsage: "MEM USAGE / LIMIT",
+  MemPerc: "MEM %",
+  NetIO: "NET I/O",
+  BlockIO: "BLOCK I/O",
+  PIDs: "PIDS",
+};
+
+const STATS_DEFAULT_FORMAT = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
+
+/** One `stats` row with docker/cli's fields; `asked` is how the user named the container. */
+function statsRow(s: ContainerStats, asked: string | undefined, trunc: boolean): Record<string, unknown> {
+  return {
+    BlockIO: `${humanSize(s.blockRead)} / ${humanSize(s.blockWrite)}`,
+    CPUPerc: `${s.cpuPercent.toFixed(2)}%`,
+    Container: asked ?? (trunc ? s.id.slice(0, 12) : s.id),
+    ID: trunc ? s.id.slice(0, 12) : s.id,
+    MemPerc: `${(s.memoryLimit > 0 ? (s.memoryUsage / s.memoryLimit) * 100 : 0).toFixed(2)}%`,
+    MemUsage: `${bytesSize(s.memoryUsage)} / ${bytesSize(s.memoryLimit)}`,
+    Name: s.name,
+    NetIO: `${humanSize(s.netRx)} / ${humanSize(s.netTx)}`,
+    PIDs: String(s.pids),
+  };
+}
+
+async function statsCommand(names: string[], o: { all: boolean; stream: boolean; trunc: boolean; format?: string }): Promise<void> {
+  const t = new Tsrun();
+  const format = o.format && o.format !== "table" ? o.format : STATS_DEFAULT_FORMAT;
+  // Named containers are looked up once (an unknown one is an error before anything is shown).
+  const named = names.map((n) => ({ asked: n, id: t.containers.get(n).id }));
+  const pick = (): { record: ContainerRecord; asked: string | undefined }[] =>
+    named.length > 0
+      ? named.map((n) => ({ record: t.containers.get(n.id), asked: n.asked }))
+      : t.containers
+          .list()
+          .filter((r) => o.all || r.state.status === "running")
+          .sort((a, b) => b.created.localeCompare(a.created))
+          .map((record) => ({ record, asked: undefined }));
+  for (;;) {
+    const chosen = pick();
+    const stats = await t.containerStats(chosen.map((c) => c.record), 1000);
+    const text = formatRows(format, stats.map((s, i) => statsRow(s, chosen[i]?.asked, o.trunc)), STATS_HEADERS);
+    if (!o.stream) {
+      process.stdout.write(text);
+      return;
+    }
+    // Docker's live view: the screen cleared, the table redrawn every second, until interrupted.
+    process.stdout.write(`\x1b[2J\x1b[H${text}`);
+  }
+}
+
+/**
+ * Runs fn for each container named, as docker/cli does for stop, kill, wait...: a failure is
+ * reported and the others still get their turn; the command then fails (125).
+ */
+async function eachContainer(names: string[], fn: (name: string) => void | Promise<void>): Promise<void> {
+  let failed = false;
+  for (const name of names) {
+    try {
+      await fn(name);
+    } catch (err) {
+      if (!(err instanceof TsrunError)) throw err;
+      process.stderr.write(`Error: ${err.message}\n`);
+      failed = true;
+    }
+  }
+  if (failed) process.exit(125);
 }
 
 /** stop/restart -t: whole seconds (a negative number waits forever, as in Docker); undefined without -t. */
@@ -233,9 +276,9 @@ export function registerContainers(program: Command): void {
     .option("-n, --last <n>", "show n last created containers")
     .option("-l, --latest", "show the latest created container", false)
     .option("--no-trunc", "do not truncate output")
-    .option("-f, --filter <filter>", "filter output (status=, name=, id=, ancestor=, label=, exited=, network=)", collect, [])
+    .option("-f, --filter <filter>", "filter output (id, name, label, exited, status, health, ancestor, before, since, volume, network, publish, expose)", collect, [])
     .option("--format <format>", "format output: table, json, or a Go template (fields ID, Image, Command, CreatedAt, RunningFor, Ports, State, Status, Size, Names, Labels, Mounts, Networks, LocalVolumes)")
-    .option("-s, --size", "display total file sizes (accepted; not computed)", false)
+    .option("-s, --size", "display total file sizes", false)
     .action((o: PsFlags) => psCommand(o));
 
   program
@@ -249,7 +292,7 @@ export function registerContainers(program: Command): void {
       if (privatePort) {
         const [p, proto] = privatePort.split("/");
         list = list.filter((m) => m.containerPort === Number(p) && m.protocol === (proto ?? "tcp"));
-        if (list.length === 0) throw new TsrunError(`no public port '${privatePort}' published for ${name}`);
+        if (list.length === 0) throw new TsrunError(`no public port '${proto ? privatePort : `${privatePort}/tcp`}' published for ${name}`);
         for (const m of list) process.stdout.write(`${m.hostIp || "0.0.0.0"}:${m.hostPort}\n`);
         return;
       }
@@ -356,8 +399,8 @@ export function registerContainers(program: Command): void {
         },
         onBatchEnd: flush,
         ...(tail !== undefined ? { tail } : {}),
-        ...(o.since ? { since: parseSince(o.since, "--since") } : {}),
-        ...(o.until ? { until: parseSince(o.until, "--until") } : {}),
+        ...(o.since ? { since: parseTimeArgument(o.since, "--since") } : {}),
+        ...(o.until ? { until: parseTimeArgument(o.until, "--until") } : {}),
       };
       await readLogs(new Tsrun().containers, name, opts);
     });
@@ -369,10 +412,11 @@ export function registerContainers(program: Command): void {
     .option("-t, --time <seconds>", "seconds to wait before killing (default: the container's --stop-timeout, else 10)")
     .action(async (names: string[], o: { time?: string }) => {
       const t = new Tsrun();
-      for (const name of names) {
-        await stopContainer(t.containers, name, stopTime(o.time));
+      const timeout = stopTime(o.time);
+      await eachContainer(names, async (name) => {
+        await stopContainer(t.containers, name, timeout);
         process.stdout.write(`${name}\n`);
-      }
+      });
     });
 
   program
@@ -382,11 +426,12 @@ export function registerContainers(program: Command): void {
     .option("-t, --time <seconds>", "seconds to wait before killing (default: the container's --stop-timeout, else 10)")
     .action(async (names: string[], o: { time?: string }) => {
       const t = new Tsrun();
-      for (const name of names) {
-        const record = await stopContainer(t.containers, name, stopTime(o.time));
+      const timeout = stopTime(o.time);
+      await eachContainer(names, async (name) => {
+        const record = await stopContainer(t.containers, name, timeout);
         await t.containers.startDetached(record);
         process.stdout.write(`${name}\n`);
-      }
+      });
     });
 
   for (const [verb, description, fn] of [
@@ -397,12 +442,12 @@ export function registerContainers(program: Command): void {
       .command(verb)
       .description(description)
       .argument("<container...>")
-      .action((names: string[]) => {
+      .action(async (names: string[]) => {
         const t = new Tsrun();
-        for (const name of names) {
+        await eachContainer(names, (name) => {
           fn(t.containers, name);
           process.stdout.write(`${name}\n`);
-        }
+        });
       });
   }
 
@@ -411,12 +456,12 @@ export function registerContainers(program: Command): void {
     .description("Send a signal to running containers")
     .argument("<container...>")
     .option("-s, --signal <signal>", "signal to send", "SIGKILL")
-    .action((names: string[], o: { signal: string }) => {
+    .action(async (names: string[], o: { signal: string }) => {
       const t = new Tsrun();
-      for (const name of names) {
+      await eachContainer(names, (name) => {
         killContainer(t.containers, name, o.signal);
         process.stdout.write(`${name}\n`);
-      }
+      });
     });
 
   program
@@ -443,17 +488,13 @@ export function registerContainers(program: Command): void {
 
   program
     .command("stats")
-    .description("Live resource usage of containers (not supported: needs a cgroup per container)")
+    .description("Display a live stream of containers' resource usage (from /proc: see README)")
     .argument("[container...]")
-    .option("-a, --all", "all containers", false)
-    .option("--no-stream", "print once")
+    .option("-a, --all", "all containers (default shows just running)", false)
+    .option("--no-stream", "print the first result only")
     .option("--no-trunc", "do not truncate output")
-    .option("--format <format>", "format output")
-    .action(() => {
-      // Docker reads usage from each container's cgroup. tsrun makes one only for a container
-      // given resource limits, and only where cgroup v2 is delegated to the user.
-      throw new TsrunError("stats is not supported: tsrun keeps no cgroup per container to read usage from (top CONTAINER lists its processes)");
-    });
+    .option("--format <format>", "format output: table, json, or a Go template (fields Container, Name, ID, CPUPerc, MemUsage, MemPerc, NetIO, BlockIO, PIDs)")
+    .action((names: string[], o: { all: boolean; stream: boolean; trunc: boolean; format?: string }) => statsCommand(names, o));
 
   program
     .command("wait")
@@ -461,7 +502,9 @@ export function registerContainers(program: Command): void {
     .argument("<container...>")
     .action(async (names: string[]) => {
       const t = new Tsrun();
-      for (const name of names) process.stdout.write(`${await waitContainer(t.containers, name)}\n`);
+      await eachContainer(names, async (name) => {
+        process.stdout.write(`${await waitContainer(t.containers, name)}\n`);
+      });
     });
 
 }

@@ -3,16 +3,25 @@
 import { compileTemplate, isTableFormat, parseTableFormat, renderTable, TemplateError } from "../format/template.js";
 import { TsrunError } from "../errors.js";
 
-/** go-units HumanSizeWithPrecision(size, precision): decimal units; 3 significant digits as `images` prints, 4 as units.HumanSize (`system df`). */
-export function humanSize(bytes: number, precision = 3): string {
-  const units = ["B", "kB", "MB", "GB", "TB", "PB"];
+/** go-units' CustomSize: the value scaled by base into its unit, with precision significant digits. */
+function scaledSize(bytes: number, base: number, units: readonly string[], precision: number): string {
   let v = bytes;
   let i = 0;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
+  while (v >= base && i < units.length - 1) {
+    v /= base;
     i++;
   }
   return `${Number(v.toPrecision(precision))}${units[i]}`;
+}
+
+/** go-units HumanSizeWithPrecision(size, precision): decimal units; 3 significant digits as `images` prints, 4 as units.HumanSize (`system df`). */
+export function humanSize(bytes: number, precision = 3): string {
+  return scaledSize(bytes, 1000, ["B", "kB", "MB", "GB", "TB", "PB"], precision);
+}
+
+/** go-units BytesSize: binary units, 4 significant digits (`stats` memory). */
+export function bytesSize(bytes: number): string {
+  return scaledSize(bytes, 1024, ["B", "KiB", "MiB", "GiB", "TiB", "PiB"], 4);
 }
 
 /** go-units HumanDuration. */

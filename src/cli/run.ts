@@ -20,6 +20,9 @@ export interface CreateFlags {
   entrypoint?: string;
   hostname?: string;
   readOnly: boolean;
+  pid?: string;
+  ipc?: string;
+  uts?: string;
   network: string;
   net?: string;
   networkAlias: string[];
@@ -165,6 +168,9 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--restart <policy>", "restart policy: no, always, unless-stopped, on-failure[:N]")
     .option("--init", "run an init (tini) as PID 1 that reaps zombies and passes signals on", false)
     .option("--group-add <group>", "add a supplementary group (a name from the container's /etc/group, or a gid)", collect, [])
+    .option("--pid <mode>", "pid namespace: private, host, or container:NAME")
+    .option("--ipc <mode>", "IPC namespace: private, shareable, none, host, or container:NAME")
+    .option("--uts <mode>", "UTS namespace: private, host, or container:NAME")
     .option("--shm-size <size>", "size of /dev/shm, e.g. 256m (64m by default)")
     .option("--device <HOST[:CONTAINER][:PERMS]>", "bind a host device node (or every node in a directory) into the container", collect, [])
     .option("--sysctl <KEY=VALUE>", "set a kernel parameter of the container's namespaces (net.*, kernel.shm*, ...)", collect, [])
@@ -201,7 +207,9 @@ export function addContainerOptions(cmd: Command): Command {
  * private network through that helper. Anything else names a user-defined network.
  */
 function networkMode(spec: string): Pick<CreateOptions, "network" | "networkHelper" | "portHandler"> {
-  if (spec.startsWith("container:") || spec.startsWith("ns:")) throw new TsrunError(`--network ${spec} is not supported`);
+  if (spec.startsWith("ns:")) throw new TsrunError(`--network ${spec} is not supported`);
+  // Resolved to the container's ID at create.
+  if (spec.startsWith("container:")) return { network: spec };
   const colon = spec.indexOf(":");
   const mode = colon < 0 ? spec : spec.slice(0, colon);
   let portHandler: "tsrun" | "pasta" | undefined;
@@ -243,6 +251,7 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     tty: o.tty,
     interactive: o.interactive,
     ...networkMode(o.net ?? o.network),
+    namespaces: { pid: o.pid, ipc: o.ipc, uts: o.uts },
     networkAliases: o.networkAlias,
     links: o.link,
     ip: o.ip,

@@ -3,7 +3,8 @@
 // prompt and "Deleted ..." sections, version's Client section); `system check` is Podman's.
 import type { Command } from "commander";
 import { Tsrun } from "../tsrun.js";
-import { confirm } from "./util.js";
+import { collect, confirm } from "./util.js";
+import { pruneFilter } from "../container/filters.js";
 import { ago, formatRows, humanSize, shortId, table, templateError } from "./output.js";
 import { formatTemplate } from "../format/template.js";
 import { familiarRepository, splitName } from "../image/reference.js";
@@ -259,9 +260,12 @@ export function registerSystem(program: Command): void {
     .command("prune")
     .description("Remove all stopped containers")
     .option("-f, --force", "do not prompt for confirmation", false)
-    .action(async (o: { force: boolean }) => {
+    .option("--filter <filter>", "until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE]", collect, [])
+    .action(async (o: { force: boolean; filter: string[] }) => {
+      // Bad filters fail before the question.
+      pruneFilter(o.filter);
       if (!o.force && !(await confirm("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "))) return;
-      const r = await new Tsrun().pruneContainers();
+      const r = await new Tsrun().pruneContainers(o.filter);
       if (r.removed.length > 0) process.stdout.write(`Deleted Containers:\n${r.removed.join("\n")}\n\n`);
       process.stdout.write(`Total reclaimed space: ${humanSize(r.reclaimed)}\n`);
     });

@@ -95,7 +95,7 @@ export class ContainerNetworks {
   async connect(record: ContainerRecord, query: string, opts: { aliases?: string[]; ip?: string | undefined } = {}): Promise<void> {
     const n = this.networks.find(query);
     const mode = record.hostConfig.networkMode;
-    if (mode === "host" || mode === "none") throw new TsrunError(`container ${record.name} uses --network ${mode}: it cannot be connected to a network`);
+    if (mode === "host" || mode === "none" || mode.startsWith("container:")) throw new TsrunError(`container ${record.name} uses --network ${mode}: it cannot be connected to a network`);
     const running = record.state.status === "running";
     if (running && Object.keys(record.hostConfig.networks ?? {}).length === 0)
       throw new TsrunError(`container ${record.name} is running on the private network: stop it, connect it, and start it again`);

@@ -105,6 +105,10 @@ export interface ContainerRecord {
     dns?: string[];
     dnsSearch?: string[];
     dnsOptions?: string[];
+    /** --pid, --ipc, --uts: absent for namespaces of its own (see namespaces.ts). */
+    pidMode?: string;
+    ipcMode?: string;
+    utsMode?: string;
   };
   state: ContainerState;
   /**

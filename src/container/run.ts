@@ -14,6 +14,7 @@ import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from 
 import { JsonFileLog, logRotation, teeOutput } from "./output-log.js";
 import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowed, type UsernsMode } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
+import { applyNamespaceModes, checkJoinedNetwork, namespaceTargets, parseNamespaceFlags, sharedContainer, sharedHostname, type NamespaceFlags } from "./namespaces.js";
 import type { HealthConfig, ImageConfig } from "../image/types.js";
 import { parseDuration } from "../format/duration.js";
 import { CLONE, MS, type LaunchPlan, type PlanMount } from "../native.js";
@@ -113,6 +114,8 @@ export interface CreateOptions {
   sysctls?: string[];
   /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
   security?: SecurityFlags;
+  /** --pid, --ipc, --uts: private (the default), host, or container:NAME. */
+  namespaces?: NamespaceFlags;
   /** A build's RUN container (see ContainerRecord.intermediate); use Containers.createIntermediate. */
   intermediate?: boolean;
   /** --health-* flags and --no-healthcheck: change the image's HEALTHCHECK. */
@@ -207,6 +210,11 @@ export class Containers {
       staged.push(volume);
       if (!m.noCopy) await this.volumes.copyUp(volume.record.Name, volume.dataDir, layerDirs, m.target);
     }
+  }
+
+  /** The config of a container's image, or undefined once the image is gone (a build's step container). */
+  imageConfigOf(record: ContainerRecord): ImageConfig | undefined {
+    return this.store.blobs.has(record.image) ? this.imageConfig(record.image) : undefined;
   }
 
   private imageConfig(configDigest: string): ImageConfig {
@@ -309,6 +317,7 @@ export class Containers {
     // here rather than at start; the compiled program is cached for the start.
     processSecurity(security, 0);
     const keep = keepIdUser(security.userns);
+    const namespaceModes = parseNamespaceFlags(opts.namespaces ?? {}, (name) => this.get(name));
     if (opts.stopSignal !== undefined) signalNumber(opts.stopSignal);
     if (opts.cidFile !== undefined && existsSync(opts.cidFile)) {
       throw new TsrunError(`container ID file found, make sure the other container isn't running or delete ${opts.cidFile}`);
@@ -318,10 +327,21 @@ export class Containers {
     const envFromFiles = readEnvFiles(opts.envFiles ?? []);
     let network = opts.network ?? "private";
     let userNetwork: NetworkRecord | undefined;
-    if (!["private", "none", "host"].includes(network)) {
+    const networkContainer = sharedContainer(network);
+    if (networkContainer !== undefined) {
+      if (networkContainer === "") throw new TsrunError(`invalid --network "${network}": expected container:NAME`);
+      checkJoinedNetwork(opts);
+      network = `container:${this.get(networkContainer).id}`;
+    } else if (!["private", "none", "host"].includes(network)) {
       if (BUILTIN_NETWORKS.includes(network)) throw new TsrunError(`unknown network mode "${network}"`);
       userNetwork = this.networking.networks.find(network);
       network = userNetwork.Name;
+    }
+    for (const target of namespaceTargets({ ...namespaceModes, networkMode: network })) {
+      // Its namespaces belong to its user namespace, which the new container joins.
+      const other = this.records.load(target);
+      if (JSON.stringify(this.usernsOf(other)) !== JSON.stringify(security.userns))
+        throw new TsrunError(`cannot join the namespaces of container ${other.name}: it has a different --userns mode`);
     }
     if (!userNetwork && (opts.networkAliases ?? []).length > 0) throw new TsrunError("--network-alias needs a user-defined network (--network NAME)");
     if (!userNetwork && (opts.links ?? []).length > 0) throw new TsrunError("--link needs a user-defined network that both containers are on (--network NAME)");
@@ -359,7 +379,12 @@ export class Containers {
     for (const d of opts.dnsSearch ?? []) if (!/^[^\s#;]+$/.test(d) || d.length > 253) throw new TsrunError(`invalid --dns-search domain "${d}"`);
     for (const o of opts.dnsOptions ?? []) if (!/^[^\s#;]+$/.test(o)) throw new TsrunError(`invalid --dns-option "${o}"`);
     const id = this.records.newId();
-    const hostname = opts.hostname ?? (network === "host" ? readHostname() : id.slice(0, 12));
+    const hostname =
+      sharedHostname(namespaceModes, opts.hostname, readHostname, (other) => this.records.load(other)) ??
+      opts.hostname ??
+      // Docker: a container on another's network has that one's name.
+      (networkContainer !== undefined ? this.records.load(sharedContainer(network) as string).config.hostname : undefined) ??
+      (network === "host" ? readHostname() : id.slice(0, 12));
     if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(hostname)) throw new TsrunError(`invalid hostname "${hostname}"`);
     const record: ContainerRecord = {
       id,
@@ -410,6 +435,7 @@ export class Containers {
         ...(opts.dns && opts.dns.length > 0 ? { dns: opts.dns } : {}),
         ...(opts.dnsSearch && opts.dnsSearch.length > 0 ? { dnsSearch: opts.dnsSearch } : {}),
         ...(opts.dnsOptions && opts.dnsOptions.length > 0 ? { dnsOptions: opts.dnsOptions } : {}),
+        ...namespaceModes,
       },
       state: { status: "created", pid: 0, monitorPid: 0, monitorStartTime: 0, exitCode: 0, startedAt: "", finishedAt: "", error: "" },
       ...(opts.intermediate ? { intermediate: true } : {}),
@@ -517,6 +543,12 @@ export class Containers {
     return cgroup;
   }
 
+  /** The generated /etc files a container gets: its own, or those of the container whose network it joins (as Docker). */
+  private etcFiles(record: ContainerRecord): { hosts: string; resolvConf: string; hostname: string } {
+    const dir = this.records.containerDir(sharedContainer(record.hostConfig.networkMode) ?? record.id);
+    return { hosts: path.join(dir, "hosts"), resolvConf: path.join(dir, "resolv.conf"), hostname: path.join(dir, "hostname") };
+  }
+
   /** The launch plan for a created container. */
   plan(record: ContainerRecord, io: { tty?: { rows: number; cols: number }; stdinNull: boolean; stdio?: [number, number, number] }): LaunchPlan {
     const mapping = currentMapping();
@@ -540,7 +572,7 @@ export class Containers {
       workDir: path.join(dir, "work"),
       readOnly: record.hostConfig.readOnly,
       network,
-      etcFiles: { hosts: path.join(dir, "hosts"), resolvConf: path.join(dir, "resolv.conf"), hostname: path.join(dir, "hostname") },
+      etcFiles: this.etcFiles(record),
       ttyGroupMapped: maxContainerId(mapping, "gid", mode) >= 5,
       ...(record.hostConfig.shmSize !== undefined ? { shmSize: record.hostConfig.shmSize } : {}),
       extraMounts: [
@@ -578,6 +610,11 @@ export class Containers {
     if (io.tty) plan.tty = io.tty;
     if (io.stdio) plan.stdio = io.stdio;
     if (record.hostConfig.sysctls) plan.sysctls = sysctlWrites(record.hostConfig.sysctls);
+    applyNamespaceModes(plan, record.hostConfig, (id, kind) => {
+      const other = this.get(id);
+      if (other.state.status !== "running" || other.state.pid <= 0) throw new TsrunError(`cannot join the ${kind} namespace of container ${other.name}: it is not running`);
+      return other.state.pid;
+    });
     return plan;
   }
 
@@ -713,7 +750,7 @@ export class Containers {
     writeFileSync(path.join(dir, "plan.bin"), encodePlan(plan));
     // In the holder's user namespace there are no id maps to write.
     const prestart = [
-      opts.conn ? "" : idMapFile(idMapSteps(currentMapping(), this.usernsOf(record))),
+      plan.nest ? "" : idMapFile(idMapSteps(currentMapping(), this.usernsOf(record))),
       opts.cgroup ? `cgroup ${opts.cgroup}\n` : "",
       ...ContainerNetworks.attachRequests(opts.pairs).map((r) => `netns ${r}\n`),
       ...this.networkCommands(record).map((cmd) => `tool ${cmd.join(" ")}\n`),

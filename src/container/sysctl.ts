@@ -24,6 +24,7 @@ export function parseSysctls(values: string[], networkMode: string): Record<stri
     const name = dotted(key);
     if (name.startsWith("net.")) {
       if (networkMode === "host") throw new TsrunError(`sysctl "${key}" not allowed in host network namespace`);
+      if (networkMode.startsWith("container:")) throw new TsrunError(`sysctl "${key}" not allowed: the network namespace is another container's`);
     } else if (!(IPC_KEYS.has(name) || name.startsWith("fs.mqueue.") || name === "kernel.domainname")) {
       throw new TsrunError(`sysctl "${key}" is not allowed: only the container's own namespaces can be set (net.*, kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*, kernel.domainname)`);
     }

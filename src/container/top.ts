@@ -1,19 +1,47 @@
-// The processes of a container, as the host sees them: every process whose pid namespace is the
-// container init's.
-import { readdirSync, readlinkSync } from "node:fs";
+// The processes of a container, as the host sees them: those of the container init's pid
+// namespace, or of its process tree when the namespace is shared.
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { lazyChildProcess } from "../builtin.js";
 import { TsrunError } from "../errors.js";
 
+/**
+ * The container's processes. When its init is pid 1 of its own pid namespace, every process of
+ * that namespace; when it shares one (--pid host or container:NAME), the init and its
+ * descendants only: the namespace holds other processes that are not the container's.
+ */
 export function containerPids(initPid: number): number[] {
   const ns = readlinkSync(`/proc/${initPid}/ns/pid`);
+  const nsPids = /^NSpid:\s*(.*)$/m.exec(readFileSync(`/proc/${initPid}/status`, "utf8"))?.[1]?.trim().split(/\s+/) ?? [];
+  const ownNamespace = nsPids.length > 1 && nsPids[nsPids.length - 1] === "1";
   const pids: number[] = [];
+  const parents = new Map<number, number>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readlinkSync(`/proc/${entry}/ns/pid`) === ns) pids.push(Number(entry));
+      if (readlinkSync(`/proc/${entry}/ns/pid`) !== ns) continue;
+      if (ownNamespace) {
+        pids.push(Number(entry));
+      } else {
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+      }
     } catch {
       // Gone, or not ours to look at.
     }
+  }
+  if (!ownNamespace) {
+    const tree = new Set([initPid]);
+    // Parents come before children in pid order only until pids wrap: repeat until stable.
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const [pid, parent] of parents) {
+        if (!tree.has(pid) && tree.has(parent)) {
+          tree.add(pid);
+          grew = true;
+        }
+      }
+    }
+    pids.push(...tree);
   }
   return pids.sort((a, b) => a - b);
 }

@@ -1,5 +1,6 @@
-// Durations as Go writes them, for HEALTHCHECK and its flags. Its own module: `run` needs it
-// without the Dockerfile parser that the rest of config-changes brings.
+// Durations as Go writes them, for HEALTHCHECK and its flags, and the times Docker's --since,
+// --until and until= filters take. Its own module: `run` needs it without the Dockerfile parser
+// that the rest of config-changes brings.
 import { TsrunError } from "../errors.js";
 
 /** Go's time.ParseDuration for the forms HEALTHCHECK takes ("30s", "1m30s", "500ms"), in ns. */
@@ -15,4 +16,16 @@ export function parseDuration(s: string): number {
   }
   if (matched !== s.length || s.length === 0) throw new TsrunError(`invalid duration "${s}"`);
   return Math.round(total);
+}
+
+/**
+ * A time as Docker's --since/--until and until= take it: a Go duration before now ("10m",
+ * "1h30m"), Unix seconds, or an RFC 3339 time or date.
+ */
+export function parseTimeArgument(s: string, flag: string): Date {
+  if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(s)) return new Date(Date.now() - parseDuration(s) / 1e6);
+  if (/^\d+(\.\d+)?$/.test(s)) return new Date(Number(s) * 1000);
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) throw new TsrunError(`invalid ${flag} value "${s}"`);
+  return d;
 }

@@ -11,6 +11,7 @@ import type { ContainerConfig, ImageConfig } from "./types.js";
 import { familiarRepository, splitName } from "./reference.js";
 import { maskedAndReadOnlyPaths, securityOf } from "../container/security/plan.js";
 import { usernsText } from "../container/security/options.js";
+import { inspectModes } from "../container/namespaces.js";
 
 /** Docker's zero time, shown for a container that never started or never stopped. */
 const ZERO_TIME = "0001-01-01T00:00:00Z";
@@ -188,6 +189,7 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
       ContainerIDFile: "",
       LogConfig: { Type: h.logDriver ?? "json-file", Config: h.logOptions ?? {} },
       NetworkMode: h.networkMode,
+      ...inspectModes(h),
       PortBindings: portBindings,
       RestartPolicy: { Name: h.restartPolicy?.name ?? "no", MaximumRetryCount: h.restartPolicy?.maximumRetryCount ?? 0 },
       AutoRemove: h.autoRemove,

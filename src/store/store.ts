@@ -285,6 +285,12 @@ export class Store {
     return (await this.runWorkerJob<UpperScanSpec, Change[]>("changes", spec)) ?? [];
   }
 
+  /** The sizes of dirs as Docker counts a writable layer (see tree-size.ts), read inside the user namespace. */
+  async treeSizes(dirs: string[]): Promise<number[]> {
+    if (dirs.length === 0) return [];
+    return (await this.runWorkerJob<{ dirs: string[] }, number[]>("tree-size", { dirs })) ?? dirs.map(() => 0);
+  }
+
   /** Writes a container's merged root as tar to outFd (export), mounted inside the user namespace. */
   async exportTree(job: ExportJob, outFd: number, userns?: UsernsMode): Promise<void> {
     // A container with its own id mapping (keep-id) is read in that mapping.

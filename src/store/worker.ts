@@ -5,6 +5,7 @@ import { constants, createReadStream, openSync, readFileSync, writeFileSync } fr
 const O_PATH = 0o10000000;
 import path from "node:path";
 import { runChangesJob, runExportJob, runPackJob } from "./pack.js";
+import { runTreeSizeJob } from "./tree-size.js";
 // node-tar, zlib and child_process are loaded by the commands that need them: the pack, changes
 // and export commands (commit, diff, export) start about 15 ms sooner without them.
 const loadUnpack = (): Promise<typeof import("./unpack.js")> => import("./unpack.js");
@@ -76,6 +77,8 @@ async function main(): Promise<void> {
     runPackJob(arg);
   } else if (command === "changes" && arg) {
     runChangesJob(arg);
+  } else if (command === "tree-size" && arg) {
+    runTreeSizeJob(arg);
   } else if (command === "export" && arg) {
     runExportJob(arg);
   } else if (command === "build-copy" && arg) {

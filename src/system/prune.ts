@@ -5,6 +5,7 @@
 import type { Containers } from "../container/run.js";
 import { pruneBuildCache, pruneImages } from "../image/remove.js";
 import { treeSize } from "./df.js";
+import { pruneFilter } from "../container/filters.js";
 import path from "node:path";
 
 export interface ContainerPruneResult {
@@ -19,7 +20,8 @@ export interface ContainerPruneResult {
  * just created and not yet started (leased). All are taken out in one lock hold (renamed aside,
  * names released), then their files deleted.
  */
-export async function pruneContainers(containers: Containers): Promise<ContainerPruneResult> {
+export async function pruneContainers(containers: Containers, filters: string[] = []): Promise<ContainerPruneResult> {
+  const selected = pruneFilter(filters);
   const store = containers.store;
   const doomed = await store.locked(
     "container prune",
@@ -28,7 +30,7 @@ export async function pruneContainers(containers: Containers): Promise<Container
       const leased = store.leases.inUse().containers;
       const out: { id: string; size: number; dir: string }[] = [];
       for (const record of containers.list()) {
-        if (record.state.status === "running" || leased.has(record.id)) continue;
+        if (record.state.status === "running" || leased.has(record.id) || !selected(record)) continue;
         const size = treeSize(path.join(containers.records.containerDir(record.id), "upper"));
         out.push({ id: record.id, size, dir: containers.records.detach(record.id) });
         containers.records.releaseName(record.name, record.id);
