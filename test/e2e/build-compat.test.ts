@@ -159,12 +159,15 @@ describe("COPY --exclude and --parents", () => {
         "COPY --parents ./x/./y/*.txt /p3/",
         "COPY --parents --exclude=**/*.bin ./x/./y /p4/",
         "COPY --parents --exclude=x/z x /p5/",
+        // A symlink out of the context is copied as the link it is, never followed.
+        "COPY --parents x/o* /p6/",
         "",
       ].join("\n"),
     });
+    symlinkSync("/etc", path.join(dir, "x", "out"));
     const image = unique("copyflags");
     await ok(["build", "-q", "-t", image, dir]);
-    const listed = (await ok(["run", "--rm", image, "find", "/e1", "/e2", "/e3", "/e4", "/e5", "/e6", "/p1", "/p2", "/p3", "/p4", "/p5"])).trim().split("\n").sort();
+    const listed = (await ok(["run", "--rm", image, "find", "/e1", "/e2", "/e3", "/e4", "/e5", "/e6", "/p1", "/p2", "/p3", "/p4", "/p5", "/p6"])).trim().split("\n").sort();
     expect(listed).toEqual(
       [
         ...["/e1", "/e1/a.md", "/e1/keep.md", "/e1/node_modules", "/e1/node_modules/m.js", "/e1/sub", "/e1/sub/c.md"],
@@ -177,9 +180,11 @@ describe("COPY --exclude and --parents", () => {
         ...["/p2", "/p2/x", "/p2/x/y", "/p2/x/y/a.txt", "/p2/x/z", "/p2/x/z/c.txt"],
         ...["/p3", "/p3/y", "/p3/y/a.txt"],
         ...["/p4", "/p4/y", "/p4/y/a.txt"],
-        ...["/p5", "/p5/x", "/p5/x/y", "/p5/x/y/a.txt", "/p5/x/y/b.bin"],
+        ...["/p5", "/p5/x", "/p5/x/out", "/p5/x/y", "/p5/x/y/a.txt", "/p5/x/y/b.bin"],
+        ...["/p6", "/p6/x", "/p6/x/out"],
       ].sort(),
     );
+    expect((await ok(["run", "--rm", image, "readlink", "/p6/x/out"])).trim()).toBe("/etc");
   });
 
   it("the cache: a change to an excluded file hits, a changed pattern misses", async () => {
