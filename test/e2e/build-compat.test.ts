@@ -154,6 +154,7 @@ describe("COPY --exclude and --parents", () => {
         // home.txt and home.md are matched by the wildcard but excluded; docs' contents are matched relative to docs.
         "COPY --exclude=*.txt --exclude=*.md hom* doc* /e5/",
         "COPY --from=stage --exclude=*.log --exclude=sub /src /e6/",
+        "ADD --exclude=*.md docs /a1/",
         "COPY --parents x/y/a.txt x/z/c.txt /p1/",
         "COPY --parents x/*/*.txt /p2/",
         "COPY --parents ./x/./y/*.txt /p3/",
@@ -167,7 +168,7 @@ describe("COPY --exclude and --parents", () => {
     symlinkSync("/etc", path.join(dir, "x", "out"));
     const image = unique("copyflags");
     await ok(["build", "-q", "-t", image, dir]);
-    const listed = (await ok(["run", "--rm", image, "find", "/e1", "/e2", "/e3", "/e4", "/e5", "/e6", "/p1", "/p2", "/p3", "/p4", "/p5", "/p6"])).trim().split("\n").sort();
+    const listed = (await ok(["run", "--rm", image, "find", "/e1", "/e2", "/e3", "/e4", "/e5", "/e6", "/a1", "/p1", "/p2", "/p3", "/p4", "/p5", "/p6"])).trim().split("\n").sort();
     expect(listed).toEqual(
       [
         ...["/e1", "/e1/a.md", "/e1/keep.md", "/e1/node_modules", "/e1/node_modules/m.js", "/e1/sub", "/e1/sub/c.md"],
@@ -176,6 +177,7 @@ describe("COPY --exclude and --parents", () => {
         ...["/e4", "/e4/a.md", "/e4/b.txt", "/e4/keep.md", "/e4/sub", "/e4/sub/c.md"],
         ...["/e5", "/e5/homer.bin", "/e5/node_modules", "/e5/node_modules/m.js", "/e5/sub", "/e5/sub/c.md"],
         ...["/e6", "/e6/a.txt"],
+        ...["/a1", "/a1/b.txt", "/a1/node_modules", "/a1/node_modules/m.js", "/a1/sub", "/a1/sub/c.md"],
         ...["/p1", "/p1/x", "/p1/x/y", "/p1/x/y/a.txt", "/p1/x/z", "/p1/x/z/c.txt"],
         ...["/p2", "/p2/x", "/p2/x/y", "/p2/x/y/a.txt", "/p2/x/z", "/p2/x/z/c.txt"],
         ...["/p3", "/p3/y", "/p3/y/a.txt"],
