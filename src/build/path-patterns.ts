@@ -312,10 +312,6 @@ export class CopyFilter {
     this.exclude = excluded.empty ? undefined : excluded;
   }
 
-  get empty(): boolean {
-    return this.include === undefined && this.exclude === undefined;
-  }
-
   /** Whether the exclude patterns drop `file` (relative to the source). */
   excludes(file: string): boolean {
     return this.exclude?.excludes(file) ?? false;
