@@ -5,13 +5,15 @@
 //   last key, or "scratch";
 // - RUN: the command, and the ARG values it gets in its environment (USER, WORKDIR, ENV and
 //   SHELL are earlier steps, so already in the chain);
-// - COPY/ADD: the instruction with its flags expanded, and a hash of the sources: for the build
-//   context their paths, types, modes, owners, sizes, symlink targets and contents, never their
-//   times; for another stage, that stage's last key; for a URL, the content downloaded;
+// - COPY/ADD: the instruction with its flags expanded (--exclude patterns and --parents
+//   included), and a hash of the sources: for the build context the paths, types, modes, owners,
+//   sizes, symlink targets and contents of what the step copies (an excluded file changing does
+//   not invalidate it), never their times; for another stage, that stage's last key; for a URL,
+//   the content downloaded;
 // - config instructions: the instruction and the config it results in.
 import { closeSync, readSync } from "node:fs";
 import { createHash, type Hash } from "node:crypto";
-import type { SourceTree, TreeEntry } from "./source-tree.js";
+import type { SelectOptions, SourceTree, TreeEntry } from "./source-tree.js";
 import { fileType, isDirectory, ST_GID, ST_MODE, ST_SIZE, ST_UID } from "./source-tree.js";
 import { constants } from "node:fs";
 
@@ -47,14 +49,14 @@ function hashEntry(tree: SourceTree, sub: string, entry: Pick<TreeEntry, "rel" |
 
 /**
  * The content hash of COPY/ADD sources in a tree (the build context): every source as written,
- * then what it matched, file by file. Throws SourceNotFoundError when a plain source is missing,
- * so a build fails here, before any step runs.
+ * then what it selects (with --parents and --exclude), file by file. Throws SourceNotFoundError
+ * when a plain source is missing, so a build fails here, before any step runs.
  */
-export function hashSources(tree: SourceTree, sources: readonly string[]): string {
+export function hashSources(tree: SourceTree, sources: readonly string[], options: SelectOptions = {}): string {
   const hash = createHash("sha256");
   for (const source of sources) {
     hash.update(`source ${JSON.stringify(source)}\n`);
-    for (const match of tree.match(source)) {
+    for (const match of tree.select(source, options)) {
       hash.update(`match ${JSON.stringify(match.requested)}\n`);
       hashEntry(tree, "", match, hash);
       if (!isDirectory(match.st)) continue;

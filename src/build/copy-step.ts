@@ -12,7 +12,7 @@ import type { LayerRecord } from "../store/images.js";
 import { chainIds } from "../store/digest.js";
 import { parseHeredoc, chompHeredocContent, type Instruction } from "./dockerfile.js";
 import { ShellLex, type EscapeChar } from "./shell-words.js";
-import { cleanPath, IgnoreMatcher } from "./path-patterns.js";
+import { BadPatternError, CopyFilter, cleanPath, IgnoreMatcher } from "./path-patterns.js";
 import { parseFlags, type FlagKind } from "./stages.js";
 import { SourceTree, SourceNotFoundError } from "./source-tree.js";
 import { hashSources } from "./cache-keys.js";
@@ -24,11 +24,11 @@ import { MEDIA } from "../image/types.js";
 import { httpGet } from "../image/http-get.js";
 import type { IncomingMessage } from "node:http";
 
-// --parents and --exclude (COPY), --keep-git-dir and --unpack (ADD) are known so that they get
-// a clear refusal rather than "unknown flag".
+// --keep-git-dir and --unpack (ADD) are known so that they get a clear refusal rather than
+// "unknown flag".
 const COPY_FLAGS: Readonly<Record<string, FlagKind>> = { from: "string", chown: "string", chmod: "string", link: "bool", parents: "bool", exclude: "strings" };
 const ADD_FLAGS: Readonly<Record<string, FlagKind>> = { chown: "string", chmod: "string", link: "bool", checksum: "string", exclude: "strings", "keep-git-dir": "bool", unpack: "bool" };
-const UNSUPPORTED_FLAGS = ["parents", "exclude", "keep-git-dir", "unpack"];
+const UNSUPPORTED_FLAGS = ["keep-git-dir", "unpack"];
 
 /** What a COPY/ADD needs from the build. */
 export interface CopyContext {
@@ -194,6 +194,17 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
   const clean = cleanPath(absolute);
   const dest = dirLike && clean !== "/" ? `${clean}/` : clean;
 
+  const excludeFlag = flags.get("exclude");
+  const exclude = (Array.isArray(excludeFlag) ? excludeFlag : []).map((v) => lex.processWord(v, ctx.scope));
+  const parents = flags.get("parents") === true;
+  try {
+    // Refused here, before anything runs, as BuildKit refuses the step.
+    new CopyFilter([], exclude);
+  } catch (err) {
+    if (err instanceof BadPatternError) throw new Error(`${name} --exclude: ${err.message}`);
+    throw err;
+  }
+  const selection = { parents, exclude };
   const chown = flag("chown");
   const chmod = flag("chmod");
   const from = flag("from");
@@ -212,6 +223,7 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
         kind: "tree",
         root: { layers: [...source.layers].reverse().map((l) => ctx.store.layers.linkPath(l.chainId)) },
         ignore: [],
+        ...selection,
         paths,
         keepOwners: true,
         extractArchives: false,
@@ -241,8 +253,8 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
       }
       if (checksum !== undefined && contextPaths.length > 0) throw new Error("ADD --checksum is only supported for URLs");
       if (contextPaths.length > 0) {
-        prepared.sources.push({ kind: "tree", root: { dir: ctx.contextDir }, ignore: ctx.ignore, paths: contextPaths, keepOwners: false, extractArchives: keyword === "add" });
-        described.push({ context: contextPaths, content: hashSources(ctx.context, contextPaths) });
+        prepared.sources.push({ kind: "tree", root: { dir: ctx.contextDir }, ignore: ctx.ignore, ...selection, paths: contextPaths, keepOwners: false, extractArchives: keyword === "add" });
+        described.push({ context: contextPaths, content: hashSources(ctx.context, contextPaths, selection) });
       }
     }
   } catch (err) {
@@ -250,7 +262,11 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
     if (err instanceof SourceNotFoundError) throw new Error(`${name} ${err.message}`);
     throw err;
   }
-  prepared.description = { keyword, dest, owner: prepared.owner ?? null, mode: prepared.mode ?? null, sources: described };
+  const description: Record<string, unknown> = { keyword, dest, owner: prepared.owner ?? null, mode: prepared.mode ?? null, sources: described };
+  // Only when set: the keys of steps without them stay what they were.
+  if (exclude.length > 0) description.exclude = exclude;
+  if (parents) description.parents = true;
+  prepared.description = description;
   return prepared;
 }
 

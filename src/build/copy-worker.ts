@@ -20,7 +20,7 @@ import { unpackLayer } from "../store/unpack.js";
 import { withDecompressed } from "../image/archive/compression.js";
 import { IgnoreMatcher } from "./path-patterns.js";
 import { isTarHeader } from "./tar-detect.js";
-import { SourceTree, SourceNotFoundError, fileType, isDirectory, ST_DEV, ST_GID, ST_INO, ST_MODE, ST_MTIME, ST_NLINK, ST_SIZE, ST_UID, type SourceMatch } from "./source-tree.js";
+import { SourceTree, SourceNotFoundError, fileType, isDirectory, ST_DEV, ST_GID, ST_INO, ST_MODE, ST_MTIME, ST_NLINK, ST_SIZE, ST_UID, type SelectedMatch } from "./source-tree.js";
 
 const { S_IFDIR, S_IFREG, S_IFLNK, S_IFIFO } = constants;
 
@@ -31,6 +31,10 @@ export interface CopyTreeSource {
   root: { dir: string } | { layers: string[] };
   /** .dockerignore patterns (context trees only). */
   ignore: string[];
+  /** --exclude patterns, relative to each source. */
+  exclude?: string[];
+  /** COPY --parents. */
+  parents?: boolean;
   /** The sources as written in the instruction (wildcards allowed). */
   paths: string[];
   /** COPY --from keeps the files' owners; from the context they become 0:0. */
@@ -233,7 +237,7 @@ class CopyPlanner {
   }
 
   /** A matched directory: its contents go into destDir, which is made (0755) when missing. */
-  private addDirectory(tree: SourceTree, match: SourceMatch, destDir: string, keep: boolean): void {
+  private addDirectory(tree: SourceTree, match: SelectedMatch, destDir: string, keep: boolean): void {
     if (destDir !== "" && !this.entries.has(destDir)) {
       const st = this.target.stat(destDir);
       if (st === undefined || !isDirectory(st)) {
@@ -250,7 +254,7 @@ class CopyPlanner {
     const job = this.job;
     const { rel: destRel, st: destSt } = this.target.resolveForWrite(job.dest);
     const destIsDir = job.destIsDir || job.dest.endsWith("/") || (destSt !== undefined && isDirectory(destSt));
-    const matchesOf: { source: CopySource; tree?: SourceTree; matches: SourceMatch[] }[] = [];
+    const matchesOf: { source: CopySource; tree?: SourceTree; matches: SelectedMatch[] }[] = [];
     let count = 0;
     for (const source of job.sources) {
       if (source.kind === "file") {
@@ -263,7 +267,7 @@ class CopyPlanner {
       this.trees.push(tree);
       const matches = source.paths.flatMap((p) => {
         try {
-          return tree.match(p);
+          return tree.select(p, { parents: source.parents ?? false, exclude: source.exclude ?? [] });
         } catch (err) {
           if (err instanceof SourceNotFoundError && !("dir" in source.root)) throw new Error(`COPY ${p}: no such file or directory in the --from stage or image`);
           throw err;

@@ -251,6 +251,12 @@ export class IgnoreMatcher {
     return this.patterns.length === 0;
   }
 
+  /** Whether some pattern (not an exception) could match a path below `dir`, which none matches. */
+  mayMatchBelow(dir: string): boolean {
+    const parts = dir.split("/");
+    return this.patterns.some((p) => !p.exclusion && patternMayMatchBelow(p.text, parts));
+  }
+
   /** Whether `file` (a clean, slash-separated path relative to the context) is excluded. */
   excludes(file: string): boolean {
     if (file === "." || file === "") return false;
@@ -265,5 +271,62 @@ export class IgnoreMatcher {
       if (match) matched = !p.exclusion;
     }
     return matched;
+  }
+}
+
+/**
+ * Whether a pattern could match a path below `dirParts` (a directory it does not match itself):
+ * its components before the first "**" must match the directory's, one by one.
+ */
+function patternMayMatchBelow(pattern: string, dirParts: readonly string[]): boolean {
+  const components = pattern.split("/");
+  for (let i = 0; i < dirParts.length; i++) {
+    const component = components[i];
+    if (component === undefined) return true;
+    if (component.includes("**")) return true;
+    if (!hasWildcards(component)) {
+      if (component !== dirParts[i]) return false;
+      continue;
+    }
+    if (!compileGlob(component).test(dirParts[i] as string)) return false;
+  }
+  return components.length > dirParts.length;
+}
+
+/**
+ * What COPY/ADD take below a source directory, as BuildKit's copier (tonistiigi/fsutil) selects
+ * it: paths relative to the source, `--exclude` patterns (moby/patternmatcher, like
+ * .dockerignore: a matched directory drops everything below it, `!` re-includes) and, for
+ * `COPY --parents`, the pattern of what to keep below the source root (a path matches it when it
+ * or one of its parent directories does).
+ */
+export class CopyFilter {
+  private readonly include: IgnoreMatcher | undefined;
+  private readonly exclude: IgnoreMatcher | undefined;
+
+  /** Throws BadPatternError for a pattern patternmatcher refuses. */
+  constructor(include: readonly string[], exclude: readonly string[]) {
+    const included = new IgnoreMatcher(include);
+    const excluded = new IgnoreMatcher(exclude);
+    this.include = included.empty ? undefined : included;
+    this.exclude = excluded.empty ? undefined : excluded;
+  }
+
+  /** Whether the exclude patterns drop `file` (relative to the source). */
+  excludes(file: string): boolean {
+    return this.exclude?.excludes(file) ?? false;
+  }
+
+  /** Whether `file` (relative to the source) is copied. */
+  accepts(file: string): boolean {
+    if (this.include && !this.include.excludes(file)) return false;
+    return !this.excludes(file);
+  }
+
+  /** For a directory that is not copied itself: whether something below it may be. */
+  mayAcceptBelow(dir: string): boolean {
+    if (this.exclude?.excludes(dir) && !this.exclude.hasExceptions) return false;
+    if (this.include && !this.include.excludes(dir) && !this.include.mayMatchBelow(dir)) return false;
+    return true;
   }
 }

@@ -8,9 +8,15 @@
 // is, symlinks as symlinks. .dockerignore applies to context trees: an excluded source is "not
 // found", excluded files below a source directory are left out (and excluded directories not
 // walked unless a "!" exception may re-include something in them).
+//
+// COPY/ADD --exclude and COPY --parents select within a source as BuildKit does (select()): the
+// patterns see paths relative to the source directory that was matched; a wildcard's matches
+// are themselves excluded by their path below the wildcard's directory (`COPY --exclude=*.txt
+// hom* /d/` leaves home.txt out); --parents copies from the source's root ("/", or what precedes
+// a "/./" in the source) what the rest of the source names, with the directories on the way.
 import { closeSync, constants, openSync, readdirSync, readlinkSync } from "node:fs";
 import { native, type RawStat } from "../native.js";
-import { cleanPath, compileGlob, hasWildcards, type IgnoreMatcher } from "./path-patterns.js";
+import { CopyFilter, cleanPath, compileGlob, hasWildcards, type IgnoreMatcher } from "./path-patterns.js";
 
 const O_PATH = 0o10000000;
 const { O_DIRECTORY, O_NOFOLLOW, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFIFO } = constants;
@@ -51,6 +57,17 @@ export interface SourceMatch {
   /** The same path with every symlink resolved (in the root). */
   rel: string;
   st: RawStat;
+}
+
+/** A match whose contents are filtered (--exclude, --parents), paths relative to the match. */
+export interface SelectedMatch extends SourceMatch {
+  filter?: CopyFilter;
+}
+
+/** How a COPY/ADD selects from a source: its --parents and --exclude flags. */
+export interface SelectOptions {
+  parents?: boolean;
+  exclude?: readonly string[];
 }
 
 /** One entry below a source directory. */
@@ -171,22 +188,70 @@ export class SourceTree {
   }
 
   /**
+   * What one COPY/ADD source selects with its --parents and --exclude flags: the matches, each
+   * carrying the filter its contents go through (walk()). Without those flags, match(). Throws
+   * SourceNotFoundError as match() does, and for a --parents path without wildcards that is
+   * missing (BuildKit's required path); BadPatternError for a bad pattern.
+   */
+  select(source: string, options: SelectOptions = {}): SelectedMatch[] {
+    const exclude = options.exclude ?? [];
+    if (!options.parents && exclude.length === 0) return this.match(source);
+    let root = source;
+    const include: string[] = [];
+    if (options.parents) {
+      // BuildKit cuts at the first "/./", before any cleaning would remove it.
+      const cut = source.indexOf("/./");
+      const pattern = cleanPath(`/${cut < 0 ? source : source.slice(cut + 3)}`).slice(1);
+      root = cut < 0 ? "/" : source.slice(0, cut);
+      if (pattern !== "") include.push(pattern);
+      if (!hasWildcards(root) && !hasWildcards(pattern)) this.matchAs(`${root}/${pattern}`, source);
+    }
+    const filter = new CopyFilter(include, exclude);
+    const cleanRoot = cleanPath(`/${root}`).slice(1);
+    let matches = this.matchAs(root, source);
+    if (hasWildcards(cleanRoot)) {
+      // A wildcard's matches are excluded by their path below its directory, as if copied from there.
+      const components = cleanRoot.split("/");
+      const base = components.slice(0, components.findIndex((c) => hasWildcards(c))).join("/");
+      matches = matches.filter((m) => !filter.excludes(base === "" ? m.requested : m.requested.slice(base.length + 1)));
+    }
+    return matches.map((m) => ({ ...m, filter }));
+  }
+
+  /** match(), a missing path reported as the source the instruction names. */
+  private matchAs(path: string, source: string): SourceMatch[] {
+    try {
+      return this.match(path);
+    } catch (err) {
+      if (err instanceof SourceNotFoundError) throw new SourceNotFoundError(source);
+      throw err;
+    }
+  }
+
+  /**
    * Everything below a matched directory, depth first, names sorted, directories before their
    * contents; excluded entries left out (an excluded directory is listed only when something
-   * below it is re-included by an exception).
+   * below it is re-included by an exception, or, with --parents, is on the way to what the
+   * source names).
    */
-  walk(match: SourceMatch): TreeEntry[] {
+  walk(match: SelectedMatch): TreeEntry[] {
     const out: TreeEntry[] = [];
     const fd = this.addon.openInRoot(this.rootFd, match.rel === "" ? "." : match.rel, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
     try {
-      this.walkDir(fd, match.rel, match.requested, "", out);
+      this.walkDir(fd, match.rel, match.requested, "", match.filter, out);
     } finally {
       closeSync(fd);
     }
     return out;
   }
 
-  private walkDir(dirFd: number, rel: string, requested: string, sub: string, out: TreeEntry[]): void {
+  /** For a directory left out itself: whether .dockerignore or the filter may take something below it. */
+  private mayTakeBelow(requested: string, sub: string, filter: CopyFilter | undefined): boolean {
+    if (this.excluded(requested) && !this.ignore?.hasExceptions) return false;
+    return filter === undefined || filter.accepts(sub) || filter.mayAcceptBelow(sub);
+  }
+
+  private walkDir(dirFd: number, rel: string, requested: string, sub: string, filter: CopyFilter | undefined, out: TreeEntry[]): void {
     for (const name of sortNames(readdirSync(`/proc/self/fd/${dirFd}`))) {
       const childRel = rel === "" ? name : `${rel}/${name}`;
       const childRequested = requested === "" ? name : `${requested}/${name}`;
@@ -198,7 +263,7 @@ export class SourceTree {
         if (errorCode(err) === "ENOENT") continue; // removed while we walk
         throw err;
       }
-      const excluded = this.excluded(childRequested);
+      const excluded = this.excluded(childRequested) || (filter !== undefined && !filter.accepts(childSub));
       if (!isDirectory(st)) {
         if (excluded || !copyable(st)) continue;
         const entry: TreeEntry = { sub: childSub, rel: childRel, st };
@@ -206,11 +271,11 @@ export class SourceTree {
         out.push(entry);
         continue;
       }
-      if (excluded && !this.ignore?.hasExceptions) continue;
+      if (excluded && !this.mayTakeBelow(childRequested, childSub, filter)) continue;
       const at = out.length;
       const childFd = this.addon.openAt(dirFd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
       try {
-        this.walkDir(childFd, childRel, childRequested, childSub, out);
+        this.walkDir(childFd, childRel, childRequested, childSub, filter, out);
       } finally {
         closeSync(childFd);
       }

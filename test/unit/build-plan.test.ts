@@ -1,7 +1,7 @@
 // The builder's pure parts: .dockerignore and COPY wildcard matching (moby/patternmatcher and Go's
 // filepath.Match rules), the stage graph, ARG scoping.
 import { describe, expect, it } from "vitest";
-import { BadPatternError, cleanPath, compileGlob, IgnoreMatcher, readDockerignore } from "../../src/build/path-patterns.js";
+import { BadPatternError, CopyFilter, cleanPath, compileGlob, IgnoreMatcher, readDockerignore } from "../../src/build/path-patterns.js";
 import { findStage, parseFlags, stageGraph, targetStage } from "../../src/build/stages.js";
 import { BuildArgs, StageArgs } from "../../src/build/build-args.js";
 import { DockerfileParseError, parseDockerfile } from "../../src/build/dockerfile.js";
@@ -87,6 +87,31 @@ describe(".dockerignore", () => {
     expect(matches(["*"], ".")).toBe(false);
     expect(() => new IgnoreMatcher(["!"])).toThrow(BadPatternError);
     expect(() => new IgnoreMatcher(["[z-a]"])).toThrow(BadPatternError);
+  });
+});
+
+describe("COPY --exclude and --parents patterns", () => {
+  it("an include pattern (--parents) takes what it names and everything below; directories on the way are walked, others not", () => {
+    const f = new CopyFilter(["x/*/a.txt"], []);
+    expect(f.accepts("x/y/a.txt")).toBe(true);
+    expect(f.accepts("x/y/a.txt/deeper")).toBe(true);
+    expect(f.accepts("x/y/b.txt")).toBe(false);
+    expect(f.accepts("x")).toBe(false);
+    expect(f.mayAcceptBelow("x")).toBe(true);
+    expect(f.mayAcceptBelow("x/y")).toBe(true);
+    expect(f.mayAcceptBelow("docs")).toBe(false);
+    expect(f.mayAcceptBelow("x/y/z")).toBe(false);
+    expect(new CopyFilter(["**/*.txt"], []).mayAcceptBelow("any/where")).toBe(true);
+  });
+
+  it("excludes drop a directory's contents unless an exception may re-include something", () => {
+    expect(new CopyFilter([], ["node_modules"]).mayAcceptBelow("node_modules")).toBe(false);
+    const withException = new CopyFilter([], ["docs", "!docs/keep.md"]);
+    expect(withException.mayAcceptBelow("docs")).toBe(true);
+    expect(withException.accepts("docs/keep.md")).toBe(true);
+    expect(withException.accepts("docs/other.md")).toBe(false);
+    expect(new CopyFilter(["x"], ["x/z"]).accepts("x/z/c.txt")).toBe(false);
+    expect(() => new CopyFilter([], ["["])).toThrow(BadPatternError);
   });
 });
 
