@@ -196,11 +196,9 @@ function planDockerArchive(contents: ArchiveContents, manifestMember: ArchiveMem
       checkNamedDigest(member);
       const diffId = diffIds[j] as string;
       const mediaType = layerMediaTypeFor(member, docker, `layer ${layerPath}`);
-      // docker-archive layers are uncompressed: their sha256 is the diff_id. A compressed one
-      // (some tools write them) is checked after decompression instead.
-      if (detectCompression(member.head) === "none" && member.digest !== diffId) {
-        fail(`layer ${layerPath}: its sha256 ${member.digest} does not match the config's diff_id ${diffId}`);
-      }
+      // docker-archive layers are uncompressed: their sha256 is the diff_id (loadArchive checks
+      // it before unpacking anything). A compressed one (some tools write them) is checked
+      // after decompression instead.
       return { member, digest: member.digest, mediaType, diffId, chainId: chains[j] as string, parent: chains[j - 1] ?? null };
     });
     const repoTags = entry.RepoTags ?? [];
@@ -434,9 +432,29 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
       }
     }
 
+    /**
+     * Whether a layer whose bytes hash to `got` is the diff_id's tar all the same: without some of
+     * its end padding (zstd:chunked, compression.ts). Such a layer's size is the padded one, so
+     * that save writes the tar the diff_id names.
+     */
+    const paddedSizes = new Map<ArchiveMember, number>();
+    const isDiffId = async (layer: PlannedLayer, got: string): Promise<boolean> => {
+      if (got === layer.diffId || paddedSizes.has(layer.member)) return true;
+      const again = await uncompressedDigest(contents.pathOf(layer.member), `layer ${layer.member.name}`, layer.diffId);
+      if (again.digest !== layer.diffId) return false;
+      paddedSizes.set(layer.member, again.size);
+      return true;
+    };
+    // A docker-archive's plain layer.tar must be the diff_id's tar: found before anything unpacks.
+    if (format === "docker-archive") {
+      for (const layer of images.flatMap((i) => i.layers)) {
+        if (detectCompression(layer.member.head) !== "none" || (await isDiffId(layer, layer.member.digest))) continue;
+        fail(`layer ${layer.member.name}: its sha256 ${layer.member.digest} does not match the config's diff_id ${layer.diffId}`);
+      }
+    }
     // Cheap and rare (a compressed blob for a chain the store has): before any unpacking.
     for (const layer of toHash) {
-      const { digest } = await uncompressedDigest(contents.pathOf(layer.member), `layer ${layer.member.name}`);
+      const { digest } = await uncompressedDigest(contents.pathOf(layer.member), `layer ${layer.member.name}`, layer.diffId);
       if (digest !== layer.diffId) fail(`layer ${layer.member.name}: diff_id mismatch: the config says ${layer.diffId}, the content is ${digest}`);
     }
 
@@ -466,10 +484,10 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
     for (const [n, job] of jobs.entries()) {
       const r = results[n] ?? fail(`no unpack result for layer ${job.layer.digest}`);
       for (const w of r.warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
-      if (r.diffId !== job.layer.diffId) {
+      if (!(await isDiffId(job.layer, r.diffId))) {
         fail(`layer ${job.layer.member.name}: diff_id mismatch: the config says ${job.layer.diffId}, the content is ${r.diffId}`);
       }
-      unpackedSize.set(job.layer.chainId, r.size);
+      unpackedSize.set(job.layer.chainId, paddedSizes.get(job.layer.member) ?? r.size);
     }
 
     return await store.transact(async (tx) => {
