@@ -42,6 +42,11 @@ export function directoryAsTar(dir: string): AsyncIterable<Buffer> {
       }
     }
   };
+  // Anything else would be read in full only to be refused.
+  const top = readdirSync(dir);
+  if (!top.includes("index.json") && !top.includes("manifest.json")) {
+    throw new ArchiveError(`${dir} is not an image layout: neither index.json (OCI layout) nor manifest.json (dir layout) is in it`);
+  }
   walk("", 0)
     .then(() => tar.finish())
     .then(
