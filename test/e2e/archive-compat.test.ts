@@ -283,7 +283,7 @@ describe.skipIf(missingInteropTools.length > 0)("podman's and skopeo's layouts a
     }
   });
 
-  it("tsrun save (an image with several tags beside another) copies with skopeo to dir layouts whose blobs match their digests", async () => {
+  it("tsrun save (an image with several tags beside another) copies with skopeo to dir layouts whose blobs match their digests, and podman loads every name", async () => {
     const dir = scratchDir("compat-skopeo-copy");
     await importBusybox("compat-tags:1");
     expect((await tsrun(["tag", "compat-tags:1", "compat-tags:2"])).code).toBe(0);
@@ -299,11 +299,14 @@ describe.skipIf(missingInteropTools.length > 0)("podman's and skopeo's layouts a
         `skopeo copy -q docker-archive:docker-archive.tar:docker.io/library/compat-tags:2 dir:d2; ${verify("d2")}; ` +
         `skopeo copy -q docker-archive:docker-archive.tar:docker.io/library/compat-other:1 dir:d3; ${verify("d3")}; ` +
         `skopeo copy -q oci-archive:oci-archive.tar:docker.io/library/compat-tags:1 dir:o1; ${verify("o1")}; ` +
-        `skopeo inspect --format '{{.Layers}}' docker-archive:docker-archive.tar:docker.io/library/compat-tags:1`,
+        `skopeo inspect --format '{{.Layers}}' docker-archive:docker-archive.tar:docker.io/library/compat-tags:1; ` +
+        `${podmanCli(dir)} load -q -i docker-archive.tar 2>/dev/null | sort`,
       { timeout: 60_000 },
     );
     expect(r.code, r.stderr).toBe(0);
-    // Config and one layer each.
-    expect(r.stdout).toBe(`2\n2\n2\n[${sha256(busybox)}]\n`);
+    // Config and one layer each; podman takes every name of both images.
+    expect(r.stdout).toBe(
+      `2\n2\n2\n[${sha256(busybox)}]\nLoaded image: docker.io/library/compat-other:1\nLoaded image: docker.io/library/compat-tags:1\nLoaded image: docker.io/library/compat-tags:2\n`,
+    );
   });
 });
