@@ -471,12 +471,14 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
      * its end padding (zstd:chunked, compression.ts). Such a layer's size is the padded one, so
      * that save writes the tar the diff_id names.
      */
-    const paddedSizes = new Map<ArchiveMember, number>();
+    const paddedSizes = new Map<string, number>();
+    // By member and diff_id: two configs may claim different diff_ids for one blob.
+    const paddedKey = (layer: PlannedLayer): string => `${layer.member.name} ${layer.diffId}`;
     const isDiffId = async (layer: PlannedLayer, got: string): Promise<boolean> => {
-      if (got === layer.diffId || paddedSizes.has(layer.member)) return true;
+      if (got === layer.diffId || paddedSizes.has(paddedKey(layer))) return true;
       const again = await uncompressedDigest(contents.pathOf(layer.member), `layer ${layer.member.name}`, layer.diffId);
       if (again.digest !== layer.diffId) return false;
-      paddedSizes.set(layer.member, again.size);
+      paddedSizes.set(paddedKey(layer), again.size);
       return true;
     };
     // A docker-archive's plain layer.tar must be the diff_id's tar: found before anything unpacks.
@@ -521,7 +523,7 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
       if (!(await isDiffId(job.layer, r.diffId))) {
         fail(`layer ${job.layer.member.name}: diff_id mismatch: the config says ${job.layer.diffId}, the content is ${r.diffId}`);
       }
-      unpackedSize.set(job.layer.chainId, paddedSizes.get(job.layer.member) ?? r.size);
+      unpackedSize.set(job.layer.chainId, paddedSizes.get(paddedKey(job.layer)) ?? r.size);
     }
 
     return await store.transact(async (tx) => {
