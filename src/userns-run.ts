@@ -104,7 +104,11 @@ async function runWithStdio(
   }
   const resumed = addon.resume(handle.syncFd, handle.errorFd, handle.socketFd, false);
   if (join) await addon.waitPid(handle.pid); // the joiner; the command is resumed.pid
-  const status = resumed.error && join ? { code: 125, signal: 0 } : await addon.waitPid(resumed.pid);
+  // resume() learns a pid only from a joiner, which forks the command; otherwise the command
+  // is the child spawned here and resumed.pid is -1, and waitpid(-1) would reap whichever child
+  // exits first: a concurrent helper's status (a failed unpack then read as a success).
+  const commandPid = join ? resumed.pid : handle.pid;
+  const status = resumed.error && join ? { code: 125, signal: 0 } : await addon.waitPid(commandPid);
   closeSync(handle.pidfd);
   await ended;
   if (resumed.error) {

@@ -33,8 +33,8 @@ export function registerArchive(program: Command): void {
 
   program
     .command("load")
-    .description("Load images from a tar archive (docker-archive or oci-archive, compressed or not) or STDIN")
-    .option("-i, --input <file>", "read from a file instead of STDIN")
+    .description("Load images from a tar archive (docker-archive or oci-archive, compressed or not), an image layout directory (OCI or dir, as podman saves them) or STDIN")
+    .option("-i, --input <file>", "read from a file or directory instead of STDIN")
     .option("-q, --quiet", "suppress the load output", false)
     .action(async (o: { input?: string; quiet: boolean }) => {
       if (o.input === undefined && process.stdin.isTTY) {

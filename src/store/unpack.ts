@@ -648,7 +648,11 @@ class LayerExtractor implements TarSink, TarEntryHandler {
     try {
       targetFd = this.addon.openInRoot(this.rootFd, targetParts.join("/"), O_PATH | O_NOFOLLOW, 0);
     } catch (err) {
-      throw new Error(`hardlink target ${JSON.stringify(entry.linkpath)} does not exist in the layer (${errorCode(err) ?? (err as Error).message})`, { cause: err });
+      // Docker's overlay2 and Podman's overlay driver refuse it too: each layer is its own dir,
+      // and a link cannot reach a file of a layer below.
+      const code = errorCode(err);
+      const why = code === "ENOENT" ? "a link to a file of an earlier layer is not supported, as with Docker's and Podman's overlay storage" : (code ?? (err as Error).message);
+      throw new Error(`hardlink target ${JSON.stringify(entry.linkpath)} does not exist in the layer (${why})`, { cause: err });
     }
     try {
       const st = this.addon.lstatAt(targetFd, "");

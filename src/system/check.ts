@@ -33,6 +33,7 @@ import { describeOperation, type InUse } from "../store/leases.js";
 import { detachGarbage, liveReferences, unreferenced } from "../image/gc.js";
 import { writeJsonAtomic } from "../store/atomic.js";
 import { familiarName } from "../image/inspect.js";
+import { uncompressedDigest } from "../image/archive/compression.js";
 
 export interface CheckOptions {
   /** Fix what can be fixed (see the top of this file). */
@@ -339,12 +340,24 @@ async function restoreLayers(store: Store, missing: Map<string, MissingLayer>): 
   if (jobs.length === 0) return restored;
   try {
     const results = await store.unpack(jobs.map((j) => ({ blob: store.blobs.path(j.layer.digest), dest: j.dest })));
+    // The size of the tar each diff_id names, for the layers that unpacked to it: their own, or
+    // that tar without some of its end padding (a zstd:chunked blob: compression.ts).
+    const sizes: (number | undefined)[] = [];
+    for (const [i, job] of jobs.entries()) {
+      const r = results[i];
+      if (r?.diffId === job.layer.diffId) sizes.push(r.size);
+      else if (!r) sizes.push(undefined);
+      else {
+        const again = await uncompressedDigest(store.blobs.path(job.layer.digest), `layer ${job.layer.digest}`, job.layer.diffId);
+        sizes.push(again.digest === job.layer.diffId ? again.size : undefined);
+      }
+    }
     await store.transact(async (tx) => {
       for (const [i, job] of jobs.entries()) {
-        const r = results[i];
-        if (!r || r.diffId !== job.layer.diffId) continue;
+        const size = sizes[i];
+        if (size === undefined) continue;
         // An incomplete dir under the final name is detached by commitLayer.
-        await tx.commitLayer(job.dest, { chainId: job.layer.chainId, diffId: job.layer.diffId, parent: job.parent, size: r.size });
+        await tx.commitLayer(job.dest, { chainId: job.layer.chainId, diffId: job.layer.diffId, parent: job.parent, size });
         restored.add(job.layer.chainId);
       }
     });

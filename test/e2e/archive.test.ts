@@ -4,11 +4,11 @@
 // archives that must be refused with the store left exactly as it was.
 import { beforeAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { Header } from "tar";
-import { env, importBusybox, missingInteropTools, podmanCli, scratchDir, shAsUser, tsrun } from "./helpers.js";
+import { emptyStore, env, imageIds, importBusybox, missingInteropTools, podmanCli, scratchDir, shAsUser, storeSnapshot, tsrun } from "./helpers.js";
 
 const sha256 = (data: Buffer | string): string => "sha256:" + createHash("sha256").update(data).digest("hex");
 const hex = (digest: string): string => digest.slice("sha256:".length);
@@ -110,27 +110,6 @@ function dockerArchive(diffId: string, extra: TarEntry[] = [], layerPath = "laye
     { name: "manifest.json", data: JSON.stringify([{ Config: configName, RepoTags: ["hostile:1"], Layers: [layerPath] }]) },
   ]);
 }
-
-// ---------------------------------------------------------------------------------------------
-// Stores
-
-/** A fresh, empty store owned by the test user. */
-function emptyStore(): { TSRUN_ROOT: string } {
-  return { TSRUN_ROOT: path.join(scratchDir("archive-store"), "store") };
-}
-
-/** Everything a load may change: blobs, unpacked layers and their links, the image index, leftovers. */
-function storeSnapshot(root: string): string {
-  const list = (dir: string): string[] => (existsSync(path.join(root, dir)) ? readdirSync(path.join(root, dir)).sort() : []);
-  const index = existsSync(path.join(root, "images", "index.json")) ? readFileSync(path.join(root, "images", "index.json"), "utf8") : "";
-  return JSON.stringify({ blobs: list("blobs/sha256"), layers: list("layers"), links: list("l"), tmp: list("tmp"), index }, null, 1);
-}
-
-async function imageIds(store: { TSRUN_ROOT: string }): Promise<string[]> {
-  const r = await tsrun(["images", "-q", "--no-trunc"], { env: store });
-  return r.stdout.trim().split("\n").filter(Boolean).sort();
-}
-
 
 let busyboxId = "";
 let secondId = "";

@@ -1,7 +1,7 @@
 // Driving bin/tsrun as a real process, as the unprivileged test user when the suite is root.
 import { execa, type Result } from "execa";
 import { inject } from "vitest";
-import { copyFileSync, existsSync, mkdtempSync, chownSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, chownSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
@@ -119,6 +119,24 @@ export function podmanCli(dir: string): string {
     runroot = link;
   }
   return `podman --root ${path.join(dir, "root")} --runroot ${runroot} --storage-driver vfs --runtime runc`;
+}
+
+/** A fresh, empty store owned by the test user (archive tests load into it). */
+export function emptyStore(): { TSRUN_ROOT: string } {
+  return { TSRUN_ROOT: path.join(scratchDir("archive-store"), "store") };
+}
+
+/** Everything a load may change: blobs, unpacked layers and their links, the image index, leftovers. */
+export function storeSnapshot(root: string): string {
+  const list = (dir: string): string[] => (existsSync(path.join(root, dir)) ? readdirSync(path.join(root, dir)).sort() : []);
+  const index = existsSync(path.join(root, "images", "index.json")) ? readFileSync(path.join(root, "images", "index.json"), "utf8") : "";
+  return JSON.stringify({ blobs: list("blobs/sha256"), layers: list("layers"), links: list("l"), tmp: list("tmp"), index }, null, 1);
+}
+
+/** The full IDs of a store's images, sorted. */
+export async function imageIds(store: { TSRUN_ROOT: string }): Promise<string[]> {
+  const r = await tsrun(["images", "-q", "--no-trunc"], { env: store });
+  return r.stdout.trim().split("\n").filter(Boolean).sort();
 }
 
 /** A name no other test uses: PREFIX-time-random. */

@@ -4,7 +4,7 @@
 // Node 20's zlib has gzip only: zstd, xz and bzip2 run as stream filters (their Debian
 // packages), and their exit status tells whether the input was whole.
 import { lazyChildProcess } from "../../builtin.js";
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { closeSync, createReadStream, openSync, readSync } from "node:fs";
 import { Duplex } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -184,8 +184,36 @@ export function checkLayerCompression(compression: Compression, what: string): v
   if (compression === "xz" || compression === "bzip2") throw new Error(`${what} is ${compression}-compressed; layers must be gzip, zstd or uncompressed`);
 }
 
-/** The uncompressed form of a layer file: its sha256 (the DiffID) and size. */
-export async function uncompressedDigest(file: string, what: string): Promise<{ digest: string; size: number }> {
+/** Tar data comes in 512-byte blocks; the end of an archive is two zero blocks, padded to a record. */
+const TAR_BLOCK = 512;
+/** The most end padding a layer's diff_id may cover beyond its tar data: 2048 blocks (`tar -b 2048`). */
+export const MAX_TAR_PADDING = 2048 * TAR_BLOCK;
+
+/**
+ * The length of the tar the diff_id names when it is the bytes hashed so far followed by zero
+ * blocks, or undefined. containers/storage's zstd:chunked compressor (Debian 12's skopeo and
+ * podman) writes a layer's tar only up to its end-of-archive marker and drops the rest of the
+ * last record (GNU tar pads to 10 KiB), and every later copy (podman save, skopeo to gzip) keeps
+ * that shorter tar, while the config keeps the original's diff_id. Zero blocks after the
+ * archive's end carry nothing, so the files are exactly those the diff_id names.
+ */
+export function zeroPaddedLength(hash: Hash, size: number, expected: string): number | undefined {
+  if (size % TAR_BLOCK !== 0) return undefined;
+  const probe = hash.copy();
+  const zeros = Buffer.alloc(TAR_BLOCK);
+  for (let added = TAR_BLOCK; added <= MAX_TAR_PADDING; added += TAR_BLOCK) {
+    probe.update(zeros);
+    if ("sha256:" + probe.copy().digest("hex") === expected) return size + added;
+  }
+  return undefined;
+}
+
+/**
+ * The uncompressed form of a layer file: its sha256 (the DiffID) and size. Given the diff_id
+ * the config expects, a tar that is that one without some of its end padding (zeroPaddedLength)
+ * counts as it: then the diff_id and the padded size are returned.
+ */
+export async function uncompressedDigest(file: string, what: string, expected?: string): Promise<{ digest: string; size: number }> {
   checkLayerCompression(detectCompression(fileHead(file)), what);
   const hash = createHash("sha256");
   let size = 0;
@@ -195,5 +223,7 @@ export async function uncompressedDigest(file: string, what: string): Promise<{ 
       size += chunk.length;
     }
   });
-  return { digest: "sha256:" + hash.digest("hex"), size };
+  const digest = "sha256:" + hash.copy().digest("hex");
+  const padded = expected === undefined || digest === expected ? undefined : zeroPaddedLength(hash, size, expected);
+  return padded === undefined ? { digest, size } : { digest: expected as string, size: padded };
 }

@@ -1,6 +1,7 @@
 // `load`: images from a docker-archive (`docker save`, `podman save`, `skopeo copy ...
 // docker-archive:`) or an oci-archive (OCI image layout in a tar), compressed as a whole or
-// not, one image or several.
+// not, one image or several; or, as podman loads them, from a directory holding an OCI layout
+// or containers/image's dir layout (directory.ts).
 //
 // Order of work, so that a broken or hostile archive leaves the store exactly as it was:
 //  1. read the archive once, member by member, into a private spill dir (reader.ts);
@@ -13,7 +14,7 @@
 //  4. only then, under the store lock: move the blobs into the blob store (a rename from the
 //     spill dir), commit the layers, record the images. Any failure before step 4 deletes the
 //     spill dir and the temporary layer dirs and nothing else.
-import { createReadStream, existsSync, mkdirSync, rmSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import path from "node:path";
 import { randomBytes } from "../../random.js";
@@ -32,6 +33,7 @@ import { TsrunError } from "../../errors.js";
 import { ArchiveContents, ArchiveError, readArchive, type ArchiveMember, type MemberSink, type MemberTap } from "./reader.js";
 import { checkLayerCompression, detectCompression, uncompressedDigest } from "./compression.js";
 import { layersToUnpack } from "./prescan.js";
+import { directoryAsTar } from "./directory.js";
 
 export interface LoadOptions {
   /** A file path, "-" for standard input, or the archive's bytes as a stream. */
@@ -46,7 +48,8 @@ export interface LoadedImage {
 }
 
 export interface LoadResult {
-  format: "docker-archive" | "oci-archive";
+  /** "dir": containers/image's dir layout (a directory; an OCI layout directory is "oci-archive"). */
+  format: "docker-archive" | "oci-archive" | "dir";
   images: LoadedImage[];
   /** Names this load took from other images (Docker reports each such renaming). */
   renamed: { name: string; previousId: string }[];
@@ -196,11 +199,9 @@ function planDockerArchive(contents: ArchiveContents, manifestMember: ArchiveMem
       checkNamedDigest(member);
       const diffId = diffIds[j] as string;
       const mediaType = layerMediaTypeFor(member, docker, `layer ${layerPath}`);
-      // docker-archive layers are uncompressed: their sha256 is the diff_id. A compressed one
-      // (some tools write them) is checked after decompression instead.
-      if (detectCompression(member.head) === "none" && member.digest !== diffId) {
-        fail(`layer ${layerPath}: its sha256 ${member.digest} does not match the config's diff_id ${diffId}`);
-      }
+      // docker-archive layers are uncompressed: their sha256 is the diff_id (loadArchive checks
+      // it before unpacking anything). A compressed one (some tools write them) is checked
+      // after decompression instead.
       return { member, digest: member.digest, mediaType, diffId, chainId: chains[j] as string, parent: chains[j - 1] ?? null };
     });
     const repoTags = entry.RepoTags ?? [];
@@ -220,16 +221,55 @@ function planDockerArchive(contents: ArchiveContents, manifestMember: ArchiveMem
 }
 
 // ---------------------------------------------------------------------------------------------
-// Planning: oci-archive
+// Planning: oci-archive (and the directory layouts podman loads: directory.ts)
+
+/** Where a layout keeps a blob: blobs/sha256/<hex> in an OCI layout, <hex> in containers/image's "dir". */
+type BlobPath = (hex: string) => string;
+const OCI_BLOB: BlobPath = (hex) => `blobs/sha256/${hex}`;
+const DIR_BLOB: BlobPath = (hex) => hex;
 
 /** The archive member holding a descriptor's blob, checked against its digest and size. */
-function ociBlob(contents: ArchiveContents, desc: Descriptor, what: string): ArchiveMember {
+function ociBlob(contents: ArchiveContents, desc: Descriptor, what: string, blobPath: BlobPath): ArchiveMember {
   const m = /^sha256:([a-f0-9]{64})$/.exec(desc.digest);
   if (!m) return fail(`${what}: unsupported or malformed digest ${JSON.stringify(desc.digest)}`);
-  const member = contents.file(`blobs/sha256/${m[1] as string}`) ?? fail(`${what}: blob ${desc.digest} is missing from the archive`);
+  const member = contents.file(blobPath(m[1] as string)) ?? fail(`${what}: blob ${desc.digest} is missing from the archive`);
   if (member.digest !== desc.digest) fail(`${what}: blob ${desc.digest}: digest mismatch: the content is ${member.digest}`);
   if (member.size !== desc.size) fail(`${what}: blob ${desc.digest}: ${member.size} bytes, the descriptor says ${desc.size}`);
   return member;
+}
+
+/** An image from its manifest (or a multi-platform index: the host's entry), its config and layers. */
+function planManifest(contents: ArchiveContents, top: ArchiveMember, mediaType: string | undefined, what: string, blobPath: BlobPath, names: string[]): PlannedImage {
+  let member = top;
+  let bytes = contents.read(member, `${what}: manifest`);
+  let classified = classifyManifest(bytes, mediaType, `${what}: manifest ${member.digest}`);
+  if (classified.kind === "index") {
+    // A multi-platform image: the host's platform, as pull picks it.
+    const chosen = selectPlatform(classified.doc as unknown as ImageIndexDoc, hostPlatform(), `${what}`);
+    member = ociBlob(contents, chosen, `${what}: manifest for ${hostPlatform().architecture}`, blobPath);
+    bytes = contents.read(member, `${what}: manifest`);
+    classified = classifyManifest(bytes, chosen.mediaType, `${what}: manifest ${chosen.digest}`);
+    if (classified.kind !== "manifest") fail(`${what}: the index entry for this platform is not an image manifest`);
+  }
+  const manifest = classified.doc as unknown as Manifest;
+  checkImageManifest(manifest, `${what}: manifest ${member.digest}`);
+  const configMember = ociBlob(contents, manifest.config, `${what}: config`, blobPath);
+  const configBytes = contents.read(configMember, `${what}: config`);
+  const config = parseConfig(configBytes, manifest.layers.length, `${what}: config ${configMember.digest}`);
+  const chains = chainIds(config.rootfs.diff_ids);
+  const layers = manifest.layers.map((desc, j): PlannedLayer => {
+    const layerMember = ociBlob(contents, desc, `${what}: layer ${j + 1}`, blobPath);
+    checkLayerCompression(detectCompression(layerMember.head), `${what}: layer ${desc.digest}`);
+    return {
+      member: layerMember,
+      digest: desc.digest,
+      mediaType: desc.mediaType,
+      diffId: config.rootfs.diff_ids[j] as string,
+      chainId: chains[j] as string,
+      parent: chains[j - 1] ?? null,
+    };
+  });
+  return { id: configMember.digest, configBytes, manifestBytes: bytes, manifestDigest: member.digest, layers, names };
 }
 
 function planOciArchive(contents: ArchiveContents, indexMember: ArchiveMember): PlannedImage[] {
@@ -246,39 +286,23 @@ function planOciArchive(contents: ArchiveContents, indexMember: ArchiveMember): 
     if (!isObject(raw) || typeof raw.digest !== "string" || typeof raw.size !== "number") fail(`${what} is not a descriptor`);
     const top = raw as unknown as Descriptor;
     const name = ociEntryName(top.annotations, what);
-    let member = ociBlob(contents, top, what);
-    let bytes = contents.read(member, `${what}: manifest`);
-    let classified = classifyManifest(bytes, top.mediaType, `${what}: manifest ${top.digest}`);
-    if (classified.kind === "index") {
-      // A multi-platform image: the host's platform, as pull picks it.
-      const chosen = selectPlatform(classified.doc as unknown as ImageIndexDoc, hostPlatform(), `${what}`);
-      member = ociBlob(contents, chosen, `${what}: manifest for ${hostPlatform().architecture}`);
-      bytes = contents.read(member, `${what}: manifest`);
-      classified = classifyManifest(bytes, chosen.mediaType, `${what}: manifest ${chosen.digest}`);
-      if (classified.kind !== "manifest") fail(`${what}: the index entry for this platform is not an image manifest`);
-    }
-    const manifest = classified.doc as unknown as Manifest;
-    checkImageManifest(manifest, `${what}: manifest ${member.digest}`);
-    const configMember = ociBlob(contents, manifest.config, `${what}: config`);
-    const configBytes = contents.read(configMember, `${what}: config`);
-    const config = parseConfig(configBytes, manifest.layers.length, `${what}: config ${configMember.digest}`);
-    const chains = chainIds(config.rootfs.diff_ids);
-    const layers = manifest.layers.map((desc, j): PlannedLayer => {
-      const layerMember = ociBlob(contents, desc, `${what}: layer ${j + 1}`);
-      checkLayerCompression(detectCompression(layerMember.head), `${what}: layer ${desc.digest}`);
-      return {
-        member: layerMember,
-        digest: desc.digest,
-        mediaType: desc.mediaType,
-        diffId: config.rootfs.diff_ids[j] as string,
-        chainId: chains[j] as string,
-        parent: chains[j - 1] ?? null,
-      };
-    });
-    images.push({ id: configMember.digest, configBytes, manifestBytes: bytes, manifestDigest: member.digest, layers, names: name ? [name] : [] });
+    images.push(planManifest(contents, ociBlob(contents, top, what, OCI_BLOB), top.mediaType, what, OCI_BLOB, name ? [name] : []));
   }
   if (images.length === 0) fail("index.json lists no images");
   return images;
+}
+
+/**
+ * containers/image's "dir" layout (`podman save --format docker-dir`, `skopeo copy ... dir:`):
+ * manifest.json is the image's manifest itself and each blob is named by its hex digest. It
+ * carries no name: the image loads untagged, as podman loads it.
+ */
+function planDirLayout(contents: ArchiveContents, manifestMember: ArchiveMember): PlannedImage[] {
+  const version = contents.file("version");
+  if (version && !contents.read(version, "version").toString("utf8").startsWith("Directory Transport Version:")) {
+    fail("not an image layout: manifest.json is not a list of images and version is not a dir layout's");
+  }
+  return [planManifest(contents, manifestMember, undefined, "manifest.json", DIR_BLOB, [])];
 }
 
 /** Entries for the same image (same config) become one, with all their names. */
@@ -295,6 +319,8 @@ function mergeByImage(planned: PlannedImage[]): PlannedImage[] {
 async function openInput(input: LoadOptions["input"]): Promise<AsyncIterable<Buffer | string | Uint8Array>> {
   if (typeof input !== "string") return input;
   if (input === "-") return process.stdin;
+  // A directory: an OCI layout or a dir layout, as podman loads them (directory.ts).
+  if (statSync(input, { throwIfNoEntry: false })?.isDirectory()) return directoryAsTar(input);
   const stream = createReadStream(input, { highWaterMark: 1 << 20 });
   await new Promise<void>((resolve, reject) => {
     stream.once("open", () => resolve());
@@ -381,13 +407,19 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
     const indexMember = contents.file("index.json");
     let format: LoadResult["format"];
     let planned: PlannedImage[];
-    if (manifestMember) {
+    if (manifestMember && isObject(parseJson(contents.read(manifestMember, "manifest.json"), "manifest.json"))) {
+      format = "dir";
+      planned = planDirLayout(contents, manifestMember);
+    } else if (manifestMember) {
       format = "docker-archive";
       planned = planDockerArchive(contents, manifestMember);
     } else if (indexMember) {
       format = "oci-archive";
       planned = planOciArchive(contents, indexMember);
     } else {
+      // Docker before 1.10 wrote only <id>/json, <id>/layer.tar and repositories; Docker 25+
+      // no longer loads such archives either.
+      if (contents.file("repositories")) return fail("not a loadable image archive: a Docker archive from before Docker 1.10 (repositories without manifest.json), which current Docker does not load either");
       return fail("not an image archive: neither manifest.json (docker-archive) nor index.json (oci-archive) is in it");
     }
     const images = mergeByImage(planned);
@@ -434,9 +466,31 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
       }
     }
 
+    /**
+     * Whether a layer whose bytes hash to `got` is the diff_id's tar all the same: without some of
+     * its end padding (zstd:chunked, compression.ts). Such a layer's size is the padded one, so
+     * that save writes the tar the diff_id names.
+     */
+    const paddedSizes = new Map<string, number>();
+    // By member and diff_id: two configs may claim different diff_ids for one blob.
+    const paddedKey = (layer: PlannedLayer): string => `${layer.member.name} ${layer.diffId}`;
+    const isDiffId = async (layer: PlannedLayer, got: string): Promise<boolean> => {
+      if (got === layer.diffId || paddedSizes.has(paddedKey(layer))) return true;
+      const again = await uncompressedDigest(contents.pathOf(layer.member), `layer ${layer.member.name}`, layer.diffId);
+      if (again.digest !== layer.diffId) return false;
+      paddedSizes.set(paddedKey(layer), again.size);
+      return true;
+    };
+    // A docker-archive's plain layer.tar must be the diff_id's tar: found before anything unpacks.
+    if (format === "docker-archive") {
+      for (const layer of images.flatMap((i) => i.layers)) {
+        if (detectCompression(layer.member.head) !== "none" || (await isDiffId(layer, layer.member.digest))) continue;
+        fail(`layer ${layer.member.name}: its sha256 ${layer.member.digest} does not match the config's diff_id ${layer.diffId}`);
+      }
+    }
     // Cheap and rare (a compressed blob for a chain the store has): before any unpacking.
     for (const layer of toHash) {
-      const { digest } = await uncompressedDigest(contents.pathOf(layer.member), `layer ${layer.member.name}`);
+      const { digest } = await uncompressedDigest(contents.pathOf(layer.member), `layer ${layer.member.name}`, layer.diffId);
       if (digest !== layer.diffId) fail(`layer ${layer.member.name}: diff_id mismatch: the config says ${layer.diffId}, the content is ${digest}`);
     }
 
@@ -466,10 +520,10 @@ export async function loadArchive(store: Store, opts: LoadOptions): Promise<Load
     for (const [n, job] of jobs.entries()) {
       const r = results[n] ?? fail(`no unpack result for layer ${job.layer.digest}`);
       for (const w of r.warnings) process.stderr.write(`tsrun: warning: ${w}\n`);
-      if (r.diffId !== job.layer.diffId) {
+      if (!(await isDiffId(job.layer, r.diffId))) {
         fail(`layer ${job.layer.member.name}: diff_id mismatch: the config says ${job.layer.diffId}, the content is ${r.diffId}`);
       }
-      unpackedSize.set(job.layer.chainId, r.size);
+      unpackedSize.set(job.layer.chainId, paddedSizes.get(paddedKey(job.layer)) ?? r.size);
     }
 
     return await store.transact(async (tx) => {

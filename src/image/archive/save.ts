@@ -26,7 +26,7 @@ import { MEDIA, type Descriptor, type ImageConfig, type Manifest } from "../type
 import { formatReference, parseReference, repositoryName, splitName } from "../reference.js";
 import { NotFoundError, plainSystemErrors, TsrunError } from "../../errors.js";
 import { TarWriter } from "./tar-writer.js";
-import { withDecompressed } from "./compression.js";
+import { MAX_TAR_PADDING, withDecompressed } from "./compression.js";
 
 export type ArchiveFormat = "docker-archive" | "oci-archive";
 export const ARCHIVE_FORMATS: readonly ArchiveFormat[] = ["docker-archive", "oci-archive"];
@@ -155,7 +155,23 @@ async function writeUncompressedLayer(store: Store, tar: TarWriter, name: string
   }
   // The header needs the size before the bytes: the store records each layer's uncompressed
   // size, and the digest check at the end catches any disagreement.
-  await withDecompressed(createReadStream(file, { highWaterMark: 1 << 20 }), what, (chunks) => tar.stream(name, layer.size, verifiedChunks(chunks, layer.diffId, what)));
+  await withDecompressed(createReadStream(file, { highWaterMark: 1 << 20 }), what, (chunks) =>
+    tar.stream(name, layer.size, verifiedChunks(zeroPadded(chunks, layer.size), layer.diffId, what)),
+  );
+}
+
+/**
+ * A layer's tar with the end padding its blob lacks (a zstd:chunked blob: compression.ts,
+ * zeroPaddedLength): zero bytes up to the size of the tar its diff_id names.
+ */
+async function* zeroPadded(chunks: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
+  let written = 0;
+  for await (const chunk of chunks) {
+    written += chunk.length;
+    yield chunk;
+  }
+  // More than that is a damaged record: the tar writer then reports the sizes' disagreement.
+  if (written < size && size - written <= MAX_TAR_PADDING) yield Buffer.alloc(size - written);
 }
 
 async function writeDockerArchive(store: Store, tar: TarWriter, targets: SaveTarget[]): Promise<void> {
