@@ -4,8 +4,9 @@
 // and the blobs named by their hex digest). Docker's `load` reads archives only.
 //
 // The directory is read as the tar archive it would make, through the same reader and checks
-// as any archive: every file is copied into the load's private spill dir and hashed on the way,
-// so nothing the user can change later (or a link the loader would follow) reaches the store.
+// as every other archive: every file is copied into the load's private spill dir and hashed on
+// the way, so nothing the user can change later (or a link the loader would follow) reaches the
+// store.
 import { createReadStream, lstatSync, readdirSync, readlinkSync } from "node:fs";
 import path from "node:path";
 import { PassThrough } from "node:stream";
