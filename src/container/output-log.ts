@@ -7,6 +7,7 @@ import type { Socket } from "node:net";
 import path from "node:path";
 import { lazyNet } from "../builtin.js";
 import { TsrunError } from "../errors.js";
+import { parseMemory } from "./security/options.js";
 
 /** Docker's json-file driver cuts a line longer than this into several records. */
 const MAX_RECORD = 16384;
@@ -35,9 +36,13 @@ export function logRotation(options: Record<string, string>): LogRotation | unde
     maxFile = Number(files);
   }
   if (size === undefined || size === "-1") return undefined;
-  const m = /^(\d+(?:\.\d+)?)([kmg]?)b?$/i.exec(size);
-  const maxSize = m ? Math.floor(Number(m[1]) * ({ "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? "").toLowerCase()] ?? 1)) : 0;
-  if (!m || maxSize <= 0) throw new TsrunError(`invalid --log-opt max-size=${size}: a positive size such as 10m (k, m or g), or -1`);
+  let maxSize = 0;
+  try {
+    maxSize = parseMemory(size, "--log-opt max-size");
+  } catch {
+    // Said below, in the flag's own words.
+  }
+  if (maxSize <= 0) throw new TsrunError(`invalid --log-opt max-size=${size}: a positive size such as 10m (k, m or g), or -1`);
   return { maxSize, maxFile };
 }
 
