@@ -17,6 +17,14 @@ export function newProgram(): Command {
 
 /** Parses argv with the program and runs the command; errors become one line and an exit code. */
 export function runProgram(program: Command, argv: string[]): void {
+  // A reader that went away (`tsrun images | head -1`) ends the command quietly, as a write to a
+  // closed pipe ends Docker's CLI (SIGPIPE; shells show 141), not with a stack trace. Commands
+  // that handle it themselves (run's output copy, save) listen for it and never get here. (A
+  // monitor, not a listener on process.stdout: that would create the stream in every command,
+  // a few ms of `run`'s start-up.)
+  process.on("uncaughtExceptionMonitor", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE" && err.syscall === "write") process.exit(141);
+  });
   program.parseAsync(normalizeBooleanFlags(program, argv)).catch(exitOnError);
 }
 

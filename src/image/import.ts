@@ -5,7 +5,7 @@ import { createReadStream, rmSync } from "node:fs";
 import type { Store } from "../store/store.js";
 import type { StagedBlob } from "../store/blobs.js";
 import { faultPoint } from "../store/fault.js";
-import type { ImageRecord, LayerRecord } from "../store/images.js";
+import { assignNames, type ImageRecord, type LayerRecord } from "../store/images.js";
 import { hostPlatform, MEDIA, type ContainerConfig, type ImageConfig, type Manifest } from "./types.js";
 import { normaliseName } from "./reference.js";
 import { TsrunError } from "../errors.js";
@@ -61,16 +61,6 @@ async function decompressToTar(store: Store, file: string, kind: "xz" | "bzip2",
   });
   if (!staged) throw new TsrunError(`import ${source}: no output from ${kind}`);
   return staged;
-}
-
-/** Adds names to an image record, taking each name away from any other image (retagging). */
-export function assignNames(images: ImageRecord[], target: ImageRecord, names: string[]): void {
-  for (const name of names) {
-    for (const other of images) {
-      if (other !== target) other.names = other.names.filter((n) => n !== name);
-    }
-    if (!target.names.includes(name)) target.names.push(name);
-  }
 }
 
 export async function importImage(store: Store, opts: ImportOptions): Promise<ImageRecord> {

@@ -19,10 +19,9 @@
 import type { Containers } from "../container/run.js";
 import type { ContainerRecord } from "../container/records.js";
 import type { Store } from "../store/store.js";
-import type { ImageRecord } from "../store/images.js";
+import { assignNames, type ImageRecord } from "../store/images.js";
 import type { BuildCacheEntry } from "../store/build-cache.js";
 import { digestHex } from "../store/digest.js";
-import { assignNames } from "./import.js";
 import { tagName } from "./commit.js";
 import { familiarName } from "./inspect.js";
 import { normaliseName, ReferenceError } from "./reference.js";

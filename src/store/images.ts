@@ -33,6 +33,16 @@ interface IndexFile {
   images: ImageRecord[];
 }
 
+/** Adds names to an image record, taking each name away from any other image (retagging). */
+export function assignNames(images: ImageRecord[], target: ImageRecord, names: string[]): void {
+  for (const name of names) {
+    for (const other of images) {
+      if (other !== target) other.names = other.names.filter((n) => n !== name);
+    }
+    if (!target.names.includes(name)) target.names.push(name);
+  }
+}
+
 export class ImageIndex {
   readonly file: string;
   constructor(dir: string) {

@@ -4,7 +4,9 @@
 //
 // Everything here runs inside the user namespace (root over the subordinate ids), started by
 // Store.pack / Store.changes / Store.exportTree: the upper dir holds files of many uids with
-// modes the host user cannot read.
+// modes the host user cannot read. One exception: a commit whose changed files all belong to the
+// container's root, which is the host user, is packed by the calling process itself (packLayer
+// with a HostOwner), saving the start of a helper process; anything else sends it to the worker.
 //
 // The upper dir belongs to the container, which may still be running and may race us with
 // symlinks. So it is walked through directory fds (openat with O_NOFOLLOW, listings through
@@ -60,6 +62,21 @@ export interface UpperScanSpec {
   /** Paths whose whole subtree is never part of a change: volume and bind mount targets. */
   excludedTrees: string[];
 }
+
+/**
+ * Packing outside the user namespace: lstat shows host ids there, and the copies in the new layer
+ * dir can only belong to the calling user. So every entry must belong to `uid`:`gid` (the host
+ * ids of the container's root), and the layer says `containerUid`:`containerGid` for them.
+ */
+export interface HostOwner {
+  uid: number;
+  gid: number;
+  containerUid: number;
+  containerGid: number;
+}
+
+/** The change has what only the user namespace can read or recreate: pack it there instead. */
+export class NeedsUserNamespace extends Error {}
 
 export type ChangeKind = "A" | "C" | "D";
 
@@ -192,7 +209,11 @@ class UpperScanner {
   readonly items: ScanItem[] = [];
   readonly warnings: string[] = [];
 
-  constructor(spec: UpperScanSpec) {
+  /** hostOwner: the owner every upper entry must have (see HostOwner); checked before anything is written. */
+  constructor(
+    spec: UpperScanSpec,
+    private readonly hostOwner?: HostOwner,
+  ) {
     this.mountPoints = new Set(spec.mountPoints.map(clean));
     this.excludedTrees = new Set(spec.excludedTrees.map(clean));
   }
@@ -219,6 +240,7 @@ class UpperScanner {
         else if (name.includes("\ufffd")) this.warnings.push(`/${rel}: the name is not valid UTF-8; left out`);
         continue;
       }
+      if (this.hostOwner) checkHostOwner(st, rel, this.hostOwner);
       const lower = lookupBelow(below, name);
       try {
         this.scanEntry(dirFd, name, rel, st, lower, hidden.has(name));
@@ -296,13 +318,17 @@ class UpperScanner {
   }
 }
 
+function checkHostOwner(st: RawStat, rel: string, owner: HostOwner): void {
+  if (st[ST_UID] !== owner.uid || st[ST_GID] !== owner.gid) throw new NeedsUserNamespace(`/${rel} belongs to ${st[ST_UID]}:${st[ST_GID]}`);
+}
+
 function clean(p: string): string {
   return path.posix.normalize(`/${p}`).slice(1).replace(/\/$/, "");
 }
 
 /** Walks the upper dir against the lower layers; the result is in Docker's order. */
-function scanUpper(spec: UpperScanSpec): { items: ScanItem[]; warnings: string[] } {
-  const scanner = new UpperScanner(spec);
+function scanUpper(spec: UpperScanSpec, hostOwner?: HostOwner): { items: ScanItem[]; warnings: string[] } {
+  const scanner = new UpperScanner(spec, hostOwner);
   const upperFd = openSync(spec.upper, O_RDONLY | O_DIRECTORY);
   const lowers: LowerDir[] = [];
   try {
@@ -549,10 +575,17 @@ class LayerDirWriter {
   private readonly rootFd: number;
   /** The directory the last entry went into (entries come grouped by directory). */
   private parentCache: { rel: string; fd: number } | undefined;
-  /** Directory times are set last: creating their contents changed them. */
-  private readonly directoryTimes: { rel: string; mtime: number }[] = [];
+  /**
+   * Directory times are set last: creating their contents changed them. So are their modes when
+   * writing as the host user (chown false), who could not create anything in a read-only one.
+   */
+  private readonly directoryTimes: { rel: string; mtime: number; mode?: number }[] = [];
 
-  constructor(dir: string) {
+  /** chown: false when writing as the host user, whose new files already have the one owner allowed (HostOwner). */
+  constructor(
+    dir: string,
+    private readonly chown = true,
+  ) {
     this.rootFd = openSync(dir, O_PATH | O_DIRECTORY);
   }
 
@@ -567,9 +600,9 @@ class LayerDirWriter {
     return { fd: this.parentCache.fd, name };
   }
 
-  private attributes(fd: number, st: RawStat, xattrs: Map<string, Buffer>): void {
-    this.addon.chownAt(fd, "", st[ST_UID], st[ST_GID]);
-    this.addon.chmodFd(fd, st[ST_MODE] & 0o7777);
+  private attributes(fd: number, st: RawStat, xattrs: Map<string, Buffer>, mode = true): void {
+    if (this.chown) this.addon.chownAt(fd, "", st[ST_UID], st[ST_GID]);
+    if (mode) this.addon.chmodFd(fd, st[ST_MODE] & 0o7777);
     for (const [name, value] of xattrs) this.addon.setXattrFd(fd, name, value);
   }
 
@@ -586,10 +619,10 @@ class LayerDirWriter {
     const { fd: parentFd, name } = this.parent(rel);
     this.addon.mkdirAt(parentFd, name, 0o700);
     this.withPathFd(parentFd, name, O_DIRECTORY, (fd) => {
-      this.attributes(fd, st, xattrs);
+      this.attributes(fd, st, xattrs, this.chown);
       if (opaque) this.addon.setXattrFd(fd, OPAQUE_XATTR, Buffer.from("y"));
     });
-    this.directoryTimes.push({ rel, mtime: st[ST_MTIME] });
+    this.directoryTimes.push(this.chown ? { rel, mtime: st[ST_MTIME] } : { rel, mtime: st[ST_MTIME], mode: st[ST_MODE] & 0o7777 });
   }
 
   /** A new empty file to receive the data; finishFile sets its attributes. */
@@ -616,7 +649,7 @@ class LayerDirWriter {
   symlink(rel: string, st: RawStat, target: string): void {
     const { fd: parentFd, name } = this.parent(rel);
     this.addon.symlinkAt(target, parentFd, name);
-    this.addon.chownAt(parentFd, name, st[ST_UID], st[ST_GID]); // never follows
+    if (this.chown) this.addon.chownAt(parentFd, name, st[ST_UID], st[ST_GID]); // never follows
     this.addon.utimesAt(parentFd, name, st[ST_MTIME], 0, st[ST_MTIME], 0);
   }
 
@@ -632,7 +665,7 @@ class LayerDirWriter {
   whiteout(rel: string, st: RawStat): void {
     const { fd: parentFd, name } = this.parent(rel);
     this.addon.mknodAt(parentFd, name, S_IFCHR, 0, 0);
-    this.addon.chownAt(parentFd, name, st[ST_UID], st[ST_GID]);
+    if (this.chown) this.addon.chownAt(parentFd, name, st[ST_UID], st[ST_GID]);
   }
 
   private closeParent(): void {
@@ -643,8 +676,9 @@ class LayerDirWriter {
   /** Directory times (deepest first), and the fds closed. */
   finish(): void {
     this.closeParent();
-    for (const { rel, mtime } of this.directoryTimes.reverse()) {
+    for (const { rel, mtime, mode } of this.directoryTimes.reverse()) {
       const { fd: parentFd, name } = this.parent(rel);
+      if (mode !== undefined) this.withPathFd(parentFd, name, O_DIRECTORY, (fd) => this.addon.chmodFd(fd, mode));
       this.addon.utimesAt(parentFd, name, mtime, 0, mtime, 0);
     }
     this.closeParent();
@@ -771,7 +805,7 @@ class ParentDirs {
  * Writes the scanned upper dir as an OCI layer (whiteouts in OCI form). Returns warnings.
  * clampMtime: no time in the layer is later (SOURCE_DATE_EPOCH, for reproducible builds).
  */
-function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer: LayerDirWriter | undefined, clampMtime?: number): string[] {
+function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer: LayerDirWriter | undefined, clampMtime?: number, hostOwner?: HostOwner): string[] {
   const addon = native();
   const warnings: string[] = [];
   const links = new HardlinkTracker();
@@ -789,6 +823,12 @@ function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer
         parent = parents.open(item.path);
         st = addon.lstatAt(parent.fd, parent.name);
         if (clampMtime !== undefined && st[ST_MTIME] > clampMtime) st[ST_MTIME] = clampMtime;
+        if (hostOwner) {
+          // Again: a running container may have changed it since the scan.
+          checkHostOwner(st, item.path, hostOwner);
+          st[ST_UID] = hostOwner.containerUid;
+          st[ST_GID] = hostOwner.containerGid;
+        }
       } catch (err) {
         // Gone since the scan (a running container): nothing to store.
         if (errorCode(err) === "ENOENT" || errorCode(err) === "ENOTDIR") continue;
@@ -902,26 +942,42 @@ interface JobEnvelope<T> {
 /** `pack JOBFILE`: the commit's layer, as a tar file and, from the same reads, as a layer dir. */
 export function runPackJob(jobFile: string): void {
   const { job, resultFile } = JSON.parse(readFileSync(jobFile, "utf8")) as JobEnvelope<PackJob>;
-  const { items, warnings: scanWarnings } = scanUpper(job);
-  const out = openSync(job.tarFile, "wx", 0o644);
-  const hash = createHash("sha256");
-  const tar = new TarWriter((chunk) => {
-    hash.update(chunk);
-    writeAll(out, chunk);
-  });
-  const layer = job.layerDir === undefined ? undefined : new LayerDirWriter(path.join(job.layerDir, "diff"));
-  let warnings: string[];
+  writeFileSync(resultFile, JSON.stringify(packLayer(job)));
+}
+
+/**
+ * Writes the layer of a pack job. With hostOwner, in the calling process outside the user
+ * namespace: a change it cannot pack there (another owner, a file its owner may not read, an
+ * xattr only root may set) throws NeedsUserNamespace, leaving the tar file and whatever it wrote
+ * to the layer dir for the caller to remove.
+ */
+export function packLayer(job: PackJob, hostOwner?: HostOwner): PackResult {
   try {
-    warnings = [...scanWarnings, ...packUpper(job, items, tar, layer, job.clampMtime)];
-    layer?.finish();
-  } finally {
-    closeSync(out);
+    const { items, warnings: scanWarnings } = scanUpper(job, hostOwner);
+    const out = openSync(job.tarFile, "wx", 0o644);
+    const hash = createHash("sha256");
+    const tar = new TarWriter((chunk) => {
+      hash.update(chunk);
+      writeAll(out, chunk);
+    });
+    const layer = job.layerDir === undefined ? undefined : new LayerDirWriter(path.join(job.layerDir, "diff"), hostOwner === undefined);
+    let warnings: string[];
+    try {
+      warnings = [...scanWarnings, ...packUpper(job, items, tar, layer, job.clampMtime, hostOwner)];
+      layer?.finish();
+    } finally {
+      closeSync(out);
+    }
+    const digest = `sha256:${hash.digest("hex")}`;
+    // An empty change needs no layer at all.
+    const entries = tar.entries;
+    if (entries === 0) rmSync(job.tarFile, { force: true });
+    return { digest, size: tar.bytes, entries, warnings };
+  } catch (err) {
+    const code = errorCode(err);
+    if (hostOwner && (code === "EACCES" || code === "EPERM")) throw new NeedsUserNamespace((err as Error).message);
+    throw err;
   }
-  const digest = `sha256:${hash.digest("hex")}`;
-  // An empty change needs no layer at all.
-  const entries = tar.entries;
-  if (entries === 0) rmSync(job.tarFile, { force: true });
-  writeFileSync(resultFile, JSON.stringify({ digest, size: tar.bytes, entries, warnings } satisfies PackResult));
 }
 
 /** `changes JOBFILE`: the diff list. */

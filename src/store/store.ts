@@ -18,7 +18,7 @@ import { faultPoint } from "./fault.js";
 import { native, packageRoot } from "../native.js";
 import { currentMapping, maxMappedId, type UsernsMode } from "../userns.js";
 import { runInUserNamespace } from "../userns-run.js";
-import type { Change, ExportJob, PackJob, PackResult, UpperScanSpec } from "./pack.js";
+import type { Change, ExportJob, HostOwner, PackJob, PackResult, UpperScanSpec } from "./pack.js";
 
 export interface UnpackJob {
   /** The layer blob as stored (gzip, zstd or plain tar); "-": the helper's standard input. */
@@ -272,9 +272,28 @@ export class Store {
 
   /**
    * Turns a container's upper dir into a layer (commit): an uncompressed tar at job.tarFile and
-   * the same content as a layer dir in job.layerDir/diff, both inside the user namespace.
+   * the same content as a layer dir in job.layerDir/diff. Inside the user namespace, unless every
+   * changed file belongs to the container's root (the host user; the usual commit): then this
+   * process packs it, without the start of a helper process (about half a small commit's time).
    */
   async pack(job: PackJob, userns?: UsernsMode): Promise<PackResult> {
+    const owner = userns === undefined ? hostOwner() : undefined;
+    if (owner) {
+      // Loaded here: `run`'s start-up does not need the packer.
+      const { NeedsUserNamespace, packLayer } = await import("./pack.js");
+      try {
+        return packLayer(job, owner);
+      } catch (err) {
+        if (!(err instanceof NeedsUserNamespace)) throw err;
+        // What this process wrote goes; the helper starts again from nothing.
+        rmSync(job.tarFile, { force: true });
+        if (job.layerDir !== undefined) {
+          const diff = path.join(job.layerDir, "diff");
+          await this.removeTree(diff);
+          mkdirSync(diff, { mode: 0o755 });
+        }
+      }
+    }
     const result = await this.runWorkerJob<PackJob, PackResult>("pack", job, userns ? { userns } : {});
     if (!result) throw new Error("the storage worker returned no result for pack");
     return result;
@@ -296,4 +315,14 @@ export class Store {
     // A container with its own id mapping (keep-id) is read in that mapping.
     await this.runWorkerJob<ExportJob, never>("export", job, { stdout: outFd, ...(userns ? { userns } : {}) });
   }
+}
+
+/**
+ * The host ids of a container's root, for packing in this process (see Store.pack). None for
+ * root, whose storage work needs no user namespace to begin with and keeps its one path.
+ */
+function hostOwner(): HostOwner | undefined {
+  const m = currentMapping();
+  if (m.uid === 0) return undefined;
+  return { uid: m.uid, gid: m.gid, containerUid: 0, containerGid: 0 };
 }

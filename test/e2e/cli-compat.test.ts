@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
-import { asUser, cliEnv, env, filesDir, importBusybox, tsrun, unique, tsrunOk } from "./helpers.js";
+import { asUser, cliEnv, env, filesDir, importBusybox, shAsUser, tsrun, unique, tsrunOk } from "./helpers.js";
 
 async function until(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -32,6 +32,13 @@ beforeAll(async () => {
 });
 
 describe("Docker CLI habits", () => {
+  it("a reader that goes away (`images | true`) ends the command quietly with 141, as SIGPIPE ends docker", async () => {
+    // The reader closes its end without reading: the write finds the pipe closed (EPIPE).
+    const r = await shAsUser(`bash -c '"$TSRUN" images -a | (exec 0<&-; sleep 1); echo status \${PIPESTATUS[0]}'`);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("status 141");
+  });
+
   it("rm -f, rmi -f and volume rm -f of something that does not exist succeed", async () => {
     // Cleanup lines such as `docker rm -f app || true` without the `|| true`: docker/cli reports
     // a missing container or image under -f and still exits 0; a missing volume is not reported.

@@ -69,6 +69,77 @@ describe("commit", () => {
     await tsrun(["rm", first, name]);
   });
 
+  // Changes owned by the container's root alone are packed by the CLI itself, outside the user
+  // namespace (Store.pack); what it cannot read or recreate there goes to the storage worker.
+  it("a change made by root alone: modes, read-only dirs, user xattrs, whiteouts, links and fifo come out as in the container", async () => {
+    const name = unique("rootonly");
+    const script = [
+      "echo hello > /etc/motd && chmod 600 /etc/motd",
+      "ln /etc/motd /etc/motd.hard",
+      "ln -s motd /etc/motd.sym",
+      "rm /etc/group",
+      "mkdir -p /ro/sub && echo inside > /ro/sub/f && chmod 555 /ro/sub /ro",
+      "cp /bin/busybox /usr/bin/suid && chmod 4755 /usr/bin/suid",
+      "mkdir /sticky && chmod 1777 /sticky",
+      "mkfifo /tmp/fifo",
+    ].join(" && ");
+    await ok(["run", "--name", name, "busybox", "sh", "-c", script]);
+    // A user xattr, put there by cp as the container's root.
+    const dir = scratchDir("rootonly");
+    const file = path.join(dir, "x.tar");
+    writeFileSync(file, rawTar([{ name: "noted", mode: 0o644, content: "n\n", pax: { "SCHILY.xattr.user.note": "kept" } }]));
+    if (env.user) chownSync(file, env.user.uid, env.user.gid);
+    expect((await shAsUser(`"$TSRUN" cp - ${name}:/ < ${file}`)).code).toBe(0);
+    await ok(["commit", name, `${name}:img`]);
+
+    const check = [
+      "cat /etc/motd /ro/sub/f",
+      "stat -c '%a %u:%g %n' /etc/motd /ro /ro/sub /usr/bin/suid /sticky /noted",
+      "stat -c %h /etc/motd",
+      "readlink /etc/motd.sym",
+      "test ! -e /etc/group && echo group-gone",
+      "test -p /tmp/fifo && echo fifo",
+    ].join("; ");
+    const r = await tsrun(["run", "--rm", `${name}:img`, "sh", "-c", check]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.split("\n")).toEqual([
+      "hello",
+      "inside",
+      "600 0:0 /etc/motd",
+      "555 0:0 /ro",
+      "555 0:0 /ro/sub",
+      "4755 0:0 /usr/bin/suid",
+      "1777 0:0 /sticky",
+      "644 0:0 /noted",
+      "2",
+      "motd",
+      "group-gone",
+      "fifo",
+      "",
+    ]);
+    // The layer: owners 0:0 (not the host user's ids), the xattr, the whiteout in OCI form.
+    const top = (await ok(["inspect", "-f", "{{index .RootFS.Layers 1}}", `${name}:img`])).trim();
+    const blobFile = path.join(env.storeRoot, "blobs", "sha256", top.slice(7));
+    const listing = (await shAsUser(`tar -tvf ${blobFile} --numeric-owner`)).stdout.trim().split("\n");
+    const owners = new Set(listing.map((l) => l.split(/\s+/)[1]));
+    expect([...owners]).toEqual(["0/0"]);
+    expect(listing.some((l) => l.endsWith(" etc/.wh.group"))).toBe(true);
+    expect(readFileSync(blobFile).includes("SCHILY.xattr.user.note=kept\n")).toBe(true);
+    // The blob is the tar its digest names (hashed while written, by the CLI this time).
+    const sum = (await shAsUser(`sha256sum ${blobFile}`)).stdout.split(" ")[0];
+    expect(`sha256:${sum}`).toBe(top);
+    await tsrun(["rm", name]);
+  });
+
+  it("a root-owned file its owner cannot read (mode 000) is committed through the user namespace", async () => {
+    const name = unique("noread");
+    await ok(["run", "--name", name, "busybox", "sh", "-c", "echo secret > /secret && chmod 000 /secret && echo open > /open"]);
+    await ok(["commit", name, `${name}:img`]);
+    const r = await tsrun(["run", "--rm", `${name}:img`, "sh", "-c", "stat -c '%a %u:%g' /secret; cat /secret /open"]);
+    expect(r.stdout).toBe("0 0:0\nsecret\nopen\n");
+    await tsrun(["rm", name]);
+  });
+
   it("-c, -a and -m show in inspect and history; the container's own Cmd and Env are kept otherwise", async () => {
     const name = unique("meta");
     await ok(["run", "--name", name, "-e", "FROM_RUN=1", "busybox", "sh", "-c", "echo x > /x"]);
