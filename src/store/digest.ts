@@ -12,6 +12,38 @@ export function sha256(data: string | Buffer): string {
   return "sha256:" + lazyCrypto().createHash("sha256").update(bytes).digest("hex");
 }
 
+/**
+ * sha256 of data that arrives in pieces (a layer being written): hashed in TypeScript at the end
+ * while it stays small, through node:crypto from the moment it outgrows SMALL, so that a small
+ * commit does not pay for loading node:crypto.
+ */
+export class Sha256Stream {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private hash: import("node:crypto").Hash | undefined;
+
+  update(chunk: Buffer): void {
+    if (this.hash) {
+      this.hash.update(chunk);
+      return;
+    }
+    // A copy: writers may reuse their buffers once the call returns.
+    this.pending.push(Buffer.from(chunk));
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes > SMALL) {
+      this.hash = lazyCrypto().createHash("sha256");
+      for (const piece of this.pending) this.hash.update(piece);
+      this.pending = [];
+    }
+  }
+
+  /** "sha256:<hex>" of everything given to update. */
+  digest(): string {
+    if (this.hash) return `sha256:${this.hash.digest("hex")}`;
+    return `sha256:${sha256Hex(Buffer.concat(this.pending))}`;
+  }
+}
+
 /** The hex part of "sha256:<hex>", refusing anything else so it is safe as a file name. */
 export function digestHex(digest: string): string {
   const m = /^sha256:([a-f0-9]{64})$/.exec(digest);

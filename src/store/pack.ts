@@ -22,9 +22,9 @@
 // entries the upper dir has. A commit therefore costs what the change costs, not what the image
 // weighs.
 import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
-import { createHash } from "node:crypto";
 import path from "node:path";
 import { native, type RawStat } from "../native.js";
+import { Sha256Stream } from "./digest.js";
 
 const O_PATH = 0o10000000;
 const { O_DIRECTORY, O_NOFOLLOW, O_RDONLY, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFIFO } = constants;
@@ -955,7 +955,7 @@ export function packLayer(job: PackJob, hostOwner?: HostOwner): PackResult {
   try {
     const { items, warnings: scanWarnings } = scanUpper(job, hostOwner);
     const out = openSync(job.tarFile, "wx", 0o644);
-    const hash = createHash("sha256");
+    const hash = new Sha256Stream();
     const tar = new TarWriter((chunk) => {
       hash.update(chunk);
       writeAll(out, chunk);
@@ -968,7 +968,7 @@ export function packLayer(job: PackJob, hostOwner?: HostOwner): PackResult {
     } finally {
       closeSync(out);
     }
-    const digest = `sha256:${hash.digest("hex")}`;
+    const digest = hash.digest();
     // An empty change needs no layer at all.
     const entries = tar.entries;
     if (entries === 0) rmSync(job.tarFile, { force: true });

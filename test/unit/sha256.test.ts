@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { sha256Hex } from "../../src/store/sha256.js";
-import { sha256 } from "../../src/store/digest.js";
+import { sha256, Sha256Stream } from "../../src/store/digest.js";
 
 const reference = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
@@ -23,5 +23,22 @@ describe("sha256", () => {
       expect(sha256(b)).toBe(`sha256:${reference(b)}`);
     }
     expect(sha256("{\"a\":\"é\"}")).toBe(`sha256:${reference(Buffer.from("{\"a\":\"é\"}"))}`);
+  });
+
+  it("Sha256Stream agrees with node:crypto below and across the switch to node:crypto, and keeps pieces the writer reuses", () => {
+    for (const sizes of [[], [0], [10, 20], [512, 512, 1024], [60000, 6000], [65536, 1], [200000, 3, 70000]]) {
+      const whole = randomBytes(sizes.reduce((a, b) => a + b, 0));
+      const stream = new Sha256Stream();
+      const scratch = Buffer.alloc(Math.max(1, ...sizes));
+      let at = 0;
+      for (const n of sizes) {
+        // The same buffer every time, overwritten after the call, as a writer reusing its block.
+        whole.copy(scratch, 0, at, at + n);
+        stream.update(scratch.subarray(0, n));
+        scratch.fill(0xff);
+        at += n;
+      }
+      expect(stream.digest(), sizes.join(",")).toBe(`sha256:${reference(whole)}`);
+    }
   });
 });
