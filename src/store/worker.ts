@@ -1,6 +1,6 @@
 // Storage helper: runs inside the user namespace (root over the subordinate ids), started by
 // Store.unpack. Node cannot enter a user namespace itself, so this is a separate process.
-import { constants, createReadStream, openSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, writeFileSync } from "node:fs";
 
 const O_PATH = 0o10000000;
 import path from "node:path";
@@ -13,7 +13,7 @@ const loadCopy = (): Promise<typeof import("../container/copy-worker.js")> => im
 const loadBuildCopy = (): Promise<typeof import("../build/copy-worker.js")> => import("../build/copy-worker.js");
 import type { UnpackJob, UnpackJobResult } from "./store.js";
 
-/** Layer blobs are read 1 MiB at a time: fewer round trips through the event loop than 64 KiB. */
+/** Layers are read 1 MiB at a time, into one reused buffer (readReused). */
 const READ_CHUNK = 1 << 20;
 
 interface JobFile {
@@ -24,14 +24,15 @@ interface JobFile {
 }
 
 async function unpackAll(jobFile: string): Promise<void> {
-  const { unpackLayer } = await loadUnpack();
+  const { readReused, unpackLayer } = await loadUnpack();
   const spec = JSON.parse(readFileSync(jobFile, "utf8")) as JobFile;
   const results: UnpackJobResult[] = [];
   for (const job of spec.jobs) {
     const warnings: string[] = [];
     // "-": the layer arrives on standard input, as the CLI downloads it.
-    const input = job.blob === "-" ? process.stdin : createReadStream(job.blob, { highWaterMark: READ_CHUNK });
-    const r = await unpackLayer(input, path.join(job.dest, "diff"), {
+    const fd = job.blob === "-" ? 0 : openSync(job.blob, "r");
+    const r = await unpackLayer(readReused(fd, READ_CHUNK), path.join(job.dest, "diff"), {
+      reusedChunks: true,
       digestInput: job.blob !== "-",
       ...(job.inputDigest ? { inputDigest: job.inputDigest } : {}),
       ...(job.fromFeed ? { fromFeed: true } : {}),
@@ -41,6 +42,8 @@ async function unpackAll(jobFile: string): Promise<void> {
       // other users can still be used, their owners squashed to root (with a warning).
       squashUnmappedOwners: process.env.TSRUN_IGNORE_CHOWN_ERRORS === "true",
       onWarning: (m: string) => warnings.push(m),
+    }).finally(() => {
+      if (fd !== 0) closeSync(fd);
     });
     results.push({ ...r, warnings });
   }

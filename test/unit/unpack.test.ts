@@ -1,7 +1,7 @@
 // The layer unpacker against real and hand-crafted tarballs. Runs as root (like the user
 // namespace helper it stands in for), so owners, setuid bits, xattrs and whiteouts are real.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import {
   chmodSync,
@@ -29,7 +29,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import * as tar from "tar";
-import { unpackLayer, type UnpackOptions, type UnpackResult } from "../../src/store/unpack.js";
+import { readReused, unpackLayer, type UnpackOptions, type UnpackResult } from "../../src/store/unpack.js";
 import { native } from "../../src/native.js";
 import { paxRecords, rawTar, type RawTarEntry } from "./tar-builder.js";
 
@@ -678,6 +678,35 @@ describe("unpackLayer: stream handling", () => {
     await expect(unpack(rawTar([file("ok", "x"), hardlink("h", "missing")]))).rejects.toThrow(/hardlink/);
     await expect(unpack(rawTar([file("deep/er/f", "x", { uid: 99999 })]))).rejects.toThrow(/uid 99999/);
     expect(openFds()).toBe(before);
+  });
+
+  it("reads a file into one reused buffer (readReused): plain, gzip and zstd layers come out whole, digests right", async () => {
+    // Files large enough for many reads of the small buffer, and random so that a chunk
+    // overwritten before a decompressor read it would show in the content and the digests.
+    const big = randomBytes(300_000).toString("base64");
+    const layer = rawTar([dir("d/"), file("d/big", big), file("d/small", "s"), symlink("d/l", "big")]);
+    for (const [kind, bytes] of [
+      ["plain", layer],
+      ["gzip", gzipSync(layer)],
+      ["zstd", zstd(layer)],
+    ] as const) {
+      rmSync(dest, { recursive: true });
+      mkdirSync(dest);
+      const blob = path.join(base, "blob");
+      writeFileSync(blob, bytes);
+      const fd = openSync(blob, "r");
+      let result: UnpackResult;
+      try {
+        result = await unpackLayer(readReused(fd, 4096), dest, { maxUid: 65535, maxGid: 65535, onWarning: (m) => warnings.push(m), reusedChunks: true });
+      } finally {
+        closeSync(fd);
+        rmSync(blob);
+      }
+      expect(result.diffId, kind).toBe(sha256(layer));
+      expect(result.compressedDigest, kind).toBe(sha256(bytes));
+      expect(readFileSync(at("d/big"), "utf8"), kind).toBe(big);
+      expect(readlinkSync(at("d/l")), kind).toBe("big");
+    }
   });
 
   it("handles long names from PAX and GNU long-name headers", async () => {
