@@ -18,6 +18,7 @@ import { faultPoint } from "./fault.js";
 import { native, packageRoot } from "../native.js";
 import { currentMapping, maxMappedId, type UsernsMode } from "../userns.js";
 import { runInUserNamespace } from "../userns-run.js";
+import { withHugePages } from "../huge-pages.js";
 import type { Change, ExportJob, HostOwner, PackJob, PackResult, UpperScanSpec } from "./pack.js";
 
 export interface UnpackJob {
@@ -230,7 +231,7 @@ export class Store {
     try {
       // Inside the try: a full disk can fail this write half-way, and the file must go too.
       writeFileSync(jobFile, JSON.stringify({ jobs, resultFile, maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") }));
-      const run = await runInUserNamespace([process.execPath, workerScript(), "unpack", jobFile], process.env, opts.stdin === undefined ? {} : { stdin: opts.stdin });
+      const run = await runInUserNamespace([process.execPath, workerScript(), "unpack", jobFile], withHugePages(process.env), opts.stdin === undefined ? {} : { stdin: opts.stdin });
       if (run.code !== 0) {
         const lines = run.stderr.trim().split("\n");
         throw new Error(lines[lines.length - 1] || `layer unpacking failed (exit ${run.code})`);
@@ -253,7 +254,7 @@ export class Store {
     const resultFile = path.join(this.paths.tmp, `${command}-${id}.result.json`);
     try {
       writeFileSync(jobFile, JSON.stringify({ job, resultFile }));
-      const run = await runInUserNamespace([process.execPath, workerScript(), command, jobFile], process.env, {
+      const run = await runInUserNamespace([process.execPath, workerScript(), command, jobFile], withHugePages(process.env), {
         ...(opts.stdout === undefined ? {} : { stdout: opts.stdout }),
         ...(opts.userns ? { userns: opts.userns } : {}),
       });

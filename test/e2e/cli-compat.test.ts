@@ -39,6 +39,13 @@ describe("Docker CLI habits", () => {
     expect(r.stdout.trim()).toBe("status 141");
   });
 
+  it("the huge-page tunable bin/tsrun gives its own Node process never reaches the container; the user's own GLIBC_TUNABLES does, unchanged", async () => {
+    const none = await tsrun(["run", "--rm", "-e", "GLIBC_TUNABLES", "busybox", "sh", "-c", 'echo "[${GLIBC_TUNABLES-unset}]"']);
+    expect(none.stdout).toBe("[unset]\n");
+    const own = await tsrun(["run", "--rm", "-e", "GLIBC_TUNABLES", "busybox", "sh", "-c", 'echo "[$GLIBC_TUNABLES]"'], { env: { GLIBC_TUNABLES: "glibc.malloc.arena_max=2" } });
+    expect(own.stdout).toBe("[glibc.malloc.arena_max=2]\n");
+  });
+
   it("rm -f, rmi -f and volume rm -f of something that does not exist succeed", async () => {
     // Cleanup lines such as `docker rm -f app || true` without the `|| true`: docker/cli reports
     // a missing container or image under -f and still exits 0; a missing volume is not reported.
