@@ -40,7 +40,18 @@ const common = {
 // tsrun-run.cjs: `run` and `create` alone (src/cli/main-run.ts), which bin/tsrun loads for them.
 const entries = { "dist/tsrun.cjs": "src/cli/main.ts", "dist/tsrun-run.cjs": "src/cli/main-run.ts", "dist/worker.cjs": "src/store/worker.ts" };
 const outputs = Object.keys(entries);
-await Promise.all(outputs.map((outfile) => build({ ...common, entryPoints: [entries[outfile]], outfile })));
+// The CLI bundles are loaded by bin/tsrun, not by require(): they are written as the function
+// expression Node's Module.wrap would make of them, so that bin/tsrun compiles the file's text as
+// it is. Wrapping it at run time made V8 copy the whole text once more (a cons string flattened),
+// and fresh memory is what costs on a slow machine.
+const CLI_WRAPPER = { banner: "(function (exports, require, module, __filename, __dirname) {", footer: "\n})" };
+await Promise.all(
+  outputs.map((outfile) => {
+    const cli = outfile !== "dist/worker.cjs";
+    const banner = { js: cli ? CLI_WRAPPER.banner + common.banner.js : common.banner.js };
+    return build({ ...common, banner, ...(cli ? { footer: { js: CLI_WRAPPER.footer } } : {}), entryPoints: [entries[outfile]], outfile });
+  }),
+);
 
 // import() of our own modules becomes a lazily run module body; import() of anything esbuild
 // leaves outside the bundle (node:tty...) stays a real dynamic import, which in bin/tsrun's
