@@ -58,8 +58,9 @@ export class BuildArgs {
       for (const word of this.words(ins)) {
         const { name, defaultValue } = argDeclaration(word);
         const value = this.resolve(ins, name, defaultValue, scope);
-        if (value === undefined) scope.delete(name);
-        else scope.set(name, value);
+        // `ARG NAME` without a value changes nothing: an automatic platform ARG (the usual
+        // `ARG TARGETARCH` before `FROM base-${TARGETARCH}`) or an earlier default stays.
+        if (value !== undefined) scope.set(name, value);
       }
     }
     return scope;

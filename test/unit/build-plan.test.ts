@@ -191,6 +191,14 @@ describe("ARG scoping", () => {
     expect(args.unconsumed()).toEqual(["UNUSED"]);
   });
 
+  it("a global ARG without a value keeps the automatic platform value or an earlier default (BuildKit's buildMetaArgs)", () => {
+    const args = new BuildArgs(new Map(), platform, "\\");
+    const scope = args.globalScope([ins("ARG TARGETARCH\n"), ins("ARG A=1\n"), ins("ARG A\n"), ins("ARG NEVER\n")]);
+    expect(scope.get("TARGETARCH")).toBe("amd64");
+    expect(scope.get("A")).toBe("1");
+    expect(scope.has("NEVER")).toBe(false);
+  });
+
   it("rejects a blank ARG name", () => {
     const args = new BuildArgs(new Map(), platform, "\\");
     expect(() => args.globalScope([ins("ARG =x\n")])).toThrow(/ARG names can not be blank/);
