@@ -166,6 +166,11 @@ class Builder {
     this.secrets = new Map(Object.entries(opts.secrets ?? {}));
   }
 
+  /** Warnings about one instruction, named by its Dockerfile line. */
+  private warnAt(ins: Instruction): (message: string) => void {
+    return (message) => this.opts.warn?.(`${this.ctx.dockerfileName}:${ins.startLine}: ${message}`);
+  }
+
   private log(line: string): void {
     if (!this.opts.quiet) this.opts.log?.(line);
   }
@@ -446,7 +451,7 @@ class Builder {
           throw err;
         }
         const key = stepKey(state.key, { instruction: ins.original, config });
-        if (ins.keyword === "workdir") await this.makeWorkdir(state, key, this.historyText(ins, config));
+        if (ins.keyword === "workdir") await this.makeWorkdir(state, key, this.historyText(ins, config), this.warnAt(ins));
         else this.finishStep(state, key, this.historyText(ins, config), state.layers, true);
       }
     }
@@ -652,7 +657,7 @@ class Builder {
    * BuildKit does, so that `USER app` + `WORKDIR /home/app/src` + `RUN make` can write there): a
    * layer when something was made, none when the directory exists.
    */
-  private async makeWorkdir(state: StageState, key: string, createdBy: string): Promise<void> {
+  private async makeWorkdir(state: StageState, key: string, createdBy: string, warn: (message: string) => void): Promise<void> {
     const config = state.config.config ?? {};
     const dir = config.WorkingDir ?? "/";
     if (dir === "/") {
@@ -666,7 +671,7 @@ class Builder {
       return;
     }
     const user = config.User ?? "";
-    const owner = user === "" ? { uid: 0, gid: 0 } : resolveOwner(user, layerDirs);
+    const owner = user === "" ? { uid: 0, gid: 0 } : resolveOwner(user, layerDirs, warn);
     const copied = await runCopy(this.copyContext(state), { description: undefined, sources: [], dest: `${dir}/`, destIsDir: true, owner, makeDest: true, temporaries: [] });
     if (copied.result.entries === 0) {
       rmSync(copied.tarFile, { force: true });
@@ -709,7 +714,7 @@ class Builder {
   }
 
   private async copyInstruction(state: StageState, ins: Instruction): Promise<void> {
-    const ctx = this.copyContext(state);
+    const ctx = { ...this.copyContext(state), warn: this.warnAt(ins) };
     const prepared = await prepareCopy(ctx, ins);
     try {
       const key = stepKey(state.key, prepared.description);

@@ -45,6 +45,8 @@ export interface CopyContext {
   /** Seconds: the time new directories and heredoc files get. */
   now: number;
   clampMtime: number | undefined;
+  /** Warnings about the step (a --chown name the image does not know). */
+  warn?: (message: string) => void;
   /** --from: the named stage (built first if needed) or image; identity goes into the cache key. */
   resolveFrom(ref: string): Promise<{ identity: string; layers: LayerRecord[] }>;
 }
@@ -70,35 +72,41 @@ function tempFile(store: Store, kind: string): string {
 
 /**
  * --chown (and the USER that WORKDIR creates directories as): numbers, or names from the image's
- * /etc/passwd and /etc/group (BuildKit's rules). layerDirs: topmost first.
+ * /etc/passwd and /etc/group. layerDirs: topmost first. BuildKit's rules (llb.WithUser and the
+ * file op's readUser): an empty user part is uid 0; a user name the image does not know is
+ * uid 0 and gid 0 and a group name it does not know leaves the gid as it was, without error
+ * (`FROM scratch` + `COPY --chown=nonroot` builds with Docker), so tsrun says so in a warning.
  */
-export function resolveOwner(spec: string, layerDirs: string[]): { uid: number; gid: number } {
+export function resolveOwner(spec: string, layerDirs: string[], warn?: (message: string) => void): { uid: number; gid: number } {
   const colon = spec.indexOf(":");
   const user = colon < 0 ? spec : spec.slice(0, colon);
   const group = colon < 0 ? "" : spec.slice(colon + 1);
-  if (user === "") throw new Error(`invalid --chown "${spec}"`);
   const numeric = (s: string): boolean => /^\d+$/.test(s);
-  let uid: number;
-  let primaryGid: number;
+  const unknown: string[] = [];
+  let uid = 0;
+  let primaryGid = 0;
   if (numeric(user)) {
     uid = Number(user);
     // A numeric user without group gets the same number as group.
     primaryGid = uid;
-  } else {
+  } else if (user !== "" && user !== "root") {
     const entry = parsePasswd(readLayeredFile(layerDirs, "etc/passwd") ?? "").find((p) => p.name === user);
-    if (!entry && user !== "root") throw new Error(`unable to find user ${user}: no matching entries in passwd file`);
-    uid = entry?.uid ?? 0;
-    primaryGid = entry?.gid ?? 0;
+    if (entry) {
+      uid = entry.uid;
+      primaryGid = entry.gid;
+    } else unknown.push(`no user ${user} in /etc/passwd`);
   }
   let gid = primaryGid;
   if (group !== "") {
     if (numeric(group)) gid = Number(group);
+    else if (group === "root") gid = 0;
     else {
       const entry = parseGroup(readLayeredFile(layerDirs, "etc/group") ?? "").find((g) => g.name === group);
-      if (!entry && group !== "root") throw new Error(`unable to find group ${group}: no matching entries in group file`);
-      gid = entry?.gid ?? 0;
+      if (entry) gid = entry.gid;
+      else unknown.push(`no group ${group} in /etc/group`);
     }
   }
+  if (unknown.length > 0) warn?.(`"${spec}": ${unknown.join(", ")}: ${uid}:${gid} is used, as Docker does`);
   return { uid, gid };
 }
 
@@ -211,7 +219,7 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
   const checksum = flag("checksum");
   const layerDirs = [...ctx.layers].reverse().map((l) => ctx.store.layers.diffDir(l.chainId));
   const prepared: PreparedCopy = { description: undefined, sources: [], dest, destIsDir: sourceWords.length > 1, temporaries: [] };
-  if (chown !== undefined && chown !== "") prepared.owner = resolveOwner(chown, layerDirs);
+  if (chown !== undefined && chown !== "") prepared.owner = resolveOwner(chown, layerDirs, ctx.warn);
   if (chmod !== undefined) prepared.mode = parseMode(chmod);
   const described: unknown[] = [];
 
