@@ -14,6 +14,7 @@ import { parseHeredoc, chompHeredocContent, type Instruction } from "./dockerfil
 import { ShellLex, type EscapeChar } from "./shell-words.js";
 import { BadPatternError, CopyFilter, cleanPath, IgnoreMatcher } from "./path-patterns.js";
 import { parseFlags, type FlagKind } from "./stages.js";
+import { ChmodSyntaxError, parseChmod, type ModeChange } from "./file-mode.js";
 import { SourceTree, SourceNotFoundError } from "./source-tree.js";
 import { hashSources } from "./cache-keys.js";
 import { readLayeredFile } from "../container/rootfs-files.js";
@@ -58,7 +59,7 @@ export interface PreparedCopy {
   dest: string;
   destIsDir: boolean;
   owner?: { uid: number; gid: number };
-  mode?: number;
+  chmod?: ModeChange;
   /** WORKDIR: make the destination directory itself when it is missing. */
   makeDest?: boolean;
   /** Files made for the step (downloads, heredoc bodies): removed after it. */
@@ -108,11 +109,6 @@ export function resolveOwner(spec: string, layerDirs: string[], warn?: (message:
   }
   if (unknown.length > 0) warn?.(`"${spec}": ${unknown.join(", ")}: ${uid}:${gid} is used, as Docker does`);
   return { uid, gid };
-}
-
-function parseMode(value: string): number {
-  if (!/^[0-7]{1,4}$/.test(value)) throw new Error(`invalid --chmod "${value}": an octal mode such as 755 is expected`);
-  return parseInt(value, 8);
 }
 
 const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);
@@ -220,7 +216,14 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
   const layerDirs = [...ctx.layers].reverse().map((l) => ctx.store.layers.diffDir(l.chainId));
   const prepared: PreparedCopy = { description: undefined, sources: [], dest, destIsDir: sourceWords.length > 1, temporaries: [] };
   if (chown !== undefined && chown !== "") prepared.owner = resolveOwner(chown, layerDirs, ctx.warn);
-  if (chmod !== undefined) prepared.mode = parseMode(chmod);
+  if (chmod !== undefined && chmod !== "") {
+    try {
+      prepared.chmod = parseChmod(chmod);
+    } catch (err) {
+      if (err instanceof ChmodSyntaxError) throw new Error(err.message);
+      throw err;
+    }
+  }
   const described: unknown[] = [];
 
   try {
@@ -270,7 +273,7 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
     if (err instanceof SourceNotFoundError) throw new Error(`${name} ${err.message}`);
     throw err;
   }
-  const description: Record<string, unknown> = { keyword, dest, owner: prepared.owner ?? null, mode: prepared.mode ?? null, sources: described };
+  const description: Record<string, unknown> = { keyword, dest, owner: prepared.owner ?? null, mode: prepared.chmod === undefined ? null : "octal" in prepared.chmod ? prepared.chmod.octal : prepared.chmod.symbolic, sources: described };
   // Only when set: the keys of steps without them stay what they were.
   if (exclude.length > 0) description.exclude = exclude;
   if (parents) description.parents = true;
@@ -307,7 +310,7 @@ export async function runCopy(ctx: Pick<CopyContext, "store" | "layers" | "now" 
     maxGid: maxMappedId(mapping, "gid"),
   };
   if (prepared.owner) job.owner = prepared.owner;
-  if (prepared.mode !== undefined) job.mode = prepared.mode;
+  if (prepared.chmod !== undefined) job.chmod = prepared.chmod;
   if (prepared.makeDest) job.makeDest = true;
   if (ctx.clampMtime !== undefined) job.clampMtime = ctx.clampMtime;
   try {
