@@ -723,6 +723,13 @@ class Builder {
       const copied = await runCopy(ctx, prepared);
       faultPoint("build:copy-packed");
       for (const w of copied.result.warnings) this.opts.warn?.(w);
+      if (copied.result.entries === 0) {
+        // Nothing copied (a wildcard that matched nothing): no layer, as for a RUN that changed nothing.
+        rmSync(copied.tarFile, { force: true });
+        await this.store.removeTree(copied.layerTmp);
+        this.finishStep(state, key, createdBy, state.layers, true);
+        return;
+      }
       await this.addLayer(state, key, createdBy, copied.layer, copied.layerTmp, copied.tarFile);
     } finally {
       for (const f of prepared.temporaries) rmSync(f, { force: true });

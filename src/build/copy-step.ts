@@ -25,11 +25,10 @@ import { MEDIA } from "../image/types.js";
 import { httpGet } from "../image/http-get.js";
 import type { IncomingMessage } from "node:http";
 
-// --keep-git-dir and --unpack (ADD) are known so that they get a clear refusal rather than
-// "unknown flag".
+// --keep-git-dir (ADD) is known so that it gets a clear refusal rather than "unknown flag".
 const COPY_FLAGS: Readonly<Record<string, FlagKind>> = { from: "string", chown: "string", chmod: "string", link: "bool", parents: "bool", exclude: "strings" };
 const ADD_FLAGS: Readonly<Record<string, FlagKind>> = { chown: "string", chmod: "string", link: "bool", checksum: "string", exclude: "strings", "keep-git-dir": "bool", unpack: "bool" };
-const UNSUPPORTED_FLAGS = ["keep-git-dir", "unpack"];
+const UNSUPPORTED_FLAGS = ["keep-git-dir"];
 
 /** What a COPY/ADD needs from the build. */
 export interface CopyContext {
@@ -213,6 +212,10 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
   const chmod = flag("chmod");
   const from = flag("from");
   const checksum = flag("checksum");
+  // ADD unpacks local archives, not downloads; --unpack=true|false says otherwise (Dockerfile 1.17).
+  const unpack = flags.get("unpack");
+  const unpackUrls = unpack === true;
+  const unpackLocal = keyword === "add" && unpack !== false;
   const layerDirs = [...ctx.layers].reverse().map((l) => ctx.store.layers.diffDir(l.chainId));
   const prepared: PreparedCopy = { description: undefined, sources: [], dest, destIsDir: sourceWords.length > 1, temporaries: [] };
   if (chown !== undefined && chown !== "") prepared.owner = resolveOwner(chown, layerDirs, ctx.warn);
@@ -253,9 +256,9 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
           const got = await download(ctx.store, word.text, checksum, ctx.now);
           prepared.temporaries.push(got.file);
           // Docker gives downloaded files mode 600.
-          prepared.sources.push({ kind: "file", path: got.file, name: got.name, mode: 0o600, mtime: got.mtime });
+          prepared.sources.push({ kind: "file", path: got.file, name: got.name, mode: 0o600, mtime: got.mtime, ...(unpackUrls ? { extractArchive: true } : {}) });
           // Keyed by content only (a server without Last-Modified would otherwise never hit).
-          described.push({ url: word.text, digest: got.digest });
+          described.push({ url: word.text, digest: got.digest, ...(unpackUrls ? { unpack: true } : {}) });
         } else if (keyword === "add" && isGit(word.text)) {
           throw new Error(`ADD of a git repository (${word.text}) is not supported`);
         } else {
@@ -264,8 +267,8 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
       }
       if (checksum !== undefined && contextPaths.length > 0) throw new Error("ADD --checksum is only supported for URLs");
       if (contextPaths.length > 0) {
-        prepared.sources.push({ kind: "tree", root: { dir: ctx.contextDir }, ignore: ctx.ignore, ...selection, paths: contextPaths, keepOwners: false, extractArchives: keyword === "add" });
-        described.push({ context: contextPaths, content: hashSources(ctx.context, contextPaths, selection) });
+        prepared.sources.push({ kind: "tree", root: { dir: ctx.contextDir }, ignore: ctx.ignore, ...selection, paths: contextPaths, keepOwners: false, extractArchives: unpackLocal });
+        described.push({ context: contextPaths, content: hashSources(ctx.context, contextPaths, selection), ...(keyword === "add" && !unpackLocal ? { unpack: false } : {}) });
       }
     }
   } catch (err) {

@@ -52,6 +52,8 @@ export interface CopyFileSource {
   name: string;
   mode: number;
   mtime: number;
+  /** ADD --unpack=true of a URL: a tar archive is unpacked at the destination. */
+  extractArchive?: boolean;
 }
 
 export type CopySource = CopyTreeSource | CopyFileSource;
@@ -286,6 +288,7 @@ class CopyPlanner {
     const intoDir = destIsDir || count > 1;
     for (const { source, tree, matches } of matchesOf) {
       if (source.kind === "file") {
+        if (source.extractArchive && (await this.addArchive(source.path, destRel))) continue;
         const target = intoDir ? join(destRel, source.name) : destRel;
         const owner = this.owner(undefined, false);
         this.add(target, { type: "file", ...owner, mode: this.modeOf(source.mode, false, true), mtime: this.clamp(source.mtime), size: 0, file: source.path });
@@ -297,23 +300,7 @@ class CopyPlanner {
           this.addDirectory(tree, match, destRel, source.keepOwners, true);
           continue;
         }
-        if (source.extractArchives && fileType(match.st) === S_IFREG) {
-          const dir = path.join(job.scratch, `archive-${this.archives++}`);
-          const fd = tree.openFile(match.rel);
-          let unpacked: boolean;
-          try {
-            unpacked = await unpackArchive(fd, dir, job, this.warnings);
-          } finally {
-            closeSync(fd);
-          }
-          if (unpacked) {
-            const archiveTree = new SourceTree(dir);
-            this.trees.push(archiveTree);
-            const [rootMatch] = archiveTree.match(".");
-            if (rootMatch) this.addDirectory(archiveTree, rootMatch, destRel, true, false);
-            continue;
-          }
-        }
+        if (source.extractArchives && fileType(match.st) === S_IFREG && (await this.addArchive(tree.openFile(match.rel), destRel))) continue;
         const target = intoDir ? join(destRel, path.posix.basename(match.requested)) : destRel;
         if (target === "") throw new Error(`cannot copy the file ${match.requested} onto the root directory`);
         const planned = this.fromStat(match.st, tree, match.rel, source.keepOwners, true);
@@ -325,6 +312,27 @@ class CopyPlanner {
       if (destSt === undefined) this.add(destRel, { type: "directory", mode: 0o755, ...this.owner(undefined, false), mtime: this.clamp(job.now), size: 0 });
     }
     this.addParents();
+  }
+
+  /**
+   * ADD's archive extraction: a tar archive (an open fd, or a prepared file) is unpacked and its
+   * contents go into destDir, with the archive's owners and modes. False when it is no archive.
+   */
+  private async addArchive(file: number | string, destDir: string): Promise<boolean> {
+    const dir = path.join(this.job.scratch, `archive-${this.archives++}`);
+    const fd = typeof file === "number" ? file : openSync(file, "r");
+    let unpacked: boolean;
+    try {
+      unpacked = await unpackArchive(fd, dir, this.job, this.warnings);
+    } finally {
+      closeSync(fd);
+    }
+    if (!unpacked) return false;
+    const archiveTree = new SourceTree(dir);
+    this.trees.push(archiveTree);
+    const [rootMatch] = archiveTree.match(".");
+    if (rootMatch) this.addDirectory(archiveTree, rootMatch, destDir, true, false);
+    return true;
   }
 
   /**
