@@ -3,6 +3,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:http";
 import { chownSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { env, filesDir, importBusybox, scratchDir, shAsUser, tsrun, unique, tsrunOk } from "./helpers.js";
 
@@ -218,5 +219,78 @@ describe("errors", () => {
       expect(r.code, line).toBe(1);
       expect(r.stderr, line).toBe(`Error: Custom.dockerfile:2: ${message}\n`);
     }
+  });
+});
+
+/** The host's architecture as BuildKit names it (TARGETARCH). */
+const hostArch = ({ x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x", riscv64: "riscv64" } as Record<string, string>)[process.arch] ?? process.arch;
+
+describe("multi-platform and distroless Dockerfiles", () => {
+  it("FROM base-${TARGETARCH} after a global ARG TARGETARCH picks the host's stage; FROM scratch with USER nonroot and COPY --chown=nonroot builds owned by root, with a warning", async () => {
+    // docker-library and buildx examples: per-architecture stages; distroless images: a scratch stage with a named user.
+    const dir = context({
+      app: "app\n",
+      Dockerfile: [
+        "ARG TARGETARCH",
+        ...[...new Set(["amd64", "arm64", hostArch])].flatMap((arch) => [`FROM busybox AS base-${arch}`, `RUN echo ${arch} > /arch`]),
+        "FROM --platform=$BUILDPLATFORM base-${TARGETARCH} AS picked",
+        "FROM scratch AS dist",
+        "USER nonroot:nonroot",
+        "WORKDIR /app",
+        "COPY --chown=nonroot:nonroot app /app/",
+        "COPY --from=picked --chown=nobody /arch /app/arch",
+        "FROM busybox",
+        "COPY --from=dist /app /app",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("distroless");
+    const r = await tsrun(["build", "-q", "-t", name, dir], { timeout: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    // WORKDIR (the stage's USER), then the two COPY --chown lines.
+    expect(r.stderr.replace(/Dockerfile:\d+/g, "Dockerfile:LINE")).toBe(
+      [
+        'tsrun: warning: Dockerfile:LINE: "nonroot:nonroot": no user nonroot in /etc/passwd, no group nonroot in /etc/group: 0:0 is used, as Docker does',
+        'tsrun: warning: Dockerfile:LINE: "nonroot:nonroot": no user nonroot in /etc/passwd, no group nonroot in /etc/group: 0:0 is used, as Docker does',
+        'tsrun: warning: Dockerfile:LINE: "nobody": no user nobody in /etc/passwd: 0:0 is used, as Docker does',
+        "",
+      ].join("\n"),
+    );
+    const out = await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "cat /app/arch; stat -c '%n %u:%g' /app /app/app /app/arch"]);
+    expect(out).toBe(`${hostArch}\n/app 0:0\n/app/app 0:0\n/app/arch 0:0\n`);
+  });
+});
+
+describe("COPY and ADD flags of Dockerfile 1.14-1.17", () => {
+  it("--chmod takes symbolic modes (applied to each file's own mode, X for directories), not to an ADDed archive's contents; ADD --unpack; a COPY that matches nothing makes no layer", async () => {
+    const archiveDir = scratchDir("chmod-archive");
+    writeFileSync(path.join(archiveDir, "tool"), "#!/bin/sh\n", { mode: 0o700 });
+    execFileSync("tar", ["-czf", path.join(archiveDir, "tool.tar.gz"), "-C", archiveDir, "tool"]);
+    const dir = context({
+      "run.sh": ["#!/bin/sh\n", 0o644],
+      "conf/app.conf": ["x\n", 0o664],
+      "conf/sub/more.conf": ["y\n", 0o600],
+      Dockerfile: [
+        "FROM busybox",
+        "COPY --chmod=u=rwx,g=rx,o= run.sh /bin/run.sh",
+        "COPY --chmod=+x run.sh /bin/plus-x",
+        "COPY --chmod=go-w,a+X conf /etc/conf",
+        "ADD --chmod=755 tool.tar.gz /opt/",
+        "ADD --unpack=false tool.tar.gz /kept/",
+        "COPY *.nomatch /none/",
+        "",
+      ].join("\n"),
+    });
+    execFileSync("cp", [path.join(archiveDir, "tool.tar.gz"), dir]);
+    if (env.user) chownSync(path.join(dir, "tool.tar.gz"), env.user.uid, env.user.gid);
+    execFileSync("chmod", ["0775", path.join(dir, "conf", "sub")]);
+    const name = unique("chmod");
+    await ok(["build", "-q", "-t", name, dir]);
+    const out = await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "stat -c '%n %a' /bin/run.sh /bin/plus-x /etc/conf/app.conf /etc/conf/sub /etc/conf/sub/more.conf /opt/tool /kept/tool.tar.gz; ls /none 2>&1 || true"]);
+    expect(out).toBe("/bin/run.sh 750\n/bin/plus-x 755\n/etc/conf/app.conf 644\n/etc/conf/sub 755\n/etc/conf/sub/more.conf 600\n/opt/tool 700\n/kept/tool.tar.gz 644\nls: /none: No such file or directory\n");
+    // busybox's layer and one per COPY/ADD that copied something: the unmatched wildcard adds none.
+    expect((await ok(["inspect", "-f", "{{len .RootFS.Layers}}", name])).trim()).toBe("6");
+    const bad = await tsrun(["build", context({ Dockerfile: "FROM busybox\nCOPY --chmod=u!x Dockerfile /x\n" })]);
+    expect([bad.code, bad.stderr]).toEqual([1, "Error: Dockerfile:2: invalid chmod parameter: 'u!x': invalid syntax\n"]);
   });
 });
