@@ -294,7 +294,8 @@ class Builder {
     }
     const deps = new Set<Stage>();
     for (const ref of refs) {
-      const dep = findStage(this.graph, ref);
+      // The base as its FROM line sees it (the last stage of that name above); --from names the last one.
+      const dep = ref === base ? findStage(this.graph, ref, stage.index) : findStage(this.graph, ref);
       if (dep && dep.index < stage.index) deps.add(dep);
     }
     return [...deps].sort((a, b) => a.index - b.index);
@@ -354,7 +355,7 @@ class Builder {
     let layers: LayerRecord[] = [];
     let args: StageArgs | undefined;
     const platform = stage.platform !== undefined ? new ShellLex(this.dockerfile.escapeChar).processWord(stage.platform, this.globals) : undefined;
-    const dep = findStage(this.graph, base);
+    const dep = findStage(this.graph, base, stage.index);
     if (dep && dep.name !== undefined && dep.name === base.toLowerCase() && dep.index < stage.index) {
       const from = await this.buildStage(dep);
       identity = from.key;
@@ -819,7 +820,7 @@ export async function buildImage(containers: Containers, opts: BuildOptions): Pr
     } catch (err) {
       throw new BuildError(errorMessage(err));
     }
-    for (const w of dockerfile.warnings) opts.warn?.(`${ctx.dockerfileName}:${w.line}: ${w.message}`);
+    for (const w of [...dockerfile.warnings, ...graph.warnings]) opts.warn?.(`${ctx.dockerfileName}:${w.line}: ${w.message}`);
     // The lease starts with a sweep of what killed operations (earlier builds too) left.
     const lease = await containers.store.begin(`build ${opts.tags?.[0] ? familiarName(tagName(opts.tags[0])) : opts.context}`, "images");
     try {

@@ -192,7 +192,7 @@ async function addMount(spec: string, ctx: RunMountContext, out: RunMounts): Pro
   const f = fields(spec);
   const type = f.get("type") ?? "bind";
   const known: Record<string, string[]> = {
-    cache: ["type", "target", "dst", "destination", "id", "sharing", "mode", "uid", "gid", "readonly", "ro"],
+    cache: ["type", "target", "dst", "destination", "id", "sharing", "mode", "uid", "gid", "readonly", "ro", "rw", "readwrite"],
     bind: ["type", "target", "dst", "destination", "source", "src", "readonly", "ro", "rw", "readwrite", "from"],
     tmpfs: ["type", "target", "dst", "destination", "size"],
     secret: ["type", "id", "target", "dst", "destination", "env", "required", "mode", "uid", "gid"],
@@ -207,9 +207,10 @@ async function addMount(spec: string, ctx: RunMountContext, out: RunMounts): Pro
     secretMount(spec, type, f, ctx, out);
     return;
   }
-  const rawTarget = f.get("target") ?? f.get("dst") ?? f.get("destination");
-  if (!rawTarget) throw new Error(`RUN --mount=${spec}: a target is required`);
+  // No target is the WORKDIR (BuildKit joins the two): docker/buildx's `RUN --mount=from=binaries`.
+  const rawTarget = f.get("target") ?? f.get("dst") ?? f.get("destination") ?? "";
   const target = path.posix.resolve(ctx.workdir || "/", rawTarget);
+  if (target === "/") throw new Error(`RUN --mount=${spec}: invalid mount target "/"`);
   const readOnly = truthy(f.get("readonly")) || truthy(f.get("ro"));
   switch (type) {
     case "cache": {
@@ -241,7 +242,10 @@ async function addMount(spec: string, ctx: RunMountContext, out: RunMounts): Pro
     case "bind": {
       const source = f.get("source") ?? f.get("src") ?? ".";
       const from = f.get("from");
-      const writable = truthy(f.get("rw")) || truthy(f.get("readwrite"));
+      const rw = f.get("rw") ?? f.get("readwrite");
+      const ro = f.get("readonly") ?? f.get("ro");
+      // Read-only unless rw, or readonly=false, says otherwise.
+      const writable = rw !== undefined ? truthy(rw) : ro !== undefined && !truthy(ro);
       const mountSpec = (hostPath: string): string => `type=bind,source=${noComma(hostPath, "the source")},target=${noComma(target, "the target")}${writable ? "" : ",readonly"}`;
       if (from === undefined && !writable && ctx.ignore.length === 0) {
         // Resolved inside the context, as COPY resolves its sources.

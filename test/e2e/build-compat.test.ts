@@ -294,3 +294,40 @@ describe("COPY and ADD flags of Dockerfile 1.14-1.17", () => {
     expect([bad.code, bad.stderr]).toEqual([1, "Error: Dockerfile:2: invalid chmod parameter: 'u!x': invalid syntax\n"]);
   });
 });
+
+describe("docker/buildx's own Dockerfile", () => {
+  it("a stage name used twice is a warning (--from takes the last); RUN --mount without a target mounts at the WORKDIR, without a type is a bind", async () => {
+    const dir = context({
+      "main.go": "v1.2\n",
+      Dockerfile: [
+        "# syntax=docker/dockerfile:1.3",
+        "FROM busybox AS dockerd-release",
+        "RUN echo first > /which",
+        "FROM busybox AS binaries",
+        "RUN echo bin > /buildx",
+        "FROM busybox AS buildx-version",
+        "WORKDIR /src",
+        "RUN --mount=target=. \\",
+        "  echo -n \"$(cat main.go)\" | tee /tmp/.version;",
+        "FROM busybox AS releaser",
+        "WORKDIR /work",
+        "RUN --mount=from=binaries \\",
+        "  --mount=type=bind,source=/tmp/.version,target=/tmp/.version,from=buildx-version \\",
+        "  mkdir -p /out && cp buildx* \"/out/buildx-$(cat /tmp/.version)\"",
+        "FROM busybox AS dockerd-release",
+        "RUN echo second > /which",
+        "FROM busybox",
+        "COPY --from=dockerd-release /which /which",
+        "COPY --from=releaser /out/ /out/",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("buildx-df");
+    const r = await tsrun(["build", "-q", "-t", name, dir], { timeout: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('tsrun: warning: Dockerfile:15: duplicate stage name "dockerd-release", stage names should be unique\n');
+    expect(await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "cat /which; ls /out"])).toBe("second\nbuildx-v1.2\n");
+    const root = await tsrun(["build", context({ Dockerfile: "FROM busybox\nRUN --mount=type=cache true\n" })]);
+    expect([root.code, root.stderr]).toEqual([1, 'Error: Dockerfile:2: RUN --mount=type=cache: invalid mount target "/"\n']);
+  });
+});

@@ -133,6 +133,15 @@ describe("stage graph", () => {
     expect(() => targetStage(g, "nope")).toThrow(/target stage "nope" could not be found/);
   });
 
+  it("a name used twice is a warning: FROM sees the last stage above it, --from and --target the last one", () => {
+    const g = graph("FROM a AS x\nFROM x AS y\nFROM b AS X\nFROM x\n");
+    expect(g.warnings).toEqual([{ message: 'duplicate stage name "x", stage names should be unique', line: 3 }]);
+    expect(findStage(g, "x", 1)?.index).toBe(0);
+    expect(findStage(g, "x", 3)?.index).toBe(2);
+    expect(findStage(g, "x")?.index).toBe(2);
+    expect(targetStage(g, "x").index).toBe(2);
+  });
+
   it("rejects what BuildKit rejects, with the line", () => {
     const err = (text: string): DockerfileParseError => {
       try {
@@ -144,7 +153,6 @@ describe("stage graph", () => {
       throw new Error("no error");
     };
     expect(err("RUN x\nFROM a\n").message).toBe("Dockerfile:1: no build stage in current context: RUN must come after a FROM");
-    expect(err("FROM a AS x\nFROM b AS X\n").message).toBe('Dockerfile:2: duplicate stage name "x"');
     expect(err("FROM a AS 1x\n").message).toMatch(/^Dockerfile:1: invalid name for build stage/);
     expect(err("FROM a b\n").message).toBe("Dockerfile:1: FROM requires either one or three arguments");
     expect(err("ARG x\n").message).toMatch(/no build stage/);
