@@ -29,6 +29,7 @@ import type { BuildCacheEntry } from "../store/build-cache.js";
 import { chainIds } from "../store/digest.js";
 import { MEDIA, hostPlatform, type ContainerConfig, type HistoryEntry, type ImageConfig } from "../image/types.js";
 import { applyInstruction, type ConfigState } from "../image/config-changes.js";
+import { isHostPlatform } from "../image/platform-spec.js";
 import { installPackedLayer, recordImage, tagName } from "../image/commit.js";
 import { familiarName } from "../image/inspect.js";
 import { pullImage } from "../image/registry/pull.js";
@@ -354,7 +355,19 @@ class Builder {
     let config: ImageConfig;
     let layers: LayerRecord[] = [];
     let args: StageArgs | undefined;
-    const platform = stage.platform !== undefined ? new ShellLex(this.dockerfile.escapeChar).processWord(stage.platform, this.globals) : undefined;
+    if (stage.platform !== undefined) {
+      // Any spelling of the host's platform (linux/amd64, amd64, x86_64, linux): containerd's rules.
+      const platform = new ShellLex(this.dockerfile.escapeChar).processWord(stage.platform, this.globals);
+      if (platform === "") throw new Error(`empty platform value from expression ${stage.platform}`);
+      let host: boolean;
+      try {
+        host = isHostPlatform(platform);
+      } catch (err) {
+        throw new Error(`failed to parse platform ${stage.platform}: ${errorMessage(err)}`);
+      }
+      const p = hostPlatform();
+      if (!host) throw new Error(`FROM --platform=${platform}: only the build host's platform (${p.os}/${p.architecture}) can be built here`);
+    }
     const dep = findStage(this.graph, base, stage.index);
     if (dep && dep.name !== undefined && dep.name === base.toLowerCase() && dep.index < stage.index) {
       const from = await this.buildStage(dep);
@@ -380,9 +393,6 @@ class Builder {
     // image says what RUN and `run` use.
     const inner = (config.config ??= {});
     if (!(inner.Env ?? []).some((e) => e.startsWith("PATH="))) inner.Env = [...(inner.Env ?? []), `PATH=${DEFAULT_PATH}`];
-    if (platform !== undefined && platform !== "" && !platform.startsWith(`${config.os}/${config.architecture}`)) {
-      throw new Error(`FROM --platform=${platform}: only the build host's platform (${config.os}/${config.architecture}) can be built here`);
-    }
     // SOURCE_DATE_EPOCH changes every layer (file times are clamped to it): it starts the key chain.
     const key = stepKey("", { from: identity, ...(this.opts.sourceDateEpoch !== undefined ? { epoch: this.opts.sourceDateEpoch } : {}) });
     const created = this.createdFor(key);

@@ -6,6 +6,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { Tsrun } from "../tsrun.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
+import { isHostPlatform } from "../image/platform-spec.js";
 import { BuildError } from "../build/errors.js";
 import { collect } from "./util.js";
 import { parseLabels } from "./run.js";
@@ -44,8 +45,14 @@ interface BuildFlags {
 function checkDockerOnlyFlags(o: BuildFlags): void {
   if (o.platform !== undefined) {
     const host = hostPlatform();
-    const want = o.platform.split(",").map((p) => p.trim());
-    const ok = want.length === 1 && want[0] !== undefined && [`${host.os}/${host.architecture}`, host.architecture].includes(want[0].replace(/\/$/, ""));
+    // buildx takes a list; any spelling of the host's platform (linux/amd64, amd64, x86_64) will do.
+    const want = o.platform.split(",").map((p) => p.trim().replace(/\/$/, ""));
+    let ok: boolean;
+    try {
+      ok = want.every((p) => isHostPlatform(p));
+    } catch (err) {
+      throw new TsrunError(`--platform ${o.platform}: ${(err as Error).message}`);
+    }
     if (!ok) throw new TsrunError(`--platform ${o.platform}: only the build host's platform (${host.os}/${host.architecture}) can be built here`);
   }
   if (o.progress !== undefined && !["auto", "plain", "tty", "quiet", "rawjson"].includes(o.progress)) {

@@ -331,3 +331,40 @@ describe("docker/buildx's own Dockerfile", () => {
     expect([root.code, root.stderr]).toEqual([1, 'Error: Dockerfile:2: RUN --mount=type=cache: invalid mount target "/"\n']);
   });
 });
+
+describe("moby/moby's Dockerfile", () => {
+  it("FROM --platform spelt as an architecture alone (amd64), an OS alone or x86_64 is the host's platform; global ARGs built from others; FROM cross-${CROSS}; COPY of /absolute context paths", async () => {
+    const aliases: Record<string, string> = { amd64: "x86_64", arm64: "aarch64" };
+    const dir = context({
+      "hack/install.sh": "i\n",
+      "hack/x.installer": "x\n",
+      Dockerfile: [
+        "ARG GO_VERSION=1.19.3",
+        'ARG BASE_DEBIAN_DISTRO="bullseye"',
+        'ARG GOLANG_IMAGE="golang:${GO_VERSION}-${BASE_DEBIAN_DISTRO}"',
+        'ARG CROSS="false"',
+        "FROM busybox AS base",
+        "ARG GOLANG_IMAGE",
+        'RUN echo "$GOLANG_IMAGE" > /img',
+        "FROM base AS cross-false",
+        "FROM --platform=linux/s390x base AS cross-true",
+        "FROM cross-${CROSS} AS dev-base",
+        `FROM --platform=${hostArch} busybox AS vpnkit-${hostArch}`,
+        "RUN echo vpnkit > /vpnkit",
+        `FROM --platform=${aliases[hostArch] ?? hostArch} busybox AS alias`,
+        "FROM --platform=linux alias AS os-only",
+        "FROM dev-base",
+        "COPY /hack/install.sh /hack/x.installer /",
+        `COPY --from=vpnkit-${hostArch}     /vpnkit /build/vpnkit`,
+        "COPY --from=os-only /etc/group /group",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("moby-df");
+    await ok(["build", "-q", "-t", name, dir]);
+    expect(await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "cat /img /install.sh /x.installer /build/vpnkit; test -s /group && echo group"])).toBe("golang:1.19.3-bullseye\ni\nx\nvpnkit\ngroup\n");
+    const other = await tsrun(["build", "--build-arg", "CROSS=true", dir]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/^Error: Dockerfile:9: FROM --platform=linux\/s390x: only the build host's platform \(linux\/\w+\) can be built here\n$/);
+  });
+});
