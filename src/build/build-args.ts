@@ -82,9 +82,13 @@ export class BuildArgs {
     }
   }
 
-  /** --build-arg names no ARG declared (Docker warns about them). Proxy variables are always used. */
+  /**
+   * --build-arg names no ARG declared (Docker warns about them). Proxy variables are always used;
+   * SOURCE_DATE_EPOCH and BuildKit's own BUILDKIT_* settings (BUILDKIT_INLINE_CACHE, ...) tell the
+   * builder something and are no ARGs.
+   */
   unconsumed(): string[] {
-    return [...this.given.keys()].filter((k) => !this.consumed.has(k) && !PROXY_ARGS.has(k)).sort();
+    return [...this.given.keys()].filter((k) => !this.consumed.has(k) && !PROXY_ARGS.has(k) && k !== "SOURCE_DATE_EPOCH" && !k.startsWith("BUILDKIT_")).sort();
   }
 
   words(ins: Instruction): string[] {

@@ -185,7 +185,7 @@ describe("ARG scoping", () => {
   });
 
   it("a stage sees ARGs from their declaration; ENV wins in expansions; RUN gets ARGs ENV does not set", () => {
-    const args = new BuildArgs(new Map([["X", "from-cli"], ["UNUSED", "1"], ["http_proxy", "http://p"]]), platform, "\\");
+    const args = new BuildArgs(new Map([["X", "from-cli"], ["UNUSED", "1"], ["http_proxy", "http://p"], ["BUILDKIT_INLINE_CACHE", "1"], ["SOURCE_DATE_EPOCH", "0"]]), platform, "\\");
     const globals = args.globalScope([ins("ARG G=global\n")]);
     const stage = new StageArgs(args, globals);
     expect(stage.expansionScope([]).has("G")).toBe(false);
