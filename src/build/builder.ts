@@ -46,7 +46,10 @@ import { SourceTree } from "./source-tree.js";
 import { ignoreMatcher, prepareCopy, resolveOwner, runCopy, type CopyContext } from "./copy-step.js";
 import { layeredDirectoryExists } from "../container/rootfs-files.js";
 import { runStep } from "./run-step.js";
+import { contextKey, NamedContextError, parseNamedContexts, type NamedContext } from "./named-contexts.js";
+import { hashSources } from "./cache-keys.js";
 import { chownInUserNamespace, makeRunMounts, runMounts, type RunMountContext } from "./run-mounts.js";
+import type { FromSource } from "./copy-step.js";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "../random.js";
 import path from "node:path";
@@ -82,6 +85,8 @@ export interface BuildOptions {
   addHosts?: string[];
   /** --ulimit NAME=SOFT[:HARD] for RUN containers. */
   ulimits?: string[];
+  /** --build-context NAME=DIRECTORY|docker-image://REF: what NAME means in FROM, --from and stage names. */
+  buildContexts?: string[];
   /** --secret values by id, for RUN --mount=type=secret (never stored, never in a cache key). */
   secrets?: Record<string, Buffer>;
   /** SOURCE_DATE_EPOCH, seconds: times in the image are clamped to it. */
@@ -139,6 +144,9 @@ class Builder {
   private readonly multiStage: boolean;
   private readonly context: SourceTree;
   private readonly secrets: ReadonlyMap<string, Buffer>;
+  private readonly namedContexts: ReadonlyMap<string, NamedContext>;
+  /** The directory named contexts, opened once each. */
+  private readonly contextTrees = new Map<string, SourceTree>();
   /** Chain IDs this build's lease names already. */
   private readonly leasedLayers = new Set<string>();
   private running: number | undefined;
@@ -151,6 +159,7 @@ class Builder {
     private readonly dockerfile: Dockerfile,
     private readonly graph: StageGraph,
     private readonly lease: Lease,
+    namedContexts: ReadonlyMap<string, NamedContext> = new Map(),
   ) {
     this.store = containers.store;
     this.cache = this.store.buildCache.load();
@@ -165,6 +174,7 @@ class Builder {
     }
     this.context = new SourceTree(ctx.dir, ignore);
     this.secrets = new Map(Object.entries(opts.secrets ?? {}));
+    this.namedContexts = namedContexts;
   }
 
   /** Warnings about one instruction, named by its Dockerfile line. */
@@ -189,11 +199,11 @@ class Builder {
   }
 
   /** A usable cache entry for a layer step: its layers continue the stage's and all still exist. */
-  private lookup(key: string, state: StageState): BuildCacheEntry | undefined {
+  private lookup(key: string, layers: readonly LayerRecord[]): BuildCacheEntry | undefined {
     if (this.opts.noCache) return undefined;
     const entry = this.cache.get(key);
-    if (!entry || entry.layers.length < state.layers.length) return undefined;
-    if (!state.layers.every((l, i) => entry.layers[i]?.chainId === l.chainId)) return undefined;
+    if (!entry || entry.layers.length < layers.length) return undefined;
+    if (!layers.every((l, i) => entry.layers[i]?.chainId === l.chainId)) return undefined;
     if (!entry.layers.every((l) => this.store.layers.has(l.chainId) && this.store.blobs.has(l.digest))) return undefined;
     return entry;
   }
@@ -297,7 +307,7 @@ class Builder {
     for (const ref of refs) {
       // The base as its FROM line sees it (the last stage of that name above); --from names the last one.
       const dep = ref === base ? findStage(this.graph, ref, stage.index) : findStage(this.graph, ref);
-      if (dep && dep.index < stage.index) deps.add(dep);
+      if (dep && dep.index < stage.index && !this.replacedStage(dep)) deps.add(dep);
     }
     return [...deps].sort((a, b) => a.index - b.index);
   }
@@ -311,6 +321,14 @@ class Builder {
   private async runStage(stage: Stage): Promise<StageState> {
     const fileName = this.ctx.dockerfileName;
     const fail = (ins: Instruction, reason: string): BuildError => new BuildError(`${fileName}:${ins.startLine}: ${reason}`);
+    const replacement = this.replacedStage(stage);
+    if (replacement) {
+      // --build-context NAME replaces the stage NAME: none of its instructions run.
+      this.log(`${this.label(stage, 1)}: ${stage.from.original.trim()} (replaced by --build-context ${replacement.name})`);
+      return this.fromStep(stage, stage.name ?? "", replacement).catch((err: unknown) => {
+        throw err instanceof TsrunError ? err : fail(stage.from, errorMessage(err));
+      });
+    }
     let base: string;
     try {
       base = new ShellLex(this.dockerfile.escapeChar).processWord(stage.base, this.globals);
@@ -349,7 +367,7 @@ class Builder {
     return state;
   }
 
-  private async fromStep(stage: Stage, base: string): Promise<StageState> {
+  private async fromStep(stage: Stage, base: string, replacement?: NamedContext): Promise<StageState> {
     let identity: string;
     let imageId = "";
     let config: ImageConfig;
@@ -368,8 +386,12 @@ class Builder {
       const p = hostPlatform();
       if (!host) throw new Error(`FROM --platform=${platform}: only the build host's platform (${p.os}/${p.architecture}) can be built here`);
     }
-    const dep = findStage(this.graph, base, stage.index);
-    if (dep && dep.name !== undefined && dep.name === base.toLowerCase() && dep.index < stage.index) {
+    const dep = replacement ? undefined : findStage(this.graph, base, stage.index);
+    // A base that is no stage may be a named context.
+    const named = replacement ?? (dep ? undefined : this.namedContext(base));
+    if (named?.kind === "dir") {
+      ({ identity, config, layers } = await this.directoryBase(named));
+    } else if (dep && dep.name !== undefined && dep.name === base.toLowerCase() && dep.index < stage.index) {
       const from = await this.buildStage(dep);
       identity = from.key;
       imageId = from.imageId;
@@ -378,12 +400,12 @@ class Builder {
       config.config = structuredClone(from.config.config ?? {});
       layers = from.layers;
       args = from.args.derive();
-    } else if (base.toLowerCase() === "scratch") {
+    } else if (named?.kind === "scratch" || (!named && base.toLowerCase() === "scratch")) {
       identity = "scratch";
       const p = hostPlatform();
       config = { architecture: p.architecture, os: p.os, config: {}, rootfs: { type: "layers", diff_ids: [] }, history: [] };
     } else {
-      const image = await this.resolveImage(base);
+      const image = await this.resolveImage(named?.kind === "image" ? named.ref : base);
       identity = image.id;
       imageId = image.id;
       config = structuredClone(image.config);
@@ -622,7 +644,7 @@ class Builder {
     if (this.opts.noCache || !this.cache.has(key)) return false;
     // Checked and leased in one lock hold: a prune cannot take the layers in between.
     const hit = await this.store.lock(() => {
-      const entry = this.lookup(key, state);
+      const entry = this.lookup(key, state.layers);
       if (entry) this.leaseLayers(entry.layers);
       return entry;
     });
@@ -637,7 +659,7 @@ class Builder {
     const layers = [...state.layers, layer];
     const created = this.createdFor(key);
     this.remember(key, { created, layers, emptyLayer: false });
-    await this.installLayer(state, layer, layerTmp, tarFile);
+    await this.installLayer(state.layers, layer, layerTmp, tarFile);
     this.log(`--> ${layer.chainId.slice(7, 19)}`);
     this.finishStep(state, key, createdBy, layers, false, created);
   }
@@ -646,10 +668,10 @@ class Builder {
    * Moves a new layer into the store in one transaction with the cache entries so far (the
    * step's own included) and the layer's lease: killed after it, the next build reuses the step.
    */
-  private async installLayer(state: StageState, layer: LayerRecord, layerTmp: string, tarFile: string): Promise<void> {
+  private async installLayer(below: readonly LayerRecord[], layer: LayerRecord, layerTmp: string, tarFile: string): Promise<void> {
     try {
       await this.store.transact(async (tx) => {
-        await installPackedLayer(tx, layerTmp, tarFile, layer, state.layers.at(-1)?.chainId ?? null);
+        await installPackedLayer(tx, layerTmp, tarFile, layer, below.at(-1)?.chainId ?? null);
         faultPoint("build:layer-committed");
         this.leaseLayers([layer]);
         this.store.buildCache.add(this.fresh);
@@ -710,11 +732,21 @@ class Builder {
     };
   }
 
-  /** --from of COPY and RUN --mount: a stage before this one (built first if needed), or an image. */
-  private async resolveFrom(state: StageState, ref: string): Promise<{ identity: string; layers: LayerRecord[] }> {
+  /**
+   * --from of COPY and RUN --mount: a stage before this one (built first if needed), a named
+   * context (which also replaces a stage of its name), or an image.
+   */
+  private async resolveFrom(state: StageState, ref: string): Promise<FromSource> {
     const stage = findStage(this.graph, ref);
     // A number names a stage by position: never an image.
     if (!stage && /^\d+$/.test(ref)) throw new Error(`invalid from flag value ${ref}: there is no build stage ${ref}`);
+    const named = stage ? this.replacedStage(stage) : this.namedContext(ref);
+    if (named?.kind === "dir") return { identity: `context ${named.name}`, context: { dir: named.dir, ignore: named.ignore, tree: this.contextTree(named) } };
+    if (named?.kind === "scratch") return { identity: "scratch", layers: [] };
+    if (named?.kind === "image") {
+      const image = await this.resolveImage(named.ref);
+      return { identity: image.id, layers: image.layers };
+    }
     if (stage) {
       if (stage.index >= state.stage.index) throw new Error(`invalid from flag value ${ref}: refers to the current or a later build stage`);
       const built = await this.buildStage(stage);
@@ -722,6 +754,57 @@ class Builder {
     }
     const image = await this.resolveImage(ref);
     return { identity: image.id, layers: image.layers };
+  }
+
+  /** The --build-context a FROM base or a --from reference names, if any. */
+  private namedContext(ref: string): NamedContext | undefined {
+    return this.namedContexts.size > 0 ? this.namedContexts.get(contextKey(ref)) : undefined;
+  }
+
+  /** The --build-context that replaces a named stage, if any. */
+  private replacedStage(stage: Stage): NamedContext | undefined {
+    return stage.name !== undefined ? this.namedContext(stage.name) : undefined;
+  }
+
+  private contextTree(named: Extract<NamedContext, { kind: "dir" }>): SourceTree {
+    let tree = this.contextTrees.get(named.dir);
+    if (!tree) {
+      tree = new SourceTree(named.dir, ignoreMatcher(named.ignore));
+      this.contextTrees.set(named.dir, tree);
+    }
+    return tree;
+  }
+
+  /**
+   * `FROM NAME` of a directory context: one layer with the directory's files (owned by root, its
+   * .dockerignore applied), cached by their content, and an empty config as BuildKit gives it.
+   */
+  private async directoryBase(named: Extract<NamedContext, { kind: "dir" }>): Promise<{ identity: string; config: ImageConfig; layers: LayerRecord[] }> {
+    const tree = this.contextTree(named);
+    const key = stepKey("", { context: named.name, content: hashSources(tree, ["."]), ...(this.opts.sourceDateEpoch !== undefined ? { epoch: this.opts.sourceDateEpoch } : {}) });
+    const p = hostPlatform();
+    const created = this.createdFor(key);
+    const config: ImageConfig = { architecture: p.architecture, os: p.os, config: {}, rootfs: { type: "layers", diff_ids: [] }, history: [{ created, created_by: `COPY --build-context ${named.name} /` }] };
+    const hit = await this.store.lock(() => {
+      const entry = this.lookup(key, []);
+      if (entry) this.leaseLayers(entry.layers);
+      return entry;
+    });
+    if (hit) return { identity: key, config, layers: hit.layers };
+    const copied = await runCopy(
+      { store: this.store, layers: [], now: this.nowSeconds(), clampMtime: this.opts.sourceDateEpoch },
+      { description: undefined, sources: [{ kind: "tree", root: { dir: named.dir }, ignore: named.ignore, paths: ["."], keepOwners: false, extractArchives: false }], dest: "/", destIsDir: true, temporaries: [] },
+    );
+    if (copied.result.entries === 0) {
+      rmSync(copied.tarFile, { force: true });
+      await this.store.removeTree(copied.layerTmp);
+      config.history = [{ created, created_by: `COPY --build-context ${named.name} /`, empty_layer: true }];
+      this.remember(key, { created, layers: [], emptyLayer: true });
+      return { identity: key, config, layers: [] };
+    }
+    this.remember(key, { created, layers: [copied.layer], emptyLayer: false });
+    await this.installLayer([], copied.layer, copied.layerTmp, copied.tarFile);
+    return { identity: key, config, layers: [copied.layer] };
   }
 
   private async copyInstruction(state: StageState, ins: Instruction): Promise<void> {
@@ -781,6 +864,7 @@ class Builder {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       this.context.close();
+      for (const tree of this.contextTrees.values()) tree.close();
     }
   }
 
@@ -820,6 +904,13 @@ class Builder {
 /** Builds an image from a Dockerfile and a context (`tsrun build`). */
 export async function buildImage(containers: Containers, opts: BuildOptions): Promise<ImageRecord> {
   for (const t of opts.tags ?? []) tagName(t);
+  let namedContexts: Map<string, NamedContext>;
+  try {
+    namedContexts = parseNamedContexts(opts.buildContexts ?? []);
+  } catch (err) {
+    if (err instanceof NamedContextError) throw new TsrunError(err.message);
+    throw err;
+  }
   const ctx = await prepareContext({ context: opts.context, file: opts.file, stdin: opts.stdin, tmpDir: containers.store.paths.tmp, warn: opts.warn });
   try {
     let dockerfile: Dockerfile;
@@ -834,7 +925,7 @@ export async function buildImage(containers: Containers, opts: BuildOptions): Pr
     // The lease starts with a sweep of what killed operations (earlier builds too) left.
     const lease = await containers.store.begin(`build ${opts.tags?.[0] ? familiarName(tagName(opts.tags[0])) : opts.context}`, "images");
     try {
-      return await new Builder(containers, opts, ctx, dockerfile, graph, lease).build();
+      return await new Builder(containers, opts, ctx, dockerfile, graph, lease, namedContexts).build();
     } finally {
       lease.release();
     }

@@ -30,6 +30,17 @@ const COPY_FLAGS: Readonly<Record<string, FlagKind>> = { from: "string", chown: 
 const ADD_FLAGS: Readonly<Record<string, FlagKind>> = { chown: "string", chmod: "string", link: "bool", checksum: "string", exclude: "strings", "keep-git-dir": "bool", unpack: "bool" };
 const UNSUPPORTED_FLAGS = ["keep-git-dir"];
 
+/** A directory COPY --from or RUN --mount from= reads as it reads the build context (a named context). */
+export interface ContextSource {
+  dir: string;
+  /** Its .dockerignore patterns. */
+  ignore: string[];
+  tree: SourceTree;
+}
+
+/** What --from names: the layers of a stage or image, or a directory context. */
+export type FromSource = { identity: string; layers: LayerRecord[] } | { identity: string; context: ContextSource };
+
 /** What a COPY/ADD needs from the build. */
 export interface CopyContext {
   store: Store;
@@ -47,8 +58,8 @@ export interface CopyContext {
   clampMtime: number | undefined;
   /** Warnings about the step (a --chown name the image does not know). */
   warn?: (message: string) => void;
-  /** --from: the named stage (built first if needed) or image; identity goes into the cache key. */
-  resolveFrom(ref: string): Promise<{ identity: string; layers: LayerRecord[] }>;
+  /** --from: the named stage (built first if needed), context or image; identity goes into the cache key. */
+  resolveFrom(ref: string): Promise<FromSource>;
 }
 
 /** A COPY/ADD ready to run: its cache description and the worker job's parts. */
@@ -233,16 +244,22 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
     if (from !== undefined) {
       const source = await ctx.resolveFrom(from);
       const paths = sourceWords.map((w) => w.text);
-      prepared.sources.push({
-        kind: "tree",
-        root: { layers: [...source.layers].reverse().map((l) => ctx.store.layers.linkPath(l.chainId)) },
-        ignore: [],
-        ...selection,
-        paths,
-        keepOwners: true,
-        extractArchives: false,
-      });
-      described.push({ from: source.identity, paths });
+      if ("context" in source) {
+        // A directory context: read as the build context is (owned by root, its .dockerignore applied).
+        prepared.sources.push({ kind: "tree", root: { dir: source.context.dir }, ignore: source.context.ignore, ...selection, paths, keepOwners: false, extractArchives: false });
+        described.push({ from: source.identity, paths, content: hashSources(source.context.tree, paths, selection) });
+      } else {
+        prepared.sources.push({
+          kind: "tree",
+          root: { layers: [...source.layers].reverse().map((l) => ctx.store.layers.linkPath(l.chainId)) },
+          ignore: [],
+          ...selection,
+          paths,
+          keepOwners: true,
+          extractArchives: false,
+        });
+        described.push({ from: source.identity, paths });
+      }
     } else {
       const contextPaths: string[] = [];
       for (const word of sourceWords) {

@@ -28,6 +28,7 @@ interface BuildFlags {
   tlsVerify?: string;
   iidfile?: string;
   secret: string[];
+  buildContext: string[];
   platform?: string;
   progress?: string;
   load: boolean;
@@ -164,6 +165,7 @@ async function buildCommand(context: string, o: BuildFlags): Promise<void> {
       tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true",
       sourceDateEpoch: epoch,
       secrets: parseSecrets(o.secret),
+      buildContexts: o.buildContext,
       addHosts: o.addHost,
       ulimits: o.ulimit,
       log: out,
@@ -197,6 +199,7 @@ export function registerBuild(program: Command): void {
     .option("--tls-verify <bool>", "verify registry certificates when pulling (true or false)")
     .option("--iidfile <file>", "write the image ID to this file")
     .option("--secret <id=ID,src=FILE>", "a secret for RUN --mount=type=secret (src=FILE or env=VAR; repeatable)", collect, [])
+    .option("--build-context <name=value>", "a named context: NAME=DIRECTORY or NAME=docker-image://IMAGE, for FROM NAME, --from=NAME and a stage NAME (repeatable)", collect, [])
     .option("--add-host <host:ip>", "add a line to /etc/hosts of RUN containers (repeatable)", collect, [])
     .option("--ulimit <name=soft[:hard]>", "resource limits for RUN containers (repeatable)", collect, [])
     .option("--platform <os/arch>", "the target platform (only the build host's)")

@@ -368,3 +368,42 @@ describe("moby/moby's Dockerfile", () => {
     expect(other.stderr).toMatch(/^Error: Dockerfile:9: FROM --platform=linux\/s390x: only the build host's platform \(linux\/\w+\) can be built here\n$/);
   });
 });
+
+describe("build --build-context", () => {
+  it("a directory (its own .dockerignore) or an image stands for a name in FROM, COPY --from and RUN --mount from=, and replaces a stage of that name", async () => {
+    const docs = context({ "a.md": "doc\n", "skip.tmp": "x\n", ".dockerignore": "*.tmp\n", "sub/s.md": "s\n" });
+    const rootfs = context({ "etc/marker": "from-dir\n" });
+    const dir = context({
+      Dockerfile: [
+        "FROM scratch AS src",
+        "RUN exit 1",
+        "FROM alpine AS base",
+        "RUN echo based > /based",
+        "FROM base",
+        "COPY --from=docs . /docs/",
+        "COPY --from=src /etc/marker /marker",
+        "RUN --mount=from=docs,target=/mnt/docs ls -A /mnt/docs > /mounted",
+        "COPY --from=empty / /empty/",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("named-ctx");
+    const contexts = ["--build-context", `docs=${docs}`, "--build-context", `src=${rootfs}`, "--build-context", "alpine=docker-image://busybox", "--build-context", "empty=docker-image://scratch"];
+    await ok(["build", "-q", ...contexts, "-t", name, dir]);
+    expect(await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "cat /based /marker /mounted; find /docs /empty | sort; stat -c '%u:%g' /docs/a.md"])).toBe(
+      "based\nfrom-dir\n.dockerignore\na.md\nsub\n/docs\n/docs/.dockerignore\n/docs/a.md\n/docs/sub\n/docs/sub/s.md\n/empty\n0:0\n",
+    );
+    // A change in the named directory is a change of the step that reads it.
+    writeFileSync(path.join(docs, "a.md"), "changed\n");
+    const again = await ok(["build", ...contexts, "-t", name, dir]);
+    expect(again).not.toMatch(/COPY --from=docs[^\n]*\n--> Using cache/);
+    expect(await ok(["run", "--rm", "--network", "none", name, "cat", "/docs/a.md"])).toBe("changed\n");
+    for (const [value, message] of [
+      ["x=https://github.com/moby/buildkit.git", "Error: --build-context x=https://github.com/moby/buildkit.git: only a local directory or docker-image://REFERENCE is supported (not git, HTTP, oci-layout or bake targets)\n"],
+      ["x=/no/such/dir", 'Error: --build-context x=/no/such/dir: path "/no/such/dir" not found\n'],
+    ] as const) {
+      const r = await tsrun(["build", "--build-context", value, dir]);
+      expect([r.code, r.stderr]).toEqual([125, message]);
+    }
+  });
+});
