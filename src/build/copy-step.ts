@@ -122,7 +122,8 @@ export function resolveOwner(spec: string, layerDirs: string[], warn?: (message:
 }
 
 const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);
-const isGit = (s: string): boolean => /^git@|^git:\/\/|\.git(#.*)?$/i.test(s);
+/** A git repository as BuildKit's dfgitutil.ParseGitRef tells one: an http(s) URL only when its path ends in .git. */
+const isGit = (s: string): boolean => /^(?:git@|git:\/\/|ssh:\/\/|github\.com\/)/i.test(s) || /^https?:\/\/[^#?]*\.git(?:[#?].*)?$/i.test(s);
 
 /** Downloads an ADD URL into a temporary file; its content hash keys the cache. */
 async function download(store: Store, url: string, checksum: string | undefined, now: number): Promise<{ file: string; name: string; mtime: number; digest: string }> {
@@ -269,6 +270,11 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
           writeFileSync(file, word.heredoc.content, { mode: 0o600 });
           prepared.sources.push({ kind: "file", path: file, name: word.heredoc.name, mode: 0o644, mtime: ctx.now });
           described.push({ heredoc: word.heredoc.name, content: word.heredoc.content });
+        } else if (keyword === "add" && isGit(word.text)) {
+          // Before the URL test: https://host/repo.git#ref is a repository, as BuildKit reads it.
+          throw new Error(`ADD of a git repository (${word.text}) is not supported`);
+        } else if (keyword === "copy" && (isUrl(word.text) || isGit(word.text))) {
+          throw new Error(`source can't be a ${isGit(word.text) ? "git ref" : "URL"} for COPY`);
         } else if (keyword === "add" && isUrl(word.text)) {
           const got = await download(ctx.store, word.text, checksum, ctx.now);
           prepared.temporaries.push(got.file);
@@ -276,8 +282,6 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
           prepared.sources.push({ kind: "file", path: got.file, name: got.name, mode: 0o600, mtime: got.mtime, ...(unpackUrls ? { extractArchive: true } : {}) });
           // Keyed by content only (a server without Last-Modified would otherwise never hit).
           described.push({ url: word.text, digest: got.digest, ...(unpackUrls ? { unpack: true } : {}) });
-        } else if (keyword === "add" && isGit(word.text)) {
-          throw new Error(`ADD of a git repository (${word.text}) is not supported`);
         } else {
           contextPaths.push(word.text);
         }

@@ -211,6 +211,9 @@ describe("errors", () => {
       ["COPY --exclude=*.txt --exclude=[ f /x/", 'COPY --exclude: syntax error in pattern: "["'],
       ["COPY --parents nowhere/f /x/", "COPY nowhere/f: file not found in build context or excluded by .dockerignore"],
       ["ADD --keep-git-dir=true f /x", "ADD --keep-git-dir is not supported yet"],
+      // A repository URL is no download (BuildKit: an http(s) URL whose path ends in .git); COPY takes neither.
+      ["ADD https://127.0.0.1:1/moby/buildkit.git#v0.10.1 /src", "ADD of a git repository (https://127.0.0.1:1/moby/buildkit.git#v0.10.1) is not supported"],
+      ["COPY http://127.0.0.1:1/f /x", "source can't be a URL for COPY"],
       ["EXPOSE 8080-8000", 'EXPOSE: invalid port range "8080-8000": the end is below the start'],
     ];
     for (const [line, message] of cases) {
