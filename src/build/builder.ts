@@ -85,6 +85,8 @@ export interface BuildOptions {
   addHosts?: string[];
   /** --ulimit NAME=SOFT[:HARD] for RUN containers. */
   ulimits?: string[];
+  /** --shm-size: /dev/shm's size in bytes for RUN containers. */
+  shmSize?: number;
   /** --build-context NAME=DIRECTORY|docker-image://REF: what NAME means in FROM, --from and stage names. */
   buildContexts?: string[];
   /** --secret values by id, for RUN --mount=type=secret (never stored, never in a cache key). */
@@ -603,6 +605,7 @@ class Builder {
         network,
         addHosts: this.opts.addHosts ?? [],
         ulimits: this.opts.ulimits ?? [],
+        ...(this.opts.shmSize !== undefined ? { shmSize: this.opts.shmSize } : {}),
         quiet: this.opts.quiet ?? false,
         clampMtime: this.opts.sourceDateEpoch,
         onStart: (pid) => {

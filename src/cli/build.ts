@@ -9,11 +9,12 @@ import { hostPlatform } from "../image/types.js";
 import { isHostPlatform } from "../image/platform-spec.js";
 import { BuildError } from "../build/errors.js";
 import { collect } from "./util.js";
-import { parseLabels } from "./run.js";
+import { parseLabels, parseShmSize } from "./run.js";
 import { printer } from "./registry.js";
 import { confirm } from "./util.js";
 import { humanSize } from "./output.js";
 import { pruneBuildCache } from "../image/remove.js";
+import { tagName } from "../image/commit.js";
 
 interface BuildFlags {
   tag: string[];
@@ -37,6 +38,12 @@ interface BuildFlags {
   output?: string;
   addHost: string[];
   ulimit: string[];
+  shmSize?: string;
+  push: boolean;
+  metadataFile?: string;
+  provenance?: string | boolean;
+  sbom?: string | boolean;
+  ssh: string[];
 }
 
 /**
@@ -61,7 +68,14 @@ function checkDockerOnlyFlags(o: BuildFlags): void {
   }
   if (o.output !== undefined) {
     const type = /(?:^|,)type=([^,]+)/.exec(o.output)?.[1] ?? (o.output.includes("=") ? undefined : "local");
-    if (type !== "docker" && type !== "image") throw new TsrunError(`--output ${o.output}: only type=docker (the image in tsrun's store) is supported`);
+    if (type !== "docker" && type !== "image" && type !== "registry") throw new TsrunError(`--output ${o.output}: only type=docker (the image in tsrun's store) and type=registry (pushed too) are supported`);
+    // buildx's spellings of --push.
+    if (type === "registry" || /(?:^|,)push=true(?:,|$)/.test(o.output)) o.push = true;
+  }
+  if (o.ssh.length > 0) throw new TsrunError(`--ssh ${o.ssh[0] ?? ""}: SSH agent forwarding is not supported yet (without --ssh, RUN --mount=type=ssh is skipped)`);
+  for (const [flag, value] of [["--provenance", o.provenance], ["--sbom", o.sbom]] as const) {
+    // Attestations go with a pushed index; an image kept in a local store has none (as with docker --load).
+    if (value !== undefined && value !== false && value !== "false" && value !== "0") process.stderr.write(`tsrun: warning: ${flag}: no attestations are made, the image is built without them\n`);
   }
   if (o.cacheFrom.length > 0 || o.cacheTo.length > 0) {
     process.stderr.write("tsrun: warning: --cache-from and --cache-to are ignored: tsrun builds with its own local cache\n");
@@ -168,6 +182,7 @@ async function buildCommand(context: string, o: BuildFlags): Promise<void> {
       buildContexts: o.buildContext,
       addHosts: o.addHost,
       ulimits: o.ulimit,
+      ...(o.shmSize !== undefined ? { shmSize: parseShmSize(o.shmSize) } : {}),
       log: out,
       warn: (message) => process.stderr.write(`tsrun: warning: ${message}\n`),
       listener: progress,
@@ -179,6 +194,29 @@ async function buildCommand(context: string, o: BuildFlags): Promise<void> {
     progress.finish();
   }
   if (o.iidfile) writeFileSync(o.iidfile, image.id);
+  // The names this build gave (the image may have older ones too).
+  const names = o.tag.map((t) => tagName(t));
+  if (o.push) {
+    if (names.length === 0) throw new BuildError("--push: the image has no name to push to: give one with -t");
+    const pushProgress = printer(o.quiet);
+    try {
+      for (const name of names) await new Tsrun().push({ image: name, tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true", listener: pushProgress });
+    } catch (err) {
+      // The build's failure (status 1), as buildx reports a failed export.
+      throw new BuildError(`--push: ${(err as Error).message}`);
+    } finally {
+      pushProgress.finish();
+    }
+  }
+  if (o.metadataFile) {
+    // What buildx writes there, for the scripts that read it (docker/build-push-action's outputs).
+    const metadata = {
+      "containerimage.config.digest": image.id,
+      "containerimage.digest": image.manifest,
+      ...(names.length > 0 ? { "image.name": names.join(",") } : {}),
+    };
+    writeFileSync(o.metadataFile, `${JSON.stringify(metadata, null, 2)}\n`);
+  }
   out(image.id);
 }
 
@@ -208,6 +246,13 @@ export function registerBuild(program: Command): void {
     .option("--cache-from <spec>", "accepted and ignored (tsrun uses its local build cache)", collect, [])
     .option("--cache-to <spec>", "accepted and ignored (tsrun uses its local build cache)", collect, [])
     .option("-o, --output <spec>", "only type=docker: the image goes into tsrun's store")
+    .option("--shm-size <bytes>", "size of /dev/shm for RUN (64m by default)")
+    .option("--push", "push the image to its registry once built (every -t name)", false)
+    .option("--metadata-file <file>", "write the image's digests and names as JSON (as buildx does)")
+    .option("--provenance [value]", "accepted; no attestations are made")
+    .option("--sbom [value]", "accepted; no attestations are made")
+    .option("--ssh <spec>", "not supported yet (SSH agent forwarding)", collect, [])
+    .addOption(new Option("--disable-content-trust [bool]", "accepted (images are not signed)").hideHelp())
     .addOption(new Option("--rm", "remove intermediate containers (always done)").hideHelp())
     .addOption(new Option("--force-rm", "remove intermediate containers (always done)").hideHelp())
     .action(async (context: string | undefined, o: BuildFlags) => {

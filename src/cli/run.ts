@@ -324,7 +324,7 @@ export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void>
 }
 
 /** --shm-size: a size as Docker takes it (512m, 1g, bytes without a unit), more than 0. */
-function parseShmSize(text: string): number {
+export function parseShmSize(text: string): number {
   const bytes = parseMemory(text, "--shm-size");
   if (bytes <= 0) throw new TsrunError(`invalid --shm-size "${text}": must be greater than 0`);
   return bytes;
