@@ -485,6 +485,7 @@ class Builder {
           if (err instanceof ShellExpansionError) throw new Error(err.message);
           throw err;
         }
+        if (ins.keyword === "env") state.args.envSet(ins.args.filter((_, i) => i % 3 === 0));
         const key = stepKey(state.key, { instruction: ins.original, config });
         if (ins.keyword === "workdir") await this.makeWorkdir(state, key, this.historyText(ins, config), this.warnAt(ins));
         else this.finishStep(state, key, this.historyText(ins, config), state.layers, true);

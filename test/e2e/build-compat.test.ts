@@ -410,3 +410,30 @@ describe("build --build-context", () => {
     }
   });
 });
+
+describe("ARG and ENV of one name", () => {
+  it("an ARG declared after the base image's ENV wins in RUN and expansions (ARG DEBIAN_FRONTEND=noninteractive), an ENV after the ARG wins over it; the image keeps the ENV", async () => {
+    // docker/cli#3344, moby#36925: BuildKit sets both in the build's environment, in order.
+    const parent = unique("env-parent");
+    await ok(["build", "-q", "-t", parent, context({ Dockerfile: 'FROM busybox\nENV HELLO="World" DEBIAN_FRONTEND=teletype\n' })]);
+    const dir = context({
+      Dockerfile: [
+        `FROM ${parent}`,
+        "ARG HELLO",
+        "ARG DEBIAN_FRONTEND=noninteractive",
+        'RUN echo "$HELLO $DEBIAN_FRONTEND" > /seen && env | grep -E "^(HELLO|DEBIAN_FRONTEND)=" | sort >> /seen',
+        "ARG CONT_IMG_VER",
+        "ENV CONT_IMG_VER=v1.0.0",
+        "RUN echo $CONT_IMG_VER >> /seen",
+        "LABEL hello=$HELLO",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("env-arg");
+    await ok(["build", "-q", "--build-arg", "HELLO=cli", "--build-arg", "CONT_IMG_VER=v2", "-t", name, dir]);
+    expect(await ok(["run", "--rm", "--network", "none", name, "cat", "/seen"])).toBe("cli noninteractive\nDEBIAN_FRONTEND=noninteractive\nHELLO=cli\nv1.0.0\n");
+    expect(await ok(["inspect", "-f", "{{json .Config.Env}} {{json .Config.Labels}}", name])).toBe(
+      '["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","HELLO=World","DEBIAN_FRONTEND=teletype","CONT_IMG_VER=v1.0.0"] {"hello":"cli"}\n',
+    );
+  });
+});

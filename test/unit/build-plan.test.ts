@@ -192,6 +192,8 @@ describe("ARG scoping", () => {
     stage.declare(ins("ARG G\n"), []);
     stage.declare(ins("ARG X=default Y=$G-y\n"), []);
     stage.declare(ins("ARG TARGETOS\n"), []);
+    // `ENV Y=env` after the ARG.
+    stage.envSet(["Y"]);
     expect(Object.fromEntries(stage.expansionScope(["Y=env"]))).toEqual({ G: "global", X: "from-cli", Y: "env", TARGETOS: "linux" });
     const run = stage.runEnvironment(["Y=env"]);
     expect(run.args).toEqual([["G", "global"], ["TARGETOS", "linux"], ["X", "from-cli"]]);
@@ -205,6 +207,20 @@ describe("ARG scoping", () => {
     expect(scope.get("TARGETARCH")).toBe("amd64");
     expect(scope.get("A")).toBe("1");
     expect(scope.has("NEVER")).toBe(false);
+  });
+
+  it("an ARG declared after an ENV of its name (the base image's) wins until an ENV sets it again, as in BuildKit", () => {
+    const args = new BuildArgs(new Map([["HELLO", "cli"]]), platform, "\\");
+    const stage = new StageArgs(args, args.globalScope([]));
+    const env = ["DEBIAN_FRONTEND=teletype", "HELLO=World"];
+    stage.declare(ins("ARG DEBIAN_FRONTEND=noninteractive HELLO\n"), env);
+    expect(stage.expansionScope(env).get("DEBIAN_FRONTEND")).toBe("noninteractive");
+    expect(stage.runEnvironment(env).args).toEqual([["DEBIAN_FRONTEND", "noninteractive"], ["HELLO", "cli"]]);
+    // A stage built FROM this one keeps that.
+    expect(stage.derive().expansionScope(env).get("HELLO")).toBe("cli");
+    stage.envSet(["HELLO"]);
+    expect(stage.expansionScope(env).get("HELLO")).toBe("World");
+    expect(stage.runEnvironment(env).args).toEqual([["DEBIAN_FRONTEND", "noninteractive"]]);
   });
 
   it("rejects a blank ARG name", () => {
