@@ -44,6 +44,7 @@ interface BuildFlags {
   provenance?: string | boolean;
   sbom?: string | boolean;
   ssh: string[];
+  allow: string[];
 }
 
 /**
@@ -71,6 +72,10 @@ function checkDockerOnlyFlags(o: BuildFlags): void {
     if (type !== "docker" && type !== "image" && type !== "registry") throw new TsrunError(`--output ${o.output}: only type=docker (the image in tsrun's store) and type=registry (pushed too) are supported`);
     // buildx's spellings of --push.
     if (type === "registry" || /(?:^|,)push=true(?:,|$)/.test(o.output)) o.push = true;
+  }
+  for (const entitlement of o.allow.flatMap((a) => a.split(","))) {
+    // buildx's entitlements: RUN --network=host needs none here; RUN --security=insecure stays refused.
+    if (entitlement !== "network.host" && entitlement !== "security.insecure") throw new TsrunError(`invalid --allow "${entitlement}": expected network.host or security.insecure`);
   }
   if (o.ssh.length > 0) throw new TsrunError(`--ssh ${o.ssh[0] ?? ""}: SSH agent forwarding is not supported yet (without --ssh, RUN --mount=type=ssh is skipped)`);
   for (const [flag, value] of [["--provenance", o.provenance], ["--sbom", o.sbom]] as const) {
@@ -251,6 +256,7 @@ export function registerBuild(program: Command): void {
     .option("--metadata-file <file>", "write the image's digests and names as JSON (as buildx does)")
     .option("--provenance [value]", "accepted; no attestations are made")
     .option("--sbom [value]", "accepted; no attestations are made")
+    .option("--allow <entitlement>", "network.host or security.insecure (buildx's entitlements; accepted)", collect, [])
     .option("--ssh <spec>", "not supported yet (SSH agent forwarding)", collect, [])
     .addOption(new Option("--disable-content-trust [bool]", "accepted (images are not signed)").hideHelp())
     .addOption(new Option("--rm", "remove intermediate containers (always done)").hideHelp())

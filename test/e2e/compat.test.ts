@@ -146,7 +146,7 @@ describe("everyday commands with real-world flags", () => {
     const dir = files({ Dockerfile: "FROM busybox\nRUN grep ci-host /etc/hosts > /h; ulimit -n >> /h\n" });
     const arch = ({ x64: "amd64", arm64: "arm64" } as Record<string, string>)[process.arch] ?? process.arch;
     const name = unique("ciflags");
-    const r = await tsrun(["build", "--progress=plain", "--platform", `linux/${arch}`, "--load", "--cache-from", "type=registry,ref=x", "-o", "type=docker", "--add-host", "ci-host:10.9.8.7", "--ulimit", "nofile=512:512", "-t", name, dir], { timeout: 120_000 });
+    const r = await tsrun(["build", "--progress=plain", "--platform", `linux/${arch}`, "--load", "--cache-from", "type=registry,ref=x", "-o", "type=docker", "--add-host", "ci-host:10.9.8.7", "--ulimit", "nofile=512:512", "--allow", "network.host", "-t", name, dir], { timeout: 120_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/--cache-from and --cache-to are ignored/);
     expect(await ok(["run", "--rm", name, "cat", "/h"])).toBe("10.9.8.7\tci-host\n512\n");
@@ -154,6 +154,7 @@ describe("everyday commands with real-world flags", () => {
       [["--platform", "linux/s390x"], /only the build host's platform/],
       [["-o", "type=local,dest=out"], /only type=docker/],
       [["--ssh", "default"], /^Error: --ssh default: SSH agent forwarding is not supported yet/],
+      [["--allow", "device"], /^Error: invalid --allow "device": expected network.host or security.insecure/],
     ] as [string[], RegExp][]) {
       const bad = await tsrun(["build", ...flags, dir]);
       expect(bad.code).toBe(125);
