@@ -70,6 +70,8 @@ export interface BuildOptions {
   /** --build-arg values. */
   buildArgs?: Record<string, string>;
   noCache?: boolean;
+  /** --no-cache-filter: the stages (by name) built without the cache. */
+  noCacheFilter?: string[];
   /** --target: the stage to build (the last one by default). */
   target?: string | undefined;
   /** --label: labels added to the image. */
@@ -646,6 +648,7 @@ class Builder {
   /** A layer step's cache hit: the step ends with the cached layers, and true; else false. */
   private async fromCache(state: StageState, key: string, createdBy: string): Promise<boolean> {
     if (this.opts.noCache || !this.cache.has(key)) return false;
+    if (state.stage.name !== undefined && (this.opts.noCacheFilter ?? []).some((n) => n.toLowerCase() === state.stage.name)) return false;
     // Checked and leased in one lock hold: a prune cannot take the layers in between.
     const hit = await this.store.lock(() => {
       const entry = this.lookup(key, state.layers);
@@ -754,7 +757,9 @@ class Builder {
     if (stage) {
       if (stage.index >= state.stage.index) throw new Error(`invalid from flag value ${ref}: refers to the current or a later build stage`);
       const built = await this.buildStage(stage);
-      return { identity: built.key, layers: built.layers };
+      // Its content (the last layer's chain ID), not its steps: a stage built again (--no-cache-filter,
+      // a pruned cache) with other files makes the COPY --from that reads it miss too.
+      return { identity: built.layers.at(-1)?.chainId ?? built.key, layers: built.layers };
     }
     const image = await this.resolveImage(ref);
     return { identity: image.id, layers: image.layers };

@@ -45,6 +45,8 @@ interface BuildFlags {
   sbom?: string | boolean;
   ssh: string[];
   allow: string[];
+  /** --no-cache-filter (commander names a --no- option after what follows it). */
+  cacheFilter: string[];
 }
 
 /**
@@ -176,6 +178,7 @@ async function buildCommand(context: string, o: BuildFlags): Promise<void> {
       tags: o.tag,
       buildArgs,
       noCache: !o.cache,
+      noCacheFilter: o.cacheFilter.flatMap((f) => f.split(",")).filter((f) => f !== ""),
       target: o.target,
       labels: parseLabels(o.label),
       quiet: o.quiet,
@@ -234,6 +237,7 @@ export function registerBuild(program: Command): void {
     .option("-f, --file <file>", "the Dockerfile (default: CONTEXT/Dockerfile; - for standard input)")
     .option("--build-arg <KEY=VALUE>", "set a build-time variable (repeatable)", collect, [])
     .option("--no-cache", "do not use the build cache")
+    .option("--no-cache-filter <stage>", "build these stages without the cache (repeatable, or comma-separated)", collect, [])
     .option("--target <stage>", "build this stage of a multi-stage Dockerfile")
     .option("--label <KEY=VALUE>", "set a label on the image (repeatable)", collect, [])
     .option("-q, --quiet", "print only the image ID", false)

@@ -437,3 +437,31 @@ describe("ARG and ENV of one name", () => {
     );
   });
 });
+
+describe("build --no-cache-filter", () => {
+  it("builds the named stages without the cache, and what copies from them again; the other stages stay cached", async () => {
+    const dir = context({
+      Dockerfile: [
+        "FROM busybox AS deps",
+        "RUN echo deps-ran && cat /proc/sys/kernel/random/uuid > /deps",
+        "FROM busybox AS tools",
+        "RUN echo tools-ran && cat /proc/sys/kernel/random/uuid > /tools",
+        "FROM busybox",
+        "COPY --from=deps /deps /deps",
+        "COPY --from=tools /tools /tools",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("no-cache-filter");
+    await ok(["build", "-q", "-t", name, dir]);
+    const before = await ok(["run", "--rm", "--network", "none", name, "cat", "/deps", "/tools"]);
+    const out = await ok(["build", "--no-cache-filter", "deps", "-t", name, dir]);
+    expect(out).toMatch(/^deps-ran$/m);
+    expect(out).not.toMatch(/^tools-ran$/m);
+    const after = await ok(["run", "--rm", "--network", "none", name, "cat", "/deps", "/tools"]);
+    const [depsBefore, toolsBefore] = before.trim().split("\n");
+    const [depsAfter, toolsAfter] = after.trim().split("\n");
+    expect(depsAfter).not.toBe(depsBefore);
+    expect(toolsAfter).toBe(toolsBefore);
+  });
+});
