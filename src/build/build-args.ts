@@ -2,8 +2,10 @@
 // FROM lines; a stage sees an ARG from its declaration on (and those of the stage it is built
 // FROM), with the --build-arg value if one was given, else its default, else (for `ARG NAME`
 // alone) the global value. Declared ARGs with a value are in the environment of every later RUN
-// of the stage (not in the image), and ENV variables of the same name win over them in
-// expansions.
+// of the stage (not in the image). An ARG and an ENV of the same name: the later one wins, as in
+// BuildKit, where both set the build state's environment in order: `ENV X=1` then `ARG X=2`
+// (or an ENV of the base image, and `ARG DEBIAN_FRONTEND=noninteractive`) gives 2 to RUN and
+// to expansions, `ARG X=2` then `ENV X=1` gives 1; the image's Env keeps the ENV value.
 //
 // Some ARGs exist without a declaration: the proxy variables (given with --build-arg, they reach
 // RUN but are kept out of the history and the cache key, as Docker does), and the platform
@@ -58,8 +60,9 @@ export class BuildArgs {
       for (const word of this.words(ins)) {
         const { name, defaultValue } = argDeclaration(word);
         const value = this.resolve(ins, name, defaultValue, scope);
-        if (value === undefined) scope.delete(name);
-        else scope.set(name, value);
+        // `ARG NAME` without a value changes nothing: an automatic platform ARG (the usual
+        // `ARG TARGETARCH` before `FROM base-${TARGETARCH}`) or an earlier default stays.
+        if (value !== undefined) scope.set(name, value);
       }
     }
     return scope;
@@ -81,9 +84,13 @@ export class BuildArgs {
     }
   }
 
-  /** --build-arg names no ARG declared (Docker warns about them). Proxy variables are always used. */
+  /**
+   * --build-arg names no ARG declared (Docker warns about them). Proxy variables are always used;
+   * SOURCE_DATE_EPOCH and BuildKit's own BUILDKIT_* settings (BUILDKIT_INLINE_CACHE, ...) tell the
+   * builder something and are no ARGs.
+   */
   unconsumed(): string[] {
-    return [...this.given.keys()].filter((k) => !this.consumed.has(k) && !PROXY_ARGS.has(k)).sort();
+    return [...this.given.keys()].filter((k) => !this.consumed.has(k) && !PROXY_ARGS.has(k) && k !== "SOURCE_DATE_EPOCH" && !k.startsWith("BUILDKIT_")).sort();
   }
 
   words(ins: Instruction): string[] {
@@ -99,6 +106,8 @@ export class BuildArgs {
 export class StageArgs {
   /** Declared ARGs with their values (undefined: declared, no value), in declaration order. */
   private readonly declared = new Map<string, string | undefined>();
+  /** ARGs declared (with a value) after the last ENV of their name: their value wins over the ENV's. */
+  private readonly shadowing = new Set<string>();
 
   constructor(
     private readonly buildArgs: BuildArgs,
@@ -112,6 +121,7 @@ export class StageArgs {
   derive(): StageArgs {
     const child = new StageArgs(this.buildArgs, this.globals);
     for (const [name, value] of this.declared) child.declared.set(name, value);
+    for (const name of this.shadowing) child.shadowing.add(name);
     return child;
   }
 
@@ -124,18 +134,29 @@ export class StageArgs {
       // `ARG NAME` alone takes the global value (the automatic platform ARGs included).
       if (value === undefined && defaultValue === undefined) value = this.globals.get(name);
       this.declared.set(name, value);
+      if (value !== undefined) this.shadowing.add(name);
+      else this.shadowing.delete(name);
       out.push({ name, value });
     }
     return out;
   }
 
-  /** The variables an instruction's words are expanded with: ARG values, then ENV over them. */
+  /** An ENV instruction set these names: from here on their ENV value wins over an ARG's. */
+  envSet(names: Iterable<string>): void {
+    for (const name of names) this.shadowing.delete(name);
+  }
+
+  /** The variables an instruction's words are expanded with: ARG values, ENV over them, ARGs declared after an ENV over that. */
   expansionScope(env: readonly string[]): Map<string, string> {
     const scope = new Map<string, string>();
     for (const [name, value] of this.declared) if (value !== undefined) scope.set(name, value);
     for (const entry of env) {
       const eq = entry.indexOf("=");
       if (eq > 0) scope.set(entry.slice(0, eq), entry.slice(eq + 1));
+    }
+    for (const name of this.shadowing) {
+      const value = this.declared.get(name);
+      if (value !== undefined) scope.set(name, value);
     }
     return scope;
   }
@@ -149,7 +170,7 @@ export class StageArgs {
     const envKeys = new Set(env.map((e) => e.slice(0, Math.max(0, e.indexOf("=")))));
     const args: [string, string][] = [];
     for (const [name, value] of this.declared) {
-      if (value !== undefined && !envKeys.has(name)) args.push([name, value]);
+      if (value !== undefined && (!envKeys.has(name) || this.shadowing.has(name))) args.push([name, value]);
     }
     const proxies: [string, string][] = [];
     for (const name of PROXY_ARGS) {

@@ -29,6 +29,7 @@ import type { BuildCacheEntry } from "../store/build-cache.js";
 import { chainIds } from "../store/digest.js";
 import { MEDIA, hostPlatform, type ContainerConfig, type HistoryEntry, type ImageConfig } from "../image/types.js";
 import { applyInstruction, type ConfigState } from "../image/config-changes.js";
+import { isHostPlatform } from "../image/platform-spec.js";
 import { installPackedLayer, recordImage, tagName } from "../image/commit.js";
 import { familiarName } from "../image/inspect.js";
 import { pullImage } from "../image/registry/pull.js";
@@ -45,7 +46,10 @@ import { SourceTree } from "./source-tree.js";
 import { ignoreMatcher, prepareCopy, resolveOwner, runCopy, type CopyContext } from "./copy-step.js";
 import { layeredDirectoryExists } from "../container/rootfs-files.js";
 import { runStep } from "./run-step.js";
+import { contextKey, NamedContextError, parseNamedContexts, type NamedContext } from "./named-contexts.js";
+import { hashSources } from "./cache-keys.js";
 import { chownInUserNamespace, makeRunMounts, runMounts, type RunMountContext } from "./run-mounts.js";
+import type { FromSource } from "./copy-step.js";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "../random.js";
 import path from "node:path";
@@ -66,6 +70,8 @@ export interface BuildOptions {
   /** --build-arg values. */
   buildArgs?: Record<string, string>;
   noCache?: boolean;
+  /** --no-cache-filter: the stages (by name) built without the cache. */
+  noCacheFilter?: string[];
   /** --target: the stage to build (the last one by default). */
   target?: string | undefined;
   /** --label: labels added to the image. */
@@ -81,6 +87,10 @@ export interface BuildOptions {
   addHosts?: string[];
   /** --ulimit NAME=SOFT[:HARD] for RUN containers. */
   ulimits?: string[];
+  /** --shm-size: /dev/shm's size in bytes for RUN containers. */
+  shmSize?: number;
+  /** --build-context NAME=DIRECTORY|docker-image://REF: what NAME means in FROM, --from and stage names. */
+  buildContexts?: string[];
   /** --secret values by id, for RUN --mount=type=secret (never stored, never in a cache key). */
   secrets?: Record<string, Buffer>;
   /** SOURCE_DATE_EPOCH, seconds: times in the image are clamped to it. */
@@ -138,6 +148,9 @@ class Builder {
   private readonly multiStage: boolean;
   private readonly context: SourceTree;
   private readonly secrets: ReadonlyMap<string, Buffer>;
+  private readonly namedContexts: ReadonlyMap<string, NamedContext>;
+  /** The directory named contexts, opened once each. */
+  private readonly contextTrees = new Map<string, SourceTree>();
   /** Chain IDs this build's lease names already. */
   private readonly leasedLayers = new Set<string>();
   private running: number | undefined;
@@ -150,6 +163,7 @@ class Builder {
     private readonly dockerfile: Dockerfile,
     private readonly graph: StageGraph,
     private readonly lease: Lease,
+    namedContexts: ReadonlyMap<string, NamedContext> = new Map(),
   ) {
     this.store = containers.store;
     this.cache = this.store.buildCache.load();
@@ -164,6 +178,12 @@ class Builder {
     }
     this.context = new SourceTree(ctx.dir, ignore);
     this.secrets = new Map(Object.entries(opts.secrets ?? {}));
+    this.namedContexts = namedContexts;
+  }
+
+  /** Warnings about one instruction, named by its Dockerfile line. */
+  private warnAt(ins: Instruction): (message: string) => void {
+    return (message) => this.opts.warn?.(`${this.ctx.dockerfileName}:${ins.startLine}: ${message}`);
   }
 
   private log(line: string): void {
@@ -183,11 +203,11 @@ class Builder {
   }
 
   /** A usable cache entry for a layer step: its layers continue the stage's and all still exist. */
-  private lookup(key: string, state: StageState): BuildCacheEntry | undefined {
+  private lookup(key: string, layers: readonly LayerRecord[]): BuildCacheEntry | undefined {
     if (this.opts.noCache) return undefined;
     const entry = this.cache.get(key);
-    if (!entry || entry.layers.length < state.layers.length) return undefined;
-    if (!state.layers.every((l, i) => entry.layers[i]?.chainId === l.chainId)) return undefined;
+    if (!entry || entry.layers.length < layers.length) return undefined;
+    if (!layers.every((l, i) => entry.layers[i]?.chainId === l.chainId)) return undefined;
     if (!entry.layers.every((l) => this.store.layers.has(l.chainId) && this.store.blobs.has(l.digest))) return undefined;
     return entry;
   }
@@ -289,8 +309,9 @@ class Builder {
     }
     const deps = new Set<Stage>();
     for (const ref of refs) {
-      const dep = findStage(this.graph, ref);
-      if (dep && dep.index < stage.index) deps.add(dep);
+      // The base as its FROM line sees it (the last stage of that name above); --from names the last one.
+      const dep = ref === base ? findStage(this.graph, ref, stage.index) : findStage(this.graph, ref);
+      if (dep && dep.index < stage.index && !this.replacedStage(dep)) deps.add(dep);
     }
     return [...deps].sort((a, b) => a.index - b.index);
   }
@@ -304,6 +325,14 @@ class Builder {
   private async runStage(stage: Stage): Promise<StageState> {
     const fileName = this.ctx.dockerfileName;
     const fail = (ins: Instruction, reason: string): BuildError => new BuildError(`${fileName}:${ins.startLine}: ${reason}`);
+    const replacement = this.replacedStage(stage);
+    if (replacement) {
+      // --build-context NAME replaces the stage NAME: none of its instructions run.
+      this.log(`${this.label(stage, 1)}: ${stage.from.original.trim()} (replaced by --build-context ${replacement.name})`);
+      return this.fromStep(stage, stage.name ?? "", replacement).catch((err: unknown) => {
+        throw err instanceof TsrunError ? err : fail(stage.from, errorMessage(err));
+      });
+    }
     let base: string;
     try {
       base = new ShellLex(this.dockerfile.escapeChar).processWord(stage.base, this.globals);
@@ -342,15 +371,31 @@ class Builder {
     return state;
   }
 
-  private async fromStep(stage: Stage, base: string): Promise<StageState> {
+  private async fromStep(stage: Stage, base: string, replacement?: NamedContext): Promise<StageState> {
     let identity: string;
     let imageId = "";
     let config: ImageConfig;
     let layers: LayerRecord[] = [];
     let args: StageArgs | undefined;
-    const platform = stage.platform !== undefined ? new ShellLex(this.dockerfile.escapeChar).processWord(stage.platform, this.globals) : undefined;
-    const dep = findStage(this.graph, base);
-    if (dep && dep.name !== undefined && dep.name === base.toLowerCase() && dep.index < stage.index) {
+    if (stage.platform !== undefined) {
+      // Any spelling of the host's platform (linux/amd64, amd64, x86_64, linux): containerd's rules.
+      const platform = new ShellLex(this.dockerfile.escapeChar).processWord(stage.platform, this.globals);
+      if (platform === "") throw new Error(`empty platform value from expression ${stage.platform}`);
+      let host: boolean;
+      try {
+        host = isHostPlatform(platform);
+      } catch (err) {
+        throw new Error(`failed to parse platform ${stage.platform}: ${errorMessage(err)}`);
+      }
+      const p = hostPlatform();
+      if (!host) throw new Error(`FROM --platform=${platform}: only the build host's platform (${p.os}/${p.architecture}) can be built here`);
+    }
+    const dep = replacement ? undefined : findStage(this.graph, base, stage.index);
+    // A base that is no stage may be a named context.
+    const named = replacement ?? (dep ? undefined : this.namedContext(base));
+    if (named?.kind === "dir") {
+      ({ identity, config, layers } = await this.directoryBase(named));
+    } else if (dep && dep.name !== undefined && dep.name === base.toLowerCase() && dep.index < stage.index) {
       const from = await this.buildStage(dep);
       identity = from.key;
       imageId = from.imageId;
@@ -359,12 +404,12 @@ class Builder {
       config.config = structuredClone(from.config.config ?? {});
       layers = from.layers;
       args = from.args.derive();
-    } else if (base.toLowerCase() === "scratch") {
+    } else if (named?.kind === "scratch" || (!named && base.toLowerCase() === "scratch")) {
       identity = "scratch";
       const p = hostPlatform();
       config = { architecture: p.architecture, os: p.os, config: {}, rootfs: { type: "layers", diff_ids: [] }, history: [] };
     } else {
-      const image = await this.resolveImage(base);
+      const image = await this.resolveImage(named?.kind === "image" ? named.ref : base);
       identity = image.id;
       imageId = image.id;
       config = structuredClone(image.config);
@@ -374,9 +419,6 @@ class Builder {
     // image says what RUN and `run` use.
     const inner = (config.config ??= {});
     if (!(inner.Env ?? []).some((e) => e.startsWith("PATH="))) inner.Env = [...(inner.Env ?? []), `PATH=${DEFAULT_PATH}`];
-    if (platform !== undefined && platform !== "" && !platform.startsWith(`${config.os}/${config.architecture}`)) {
-      throw new Error(`FROM --platform=${platform}: only the build host's platform (${config.os}/${config.architecture}) can be built here`);
-    }
     // SOURCE_DATE_EPOCH changes every layer (file times are clamped to it): it starts the key chain.
     const key = stepKey("", { from: identity, ...(this.opts.sourceDateEpoch !== undefined ? { epoch: this.opts.sourceDateEpoch } : {}) });
     const created = this.createdFor(key);
@@ -445,8 +487,9 @@ class Builder {
           if (err instanceof ShellExpansionError) throw new Error(err.message);
           throw err;
         }
+        if (ins.keyword === "env") state.args.envSet(ins.args.filter((_, i) => i % 3 === 0));
         const key = stepKey(state.key, { instruction: ins.original, config });
-        if (ins.keyword === "workdir") await this.makeWorkdir(state, key, this.historyText(ins, config));
+        if (ins.keyword === "workdir") await this.makeWorkdir(state, key, this.historyText(ins, config), this.warnAt(ins));
         else this.finishStep(state, key, this.historyText(ins, config), state.layers, true);
       }
     }
@@ -565,6 +608,7 @@ class Builder {
         network,
         addHosts: this.opts.addHosts ?? [],
         ulimits: this.opts.ulimits ?? [],
+        ...(this.opts.shmSize !== undefined ? { shmSize: this.opts.shmSize } : {}),
         quiet: this.opts.quiet ?? false,
         clampMtime: this.opts.sourceDateEpoch,
         onStart: (pid) => {
@@ -604,9 +648,10 @@ class Builder {
   /** A layer step's cache hit: the step ends with the cached layers, and true; else false. */
   private async fromCache(state: StageState, key: string, createdBy: string): Promise<boolean> {
     if (this.opts.noCache || !this.cache.has(key)) return false;
+    if (state.stage.name !== undefined && (this.opts.noCacheFilter ?? []).some((n) => n.toLowerCase() === state.stage.name)) return false;
     // Checked and leased in one lock hold: a prune cannot take the layers in between.
     const hit = await this.store.lock(() => {
-      const entry = this.lookup(key, state);
+      const entry = this.lookup(key, state.layers);
       if (entry) this.leaseLayers(entry.layers);
       return entry;
     });
@@ -621,7 +666,7 @@ class Builder {
     const layers = [...state.layers, layer];
     const created = this.createdFor(key);
     this.remember(key, { created, layers, emptyLayer: false });
-    await this.installLayer(state, layer, layerTmp, tarFile);
+    await this.installLayer(state.layers, layer, layerTmp, tarFile);
     this.log(`--> ${layer.chainId.slice(7, 19)}`);
     this.finishStep(state, key, createdBy, layers, false, created);
   }
@@ -630,10 +675,10 @@ class Builder {
    * Moves a new layer into the store in one transaction with the cache entries so far (the
    * step's own included) and the layer's lease: killed after it, the next build reuses the step.
    */
-  private async installLayer(state: StageState, layer: LayerRecord, layerTmp: string, tarFile: string): Promise<void> {
+  private async installLayer(below: readonly LayerRecord[], layer: LayerRecord, layerTmp: string, tarFile: string): Promise<void> {
     try {
       await this.store.transact(async (tx) => {
-        await installPackedLayer(tx, layerTmp, tarFile, layer, state.layers.at(-1)?.chainId ?? null);
+        await installPackedLayer(tx, layerTmp, tarFile, layer, below.at(-1)?.chainId ?? null);
         faultPoint("build:layer-committed");
         this.leaseLayers([layer]);
         this.store.buildCache.add(this.fresh);
@@ -652,7 +697,7 @@ class Builder {
    * BuildKit does, so that `USER app` + `WORKDIR /home/app/src` + `RUN make` can write there): a
    * layer when something was made, none when the directory exists.
    */
-  private async makeWorkdir(state: StageState, key: string, createdBy: string): Promise<void> {
+  private async makeWorkdir(state: StageState, key: string, createdBy: string, warn: (message: string) => void): Promise<void> {
     const config = state.config.config ?? {};
     const dir = config.WorkingDir ?? "/";
     if (dir === "/") {
@@ -666,7 +711,7 @@ class Builder {
       return;
     }
     const user = config.User ?? "";
-    const owner = user === "" ? { uid: 0, gid: 0 } : resolveOwner(user, layerDirs);
+    const owner = user === "" ? { uid: 0, gid: 0 } : resolveOwner(user, layerDirs, warn);
     const copied = await runCopy(this.copyContext(state), { description: undefined, sources: [], dest: `${dir}/`, destIsDir: true, owner, makeDest: true, temporaries: [] });
     if (copied.result.entries === 0) {
       rmSync(copied.tarFile, { force: true });
@@ -694,22 +739,85 @@ class Builder {
     };
   }
 
-  /** --from of COPY and RUN --mount: a stage before this one (built first if needed), or an image. */
-  private async resolveFrom(state: StageState, ref: string): Promise<{ identity: string; layers: LayerRecord[] }> {
+  /**
+   * --from of COPY and RUN --mount: a stage before this one (built first if needed), a named
+   * context (which also replaces a stage of its name), or an image.
+   */
+  private async resolveFrom(state: StageState, ref: string): Promise<FromSource> {
     const stage = findStage(this.graph, ref);
     // A number names a stage by position: never an image.
     if (!stage && /^\d+$/.test(ref)) throw new Error(`invalid from flag value ${ref}: there is no build stage ${ref}`);
+    const named = stage ? this.replacedStage(stage) : this.namedContext(ref);
+    if (named?.kind === "dir") return { identity: `context ${named.name}`, context: { dir: named.dir, ignore: named.ignore, tree: this.contextTree(named) } };
+    if (named?.kind === "scratch") return { identity: "scratch", layers: [] };
+    if (named?.kind === "image") {
+      const image = await this.resolveImage(named.ref);
+      return { identity: image.id, layers: image.layers };
+    }
     if (stage) {
       if (stage.index >= state.stage.index) throw new Error(`invalid from flag value ${ref}: refers to the current or a later build stage`);
       const built = await this.buildStage(stage);
-      return { identity: built.key, layers: built.layers };
+      // Its content (the last layer's chain ID), not its steps: a stage built again (--no-cache-filter,
+      // a pruned cache) with other files makes the COPY --from that reads it miss too.
+      return { identity: built.layers.at(-1)?.chainId ?? built.key, layers: built.layers };
     }
     const image = await this.resolveImage(ref);
     return { identity: image.id, layers: image.layers };
   }
 
+  /** The --build-context a FROM base or a --from reference names, if any. */
+  private namedContext(ref: string): NamedContext | undefined {
+    return this.namedContexts.size > 0 ? this.namedContexts.get(contextKey(ref)) : undefined;
+  }
+
+  /** The --build-context that replaces a named stage, if any. */
+  private replacedStage(stage: Stage): NamedContext | undefined {
+    return stage.name !== undefined ? this.namedContext(stage.name) : undefined;
+  }
+
+  private contextTree(named: Extract<NamedContext, { kind: "dir" }>): SourceTree {
+    let tree = this.contextTrees.get(named.dir);
+    if (!tree) {
+      tree = new SourceTree(named.dir, ignoreMatcher(named.ignore));
+      this.contextTrees.set(named.dir, tree);
+    }
+    return tree;
+  }
+
+  /**
+   * `FROM NAME` of a directory context: one layer with the directory's files (owned by root, its
+   * .dockerignore applied), cached by their content, and an empty config as BuildKit gives it.
+   */
+  private async directoryBase(named: Extract<NamedContext, { kind: "dir" }>): Promise<{ identity: string; config: ImageConfig; layers: LayerRecord[] }> {
+    const tree = this.contextTree(named);
+    const key = stepKey("", { context: named.name, content: hashSources(tree, ["."]), ...(this.opts.sourceDateEpoch !== undefined ? { epoch: this.opts.sourceDateEpoch } : {}) });
+    const p = hostPlatform();
+    const created = this.createdFor(key);
+    const config: ImageConfig = { architecture: p.architecture, os: p.os, config: {}, rootfs: { type: "layers", diff_ids: [] }, history: [{ created, created_by: `COPY --build-context ${named.name} /` }] };
+    const hit = await this.store.lock(() => {
+      const entry = this.lookup(key, []);
+      if (entry) this.leaseLayers(entry.layers);
+      return entry;
+    });
+    if (hit) return { identity: key, config, layers: hit.layers };
+    const copied = await runCopy(
+      { store: this.store, layers: [], now: this.nowSeconds(), clampMtime: this.opts.sourceDateEpoch },
+      { description: undefined, sources: [{ kind: "tree", root: { dir: named.dir }, ignore: named.ignore, paths: ["."], keepOwners: false, extractArchives: false }], dest: "/", destIsDir: true, temporaries: [] },
+    );
+    if (copied.result.entries === 0) {
+      rmSync(copied.tarFile, { force: true });
+      await this.store.removeTree(copied.layerTmp);
+      config.history = [{ created, created_by: `COPY --build-context ${named.name} /`, empty_layer: true }];
+      this.remember(key, { created, layers: [], emptyLayer: true });
+      return { identity: key, config, layers: [] };
+    }
+    this.remember(key, { created, layers: [copied.layer], emptyLayer: false });
+    await this.installLayer([], copied.layer, copied.layerTmp, copied.tarFile);
+    return { identity: key, config, layers: [copied.layer] };
+  }
+
   private async copyInstruction(state: StageState, ins: Instruction): Promise<void> {
-    const ctx = this.copyContext(state);
+    const ctx = { ...this.copyContext(state), warn: this.warnAt(ins) };
     const prepared = await prepareCopy(ctx, ins);
     try {
       const key = stepKey(state.key, prepared.description);
@@ -718,6 +826,13 @@ class Builder {
       const copied = await runCopy(ctx, prepared);
       faultPoint("build:copy-packed");
       for (const w of copied.result.warnings) this.opts.warn?.(w);
+      if (copied.result.entries === 0) {
+        // Nothing copied (a wildcard that matched nothing): no layer, as for a RUN that changed nothing.
+        rmSync(copied.tarFile, { force: true });
+        await this.store.removeTree(copied.layerTmp);
+        this.finishStep(state, key, createdBy, state.layers, true);
+        return;
+      }
       await this.addLayer(state, key, createdBy, copied.layer, copied.layerTmp, copied.tarFile);
     } finally {
       for (const f of prepared.temporaries) rmSync(f, { force: true });
@@ -758,6 +873,7 @@ class Builder {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       this.context.close();
+      for (const tree of this.contextTrees.values()) tree.close();
     }
   }
 
@@ -797,6 +913,13 @@ class Builder {
 /** Builds an image from a Dockerfile and a context (`tsrun build`). */
 export async function buildImage(containers: Containers, opts: BuildOptions): Promise<ImageRecord> {
   for (const t of opts.tags ?? []) tagName(t);
+  let namedContexts: Map<string, NamedContext>;
+  try {
+    namedContexts = parseNamedContexts(opts.buildContexts ?? []);
+  } catch (err) {
+    if (err instanceof NamedContextError) throw new TsrunError(err.message);
+    throw err;
+  }
   const ctx = await prepareContext({ context: opts.context, file: opts.file, stdin: opts.stdin, tmpDir: containers.store.paths.tmp, warn: opts.warn });
   try {
     let dockerfile: Dockerfile;
@@ -807,11 +930,11 @@ export async function buildImage(containers: Containers, opts: BuildOptions): Pr
     } catch (err) {
       throw new BuildError(errorMessage(err));
     }
-    for (const w of dockerfile.warnings) opts.warn?.(`${ctx.dockerfileName}:${w.line}: ${w.message}`);
+    for (const w of [...dockerfile.warnings, ...graph.warnings]) opts.warn?.(`${ctx.dockerfileName}:${w.line}: ${w.message}`);
     // The lease starts with a sweep of what killed operations (earlier builds too) left.
     const lease = await containers.store.begin(`build ${opts.tags?.[0] ? familiarName(tagName(opts.tags[0])) : opts.context}`, "images");
     try {
-      return await new Builder(containers, opts, ctx, dockerfile, graph, lease).build();
+      return await new Builder(containers, opts, ctx, dockerfile, graph, lease, namedContexts).build();
     } finally {
       lease.release();
     }

@@ -14,6 +14,7 @@ import { parseHeredoc, chompHeredocContent, type Instruction } from "./dockerfil
 import { ShellLex, type EscapeChar } from "./shell-words.js";
 import { BadPatternError, CopyFilter, cleanPath, IgnoreMatcher } from "./path-patterns.js";
 import { parseFlags, type FlagKind } from "./stages.js";
+import { ChmodSyntaxError, parseChmod, type ModeChange } from "./file-mode.js";
 import { SourceTree, SourceNotFoundError } from "./source-tree.js";
 import { hashSources } from "./cache-keys.js";
 import { readLayeredFile } from "../container/rootfs-files.js";
@@ -24,11 +25,21 @@ import { MEDIA } from "../image/types.js";
 import { httpGet } from "../image/http-get.js";
 import type { IncomingMessage } from "node:http";
 
-// --keep-git-dir and --unpack (ADD) are known so that they get a clear refusal rather than
-// "unknown flag".
+// --keep-git-dir (ADD) is known so that it gets a clear refusal rather than "unknown flag".
 const COPY_FLAGS: Readonly<Record<string, FlagKind>> = { from: "string", chown: "string", chmod: "string", link: "bool", parents: "bool", exclude: "strings" };
 const ADD_FLAGS: Readonly<Record<string, FlagKind>> = { chown: "string", chmod: "string", link: "bool", checksum: "string", exclude: "strings", "keep-git-dir": "bool", unpack: "bool" };
-const UNSUPPORTED_FLAGS = ["keep-git-dir", "unpack"];
+const UNSUPPORTED_FLAGS = ["keep-git-dir"];
+
+/** A directory COPY --from or RUN --mount from= reads as it reads the build context (a named context). */
+export interface ContextSource {
+  dir: string;
+  /** Its .dockerignore patterns. */
+  ignore: string[];
+  tree: SourceTree;
+}
+
+/** What --from names: the layers of a stage or image, or a directory context. */
+export type FromSource = { identity: string; layers: LayerRecord[] } | { identity: string; context: ContextSource };
 
 /** What a COPY/ADD needs from the build. */
 export interface CopyContext {
@@ -45,8 +56,10 @@ export interface CopyContext {
   /** Seconds: the time new directories and heredoc files get. */
   now: number;
   clampMtime: number | undefined;
-  /** --from: the named stage (built first if needed) or image; identity goes into the cache key. */
-  resolveFrom(ref: string): Promise<{ identity: string; layers: LayerRecord[] }>;
+  /** Warnings about the step (a --chown name the image does not know). */
+  warn?: (message: string) => void;
+  /** --from: the named stage (built first if needed), context or image; identity goes into the cache key. */
+  resolveFrom(ref: string): Promise<FromSource>;
 }
 
 /** A COPY/ADD ready to run: its cache description and the worker job's parts. */
@@ -56,7 +69,7 @@ export interface PreparedCopy {
   dest: string;
   destIsDir: boolean;
   owner?: { uid: number; gid: number };
-  mode?: number;
+  chmod?: ModeChange;
   /** WORKDIR: make the destination directory itself when it is missing. */
   makeDest?: boolean;
   /** Files made for the step (downloads, heredoc bodies): removed after it. */
@@ -70,45 +83,47 @@ function tempFile(store: Store, kind: string): string {
 
 /**
  * --chown (and the USER that WORKDIR creates directories as): numbers, or names from the image's
- * /etc/passwd and /etc/group (BuildKit's rules). layerDirs: topmost first.
+ * /etc/passwd and /etc/group. layerDirs: topmost first. BuildKit's rules (llb.WithUser and the
+ * file op's readUser): an empty user part is uid 0; a user name the image does not know is
+ * uid 0 and gid 0 and a group name it does not know leaves the gid as it was, without error
+ * (`FROM scratch` + `COPY --chown=nonroot` builds with Docker), so tsrun says so in a warning.
  */
-export function resolveOwner(spec: string, layerDirs: string[]): { uid: number; gid: number } {
+export function resolveOwner(spec: string, layerDirs: string[], warn?: (message: string) => void): { uid: number; gid: number } {
   const colon = spec.indexOf(":");
   const user = colon < 0 ? spec : spec.slice(0, colon);
   const group = colon < 0 ? "" : spec.slice(colon + 1);
-  if (user === "") throw new Error(`invalid --chown "${spec}"`);
   const numeric = (s: string): boolean => /^\d+$/.test(s);
-  let uid: number;
-  let primaryGid: number;
+  const unknown: string[] = [];
+  let uid = 0;
+  let primaryGid = 0;
   if (numeric(user)) {
     uid = Number(user);
     // A numeric user without group gets the same number as group.
     primaryGid = uid;
-  } else {
+  } else if (user !== "" && user !== "root") {
     const entry = parsePasswd(readLayeredFile(layerDirs, "etc/passwd") ?? "").find((p) => p.name === user);
-    if (!entry && user !== "root") throw new Error(`unable to find user ${user}: no matching entries in passwd file`);
-    uid = entry?.uid ?? 0;
-    primaryGid = entry?.gid ?? 0;
+    if (entry) {
+      uid = entry.uid;
+      primaryGid = entry.gid;
+    } else unknown.push(`no user ${user} in /etc/passwd`);
   }
   let gid = primaryGid;
   if (group !== "") {
     if (numeric(group)) gid = Number(group);
+    else if (group === "root") gid = 0;
     else {
       const entry = parseGroup(readLayeredFile(layerDirs, "etc/group") ?? "").find((g) => g.name === group);
-      if (!entry && group !== "root") throw new Error(`unable to find group ${group}: no matching entries in group file`);
-      gid = entry?.gid ?? 0;
+      if (entry) gid = entry.gid;
+      else unknown.push(`no group ${group} in /etc/group`);
     }
   }
+  if (unknown.length > 0) warn?.(`"${spec}": ${unknown.join(", ")}: ${uid}:${gid} is used, as Docker does`);
   return { uid, gid };
 }
 
-function parseMode(value: string): number {
-  if (!/^[0-7]{1,4}$/.test(value)) throw new Error(`invalid --chmod "${value}": an octal mode such as 755 is expected`);
-  return parseInt(value, 8);
-}
-
 const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);
-const isGit = (s: string): boolean => /^git@|^git:\/\/|\.git(#.*)?$/i.test(s);
+/** A git repository as BuildKit's dfgitutil.ParseGitRef tells one: an http(s) URL only when its path ends in .git. */
+const isGit = (s: string): boolean => /^(?:git@|git:\/\/|ssh:\/\/|github\.com\/)/i.test(s) || /^https?:\/\/[^#?]*\.git(?:[#?].*)?$/i.test(s);
 
 /** Downloads an ADD URL into a temporary file; its content hash keys the cache. */
 async function download(store: Store, url: string, checksum: string | undefined, now: number): Promise<{ file: string; name: string; mtime: number; digest: string }> {
@@ -209,26 +224,43 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
   const chmod = flag("chmod");
   const from = flag("from");
   const checksum = flag("checksum");
+  // ADD unpacks local archives, not downloads; --unpack=true|false says otherwise (Dockerfile 1.17).
+  const unpack = flags.get("unpack");
+  const unpackUrls = unpack === true;
+  const unpackLocal = keyword === "add" && unpack !== false;
   const layerDirs = [...ctx.layers].reverse().map((l) => ctx.store.layers.diffDir(l.chainId));
   const prepared: PreparedCopy = { description: undefined, sources: [], dest, destIsDir: sourceWords.length > 1, temporaries: [] };
-  if (chown !== undefined && chown !== "") prepared.owner = resolveOwner(chown, layerDirs);
-  if (chmod !== undefined) prepared.mode = parseMode(chmod);
+  if (chown !== undefined && chown !== "") prepared.owner = resolveOwner(chown, layerDirs, ctx.warn);
+  if (chmod !== undefined && chmod !== "") {
+    try {
+      prepared.chmod = parseChmod(chmod);
+    } catch (err) {
+      if (err instanceof ChmodSyntaxError) throw new Error(err.message);
+      throw err;
+    }
+  }
   const described: unknown[] = [];
 
   try {
     if (from !== undefined) {
       const source = await ctx.resolveFrom(from);
       const paths = sourceWords.map((w) => w.text);
-      prepared.sources.push({
-        kind: "tree",
-        root: { layers: [...source.layers].reverse().map((l) => ctx.store.layers.linkPath(l.chainId)) },
-        ignore: [],
-        ...selection,
-        paths,
-        keepOwners: true,
-        extractArchives: false,
-      });
-      described.push({ from: source.identity, paths });
+      if ("context" in source) {
+        // A directory context: read as the build context is (owned by root, its .dockerignore applied).
+        prepared.sources.push({ kind: "tree", root: { dir: source.context.dir }, ignore: source.context.ignore, ...selection, paths, keepOwners: false, extractArchives: false });
+        described.push({ from: source.identity, paths, content: hashSources(source.context.tree, paths, selection) });
+      } else {
+        prepared.sources.push({
+          kind: "tree",
+          root: { layers: [...source.layers].reverse().map((l) => ctx.store.layers.linkPath(l.chainId)) },
+          ignore: [],
+          ...selection,
+          paths,
+          keepOwners: true,
+          extractArchives: false,
+        });
+        described.push({ from: source.identity, paths });
+      }
     } else {
       const contextPaths: string[] = [];
       for (const word of sourceWords) {
@@ -238,23 +270,26 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
           writeFileSync(file, word.heredoc.content, { mode: 0o600 });
           prepared.sources.push({ kind: "file", path: file, name: word.heredoc.name, mode: 0o644, mtime: ctx.now });
           described.push({ heredoc: word.heredoc.name, content: word.heredoc.content });
+        } else if (keyword === "add" && isGit(word.text)) {
+          // Before the URL test: https://host/repo.git#ref is a repository, as BuildKit reads it.
+          throw new Error(`ADD of a git repository (${word.text}) is not supported`);
+        } else if (keyword === "copy" && (isUrl(word.text) || isGit(word.text))) {
+          throw new Error(`source can't be a ${isGit(word.text) ? "git ref" : "URL"} for COPY`);
         } else if (keyword === "add" && isUrl(word.text)) {
           const got = await download(ctx.store, word.text, checksum, ctx.now);
           prepared.temporaries.push(got.file);
           // Docker gives downloaded files mode 600.
-          prepared.sources.push({ kind: "file", path: got.file, name: got.name, mode: 0o600, mtime: got.mtime });
+          prepared.sources.push({ kind: "file", path: got.file, name: got.name, mode: 0o600, mtime: got.mtime, ...(unpackUrls ? { extractArchive: true } : {}) });
           // Keyed by content only (a server without Last-Modified would otherwise never hit).
-          described.push({ url: word.text, digest: got.digest });
-        } else if (keyword === "add" && isGit(word.text)) {
-          throw new Error(`ADD of a git repository (${word.text}) is not supported`);
+          described.push({ url: word.text, digest: got.digest, ...(unpackUrls ? { unpack: true } : {}) });
         } else {
           contextPaths.push(word.text);
         }
       }
       if (checksum !== undefined && contextPaths.length > 0) throw new Error("ADD --checksum is only supported for URLs");
       if (contextPaths.length > 0) {
-        prepared.sources.push({ kind: "tree", root: { dir: ctx.contextDir }, ignore: ctx.ignore, ...selection, paths: contextPaths, keepOwners: false, extractArchives: keyword === "add" });
-        described.push({ context: contextPaths, content: hashSources(ctx.context, contextPaths, selection) });
+        prepared.sources.push({ kind: "tree", root: { dir: ctx.contextDir }, ignore: ctx.ignore, ...selection, paths: contextPaths, keepOwners: false, extractArchives: unpackLocal });
+        described.push({ context: contextPaths, content: hashSources(ctx.context, contextPaths, selection), ...(keyword === "add" && !unpackLocal ? { unpack: false } : {}) });
       }
     }
   } catch (err) {
@@ -262,7 +297,7 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
     if (err instanceof SourceNotFoundError) throw new Error(`${name} ${err.message}`);
     throw err;
   }
-  const description: Record<string, unknown> = { keyword, dest, owner: prepared.owner ?? null, mode: prepared.mode ?? null, sources: described };
+  const description: Record<string, unknown> = { keyword, dest, owner: prepared.owner ?? null, mode: prepared.chmod === undefined ? null : "octal" in prepared.chmod ? prepared.chmod.octal : prepared.chmod.symbolic, sources: described };
   // Only when set: the keys of steps without them stay what they were.
   if (exclude.length > 0) description.exclude = exclude;
   if (parents) description.parents = true;
@@ -299,7 +334,7 @@ export async function runCopy(ctx: Pick<CopyContext, "store" | "layers" | "now" 
     maxGid: maxMappedId(mapping, "gid"),
   };
   if (prepared.owner) job.owner = prepared.owner;
-  if (prepared.mode !== undefined) job.mode = prepared.mode;
+  if (prepared.chmod !== undefined) job.chmod = prepared.chmod;
   if (prepared.makeDest) job.makeDest = true;
   if (ctx.clampMtime !== undefined) job.clampMtime = ctx.clampMtime;
   try {

@@ -20,6 +20,7 @@ import { unpackLayer } from "../store/unpack.js";
 import { withDecompressed } from "../image/archive/compression.js";
 import { IgnoreMatcher } from "./path-patterns.js";
 import { isTarHeader } from "./tar-detect.js";
+import { applyChmod, type ModeChange } from "./file-mode.js";
 import { SourceTree, SourceNotFoundError, fileType, isDirectory, ST_DEV, ST_GID, ST_INO, ST_MODE, ST_MTIME, ST_NLINK, ST_SIZE, ST_UID, type SelectedMatch } from "./source-tree.js";
 
 const { S_IFDIR, S_IFREG, S_IFLNK, S_IFIFO } = constants;
@@ -51,6 +52,8 @@ export interface CopyFileSource {
   name: string;
   mode: number;
   mtime: number;
+  /** ADD --unpack=true of a URL: a tar archive is unpacked at the destination. */
+  extractArchive?: boolean;
 }
 
 export type CopySource = CopyTreeSource | CopyFileSource;
@@ -71,8 +74,8 @@ export interface CopyJob {
   makeDest?: boolean;
   /** --chown, resolved to numbers. */
   owner?: { uid: number; gid: number };
-  /** --chmod. */
-  mode?: number;
+  /** --chmod: an octal mode, or a symbolic one applied to each file's own mode. */
+  chmod?: ModeChange;
   /** SOURCE_DATE_EPOCH: no time in the layer is later. */
   clampMtime?: number;
   /** Seconds since the epoch, for directories the copy creates. */
@@ -219,10 +222,15 @@ class CopyPlanner {
     this.entries.set(imagePath, entry);
   }
 
-  private fromStat(st: RawStat, tree: SourceTree, rel: string, keep: boolean, linkTarget?: string): PlannedEntry | undefined {
+  /** The mode of a copied file: --chmod's, unless it comes out of an archive (BuildKit leaves those). */
+  private modeOf(mode: number, isDirectory: boolean, chmod: boolean): number {
+    return chmod && this.job.chmod ? applyChmod(this.job.chmod, mode, isDirectory) : mode & 0o7777;
+  }
+
+  private fromStat(st: RawStat, tree: SourceTree, rel: string, keep: boolean, chmod: boolean, linkTarget?: string): PlannedEntry | undefined {
     const { uid, gid } = this.owner(st, keep);
     const type = fileType(st);
-    const mode = this.job.mode ?? st[ST_MODE] & 0o7777;
+    const mode = this.modeOf(st[ST_MODE], type === S_IFDIR, chmod);
     const common = { uid, gid, mtime: this.clamp(st[ST_MTIME]), size: 0 };
     if (type === S_IFDIR) return { ...common, type: "directory", mode };
     if (type === S_IFREG) {
@@ -237,7 +245,7 @@ class CopyPlanner {
   }
 
   /** A matched directory: its contents go into destDir, which is made (0755) when missing. */
-  private addDirectory(tree: SourceTree, match: SelectedMatch, destDir: string, keep: boolean): void {
+  private addDirectory(tree: SourceTree, match: SelectedMatch, destDir: string, keep: boolean, chmod: boolean): void {
     if (destDir !== "" && !this.entries.has(destDir)) {
       const st = this.target.stat(destDir);
       if (st === undefined || !isDirectory(st)) {
@@ -245,7 +253,7 @@ class CopyPlanner {
       }
     }
     for (const e of tree.walk(match)) {
-      const planned = this.fromStat(e.st, tree, e.rel, keep, e.linkTarget);
+      const planned = this.fromStat(e.st, tree, e.rel, keep, chmod, e.linkTarget);
       if (planned) this.add(join(destDir, e.sub), planned);
     }
   }
@@ -280,37 +288,22 @@ class CopyPlanner {
     const intoDir = destIsDir || count > 1;
     for (const { source, tree, matches } of matchesOf) {
       if (source.kind === "file") {
+        if (source.extractArchive && (await this.addArchive(source.path, destRel))) continue;
         const target = intoDir ? join(destRel, source.name) : destRel;
         const owner = this.owner(undefined, false);
-        this.add(target, { type: "file", ...owner, mode: job.mode ?? source.mode, mtime: this.clamp(source.mtime), size: 0, file: source.path });
+        this.add(target, { type: "file", ...owner, mode: this.modeOf(source.mode, false, true), mtime: this.clamp(source.mtime), size: 0, file: source.path });
         continue;
       }
       if (!tree) continue;
       for (const match of matches) {
         if (isDirectory(match.st)) {
-          this.addDirectory(tree, match, destRel, source.keepOwners);
+          this.addDirectory(tree, match, destRel, source.keepOwners, true);
           continue;
         }
-        if (source.extractArchives && fileType(match.st) === S_IFREG) {
-          const dir = path.join(job.scratch, `archive-${this.archives++}`);
-          const fd = tree.openFile(match.rel);
-          let unpacked: boolean;
-          try {
-            unpacked = await unpackArchive(fd, dir, job, this.warnings);
-          } finally {
-            closeSync(fd);
-          }
-          if (unpacked) {
-            const archiveTree = new SourceTree(dir);
-            this.trees.push(archiveTree);
-            const [rootMatch] = archiveTree.match(".");
-            if (rootMatch) this.addDirectory(archiveTree, rootMatch, destRel, true);
-            continue;
-          }
-        }
+        if (source.extractArchives && fileType(match.st) === S_IFREG && (await this.addArchive(tree.openFile(match.rel), destRel))) continue;
         const target = intoDir ? join(destRel, path.posix.basename(match.requested)) : destRel;
         if (target === "") throw new Error(`cannot copy the file ${match.requested} onto the root directory`);
-        const planned = this.fromStat(match.st, tree, match.rel, source.keepOwners);
+        const planned = this.fromStat(match.st, tree, match.rel, source.keepOwners, true);
         if (planned) this.add(target, planned);
       }
     }
@@ -319,6 +312,27 @@ class CopyPlanner {
       if (destSt === undefined) this.add(destRel, { type: "directory", mode: 0o755, ...this.owner(undefined, false), mtime: this.clamp(job.now), size: 0 });
     }
     this.addParents();
+  }
+
+  /**
+   * ADD's archive extraction: a tar archive (an open fd, or a prepared file) is unpacked and its
+   * contents go into destDir, with the archive's owners and modes. False when it is no archive.
+   */
+  private async addArchive(file: number | string, destDir: string): Promise<boolean> {
+    const dir = path.join(this.job.scratch, `archive-${this.archives++}`);
+    const fd = typeof file === "number" ? file : openSync(file, "r");
+    let unpacked: boolean;
+    try {
+      unpacked = await unpackArchive(fd, dir, this.job, this.warnings);
+    } finally {
+      closeSync(fd);
+    }
+    if (!unpacked) return false;
+    const archiveTree = new SourceTree(dir);
+    this.trees.push(archiveTree);
+    const [rootMatch] = archiveTree.match(".");
+    if (rootMatch) this.addDirectory(archiveTree, rootMatch, destDir, true, false);
+    return true;
   }
 
   /**

@@ -24,7 +24,7 @@ import { runInUserNamespace } from "../userns-run.js";
 import { hashSources } from "./cache-keys.js";
 import { fileType, isDirectory, ST_MODE, type SourceTree } from "./source-tree.js";
 import { scratchPath } from "../store/temps.js";
-import { runCopy } from "./copy-step.js";
+import { runCopy, type ContextSource, type FromSource } from "./copy-step.js";
 
 export interface RunMountContext {
   store: Store;
@@ -38,8 +38,8 @@ export interface RunMountContext {
   ignore: string[];
   /** Seconds: the time directories a copied bind source gets. */
   now: number;
-  /** `from=`: the named stage (built first if needed) or image; identity goes into the cache key. */
-  resolveFrom(ref: string): Promise<{ identity: string; layers: LayerRecord[] }>;
+  /** `from=`: the named stage (built first if needed), context or image; identity goes into the cache key. */
+  resolveFrom(ref: string): Promise<FromSource>;
 }
 
 /** A secret the RUN gets as a file (written just before it runs, removed after). */
@@ -99,15 +99,15 @@ function noComma(p: string, what: string): string {
  * The source of a bind that cannot be the context dir itself, copied as `COPY [--from] SOURCE /`
  * would copy it into a scratch layer dir (added to `out.scratch`): returns the copy's path.
  */
-async function copyBindSource(ctx: RunMountContext, source: string, fromLayers: LayerRecord[] | undefined, out: RunMounts): Promise<string> {
+async function copyBindSource(ctx: RunMountContext, source: string, from: { layers: LayerRecord[] } | ContextSource, out: RunMounts): Promise<string> {
   const copied = await runCopy(
     { store: ctx.store, layers: [], now: ctx.now, clampMtime: undefined },
     {
       description: undefined,
       sources: [
-        fromLayers
-          ? { kind: "tree", root: { layers: [...fromLayers].reverse().map((l) => ctx.store.layers.linkPath(l.chainId)) }, ignore: [], paths: [source], keepOwners: true, extractArchives: false }
-          : { kind: "tree", root: { dir: ctx.contextDir }, ignore: ctx.ignore, paths: [source], keepOwners: false, extractArchives: false },
+        "layers" in from
+          ? { kind: "tree", root: { layers: [...from.layers].reverse().map((l) => ctx.store.layers.linkPath(l.chainId)) }, ignore: [], paths: [source], keepOwners: true, extractArchives: false }
+          : { kind: "tree", root: { dir: from.dir }, ignore: from.ignore, paths: [source], keepOwners: false, extractArchives: false },
       ],
       dest: "/mount",
       destIsDir: false,
@@ -127,8 +127,8 @@ async function copyBindSource(ctx: RunMountContext, source: string, fromLayers: 
  * dir (added to `out.scratch`): hard links to the user's own files, which cost no data copy
  * (10,000 files: under a second where a copy and its removal took half a minute here).
  */
-function linkContextSource(ctx: RunMountContext, source: string, out: RunMounts): string {
-  const [match] = ctx.context.match(source);
+function linkContextSource(ctx: RunMountContext, from: ContextSource, source: string, out: RunMounts): string {
+  const [match] = from.tree.match(source);
   if (!match) throw new Error(`${source} not found in the build context`);
   mkdirSync(ctx.store.paths.tmp, { recursive: true, mode: 0o700 });
   const scratch = scratchPath(ctx.store.paths.tmp, "build-bind");
@@ -136,14 +136,14 @@ function linkContextSource(ctx: RunMountContext, source: string, out: RunMounts)
   out.scratch.push(scratch);
   const top = path.join(scratch, "mount");
   const linkOrCopy = (rel: string, dest: string): void => {
-    const from = path.join(ctx.contextDir, rel);
+    const file = path.join(from.dir, rel);
     try {
-      linkSync(from, dest);
+      linkSync(file, dest);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== "EXDEV" && code !== "EPERM" && code !== "EMLINK") throw err;
-      copyFileSync(from, dest);
-      chmodSync(dest, statSync(from).mode & 0o7777);
+      copyFileSync(file, dest);
+      chmodSync(dest, statSync(file).mode & 0o7777);
     }
   };
   if (!isDirectory(match.st)) {
@@ -153,7 +153,7 @@ function linkContextSource(ctx: RunMountContext, source: string, out: RunMounts)
   // Directory modes are set last: a read-only directory of the context must be filled first.
   const dirs: [string, number][] = [[top, match.st[ST_MODE] & 0o7777]];
   mkdirSync(top);
-  for (const e of ctx.context.walk(match)) {
+  for (const e of from.tree.walk(match)) {
     const dest = path.join(top, e.sub);
     const type = fileType(e.st);
     if (type === constants.S_IFDIR) {
@@ -192,7 +192,7 @@ async function addMount(spec: string, ctx: RunMountContext, out: RunMounts): Pro
   const f = fields(spec);
   const type = f.get("type") ?? "bind";
   const known: Record<string, string[]> = {
-    cache: ["type", "target", "dst", "destination", "id", "sharing", "mode", "uid", "gid", "readonly", "ro"],
+    cache: ["type", "target", "dst", "destination", "id", "sharing", "mode", "uid", "gid", "readonly", "ro", "rw", "readwrite"],
     bind: ["type", "target", "dst", "destination", "source", "src", "readonly", "ro", "rw", "readwrite", "from"],
     tmpfs: ["type", "target", "dst", "destination", "size"],
     secret: ["type", "id", "target", "dst", "destination", "env", "required", "mode", "uid", "gid"],
@@ -207,9 +207,10 @@ async function addMount(spec: string, ctx: RunMountContext, out: RunMounts): Pro
     secretMount(spec, type, f, ctx, out);
     return;
   }
-  const rawTarget = f.get("target") ?? f.get("dst") ?? f.get("destination");
-  if (!rawTarget) throw new Error(`RUN --mount=${spec}: a target is required`);
+  // No target is the WORKDIR (BuildKit joins the two): docker/buildx's `RUN --mount=from=binaries`.
+  const rawTarget = f.get("target") ?? f.get("dst") ?? f.get("destination") ?? "";
   const target = path.posix.resolve(ctx.workdir || "/", rawTarget);
+  if (target === "/") throw new Error(`RUN --mount=${spec}: invalid mount target "/"`);
   const readOnly = truthy(f.get("readonly")) || truthy(f.get("ro"));
   switch (type) {
     case "cache": {
@@ -241,22 +242,27 @@ async function addMount(spec: string, ctx: RunMountContext, out: RunMounts): Pro
     case "bind": {
       const source = f.get("source") ?? f.get("src") ?? ".";
       const from = f.get("from");
-      const writable = truthy(f.get("rw")) || truthy(f.get("readwrite"));
+      const rw = f.get("rw") ?? f.get("readwrite");
+      const ro = f.get("readonly") ?? f.get("ro");
+      // Read-only unless rw, or readonly=false, says otherwise.
+      const writable = rw !== undefined ? truthy(rw) : ro !== undefined && !truthy(ro);
       const mountSpec = (hostPath: string): string => `type=bind,source=${noComma(hostPath, "the source")},target=${noComma(target, "the target")}${writable ? "" : ",readonly"}`;
-      if (from === undefined && !writable && ctx.ignore.length === 0) {
+      const resolved = from === undefined ? undefined : await ctx.resolveFrom(from);
+      // The build context, or a directory named with --build-context: read as COPY reads them.
+      const contextSource: ContextSource | undefined = resolved === undefined ? { dir: ctx.contextDir, ignore: ctx.ignore, tree: ctx.context } : "context" in resolved ? resolved.context : undefined;
+      if (contextSource && !writable && contextSource.ignore.length === 0) {
         // Resolved inside the context, as COPY resolves its sources.
-        const [match] = ctx.context.match(source);
+        const [match] = contextSource.tree.match(source);
         if (!match) throw new Error(`RUN --mount=${spec}: ${source} not found in the build context`);
-        out.mounts.push(mountSpec(path.join(ctx.contextDir, match.rel)));
-        out.description.push({ bind: source, target, content: hashSources(ctx.context, [source]) });
+        out.mounts.push(mountSpec(path.join(contextSource.dir, match.rel)));
+        out.description.push({ bind: source, target, content: hashSources(contextSource.tree, [source]), ...(resolved ? { from: resolved.identity } : {}) });
         break;
       }
       // A copy: what .dockerignore hides stays out, a stage's files are merged, and writes
       // with rw land in the copy, never in the user's own files.
-      const resolved = from === undefined ? undefined : await ctx.resolveFrom(from);
-      let identity: { from: string } | { content: string };
+      let identity: { from: string; content?: string } | { content: string };
       try {
-        identity = resolved ? { from: resolved.identity } : { content: hashSources(ctx.context, [source]) };
+        identity = contextSource ? { ...(resolved ? { from: resolved.identity } : {}), content: hashSources(contextSource.tree, [source]) } : { from: (resolved as FromSource).identity };
       } catch (err) {
         throw new Error(`RUN --mount=${spec}: ${(err as Error).message}`);
       }
@@ -265,7 +271,8 @@ async function addMount(spec: string, ctx: RunMountContext, out: RunMounts): Pro
         index,
         make: async () => {
           try {
-            return mountSpec(from === undefined && !writable ? linkContextSource(ctx, source, out) : await copyBindSource(ctx, source, resolved?.layers, out));
+            if (contextSource && !writable) return mountSpec(linkContextSource(ctx, contextSource, source, out));
+            return mountSpec(await copyBindSource(ctx, source, contextSource ?? { layers: (resolved as { layers: LayerRecord[] }).layers }, out));
           } catch (err) {
             const message = (err as Error).message;
             throw new Error(`RUN --mount=${spec}: ${message.startsWith(source) ? message : `${source}: ${message}`}`);

@@ -34,6 +34,8 @@ export interface RunStepOptions {
   /** --add-host and --ulimit of the build. */
   addHosts?: string[];
   ulimits?: string[];
+  /** --shm-size of the build, in bytes. */
+  shmSize?: number;
   /** Discard the command's output (build -q). */
   quiet: boolean;
   /** SOURCE_DATE_EPOCH: file times in the layer are clamped to it. */
@@ -71,6 +73,7 @@ export async function runStep(containers: Containers, opts: RunStepOptions): Pro
     network: opts.network,
     addHosts: opts.addHosts ?? [],
     security: { ulimits: opts.ulimits ?? [] },
+    ...(opts.shmSize !== undefined ? { shmSize: opts.shmSize } : {}),
   });
   const devNull = opts.quiet ? openSync("/dev/null", "w") : -1;
   try {

@@ -2,7 +2,7 @@
 // stage per FROM with its instructions, named by `AS name` (case-insensitive, as BuildKit) or
 // known by its index. A stage depends on an earlier stage when its FROM names it or a COPY
 // --from refers to it; the builder builds a stage only when the target needs it.
-import { DockerfileParseError, type Dockerfile, type Instruction } from "./dockerfile.js";
+import { DockerfileParseError, type Dockerfile, type Instruction, type ParseWarning } from "./dockerfile.js";
 
 export interface Stage {
   /** Position in the Dockerfile, from 0. */
@@ -20,6 +20,8 @@ export interface StageGraph {
   /** ARG instructions before the first FROM. */
   globalArgs: Instruction[];
   stages: Stage[];
+  /** What BuildKit's linter reports without failing: a stage name used twice. */
+  warnings: ParseWarning[];
 }
 
 const STAGE_NAME = /^[a-z][a-z0-9-_.]*$/;
@@ -29,6 +31,7 @@ export function stageGraph(dockerfile: Dockerfile, fileName = "Dockerfile"): Sta
   const fail = (ins: Instruction, reason: string): DockerfileParseError => new DockerfileParseError(reason, ins.startLine, ins.endLine, fileName);
   const globalArgs: Instruction[] = [];
   const stages: Stage[] = [];
+  const warnings: ParseWarning[] = [];
   for (const ins of dockerfile.instructions) {
     if (ins.keyword === "from") {
       const flags = parseFlags(ins, { platform: "string" }, fileName);
@@ -40,7 +43,8 @@ export function stageGraph(dockerfile: Dockerfile, fileName = "Dockerfile"): Sta
       if (args.length === 3) {
         name = (args[2] ?? "").toLowerCase();
         if (!STAGE_NAME.test(name)) throw fail(ins, `invalid name for build stage: "${args[2] ?? ""}", name can't start with a number or contain symbols`);
-        if (stages.some((s) => s.name === name)) throw fail(ins, `duplicate stage name "${name}"`);
+        // A lint warning in BuildKit, not an error (docker/buildx's own Dockerfile names a stage twice).
+        if (stages.some((s) => s.name === name)) warnings.push({ message: `duplicate stage name "${name}", stage names should be unique`, line: ins.startLine });
       }
       const platform = flags.get("platform");
       stages.push({ index: stages.length, name, from: ins, base: args[0] ?? "", platform: typeof platform === "string" ? platform : undefined, instructions: [] });
@@ -58,13 +62,17 @@ export function stageGraph(dockerfile: Dockerfile, fileName = "Dockerfile"): Sta
     const last = dockerfile.instructions[dockerfile.instructions.length - 1];
     throw new DockerfileParseError("no build stage in current context: the Dockerfile has no FROM", last?.startLine ?? 0, last?.endLine ?? 0, fileName);
   }
-  return { globalArgs, stages };
+  return { globalArgs, stages, warnings };
 }
 
-/** A stage by name (case-insensitive) or, for COPY --from, by index; undefined when none. */
-export function findStage(graph: StageGraph, ref: string): Stage | undefined {
+/**
+ * A stage by name (case-insensitive) or, for COPY --from, by index; undefined when none. A name
+ * used twice means its last stage, or with `before` the last one above that index (what a FROM
+ * line sees), as in BuildKit.
+ */
+export function findStage(graph: StageGraph, ref: string, before = Number.POSITIVE_INFINITY): Stage | undefined {
   const lower = ref.toLowerCase();
-  const byName = graph.stages.find((s) => s.name === lower);
+  const byName = [...graph.stages].reverse().find((s) => s.name === lower && s.index < before);
   if (byName) return byName;
   if (/^\d+$/.test(ref)) return graph.stages[Number(ref)];
   return undefined;
@@ -73,7 +81,7 @@ export function findStage(graph: StageGraph, ref: string): Stage | undefined {
 /** The stage `--target` names, or the last one. */
 export function targetStage(graph: StageGraph, target: string | undefined): Stage {
   if (target === undefined || target === "") return graph.stages[graph.stages.length - 1] as Stage;
-  const stage = graph.stages.find((s) => s.name === target.toLowerCase());
+  const stage = [...graph.stages].reverse().find((s) => s.name === target.toLowerCase());
   if (!stage) throw new Error(`target stage "${target}" could not be found`);
   return stage;
 }

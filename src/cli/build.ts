@@ -6,13 +6,15 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { Tsrun } from "../tsrun.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
+import { isHostPlatform } from "../image/platform-spec.js";
 import { BuildError } from "../build/errors.js";
 import { collect } from "./util.js";
-import { parseLabels } from "./run.js";
+import { parseLabels, parseShmSize } from "./run.js";
 import { printer } from "./registry.js";
 import { confirm } from "./util.js";
 import { humanSize } from "./output.js";
 import { pruneBuildCache } from "../image/remove.js";
+import { tagName } from "../image/commit.js";
 
 interface BuildFlags {
   tag: string[];
@@ -27,6 +29,7 @@ interface BuildFlags {
   tlsVerify?: string;
   iidfile?: string;
   secret: string[];
+  buildContext: string[];
   platform?: string;
   progress?: string;
   load: boolean;
@@ -35,6 +38,15 @@ interface BuildFlags {
   output?: string;
   addHost: string[];
   ulimit: string[];
+  shmSize?: string;
+  push: boolean;
+  metadataFile?: string;
+  provenance?: string | boolean;
+  sbom?: string | boolean;
+  ssh: string[];
+  allow: string[];
+  /** --no-cache-filter (commander names a --no- option after what follows it). */
+  cacheFilter: string[];
 }
 
 /**
@@ -44,8 +56,14 @@ interface BuildFlags {
 function checkDockerOnlyFlags(o: BuildFlags): void {
   if (o.platform !== undefined) {
     const host = hostPlatform();
-    const want = o.platform.split(",").map((p) => p.trim());
-    const ok = want.length === 1 && want[0] !== undefined && [`${host.os}/${host.architecture}`, host.architecture].includes(want[0].replace(/\/$/, ""));
+    // buildx takes a list; any spelling of the host's platform (linux/amd64, amd64, x86_64) will do.
+    const want = o.platform.split(",").map((p) => p.trim().replace(/\/$/, ""));
+    let ok: boolean;
+    try {
+      ok = want.every((p) => isHostPlatform(p));
+    } catch (err) {
+      throw new TsrunError(`--platform ${o.platform}: ${(err as Error).message}`);
+    }
     if (!ok) throw new TsrunError(`--platform ${o.platform}: only the build host's platform (${host.os}/${host.architecture}) can be built here`);
   }
   if (o.progress !== undefined && !["auto", "plain", "tty", "quiet", "rawjson"].includes(o.progress)) {
@@ -53,7 +71,18 @@ function checkDockerOnlyFlags(o: BuildFlags): void {
   }
   if (o.output !== undefined) {
     const type = /(?:^|,)type=([^,]+)/.exec(o.output)?.[1] ?? (o.output.includes("=") ? undefined : "local");
-    if (type !== "docker" && type !== "image") throw new TsrunError(`--output ${o.output}: only type=docker (the image in tsrun's store) is supported`);
+    if (type !== "docker" && type !== "image" && type !== "registry") throw new TsrunError(`--output ${o.output}: only type=docker (the image in tsrun's store) and type=registry (pushed too) are supported`);
+    // buildx's spellings of --push.
+    if (type === "registry" || /(?:^|,)push=true(?:,|$)/.test(o.output)) o.push = true;
+  }
+  for (const entitlement of o.allow.flatMap((a) => a.split(","))) {
+    // buildx's entitlements: RUN --network=host needs none here; RUN --security=insecure stays refused.
+    if (entitlement !== "network.host" && entitlement !== "security.insecure") throw new TsrunError(`invalid --allow "${entitlement}": expected network.host or security.insecure`);
+  }
+  if (o.ssh.length > 0) throw new TsrunError(`--ssh ${o.ssh[0] ?? ""}: SSH agent forwarding is not supported yet (without --ssh, RUN --mount=type=ssh is skipped)`);
+  for (const [flag, value] of [["--provenance", o.provenance], ["--sbom", o.sbom]] as const) {
+    // Attestations go with a pushed index; an image kept in a local store has none (as with docker --load).
+    if (value !== undefined && value !== false && value !== "false" && value !== "0") process.stderr.write(`tsrun: warning: ${flag}: no attestations are made, the image is built without them\n`);
   }
   if (o.cacheFrom.length > 0 || o.cacheTo.length > 0) {
     process.stderr.write("tsrun: warning: --cache-from and --cache-to are ignored: tsrun builds with its own local cache\n");
@@ -149,6 +178,7 @@ async function buildCommand(context: string, o: BuildFlags): Promise<void> {
       tags: o.tag,
       buildArgs,
       noCache: !o.cache,
+      noCacheFilter: o.cacheFilter.flatMap((f) => f.split(",")).filter((f) => f !== ""),
       target: o.target,
       labels: parseLabels(o.label),
       quiet: o.quiet,
@@ -157,8 +187,10 @@ async function buildCommand(context: string, o: BuildFlags): Promise<void> {
       tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true",
       sourceDateEpoch: epoch,
       secrets: parseSecrets(o.secret),
+      buildContexts: o.buildContext,
       addHosts: o.addHost,
       ulimits: o.ulimit,
+      ...(o.shmSize !== undefined ? { shmSize: parseShmSize(o.shmSize) } : {}),
       log: out,
       warn: (message) => process.stderr.write(`tsrun: warning: ${message}\n`),
       listener: progress,
@@ -170,6 +202,29 @@ async function buildCommand(context: string, o: BuildFlags): Promise<void> {
     progress.finish();
   }
   if (o.iidfile) writeFileSync(o.iidfile, image.id);
+  // The names this build gave (the image may have older ones too).
+  const names = o.tag.map((t) => tagName(t));
+  if (o.push) {
+    if (names.length === 0) throw new BuildError("--push: the image has no name to push to: give one with -t");
+    const pushProgress = printer(o.quiet);
+    try {
+      for (const name of names) await new Tsrun().push({ image: name, tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true", listener: pushProgress });
+    } catch (err) {
+      // The build's failure (status 1), as buildx reports a failed export.
+      throw new BuildError(`--push: ${(err as Error).message}`);
+    } finally {
+      pushProgress.finish();
+    }
+  }
+  if (o.metadataFile) {
+    // What buildx writes there, for the scripts that read it (docker/build-push-action's outputs).
+    const metadata = {
+      "containerimage.config.digest": image.id,
+      "containerimage.digest": image.manifest,
+      ...(names.length > 0 ? { "image.name": names.join(",") } : {}),
+    };
+    writeFileSync(o.metadataFile, `${JSON.stringify(metadata, null, 2)}\n`);
+  }
   out(image.id);
 }
 
@@ -182,6 +237,7 @@ export function registerBuild(program: Command): void {
     .option("-f, --file <file>", "the Dockerfile (default: CONTEXT/Dockerfile; - for standard input)")
     .option("--build-arg <KEY=VALUE>", "set a build-time variable (repeatable)", collect, [])
     .option("--no-cache", "do not use the build cache")
+    .option("--no-cache-filter <stage>", "build these stages without the cache (repeatable, or comma-separated)", collect, [])
     .option("--target <stage>", "build this stage of a multi-stage Dockerfile")
     .option("--label <KEY=VALUE>", "set a label on the image (repeatable)", collect, [])
     .option("-q, --quiet", "print only the image ID", false)
@@ -190,6 +246,7 @@ export function registerBuild(program: Command): void {
     .option("--tls-verify <bool>", "verify registry certificates when pulling (true or false)")
     .option("--iidfile <file>", "write the image ID to this file")
     .option("--secret <id=ID,src=FILE>", "a secret for RUN --mount=type=secret (src=FILE or env=VAR; repeatable)", collect, [])
+    .option("--build-context <name=value>", "a named context: NAME=DIRECTORY or NAME=docker-image://IMAGE, for FROM NAME, --from=NAME and a stage NAME (repeatable)", collect, [])
     .option("--add-host <host:ip>", "add a line to /etc/hosts of RUN containers (repeatable)", collect, [])
     .option("--ulimit <name=soft[:hard]>", "resource limits for RUN containers (repeatable)", collect, [])
     .option("--platform <os/arch>", "the target platform (only the build host's)")
@@ -198,6 +255,14 @@ export function registerBuild(program: Command): void {
     .option("--cache-from <spec>", "accepted and ignored (tsrun uses its local build cache)", collect, [])
     .option("--cache-to <spec>", "accepted and ignored (tsrun uses its local build cache)", collect, [])
     .option("-o, --output <spec>", "only type=docker: the image goes into tsrun's store")
+    .option("--shm-size <bytes>", "size of /dev/shm for RUN (64m by default)")
+    .option("--push", "push the image to its registry once built (every -t name)", false)
+    .option("--metadata-file <file>", "write the image's digests and names as JSON (as buildx does)")
+    .option("--provenance [value]", "accepted; no attestations are made")
+    .option("--sbom [value]", "accepted; no attestations are made")
+    .option("--allow <entitlement>", "network.host or security.insecure (buildx's entitlements; accepted)", collect, [])
+    .option("--ssh <spec>", "not supported yet (SSH agent forwarding)", collect, [])
+    .addOption(new Option("--disable-content-trust [bool]", "accepted (images are not signed)").hideHelp())
     .addOption(new Option("--rm", "remove intermediate containers (always done)").hideHelp())
     .addOption(new Option("--force-rm", "remove intermediate containers (always done)").hideHelp())
     .action(async (context: string | undefined, o: BuildFlags) => {

@@ -5,6 +5,7 @@ import type { CreateOptions } from "../container/run.js";
 import { logRotation } from "../container/output-log.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
+import { isHostPlatform } from "../image/platform-spec.js";
 import { collect, parseBoolFlag } from "./util.js";
 import { parseMemory } from "../container/security/options.js";
 import { readLabelFiles } from "../container/spec.js";
@@ -228,9 +229,13 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
   if (o.name === "") throw new TsrunError('invalid container name ""');
   if (o.platform !== undefined) {
     const host = hostPlatform();
-    if (![`${host.os}/${host.architecture}`, host.architecture].includes(o.platform)) {
-      throw new TsrunError(`--platform ${o.platform}: only the host's platform (${host.os}/${host.architecture}) can run here`);
+    let ok: boolean;
+    try {
+      ok = isHostPlatform(o.platform);
+    } catch (err) {
+      throw new TsrunError(`--platform ${o.platform}: ${(err as Error).message}`);
     }
+    if (!ok) throw new TsrunError(`--platform ${o.platform}: only the host's platform (${host.os}/${host.architecture}) can run here`);
   }
   const log = checkLogFlags(o);
   if (o.stopTimeout !== undefined && !/^-?\d+$/.test(o.stopTimeout)) throw new TsrunError(`invalid --stop-timeout "${o.stopTimeout}": a number of seconds`);
@@ -319,7 +324,7 @@ export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void>
 }
 
 /** --shm-size: a size as Docker takes it (512m, 1g, bytes without a unit), more than 0. */
-function parseShmSize(text: string): number {
+export function parseShmSize(text: string): number {
   const bytes = parseMemory(text, "--shm-size");
   if (bytes <= 0) throw new TsrunError(`invalid --shm-size "${text}": must be greater than 0`);
   return bytes;

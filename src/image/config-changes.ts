@@ -40,6 +40,7 @@ function healthcheck(ins: Instruction, config: ContainerConfig): HealthConfig {
     return { Test: ["NONE"] };
   }
   if (kind?.toUpperCase() !== "CMD") throw new TsrunError(`unknown HEALTHCHECK type "${kind ?? ""}": expected CMD or NONE`);
+  if (rest.join("").trim() === "") throw new TsrunError("Missing command after HEALTHCHECK CMD");
   const hc: HealthConfig = ins.json ? { Test: ["CMD", ...rest] } : { Test: ["CMD-SHELL", rest.join(" ")] };
   void config;
   for (const flag of ins.flags) {
@@ -115,6 +116,7 @@ export function applyInstruction(config: ContainerConfig, ins: Instruction, stat
       for (let i = 0; i + 1 < ins.args.length; i += 3) config.Labels[expand(ins.args[i] as string)] = expand(ins.args[i + 1] as string);
       break;
     case "expose":
+      if (ins.args.length === 0) throw new TsrunError("EXPOSE requires at least one argument");
       config.ExposedPorts = config.ExposedPorts ?? {};
       for (const raw of ins.args.flatMap((a) => expandWords(a))) {
         const m = /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(raw);
@@ -147,6 +149,7 @@ export function applyInstruction(config: ContainerConfig, ins: Instruction, stat
       break;
     }
     case "volume":
+      if (ins.args.length === 0) throw new TsrunError("VOLUME requires at least one argument");
       config.Volumes = config.Volumes ?? {};
       for (const v of ins.args.map((a) => expand(a).trim())) {
         if (v === "") throw new TsrunError("VOLUME specified can not be an empty string");

@@ -3,6 +3,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { createServer, type Server } from "node:http";
 import { chownSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { env, filesDir, importBusybox, scratchDir, shAsUser, tsrun, unique, tsrunOk } from "./helpers.js";
 
@@ -210,6 +211,9 @@ describe("errors", () => {
       ["COPY --exclude=*.txt --exclude=[ f /x/", 'COPY --exclude: syntax error in pattern: "["'],
       ["COPY --parents nowhere/f /x/", "COPY nowhere/f: file not found in build context or excluded by .dockerignore"],
       ["ADD --keep-git-dir=true f /x", "ADD --keep-git-dir is not supported yet"],
+      // A repository URL is no download (BuildKit: an http(s) URL whose path ends in .git); COPY takes neither.
+      ["ADD https://127.0.0.1:1/moby/buildkit.git#v0.10.1 /src", "ADD of a git repository (https://127.0.0.1:1/moby/buildkit.git#v0.10.1) is not supported"],
+      ["COPY http://127.0.0.1:1/f /x", "source can't be a URL for COPY"],
       ["EXPOSE 8080-8000", 'EXPOSE: invalid port range "8080-8000": the end is below the start'],
     ];
     for (const [line, message] of cases) {
@@ -218,5 +222,246 @@ describe("errors", () => {
       expect(r.code, line).toBe(1);
       expect(r.stderr, line).toBe(`Error: Custom.dockerfile:2: ${message}\n`);
     }
+  });
+});
+
+/** The host's architecture as BuildKit names it (TARGETARCH). */
+const hostArch = ({ x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x", riscv64: "riscv64" } as Record<string, string>)[process.arch] ?? process.arch;
+
+describe("multi-platform and distroless Dockerfiles", () => {
+  it("FROM base-${TARGETARCH} after a global ARG TARGETARCH picks the host's stage; FROM scratch with USER nonroot and COPY --chown=nonroot builds owned by root, with a warning", async () => {
+    // docker-library and buildx examples: per-architecture stages; distroless images: a scratch stage with a named user.
+    const dir = context({
+      app: "app\n",
+      Dockerfile: [
+        "ARG TARGETARCH",
+        ...[...new Set(["amd64", "arm64", hostArch])].flatMap((arch) => [`FROM busybox AS base-${arch}`, `RUN echo ${arch} > /arch`]),
+        "FROM --platform=$BUILDPLATFORM base-${TARGETARCH} AS picked",
+        "FROM scratch AS dist",
+        "USER nonroot:nonroot",
+        "WORKDIR /app",
+        "COPY --chown=nonroot:nonroot app /app/",
+        "COPY --from=picked --chown=nobody /arch /app/arch",
+        "FROM busybox",
+        "COPY --from=dist /app /app",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("distroless");
+    const r = await tsrun(["build", "-q", "-t", name, dir], { timeout: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    // WORKDIR (the stage's USER), then the two COPY --chown lines.
+    expect(r.stderr.replace(/Dockerfile:\d+/g, "Dockerfile:LINE")).toBe(
+      [
+        'tsrun: warning: Dockerfile:LINE: "nonroot:nonroot": no user nonroot in /etc/passwd, no group nonroot in /etc/group: 0:0 is used, as Docker does',
+        'tsrun: warning: Dockerfile:LINE: "nonroot:nonroot": no user nonroot in /etc/passwd, no group nonroot in /etc/group: 0:0 is used, as Docker does',
+        'tsrun: warning: Dockerfile:LINE: "nobody": no user nobody in /etc/passwd: 0:0 is used, as Docker does',
+        "",
+      ].join("\n"),
+    );
+    const out = await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "cat /app/arch; stat -c '%n %u:%g' /app /app/app /app/arch"]);
+    expect(out).toBe(`${hostArch}\n/app 0:0\n/app/app 0:0\n/app/arch 0:0\n`);
+  });
+});
+
+describe("COPY and ADD flags of Dockerfile 1.14-1.17", () => {
+  it("--chmod takes symbolic modes (applied to each file's own mode, X for directories), not to an ADDed archive's contents; ADD --unpack; a COPY that matches nothing makes no layer", async () => {
+    const archiveDir = scratchDir("chmod-archive");
+    writeFileSync(path.join(archiveDir, "tool"), "#!/bin/sh\n", { mode: 0o700 });
+    execFileSync("tar", ["-czf", path.join(archiveDir, "tool.tar.gz"), "-C", archiveDir, "tool"]);
+    const dir = context({
+      "run.sh": ["#!/bin/sh\n", 0o644],
+      "conf/app.conf": ["x\n", 0o664],
+      "conf/sub/more.conf": ["y\n", 0o600],
+      Dockerfile: [
+        "FROM busybox",
+        "COPY --chmod=u=rwx,g=rx,o= run.sh /bin/run.sh",
+        "COPY --chmod=+x run.sh /bin/plus-x",
+        "COPY --chmod=go-w,a+X conf /etc/conf",
+        "ADD --chmod=755 tool.tar.gz /opt/",
+        "ADD --unpack=false tool.tar.gz /kept/",
+        "COPY *.nomatch /none/",
+        "",
+      ].join("\n"),
+    });
+    execFileSync("cp", [path.join(archiveDir, "tool.tar.gz"), dir]);
+    if (env.user) chownSync(path.join(dir, "tool.tar.gz"), env.user.uid, env.user.gid);
+    execFileSync("chmod", ["0775", path.join(dir, "conf", "sub")]);
+    const name = unique("chmod");
+    await ok(["build", "-q", "-t", name, dir]);
+    const out = await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "stat -c '%n %a' /bin/run.sh /bin/plus-x /etc/conf/app.conf /etc/conf/sub /etc/conf/sub/more.conf /opt/tool /kept/tool.tar.gz; ls /none 2>&1 || true"]);
+    expect(out).toBe("/bin/run.sh 750\n/bin/plus-x 755\n/etc/conf/app.conf 644\n/etc/conf/sub 755\n/etc/conf/sub/more.conf 600\n/opt/tool 700\n/kept/tool.tar.gz 644\nls: /none: No such file or directory\n");
+    // busybox's layer and one per COPY/ADD that copied something: the unmatched wildcard adds none.
+    expect((await ok(["inspect", "-f", "{{len .RootFS.Layers}}", name])).trim()).toBe("6");
+    const bad = await tsrun(["build", context({ Dockerfile: "FROM busybox\nCOPY --chmod=u!x Dockerfile /x\n" })]);
+    expect([bad.code, bad.stderr]).toEqual([1, "Error: Dockerfile:2: invalid chmod parameter: 'u!x': invalid syntax\n"]);
+  });
+});
+
+describe("docker/buildx's own Dockerfile", () => {
+  it("a stage name used twice is a warning (--from takes the last); RUN --mount without a target mounts at the WORKDIR, without a type is a bind", async () => {
+    const dir = context({
+      "main.go": "v1.2\n",
+      Dockerfile: [
+        "# syntax=docker/dockerfile:1.3",
+        "FROM busybox AS dockerd-release",
+        "RUN echo first > /which",
+        "FROM busybox AS binaries",
+        "RUN echo bin > /buildx",
+        "FROM busybox AS buildx-version",
+        "WORKDIR /src",
+        "RUN --mount=target=. \\",
+        "  echo -n \"$(cat main.go)\" | tee /tmp/.version;",
+        "FROM busybox AS releaser",
+        "WORKDIR /work",
+        "RUN --mount=from=binaries \\",
+        "  --mount=type=bind,source=/tmp/.version,target=/tmp/.version,from=buildx-version \\",
+        "  mkdir -p /out && cp buildx* \"/out/buildx-$(cat /tmp/.version)\"",
+        "FROM busybox AS dockerd-release",
+        "RUN echo second > /which",
+        "FROM busybox",
+        "COPY --from=dockerd-release /which /which",
+        "COPY --from=releaser /out/ /out/",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("buildx-df");
+    const r = await tsrun(["build", "-q", "-t", name, dir], { timeout: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('tsrun: warning: Dockerfile:15: duplicate stage name "dockerd-release", stage names should be unique\n');
+    expect(await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "cat /which; ls /out"])).toBe("second\nbuildx-v1.2\n");
+    const root = await tsrun(["build", context({ Dockerfile: "FROM busybox\nRUN --mount=type=cache true\n" })]);
+    expect([root.code, root.stderr]).toEqual([1, 'Error: Dockerfile:2: RUN --mount=type=cache: invalid mount target "/"\n']);
+  });
+});
+
+describe("moby/moby's Dockerfile", () => {
+  it("FROM --platform spelt as an architecture alone (amd64), an OS alone or x86_64 is the host's platform; global ARGs built from others; FROM cross-${CROSS}; COPY of /absolute context paths", async () => {
+    const aliases: Record<string, string> = { amd64: "x86_64", arm64: "aarch64" };
+    const dir = context({
+      "hack/install.sh": "i\n",
+      "hack/x.installer": "x\n",
+      Dockerfile: [
+        "ARG GO_VERSION=1.19.3",
+        'ARG BASE_DEBIAN_DISTRO="bullseye"',
+        'ARG GOLANG_IMAGE="golang:${GO_VERSION}-${BASE_DEBIAN_DISTRO}"',
+        'ARG CROSS="false"',
+        "FROM busybox AS base",
+        "ARG GOLANG_IMAGE",
+        'RUN echo "$GOLANG_IMAGE" > /img',
+        "FROM base AS cross-false",
+        "FROM --platform=linux/s390x base AS cross-true",
+        "FROM cross-${CROSS} AS dev-base",
+        `FROM --platform=${hostArch} busybox AS vpnkit-${hostArch}`,
+        "RUN echo vpnkit > /vpnkit",
+        `FROM --platform=${aliases[hostArch] ?? hostArch} busybox AS alias`,
+        "FROM --platform=linux alias AS os-only",
+        "FROM dev-base",
+        "COPY /hack/install.sh /hack/x.installer /",
+        `COPY --from=vpnkit-${hostArch}     /vpnkit /build/vpnkit`,
+        "COPY --from=os-only /etc/group /group",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("moby-df");
+    await ok(["build", "-q", "-t", name, dir]);
+    expect(await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "cat /img /install.sh /x.installer /build/vpnkit; test -s /group && echo group"])).toBe("golang:1.19.3-bullseye\ni\nx\nvpnkit\ngroup\n");
+    const other = await tsrun(["build", "--build-arg", "CROSS=true", dir]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/^Error: Dockerfile:9: FROM --platform=linux\/s390x: only the build host's platform \(linux\/\w+\) can be built here\n$/);
+  });
+});
+
+describe("build --build-context", () => {
+  it("a directory (its own .dockerignore) or an image stands for a name in FROM, COPY --from and RUN --mount from=, and replaces a stage of that name", async () => {
+    const docs = context({ "a.md": "doc\n", "skip.tmp": "x\n", ".dockerignore": "*.tmp\n", "sub/s.md": "s\n" });
+    const rootfs = context({ "etc/marker": "from-dir\n" });
+    const dir = context({
+      Dockerfile: [
+        "FROM scratch AS src",
+        "RUN exit 1",
+        "FROM alpine AS base",
+        "RUN echo based > /based",
+        "FROM base",
+        "COPY --from=docs . /docs/",
+        "COPY --from=src /etc/marker /marker",
+        "RUN --mount=from=docs,target=/mnt/docs ls -A /mnt/docs > /mounted",
+        "COPY --from=empty / /empty/",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("named-ctx");
+    const contexts = ["--build-context", `docs=${docs}`, "--build-context", `src=${rootfs}`, "--build-context", "alpine=docker-image://busybox", "--build-context", "empty=docker-image://scratch"];
+    await ok(["build", "-q", ...contexts, "-t", name, dir]);
+    expect(await ok(["run", "--rm", "--network", "none", name, "sh", "-c", "cat /based /marker /mounted; find /docs /empty | sort; stat -c '%u:%g' /docs/a.md"])).toBe(
+      "based\nfrom-dir\n.dockerignore\na.md\nsub\n/docs\n/docs/.dockerignore\n/docs/a.md\n/docs/sub\n/docs/sub/s.md\n/empty\n0:0\n",
+    );
+    // A change in the named directory is a change of the step that reads it.
+    writeFileSync(path.join(docs, "a.md"), "changed\n");
+    const again = await ok(["build", ...contexts, "-t", name, dir]);
+    expect(again).not.toMatch(/COPY --from=docs[^\n]*\n--> Using cache/);
+    expect(await ok(["run", "--rm", "--network", "none", name, "cat", "/docs/a.md"])).toBe("changed\n");
+    for (const [value, message] of [
+      ["x=https://github.com/moby/buildkit.git", "Error: --build-context x=https://github.com/moby/buildkit.git: only a local directory or docker-image://REFERENCE is supported (not git, HTTP, oci-layout or bake targets)\n"],
+      ["x=/no/such/dir", 'Error: --build-context x=/no/such/dir: path "/no/such/dir" not found\n'],
+    ] as const) {
+      const r = await tsrun(["build", "--build-context", value, dir]);
+      expect([r.code, r.stderr]).toEqual([125, message]);
+    }
+  });
+});
+
+describe("ARG and ENV of one name", () => {
+  it("an ARG declared after the base image's ENV wins in RUN and expansions (ARG DEBIAN_FRONTEND=noninteractive), an ENV after the ARG wins over it; the image keeps the ENV", async () => {
+    // docker/cli#3344, moby#36925: BuildKit sets both in the build's environment, in order.
+    const parent = unique("env-parent");
+    await ok(["build", "-q", "-t", parent, context({ Dockerfile: 'FROM busybox\nENV HELLO="World" DEBIAN_FRONTEND=teletype\n' })]);
+    const dir = context({
+      Dockerfile: [
+        `FROM ${parent}`,
+        "ARG HELLO",
+        "ARG DEBIAN_FRONTEND=noninteractive",
+        'RUN echo "$HELLO $DEBIAN_FRONTEND" > /seen && env | grep -E "^(HELLO|DEBIAN_FRONTEND)=" | sort >> /seen',
+        "ARG CONT_IMG_VER",
+        "ENV CONT_IMG_VER=v1.0.0",
+        "RUN echo $CONT_IMG_VER >> /seen",
+        "LABEL hello=$HELLO",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("env-arg");
+    await ok(["build", "-q", "--build-arg", "HELLO=cli", "--build-arg", "CONT_IMG_VER=v2", "-t", name, dir]);
+    expect(await ok(["run", "--rm", "--network", "none", name, "cat", "/seen"])).toBe("cli noninteractive\nDEBIAN_FRONTEND=noninteractive\nHELLO=cli\nv1.0.0\n");
+    expect(await ok(["inspect", "-f", "{{json .Config.Env}} {{json .Config.Labels}}", name])).toBe(
+      '["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","HELLO=World","DEBIAN_FRONTEND=teletype","CONT_IMG_VER=v1.0.0"] {"hello":"cli"}\n',
+    );
+  });
+});
+
+describe("build --no-cache-filter", () => {
+  it("builds the named stages without the cache, and what copies from them again; the other stages stay cached", async () => {
+    const dir = context({
+      Dockerfile: [
+        "FROM busybox AS deps",
+        "RUN echo deps-ran && cat /proc/sys/kernel/random/uuid > /deps",
+        "FROM busybox AS tools",
+        "RUN echo tools-ran && cat /proc/sys/kernel/random/uuid > /tools",
+        "FROM busybox",
+        "COPY --from=deps /deps /deps",
+        "COPY --from=tools /tools /tools",
+        "",
+      ].join("\n"),
+    });
+    const name = unique("no-cache-filter");
+    await ok(["build", "-q", "-t", name, dir]);
+    const before = await ok(["run", "--rm", "--network", "none", name, "cat", "/deps", "/tools"]);
+    const out = await ok(["build", "--no-cache-filter", "deps", "-t", name, dir]);
+    expect(out).toMatch(/^deps-ran$/m);
+    expect(out).not.toMatch(/^tools-ran$/m);
+    const after = await ok(["run", "--rm", "--network", "none", name, "cat", "/deps", "/tools"]);
+    const [depsBefore, toolsBefore] = before.trim().split("\n");
+    const [depsAfter, toolsAfter] = after.trim().split("\n");
+    expect(depsAfter).not.toBe(depsBefore);
+    expect(toolsAfter).toBe(toolsBefore);
   });
 });

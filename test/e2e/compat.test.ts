@@ -2,9 +2,10 @@
 // real-world Dockerfile idioms, archives made by other tools, hostile inputs, everyday flags.
 // Each case is a regression test for one fix; the comments say what Docker does.
 import { beforeAll, describe, expect, it } from "vitest";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { filesDir, importBusybox, shAsUser, tsrun, unique, tsrunOk } from "./helpers.js";
+import { filesDir, importBusybox, scratchDir, shAsUser, tsrun, unique, tsrunOk } from "./helpers.js";
+import { startRegistry, stopRegistry } from "./registry-server.js";
 
 /** A directory with these files (mode 0644, or [content, mode]), owned by the test user. */
 const files = (entries: Record<string, string | [string, number]>, prefix = "compat"): string => filesDir(entries, prefix);
@@ -145,18 +146,47 @@ describe("everyday commands with real-world flags", () => {
     const dir = files({ Dockerfile: "FROM busybox\nRUN grep ci-host /etc/hosts > /h; ulimit -n >> /h\n" });
     const arch = ({ x64: "amd64", arm64: "arm64" } as Record<string, string>)[process.arch] ?? process.arch;
     const name = unique("ciflags");
-    const r = await tsrun(["build", "--progress=plain", "--platform", `linux/${arch}`, "--load", "--cache-from", "type=registry,ref=x", "-o", "type=docker", "--add-host", "ci-host:10.9.8.7", "--ulimit", "nofile=512:512", "-t", name, dir], { timeout: 120_000 });
+    const r = await tsrun(["build", "--progress=plain", "--platform", `linux/${arch}`, "--load", "--cache-from", "type=registry,ref=x", "-o", "type=docker", "--add-host", "ci-host:10.9.8.7", "--ulimit", "nofile=512:512", "--allow", "network.host", "-t", name, dir], { timeout: 120_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/--cache-from and --cache-to are ignored/);
     expect(await ok(["run", "--rm", name, "cat", "/h"])).toBe("10.9.8.7\tci-host\n512\n");
     for (const [flags, message] of [
       [["--platform", "linux/s390x"], /only the build host's platform/],
       [["-o", "type=local,dest=out"], /only type=docker/],
+      [["--ssh", "default"], /^Error: --ssh default: SSH agent forwarding is not supported yet/],
+      [["--allow", "device"], /^Error: invalid --allow "device": expected network.host or security.insecure/],
     ] as [string[], RegExp][]) {
       const bad = await tsrun(["build", ...flags, dir]);
       expect(bad.code).toBe(125);
       expect(bad.stderr).toMatch(message);
     }
   });
-});
 
+  it("buildx's CI flags: --push and -o type=registry push every -t name, --metadata-file says what was built, --shm-size reaches RUN, --provenance/--sbom are accepted", async () => {
+    // docker/build-push-action runs `docker buildx build --iidfile F --metadata-file F --push ...`.
+    const registry = await startRegistry(scratchDir("ci-registry"), "ci");
+    try {
+      const dir = files({ Dockerfile: "FROM busybox\nRUN df -k /dev/shm | awk 'NR==2 {print $2}' > /shm\n" });
+      const repo = `${registry.host}/ci/app`;
+      const meta = path.join(scratchDir("ci-meta"), "metadata.json");
+      const r = await tsrun(["build", "--push", "--metadata-file", meta, "--shm-size", "32m", "--provenance=false", "--sbom=true", "-t", `${repo}:v1`, "-t", `${repo}:latest`, dir], { timeout: 120_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain("tsrun: warning: --sbom: no attestations are made, the image is built without them\n");
+      const id = r.stdout.trim().split("\n").at(-1) ?? "";
+      const metadata = JSON.parse(readFileSync(meta, "utf8")) as Record<string, string>;
+      expect(metadata["containerimage.config.digest"]).toBe(id);
+      expect(metadata["image.name"]).toBe(`${repo}:v1,${repo}:latest`);
+      const manifest = (tag: string): Promise<Response> =>
+        fetch(`http://${registry.host}/v2/ci/app/manifests/${tag}`, { method: "HEAD", headers: { Accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" } });
+      for (const tag of ["v1", "latest"]) expect((await manifest(tag)).headers.get("docker-content-digest")).toBe(metadata["containerimage.digest"]);
+      expect(await ok(["run", "--rm", "--network", "none", id, "cat", "/shm"])).toBe("32768\n");
+      const viaOutput = await tsrun(["build", "-q", "-o", "type=registry", "-t", `${repo}:v2`, dir], { timeout: 120_000 });
+      expect(viaOutput.code, viaOutput.stderr).toBe(0);
+      expect((await manifest("v2")).status).toBe(200);
+      const noName = await tsrun(["build", "-q", "--push", dir]);
+      expect([noName.code, noName.stderr]).toEqual([1, "Error: --push: the image has no name to push to: give one with -t\n"]);
+    } finally {
+      stopRegistry(registry);
+    }
+  });
+});

@@ -133,6 +133,15 @@ describe("stage graph", () => {
     expect(() => targetStage(g, "nope")).toThrow(/target stage "nope" could not be found/);
   });
 
+  it("a name used twice is a warning: FROM sees the last stage above it, --from and --target the last one", () => {
+    const g = graph("FROM a AS x\nFROM x AS y\nFROM b AS X\nFROM x\n");
+    expect(g.warnings).toEqual([{ message: 'duplicate stage name "x", stage names should be unique', line: 3 }]);
+    expect(findStage(g, "x", 1)?.index).toBe(0);
+    expect(findStage(g, "x", 3)?.index).toBe(2);
+    expect(findStage(g, "x")?.index).toBe(2);
+    expect(targetStage(g, "x").index).toBe(2);
+  });
+
   it("rejects what BuildKit rejects, with the line", () => {
     const err = (text: string): DockerfileParseError => {
       try {
@@ -144,7 +153,6 @@ describe("stage graph", () => {
       throw new Error("no error");
     };
     expect(err("RUN x\nFROM a\n").message).toBe("Dockerfile:1: no build stage in current context: RUN must come after a FROM");
-    expect(err("FROM a AS x\nFROM b AS X\n").message).toBe('Dockerfile:2: duplicate stage name "x"');
     expect(err("FROM a AS 1x\n").message).toMatch(/^Dockerfile:1: invalid name for build stage/);
     expect(err("FROM a b\n").message).toBe("Dockerfile:1: FROM requires either one or three arguments");
     expect(err("ARG x\n").message).toMatch(/no build stage/);
@@ -177,18 +185,42 @@ describe("ARG scoping", () => {
   });
 
   it("a stage sees ARGs from their declaration; ENV wins in expansions; RUN gets ARGs ENV does not set", () => {
-    const args = new BuildArgs(new Map([["X", "from-cli"], ["UNUSED", "1"], ["http_proxy", "http://p"]]), platform, "\\");
+    const args = new BuildArgs(new Map([["X", "from-cli"], ["UNUSED", "1"], ["http_proxy", "http://p"], ["BUILDKIT_INLINE_CACHE", "1"], ["SOURCE_DATE_EPOCH", "0"]]), platform, "\\");
     const globals = args.globalScope([ins("ARG G=global\n")]);
     const stage = new StageArgs(args, globals);
     expect(stage.expansionScope([]).has("G")).toBe(false);
     stage.declare(ins("ARG G\n"), []);
     stage.declare(ins("ARG X=default Y=$G-y\n"), []);
     stage.declare(ins("ARG TARGETOS\n"), []);
+    // `ENV Y=env` after the ARG.
+    stage.envSet(["Y"]);
     expect(Object.fromEntries(stage.expansionScope(["Y=env"]))).toEqual({ G: "global", X: "from-cli", Y: "env", TARGETOS: "linux" });
     const run = stage.runEnvironment(["Y=env"]);
     expect(run.args).toEqual([["G", "global"], ["TARGETOS", "linux"], ["X", "from-cli"]]);
     expect(run.proxies).toEqual([["http_proxy", "http://p"]]);
     expect(args.unconsumed()).toEqual(["UNUSED"]);
+  });
+
+  it("a global ARG without a value keeps the automatic platform value or an earlier default (BuildKit's buildMetaArgs)", () => {
+    const args = new BuildArgs(new Map(), platform, "\\");
+    const scope = args.globalScope([ins("ARG TARGETARCH\n"), ins("ARG A=1\n"), ins("ARG A\n"), ins("ARG NEVER\n")]);
+    expect(scope.get("TARGETARCH")).toBe("amd64");
+    expect(scope.get("A")).toBe("1");
+    expect(scope.has("NEVER")).toBe(false);
+  });
+
+  it("an ARG declared after an ENV of its name (the base image's) wins until an ENV sets it again, as in BuildKit", () => {
+    const args = new BuildArgs(new Map([["HELLO", "cli"]]), platform, "\\");
+    const stage = new StageArgs(args, args.globalScope([]));
+    const env = ["DEBIAN_FRONTEND=teletype", "HELLO=World"];
+    stage.declare(ins("ARG DEBIAN_FRONTEND=noninteractive HELLO\n"), env);
+    expect(stage.expansionScope(env).get("DEBIAN_FRONTEND")).toBe("noninteractive");
+    expect(stage.runEnvironment(env).args).toEqual([["DEBIAN_FRONTEND", "noninteractive"], ["HELLO", "cli"]]);
+    // A stage built FROM this one keeps that.
+    expect(stage.derive().expansionScope(env).get("HELLO")).toBe("cli");
+    stage.envSet(["HELLO"]);
+    expect(stage.expansionScope(env).get("HELLO")).toBe("World");
+    expect(stage.runEnvironment(env).args).toEqual([["DEBIAN_FRONTEND", "noninteractive"]]);
   });
 
   it("rejects a blank ARG name", () => {

@@ -54,6 +54,11 @@ describe("applyChanges", () => {
     ["LABEL", /invalid change "LABEL": LABEL requires at least one argument/],
     ["STOPSIGNAL", /invalid change "STOPSIGNAL": STOPSIGNAL requires exactly one argument/],
     ["ENV", /ENV requires at least one argument/],
+    // BuildKit's parser refuses these too.
+    ["VOLUME", /invalid change "VOLUME": VOLUME requires at least one argument/],
+    ["EXPOSE", /EXPOSE requires at least one argument/],
+    ["HEALTHCHECK --interval=5s CMD", /Missing command after HEALTHCHECK CMD/],
+    ["HEALTHCHECK CMD []", /Missing command after HEALTHCHECK CMD/],
     ["FROM busybox", /from is not a valid change command/],
     ["RUN true", /run is not a valid change command/],
   ])("refuses %s", (change, message) => {
