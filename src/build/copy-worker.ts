@@ -15,6 +15,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { constants } from "node:fs";
 import { native, MS, type RawStat } from "../native.js";
+import { encodeFileName } from "../store/file-names.js";
 import { TarWriter, type TarEntry } from "../store/pack.js";
 import { unpackLayer } from "../store/unpack.js";
 import { withDecompressed } from "../image/archive/compression.js";
@@ -123,7 +124,7 @@ function comparePaths(a: string, b: string): number {
   const pa = a.split("/");
   const pb = b.split("/");
   for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
-    const c = Buffer.compare(Buffer.from(pa[i] as string), Buffer.from(pb[i] as string));
+    const c = Buffer.compare(encodeFileName(pa[i] as string), encodeFileName(pb[i] as string));
     if (c !== 0) return c;
   }
   return pa.length - pb.length;

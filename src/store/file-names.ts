@@ -82,6 +82,15 @@ export function fileNameByteLength(name: string): number {
   return hasEscapedBytes(name) ? encodeFileName(name).length : Buffer.byteLength(name);
 }
 
+/** Names in byte order (as tar --sort=name and Go's filepath.Walk list them); plain string order for ASCII, the usual case. */
+export function sortByBytes(names: string[]): string[] {
+  if (names.every((name) => /^[\x01-\x7f]*$/.test(name))) return names.sort();
+  return names
+    .map((name) => ({ name, bytes: encodeFileName(name) }))
+    .sort((a, b) => Buffer.compare(a.bytes, b.bytes))
+    .map((e) => e.name);
+}
+
 /** The names in a directory, through an fd of it (no path is followed), in this form. */
 export function listDirectory(dirFd: number): string[] {
   const where = `/proc/self/fd/${dirFd}`;

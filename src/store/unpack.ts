@@ -35,6 +35,11 @@ export interface UnpackOptions {
   /** Every entry gets this owner, whatever the header says (`cp` without -a: the container's root). */
   forceOwner?: { uid: number; gid: number };
   /**
+   * OCI whiteouts (".wh.NAME", ".wh..wh..opq") become overlay whiteouts (default true). False:
+   * they are plain names, as docker cp and Docker's plain untar treat them; only layers have them.
+   */
+  whiteouts?: boolean;
+  /**
    * Hash the bytes as given (default true). A pull that streams a layer here has hashed them
    * already, on their way from the registry: then compressedDigest is left out.
    */
@@ -373,12 +378,14 @@ class LayerExtractor implements TarSink, TarEntryHandler {
   /** Directory times, applied at the end because creating children changes them. */
   private readonly directoryTimes = new Map<string, EntryTimes & { ino: number }>();
   private readonly opaque = Buffer.from("y");
+  private readonly whiteouts: boolean;
 
   constructor(
     private readonly rootFd: number,
     private readonly options: UnpackOptions,
   ) {
     this.dirs = new DirectoryCache(rootFd, (parentFd, name, relPath) => this.makeImplicitDirectory(parentFd, name, relPath));
+    this.whiteouts = options.whiteouts ?? true;
   }
 
   get entryCount(): number {
@@ -497,7 +504,7 @@ class LayerExtractor implements TarSink, TarEntryHandler {
       this.directoryTimes.set("", { ...entryTimes(entry), ino: st[ST_INO] });
       return;
     }
-    if (name.startsWith(WHITEOUT_PREFIX)) {
+    if (this.whiteouts && name.startsWith(WHITEOUT_PREFIX)) {
       this.applyWhiteout(parts, entry);
       return;
     }
