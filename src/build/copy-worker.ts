@@ -178,7 +178,8 @@ async function unpackArchive(fd: number, dir: string, job: CopyJob, warnings: st
       for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
     }
     mkdirSync(dir, { recursive: true, mode: 0o755 });
-    await unpackLayer(Readable.from(all()), dir, { maxUid: job.maxUid, maxGid: job.maxGid, squashUnmappedOwners: squashOwners(), onWarning: (m) => warnings.push(m) });
+    // ADD extracts plain files, as Docker's untar does: ".wh.*" names are names, not whiteouts.
+    await unpackLayer(Readable.from(all()), dir, { maxUid: job.maxUid, maxGid: job.maxGid, squashUnmappedOwners: squashOwners(), whiteouts: false, onWarning: (m) => warnings.push(m) });
   }).catch((err: unknown) => {
     // A file that merely looks compressed (a .gz that is not gzip) is copied as it is.
     if (!isArchive) return;

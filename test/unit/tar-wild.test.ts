@@ -147,6 +147,24 @@ describe("headers of every age and tool", () => {
     expect(readFileSync(at("old/inside"), "utf8")).toBe("i");
   });
 
+  it("GNU tar incremental dumps: 'D' directory entries whose data is a listing, and --format=oldgnu", async () => {
+    const src = path.join(base, "src");
+    mkdirSync(path.join(src, "d", "e"), { recursive: true });
+    writeFileSync(path.join(src, "d", "f"), "x\n");
+    const expected = snapshot(src);
+    const incremental = execFileSync("tar", ["--format=gnu", `--listed-incremental=${path.join(base, "snar")}`, "-cf", "-", "-C", src, "d"]);
+    const oldgnu = execFileSync("tar", ["--format=oldgnu", "-cf", "-", "-C", src, "d"]);
+    rmSync(src, { recursive: true });
+    rmSync(path.join(base, "snar"));
+    expect(incremental.subarray(156, 157).toString()).toBe("D");
+    for (const layer of [incremental, oldgnu]) {
+      rmSync(dest, { recursive: true });
+      mkdirSync(dest);
+      await unpack(layer);
+      expect(snapshot(dest)).toEqual(expected);
+    }
+  });
+
   it("ustar prefix fields (GNU tar and Python, --format=ustar) and bsdtar's ustar and gnutar formats", async () => {
     const src = path.join(base, "src");
     const deep = `${"p".repeat(60)}/${"q".repeat(60)}`;
@@ -307,6 +325,22 @@ describe("size", () => {
     expect(readdirSync(at("d99")).length).toBe(100);
     expect(readFileSync(at("n"), "utf8")).toBe("the tree is gone");
   }, 60_000);
+});
+
+describe("huge declared sizes", () => {
+  it("refuses a GNU long name of 2 GiB before reading it, and a sparse file beyond what the filesystem holds, in one line", async () => {
+    const hugeName = rawTar([{ name: "././@LongLink", type: "L", sizeField: Buffer.from("20000000000\0", "latin1") }], { end: false });
+    await expect(unpack(hugeName)).rejects.toThrow(/^invalid layer tarball: tar header for "\.\/\.\/@LongLink": extended header of 2147483648 bytes is too large$/);
+    // 4 PiB with 3 bytes of data at its end: a hole no ext4 or XFS file can have.
+    const far = 2 ** 52;
+    const sparse = rawTar([file("s", "abc", { pax: { "GNU.sparse.size": String(far), "GNU.sparse.map": `${far - 3},3` } })]);
+    const err = await unpack(sparse).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/^layer entry "s": cannot write: EFBIG: file too large/);
+    expect(err?.message).not.toContain("\n");
+  });
 });
 
 describe("hostile archives", () => {

@@ -258,13 +258,14 @@ describe("unpackLayer: sparse files (GNU tar --sparse)", () => {
   }
 
   it.each([
-    ["old GNU headers with extension blocks", ["--format=gnu"]],
-    ["PAX 0.0", ["--format=posix", "--sparse-version=0.0"]],
-    ["PAX 0.1", ["--format=posix", "--sparse-version=0.1"]],
-    ["PAX 1.0 (a map of several blocks)", ["--format=posix", "--sparse-version=1.0"]],
-  ])("unpacks %s with their contents, sizes and holes", async (_format, flags) => {
+    ["old GNU headers with extension blocks", ["tar", "--sparse", "--format=gnu"]],
+    ["PAX 0.0", ["tar", "--sparse", "--format=posix", "--sparse-version=0.0"]],
+    ["PAX 0.1", ["tar", "--sparse", "--format=posix", "--sparse-version=0.1"]],
+    ["PAX 1.0 (a map of several blocks)", ["tar", "--sparse", "--format=posix", "--sparse-version=1.0"]],
+    ["bsdtar's PAX 1.0", ["bsdtar", "--format=pax"]],
+  ])("unpacks %s with their contents, sizes and holes", async (_format, [tool, ...flags]) => {
     const { src, contents } = sparseSource();
-    const layer = execFileSync("tar", ["--sparse", ...flags, "-cf", "-", "-C", src, "many", "hole", "plain"], { maxBuffer: 64 << 20 });
+    const layer = execFileSync(tool as string, [...flags, "-cf", "-", "-C", src, "many", "hole", "plain"], { maxBuffer: 64 << 20 });
     rmSync(src, { recursive: true });
     // Small chunks: maps, runs and headers cross chunk boundaries everywhere.
     const result = await unpack(layer, {}, 1000);
