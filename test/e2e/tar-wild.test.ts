@@ -12,13 +12,12 @@ import { chmodSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, 
 import path from "node:path";
 import { emptyStore, env, importBusybox, scratchDir, shAsUser, storeSnapshot, tsrun, unique } from "./helpers.js";
 import { startRegistry, stopRegistry, type Registry } from "./registry-server.js";
-import { paxRecords, rawEntry, rawTar, type RawTarEntry } from "../unit/tar-builder.js";
+import { paxRecords, rawEntry, rawTar, rewriteChecksum, withoutEnd, type RawTarEntry } from "../unit/tar-builder.js";
+import { makeLatin1Tree } from "../unit/latin1-tree.js";
 
 const sha256 = (data: Buffer | string): string => "sha256:" + createHash("sha256").update(data).digest("hex");
 const hex = (digest: string): string => digest.slice("sha256:".length);
 const ARCH: Record<string, string> = { x64: "amd64", arm64: "arm64" };
-/** Bytes from text whose characters U+0000-U+00FF are the bytes (Latin-1). */
-const latin1 = (text: string): Buffer => Buffer.from(text, "latin1");
 
 /**
  * A signature of /w (or $ROOT/w on the host): every path in byte order with its type, content
@@ -45,13 +44,6 @@ let expected: string;
 let expectedChanged: string;
 let oddLayer: Buffer;
 let busybox: Buffer;
-
-/** The archive without its end marker and the zero padding of the last record. */
-function withoutEnd(archive: Buffer): Buffer {
-  let end = archive.length;
-  while (end >= 512 && archive.subarray(end - 512, end).every((b) => b === 0)) end -= 512;
-  return archive.subarray(0, end);
-}
 
 /** A tar readable by the test user. */
 function inputFile(name: string, data: Buffer): string {
@@ -93,22 +85,6 @@ async function inContainer(image: string, script: string, store: Record<string, 
   return r.stdout;
 }
 
-/** Builds the Latin-1 tree: names that would all read as "caf\ufffd" and others, long ones, links. */
-function makeLatin1Tree(root: string): void {
-  const p = (rel: string): Buffer => Buffer.concat([Buffer.from(`${root}/w/`), latin1(rel)]);
-  mkdirSync(path.join(root, "w"), { recursive: true });
-  writeFileSync(p("caf\xe9"), "e-acute");
-  writeFileSync(p("caf\xe8"), "e-grave");
-  mkdirSync(p("d\xe9"));
-  writeFileSync(p("d\xe9/inner"), "inner");
-  symlinkSync(latin1("caf\xe9"), p("link"));
-  symlinkSync(latin1("d\xe9/inner"), p("l\xe9"));
-  linkSync(p("caf\xe9"), p("hard\xe9"));
-  mkdirSync(p("\xe9".repeat(150)));
-  writeFileSync(p(`${"\xe9".repeat(150)}/${"\xe8".repeat(100)}`), "long");
-  writeFileSync(path.join(root, "w", "valid-\u00fc-\ufffd"), "valid UTF-8");
-}
-
 /** The odd layer: V7 headers, Python's base-256 times, and what GNU tar would not write. */
 function makeOddLayer(): Buffer {
   const v7src = path.join(dir, "v7src");
@@ -124,10 +100,7 @@ function makeOddLayer(): Buffer {
   ]);
   const signed = rawEntry({ name: "x", content: "signed" });
   signed.write("o/sign\xe9d", 0, "latin1");
-  signed.fill(0x20, 148, 156);
-  let sum = 0;
-  for (let i = 0; i < 512; i++) sum += (signed[i] as number) > 0x7f ? (signed[i] as number) - 256 : (signed[i] as number);
-  signed.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, 8, "latin1");
+  rewriteChecksum(signed, true);
   const crafted = rawTar(
     [
       { name: "x", content: "from pax size", size: 0, pax: { size: "13", path: "o/sized" } },
@@ -149,7 +122,7 @@ beforeAll(async () => {
   dir = scratchDir("tar-wild");
   busybox = readFileSync(env.busyboxTar);
   const src = path.join(dir, "src");
-  makeLatin1Tree(src);
+  makeLatin1Tree(path.join(src, "w"));
   latin1Layer = execFileSync("tar", ["--format=gnu", "-cf", "-", "-C", src, "w"]);
   expected = hostSignature(src);
   const changed = path.join(dir, "changed");

@@ -6,9 +6,10 @@
 import { describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, constants as fsConstants, existsSync, linkSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { constants as fsConstants, existsSync, linkSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { paxRecords, rawEntry, rawTar, type RawTarEntry } from "./tar-builder.js";
+import { latin1 as bytes, makeLatin1Tree } from "./latin1-tree.js";
+import { paxRecords, rawEntry, rawTar, rewriteChecksum, withoutEnd, type RawTarEntry } from "./tar-builder.js";
 import { at, base, dest, dir, file, fileType, hardlink, perms, sentinel, symlink, unpack, useUnpackSandbox, warnings, xattrsOf } from "./unpack-harness.js";
 
 const { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR } = fsConstants;
@@ -16,8 +17,6 @@ const { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR } = fsConstants;
 useUnpackSandbox();
 
 const sha256 = (data: Buffer): string => "sha256:" + createHash("sha256").update(data).digest("hex");
-/** A path as bytes: the text's characters U+0000-U+00FF are the bytes (Latin-1). */
-const bytes = (latin1: string): Buffer => Buffer.from(latin1, "latin1");
 
 /**
  * A directory tree as a comparable list: each entry's path (its bytes shown as Latin-1), type,
@@ -56,36 +55,15 @@ function snapshot(root: string): string[] {
   return out;
 }
 
-/** The archive without its end marker and the zero padding tar writers add to a record. */
-function withoutEnd(archive: Buffer): Buffer {
-  let end = archive.length;
-  while (end >= 512 && archive.subarray(end - 512, end).every((b) => b === 0)) end -= 512;
-  return archive.subarray(0, end);
-}
-
 /** Runs a Python script with the arguments given (a tarfile to write, the source tree...). */
 function python(script: string, ...args: string[]): Buffer {
   return execFileSync("python3", ["-c", script, ...args], { maxBuffer: 256 << 20 });
 }
 
-/** Builds a tree whose names are not all valid UTF-8, as an old Latin-1 system leaves them. */
+/** The Latin-1 tree in base/src. */
 function latin1Tree(): string {
   const src = path.join(base, "src");
-  const p = (rel: string): Buffer => Buffer.concat([Buffer.from(`${src}/`), bytes(rel)]);
-  mkdirSync(src);
-  writeFileSync(p("caf\xe9"), "e-acute");
-  writeFileSync(p("caf\xe8"), "e-grave"); // both would read as "caf\ufffd"
-  mkdirSync(p("d\xe9"), { mode: 0o750 });
-  writeFileSync(p("d\xe9/inner"), "inner");
-  symlinkSync(bytes("caf\xe9"), p("link"));
-  symlinkSync(bytes("d\xe9/inner"), p("l\xe9"));
-  linkSync(p("caf\xe9"), p("hard\xe9"));
-  // Beyond 100 bytes: a GNU long name, a PAX path or a ustar prefix, each with raw bytes.
-  mkdirSync(p("\xe9".repeat(150)));
-  writeFileSync(p(`${"\xe9".repeat(150)}/${"\xe8".repeat(200)}`), "long");
-  writeFileSync(path.join(src, "valid-\ufffd-\u00fc"), "valid UTF-8, with a real U+FFFD");
-  writeFileSync(p("mixed-\xc3\xbc-\xfc"), "UTF-8 and Latin-1 in one name");
-  chmodSync(src, 0o755);
+  makeLatin1Tree(src);
   return src;
 }
 
@@ -237,10 +215,10 @@ describe("headers of every age and tool", () => {
     // Mode "000751" after two NULs (Go trims them), uid " 12 " between spaces.
     junk.write("\x00\x00000751", 100, 8, "latin1");
     junk.write("    12 \0", 108, 8, "latin1");
-    rechecksum(junk, false);
+    rewriteChecksum(junk);
     const signed = rawEntry(file("x", "signed"));
     signed.write("sign\xe9d", 0, "latin1"); // a byte above 0x7f: signed and unsigned sums differ
-    rechecksum(signed, true);
+    rewriteChecksum(signed, true);
     await unpack(Buffer.concat([junk, signed, Buffer.alloc(1024)]));
     expect(readFileSync(at("name"), "utf8")).toBe("data");
     expect(perms("name")).toBe(0o751);
@@ -248,14 +226,6 @@ describe("headers of every age and tool", () => {
     expect(readFileSync(Buffer.concat([Buffer.from(`${dest}/`), bytes("sign\xe9d")]), "utf8")).toBe("signed");
   });
 });
-
-/** Rewrites a header's checksum, as a tar with signed (old Sun) or unsigned chars computes it. */
-function rechecksum(header: Buffer, signed: boolean): void {
-  header.fill(0x20, 148, 156);
-  let sum = 0;
-  for (let i = 0; i < 512; i++) sum += signed && (header[i] as number) > 0x7f ? (header[i] as number) - 256 : (header[i] as number);
-  header.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, 8, "latin1");
-}
 
 describe("where the archive ends", () => {
   const entries = [dir("d/"), file("d/f", "x".repeat(600))];
