@@ -82,10 +82,13 @@ export async function copyFromContainer(containers: Containers, query: string, s
   const [r, w] = addon.pipe();
   const input = createReadStream("", { fd: r });
   const rootFd = openSync("/", O_PATH | constants.O_DIRECTORY);
-  let workerDone = false;
-  let extractFailure: { error: unknown; first: boolean } | undefined;
+  // An extraction that fails before the stream's end is the cause of whatever the worker then
+  // reports (its writes fail); one that fails after it may be the effect of a worker that failed.
+  let streamEnded = false;
+  input.once("end", () => (streamEnded = true));
+  let extractFailure: { error: unknown; beforeTheEnd: boolean } | undefined;
   const extracting = copyIn(rootFd, target, top, "either", input, { maxUid: MAX_ID, maxGid: MAX_ID, owner: hostUser(), place: "" }).catch((error: unknown) => {
-    extractFailure = { error, first: !workerDone };
+    extractFailure = { error, beforeTheEnd: !streamEnded };
     // The worker may still be writing: let it see a closed pipe rather than block.
     input.destroy();
   });
@@ -95,14 +98,11 @@ export async function copyFromContainer(containers: Containers, query: string, s
   } catch (err) {
     workerError = err;
   } finally {
-    workerDone = true;
     closeSync(w);
   }
   await extracting;
   closeSync(rootFd);
-  // The first failure is the cause: a worker that failed made the stream end early, an
-  // extraction that failed made the worker's writes fail.
-  if (workerError !== undefined && !extractFailure?.first) throw workerError;
+  if (workerError !== undefined && !extractFailure?.beforeTheEnd) throw workerError;
   if (extractFailure) throw new TsrunError(`cp: ${(extractFailure.error as Error).message}`);
 }
 
@@ -145,16 +145,26 @@ export async function copyToContainer(containers: Containers, src: string, query
   const source = abs + (contentsOnly ? "/." : /\/$/.test(src) && abs !== "/" ? "/" : "");
   const out = createWriteStream("", { fd: w });
   const rootFd = openSync("/", O_PATH | constants.O_DIRECTORY);
+  let packFailure: unknown;
   const packing = copyOut(rootFd, source, opts.follow, { write: (chunk) => writeWithBackpressure(out, chunk) }, "")
-    .then(() => new Promise<void>((resolve) => out.end(resolve)))
+    .then(
+      () => new Promise<void>((resolve) => out.end(resolve)),
+      (err: unknown) => {
+        packFailure = err;
+        // The worker sees the stream cut short, rather than wait for the rest.
+        out.destroy();
+      },
+    )
     .finally(() => closeSync(rootFd));
   const copying = runCopyWorker(containers, record, ["cp-in", dest, top, limits, kind], { stdin: r });
   closeSync(r);
-  const [packed, copied] = await Promise.allSettled([packing, copying]);
+  const [, copied] = await Promise.allSettled([packing, copying]);
   out.destroy();
-  // A worker that refused the copy closed the pipe under the packer: its message is the cause.
-  if (copied.status === "rejected") throw copied.reason;
-  if (packed.status === "rejected") throw new TsrunError(`cp: ${(packed.reason as Error).message}`);
+  // A worker that refused the copy closed the pipe under the packer (EPIPE): its message is
+  // the cause. Any other failure to read the source is, and the worker then saw a cut stream.
+  const brokenPipe = (packFailure as { code?: unknown } | undefined)?.code === "EPIPE";
+  if (copied.status === "rejected" && (packFailure === undefined || brokenPipe)) throw copied.reason;
+  if (packFailure !== undefined) throw new TsrunError(`cp: ${(packFailure as Error).message}`);
 }
 
 /** Writes a chunk, waiting while the pipe is full. */
