@@ -178,11 +178,14 @@ describe("names that are not valid UTF-8, through every way in and out", () => {
     await tsrun(["rm", "-f", container]);
   }, 120_000);
 
-  it("cp: a tar stream and a host directory into a container, and back out to the host, keep every byte", async () => {
+  it("cp: a tar stream and a host directory into a container, and back out to the host, keep every byte; '.wh.' names are names", async () => {
     const container = unique("wild-cp");
     expect((await tsrun(["run", "-d", "--name", container, "busybox", "sleep", "120"])).code).toBe(0);
     expect((await tsrun(["cp", "-", `${container}:/`], { input: latin1Layer })).code).toBe(0);
     expect((await tsrun(["exec", container, "sh", "-c", SIGNATURE])).stdout).toBe(expected);
+    // Whiteout names are plain names in a copy, as with docker cp: /etc/passwd stays.
+    expect((await tsrun(["cp", "-", `${container}:/etc`], { input: rawTar([{ name: ".wh.passwd", content: "a plain file" }]) })).code).toBe(0);
+    expect((await tsrun(["exec", container, "sh", "-c", "cat /etc/.wh.passwd; echo; head -1 /etc/passwd"])).stdout).toBe("a plain file\nroot:x:0:0:root:/root:/bin/sh\n");
     // A host directory with such names (node-tar, which tsrun used before, crashed on them).
     const r = await tsrun(["cp", path.join(dir, "changed", "w"), `${container}:/copy/`]);
     expect(r.code, r.stderr).toBe(0);

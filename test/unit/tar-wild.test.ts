@@ -71,7 +71,7 @@ describe("names that are not valid UTF-8 land with their exact bytes", () => {
   const writers: [string, (src: string) => Buffer][] = [
     ["GNU tar --format=gnu", (src) => execFileSync("tar", ["--format=gnu", "-cf", "-", "-C", src, "."])],
     ["GNU tar --format=posix", (src) => execFileSync("tar", ["--format=posix", "-cf", "-", "-C", src, "."])],
-    ["bsdtar (restricted pax)", (src) => execFileSync("bsdtar", ["-cf", "-", "-C", src, "."], { env: { ...process.env, LC_ALL: "C" } })],
+    ["bsdtar (restricted pax)", (src) => execFileSync("bsdtar", ["-cf", "-", "-C", src, "."], { env: { ...process.env, LC_ALL: "C" }, stdio: ["ignore", "pipe", "pipe"] })],
     [
       "Python tarfile, PAX (hdrcharset=BINARY)",
       (src) => python("import sys,tarfile,io; b=io.BytesIO(); t=tarfile.open(fileobj=b,mode='w',format=tarfile.PAX_FORMAT); t.add(sys.argv[1],arcname='.'); t.close(); sys.stdout.buffer.write(b.getvalue())", src),
