@@ -27,7 +27,95 @@ namespace {
 std::string proc_fd(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 int Int(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().Int32Value(); }
-std::string Str(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::String>().Utf8Value(); }
+
+// File names come as strings in which a byte that is not valid UTF-8 is a lone surrogate
+// U+DC80..U+DCFF (src/store/file-names.ts): those become their bytes again.
+std::string EscapedNameBytes(const std::u16string& text) {
+  std::string out;
+  out.reserve(text.size() * 3);
+  for (size_t i = 0; i < text.size(); i++) {
+    uint32_t c = text[i];
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.size() && text[i + 1] >= 0xdc00 && text[i + 1] <= 0xdfff) {
+      c = 0x10000 + ((c - 0xd800) << 10) + (text[i + 1] - 0xdc00);
+      i++;
+    } else if (c >= 0xdc80 && c <= 0xdcff) {
+      out += static_cast<char>(c - 0xdc00);
+      continue;
+    } else if (c >= 0xd800 && c <= 0xdfff) {
+      c = 0xfffd;
+    }
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else if (c < 0x800) {
+      out += static_cast<char>(0xc0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3f));
+    } else if (c < 0x10000) {
+      out += static_cast<char>(0xe0 | (c >> 12));
+      out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (c & 0x3f));
+    } else {
+      out += static_cast<char>(0xf0 | (c >> 18));
+      out += static_cast<char>(0x80 | ((c >> 12) & 0x3f));
+      out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (c & 0x3f));
+    }
+  }
+  return out;
+}
+
+std::string Str(const Napi::CallbackInfo& info, size_t i) {
+  Napi::String value = info[i].As<Napi::String>();
+  std::string utf8 = value.Utf8Value();
+  // A lone surrogate came out as U+FFFD: only then is the slower exact conversion needed.
+  if (utf8.find("\xef\xbf\xbd") == std::string::npos) return utf8;
+  return EscapedNameBytes(value.Utf16Value());
+}
+
+// Length of a valid UTF-8 sequence at s[i], 0 when none starts there (as file-names.ts decides).
+size_t Utf8SequenceLength(const unsigned char* s, size_t i, size_t end) {
+  unsigned char b = s[i];
+  auto cont = [&](size_t k, unsigned char lo = 0x80, unsigned char hi = 0xbf) { return i + k < end && s[i + k] >= lo && s[i + k] <= hi; };
+  if (b < 0x80) return 1;
+  if (b >= 0xc2 && b <= 0xdf) return cont(1) ? 2 : 0;
+  if (b == 0xe0) return cont(1, 0xa0) && cont(2) ? 3 : 0;
+  if (b == 0xed) return cont(1, 0x80, 0x9f) && cont(2) ? 3 : 0;
+  if (b >= 0xe1 && b <= 0xef) return cont(1) && cont(2) ? 3 : 0;
+  if (b == 0xf0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  if (b >= 0xf1 && b <= 0xf3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  if (b == 0xf4) return cont(1, 0x80, 0x8f) && cont(2) && cont(3) ? 4 : 0;
+  return 0;
+}
+
+// A name as a string in the escaped form above.
+Napi::String NameString(Napi::Env env, const char* data, size_t length) {
+  const unsigned char* s = reinterpret_cast<const unsigned char*>(data);
+  size_t valid = 0;
+  while (valid < length) {
+    size_t n = Utf8SequenceLength(s, valid, length);
+    if (n == 0) break;
+    valid += n;
+  }
+  if (valid == length) return Napi::String::New(env, data, length);
+  std::u16string out;
+  for (size_t i = 0; i < length;) {
+    size_t n = Utf8SequenceLength(s, i, length);
+    if (n == 0) {
+      out += static_cast<char16_t>(0xdc00 + s[i]);
+      i++;
+      continue;
+    }
+    uint32_t c = n == 1 ? s[i] : n == 2 ? (s[i] & 0x1f) : n == 3 ? (s[i] & 0x0f) : (s[i] & 0x07);
+    for (size_t k = 1; k < n; k++) c = (c << 6) | (s[i + k] & 0x3f);
+    if (c >= 0x10000) {
+      out += static_cast<char16_t>(0xd800 + ((c - 0x10000) >> 10));
+      out += static_cast<char16_t>(0xdc00 + ((c - 0x10000) & 0x3ff));
+    } else {
+      out += static_cast<char16_t>(c);
+    }
+    i += n;
+  }
+  return Napi::String::New(env, out);
+}
 
 // openInRoot(rootFd, path, flags, mode) -> fd. Symlinks and ".." never leave rootFd.
 Napi::Value OpenInRoot(const Napi::CallbackInfo& info) {
@@ -188,7 +276,7 @@ Napi::Value ReadlinkAt(const Napi::CallbackInfo& info) {
     ErrnoError(info.Env(), errno, "readlink " + name).ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
-  return Napi::String::New(info.Env(), buf, static_cast<size_t>(n));
+  return NameString(info.Env(), buf, static_cast<size_t>(n));
 }
 
 // lstatAt(dirFd, name) -> [mode, uid, gid, size, mtimeSec, mtimeNsec, rdevMajor, rdevMinor, nlink, ino, dev]

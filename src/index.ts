@@ -14,6 +14,8 @@ export { TsrunError, NotFoundError } from "./errors.js";
 export type { CommitOptions } from "./image/commit.js";
 export type { ExportOptions } from "./image/export.js";
 export type { Change, ChangeKind } from "./store/pack.js";
+// Paths in results (diff's changes) keep bytes that are not valid UTF-8 as lone surrogates.
+export { decodeFileName, encodeFileName } from "./store/file-names.js";
 export type { ContainerSize } from "./container/size.js";
 export type { ContainerStats } from "./container/stats.js";
 export { login, logout, type LoginOptions } from "./image/registry/login.js";

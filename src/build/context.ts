@@ -109,7 +109,8 @@ async function readStdinContext(input: AsyncIterable<Buffer | string>, dir: stri
     // The user's own files, unpacked as the user: every entry is the user's.
     const { unpackLayer } = await import("../store/unpack.js");
     const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
-    await unpackLayer(Readable.from(all()), dir, { maxUid: owner.uid, maxGid: owner.gid, forceOwner: owner, onWarning: onWarning ?? (() => undefined) });
+    // A context is plain files: ".wh.*" names are names, as in Docker's context extraction.
+    await unpackLayer(Readable.from(all()), dir, { maxUid: owner.uid, maxGid: owner.gid, forceOwner: owner, whiteouts: false, onWarning: onWarning ?? (() => undefined) });
   });
   return dockerfile;
 }

@@ -15,6 +15,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { constants } from "node:fs";
 import { native, MS, type RawStat } from "../native.js";
+import { encodeFileName } from "../store/file-names.js";
 import { TarWriter, type TarEntry } from "../store/pack.js";
 import { unpackLayer } from "../store/unpack.js";
 import { withDecompressed } from "../image/archive/compression.js";
@@ -126,7 +127,7 @@ function comparePaths(a: string, b: string): number {
   const pa = a.split("/");
   const pb = b.split("/");
   for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
-    const c = Buffer.compare(Buffer.from(pa[i] as string), Buffer.from(pb[i] as string));
+    const c = Buffer.compare(encodeFileName(pa[i] as string), encodeFileName(pb[i] as string));
     if (c !== 0) return c;
   }
   return pa.length - pb.length;
@@ -180,7 +181,8 @@ async function unpackArchive(fd: number, dir: string, job: CopyJob, warnings: st
       for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
     }
     mkdirSync(dir, { recursive: true, mode: 0o755 });
-    await unpackLayer(Readable.from(all()), dir, { maxUid: job.maxUid, maxGid: job.maxGid, squashUnmappedOwners: squashOwners(), onWarning: (m) => warnings.push(m) });
+    // ADD extracts plain files, as Docker's untar does: ".wh.*" names are names, not whiteouts.
+    await unpackLayer(Readable.from(all()), dir, { maxUid: job.maxUid, maxGid: job.maxGid, squashUnmappedOwners: squashOwners(), whiteouts: false, onWarning: (m) => warnings.push(m) });
   }).catch((err: unknown) => {
     // A file that merely looks compressed (a .gz that is not gzip) is copied as it is.
     if (!isArchive) return;

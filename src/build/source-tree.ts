@@ -14,8 +14,9 @@
 // are themselves excluded by their path below the wildcard's directory (`COPY --exclude=*.txt
 // hom* /d/` leaves home.txt out); --parents copies from the source's root ("/", or what precedes
 // a "/./" in the source) what the rest of the source names, with the directories on the way.
-import { closeSync, constants, openSync, readdirSync, readlinkSync } from "node:fs";
+import { closeSync, constants, openSync, readlinkSync } from "node:fs";
 import { native, type RawStat } from "../native.js";
+import { listDirectory, sortByBytes } from "../store/file-names.js";
 import { CopyFilter, cleanPath, compileGlob, hasWildcards, type IgnoreMatcher } from "./path-patterns.js";
 
 const O_PATH = 0o10000000;
@@ -84,12 +85,6 @@ export interface TreeEntry {
 function errorCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === "string" ? code : undefined;
-}
-
-/** Byte order of the UTF-8 names (tar --sort=name); plain order for the usual ASCII names. */
-function sortNames(names: string[]): string[] {
-  if (names.every((n) => /^[\x01-\x7f]*$/.test(n))) return names.sort();
-  return names.map((n) => ({ n, b: Buffer.from(n) })).sort((a, b) => Buffer.compare(a.b, b.b)).map((e) => e.n);
 }
 
 export class SourceTree {
@@ -168,7 +163,7 @@ export class SourceTree {
           const fd = this.openInRoot(c, O_DIRECTORY);
           if (fd === undefined) continue;
           try {
-            for (const name of sortNames(readdirSync(`/proc/self/fd/${fd}`))) {
+            for (const name of sortByBytes(listDirectory(fd))) {
               if (re.test(name)) next.push(c === "" ? name : `${c}/${name}`);
             }
           } finally {
@@ -252,7 +247,7 @@ export class SourceTree {
   }
 
   private walkDir(dirFd: number, rel: string, requested: string, sub: string, filter: CopyFilter | undefined, out: TreeEntry[]): void {
-    for (const name of sortNames(readdirSync(`/proc/self/fd/${dirFd}`))) {
+    for (const name of sortByBytes(listDirectory(dirFd))) {
       const childRel = rel === "" ? name : `${rel}/${name}`;
       const childRequested = requested === "" ? name : `${requested}/${name}`;
       const childSub = sub === "" ? name : `${sub}/${name}`;

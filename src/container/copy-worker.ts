@@ -1,67 +1,71 @@
-// The container side of `cp`, run by the storage worker inside the container's user namespace.
-// The container's root is an fd (its /proc/PID/root, or a private overlay mount for a stopped
-// container); every path in it is resolved with openat2(RESOLVE_IN_ROOT), so a symlink in the
-// container can never lead to a host file (CVE-2019-10152, CVE-2018-15664 class). Nothing of
-// the container is executed or loaded (CVE-2019-14271 class): this is tsrun's own Node code.
-import { closeSync, constants, openSync, readdirSync, readSync } from "node:fs";
+// Both ends of `cp`. The container side runs in the storage worker inside the container's user
+// namespace: the container's root is an fd (its /proc/PID/root, or a private overlay mount for a
+// stopped container); every path in it is resolved with openat2(RESOLVE_IN_ROOT), so a symlink
+// in the container can never lead to a host file (CVE-2019-10152, CVE-2018-15664 class).
+// Nothing of the container is executed or loaded (CVE-2019-14271 class): this is tsrun's own
+// Node code. The host side (container/copy.ts) runs the same code as the user, with the host's
+// "/" as the root. File names keep their bytes both ways (store/file-names.ts).
+import { closeSync, constants, openSync, readSync } from "node:fs";
 import { randomBytes } from "../random.js";
 import path from "node:path";
-import { Header, Pax } from "tar";
-import { native } from "../native.js";
+import { native, type RawStat } from "../native.js";
+import { listDirectory } from "../store/file-names.js";
+import { entryHeaderBlocks, HardlinkTracker, type TarEntry } from "../store/pack.js";
 import { removeEntry, unpackLayer } from "../store/unpack.js";
 
 const O_PATH = 0o10000000;
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
-const TYPES: Record<number, "File" | "Directory" | "SymbolicLink" | "FIFO"> = {
-  0o100000: "File",
-  0o040000: "Directory",
-  0o120000: "SymbolicLink",
-  0o010000: "FIFO",
+const TYPES: Record<number, "file" | "directory" | "symlink" | "fifo"> = {
+  0o100000: "file",
+  0o040000: "directory",
+  0o120000: "symlink",
+  0o010000: "fifo",
 };
 
 interface Sink {
   write(chunk: Buffer): Promise<void>;
 }
 
-async function writeHeader(out: Sink, fields: { path: string; mode: number; uid: number; gid: number; size: number; mtime: Date; type: string; linkpath?: string }): Promise<void> {
-  const header = new Header({ ...fields, linkpath: fields.linkpath ?? "" } as ConstructorParameters<typeof Header>[0]);
-  const block = Buffer.alloc(512);
-  header.encode(block, 0);
-  if (header.needPax) {
-    const pax = new Pax({ path: fields.path, linkpath: fields.linkpath ?? "", mtime: fields.mtime } as ConstructorParameters<typeof Pax>[0]);
-    await out.write(pax.encode());
-    header.encode(block, 0);
-  }
-  await out.write(block);
+/** One entry's headers (names keep their bytes, as in a commit or an export). */
+async function writeHeader(out: Sink, entry: TarEntry): Promise<void> {
+  await out.write(entryHeaderBlocks(entry));
 }
 
-/** Writes one entry (and, for a directory, everything below it) as tar, reading through fds. */
-async function packEntry(dirFd: number, name: string, tarPath: string, out: Sink, follow: boolean): Promise<void> {
+/**
+ * Writes one entry (and, for a directory, everything below it) as tar, reading through fds. A
+ * file with several names in the tree is written once, its other names as hardlinks to it.
+ */
+async function packEntry(dirFd: number, name: string, tarPath: string, out: Sink, follow: boolean, links: HardlinkTracker): Promise<void> {
   const addon = native();
   const st = follow ? addon.lstatAt(dirFd, "") : addon.lstatAt(dirFd, name);
   const type = TYPES[st[0] & S_IFMT];
   if (!type) return; // sockets and devices are not copied
-  const common = { mode: st[0] & 0o7777, uid: st[1], gid: st[2], mtime: new Date(st[4] * 1000) };
-  if (type === "SymbolicLink") {
+  const common = { mode: st[0] & 0o7777, uid: st[1], gid: st[2], mtime: st[4] };
+  if (type === "symlink") {
     await writeHeader(out, { ...common, path: tarPath, size: 0, type, linkpath: addon.readlinkAt(dirFd, name) });
     return;
   }
-  if (type === "FIFO") {
+  if (type === "fifo") {
     await writeHeader(out, { ...common, path: tarPath, size: 0, type });
+    return;
+  }
+  const first = type === "file" ? links.earlier(st, tarPath) : undefined;
+  if (first !== undefined) {
+    await writeHeader(out, { ...common, path: tarPath, size: 0, type: "hardlink", linkpath: first });
     return;
   }
   // With -L the entry is the fd itself (O_PATH): a file is reopened for reading through it.
   const fd = follow
-    ? type === "Directory"
+    ? type === "directory"
       ? dirFd
       : openSync(`/proc/self/fd/${dirFd}`, constants.O_RDONLY)
-    : addon.openAt(dirFd, name, (type === "Directory" ? O_PATH | constants.O_DIRECTORY : constants.O_RDONLY) | constants.O_NOFOLLOW, 0);
+    : addon.openAt(dirFd, name, (type === "directory" ? O_PATH | constants.O_DIRECTORY : constants.O_RDONLY) | constants.O_NOFOLLOW, 0);
   try {
-    if (type === "Directory") {
+    if (type === "directory") {
       await writeHeader(out, { ...common, path: `${tarPath}/`, size: 0, type });
       // Listing through our own fd reads exactly that directory, following nothing.
-      for (const child of readdirSync(`/proc/self/fd/${fd}`).sort()) await packEntry(fd, child, `${tarPath}/${child}`, out, false);
+      for (const child of listDirectory(fd).sort()) await packEntry(fd, child, `${tarPath}/${child}`, out, false, links);
       return;
     }
     await writeHeader(out, { ...common, path: tarPath, size: st[3], type });
@@ -87,7 +91,7 @@ async function packEntry(dirFd: number, name: string, tarPath: string, out: Sink
  * last component, or "." when SRC ends in "/." (its contents, as `docker cp` does). A symlink
  * is written as a symlink, unless -L, or SRC ends with "/" (Docker resolves the path then).
  */
-export async function copyOut(rootFd: number, src: string, follow: boolean, out: Sink): Promise<void> {
+export async function copyOut(rootFd: number, src: string, follow: boolean, out: Sink, place = " in the container"): Promise<void> {
   const addon = native();
   const contentsOnly = /\/\.$/.test(src);
   const clean = path.posix.normalize(`/${src}`).replace(/(.)\/$/, "$1");
@@ -98,7 +102,7 @@ export async function copyOut(rootFd: number, src: string, follow: boolean, out:
       return addon.openInRoot(rootFd, p, flags, 0);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") throw new Error(`${src}: no such file or directory in the container`);
+      if (code === "ENOENT") throw new Error(`${src}: no such file or directory${place}`);
       if (code === "ENOTDIR") throw new Error(`${src}: not a directory`);
       throw err;
     }
@@ -107,7 +111,7 @@ export async function copyOut(rootFd: number, src: string, follow: boolean, out:
     // The source itself may be a symlink: it is followed, still inside the root.
     const fd = open(clean, O_PATH | (/\/\.?$/.test(src) ? constants.O_DIRECTORY : 0));
     try {
-      await packEntry(fd, "", contentsOnly ? "." : base, out, true);
+      await packEntry(fd, "", contentsOnly ? "." : base, out, true, new HardlinkTracker());
     } finally {
       closeSync(fd);
     }
@@ -117,9 +121,9 @@ export async function copyOut(rootFd: number, src: string, follow: boolean, out:
       try {
         addon.lstatAt(parentFd, base);
       } catch {
-        throw new Error(`${src}: no such file or directory in the container`);
+        throw new Error(`${src}: no such file or directory${place}`);
       }
-      await packEntry(parentFd, base, base, out, false);
+      await packEntry(parentFd, base, base, out, false, new HardlinkTracker());
     } finally {
       closeSync(parentFd);
     }
@@ -127,8 +131,21 @@ export async function copyOut(rootFd: number, src: string, follow: boolean, out:
   await out.write(Buffer.alloc(1024));
 }
 
-/** What `cp` copies in: a file (or symlink), a directory, or a tar stream from standard input. */
-export type CopyInKind = "file" | "directory" | "stream";
+/**
+ * What `cp` copies in: a file (or symlink), a directory, a tar stream from standard input, or
+ * "either" (a file or a directory: what the stream's top entry turns out to be).
+ */
+export type CopyInKind = "file" | "directory" | "stream" | "either";
+
+export interface CopyInOptions {
+  /** Highest ids the root's user namespace has (owners kept from the stream must fit). */
+  maxUid: number;
+  maxGid: number;
+  /** Every entry gets this owner (docker cp without -a: the container's root; on the host: the user); absent: the stream's owners. */
+  owner?: { uid: number; gid: number };
+  /** Where the root is, for messages: " in the container", or "" on the host. */
+  place?: string;
+}
 
 /**
  * Extracts a tar stream whose top entry is named `top` ("." for a directory's contents) at DEST
@@ -136,28 +153,23 @@ export type CopyInKind = "file" | "directory" | "stream";
  * one included); as DEST itself when it does not exist (its parent must) or when a file replaces
  * a file, through a temporary directory beside it and a rename. A directory never replaces a
  * file, a file never makes a missing "DEST/", a stream needs a directory. A failed copy leaves
- * nothing behind.
+ * nothing behind. Names like ".wh.x" are plain names here, as in docker cp: only layers have
+ * whiteouts.
  */
-export async function copyIn(
-  rootFd: number,
-  dest: string,
-  top: string,
-  kind: CopyInKind,
-  input: NodeJS.ReadableStream,
-  limits: { maxUid: number; maxGid: number; keepOwners: boolean },
-): Promise<void> {
+export async function copyIn(rootFd: number, dest: string, top: string, kind: CopyInKind, input: NodeJS.ReadableStream, options: CopyInOptions): Promise<void> {
   const addon = native();
+  const place = options.place ?? " in the container";
   const unpack = (fd: number): Promise<unknown> =>
     // The unpacker opens its destination by path: /proc/self/fd/N is exactly this directory.
     unpackLayer(input, `/proc/self/fd/${fd}`, {
-      maxUid: limits.maxUid,
-      maxGid: limits.maxGid,
+      maxUid: options.maxUid,
+      maxGid: options.maxGid,
       onWarning: (m) => process.stderr.write(`tsrun: warning: ${m}\n`),
-      // Without -a, what is copied in belongs to the container's root, as with docker cp.
-      ...(limits.keepOwners ? {} : { forceOwner: { uid: 0, gid: 0 } }),
+      whiteouts: false,
+      ...(options.owner ? { forceOwner: options.owner } : {}),
     });
   const clean = path.posix.normalize(`/${dest}`).replace(/(.)\/$/, "$1");
-  let destSt;
+  let destSt: RawStat | undefined;
   try {
     const fd = addon.openInRoot(rootFd, clean, O_PATH, 0);
     try {
@@ -179,15 +191,18 @@ export async function copyIn(
     return;
   }
   if (kind === "stream") throw new Error(`destination ${dest} must be a directory`);
-  if (destSt !== undefined && kind === "directory") throw new Error(`cannot copy a directory to a file (${dest})`);
-  if (destSt === undefined && kind === "file" && /\/\.?$/.test(dest)) throw new Error(`${dest}: no such directory`);
-  if (clean === "/") throw new Error("cannot replace the container's root directory");
+  const checkKind = (what: CopyInKind): void => {
+    if (destSt !== undefined && what === "directory") throw new Error(`cannot copy a directory to a file (${dest})`);
+    if (destSt === undefined && what === "file" && /\/\.?$/.test(dest)) throw new Error(`${dest}: no such directory`);
+  };
+  checkKind(kind);
+  if (clean === "/") throw new Error(`cannot replace the root directory${place}`);
   let parentFd: number;
   try {
     parentFd = addon.openInRoot(rootFd, path.posix.dirname(clean), O_PATH | constants.O_DIRECTORY, 0);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") throw new Error(`${path.posix.dirname(clean)}: no such directory in the container`);
+    if (code === "ENOENT" || code === "ENOTDIR") throw new Error(`${path.posix.dirname(clean)}: no such directory${place}`);
     throw err;
   }
   const tmpName = `.tsrun-cp-${randomBytes(6).toString("hex")}`;
@@ -198,6 +213,7 @@ export async function copyIn(
     const tmpFd = addon.openAt(parentFd, tmpName, O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW, 0);
     try {
       await unpack(tmpFd);
+      if (kind === "either") checkKind(top === "." || (addon.lstatAt(tmpFd, top)[0] & S_IFMT) === S_IFDIR ? "directory" : "file");
       if (top === ".") {
         // The directory's own entry gave the temporary directory its mode, owner and times.
         addon.renameAt(parentFd, tmpName, parentFd, path.posix.basename(clean));

@@ -1,12 +1,12 @@
 // `cp` between the host and a container (running or stopped), in both directions, with `-` for
 // a tar stream. The container side runs in the storage worker inside the container's user
 // namespace and resolves every path inside the container's root (see copy-worker.ts); the host
-// side is the user's own files, handled as the user.
-import { closeSync, lstatSync, mkdirSync, statSync, rmSync, type Stats } from "node:fs";
+// side runs the same code as the user, with the host's "/" as the root.
+import { closeSync, constants, createReadStream, createWriteStream, lstatSync, mkdirSync, openSync, statSync, rmSync, type Stats } from "node:fs";
 import path from "node:path";
+import type { Writable } from "node:stream";
 import { randomBytes } from "../random.js";
-import { createReadStream, createWriteStream } from "node:fs";
-import * as tar from "tar";
+import { copyIn, copyOut } from "./copy-worker.js";
 import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
 import { native, packageRoot } from "../native.js";
@@ -15,6 +15,10 @@ import { runInUserNamespace } from "../userns-run.js";
 import { TsrunError } from "../errors.js";
 
 const worker = (): string => path.join(packageRoot(), "dist", "worker.cjs");
+// O_PATH is not in fs.constants; this is its value on Linux x86_64 and arm64.
+const O_PATH = 0o10000000;
+/** Owners are forced to the user's own on the host side: no id limit applies there. */
+const MAX_ID = 0xffffffff;
 
 /** Runs the copy worker against the container's root: its live root, or a private overlay. */
 async function runCopyWorker(containers: Containers, record: ContainerRecord, args: string[], stdio: { stdin?: number; stdout?: number }): Promise<void> {
@@ -59,8 +63,8 @@ export function splitContainerPath(arg: string): { container: string; path: stri
 /**
  * `cp CONTAINER:SRC DEST` with Docker's rules: into DEST when it is a directory; as DEST when it
  * does not exist (its parent must) or when a file replaces a file; never a directory over a file,
- * never a file as a missing "DEST/". What the source is shows in the stream's first entry, so
- * the rules are checked before anything is written.
+ * never a file as a missing "DEST/". The host side is copy-worker's copyIn run as the user with
+ * the host's "/" as the root, so names keep their bytes and nothing is written outside DEST.
  */
 export async function copyFromContainer(containers: Containers, query: string, src: string, dest: string, opts: { follow: boolean }): Promise<void> {
   const record = containers.get(query);
@@ -70,50 +74,41 @@ export async function copyFromContainer(containers: Containers, query: string, s
     return;
   }
   const top = /\/\.$/.test(src) ? "." : path.posix.basename(path.posix.normalize(`/${src}`)) || ".";
-  const destStat = statOrUndefined(dest);
-  const destIsDir = destStat?.isDirectory() ?? false;
+  const destIsDir = statOrUndefined(dest)?.isDirectory() ?? false;
   const cwd = destIsDir ? dest : path.dirname(path.resolve(dest));
   if (!destIsDir && !statOrUndefined(cwd)?.isDirectory()) throw new TsrunError(`cp: destination directory ${cwd} does not exist`);
-  // Not a directory: the copy takes the destination's name.
-  const rename = destIsDir ? undefined : path.basename(dest);
-  let refused: string | undefined;
-  let first = true;
+  // A trailing "/" or "/." says what DEST must be: path.resolve would drop it.
+  const target = path.resolve(dest) + (/\/\.?$/.test(dest) && path.resolve(dest) !== "/" ? "/" : "");
   const [r, w] = addon.pipe();
-  const extract = new Promise<void>((resolve, reject) => {
-    const stream = createReadStream("", { fd: r });
-    const x = tar.x({
-      cwd,
-      preserveOwner: false,
-      // Keep symlink targets as they are in the container (absolute ones too). Entry names come
-      // from our own walk of real directories: none climbs out or passes through a symlink.
-      preservePaths: true,
-      filter: (_p, entry) => {
-        if (first) {
-          first = false;
-          const isDir = "type" in entry && entry.type === "Directory";
-          if (!destIsDir && destStat !== undefined && isDir) refused = `cannot copy a directory to a file (${dest})`;
-          else if (destStat === undefined && !isDir && /\/\.?$/.test(dest)) refused = `${dest}: no such directory`;
-        }
-        return refused === undefined;
-      },
-      onReadEntry: (entry) => {
-        if (!rename) return;
-        if (top !== ".") entry.path = rename + entry.path.slice(top.length);
-        else entry.path = entry.path === "." || entry.path === "./" ? `${rename}/` : `${rename}/${entry.path.replace(/^\.\//, "")}`;
-      },
-    });
-    stream.pipe(x);
-    x.on("finish", () => resolve());
-    x.on("error", reject);
-    stream.on("error", reject);
+  const input = createReadStream("", { fd: r });
+  const rootFd = openSync("/", O_PATH | constants.O_DIRECTORY);
+  // An extraction that fails before the stream's end is the cause of whatever the worker then
+  // reports (its writes fail); one that fails after it may be the effect of a worker that failed.
+  let streamEnded = false;
+  input.once("end", () => (streamEnded = true));
+  let extractFailure: { error: unknown; beforeTheEnd: boolean } | undefined;
+  const extracting = copyIn(rootFd, target, top, "either", input, { maxUid: MAX_ID, maxGid: MAX_ID, owner: hostUser(), place: "" }).catch((error: unknown) => {
+    extractFailure = { error, beforeTheEnd: !streamEnded };
+    // The worker may still be writing: let it see a closed pipe rather than block.
+    input.destroy();
   });
+  let workerError: unknown;
   try {
     await runCopyWorker(containers, record, ["cp-out", src, opts.follow ? "1" : "0"], { stdout: w });
+  } catch (err) {
+    workerError = err;
   } finally {
     closeSync(w);
   }
-  await extract;
-  if (refused !== undefined) throw new TsrunError(`cp: ${refused}`);
+  await extracting;
+  closeSync(rootFd);
+  if (workerError !== undefined && !extractFailure?.beforeTheEnd) throw workerError;
+  if (extractFailure) throw new TsrunError(`cp: ${(extractFailure.error as Error).message}`);
+}
+
+/** Owners on the host side of cp: the user running tsrun, as docker cp extracts. */
+function hostUser(): { uid: number; gid: number } {
+  return { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
 }
 
 function statOrUndefined(p: string): Stats | undefined {
@@ -145,22 +140,37 @@ export async function copyToContainer(containers: Containers, src: string, query
   const top = contentsOnly ? "." : path.basename(abs);
   const addon = native();
   const [r, w] = addon.pipe();
-  const pack = tar.c(
-    {
-      cwd: contentsOnly ? abs : path.dirname(abs),
-      follow: opts.follow,
-      // Owners are recorded; the container side keeps them only with -a.
-      portable: false,
-    },
-    [top],
-  );
+  // The host side is copy-worker's copyOut with the host's "/" as the root (as the user): the
+  // same walk, names and rules as out of a container, a trailing "/" or "/." meaning the same.
+  const source = abs + (contentsOnly ? "/." : /\/$/.test(src) && abs !== "/" ? "/" : "");
   const out = createWriteStream("", { fd: w });
-  const piped = new Promise<void>((resolve, reject) => {
-    pack.pipe(out);
-    out.on("finish", () => resolve());
-    out.on("error", reject);
-  });
+  const rootFd = openSync("/", O_PATH | constants.O_DIRECTORY);
+  let packFailure: unknown;
+  const packing = copyOut(rootFd, source, opts.follow, { write: (chunk) => writeWithBackpressure(out, chunk) }, "")
+    .then(
+      () => new Promise<void>((resolve) => out.end(resolve)),
+      (err: unknown) => {
+        packFailure = err;
+        // The worker sees the stream cut short, rather than wait for the rest.
+        out.destroy();
+      },
+    )
+    .finally(() => closeSync(rootFd));
   const copying = runCopyWorker(containers, record, ["cp-in", dest, top, limits, kind], { stdin: r });
   closeSync(r);
-  await Promise.all([piped, copying]);
+  const [, copied] = await Promise.allSettled([packing, copying]);
+  out.destroy();
+  // A worker that refused the copy closed the pipe under the packer (EPIPE): its message is
+  // the cause. Any other failure to read the source is, and the worker then saw a cut stream.
+  const brokenPipe = (packFailure as { code?: unknown } | undefined)?.code === "EPIPE";
+  if (copied.status === "rejected" && (packFailure === undefined || brokenPipe)) throw copied.reason;
+  if (packFailure !== undefined) throw new TsrunError(`cp: ${(packFailure as Error).message}`);
+}
+
+/** Writes a chunk, waiting while the pipe is full. */
+function writeWithBackpressure(out: Writable, chunk: Buffer): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (out.write(chunk, (err) => (err ? reject(err) : undefined))) resolve();
+    else out.once("drain", () => resolve());
+  });
 }

@@ -10,6 +10,7 @@ import path from "node:path";
 import type { Containers } from "../container/run.js";
 import type { ContainerRecord } from "../container/records.js";
 import type { Change, UpperScanSpec } from "../store/pack.js";
+import { encodeFileName } from "../store/file-names.js";
 
 /** Where the runtime mounts over the root (see container/mounts.ts): never a change of the container's own. */
 const RUNTIME_MOUNT_POINTS = ["etc/hosts", "etc/resolv.conf", "etc/hostname", "proc", "sys", "dev"];
@@ -30,7 +31,7 @@ export async function containerChanges(containers: Containers, query: string): P
   return containers.store.changes(scanSpecFor(containers, record));
 }
 
-/** One line per change, as `docker diff` prints them. */
-export function formatChanges(changes: Change[]): string {
-  return changes.map((c) => `${c.kind} ${c.path}\n`).join("");
+/** One line per change, as `docker diff` prints them; names as their bytes (file-names.ts). */
+export function formatChanges(changes: Change[]): Buffer {
+  return encodeFileName(changes.map((c) => `${c.kind} ${c.path}\n`).join(""));
 }

@@ -15,16 +15,17 @@
 // nothing can lead the walk onto a host file. Lower layers are the store's own immutable dirs but
 // are walked the same way.
 //
-// File names must be valid UTF-8 (the addon takes JS strings): others are left out with a
-// warning rather than silently.
+// File names are bytes: those that are not valid UTF-8 travel in file-names.ts's escaped form
+// and go into the tar as the very bytes they are on disk.
 //
 // Cost: only the upper dir is walked; the lower layers are only looked up, name by name, for the
 // entries the upper dir has. A commit therefore costs what the change costs, not what the image
 // weighs.
-import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { native, type RawStat } from "../native.js";
 import { Sha256Stream } from "./digest.js";
+import { encodeFileName, hasEscapedBytes, listDirectory, sortByBytes } from "./file-names.js";
 
 const O_PATH = 0o10000000;
 const { O_DIRECTORY, O_NOFOLLOW, O_RDONLY, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFIFO } = constants;
@@ -135,18 +136,9 @@ function isOpaque(fd: number): boolean {
   return value !== undefined && value.toString("latin1") === "y";
 }
 
-/** Names in a directory (through its fd), in byte order as tar --sort=name and Go's filepath.Walk list them. */
+/** Names in a directory (through its fd), in byte order. */
 function sortedNames(dirFd: number): string[] {
-  return sortBytewise(readdirSync(`/proc/self/fd/${dirFd}`));
-}
-
-/** Byte order of the UTF-8 names; plain string order is the same for ASCII, the usual case. */
-function sortBytewise(names: string[]): string[] {
-  if (names.every(isAscii)) return names.sort();
-  return names
-    .map((name) => ({ name, bytes: Buffer.from(name) }))
-    .sort((a, b) => Buffer.compare(a.bytes, b.bytes))
-    .map((e) => e.name);
+  return sortByBytes(listDirectory(dirFd));
 }
 
 function joinPath(dir: string, name: string): string {
@@ -193,7 +185,7 @@ function closeDirs(dirs: LowerDir[]): void {
 function mergedNames(dirs: LowerDir[]): Set<string> {
   const decided = new Map<string, boolean>();
   for (const dir of dirs) {
-    for (const name of readdirSync(`/proc/self/fd/${dir.fd}`)) {
+    for (const name of listDirectory(dir.fd)) {
       if (decided.has(name)) continue;
       const st = lstatOrNull(dir.fd, name);
       decided.set(name, st !== null && !isWhiteout(st));
@@ -229,7 +221,7 @@ class UpperScanner {
     const upperNames = sortedNames(dirFd);
     const names = new Set(upperNames);
     for (const h of hidden) names.add(h);
-    const ordered = hidden.size === 0 ? upperNames : sortBytewise([...names]);
+    const ordered = hidden.size === 0 ? upperNames : sortByBytes([...names]);
     for (const name of ordered) {
       const rel = joinPath(relDir, name);
       if (this.excludedTrees.has(rel)) continue;
@@ -237,7 +229,6 @@ class UpperScanner {
       if (st === null) {
         // Only in the lower dir an opaque directory hides: deleted by this layer.
         if (hidden.has(name)) this.items.push({ path: rel, kind: "D", layer: "none", opaque: false });
-        else if (name.includes("\ufffd")) this.warnings.push(`/${rel}: the name is not valid UTF-8; left out`);
         continue;
       }
       if (this.hostOwner) checkHostOwner(st, rel, this.hostOwner);
@@ -258,7 +249,7 @@ class UpperScanner {
   private isStubDir(dirFd: number, name: string, rel: string): boolean {
     const fd = this.addon.openAt(dirFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
     try {
-      for (const child of readdirSync(`/proc/self/fd/${fd}`)) {
+      for (const child of listDirectory(fd)) {
         const childRel = joinPath(rel, child);
         if (this.excludedTrees.has(childRel)) continue;
         const st = this.mountPoints.has(childRel) ? lstatOrNull(fd, child) : null;
@@ -405,17 +396,23 @@ interface UstarFields {
   linkname: string;
 }
 
+/** A name field's bytes (cut at its width: a longer name is in a PAX record too). */
+function writeName(block: Buffer, offset: number, width: number, name: string): void {
+  if (isAscii(name)) block.write(name, offset, width, "latin1");
+  else encodeFileName(name).copy(block, offset, 0, width);
+}
+
 /** Writes one ustar header block at offset (the caller checked that 512 bytes are free). */
 function writeUstarHeader(block: Buffer, offset: number, f: UstarFields): void {
   block.fill(0, offset, offset + BLOCK);
-  block.write(f.name, offset, 100, "utf8");
+  writeName(block, offset, 100, f.name);
   octalField(block, offset + 100, 8, f.mode);
   octalField(block, offset + 108, 8, f.uid <= MAX_OCTAL_ID ? f.uid : 0);
   octalField(block, offset + 116, 8, f.gid <= MAX_OCTAL_ID ? f.gid : 0);
   octalField(block, offset + 124, 12, f.size <= MAX_OCTAL_SIZE ? f.size : 0);
   octalField(block, offset + 136, 12, Math.max(0, Math.min(f.mtime, MAX_OCTAL_SIZE)));
   block.write(f.typeflag, offset + 156, 1, "latin1");
-  if (f.linkname) block.write(f.linkname, offset + 157, 100, "utf8");
+  if (f.linkname) writeName(block, offset + 157, 100, f.linkname);
   block.write("ustar\u000000", offset + 257, 8, "latin1");
   octalField(block, offset + 329, 8, 0);
   octalField(block, offset + 337, 8, 0);
@@ -437,8 +434,12 @@ function ustarHeader(fields: UstarFields): Buffer {
 function paxRecordsFor(e: TarEntry): Buffer[] {
   const records: Buffer[] = [];
   const linkpath = e.linkpath ?? "";
-  if (e.path.length > 100 || !isAscii(e.path)) records.push(paxRecord("path", Buffer.from(e.path, "utf8")));
-  if (linkpath.length > 100 || !isAscii(linkpath)) records.push(paxRecord("linkpath", Buffer.from(linkpath, "utf8")));
+  const pathRecord = e.path.length > 100 || !isAscii(e.path);
+  const linkRecord = linkpath.length > 100 || !isAscii(linkpath);
+  // PAX values are UTF-8 unless hdrcharset says otherwise (POSIX; GNU tar and Python write it).
+  if ((pathRecord && hasEscapedBytes(e.path)) || (linkRecord && hasEscapedBytes(linkpath))) records.push(paxRecord("hdrcharset", Buffer.from("BINARY")));
+  if (pathRecord) records.push(paxRecord("path", encodeFileName(e.path)));
+  if (linkRecord) records.push(paxRecord("linkpath", encodeFileName(linkpath)));
   if (e.uid > MAX_OCTAL_ID) records.push(paxRecord("uid", Buffer.from(String(e.uid))));
   if (e.gid > MAX_OCTAL_ID) records.push(paxRecord("gid", Buffer.from(String(e.gid))));
   if (e.size > MAX_OCTAL_SIZE) records.push(paxRecord("size", Buffer.from(String(e.size))));
@@ -462,6 +463,13 @@ function paxBlocks(e: TarEntry, records: Buffer[]): Buffer {
   const paxHeader = ustarHeader({ name: isAscii(paxName) ? paxName : "PaxHeaders.0/entry", mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: e.mtime, typeflag: "x", linkname: "" });
   const padding = Buffer.alloc((BLOCK - (body.length % BLOCK)) % BLOCK);
   return Buffer.concat([paxHeader, body, padding]);
+}
+
+/** The header blocks of one entry: a PAX header when it needs one, then its ustar header. */
+export function entryHeaderBlocks(entry: TarEntry): Buffer {
+  const records = paxRecordsFor(entry);
+  const header = ustarHeader(entryFields(entry));
+  return records.length > 0 ? Buffer.concat([paxBlocks(entry, records), header]) : header;
 }
 
 /**
@@ -697,7 +705,7 @@ function portableXattrs(fd: number): Map<string, Buffer> {
 }
 
 /** Remembers the first name of every multiply-linked file, so later names become hardlinks. */
-class HardlinkTracker {
+export class HardlinkTracker {
   private readonly seen = new Map<string, string>();
 
   /** The earlier name of the same inode, or undefined (and remembers this one). */
@@ -871,15 +879,15 @@ function packMergedTree(dirs: number[], rel: string, tar: TarWriter, links: Hard
   // Each name belongs to the topmost layer that has it (a whiteout there hides it).
   const owners = new Map<string, number>();
   for (let i = 0; i < dirs.length; i++) {
-    for (const name of readdirSync(`/proc/self/fd/${dirs[i]!}`)) if (!owners.has(name)) owners.set(name, i);
+    for (const name of listDirectory(dirs[i]!)) if (!owners.has(name)) owners.set(name, i);
   }
-  for (const name of sortBytewise([...owners.keys()])) {
+  for (const name of sortByBytes([...owners.keys()])) {
     const owner = owners.get(name)!;
     const dirFd = dirs[owner]!;
     const child = joinPath(rel, name);
     const st = lstatOrNull(dirFd, name);
     if (st === null) {
-      warnings.push(name.includes("\ufffd") ? `/${child}: the name is not valid UTF-8; left out` : `/${child}: vanished while exporting`);
+      warnings.push(`/${child}: vanished while exporting`);
       continue;
     }
     if (isWhiteout(st)) continue;

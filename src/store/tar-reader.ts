@@ -10,7 +10,11 @@
 // (old GNU 'S' headers, PAX 0.0, 0.1 and 1.0), as Go's archive/tar reads them for Docker. It
 // refuses what tar readers disagree on, so no entry can be smuggled past another tool: negative
 // sizes, data on header-only entries, global PAX sizes, sparse maps that do not account for
-// exactly the stored data, unknown sparse versions, multi-volume and other exotic entry types.
+// exactly the stored data, unknown sparse versions, multi-volume and other exotic entry types,
+// and a zero block followed by more headers (Go refuses it; GNU tar and bsdtar stop there).
+// Names are bytes: those that are not valid UTF-8 come out in file-names.ts's escaped form, so
+// that they land on disk as they are in the archive.
+import { decodeFileName } from "./file-names.js";
 
 const BLOCK = 512;
 /** Longest PAX or GNU long-name body accepted; real ones are a few hundred bytes. */
@@ -33,7 +37,7 @@ export interface SparseSegment {
 export type Timespec = [number, number];
 
 export interface TarEntry {
-  /** The path as stored (PAX path, GNU long name, or ustar prefix/name), UTF-8 decoded. */
+  /** The path as stored (PAX path, GNU long name, or ustar prefix/name), decoded as file-names.ts does. */
   path: string;
   type: TarEntryType;
   /** Permission bits, including setuid, setgid and sticky. */
@@ -53,11 +57,6 @@ export interface TarEntry {
   devMinor: number;
   /** Raw xattr values, by name (SCHILY.xattr.* wins over LIBARCHIVE.xattr.*). */
   xattrs: Map<string, Buffer>;
-  /**
-   * The path or link target is not valid UTF-8 (a name from a Latin-1 system, say): path and
-   * linkpath then hold U+FFFD for the bad bytes and name something else than the archive does.
-   */
-  notUtf8: boolean;
 }
 
 /** Receives the entries in archive order. A throw stops the reader (feed rethrows it). */
@@ -105,9 +104,6 @@ interface Overrides {
   gid?: number;
   mtime?: Timespec;
   atime?: Timespec;
-  /** path or linkpath above came from bytes that are not valid UTF-8. */
-  pathNotUtf8?: boolean;
-  linkpathNotUtf8?: boolean;
 }
 
 /** GNU.sparse.* PAX records of one entry, as given. */
@@ -115,7 +111,6 @@ interface SparsePax {
   major?: string;
   minor?: string;
   name?: string;
-  nameNotUtf8?: boolean;
   /** GNU.sparse.size (0.x) or GNU.sparse.realsize (1.0). */
   realSize?: number;
   numBlocks?: number;
@@ -142,22 +137,12 @@ class PendingExtension {
   }
 }
 
+/** A name field: its bytes up to the first NUL (what follows a NUL is not part of it). */
 function cString(buf: Buffer, offset: number, length: number): string {
   let end = offset;
   const limit = offset + length;
   while (end < limit && buf[end] !== 0) end++;
-  return buf.toString("utf8", offset, end);
-}
-
-/**
- * Whether text, decoded from the field buf[offset, offset + length) up to a NUL, lost bytes that
- * are not valid UTF-8 (each became U+FFFD).
- */
-function lostInDecoding(text: string, buf: Buffer, offset: number, length: number): boolean {
-  if (!text.includes("\ufffd")) return false;
-  const bytes = Buffer.from(text, "utf8");
-  const end = offset + bytes.length;
-  return !bytes.equals(buf.subarray(offset, end)) || (end < offset + length && buf[end] !== 0);
+  return decodeFileName(buf, offset, end);
 }
 
 /** A numeric header field: octal text, or base-256 for large values. */
@@ -176,11 +161,12 @@ function parseNumberField(buf: Buffer, offset: number, length: number, what: str
     if (!Number.isSafeInteger(value)) throw new TarFormatError(`${what} is too large`);
     return value;
   }
-  // Octal digits, surrounded by spaces or NULs; anything else (a sign, "12x") is refused, where
-  // a lenient parseInt would read "-5" as -5 and a negative size as 0.
+  // Octal digits, surrounded by spaces or NULs (Go trims both from either end); anything else
+  // (a sign, "12x") is refused, where a lenient parseInt would read "-5" as -5 and a negative
+  // size as 0. After a NUL that ends the digits, the rest of the field is not looked at.
   let i = offset;
   const end = offset + length;
-  while (i < end && buf[i] === 0x20) i++;
+  while (i < end && (buf[i] === 0x20 || buf[i] === 0)) i++;
   let value = 0;
   let digits = 0;
   for (; i < end; i++) {
@@ -246,6 +232,16 @@ function parsePaxRecords(data: Buffer, onRecord: (key: string, value: Buffer) =>
     onRecord(record.toString("utf8", 0, equals), record.subarray(equals + 1));
     pos = end;
   }
+}
+
+/** The header's checksum summed over signed chars (the checksum field read as spaces). */
+function signedChecksum(block: Buffer, at: number): number {
+  let sum = 8 * 0x20;
+  for (let i = at; i < at + BLOCK; i++) {
+    if (i === at + 148) i = at + 156;
+    sum += block.readInt8(i);
+  }
+  return sum;
 }
 
 function isZeroBlock(buf: Buffer, offset: number): boolean {
@@ -366,23 +362,25 @@ export class TarReader {
       this.sawZeroBlock = true;
       return;
     }
-    this.sawZeroBlock = false;
+    // One zero block ends the archive for GNU tar and bsdtar, Go refuses what follows it, and
+    // node-tar reads on: entries there would be seen by some tools only. Docker's reader decides.
+    if (this.sawZeroBlock) throw new TarFormatError(`a zero block is followed by more headers (after entry ${this.entries}; corrupt, or two archives run together)`);
     const typeByte = block[at + 156] ?? 0;
     const typeflag = typeByte === 0 ? "" : String.fromCharCode(typeByte);
     const isMeta = META_TYPES.has(typeflag);
     const ex = this.pending.fields;
     // A pending PAX path names the next file entry, never an intervening extension header.
+    // POSIX ustar names may start in the prefix field (GNU's own format keeps times there).
     const ustar = block.toString("latin1", at + 257, at + 263) === "ustar\u0000";
     let name = cString(block, at, 100);
-    let nameNotUtf8 = lostInDecoding(name, block, at, 100);
     if (ustar && block[at + 345] !== 0) {
-      const prefix = cString(block, at + 345, 155);
-      nameNotUtf8 ||= lostInDecoding(prefix, block, at + 345, 155);
-      name = `${prefix}/${name}`;
+      // star's variant ("tar\0" at the end) has a 131-byte prefix and then times.
+      const star = block[at + 508] === 0x74 && block.toString("latin1", at + 508, at + 512) === "tar\u0000";
+      name = `${cString(block, at + 345, star ? 131 : 155)}/${name}`;
     }
     const path = !isMeta && ex.path !== undefined ? ex.path : name;
     // A name of garbage bytes (random data, a wrong format) would fill the error line with noise.
-    const readable = /^[\x20-\x7e\u00a0-\uffef]*$/u.test(path) && !path.includes("\ufffd");
+    const readable = /^[\x20-\x7e\u00a0-\ud7ff\ue000-\uffef]*$/.test(path) && !path.includes("\ufffd");
     const where = readable ? `tar header for ${JSON.stringify(path)}` : `tar header ${this.entries + 1}`;
 
     let stored: number | undefined;
@@ -394,7 +392,8 @@ export class TarReader {
     let sum = 8 * 0x20;
     for (let i = at; i < at + 148; i++) sum += block[i] as number;
     for (let i = at + 156; i < at + BLOCK; i++) sum += block[i] as number;
-    if (sum !== stored) throw new TarFormatError(`${where}: checksum mismatch (corrupt or not a tar archive)`);
+    // Some old tars (SunOS, early GNU) summed signed chars: Go and GNU tar accept either sum.
+    if (sum !== stored && signedChecksum(block, at) !== stored) throw new TarFormatError(`${where}: checksum mismatch (corrupt or not a tar archive)`);
 
     const headerSize = parseNumberField(block, at + 124, 12, `${where}: size`);
     if (isMeta) {
@@ -422,8 +421,6 @@ export class TarReader {
     if (path.includes("\0")) throw new TarFormatError(`${where}: the name contains a NUL byte`);
 
     const linkpath = ex.linkpath ?? cString(block, at + 157, 100);
-    const pathNotUtf8 = ex.path !== undefined ? ex.pathNotUtf8 === true : nameNotUtf8;
-    const linkpathNotUtf8 = ex.linkpath !== undefined ? ex.linkpathNotUtf8 === true : lostInDecoding(linkpath, block, at + 157, 100);
     const entry: TarEntry = {
       path,
       type,
@@ -438,7 +435,6 @@ export class TarReader {
       devMajor: type === "char" || type === "block" ? parseNumberField(block, at + 329, 8, `${where}: device major`) : 0,
       devMinor: type === "char" || type === "block" ? parseNumberField(block, at + 337, 8, `${where}: device minor`) : 0,
       xattrs: this.pending.xattrs(),
-      notUtf8: pathNotUtf8 || ((type === "symlink" || type === "hardlink") && linkpathNotUtf8),
     };
     const sparsePax = this.pending.sparse;
     this.pending = new PendingExtension();
@@ -517,10 +513,7 @@ export class TarReader {
     }
     if (sparse.realSize === undefined) throw new TarFormatError(`${where}: sparse file without GNU.sparse.size or GNU.sparse.realsize`);
     const realSize = sparse.realSize;
-    if (sparse.name !== undefined) {
-      entry.path = sparse.name;
-      entry.notUtf8 = sparse.nameNotUtf8 === true;
-    }
+    if (sparse.name !== undefined) entry.path = sparse.name;
     entry.size = realSize;
     if (version !== "1.0") {
       if (sparse.numBlocks !== undefined && sparse.numbers.length !== 2 * sparse.numBlocks) {
@@ -574,11 +567,9 @@ export class TarReader {
       case "L":
       case "N":
         this.pending.fields.path = cString(data, 0, data.length);
-        this.pending.fields.pathNotUtf8 = lostInDecoding(this.pending.fields.path, data, 0, data.length);
         break;
       case "K":
         this.pending.fields.linkpath = cString(data, 0, data.length);
-        this.pending.fields.linkpathNotUtf8 = lostInDecoding(this.pending.fields.linkpath, data, 0, data.length);
         break;
     }
   }
@@ -593,8 +584,7 @@ export class TarReader {
         return;
       case "name":
         if (value.includes(0)) throw new TarFormatError("PAX GNU.sparse.name contains a NUL byte");
-        sparse.name = text;
-        sparse.nameNotUtf8 = lostInDecoding(text, value, 0, value.length);
+        sparse.name = decodeFileName(value);
         return;
       case "size":
       case "realsize":
@@ -636,10 +626,8 @@ export class TarReader {
       case "linkpath":
         if (value.includes(0)) throw new TarFormatError(`PAX ${key} contains a NUL byte`);
         // A global path or link target would name every entry: ignored, as node-tar and GNU tar do.
-        if (!global) {
-          fields[key] = value.toString("utf8");
-          fields[key === "path" ? "pathNotUtf8" : "linkpathNotUtf8"] = lostInDecoding(fields[key], value, 0, value.length);
-        }
+        // The value is taken as bytes whatever hdrcharset says, as Go and GNU tar do.
+        if (!global) fields[key] = decodeFileName(value);
         return;
       case "uid":
       case "gid":

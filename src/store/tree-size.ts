@@ -5,8 +5,9 @@
 // of subordinate uids in directories the host user may not read. The dir may belong to a running
 // container that races us with symlinks, so it is walked through directory fds (openat with
 // O_NOFOLLOW, listings through /proc/self/fd/N), never by path.
-import { closeSync, constants, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, writeFileSync } from "node:fs";
 import { native } from "../native.js";
+import { listDirectory } from "./file-names.js";
 
 const { O_DIRECTORY, O_NOFOLLOW, O_RDONLY, S_IFMT, S_IFDIR } = constants;
 // Indexes into the addon's RawStat tuple.
@@ -28,7 +29,7 @@ export function treeSize(dir: string): number {
   let total = 0;
   // Depth first, one fd open per level (not one per directory waiting its turn).
   const walk = (fd: number): void => {
-    for (const name of readdirSync(`/proc/self/fd/${fd}`)) {
+    for (const name of listDirectory(fd)) {
       let st;
       try {
         st = addon.lstatAt(fd, name);

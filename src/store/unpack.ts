@@ -20,8 +20,9 @@
 
 import { checkLayerCompression, toBuffer, withDecompressed } from "../image/archive/compression.js";
 import { createHash } from "node:crypto";
-import { closeSync, constants as fsConstants, fchmodSync, fchownSync, ftruncateSync, openSync, readdirSync, readSync, writeSync } from "node:fs";
+import { closeSync, constants as fsConstants, fchmodSync, fchownSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
 import { native, type RawStat } from "../native.js";
+import { fileNameByteLength, listDirectory } from "./file-names.js";
 import { TarFormatError, TarReader, type TarEntry, type TarEntryHandler, type Timespec } from "./tar-reader.js";
 
 export interface UnpackOptions {
@@ -33,6 +34,11 @@ export interface UnpackOptions {
   squashUnmappedOwners?: boolean;
   /** Every entry gets this owner, whatever the header says (`cp` without -a: the container's root). */
   forceOwner?: { uid: number; gid: number };
+  /**
+   * OCI whiteouts (".wh.NAME", ".wh..wh..opq") become overlay whiteouts (default true). False:
+   * they are plain names, as docker cp and Docker's plain untar treat them; only layers have them.
+   */
+  whiteouts?: boolean;
   /**
    * Hash the bytes as given (default true). A pull that streams a layer here has hashed them
    * already, on their way from the registry: then compressedDigest is left out.
@@ -221,10 +227,10 @@ function splitPath(raw: string, what: string): string[] {
       continue;
     }
     // UTF-8 is at most 3 bytes per UTF-16 unit: only long names need counting.
-    if (component.length * 3 > NAME_MAX && Buffer.byteLength(component) > NAME_MAX) throw new Error(`${what} has a component longer than ${NAME_MAX} bytes`);
+    if (component.length * 3 > NAME_MAX && fileNameByteLength(component) > NAME_MAX) throw new Error(`${what} has a component longer than ${NAME_MAX} bytes`);
     parts.push(component);
   }
-  if (raw.length * 3 > PATH_MAX && Buffer.byteLength(parts.join("/")) > PATH_MAX) throw new Error(`${what} is longer than ${PATH_MAX} bytes`);
+  if (raw.length * 3 > PATH_MAX && fileNameByteLength(parts.join("/")) > PATH_MAX) throw new Error(`${what} is longer than ${PATH_MAX} bytes`);
   return parts;
 }
 
@@ -418,12 +424,14 @@ class LayerExtractor implements TarSink, TarEntryHandler {
   /** Directory times, applied at the end because creating children changes them. */
   private readonly directoryTimes = new Map<string, EntryTimes & { ino: number }>();
   private readonly opaque = Buffer.from("y");
+  private readonly whiteouts: boolean;
 
   constructor(
     private readonly rootFd: number,
     private readonly options: UnpackOptions,
   ) {
     this.dirs = new DirectoryCache(rootFd, (parentFd, name, relPath) => this.makeImplicitDirectory(parentFd, name, relPath));
+    this.whiteouts = options.whiteouts ?? true;
   }
 
   get entryCount(): number {
@@ -532,12 +540,6 @@ class LayerExtractor implements TarSink, TarEntryHandler {
   // --- entries ---------------------------------------------------------------------------------
 
   private extract(entry: TarEntry): void {
-    if (entry.notUtf8) {
-      // The addon takes names as text: such a name would become another one (U+FFFD for each bad
-      // byte), and two of them could become the same. Left out, as commit and export leave them out.
-      this.warnings.add("left out entries whose names are not valid UTF-8 (tsrun handles file names as text)", JSON.stringify(entry.path));
-      return;
-    }
     const parts = splitPath(entry.path, "path");
     const name = parts[parts.length - 1];
     if (name === undefined) {
@@ -548,7 +550,7 @@ class LayerExtractor implements TarSink, TarEntryHandler {
       this.directoryTimes.set("", { ...entryTimes(entry), ino: st[ST_INO] });
       return;
     }
-    if (name.startsWith(WHITEOUT_PREFIX)) {
+    if (this.whiteouts && name.startsWith(WHITEOUT_PREFIX)) {
       this.applyWhiteout(parts, entry);
       return;
     }
@@ -665,7 +667,7 @@ class LayerExtractor implements TarSink, TarEntryHandler {
     const target = entry.linkpath;
     if (target === "") throw new Error("symlink without a target");
     if (target.includes("\0")) throw new Error("symlink target contains a NUL byte");
-    if (Buffer.byteLength(target) > PATH_MAX) throw new Error(`symlink target is longer than ${PATH_MAX} bytes`);
+    if (fileNameByteLength(target) > PATH_MAX) throw new Error(`symlink target is longer than ${PATH_MAX} bytes`);
     // The target is stored verbatim; it is only ever resolved in-root (here) or inside the
     // container's own mount namespace.
     try {
@@ -909,7 +911,7 @@ export function removeEntry(parentFd: number, name: string, st: RawStat = native
   const dirFd = addon.openAt(parentFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
   try {
     // Listing through the fd's /proc link reads exactly this directory, whatever its path.
-    for (const child of readdirSync(`/proc/self/fd/${dirFd}`)) removeEntry(dirFd, child, addon.lstatAt(dirFd, child));
+    for (const child of listDirectory(dirFd)) removeEntry(dirFd, child, addon.lstatAt(dirFd, child));
   } finally {
     closeSync(dirFd);
   }

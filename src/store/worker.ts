@@ -75,7 +75,8 @@ async function main(): Promise<void> {
     const [maxUid, maxGid, keep] = (rest[2] as string).split(":").map(Number) as [number, number, number];
     const { copyIn } = await loadCopy();
     const kind = rest[3] as import("../container/copy-worker.js").CopyInKind;
-    await copyIn(openRoot(arg), rest[0] as string, rest[1] as string, kind, process.stdin, { maxUid, maxGid, keepOwners: keep === 1 });
+    // Without -a, what is copied in belongs to the container's root, as with docker cp.
+    await copyIn(openRoot(arg), rest[0] as string, rest[1] as string, kind, process.stdin, { maxUid, maxGid, ...(keep === 1 ? {} : { owner: { uid: 0, gid: 0 } }) });
   } else if (command === "pack" && arg) {
     runPackJob(arg);
   } else if (command === "changes" && arg) {

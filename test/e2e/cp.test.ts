@@ -1,7 +1,7 @@
 // `cp` end to end, both directions, running and stopped containers, tar streams, and the
 // symlink attacks that hit Docker and Podman (CVE-2019-10152, CVE-2018-15664).
 import { beforeAll, describe, expect, it } from "vitest";
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, writeFileSync, chownSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync, chownSync } from "node:fs";
 import path from "node:path";
 import { env, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
 
@@ -104,6 +104,28 @@ describe("cp", () => {
       expect(r.code, args.join(" ")).not.toBe(0);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
     }
+  });
+
+  it("host-side failures are one line, name the cause and leave nothing behind: an unreadable source, a read-only destination", async () => {
+    const name = unique("cphostfail");
+    expect((await tsrun(["create", "--name", name, "busybox", "true"])).code).toBe(0);
+    const src = hostTree();
+    if (env.user) {
+      // A file the user cannot read (root's, mode 0600: the suite runs as root) in the middle of the tree.
+      writeFileSync(path.join(src, "tree", "sub", "secret"), "root only\n", { mode: 0o600 });
+      const unreadable = await tsrun(["cp", path.join(src, "tree"), `${name}:/copied`]);
+      expect(unreadable.code).toBe(125);
+      expect(unreadable.stderr).toMatch(/^Error: cp: open secret: Permission denied\n$/);
+    }
+    const readOnly = scratchDir("cp-readonly");
+    chmodSync(readOnly, 0o555);
+    const denied = await tsrun(["cp", `${name}:/etc/passwd`, path.join(readOnly, "passwd")]);
+    expect(denied.code).toBe(125);
+    expect(denied.stderr).toMatch(/^Error: cp: [^\n]*Permission denied\n$/);
+    expect(readdirSync(readOnly)).toEqual([]);
+    const listing = await shAsUser(`"$TSRUN" cp ${name}:/ - | tar -tf - | grep -c -e tsrun-cp -e copied`);
+    expect(listing.stdout.trim()).toBe("0");
+    await tsrun(["rm", "-f", name]);
   });
 
   it("follows Docker's documented rules for what DEST means, in both directions, on a stopped container", async () => {

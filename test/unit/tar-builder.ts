@@ -103,3 +103,18 @@ export function rawTar(entries: RawTarEntry[], options: { end?: boolean } = {}):
   if (options.end !== false) parts.push(Buffer.alloc(2 * BLOCK));
   return Buffer.concat(parts);
 }
+
+/** Recomputes a header's checksum, summed over unsigned chars or (as old SunOS tars did) signed ones. */
+export function rewriteChecksum(header: Buffer, signed = false): void {
+  header.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += signed ? header.readInt8(i) : (header[i] as number);
+  header.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, 8, "latin1");
+}
+
+/** The archive without its end marker and the zero padding tar writers add to a record. */
+export function withoutEnd(archive: Buffer): Buffer {
+  let end = archive.length;
+  while (end >= BLOCK && archive.subarray(end - BLOCK, end).every((b) => b === 0)) end -= BLOCK;
+  return archive.subarray(0, end);
+}
