@@ -5,6 +5,7 @@
 // files in a still state (commit).
 import { readFileSync } from "node:fs";
 import { containerPids } from "./top.js";
+import { sleepSync } from "../sleep-sync.js";
 
 const SWEEPS = 20;
 
@@ -44,9 +45,8 @@ export function freezeProcesses(initPid: number): boolean {
   }
   // Signal delivery is asynchronous: wait (bounded) until each one is stopped or gone.
   const deadline = Date.now() + 2000;
-  const wait = new Int32Array(new SharedArrayBuffer(4));
   for (const pid of signalled) {
-    while (Date.now() < deadline && !["T", "t", "Z", "X"].includes(processState(pid))) Atomics.wait(wait, 0, 0, 1);
+    while (Date.now() < deadline && !["T", "t", "Z", "X"].includes(processState(pid))) sleepSync(1);
   }
   return true;
 }

@@ -10,6 +10,7 @@ import { pastaArgs, PASTA_DNS, explainPastaFailure } from "./pasta.js";
 import { helperPath } from "../native.js";
 import { TsrunError } from "../errors.js";
 import { isAlive } from "../store/liveness.js";
+import { sleepSync } from "../sleep-sync.js";
 
 export type OutboundHelper = "pasta" | "slirp4netns";
 /**
@@ -126,7 +127,7 @@ export function stopNetworkHelpers(containerDir: string, waitMs = 0): void {
       try {
         process.kill(pid, "SIGTERM");
         const deadline = Date.now() + waitMs;
-        while (Date.now() < deadline && isAlive(pid, 0)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+        while (Date.now() < deadline && isAlive(pid, 0)) sleepSync(5);
       } catch {
         // Gone already.
       }

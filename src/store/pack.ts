@@ -26,6 +26,7 @@ import path from "node:path";
 import { native, type RawStat } from "../native.js";
 import { Sha256Stream } from "./digest.js";
 import { encodeFileName, hasEscapedBytes, listDirectory, sortByBytes } from "./file-names.js";
+import { sleepSync } from "../sleep-sync.js";
 
 const O_PATH = 0o10000000;
 const { O_DIRECTORY, O_NOFOLLOW, O_RDONLY, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFIFO } = constants;
@@ -550,9 +551,6 @@ export class TarWriter {
   }
 }
 
-/** Blocks the thread for a moment (a full non-blocking pipe: nothing else to do meanwhile). */
-const pause = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-
 /**
  * Writes all of data. Standard output may be a pipe someone else made non-blocking (the file
  * description is shared): then a full pipe gives EAGAIN, and the write is tried again shortly.
@@ -564,7 +562,7 @@ function writeAll(fd: number, data: Buffer): void {
       offset += writeSync(fd, data, offset, data.length - offset);
     } catch (err) {
       if (errorCode(err) !== "EAGAIN") throw err;
-      pause(1);
+      sleepSync(1); // a full non-blocking pipe: nothing else to do meanwhile
     }
   }
 }

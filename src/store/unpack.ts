@@ -24,6 +24,7 @@ import { closeSync, constants as fsConstants, fchmodSync, fchownSync, ftruncateS
 import { native, type RawStat } from "../native.js";
 import { fileNameByteLength, listDirectory } from "./file-names.js";
 import { TarFormatError, TarReader, type TarEntry, type TarEntryHandler, type Timespec } from "./tar-reader.js";
+import { sleepSync } from "../sleep-sync.js";
 
 export interface UnpackOptions {
   /** Highest uid that exists in the namespace; larger owners -> error, or squashed (below). */
@@ -133,7 +134,7 @@ export async function* readReused(fd: number, size = 1 << 20): AsyncGenerator<Bu
       if (code === "EINTR") continue;
       // A non-blocking pipe (someone set O_NONBLOCK on it): wait a little for data.
       if (code === "EAGAIN") {
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+        sleepSync(1);
         continue;
       }
       throw err;
