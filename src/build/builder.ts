@@ -41,7 +41,7 @@ import { ShellExpansionError, ShellLex } from "./shell-words.js";
 import { findStage, parseFlags, stageGraph, targetStage, type Stage, type StageGraph } from "./stages.js";
 import { BuildArgs, StageArgs } from "./build-args.js";
 import { stepKey } from "./cache-keys.js";
-import { prepareContext, type BuildContext } from "./context.js";
+import { prepareContext, removeContextDir, type BuildContext } from "./context.js";
 import { SourceTree } from "./source-tree.js";
 import { ignoreMatcher, prepareCopy, resolveOwner, runCopy, type CopyContext } from "./copy-step.js";
 import { layeredDirectoryExists } from "../container/rootfs-files.js";
@@ -939,6 +939,6 @@ export async function buildImage(containers: Containers, opts: BuildOptions): Pr
       lease.release();
     }
   } finally {
-    if (ctx.temporary) rmSync(ctx.temporary, { recursive: true, force: true });
+    if (ctx.temporary) removeContextDir(ctx.temporary);
   }
 }

@@ -3,7 +3,7 @@
 // tar archive of the context (plain or compressed) or just a Dockerfile (a build without
 // context). The .dockerignore at the context's root (or FILE.dockerignore beside a -f FILE, as
 // BuildKit allows) says what COPY and ADD cannot see.
-import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
 import { scratchPath } from "../store/temps.js";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -110,7 +110,8 @@ async function readStdinContext(input: AsyncIterable<Buffer | string>, dir: stri
     const { unpackLayer } = await import("../store/unpack.js");
     const owner = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
     // A context is plain files: ".wh.*" names are names, as in Docker's context extraction.
-    await unpackLayer(Readable.from(all()), dir, { maxUid: owner.uid, maxGid: owner.gid, forceOwner: owner, whiteouts: false, onWarning: onWarning ?? (() => undefined) });
+    // hostUser: a read-only directory in the archive still receives its contents.
+    await unpackLayer(Readable.from(all()), dir, { maxUid: owner.uid, maxGid: owner.gid, forceOwner: owner, hostUser: true, whiteouts: false, onWarning: onWarning ?? (() => undefined) });
   });
   return dockerfile;
 }
@@ -141,7 +142,7 @@ export async function prepareContext(opts: ContextOptions): Promise<BuildContext
   try {
     fromStdin = await readStdinContext(opts.stdin ?? process.stdin, dir, opts.warn);
   } catch (err) {
-    rmSync(dir, { recursive: true, force: true });
+    removeContextDir(dir);
     throw new TsrunError(`unable to prepare context: ${(err as Error).message}`, 1);
   }
   // A Dockerfile on standard input: a build without context (COPY has nothing to copy).
@@ -160,8 +161,31 @@ export async function prepareContext(opts: ContextOptions): Promise<BuildContext
       temporary: dir,
     };
   } catch (err) {
-    // The user's own files, unpacked as the user: removable from here.
-    rmSync(dir, { recursive: true, force: true });
+    removeContextDir(dir);
     throw err;
   }
+}
+
+/**
+ * Removes a context unpacked from standard input. The user's own files, unpacked as the user:
+ * removable from here once its read-only directories (kept from the archive) are opened up.
+ */
+export function removeContextDir(dir: string): void {
+  try {
+    rmSync(dir, { recursive: true, force: true });
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "EACCES" && code !== "EPERM") throw err;
+  }
+  // Names as bytes: an archive's names need not be UTF-8. Dirent types come from lstat's view,
+  // so a symlink to a directory is never followed.
+  const openUp = (d: Buffer): void => {
+    chmodSync(d, 0o700);
+    for (const entry of readdirSync(d, { withFileTypes: true, encoding: "buffer" })) {
+      if (entry.isDirectory()) openUp(Buffer.concat([d, Buffer.from("/"), entry.name]));
+    }
+  };
+  openUp(Buffer.from(dir));
+  rmSync(dir, { recursive: true, force: true });
 }

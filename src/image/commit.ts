@@ -7,11 +7,11 @@
 //
 // The layer is stored uncompressed: its blob digest is its DiffID, and nothing spends CPU time on
 // gzip for a layer that may never leave this machine (push and save compress when they need to).
-// The new read-only layer dir is written by the worker in the same pass, from the same reads as
-// the tar, so it is exactly what the digest names. Both alternatives cost more: unpacking the
-// fresh tar again parses and rewrites every entry (it was 3/4 of the time of a 1,000-file
-// commit), and `cp -a` of the upper dir would also copy overlay's private xattrs and the
-// runtime's mount points, which are not part of the change.
+// The new read-only layer dir is unpacked from that tar, so it is exactly what the digest names,
+// and only when the store does not have the layer already: committing the same changes again
+// (the same container twice, a rebuild) reuses the stored layer, as Podman does, and costs the
+// tar alone. `cp -a` of the upper dir would also copy overlay's private xattrs and the runtime's
+// mount points, which are not part of the change.
 import { rmSync } from "node:fs";
 import path from "node:path";
 import { tempPath } from "../store/temps.js";
@@ -19,7 +19,7 @@ import { faultPoint } from "../store/fault.js";
 import type { Containers } from "../container/run.js";
 import type { ContainerRecord } from "../container/records.js";
 import { assignNames, type ImageRecord, type LayerRecord } from "../store/images.js";
-import { chainIds } from "../store/digest.js";
+import { chainIds, nextChainId } from "../store/digest.js";
 import { applyChanges } from "./config-changes.js";
 import { normaliseName, ReferenceError } from "./reference.js";
 import { MEDIA, type ContainerConfig, type HistoryEntry, type ImageConfig, type Manifest } from "./types.js";
@@ -172,17 +172,18 @@ export async function commitContainer(containers: Containers, opts: CommitOption
     let packed;
     const resume = record.state.status === "running" && opts.pause !== false ? pauseForCommit(record) : () => undefined;
     const userns = containers.usernsOf(record);
+    const parentChainId = parent.layers.at(-1)?.chainId ?? null;
     try {
       if (isRemapped(userns)) {
         // A container with its own id mapping (keep-id) is read in that mapping, so the tar has
         // the owners it sees; the store's copy is unpacked from the tar in the store's mapping.
         packed = await store.pack({ ...scanSpecFor(containers, record), tarFile }, userns);
-        if (packed.entries > 0) {
-          const [unpacked] = await store.unpack([{ blob: tarFile, dest: layerTmp as string }]);
-          if (unpacked?.diffId !== packed.digest) throw new Error(`the layer read back as ${unpacked?.diffId ?? "nothing"}, not ${packed.digest}`);
+        if (packed.entries > 0 && !store.layers.has(nextChainId(parentChainId, packed.digest))) {
+          await unpackCommitted(store, tarFile, layerTmp as string, packed.digest);
+          packed.layerWritten = true;
         }
       } else {
-        packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp as string });
+        packed = await store.pack({ ...scanSpecFor(containers, record), tarFile, layerDir: layerTmp as string, parentChainId });
       }
     } catch (err) {
       throw new TsrunError(`commit ${opts.container}: ${(err as Error).message}`);
@@ -222,9 +223,14 @@ export async function commitContainer(containers: Containers, opts: CommitOption
     if (opts.author) config.author = opts.author;
     else delete config.author;
 
+    const layerWritten = packed.layerWritten;
     return await store.transact(async (tx) => {
       if (newLayer) {
-        await installPackedLayer(tx, layerTmp as string, tarFile, newLayer, parent.layers.at(-1)?.chainId ?? null);
+        if (!layerWritten && !store.layers.has(newLayer.chainId)) {
+          // The stored layer the pack found went away since (an rmi meanwhile): made again here.
+          await unpackCommitted(store, tarFile, layerTmp as string, newLayer.diffId);
+        }
+        await installPackedLayer(tx, layerTmp as string, tarFile, newLayer, parentChainId);
         layerTmp = undefined;
       }
       return recordImage(tx, config, layers, name ? [name] : [], now, "commit:blobs-stored");
@@ -239,10 +245,16 @@ export async function commitContainer(containers: Containers, opts: CommitOption
   }
 }
 
+/** Unpacks a committed layer's tar into a temporary layer dir (in the store's own mapping). */
+async function unpackCommitted(store: Containers["store"], tarFile: string, layerTmp: string, digest: string): Promise<void> {
+  const [unpacked] = await store.unpack([{ blob: tarFile, dest: layerTmp }]);
+  if (unpacked?.diffId !== digest) throw new Error(`the layer read back as ${unpacked?.diffId ?? "nothing"}, not ${digest}`);
+}
+
 /**
  * Moves a layer the storage worker packed into the store, in a transaction: the layer dir under
- * its chain ID, the tar as its blob. The worker hashed every byte it wrote, so the file is the
- * blob it names. When another process stored the same layer meanwhile, theirs is kept.
+ * its chain ID (dropped when the store has that chain already: theirs is kept), the tar as its
+ * blob. The packer hashed every byte it wrote, so the file is the blob it names.
  */
 export async function installPackedLayer(tx: StoreTransaction, layerTmp: string, tarFile: string, layer: LayerRecord, parentChainId: string | null): Promise<void> {
   await tx.commitLayer(layerTmp, { chainId: layer.chainId, diffId: layer.diffId, parent: parentChainId, size: layer.size });

@@ -58,11 +58,13 @@ export function isDigest(s: string): boolean {
 /** ChainID(L0) = DiffID(L0); ChainID(L0..n) = sha256(ChainID(L0..n-1) + " " + DiffID(Ln)). */
 export function chainIds(diffIds: string[]): string[] {
   const out: string[] = [];
-  for (const d of diffIds) {
-    const prev = out[out.length - 1];
-    out.push(prev === undefined ? d : sha256(`${prev} ${d}`));
-  }
+  for (const d of diffIds) out.push(nextChainId(out[out.length - 1] ?? null, d));
   return out;
+}
+
+/** The chain ID of a layer with this DiffID on top of the chain parent (null: the first layer). */
+export function nextChainId(parent: string | null, diffId: string): string {
+  return parent === null ? diffId : sha256(`${parent} ${diffId}`);
 }
 
 /** Entries of dir named by a digest's hex (blobs, layer dirs), as digests; temporaries and foreign names left out. */

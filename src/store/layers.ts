@@ -19,6 +19,11 @@ export interface LayerMeta {
   link: string;
 }
 
+/** A complete layer for chainId is in the layers dir (only a complete one has its layer.json). */
+export function layerStored(layersDir: string, chainId: string): boolean {
+  return existsSync(path.join(layersDir, digestHex(chainId), "layer.json"));
+}
+
 export class LayerStore {
   constructor(
     readonly dir: string,
@@ -34,7 +39,7 @@ export class LayerStore {
   }
 
   has(chainId: string): boolean {
-    return existsSync(path.join(this.layerDir(chainId), "layer.json"));
+    return layerStored(this.dir, chainId);
   }
 
   meta(chainId: string): LayerMeta {

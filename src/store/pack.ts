@@ -24,7 +24,8 @@
 import { closeSync, constants, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { native, type RawStat } from "../native.js";
-import { Sha256Stream } from "./digest.js";
+import { nextChainId, Sha256Stream } from "./digest.js";
+import { layerStored } from "./layers.js";
 import { encodeFileName, hasEscapedBytes, listDirectory, sortByBytes } from "./file-names.js";
 import { sleepSync } from "../sleep-sync.js";
 
@@ -510,11 +511,8 @@ export class TarWriter {
     }
   }
 
-  /**
-   * Writes one entry; a regular file's data is read from dataFd (exactly entry.size bytes) and,
-   * when mirrorFd is given, the very same bytes are written there too.
-   */
-  add(entry: TarEntry, dataFd?: number, mirrorFd?: number): void {
+  /** Writes one entry; a regular file's data is read from dataFd (exactly entry.size bytes). */
+  add(entry: TarEntry, dataFd?: number): void {
     const records = paxRecordsFor(entry);
     if (records.length > 0) this.put(paxBlocks(entry, records));
     // The header goes straight into the output buffer: tens of thousands of entries make no garbage.
@@ -530,16 +528,11 @@ export class TarWriter {
       // Straight into the output buffer: one copy from the page cache, none in between.
       const n = readSync(dataFd, this.buffer, this.used, Math.min(left, this.buffer.length - this.used), null);
       if (n <= 0) break;
-      if (mirrorFd !== undefined) writeAll(mirrorFd, this.buffer.subarray(this.used, this.used + n));
       this.used += n;
       left -= n;
     }
     // A file that shrank while we read it is padded, keeping the archive well formed.
-    if (left > 0) {
-      const zeros = Buffer.alloc(left);
-      if (mirrorFd !== undefined) writeAll(mirrorFd, zeros);
-      this.put(zeros);
-    }
+    if (left > 0) this.put(Buffer.alloc(left));
     const pad = (BLOCK - (entry.size % BLOCK)) % BLOCK;
     if (pad) this.put(ZEROS.subarray(0, pad));
   }
@@ -568,135 +561,16 @@ function writeAll(fd: number, data: Buffer): void {
 }
 
 /**
- * Materialises a layer in overlay's lower-layer form (whiteouts as 0:0 character devices,
- * opaque directories marked with user.overlay.opaque) while the same entries go into the layer
- * tar: one read of every file gives both, so the layer dir is exactly what the tar's digest
- * names. This is the unpacker's work (store/unpack.ts) without parsing the tar again; the
- * entries come from our own walk, in order (every directory before its contents), into a fresh
- * directory nobody else writes to. Attributes go on in the unpacker's order: owner, then mode
- * (chown clears setuid), then xattrs (chown drops security.capability), times last.
+ * The xattrs a layer or export carries: overlay's own markers are the overlay's business.
+ * hostSide (packing outside the user namespace): only user.* xattrs read the same there; a file
+ * capability, for one, reads with the host's root id in it (VFS_CAP_REVISION_3) instead of the
+ * namespace's form, so such an entry is packed inside the user namespace.
  */
-class LayerDirWriter {
-  private readonly addon = native();
-  private readonly rootFd: number;
-  /** The directory the last entry went into (entries come grouped by directory). */
-  private parentCache: { rel: string; fd: number } | undefined;
-  /**
-   * Directory times are set last: creating their contents changed them. So are their modes when
-   * writing as the host user (chown false), who could not create anything in a read-only one.
-   */
-  private readonly directoryTimes: { rel: string; mtime: number; mode?: number }[] = [];
-
-  /** chown: false when writing as the host user, whose new files already have the one owner allowed (HostOwner). */
-  constructor(
-    dir: string,
-    private readonly chown = true,
-  ) {
-    this.rootFd = openSync(dir, O_PATH | O_DIRECTORY);
-  }
-
-  private parent(rel: string): { fd: number; name: string } {
-    const dir = path.posix.dirname(rel);
-    const name = path.posix.basename(rel);
-    if (dir === ".") return { fd: this.rootFd, name };
-    if (this.parentCache?.rel !== dir) {
-      this.closeParent();
-      this.parentCache = { rel: dir, fd: this.addon.openInRoot(this.rootFd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0) };
-    }
-    return { fd: this.parentCache.fd, name };
-  }
-
-  private attributes(fd: number, st: RawStat, xattrs: Map<string, Buffer>, mode = true): void {
-    if (this.chown) this.addon.chownAt(fd, "", st[ST_UID], st[ST_GID]);
-    if (mode) this.addon.chmodFd(fd, st[ST_MODE] & 0o7777);
-    for (const [name, value] of xattrs) this.addon.setXattrFd(fd, name, value);
-  }
-
-  private withPathFd(dirFd: number, name: string, extraFlags: number, fn: (fd: number) => void): void {
-    const fd = this.addon.openAt(dirFd, name, O_PATH | O_NOFOLLOW | extraFlags, 0);
-    try {
-      fn(fd);
-    } finally {
-      closeSync(fd);
-    }
-  }
-
-  directory(rel: string, st: RawStat, xattrs: Map<string, Buffer>, opaque: boolean): void {
-    const { fd: parentFd, name } = this.parent(rel);
-    this.addon.mkdirAt(parentFd, name, 0o700);
-    this.withPathFd(parentFd, name, O_DIRECTORY, (fd) => {
-      this.attributes(fd, st, xattrs, this.chown);
-      if (opaque) this.addon.setXattrFd(fd, OPAQUE_XATTR, Buffer.from("y"));
-    });
-    this.directoryTimes.push(this.chown ? { rel, mtime: st[ST_MTIME] } : { rel, mtime: st[ST_MTIME], mode: st[ST_MODE] & 0o7777 });
-  }
-
-  /** A new empty file to receive the data; finishFile sets its attributes. */
-  createFile(rel: string): number {
-    const { fd: parentFd, name } = this.parent(rel);
-    return this.addon.openAt(parentFd, name, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
-  }
-
-  finishFile(fd: number, st: RawStat, xattrs: Map<string, Buffer>): void {
-    this.attributes(fd, st, xattrs);
-    this.addon.utimesAt(fd, "", st[ST_MTIME], 0, st[ST_MTIME], 0);
-  }
-
-  hardlink(rel: string, target: string): void {
-    const { fd: parentFd, name } = this.parent(rel);
-    const targetFd = this.addon.openInRoot(this.rootFd, target, O_PATH | O_NOFOLLOW, 0);
-    try {
-      this.addon.linkAt(targetFd, parentFd, name);
-    } finally {
-      closeSync(targetFd);
-    }
-  }
-
-  symlink(rel: string, st: RawStat, target: string): void {
-    const { fd: parentFd, name } = this.parent(rel);
-    this.addon.symlinkAt(target, parentFd, name);
-    if (this.chown) this.addon.chownAt(parentFd, name, st[ST_UID], st[ST_GID]); // never follows
-    this.addon.utimesAt(parentFd, name, st[ST_MTIME], 0, st[ST_MTIME], 0);
-  }
-
-  fifo(rel: string, st: RawStat): void {
-    const { fd: parentFd, name } = this.parent(rel);
-    this.addon.mknodAt(parentFd, name, S_IFIFO | 0o600, 0, 0);
-    this.withPathFd(parentFd, name, 0, (fd) => {
-      this.attributes(fd, st, new Map());
-      this.addon.utimesAt(fd, "", st[ST_MTIME], 0, st[ST_MTIME], 0);
-    });
-  }
-
-  whiteout(rel: string, st: RawStat): void {
-    const { fd: parentFd, name } = this.parent(rel);
-    this.addon.mknodAt(parentFd, name, S_IFCHR, 0, 0);
-    if (this.chown) this.addon.chownAt(parentFd, name, st[ST_UID], st[ST_GID]);
-  }
-
-  private closeParent(): void {
-    if (this.parentCache) closeSync(this.parentCache.fd);
-    this.parentCache = undefined;
-  }
-
-  /** Directory times (deepest first), and the fds closed. */
-  finish(): void {
-    this.closeParent();
-    for (const { rel, mtime, mode } of this.directoryTimes.reverse()) {
-      const { fd: parentFd, name } = this.parent(rel);
-      if (mode !== undefined) this.withPathFd(parentFd, name, O_DIRECTORY, (fd) => this.addon.chmodFd(fd, mode));
-      this.addon.utimesAt(parentFd, name, mtime, 0, mtime, 0);
-    }
-    this.closeParent();
-    closeSync(this.rootFd);
-  }
-}
-
-/** The xattrs a layer or export carries: overlay's own markers are the overlay's business. */
-function portableXattrs(fd: number): Map<string, Buffer> {
+function portableXattrs(fd: number, rel: string, hostSide: boolean): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   for (const [name, value] of Object.entries(native().getXattrs(fd))) {
     if (name.startsWith(OVERLAY_XATTR_PREFIX) || name.startsWith("trusted.")) continue;
+    if (hostSide && !name.startsWith("user.")) throw new NeedsUserNamespace(`/${rel}: xattr ${name} is read inside the user namespace`);
     out.set(name, value);
   }
   return out;
@@ -729,19 +603,17 @@ function writeEntry(
   st: RawStat,
   rel: string,
   links: HardlinkTracker,
-  opts: { dirFd?: number; layer?: LayerDirWriter | undefined; opaque?: boolean } = {},
+  opts: { dirFd?: number; hostSide?: boolean } = {},
 ): boolean {
   const addon = native();
-  const layer = opts.layer;
   const type = fileType(st);
   const common = { mode: st[ST_MODE] & 0o7777, uid: st[ST_UID], gid: st[ST_GID], mtime: st[ST_MTIME] };
   switch (type) {
     case S_IFDIR: {
       const fd = opts.dirFd ?? addon.openAt(parentFd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
       try {
-        const xattrs = portableXattrs(fd);
+        const xattrs = portableXattrs(fd, rel, opts.hostSide ?? false);
         tar.add({ ...common, path: `${rel}/`, type: "directory", size: 0, xattrs });
-        layer?.directory(rel, st, xattrs, opts.opaque ?? false);
       } finally {
         if (opts.dirFd === undefined) closeSync(fd);
       }
@@ -751,30 +623,22 @@ function writeEntry(
       // User xattrs cannot exist on symlinks.
       const target = addon.readlinkAt(parentFd, name);
       tar.add({ ...common, path: rel, type: "symlink", size: 0, linkpath: target });
-      layer?.symlink(rel, st, target);
       return true;
     }
     case S_IFIFO:
       tar.add({ ...common, path: rel, type: "fifo", size: 0 });
-      layer?.fifo(rel, st);
       return true;
     case S_IFREG: {
       const first = links.earlier(st, rel);
       if (first !== undefined) {
         tar.add({ ...common, path: rel, type: "hardlink", size: 0, linkpath: first });
-        layer?.hardlink(rel, first);
         return true;
       }
       const dataFd = addon.openAt(parentFd, name, O_RDONLY | O_NOFOLLOW | constants.O_NONBLOCK, 0);
-      let copyFd: number | undefined;
       try {
-        const xattrs = portableXattrs(dataFd);
-        copyFd = layer?.createFile(rel);
-        tar.add({ ...common, path: rel, type: "file", size: st[ST_SIZE], xattrs }, dataFd, copyFd);
-        if (copyFd !== undefined) layer?.finishFile(copyFd, st, xattrs);
+        tar.add({ ...common, path: rel, type: "file", size: st[ST_SIZE], xattrs: portableXattrs(dataFd, rel, opts.hostSide ?? false) }, dataFd);
       } finally {
         closeSync(dataFd);
-        if (copyFd !== undefined) closeSync(copyFd);
       }
       return true;
     }
@@ -811,7 +675,7 @@ class ParentDirs {
  * Writes the scanned upper dir as an OCI layer (whiteouts in OCI form). Returns warnings.
  * clampMtime: no time in the layer is later (SOURCE_DATE_EPOCH, for reproducible builds).
  */
-function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer: LayerDirWriter | undefined, clampMtime?: number, hostOwner?: HostOwner): string[] {
+function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, clampMtime?: number, hostOwner?: HostOwner): string[] {
   const addon = native();
   const warnings: string[] = [];
   const links = new HardlinkTracker();
@@ -846,11 +710,10 @@ function packUpper(spec: UpperScanSpec, items: ScanItem[], tar: TarWriter, layer
         const name = `${WHITEOUT_PREFIX}${parent.name}`;
         // As Docker and containers/storage write them: an empty regular file, mode 0600.
         tar.add({ path: dir === "." ? name : `${dir}/${name}`, type: "file", mode: 0o600, uid: st[ST_UID], gid: st[ST_GID], size: 0, mtime: st[ST_MTIME] });
-        layer?.whiteout(item.path, st);
         continue;
       }
       const opaque = item.opaque && fileType(st) === S_IFDIR;
-      if (!writeEntry(tar, parent.fd, parent.name, st, item.path, links, { layer, opaque })) {
+      if (!writeEntry(tar, parent.fd, parent.name, st, item.path, links, { hostSide: hostOwner !== undefined })) {
         warnings.push(`/${item.path}: sockets and device nodes cannot be stored in a layer; left out`);
         continue;
       }
@@ -918,9 +781,18 @@ export interface PackJob extends UpperScanSpec {
   /**
    * A fresh layer dir (with an empty diff/) that receives the same layer in overlay form. Absent
    * when the worker reads in another mapping than the store's (a keep-id container): then the
-   * tar is unpacked into the store afterwards.
+   * caller unpacks the tar into the store.
    */
   layerDir?: string;
+  /**
+   * With layerDir: the chain the new layer goes on top of (null for a first layer). When the
+   * store has the packed layer's chain already (the same container committed again, a rebuild
+   * that made the same files), layerDir is left empty and the stored layer is reused, as Podman
+   * reuses a layer with the same DiffID.
+   */
+  parentChainId?: string | null;
+  /** With layerDir, set by Store.pack: the store's layers dir and the highest ids that exist. */
+  store?: { layersDir: string; maxUid: number; maxGid: number };
   /** SOURCE_DATE_EPOCH of a build: later file times are clamped to it. */
   clampMtime?: number;
 }
@@ -931,6 +803,8 @@ export interface PackResult {
   size: number;
   /** Tar entries written; 0 means the container changed nothing. */
   entries: number;
+  /** The layer dir was filled; false: no change, or the store has this layer (PackJob.stored). */
+  layerWritten: boolean;
   warnings: string[];
 }
 
@@ -945,19 +819,21 @@ interface JobEnvelope<T> {
 }
 
 
-/** `pack JOBFILE`: the commit's layer, as a tar file and, from the same reads, as a layer dir. */
-export function runPackJob(jobFile: string): void {
+/** `pack JOBFILE`: the commit's layer, as a tar file and, unless stored already, as a layer dir. */
+export async function runPackJob(jobFile: string): Promise<void> {
   const { job, resultFile } = JSON.parse(readFileSync(jobFile, "utf8")) as JobEnvelope<PackJob>;
-  writeFileSync(resultFile, JSON.stringify(packLayer(job)));
+  writeFileSync(resultFile, JSON.stringify(await packLayer(job)));
 }
 
 /**
- * Writes the layer of a pack job. With hostOwner, in the calling process outside the user
+ * Writes the layer of a pack job: the tar first, then, when the store does not have that layer
+ * yet, the layer dir unpacked from the tar (so it is exactly what the digest names, whatever a
+ * running container does meanwhile). With hostOwner, in the calling process outside the user
  * namespace: a change it cannot pack there (another owner, a file its owner may not read, an
  * xattr only root may set) throws NeedsUserNamespace, leaving the tar file and whatever it wrote
  * to the layer dir for the caller to remove.
  */
-export function packLayer(job: PackJob, hostOwner?: HostOwner): PackResult {
+export async function packLayer(job: PackJob, hostOwner?: HostOwner): Promise<PackResult> {
   try {
     const { items, warnings: scanWarnings } = scanUpper(job, hostOwner);
     const out = openSync(job.tarFile, "wx", 0o644);
@@ -966,23 +842,56 @@ export function packLayer(job: PackJob, hostOwner?: HostOwner): PackResult {
       hash.update(chunk);
       writeAll(out, chunk);
     });
-    const layer = job.layerDir === undefined ? undefined : new LayerDirWriter(path.join(job.layerDir, "diff"), hostOwner === undefined);
     let warnings: string[];
     try {
-      warnings = [...scanWarnings, ...packUpper(job, items, tar, layer, job.clampMtime, hostOwner)];
-      layer?.finish();
+      warnings = [...scanWarnings, ...packUpper(job, items, tar, job.clampMtime, hostOwner)];
     } finally {
       closeSync(out);
     }
     const digest = hash.digest();
+    const result = { digest, size: tar.bytes, entries: tar.entries, layerWritten: false, warnings };
     // An empty change needs no layer at all.
-    const entries = tar.entries;
-    if (entries === 0) rmSync(job.tarFile, { force: true });
-    return { digest, size: tar.bytes, entries, warnings };
+    if (result.entries === 0) {
+      rmSync(job.tarFile, { force: true });
+      return result;
+    }
+    if (job.layerDir !== undefined) {
+      if (!job.store) throw new Error("a pack job with a layer dir needs the store's details");
+      const reuse = job.parentChainId !== undefined && layerStored(job.store.layersDir, nextChainId(job.parentChainId, digest));
+      if (!reuse) {
+        await unpackPacked(job.tarFile, job.layerDir, job.store, digest, warnings, hostOwner);
+        result.layerWritten = true;
+      }
+    }
+    return result;
   } catch (err) {
     const code = errorCode(err);
     if (hostOwner && (code === "EACCES" || code === "EPERM")) throw new NeedsUserNamespace((err as Error).message);
     throw err;
+  }
+}
+
+/**
+ * The layer dir of a pack job, from the tar it just wrote: the unpacker's work, which the same
+ * bytes would get from a pull. Its sequential reads of one file cost no more than writing the
+ * dir during the walk did (measured on a 1,000-file commit), and it runs only for a new layer.
+ */
+async function unpackPacked(tarFile: string, layerDir: string, ids: { maxUid: number; maxGid: number }, digest: string, warnings: string[], hostOwner: HostOwner | undefined): Promise<void> {
+  const { readReused, unpackLayer } = await import("./unpack.js");
+  const fd = openSync(tarFile, "r");
+  try {
+    await unpackLayer(readReused(fd), path.join(layerDir, "diff"), {
+      reusedChunks: true,
+      // Hashed as it was written.
+      inputDigest: digest,
+      maxUid: ids.maxUid,
+      maxGid: ids.maxGid,
+      // Outside the user namespace every entry is the container's root, which is the host user.
+      ...(hostOwner ? { forceOwner: { uid: hostOwner.uid, gid: hostOwner.gid }, hostUser: true } : {}),
+      onWarning: (m) => warnings.push(m),
+    });
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -273,17 +273,22 @@ export class Store {
 
   /**
    * Turns a container's upper dir into a layer (commit): an uncompressed tar at job.tarFile and
-   * the same content as a layer dir in job.layerDir/diff. Inside the user namespace, unless every
-   * changed file belongs to the container's root (the host user; the usual commit): then this
-   * process packs it, without the start of a helper process (about half a small commit's time).
+   * the same content as a layer dir in job.layerDir/diff (unless this store has that layer
+   * already: PackJob.parentChainId). Inside the user namespace, unless every changed file belongs
+   * to the container's root (the host user; the usual commit): then this process packs it,
+   * without the start of a helper process (about half a small commit's time).
    */
   async pack(job: PackJob, userns?: UsernsMode): Promise<PackResult> {
+    if (job.layerDir !== undefined) {
+      const mapping = currentMapping();
+      job = { ...job, store: { layersDir: this.layers.dir, maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") } };
+    }
     const owner = userns === undefined ? hostOwner() : undefined;
     if (owner) {
       // Loaded here: `run`'s start-up does not need the packer.
       const { NeedsUserNamespace, packLayer } = await import("./pack.js");
       try {
-        return packLayer(job, owner);
+        return await packLayer(job, owner);
       } catch (err) {
         if (!(err instanceof NeedsUserNamespace)) throw err;
         // What this process wrote goes; the helper starts again from nothing.

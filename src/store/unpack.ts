@@ -36,6 +36,12 @@ export interface UnpackOptions {
   /** Every entry gets this owner, whatever the header says (`cp` without -a: the container's root). */
   forceOwner?: { uid: number; gid: number };
   /**
+   * The unpacker runs as an ordinary user outside any user namespace (with forceOwner: the
+   * user's own ids), who cannot create anything in a directory once it is read-only: every
+   * directory stays writable for its owner until the end, then gets its own mode.
+   */
+  hostUser?: boolean;
+  /**
    * OCI whiteouts (".wh.NAME", ".wh..wh..opq") become overlay whiteouts (default true). False:
    * they are plain names, as docker cp and Docker's plain untar treat them; only layers have them.
    */
@@ -422,8 +428,11 @@ class LayerExtractor implements TarSink, TarEntryHandler {
    * targets (a hardlinked symlink is one more name for the link, as Docker and Podman extract it).
    */
   private readonly extractedFiles = new Set<number>();
-  /** Directory times, applied at the end because creating children changes them. */
-  private readonly directoryTimes = new Map<string, EntryTimes & { ino: number }>();
+  /**
+   * Directory times, applied at the end because creating children changes them; with hostUser,
+   * also the mode (see UnpackOptions.hostUser).
+   */
+  private readonly directoryTimes = new Map<string, EntryTimes & { ino: number; mode?: number }>();
   private readonly opaque = Buffer.from("y");
   private readonly whiteouts: boolean;
 
@@ -547,8 +556,9 @@ class LayerExtractor implements TarSink, TarEntryHandler {
       // "." or "/": only a directory may describe the layer root (CVE-2021-29136: a symlink
       // named "." would replace the root with a link to anywhere).
       if (entry.type !== "directory") throw new Error("a non-directory entry cannot replace the layer root");
-      const st = this.applyAttributes(this.rootFd, entry, false);
-      this.directoryTimes.set("", { ...entryTimes(entry), ino: st[ST_INO] });
+      const hostUser = this.options.hostUser === true;
+      const st = this.applyAttributes(this.rootFd, hostUser ? { ...entry, mode: entry.mode | 0o700 } : entry, false);
+      this.directoryTimes.set("", { ...entryTimes(entry), ino: st[ST_INO], ...(hostUser ? { mode: entry.mode & 0o7777 } : {}) });
       return;
     }
     if (this.whiteouts && name.startsWith(WHITEOUT_PREFIX)) {
@@ -620,8 +630,10 @@ class LayerExtractor implements TarSink, TarEntryHandler {
   private extractDirectory(parent: DirHandle, name: string, relPath: string, entry: TarEntry): void {
     let replacesWhiteout = false;
     // Created with the entry's permission bits: root in the user namespace can write into a
-    // read-only directory, so there is no need to open it up and fix it afterwards.
-    const mode = entry.mode & 0o777;
+    // read-only directory, so there is no need to open it up and fix it afterwards. The host
+    // user cannot: it keeps write and search access until fixDirectoryTimes.
+    const hostUser = this.options.hostUser === true;
+    const mode = hostUser ? (entry.mode & 0o777) | 0o700 : entry.mode & 0o777;
     try {
       this.addon.mkdirAt(parent.fd, name, mode);
     } catch (err) {
@@ -637,8 +649,8 @@ class LayerExtractor implements TarSink, TarEntryHandler {
     const fd = this.addon.openAt(parent.fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
     try {
       if (replacesWhiteout) this.addon.setXattrFd(fd, OPAQUE_XATTR, this.opaque);
-      const st = this.applyAttributes(fd, entry, false);
-      this.directoryTimes.set(relPath, { ...entryTimes(entry), ino: st[ST_INO] });
+      const st = this.applyAttributes(fd, hostUser ? { ...entry, mode: entry.mode | 0o700 } : entry, false);
+      this.directoryTimes.set(relPath, { ...entryTimes(entry), ino: st[ST_INO], ...(hostUser ? { mode: entry.mode & 0o7777 } : {}) });
     } catch (err) {
       closeSync(fd);
       throw err;
@@ -846,10 +858,14 @@ class LayerExtractor implements TarSink, TarEntryHandler {
     return { uid: check(entry.uid, this.options.maxUid, "uid"), gid: check(entry.gid, this.options.maxGid, "gid") };
   }
 
-  /** Sets directory times last: every child created or removed above changed them. */
+  /**
+   * Sets directory times last: every child created or removed above changed them. Deepest first
+   * (a tar lists a directory before its contents), so that a parent's final mode cannot stop
+   * the way down to its children.
+   */
   fixDirectoryTimes(): void {
     this.dirs.closeAll();
-    for (const [relPath, times] of this.directoryTimes) {
+    for (const [relPath, times] of [...this.directoryTimes].reverse()) {
       let fd = this.rootFd;
       if (relPath !== "") {
         try {
@@ -860,7 +876,10 @@ class LayerExtractor implements TarSink, TarEntryHandler {
       }
       try {
         // Same inode check: a later entry may have replaced the directory.
-        if (this.addon.lstatAt(fd, "")[ST_INO] === times.ino) this.addon.utimesAt(fd, "", ...times.atime, ...times.mtime);
+        if (this.addon.lstatAt(fd, "")[ST_INO] === times.ino) {
+          if (times.mode !== undefined) this.addon.chmodFd(fd, times.mode);
+          this.addon.utimesAt(fd, "", ...times.atime, ...times.mtime);
+        }
       } finally {
         if (fd !== this.rootFd) closeSync(fd);
       }

@@ -78,7 +78,7 @@ async function main(): Promise<void> {
     // Without -a, what is copied in belongs to the container's root, as with docker cp.
     await copyIn(openRoot(arg), rest[0] as string, rest[1] as string, kind, process.stdin, { maxUid, maxGid, ...(keep === 1 ? {} : { owner: { uid: 0, gid: 0 } }) });
   } else if (command === "pack" && arg) {
-    runPackJob(arg);
+    await runPackJob(arg);
   } else if (command === "changes" && arg) {
     runChangesJob(arg);
   } else if (command === "tree-size" && arg) {

@@ -3,7 +3,7 @@
 // across two builds, reproducible IDs with SOURCE_DATE_EPOCH, contexts and Dockerfiles on
 // standard input, errors, rmi/prune with the build cache, and an image built here run by Podman.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chownSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -383,6 +383,21 @@ describe("standard input", () => {
     expect(noCopy.stderr).toMatch(/COPY x: file not found/);
     const dashF = await built(["-f", "-", dir], { input: "FROM busybox\nCOPY x /y\n" });
     expect((await tsrun(["run", "--rm", dashF.id, "cat", "/y"])).stdout).toBe("from tar\n");
+  });
+
+  it("a tarball context with read-only directories: unpacked, copied, and its temporary copy removed", async () => {
+    const dir = context({ Dockerfile: "FROM busybox\nCOPY ro /ro\nCOPY . /ctx\n", "ro/deep/file": "read-only\n" });
+    chmodSync(path.join(dir, "ro", "deep"), 0o555);
+    chmodSync(path.join(dir, "ro"), 0o500);
+    const tar = execFileSync("tar", ["-c", "-C", dir, "."]);
+    chmodSync(path.join(dir, "ro"), 0o755);
+    chmodSync(path.join(dir, "ro", "deep"), 0o755);
+    const tmp = path.join(env.storeRoot, "tmp");
+    const before = existsSync(tmp) ? readdirSync(tmp).filter((n) => n.includes("context")) : [];
+    const r = await built(["-"], { input: tar });
+    const check = await tsrun(["run", "--rm", r.id, "sh", "-c", "cat /ro/deep/file; stat -c %a /ctx/ro /ctx/ro/deep"]);
+    expect(check.stdout).toBe("read-only\n500\n555\n");
+    expect(existsSync(tmp) ? readdirSync(tmp).filter((n) => n.includes("context")) : []).toEqual(before);
   });
 });
 

@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync, chownSync, writeFileSync } from 
 import path from "node:path";
 import { env, importBusybox, scratchDir, shAsUser, tsrun, unique, tsrunOk } from "./helpers.js";
 import { rawTar } from "../unit/tar-builder.js";
+import { startPausedAt } from "./faults.js";
 
 const ok = (args: string[]): Promise<string> => tsrunOk(args);
 
@@ -186,6 +187,39 @@ describe("commit", () => {
     const sizes = await ok(["history", "--format", "{{.Size}}", `${idle}:img`]);
     expect(sizes.split("\n")[0]).toBe("0B");
     await tsrun(["rm", idle]);
+  });
+
+  it("commits the same changes again on the stored layer, as Podman does, and makes it again when an rmi took it meanwhile", async () => {
+    const name = unique("again");
+    // A read-only directory: the layer dir is made by the host user, who must open it up meanwhile.
+    await ok(["run", "--name", name, "busybox", "sh", "-c", "mkdir -p /many/sub && for i in 1 2 3; do echo $i > /many/sub/f$i; done && chmod 500 /many/sub && chmod 555 /many"]);
+    const layersDir = path.join(env.storeRoot, "layers");
+    const layerDirs = (): string[] => readdirSync(layersDir).filter((n) => !n.startsWith(".")).sort();
+    const leftovers = (): string[] => readdirSync(layersDir).filter((n) => n.startsWith(".tmp"));
+    const top = async (image: string): Promise<string> => (await ok(["inspect", "-f", "{{index .RootFS.Layers 1}}", image])).trim();
+    const check = "cat /many/sub/f1 /many/sub/f2 /many/sub/f3; stat -c %a /many /many/sub";
+
+    await ok(["commit", name, `${name}:one`]);
+    const withLayer = layerDirs();
+    const again = (await ok(["commit", "-m", "again", name, `${name}:two`])).trim();
+    expect(again).toMatch(/^sha256:/);
+    expect(layerDirs()).toEqual(withLayer);
+    expect(await top(`${name}:two`)).toBe(await top(`${name}:one`));
+    expect(leftovers()).toEqual([]);
+    expect((await ok(["run", "--rm", `${name}:two`, "sh", "-c", check]))).toBe("1\n2\n3\n555\n500\n");
+
+    // Stopped after packing, when it has found the layer stored; both images go meanwhile, and
+    // their layer with them: the commit makes it again from its tar.
+    const paused = await startPausedAt(["commit", name, `${name}:three`], {}, "commit:packed");
+    await ok(["rmi", `${name}:one`, `${name}:two`]);
+    expect(layerDirs().length).toBe(withLayer.length - 1);
+    const r = await paused.resume();
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(layerDirs()).toEqual(withLayer);
+    expect(leftovers()).toEqual([]);
+    expect((await ok(["run", "--rm", `${name}:three`, "sh", "-c", check]))).toBe("1\n2\n3\n555\n500\n");
+    await tsrun(["rm", name]);
   });
 
   it("keeps xattrs, file capabilities included, in the layer and the layer dir", async () => {
