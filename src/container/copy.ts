@@ -9,12 +9,12 @@ import { randomBytes } from "../random.js";
 import { copyIn, copyOut } from "./copy-worker.js";
 import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
-import { native, packageRoot } from "../native.js";
+import { native } from "../native.js";
+import { workerCommand } from "../store/worker-command.js";
 import { currentMapping, maxContainerId } from "../userns.js";
 import { runInUserNamespace } from "../userns-run.js";
 import { TsrunError } from "../errors.js";
 
-const worker = (): string => path.join(packageRoot(), "dist", "worker.cjs");
 // O_PATH is not in fs.constants; this is its value on Linux x86_64 and arm64.
 const O_PATH = 0o10000000;
 /** Owners are forced to the user's own on the host side: no id limit applies there. */
@@ -24,7 +24,7 @@ const MAX_ID = 0xffffffff;
 async function runCopyWorker(containers: Containers, record: ContainerRecord, args: string[], stdio: { stdin?: number; stdout?: number }): Promise<void> {
   let result;
   if (record.state.status === "running") {
-    result = await runInUserNamespace([process.execPath, worker(), args[0] as string, `/proc/${record.state.pid}/root`, ...args.slice(1)], process.env, {
+    result = await runInUserNamespace(workerCommand(args[0] as string, `/proc/${record.state.pid}/root`, ...args.slice(1)), process.env, {
       joinUserNamespace: `/proc/${record.state.pid}/ns/user`,
       ...stdio,
     });
@@ -37,7 +37,7 @@ async function runCopyWorker(containers: Containers, record: ContainerRecord, ar
     const options = `lowerdir=${lowers.join(":")},upperdir=${esc(path.join(dir, "upper"))},workdir=${esc(path.join(dir, "work"))},userxattr`;
     try {
       result = await runInUserNamespace(
-        ["sh", "-c", 'mount -n -t overlay overlay -o "$1" "$2" || exit 125; shift 2; exec "$@"', "cp", options, mnt, process.execPath, worker(), args[0] as string, mnt, ...args.slice(1)],
+        ["sh", "-c", 'mount -n -t overlay overlay -o "$1" "$2" || exit 125; shift 2; exec "$@"', "cp", options, mnt, ...workerCommand(args[0] as string, mnt, ...args.slice(1))],
         process.env,
         // A container with its own id mapping (keep-id) is read and written in that mapping.
         { ...stdio, userns: containers.usernsOf(record) },

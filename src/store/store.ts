@@ -15,10 +15,11 @@ import { LeaseStore, type Lease, type LeaseRefs, type LeaseScope } from "./lease
 import { layerLeftovers, staleTemps, TEMP_DIRS, type Leftover } from "./recovery.js";
 import { StoreTransaction } from "./transaction.js";
 import { faultPoint } from "./fault.js";
-import { native, packageRoot } from "../native.js";
+import { native } from "../native.js";
 import { currentMapping, maxMappedId, type UsernsMode } from "../userns.js";
 import { runInUserNamespace } from "../userns-run.js";
 import { withHugePages } from "../huge-pages.js";
+import { workerCommand } from "./worker-command.js";
 import type { Change, ExportJob, HostOwner, PackJob, PackResult, UpperScanSpec } from "./pack.js";
 
 export interface UnpackJob {
@@ -43,8 +44,6 @@ export interface UnpackJobResult {
 
 /** The pipe a streamed layer reaches its unpacker through: 1 MiB (the unprivileged maximum) rather than 64 KiB. */
 const UNPACK_PIPE_BYTES = 1 << 20;
-// Bundled (dist/worker.cjs) so that it starts fast and needs no node_modules at run time.
-const workerScript = (): string => path.join(packageRoot(), "dist", "worker.cjs");
 
 /**
  * Finds and removes what killed operations of one scope left (beside the store's own
@@ -231,7 +230,7 @@ export class Store {
     try {
       // Inside the try: a full disk can fail this write half-way, and the file must go too.
       writeFileSync(jobFile, JSON.stringify({ jobs, resultFile, maxUid: maxMappedId(mapping, "uid"), maxGid: maxMappedId(mapping, "gid") }));
-      const run = await runInUserNamespace([process.execPath, workerScript(), "unpack", jobFile], withHugePages(process.env), opts.stdin === undefined ? {} : { stdin: opts.stdin });
+      const run = await runInUserNamespace(workerCommand("unpack", jobFile), withHugePages(process.env), opts.stdin === undefined ? {} : { stdin: opts.stdin });
       if (run.code !== 0) {
         const lines = run.stderr.trim().split("\n");
         throw new Error(lines[lines.length - 1] || `layer unpacking failed (exit ${run.code})`);
@@ -254,7 +253,7 @@ export class Store {
     const resultFile = path.join(this.paths.tmp, `${command}-${id}.result.json`);
     try {
       writeFileSync(jobFile, JSON.stringify({ job, resultFile }));
-      const run = await runInUserNamespace([process.execPath, workerScript(), command, jobFile], withHugePages(process.env), {
+      const run = await runInUserNamespace(workerCommand(command, jobFile), withHugePages(process.env), {
         ...(opts.stdout === undefined ? {} : { stdout: opts.stdout }),
         ...(opts.userns ? { userns: opts.userns } : {}),
       });
