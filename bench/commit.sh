@@ -55,9 +55,13 @@ as_user "$STORE_ENV; hyperfine -N --warmup 2 --runs $RUNS --prepare sync --expor
 NEW_RT=("$REPO/bin/tsrun" "$PODMAN_OVERLAY" "$PODMAN_VFS")
 new_cmds=()
 new_prepares=()
-for i in "${!NEW_RT[@]}"; do
-  new_cmds+=("${NEW_RT[$i]} commit c-small-1")
-  new_prepares+=("sh -c 'date +%s%N > $WORK/motd-$i && ${NEW_RT[$i]} cp $WORK/motd-$i c-small-1:/etc/motd && sync'")
+for c in 1 1000; do
+  for i in "${!NEW_RT[@]}"; do
+    new_cmds+=("${NEW_RT[$i]} commit c-small-$c")
+    # One file of the change gets new content: the whole change is a new layer.
+    target=$([ $c = 1 ] && echo /etc/motd || echo /many/f0)
+    new_prepares+=("sh -c 'date +%s%N > $WORK/new-$i && ${NEW_RT[$i]} cp $WORK/new-$i c-small-$c:$target && sync'")
+  done
 done
 new_json="$WORK/commit-new.json"
 as_user "$STORE_ENV; hyperfine -N --warmup 2 --runs $RUNS $(printf -- "--prepare \"%s\" " "${new_prepares[@]}") --export-json $new_json $(printf "'%s' " "${new_cmds[@]}")" >&2
@@ -73,11 +77,14 @@ for c in "${cases[@]}"; do
   table="$table
 | $change | $base | $t | $po | $(node -e "console.log(($t/$po).toFixed(2))") | $pv | $(node -e "console.log(($t/$pv).toFixed(2))") |"
 done
-t=$(median_ms "$new_json" "${new_cmds[0]}")
-po=$(median_ms "$new_json" "${new_cmds[1]}")
-pv=$(median_ms "$new_json" "${new_cmds[2]}")
-table="$table
-| 1 file changed, new content before each run (a new layer each time) | busybox, $(megabytes "$WORK/small.tar") MB | $t | $po | $(node -e "console.log(($t/$po).toFixed(2))") | $pv | $(node -e "console.log(($t/$pv).toFixed(2))") |"
+for k in 0 3; do
+  t=$(median_ms "$new_json" "${new_cmds[$k]}")
+  po=$(median_ms "$new_json" "${new_cmds[$((k + 1))]}")
+  pv=$(median_ms "$new_json" "${new_cmds[$((k + 2))]}")
+  change=$([ $k = 0 ] && echo "1 file changed" || echo "1,000 files of 4 KiB added")
+  table="$table
+| $change, one file's content new before each run (a new layer each time) | busybox, $(megabytes "$WORK/small.tar") MB | $t | $po | $(node -e "console.log(($t/$po).toFixed(2))") | $pv | $(node -e "console.log(($t/$pv).toFixed(2))") |"
+done
 
 # Leave no images behind: every hyperfine run made one.
 as_user "$STORE_ENV; \$TSRUN rm -f c-small-1 c-small-1000 c-large-1 c-large-1000 >/dev/null; \$TSRUN image prune -a -f >/dev/null"
@@ -85,7 +92,7 @@ for p in "$PODMAN_OVERLAY" "$PODMAN_VFS"; do
   as_user "$p rm -f c-small-1 c-small-1000 c-large-1 c-large-1000 >/dev/null; $p image prune -a -f >/dev/null"
 done
 
-body="Measured $(date -u +%Y-%m-%d) with \`bench/commit.sh $RUNS\` (hyperfine, $RUNS runs after 2 warm-up, \`sync\` before each run so no run pays for the previous one's writeback, medians; $(nproc) cores, $(uname -r)); Podman $(podman --version | awk '{print $3}') with \`--runtime runc\`, rootless, as the same user, once with native overlay and once with vfs (the driver this machine's Podman uses by default for the test user). Each run commits the same stopped container again (a new image each time): after the first run, tsrun and Podman both find the change's layer stored (same DiffID) and reuse it, so these rows measure reading the change, writing and hashing its tar, and recording the image. The last row makes a new layer every run (the file gets new content before each run, outside the time measured). The large base image shows that a commit costs what the change costs: only the container's upper dir is read.
+body="Measured $(date -u +%Y-%m-%d) with \`bench/commit.sh $RUNS\` (hyperfine, $RUNS runs after 2 warm-up, \`sync\` before each run so no run pays for the previous one's writeback, medians; $(nproc) cores, $(uname -r)); Podman $(podman --version | awk '{print $3}') with \`--runtime runc\`, rootless, as the same user, once with native overlay and once with vfs (the driver this machine's Podman uses by default for the test user). Each run commits the same stopped container again (a new image each time): after the first run, tsrun and Podman both find the change's layer stored (same DiffID) and reuse it, so these rows measure reading the change, writing and hashing its tar, and recording the image. The last two rows make a new layer every run (one file of the change gets new content before each run, outside the time measured). The large base image shows that a commit costs what the change costs: only the container's upper dir is read.
 
 $table"
 append_results "commit" "$body"
