@@ -8,7 +8,7 @@ import { login, logout } from "../image/registry/login.js";
 import type { BlobOutcome, TransferListener } from "../image/registry/progress.js";
 import { TsrunError } from "../errors.js";
 import { humanSize } from "./output.js";
-import { subcommand } from "./util.js";
+import { subcommand, terminalSelect } from "./util.js";
 
 /** --tls-verify, --tls-verify=true, --tls-verify=false (Podman's spelling). */
 function parseBool(value: string): boolean {
@@ -173,7 +173,7 @@ export function registerRegistry(program: Command): void {
     .action(async (name: string, o: TransferFlags & { platform?: string }) => {
       const progress = printer(o.quiet);
       try {
-        const result = await new Tsrun().pull({ reference: name, platform: o.platform, tlsVerify: o.tlsVerify, authFile: o.authfile, listener: progress });
+        const result = await new Tsrun().pull({ reference: name, platform: o.platform, tlsVerify: o.tlsVerify, authFile: o.authfile, listener: progress, selectCandidate: terminalSelect() });
         process.stdout.write(`${result.image.id.replace(/^sha256:/, "")}\n`);
       } finally {
         progress.finish();

@@ -13,11 +13,12 @@ import { assignNames, type ImageRecord, type LayerRecord } from "../../store/ima
 import { DigestMismatchError } from "../../store/blobs.js";
 import { chainIds, sha256 } from "../../store/digest.js";
 import { hostPlatform, type ImageConfig, type Manifest, type Platform, type Descriptor } from "../types.js";
-import { formatReference, parseReference, ReferenceError, repositoryName, type Reference } from "../reference.js";
+import { formatReference, hasRegistry, parseReference, ReferenceError, repositoryName, type Reference } from "../reference.js";
 import { TsrunError } from "../../errors.js";
 import { lookupCredentials } from "./auth.js";
 import { readBody, RegistryClient, RegistryError } from "./client.js";
-import { loadRegistriesConf, pullSources, type PullSource } from "./registries-conf.js";
+import { loadRegistriesConfig, pullSources, type PullSource, type RegistryEntry } from "./registries-conf.js";
+import { recordAlias, resolveShortName, type SelectCandidate } from "./short-names.js";
 import { checkImageManifest, fetchManifest, formatPlatform, MAX_CONFIG_BYTES, parsePlatform, resolvePlatform, type FetchedManifest, type ImageIndexDoc } from "./manifest.js";
 import { silentListener, type TransferListener } from "./progress.js";
 import { uncompressedDigest } from "../archive/compression.js";
@@ -31,6 +32,11 @@ export interface PullOptions {
   /** An auth file to use instead of the default ones. */
   authFile?: string | undefined;
   listener?: TransferListener | undefined;
+  /**
+   * Asks the user which registry a short name means, when several unqualified-search
+   * registries could serve it (Podman's prompt); give it only when a user can answer.
+   */
+  selectCandidate?: SelectCandidate | undefined;
 }
 
 export interface PullResult {
@@ -242,13 +248,45 @@ async function openSource(sources: PullSource[], ref: Reference, opts: PullOptio
   throw new RegistryError(`${context}: no source to pull from`);
 }
 
+/**
+ * Pulls a name: a short name goes through registries.conf's aliases and search registries
+ * (short-names.ts), each candidate tried in order until one can be pulled, as Podman does.
+ */
 export async function pullImage(store: Store, opts: PullOptions): Promise<PullResult> {
-  const ref = parseUserReference(opts.reference);
+  const input = opts.reference.replace(/^docker:\/\//, "");
+  const ref = parseUserReference(input);
   const want: Platform = opts.platform ? parsePlatform(opts.platform) : hostPlatform();
   const listener = opts.listener ?? silentListener;
+  const short = !hasRegistry(input);
+  const conf = loadRegistriesConfig(process.env, short);
+  let resolution;
+  try {
+    resolution = short ? await resolveShortName(input, conf.shortNames, opts.selectCandidate) : { candidates: [ref] };
+  } catch (err) {
+    if (err instanceof ReferenceError) throw new TsrunError(`pull ${input}: ${err.message}`);
+    throw err;
+  }
+  if (resolution.description) listener.message(resolution.description);
+  const failures: string[] = [];
+  for (const candidate of resolution.candidates) {
+    try {
+      const result = await pullReference(store, candidate, conf.entries, want, opts, listener);
+      if (resolution.record) recordAlias(resolution.record, repositoryName(candidate));
+      return result;
+    } catch (err) {
+      // Only what the registry said moves on to the next candidate; a local problem (the
+      // store, the disk, a bad auth file) would be the same for every one.
+      if (resolution.candidates.length === 1 || !(err instanceof RegistryError)) throw err;
+      failures.push(err.message);
+    }
+  }
+  throw new RegistryError(`pull ${input}: no candidate could be pulled: ${failures.join("; ")}`);
+}
+
+async function pullReference(store: Store, ref: Reference, entries: RegistryEntry[], want: Platform, opts: PullOptions, listener: TransferListener): Promise<PullResult> {
   const name = formatReference(ref);
   const context = `pull ${name}`;
-  const sources = pullSources(loadRegistriesConf(), ref);
+  const sources = pullSources(entries, ref);
   listener.message(`Trying to pull ${name}...`);
   const opened = await openSource(sources, ref, opts, context);
   const { client, path: repoPath } = opened;
