@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, onPty, scratchDir, tsrun } from "./helpers.js";
+import { env, filesDir, importBusybox, onPty, scratchDir, tsrun } from "./helpers.js";
 import { freePort, startRegistry, stopRegistry, type Registry } from "./registry-server.js";
 
 let work: string;
@@ -88,6 +88,43 @@ describe("registries.conf", () => {
     const missing = await tsrun(["pull", "-q", `${upstream.host}/tsrun/nowhere:1`], { env: { XDG_CONFIG_HOME: config, TSRUN_ROOT: empty } });
     expectOneLineError(missing, new RegExp(`^Error: pull .*nowhere:1: .*manifest unknown.* \\(mirrors also failed: ${mirror.host}: .*manifest unknown.*\\)$`));
     expect(storeIsEmpty(empty)).toBe(true);
+  });
+
+  it("falls back per blob: what the mirror that served the manifest lacks comes from the next source", async () => {
+    // A two-layer image on both registries; the mirror then loses the config and the top layer,
+    // the registry the bottom layer: only a pull that asks for each blob where it is succeeds.
+    const built = await tsrun(["build", "-q", "-t", "two-layers", filesDir({ Dockerfile: "FROM busybox\nCOPY f /f\n", f: "partial mirror\n" }, "two-layers")]);
+    expect(built.code, built.stderr).toBe(0);
+    const id = built.stdout.trim();
+    await pushTo("two-layers", `${mirror.host}/tsrun/partial:1`);
+    await pushTo("two-layers", `${upstream.host}/tsrun/partial:1`);
+    const manifest = (await (
+      await fetch(`http://${mirror.host}/v2/tsrun/partial/manifests/1`, { headers: { Accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" } })
+    ).json()) as { config: { digest: string }; layers: { digest: string }[] };
+    expect(manifest.layers).toHaveLength(2);
+    const forget = async (host: string, digest: string): Promise<void> => {
+      const res = await fetch(`http://${host}/v2/tsrun/partial/blobs/${digest}`, { method: "DELETE" });
+      expect(res.status).toBe(202);
+      expect((await fetch(`http://${host}/v2/tsrun/partial/blobs/${digest}`, { method: "HEAD" })).status).toBe(404);
+    };
+    await forget(mirror.host, manifest.config.digest);
+    await forget(mirror.host, manifest.layers[1]?.digest as string);
+    await forget(upstream.host, manifest.layers[0]?.digest as string);
+
+    const config = withConf(`[[registry]]\nlocation = "${upstream.host}"\n\n[[registry.mirror]]\nlocation = "${mirror.host}"\n`);
+    const store = scratchDir("store-partial");
+    const pull = await tsrun(["pull", "-q", `${upstream.host}/tsrun/partial:1`], { env: { XDG_CONFIG_HOME: config, TSRUN_ROOT: store } });
+    expect(pull.code, pull.stderr).toBe(0);
+    expect(`sha256:${pull.stdout.trim()}`).toBe(id);
+    const run = await tsrun(["run", "--rm", `${upstream.host}/tsrun/partial:1`, "cat", "/f"], { env: { XDG_CONFIG_HOME: config, TSRUN_ROOT: store } });
+    expect(run.stdout, run.stderr).toBe("partial mirror\n");
+
+    // A blob no source has: one line with what each said, and nothing stored.
+    await forget(upstream.host, manifest.layers[1]?.digest as string);
+    const empty = scratchDir("store-partial-missing");
+    const missing = await tsrun(["pull", "-q", `${upstream.host}/tsrun/partial:1`], { env: { XDG_CONFIG_HOME: config, TSRUN_ROOT: empty } });
+    expectOneLineError(missing, new RegExp(`^Error: pull .*partial:1: blob ${manifest.layers[1]?.digest}: .*blob unknown.* \\(also tried: ${upstream.host}: .*blob unknown`));
+    expect(storedImages(empty)).toEqual([]);
   });
 
   it("rewrites a prefix to its location; an insecure registry is used without verification unless --tls-verify says otherwise", async () => {

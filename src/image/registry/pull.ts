@@ -15,11 +15,11 @@ import { chainIds, sha256 } from "../../store/digest.js";
 import { hostPlatform, type ImageConfig, type Manifest, type Platform, type Descriptor } from "../types.js";
 import { formatReference, hasRegistry, parseReference, ReferenceError, repositoryName, type Reference } from "../reference.js";
 import { TsrunError } from "../../errors.js";
-import { lookupCredentials } from "./auth.js";
-import { readBody, RegistryClient, RegistryError } from "./client.js";
-import { loadRegistriesConfig, pullSources, type PullSource, type RegistryEntry } from "./registries-conf.js";
+import { readBody, RegistryError, type RegistryClient } from "./client.js";
+import { isTransient, mayFallBack, SourceChain, stripContext, withOthers } from "./source-chain.js";
+import { loadRegistriesConfig, pullSources, type RegistryEntry } from "./registries-conf.js";
 import { recordAlias, resolveShortName, type SelectCandidate } from "./short-names.js";
-import { checkImageManifest, fetchManifest, formatPlatform, MAX_CONFIG_BYTES, parsePlatform, resolvePlatform, type FetchedManifest, type ImageIndexDoc } from "./manifest.js";
+import { checkImageManifest, fetchManifest, formatPlatform, MAX_CONFIG_BYTES, parsePlatform, resolvePlatform, type ImageIndexDoc } from "./manifest.js";
 import { silentListener, type TransferListener } from "./progress.js";
 import { uncompressedDigest } from "../archive/compression.js";
 
@@ -93,22 +93,15 @@ function readStoredBlob(store: Store, digest: string): Buffer | undefined {
   }
 }
 
-/** Network failures worth another request (the rest of the blob is asked for with Range). */
-function isTransient(err: unknown): boolean {
-  if (err instanceof TsrunError) return false;
-  const code = (err as NodeJS.ErrnoException).code ?? "";
-  return code === "ECONNRESET" || code === "ETIMEDOUT" || code === "EPIPE" || code === "ECONNREFUSED" || (err as Error).message === "aborted";
-}
-
 /**
  * Streams one blob into the store, verifying size and digest. A dropped connection is resumed
  * where it broke (Range; a registry that ignores it resends from the start, and what we have is
- * skipped), so `feed` (an unpacker reading along) sees every byte exactly once.
+ * skipped), so `feed` (an unpacker reading along) sees every byte exactly once. A source that
+ * lacks the blob or fails (source-chain.ts) hands over to the next, which resumes likewise.
  */
 async function downloadBlob(
-  client: RegistryClient,
+  chain: SourceChain,
   store: Store,
-  repo: string,
   desc: Descriptor,
   listener: TransferListener,
   context: string,
@@ -118,7 +111,11 @@ async function downloadBlob(
   const what = `${context}: blob ${desc.digest}`;
   let received = 0;
   async function* body(): AsyncGenerator<Buffer> {
+    let index = chain.firstIndex;
+    let firstError: unknown;
+    const others: string[] = [];
     for (let attempt = 1; ; attempt++) {
+      const { client, path: repo, source } = chain.at(index);
       try {
         const headers: Record<string, string> = received > 0 ? { Range: `bytes=${received}-` } : {};
         const res = await client.request("GET", `${repo}/blobs/${desc.digest}`, { headers, ok: [200, 206], context: what });
@@ -141,9 +138,9 @@ async function downloadBlob(
             buf = buf.subarray(skip);
             skip = 0;
           }
-          received += buf.length;
           // A registry that sends more than the manifest promised is refused before it fills the disk.
-          if (received > desc.size) throw new RegistryError(`${what}: the registry sent more than the ${desc.size} bytes the manifest lists`);
+          if (received + buf.length > desc.size) throw new RegistryError(`${what}: the registry sent more than the ${desc.size} bytes the manifest lists`);
+          received += buf.length;
           listener.blobProgress(desc.digest, received);
           if (feed) await feed(buf);
           yield buf;
@@ -151,8 +148,17 @@ async function downloadBlob(
         if (received !== desc.size) throw Object.assign(new Error(`got ${received} of ${desc.size} bytes`), { code: "ECONNRESET" });
         return;
       } catch (err) {
-        if (!isTransient(err) || attempt >= BLOB_ATTEMPTS) throw err;
-        await new Promise((r) => setTimeout(r, 500 * attempt));
+        if (isTransient(err) && attempt < BLOB_ATTEMPTS) {
+          await new Promise((r) => setTimeout(r, 500 * attempt));
+          continue;
+        }
+        if (!mayFallBack(err)) throw err;
+        const message = err instanceof RegistryError ? stripContext(err.message, what) : (err as Error).message;
+        if (firstError === undefined) firstError = err instanceof RegistryError ? err : new RegistryError(`${what}: ${message}`);
+        else others.push(`${source.domain}: ${message}`);
+        if (index + 1 >= chain.sources.length) throw withOthers(firstError, others);
+        index++;
+        attempt = 0;
       }
     }
   }
@@ -172,9 +178,8 @@ async function downloadBlob(
  * registry sent corrupted data), one that does as the layer the unpacker refused.
  */
 async function downloadAndUnpack(
-  client: RegistryClient,
+  chain: SourceChain,
   store: Store,
-  repo: string,
   desc: Descriptor,
   dest: string,
   listener: TransferListener,
@@ -190,7 +195,7 @@ async function downloadAndUnpack(
     // fsync must not wait for an unpacker that waits for the end of its input).
     if (fed === desc.size) unpacker.end();
   };
-  const download = downloadBlob(client, store, repo, desc, listener, context, feed).then(
+  const download = downloadBlob(chain, store, desc, listener, context, feed).then(
     () => unpacker.end(), // (an empty blob)
     (err: unknown) => {
       unpacker.abort();
@@ -219,33 +224,6 @@ function parseConfig(bytes: Buffer, context: string): ImageConfig {
   } catch (err) {
     throw new RegistryError(`${context}: the image config is not valid JSON: ${(err as Error).message}`);
   }
-}
-
-/**
- * Fetches the image's manifest from the first source that has it: the mirrors registries.conf
- * names, then the registry itself. Returns that source's client (the layers come from where the
- * manifest came from) and the manifest. When every source fails, the error is the registry's,
- * with what each mirror said.
- */
-async function openSource(sources: PullSource[], ref: Reference, opts: PullOptions, context: string): Promise<{ client: RegistryClient; path: string; top: FetchedManifest }> {
-  const mirrorErrors: string[] = [];
-  for (const source of sources) {
-    const client = new RegistryClient(source.domain, { tlsVerify: opts.tlsVerify ?? !source.insecure, credentials: lookupCredentials(source.domain, opts.authFile) });
-    client.addScope(`repository:${source.path}:pull`);
-    try {
-      const top = await fetchManifest(client, source.path, ref.digest ?? ref.tag ?? "latest", context);
-      return { client, path: source.path, top };
-    } catch (err) {
-      client.close();
-      // A local configuration problem (a bad auth file, proxy or certs.d) is the same for every source.
-      if (!source.mirror || !(err instanceof RegistryError)) {
-        if (err instanceof RegistryError && mirrorErrors.length > 0) throw new RegistryError(`${err.message} (mirrors also failed: ${mirrorErrors.join("; ")})`, err.status, err.code);
-        throw err;
-      }
-      mirrorErrors.push(`${source.domain}: ${err.message.startsWith(`${context}: `) ? err.message.slice(context.length + 2) : err.message}`);
-    }
-  }
-  throw new RegistryError(`${context}: no source to pull from`);
 }
 
 /**
@@ -288,12 +266,11 @@ async function pullReference(store: Store, ref: Reference, entries: RegistryEntr
   const context = `pull ${name}`;
   const sources = pullSources(entries, ref);
   listener.message(`Trying to pull ${name}...`);
-  const opened = await openSource(sources, ref, opts, context);
-  const { client, path: repoPath } = opened;
-  let top = opened.top;
+  const chain = new SourceChain(sources, opts);
   const temps: string[] = [];
   let lease: Lease | undefined;
   try {
+    let top = await chain.openFirst(context, ({ client, path }) => fetchManifest(client, path, ref.digest ?? ref.tag ?? "latest", context));
     let indexDigest: string | undefined;
     if (top.kind === "index") {
       indexDigest = top.digest;
@@ -302,10 +279,10 @@ async function pullReference(store: Store, ref: Reference, entries: RegistryEntr
         index,
         want,
         {
-          fetch: (desc) => fetchManifest(client, repoPath, desc.digest, context),
+          fetch: (desc) => chain.read(context, ({ client, path }) => fetchManifest(client, path, desc.digest, context)),
           configPlatform: async (manifest) => {
             checkImageManifest(manifest, context);
-            const config = parseConfig(await fetchConfig(client, repoPath, manifest.config, context), context);
+            const config = parseConfig(await chain.read(context, ({ client, path }) => fetchConfig(client, path, manifest.config, context)), context);
             const platform: Platform = { os: String(config.os ?? "unknown"), architecture: String(config.architecture ?? "unknown") };
             if (typeof config.variant === "string") platform.variant = config.variant;
             return platform;
@@ -333,7 +310,7 @@ async function pullReference(store: Store, ref: Reference, entries: RegistryEntr
       configBytes = storedConfig;
     } else {
       listener.blobStart("config", configDesc.digest, configDesc.size);
-      configBytes = await fetchConfig(client, repoPath, configDesc, context);
+      configBytes = await chain.read(context, ({ client, path }) => fetchConfig(client, path, configDesc, context));
       listener.blobDone(configDesc.digest, "done");
     }
     const config = parseConfig(configBytes, context);
@@ -392,10 +369,10 @@ async function pullReference(store: Store, ref: Reference, entries: RegistryEntr
       if (download) {
         const first = indexes[0];
         if (first === undefined) {
-          await downloadBlob(client, store, repoPath, desc, listener, context);
+          await downloadBlob(chain, store, desc, listener, context);
         } else {
           const dest = newTemp();
-          await check(first, await downloadAndUnpack(client, store, repoPath, desc, dest, listener, context), dest);
+          await check(first, await downloadAndUnpack(chain, store, desc, dest, listener, context), dest);
           fromFile = indexes.slice(1);
         }
         listener.blobDone(desc.digest, "done");
@@ -454,7 +431,7 @@ async function pullReference(store: Store, ref: Reference, entries: RegistryEntr
     if (indexDigest) result.indexDigest = indexDigest;
     return result;
   } finally {
-    client.close();
+    chain.close();
     await store.removeTrees(temps).catch(() => undefined);
     lease?.release();
   }
