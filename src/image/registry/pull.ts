@@ -22,6 +22,7 @@ import { recordAlias, resolveShortName, type SelectCandidate } from "./short-nam
 import { checkImageManifest, fetchManifest, formatPlatform, MAX_CONFIG_BYTES, parsePlatform, resolvePlatform, type ImageIndexDoc } from "./manifest.js";
 import { silentListener, type TransferListener } from "./progress.js";
 import { uncompressedDigest } from "../archive/compression.js";
+import { platformRank } from "../platform-spec.js";
 
 export interface PullOptions {
   /** NAME[:TAG|@DIGEST] */
@@ -318,7 +319,8 @@ async function pullReference(store: Store, ref: Reference, entries: RegistryEntr
     if (!Array.isArray(diffIds) || diffIds.length !== manifest.layers.length) {
       throw new RegistryError(`${context}: the config lists ${Array.isArray(diffIds) ? diffIds.length : 0} layer diff IDs but the manifest has ${manifest.layers.length} layers`);
     }
-    if (!indexDigest && (config.os !== want.os || config.architecture !== want.architecture) && config.os && config.architecture) {
+    const declared = config.os && config.architecture ? { os: String(config.os), architecture: String(config.architecture), ...(typeof config.variant === "string" ? { variant: config.variant } : {}) } : undefined;
+    if (!indexDigest && declared && platformRank(declared, want) < 0) {
       process.stderr.write(`tsrun: warning: image platform (${formatPlatform(config)}) does not match the expected platform (${formatPlatform(want)})\n`);
     }
     const chains = chainIds(diffIds);
