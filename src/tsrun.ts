@@ -72,6 +72,12 @@ export class Tsrun {
     return pullImage(this.store, opts);
   }
 
+  /** A repository's tags in its registry (what `pull --all-tags` pulls). */
+  async listTags(opts: import("./image/registry/tags.js").ListTagsOptions): Promise<{ repository: string; tags: string[] }> {
+    const { listTags } = await import("./image/registry/tags.js");
+    return listTags(opts);
+  }
+
   /** Pushes a stored image to a registry, its manifest byte for byte. */
   async push(opts: PushOptions): Promise<PushResult> {
     const { pushImage } = await import("./image/registry/push.js");

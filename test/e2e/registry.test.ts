@@ -472,6 +472,27 @@ describe("Docker credential helpers", () => {
   });
 });
 
+describe("pull --all-tags", () => {
+  it("pulls every tag of the repository, as docker pull -a does; a tag with -a is a one-line error", async () => {
+    const repo = `${open.host}/tsrun/alltags`;
+    const second = await importBusybox("alltags-second", ["LABEL n=2"]);
+    for (const [image, tag] of [["busybox", "1"], ["alltags-second", "2"], ["busybox", "latest"]]) {
+      expect((await tsrun(["push", "-q", image as string, `${repo}:${tag}`])).code).toBe(0);
+    }
+    const store = freshStore("alltags");
+    const r = await tsrun(["pull", "-q", "--all-tags", repo], { env: store });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split("\n")).toHaveLength(3);
+    const names = storedImages(store).flatMap((i) => i.names).sort();
+    expect(names).toEqual([`${repo}:1`, `${repo}:2`, `${repo}:latest`]);
+    expect(storedImages(store).find((i) => i.names.includes(`${repo}:2`))?.id).toBe(second);
+    const bad = freshStore("alltags-bad");
+    expectOneLineError(await tsrun(["pull", "-a", `${repo}:1`], { env: bad }), /a tag or digest cannot be used with --all-tags$/);
+    expectOneLineError(await tsrun(["pull", "-a", `${open.host}/tsrun/no-such-repo`], { env: bad }), /listing tags: .*(name unknown|repository name not known)/i);
+    expect(storedImages(bad)).toEqual([]);
+  });
+});
+
 describe("multi-platform index", () => {
   it("picks the host's platform by default and another with --platform", async () => {
     const repo = `${open.host}/tsrun/multi`;
