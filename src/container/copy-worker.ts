@@ -166,6 +166,7 @@ export async function copyIn(rootFd: number, dest: string, top: string, kind: Co
   const naming = (intoDestination: boolean): UnpackNaming => ({
     stream: "tar archive",
     root: `${shown}${place}`,
+    top: `${shown}${place}`,
     entry: (entryPath) => {
       const parts = entryPath.split("/").filter((c) => c !== "" && c !== ".");
       if (parts.includes("..")) return `archive entry ${JSON.stringify(entryPath)} (copying to ${shown}${place})`;

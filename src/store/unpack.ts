@@ -79,13 +79,15 @@ export interface UnpackOptions {
 export interface UnpackNaming {
   /** What the stream is: "layer tarball", "tar archive". */
   stream: string;
-  /** Where entries go, as a phrase: "the layer", "the destination directory". */
+  /** Where entries go, as a phrase: "the layer", "/dst in the container". */
   root: string;
+  /** Its top, as a phrase: "the layer root", "/dst in the container". */
+  top: string;
   /** One entry, by its path in the stream. */
   entry: (entryPath: string) => string;
 }
 
-export const LAYER_NAMING: UnpackNaming = { stream: "layer tarball", root: "the layer", entry: (p) => `layer entry ${JSON.stringify(p)}` };
+export const LAYER_NAMING: UnpackNaming = { stream: "layer tarball", root: "the layer", top: "the layer root", entry: (p) => `layer entry ${JSON.stringify(p)}` };
 
 export interface UnpackResult {
   /** "sha256:<hex>" of the uncompressed tar stream. */
@@ -240,13 +242,13 @@ async function readLayer(
  * Splits a tar path into components inside the root. A leading "/" is dropped (Docker does the
  * same); "." is skipped; ".." pops a component and must never climb above the root.
  */
-function splitPath(raw: string, what: string, root = LAYER_NAMING.root): string[] {
+function splitPath(raw: string, what: string, top = LAYER_NAMING.top): string[] {
   if (raw.includes("\0")) throw new Error(`${what} contains a NUL byte`);
   const parts: string[] = [];
   for (const component of raw.split("/")) {
     if (component === "" || component === ".") continue;
     if (component === "..") {
-      if (parts.length === 0) throw new Error(`${what} ${JSON.stringify(raw)} climbs above ${root}`);
+      if (parts.length === 0) throw new Error(`${what} ${JSON.stringify(raw)} climbs above ${top}`);
       parts.pop();
       continue;
     }
@@ -510,7 +512,8 @@ class LayerExtractor implements TarSink, TarEntryHandler {
     if (this.firstBytes.length >= 2) return;
     this.firstBytes = Buffer.concat([this.firstBytes, chunk.subarray(0, 2 - this.firstBytes.length)]);
     if (this.firstBytes.length === 2 && this.firstBytes[0] === 0x1f && this.firstBytes[1] === 0x8b) {
-      this.fail(new Error(`invalid ${this.naming.stream}: the decompressed stream is gzip again (compressed twice)`));
+      const what = this.naming === LAYER_NAMING ? "layer" : "stream";
+      this.fail(new Error(`invalid ${this.naming.stream}: the decompressed ${what} is gzip again (compressed twice)`));
       throw this.failure;
     }
   }
@@ -568,12 +571,12 @@ class LayerExtractor implements TarSink, TarEntryHandler {
   // --- entries ---------------------------------------------------------------------------------
 
   private extract(entry: TarEntry): void {
-    const parts = splitPath(entry.path, "path", this.naming.root);
+    const parts = splitPath(entry.path, "path", this.naming.top);
     const name = parts[parts.length - 1];
     if (name === undefined) {
       // "." or "/": only a directory may describe the layer root (CVE-2021-29136: a symlink
       // named "." would replace the root with a link to anywhere).
-      if (entry.type !== "directory") throw new Error(`a non-directory entry cannot replace ${this.naming.root}`);
+      if (entry.type !== "directory") throw new Error(`a non-directory entry cannot replace ${this.naming.top}`);
       const st = this.applyAttributes(this.rootFd, entry, false);
       this.directoryTimes.set("", { ...entryTimes(entry), ino: st[ST_INO] });
       return;
@@ -716,8 +719,8 @@ class LayerExtractor implements TarSink, TarEntryHandler {
   }
 
   private extractHardlink(parts: string[], entry: TarEntry): void {
-    const targetParts = splitPath(entry.linkpath, "hardlink target", this.naming.root);
-    if (targetParts.length === 0) throw new Error(`hardlink to ${this.naming.root}`);
+    const targetParts = splitPath(entry.linkpath, "hardlink target", this.naming.top);
+    if (targetParts.length === 0) throw new Error(`hardlink to ${this.naming.top}`);
     if (targetParts.join("/") === parts.join("/")) return; // a link to itself: nothing to do
     // Resolved in-root, last component not followed: "/etc/passwd" means destDir/etc/passwd.
     let targetFd: number;
