@@ -21,6 +21,8 @@ import type { LoadOptions, LoadResult } from "./image/archive/load.js";
 import type { BuildOptions } from "./build/builder.js";
 import type { CheckOptions, CheckReport } from "./system/check.js";
 import { diskUsage, type DiskUsage } from "./system/df.js";
+import { loadRegistriesConfig } from "./image/registry/registries-conf.js";
+import { localCandidates } from "./image/registry/short-names.js";
 import type { ContainerPruneResult, SystemPruneOptions, SystemPruneResult } from "./system/prune.js";
 import type { SystemInfo } from "./system/info.js";
 import { versionInfo, type VersionInfo } from "./system/version.js";
@@ -53,6 +55,9 @@ export class Tsrun {
 
   constructor(opts: TsrunOptions = {}) {
     this.store = new Store(opts.root);
+    // A short name the store lacks under Docker's name may be there under another (an alias,
+    // localhost/NAME, a search registry's): registries.conf is read only then.
+    this.store.images.alternativeNames = (query) => localCandidates(query, loadRegistriesConfig(process.env, true).shortNames);
     this.containers = new Containers(this.store);
   }
 
@@ -65,6 +70,12 @@ export class Tsrun {
   async pull(opts: PullOptions): Promise<PullResult> {
     const { pullImage } = await import("./image/registry/pull.js");
     return pullImage(this.store, opts);
+  }
+
+  /** A repository's tags in its registry (what `pull --all-tags` pulls). */
+  async listTags(opts: import("./image/registry/tags.js").ListTagsOptions): Promise<{ repository: string; tags: string[] }> {
+    const { listTags } = await import("./image/registry/tags.js");
+    return listTags(opts);
   }
 
   /** Pushes a stored image to a registry, its manifest byte for byte. */

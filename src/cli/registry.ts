@@ -8,7 +8,7 @@ import { login, logout } from "../image/registry/login.js";
 import type { BlobOutcome, TransferListener } from "../image/registry/progress.js";
 import { TsrunError } from "../errors.js";
 import { humanSize } from "./output.js";
-import { subcommand } from "./util.js";
+import { subcommand, terminalSelect } from "./util.js";
 
 /** --tls-verify, --tls-verify=true, --tls-verify=false (Podman's spelling). */
 function parseBool(value: string): boolean {
@@ -170,14 +170,23 @@ export function registerRegistry(program: Command): void {
     .option("--platform <os/arch[/variant]>", "the platform to pull from a multi-platform image")
     .option("--tls-verify [bool]", "require https and verify certificates (default true)", parseBool)
     .option("--authfile <path>", "auth file to read credentials from")
-    .action(async (name: string, o: TransferFlags & { platform?: string }) => {
-      const progress = printer(o.quiet);
-      try {
-        const result = await new Tsrun().pull({ reference: name, platform: o.platform, tlsVerify: o.tlsVerify, authFile: o.authfile, listener: progress });
-        process.stdout.write(`${result.image.id.replace(/^sha256:/, "")}\n`);
-      } finally {
-        progress.finish();
-      }
+    .option("-a, --all-tags", "pull every tagged image of the repository", false)
+    .action(async (name: string, o: TransferFlags & { platform?: string; allTags: boolean }) => {
+      const t = new Tsrun();
+      const pullOne = async (reference: string): Promise<void> => {
+        const progress = printer(o.quiet);
+        try {
+          const result = await t.pull({ reference, platform: o.platform, tlsVerify: o.tlsVerify, authFile: o.authfile, listener: progress, selectCandidate: terminalSelect() });
+          process.stdout.write(`${result.image.id.replace(/^sha256:/, "")}\n`);
+        } finally {
+          progress.finish();
+        }
+      };
+      if (!o.allTags) return pullOne(name);
+      // Docker's -a: every tag of the repository, one after the other.
+      const { repository, tags } = await t.listTags({ reference: name, tlsVerify: o.tlsVerify, authFile: o.authfile });
+      if (tags.length === 0) throw new TsrunError(`pull ${repository}: the repository has no tags`);
+      for (const tag of tags) await pullOne(`${repository}:${tag}`);
     });
 
   subcommand(program, "push")

@@ -6,7 +6,7 @@ import { logRotation } from "../container/output-log.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
 import { isHostPlatform } from "../image/platform-spec.js";
-import { collect, parseBoolFlag } from "./util.js";
+import { collect, parseBoolFlag, terminalSelect } from "./util.js";
 import { parseMemory } from "../container/security/options.js";
 import { readLabelFiles } from "../container/spec.js";
 
@@ -313,7 +313,7 @@ export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void>
   const { printer } = await import("./registry.js");
   const progress = printer(o.quiet);
   try {
-    await t.pull({ reference: image, tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true", listener: progress });
+    await t.pull({ reference: image, tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true", listener: progress, selectCandidate: terminalSelect() });
   } catch (err) {
     const reason = (err as Error).message;
     // One line: what was asked for, and why it could not be had.

@@ -33,3 +33,30 @@ export async function confirm(question: string): Promise<boolean> {
   return /^y(es)?$/i.test(answer.trim());
 }
 
+
+/**
+ * Podman's short-name prompt ("Please select an image"), as a numbered list read from the
+ * terminal; offered only when stdin and stdout are both terminals, as Podman offers it.
+ */
+export function terminalSelect(): ((candidates: string[]) => Promise<string>) | undefined {
+  if (!process.stdin.isTTY || !process.stdout.isTTY) return undefined;
+  return async (candidates) => {
+    const { createInterface } = lazyReadline();
+    const rl = createInterface({ input: process.stdin, output: process.stdout });
+    try {
+      process.stdout.write(`? Please select an image:\n${candidates.map((c, i) => `  ${i + 1}) ${c}\n`).join("")}`);
+      for (;;) {
+        const answer = await new Promise<string | undefined>((resolve) => {
+          rl.question(`Enter a number (1-${candidates.length}): `, resolve);
+          rl.once("close", () => resolve(undefined));
+        });
+        if (answer === undefined) throw new TsrunError("no image selected");
+        const n = Number(answer.trim());
+        const chosen = Number.isInteger(n) ? candidates[n - 1] : candidates.find((c) => c === answer.trim());
+        if (chosen) return chosen;
+      }
+    } finally {
+      rl.close();
+    }
+  };
+}

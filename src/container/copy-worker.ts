@@ -11,7 +11,7 @@ import path from "node:path";
 import { native, type RawStat } from "../native.js";
 import { listDirectory } from "../store/file-names.js";
 import { entryHeaderBlocks, HardlinkTracker, type TarEntry } from "../store/pack.js";
-import { removeEntry, unpackLayer } from "../store/unpack.js";
+import { removeEntry, unpackLayer, type UnpackNaming } from "../store/unpack.js";
 
 const O_PATH = 0o10000000;
 const S_IFMT = 0o170000;
@@ -145,6 +145,8 @@ export interface CopyInOptions {
   owner?: { uid: number; gid: number };
   /** Where the root is, for messages: " in the container", or "" on the host. */
   place?: string;
+  /** DEST as the user gave it (relative, say), for messages; default: dest. */
+  shown?: string;
 }
 
 /**
@@ -159,13 +161,30 @@ export interface CopyInOptions {
 export async function copyIn(rootFd: number, dest: string, top: string, kind: CopyInKind, input: NodeJS.ReadableStream, options: CopyInOptions): Promise<void> {
   const addon = native();
   const place = options.place ?? " in the container";
-  const unpack = (fd: number): Promise<unknown> =>
+  const shown = (options.shown ?? dest).replace(/(.)\/+\.?$/, "$1");
+  // Messages name where each entry was going, as the user named it: "/dst/a/b in the container".
+  const naming = (intoDestination: boolean): UnpackNaming => ({
+    stream: "tar archive",
+    root: `${shown}${place}`,
+    top: `${shown}${place}`,
+    entry: (entryPath) => {
+      const parts = entryPath.split("/").filter((c) => c !== "" && c !== ".");
+      if (parts.includes("..")) return `archive entry ${JSON.stringify(entryPath)} (copying to ${shown}${place})`;
+      // Into a directory DEST, entries keep their names; as DEST, the top entry is DEST itself.
+      const below = intoDestination || top === "." ? parts : parts.slice(1);
+      return `${path.posix.join(shown, ...below)}${place}`;
+    },
+  });
+  const unpack = (fd: number, intoDestination: boolean): Promise<unknown> =>
     // The unpacker opens its destination by path: /proc/self/fd/N is exactly this directory.
     unpackLayer(input, `/proc/self/fd/${fd}`, {
       maxUid: options.maxUid,
       maxGid: options.maxGid,
       onWarning: (m) => process.stderr.write(`tsrun: warning: ${m}\n`),
       whiteouts: false,
+      naming: naming(intoDestination),
+      // As docker cp: a directory at the destination is never deleted to make room for a file.
+      noOverwriteDirNonDir: true,
       ...(options.owner ? { forceOwner: options.owner } : {}),
     });
   const clean = path.posix.normalize(`/${dest}`).replace(/(.)\/$/, "$1");
@@ -184,7 +203,7 @@ export async function copyIn(rootFd: number, dest: string, top: string, kind: Co
   if (destSt !== undefined && (destSt[0] & S_IFMT) === S_IFDIR) {
     const destFd = addon.openInRoot(rootFd, clean, O_PATH | constants.O_DIRECTORY, 0);
     try {
-      await unpack(destFd);
+      await unpack(destFd, true);
     } finally {
       closeSync(destFd);
     }
@@ -212,7 +231,7 @@ export async function copyIn(rootFd: number, dest: string, top: string, kind: Co
     made = true;
     const tmpFd = addon.openAt(parentFd, tmpName, O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW, 0);
     try {
-      await unpack(tmpFd);
+      await unpack(tmpFd, false);
       if (kind === "either") checkKind(top === "." || (addon.lstatAt(tmpFd, top)[0] & S_IFMT) === S_IFDIR ? "directory" : "file");
       if (top === ".") {
         // The directory's own entry gave the temporary directory its mode, owner and times.

@@ -87,7 +87,7 @@ export async function copyFromContainer(containers: Containers, query: string, s
   let streamEnded = false;
   input.once("end", () => (streamEnded = true));
   let extractFailure: { error: unknown; beforeTheEnd: boolean } | undefined;
-  const extracting = copyIn(rootFd, target, top, "either", input, { maxUid: MAX_ID, maxGid: MAX_ID, owner: hostUser(), place: "" }).catch((error: unknown) => {
+  const extracting = copyIn(rootFd, target, top, "either", input, { maxUid: MAX_ID, maxGid: MAX_ID, owner: hostUser(), place: "", shown: dest }).catch((error: unknown) => {
     extractFailure = { error, beforeTheEnd: !streamEnded };
     // The worker may still be writing: let it see a closed pipe rather than block.
     input.destroy();

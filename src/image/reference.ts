@@ -69,6 +69,18 @@ export function parseReference(input: string): Reference {
   return ref;
 }
 
+/**
+ * Whether a name the user typed names its registry (its first component has a "." or ":", is
+ * "localhost", or has upper case), as distribution/reference decides: the others are short
+ * names, which Docker completes with docker.io and Podman with its search registries.
+ */
+export function hasRegistry(input: string): boolean {
+  const slash = input.indexOf("/");
+  if (slash < 0) return false;
+  const first = input.slice(0, slash);
+  return first.includes(".") || first.includes(":") || first === "localhost" || first !== first.toLowerCase();
+}
+
 /** domain/path without tag or digest. */
 export function repositoryName(ref: Reference): string {
   return `${ref.domain}/${ref.path}`;

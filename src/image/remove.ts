@@ -24,7 +24,7 @@ import type { BuildCacheEntry } from "../store/build-cache.js";
 import { digestHex } from "../store/digest.js";
 import { tagName } from "./commit.js";
 import { familiarName } from "./inspect.js";
-import { normaliseName, ReferenceError } from "./reference.js";
+import { ReferenceError } from "./reference.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import { describeOperation, type InUse, type LeaseRecord } from "../store/leases.js";
 import { faultPoint } from "../store/fault.js";
@@ -173,7 +173,7 @@ export async function removeImage(containers: Containers, query: string, force: 
       return { lines, dirs: [] };
     };
     if (!isIdQuery(image, query)) {
-      const name = normaliseName(query);
+      const name = store.images.findName(query, images).name;
       if (name.includes("@")) {
         // A digest reference: that digest is forgotten; the image goes with its last reference.
         image.repoDigests = image.repoDigests.filter((d) => d !== name);

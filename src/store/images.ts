@@ -65,6 +65,13 @@ export class ImageIndex {
   }
 
   /**
+   * Other names a name the store does not have may stand for (a short name's alias, localhost/
+   * and search-registry forms: image/registry/short-names.ts), set by the library handle: the
+   * store itself reads no configuration.
+   */
+  alternativeNames?: (query: string) => string[];
+
+  /**
    * Finds an image by name (normalised as Docker does), full ID, "sha256:" ID or a unique ID
    * prefix. Returns undefined when nothing matches; throws when a prefix is ambiguous.
    */
@@ -75,11 +82,25 @@ export class ImageIndex {
       if (matches.length === 1) return matches[0];
       if (matches.length > 1 && idQuery.length < 64) throw new Error(`image ID prefix "${query}" is ambiguous`);
     }
+    return this.findName(query, images).image;
+  }
+
+  /**
+   * The image a name means and the stored name that matched it: Docker's normalised form
+   * first (docker.io/library/NAME), else the first of the alternative names the store has.
+   * With no match, the name is Docker's form and the image undefined.
+   */
+  findName(query: string, images = this.list()): { name: string; image: ImageRecord | undefined } {
     // A malformed reference is the user's error, reported as such (Docker's wording).
     const name = normaliseName(query);
-    if (name.includes("@")) {
-      return images.find((i) => i.repoDigests.includes(name) || i.manifest === name.slice(name.indexOf("@") + 1));
+    const byName = (n: string): ImageRecord | undefined =>
+      n.includes("@") ? images.find((i) => i.repoDigests.includes(n) || i.manifest === n.slice(n.indexOf("@") + 1)) : images.find((i) => i.names.includes(n));
+    const image = byName(name);
+    if (image || !this.alternativeNames) return { name, image };
+    for (const alternative of this.alternativeNames(query)) {
+      const found = byName(alternative);
+      if (found) return { name: alternative, image: found };
     }
-    return images.find((i) => i.names.includes(name));
+    return { name, image: undefined };
   }
 }

@@ -68,7 +68,32 @@ export interface UnpackOptions {
    * unpacker's critical path): a stream that is still gzip here was compressed twice.
    */
   fromFeed?: boolean;
+  /** How messages name the stream and its entries (default: a layer's words). */
+  naming?: UnpackNaming;
+  /**
+   * Never replace a directory by a non-directory or the reverse (docker cp's
+   * NoOverwriteDirNonDir): a copy must not delete a directory tree at its destination. Layers
+   * replace freely (default false).
+   */
+  noOverwriteDirNonDir?: boolean;
 }
+
+/**
+ * The words of messages: a layer's entries are "layer entry "a/b"", but what `cp` copies is
+ * named by the path the user gave (where the entry goes), so that the message says which file.
+ */
+export interface UnpackNaming {
+  /** What the stream is: "layer tarball", "tar archive". */
+  stream: string;
+  /** Where entries go, as a phrase: "the layer", "/dst in the container". */
+  root: string;
+  /** Its top, as a phrase: "the layer root", "/dst in the container". */
+  top: string;
+  /** One entry, by its path in the stream. */
+  entry: (entryPath: string) => string;
+}
+
+export const LAYER_NAMING: UnpackNaming = { stream: "layer tarball", root: "the layer", top: "the layer root", entry: (p) => `layer entry ${JSON.stringify(p)}` };
 
 export interface UnpackResult {
   /** "sha256:<hex>" of the uncompressed tar stream. */
@@ -223,13 +248,13 @@ async function readLayer(
  * Splits a tar path into components inside the root. A leading "/" is dropped (Docker does the
  * same); "." is skipped; ".." pops a component and must never climb above the root.
  */
-function splitPath(raw: string, what: string): string[] {
+function splitPath(raw: string, what: string, top = LAYER_NAMING.top): string[] {
   if (raw.includes("\0")) throw new Error(`${what} contains a NUL byte`);
   const parts: string[] = [];
   for (const component of raw.split("/")) {
     if (component === "" || component === ".") continue;
     if (component === "..") {
-      if (parts.length === 0) throw new Error(`${what} ${JSON.stringify(raw)} climbs above the layer root`);
+      if (parts.length === 0) throw new Error(`${what} ${JSON.stringify(raw)} climbs above ${top}`);
       parts.pop();
       continue;
     }
@@ -309,6 +334,8 @@ class DirectoryCache {
     private readonly rootFd: number,
     /** Creates a missing directory component (mkdir -p), returning an O_PATH fd to it. */
     private readonly makeDirectory: (parentFd: number, name: string, relPath: string) => number,
+    /** Where entries go, in messages (UnpackNaming.root). */
+    private readonly root: string,
   ) {}
 
   /**
@@ -390,7 +417,7 @@ class DirectoryCache {
       } catch (err) {
         const code = errorCode(err);
         if (code !== "ENOENT" && code !== "ENOTDIR" && code !== "ELOOP") throw err;
-        throw new Error(`parent ${JSON.stringify(key)} is a symlink that does not lead to a directory inside the layer`, { cause: err });
+        throw new Error(`parent ${JSON.stringify(key)} is a symlink that does not lead to a directory inside ${this.root}`, { cause: err });
       }
     }
     if (isWhiteoutDevice(st)) {
@@ -435,12 +462,14 @@ class LayerExtractor implements TarSink, TarEntryHandler {
   private readonly directoryTimes = new Map<string, EntryTimes & { ino: number; mode?: number }>();
   private readonly opaque = Buffer.from("y");
   private readonly whiteouts: boolean;
+  private readonly naming: UnpackNaming;
 
   constructor(
     private readonly rootFd: number,
     private readonly options: UnpackOptions,
   ) {
-    this.dirs = new DirectoryCache(rootFd, (parentFd, name, relPath) => this.makeImplicitDirectory(parentFd, name, relPath));
+    this.naming = options.naming ?? LAYER_NAMING;
+    this.dirs = new DirectoryCache(rootFd, (parentFd, name, relPath) => this.makeImplicitDirectory(parentFd, name, relPath), this.naming.root);
     this.whiteouts = options.whiteouts ?? true;
   }
 
@@ -492,14 +521,15 @@ class LayerExtractor implements TarSink, TarEntryHandler {
     if (this.firstBytes.length >= 2) return;
     this.firstBytes = Buffer.concat([this.firstBytes, chunk.subarray(0, 2 - this.firstBytes.length)]);
     if (this.firstBytes.length === 2 && this.firstBytes[0] === 0x1f && this.firstBytes[1] === 0x8b) {
-      this.fail(new Error("invalid layer tarball: the decompressed layer is gzip again (compressed twice)"));
+      const what = this.naming === LAYER_NAMING ? "layer" : "stream";
+      this.fail(new Error(`invalid ${this.naming.stream}: the decompressed ${what} is gzip again (compressed twice)`));
       throw this.failure;
     }
   }
 
   private fail(err: unknown): void {
     if (this.failure) return;
-    if (err instanceof TarFormatError) this.failure = new Error(`invalid layer tarball: ${err.message}`, { cause: err });
+    if (err instanceof TarFormatError) this.failure = new Error(`invalid ${this.naming.stream}: ${err.message}`, { cause: err });
     else this.failure = err instanceof Error ? err : new Error(String(err));
   }
 
@@ -509,7 +539,7 @@ class LayerExtractor implements TarSink, TarEntryHandler {
     try {
       this.extract(entry);
     } catch (err) {
-      throw entryError(err, entry.path);
+      throw entryError(err, entry.path, this.naming);
     }
   }
 
@@ -523,7 +553,7 @@ class LayerExtractor implements TarSink, TarEntryHandler {
       let offset = 0;
       while (offset < chunk.length) offset += writeSync(file.fd, chunk, offset, chunk.length - offset, sparse ? position + offset : null);
     } catch (err) {
-      throw entryError(new Error(`cannot write: ${(err as Error).message}`, { cause: err }), file.entry.path);
+      throw entryError(new Error(`cannot write: ${(err as Error).message}`, { cause: err }), file.entry.path, this.naming);
     }
   }
 
@@ -541,7 +571,7 @@ class LayerExtractor implements TarSink, TarEntryHandler {
       this.addon.futimens(file.fd, atime[0], atime[1], mtime[0], mtime[1]);
       this.extractedFiles.add(st[ST_INO]);
     } catch (err) {
-      throw entryError(err, file.entry.path);
+      throw entryError(err, file.entry.path, this.naming);
     } finally {
       closeSync(file.fd);
     }
@@ -550,12 +580,12 @@ class LayerExtractor implements TarSink, TarEntryHandler {
   // --- entries ---------------------------------------------------------------------------------
 
   private extract(entry: TarEntry): void {
-    const parts = splitPath(entry.path, "path");
+    const parts = splitPath(entry.path, "path", this.naming.top);
     const name = parts[parts.length - 1];
     if (name === undefined) {
       // "." or "/": only a directory may describe the layer root (CVE-2021-29136: a symlink
       // named "." would replace the root with a link to anywhere).
-      if (entry.type !== "directory") throw new Error("a non-directory entry cannot replace the layer root");
+      if (entry.type !== "directory") throw new Error(`a non-directory entry cannot replace ${this.naming.top}`);
       const hostUser = this.options.hostUser === true;
       const st = this.applyAttributes(this.rootFd, hostUser ? { ...entry, mode: entry.mode | 0o700 } : entry, false);
       this.directoryTimes.set("", { ...entryTimes(entry), ino: st[ST_INO], ...(hostUser ? { mode: entry.mode & 0o7777 } : {}) });
@@ -606,7 +636,7 @@ class LayerExtractor implements TarSink, TarEntryHandler {
       if (errorCode(err) !== "EEXIST") throw err;
       const existing = this.addon.lstatAt(dirFd, component);
       if (!isWhiteoutDevice(existing)) {
-        if (fileType(existing) === S_IFLNK) throw new Error(`parent ${JSON.stringify(relPath)} is a symlink that does not lead to a directory inside the layer`);
+        if (fileType(existing) === S_IFLNK) throw new Error(`parent ${JSON.stringify(relPath)} is a symlink that does not lead to a directory inside ${this.naming.root}`);
         if (fileType(existing) !== S_IFDIR) throw new Error(`parent ${JSON.stringify(relPath)} exists and is not a directory`);
       } else {
         // ".wh.x" then "x/y": the lower x is hidden, this layer's x is a new (opaque) directory.
@@ -642,7 +672,7 @@ class LayerExtractor implements TarSink, TarEntryHandler {
       const existing = this.addon.lstatAt(parent.fd, name);
       if (fileType(existing) !== S_IFDIR) {
         replacesWhiteout = isWhiteoutDevice(existing);
-        this.remove(parent.fd, name, relPath, existing);
+        this.remove(parent.fd, name, relPath, existing, true);
         this.addon.mkdirAt(parent.fd, name, mode);
       }
     }
@@ -669,7 +699,7 @@ class LayerExtractor implements TarSink, TarEntryHandler {
       fd = this.addon.openAt(parentFd, name, flags, entry.mode & 0o777);
     } catch (err) {
       if (errorCode(err) !== "EEXIST") throw err;
-      this.remove(parentFd, name, relPath, this.addon.lstatAt(parentFd, name));
+      this.remove(parentFd, name, relPath, this.addon.lstatAt(parentFd, name), false);
       fd = this.addon.openAt(parentFd, name, flags, entry.mode & 0o777);
     }
     // The data and fileEnd() follow from the reader.
@@ -687,7 +717,7 @@ class LayerExtractor implements TarSink, TarEntryHandler {
       this.addon.symlinkAt(target, parentFd, name);
     } catch (err) {
       if (errorCode(err) !== "EEXIST") throw err;
-      this.remove(parentFd, name, relPath, this.addon.lstatAt(parentFd, name));
+      this.remove(parentFd, name, relPath, this.addon.lstatAt(parentFd, name), false);
       this.addon.symlinkAt(target, parentFd, name);
     }
     this.extractedFiles.add(this.addon.lstatAt(parentFd, name)[ST_INO]);
@@ -701,8 +731,8 @@ class LayerExtractor implements TarSink, TarEntryHandler {
   }
 
   private extractHardlink(parts: string[], entry: TarEntry): void {
-    const targetParts = splitPath(entry.linkpath, "hardlink target");
-    if (targetParts.length === 0) throw new Error("hardlink to the layer root");
+    const targetParts = splitPath(entry.linkpath, "hardlink target", this.naming.top);
+    if (targetParts.length === 0) throw new Error(`hardlink to ${this.naming.top}`);
     if (targetParts.join("/") === parts.join("/")) return; // a link to itself: nothing to do
     // Resolved in-root, last component not followed: "/etc/passwd" means destDir/etc/passwd.
     let targetFd: number;
@@ -712,13 +742,14 @@ class LayerExtractor implements TarSink, TarEntryHandler {
       // Docker's overlay2 and Podman's overlay driver refuse it too: each layer is its own dir,
       // and a link cannot reach a file of a layer below.
       const code = errorCode(err);
-      const why = code === "ENOENT" ? "a link to a file of an earlier layer is not supported, as with Docker's and Podman's overlay storage" : (code ?? (err as Error).message);
-      throw new Error(`hardlink target ${JSON.stringify(entry.linkpath)} does not exist in the layer (${why})`, { cause: err });
+      const earlierLayer = this.naming === LAYER_NAMING ? "a link to a file of an earlier layer is not supported, as with Docker's and Podman's overlay storage" : "a link must point to a file extracted earlier";
+      const why = code === "ENOENT" ? earlierLayer : (code ?? (err as Error).message);
+      throw new Error(`hardlink target ${JSON.stringify(entry.linkpath)} does not exist in ${this.naming.root} (${why})`, { cause: err });
     }
     try {
       const st = this.addon.lstatAt(targetFd, "");
       if ((fileType(st) !== S_IFREG && fileType(st) !== S_IFLNK) || !this.extractedFiles.has(st[ST_INO])) {
-        throw new Error(`hardlink target ${JSON.stringify(entry.linkpath)} is not a file or symlink extracted earlier from this layer`);
+        throw new Error(`hardlink target ${JSON.stringify(entry.linkpath)} is not a file or symlink extracted earlier into ${this.naming.root}`);
       }
       // The target's fd is ours: the parent lookup may reuse the cache freely.
       const parent = this.dirs.open(parts, parts.length - 1);
@@ -730,7 +761,7 @@ class LayerExtractor implements TarSink, TarEntryHandler {
           if (errorCode(err) !== "EEXIST") throw err;
           const existing = this.addon.lstatAt(parent.fd, name);
           if (existing[ST_INO] === st[ST_INO]) return; // already the same file
-          this.remove(parent.fd, name, parts.join("/"), existing);
+          this.remove(parent.fd, name, parts.join("/"), existing, false);
           // The new name shares the inode, so its owner, mode, xattrs and times are the target's.
           this.addon.linkAt(targetFd, parent.fd, name);
         }
@@ -747,7 +778,7 @@ class LayerExtractor implements TarSink, TarEntryHandler {
       this.addon.mknodAt(parentFd, name, S_IFIFO | 0o600, 0, 0);
     } catch (err) {
       if (errorCode(err) !== "EEXIST") throw err;
-      this.remove(parentFd, name, relPath, this.addon.lstatAt(parentFd, name));
+      this.remove(parentFd, name, relPath, this.addon.lstatAt(parentFd, name), false);
       this.addon.mknodAt(parentFd, name, S_IFIFO | 0o600, 0, 0);
     }
     // An O_PATH fd does not open the FIFO, so this never blocks.
@@ -908,7 +939,10 @@ class LayerExtractor implements TarSink, TarEntryHandler {
   }
 
   /** Removes what an entry replaces; a directory with everything in it, without leaving the root. */
-  private remove(parentFd: number, name: string, relPath: string, st: RawStat): void {
+  private remove(parentFd: number, name: string, relPath: string, st: RawStat, entryIsDirectory: boolean): void {
+    if (this.options.noOverwriteDirNonDir && (fileType(st) === S_IFDIR) !== entryIsDirectory) {
+      throw new Error(entryIsDirectory ? "cannot overwrite a non-directory with a directory" : "cannot overwrite a directory with a non-directory");
+    }
     this.dirs.invalidate(relPath);
     this.removeTree(parentFd, name, st);
   }
@@ -939,10 +973,10 @@ export function removeEntry(parentFd: number, name: string, st: RawStat = native
 }
 
 /** An extraction error, naming the entry (once). */
-function entryError(err: unknown, entryPath: string): Error {
+function entryError(err: unknown, entryPath: string, naming: UnpackNaming): Error {
   if (err instanceof EntryError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new EntryError(`layer entry ${JSON.stringify(entryPath)}: ${message}`, { cause: err });
+  return new EntryError(`${naming.entry(entryPath)}: ${message}`, { cause: err });
 }
 
 class EntryError extends Error {}

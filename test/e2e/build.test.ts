@@ -249,6 +249,30 @@ describe("cache", () => {
     expect(noCache.stdout).toMatch(/^run-marker plain$/m);
   });
 
+  it("the predefined proxy ARGs reach RUN without an ARG line, and stay out of the history, the config and the cache key", async () => {
+    const dir = context({ Dockerfile: "FROM busybox\nRUN echo \"$HTTP_PROXY $https_proxy $NO_PROXY $ALL_PROXY $ftp_proxy\" > /proxies\n" });
+    const proxies = (n: number): string[] => ["HTTP_PROXY", "https_proxy", "NO_PROXY", "ALL_PROXY", "ftp_proxy"].flatMap((k) => ["--build-arg", `${k}=http://secret-${n}-${k}:3128`]);
+    const tag = unique("proxy-args");
+    const first = await built(["-t", tag, ...proxies(1), dir]);
+    expect(first.stderr).not.toMatch(/were not consumed/);
+    const seen = await tsrun(["run", "--rm", tag, "cat", "/proxies"]);
+    expect(seen.stdout).toBe(["HTTP_PROXY", "https_proxy", "NO_PROXY", "ALL_PROXY", "ftp_proxy"].map((k) => `http://secret-1-${k}:3128`).join(" ") + "\n");
+    const history = await ok(["history", "--no-trunc", "--format", "{{.CreatedBy}}", tag]);
+    expect(history).toContain("RUN ");
+    expect(history).not.toContain("secret");
+    expect(await inspect(tag, "{{json .Config.Env}}")).not.toContain("secret");
+    // Other proxy values: the step is a cache hit, as in Docker ("exempt from caching").
+    const second = await built(["-t", tag, ...proxies(2), dir]);
+    expect(usingCache(second.stdout)).toBe(1);
+    expect(second.id).toBe(first.id);
+    // Declared with ARG, a proxy variable is an ordinary ARG: in the history and the cache key.
+    const declared = context({ Dockerfile: "FROM busybox\nARG HTTP_PROXY\nRUN echo \"$HTTP_PROXY\" > /proxies\n" });
+    const withArg = await built(["--build-arg", "HTTP_PROXY=http://declared:1", declared]);
+    expect(await ok(["history", "--no-trunc", "--format", "{{.CreatedBy}}", withArg.id])).toContain("HTTP_PROXY=http://declared:1");
+    const otherValue = await built(["--build-arg", "HTTP_PROXY=http://declared:2", declared]);
+    expect(usingCache(otherValue.stdout)).toBe(0);
+  });
+
   it("rmi keeps the layers a rebuild reuses; image prune and builder prune drop the cache no image holds", async () => {
     const name = unique("cached");
     const dir = context({ Dockerfile: `FROM busybox\nRUN echo ${name} > /marker\n` });

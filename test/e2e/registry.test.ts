@@ -293,7 +293,7 @@ describe("push and pull", () => {
     const cases: [string[], RegExp][] = [
       [["pull", `${open.host}/Upper`], /invalid reference format/],
       [["pull", `${open.host}/nothing/here:latest`], /manifest unknown|name unknown/],
-      [["pull", "--platform", "linux", `${open.host}/tsrun/busybox:1`], /invalid platform/],
+      [["pull", "--platform", "linux/amd64/v2/x", `${open.host}/tsrun/busybox:1`], /invalid platform "linux\/amd64\/v2\/x"/],
       [["pull", "--tls-verify=maybe", `${open.host}/tsrun/busybox:1`], /expected true or false/],
       [["push", "no-such-image", `${open.host}/x:1`], /image not known/],
       [["logout", open.host], /not logged into/],
@@ -472,6 +472,27 @@ describe("Docker credential helpers", () => {
   });
 });
 
+describe("pull --all-tags", () => {
+  it("pulls every tag of the repository, as docker pull -a does; a tag with -a is a one-line error", async () => {
+    const repo = `${open.host}/tsrun/alltags`;
+    const second = await importBusybox("alltags-second", ["LABEL n=2"]);
+    for (const [image, tag] of [["busybox", "1"], ["alltags-second", "2"], ["busybox", "latest"]]) {
+      expect((await tsrun(["push", "-q", image as string, `${repo}:${tag}`])).code).toBe(0);
+    }
+    const store = freshStore("alltags");
+    const r = await tsrun(["pull", "-q", "--all-tags", repo], { env: store });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split("\n")).toHaveLength(3);
+    const names = storedImages(store).flatMap((i) => i.names).sort();
+    expect(names).toEqual([`${repo}:1`, `${repo}:2`, `${repo}:latest`]);
+    expect(storedImages(store).find((i) => i.names.includes(`${repo}:2`))?.id).toBe(second);
+    const bad = freshStore("alltags-bad");
+    expectOneLineError(await tsrun(["pull", "-a", `${repo}:1`], { env: bad }), /a tag or digest cannot be used with --all-tags$/);
+    expectOneLineError(await tsrun(["pull", "-a", `${open.host}/tsrun/no-such-repo`], { env: bad }), /listing tags: .*(name unknown|repository name not known)/i);
+    expect(storedImages(bad)).toEqual([]);
+  });
+});
+
 describe("multi-platform index", () => {
   it("picks the host's platform by default and another with --platform", async () => {
     const repo = `${open.host}/tsrun/multi`;
@@ -499,6 +520,41 @@ describe("multi-platform index", () => {
     const none = await tsrun(["pull", "--platform", "linux/s390x", repo], { env: freshStore("multi-none") });
     expect(none.code).toBe(125);
     expect(none.stderr).toMatch(/no image for linux\/s390x in the index \(available: linux\/arm64\/v8, linux\/amd64\)/);
+  });
+
+  it("takes --platform as Docker does and matches variants as containerd does", async () => {
+    const repo = `${open.host}/tsrun/variants`;
+    const ids = { v7: await importBusybox("variants-armv7", ["LABEL arch=armv7"]), arm64: await importBusybox("variants-arm64", ["LABEL arch=arm64"]), amd64: (await tsrun(["images", "-q", "--no-trunc", "busybox"])).stdout.trim() };
+    const digest = async (image: string, tag: string): Promise<string> => (await tsrun(["push", "-q", image, `${repo}:${tag}`])).stdout.trim();
+    const [v7, arm64, amd64] = [await digest("variants-armv7", "armv7"), await digest("variants-arm64", "arm64"), await digest("busybox", "amd64")];
+    const entry = async (d: string, platform: Record<string, string>): Promise<Record<string, unknown>> => ({ mediaType: OCI_MANIFEST, digest: d, size: await manifestSize("tsrun/variants", d), platform });
+    // arm/v7 first: an arm64 request must still get the arm64 image, its best match.
+    await putIndex("tsrun/variants", "latest", [
+      await entry(v7, { os: "linux", architecture: "arm", variant: "v7" }),
+      await entry(arm64, { os: "linux", architecture: "arm64" }),
+      await entry(amd64, { os: "linux", architecture: "amd64" }),
+    ]);
+    const cases: [string, string][] = [
+      ["linux/arm64/v8", ids.arm64],
+      ["arm64", ids.arm64],
+      ["aarch64", ids.arm64],
+      ["linux/arm/v8", ids.v7],
+      ["linux/arm", ids.v7],
+      ["linux/amd64", ids.amd64],
+      ["linux/amd64/v3", ids.amd64],
+      ["x86_64", ids.amd64],
+      ["linux", ids.amd64],
+    ];
+    // One store: the images share their layer, so each pull after the first only fetches manifests.
+    const pulls = freshStore("variants");
+    for (const [platform, want] of cases) {
+      const r = await tsrun(["pull", "-q", "--platform", platform, repo], { env: pulls });
+      expect(r.code, `${platform}: ${r.stderr}`).toBe(0);
+      expect(`sha256:${r.stdout.trim()}`, platform).toBe(want);
+    }
+    const store = freshStore("variants-none");
+    expectOneLineError(await tsrun(["pull", "--platform", "linux/arm/v6", repo], { env: store }), /no image for linux\/arm\/v6 in the index \(available: linux\/arm\/v7, linux\/arm64, linux\/amd64\)$/);
+    expect(storedImages(store)).toEqual([]);
   });
 });
 

@@ -196,6 +196,38 @@ describe("names that are not valid UTF-8, through every way in and out", () => {
   }, 120_000);
 });
 
+describe("cp's messages name what the user gave", () => {
+  it("a broken or hostile tar stream, or a file over a directory, is a one-line error naming where the entry was going", async () => {
+    const container = unique("wild-cp-msg");
+    expect((await tsrun(["run", "-d", "--name", container, "busybox", "sleep", "120"])).code).toBe(0);
+    const cases: [Buffer, RegExp][] = [
+      [rawTar([{ name: "x", content: "x", pax: { path: "a/../../escape" } }]), /^Error: cp: archive entry "a\/\.\.\/\.\.\/escape" \(copying to \/tmp in the container\): path "a\/\.\.\/\.\.\/escape" climbs above \/tmp in the container\n$/],
+      [rawTar([{ name: "d/h", type: "1", linkname: "nothere" }]), /^Error: cp: \/tmp\/d\/h in the container: hardlink target "nothere" does not exist in \/tmp in the container \(a link must point to a file extracted earlier\)\n$/],
+      [rawTar([{ name: "big", content: "x".repeat(5000) }]).subarray(0, 3000), /^Error: cp: invalid tar archive: .*truncated/],
+    ];
+    for (const [input, message] of cases) {
+      const r = await tsrun(["cp", "-", `${container}:/tmp`], { input });
+      expect(r.code, r.stderr).toBe(125);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/layer/);
+    }
+    // As docker cp, a directory is never replaced by a file (nor the reverse), in the container
+    // or on the host; the message names the path the user gave.
+    expect((await tsrun(["exec", container, "sh", "-c", "mkdir -p /data/d /tmp/x/keep && echo one > /data/d/one"])).code).toBe(0);
+    const intoContainer = await tsrun(["cp", "-", `${container}:/tmp`], { input: rawTar([{ name: "x", content: "a file" }]) });
+    expect(intoContainer.stderr).toMatch(/^Error: cp: \/tmp\/x in the container: cannot overwrite a directory with a non-directory\n$/);
+    expect((await tsrun(["exec", container, "test", "-d", "/tmp/x/keep"])).code).toBe(0);
+    const out = scratchDir("wild-cp-msg-out");
+    mkdirSync(path.join(out, "d", "one", "keep"), { recursive: true });
+    if (env.user) execFileSync("chown", ["-R", `${env.user.uid}:${env.user.gid}`, out]);
+    const onHost = await tsrun(["cp", `${container}:/data/d`, "."], { cwd: out });
+    expect(onHost.code, onHost.stderr).toBe(125);
+    expect(onHost.stderr).toMatch(/^Error: cp: d\/one: cannot overwrite a directory with a non-directory\n$/);
+    expect(existsSync(path.join(out, "d", "one", "keep"))).toBe(true);
+    await tsrun(["rm", "-f", container]);
+  }, 120_000);
+});
+
 describe("odd headers through load, save, pull", () => {
   it("docker-archive load -> oci-archive save -> load -> push -> pull into an empty store: every layer reads the same", async () => {
     const image = `wild-odd:${unique("v")}`;

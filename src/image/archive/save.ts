@@ -61,8 +61,11 @@ export function resolveSaveTargets(store: Store, queries: string[]): SaveTarget[
   };
   for (const query of queries) {
     let record: ImageRecord | undefined;
+    // The name that matched: Docker's form, or another a short name stands for (its alias, localhost/...).
+    let matched: string | undefined;
     try {
       record = store.images.find(query, images);
+      if (record && !/^(sha256:)?[a-f0-9]{3,64}$/.test(query)) matched = store.images.findName(query, images).name;
     } catch (err) {
       throw new TsrunError(`save: ${(err as Error).message}`);
     }
@@ -92,7 +95,7 @@ export function resolveSaveTargets(store: Store, queries: string[]): SaveTarget[
       if (found) continue;
     }
     if (!record) throw new NotFoundError(`save: image not known: ${query}`);
-    add(record, [formatReference(ref)]);
+    add(record, [matched ?? formatReference(ref)]);
   }
   return [...targets.values()];
 }

@@ -3,6 +3,8 @@
 import { sha256 } from "../../store/digest.js";
 import { MEDIA, type Descriptor, type Manifest, type Platform } from "../types.js";
 import { readBody, RegistryError, type RegistryClient } from "./client.js";
+import { TsrunError } from "../../errors.js";
+import { parsePlatformSpec, platformRank } from "../platform-spec.js";
 
 /** Everything tsrun can read; registries pick the best they have (order is preference). */
 export const MANIFEST_ACCEPT = [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerManifestList, MEDIA.dockerManifest].join(", ");
@@ -102,15 +104,16 @@ export async function fetchManifest(client: RegistryClient, repo: string, refere
   return { bytes, digest, mediaType, kind };
 }
 
-/** Parses "os/arch[/variant]" as --platform takes it. */
+/**
+ * --platform as Docker takes it (containerd's specifiers): "linux/arm64/v8", "linux/amd64",
+ * "arm64" (the host's OS), "linux" (the host's architecture), "x86_64", "aarch64"; normalized.
+ */
 export function parsePlatform(text: string): Platform {
-  const parts = text.split("/");
-  const ok = /^[a-z0-9_.-]+$/;
-  if (parts.length < 2 || parts.length > 3 || !parts.every((p) => ok.test(p))) {
-    throw new RegistryError(`invalid platform "${text}": expected OS/ARCH[/VARIANT], e.g. linux/arm64`);
+  try {
+    return parsePlatformSpec(text);
+  } catch (err) {
+    throw new TsrunError((err as Error).message);
   }
-  const [os, architecture, variant] = parts as [string, string, string | undefined];
-  return variant ? { os, architecture, variant } : { os, architecture };
 }
 
 export function formatPlatform(p: Platform | undefined): string {
@@ -119,17 +122,27 @@ export function formatPlatform(p: Platform | undefined): string {
 }
 
 function platformMatches(candidate: Platform | undefined, want: Platform): boolean {
-  if (!candidate || candidate.os !== want.os || candidate.architecture !== want.architecture) return false;
-  if (!want.variant) return true;
-  // arm64 images usually omit their variant, which is v8.
-  const variant = candidate.variant ?? (candidate.architecture === "arm64" ? "v8" : "");
-  return variant === want.variant;
+  return platformRank(candidate, want) >= 0;
+}
+
+/** The entry that fits best (containerd orders matches: arm64 before arm/v8, amd64 before 386); the first of equals. */
+function bestMatch(entries: Descriptor[], want: Platform): Descriptor | undefined {
+  let best: Descriptor | undefined;
+  let bestRank = Infinity;
+  for (const m of entries) {
+    const rank = platformRank(m.platform, want);
+    if (rank >= 0 && rank < bestRank) {
+      best = m;
+      bestRank = rank;
+    }
+  }
+  return best;
 }
 
 /** The index entry for a platform, or a one-line error listing what the index has. */
 export function selectPlatform(index: ImageIndexDoc, want: Platform, what: string): Descriptor {
   const images = index.manifests.filter((m) => m.mediaType === MEDIA.ociManifest || m.mediaType === MEDIA.dockerManifest);
-  const match = images.find((m) => platformMatches(m.platform, want));
+  const match = bestMatch(images, want);
   if (match) return match;
   throw noImageFor(want, images.map((m) => formatPlatform(m.platform)), what);
 }
@@ -176,7 +189,7 @@ export async function resolvePlatform(index: ImageIndexDoc, want: Platform, walk
   const visit = async (doc: ImageIndexDoc, depth: number, seen: Set<string>): Promise<FetchedManifest | undefined> => {
     const entries = doc.manifests.filter((m) => !isAttestation(m));
     for (const m of entries) if (IMAGE_TYPES.has(m.mediaType) && m.platform) available.add(formatPlatform(m.platform));
-    const direct = entries.find((m) => IMAGE_TYPES.has(m.mediaType) && platformMatches(m.platform, want));
+    const direct = bestMatch(entries.filter((m) => IMAGE_TYPES.has(m.mediaType)), want);
     if (direct) return fetch(direct);
     for (const m of entries) {
       if (!INDEX_TYPES.has(m.mediaType) || (m.platform && !platformMatches(m.platform, want)) || seen.has(m.digest)) continue;

@@ -13,14 +13,16 @@ import { assignNames, type ImageRecord, type LayerRecord } from "../../store/ima
 import { DigestMismatchError } from "../../store/blobs.js";
 import { chainIds, sha256 } from "../../store/digest.js";
 import { hostPlatform, type ImageConfig, type Manifest, type Platform, type Descriptor } from "../types.js";
-import { formatReference, parseReference, ReferenceError, repositoryName, type Reference } from "../reference.js";
+import { formatReference, hasRegistry, parseReference, ReferenceError, repositoryName, type Reference } from "../reference.js";
 import { TsrunError } from "../../errors.js";
-import { lookupCredentials } from "./auth.js";
-import { readBody, RegistryClient, RegistryError } from "./client.js";
-import { loadRegistriesConf, pullSources, type PullSource } from "./registries-conf.js";
-import { checkImageManifest, fetchManifest, formatPlatform, MAX_CONFIG_BYTES, parsePlatform, resolvePlatform, type FetchedManifest, type ImageIndexDoc } from "./manifest.js";
+import { readBody, RegistryError, type RegistryClient } from "./client.js";
+import { isTransient, mayFallBack, SourceChain, stripContext, withOthers } from "./source-chain.js";
+import { loadRegistriesConfig, pullSources, type RegistryEntry } from "./registries-conf.js";
+import { recordAlias, resolveShortName, type SelectCandidate } from "./short-names.js";
+import { checkImageManifest, fetchManifest, formatPlatform, MAX_CONFIG_BYTES, parsePlatform, resolvePlatform, type ImageIndexDoc } from "./manifest.js";
 import { silentListener, type TransferListener } from "./progress.js";
 import { uncompressedDigest } from "../archive/compression.js";
+import { platformRank } from "../platform-spec.js";
 
 export interface PullOptions {
   /** NAME[:TAG|@DIGEST] */
@@ -31,6 +33,11 @@ export interface PullOptions {
   /** An auth file to use instead of the default ones. */
   authFile?: string | undefined;
   listener?: TransferListener | undefined;
+  /**
+   * Asks the user which registry a short name means, when several unqualified-search
+   * registries could serve it (Podman's prompt); give it only when a user can answer.
+   */
+  selectCandidate?: SelectCandidate | undefined;
 }
 
 export interface PullResult {
@@ -87,22 +94,15 @@ function readStoredBlob(store: Store, digest: string): Buffer | undefined {
   }
 }
 
-/** Network failures worth another request (the rest of the blob is asked for with Range). */
-function isTransient(err: unknown): boolean {
-  if (err instanceof TsrunError) return false;
-  const code = (err as NodeJS.ErrnoException).code ?? "";
-  return code === "ECONNRESET" || code === "ETIMEDOUT" || code === "EPIPE" || code === "ECONNREFUSED" || (err as Error).message === "aborted";
-}
-
 /**
  * Streams one blob into the store, verifying size and digest. A dropped connection is resumed
  * where it broke (Range; a registry that ignores it resends from the start, and what we have is
- * skipped), so `feed` (an unpacker reading along) sees every byte exactly once.
+ * skipped), so `feed` (an unpacker reading along) sees every byte exactly once. A source that
+ * lacks the blob or fails (source-chain.ts) hands over to the next, which resumes likewise.
  */
 async function downloadBlob(
-  client: RegistryClient,
+  chain: SourceChain,
   store: Store,
-  repo: string,
   desc: Descriptor,
   listener: TransferListener,
   context: string,
@@ -112,7 +112,11 @@ async function downloadBlob(
   const what = `${context}: blob ${desc.digest}`;
   let received = 0;
   async function* body(): AsyncGenerator<Buffer> {
+    let index = chain.firstIndex;
+    let firstError: unknown;
+    const others: string[] = [];
     for (let attempt = 1; ; attempt++) {
+      const { client, path: repo, source } = chain.at(index);
       try {
         const headers: Record<string, string> = received > 0 ? { Range: `bytes=${received}-` } : {};
         const res = await client.request("GET", `${repo}/blobs/${desc.digest}`, { headers, ok: [200, 206], context: what });
@@ -135,9 +139,9 @@ async function downloadBlob(
             buf = buf.subarray(skip);
             skip = 0;
           }
-          received += buf.length;
           // A registry that sends more than the manifest promised is refused before it fills the disk.
-          if (received > desc.size) throw new RegistryError(`${what}: the registry sent more than the ${desc.size} bytes the manifest lists`);
+          if (received + buf.length > desc.size) throw new RegistryError(`${what}: the registry sent more than the ${desc.size} bytes the manifest lists`);
+          received += buf.length;
           listener.blobProgress(desc.digest, received);
           if (feed) await feed(buf);
           yield buf;
@@ -145,8 +149,17 @@ async function downloadBlob(
         if (received !== desc.size) throw Object.assign(new Error(`got ${received} of ${desc.size} bytes`), { code: "ECONNRESET" });
         return;
       } catch (err) {
-        if (!isTransient(err) || attempt >= BLOB_ATTEMPTS) throw err;
-        await new Promise((r) => setTimeout(r, 500 * attempt));
+        if (isTransient(err) && attempt < BLOB_ATTEMPTS) {
+          await new Promise((r) => setTimeout(r, 500 * attempt));
+          continue;
+        }
+        if (!mayFallBack(err)) throw err;
+        const message = err instanceof RegistryError ? stripContext(err.message, what) : (err as Error).message;
+        if (firstError === undefined) firstError = err instanceof RegistryError ? err : new RegistryError(`${what}: ${message}`);
+        else others.push(`${source.domain}: ${message}`);
+        if (index + 1 >= chain.sources.length) throw withOthers(firstError, others);
+        index++;
+        attempt = 0;
       }
     }
   }
@@ -166,9 +179,8 @@ async function downloadBlob(
  * registry sent corrupted data), one that does as the layer the unpacker refused.
  */
 async function downloadAndUnpack(
-  client: RegistryClient,
+  chain: SourceChain,
   store: Store,
-  repo: string,
   desc: Descriptor,
   dest: string,
   listener: TransferListener,
@@ -184,7 +196,7 @@ async function downloadAndUnpack(
     // fsync must not wait for an unpacker that waits for the end of its input).
     if (fed === desc.size) unpacker.end();
   };
-  const download = downloadBlob(client, store, repo, desc, listener, context, feed).then(
+  const download = downloadBlob(chain, store, desc, listener, context, feed).then(
     () => unpacker.end(), // (an empty blob)
     (err: unknown) => {
       unpacker.abort();
@@ -216,46 +228,50 @@ function parseConfig(bytes: Buffer, context: string): ImageConfig {
 }
 
 /**
- * Fetches the image's manifest from the first source that has it: the mirrors registries.conf
- * names, then the registry itself. Returns that source's client (the layers come from where the
- * manifest came from) and the manifest. When every source fails, the error is the registry's,
- * with what each mirror said.
+ * Pulls a name: a short name goes through registries.conf's aliases and search registries
+ * (short-names.ts), each candidate tried in order until one can be pulled, as Podman does.
  */
-async function openSource(sources: PullSource[], ref: Reference, opts: PullOptions, context: string): Promise<{ client: RegistryClient; path: string; top: FetchedManifest }> {
-  const mirrorErrors: string[] = [];
-  for (const source of sources) {
-    const client = new RegistryClient(source.domain, { tlsVerify: opts.tlsVerify ?? !source.insecure, credentials: lookupCredentials(source.domain, opts.authFile) });
-    client.addScope(`repository:${source.path}:pull`);
-    try {
-      const top = await fetchManifest(client, source.path, ref.digest ?? ref.tag ?? "latest", context);
-      return { client, path: source.path, top };
-    } catch (err) {
-      client.close();
-      // A local configuration problem (a bad auth file, proxy or certs.d) is the same for every source.
-      if (!source.mirror || !(err instanceof RegistryError)) {
-        if (err instanceof RegistryError && mirrorErrors.length > 0) throw new RegistryError(`${err.message} (mirrors also failed: ${mirrorErrors.join("; ")})`, err.status, err.code);
-        throw err;
-      }
-      mirrorErrors.push(`${source.domain}: ${err.message.startsWith(`${context}: `) ? err.message.slice(context.length + 2) : err.message}`);
-    }
-  }
-  throw new RegistryError(`${context}: no source to pull from`);
-}
-
 export async function pullImage(store: Store, opts: PullOptions): Promise<PullResult> {
-  const ref = parseUserReference(opts.reference);
+  const input = opts.reference.replace(/^docker:\/\//, "");
+  const ref = parseUserReference(input);
   const want: Platform = opts.platform ? parsePlatform(opts.platform) : hostPlatform();
   const listener = opts.listener ?? silentListener;
+  const short = !hasRegistry(input);
+  const conf = loadRegistriesConfig(process.env, short);
+  let resolution;
+  try {
+    resolution = short ? await resolveShortName(input, conf.shortNames, opts.selectCandidate) : { candidates: [ref] };
+  } catch (err) {
+    if (err instanceof ReferenceError) throw new TsrunError(`pull ${input}: ${err.message}`);
+    throw err;
+  }
+  if (resolution.description) listener.message(resolution.description);
+  const failures: string[] = [];
+  for (const candidate of resolution.candidates) {
+    try {
+      const result = await pullReference(store, candidate, conf.entries, want, opts, listener);
+      if (resolution.record) recordAlias(resolution.record, repositoryName(candidate));
+      return result;
+    } catch (err) {
+      // Only what the registry said moves on to the next candidate; a local problem (the
+      // store, the disk, a bad auth file) would be the same for every one.
+      if (resolution.candidates.length === 1 || !(err instanceof RegistryError)) throw err;
+      failures.push(err.message);
+    }
+  }
+  throw new RegistryError(`pull ${input}: no candidate could be pulled: ${failures.join("; ")}`);
+}
+
+async function pullReference(store: Store, ref: Reference, entries: RegistryEntry[], want: Platform, opts: PullOptions, listener: TransferListener): Promise<PullResult> {
   const name = formatReference(ref);
   const context = `pull ${name}`;
-  const sources = pullSources(loadRegistriesConf(), ref);
+  const sources = pullSources(entries, ref);
   listener.message(`Trying to pull ${name}...`);
-  const opened = await openSource(sources, ref, opts, context);
-  const { client, path: repoPath } = opened;
-  let top = opened.top;
+  const chain = new SourceChain(sources, opts);
   const temps: string[] = [];
   let lease: Lease | undefined;
   try {
+    let top = await chain.openFirst(context, ({ client, path }) => fetchManifest(client, path, ref.digest ?? ref.tag ?? "latest", context));
     let indexDigest: string | undefined;
     if (top.kind === "index") {
       indexDigest = top.digest;
@@ -264,10 +280,10 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
         index,
         want,
         {
-          fetch: (desc) => fetchManifest(client, repoPath, desc.digest, context),
+          fetch: (desc) => chain.read(context, ({ client, path }) => fetchManifest(client, path, desc.digest, context)),
           configPlatform: async (manifest) => {
             checkImageManifest(manifest, context);
-            const config = parseConfig(await fetchConfig(client, repoPath, manifest.config, context), context);
+            const config = parseConfig(await chain.read(context, ({ client, path }) => fetchConfig(client, path, manifest.config, context)), context);
             const platform: Platform = { os: String(config.os ?? "unknown"), architecture: String(config.architecture ?? "unknown") };
             if (typeof config.variant === "string") platform.variant = config.variant;
             return platform;
@@ -295,7 +311,7 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
       configBytes = storedConfig;
     } else {
       listener.blobStart("config", configDesc.digest, configDesc.size);
-      configBytes = await fetchConfig(client, repoPath, configDesc, context);
+      configBytes = await chain.read(context, ({ client, path }) => fetchConfig(client, path, configDesc, context));
       listener.blobDone(configDesc.digest, "done");
     }
     const config = parseConfig(configBytes, context);
@@ -303,7 +319,8 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
     if (!Array.isArray(diffIds) || diffIds.length !== manifest.layers.length) {
       throw new RegistryError(`${context}: the config lists ${Array.isArray(diffIds) ? diffIds.length : 0} layer diff IDs but the manifest has ${manifest.layers.length} layers`);
     }
-    if (!indexDigest && (config.os !== want.os || config.architecture !== want.architecture) && config.os && config.architecture) {
+    const declared = config.os && config.architecture ? { os: String(config.os), architecture: String(config.architecture), ...(typeof config.variant === "string" ? { variant: config.variant } : {}) } : undefined;
+    if (!indexDigest && declared && platformRank(declared, want) < 0) {
       process.stderr.write(`tsrun: warning: image platform (${formatPlatform(config)}) does not match the expected platform (${formatPlatform(want)})\n`);
     }
     const chains = chainIds(diffIds);
@@ -354,10 +371,10 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
       if (download) {
         const first = indexes[0];
         if (first === undefined) {
-          await downloadBlob(client, store, repoPath, desc, listener, context);
+          await downloadBlob(chain, store, desc, listener, context);
         } else {
           const dest = newTemp();
-          await check(first, await downloadAndUnpack(client, store, repoPath, desc, dest, listener, context), dest);
+          await check(first, await downloadAndUnpack(chain, store, desc, dest, listener, context), dest);
           fromFile = indexes.slice(1);
         }
         listener.blobDone(desc.digest, "done");
@@ -416,7 +433,7 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
     if (indexDigest) result.indexDigest = indexDigest;
     return result;
   } finally {
-    client.close();
+    chain.close();
     await store.removeTrees(temps).catch(() => undefined);
     lease?.release();
   }

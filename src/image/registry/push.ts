@@ -5,7 +5,7 @@
 import { closeSync, createReadStream, openSync, readSync } from "node:fs";
 import type { Store } from "../../store/store.js";
 import type { ImageRecord } from "../../store/images.js";
-import { normaliseName, parseReference, repositoryName, type Reference } from "../reference.js";
+import { parseReference, repositoryName, type Reference } from "../reference.js";
 import type { Descriptor, Manifest } from "../types.js";
 import { NotFoundError, TsrunError } from "../../errors.js";
 import { lookupCredentials } from "./auth.js";
@@ -135,9 +135,10 @@ function resolveTarget(store: Store, opts: PushOptions): { image: ImageRecord; d
   if (!image) throw new NotFoundError(`push: image not known: ${opts.image}`);
   if (opts.destination) return { image, dest: parseUserReference(opts.destination) };
   // Without a destination the image argument must be a name (an ID says nothing about where to go).
+  // The name that matched: Docker's form, or another a short name stands for (localhost/NAME...).
   let named: string | undefined;
   try {
-    named = normaliseName(query);
+    named = store.images.findName(query).name;
   } catch {
     named = undefined;
   }

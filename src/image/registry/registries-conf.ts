@@ -1,15 +1,17 @@
 // Per-registry settings where Podman users keep them: containers-registries.conf(5). tsrun reads
 // the [[registry]] tables of the v2 format (location, prefix, insecure, blocked, and
-// [[registry.mirror]] with location, insecure, pull-from-mirror) and the v1 format's
-// [registries.insecure] and [registries.block] lists. Short-name settings (aliases,
-// unqualified-search-registries) are not used: tsrun completes short names with docker.io, as
-// Docker does.
+// [[registry.mirror]] with location, insecure, pull-from-mirror), the v1 format's
+// [registries.search], [registries.insecure] and [registries.block] lists, and the short-name
+// settings (unqualified-search-registries, short-name-mode, [aliases]: short-names.ts applies them).
 //
 // Files, as containers/image reads them: $CONTAINERS_REGISTRIES_CONF alone when set; else
 // $XDG_CONFIG_HOME/containers/registries.conf when it exists, else
 // /etc/containers/registries.conf; then the *.conf drop-ins of /etc/containers/registries.conf.d
 // and $XDG_CONFIG_HOME/containers/registries.conf.d in name order, a later [[registry]] of the
-// same prefix replacing an earlier one.
+// same prefix replacing an earlier one, a later file's unqualified-search-registries or
+// short-name-mode replacing an earlier one's, a later alias of a name replacing (or, empty,
+// erasing) an earlier one. Last, the aliases Podman (and tsrun) record after a prompt, in
+// $XDG_CACHE_HOME/containers/short-name-aliases.conf, which win over every file.
 //
 // TOML by smol-toml: the format is full TOML (inline tables, arrays of tables, multi-line
 // strings) and these files are written by hand and by distributions.
@@ -18,7 +20,7 @@ import os from "node:os";
 import path from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { TsrunError } from "../../errors.js";
-import type { Reference } from "../reference.js";
+import { hasRegistry, parseReference, ReferenceError, type Reference } from "../reference.js";
 
 export interface RegistryEndpoint {
   /** "host[:port][/path]": where the matched prefix is rewritten to. */
@@ -49,8 +51,45 @@ export interface PullSource {
   mirror: boolean;
 }
 
+/** containers/image's short-name modes (short-names.ts says what each does). */
+export type ShortNameMode = "enforcing" | "permissive" | "disabled";
+
+/** A setting with the file that set it (for messages such as Podman's "Resolved ... (file)"). */
+export interface FromFile<T> {
+  value: T;
+  file: string;
+}
+
+/** The short-name settings of all the files, merged. */
+export interface ShortNameSettings {
+  /** unqualified-search-registries (or v1 [registries.search]); undefined when no file sets it. */
+  searchRegistries?: FromFile<string[]>;
+  mode?: FromFile<ShortNameMode>;
+  /** Short name ("name" or "ns/name") -> fully-qualified repository (no tag or digest). */
+  aliases: Map<string, FromFile<string>>;
+}
+
+export interface RegistriesConf {
+  entries: RegistryEntry[];
+  shortNames: ShortNameSettings;
+}
+
+/** What one file says. */
+interface ConfFile {
+  entries: RegistryEntry[];
+  searchRegistries?: string[];
+  mode?: ShortNameMode;
+  /** An empty value erases an alias an earlier file set. */
+  aliases: Map<string, string>;
+}
+
 function configHome(env: NodeJS.ProcessEnv): string {
   return env.XDG_CONFIG_HOME || path.join(os.homedir(), ".config");
+}
+
+/** Where Podman records the aliases a user picked at its prompt (rootless: the user's cache). */
+export function aliasCacheFile(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "containers", "short-name-aliases.conf");
 }
 
 /** The files read, in order. */
@@ -103,11 +142,58 @@ function checkLocation(value: string, key: string, where: string, wildcard = fal
 
 /** The registries of one file's text (name for messages). */
 export function parseRegistriesConf(text: string, file: string): RegistryEntry[] {
-  // Most files hold only comments or short-name aliases (Debian's registries.conf,
-  // shortnames.conf): without a line that starts a registry/registries table or key, they say
-  // nothing tsrun uses, and parsing them would cost every pull some milliseconds. (A quoted
-  // "registry" key is not looked for: shortnames.conf has an alias of that name.)
-  if (!/^[ \t]*(?:\[\[?[ \t]*)?registr(?:y|ies)\b/m.test(text)) return [];
+  return parseConfFile(text, file, false).entries;
+}
+
+function hasTagOrDigest(name: string): boolean {
+  return name.includes("@") || name.lastIndexOf(":") > name.lastIndexOf("/");
+}
+
+/** A short name as an alias names it: a repository without a registry, tag or digest. */
+function checkAliasName(name: string, where: string): string {
+  try {
+    parseReference(name);
+  } catch (err) {
+    if (err instanceof ReferenceError) throw new TsrunError(`${where}: invalid short name "${name}": ${err.message}`);
+    throw err;
+  }
+  if (hasTagOrDigest(name)) throw new TsrunError(`${where}: invalid short name "${name}": an alias names no tag or digest`);
+  if (hasRegistry(name)) throw new TsrunError(`${where}: invalid short name "${name}": it names a registry`);
+  return name;
+}
+
+/** An alias's value: a fully-qualified repository, normalised as Docker does (docker.io/alpine -> docker.io/library/alpine). */
+function checkAliasValue(name: string, value: string, where: string): string {
+  if (value === "") return value;
+  let ref: Reference;
+  try {
+    ref = parseReference(value);
+  } catch (err) {
+    if (err instanceof ReferenceError) throw new TsrunError(`${where}: alias "${name}": invalid value "${value}": ${err.message}`);
+    throw err;
+  }
+  if (!hasRegistry(value)) throw new TsrunError(`${where}: alias "${name}": "${value}" is not fully qualified (it must name its registry)`);
+  if (hasTagOrDigest(value)) throw new TsrunError(`${where}: alias "${name}": "${value}" must not name a tag or digest`);
+  return `${ref.domain}/${ref.path}`;
+}
+
+function stringList(value: unknown, what: string): string[] {
+  if (!Array.isArray(value) || value.some((r) => typeof r !== "string")) throw new TsrunError(`${what} must be a list of strings`);
+  return value as string[];
+}
+
+/**
+ * One file's settings. Without shortNames, a file with no line that starts a registry table or
+ * key is not parsed: most files hold only comments or aliases (Debian's registries.conf,
+ * shortnames.conf), and parsing them would cost every pull of a qualified name some
+ * milliseconds. (A quoted "registry" key is not looked for: shortnames.conf has an alias of
+ * that name.)
+ */
+function parseConfFile(text: string, file: string, shortNames: boolean): ConfFile {
+  const result: ConfFile = { entries: [], aliases: new Map() };
+  const registryLine = /^[ \t]*(?:\[\[?[ \t]*)?registr(?:y|ies)\b/m;
+  const shortNameLine = /^[ \t]*(?:\[[ \t]*aliases\b|unqualified-search-registries\b|short-name-mode\b)/m;
+  if (!registryLine.test(text) && !(shortNames && shortNameLine.test(text))) return result;
   let doc: Table;
   try {
     doc = parseToml(text) as Table;
@@ -115,18 +201,40 @@ export function parseRegistriesConf(text: string, file: string): RegistryEntry[]
     const first = (err as Error).message.split("\n")[0] ?? "";
     throw new TsrunError(`${file}: invalid TOML: ${first}`);
   }
-  const entries: RegistryEntry[] = [];
+  const entries = result.entries;
+  const usr = doc["unqualified-search-registries"];
+  if (usr !== undefined) {
+    result.searchRegistries = stringList(usr, `${file}: unqualified-search-registries`).map((r) => checkLocation(r, "unqualified-search-registries entry", file));
+  }
+  const mode = doc["short-name-mode"];
+  if (mode !== undefined && mode !== "") {
+    if (mode !== "enforcing" && mode !== "permissive" && mode !== "disabled") {
+      throw new TsrunError(`${file}: short-name-mode must be "enforcing", "permissive" or "disabled", not ${JSON.stringify(mode)}`);
+    }
+    result.mode = mode;
+  }
+  const aliases = doc.aliases;
+  if (aliases !== undefined) {
+    if (!isTable(aliases)) throw new TsrunError(`${file}: [aliases] must be a table`);
+    for (const [name, value] of Object.entries(aliases)) {
+      if (typeof value !== "string") throw new TsrunError(`${file}: [aliases] "${name}" must be a string`);
+      result.aliases.set(checkAliasName(name, `${file}: [aliases]`), checkAliasValue(name, value, `${file}: [aliases]`));
+    }
+  }
   const v1 = doc.registries;
   if (v1 !== undefined) {
-    // v1: [registries.insecure] registries = [...], [registries.block] registries = [...].
+    // v1: [registries.search|insecure|block] registries = [...].
     if (!isTable(v1)) throw new TsrunError(`${file}: "registries" must be a table`);
-    if (doc.registry !== undefined) throw new TsrunError(`${file}: mixes the v1 [registries.*] tables with v2 [[registry]] tables`);
+    if (doc.registry !== undefined || usr !== undefined) throw new TsrunError(`${file}: mixes the v1 [registries.*] tables with v2 settings`);
+    if (v1.search !== undefined) {
+      const list = stringList(isTable(v1.search) ? v1.search.registries : undefined, `${file}: [registries.search] registries`);
+      result.searchRegistries = list.map((r) => checkLocation(r, "registry", `${file}: [registries.search]`));
+    }
     for (const [kind, flag] of [["insecure", "insecure"], ["block", "blocked"]] as const) {
       const table = v1[kind];
       if (table === undefined) continue;
-      const list = isTable(table) ? table.registries : undefined;
-      if (!Array.isArray(list) || list.some((r) => typeof r !== "string")) throw new TsrunError(`${file}: [registries.${kind}] registries must be a list of strings`);
-      for (const host of list as string[]) {
+      const list = stringList(isTable(table) ? table.registries : undefined, `${file}: [registries.${kind}] registries`);
+      for (const host of list) {
         const location = checkLocation(host, "registry", `${file}: [registries.${kind}]`);
         const existing = entries.find((e) => e.prefix === location);
         const entry = existing ?? { prefix: location, location, insecure: false, blocked: false, mirrors: [], file };
@@ -134,10 +242,10 @@ export function parseRegistriesConf(text: string, file: string): RegistryEntry[]
         if (!existing) entries.push(entry);
       }
     }
-    return entries;
+    return result;
   }
   const registries = doc.registry;
-  if (registries === undefined) return entries;
+  if (registries === undefined) return result;
   if (!Array.isArray(registries)) throw new TsrunError(`${file}: "registry" must be an array of tables ([[registry]])`);
   for (const [i, raw] of registries.entries()) {
     const where = `${file}: [[registry]] #${i + 1}`;
@@ -162,25 +270,53 @@ export function parseRegistriesConf(text: string, file: string): RegistryEntry[]
     });
     entries.push({ prefix, location, insecure: boolField(raw, "insecure", where), blocked: boolField(raw, "blocked", where), mirrors, file });
   }
-  return entries;
+  return result;
+}
+
+function readConf(file: string, mustExist: boolean): string | undefined {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if ((code === "ENOENT" || code === "ENOTDIR") && !mustExist) return undefined;
+    throw new TsrunError(`cannot read ${file}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Every configured registry, later files' entries replacing earlier ones of the same prefix;
+ * with shortNames, the short-name settings too (otherwise left empty: reading them costs a
+ * parse of every alias file, which only a short name needs).
+ */
+export function loadRegistriesConfig(env: NodeJS.ProcessEnv = process.env, shortNames = false): RegistriesConf {
+  const byPrefix = new Map<string, RegistryEntry>();
+  const settings: ShortNameSettings = { aliases: new Map() };
+  for (const file of registriesConfFiles(env)) {
+    // Only a file named by $CONTAINERS_REGISTRIES_CONF must exist.
+    const text = readConf(file, file === env.CONTAINERS_REGISTRIES_CONF);
+    if (text === undefined) continue;
+    const conf = parseConfFile(text, file, shortNames);
+    for (const entry of conf.entries) byPrefix.set(entry.prefix, entry);
+    if (conf.searchRegistries) settings.searchRegistries = { value: conf.searchRegistries, file };
+    if (conf.mode) settings.mode = { value: conf.mode, file };
+    for (const [name, value] of conf.aliases) {
+      if (value === "") settings.aliases.delete(name);
+      else settings.aliases.set(name, { value, file });
+    }
+  }
+  if (shortNames) {
+    const cache = aliasCacheFile(env);
+    const text = readConf(cache, false);
+    if (text !== undefined) {
+      for (const [name, value] of parseConfFile(text, cache, true).aliases) if (value !== "") settings.aliases.set(name, { value, file: cache });
+    }
+  }
+  return { entries: [...byPrefix.values()], shortNames: settings };
 }
 
 /** Every configured registry, later files' entries replacing earlier ones of the same prefix. */
 export function loadRegistriesConf(env: NodeJS.ProcessEnv = process.env): RegistryEntry[] {
-  const byPrefix = new Map<string, RegistryEntry>();
-  for (const file of registriesConfFiles(env)) {
-    let text: string;
-    try {
-      text = readFileSync(file, "utf8");
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      // Only a file named by $CONTAINERS_REGISTRIES_CONF must exist.
-      if ((code === "ENOENT" || code === "ENOTDIR") && file !== env.CONTAINERS_REGISTRIES_CONF) continue;
-      throw new TsrunError(`cannot read ${file}: ${(err as Error).message}`);
-    }
-    for (const entry of parseRegistriesConf(text, file)) byPrefix.set(entry.prefix, entry);
-  }
-  return [...byPrefix.values()];
+  return loadRegistriesConfig(env).entries;
 }
 
 /** How much of "domain/path" a prefix matches (its length), or -1. */
