@@ -5,7 +5,7 @@ import type { ContainerRecord } from "../container/records.js";
 import type { ContainerSize } from "../container/size.js";
 import type { ContainerStats } from "../container/stats.js";
 import { filterContainers, stateWord } from "../container/filters.js";
-import { killContainer, pauseContainer, readLogs, removeContainer, renameContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
+import { killContainer, pauseContainer, readLogs, removeContainer, renameContainer, restartContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
 import { topLines } from "../container/top.js";
@@ -428,8 +428,7 @@ export function registerContainers(program: Command): void {
       const t = new Tsrun();
       const timeout = stopTime(o.time);
       await eachContainer(names, async (name) => {
-        const record = await stopContainer(t.containers, name, timeout);
-        await t.containers.startDetached(record);
+        await restartContainer(t.containers, name, timeout);
         process.stdout.write(`${name}\n`);
       });
     });

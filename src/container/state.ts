@@ -34,7 +34,16 @@ export function readExitFile(containerDir: string): ExitFile | undefined {
 
 /** Before a start: no exit, stop marker, pid or health of an earlier run. */
 export function clearRunFiles(containerDir: string): void {
-  for (const f of ["exit", "stopped", "pid", "health.json", "restarts", "last-exit", "paused", "attach-wait"]) rmSync(path.join(containerDir, f), { force: true });
+  for (const f of ["exit", "stopped", "pid", "health.json", "restarts", "last-exit", "paused", "attach-wait", "restarting"]) rmSync(path.join(containerDir, f), { force: true });
+}
+
+/** Tells whoever runs a --rm container that `restart` stops it: it is not to be removed at this exit. */
+export function markRestarting(containerDir: string): void {
+  writeFileSync(path.join(containerDir, "restarting"), "");
+}
+
+export function isRestarting(containerDir: string): boolean {
+  return existsSync(path.join(containerDir, "restarting"));
 }
 
 /** Tells the monitor that the user stopped the container: no restart after this exit. */
