@@ -1,0 +1,119 @@
+// The lifecycle commands against containers as Docker users meet them: a foreground `run --rm`
+// seen from another terminal (logs, attach, wait, stop, rm -f, restart), containers that share
+// another's namespaces when that one stops, restarts or goes, and the flag spellings Docker takes.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execa, type ResultPromise } from "execa";
+import { asUser, cliEnv, env, importBusybox, onPty, tsrun, tsrunOk, unique } from "./helpers.js";
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until(check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await sleep(50);
+  }
+}
+
+const started: string[] = [];
+
+/** `tsrun ARGS...` left running (a second terminal's command), as the test user. */
+function background(args: string[]): ResultPromise<{ reject: false; extendEnv: false; stripFinalNewline: false }> {
+  const [cmd, ...rest] = asUser([env.cli, ...args]);
+  return execa(cmd as string, rest, { reject: false, extendEnv: false, env: cliEnv(), cwd: env.base, stripFinalNewline: false });
+}
+
+/** A foreground `run --rm` printing tick0, tick1, ... and exiting 3 on SIGTERM. */
+function ticker(name: string, extra: string[] = []): ReturnType<typeof background> {
+  started.push(name);
+  return background(["run", "--rm", "--name", name, ...extra, "busybox", "sh", "-c", 'trap "echo got-term; exit 3" TERM; i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.2; done']);
+}
+
+async function names(): Promise<string[]> {
+  return (await tsrun(["ps", "-a", "--format", "{{.Names}}"])).stdout.split("\n");
+}
+
+beforeAll(async () => {
+  await importBusybox("busybox");
+});
+
+afterAll(async () => {
+  await tsrun(["rm", "-f", ...started]);
+});
+
+describe("a foreground run --rm, from another terminal", () => {
+  it("logs, logs -f, attach and wait see it as Docker's do; stop prints its name; all get its exit status after it is removed", async () => {
+    const name = unique("fg-rm");
+    const run = ticker(name);
+    await until(async () => (await tsrun(["logs", name])).stdout.includes("tick2\n"));
+    const logs = await tsrunOk(["logs", name]);
+    expect(logs.startsWith("tick0\ntick1\ntick2\n")).toBe(true);
+    expect(await tsrunOk(["logs", "--tail", "1", name])).toMatch(/^tick\d+\n$/);
+    expect(await tsrunOk(["logs", "-t", "--tail", "1", name])).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z tick\d+\n$/);
+    expect(await tsrunOk(["inspect", "-f", "{{.State.Running}} {{.HostConfig.AutoRemove}}", name])).toBe("true true\n");
+    expect((await tsrunOk(["ps", "--filter", `name=${name}`, "--format", "{{.Status}}"])).trim()).toMatch(/^Up /);
+    expect(await tsrunOk(["exec", name, "echo", "in-exec"])).toBe("in-exec\n");
+    const follow = background(["logs", "-f", name]);
+    const attach = background(["attach", name]);
+    const wait = background(["wait", name]);
+    // attach shows what comes from now on: a few more ticks, then the end.
+    await sleep(800);
+    const stop = await tsrun(["stop", name]);
+    expect(stop).toMatchObject({ code: 0, stdout: `${name}\n` });
+    const [fg, followed, attached, waited] = await Promise.all([run, follow, attach, wait]);
+    expect(fg.exitCode).toBe(3);
+    expect(String(fg.stdout)).toMatch(/^tick0\n(tick\d+\n)+got-term\n$/);
+    // Nothing the container printed is missing from the followed log, to its last line.
+    expect(followed.exitCode).toBe(0);
+    expect(String(followed.stdout)).toBe(String(fg.stdout));
+    expect(attached.exitCode).toBe(3);
+    expect(String(attached.stdout)).toMatch(/(tick\d+\n)+got-term\n$/);
+    expect(String(attached.stdout)).not.toMatch(/^tick0\n/);
+    expect(waited).toMatchObject({ exitCode: 0, stdout: "3\n" });
+    expect(await names()).not.toContain(name);
+  });
+
+  it("rm -f prints its name and ends it (137); kill ends it; restart keeps it, as Docker keeps a --rm container through a restart", async () => {
+    const name = unique("fg-rmf");
+    const run = ticker(name);
+    await until(async () => (await tsrun(["logs", name])).stdout.includes("tick1\n"));
+    const wait = background(["wait", name]);
+    await sleep(200);
+    expect(await tsrun(["rm", "-f", name])).toMatchObject({ code: 0, stdout: `${name}\n`, stderr: "" });
+    expect((await run).exitCode).toBe(137);
+    expect(await wait).toMatchObject({ exitCode: 0, stdout: "137\n" });
+    expect(await names()).not.toContain(name);
+
+    const restarted = unique("fg-restart");
+    const first = ticker(restarted);
+    await until(async () => (await tsrun(["logs", restarted])).stdout.includes("tick1\n"));
+    expect(await tsrun(["restart", "-t", "5", restarted])).toMatchObject({ code: 0, stdout: `${restarted}\n` });
+    // The foreground run ends with the container's first life; the container lives on, detached.
+    expect((await first).exitCode).toBe(3);
+    expect((await tsrunOk(["inspect", "-f", "{{.State.Running}}", restarted])).trim()).toBe("true");
+    await until(async () => /got-term\ntick0\n/.test((await tsrun(["logs", restarted])).stdout));
+    // Still --rm: stopped for good, it goes.
+    expect(await tsrunOk(["stop", restarted])).toBe(`${restarted}\n`);
+    await until(async () => !(await names()).includes(restarted));
+
+    const detached = unique("d-restart");
+    started.push(detached);
+    await tsrunOk(["run", "-d", "--rm", "--name", detached, "busybox", "sleep", "1000"]);
+    expect(await tsrunOk(["restart", "-t", "0", detached])).toBe(`${detached}\n`);
+    await sleep(500);
+    expect((await tsrunOk(["inspect", "-f", "{{.State.Running}}", detached])).trim()).toBe("true");
+    expect(await tsrunOk(["kill", detached])).toBe(`${detached}\n`);
+    await until(async () => !(await names()).includes(detached));
+  });
+
+  it("its output is a pipe, not the run's terminal, without -t (as Docker's); with -t its log is kept too", async () => {
+    const r = await onPty(24, 80, [{ expect: "done" }], `"$TSRUN" run --rm busybox sh -c '[ -t 1 ] && echo out-is-tty || echo out-is-pipe; echo done'`);
+    expect(r.output).toContain("out-is-pipe");
+    const name = unique("fg-tty");
+    started.push(name);
+    const run = background(["run", "--rm", "-t", "--name", name, "busybox", "sh", "-c", "echo on-tty; sleep 1000"]);
+    await until(async () => (await tsrun(["logs", name])).stdout === "on-tty\r\n");
+    await tsrunOk(["kill", name]);
+    expect((await run).exitCode).toBe(137);
+  });
+});
