@@ -347,18 +347,28 @@ export function registerContainers(program: Command): void {
       const t = new Tsrun();
       const attach = o.attach || o.interactive;
       if (attach && names.length > 1) throw new TsrunError("you cannot start and attach multiple containers at once");
-      if (attach) parseDetachKeys(o.detachKeys);
+      if (!attach) {
+        // As docker/cli: each container gets its turn; those that failed are named at the end.
+        const failed: string[] = [];
+        for (const name of names) {
+          try {
+            const record = t.containers.get(name);
+            if (record.state.status !== "running") await t.containers.startDetached(record);
+            process.stdout.write(`${name}\n`);
+          } catch (err) {
+            // One container: its error alone, with its status (126 or 127 when its command could not run).
+            if (!(err instanceof TsrunError) || names.length === 1) throw err;
+            process.stderr.write(`Error: ${err.message}\n`);
+            failed.push(name);
+          }
+        }
+        if (failed.length > 0) throw new TsrunError(`failed to start containers: ${failed.join(", ")}`);
+        return;
+      }
+      parseDetachKeys(o.detachKeys);
       for (const name of names) {
         const record = t.containers.get(name);
-        if (record.state.status === "running") {
-          if (!attach) process.stdout.write(`${name}\n`);
-          continue;
-        }
-        if (!attach) {
-          await t.containers.startDetached(record);
-          process.stdout.write(`${name}\n`);
-          continue;
-        }
+        if (record.state.status === "running") continue;
         if (record.config.tty && o.interactive && record.config.openStdin && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
         // The monitor waits for us before the container starts: no output is missed.
         const status = await startAttached(t.containers, record, { stdin: o.interactive, detachKeys: o.detachKeys, closeStdinOnEnd: true });

@@ -143,6 +143,9 @@ function mergeHealth(image: HealthConfig | undefined, flags: CreateOptions["heal
   return hc.Test ? hc : undefined;
 }
 
+/** How Docker's messages name the namespace a container cannot join. */
+const JOINED_WORD = { network: "network", pid: "PID", ipc: "IPC", uts: "UTS" } as const;
+
 /** Names that reach the host from a container with outbound access (Podman's, then Docker Desktop's). */
 const HOST_NAMES = ["host.containers.internal", "host.docker.internal"];
 
@@ -612,7 +615,14 @@ export class Containers {
     if (record.hostConfig.sysctls) plan.sysctls = sysctlWrites(record.hostConfig.sysctls);
     applyNamespaceModes(plan, record.hostConfig, (id, kind) => {
       const other = this.get(id);
-      if (other.state.status !== "running" || other.state.pid <= 0) throw new TsrunError(`cannot join the ${kind} namespace of container ${other.name}: it is not running`);
+      // Docker's words (scripts look for them): "cannot join network of a non running container: NAME".
+      const notRunning = (): TsrunError => new TsrunError(`cannot join ${JOINED_WORD[kind]} of a non running container: ${other.name}`);
+      if (other.state.status !== "running" || other.state.pid <= 0) throw notRunning();
+      // Its init has ended and its monitor has not recorded it yet, or starts the next one.
+      if (!existsSync(`/proc/${other.state.pid}/ns/${kind === "network" ? "net" : kind}`)) {
+        if ((other.hostConfig.restartPolicy?.name ?? "no") !== "no") throw new TsrunError(`container ${other.name} is restarting, wait until the container is running`);
+        throw notRunning();
+      }
       return other.state.pid;
     });
     return plan;

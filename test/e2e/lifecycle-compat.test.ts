@@ -117,3 +117,71 @@ describe("a foreground run --rm, from another terminal", () => {
     expect((await run).exitCode).toBe(137);
   });
 });
+
+describe("containers that share another's namespaces when it stops, restarts or goes", () => {
+  async function nsLinks(name: string): Promise<Record<string, string>> {
+    const out = await tsrunOk(["exec", name, "sh", "-c", "for k in net pid ipc; do echo $k $(readlink /proc/self/ns/$k); done"]);
+    return Object.fromEntries(out.trim().split("\n").map((l) => l.split(" ") as [string, string]));
+  }
+
+  it("dependents join the target's namespaces at each start; a stopped target is refused in Docker's words; rm -f leaves them, as Docker does", async () => {
+    const target = unique("ns-target");
+    started.push(target);
+    await tsrunOk(["run", "-d", "--name", target, "busybox", "sleep", "1000"]);
+    const deps = { net: unique("ns-dnet"), pid: unique("ns-dpid"), ipc: unique("ns-dipc") };
+    const flag = { net: "--network", pid: "--pid", ipc: "--ipc" } as const;
+    for (const kind of ["net", "pid", "ipc"] as const) {
+      started.push(deps[kind]);
+      await tsrunOk(["create", "--name", deps[kind], flag[kind], `container:${target}`, "busybox", "sleep", "1000"]);
+    }
+    expect(await tsrunOk(["start", deps.net, deps.pid, deps.ipc])).toBe(`${deps.net}\n${deps.pid}\n${deps.ipc}\n`);
+    const first = await nsLinks(target);
+    for (const kind of ["net", "pid", "ipc"] as const) expect((await nsLinks(deps[kind]))[kind]).toBe(first[kind]);
+
+    // Stopped: the one in its pid namespace ends with it; the others run on.
+    await tsrunOk(["stop", "-t", "0", target]);
+    await until(async () => (await tsrunOk(["inspect", "-f", "{{.State.Running}}", deps.pid])).trim() === "false");
+    expect((await tsrunOk(["inspect", "-f", "{{.State.Running}}", deps.net, deps.ipc])).trim().split("\n")).toEqual(["true", "true"]);
+    const refused = await tsrun(["start", deps.pid]);
+    expect(refused).toMatchObject({ code: 125, stderr: `Error: cannot join PID of a non running container: ${target}\n` });
+    for (const [flags, word] of [[["--network", `container:${target}`], "network"], [["--ipc", `container:${target}`], "IPC"], [["--pid", `container:${target}`], "PID"]] as const) {
+      const r = await tsrun(["run", "--rm", ...flags, "busybox", "true"]);
+      expect(r).toMatchObject({ code: 125, stderr: `Error: cannot join ${word} of a non running container: ${target}\n` });
+    }
+    // start with several: each gets its turn, the failures are named at the end (docker/cli).
+    const other = unique("ns-other");
+    started.push(other);
+    await tsrunOk(["create", "--name", other, "busybox", "sleep", "1000"]);
+    const several = await tsrun(["start", deps.pid, other]);
+    expect(several).toMatchObject({ code: 125, stdout: `${other}\n`, stderr: `Error: cannot join PID of a non running container: ${target}\nError: failed to start containers: ${deps.pid}\n` });
+
+    // Started again: dependents started after it are in its new namespaces.
+    await tsrunOk(["start", target]);
+    await tsrunOk(["stop", "-t", "0", deps.net, deps.ipc]);
+    await tsrunOk(["start", deps.net, deps.pid, deps.ipc]);
+    const second = await nsLinks(target);
+    expect(second.net).not.toBe(first.net);
+    for (const kind of ["net", "pid", "ipc"] as const) expect((await nsLinks(deps[kind]))[kind]).toBe(second[kind]);
+
+    // rm -f: allowed while dependents exist (Docker); they keep running, and a later start of one says why it cannot.
+    const id = (await tsrunOk(["inspect", "-f", "{{.Id}}", target])).trim();
+    expect(await tsrunOk(["rm", "-f", target])).toBe(`${target}\n`);
+    expect((await tsrunOk(["inspect", "-f", "{{.State.Running}}", deps.net])).trim()).toBe("true");
+    await tsrunOk(["stop", "-t", "0", deps.net]);
+    expect(await tsrun(["start", deps.net])).toMatchObject({ code: 125, stderr: `Error: no such container: ${id}\n` });
+  });
+
+  it("a target between two runs of its restart policy: Docker's 'is restarting'", async () => {
+    const target = unique("ns-restarting");
+    started.push(target);
+    await tsrunOk(["run", "-d", "--name", target, "--restart", "always", "busybox", "sh", "-c", "exit 1"]);
+    // Its back-off doubles from 100 ms: after a few restarts it spends seconds between runs.
+    await until(async () => Number((await tsrunOk(["inspect", "-f", "{{.RestartCount}}", target])).trim()) >= 5, 30_000);
+    let seen = "";
+    await until(async () => {
+      seen = (await tsrun(["run", "--rm", "--network", `container:${target}`, "busybox", "true"])).stderr;
+      return seen !== "";
+    });
+    expect(seen).toBe(`Error: container ${target} is restarting, wait until the container is running\n`);
+  });
+});
