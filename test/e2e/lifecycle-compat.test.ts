@@ -185,3 +185,28 @@ describe("containers that share another's namespaces when it stops, restarts or 
     expect(seen).toBe(`Error: container ${target} is restarting, wait until the container is running\n`);
   });
 });
+
+describe("ps flag spellings Docker's parser takes", () => {
+  it("--size=false, -s=true, --all=true, --quiet=1, -n=1, -n -1, -f=KEY=VALUE", async () => {
+    const prefix = unique("spell");
+    for (const n of ["a", "b"]) {
+      started.push(`${prefix}-${n}`);
+      await tsrunOk(["create", "--name", `${prefix}-${n}`, "busybox", "true"]);
+    }
+    const mine = ["--filter", `name=^${prefix}-`];
+    const header = (args: string[]): Promise<string> => tsrunOk(["ps", ...args]).then((o) => o.split("\n")[0] as string);
+    expect(await header(["-a", "--size=false", ...mine])).not.toMatch(/SIZE/);
+    expect(await header(["-a", "-s=true", ...mine])).toMatch(/NAMES\s+SIZE$/);
+    expect(await header(["-a", "--size", ...mine])).toMatch(/NAMES\s+SIZE$/);
+    const names = (args: string[]): Promise<string[]> => tsrunOk(["ps", ...args, ...mine, "--format", "{{.Names}}"]).then((o) => o.trim().split("\n").filter(Boolean));
+    expect(await names(["--all=true"])).toEqual([`${prefix}-b`, `${prefix}-a`]);
+    expect(await names(["--all=false"])).toEqual([]);
+    expect(await names(["-n=1"])).toEqual([`${prefix}-b`]);
+    expect(await names(["--last=1"])).toEqual([`${prefix}-b`]);
+    expect(await names(["-a", "-n", "-1"])).toEqual([`${prefix}-b`, `${prefix}-a`]);
+    // (Two name filters would be alternatives: this one alone.)
+    expect((await tsrunOk(["ps", "-a", `-f=name=^${prefix}-a$`, "--format", "{{.Names}}"])).trim()).toBe(`${prefix}-a`);
+    expect((await tsrunOk(["ps", "--all=true", "--quiet=1", "--no-trunc=true", ...mine])).trim().split("\n")).toHaveLength(2);
+    expect((await tsrunOk(["ps", "--all=true", "--quiet=1", "--no-trunc=true", ...mine])).trim()).toMatch(/^[a-f0-9]{64}\n[a-f0-9]{64}$/);
+  });
+});
