@@ -83,16 +83,18 @@ export async function waitStopped(containers: Containers, id: string, timeoutMs 
 }
 
 /**
- * Sends the stop signal (--stop-signal, the image's STOPSIGNAL or SIGTERM), then SIGKILL after
- * timeoutSec (by default the container's --stop-timeout, else 10; a negative one waits forever).
+ * Sends the stop signal (`stop -s`, else --stop-signal, the image's STOPSIGNAL or SIGTERM), then
+ * SIGKILL after timeoutSec (by default the container's --stop-timeout, else 10; a negative one
+ * waits forever).
  */
-export async function stopContainer(containers: Containers, query: string, timeoutSec?: number): Promise<ContainerRecord> {
+export async function stopContainer(containers: Containers, query: string, timeoutSec?: number, stopSignal?: string): Promise<ContainerRecord> {
+  const sig = signalNumber(stopSignal ?? "SIGTERM");
   const record = containers.get(query);
   if (record.state.status !== "running") return record;
   timeoutSec ??= record.config.stopTimeout ?? 10;
   if (timeoutSec < 0) timeoutSec = Infinity;
   markStopped(containers.records.containerDir(record.id));
-  signalAndThaw(containers, record, signalNumber(record.config.stopSignal || "SIGTERM"));
+  signalAndThaw(containers, record, stopSignal !== undefined ? sig : signalNumber(record.config.stopSignal || "SIGTERM"));
   if (!(await waitStopped(containers, record.id, timeoutSec * 1000))) {
     signal(record, constants.signals.SIGKILL);
     await waitStopped(containers, record.id);
@@ -105,14 +107,15 @@ export async function stopContainer(containers: Containers, query: string, timeo
  * keeps it: whoever would remove it at its exit (its monitor, or the foreground `run` it runs
  * under) is told that this exit is not its end.
  */
-export async function restartContainer(containers: Containers, query: string, timeoutSec?: number): Promise<ContainerRecord> {
+export async function restartContainer(containers: Containers, query: string, timeoutSec?: number, stopSignal?: string): Promise<ContainerRecord> {
+  if (stopSignal !== undefined) signalNumber(stopSignal);
   const record = containers.get(query);
   const dir = containers.records.containerDir(record.id);
   if (record.hostConfig.autoRemove) {
     markRestarting(dir);
     rmSync(path.join(dir, "autoremove"), { force: true });
   }
-  const stopped = await stopContainer(containers, record.id, timeoutSec);
+  const stopped = await stopContainer(containers, record.id, timeoutSec, stopSignal);
   return containers.startDetached(containers.get(stopped.id));
 }
 
@@ -151,7 +154,7 @@ export async function renameContainer(containers: Containers, query: string, new
   await containers.store.locked(`rename ${query}`, "containers", () => {
     const record = containers.get(query);
     const old = record.name;
-    if (old === newName) return;
+    if (old === newName) throw new TsrunError("renaming a container with the same name as its current name");
     records.claimName(newName, record.id);
     // Peers on user-defined networks learn the new name (their hosts files).
     const networked = Object.keys(record.hostConfig.networks ?? {}).length > 0;
@@ -185,6 +188,8 @@ export interface LogRecord {
   log: string;
   stream: "stdout" | "stderr";
   time: string;
+  /** json-file's extra attributes (what --log-opt labels/env would add; `logs --details`). */
+  attrs?: Record<string, string>;
 }
 
 export interface LogOptions {

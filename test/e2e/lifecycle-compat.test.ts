@@ -210,3 +210,28 @@ describe("ps flag spellings Docker's parser takes", () => {
     expect((await tsrunOk(["ps", "--all=true", "--quiet=1", "--no-trunc=true", ...mine])).trim()).toMatch(/^[a-f0-9]{64}\n[a-f0-9]{64}$/);
   });
 });
+
+describe("lifecycle flags as docker/cli has them", () => {
+  it("stop and restart take -s/--signal and --timeout (and --time); logs takes --details and a negative --tail; rename to the same name is refused", async () => {
+    const name = unique("flags");
+    started.push(name);
+    await tsrunOk(["run", "-d", "--name", name, "busybox", "sh", "-c", 'trap "echo got-int; exit 5" INT; trap "echo got-term; exit 6" TERM; echo ready; while true; do sleep 0.1; done']);
+    await until(async () => (await tsrun(["logs", name])).stdout.includes("ready"));
+    expect(await tsrunOk(["stop", "--signal", "SIGINT", "--timeout", "20", name])).toBe(`${name}\n`);
+    expect((await tsrunOk(["inspect", "-f", "{{.State.ExitCode}}", name])).trim()).toBe("5");
+    await tsrunOk(["start", name]);
+    await until(async () => (await tsrun(["logs", name])).stdout.split("ready").length === 3);
+    expect(await tsrunOk(["restart", "-s", "INT", "--time", "20", name])).toBe(`${name}\n`);
+    await until(async () => (await tsrun(["logs", name])).stdout.split("ready").length === 4);
+    expect(await tsrunOk(["stop", "-t", "20", name])).toBe(`${name}\n`);
+    expect((await tsrunOk(["inspect", "-f", "{{.State.ExitCode}}", name])).trim()).toBe("6");
+    expect(await tsrunOk(["logs", name])).toBe("ready\ngot-int\nready\ngot-int\nready\ngot-term\n");
+    const bad = await tsrun(["stop", "-s", "SIGNOPE", name]);
+    expect(bad).toMatchObject({ code: 125, stderr: "Error: invalid signal: SIGNOPE\n" });
+    // --details: json-file's attributes (none here) and a space before each line, as Docker's.
+    expect(await tsrunOk(["logs", "--details", "--tail", "2", name])).toBe(" ready\n got-term\n");
+    expect(await tsrunOk(["logs", "--tail", "-1", name])).toBe("ready\ngot-int\nready\ngot-int\nready\ngot-term\n");
+    expect((await tsrun(["logs", "--tail", "lots", name])).code).toBe(125);
+    expect(await tsrun(["rename", name, name])).toMatchObject({ code: 125, stderr: "Error: renaming a container with the same name as its current name\n" });
+  });
+});
