@@ -23,6 +23,7 @@ export function statusText(r: ContainerRecord, now = Date.now()): string {
   switch (r.state.status) {
     case "running": {
       const health = r.state.health ? ` (${r.state.health.Status === "starting" ? "health: starting" : r.state.health.Status})` : "";
+      if (r.state.restarting) return `Restarting (${r.state.exitCode}) ${ago(r.state.finishedAt, now)}`;
       if (r.state.paused) return `Up ${humanDuration(now - Date.parse(r.state.startedAt))} (Paused)`;
       return `Up ${humanDuration(now - Date.parse(r.state.startedAt))}${health}`;
     }

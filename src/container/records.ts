@@ -31,6 +31,8 @@ export interface ContainerState {
   paused?: boolean;
   /** Times the monitor restarted the container under its restart policy. */
   restartCount?: number;
+  /** Between two runs under its restart policy (Docker's "restarting"): exitCode and finishedAt are the last run's. */
+  restarting?: boolean;
   /** Docker's State.Health, when the container has a health check. */
   health?: { Status: string; FailingStreak: number; Log: { Start: string; End: string; ExitCode: number; Output: string }[] };
   exitCode: number;

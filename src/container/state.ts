@@ -74,6 +74,14 @@ export function refreshState(record: ContainerRecord, containerDir: string): boo
     record.state = { ...record.state, restartCount: restarts };
     changed = true;
   }
+  // Between two runs of its restart policy, the monitor has recorded the last exit and the pid
+  // it names has ended: Docker's "restarting", with that exit's code and time.
+  const lastExit = restarts > 0 ? readOr(path.join(containerDir, "last-exit")).trim().split(" ") : [];
+  const restarting = lastExit.length === 2 && !existsSync(`/proc/${record.state.pid}`);
+  if (restarting !== (record.state.restarting ?? false)) {
+    record.state = { ...record.state, restarting, ...(restarting ? { exitCode: Number(lastExit[0]), finishedAt: lastExit[1] as string } : {}) };
+    changed = true;
+  }
   const health = readOr(path.join(containerDir, "health.json"));
   if (health) {
     try {
@@ -89,7 +97,7 @@ export function refreshState(record: ContainerRecord, containerDir: string): boo
   }
   const exited = (exit: ExitFile): boolean => {
     markPaused(containerDir, false);
-    record.state = { ...record.state, status: "exited", pid: 0, paused: false, exitCode: exit.code, finishedAt: exit.finishedAt };
+    record.state = { ...record.state, status: "exited", pid: 0, paused: false, restarting: false, exitCode: exit.code, finishedAt: exit.finishedAt };
     return true;
   };
   const exit = readExitFile(containerDir);
@@ -117,6 +125,7 @@ export function refreshState(record: ContainerRecord, containerDir: string): boo
   record.state = {
     ...record.state,
     paused: false,
+    restarting: false,
     status: "exited",
     pid: 0,
     exitCode: 255,

@@ -171,7 +171,7 @@ describe("containers that share another's namespaces when it stops, restarts or 
     expect(await tsrun(["start", deps.net])).toMatchObject({ code: 125, stderr: `Error: no such container: ${id}\n` });
   });
 
-  it("a target between two runs of its restart policy: Docker's 'is restarting'", async () => {
+  it("a target between two runs of its restart policy: Docker's 'is restarting'; ps and inspect show it restarting", async () => {
     const target = unique("ns-restarting");
     started.push(target);
     await tsrunOk(["run", "-d", "--name", target, "--restart", "always", "busybox", "sh", "-c", "exit 1"]);
@@ -183,6 +183,10 @@ describe("containers that share another's namespaces when it stops, restarts or 
       return seen !== "";
     });
     expect(seen).toBe(`Error: container ${target} is restarting, wait until the container is running\n`);
+    // ps and inspect say so too, with the last run's exit code, as Docker's do.
+    await until(async () => /^Restarting \(1\) .* ago restarting$/.test((await tsrunOk(["ps", "--filter", `name=^${target}$`, "--format", "{{.Status}} {{.State}}"])).trim()));
+    await until(async () => (await tsrunOk(["inspect", "-f", "{{.State.Status}} {{.State.Running}} {{.State.Restarting}} {{.State.ExitCode}}", target])).trim() === "restarting true true 1");
+    await until(async () => (await tsrunOk(["ps", "--filter", "status=restarting", "--format", "{{.Names}}"])).split("\n").includes(target));
   });
 });
 
