@@ -3,17 +3,9 @@
 // another's namespaces when that one stops, restarts or goes, and the flag spellings Docker takes.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execa, type ResultPromise } from "execa";
-import { asUser, cliEnv, env, importBusybox, onPty, tsrun, tsrunOk, unique } from "./helpers.js";
+import { asUser, cliEnv, env, importBusybox, onPty, tsrun, tsrunOk, unique, sleep, until } from "./helpers.js";
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until(check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await sleep(50);
-  }
-}
 
 const started: string[] = [];
 

@@ -4,17 +4,9 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { execa } from "execa";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { asUser, cliEnv, env, importBusybox, onPty, shAsUser, tsrun, unique } from "./helpers.js";
+import { asUser, cliEnv, env, importBusybox, onPty, shAsUser, tsrun, unique, sleep, until } from "./helpers.js";
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await sleep(50);
-  }
-}
 
 /** A process's state letter from /proc (R, S, Z, ...), or "gone". */
 function processState(pid: number): string {
