@@ -5,8 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execa, type ResultPromise } from "execa";
 import { asUser, cliEnv, env, importBusybox, onPty, tsrun, tsrunOk, unique, sleep, until } from "./helpers.js";
 
-
-
 const started: string[] = [];
 
 /** `tsrun ARGS...` left running (a second terminal's command), as the test user. */

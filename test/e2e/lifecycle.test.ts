@@ -6,8 +6,6 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { asUser, cliEnv, env, importBusybox, onPty, shAsUser, tsrun, unique, sleep, until } from "./helpers.js";
 
-
-
 /** A process's state letter from /proc (R, S, Z, ...), or "gone". */
 function processState(pid: number): string {
   try {
