@@ -290,9 +290,9 @@ export async function readLogs(containers: Containers, query: string, opts: LogO
   };
   try {
     if (opts.tail === 0) {
-      // Nothing of what is there: only what comes from now on (attach, `logs -f --tail 0`).
+      // Nothing of what is there: only what comes from now on (attach, `logs -f --tail 0`); a
+      // record being written right now comes whole with the next read.
       readNew();
-      carry = "";
     } else {
       let first = [...readRotated(), ...readNew()];
       if (opts.tail !== undefined && opts.tail > 0) first = first.slice(-opts.tail);

@@ -78,8 +78,9 @@ export function refreshState(record: ContainerRecord, containerDir: string): boo
   // it names has ended: Docker's "restarting", with that exit's code and time.
   const lastExit = restarts > 0 ? readOr(path.join(containerDir, "last-exit")).trim().split(" ") : [];
   const restarting = lastExit.length === 2 && !existsSync(`/proc/${record.state.pid}`);
-  if (restarting !== (record.state.restarting ?? false)) {
-    record.state = { ...record.state, restarting, ...(restarting ? { exitCode: Number(lastExit[0]), finishedAt: lastExit[1] as string } : {}) };
+  const [code, finishedAt] = restarting ? [Number(lastExit[0]), lastExit[1] as string] : [record.state.exitCode, record.state.finishedAt];
+  if (restarting !== (record.state.restarting ?? false) || code !== record.state.exitCode || finishedAt !== record.state.finishedAt) {
+    record.state = { ...record.state, restarting, exitCode: code, finishedAt };
     changed = true;
   }
   const health = readOr(path.join(containerDir, "health.json"));
