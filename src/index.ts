@@ -32,7 +32,7 @@ export type { DiskUsage, UsageRow, ImageUsage, ContainerUsage, VolumeUsage } fro
 export type { ContainerPruneResult, SystemPruneOptions, SystemPruneResult } from "./system/prune.js";
 export type { SystemInfo, IdMap } from "./system/info.js";
 export type { VersionInfo } from "./system/version.js";
-export { stopContainer, killContainer, pauseContainer, unpauseContainer, removeContainer, renameContainer, waitContainer, readLogs, type LogRecord, type LogOptions } from "./container/lifecycle.js";
+export { stopContainer, restartContainer, killContainer, pauseContainer, unpauseContainer, removeContainer, renameContainer, waitContainer, readLogs, type LogRecord, type LogOptions } from "./container/lifecycle.js";
 export { signalNumber } from "./format/signal.js";
 export { Tsrun, type TsrunOptions, type ImageSummary } from "./tsrun.js";
 export type { ImportOptions } from "./image/import.js";

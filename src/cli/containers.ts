@@ -1,11 +1,11 @@
 // Container lifecycle commands: create, start, ps, logs, stop, kill, rm, wait, restart.
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { Tsrun } from "../tsrun.js";
 import type { ContainerRecord } from "../container/records.js";
 import type { ContainerSize } from "../container/size.js";
 import type { ContainerStats } from "../container/stats.js";
 import { filterContainers, stateWord } from "../container/filters.js";
-import { killContainer, pauseContainer, readLogs, removeContainer, renameContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
+import { killContainer, pauseContainer, readLogs, type LogRecord, removeContainer, renameContainer, restartContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
 import { topLines } from "../container/top.js";
@@ -15,6 +15,7 @@ import { ago, bytesSize, formatRows, goTimeString, humanDuration, humanSize } fr
 import { familiarRepository, splitName } from "../image/reference.js";
 import { collect, parseBoolFlag } from "./util.js";
 import { parseTimeArgument } from "../format/duration.js";
+import { signalNumber } from "../format/signal.js";
 import { attachContainer, parseDetachKeys, startAttached } from "../container/attach.js";
 
 /** Docker's STATUS column: "Up 3 seconds", "Exited (0) 5 seconds ago", "Created". */
@@ -22,6 +23,7 @@ export function statusText(r: ContainerRecord, now = Date.now()): string {
   switch (r.state.status) {
     case "running": {
       const health = r.state.health ? ` (${r.state.health.Status === "starting" ? "health: starting" : r.state.health.Status})` : "";
+      if (r.state.restarting) return `Restarting (${r.state.exitCode}) ${ago(r.state.finishedAt, now)}`;
       if (r.state.paused) return `Up ${humanDuration(now - Date.parse(r.state.startedAt))} (Paused)`;
       return `Up ${humanDuration(now - Date.parse(r.state.startedAt))}${health}`;
     }
@@ -224,10 +226,17 @@ async function eachContainer(names: string[], fn: (name: string) => void | Promi
   if (failed) process.exit(125);
 }
 
+function detailsPrefix(attrs: Record<string, string> | undefined): string {
+  return Object.entries(attrs ?? {})
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+}
+
 /** stop/restart -t: whole seconds (a negative number waits forever, as in Docker); undefined without -t. */
 function stopTime(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^-?\d+$/.test(value)) throw new TsrunError(`invalid --time "${value}": a number of seconds`);
+  if (!/^-?\d+$/.test(value)) throw new TsrunError(`invalid --timeout "${value}": a number of seconds`);
   return Number(value);
 }
 
@@ -347,18 +356,28 @@ export function registerContainers(program: Command): void {
       const t = new Tsrun();
       const attach = o.attach || o.interactive;
       if (attach && names.length > 1) throw new TsrunError("you cannot start and attach multiple containers at once");
-      if (attach) parseDetachKeys(o.detachKeys);
+      if (!attach) {
+        // As docker/cli: each container gets its turn; those that failed are named at the end.
+        const failed: string[] = [];
+        for (const name of names) {
+          try {
+            const record = t.containers.get(name);
+            if (record.state.status !== "running") await t.containers.startDetached(record);
+            process.stdout.write(`${name}\n`);
+          } catch (err) {
+            // One container: its error alone, with its status (126 or 127 when its command could not run).
+            if (!(err instanceof TsrunError) || names.length === 1) throw err;
+            process.stderr.write(`Error: ${err.message}\n`);
+            failed.push(name);
+          }
+        }
+        if (failed.length > 0) throw new TsrunError(`failed to start containers: ${failed.join(", ")}`);
+        return;
+      }
+      parseDetachKeys(o.detachKeys);
       for (const name of names) {
         const record = t.containers.get(name);
-        if (record.state.status === "running") {
-          if (!attach) process.stdout.write(`${name}\n`);
-          continue;
-        }
-        if (!attach) {
-          await t.containers.startDetached(record);
-          process.stdout.write(`${name}\n`);
-          continue;
-        }
+        if (record.state.status === "running") continue;
         if (record.config.tty && o.interactive && record.config.openStdin && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
         // The monitor waits for us before the container starts: no output is missed.
         const status = await startAttached(t.containers, record, { stdin: o.interactive, detachKeys: o.detachKeys, closeStdinOnEnd: true });
@@ -375,9 +394,11 @@ export function registerContainers(program: Command): void {
     .option("-t, --timestamps", "show timestamps", false)
     .option("--since <time>", "show logs since a timestamp or relative time (e.g. 10m)")
     .option("--until <time>", "show logs before a timestamp or relative time (e.g. 10m)")
-    .action(async (name: string, o: { follow: boolean; tail: string; timestamps: boolean; since?: string; until?: string }) => {
-      const tail = o.tail === "all" ? undefined : Number(o.tail);
-      if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new TsrunError(`invalid --tail value "${o.tail}"`);
+    .option("--details", "show the extra attributes of each line (json-file's attrs) before it", false)
+    .action(async (name: string, o: { follow: boolean; tail: string; timestamps: boolean; since?: string; until?: string; details: boolean }) => {
+      // As Docker's daemon reads it: "all", or a number (a negative one means all).
+      const tail = o.tail === "all" || /^-\d+$/.test(o.tail) ? undefined : Number(o.tail);
+      if (tail !== undefined && !(/^\d+$/.test(o.tail) && Number.isSafeInteger(tail))) throw new TsrunError(`invalid --tail value "${o.tail}": a number of lines, or all`);
       // Records are gathered and written in large pieces: a write per line made a log of
       // millions of lines take seconds of system time. The order across streams is kept.
       let pending: string[] = [];
@@ -390,10 +411,12 @@ export function registerContainers(program: Command): void {
       };
       const opts = {
         follow: o.follow,
-        onRecord: (r: { log: string; stream: string; time: string }) => {
+        onRecord: (r: LogRecord) => {
           if (r.stream !== pendingStream || pendingSize >= 1 << 16) flush();
           pendingStream = r.stream;
-          const text = o.timestamps ? `${r.time} ${r.log}` : r.log;
+          // Docker's --details: the record's attributes (KEY=VALUE, sorted, comma-separated) and a space.
+          const line = o.details ? `${detailsPrefix(r.attrs)} ${r.log}` : r.log;
+          const text = o.timestamps ? `${r.time} ${line}` : line;
           pending.push(text);
           pendingSize += text.length;
         },
@@ -405,34 +428,29 @@ export function registerContainers(program: Command): void {
       await readLogs(new Tsrun().containers, name, opts);
     });
 
-  program
-    .command("stop")
-    .description("Stop running containers (STOPSIGNAL, then SIGKILL after the timeout)")
-    .argument("<container...>")
-    .option("-t, --time <seconds>", "seconds to wait before killing (default: the container's --stop-timeout, else 10)")
-    .action(async (names: string[], o: { time?: string }) => {
-      const t = new Tsrun();
-      const timeout = stopTime(o.time);
-      await eachContainer(names, async (name) => {
-        await stopContainer(t.containers, name, timeout);
-        process.stdout.write(`${name}\n`);
+  for (const [verb, description, fn] of [
+    ["stop", "Stop running containers (STOPSIGNAL, then SIGKILL after the timeout)", stopContainer],
+    ["restart", "Restart containers", restartContainer],
+  ] as const) {
+    program
+      .command(verb)
+      .description(description)
+      .argument("<container...>")
+      .option("-t, --timeout <seconds>", "seconds to wait before killing (default: the container's --stop-timeout, else 10)")
+      // docker/cli's older name (still Podman's).
+      .addOption(new Option("--time <seconds>", "same as --timeout").hideHelp())
+      .option("-s, --signal <signal>", "signal to stop the container with (default: its --stop-signal or STOPSIGNAL, else SIGTERM)")
+      .action(async (names: string[], o: { timeout?: string; time?: string; signal?: string }) => {
+        const t = new Tsrun();
+        const timeout = stopTime(o.timeout ?? o.time);
+        // A bad signal is refused before any container is touched.
+        if (o.signal !== undefined) signalNumber(o.signal);
+        await eachContainer(names, async (name) => {
+          await fn(t.containers, name, timeout, o.signal);
+          process.stdout.write(`${name}\n`);
+        });
       });
-    });
-
-  program
-    .command("restart")
-    .description("Restart containers")
-    .argument("<container...>")
-    .option("-t, --time <seconds>", "seconds to wait before killing (default: the container's --stop-timeout, else 10)")
-    .action(async (names: string[], o: { time?: string }) => {
-      const t = new Tsrun();
-      const timeout = stopTime(o.time);
-      await eachContainer(names, async (name) => {
-        const record = await stopContainer(t.containers, name, timeout);
-        await t.containers.startDetached(record);
-        process.stdout.write(`${name}\n`);
-      });
-    });
+  }
 
   for (const [verb, description, fn] of [
     ["pause", "Pause all processes within containers", pauseContainer],

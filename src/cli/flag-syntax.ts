@@ -2,7 +2,7 @@
 // scripts and tools that generate docker command lines write them (`--rm=true`, `--tty=false`,
 // `--detach=false`, `--no-trunc=true`); commander takes bare boolean flags only. This rewrites
 // them before parsing: "=true" to the bare flag, "=false" to nothing (every boolean flag here is
-// off unless given). Only the options before a command's first argument are looked at: what
+// off unless given). A value-taking short flag's "-n=3" is pflag's "-n 3". Only the options before a command's first argument are looked at: what
 // follows an image is the container's own command line.
 import type { Command, Option } from "commander";
 
@@ -47,6 +47,11 @@ export function normalizeBooleanFlags(program: Command, argv: readonly string[])
     if (shortValue && shortOption && !takesValue(shortOption)) {
       if (TRUE.test(shortValue[2] as string)) out.push(shortValue[1] as string);
       else if (!FALSE.test(shortValue[2] as string)) out.push(arg);
+      continue;
+    }
+    // pflag's "-n=3" is "-n 3" (commander would take "=3" as the value).
+    if (shortValue && shortOption?.required) {
+      out.push(shortValue[1] as string, shortValue[2] as string);
       continue;
     }
     // Short flags, alone or bundled ("-it", "-e KEY=V"): a value-taking flag last in the bundle

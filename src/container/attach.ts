@@ -8,7 +8,7 @@ import path from "node:path";
 import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
 import { SignalRelay } from "./process.js";
-import { waitContainer } from "./lifecycle.js";
+import { readLogs, waitExitStatus } from "./lifecycle.js";
 import { TsrunError } from "../errors.js";
 
 const FRAME_STDIN = 0;
@@ -59,6 +59,9 @@ function frame(type: number, payload: Buffer): Buffer {
   return Buffer.concat([head, payload]);
 }
 
+/** The container has no monitor to attach to: it runs in the foreground of another tsrun (or has just exited). */
+class NoMonitorError extends TsrunError {}
+
 /** Connects to the monitor's attach socket (through /proc/self/fd: the store path may be long). */
 export async function connectAttachSocket(containerDir: string): Promise<net.Socket> {
   const dirFd = openSync(containerDir, constants.O_RDONLY | constants.O_DIRECTORY);
@@ -71,7 +74,7 @@ export async function connectAttachSocket(containerDir: string): Promise<net.Soc
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ECONNREFUSED")
-      throw new TsrunError("cannot attach: the container is not watched by a tsrun monitor (it was started in the foreground, or has just exited)");
+      throw new NoMonitorError("cannot attach: the container is not watched by a tsrun monitor (it has just exited)");
     throw err;
   } finally {
     closeSync(dirFd);
@@ -174,7 +177,7 @@ export async function attachSocket(containers: Containers, record: ContainerReco
     }
   }
   if (detached) return "detached";
-  return waitContainer(containers, record.id);
+  return waitExitStatus(containers, record);
 }
 
 /** `tsrun attach`: attaches to a running container. */
@@ -184,8 +187,40 @@ export async function attachContainer(containers: Containers, query: string, opt
   if (record.state.paused) throw new TsrunError(`cannot attach to paused container ${query}, unpause it first`);
   const tty = record.config.tty;
   if (tty && opts.stdin && record.config.openStdin && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
-  const socket = await connectAttachSocket(containers.records.containerDir(record.id));
+  let socket: net.Socket;
+  try {
+    socket = await connectAttachSocket(containers.records.containerDir(record.id));
+  } catch (err) {
+    if (!(err instanceof NoMonitorError)) throw err;
+    return attachToForeground(containers, record, query, opts);
+  }
   return attachSocket(containers, record, socket, opts);
+}
+
+/**
+ * Attaches to a container that runs in the foreground of another `tsrun run` (no monitor, no
+ * attach socket): its output from now on, as that run copies it into the log, and signals passed
+ * on; ends with the container, with its exit status. Its input is that run's: none is sent.
+ */
+async function attachToForeground(containers: Containers, record: ContainerRecord, query: string, opts: AttachOptions): Promise<number> {
+  if (record.hostConfig.logDriver === "none") throw new TsrunError(`cannot attach to container ${query}: it runs in the foreground of another tsrun with --log-driver none, which shows its output alone`);
+  if (opts.stdin && record.config.openStdin) {
+    process.stderr.write(`tsrun: container ${query} runs in the foreground of another tsrun, whose input it reads: attached to its output only\n`);
+  }
+  const relay = !record.config.tty && opts.sigProxy !== false ? new SignalRelay() : undefined;
+  relay?.target(record.state.pid);
+  try {
+    await readLogs(containers, record.id, {
+      follow: true,
+      tail: 0,
+      onRecord: (r) => {
+        if (r.stream === "stderr" ? (opts.streams?.stderr ?? true) : (opts.streams?.stdout ?? true)) (r.stream === "stderr" ? process.stderr : process.stdout).write(r.log);
+      },
+    });
+  } finally {
+    relay?.dispose();
+  }
+  return waitExitStatus(containers, record);
 }
 
 /**

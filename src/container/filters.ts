@@ -19,8 +19,9 @@ const STATES = ["created", "restarting", "running", "removing", "paused", "exite
 const HEALTH = ["starting", "healthy", "unhealthy", "none"];
 const KEYS = ["id", "name", "label", "exited", "status", "health", "ancestor", "before", "since", "volume", "network", "publish", "expose"];
 
-/** Docker's state word: created, running, paused, exited. */
+/** Docker's state word: created, running, paused, restarting, exited. */
 export function stateWord(r: ContainerRecord): string {
+  if (r.state.status === "running" && r.state.restarting) return "restarting";
   return r.state.status === "running" && r.state.paused ? "paused" : r.state.status;
 }
 

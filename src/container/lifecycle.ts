@@ -1,12 +1,12 @@
 // Containers over time: stop (STOPSIGNAL, then SIGKILL), kill, wait, remove, logs.
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { logFiles } from "./output-log.js";
 import { constants } from "node:os";
 import path from "node:path";
 import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
-import { TsrunError } from "../errors.js";
-import { markPaused, markStopped } from "./state.js";
+import { NotFoundError, TsrunError } from "../errors.js";
+import { markPaused, markRestarting, markStopped } from "./state.js";
 import { freezeProcesses, thawProcesses } from "./freeze.js";
 import { faultPoint } from "../store/fault.js";
 import { signalNumber } from "../format/signal.js";
@@ -52,32 +52,71 @@ export function unpauseContainer(containers: Containers, query: string): Contain
   return containers.get(record.id);
 }
 
-/** Waits until the container is no longer running; false on timeout. */
+/**
+ * The container's state now; a container removed meanwhile (--rm, `rm -f` from elsewhere) as it
+ * ended, from the exit status its removal kept, else exited with no status known.
+ */
+function currentState(containers: Containers, record: ContainerRecord): ContainerRecord {
+  try {
+    return containers.get(record.id);
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+    const exit = containers.records.removedExit(record.id);
+    if (!exit && record.state.status === "running") throw err;
+    return { ...record, state: { ...record.state, status: "exited", pid: 0, paused: false, ...(exit ?? {}) } };
+  }
+}
+
+/** Waits until the container is no longer running (or removed); false on timeout. */
 export async function waitStopped(containers: Containers, id: string, timeoutMs = Infinity): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
-    if (containers.get(id).state.status !== "running") return true;
+    try {
+      if (containers.get(id).state.status !== "running") return true;
+    } catch (err) {
+      if (err instanceof NotFoundError) return true;
+      throw err;
+    }
     if (Date.now() >= deadline) return false;
     await sleep(Math.min(delay, Math.max(1, deadline - Date.now())));
   }
 }
 
 /**
- * Sends the stop signal (--stop-signal, the image's STOPSIGNAL or SIGTERM), then SIGKILL after
- * timeoutSec (by default the container's --stop-timeout, else 10; a negative one waits forever).
+ * Sends the stop signal (`stop -s`, else --stop-signal, the image's STOPSIGNAL or SIGTERM), then
+ * SIGKILL after timeoutSec (by default the container's --stop-timeout, else 10; a negative one
+ * waits forever).
  */
-export async function stopContainer(containers: Containers, query: string, timeoutSec?: number): Promise<ContainerRecord> {
+export async function stopContainer(containers: Containers, query: string, timeoutSec?: number, stopSignal?: string): Promise<ContainerRecord> {
+  const sig = signalNumber(stopSignal ?? "SIGTERM");
   const record = containers.get(query);
   if (record.state.status !== "running") return record;
   timeoutSec ??= record.config.stopTimeout ?? 10;
   if (timeoutSec < 0) timeoutSec = Infinity;
   markStopped(containers.records.containerDir(record.id));
-  signalAndThaw(containers, record, signalNumber(record.config.stopSignal || "SIGTERM"));
+  signalAndThaw(containers, record, stopSignal !== undefined ? sig : signalNumber(record.config.stopSignal || "SIGTERM"));
   if (!(await waitStopped(containers, record.id, timeoutSec * 1000))) {
     signal(record, constants.signals.SIGKILL);
     await waitStopped(containers, record.id);
   }
-  return containers.get(record.id);
+  return currentState(containers, record);
+}
+
+/**
+ * `restart`: stop, then start under a monitor. A --rm container stays through it, as Docker
+ * keeps it: whoever would remove it at its exit (its monitor, or the foreground `run` it runs
+ * under) is told that this exit is not its end.
+ */
+export async function restartContainer(containers: Containers, query: string, timeoutSec?: number, stopSignal?: string): Promise<ContainerRecord> {
+  if (stopSignal !== undefined) signalNumber(stopSignal);
+  const record = containers.get(query);
+  const dir = containers.records.containerDir(record.id);
+  if (record.hostConfig.autoRemove) {
+    markRestarting(dir);
+    rmSync(path.join(dir, "autoremove"), { force: true });
+  }
+  const stopped = await stopContainer(containers, record.id, timeoutSec, stopSignal);
+  return containers.startDetached(containers.get(stopped.id));
 }
 
 export function killContainer(containers: Containers, query: string, sig = "SIGKILL"): ContainerRecord {
@@ -99,7 +138,13 @@ export async function removeContainer(containers: Containers, query: string, for
     signalAndThaw(containers, record, constants.signals.SIGKILL);
     await waitStopped(containers, record.id, 10_000);
   }
-  await containers.remove(record, { volumes });
+  try {
+    // As it ended: its exit status is kept for those waiting for it.
+    await containers.remove(currentState(containers, record), { volumes });
+  } catch (err) {
+    // Removed meanwhile by whoever ran it (--rm): gone, as asked.
+    if (!(err instanceof NotFoundError) || record.state.status !== "running") throw err;
+  }
   return record;
 }
 
@@ -109,7 +154,7 @@ export async function renameContainer(containers: Containers, query: string, new
   await containers.store.locked(`rename ${query}`, "containers", () => {
     const record = containers.get(query);
     const old = record.name;
-    if (old === newName) return;
+    if (old === newName) throw new TsrunError("renaming a container with the same name as its current name");
     records.claimName(newName, record.id);
     // Peers on user-defined networks learn the new name (their hosts files).
     const networked = Object.keys(record.hostConfig.networks ?? {}).length > 0;
@@ -130,15 +175,21 @@ export async function renameContainer(containers: Containers, query: string, new
 }
 
 export async function waitContainer(containers: Containers, query: string): Promise<number> {
-  const record = containers.get(query);
+  return waitExitStatus(containers, containers.get(query));
+}
+
+/** Waits until a container found earlier has ended, and returns its exit status (kept when it was removed as it ended). */
+export async function waitExitStatus(containers: Containers, record: ContainerRecord): Promise<number> {
   await waitStopped(containers, record.id);
-  return containers.get(record.id).state.exitCode;
+  return currentState(containers, record).state.exitCode;
 }
 
 export interface LogRecord {
   log: string;
   stream: "stdout" | "stderr";
   time: string;
+  /** json-file's extra attributes (what --log-opt labels/env would add; `logs --details`). */
+  attrs?: Record<string, string>;
 }
 
 export interface LogOptions {
@@ -173,51 +224,51 @@ export async function readLogs(containers: Containers, query: string, opts: LogO
   if (record.hostConfig.logDriver === "none") throw new TsrunError(`configured logging driver does not support reading: container ${query} logs to none`);
   const dir = containers.records.containerDir(record.id);
   const file = path.join(dir, "ctr.log");
-  // The current file is read from where the last read ended; when it has been rotated (another
-  // inode), the rest of the old one, now ctr.log.1, comes first, then the new one from its start.
-  let offset = 0;
+  // The current file stays open between reads, from where the last read ended: when it is
+  // rotated (ctr.log is another inode) or removed with its container (--rm), the rest of it is
+  // still read from the open file before the next one is opened from its start.
+  let fd = -1;
   let inode = 0;
+  let offset = 0;
   let carry = "";
-  const readFrom = (name: string, from: number): { records: LogRecord[]; end: number } => {
-    let fd: number;
-    try {
-      fd = openSync(name, "r");
-    } catch (err) {
-      // Rotated away between the look and the open: the next read finds its successor.
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { records: [], end: from };
-      throw err;
-    }
-    try {
-      const size = fstatSync(fd).size;
-      if (size <= from) return { records: [], end: from };
-      const buf = Buffer.alloc(size - from);
-      const n = readSync(fd, buf, 0, buf.length, from);
-      const text = carry + buf.subarray(0, n).toString("utf8");
-      const cut = text.lastIndexOf("\n") + 1;
-      carry = text.slice(cut);
-      return { records: parseLines(text.slice(0, cut)), end: from + n };
-    } finally {
-      closeSync(fd);
-    }
+  const readOpen = (): LogRecord[] => {
+    const size = fstatSync(fd).size;
+    if (size <= offset) return [];
+    const buf = Buffer.alloc(size - offset);
+    const n = readSync(fd, buf, 0, buf.length, offset);
+    offset += n;
+    const text = carry + buf.subarray(0, n).toString("utf8");
+    const cut = text.lastIndexOf("\n") + 1;
+    carry = text.slice(cut);
+    return parseLines(text.slice(0, cut));
   };
   const readNew = (): LogRecord[] => {
-    let current: number;
+    let current = 0;
     try {
       current = statSync(file).ino;
     } catch {
-      return []; // not written yet, or between a rotation's steps
+      // not written yet, between a rotation's steps, or removed
     }
     const out: LogRecord[] = [];
-    if (inode !== 0 && current !== inode) {
-      const rotated = `${file}.1`;
-      if (existsSync(rotated) && statSync(rotated).ino === inode) out.push(...readFrom(rotated, offset).records);
+    if (fd >= 0 && current !== inode) {
+      out.push(...readOpen());
+      closeSync(fd);
+      fd = -1;
       offset = 0;
       carry = "";
     }
-    inode = current;
-    const { records, end } = readFrom(file, offset);
-    offset = end;
-    return [...out, ...records];
+    if (fd < 0 && current !== 0) {
+      try {
+        fd = openSync(file, "r");
+        inode = fstatSync(fd).ino;
+      } catch (err) {
+        // Rotated away between the look and the open: the next read finds its successor.
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        return out;
+      }
+    }
+    if (fd >= 0) out.push(...readOpen());
+    return out;
   };
   const readRotated = (): LogRecord[] =>
     logFiles(dir)
@@ -237,17 +288,33 @@ export async function readLogs(containers: Containers, query: string, opts: LogO
     }
     opts.onBatchEnd?.();
   };
-  let first = [...readRotated(), ...readNew()];
-  if (opts.tail !== undefined && opts.tail >= 0) first = opts.tail === 0 ? [] : first.slice(-opts.tail);
-  emit(first);
-  if (!opts.follow) return;
-  for (;;) {
-    const running = containers.get(record.id).state.status === "running";
-    emit(readNew());
-    if (!running || (opts.until && Date.now() > opts.until.getTime())) {
-      emit(readNew());
-      return;
+  try {
+    if (opts.tail === 0) {
+      // Nothing of what is there: only what comes from now on (attach, `logs -f --tail 0`); a
+      // record being written right now comes whole with the next read.
+      readNew();
+    } else {
+      let first = [...readRotated(), ...readNew()];
+      if (opts.tail !== undefined && opts.tail > 0) first = first.slice(-opts.tail);
+      emit(first);
     }
-    await sleep(50);
+    if (!opts.follow) return;
+    for (;;) {
+      let running = false;
+      try {
+        running = containers.get(record.id).state.status === "running";
+      } catch (err) {
+        // Removed as it ended (--rm): what it wrote last is read from the open file.
+        if (!(err instanceof NotFoundError)) throw err;
+      }
+      emit(readNew());
+      if (!running || (opts.until && Date.now() > opts.until.getTime())) {
+        emit(readNew());
+        return;
+      }
+      await sleep(50);
+    }
+  } finally {
+    if (fd >= 0) closeSync(fd);
   }
 }

@@ -2,12 +2,14 @@
 // comes and, line by line, to its ctr.log in Docker's json-file format, the same records the
 // monitor (native/monitor.cc) writes for a detached container, so that `tsrun logs` shows what a
 // foreground run printed, as Docker's does.
-import { closeSync, existsSync, fstatSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
-import type { Socket } from "node:net";
+import { closeSync, constants, existsSync, fstatSync, openSync, read, renameSync, rmSync, writeSync } from "node:fs";
 import path from "node:path";
-import { lazyNet } from "../builtin.js";
+import { sleepSync } from "../sleep-sync.js";
 import { TsrunError } from "../errors.js";
 import { parseMemory } from "./security/options.js";
+
+/** What JSON.stringify would escape in a line, beside its newline (decoded UTF-8 has no lone surrogates). */
+const NEEDS_ESCAPE = /["\\\x00-\x09\x0b-\x1f]/;
 
 /** Docker's json-file driver cuts a line longer than this into several records. */
 const MAX_RECORD = 16384;
@@ -119,9 +121,17 @@ export class JsonFileLog {
     const parts: string[] = [];
     const lastNewline = data.lastIndexOf(10);
     if (lastNewline >= 0) {
-      const lines = data.toString("utf8", 0, lastNewline + 1).split("\n");
-      lines.pop(); // the empty text after the last newline
-      for (const line of lines) parts.push(`{"log":${JSON.stringify(`${line}\n`)}${tail}`);
+      const text = data.toString("utf8", 0, lastNewline + 1);
+      if (!this.rotation && !NEEDS_ESCAPE.test(text)) {
+        // Nothing to escape but the newlines (most output): every record at once, in native
+        // string operations, instead of a JSON.stringify and a template per line. A rotation
+        // counts each record's size, so it takes the way below.
+        parts.push(`{"log":"${text.slice(0, -1).replaceAll("\n", `\\n"${tail}{"log":"`)}\\n"${tail}`);
+      } else {
+        const lines = text.split("\n");
+        lines.pop(); // the empty text after the last newline
+        for (const line of lines) parts.push(`{"log":${JSON.stringify(`${line}\n`)}${tail}`);
+      }
       data = data.subarray(lastNewline + 1);
     }
     while (data.length >= MAX_RECORD) {
@@ -155,23 +165,77 @@ function rfc3339Nano(): string {
 }
 
 /**
- * Copies a container's output pipe to one of our streams and to the log; resolves at its end
- * (the last writer closed it). When our reader goes away (EPIPE: `tsrun run ... | head -1`), the
- * pipe is closed too, so that the container's next write fails as it would have written to that
- * reader directly (`yes` ends with SIGPIPE instead of filling the log forever).
+ * Copies a container's output pipe to one of our fds (1 or 2) and to the log; `ended` resolves
+ * at its end (the last writer closed it). The pipe is read through libuv's thread pool and our fd
+ * written directly: unlike a net.Socket and process.stdout, this loads no module, so a short
+ * `run --rm` pays almost nothing for keeping its log. When our reader goes away (EPIPE: `tsrun
+ * run ... | head -1`), the pipe is closed too, so that the container's next write fails as it
+ * would have written to that reader directly (`yes` ends with SIGPIPE instead of filling the log
+ * forever). stop() ends the copy at once, even while a process that escaped the container (a
+ * shared or the host's pid namespace) keeps the pipe open.
  */
-export function teeOutput(readFd: number, out: NodeJS.WriteStream, stream: OutputStream, log: JsonFileLog): { ended: Promise<void>; socket: Socket } {
-  const socket = new (lazyNet().Socket)({ fd: readFd, readable: true, writable: false });
-  // The listener stays after the end: a write still pending may fail later.
-  out.on("error", () => socket.destroy());
+export function copyOutput(readFd: number, outFd: number, stream: OutputStream, log: JsonFileLog): { ended: Promise<void>; stop: () => void } {
+  // Not zero-filled: only the pages a read fills are ever touched (a quiet run touches none).
+  const buf = Buffer.allocUnsafe(1 << 16);
+  let stopped = false;
+  let reading = false;
+  let finish: () => void = () => undefined;
   const ended = new Promise<void>((resolve) => {
-    socket.on("data", (chunk: Buffer) => {
-      log.write(stream, chunk);
-      out.write(chunk);
-    });
-    socket.on("end", () => resolve());
-    socket.on("close", () => resolve());
-    socket.on("error", () => resolve());
+    finish = resolve;
   });
-  return { ended, socket };
+  const close = (): void => {
+    try {
+      closeSync(readFd);
+    } catch {
+      // closed already
+    }
+    finish();
+  };
+  const next = (): void => {
+    reading = true;
+    read(readFd, buf, 0, buf.length, null, (err, n) => {
+      reading = false;
+      if (stopped || err || n === 0) return close();
+      const chunk = buf.subarray(0, n);
+      log.write(stream, chunk);
+      if (!writeAll(outFd, chunk)) return close();
+      next();
+    });
+  };
+  next();
+  return {
+    ended,
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      if (!reading) return close();
+      // A read in the thread pool cannot be cancelled, and another writer may keep the pipe
+      // open: a byte written through a second write end of our own lets the read return.
+      try {
+        const writer = openSync(`/proc/self/fd/${readFd}`, constants.O_WRONLY | constants.O_NONBLOCK);
+        try {
+          writeSync(writer, "\n");
+        } finally {
+          closeSync(writer);
+        }
+      } catch {
+        // Full (the read returns with data anyway) or ended meanwhile.
+      }
+      finish();
+    },
+  };
+}
+
+/** Writes all of chunk to fd, waiting while a non-blocking fd is full; false once nobody reads it (EPIPE and the like). */
+function writeAll(fd: number, chunk: Buffer): boolean {
+  let done = 0;
+  while (done < chunk.length) {
+    try {
+      done += writeSync(fd, chunk, done);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") return false;
+      sleepSync(1);
+    }
+  }
+  return true;
 }

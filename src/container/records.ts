@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "../random.js";
-import { writeJsonAtomic } from "../store/atomic.js";
+import { writeFileAtomic, writeJsonAtomic } from "../store/atomic.js";
 import { tempPath } from "../store/temps.js";
 import { TsrunError, NotFoundError } from "../errors.js";
 import type { MountSpec } from "./volumes.js";
@@ -31,6 +31,8 @@ export interface ContainerState {
   paused?: boolean;
   /** Times the monitor restarted the container under its restart policy. */
   restartCount?: number;
+  /** Between two runs under its restart policy (Docker's "restarting"): exitCode and finishedAt are the last run's. */
+  restarting?: boolean;
   /** Docker's State.Health, when the container has a health check. */
   health?: { Status: string; FailingStreak: number; Log: { Start: string; End: string; ExitCode: number; Output: string }[] };
   exitCode: number;
@@ -118,6 +120,9 @@ export interface ContainerRecord {
    */
   intermediate?: boolean;
 }
+
+/** How long the exit status of a removed container is kept (Podman's five minutes). */
+const EXIT_KEPT_SECONDS = 300;
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const ADJECTIVES = ["brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nifty", "proud", "quirky", "silly", "witty", "zen"];
@@ -222,6 +227,37 @@ export class ContainerStore {
       throw err;
     }
     return doomed;
+  }
+
+  /**
+   * Keeps the exit status of a container being removed for a few minutes, as Podman does, so
+   * that `wait` (or `attach`, `stop`) of a --rm container that is removed as it exits still gets
+   * it. Files exits/ID-SECONDS ("CODE FINISHED-AT"); older ones are dropped here.
+   */
+  rememberExit(record: ContainerRecord): void {
+    const dir = path.join(this.dir, "exits");
+    const now = Math.floor(Date.now() / 1000);
+    let old: string[] = [];
+    try {
+      old = readdirSync(dir);
+    } catch {
+      mkdirSync(dir, { recursive: true });
+    }
+    for (const f of old) if (now - Number(f.slice(65)) > EXIT_KEPT_SECONDS) rmSync(path.join(dir, f), { force: true });
+    writeFileAtomic(path.join(dir, `${record.id}-${now}`), `${record.state.exitCode} ${record.state.finishedAt}\n`, { durable: false, tempDir: this.dir });
+  }
+
+  /** The exit status of a container removed in the last minutes (see rememberExit). */
+  removedExit(id: string): { exitCode: number; finishedAt: string } | undefined {
+    try {
+      const dir = path.join(this.dir, "exits");
+      const file = readdirSync(dir).find((f) => f.startsWith(`${id}-`));
+      if (!file) return undefined;
+      const [code, finishedAt] = readFileSync(path.join(dir, file), "utf8").trim().split(" ");
+      return { exitCode: Number(code), finishedAt: finishedAt ?? "" };
+    } catch {
+      return undefined;
+    }
   }
 
   idForName(name: string): string | undefined {

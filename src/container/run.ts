@@ -11,7 +11,7 @@ import { hostsLine } from "../network/hosts.js";
 import { mergeCommand, mergeEnv, readEnvFiles, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
 import { readLayeredFile } from "./rootfs-files.js";
 import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from "./process.js";
-import { JsonFileLog, logRotation, teeOutput } from "./output-log.js";
+import { JsonFileLog, logRotation, copyOutput } from "./output-log.js";
 import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowed, type UsernsMode } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import { applyNamespaceModes, checkJoinedNetwork, namespaceTargets, parseNamespaceFlags, sharedContainer, sharedHostname, type NamespaceFlags } from "./namespaces.js";
@@ -33,7 +33,7 @@ import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, sto
 import { ContainerNetworks } from "./networking.js";
 import { BUILTIN_NETWORKS, type NetworkRecord } from "../network/networks.js";
 import { closeHolder, connectHolder, holderForLaunch, holderUserNamespace, type HolderConnection } from "../network/holder.js";
-import { clearRunFiles, processStartTime, refreshState } from "./state.js";
+import { clearRunFiles, isRestarting, processStartTime, refreshState } from "./state.js";
 import { containerProcessPlan } from "./exec.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
 import { idMapFile, idMapSteps } from "../userns.js";
@@ -142,6 +142,9 @@ function mergeHealth(image: HealthConfig | undefined, flags: CreateOptions["heal
   }
   return hc.Test ? hc : undefined;
 }
+
+/** How Docker's messages name the namespace a container cannot join. */
+const JOINED_WORD = { network: "network", pid: "PID", ipc: "IPC", uts: "UTS" } as const;
 
 /** Names that reach the host from a container with outbound access (Podman's, then Docker Desktop's). */
 const HOST_NAMES = ["host.containers.internal", "host.docker.internal"];
@@ -612,7 +615,14 @@ export class Containers {
     if (record.hostConfig.sysctls) plan.sysctls = sysctlWrites(record.hostConfig.sysctls);
     applyNamespaceModes(plan, record.hostConfig, (id, kind) => {
       const other = this.get(id);
-      if (other.state.status !== "running" || other.state.pid <= 0) throw new TsrunError(`cannot join the ${kind} namespace of container ${other.name}: it is not running`);
+      // Docker's words (scripts look for them): "cannot join network of a non running container: NAME".
+      const notRunning = (): TsrunError => new TsrunError(`cannot join ${JOINED_WORD[kind]} of a non running container: ${other.name}`);
+      if (other.state.status !== "running" || other.state.pid <= 0) throw notRunning();
+      // Its init has ended and its monitor has not recorded it yet, or starts the next one.
+      if (!existsSync(`/proc/${other.state.pid}/ns/${kind === "network" ? "net" : kind}`)) {
+        if ((other.hostConfig.restartPolicy?.name ?? "no") !== "no") throw new TsrunError(`container ${other.name} is restarting, wait until the container is running`);
+        throw notRunning();
+      }
       return other.state.pid;
     });
     return plan;
@@ -862,6 +872,8 @@ export class Containers {
     const takeOut = (): string => {
       // Its peers forget its name first: its address is free once the record is gone.
       if (Object.keys(record.hostConfig.networks ?? {}).length > 0) this.networking.withdraw(record);
+      // Those who wait for it (`wait`, `attach`, `stop`) may not look before it is gone.
+      if (record.state.status === "exited" && !record.intermediate && existsSync(this.records.containerDir(record.id))) this.records.rememberExit(record);
       const dir = this.records.detach(record.id);
       faultPoint("rm:detached");
       this.records.releaseName(record.name, record.id);
@@ -906,10 +918,10 @@ export class Containers {
     if (opts.tty && opts.interactive && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
     const { record, lease } = await this.createLeased(opts);
     const relay = new SignalRelay();
-    // A container that stays after it exits keeps what it printed for `tsrun logs`, as Docker's
-    // does: its output passes through us (pipes, or the pty we relay anyway). A --rm container's
-    // log would go with it: its output goes straight to our stdout and stderr.
-    const log = record.hostConfig.autoRemove || record.hostConfig.logDriver === "none" ? undefined : new JsonFileLog(path.join(this.records.containerDir(record.id), "ctr.log"), logRotation(record.hostConfig.logOptions ?? {}));
+    // Every container keeps what it prints for `tsrun logs` (and `attach` from elsewhere, which
+    // follows it), as Docker's does, --rm ones too while they run: its output passes through us
+    // (pipes, or the pty we relay anyway). Copying costs a --rm run no module load (copyOutput).
+    const log = record.hostConfig.logDriver === "none" ? undefined : new JsonFileLog(path.join(this.records.containerDir(record.id), "ctr.log"), logRotation(record.hostConfig.logOptions ?? {}));
     const pipes = log && !record.config.tty ? { out: native().pipe(), err: native().pipe() } : undefined;
     let proc: LaunchedProcess;
     try {
@@ -926,7 +938,7 @@ export class Containers {
       if (pipes) for (const [, w] of [pipes.out, pipes.err]) closeSync(w);
       lease.release();
     }
-    const tees = pipes && log ? [teeOutput(pipes.out[0], process.stdout, "stdout", log), teeOutput(pipes.err[0], process.stderr, "stderr", log)] : [];
+    const tees = pipes && log ? [copyOutput(pipes.out[0], 1, "stdout", log), copyOutput(pipes.err[0], 2, "stderr", log)] : [];
     let status: number;
     try {
       status = await attachForeground(proc, { interactive: opts.interactive ?? false, relay, ...(log ? { log } : {}) });
@@ -934,19 +946,19 @@ export class Containers {
       // escaped the container's pid namespace with a copy of the pipe must not hang us.
       await Promise.race([Promise.all(tees.map((t) => t.ended)), new Promise((r) => setTimeout(r, 2000).unref())]);
     } finally {
-      for (const t of tees) t.socket.destroy();
+      for (const t of tees) t.stop();
       log?.close();
       this.stopNetwork(record);
       removeCgroup(this.cgroups.get(record.id));
       this.cgroups.delete(record.id);
     }
-    if (record.hostConfig.autoRemove) {
+    record.state = { ...record.state, status: "exited", pid: 0, exitCode: status, finishedAt: new Date().toISOString() };
+    if (record.hostConfig.autoRemove && !isRestarting(this.records.containerDir(record.id))) {
       await this.remove(record, { volumes: true }).catch((err: unknown) => {
         // Removed meanwhile (`rm -f` from elsewhere): nothing left to do.
         if (!(err instanceof NotFoundError)) throw err;
       });
     } else {
-      record.state = { ...record.state, status: "exited", pid: 0, exitCode: status, finishedAt: new Date().toISOString() };
       try {
         this.records.save(record);
       } catch (err) {

@@ -34,7 +34,16 @@ export function readExitFile(containerDir: string): ExitFile | undefined {
 
 /** Before a start: no exit, stop marker, pid or health of an earlier run. */
 export function clearRunFiles(containerDir: string): void {
-  for (const f of ["exit", "stopped", "pid", "health.json", "restarts", "last-exit", "paused", "attach-wait"]) rmSync(path.join(containerDir, f), { force: true });
+  for (const f of ["exit", "stopped", "pid", "health.json", "restarts", "last-exit", "paused", "attach-wait", "restarting"]) rmSync(path.join(containerDir, f), { force: true });
+}
+
+/** Tells whoever runs a --rm container that `restart` stops it: it is not to be removed at this exit. */
+export function markRestarting(containerDir: string): void {
+  writeFileSync(path.join(containerDir, "restarting"), "");
+}
+
+export function isRestarting(containerDir: string): boolean {
+  return existsSync(path.join(containerDir, "restarting"));
 }
 
 /** Tells the monitor that the user stopped the container: no restart after this exit. */
@@ -65,6 +74,15 @@ export function refreshState(record: ContainerRecord, containerDir: string): boo
     record.state = { ...record.state, restartCount: restarts };
     changed = true;
   }
+  // Between two runs of its restart policy, the monitor has recorded the last exit and the pid
+  // it names has ended: Docker's "restarting", with that exit's code and time.
+  const lastExit = restarts > 0 ? readOr(path.join(containerDir, "last-exit")).trim().split(" ") : [];
+  const restarting = lastExit.length === 2 && !existsSync(`/proc/${record.state.pid}`);
+  const [code, finishedAt] = restarting ? [Number(lastExit[0]), lastExit[1] as string] : [record.state.exitCode, record.state.finishedAt];
+  if (restarting !== (record.state.restarting ?? false) || code !== record.state.exitCode || finishedAt !== record.state.finishedAt) {
+    record.state = { ...record.state, restarting, exitCode: code, finishedAt };
+    changed = true;
+  }
   const health = readOr(path.join(containerDir, "health.json"));
   if (health) {
     try {
@@ -80,7 +98,7 @@ export function refreshState(record: ContainerRecord, containerDir: string): boo
   }
   const exited = (exit: ExitFile): boolean => {
     markPaused(containerDir, false);
-    record.state = { ...record.state, status: "exited", pid: 0, paused: false, exitCode: exit.code, finishedAt: exit.finishedAt };
+    record.state = { ...record.state, status: "exited", pid: 0, paused: false, restarting: false, exitCode: exit.code, finishedAt: exit.finishedAt };
     return true;
   };
   const exit = readExitFile(containerDir);
@@ -108,6 +126,7 @@ export function refreshState(record: ContainerRecord, containerDir: string): boo
   record.state = {
     ...record.state,
     paused: false,
+    restarting: false,
     status: "exited",
     pid: 0,
     exitCode: 255,

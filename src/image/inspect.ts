@@ -12,6 +12,7 @@ import { familiarRepository, splitName } from "./reference.js";
 import { maskedAndReadOnlyPaths, securityOf } from "../container/security/plan.js";
 import { usernsText } from "../container/security/options.js";
 import { inspectModes } from "../container/namespaces.js";
+import { stateWord } from "../container/filters.js";
 
 /** Docker's zero time, shown for a container that never started or never stopped. */
 const ZERO_TIME = "0001-01-01T00:00:00Z";
@@ -139,10 +140,10 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
   }
   const s = record.state;
   const state: Record<string, unknown> = {
-    Status: s.status === "running" && s.paused ? "paused" : s.status,
+    Status: stateWord(record),
     Running: s.status === "running",
     Paused: s.paused ?? false,
-    Restarting: false,
+    Restarting: s.status === "running" && (s.restarting ?? false),
     OOMKilled: false,
     Dead: false,
     Pid: s.status === "running" ? s.pid : 0,

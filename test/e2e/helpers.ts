@@ -139,6 +139,17 @@ export async function imageIds(store: { TSRUN_ROOT: string }): Promise<string[]>
   return r.stdout.trim().split("\n").filter(Boolean).sort();
 }
 
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls check until it holds; a generous deadline, as the machine may be busy: only a failure waits that long. */
+export async function until(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await sleep(50);
+  }
+}
+
 /** A name no other test uses: PREFIX-time-random. */
 export const unique = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
 

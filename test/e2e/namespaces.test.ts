@@ -92,7 +92,7 @@ describe("--pid", () => {
       [["--ipc", "sometimes"], /^Error: invalid --ipc "sometimes": expected private, shareable, none, host or container:NAME\n$/],
       [["--uts", "container:no-such-ctr"], /^Error: no such container: no-such-ctr\n$/],
       [["--uts", "host", "-h", "x"], /^Error: conflicting options: hostname and the UTS mode\n$/],
-      [["--pid", `container:${created}`], new RegExp(`^Error: cannot join the pid namespace of container ${created}: it is not running\\n$`)],
+      [["--pid", `container:${created}`], new RegExp(`^Error: cannot join PID of a non running container: ${created}\\n$`)],
     ];
     for (const [flags, message] of cases) {
       const name = unique("ns-bad");

@@ -27,6 +27,11 @@ describe("--flag=true|false", () => {
     expect(norm("image", "ls", "--no-trunc=true", "-a=false")).toEqual(["image", "ls", "--no-trunc"]);
   });
 
+  it("takes pflag's -X=VALUE for a short flag with a value (ps -n=3, -f=status=exited)", () => {
+    expect(norm("run", "-e=A=1", "img", "-e=B")).toEqual(["run", "-e", "A=1", "img", "-e=B"]);
+    expect(norm("run", "-e=", "img")).toEqual(["run", "-e", "", "img"]);
+  });
+
   it("leaves values, the container's command line and unknown spellings alone", () => {
     expect(norm("run", "-e", "--rm=true", "--name=x", "-it", "img", "sh", "-c", "--rm=false")).toEqual(["run", "-e", "--rm=true", "--name=x", "-it", "img", "sh", "-c", "--rm=false"]);
     expect(norm("run", "-eX=1", "--rm=maybe", "img")).toEqual(["run", "-eX=1", "--rm=maybe", "img"]);
