@@ -26,6 +26,8 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <net/if.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -289,6 +291,52 @@ void append_int(char* dst, size_t cap, long v) {
   while (i) out[j++] = tmp[--i];
   out[j] = '\0';
   append(dst, cap, out);
+}
+
+// Lets TCP over the namespace's loopback build segments of up to 512 KiB ("BIG TCP", Linux 6.3
+// for IPv4, 5.19 for IPv6) instead of 64 KiB: an eighth of the per-packet work. Every byte that
+// `-p` forwards crosses the container's loopback once (tsrun-forward connects to the server
+// there), and so does traffic between processes of one container: iperf3 on a namespace's lo went
+// from 13 to 22 Gbit/s on this project's machines. Best effort: an older kernel refuses the sizes
+// (or ignores attributes it does not know), and lo stays as it was. Called in the child after
+// clone(): a stack buffer and raw syscalls only.
+static void enlarge_loopback_segments() {
+  int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (s < 0) return;
+  // IFLA_GSO_IPV4_MAX_SIZE / IFLA_GRO_IPV4_MAX_SIZE (63, 64) and IFLA_GSO_MAX_SIZE /
+  // IFLA_GRO_MAX_SIZE (41, 58), by number: older kernel headers lack the first two.
+  const unsigned short attr_pairs[2][2] = {{63, 64}, {41, 58}};
+  const unsigned sizes[] = {524280, 262144};
+  for (const auto& pair : attr_pairs) {
+    for (unsigned size : sizes) {
+      struct {
+        nlmsghdr header;
+        ifinfomsg link;
+        struct {
+          nlattr attr;
+          uint32_t value;
+        } attrs[2];
+      } req;
+      memset(&req, 0, sizeof req);
+      req.header.nlmsg_len = sizeof req;
+      req.header.nlmsg_type = RTM_NEWLINK;
+      req.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+      req.link.ifi_family = AF_UNSPEC;
+      req.link.ifi_index = 1;  // lo is always 1 in a new network namespace
+      for (int i = 0; i < 2; i++) {
+        req.attrs[i].attr.nla_len = sizeof req.attrs[i];
+        req.attrs[i].attr.nla_type = pair[i];
+        req.attrs[i].value = size;
+      }
+      if (send(s, &req, sizeof req, 0) != static_cast<ssize_t>(sizeof req)) break;
+      char reply[512];
+      ssize_t n = recv(s, reply, sizeof reply, 0);
+      if (n < static_cast<ssize_t>(sizeof(nlmsghdr) + sizeof(nlmsgerr))) break;
+      auto* answer = reinterpret_cast<nlmsghdr*>(reply);
+      if (answer->nlmsg_type == NLMSG_ERROR && reinterpret_cast<nlmsgerr*>(NLMSG_DATA(answer))->error == 0) break;
+    }
+  }
+  close(s);
 }
 
 [[noreturn]] void child_fail(int error_fd, int kind, int err, const char* step, const char* detail = nullptr) {
@@ -707,6 +755,7 @@ int child_main(void* arg) {
     ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
     if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) child_fail(a.error_fd, 0, errno, "bring lo up");
     close(s);
+    enlarge_loopback_segments();
   }
   if (p.clone_flags & CLONE_NEWNS) {
     if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)

@@ -7,7 +7,7 @@ import { connect, createServer as createTcpServer } from "node:net";
 import { createHash, randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import type { AddressInfo } from "node:net";
-import { networkInterfaces } from "node:os";
+import { networkInterfaces, release } from "node:os";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
@@ -65,6 +65,36 @@ describe("network modes", () => {
   it("--network none has only lo and no way out", async () => {
     const r = await tsrun(["run", "--rm", "--network", "none", "busybox", "sh", "-c", `ls /sys/class/net; wget -T 2 -qO- http://10.0.2.2:${serverPort}/ || echo unreachable`]);
     expect(r.stdout).toBe("lo\nunreachable\n");
+  });
+
+  it("the container's loopback takes TCP segments of 512 KiB (BIG TCP) where the kernel allows", async () => {
+    // Every byte -p forwards crosses the container's lo (tsrun-forward connects to the server
+    // there). The sizes are read with a netlink dump from inside the container's namespaces,
+    // joined as the unprivileged user (owner of the user namespace).
+    const name = unique("bigtcp");
+    expect((await tsrun(["run", "-d", "--name", name, "busybox", "sleep", "600"])).code).toBe(0);
+    const pid = (await tsrun(["inspect", "-f", "{{.State.Pid}}", name])).stdout.trim();
+    const dump = [
+      "import socket, struct",
+      "s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0); s.bind((0, 0))",
+      "ifi = struct.pack('BxHiII', 0, 0, 1, 0, 0)",
+      "s.send(struct.pack('IHHII', 16 + len(ifi), 18, 1, 1, 0) + ifi); r = s.recv(65536); o = 32",
+      "names = {41: 'gso', 58: 'gro', 63: 'gso_ipv4', 64: 'gro_ipv4'}",
+      "while o < len(r):",
+      "  l, t = struct.unpack('HH', r[o:o + 4])",
+      "  if t in names: print(names[t], struct.unpack('I', r[o + 4:o + 8])[0])",
+      "  o += (l + 3) & ~3",
+    ].join("\n");
+    const r = await shAsUser(`nsenter -U --preserve-credentials -n -t ${pid} python3 -c "${dump}"`);
+    await tsrun(["rm", "-f", name]);
+    expect(r.code, r.stderr).toBe(0);
+    const sizes = Object.fromEntries(r.stdout.trim().split("\n").map((line) => line.split(" ")));
+    const [major = 0, minor = 0] = release().split(".").map(Number);
+    const atLeast = (a: number, b: number): boolean => major > a || (major === a && minor >= b);
+    // IPv6 BIG TCP came in Linux 5.19, IPv4 in 6.3; older kernels keep 64 KiB.
+    if (atLeast(5, 19)) expect([sizes.gso, sizes.gro]).toEqual(["524280", "524280"]);
+    if (atLeast(6, 3)) expect([sizes.gso_ipv4, sizes.gro_ipv4]).toEqual(["524280", "524280"]);
+    expect(Number(sizes.gso)).toBeGreaterThanOrEqual(65536);
   });
 
   it("--network host shares the host's interfaces and loopback", async () => {
