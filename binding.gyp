@@ -11,6 +11,11 @@
       "cflags_cc!": ["-fno-exceptions"]
     },
     {
+      "target_name": "tsrun_loader",
+      "sources": ["native/loader.cc"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"]
+    },
+    {
       "target_name": "tsrun-monitor",
       "type": "executable",
       "sources": ["native/monitor.cc", "native/spawn.cc", "native/attach.cc", "native/security.cc", "native/netns-client.cc"],

@@ -3,7 +3,7 @@
 // command, so it is minified (half the bytes to read and parse; dist/*.cjs.map maps stack traces
 // back with `node --enable-source-maps`), and command modules are reached through import(), which
 // esbuild turns into lazily run module bodies.
-import { readFile } from "node:fs/promises";
+import { readFile, rename, writeFile } from "node:fs/promises";
 import { build } from "esbuild";
 
 /**
@@ -49,9 +49,30 @@ await Promise.all(
   outputs.map((outfile) => {
     const cli = outfile !== "dist/worker.cjs";
     const banner = { js: cli ? CLI_WRAPPER.banner + common.banner.js : common.banner.js };
-    return build({ ...common, banner, ...(cli ? { footer: { js: CLI_WRAPPER.footer } } : {}), entryPoints: [entries[outfile]], outfile });
+    return build({ ...common, banner, ...(cli ? { footer: { js: CLI_WRAPPER.footer } } : {}), entryPoints: [entries[outfile]], outfile, write: false }).then(writeOutputs);
   }),
 );
+
+/**
+ * Writes esbuild's output files under a temporary name and renames them into place: bin/tsrun
+ * maps the bundles into memory (native/loader.cc) for the life of each command, and a file
+ * rewritten in place under a running `tsrun run` would change (or, shorter, crash) the code it
+ * compiles lazily. A rename leaves the mapped file as it was. The CLI bundles must be pure ASCII:
+ * the loader hands V8 their bytes as Latin-1 text.
+ */
+async function writeOutputs(result) {
+  for (const out of result.outputFiles) {
+    const isCli = /tsrun(-run)?\.cjs$/.test(out.path);
+    const bad = isCli ? out.contents.findIndex((byte) => byte > 0x7f) : -1;
+    if (bad >= 0) {
+      const context = Buffer.from(out.contents.subarray(Math.max(0, bad - 40), bad + 20)).toString("utf8");
+      throw new Error(`${out.path}: a non-ASCII character at byte ${bad} (near ${JSON.stringify(context)}); write it as an escape (\\u00b5)`);
+    }
+    const tmp = `${out.path}.tmp-${process.pid}`;
+    await writeFile(tmp, out.contents);
+    await rename(tmp, out.path);
+  }
+}
 
 // import() of our own modules becomes a lazily run module body; import() of anything esbuild
 // leaves outside the bundle (node:tty...) stays a real dynamic import, which in bin/tsrun's

@@ -6,8 +6,8 @@ import { TsrunError } from "../errors.js";
 /** Go's time.ParseDuration for the forms HEALTHCHECK takes ("30s", "1m30s", "500ms"), in ns. */
 export function parseDuration(s: string): number {
   if (s === "0") return 0;
-  const unit: Record<string, number> = { ns: 1, us: 1e3, "µs": 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
+  const unit: Record<string, number> = { ns: 1, us: 1e3, "\u00b5s": 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
+  const re = /(\d+(?:\.\d+)?)(ns|us|\u00b5s|ms|s|m|h)/gy;
   let total = 0;
   let matched = 0;
   for (let m = re.exec(s); m; m = re.exec(s)) {
@@ -23,7 +23,7 @@ export function parseDuration(s: string): number {
  * "1h30m"), Unix seconds, or an RFC 3339 time or date.
  */
 export function parseTimeArgument(s: string, flag: string): Date {
-  if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(s)) return new Date(Date.now() - parseDuration(s) / 1e6);
+  if (/^(\d+(\.\d+)?(ns|us|\u00b5s|ms|s|m|h))+$/.test(s)) return new Date(Date.now() - parseDuration(s) / 1e6);
   if (/^\d+(\.\d+)?$/.test(s)) return new Date(Number(s) * 1000);
   const d = new Date(s);
   if (Number.isNaN(d.getTime())) throw new TsrunError(`invalid ${flag} value "${s}"`);
