@@ -3,7 +3,8 @@
 // command, so it is minified (half the bytes to read and parse; dist/*.cjs.map maps stack traces
 // back with `node --enable-source-maps`), and command modules are reached through import(), which
 // esbuild turns into lazily run module bodies.
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import path from "node:path";
 import { build } from "esbuild";
 
 /**
@@ -69,6 +70,7 @@ async function writeOutputs(result) {
       throw new Error(`${out.path}: a non-ASCII character at byte ${bad} (near ${JSON.stringify(context)}); write it as an escape (\\u00b5)`);
     }
     const tmp = `${out.path}.tmp-${process.pid}`;
+    await mkdir(path.dirname(out.path), { recursive: true });
     await writeFile(tmp, out.contents);
     await rename(tmp, out.path);
   }

@@ -4,6 +4,7 @@ import { Tsrun } from "../tsrun.js";
 import { TsrunError } from "../errors.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { ARCHIVE_FORMATS, type ArchiveFormat } from "../image/archive/save.js";
+import { writeOut } from "./stdout.js";
 
 function parseFormat(value: string): ArchiveFormat {
   const format = ARCHIVE_FORMATS.find((f) => f === value);
@@ -43,11 +44,11 @@ export function registerArchive(program: Command): void {
       const result = await new Tsrun().load({ input: o.input ?? "-" });
       // Docker prints the renamings and the loaded names even with -q (it only hides progress).
       for (const r of result.renamed) {
-        process.stdout.write(`The image ${familiarName(r.name)} already exists, renaming the old one with ID ${r.previousId} to empty string\n`);
+        writeOut(`The image ${familiarName(r.name)} already exists, renaming the old one with ID ${r.previousId} to empty string\n`);
       }
       for (const image of result.images) {
-        if (image.names.length === 0) process.stdout.write(`Loaded image ID: ${image.id}\n`);
-        for (const name of image.names) process.stdout.write(`Loaded image: ${familiarName(name)}\n`);
+        if (image.names.length === 0) writeOut(`Loaded image ID: ${image.id}\n`);
+        for (const name of image.names) writeOut(`Loaded image: ${familiarName(name)}\n`);
       }
     });
 }

@@ -15,6 +15,7 @@ import { confirm } from "./util.js";
 import { humanSize } from "./output.js";
 import { pruneBuildCache } from "../image/remove.js";
 import { tagName } from "../image/commit.js";
+import { writeOut } from "./stdout.js";
 
 interface BuildFlags {
   tag: string[];
@@ -168,7 +169,7 @@ async function buildCommand(context: string, o: BuildFlags): Promise<void> {
   const network = o.network === "bridge" || o.network === "pasta" || o.network === "default" ? "private" : o.network;
   const progress = printer(o.quiet);
   const out = (line: string): void => {
-    process.stdout.write(`${line}\n`);
+    writeOut(`${line}\n`);
   };
   let image;
   try {
@@ -282,8 +283,8 @@ async function builderPrune(o: { all: boolean; force: boolean }): Promise<void> 
     if (!(await confirm(`WARNING! This will remove ${what}.\nAre you sure you want to continue? [y/N] `))) return;
   }
   const result = await pruneBuildCache(new Tsrun().containers, o.all);
-  if (result.lines.length > 0) process.stdout.write(`Deleted build cache objects:\n${result.lines.map((l) => l.replace(/^deleted: /, "")).join("\n")}\n\n`);
-  process.stdout.write(`Total reclaimed space: ${humanSize(result.reclaimed)}\n`);
+  if (result.lines.length > 0) writeOut(`Deleted build cache objects:\n${result.lines.map((l) => l.replace(/^deleted: /, "")).join("\n")}\n\n`);
+  writeOut(`Total reclaimed space: ${humanSize(result.reclaimed)}\n`);
 }
 
 export function registerBuilder(program: Command): void {

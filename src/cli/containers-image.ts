@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { Tsrun } from "../tsrun.js";
 import { collect, parseBoolFlag } from "./util.js";
 import { formatChanges } from "../image/diff.js";
+import { writeOut } from "./stdout.js";
 
 export function registerContainerImages(program: Command): void {
   program
@@ -16,7 +17,7 @@ export function registerContainerImages(program: Command): void {
     .option("-p, --pause [bool]", "pause the container during commit (default true)", parseBoolFlag, true)
     .action(async (container: string, reference: string | undefined, o: { author?: string; message?: string; change: string[]; pause: boolean }) => {
       const image = await new Tsrun().commit({ container, reference, author: o.author, message: o.message, changes: o.change, pause: o.pause });
-      process.stdout.write(`${image.id}\n`);
+      writeOut(`${image.id}\n`);
     });
 
   program
@@ -33,6 +34,6 @@ export function registerContainerImages(program: Command): void {
     .description("Inspect changes to files or directories on a container's filesystem")
     .argument("<container>")
     .action(async (container: string) => {
-      process.stdout.write(formatChanges(await new Tsrun().diff(container)));
+      writeOut(formatChanges(await new Tsrun().diff(container)));
     });
 }

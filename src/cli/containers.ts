@@ -17,6 +17,7 @@ import { collect, parseBoolFlag } from "./util.js";
 import { parseTimeArgument } from "../format/duration.js";
 import { signalNumber } from "../format/signal.js";
 import { attachContainer, parseDetachKeys, startAttached } from "../container/attach.js";
+import { writeOut } from "./stdout.js";
 
 /** Docker's STATUS column: "Up 3 seconds", "Exited (0) 5 seconds ago", "Created". */
 export function statusText(r: ContainerRecord, now = Date.now()): string {
@@ -143,14 +144,14 @@ async function psCommand(o: PsFlags): Promise<void> {
   if (limit > 0) list = list.slice(0, limit);
   const id = (r: ContainerRecord): string => (o.trunc ? r.id.slice(0, 12) : r.id);
   if (o.quiet) {
-    for (const r of list) process.stdout.write(`${id(r)}\n`);
+    for (const r of list) writeOut(`${id(r)}\n`);
     return;
   }
   // As docker/cli: -s adds the SIZE column to the table; a format that shows .Size computes it too.
   const format = o.format && o.format !== "table" ? o.format : o.size ? `${PS_DEFAULT_FORMAT}\t{{.Size}}` : PS_DEFAULT_FORMAT;
   // ({{json .}} and json print every field, .Size included.)
   const sizes = o.size || /\.Size\b|json\s+\.\s*}}/.test(format) || format === "json" ? await t.containerSizes(list) : undefined;
-  process.stdout.write(formatRows(format, list.map((r) => psRow(r, o.trunc, sizes?.get(r.id))), PS_HEADERS));
+  writeOut(formatRows(format, list.map((r) => psRow(r, o.trunc, sizes?.get(r.id))), PS_HEADERS));
 }
 
 const STATS_HEADERS = {
@@ -200,11 +201,11 @@ async function statsCommand(names: string[], o: { all: boolean; stream: boolean;
     const stats = await t.containerStats(chosen.map((c) => c.record), 1000);
     const text = formatRows(format, stats.map((s, i) => statsRow(s, chosen[i]?.asked, o.trunc)), STATS_HEADERS);
     if (!o.stream) {
-      process.stdout.write(text);
+      writeOut(text);
       return;
     }
     // Docker's live view: the screen cleared, the table redrawn every second, until interrupted.
-    process.stdout.write(`\x1b[2J\x1b[H${text}`);
+    writeOut(`\x1b[2J\x1b[H${text}`);
   }
 }
 
@@ -302,10 +303,10 @@ export function registerContainers(program: Command): void {
         const [p, proto] = privatePort.split("/");
         list = list.filter((m) => m.containerPort === Number(p) && m.protocol === (proto ?? "tcp"));
         if (list.length === 0) throw new TsrunError(`no public port '${proto ? privatePort : `${privatePort}/tcp`}' published for ${name}`);
-        for (const m of list) process.stdout.write(`${m.hostIp || "0.0.0.0"}:${m.hostPort}\n`);
+        for (const m of list) writeOut(`${m.hostIp || "0.0.0.0"}:${m.hostPort}\n`);
         return;
       }
-      for (const m of list) process.stdout.write(`${formatPort(m)}\n`);
+      for (const m of list) writeOut(`${formatPort(m)}\n`);
     });
 
   program
@@ -329,7 +330,7 @@ export function registerContainers(program: Command): void {
       const t = new Tsrun();
       const record = t.containers.get(name);
       if (record.state.status !== "running") throw new TsrunError(`container ${name} is not running`);
-      process.stdout.write(topLines(record.state.pid, psOptions));
+      writeOut(topLines(record.state.pid, psOptions));
     });
 
   program
@@ -363,7 +364,7 @@ export function registerContainers(program: Command): void {
           try {
             const record = t.containers.get(name);
             if (record.state.status !== "running") await t.containers.startDetached(record);
-            process.stdout.write(`${name}\n`);
+            writeOut(`${name}\n`);
           } catch (err) {
             // One container: its error alone, with its status (126 or 127 when its command could not run).
             if (!(err instanceof TsrunError) || names.length === 1) throw err;
@@ -447,7 +448,7 @@ export function registerContainers(program: Command): void {
         if (o.signal !== undefined) signalNumber(o.signal);
         await eachContainer(names, async (name) => {
           await fn(t.containers, name, timeout, o.signal);
-          process.stdout.write(`${name}\n`);
+          writeOut(`${name}\n`);
         });
       });
   }
@@ -464,7 +465,7 @@ export function registerContainers(program: Command): void {
         const t = new Tsrun();
         await eachContainer(names, (name) => {
           fn(t.containers, name);
-          process.stdout.write(`${name}\n`);
+          writeOut(`${name}\n`);
         });
       });
   }
@@ -478,7 +479,7 @@ export function registerContainers(program: Command): void {
       const t = new Tsrun();
       await eachContainer(names, (name) => {
         killContainer(t.containers, name, o.signal);
-        process.stdout.write(`${name}\n`);
+        writeOut(`${name}\n`);
       });
     });
 
@@ -494,7 +495,7 @@ export function registerContainers(program: Command): void {
       for (const name of names) {
         try {
           await removeContainer(t.containers, name, o.force, o.volumes);
-          process.stdout.write(`${name}\n`);
+          writeOut(`${name}\n`);
         } catch (err) {
           process.stderr.write(`Error: ${(err as Error).message}\n`);
           // docker rm -f: a container that does not exist is reported but does not fail the command.
@@ -521,7 +522,7 @@ export function registerContainers(program: Command): void {
     .action(async (names: string[]) => {
       const t = new Tsrun();
       await eachContainer(names, async (name) => {
-        process.stdout.write(`${await waitContainer(t.containers, name)}\n`);
+        writeOut(`${await waitContainer(t.containers, name)}\n`);
       });
     });
 

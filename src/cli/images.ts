@@ -13,6 +13,7 @@ import { imageHistory } from "../image/history.js";
 import { findImage, pruneImages, removeImage, tagImage } from "../image/remove.js";
 import { parseReference, repositoryName, ReferenceError } from "../image/reference.js";
 import { NotFoundError, TsrunError } from "../errors.js";
+import { writeOut } from "./stdout.js";
 
 export async function importCommand(
   source: string,
@@ -22,7 +23,7 @@ export async function importCommand(
   // Validate the changes before reading any input.
   const config = applyChanges({}, o.change);
   const image = await new Tsrun().importImage({ source, reference, message: o.message, config });
-  process.stdout.write(`${image.id}\n`);
+  writeOut(`${image.id}\n`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ export function imagesCommand(filter: string | undefined, o: ImagesFlags): void 
     for (const r of rows) {
       if (seen.has(r.id)) continue;
       seen.add(r.id);
-      process.stdout.write(`${id(r.id)}\n`);
+      writeOut(`${id(r.id)}\n`);
     }
     return;
   }
@@ -166,7 +167,7 @@ export function imagesCommand(filter: string | undefined, o: ImagesFlags): void 
     o.format && o.format !== "table"
       ? o.format
       : `table {{.Repository}}\t{{.Tag}}\t${o.digests ? "{{.Digest}}\t" : ""}{{.ID}}\t{{.CreatedSince}}\t{{.Size}}`;
-  process.stdout.write(formatRows(format, data, IMAGE_HEADERS));
+  writeOut(formatRows(format, data, IMAGE_HEADERS));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -220,9 +221,9 @@ export function inspectCommand(names: string[], o: { format?: string; type?: str
     } catch (err) {
       templateError(err);
     }
-    process.stdout.write(out);
+    writeOut(out);
   } else {
-    process.stdout.write(`${JSON.stringify(found, null, 4)}\n`);
+    writeOut(`${JSON.stringify(found, null, 4)}\n`);
   }
   if (errors.length > 0) {
     for (const e of errors.slice(0, -1)) process.stderr.write(`Error: ${e}\n`);
@@ -246,7 +247,7 @@ export function historyCommand(name: string, o: { trunc: boolean; quiet: boolean
   const rows = imageHistory(t.store, findImage(t.store, name));
   const id = (full: string): string => (full === "<missing>" || !o.trunc ? full : shortId(full));
   if (o.quiet) {
-    for (const r of rows) process.stdout.write(`${id(r.id)}\n`);
+    for (const r of rows) writeOut(`${id(r.id)}\n`);
     return;
   }
   const data = rows.map((r) => {
@@ -262,7 +263,7 @@ export function historyCommand(name: string, o: { trunc: boolean; quiet: boolean
     };
   });
   const format = o.format && o.format !== "table" ? o.format : "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
-  process.stdout.write(formatRows(format, data, HISTORY_HEADERS));
+  writeOut(formatRows(format, data, HISTORY_HEADERS));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,7 +275,7 @@ export async function rmiCommand(names: string[], o: { force: boolean }): Promis
   let onlyMissing = true;
   for (const name of names) {
     try {
-      for (const line of await removeImage(t.containers, name, o.force)) process.stdout.write(`${line}\n`);
+      for (const line of await removeImage(t.containers, name, o.force)) writeOut(`${line}\n`);
     } catch (err) {
       if (!(err instanceof TsrunError)) throw err;
       if (!(err instanceof NotFoundError)) onlyMissing = false;
@@ -298,8 +299,8 @@ export async function pruneCommand(o: { all: boolean; force: boolean }): Promise
     if (!(await confirm(`WARNING! This will remove ${what}.\nAre you sure you want to continue? [y/N] `))) return;
   }
   const result = await pruneImages(new Tsrun().containers, o.all);
-  if (result.lines.length > 0) process.stdout.write(`Deleted Images:\n${result.lines.join("\n")}\n\n`);
-  process.stdout.write(`Total reclaimed space: ${humanSize(result.reclaimed)}\n`);
+  if (result.lines.length > 0) writeOut(`Deleted Images:\n${result.lines.join("\n")}\n\n`);
+  writeOut(`Total reclaimed space: ${humanSize(result.reclaimed)}\n`);
 }
 
 // ---------------------------------------------------------------------------------------------

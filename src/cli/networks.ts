@@ -7,6 +7,7 @@ import { collect } from "./util.js";
 import { formatRows } from "./output.js";
 import { parseLabels } from "./run.js";
 import type { NetworkRecord } from "../network/networks.js";
+import { writeOut } from "./stdout.js";
 
 /** The network modes Docker lists as networks; they cannot be created or removed. */
 const PREDEFINED: { name: string; driver: string }[] = [
@@ -84,7 +85,7 @@ export function registerNetworks(program: Command): void {
         options: parseOpts(o.opt),
         labels: parseLabels(o.label),
       });
-      process.stdout.write(`${record.Id}\n`);
+      writeOut(`${record.Id}\n`);
     });
 
   network
@@ -103,7 +104,7 @@ export function registerNetworks(program: Command): void {
       ].filter((r) => filterMatch(o.filter, r));
       const id = (full: string): string => (o.trunc ? full.slice(0, 12) : full);
       if (o.quiet) {
-        for (const r of all) process.stdout.write(`${id(r.id)}\n`);
+        for (const r of all) writeOut(`${id(r.id)}\n`);
         return;
       }
       const rows: LsRow[] = all.map((r) => ({
@@ -116,7 +117,7 @@ export function registerNetworks(program: Command): void {
         Labels: Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(","),
         CreatedAt: r.created,
       }));
-      process.stdout.write(formatRows(o.format ?? "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}", rows as unknown as Record<string, unknown>[], LS_HEADERS));
+      writeOut(formatRows(o.format ?? "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}", rows as unknown as Record<string, unknown>[], LS_HEADERS));
     });
 
   network
@@ -131,8 +132,8 @@ export function registerNetworks(program: Command): void {
         if (builtin) return { Name: n, Id: predefinedId(n), Scope: "local", Driver: builtin.driver, EnableIPv6: false, IPAM: { Driver: "default", Options: {}, Config: [] }, Internal: false, Containers: {}, Options: {}, Labels: {} };
         return networking.inspect(n);
       });
-      if (o.format) process.stdout.write(formatRows(o.format, out as unknown as Record<string, unknown>[], {}));
-      else process.stdout.write(JSON.stringify(out, null, 4) + "\n");
+      if (o.format) writeOut(formatRows(o.format, out as unknown as Record<string, unknown>[], {}));
+      else writeOut(JSON.stringify(out, null, 4) + "\n");
     });
 
   network
@@ -148,7 +149,7 @@ export function registerNetworks(program: Command): void {
         try {
           if (PREDEFINED.some((p) => p.name === n)) throw new TsrunError(`${n} is a pre-defined network and cannot be removed`);
           await networking.remove(n);
-          process.stdout.write(`${n}\n`);
+          writeOut(`${n}\n`);
         } catch (err) {
           if (o.force && err instanceof NotFoundError) continue;
           // Docker goes on with the others and fails at the end.
@@ -165,7 +166,7 @@ export function registerNetworks(program: Command): void {
     .option("-f, --force", "do not prompt", false)
     .action(async () => {
       const removed = await new Tsrun().containers.networking.prune();
-      if (removed.length) process.stdout.write(`Deleted Networks:\n${removed.join("\n")}\n`);
+      if (removed.length) writeOut(`Deleted Networks:\n${removed.join("\n")}\n`);
     });
 
   network

@@ -9,6 +9,7 @@ import type { BlobOutcome, TransferListener } from "../image/registry/progress.j
 import { TsrunError } from "../errors.js";
 import { humanSize } from "./output.js";
 import { subcommand, terminalSelect } from "./util.js";
+import { writeOut } from "./stdout.js";
 
 /** --tls-verify, --tls-verify=true, --tls-verify=false (Podman's spelling). */
 function parseBool(value: string): boolean {
@@ -177,7 +178,7 @@ export function registerRegistry(program: Command): void {
         const progress = printer(o.quiet);
         try {
           const result = await t.pull({ reference, platform: o.platform, tlsVerify: o.tlsVerify, authFile: o.authfile, listener: progress, selectCandidate: terminalSelect() });
-          process.stdout.write(`${result.image.id.replace(/^sha256:/, "")}\n`);
+          writeOut(`${result.image.id.replace(/^sha256:/, "")}\n`);
         } finally {
           progress.finish();
         }
@@ -200,7 +201,7 @@ export function registerRegistry(program: Command): void {
       const progress = printer(o.quiet);
       try {
         const result = await new Tsrun().push({ image, destination, tlsVerify: o.tlsVerify, authFile: o.authfile, listener: progress });
-        process.stdout.write(`${result.manifestDigest}\n`);
+        writeOut(`${result.manifestDigest}\n`);
       } finally {
         progress.finish();
       }
@@ -228,7 +229,7 @@ export function registerRegistry(program: Command): void {
         password = await prompt("Password: ", true);
       }
       await login(registry, { username, password }, { tlsVerify: o.tlsVerify, authFile: o.authfile });
-      process.stdout.write("Login Succeeded!\n");
+      writeOut("Login Succeeded!\n");
     });
 
   subcommand(program, "logout")
@@ -238,6 +239,6 @@ export function registerRegistry(program: Command): void {
     .option("--authfile <path>", "auth file to edit")
     .action((registry: string | undefined, o: { all: boolean; authfile?: string }) => {
       logout(registry, { all: o.all, authFile: o.authfile });
-      process.stdout.write(o.all ? "Removed login credentials for all registries\n" : `Removed login credentials for ${registry ?? ""}\n`);
+      writeOut(o.all ? "Removed login credentials for all registries\n" : `Removed login credentials for ${registry ?? ""}\n`);
     });
 }

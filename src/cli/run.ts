@@ -9,6 +9,7 @@ import { isHostPlatform } from "../image/platform-spec.js";
 import { collect, parseBoolFlag, terminalSelect } from "./util.js";
 import { parseMemory } from "../container/security/options.js";
 import { readLabelFiles } from "../container/spec.js";
+import { writeOut } from "./stdout.js";
 
 export interface CreateFlags {
   interactive: boolean;
@@ -349,7 +350,7 @@ export async function runCommand(image: string, command: string[], o: RunFlags):
   }
   if (o.detach) {
     const record = await new Tsrun().runDetached(opts);
-    process.stdout.write(`${record.id}\n`);
+    writeOut(`${record.id}\n`);
     return 0;
   }
   return new Tsrun().run(opts);
@@ -375,6 +376,6 @@ export function registerRun(program: Command): void {
   ).action(async (image: string, command: string[], o: CreateFlags) => {
     await pullIfNeeded(image, o);
     const record = await new Tsrun().containers.create(createOptions(image, command, o));
-    process.stdout.write(`${record.id}\n`);
+    writeOut(`${record.id}\n`);
   });
 }

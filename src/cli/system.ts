@@ -12,6 +12,7 @@ import type { CheckReport } from "../system/check.js";
 import type { DiskUsage } from "../system/df.js";
 import type { SystemInfo } from "../system/info.js";
 import type { VersionInfo } from "../system/version.js";
+import { writeOut } from "./stdout.js";
 
 /** `--format json` (one line) or a Go template over data. */
 function formatData(format: string, data: unknown): string {
@@ -176,7 +177,7 @@ export function formatVersion(v: VersionInfo): string {
 
 async function infoCommand(o: { format?: string }): Promise<void> {
   const info = await new Tsrun().info();
-  process.stdout.write(o.format ? formatData(o.format, info) : formatInfo(info));
+  writeOut(o.format ? formatData(o.format, info) : formatInfo(info));
 }
 
 export function registerSystem(program: Command): void {
@@ -191,7 +192,7 @@ export function registerSystem(program: Command): void {
     .option("--format <format>", "json, or a Go template over the report")
     .action(async (o: { repair: boolean; force: boolean; quick: boolean; format?: string }) => {
       const report = await new Tsrun().checkStore({ repair: o.repair, force: o.force, quick: o.quick });
-      process.stdout.write(o.format ? formatData(o.format, report) : formatCheckReport(report, o.repair));
+      writeOut(o.format ? formatData(o.format, report) : formatCheckReport(report, o.repair));
       if (!report.ok) process.exitCode = 1;
     });
 
@@ -203,11 +204,11 @@ export function registerSystem(program: Command): void {
     .action((o: { verbose: boolean; format?: string }) => {
       const usage = new Tsrun().diskUsage();
       if (o.verbose && !o.format) {
-        process.stdout.write(dfVerbose(usage));
+        writeOut(dfVerbose(usage));
         return;
       }
       const format = o.format && o.format !== "table" ? o.format : "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}";
-      process.stdout.write(formatRows(format, dfRows(usage), DF_HEADERS));
+      writeOut(formatRows(format, dfRows(usage), DF_HEADERS));
     });
 
   system
@@ -227,11 +228,11 @@ export function registerSystem(program: Command): void {
         if (!(await confirm(`WARNING! This will remove:\n${what.join("\n")}\n\nAre you sure you want to continue? [y/N] `))) return;
       }
       const r = await new Tsrun().pruneSystem({ all: o.all, volumes: o.volumes });
-      if (r.containers.length > 0) process.stdout.write(`Deleted Containers:\n${r.containers.join("\n")}\n\n`);
-      if (r.volumes.length > 0) process.stdout.write(`Deleted Volumes:\n${r.volumes.join("\n")}\n\n`);
-      if (r.images.length > 0) process.stdout.write(`Deleted Images:\n${r.images.join("\n")}\n\n`);
-      if (r.buildCache.length > 0) process.stdout.write(`Deleted build cache objects:\n${r.buildCache.join("\n")}\n\n`);
-      process.stdout.write(`Total reclaimed space: ${humanSize(r.reclaimed)}\n`);
+      if (r.containers.length > 0) writeOut(`Deleted Containers:\n${r.containers.join("\n")}\n\n`);
+      if (r.volumes.length > 0) writeOut(`Deleted Volumes:\n${r.volumes.join("\n")}\n\n`);
+      if (r.images.length > 0) writeOut(`Deleted Images:\n${r.images.join("\n")}\n\n`);
+      if (r.buildCache.length > 0) writeOut(`Deleted build cache objects:\n${r.buildCache.join("\n")}\n\n`);
+      writeOut(`Total reclaimed space: ${humanSize(r.reclaimed)}\n`);
     });
 
   system
@@ -252,7 +253,7 @@ export function registerSystem(program: Command): void {
     .option("-f, --format <format>", "json, or a Go template (e.g. {{.Client.Version}})")
     .action((o: { format?: string }) => {
       const v = new Tsrun().version();
-      process.stdout.write(o.format ? formatData(o.format, v) : formatVersion(v));
+      writeOut(o.format ? formatData(o.format, v) : formatVersion(v));
     });
 
   const container = program.commands.find((c) => c.name() === "container") ?? program.command("container").description("Manage containers");
@@ -266,7 +267,7 @@ export function registerSystem(program: Command): void {
       pruneFilter(o.filter);
       if (!o.force && !(await confirm("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "))) return;
       const r = await new Tsrun().pruneContainers(o.filter);
-      if (r.removed.length > 0) process.stdout.write(`Deleted Containers:\n${r.removed.join("\n")}\n\n`);
-      process.stdout.write(`Total reclaimed space: ${humanSize(r.reclaimed)}\n`);
+      if (r.removed.length > 0) writeOut(`Deleted Containers:\n${r.removed.join("\n")}\n\n`);
+      writeOut(`Total reclaimed space: ${humanSize(r.reclaimed)}\n`);
     });
 }

@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { TsrunError } from "../errors.js";
 import { lazyReadline } from "../builtin.js";
+import { writeOut } from "./stdout.js";
 
 /** commander collector for repeatable options (-e A -e B). */
 export const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -21,7 +22,7 @@ export function parseBoolFlag(raw: string): boolean {
 }
 /** Docker's prompt; anything but y/Y (or no terminal answer at all) declines. */
 export async function confirm(question: string): Promise<boolean> {
-  process.stdout.write(question);
+  writeOut(question);
   // Loaded here: every other command starts without readline.
   const { createInterface } = lazyReadline();
   const rl = createInterface({ input: process.stdin });
@@ -44,7 +45,7 @@ export function terminalSelect(): ((candidates: string[]) => Promise<string>) | 
     const { createInterface } = lazyReadline();
     const rl = createInterface({ input: process.stdin, output: process.stdout });
     try {
-      process.stdout.write(`? Please select an image:\n${candidates.map((c, i) => `  ${i + 1}) ${c}\n`).join("")}`);
+      writeOut(`? Please select an image:\n${candidates.map((c, i) => `  ${i + 1}) ${c}\n`).join("")}`);
       for (;;) {
         const answer = await new Promise<string | undefined>((resolve) => {
           rl.question(`Enter a number (1-${candidates.length}): `, resolve);

@@ -5,6 +5,7 @@ import { NotFoundError, TsrunError } from "../errors.js";
 import { collect } from "./util.js";
 import { table } from "./output.js";
 import { parseLabels } from "./run.js";
+import { writeOut } from "./stdout.js";
 
 export function registerVolumes(program: Command): void {
   const volume = program.command("volume").description("Manage volumes");
@@ -14,7 +15,7 @@ export function registerVolumes(program: Command): void {
     .option("-l, --label <KEY=VALUE>", "set a label", collect, [])
     .action(async (name: string | undefined, o: { label: string[] }) => {
       const { record } = await new Tsrun().containers.volumes.create(name, parseLabels(o.label));
-      process.stdout.write(`${record.Name}\n`);
+      writeOut(`${record.Name}\n`);
     });
   volume
     .command("ls")
@@ -22,15 +23,15 @@ export function registerVolumes(program: Command): void {
     .option("-q, --quiet", "only volume names", false)
     .action((o: { quiet: boolean }) => {
       const list = new Tsrun().containers.volumes.list();
-      if (o.quiet) for (const v of list) process.stdout.write(`${v.Name}\n`);
-      else process.stdout.write(table([["DRIVER", "VOLUME NAME"], ...list.map((v) => [v.Driver, v.Name])]));
+      if (o.quiet) for (const v of list) writeOut(`${v.Name}\n`);
+      else writeOut(table([["DRIVER", "VOLUME NAME"], ...list.map((v) => [v.Driver, v.Name])]));
     });
   volume
     .command("inspect")
     .argument("<name...>")
     .action((names: string[]) => {
       const volumes = new Tsrun().containers.volumes;
-      process.stdout.write(JSON.stringify(names.map((n) => volumes.inspect(n)), null, 4) + "\n");
+      writeOut(JSON.stringify(names.map((n) => volumes.inspect(n)), null, 4) + "\n");
     });
   volume
     .command("rm")
@@ -43,7 +44,7 @@ export function registerVolumes(program: Command): void {
       for (const n of names) {
         try {
           await t.containers.volumes.remove(n, (v) => t.containers.volumeUsers(v));
-          process.stdout.write(`${n}\n`);
+          writeOut(`${n}\n`);
         } catch (err) {
           if (!(err instanceof TsrunError)) throw err;
           if (o.force && err instanceof NotFoundError) continue;
@@ -61,7 +62,7 @@ export function registerVolumes(program: Command): void {
     .action(async (o: { all: boolean }) => {
       const t = new Tsrun();
       const removed = await t.containers.volumes.prune(o.all, (v) => t.containers.volumeUsers(v));
-      process.stdout.write(removed.length ? `Deleted Volumes:\n${removed.join("\n")}\n\n` : "");
-      process.stdout.write(`Total reclaimed space: ${removed.length} volume(s)\n`);
+      writeOut(removed.length ? `Deleted Volumes:\n${removed.join("\n")}\n\n` : "");
+      writeOut(`Total reclaimed space: ${removed.length} volume(s)\n`);
     });
 }
