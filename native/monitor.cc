@@ -654,8 +654,10 @@ int main(int argc, char** argv) {
     }
     if (!again) break;
     restarts++;
-    write_atomic("restarts", std::to_string(restarts) + "\n");
+    // last-exit first: whoever sees the new count (an attached `run` ending with this exit)
+    // finds this exit's code beside it.
     write_atomic("last-exit", std::to_string(code) + " " + now_rfc3339() + "\n");
+    write_atomic("restarts", std::to_string(restarts) + "\n");
     // Docker's backoff: doubling from 100 ms, back to 100 ms after a run of 10 s or more.
     if (now_ms() - run_started >= 10000) backoff = 100;
     struct timespec ts = {static_cast<time_t>(backoff / 1000), static_cast<long>((backoff % 1000) * 1000000)};

@@ -337,9 +337,12 @@ export async function runCommand(image: string, command: string[], o: RunFlags):
   if (o.rm && o.restart && o.restart !== "no") throw new TsrunError("conflicting options: --restart and --rm");
   const streams = attachedStreams(o.attach);
   if (o.detach && streams) throw new TsrunError("conflicting options: -a and -d");
-  if (!o.detach && (streams || !o.sigProxy)) {
-    // Only some streams shown, or signals not passed on: the container runs under its monitor
-    // (the streams not shown still reach its log) and outlives this process, as with Docker.
+  const restarts = o.restart !== undefined && o.restart !== "no";
+  if (!o.detach && (streams || !o.sigProxy || restarts)) {
+    // Only some streams shown, signals not passed on, or a restart policy: the container runs
+    // under its monitor (the streams not shown still reach its log) and outlives this process,
+    // as with Docker. With a restart policy this process ends with the first exit, as Docker's
+    // attached `run` does, and the monitor restarts the container as the policy says.
     if (opts.tty && opts.interactive && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
     // The attach client (node:net) is loaded only here: a plain `run` does not need it.
     const { startAttached } = await import("../container/attach.js");

@@ -8,7 +8,7 @@ import path from "node:path";
 import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
 import { SignalRelay } from "./process.js";
-import { readLogs, waitExitStatus } from "./lifecycle.js";
+import { readLogs, waitExitStatus, waitNextExit } from "./lifecycle.js";
 import { TsrunError } from "../errors.js";
 
 const FRAME_STDIN = 0;
@@ -177,7 +177,7 @@ export async function attachSocket(containers: Containers, record: ContainerReco
     }
   }
   if (detached) return "detached";
-  return waitExitStatus(containers, record);
+  return waitNextExit(containers, record);
 }
 
 /** `tsrun attach`: attaches to a running container. */

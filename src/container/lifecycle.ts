@@ -6,7 +6,7 @@ import path from "node:path";
 import type { Containers } from "./run.js";
 import type { ContainerRecord } from "./records.js";
 import { NotFoundError, TsrunError } from "../errors.js";
-import { markPaused, markRestarting, markStopped } from "./state.js";
+import { markPaused, markRestarting, markStopped, readLastExit } from "./state.js";
 import { freezeProcesses, thawProcesses } from "./freeze.js";
 import { faultPoint } from "../store/fault.js";
 import { signalNumber } from "../format/signal.js";
@@ -182,6 +182,23 @@ export async function waitContainer(containers: Containers, query: string): Prom
 export async function waitExitStatus(containers: Containers, record: ContainerRecord): Promise<number> {
   await waitStopped(containers, record.id);
   return currentState(containers, record).state.exitCode;
+}
+
+/**
+ * Docker's "next-exit" wait, what an attached `run`, `start -a` and `attach` end with: the exit
+ * status of the run the container is in now. A restart policy may start it again at once: a
+ * restart counted since (or the pause before one) is that run's end, with the code the monitor
+ * recorded for it.
+ */
+export async function waitNextExit(containers: Containers, record: ContainerRecord): Promise<number> {
+  const restartsBefore = record.state.restartCount ?? 0;
+  const dir = containers.records.containerDir(record.id);
+  for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+    const now = currentState(containers, record);
+    if (now.state.status !== "running") return now.state.exitCode;
+    if (now.state.restarting || (now.state.restartCount ?? 0) > restartsBefore) return readLastExit(dir)?.code ?? now.state.exitCode;
+    await sleep(delay);
+  }
 }
 
 export interface LogRecord {

@@ -32,6 +32,13 @@ export function readExitFile(containerDir: string): ExitFile | undefined {
   }
 }
 
+/** The exit a restart policy's monitor recorded last (between runs, or before the current one). */
+export function readLastExit(containerDir: string): ExitFile | undefined {
+  const [code, finishedAt] = readOr(path.join(containerDir, "last-exit")).trim().split(" ");
+  if (!code || finishedAt === undefined || Number.isNaN(Number(code))) return undefined;
+  return { code: Number(code), finishedAt };
+}
+
 /** Before a start: no exit, stop marker, pid or health of an earlier run. */
 export function clearRunFiles(containerDir: string): void {
   for (const f of ["exit", "stopped", "pid", "health.json", "restarts", "last-exit", "paused", "attach-wait", "restarting"]) rmSync(path.join(containerDir, f), { force: true });

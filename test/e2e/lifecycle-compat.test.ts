@@ -108,6 +108,24 @@ describe("a foreground run --rm, from another terminal", () => {
   });
 });
 
+describe("a foreground run with a restart policy", () => {
+  it("ends with the container's first exit, as Docker's attached run does; the container is restarted as the policy says", async () => {
+    const name = unique("fg-policy");
+    started.push(name);
+    const run = await tsrun(["run", "--name", name, "--restart", "on-failure:2", "busybox", "sh", "-c", "echo ran; exit 3"]);
+    expect(run).toMatchObject({ code: 3, stdout: "ran\n" });
+    // Two restarts after the first run, then the policy is spent: three runs in the log.
+    await until(async () => (await tsrunOk(["logs", name])) === "ran\nran\nran\n" && (await tsrunOk(["inspect", "-f", "{{.State.Status}}", name])).trim() === "exited", 20_000);
+    expect(await tsrunOk(["inspect", "-f", "{{.RestartCount}} {{.State.ExitCode}} {{.HostConfig.RestartPolicy.Name}}", name])).toBe("2 3 on-failure\n");
+    // always: the container runs on after the command that started it has returned.
+    const always = unique("fg-always");
+    started.push(always);
+    expect(await tsrun(["run", "--name", always, "--restart", "always", "busybox", "sh", "-c", "echo up; sleep 0.3; exit 0"])).toMatchObject({ code: 0, stdout: "up\n" });
+    await until(async () => (await tsrunOk(["logs", always])).split("\n").length > 3, 20_000);
+    expect(await tsrunOk(["rm", "-f", always])).toBe(`${always}\n`);
+  });
+});
+
 describe("containers that share another's namespaces when it stops, restarts or goes", () => {
   async function nsLinks(name: string): Promise<Record<string, string>> {
     const out = await tsrunOk(["exec", name, "sh", "-c", "for k in net pid ipc; do echo $k $(readlink /proc/self/ns/$k); done"]);

@@ -194,6 +194,19 @@ describe("short names (unqualified-search-registries, short-name-mode, aliases)"
     const rmi = await tsrun(["rmi", "tsrun/only-upstream:1"], { env: e });
     expect(rmi.stdout, rmi.stderr).toContain(`Untagged: ${upstream.host}/tsrun/only-upstream:1`);
 
+    // A blocked search registry is that candidate's failure: the next one is tried, as Podman does.
+    const blockedFirst = shortNameEnv(`unqualified-search-registries = ["${mirror.host}", "${upstream.host}"]
+[[registry]]
+location = "${mirror.host}"
+blocked = true
+`);
+    const past = await tsrun(["pull", "-q", "tsrun/app:1"], { env: blockedFirst });
+    expect(past.code, past.stderr).toBe(0);
+    expect(storedImages(blockedFirst.TSRUN_ROOT).map((i) => i.names)).toEqual([[`${upstream.host}/tsrun/app:1`]]);
+    const tags = await tsrun(["pull", "-q", "--all-tags", "tsrun/only-upstream"], { env: blockedFirst });
+    expect(tags.code, tags.stderr).toBe(0);
+    expect(storedImages(blockedFirst.TSRUN_ROOT).flatMap((i) => i.names)).toContain(`${upstream.host}/tsrun/only-upstream:1`);
+
     // Found nowhere: one line with what each registry said.
     const none = await tsrun(["pull", "-q", "tsrun/nowhere:1"], { env: e });
     expectOneLineError(none, new RegExp(`^Error: pull tsrun/nowhere:1: no candidate could be pulled: pull ${mirror.host}/tsrun/nowhere:1: .*manifest unknown.*; pull ${upstream.host}/tsrun/nowhere:1: .*manifest unknown`));

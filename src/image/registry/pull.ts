@@ -17,7 +17,7 @@ import { formatReference, hasRegistry, parseReference, ReferenceError, repositor
 import { TsrunError } from "../../errors.js";
 import { readBody, RegistryError, type RegistryClient } from "./client.js";
 import { isTransient, mayFallBack, SourceChain, stripContext, withOthers } from "./source-chain.js";
-import { loadRegistriesConfig, pullSources, type RegistryEntry } from "./registries-conf.js";
+import { BlockedRegistryError, loadRegistriesConfig, pullSources, type RegistryEntry } from "./registries-conf.js";
 import { recordAlias, resolveShortName, type SelectCandidate } from "./short-names.js";
 import { checkImageManifest, fetchManifest, formatPlatform, MAX_CONFIG_BYTES, parsePlatform, resolvePlatform, type ImageIndexDoc } from "./manifest.js";
 import { silentListener, type TransferListener } from "./progress.js";
@@ -253,9 +253,11 @@ export async function pullImage(store: Store, opts: PullOptions): Promise<PullRe
       if (resolution.record) recordAlias(resolution.record, repositoryName(candidate));
       return result;
     } catch (err) {
-      // Only what the registry said moves on to the next candidate; a local problem (the
-      // store, the disk, a bad auth file) would be the same for every one.
-      if (resolution.candidates.length === 1 || !(err instanceof RegistryError)) throw err;
+      // Only what the registry said (or that registries.conf blocks it) moves on to the next
+      // candidate; a local problem (the store, the disk, a bad auth file) would be the same for
+      // every one.
+      const candidateFailed = err instanceof RegistryError || err instanceof BlockedRegistryError;
+      if (resolution.candidates.length === 1 || !candidateFailed) throw err;
       failures.push(err.message);
     }
   }

@@ -353,13 +353,24 @@ function rewrite(location: string, entry: RegistryEntry, ref: Pick<Reference, "d
 }
 
 /**
+ * A registry registries.conf blocks. Its own class: a short name's search moves on to the next
+ * candidate after it, as containers/image does (every candidate's error is collected).
+ */
+export class BlockedRegistryError extends TsrunError {
+  constructor(domain: string, file: string) {
+    super(`registry ${domain} is blocked in ${file}`);
+    this.name = "BlockedRegistryError";
+  }
+}
+
+/**
  * Where to pull an image from, in order: the entry's mirrors (those its pull-from-mirror allows
  * for this reference), then its location. Refuses a blocked registry.
  */
 export function pullSources(entries: RegistryEntry[], ref: Reference): PullSource[] {
   const entry = findRegistry(entries, ref);
   if (!entry) return [{ domain: ref.domain, path: ref.path, insecure: false, mirror: false }];
-  if (entry.blocked) throw new TsrunError(`registry ${ref.domain} is blocked in ${entry.file}`);
+  if (entry.blocked) throw new BlockedRegistryError(ref.domain, entry.file);
   const sources: PullSource[] = [];
   for (const mirror of entry.mirrors) {
     if (mirror.pullFromMirror === "digest-only" && !ref.digest) continue;
@@ -376,6 +387,6 @@ export function pullSources(entries: RegistryEntry[], ref: Reference): PullSourc
  */
 export function pushTarget(entries: RegistryEntry[], ref: Reference): { insecure: boolean } {
   const entry = findRegistry(entries, ref);
-  if (entry?.blocked) throw new TsrunError(`registry ${ref.domain} is blocked in ${entry.file}`);
+  if (entry?.blocked) throw new BlockedRegistryError(ref.domain, entry.file);
   return { insecure: entry?.insecure ?? false };
 }

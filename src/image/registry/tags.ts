@@ -5,7 +5,7 @@
 import { TsrunError } from "../../errors.js";
 import { hasRegistry, parseReference, ReferenceError, repositoryName, type Reference } from "../reference.js";
 import { readBody, RegistryError } from "./client.js";
-import { loadRegistriesConfig, pullSources } from "./registries-conf.js";
+import { BlockedRegistryError, loadRegistriesConfig, pullSources } from "./registries-conf.js";
 import { resolveShortName } from "./short-names.js";
 import { SourceChain } from "./source-chain.js";
 
@@ -35,8 +35,16 @@ export async function listTags(opts: ListTagsOptions): Promise<{ repository: str
   const failures: string[] = [];
   for (const candidate of candidates) {
     const context = `pull ${repositoryName(candidate)}: listing tags`;
-    // The registry itself (mirrors may hold only some tags), with its location applied.
-    const sources = pullSources(conf.entries, candidate).filter((s) => !s.mirror);
+    // The registry itself (mirrors may hold only some tags), with its location applied; a
+    // blocked one is this candidate's failure, as in a pull.
+    let sources;
+    try {
+      sources = pullSources(conf.entries, candidate).filter((s) => !s.mirror);
+    } catch (err) {
+      if (candidates.length === 1 || !(err instanceof BlockedRegistryError)) throw err;
+      failures.push(err.message);
+      continue;
+    }
     const chain = new SourceChain(sources, opts);
     try {
       const tags = await chain.openFirst(context, async ({ client, path }) => {
