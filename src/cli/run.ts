@@ -314,7 +314,14 @@ export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void>
   const { printer } = await import("./registry.js");
   const progress = printer(o.quiet);
   try {
-    await t.pull({ reference: image, tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true", listener: progress, selectCandidate: terminalSelect() });
+    await t.pull({
+      reference: image,
+      tlsVerify: o.tlsVerify === undefined ? undefined : o.tlsVerify === "true",
+      listener: progress,
+      selectCandidate: terminalSelect(),
+      // A host spelling other than the default (amd64/v2, x86_64...) picks an index entry as pull --platform does.
+      ...(o.platform !== undefined ? { platform: o.platform } : {}),
+    });
   } catch (err) {
     const reason = (err as Error).message;
     // One line: what was asked for, and why it could not be had.
@@ -377,8 +384,10 @@ export function registerRun(program: Command): void {
   addContainerOptions(
     program.command("create").description("Create a container without starting it").argument("<image>").argument("[command...]"),
   ).action(async (image: string, command: string[], o: CreateFlags) => {
+    // The flags are checked before anything is pulled.
+    const opts = createOptions(image, command, o);
     await pullIfNeeded(image, o);
-    const record = await new Tsrun().containers.create(createOptions(image, command, o));
+    const record = await new Tsrun().containers.create(opts);
     writeOut(`${record.id}\n`);
   });
 }

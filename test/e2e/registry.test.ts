@@ -555,6 +555,15 @@ describe("multi-platform index", () => {
     const store = freshStore("variants-none");
     expectOneLineError(await tsrun(["pull", "--platform", "linux/arm/v6", repo], { env: store }), /no image for linux\/arm\/v6 in the index \(available: linux\/arm\/v7, linux\/arm64, linux\/amd64\)$/);
     expect(storedImages(store)).toEqual([]);
+    // run/create --platform: the host's platform in another spelling pulls what pull --platform
+    // would; another platform is refused before anything is pulled.
+    const runs = freshStore("variants-run");
+    const ran = await tsrun(["run", "--rm", "--platform", "x86_64", repo, "true"], { env: runs });
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(storedImages(runs).map((i) => i.id)).toEqual([ids.amd64]);
+    const refused = freshStore("variants-refused");
+    expectOneLineError(await tsrun(["create", "--platform", "linux/arm64", repo], { env: refused }), /^Error: --platform linux\/arm64: only the host's platform \(linux\/amd64\) can run here$/);
+    expect(storedImages(refused)).toEqual([]);
   });
 });
 
