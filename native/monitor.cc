@@ -143,6 +143,7 @@ struct LogFile {
   long long max_size = 0;  // 0: never rotated
   int max_file = 1;
   std::string path;        // empty: --log-driver none (fd is /dev/null)
+  std::string attrs;       // --log-opt labels/env: ,"attrs":{...} as the CLI rendered it, or empty
 };
 
 bool open_log(LogFile& log) {
@@ -169,7 +170,7 @@ void rotate_log(LogFile& log) {
 }
 
 void log_record(LogFile& log, const Stream& s, const std::string& text) {
-  std::string record = "{\"log\":\"" + json_escape(text) + "\",\"stream\":\"" + s.name + "\",\"time\":\"" + now_rfc3339() + "\"}\n";
+  std::string record = "{\"log\":\"" + json_escape(text) + "\",\"stream\":\"" + s.name + "\"" + log.attrs + ",\"time\":\"" + now_rfc3339() + "\"}\n";
   if (log.max_size > 0 && log.size > 0 && log.size + static_cast<long long>(record.size()) > log.max_size) rotate_log(log);
   write_all(log.fd, record);
   log.size += static_cast<long long>(record.size());
@@ -488,6 +489,7 @@ int main(int argc, char** argv) {
       std::istringstream in(text);
       in >> log_fd.max_size >> log_fd.max_file;
     }
+    read_file(g_dir + "/log-attrs", log_fd.attrs);
     if (!open_log(log_fd)) fail("open ctr.log", errno);
   }
   tsrun::AttachServer attach;

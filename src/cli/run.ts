@@ -2,7 +2,7 @@
 import { Option, type Command } from "commander";
 import { Tsrun } from "../tsrun.js";
 import type { CreateOptions } from "../container/run.js";
-import { logRotation } from "../container/output-log.js";
+import { logAttributes, logRotation } from "../container/output-log.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
 import { isHostPlatform } from "../image/platform-spec.js";
@@ -76,14 +76,14 @@ export interface CreateFlags {
   logOpt: string[];
 }
 
-/** json-file's options (Docker's names); max-size and max-file rotate the log, the others are not applied. */
+/** json-file's options (Docker's names); compress and tag are taken but not applied. */
 const JSON_FILE_LOG_OPTS = ["max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"];
 
 /**
  * --log-driver and --log-opt: containers log to Docker's json-file log (also under Podman's
  * k8s-file name for it), or, with `none`, keep no log at all. max-size and max-file rotate it as
- * Docker does; the other json-file options are not applied, which is said once rather than
- * failing scripts that pass them.
+ * Docker does, labels, labels-regex, env and env-regex add attributes to its records; compress
+ * and tag are not applied, which is said once rather than failing scripts that pass them.
  */
 function checkLogFlags(o: CreateFlags): { driver: "json-file" | "none"; options: Record<string, string> } {
   if (o.logDriver !== undefined && !["json-file", "k8s-file", "none"].includes(o.logDriver)) {
@@ -99,9 +99,11 @@ function checkLogFlags(o: CreateFlags): { driver: "json-file" | "none"; options:
     const key = opt.split("=", 1)[0] as string;
     if (!opt.includes("=") || !JSON_FILE_LOG_OPTS.includes(key)) throw new TsrunError(`invalid --log-opt "${opt}": json-file takes ${JSON_FILE_LOG_OPTS.join(", ")} (KEY=VALUE)`);
     options[key] = opt.slice(key.length + 1);
-    if (key !== "max-size" && key !== "max-file") ignored.push(key);
+    if (key === "compress" || key === "tag") ignored.push(key);
   }
-  logRotation(options); // its errors now, not at start
+  // Their errors now, not at start.
+  logRotation(options);
+  logAttributes(options, {}, []);
   if (ignored.length > 0) process.stderr.write(`tsrun: warning: --log-opt ${ignored.join(", ")} not applied: the log is rotated (max-size, max-file) but not compressed or tagged\n`);
   return { driver: "json-file", options };
 }
@@ -199,7 +201,7 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--stop-signal <signal>", "signal to stop the container (default: the image's STOPSIGNAL, else SIGTERM)")
     .option("--stop-timeout <seconds>", "seconds stop waits before SIGKILL (default 10)")
     .option("--log-driver <driver>", "json-file, the only one (the log tsrun logs reads)")
-    .option("--log-opt <KEY=VALUE>", "json-file options: accepted, not applied (no rotation)", collect, [])
+    .option("--log-opt <KEY=VALUE>", "json-file options: max-size, max-file, labels, labels-regex, env, env-regex (compress, tag: accepted, not applied)", collect, [])
     .passThroughOptions();
 }
 

@@ -48,6 +48,39 @@ export function logRotation(options: Record<string, string>): LogRotation | unde
   return { maxSize, maxFile };
 }
 
+/**
+ * json-file's extra attributes, as Docker's --log-opt labels, labels-regex, env and env-regex
+ * pick them (daemon/logger/loginfo.go): the container's labels and environment variables named
+ * in the comma-separated lists or matching the patterns. The JSON fragment that goes between a
+ * record's "stream" and "time" (Docker's field order), keys sorted as Go writes a map; empty
+ * when nothing is picked.
+ */
+export function logAttributes(options: Record<string, string>, labels: Record<string, string>, env: string[]): string {
+  const pattern = (key: string): RegExp | undefined => {
+    const text = options[key];
+    if (text === undefined) return undefined;
+    try {
+      return new RegExp(text);
+    } catch (err) {
+      throw new TsrunError(`invalid --log-opt ${key}=${text}: ${(err as Error).message}`);
+    }
+  };
+  const names = (key: string): Set<string> => new Set((options[key] ?? "").split(",").map((n) => n.trim()).filter((n) => n !== ""));
+  const attrs = new Map<string, string>();
+  const pick = (entries: [string, string][], listed: Set<string>, matching: RegExp | undefined): void => {
+    for (const [key, value] of entries) if (listed.has(key) || matching?.test(key)) attrs.set(key, value);
+  };
+  pick(Object.entries(labels), names("labels"), pattern("labels-regex"));
+  const envEntries = env.map((e): [string, string] => {
+    const eq = e.indexOf("=");
+    return eq < 0 ? [e, ""] : [e.slice(0, eq), e.slice(eq + 1)];
+  });
+  pick(envEntries, names("env"), pattern("env-regex"));
+  if (attrs.size === 0) return "";
+  const sorted = [...attrs.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `,"attrs":${JSON.stringify(Object.fromEntries(sorted))}`;
+}
+
 /** The log files of a container, oldest first: ctr.log.N ... ctr.log.1, then ctr.log. */
 export function logFiles(containerDir: string): string[] {
   const current = path.join(containerDir, "ctr.log");
@@ -80,6 +113,8 @@ export class JsonFileLog {
   constructor(
     private readonly file: string,
     private readonly rotation?: LogRotation,
+    /** logAttributes(): the same in every record. */
+    private readonly attrs = "",
   ) {
     this.fd = openSync(file, "a", 0o640);
     this.size = fstatSync(this.fd).size;
@@ -117,7 +152,7 @@ export class JsonFileLog {
     let data = this.pending[stream].length > 0 ? Buffer.concat([this.pending[stream], chunk]) : chunk;
     // One time for the lines of one read (they came together), and the text decoded once: a
     // newline never falls inside a UTF-8 sequence, so the complete lines decode alone.
-    const tail = `,"stream":"${stream}","time":"${rfc3339Nano()}"}\n`;
+    const tail = `,"stream":"${stream}"${this.attrs},"time":"${rfc3339Nano()}"}\n`;
     const parts: string[] = [];
     const lastNewline = data.lastIndexOf(10);
     if (lastNewline >= 0) {
@@ -145,7 +180,7 @@ export class JsonFileLog {
 
   /** Writes the unfinished lines (the output has ended) and closes the log. */
   close(): void {
-    const tailOf = (stream: OutputStream): string => `,"stream":"${stream}","time":"${rfc3339Nano()}"}\n`;
+    const tailOf = (stream: OutputStream): string => `,"stream":"${stream}"${this.attrs},"time":"${rfc3339Nano()}"}\n`;
     const records: string[] = [];
     for (const stream of ["stdout", "stderr"] as const) {
       if (this.pending[stream].length > 0) records.push(`{"log":${JSON.stringify(this.pending[stream].toString("utf8"))}${tailOf(stream)}`);

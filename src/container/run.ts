@@ -11,7 +11,7 @@ import { hostsLine } from "../network/hosts.js";
 import { mergeCommand, mergeEnv, readEnvFiles, parseGroup, parsePasswd, parseUserSpec, resolveUser, DEFAULT_PATH, type ResolvedUser } from "./spec.js";
 import { readLayeredFile } from "./rootfs-files.js";
 import { attachForeground, launchPlan, SignalRelay, type LaunchedProcess } from "./process.js";
-import { JsonFileLog, logRotation, copyOutput } from "./output-log.js";
+import { JsonFileLog, logAttributes, logRotation, copyOutput } from "./output-log.js";
 import { currentMapping, isRemapped, keepIdUser, maxContainerId, setGroupsAllowed, type UsernsMode } from "../userns.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import { applyNamespaceModes, checkJoinedNetwork, namespaceTargets, parseNamespaceFlags, sharedContainer, sharedHostname, type NamespaceFlags } from "./namespaces.js";
@@ -771,6 +771,9 @@ export class Containers {
     if (record.hostConfig.logDriver === "none") writeFileSync(path.join(dir, "log-none"), "");
     const rotation = logRotation(record.hostConfig.logOptions ?? {});
     if (rotation) writeFileSync(path.join(dir, "log-rotate"), `${rotation.maxSize} ${rotation.maxFile}\n`);
+    // --log-opt labels/env: the attributes every record carries, as JSON the monitor inserts.
+    const attrs = logAttributes(record.hostConfig.logOptions ?? {}, record.config.labels, record.config.env);
+    if (attrs) writeFileSync(path.join(dir, "log-attrs"), attrs);
     // start -a: the monitor waits for the attach client before it starts the container.
     if (opts.beforeStart) writeFileSync(path.join(dir, "attach-wait"), "");
     const policy = record.hostConfig.restartPolicy ?? { name: "no", maximumRetryCount: 0 };
@@ -921,7 +924,11 @@ export class Containers {
     // Every container keeps what it prints for `tsrun logs` (and `attach` from elsewhere, which
     // follows it), as Docker's does, --rm ones too while they run: its output passes through us
     // (pipes, or the pty we relay anyway). Copying costs a --rm run no module load (copyOutput).
-    const log = record.hostConfig.logDriver === "none" ? undefined : new JsonFileLog(path.join(this.records.containerDir(record.id), "ctr.log"), logRotation(record.hostConfig.logOptions ?? {}));
+    const logOptions = record.hostConfig.logOptions ?? {};
+    const log =
+      record.hostConfig.logDriver === "none"
+        ? undefined
+        : new JsonFileLog(path.join(this.records.containerDir(record.id), "ctr.log"), logRotation(logOptions), logAttributes(logOptions, record.config.labels, record.config.env));
     const pipes = log && !record.config.tty ? { out: native().pipe(), err: native().pipe() } : undefined;
     let proc: LaunchedProcess;
     try {

@@ -291,4 +291,27 @@ describe("Docker CLI habits", () => {
       expect(bad.stderr).toMatch(message);
     }
   });
+
+  it("--log-opt labels, labels-regex, env and env-regex put attributes in every record (detached and foreground); logs --details shows them", async () => {
+    const flags = ["--label", "app=web", "--label", "team=core", "--label", "other=x", "-e", "STAGE=test", "-e", "REGION=eu", "--log-opt", "labels=app", "--log-opt", "labels-regex=^te", "--log-opt", "env=STAGE,NOPE", "--log-opt", "env-regex=^REG"];
+    const detached = unique("attrs-d");
+    expect((await tsrun(["run", "-d", "--name", detached, ...flags, "busybox", "sh", "-c", "echo out; echo err >&2"])).code).toBe(0);
+    await tsrun(["wait", detached]);
+    const foreground = unique("attrs-f");
+    expect(await tsrun(["run", "--name", foreground, ...flags, "busybox", "sh", "-c", "echo out; echo err >&2"])).toEqual({ code: 0, stdout: "out\n", stderr: "err\n" });
+    const attrs = { REGION: "eu", STAGE: "test", app: "web", team: "core" };
+    for (const name of [detached, foreground]) {
+      const logPath = (await tsrun(["inspect", "-f", "{{.LogPath}}", name])).stdout.trim();
+      const records = readFileSync(logPath, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(records.map((r) => [r.log, r.stream, r.attrs]), name).toEqual(expect.arrayContaining([["out\n", "stdout", attrs], ["err\n", "stderr", attrs]]));
+      // Docker's field order: log, stream, attrs, time.
+      expect(readFileSync(logPath, "utf8").split("\n")[0]).toMatch(/^\{"log":".*","stream":"std(out|err)","attrs":\{"REGION":"eu","STAGE":"test","app":"web","team":"core"\},"time":"[^"]+"\}$/);
+      const details = await tsrun(["logs", "--details", name]);
+      expect(details.stdout + details.stderr, name).toContain("REGION=eu,STAGE=test,app=web,team=core out\n");
+    }
+    await tsrun(["rm", "-f", detached, foreground]);
+    const bad = await tsrun(["run", "--rm", "--log-opt", "labels-regex=(", "busybox", "true"]);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/^Error: invalid --log-opt labels-regex=\(: .*\n$/);
+  });
 });
