@@ -467,13 +467,20 @@ int main(int argc, char** argv) {
   if (!err.empty()) fail("bad plan: " + err, EINVAL);
   std::string policy = "no";
   int max_restarts = 0;
-  {
+  // Read again at each exit: `tsrun update --restart` rewrites the file of a running container.
+  auto read_policy = [&]() {
     std::string text;
     if (read_file(g_dir + "/restart", text)) {
       std::istringstream in(text);
-      in >> policy >> max_restarts;
+      std::string name;
+      int count = 0;
+      if (in >> name >> count) {
+        policy = name;
+        max_restarts = count;
+      }
     }
-  }
+  };
+  read_policy();
   Health health;
   load_health(health);
 
@@ -650,6 +657,7 @@ int main(int argc, char** argv) {
 
     // Restart policy, as Docker applies it: never after `tsrun stop`/`kill`.
     bool again = false;
+    read_policy();
     if (!file_exists("stopped")) {
       if (policy == "always" || policy == "unless-stopped") again = true;
       if (policy == "on-failure" && code != 0 && (max_restarts <= 0 || restarts < max_restarts)) again = true;

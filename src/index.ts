@@ -33,6 +33,7 @@ export type { ContainerPruneResult, SystemPruneOptions, SystemPruneResult } from
 export type { SystemInfo, IdMap } from "./system/info.js";
 export type { VersionInfo } from "./system/version.js";
 export { stopContainer, restartContainer, killContainer, pauseContainer, unpauseContainer, removeContainer, renameContainer, waitContainer, readLogs, type LogRecord, type LogOptions } from "./container/lifecycle.js";
+export { updateContainer, type UpdateOptions } from "./container/update.js";
 export { signalNumber } from "./format/signal.js";
 export { Tsrun, type TsrunOptions, type ImageSummary } from "./tsrun.js";
 export type { ImportOptions } from "./image/import.js";

@@ -8,6 +8,7 @@ import { filterContainers, stateWord } from "../container/filters.js";
 import { killContainer, pauseContainer, readLogs, type LogRecord, removeContainer, renameContainer, restartContainer, stopContainer, unpauseContainer, waitContainer } from "../container/lifecycle.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import { execInContainer } from "../container/exec.js";
+import { updateContainer, type UpdateOptions } from "../container/update.js";
 import { topLines } from "../container/top.js";
 import { formatPort } from "../network/ports.js";
 import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
@@ -307,6 +308,25 @@ export function registerContainers(program: Command): void {
         return;
       }
       for (const m of list) writeOut(`${formatPort(m)}\n`);
+    });
+
+  program
+    .command("update")
+    .description("Update the restart policy and resource limits of containers")
+    .argument("<container...>")
+    .option("--restart <policy>", "restart policy: no, always, unless-stopped, on-failure[:N]")
+    .option("-m, --memory <bytes>", "memory limit, e.g. 512m (0: none; needs cgroup v2 delegation)")
+    .option("--cpus <n>", "number of CPUs, e.g. 1.5 (0: no limit; needs cgroup v2 delegation)")
+    .option("--pids-limit <n>", "limit the number of processes (0 or -1: no limit; needs cgroup v2 delegation)")
+    .action(async (names: string[], o: UpdateOptions) => {
+      if (o.restart === undefined && o.memory === undefined && o.cpus === undefined && o.pidsLimit === undefined) {
+        throw new TsrunError("you must provide one or more flags when using this command");
+      }
+      const t = new Tsrun();
+      await eachContainer(names, async (name) => {
+        await updateContainer(t.containers, name, o);
+        writeOut(`${name}\n`);
+      });
     });
 
   program

@@ -24,7 +24,7 @@ export const COMMAND_GROUPS: CommandGroup[] = [
     containerCommands: async () => [(await import("./images.js")).registerContainerInspect],
   },
   {
-    commands: ["cp", "exec", "ps", "port", "rename", "top", "attach", "start", "logs", "stop", "restart", "pause", "unpause", "kill", "rm", "wait", "stats"],
+    commands: ["cp", "exec", "ps", "port", "rename", "top", "attach", "start", "logs", "stop", "restart", "pause", "unpause", "kill", "rm", "wait", "stats", "update"],
     load: async () => [(await import("./containers.js")).registerContainers],
     containerCommands: async () => [(await import("./containers.js")).registerContainers],
   },

@@ -122,7 +122,7 @@ export interface CreateOptions {
   health?: { cmd?: string | undefined; interval?: string | undefined; timeout?: string | undefined; retries?: number | undefined; startPeriod?: string | undefined; disable?: boolean };
 }
 
-function parseRestart(spec: string | undefined): NonNullable<ContainerRecord["hostConfig"]["restartPolicy"]> {
+export function parseRestart(spec: string | undefined): NonNullable<ContainerRecord["hostConfig"]["restartPolicy"]> {
   if (!spec || spec === "no") return { name: "no", maximumRetryCount: 0 };
   const m = /^(always|unless-stopped|on-failure)(?::(\d+))?$/.exec(spec);
   if (!m || (m[2] !== undefined && m[1] !== "on-failure")) throw new TsrunError(`invalid restart policy "${spec}": expected no, always, unless-stopped or on-failure[:N]`);

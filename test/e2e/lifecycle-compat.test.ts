@@ -126,6 +126,41 @@ describe("a foreground run with a restart policy", () => {
   });
 });
 
+describe("update", () => {
+  it("changes the restart policy of a running container (its monitor applies it at the next exit) and of a created one; bad input is one line", async () => {
+    const running = unique("upd-run");
+    started.push(running);
+    await tsrunOk(["run", "-d", "--name", running, "busybox", "sh", "-c", "echo ran; sleep 0.5; exit 4"]);
+    expect(await tsrunOk(["update", "--restart", "on-failure:2", running])).toBe(`${running}\n`);
+    await until(async () => (await tsrunOk(["logs", running])) === "ran\nran\nran\n" && (await tsrunOk(["inspect", "-f", "{{.State.Status}}", running])).trim() === "exited", 20_000);
+    expect(await tsrunOk(["inspect", "-f", "{{.RestartCount}} {{.State.ExitCode}} {{.HostConfig.RestartPolicy.Name}} {{.HostConfig.RestartPolicy.MaximumRetryCount}}", running])).toBe("2 4 on-failure 2\n");
+
+    const created = unique("upd-created");
+    started.push(created);
+    await tsrunOk(["create", "--name", created, "--restart", "always", "busybox", "sh", "-c", "exit 1"]);
+    expect(await tsrunOk(["update", "--restart", "no", created])).toBe(`${created}\n`);
+    expect(await tsrun(["start", "-a", created])).toMatchObject({ code: 1, stdout: "" });
+    expect(await tsrunOk(["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}} {{.RestartCount}} {{.State.Status}}", created])).toBe("no 0 exited\n");
+
+    const removed = unique("upd-rm");
+    started.push(removed);
+    await tsrunOk(["run", "-d", "--rm", "--name", removed, "busybox", "sleep", "30"]);
+    for (const [args, message] of [
+      [["update", created], /^Error: you must provide one or more flags when using this command$/],
+      [["update", "--restart", "sometimes", created], /^Error: invalid restart policy "sometimes"/],
+      [["update", "--restart", "always", removed], /^Error: Restart policy cannot be updated because AutoRemove is enabled for the container$/],
+      [["update", "--restart", "always", unique("nobody")], /^Error: no such container: /],
+      [["update", "--pids-limit", "x", created], /^Error: invalid --pids-limit "x"/],
+    ] as [string[], RegExp][]) {
+      const r = await tsrun(args);
+      expect(r.code, args.join(" ")).toBe(125);
+      expect(r.stderr.trim().split("\n"), args.join(" ")).toEqual([expect.stringMatching(message)]);
+    }
+    // Nothing changed by the refused updates.
+    expect(await tsrunOk(["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", created, removed])).toBe("no\nno\n");
+  });
+});
+
 describe("containers that share another's namespaces when it stops, restarts or goes", () => {
   async function nsLinks(name: string): Promise<Record<string, string>> {
     const out = await tsrunOk(["exec", name, "sh", "-c", "for k in net pid ipc; do echo $k $(readlink /proc/self/ns/$k); done"]);
