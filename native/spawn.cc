@@ -140,6 +140,9 @@ std::string decode_plan(const char* data, size_t len, LaunchPlan& plan) {
     } else if (key == "hostname") {
       if (!need(1)) return "bad hostname";
       plan.hostname = f[0];
+    } else if (key == "domainname") {
+      if (!need(1)) return "bad domainname";
+      plan.domainname = f[0];
     } else if (key == "mount") {
       if (!need(6)) return "bad mount";
       PlanOp op{PlanOp::Mount, f};
@@ -744,6 +747,12 @@ int child_main(void* arg) {
   if (!p.hostname.empty() && (p.clone_flags & CLONE_NEWUTS)) {
     if (sethostname(p.hostname.c_str(), p.hostname.size()) != 0)
       child_fail(a.error_fd, 0, errno, "sethostname");
+  }
+  // The syscall, not /proc/sys/kernel/domainname: that file belongs to the initial user
+  // namespace's root, while setdomainname(2) asks for CAP_SYS_ADMIN over the UTS namespace only.
+  if (!p.domainname.empty() && (p.clone_flags & CLONE_NEWUTS)) {
+    if (setdomainname(p.domainname.c_str(), p.domainname.size()) != 0)
+      child_fail(a.error_fd, 0, errno, "setdomainname");
   }
   if (p.loopback_up && (p.clone_flags & CLONE_NEWNET)) {
     // A new network namespace starts with lo down; Docker's containers have it up.

@@ -43,6 +43,7 @@ struct LaunchPlan {
   unsigned long root_flags = 0;
   bool root_readonly = false;
   std::string hostname;
+  std::string domainname;  // --domainname (and --sysctl kernel.domainname): setdomainname(2)
   std::vector<PlanOp> pre_pivot;   // mounts and files inside the new root
   std::vector<PlanOp> post_pivot;  // masks and read-only paths
   std::vector<std::string> argv;

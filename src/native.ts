@@ -169,6 +169,8 @@ export interface LaunchPlan {
   /** The new root: mounted (overlay) or bound onto itself at path. cwd: where relative lowerdirs start. */
   root?: { path: string; source: string; fstype: string; data: string; flags: number; readOnly: boolean; cwd?: string };
   hostname?: string;
+  /** setdomainname(2) in its UTS namespace (--domainname, --sysctl kernel.domainname). */
+  domainname?: string;
   mounts: PlanMount[];
   maskedPaths: string[];
   readOnlyPaths: string[];
@@ -235,6 +237,7 @@ export function encodePlan(plan: LaunchPlan): Buffer {
     if (r.readOnly) rec("root-readonly");
   }
   if (plan.hostname) rec("hostname", plan.hostname);
+  if (plan.domainname) rec("domainname", plan.domainname);
   for (const m of plan.mounts) {
     switch (m.kind) {
       case "mount":

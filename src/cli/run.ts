@@ -50,6 +50,10 @@ export interface CreateFlags {
   shmSize?: string;
   device: string[];
   sysctl: string[];
+  domainname?: string;
+  oomScoreAdj?: string;
+  annotation: string[];
+  cgroupns?: string;
   healthCmd?: string;
   healthInterval?: string;
   healthTimeout?: string;
@@ -178,6 +182,10 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--shm-size <size>", "size of /dev/shm, e.g. 256m (64m by default)")
     .option("--device <HOST[:CONTAINER][:PERMS]>", "bind a host device node (or every node in a directory) into the container", collect, [])
     .option("--sysctl <KEY=VALUE>", "set a kernel parameter of the container's namespaces (net.*, kernel.shm*, ...)", collect, [])
+    .option("--domainname <name>", "the container's NIS domain name")
+    .option("--oom-score-adj <n>", "the container's OOM score adjustment, -1000 to 1000 (rootless: only above the user's own)")
+    .option("--annotation <KEY=VALUE>", "add an annotation to the container", collect, [])
+    .option("--cgroupns <mode>", "cgroup namespace: private (default) or host")
     .option("--health-cmd <command>", "command to run to check health")
     .option("--health-interval <duration>", "time between health checks (e.g. 30s)")
     .option("--health-timeout <duration>", "maximum time a check may run")
@@ -280,6 +288,10 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     groupAdd: o.groupAdd,
     devices: o.device,
     sysctls: o.sysctl,
+    domainname: o.domainname,
+    oomScoreAdj: parseOomScoreAdj(o.oomScoreAdj),
+    annotations: o.annotation,
+    cgroupns: o.cgroupns,
     ...(o.shmSize !== undefined ? { shmSize: parseShmSize(o.shmSize) } : {}),
     cidFile: o.cidfile,
     stopSignal: o.stopSignal,
@@ -331,6 +343,14 @@ export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void>
   } finally {
     progress.finish();
   }
+}
+
+/** --oom-score-adj: an integer from -1000 to 1000, as Docker checks it. */
+function parseOomScoreAdj(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^-?\d+$/.test(text) || n < -1000 || n > 1000) throw new TsrunError(`invalid --oom-score-adj "${text}": an integer from -1000 to 1000`);
+  return n;
 }
 
 /** --shm-size: a size as Docker takes it (512m, 1g, bytes without a unit), more than 0. */

@@ -57,6 +57,8 @@ export interface ContainerRecord {
     user: string;
     workingDir: string;
     hostname: string;
+    /** --domainname: the NIS domain name of its UTS namespace. */
+    domainname?: string;
     tty: boolean;
     openStdin: boolean;
     entrypoint: string[] | null;
@@ -103,6 +105,12 @@ export interface ContainerRecord {
     devices?: DeviceMapping[];
     /** --sysctl: settings of the container's namespaces, as Docker's HostConfig.Sysctls. */
     sysctls?: Record<string, string>;
+    /** --oom-score-adj: the container's init's oom_score_adj (rootless: only raised). */
+    oomScoreAdj?: number;
+    /** --annotation KEY=VALUE, as Docker's HostConfig.Annotations. */
+    annotations?: Record<string, string>;
+    /** --cgroupns host: no cgroup namespace of its own (private when unset). */
+    cgroupnsMode?: "host";
     /** --dns, --dns-search, --dns-option as given (resolv.conf is written at create). */
     dns?: string[];
     dnsSearch?: string[];

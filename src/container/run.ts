@@ -112,6 +112,14 @@ export interface CreateOptions {
   devices?: string[];
   /** --sysctl: KEY=VALUE values. */
   sysctls?: string[];
+  /** --domainname */
+  domainname?: string | undefined;
+  /** --oom-score-adj, -1000 to 1000 */
+  oomScoreAdj?: number | undefined;
+  /** --annotation KEY=VALUE values. */
+  annotations?: string[];
+  /** --cgroupns host|private */
+  cgroupns?: string | undefined;
   /** --cap-add, --cap-drop, --privileged, --security-opt, --ulimit, --pids-limit, --memory, --cpus, --userns. */
   security?: SecurityFlags;
   /** --pid, --ipc, --uts: private (the default), host, or container:NAME. */
@@ -120,6 +128,24 @@ export interface CreateOptions {
   intermediate?: boolean;
   /** --health-* flags and --no-healthcheck: change the image's HEALTHCHECK. */
   health?: { cmd?: string | undefined; interval?: string | undefined; timeout?: string | undefined; retries?: number | undefined; startPeriod?: string | undefined; disable?: boolean };
+}
+
+/** --annotation KEY=VALUE values, as Docker's HostConfig.Annotations (a key is needed). */
+function parseAnnotations(values: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const value of values) {
+    const eq = value.indexOf("=");
+    if (eq <= 0) throw new TsrunError(`invalid --annotation "${value}": expected KEY=VALUE`);
+    out[value.slice(0, eq)] = value.slice(eq + 1);
+  }
+  return out;
+}
+
+/** --cgroupns: private (a cgroup namespace of its own, the default on cgroup v2) or host. */
+function parseCgroupns(mode: string | undefined): "private" | "host" {
+  if (mode === undefined || mode === "" || mode === "private") return "private";
+  if (mode === "host") return "host";
+  throw new TsrunError(`invalid --cgroupns "${mode}": private or host`);
 }
 
 export function parseRestart(spec: string | undefined): NonNullable<ContainerRecord["hostConfig"]["restartPolicy"]> {
@@ -404,6 +430,7 @@ export class Containers {
         user: opts.user ?? (c.User || (keep ? `${keep.uid}:${keep.gid}` : "")),
         workingDir,
         hostname,
+        ...(opts.domainname ? { domainname: opts.domainname } : {}),
         tty,
         openStdin: opts.interactive ?? false,
         entrypoint: entrypointGiven ? (opts.entrypoint ? [opts.entrypoint] : null) : (c.Entrypoint ?? null),
@@ -435,6 +462,9 @@ export class Containers {
         ...(opts.logOptions ? { logOptions: opts.logOptions } : {}),
         ...(opts.devices && opts.devices.length > 0 ? { devices: opts.devices.flatMap(parseDevice) } : {}),
         ...(opts.sysctls && opts.sysctls.length > 0 ? { sysctls: parseSysctls(opts.sysctls, network) } : {}),
+        ...(opts.oomScoreAdj !== undefined && opts.oomScoreAdj !== 0 ? { oomScoreAdj: opts.oomScoreAdj } : {}),
+        ...(opts.annotations && opts.annotations.length > 0 ? { annotations: parseAnnotations(opts.annotations) } : {}),
+        ...(parseCgroupns(opts.cgroupns) === "host" ? { cgroupnsMode: "host" as const } : {}),
         ...(opts.dns && opts.dns.length > 0 ? { dns: opts.dns } : {}),
         ...(opts.dnsSearch && opts.dnsSearch.length > 0 ? { dnsSearch: opts.dnsSearch } : {}),
         ...(opts.dnsOptions && opts.dnsOptions.length > 0 ? { dnsOptions: opts.dnsOptions } : {}),
@@ -541,7 +571,8 @@ export class Containers {
     const cgroup = prepareCgroup(record.id, securityOf(record).resources);
     if (cgroup) {
       plan.cloneFlags &= ~CLONE.NEWCGROUP;
-      plan.unshareCgroup = true;
+      // Into its cgroup first, then a namespace of its own there (none with --cgroupns host).
+      plan.unshareCgroup = record.hostConfig.cgroupnsMode !== "host";
     }
     return cgroup;
   }
@@ -612,7 +643,16 @@ export class Containers {
     };
     if (io.tty) plan.tty = io.tty;
     if (io.stdio) plan.stdio = io.stdio;
-    if (record.hostConfig.sysctls) plan.sysctls = sysctlWrites(record.hostConfig.sysctls);
+    if (record.hostConfig.sysctls) {
+      // kernel.domainname is set by setdomainname(2): its /proc/sys file is the host root's.
+      const { domainname: sysctlDomain, ...others } = Object.fromEntries(Object.entries(record.hostConfig.sysctls).map(([k, v]) => [k.replace(/\//g, ".") === "kernel.domainname" ? "domainname" : k, v]));
+      plan.sysctls = sysctlWrites(others);
+      if (sysctlDomain !== undefined) plan.domainname = sysctlDomain;
+    }
+    if (record.config.domainname) plan.domainname = record.config.domainname;
+    // --oom-score-adj: the child's own, inherited by the command it becomes.
+    if (record.hostConfig.oomScoreAdj !== undefined) plan.sysctls = [...(plan.sysctls ?? []), ["/proc/self/oom_score_adj", String(record.hostConfig.oomScoreAdj)]];
+    if (record.hostConfig.cgroupnsMode === "host") plan.cloneFlags &= ~CLONE.NEWCGROUP;
     applyNamespaceModes(plan, record.hostConfig, (id, kind) => {
       const other = this.get(id);
       // Docker's words (scripts look for them): "cannot join network of a non running container: NAME".

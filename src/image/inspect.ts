@@ -103,7 +103,7 @@ function containerRuntimeConfig(record: ContainerRecord, image: ImageConfig | un
   const imageConfig = image?.config ?? {};
   const out: Record<string, unknown> = {
     Hostname: c.hostname,
-    Domainname: "",
+    Domainname: c.domainname ?? "",
     User: c.user,
     AttachStdin: c.openStdin,
     AttachStdout: true,
@@ -198,6 +198,9 @@ export function inspectContainer(containers: Containers, record: ContainerRecord
       GroupAdd: h.groupAdd ?? null,
       ShmSize: h.shmSize ?? 64 * 1024 * 1024,
       Sysctls: h.sysctls ?? null,
+      OomScoreAdj: h.oomScoreAdj ?? 0,
+      CgroupnsMode: h.cgroupnsMode ?? "private",
+      ...(h.annotations ? { Annotations: h.annotations } : {}),
       Dns: h.dns ?? [],
       DnsSearch: h.dnsSearch ?? [],
       DnsOptions: h.dnsOptions ?? [],

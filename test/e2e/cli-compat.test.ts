@@ -241,6 +241,28 @@ describe("Docker CLI habits", () => {
     ]);
   });
 
+  it("--domainname (and --sysctl kernel.domainname), --oom-score-adj, --cgroupns and --annotation, foreground and detached", async () => {
+    const read = "cat /proc/sys/kernel/domainname /proc/self/oom_score_adj; readlink /proc/self/ns/cgroup";
+    const hostCgroupns = (await shAsUser("readlink /proc/self/ns/cgroup")).stdout.trim();
+    const [domain, adj, ns] = (await ok(["run", "--rm", "--domainname", "example.org", "--oom-score-adj", "500", "busybox", "sh", "-c", read])).trim().split("\n");
+    expect([domain, adj]).toEqual(["example.org", "500"]);
+    expect(ns).not.toBe(hostCgroupns);
+    expect(await ok(["run", "--rm", "--sysctl", "kernel.domainname=by-sysctl", "--cgroupns", "host", "busybox", "sh", "-c", read])).toBe(`by-sysctl\n0\n${hostCgroupns}\n`);
+    const name = unique("flags");
+    await ok(["run", "-d", "--name", name, "--domainname", "detached.test", "--oom-score-adj", "300", "--cgroupns", "host", "--annotation", "org.example/a=1", "--annotation", "b=two=2", "busybox", "sleep", "60"]);
+    // The container's init has it (an exec'd process is started from outside).
+    expect(await ok(["exec", name, "sh", "-c", read.replace("/proc/self/oom_score_adj", "/proc/1/oom_score_adj")])).toBe(`detached.test\n300\n${hostCgroupns}\n`);
+    expect(await ok(["inspect", "-f", "{{.Config.Domainname}} {{.HostConfig.OomScoreAdj}} {{.HostConfig.CgroupnsMode}} {{json .HostConfig.Annotations}}", name])).toBe('detached.test 300 host {"b":"two=2","org.example/a":"1"}\n');
+    await tsrun(["rm", "-f", name]);
+    await expectRunRefused([
+      // Rootless, a process may raise its score, not lower it below the user's own.
+      [["--oom-score-adj", "-500"], /^Error: write \/proc\/self\/oom_score_adj: Permission denied$/],
+      [["--oom-score-adj", "1001"], /^Error: invalid --oom-score-adj "1001": an integer from -1000 to 1000$/],
+      [["--cgroupns", "shared"], /^Error: invalid --cgroupns "shared": private or host$/],
+      [["--annotation", "=x"], /^Error: invalid --annotation "=x": expected KEY=VALUE$/],
+    ]);
+  });
+
   it("--dns-search, --dns-option, --expose (published by -P) and --label-file", async () => {
     const resolv = await ok(["run", "--rm", "--dns", "10.0.0.1", "--dns-search", "example.com", "--dns-search", "corp.example", "--dns-option", "ndots:2", "busybox", "cat", "/etc/resolv.conf"]);
     expect(resolv).toBe("nameserver 10.0.0.1\nsearch example.com corp.example\noptions ndots:2\n");
