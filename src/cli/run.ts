@@ -71,6 +71,13 @@ export interface CreateFlags {
   pidsLimit?: string;
   memory?: string;
   cpus?: string;
+  cpuShares?: string;
+  cpuPeriod?: string;
+  cpuQuota?: string;
+  cpusetCpus?: string;
+  cpusetMems?: string;
+  memorySwap?: string;
+  memoryReservation?: string;
   userns?: string;
   platform?: string;
   cidfile?: string;
@@ -200,6 +207,13 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--pids-limit <n>", "limit the number of processes (needs cgroup v2 delegation)")
     .option("-m, --memory <bytes>", "memory limit, e.g. 512m (needs cgroup v2 delegation)")
     .option("--cpus <n>", "number of CPUs, e.g. 1.5 (needs cgroup v2 delegation)")
+    .option("-c, --cpu-shares <n>", "relative CPU weight, 2 to 262144 (needs cgroup v2 delegation)")
+    .option("--cpu-period <us>", "CFS period in microseconds (needs cgroup v2 delegation)")
+    .option("--cpu-quota <us>", "CFS quota in microseconds per period (needs cgroup v2 delegation)")
+    .option("--cpuset-cpus <list>", "CPUs the container may use, e.g. 0-1 (needs cgroup v2 delegation)")
+    .option("--cpuset-mems <list>", "memory nodes the container may use (needs cgroup v2 delegation)")
+    .option("--memory-swap <bytes>", "memory plus swap, -1 for unlimited swap (needs --memory and cgroup v2 delegation)")
+    .option("--memory-reservation <bytes>", "memory soft limit (needs cgroup v2 delegation)")
     .option("--userns <mode>", "user namespace: private (default), host, nomap, keep-id[:uid=N,gid=N]")
     .addOption(new Option("--pull <policy>", "pull the image: missing, always or never").choices(["missing", "always", "never"]).default("missing"))
     .option("-q, --quiet", "suppress the pull output", false)
@@ -305,6 +319,13 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
       pidsLimit: o.pidsLimit,
       memory: o.memory,
       cpus: o.cpus,
+      cpuShares: o.cpuShares,
+      cpuPeriod: o.cpuPeriod,
+      cpuQuota: o.cpuQuota,
+      cpusetCpus: o.cpusetCpus,
+      cpusetMems: o.cpusetMems,
+      memorySwap: o.memorySwap,
+      memoryReservation: o.memoryReservation,
       userns: o.userns,
     },
     health: {

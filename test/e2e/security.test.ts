@@ -193,17 +193,29 @@ describe("limits", () => {
     expect(unknown.stderr).toMatch(/^Error: invalid --ulimit "files=1": unknown limit "files"/);
   });
 
-  it("--memory, --pids-limit, --cpus need cgroup v2 delegation: refused in one line without it", async () => {
+  it("--memory, --pids-limit, --cpus and the other cgroup flags need cgroup v2 delegation: refused in one line without it", async () => {
     const before = await containerCount();
-    for (const flags of [["--memory", "64m"], ["--pids-limit", "10"], ["--cpus", "0.5"]]) {
-      const r = await tsrun(["run", "--rm", ...flags, "busybox", "cat", "/sys/fs/cgroup/pids.max"]);
+    const cases = [
+      ["--memory", "64m"],
+      ["--pids-limit", "10"],
+      ["--cpus", "0.5"],
+      ["--cpu-shares", "512"],
+      ["--cpu-quota", "50000"],
+      ["--cpuset-cpus", "0"],
+      ["--memory-reservation", "32m"],
+      ["-c", "512"],
+    ];
+    for (const flags of cases) {
+      const r = await tsrun(["run", "--rm", ...flags, "busybox", "cat", "/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/cpu.weight"]);
       if (r.code === 0) {
         // A host with delegation: the limit must be in force inside.
-        if (flags[0] === "--pids-limit") expect(r.stdout).toBe("10\n");
+        if (flags[0] === "--pids-limit") expect(r.stdout).toMatch(/^10\n/);
+        if (flags[0] === "--cpu-shares" || flags[0] === "-c") expect(r.stdout).toMatch(/\n20\n$/);
         continue;
       }
+      const named = flags[0] === "-c" ? "--cpu-shares" : flags[0];
       expect(r.code).toBe(125);
-      expect(r.stderr).toMatch(new RegExp(`^Error: ${flags[0]}: resource limits need a cgroup v2 hierarchy delegated to your user; .+\\n$`));
+      expect(r.stderr).toMatch(new RegExp(`^Error: ${named}: resource limits need a cgroup v2 hierarchy delegated to your user; .+\\n$`));
       expect(r.stderr.split("\n")).toHaveLength(2);
     }
     expect(await containerCount()).toBe(before);

@@ -246,6 +246,34 @@ describe("cgroup delegation", () => {
       ["cpu.max", "150000 100000"],
     ]);
   });
+
+  it("takes docker run's other cgroup flags, checked as Docker checks them, and writes them as runc does on cgroup v2", () => {
+    const r = parseSecurityFlags({ memory: "64m", memorySwap: "96m", memoryReservation: "32m", cpuShares: "512", cpuPeriod: "50000", cpuQuota: "25000", cpusetCpus: "0-1,3", cpusetMems: "0" }).resources;
+    const mib = 1024 * 1024;
+    expect(r).toEqual({ memory: 64 * mib, memorySwap: 96 * mib, memoryReservation: 32 * mib, cpuShares: 512, cpuPeriod: 50000, cpuQuota: 25000, cpusetCpus: "0-1,3", cpusetMems: "0" });
+    expect(limitFiles(r)).toEqual([
+      ["memory.max", String(64 * mib)],
+      ["memory.swap.max", String(32 * mib)],
+      ["memory.low", String(32 * mib)],
+      ["cpu.max", "25000 50000"],
+      ["cpu.weight", "20"],
+      ["cpuset.cpus", "0-1,3"],
+      ["cpuset.mems", "0"],
+    ]);
+    expect(limitFiles(parseSecurityFlags({ memory: "64m", memorySwap: "-1" }).resources)).toContainEqual(["memory.swap.max", "max"]);
+    expect(limitFiles(parseSecurityFlags({ cpuQuota: "50000" }).resources)).toEqual([["cpu.max", "50000 100000"]]);
+    for (const [flags, message] of [
+      [{ memorySwap: "1g" }, /^You should always set the Memory limit when using Memoryswap limit/],
+      [{ memory: "64m", memorySwap: "32m" }, /^Minimum memoryswap limit should be larger than memory limit/],
+      [{ memory: "64m", memoryReservation: "128m" }, /^Minimum memory limit can not be less than memory reservation limit/],
+      [{ cpus: "1", cpuQuota: "50000" }, /^Conflicting options: Nano CPUs and CPU Quota cannot both be set$/],
+      [{ cpuShares: "x" }, /^invalid --cpu-shares "x"/],
+      [{ cpuPeriod: "500" }, /^invalid --cpu-period "500": the minimum is 1000 microseconds$/],
+      [{ cpusetCpus: "0-" }, /^invalid --cpuset-cpus "0-": a list such as 0-3,5$/],
+    ] as [Parameters<typeof parseSecurityFlags>[0], RegExp][]) {
+      expect(() => parseSecurityFlags(flags), JSON.stringify(flags)).toThrow(message);
+    }
+  });
 });
 
 describe("--userns id maps", () => {

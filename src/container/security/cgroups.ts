@@ -1,4 +1,4 @@
-// Resource limits (--pids-limit, --memory, --cpus) through cgroup v2. A rootless runtime can only
+// Resource limits (--pids-limit, --memory, --cpus, --cpu-shares, --cpuset-*, ...) through cgroup v2. A rootless runtime can only
 // set them in a cgroup delegated to its user (systemd's user@.service does that); on cgroup v1
 // or without delegation they cannot be enforced, and tsrun refuses them rather than pretend.
 import { accessSync, constants, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
@@ -12,7 +12,27 @@ export type CgroupSupport = { delegated: true; parent: string } | { delegated: f
 
 /** Controllers each limit needs. */
 function neededControllers(r: Resources): string[] {
-  return [...(r.pidsLimit ? ["pids"] : []), ...(r.memory ? ["memory"] : []), ...(r.nanoCpus ? ["cpu"] : [])];
+  const memory = r.memory || r.memoryReservation || r.memorySwap;
+  const cpu = r.nanoCpus || r.cpuShares || r.cpuQuota || r.cpuPeriod;
+  const cpuset = r.cpusetCpus || r.cpusetMems;
+  return [...(r.pidsLimit ? ["pids"] : []), ...(memory ? ["memory"] : []), ...(cpu ? ["cpu"] : []), ...(cpuset ? ["cpuset"] : [])];
+}
+
+/** The flags that set limits, as the user wrote them (for messages). */
+function limitFlags(r: Resources): string[] {
+  const flags: [unknown, string][] = [
+    [r.pidsLimit, "--pids-limit"],
+    [r.memory, "--memory"],
+    [r.memorySwap, "--memory-swap"],
+    [r.memoryReservation, "--memory-reservation"],
+    [r.nanoCpus, "--cpus"],
+    [r.cpuShares, "--cpu-shares"],
+    [r.cpuPeriod, "--cpu-period"],
+    [r.cpuQuota, "--cpu-quota"],
+    [r.cpusetCpus, "--cpuset-cpus"],
+    [r.cpusetMems, "--cpuset-mems"],
+  ];
+  return flags.filter(([v]) => v).map(([, f]) => f);
 }
 
 function readOr(file: string, fallback: string): string {
@@ -70,7 +90,7 @@ export function cgroupSupport(
 
 /** Refuses limits that cannot be enforced here, with one line naming the flags and why. */
 export function checkResourceLimits(r: Resources): void {
-  const flags = [...(r.pidsLimit ? ["--pids-limit"] : []), ...(r.memory ? ["--memory"] : []), ...(r.nanoCpus ? ["--cpus"] : [])];
+  const flags = limitFlags(r);
   if (flags.length === 0) return;
   const support = cgroupSupport(neededControllers(r));
   if (!support.delegated) throw new TsrunError(`${flags.join(", ")}: resource limits need a cgroup v2 hierarchy delegated to your user; ${support.reason}`);
@@ -82,10 +102,18 @@ export function limitFiles(r: Resources): [string, string][] {
   if (r.pidsLimit) files.push(["pids.max", String(r.pidsLimit)]);
   if (r.memory) {
     files.push(["memory.max", String(r.memory)]);
-    // Docker's default --memory-swap is twice --memory: as much swap as memory.
-    files.push(["memory.swap.max", String(r.memory)]);
+    // --memory-swap is memory plus swap (-1: unlimited); Docker's default is twice --memory: as
+    // much swap as memory. cgroup v2 counts swap alone.
+    const swap = r.memorySwap === -1 ? "max" : String(r.memorySwap !== undefined ? r.memorySwap - r.memory : r.memory);
+    files.push(["memory.swap.max", swap]);
   }
+  if (r.memoryReservation) files.push(["memory.low", String(r.memoryReservation)]);
   if (r.nanoCpus) files.push(["cpu.max", `${Math.round((r.nanoCpus / 1e9) * 100000)} 100000`]);
+  else if (r.cpuQuota || r.cpuPeriod) files.push(["cpu.max", `${r.cpuQuota ?? "max"} ${r.cpuPeriod ?? 100000}`]);
+  // runc's conversion of cgroup v1 shares (2-262144) to v2 weight (1-10000).
+  if (r.cpuShares) files.push(["cpu.weight", String(Math.floor(1 + ((r.cpuShares - 2) * 9999) / 262142))]);
+  if (r.cpusetCpus) files.push(["cpuset.cpus", r.cpusetCpus]);
+  if (r.cpusetMems) files.push(["cpuset.mems", r.cpusetMems]);
   return files;
 }
 

@@ -21,6 +21,18 @@ export interface Resources {
   memory?: number;
   /** CPUs times 1e9, as Docker's NanoCpus. */
   nanoCpus?: number;
+  /** --cpu-shares: relative weight (Docker's 2-262144, 1024 the default). */
+  cpuShares?: number;
+  /** --cpu-period and --cpu-quota, microseconds (CFS). */
+  cpuPeriod?: number;
+  cpuQuota?: number;
+  /** --cpuset-cpus and --cpuset-mems: lists such as 0-3,5. */
+  cpusetCpus?: string;
+  cpusetMems?: string;
+  /** --memory-swap: memory plus swap in bytes, -1 unlimited. */
+  memorySwap?: number;
+  /** --memory-reservation: the soft limit in bytes. */
+  memoryReservation?: number;
 }
 
 
@@ -51,6 +63,13 @@ export interface SecurityFlags {
   pidsLimit?: string | number | undefined;
   memory?: string | undefined;
   cpus?: string | undefined;
+  cpuShares?: string | undefined;
+  cpuPeriod?: string | undefined;
+  cpuQuota?: string | undefined;
+  cpusetCpus?: string | undefined;
+  cpusetMems?: string | undefined;
+  memorySwap?: string | undefined;
+  memoryReservation?: string | undefined;
   userns?: string | undefined;
 }
 
@@ -204,6 +223,51 @@ function currentHardLimits(): Map<string, number> {
 }
 
 /** Docker's RAMInBytes: "512", "100k", "64m", "1.5g" (binary multiples). */
+/** The other cgroup flags of `docker run`, checked as Docker checks them. */
+function parseCgroupFlags(flags: SecurityFlags, r: Resources): void {
+  const integer = (text: string, flag: string, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const n = Number(text);
+    if (!/^-?\d+$/.test(text.trim()) || n < min || n > max) throw new TsrunError(`invalid ${flag} "${text}": an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : " up"}`);
+    return n;
+  };
+  if (flags.cpuShares !== undefined) {
+    const n = integer(flags.cpuShares, "--cpu-shares", 0, 262144);
+    if (n > 0) r.cpuShares = Math.max(n, 2);
+  }
+  if (flags.cpuPeriod !== undefined) {
+    const n = integer(flags.cpuPeriod, "--cpu-period", 0, 1000000);
+    if (n > 0 && n < 1000) throw new TsrunError(`invalid --cpu-period "${flags.cpuPeriod}": the minimum is 1000 microseconds`);
+    if (n > 0) r.cpuPeriod = n;
+  }
+  if (flags.cpuQuota !== undefined) {
+    const n = integer(flags.cpuQuota, "--cpu-quota", -1);
+    if (n > 0 && n < 1000) throw new TsrunError(`invalid --cpu-quota "${flags.cpuQuota}": the minimum is 1000 microseconds`);
+    if (n > 0) r.cpuQuota = n;
+  }
+  // Docker's words.
+  if (r.nanoCpus && (r.cpuPeriod || r.cpuQuota)) throw new TsrunError(r.cpuPeriod ? "Conflicting options: Nano CPUs and CPU Period cannot both be set" : "Conflicting options: Nano CPUs and CPU Quota cannot both be set");
+  const cpuList = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
+  for (const [flag, value, key] of [["--cpuset-cpus", flags.cpusetCpus, "cpusetCpus"], ["--cpuset-mems", flags.cpusetMems, "cpusetMems"]] as const) {
+    if (value === undefined || value === "") continue;
+    if (!cpuList.test(value)) throw new TsrunError(`invalid ${flag} "${value}": a list such as 0-3,5`);
+    r[key] = value;
+  }
+  if (flags.memoryReservation !== undefined) {
+    const bytes = parseMemory(flags.memoryReservation, "--memory-reservation");
+    if (bytes > 0 && bytes < 6 * 1024 * 1024) throw new TsrunError(`invalid --memory-reservation "${flags.memoryReservation}": the minimum is 6m`);
+    if (r.memory && bytes > r.memory) throw new TsrunError("Minimum memory limit can not be less than memory reservation limit, see usage");
+    if (bytes > 0) r.memoryReservation = bytes;
+  }
+  if (flags.memorySwap !== undefined) {
+    const swap = flags.memorySwap.trim() === "-1" ? -1 : parseMemory(flags.memorySwap, "--memory-swap");
+    if (swap !== 0) {
+      if (!r.memory) throw new TsrunError("You should always set the Memory limit when using Memoryswap limit, see usage");
+      if (swap !== -1 && swap < r.memory) throw new TsrunError("Minimum memoryswap limit should be larger than memory limit, see usage");
+      r.memorySwap = swap;
+    }
+  }
+}
+
 export function parseMemory(text: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([bkmgtp]?)b?$/i.exec(text.trim());
   if (!m) throw new TsrunError(`invalid ${flag} "${text}": expected a size such as 512m or 2g`);
@@ -275,6 +339,7 @@ export function parseSecurityFlags(flags: SecurityFlags): SecurityConfig {
       throw new TsrunError(`invalid --cpus "${flags.cpus}": the range is 0.01 to ${max}.00 on this machine`);
     if (cpus > 0) config.resources.nanoCpus = Math.round(cpus * 1e9);
   }
+  parseCgroupFlags(flags, config.resources);
   config.userns = parseUserns(flags.userns);
   return config;
 }
