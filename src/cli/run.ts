@@ -85,6 +85,12 @@ export interface CreateFlags {
   stopTimeout?: string;
   logDriver?: string;
   logOpt: string[];
+  disableContentTrust?: string | boolean;
+  memorySwappiness?: string;
+  oomKillDisable?: boolean;
+  kernelMemory?: string;
+  runtime?: string;
+  volumeDriver?: string;
 }
 
 /** json-file's options (Docker's names); compress and tag are taken but not applied. */
@@ -199,6 +205,16 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--health-retries <n>", "consecutive failures needed to report unhealthy")
     .option("--health-start-period <duration>", "start period during which failures do not count")
     .option("--no-healthcheck", "disable any container-specified HEALTHCHECK")
+    // Flags of docker run that have no effect here, taken so that Docker command lines run:
+    // content trust is not checked (Docker's default), cgroup v2 has no swappiness, OOM-kill
+    // switch or kernel-memory limit (Docker ignores them there too, with a warning), tsrun is its
+    // own runtime, and volumes are local.
+    .addOption(new Option("--disable-content-trust [bool]", "accepted: image signatures are not verified").hideHelp())
+    .addOption(new Option("--memory-swappiness <n>", "accepted, not applied (cgroup v2 has none)").hideHelp())
+    .addOption(new Option("--oom-kill-disable", "accepted, not applied (cgroup v2 has none)").hideHelp())
+    .addOption(new Option("--kernel-memory <bytes>", "accepted, not applied (deprecated by Docker)").hideHelp())
+    .addOption(new Option("--runtime <name>", "accepted, not applied: tsrun runs containers itself").hideHelp())
+    .addOption(new Option("--volume-driver <driver>", "volume driver: local only").hideHelp())
     .option("--cap-add <capability>", "add a Linux capability (or ALL)", collect, [])
     .option("--cap-drop <capability>", "drop a Linux capability (or ALL)", collect, [])
     .option("--privileged", "every capability, no seccomp filter, no masked paths, the host's devices", false)
@@ -263,6 +279,7 @@ export function createOptions(image: string, command: string[], o: CreateFlags):
     if (!ok) throw new TsrunError(`--platform ${o.platform}: only the host's platform (${host.os}/${host.architecture}) can run here`);
   }
   const log = checkLogFlags(o);
+  checkIgnoredFlags(o);
   if (o.stopTimeout !== undefined && !/^-?\d+$/.test(o.stopTimeout)) throw new TsrunError(`invalid --stop-timeout "${o.stopTimeout}": a number of seconds`);
   return {
     image,
@@ -364,6 +381,19 @@ export async function pullIfNeeded(image: string, o: CreateFlags): Promise<void>
   } finally {
     progress.finish();
   }
+}
+
+/** docker run's flags without effect here: a warning for those that ask for something. */
+function checkIgnoredFlags(o: CreateFlags): void {
+  if (o.volumeDriver !== undefined && o.volumeDriver !== "local") throw new TsrunError(`--volume-driver ${o.volumeDriver} is not supported: volumes are local`);
+  if (o.memorySwappiness !== undefined && !/^(-1|\d{1,2}|100)$/.test(o.memorySwappiness)) throw new TsrunError(`invalid --memory-swappiness "${o.memorySwappiness}": -1 or 0 to 100`);
+  const ignored = [
+    ...(o.memorySwappiness !== undefined && o.memorySwappiness !== "-1" ? ["--memory-swappiness"] : []),
+    ...(o.oomKillDisable ? ["--oom-kill-disable"] : []),
+    ...(o.kernelMemory !== undefined ? ["--kernel-memory"] : []),
+    ...(o.runtime !== undefined ? ["--runtime"] : []),
+  ];
+  if (ignored.length > 0) process.stderr.write(`tsrun: warning: ${ignored.join(", ")} not applied: cgroup v2 has no swappiness, OOM-kill switch or kernel-memory limit, and tsrun is its own runtime\n`);
 }
 
 /** --oom-score-adj: an integer from -1000 to 1000, as Docker checks it. */

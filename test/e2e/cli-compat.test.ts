@@ -263,6 +263,16 @@ describe("Docker CLI habits", () => {
     ]);
   });
 
+  it("docker run flags without effect here are taken (a warning for those that ask for something); --volume-driver other than local is refused", async () => {
+    expect(await tsrun(["run", "--rm", "--disable-content-trust", "--volume-driver", "local", "busybox", "echo", "quiet"])).toEqual({ code: 0, stdout: "quiet\n", stderr: "" });
+    const warned = await tsrun(["run", "--rm", "--memory-swappiness", "10", "--oom-kill-disable", "--kernel-memory", "64m", "--runtime", "runc", "busybox", "echo", "ran"]);
+    expect(warned).toEqual({ code: 0, stdout: "ran\n", stderr: "tsrun: warning: --memory-swappiness, --oom-kill-disable, --kernel-memory, --runtime not applied: cgroup v2 has no swappiness, OOM-kill switch or kernel-memory limit, and tsrun is its own runtime\n" });
+    await expectRunRefused([
+      [["--volume-driver", "nfs"], /^Error: --volume-driver nfs is not supported: volumes are local$/],
+      [["--memory-swappiness", "101"], /^Error: invalid --memory-swappiness "101": -1 or 0 to 100$/],
+    ]);
+  });
+
   it("--dns-search, --dns-option, --expose (published by -P) and --label-file", async () => {
     const resolv = await ok(["run", "--rm", "--dns", "10.0.0.1", "--dns-search", "example.com", "--dns-search", "corp.example", "--dns-option", "ndots:2", "busybox", "cat", "/etc/resolv.conf"]);
     expect(resolv).toBe("nameserver 10.0.0.1\nsearch example.com corp.example\noptions ndots:2\n");
