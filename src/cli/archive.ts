@@ -5,6 +5,7 @@ import { TsrunError } from "../errors.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { ARCHIVE_FORMATS, type ArchiveFormat } from "../image/archive/save.js";
 import { writeOut } from "./stdout.js";
+import { checkHostPlatform } from "./util.js";
 
 function parseFormat(value: string): ArchiveFormat {
   const format = ARCHIVE_FORMATS.find((f) => f === value);
@@ -25,7 +26,9 @@ export function registerArchive(program: Command): void {
     .argument("<image...>")
     .option("-o, --output <file>", "write to a file instead of STDOUT")
     .option("--format <format>", "docker-archive or oci-archive", parseFormat, "docker-archive" as ArchiveFormat)
-    .action(async (images: string[], o: { output?: string; format: ArchiveFormat }) => {
+    .option("--platform <os/arch>", "only the host's (the store keeps one platform per image)")
+    .action(async (images: string[], o: { output?: string; format: ArchiveFormat; platform?: string }) => {
+      checkHostPlatform(o.platform, "save");
       if (o.output === undefined && process.stdout.isTTY) {
         throw new TsrunError("cowardly refusing to save to a terminal. Use the -o flag or redirect");
       }
@@ -37,7 +40,9 @@ export function registerArchive(program: Command): void {
     .description("Load images from a tar archive (docker-archive or oci-archive, compressed or not), an image layout directory (OCI or dir, as podman saves them) or STDIN")
     .option("-i, --input <file>", "read from a file or directory instead of STDIN")
     .option("-q, --quiet", "suppress the load output", false)
-    .action(async (o: { input?: string; quiet: boolean }) => {
+    .option("--platform <os/arch>", "only the host's: the archive's images are taken as they are")
+    .action(async (o: { input?: string; quiet: boolean; platform?: string }) => {
+      checkHostPlatform(o.platform, "load");
       if (o.input === undefined && process.stdin.isTTY) {
         throw new TsrunError("requested load from stdin, but stdin is empty");
       }

@@ -263,7 +263,7 @@ export function registerBuild(program: Command): void {
     .option("--sbom [value]", "accepted; no attestations are made")
     .option("--allow <entitlement>", "network.host or security.insecure (buildx's entitlements; accepted)", collect, [])
     .option("--ssh <spec>", "not supported yet (SSH agent forwarding)", collect, [])
-    .addOption(new Option("--disable-content-trust [bool]", "accepted (images are not signed)").hideHelp())
+    .addOption(new Option("--disable-content-trust", "accepted (images are not signed)").hideHelp())
     .addOption(new Option("--rm", "remove intermediate containers (always done)").hideHelp())
     .addOption(new Option("--force-rm", "remove intermediate containers (always done)").hideHelp())
     .action(async (context: string | undefined, o: BuildFlags) => {

@@ -250,6 +250,7 @@ export function registerContainers(program: Command): void {
     .argument("<dest>")
     .option("-a, --archive", "keep uid/gid information", false)
     .option("-L, --follow-link", "follow a symbolic link in the source path", false)
+    .addOption(new Option("-q, --quiet", "accepted: cp prints nothing on success").hideHelp())
     .action(async (src: string, dest: string, o: { archive: boolean; followLink: boolean }) => {
       const from = splitContainerPath(src);
       const to = splitContainerPath(dest);

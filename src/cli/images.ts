@@ -1,10 +1,11 @@
 // Image commands: import, images, inspect, tag, rmi, history, image prune, and the `image`
 // group (image ls/rm/inspect/tag/history/prune/import) Docker has beside them. Output follows the
 // Docker CLI: its table columns, its --format fields and headers, its JSON shapes.
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { Tsrun, type ImageSummary } from "../tsrun.js";
 import { compileGlob } from "../build/path-patterns.js";
-import { collect, confirm } from "./util.js";
+import { checkHostPlatform, collect, confirm } from "./util.js";
+import { pruneFilter } from "../container/filters.js";
 import { applyChanges } from "../image/config-changes.js";
 import { ago, formatRows, goTimeString, humanSize, rfc3339Local, shortId, templateError } from "./output.js";
 import { compileTemplate } from "../format/template.js";
@@ -293,12 +294,14 @@ export async function rmiCommand(names: string[], o: { force: boolean }): Promis
   }
 }
 
-export async function pruneCommand(o: { all: boolean; force: boolean }): Promise<void> {
+export async function pruneCommand(o: { all: boolean; force: boolean; filter: string[] }): Promise<void> {
+  // Bad filters fail before the question.
+  pruneFilter(o.filter);
   if (!o.force) {
     const what = o.all ? "all images without at least one container associated to them" : "all dangling images";
     if (!(await confirm(`WARNING! This will remove ${what}.\nAre you sure you want to continue? [y/N] `))) return;
   }
-  const result = await pruneImages(new Tsrun().containers, o.all);
+  const result = await pruneImages(new Tsrun().containers, o.all, o.filter);
   if (result.lines.length > 0) writeOut(`Deleted Images:\n${result.lines.join("\n")}\n\n`);
   writeOut(`Total reclaimed space: ${humanSize(result.reclaimed)}\n`);
 }
@@ -320,7 +323,9 @@ const importSpec: CommandSpec = {
       .option("-m, --message <text>", "commit message for the imported image")
       .option("-c, --change <instruction>", "apply a Dockerfile instruction to the image config", collect, [])
       .option("-q, --quiet", "print only the image ID", false)
-      .action(async (source: string, reference: string | undefined, o: { message?: string; change: string[]; quiet: boolean }) => {
+      .option("--platform <os/arch>", "only the host's: the image is recorded for it")
+      .action(async (source: string, reference: string | undefined, o: { message?: string; change: string[]; quiet: boolean; platform?: string }) => {
+        checkHostPlatform(o.platform, "import");
         await importCommand(source, reference, o);
       }),
 };
@@ -355,7 +360,9 @@ const historySpec: CommandSpec = {
       .option("-q, --quiet", "only show image IDs", false)
       .option("-H, --human [bool]", "print sizes and dates in human readable format (default true)", (v: string) => !/^(false|0)$/i.test(v), true)
       .option("--format <format>", "format output: table, json, or a Go template (fields ID, CreatedSince, CreatedAt, CreatedBy, Size, Comment)")
-      .action((image: string, o: { trunc: boolean; quiet: boolean; human: boolean; format?: string }) => {
+      .option("--platform <os/arch>", "only the host's (the store keeps one platform per image)")
+      .action((image: string, o: { trunc: boolean; quiet: boolean; human: boolean; format?: string; platform?: string }) => {
+        checkHostPlatform(o.platform, "history");
         historyCommand(image, o);
       }),
 };
@@ -367,7 +374,10 @@ const rmiSpec: CommandSpec = {
       .description("Remove one or more images")
       .argument("<image...>")
       .option("-f, --force", "untag an image a container uses (it is kept for the container)", false)
-      .action(async (names: string[], o: { force: boolean }) => {
+      .addOption(new Option("--no-prune", "accepted: untagged parent images are not kept apart").hideHelp())
+      .option("--platform <os/arch>", "only the host's (the store keeps one platform per image)")
+      .action(async (names: string[], o: { force: boolean; platform?: string }) => {
+        checkHostPlatform(o.platform, "rmi");
         await rmiCommand(names, o);
       }),
 };
@@ -424,7 +434,8 @@ export function registerImages(program: Command): void {
     .description("Remove unused images (dangling ones; with -a every image no container uses)")
     .option("-a, --all", "remove all images no container uses, not just dangling ones", false)
     .option("-f, --force", "do not prompt for confirmation", false)
-    .action(async (o: { all: boolean; force: boolean }) => {
+    .option("--filter <filter>", "until=TIME (the image's creation), label=KEY[=VALUE], label!=KEY[=VALUE]", collect, [])
+    .action(async (o: { all: boolean; force: boolean; filter: string[] }) => {
       await pruneCommand(o);
     });
 }

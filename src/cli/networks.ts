@@ -1,5 +1,5 @@
 // `tsrun network create|ls|inspect|rm|prune|connect|disconnect`, with Docker's output.
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { createHash } from "node:crypto";
 import { Tsrun } from "../tsrun.js";
 import { TsrunError, NotFoundError } from "../errors.js";
@@ -125,6 +125,7 @@ export function registerNetworks(program: Command): void {
     .description("Show networks in JSON")
     .argument("<network...>")
     .option("-f, --format <template>", "Go template")
+    .addOption(new Option("-v, --verbose", "accepted: the output is the same (no swarm)").hideHelp())
     .action((names: string[], o: { format?: string }) => {
       const networking = new Tsrun().containers.networking;
       const out = names.map((n) => {

@@ -1,6 +1,6 @@
 // Human-readable output as the Docker CLI prints it (go-units sizes and durations, tabwriter
 // tables, --format templates).
-import { compileTemplate, isTableFormat, parseTableFormat, renderTable, TemplateError } from "../format/template.js";
+import { compileTemplate, formatTemplate, isTableFormat, parseTableFormat, renderTable, TemplateError } from "../format/template.js";
 import { TsrunError } from "../errors.js";
 
 /** go-units' CustomSize: the value scaled by base into its unit, with precision significant digits. */
@@ -72,6 +72,16 @@ export function templateError(err: unknown): never {
 }
 
 /** Renders rows with a table, json or plain template format (docker/cli's formatter). */
+/** `--format json` (one line) or a Go template over data. */
+export function formatData(format: string, data: unknown): string {
+  if (format === "json") return `${JSON.stringify(data)}\n`;
+  try {
+    return `${formatTemplate(format, data)}\n`;
+  } catch (err) {
+    templateError(err);
+  }
+}
+
 export function formatRows(format: string, rows: readonly Record<string, unknown>[], headers: Readonly<Record<string, unknown>>): string {
   try {
     if (isTableFormat(format)) return renderTable(format, rows, headers);

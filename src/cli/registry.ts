@@ -2,7 +2,8 @@
 // speed redrawn in place on a terminal, one plain line per finished blob otherwise, nothing
 // with -q. Progress goes to stderr; stdout carries only the result (the image ID for pull, the
 // manifest digest for push), so `id=$(tsrun pull -q x)` works.
-import { InvalidArgumentError, type Command } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
+import { parseReference, repositoryName, splitName } from "../image/reference.js";
 import { Tsrun } from "../tsrun.js";
 import { login, logout } from "../image/registry/login.js";
 import type { BlobOutcome, TransferListener } from "../image/registry/progress.js";
@@ -172,6 +173,7 @@ export function registerRegistry(program: Command): void {
     .option("--tls-verify [bool]", "require https and verify certificates (default true)", parseBool)
     .option("--authfile <path>", "auth file to read credentials from")
     .option("-a, --all-tags", "pull every tagged image of the repository", false)
+    .addOption(new Option("--disable-content-trust", "accepted: image signatures are not verified").hideHelp())
     .action(async (name: string, o: TransferFlags & { platform?: string; allTags: boolean }) => {
       const t = new Tsrun();
       const pullOne = async (reference: string): Promise<void> => {
@@ -197,14 +199,38 @@ export function registerRegistry(program: Command): void {
     .option("-q, --quiet", "no progress output; print only the manifest digest", false)
     .option("--tls-verify [bool]", "require https and verify certificates (default true)", parseBool)
     .option("--authfile <path>", "auth file to read credentials from")
-    .action(async (image: string, destination: string | undefined, o: TransferFlags) => {
-      const progress = printer(o.quiet);
+    .option("-a, --all-tags", "push every tag the repository has in the local store", false)
+    .addOption(new Option("--disable-content-trust", "accepted: images are not signed").hideHelp())
+    .action(async (image: string, destination: string | undefined, o: TransferFlags & { allTags: boolean }) => {
+      const t = new Tsrun();
+      const pushOne = async (name: string, to: string | undefined): Promise<void> => {
+        const progress = printer(o.quiet);
+        try {
+          const result = await t.push({ image: name, destination: to, tlsVerify: o.tlsVerify, authFile: o.authfile, listener: progress });
+          writeOut(`${result.manifestDigest}\n`);
+        } finally {
+          progress.finish();
+        }
+      };
+      if (!o.allTags) return pushOne(image, destination);
+      // Docker's -a: every local tag of the repository, in name order.
+      if (destination !== undefined) throw new TsrunError("push: a destination cannot be used with --all-tags");
+      let ref;
       try {
-        const result = await new Tsrun().push({ image, destination, tlsVerify: o.tlsVerify, authFile: o.authfile, listener: progress });
-        writeOut(`${result.manifestDigest}\n`);
-      } finally {
-        progress.finish();
+        ref = parseReference(image);
+      } catch (err) {
+        throw new TsrunError(`push ${image}: ${(err as Error).message}`);
       }
+      // parseReference completes a missing tag with latest: look at what the user wrote.
+      if (image.includes("@") || image.lastIndexOf(":") > image.lastIndexOf("/")) throw new TsrunError("tag can't be used with --all-tags/-a");
+      const repository = repositoryName(ref);
+      const names = t.store.images
+        .list()
+        .flatMap((i) => i.names)
+        .filter((n) => splitName(n).repository === repository)
+        .sort();
+      if (names.length === 0) throw new TsrunError(`An image does not exist locally with the tag: ${image}`);
+      for (const name of names) await pushOne(name, undefined);
     });
 
   subcommand(program, "login")

@@ -209,7 +209,7 @@ export function addContainerOptions(cmd: Command): Command {
     // content trust is not checked (Docker's default), cgroup v2 has no swappiness, OOM-kill
     // switch or kernel-memory limit (Docker ignores them there too, with a warning), tsrun is its
     // own runtime, and volumes are local.
-    .addOption(new Option("--disable-content-trust [bool]", "accepted: image signatures are not verified").hideHelp())
+    .addOption(new Option("--disable-content-trust", "accepted: image signatures are not verified").hideHelp())
     .addOption(new Option("--memory-swappiness <n>", "accepted, not applied (cgroup v2 has none)").hideHelp())
     .addOption(new Option("--oom-kill-disable", "accepted, not applied (cgroup v2 has none)").hideHelp())
     .addOption(new Option("--kernel-memory <bytes>", "accepted, not applied (deprecated by Docker)").hideHelp())

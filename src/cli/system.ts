@@ -5,24 +5,13 @@ import type { Command } from "commander";
 import { Tsrun } from "../tsrun.js";
 import { collect, confirm } from "./util.js";
 import { pruneFilter } from "../container/filters.js";
-import { ago, formatRows, humanSize, shortId, table, templateError } from "./output.js";
-import { formatTemplate } from "../format/template.js";
+import { ago, formatData, formatRows, humanSize, shortId, table } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import type { CheckReport } from "../system/check.js";
 import type { DiskUsage } from "../system/df.js";
 import type { SystemInfo } from "../system/info.js";
 import type { VersionInfo } from "../system/version.js";
 import { writeOut } from "./stdout.js";
-
-/** `--format json` (one line) or a Go template over data. */
-function formatData(format: string, data: unknown): string {
-  if (format === "json") return `${JSON.stringify(data)}\n`;
-  try {
-    return `${formatTemplate(format, data)}\n`;
-  } catch (err) {
-    templateError(err);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // system check
@@ -217,7 +206,10 @@ export function registerSystem(program: Command): void {
     .option("-a, --all", "remove all unused images, not just dangling ones", false)
     .option("--volumes", "prune anonymous volumes", false)
     .option("-f, --force", "do not prompt for confirmation", false)
-    .action(async (o: { all: boolean; volumes: boolean; force: boolean }) => {
+    .option("--filter <filter>", "until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE] (the build cache is then left alone)", collect, [])
+    .action(async (o: { all: boolean; volumes: boolean; force: boolean; filter: string[] }) => {
+      // Bad filters fail before the question.
+      pruneFilter(o.filter);
       if (!o.force) {
         const what = [
           "  - all stopped containers",
@@ -227,7 +219,7 @@ export function registerSystem(program: Command): void {
         ];
         if (!(await confirm(`WARNING! This will remove:\n${what.join("\n")}\n\nAre you sure you want to continue? [y/N] `))) return;
       }
-      const r = await new Tsrun().pruneSystem({ all: o.all, volumes: o.volumes });
+      const r = await new Tsrun().pruneSystem({ all: o.all, volumes: o.volumes, filters: o.filter });
       if (r.containers.length > 0) writeOut(`Deleted Containers:\n${r.containers.join("\n")}\n\n`);
       if (r.volumes.length > 0) writeOut(`Deleted Volumes:\n${r.volumes.join("\n")}\n\n`);
       if (r.images.length > 0) writeOut(`Deleted Images:\n${r.images.join("\n")}\n\n`);

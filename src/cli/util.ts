@@ -3,6 +3,8 @@ import type { Command } from "commander";
 import { TsrunError } from "../errors.js";
 import { lazyReadline } from "../builtin.js";
 import { writeOut } from "./stdout.js";
+import { isHostPlatform } from "../image/platform-spec.js";
+import { hostPlatform } from "../image/types.js";
 
 /** commander collector for repeatable options (-e A -e B). */
 export const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -60,4 +62,20 @@ export function terminalSelect(): ((candidates: string[]) => Promise<string>) | 
       rl.close();
     }
   };
+}
+
+/**
+ * --platform of commands on stored images (history, save, load, import): the store keeps one
+ * platform per image, the host's, so a spelling of it is taken and another refused in one line.
+ */
+export function checkHostPlatform(value: string | undefined, command: string): void {
+  if (value === undefined) return;
+  let ok: boolean;
+  try {
+    ok = isHostPlatform(value);
+  } catch (err) {
+    throw new TsrunError(`${command} --platform ${value}: ${(err as Error).message}`);
+  }
+  const host = hostPlatform();
+  if (!ok) throw new TsrunError(`${command} --platform ${value}: the store keeps the host's platform only (${host.os}/${host.architecture})`);
 }

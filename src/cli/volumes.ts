@@ -2,8 +2,10 @@
 import type { Command } from "commander";
 import { Tsrun } from "../tsrun.js";
 import { NotFoundError, TsrunError } from "../errors.js";
-import { collect } from "./util.js";
-import { table } from "./output.js";
+import { collect, confirm } from "./util.js";
+import { formatData, formatRows, humanSize, table } from "./output.js";
+import type { VolumeRecord } from "../container/volumes.js";
+import { treeSize } from "../system/df.js";
 import { parseLabels } from "./run.js";
 import { writeOut } from "./stdout.js";
 
@@ -21,17 +23,25 @@ export function registerVolumes(program: Command): void {
     .command("ls")
     .alias("list")
     .option("-q, --quiet", "only volume names", false)
-    .action((o: { quiet: boolean }) => {
-      const list = new Tsrun().containers.volumes.list();
+    .option("-f, --filter <filter>", "dangling=true|false, driver=local, label=KEY[=VALUE], name=PART (repeatable)", collect, [])
+    .option("--format <format>", "table, json, or a Go template (e.g. {{.Name}})")
+    .action((o: { quiet: boolean; filter: string[]; format?: string }) => {
+      const t = new Tsrun();
+      const keep = volumeFilter(o.filter, (name) => t.containers.volumeUsers(name).length > 0);
+      const list = t.containers.volumes.list().filter(keep);
       if (o.quiet) for (const v of list) writeOut(`${v.Name}\n`);
+      else if (o.format) writeOut(formatRows(o.format, list.map(volumeRow), VOLUME_HEADERS));
       else writeOut(table([["DRIVER", "VOLUME NAME"], ...list.map((v) => [v.Driver, v.Name])]));
     });
   volume
     .command("inspect")
     .argument("<name...>")
-    .action((names: string[]) => {
+    .option("-f, --format <format>", "json, or a Go template (e.g. {{.Mountpoint}})")
+    .action((names: string[], o: { format?: string }) => {
       const volumes = new Tsrun().containers.volumes;
-      writeOut(JSON.stringify(names.map((n) => volumes.inspect(n)), null, 4) + "\n");
+      const records = names.map((n) => volumes.inspect(n));
+      if (o.format) for (const r of records) writeOut(formatData(o.format, r));
+      else writeOut(JSON.stringify(records, null, 4) + "\n");
     });
   volume
     .command("rm")
@@ -59,10 +69,85 @@ export function registerVolumes(program: Command): void {
     .command("prune")
     .option("-f, --force", "do not prompt", false)
     .option("-a, --all", "remove named volumes too, not only anonymous ones", false)
-    .action(async (o: { all: boolean }) => {
+    .option("--filter <filter>", "label=KEY[=VALUE], label!=KEY[=VALUE], all=true", collect, [])
+    .action(async (o: { all: boolean; force: boolean; filter: string[] }) => {
+      const all = o.all || o.filter.includes("all=true") || o.filter.includes("all=1");
+      if (!o.force) {
+        // Docker's question.
+        const what = all ? "all local volumes not used by at least one container" : "anonymous local volumes not used by at least one container";
+        if (!(await confirm(`WARNING! This will remove ${what}.\nAre you sure you want to continue? [y/N] `))) return;
+      }
       const t = new Tsrun();
-      const removed = await t.containers.volumes.prune(o.all, (v) => t.containers.volumeUsers(v));
+      const volumes = t.containers.volumes;
+      const sizes = new Map(volumes.list().map((v) => [v.Name, treeSize(volumes.dataDir(v.Name))]));
+      const removed = await volumes.prune(o.all, (v) => t.containers.volumeUsers(v), o.filter);
       writeOut(removed.length ? `Deleted Volumes:\n${removed.join("\n")}\n\n` : "");
-      writeOut(`Total reclaimed space: ${removed.length} volume(s)\n`);
+      writeOut(`Total reclaimed space: ${humanSize(removed.reduce((n, v) => n + (sizes.get(v) ?? 0), 0))}\n`);
     });
+}
+
+/** docker/cli's volume formatter fields (keys sorted, as its json prints them); N/A where Docker has no value locally. */
+function volumeRow(v: VolumeRecord): Record<string, unknown> {
+  const row = {
+    Availability: "N/A",
+    Driver: v.Driver,
+    Group: "N/A",
+    Labels: Object.entries(v.Labels ?? {})
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, val]) => `${k}=${val}`)
+      .join(","),
+    Links: "N/A",
+    Mountpoint: v.Mountpoint,
+    Name: v.Name,
+    Scope: v.Scope,
+    Size: "N/A",
+    Status: "N/A",
+  };
+  // A method, as docker/cli's {{.Label "KEY"}}: not enumerable, so `json` leaves it out.
+  Object.defineProperty(row, "Label", { value: (name: string): string => v.Labels?.[name] ?? "", enumerable: false });
+  return row;
+}
+
+const VOLUME_HEADERS = {
+  Availability: "AVAILABILITY",
+  Driver: "DRIVER",
+  Group: "GROUP",
+  Labels: "LABELS",
+  Links: "LINKS",
+  Mountpoint: "MOUNTPOINT",
+  Name: "VOLUME NAME",
+  Scope: "SCOPE",
+  Size: "SIZE",
+  Status: "STATUS",
+  Label: (name: string): string => (name.split(".").pop() ?? "").replace(/[-_]/g, " "),
+};
+
+/** `volume ls --filter`: dangling, driver, label (every one must match), name (part of it); values of one key are alternatives. */
+function volumeFilter(filters: string[], used: (name: string) => boolean): (v: VolumeRecord) => boolean {
+  const byKey = new Map<string, ((v: VolumeRecord) => boolean)[]>();
+  for (const f of filters) {
+    const eq = f.indexOf("=");
+    if (eq < 0) throw new TsrunError(`bad format of filter "${f}" (expected name=value)`);
+    const key = f.slice(0, eq).toLowerCase();
+    const value = f.slice(eq + 1);
+    let check: (v: VolumeRecord) => boolean;
+    if (key === "dangling") {
+      if (!["true", "false", "1", "0"].includes(value)) throw new TsrunError(`invalid filter 'dangling=${value}'`);
+      const dangling = value === "true" || value === "1";
+      check = (v) => used(v.Name) !== dangling;
+    } else if (key === "driver") {
+      check = (v) => v.Driver === value;
+    } else if (key === "name") {
+      check = (v) => v.Name.includes(value);
+    } else if (key === "label") {
+      const at = value.indexOf("=");
+      const k = at < 0 ? value : value.slice(0, at);
+      check = (v) => k in (v.Labels ?? {}) && (at < 0 || v.Labels[k] === value.slice(at + 1));
+    } else {
+      throw new TsrunError(`invalid filter '${key}'`);
+    }
+    const group = key === "label" ? f : key;
+    byKey.set(group, [...(byKey.get(group) ?? []), check]);
+  }
+  return (v) => [...byKey.values()].every((alternatives) => alternatives.some((c) => c(v)));
 }

@@ -142,24 +142,37 @@ export function filterContainers(list: ContainerRecord[], filters: string[], ctx
  * match) and label!=KEY[=VALUE] (none may), as Docker's prune filters.
  */
 export function pruneFilter(filters: string[]): (r: ContainerRecord) => boolean {
-  const checks: ((r: ContainerRecord) => boolean)[] = [];
+  return pruneFilterOf<ContainerRecord>(filters, { created: (r) => r.created, labels: (r) => r.config.labels });
+}
+
+/**
+ * Docker's prune filters for any kind of record: until=TIME (created before it; only where the
+ * kind has a creation time) and label=KEY[=VALUE] / label!=KEY[=VALUE]. Checked before anything
+ * is looked at; an unknown key is Docker's "invalid filter" error.
+ */
+export function pruneFilterOf<T>(filters: string[], access: { created?: (t: T) => string | undefined; labels: (t: T) => Record<string, string> }): (t: T) => boolean {
+  const checks: ((t: T) => boolean)[] = [];
+  const created = access.created;
   for (const f of filters) {
-    const m = /^(until|label!?)=(.*)$/s.exec(f);
+    const m = (created ? /^(until|label!?)=(.*)$/s : /^(label!?)=(.*)$/s).exec(f);
     if (!m) {
       const eq = f.indexOf("=");
       if (eq < 0) throw new TsrunError(`bad format of filter "${f}" (expected name=value)`);
       throw invalid(f.slice(0, eq));
     }
     const [, key, value] = m as unknown as [string, string, string];
-    if (key === "until") {
+    if (key === "until" && created) {
       const until = parseTimeArgument(value, "until filter").getTime();
-      checks.push((r) => Date.parse(r.created) < until);
+      checks.push((t) => Date.parse(created(t) ?? "") < until);
       continue;
     }
     const eq = value.indexOf("=");
     const k = eq < 0 ? value : value.slice(0, eq);
-    const has = (r: ContainerRecord): boolean => k in r.config.labels && (eq < 0 || r.config.labels[k] === value.slice(eq + 1));
-    checks.push(key === "label" ? has : (r) => !has(r));
+    const has = (t: T): boolean => {
+      const labels = access.labels(t);
+      return k in labels && (eq < 0 || labels[k] === value.slice(eq + 1));
+    };
+    checks.push(key === "label" ? has : (t) => !has(t));
   }
-  return (r) => checks.every((c) => c(r));
+  return (t) => checks.every((c) => c(t));
 }

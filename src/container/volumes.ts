@@ -12,6 +12,7 @@ import { describeOperation } from "../store/leases.js";
 import type { Store } from "../store/store.js";
 import { runInUserNamespace } from "../userns-run.js";
 import { MS, type PlanMount } from "../native.js";
+import { pruneFilterOf } from "./filters.js";
 import { TsrunError, NotFoundError } from "../errors.js";
 
 export interface MountSpec {
@@ -257,13 +258,20 @@ export class Volumes {
   }
 
   /** `volume prune`: every unused anonymous volume (all: named ones too). Returns the names removed. */
-  async prune(all: boolean, users: (volume: string) => string[]): Promise<string[]> {
+  async prune(all: boolean, users: (volume: string) => string[], filters: string[] = []): Promise<string[]> {
+    // Docker's volume prune filters: label=, label!= and all=true|false (as -a).
+    const allFilter = filters.filter((f) => f.startsWith("all="));
+    for (const f of allFilter) {
+      if (f !== "all=true" && f !== "all=false" && f !== "all=1" && f !== "all=0") throw new TsrunError(`invalid filter '${f}': all takes true or false`);
+      if (f === "all=true" || f === "all=1") all = true;
+    }
+    const selected = pruneFilterOf<VolumeRecord>(filters.filter((f) => !f.startsWith("all=")), { labels: (v) => v.Labels ?? {} });
     const doomed = await this.store.locked(
       "volume prune",
       "containers",
       () =>
         this.list()
-          .filter((v) => (all || v.Anonymous) && this.inUse(v.Name, users) === undefined)
+          .filter((v) => (all || v.Anonymous) && this.inUse(v.Name, users) === undefined && selected(v))
           .map((v) => ({ name: v.Name, dir: this.detach(v.Name) })),
       async (out) => {
         faultPoint("volume-detached");

@@ -28,6 +28,7 @@ import { ReferenceError } from "./reference.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import { describeOperation, type InUse, type LeaseRecord } from "../store/leases.js";
 import { faultPoint } from "../store/fault.js";
+import { pruneFilterOf } from "../container/filters.js";
 import { detachGarbage, liveReferences } from "./gc.js";
 
 function shortImageId(id: string): string {
@@ -219,9 +220,18 @@ export interface PruneResult {
 }
 
 /** `image prune`: images without names (with all: every image) that no container uses. */
-export async function pruneImages(containers: Containers, all: boolean): Promise<PruneResult> {
+export async function pruneImages(containers: Containers, all: boolean, filters: string[] = []): Promise<PruneResult> {
+  // until= is the image's creation time and label= its config's labels, as Docker's filters.
+  const configOf = (i: ImageRecord): { created?: string; config?: { Labels?: Record<string, string> | null } } => {
+    try {
+      return JSON.parse(containers.store.blobs.read(i.id).toString("utf8")) as { created?: string; config?: { Labels?: Record<string, string> | null } };
+    } catch {
+      return {};
+    }
+  };
+  const selected = filters.length === 0 ? () => true : pruneFilterOf<ImageRecord>(filters, { created: (i) => configOf(i).created ?? i.added, labels: (i) => configOf(i).config?.Labels ?? {} });
   const result = await removal(containers, "image prune", (images, used, inUse) => {
-    const doomed = images.filter((i) => (all || i.names.length === 0) && !isUsed(usersOf(i, used, inUse)));
+    const doomed = images.filter((i) => (all || i.names.length === 0) && !isUsed(usersOf(i, used, inUse)) && selected(i));
     const untagged = doomed.flatMap((i) => i.names.map((n) => `untagged: ${familiarName(n)}`));
     // The cache of what is going (and of stages that are no image) goes too.
     dropCacheEntries(containers.store, images.filter((i) => !doomed.includes(i)), used, inUse, false);

@@ -7,6 +7,7 @@ import { pruneBuildCache, pruneImages } from "../image/remove.js";
 import { treeSize } from "./df.js";
 import { pruneFilter } from "../container/filters.js";
 import path from "node:path";
+import { TsrunError } from "../errors.js";
 
 export interface ContainerPruneResult {
   /** IDs of the containers removed. */
@@ -47,6 +48,11 @@ export interface SystemPruneOptions {
   all?: boolean;
   /** Also anonymous volumes no container uses (Docker 23 and later). */
   volumes?: boolean;
+  /**
+   * Docker's prune filters (until=, label=, label!=) for containers, images and volumes (label
+   * only). With filters the build cache is left alone: its entries have no labels.
+   */
+  filters?: string[];
 }
 
 export interface SystemPruneResult {
@@ -60,17 +66,21 @@ export interface SystemPruneResult {
 }
 
 export async function pruneSystem(containers: Containers, opts: SystemPruneOptions = {}): Promise<SystemPruneResult> {
-  const pruned = await pruneContainers(containers);
+  const filters = opts.filters ?? [];
+  // Docker's rule, checked before anything is removed.
+  if (opts.volumes && filters.some((f) => f.startsWith("until="))) throw new TsrunError('the "until" filter is not supported with "--volumes"');
+  pruneFilter(filters);
+  const pruned = await pruneContainers(containers, filters);
   let reclaimed = pruned.reclaimed;
   let volumes: string[] = [];
   if (opts.volumes) {
     const sizes = new Map(containers.volumes.list().map((v) => [v.Name, treeSize(containers.volumes.dataDir(v.Name))]));
-    volumes = await containers.volumes.prune(false, (v) => containers.volumeUsers(v));
+    volumes = await containers.volumes.prune(false, (v) => containers.volumeUsers(v), filters);
     for (const v of volumes) reclaimed += sizes.get(v) ?? 0;
   }
-  const images = await pruneImages(containers, opts.all ?? false);
+  const images = await pruneImages(containers, opts.all ?? false, filters);
   reclaimed += images.reclaimed;
-  const cache = await pruneBuildCache(containers, opts.all ?? false);
+  const cache = filters.length > 0 ? { lines: [], reclaimed: 0 } : await pruneBuildCache(containers, opts.all ?? false);
   reclaimed += cache.reclaimed;
   return { containers: pruned.removed, volumes, images: images.lines, buildCache: cache.lines.map((l) => l.replace(/^deleted: /, "")), reclaimed };
 }

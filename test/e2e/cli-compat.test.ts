@@ -1,10 +1,10 @@
 // Where tsrun's container commands used to differ from the Docker CLI in ways scripts trip on.
 // Each case is a regression test for one fix; the comments say what Docker does.
 import { beforeAll, describe, expect, it } from "vitest";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
-import { asUser, cliEnv, env, filesDir, importBusybox, shAsUser, tsrun, unique, tsrunOk } from "./helpers.js";
+import { asUser, cliEnv, env, filesDir, importBusybox, scratchDir, shAsUser, tsrun, unique, tsrunOk } from "./helpers.js";
 
 async function until(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -271,6 +271,34 @@ describe("Docker CLI habits", () => {
       [["--volume-driver", "nfs"], /^Error: --volume-driver nfs is not supported: volumes are local$/],
       [["--memory-swappiness", "101"], /^Error: invalid --memory-swappiness "101": -1 or 0 to 100$/],
     ]);
+  });
+
+  it("--platform of history, save, load and import takes the host's spellings and refuses others; rmi --no-prune, cp -q, network inspect -v are taken", async () => {
+    const arch = (await ok(["inspect", "-f", "{{.Architecture}}", "busybox"])).trim();
+    const other = arch === "arm64" ? "linux/amd64" : "linux/arm64";
+    expect(await ok(["history", "-q", "--platform", `linux/${arch}`, "busybox"])).toMatch(/^[0-9a-f]{12}\n/);
+    const dir = scratchDir("platform");
+    const archive = path.join(dir, "b.tar");
+    await ok(["save", "--platform", `linux/${arch}`, "-o", archive, "busybox"]);
+    expect(await ok(["load", "--platform", `linux/${arch}`, "-q", "-i", archive])).toMatch(/Loaded image: busybox:latest/);
+    const imported = unique("imported");
+    await ok(["import", "--platform", `linux/${arch}`, path.join(env.base, "busybox.tar"), imported]);
+    for (const args of [["history", "busybox"], ["save", "-o", path.join(dir, "x.tar"), "busybox"], ["load", "-i", archive], ["import", path.join(env.base, "busybox.tar")], ["rmi", imported]]) {
+      const [command, ...rest] = args as [string, ...string[]];
+      const r = await tsrun([command, "--platform", other, ...rest]);
+      expect(r.code, args.join(" ")).toBe(125);
+      expect(r.stderr).toBe(`Error: ${command} --platform ${other}: the store keeps the host's platform only (linux/${arch})\n`);
+    }
+    expect(await ok(["rmi", "--no-prune", imported])).toMatch(/Untagged: /);
+    const c = unique("cpq");
+    await ok(["create", "--name", c, "busybox", "true"]);
+    await ok(["cp", "-q", `${c}:/bin/busybox`, path.join(dir, "busybox")]);
+    expect(existsSync(path.join(dir, "busybox"))).toBe(true);
+    await tsrun(["rm", c]);
+    const net = unique("netv");
+    await ok(["network", "create", net]);
+    expect(JSON.parse(await ok(["network", "inspect", "-v", net]))[0].Name).toBe(net);
+    await ok(["network", "rm", net]);
   });
 
   it("--dns-search, --dns-option, --expose (published by -P) and --label-file", async () => {

@@ -4,7 +4,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, tsrun, unique, tsrunOk } from "./helpers.js";
+import { env, importBusybox, scratchDir, tsrun, unique, tsrunOk } from "./helpers.js";
 
 const ok = (args: string[]): Promise<string> => tsrunOk(args);
 
@@ -191,6 +191,37 @@ describe("tag and rmi", () => {
     expect(await ok(["images", "-q", repo])).toBe("");
     // Other test files import busybox again as they need it; this file does too.
     await importBusybox("busybox");
+  });
+
+  it("image prune and system prune --filter: until= (the image's creation), label=, label!=; a bad key is one line", async () => {
+    const e = { env: { TSRUN_ROOT: scratchDir("store-prune-filter") } };
+    const run = async (args: string[]): Promise<string> => {
+      const r = await tsrun(args, e);
+      expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(0);
+      return r.stdout;
+    };
+    const tar = path.join(env.base, "busybox.tar");
+    await run(["import", "-c", "LABEL keep=yes", tar, "keep:1"]);
+    await run(["import", "-c", "LABEL keep=no", tar, "drop:1"]);
+    await run(["import", "-c", "LABEL other=1", tar, "other:1"]);
+    expect(await run(["image", "prune", "-a", "-f", "--filter", "until=2000-01-01T00:00:00Z"])).toBe("Total reclaimed space: 0B\n");
+    expect(await run(["image", "prune", "-a", "-f", "--filter", "label=keep=no"])).toMatch(/^Deleted Images:\nuntagged: drop:1\n/);
+    expect(await run(["image", "prune", "-a", "-f", "--filter", "label!=keep"])).toMatch(/^Deleted Images:\nuntagged: other:1\n/);
+    expect((await run(["images", "--format", "{{.Repository}}"])).trim()).toBe("keep");
+    // system prune: containers and images alike; the build cache is left alone.
+    await run(["run", "--name", "labelled", "--label", "gone=1", "keep:1", "true"]);
+    await run(["run", "--name", "plain", "keep:1", "true"]);
+    expect(await run(["system", "prune", "-f", "--filter", "label=gone"])).toMatch(/^Deleted Containers:\n[0-9a-f]{64}\n\nTotal reclaimed space/);
+    expect((await run(["ps", "-a", "--format", "{{.Names}}"])).trim()).toBe("plain");
+    for (const [args, message] of [
+      [["image", "prune", "-f", "--filter", "color=red"], /^Error: invalid filter 'color'/],
+      [["system", "prune", "-f", "--volumes", "--filter", "until=1h"], /^Error: the "until" filter is not supported with "--volumes"$/],
+    ] as [string[], RegExp][]) {
+      const r = await tsrun(args, e);
+      expect(r.code, args.join(" ")).toBe(125);
+      expect(r.stderr.trim().split("\n"), args.join(" ")).toEqual([expect.stringMatching(message)]);
+    }
+    expect((await run(["ps", "-a", "--format", "{{.Names}}"])).trim()).toBe("plain");
   });
 
   it("bad input: unknown image, bad reference; exit 125 and the store unchanged", async () => {

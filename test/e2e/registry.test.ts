@@ -491,6 +491,22 @@ describe("pull --all-tags", () => {
     expectOneLineError(await tsrun(["pull", "-a", `${open.host}/tsrun/no-such-repo`], { env: bad }), /listing tags: .*(name unknown|repository name not known)/i);
     expect(storedImages(bad)).toEqual([]);
   });
+
+  it("push -a pushes every local tag of the repository, as docker push -a does; a tag or a destination with -a is one line", async () => {
+    const repo = `${open.host}/tsrun/pushall`;
+    await importBusybox("pushall-second", ["LABEL n=pushall"]);
+    for (const [image, tag] of [["busybox", "a"], ["pushall-second", "b"]]) expect((await tsrun(["tag", image as string, `${repo}:${tag}`])).code).toBe(0);
+    const r = await tsrun(["push", "-q", "--all-tags", "--disable-content-trust", repo]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^sha256:[0-9a-f]{64}\nsha256:[0-9a-f]{64}\n$/);
+    const store = freshStore("pushall");
+    const pulled = await tsrun(["pull", "-q", "-a", repo], { env: store });
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(storedImages(store).flatMap((i) => i.names).sort()).toEqual([`${repo}:a`, `${repo}:b`]);
+    expectOneLineError(await tsrun(["push", "-a", `${repo}:a`]), /^Error: tag can't be used with --all-tags\/-a$/);
+    expectOneLineError(await tsrun(["push", "-a", repo, `${repo}-copy`]), /^Error: push: a destination cannot be used with --all-tags$/);
+    expectOneLineError(await tsrun(["push", "-a", `${open.host}/tsrun/nothing-here`]), /^Error: An image does not exist locally with the tag: /);
+  });
 });
 
 describe("multi-platform index", () => {

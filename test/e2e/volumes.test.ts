@@ -104,6 +104,43 @@ describe("volumes", () => {
   });
 });
 
+describe("volume ls, inspect and prune as Docker's", () => {
+  it("ls --filter (dangling, label, name, driver) and --format; inspect --format; prune --filter, its question and the space it freed", async () => {
+    // A store of its own: prune must not touch the other tests' volumes.
+    const e = { env: { TSRUN_ROOT: scratchDir("store-volumes") } };
+    const ok = async (args: string[], input?: string): Promise<string> => {
+      const r = await tsrun(args, { ...e, ...(input !== undefined ? { input } : {}) });
+      expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(0);
+      return r.stdout;
+    };
+    expect((await tsrun(["import", path.join(env.base, "busybox.tar"), "busybox"], e)).code).toBe(0);
+    await ok(["volume", "create", "--label", "team=core", "--label", "tier=db", "data-core"]);
+    await ok(["volume", "create", "--label", "team=web", "data-web"]);
+    await ok(["volume", "create", "scratch"]);
+    await ok(["run", "-d", "--name", "holder", "-v", "data-web:/w", "busybox", "sleep", "60"]);
+    expect(await ok(["volume", "ls", "-q", "--filter", "dangling=true"])).toBe("data-core\nscratch\n");
+    expect(await ok(["volume", "ls", "-q", "--filter", "dangling=false"])).toBe("data-web\n");
+    expect(await ok(["volume", "ls", "-q", "--filter", "label=team"])).toBe("data-core\ndata-web\n");
+    expect(await ok(["volume", "ls", "-q", "--filter", "label=team=core", "--filter", "label=tier"])).toBe("data-core\n");
+    expect(await ok(["volume", "ls", "-q", "--filter", "name=data", "--filter", "driver=local"])).toBe("data-core\ndata-web\n");
+    expect(await ok(["volume", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}} {{.Label \"team\"}}", "--filter", "name=data-core"])).toBe("data-core local local team=core,tier=db core\n");
+    expect(await ok(["volume", "ls", "--format", "table {{.Name}}\t{{.Driver}}", "--filter", "name=scratch"])).toBe("VOLUME NAME   DRIVER\nscratch       local\n");
+    expect(JSON.parse(await ok(["volume", "ls", "--format", "json", "--filter", "name=scratch"]))).toMatchObject({ Name: "scratch", Driver: "local", Scope: "local", Labels: "" });
+    expect(await ok(["volume", "inspect", "--format", "{{.Name}}: {{index .Labels \"tier\"}}", "data-core"])).toBe("data-core: db\n");
+    const bad = await tsrun(["volume", "ls", "--filter", "color=red"], e);
+    expect([bad.code, bad.stderr]).toEqual([125, "Error: invalid filter 'color'\n"]);
+
+    // prune asks first (no answer: nothing removed); -a with label filters; the volume in use stays.
+    expect(await ok(["volume", "prune", "-a"], "n\n")).toContain("WARNING! This will remove all local volumes not used by at least one container.");
+    expect(await ok(["volume", "ls", "-q"])).toBe("data-core\ndata-web\nscratch\n");
+    const pruned = await ok(["volume", "prune", "-f", "-a", "--filter", "label!=team"]);
+    expect(pruned).toMatch(/^Deleted Volumes:\nscratch\n\nTotal reclaimed space: \d+(\.\d+)?[kM]?B\n$/);
+    expect(await ok(["volume", "prune", "-f", "--filter", "all=true", "--filter", "label=team=core"])).toMatch(/^Deleted Volumes:\ndata-core\n\n/);
+    expect(await ok(["volume", "ls", "-q"])).toBe("data-web\n");
+    await tsrun(["rm", "-f", "holder"], e);
+  });
+});
+
 describe("tmpfs", () => {
   it("--tmpfs and --mount type=tmpfs give a fresh writable tmpfs, also with --read-only", async () => {
     const r = await tsrun(["run", "--rm", "--read-only", "--tmpfs", "/scratch", "--mount", "type=tmpfs,target=/small,tmpfs-size=1m", "busybox", "sh", "-c", "touch /scratch/a && echo ok; grep -E ' /(scratch|small) ' /proc/mounts | cut -d' ' -f1-3 | sort"]);
