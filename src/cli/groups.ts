@@ -13,6 +13,8 @@ interface CommandGroup {
   load(): Promise<Register[]>;
   /** What the group also adds under `container` (Docker's management command: `container run`, `container ls`, ...). */
   containerCommands?(): Promise<Register[]>;
+  /** What the group also adds under `image` (`image pull`, `image save`, `image build`, ...). */
+  imageCommands?(): Promise<Register[]>;
 }
 
 /** Every group; test/unit/cli-groups.test.ts checks the names against what each group registers. */
@@ -34,14 +36,19 @@ export const COMMAND_GROUPS: CommandGroup[] = [
     load: async () => [(await import("./containers-image.js")).registerContainerImages],
     containerCommands: async () => [(await import("./containers-image.js")).registerContainerImages],
   },
-  { commands: ["pull", "push", "login", "logout"], load: async () => [(await import("./registry.js")).registerRegistry] },
-  { commands: ["save", "load"], load: async () => [(await import("./archive.js")).registerArchive] },
+  {
+    commands: ["pull", "push", "login", "logout"],
+    load: async () => [(await import("./registry.js")).registerRegistry],
+    imageCommands: async () => [(await import("./registry.js")).registerPullPush],
+  },
+  { commands: ["save", "load"], load: async () => [(await import("./archive.js")).registerArchive], imageCommands: async () => [(await import("./archive.js")).registerArchive] },
   {
     commands: ["build", "builder"],
     load: async () => {
       const m = await import("./build.js");
       return [m.registerBuild, m.registerBuilder];
     },
+    imageCommands: async () => [(await import("./build.js")).registerBuild],
   },
   { commands: ["system", "info", "version"], load: async () => [(await import("./system.js")).registerSystem] },
   { commands: ["network"], load: async () => [(await import("./networks.js")).registerNetworks] },
@@ -65,7 +72,17 @@ export async function registerGroups(program: Command, groups: CommandGroup[]): 
   for (const registers of loaded) for (const register of registers) register(program);
   // The `container` subcommands only when every group is loaded, which `container ...` does:
   // a plain `tsrun run` does not build them.
-  if (groups === COMMAND_GROUPS) await registerContainerCommands(program, groups);
+  if (groups === COMMAND_GROUPS) {
+    await registerContainerCommands(program, groups);
+    await registerImageCommands(program, groups);
+  }
+}
+
+/** `image pull|push|save|load|build`: those commands again under Docker's management command. */
+async function registerImageCommands(program: Command, groups: CommandGroup[]): Promise<void> {
+  const parent = program.commands.find((c) => c.name() === "image") ?? program.command("image").description("Manage images");
+  const loaded = await Promise.all(groups.map((g) => g.imageCommands?.() ?? Promise.resolve([])));
+  for (const registers of loaded) for (const register of registers) register(parent);
 }
 
 /** `container run|ls|rm|inspect|...`: the container commands again under Docker's management command, with its aliases. */

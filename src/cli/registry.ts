@@ -165,6 +165,12 @@ function prompt(question: string, hide: boolean): Promise<string> {
 }
 
 export function registerRegistry(program: Command): void {
+  registerPullPush(program);
+  registerLogin(program);
+}
+
+/** pull and push: also under `image` (`image pull`, `image push`), as in Docker. */
+export function registerPullPush(program: Command): void {
   subcommand(program, "pull")
     .description("Pull an image from a registry")
     .argument("<name>", "NAME[:TAG|@DIGEST]")
@@ -233,6 +239,9 @@ export function registerRegistry(program: Command): void {
       for (const name of names) await pushOne(name, undefined);
     });
 
+}
+
+function registerLogin(program: Command): void {
   subcommand(program, "login")
     .description("Log in to a registry (credentials are checked, then kept in the auth file)")
     .argument("<registry>")

@@ -301,6 +301,19 @@ describe("Docker CLI habits", () => {
     await ok(["network", "rm", net]);
   });
 
+  it("image save, load and build under Docker's image management command", async () => {
+    const dir = filesDir({ Dockerfile: "FROM busybox\nLABEL built=by-image-build\n" }, "image-build");
+    const tag = unique("image-build");
+    await ok(["image", "build", "-q", "-t", tag, dir]);
+    expect(await ok(["image", "inspect", "-f", "{{.Config.Labels.built}}", tag])).toBe("by-image-build\n");
+    const archive = path.join(scratchDir("image-save"), "i.tar");
+    await ok(["image", "save", "-o", archive, tag]);
+    await ok(["image", "rm", tag]);
+    expect(await ok(["image", "load", "-i", archive])).toBe(`Loaded image: ${tag}:latest\n`);
+    expect((await tsrun(["image", "pull", "--help"])).stdout).toMatch(/^Usage: tsrun image pull /);
+    await ok(["image", "rm", tag]);
+  });
+
   it("--dns-search, --dns-option, --expose (published by -P) and --label-file", async () => {
     const resolv = await ok(["run", "--rm", "--dns", "10.0.0.1", "--dns-search", "example.com", "--dns-search", "corp.example", "--dns-option", "ndots:2", "busybox", "cat", "/etc/resolv.conf"]);
     expect(resolv).toBe("nameserver 10.0.0.1\nsearch example.com corp.example\noptions ndots:2\n");

@@ -28,7 +28,11 @@ describe("command groups", () => {
     // Docker's management command has every container command, with its aliases.
     const container = program.commands.find((c) => c.name() === "container");
     const names = container?.commands.flatMap((c) => [c.name(), ...c.aliases()]) ?? [];
-    for (const name of ["run", "create", "ls", "list", "ps", "rm", "remove", "inspect", "exec", "logs", "stop", "start", "kill", "prune", "commit", "export", "diff", "stats"]) expect(names).toContain(name);
+    for (const name of ["run", "create", "ls", "list", "ps", "rm", "remove", "inspect", "exec", "logs", "stop", "start", "kill", "prune", "commit", "export", "diff", "stats", "update"]) expect(names).toContain(name);
+    // And Docker's image management command has every image command.
+    const image = program.commands.find((c) => c.name() === "image");
+    const imageNames = image?.commands.flatMap((c) => [c.name(), ...c.aliases()]) ?? [];
+    for (const name of ["build", "history", "import", "inspect", "load", "ls", "list", "prune", "pull", "push", "rm", "remove", "save", "tag"]) expect(imageNames).toContain(name);
   });
 
   it("bin/tsrun loads the run-only bundle for exactly the run group's commands", () => {
