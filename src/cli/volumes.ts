@@ -15,8 +15,17 @@ export function registerVolumes(program: Command): void {
     .command("create")
     .argument("[name]")
     .option("-l, --label <KEY=VALUE>", "set a label", collect, [])
-    .action(async (name: string | undefined, o: { label: string[] }) => {
-      const { record } = await new Tsrun().containers.volumes.create(name, parseLabels(o.label));
+    .option("-d, --driver <name>", "volume driver: local only", "local")
+    .option("-o, --opt <KEY=VALUE>", "local driver options: type=tmpfs (o=size=64m,...), or o=bind with device=/host/dir", collect, [])
+    .action(async (name: string | undefined, o: { label: string[]; driver: string; opt: string[] }) => {
+      if (o.driver !== "local") throw new TsrunError(`volume driver ${o.driver} is not supported: volumes are local`);
+      const options: Record<string, string> = {};
+      for (const opt of o.opt) {
+        const eq = opt.indexOf("=");
+        if (eq <= 0) throw new TsrunError(`invalid option "${opt}": expected KEY=VALUE`);
+        options[opt.slice(0, eq)] = opt.slice(eq + 1);
+      }
+      const { record } = await new Tsrun().containers.volumes.create(name, parseLabels(o.label), false, options);
       writeOut(`${record.Name}\n`);
     });
   volume

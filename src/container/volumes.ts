@@ -177,7 +177,7 @@ export class Volumes {
    * becomes the volume only through publish (under the store lock), so a volume is never seen
    * half made, and a killed tsrun leaves a temporary that the next command removes.
    */
-  stage(name: string | undefined, labels: Record<string, string> = {}, anonymous = false): StagedVolume {
+  stage(name: string | undefined, labels: Record<string, string> = {}, anonymous = false, options: Record<string, string> = {}): StagedVolume {
     const volumeName = name ?? randomBytes(32).toString("hex");
     if (!VOLUME_NAME.test(volumeName)) throw new TsrunError(`invalid volume name "${volumeName}"`);
     mkdirSync(this.dir, { recursive: true });
@@ -190,7 +190,7 @@ export class Volumes {
       CreatedAt: new Date().toISOString(),
       Labels: labels,
       Scope: "local",
-      Options: {},
+      Options: options,
       Anonymous: anonymous,
     };
     writeJsonAtomic(path.join(dir, "volume.json"), record);
@@ -211,11 +211,12 @@ export class Volumes {
   }
 
   /** `volume create`: a new empty volume (idempotent for an existing name); returns true when it is new. */
-  async create(name: string | undefined, labels: Record<string, string> = {}, anonymous = false): Promise<{ record: VolumeRecord; created: boolean }> {
+  async create(name: string | undefined, labels: Record<string, string> = {}, anonymous = false, options: Record<string, string> = {}): Promise<{ record: VolumeRecord; created: boolean }> {
     if (name !== undefined && !VOLUME_NAME.test(name)) throw new TsrunError(`invalid volume name "${name}"`);
+    checkLocalOptions(options);
     return this.store.locked(`volume create ${name ?? ""}`.trim(), "containers", async () => {
       if (name !== undefined && this.exists(name)) return { record: this.inspect(name), created: false };
-      return { record: await this.publish(this.stage(name, labels, anonymous)), created: true };
+      return { record: await this.publish(this.stage(name, labels, anonymous, options)), created: true };
     });
   }
 
@@ -312,8 +313,53 @@ export class Volumes {
 }
 
 /** The launch-plan mounts for a container's mount specs (volumes must exist already). */
+/**
+ * The local driver's options (`volume create -o`) a rootless runtime can honour, checked as the
+ * volume is created: type=tmpfs (o: tmpfs's mount options, such as size=64m,uid=1000) and o=bind
+ * with device=/host/dir (type=none). Other types (nfs, cifs, a block device) need root to mount.
+ */
+export function checkLocalOptions(options: Record<string, string>): void {
+  for (const key of Object.keys(options)) {
+    if (!["type", "device", "o"].includes(key)) throw new TsrunError(`invalid option key: "${key}" (the local driver takes type, device and o)`);
+  }
+  if (Object.keys(options).length === 0) return;
+  const bind = (options.o ?? "").split(",").includes("bind");
+  if (options.type === "tmpfs" && !bind) return;
+  if (bind) {
+    const device = options.device ?? "";
+    if (!device.startsWith("/")) throw new TsrunError(`a bind volume needs device=/absolute/host/path (got "${device}")`);
+    return;
+  }
+  if (options.type === undefined) throw new TsrunError("missing option: type (the local driver takes type=tmpfs, or o=bind with device=PATH)");
+  throw new TsrunError(`volume type "${options.type}" needs root to mount; rootless, the local driver takes type=tmpfs, or o=bind with device=PATH`);
+}
+
+/** A volume with local driver options: what to mount instead of its data dir. */
+function localOptionsMount(record: VolumeRecord | undefined, target: string, readOnly: boolean): PlanMount | undefined {
+  const o = record?.Options ?? {};
+  if (Object.keys(o).length === 0) return undefined;
+  const opts = (o.o ?? "").split(",").filter((x) => x !== "");
+  if (opts.includes("bind")) {
+    const device = o.device as string;
+    let isDir = true;
+    try {
+      isDir = statSync(device).isDirectory();
+    } catch {
+      throw new TsrunError(`volume ${record?.Name ?? ""}: its device ${device} does not exist`);
+    }
+    const ro = readOnly || opts.includes("ro");
+    return { kind: "bind", source: device, target, flags: ro ? MS.RDONLY : 0, create: isDir ? "dir" : "file", recursive: opts.includes("rbind") };
+  }
+  // type=tmpfs: a fresh tmpfs at each mount, as Docker's local driver mounts it.
+  return { kind: "mount", source: "tmpfs", target, fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV | (readOnly ? MS.RDONLY : 0), data: opts.join(","), create: "dir" };
+}
+
 export function planMounts(specs: MountSpec[], volumes: Volumes): PlanMount[] {
   return specs.map((m): PlanMount => {
+    if (m.type === "volume") {
+      const special = localOptionsMount(volumes.exists(m.source) ? volumes.inspect(m.source) : undefined, m.target, m.readOnly);
+      if (special) return special;
+    }
     switch (m.type) {
       case "bind":
       case "volume": {

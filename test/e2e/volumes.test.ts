@@ -141,6 +141,42 @@ describe("volume ls, inspect and prune as Docker's", () => {
   });
 });
 
+describe("local driver options (volume create -o)", () => {
+  it("type=tmpfs mounts a fresh tmpfs with its options; o=bind mounts the device; rm leaves the device; other types are one line", async () => {
+    const tmpfsVolume = unique("vtmpfs");
+    expect((await tsrun(["volume", "create", "-d", "local", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=8m,mode=0770", tmpfsVolume])).stdout).toBe(`${tmpfsVolume}\n`);
+    const inTmpfs = await tsrun(["run", "--rm", "-v", `${tmpfsVolume}:/data`, "busybox", "sh", "-c", "awk '$2 == \"/data\" {print $3, $4}' /proc/mounts; stat -c %a /data; echo kept > /data/f"]);
+    expect(inTmpfs.stdout, inTmpfs.stderr).toMatch(/^tmpfs rw,.*size=8192k.*\n770\n$/);
+    // A fresh tmpfs at each mount, as Docker's local driver mounts it.
+    expect((await tsrun(["run", "--rm", "-v", `${tmpfsVolume}:/data`, "busybox", "ls", "/data"])).stdout).toBe("");
+    expect(JSON.parse((await tsrun(["volume", "inspect", "-f", "{{json .Options}}", tmpfsVolume])).stdout)).toEqual({ type: "tmpfs", device: "tmpfs", o: "size=8m,mode=0770" });
+
+    const device = scratchDir("bind-device");
+    writeFileSync(path.join(device, "from-host"), "host\n");
+    const bindVolume = unique("vbind");
+    expect((await tsrun(["volume", "create", "-o", "type=none", "-o", "o=bind", "-o", `device=${device}`, bindVolume])).code).toBe(0);
+    const inBind = await tsrun(["run", "--rm", "-v", `${bindVolume}:/b`, "busybox", "sh", "-c", "cat /b/from-host; echo ctr > /b/from-ctr"]);
+    expect(inBind.stdout, inBind.stderr).toBe("host\n");
+    expect(readFileSync(path.join(device, "from-ctr"), "utf8")).toBe("ctr\n");
+    expect((await tsrun(["run", "--rm", "-v", `${bindVolume}:/b:ro`, "busybox", "sh", "-c", "echo x > /b/no"])).code).not.toBe(0);
+    expect((await tsrun(["volume", "rm", tmpfsVolume, bindVolume])).code).toBe(0);
+    expect(readdirSync(device).sort()).toEqual(["from-ctr", "from-host"]);
+
+    for (const [args, message] of [
+      [["-o", "type=nfs", "-o", "device=:/export"], /^Error: volume type "nfs" needs root to mount; rootless, the local driver takes type=tmpfs, or o=bind with device=PATH$/],
+      [["-o", "o=bind", "-o", "device=relative/dir"], /^Error: a bind volume needs device=\/absolute\/host\/path/],
+      [["-o", "colour=red"], /^Error: invalid option key: "colour"/],
+      [["-d", "nfs"], /^Error: volume driver nfs is not supported: volumes are local$/],
+    ] as [string[], RegExp][]) {
+      const name = unique("vbad");
+      const r = await tsrun(["volume", "create", ...args, name]);
+      expect(r.code, args.join(" ")).toBe(125);
+      expect(r.stderr.trim().split("\n"), args.join(" ")).toEqual([expect.stringMatching(message)]);
+      expect((await tsrun(["volume", "ls", "-q", "--filter", `name=${name}`])).stdout).toBe("");
+    }
+  });
+});
+
 describe("tmpfs", () => {
   it("--tmpfs and --mount type=tmpfs give a fresh writable tmpfs, also with --read-only", async () => {
     const r = await tsrun(["run", "--rm", "--read-only", "--tmpfs", "/scratch", "--mount", "type=tmpfs,target=/small,tmpfs-size=1m", "busybox", "sh", "-c", "touch /scratch/a && echo ok; grep -E ' /(scratch|small) ' /proc/mounts | cut -d' ' -f1-3 | sort"]);
