@@ -277,12 +277,14 @@ export function registerBuild(program: Command): void {
     });
 }
 
-async function builderPrune(o: { all: boolean; force: boolean }): Promise<void> {
+async function builderPrune(o: { all: boolean; force: boolean; filter: string[] }): Promise<void> {
+  // Bad filters fail before the question (nothing is removed by a check with nothing to drop).
+  for (const f of o.filter) if (!f.startsWith("until=")) throw new TsrunError(`invalid filter '${f.split("=")[0] ?? f}': builder prune takes until=TIME`);
   if (!o.force) {
     const what = o.all ? "all build cache" : "all dangling build cache";
     if (!(await confirm(`WARNING! This will remove ${what}.\nAre you sure you want to continue? [y/N] `))) return;
   }
-  const result = await pruneBuildCache(new Tsrun().containers, o.all);
+  const result = await pruneBuildCache(new Tsrun().containers, o.all, o.filter);
   if (result.lines.length > 0) writeOut(`Deleted build cache objects:\n${result.lines.map((l) => l.replace(/^deleted: /, "")).join("\n")}\n\n`);
   writeOut(`Total reclaimed space: ${humanSize(result.reclaimed)}\n`);
 }
@@ -294,7 +296,8 @@ export function registerBuilder(program: Command): void {
     .description("Remove build cache (the entries no image holds; with -a all of it)")
     .option("-a, --all", "remove all build cache, not just what no image holds", false)
     .option("-f, --force", "do not prompt for confirmation", false)
-    .action(async (o: { all: boolean; force: boolean }) => {
+    .option("--filter <filter>", "until=TIME: only entries made before it", collect, [])
+    .action(async (o: { all: boolean; force: boolean; filter: string[] }) => {
       await builderPrune(o);
     });
 }

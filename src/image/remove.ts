@@ -29,6 +29,7 @@ import { NotFoundError, TsrunError } from "../errors.js";
 import { describeOperation, type InUse, type LeaseRecord } from "../store/leases.js";
 import { faultPoint } from "../store/fault.js";
 import { pruneFilterOf } from "../container/filters.js";
+import { parseTimeArgument } from "../format/duration.js";
 import { detachGarbage, liveReferences } from "./gc.js";
 
 function shortImageId(id: string): string {
@@ -117,13 +118,14 @@ function removeFromIndex(store: Store, removed: ImageRecord[], remaining: ImageR
  * Podman's prune removes dangling intermediate images. Either way an entry whose layers a build
  * in progress uses stays (Docker's prune removes only unused build cache). Returns them.
  */
-function dropCacheEntries(store: Store, remaining: ImageRecord[], containers: ContainerRecord[], inUse: InUse, all: boolean): BuildCacheEntry[] {
+function dropCacheEntries(store: Store, remaining: ImageRecord[], containers: ContainerRecord[], inUse: InUse, all: boolean, eligible: (e: BuildCacheEntry) => boolean = () => true): BuildCacheEntry[] {
   const entries = store.buildCache.load();
   const held = new Set<string>([...remaining.flatMap((i) => i.layers.map((l) => l.chainId)), ...containers.flatMap((c) => c.layers)]);
   const dropped: BuildCacheEntry[] = [];
   for (const [key, entry] of entries) {
     const top = entry.layers.at(-1)?.chainId;
     if (top !== undefined && inUse.layers.has(top)) continue;
+    if (!eligible(entry)) continue;
     if (all || top === undefined || !held.has(top)) {
       dropped.push(entry);
       entries.delete(key);
@@ -246,10 +248,19 @@ export async function pruneImages(containers: Containers, all: boolean, filters:
  * `builder prune`: the build cache, and the layers only it kept. Without all, only the entries
  * no image or container holds (as `image prune` drops them); with all, every entry.
  */
-export async function pruneBuildCache(containers: Containers, all: boolean): Promise<PruneResult> {
+export async function pruneBuildCache(containers: Containers, all: boolean, filters: string[] = []): Promise<PruneResult> {
   const store = containers.store;
+  // Docker's builder prune filter until=TIME: entries made before it (the others it takes,
+  // id, parent, type..., name BuildKit records tsrun does not keep).
+  let until: number | undefined;
+  for (const f of filters) {
+    const m = /^until=(.+)$/s.exec(f);
+    if (!m) throw new TsrunError(`invalid filter '${f.split("=")[0] ?? f}': builder prune takes until=TIME`);
+    until = parseTimeArgument(m[1] as string, "until filter").getTime();
+  }
+  const eligible = until === undefined ? undefined : (e: BuildCacheEntry): boolean => Date.parse(e.created) < (until as number);
   const result = await removal(containers, "builder prune", (images, used, inUse) => {
-    dropCacheEntries(store, images, used, inUse, all);
+    dropCacheEntries(store, images, used, inUse, all, eligible);
     const detached = detachGarbage(store, liveReferences(images, used, inUse, store.buildCache.load().values()));
     return {
       lines: detached.layers.map((l) => `deleted: ${l.chainId}`),
@@ -258,6 +269,6 @@ export async function pruneBuildCache(containers: Containers, all: boolean): Pro
     };
   });
   // RUN --mount=type=cache directories are build cache too (their files may belong to any uid).
-  if (all) await store.removeTree(store.buildCache.mountsDir);
+  if (all && until === undefined) await store.removeTree(store.buildCache.mountsDir);
   return { lines: result.lines, reclaimed: result.reclaimed };
 }

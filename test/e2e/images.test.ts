@@ -4,7 +4,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { env, importBusybox, scratchDir, tsrun, unique, tsrunOk } from "./helpers.js";
+import { env, filesDir, importBusybox, scratchDir, tsrun, unique, tsrunOk } from "./helpers.js";
 
 const ok = (args: string[]): Promise<string> => tsrunOk(args);
 
@@ -222,6 +222,18 @@ describe("tag and rmi", () => {
       expect(r.stderr.trim().split("\n"), args.join(" ")).toEqual([expect.stringMatching(message)]);
     }
     expect((await run(["ps", "-a", "--format", "{{.Names}}"])).trim()).toBe("plain");
+    // builder prune --filter until=: only the entries made before the time.
+    const context = filesDir({ Dockerfile: "FROM keep:1\nRUN echo cached > /cached\n" }, "prune-filter-build");
+    await run(["build", "-q", "-t", "built:1", context]);
+    const cacheEntries = async (): Promise<number> => Number((await run(["system", "df", "--format", "{{.Type}} {{.TotalCount}}"])).match(/^Build Cache (\d+)$/m)?.[1]);
+    const before = await cacheEntries();
+    expect(before).toBeGreaterThan(0);
+    expect(await run(["builder", "prune", "-a", "-f", "--filter", "until=2000-01-01T00:00:00Z"])).toBe("Total reclaimed space: 0B\n");
+    expect(await cacheEntries()).toBe(before);
+    await run(["builder", "prune", "-a", "-f", "--filter", "until=0s"]);
+    expect(await cacheEntries()).toBe(0);
+    const badBuilder = await tsrun(["builder", "prune", "-f", "--filter", "type=regular"], e);
+    expect([badBuilder.code, badBuilder.stderr]).toEqual([125, "Error: invalid filter 'type': builder prune takes until=TIME\n"]);
   });
 
   it("bad input: unknown image, bad reference; exit 125 and the store unchanged", async () => {
