@@ -235,9 +235,10 @@ export class Containers {
     for (const m of specs) {
       if (m.type === "bind" && !existsSync(m.source)) mkdirSync(m.source, { recursive: true });
       if (m.type !== "volume" || this.volumes.exists(m.source)) continue;
-      const volume = this.volumes.stage(m.source, {}, m.anonymous ?? false);
+      const volume = this.volumes.stage(m.source, m.volumeLabels ?? {}, m.anonymous ?? false, m.volumeOptions ?? {});
       staged.push(volume);
-      if (!m.noCopy) await this.volumes.copyUp(volume.record.Name, volume.dataDir, layerDirs, m.target);
+      // A tmpfs or bind volume (volume-opt) is mounted from elsewhere: its data dir stays unused.
+      if (!m.noCopy && !m.volumeOptions) await this.volumes.copyUp(volume.record.Name, volume.dataDir, layerDirs, m.target);
     }
   }
 

@@ -27,6 +27,9 @@ export interface MountSpec {
   tmpfsOptions?: string;
   /** volume created for this container without a name (removed by rm -v). */
   anonymous?: boolean;
+  /** --mount volume-opt=KEY=VALUE and volume-label=KEY=VALUE: for a volume this mount creates. */
+  volumeOptions?: Record<string, string>;
+  volumeLabels?: Record<string, string>;
 }
 
 export interface StagedVolume {
@@ -85,12 +88,45 @@ export function parseVolumeFlag(spec: string): MountSpec {
   return { type: "volume", source, target: checkTarget(target, "volume"), readOnly };
 }
 
+/** The fields of a --mount value: comma-separated, a field in double quotes may hold commas (Docker reads it as CSV). */
+function mountFields(spec: string): string[] {
+  const fields: string[] = [];
+  let field = "";
+  let quoted = false;
+  for (let i = 0; i < spec.length; i++) {
+    const c = spec[i] as string;
+    if (c === '"') {
+      if (quoted && spec[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else quoted = !quoted;
+    } else if (c === "," && !quoted) {
+      fields.push(field);
+      field = "";
+    } else field += c;
+  }
+  if (quoted) throw new TsrunError(`invalid --mount "${spec}": a quote is not closed`);
+  fields.push(field);
+  return fields;
+}
+
 /** Parses `--mount type=bind|volume|tmpfs,source=...,target=...,readonly,...`. */
 export function parseMountFlag(spec: string): MountSpec {
   const kv = new Map<string, string>();
-  for (const field of spec.split(",")) {
+  const volumeOptions: Record<string, string> = {};
+  const volumeLabels: Record<string, string> = {};
+  for (const field of mountFields(spec)) {
     const eq = field.indexOf("=");
-    kv.set(eq < 0 ? field : field.slice(0, eq), eq < 0 ? "true" : field.slice(eq + 1));
+    const key = eq < 0 ? field : field.slice(0, eq);
+    const value = eq < 0 ? "true" : field.slice(eq + 1);
+    if (key === "volume-opt" || key === "volume-label") {
+      // Repeatable, KEY=VALUE each.
+      const at = value.indexOf("=");
+      if (at <= 0) throw new TsrunError(`invalid --mount "${spec}": ${key} takes KEY=VALUE`);
+      (key === "volume-opt" ? volumeOptions : volumeLabels)[value.slice(0, at)] = value.slice(at + 1);
+      continue;
+    }
+    kv.set(key, value);
   }
   const type = kv.get("type") ?? "volume";
   const target = kv.get("target") ?? kv.get("destination") ?? kv.get("dst") ?? kv.get("dest");
@@ -99,8 +135,12 @@ export function parseMountFlag(spec: string): MountSpec {
   const source = type === "bind" ? absoluteBindSource(written) : written;
   const ro = kv.get("readonly") ?? kv.get("ro");
   const readOnly = ro === "true" || ro === "1";
-  const known = new Set(["type", "target", "destination", "dst", "dest", "source", "src", "readonly", "ro", "volume-nocopy", "tmpfs-size", "tmpfs-mode", "bind-propagation", "consistency"]);
+  const known = new Set(["type", "target", "destination", "dst", "dest", "source", "src", "readonly", "ro", "volume-nocopy", "volume-driver", "tmpfs-size", "tmpfs-mode", "bind-propagation", "consistency"]);
   for (const k of kv.keys()) if (!known.has(k)) throw new TsrunError(`invalid --mount "${spec}": unknown field "${k}"`);
+  const driver = kv.get("volume-driver");
+  if (driver !== undefined && driver !== "local") throw new TsrunError(`invalid --mount "${spec}": volume driver ${driver} is not supported: volumes are local`);
+  const volumeFields = Object.keys(volumeOptions).length + Object.keys(volumeLabels).length + (driver !== undefined ? 1 : 0);
+  if (type !== "volume" && volumeFields > 0) throw new TsrunError(`invalid --mount "${spec}": volume-opt, volume-label and volume-driver are for type=volume`);
   switch (type) {
     case "bind":
       if (!source.startsWith("/")) throw new TsrunError(`invalid --mount "${spec}": a bind source must be an absolute path`);
@@ -108,7 +148,17 @@ export function parseMountFlag(spec: string): MountSpec {
       return { type, source: path.normalize(source), target: checkTarget(target, "mount"), readOnly };
     case "volume":
       if (source && !VOLUME_NAME.test(source)) throw new TsrunError(`invalid --mount "${spec}": bad volume name "${source}"`);
-      return { type, source, target: checkTarget(target, "mount"), readOnly, noCopy: kv.has("volume-nocopy"), anonymous: source === "" };
+      if (Object.keys(volumeOptions).length > 0) checkLocalOptions(volumeOptions);
+      return {
+        type,
+        source,
+        target: checkTarget(target, "mount"),
+        readOnly,
+        noCopy: kv.has("volume-nocopy"),
+        anonymous: source === "",
+        ...(Object.keys(volumeOptions).length > 0 ? { volumeOptions } : {}),
+        ...(Object.keys(volumeLabels).length > 0 ? { volumeLabels } : {}),
+      };
     case "tmpfs": {
       const opts: string[] = [];
       const size = kv.get("tmpfs-size");

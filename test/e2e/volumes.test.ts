@@ -162,6 +162,22 @@ describe("local driver options (volume create -o)", () => {
     expect((await tsrun(["volume", "rm", tmpfsVolume, bindVolume])).code).toBe(0);
     expect(readdirSync(device).sort()).toEqual(["from-ctr", "from-host"]);
 
+    // --mount makes such a volume when it is new (volume-opt, volume-label; a quoted field may hold commas).
+    const byMount = unique("vmount");
+    const mounted = await tsrun(["run", "--rm", "--mount", `type=volume,src=${byMount},dst=/d,volume-driver=local,volume-opt=type=tmpfs,"volume-opt=o=size=4m,mode=0700",volume-label=made=by-mount`, "busybox", "sh", "-c", "awk '$2 == \"/d\" {print $3}' /proc/mounts; stat -c %a /d"]);
+    expect(mounted.stdout, mounted.stderr).toBe("tmpfs\n700\n");
+    expect(await tsrun(["volume", "inspect", "-f", "{{json .Options}} {{json .Labels}}", byMount])).toMatchObject({ code: 0, stdout: '{"o":"size=4m,mode=0700","type":"tmpfs"} {"made":"by-mount"}\n' });
+    expect((await tsrun(["volume", "rm", byMount])).code).toBe(0);
+    for (const [spec, message] of [
+      ["type=volume,src=x1,dst=/d,volume-opt=type=nfs", /^Error: volume type "nfs" needs root to mount/],
+      ["type=bind,src=/tmp,dst=/d,volume-opt=type=tmpfs", /volume-opt, volume-label and volume-driver are for type=volume$/],
+      ["type=volume,src=x1,dst=/d,volume-driver=nfs", /volume driver nfs is not supported: volumes are local$/],
+      ['type=volume,src=x1,dst=/d,"volume-opt=o=x', /a quote is not closed$/],
+    ] as [string, RegExp][]) {
+      const r = await tsrun(["run", "--rm", "--mount", spec, "busybox", "true"]);
+      expect(r.code, spec).toBe(125);
+      expect(r.stderr.trim().split("\n"), spec).toEqual([expect.stringMatching(message)]);
+    }
     for (const [args, message] of [
       [["-o", "type=nfs", "-o", "device=:/export"], /^Error: volume type "nfs" needs root to mount; rootless, the local driver takes type=tmpfs, or o=bind with device=PATH$/],
       [["-o", "o=bind", "-o", "device=relative/dir"], /^Error: a bind volume needs device=\/absolute\/host\/path/],
