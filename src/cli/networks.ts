@@ -76,8 +76,25 @@ export function registerNetworks(program: Command): void {
     .option("--internal", "no outbound access: containers reach only each other", false)
     .option("-o, --opt <key=value>", "driver option: mtu=N", collect, [])
     .option("-l, --label <KEY=VALUE>", "set a label", collect, [])
-    .action(async (name: string, o: { driver: string; subnet?: string; gateway?: string; internal: boolean; opt: string[]; label: string[] }) => {
+    .option("--ip-range <cidr>", "give containers addresses from this part of the subnet")
+    .option("--aux-address <name=ip>", "an address of the subnet never given to a container (repeatable)", collect, [])
+    .option("--attachable", "recorded: every network here takes containers started on their own", false)
+    .option("--ipam-driver <driver>", "IP address management: default only", "default")
+    .option("--ipv6", "IPv6 addresses (not supported: one-line error)", false)
+    .action(async (name: string, o: { driver: string; subnet?: string; gateway?: string; internal: boolean; opt: string[]; label: string[]; ipRange?: string; auxAddress: string[]; attachable: boolean; ipamDriver: string; ipv6: boolean }) => {
+      if (o.ipv6) throw new TsrunError("IPv6 networks are not supported: containers on networks get IPv4 addresses");
+      if (o.ipamDriver !== "default") throw new TsrunError(`IPAM driver ${o.ipamDriver} is not supported: only default`);
+      if (o.ipRange !== undefined && o.subnet === undefined) throw new TsrunError("--ip-range needs --subnet");
+      const auxAddresses: Record<string, string> = {};
+      for (const a of o.auxAddress) {
+        const eq = a.indexOf("=");
+        if (eq <= 0 || !/^\d+\.\d+\.\d+\.\d+$/.test(a.slice(eq + 1))) throw new TsrunError(`invalid --aux-address "${a}": NAME=IPv4`);
+        auxAddresses[a.slice(0, eq)] = a.slice(eq + 1);
+      }
       const record = await new Tsrun().containers.networking.create(name, {
+        ipRange: o.ipRange,
+        auxAddresses,
+        attachable: o.attachable,
         driver: o.driver,
         subnet: o.subnet,
         gateway: o.gateway,

@@ -14,10 +14,10 @@ export interface NetworkRecord {
   Scope: "local";
   Driver: "bridge";
   EnableIPv6: false;
-  IPAM: { Driver: "default"; Options: Record<string, string>; Config: { Subnet: string; Gateway: string }[] };
+  IPAM: { Driver: "default"; Options: Record<string, string>; Config: { Subnet: string; Gateway: string; IPRange?: string; AuxiliaryAddresses?: Record<string, string> }[] };
   /** No outbound access: containers reach only each other. */
   Internal: boolean;
-  Attachable: false;
+  Attachable: boolean;
   Ingress: false;
   Options: Record<string, string>;
   Labels: Record<string, string>;
@@ -46,6 +46,12 @@ export interface CreateNetworkOptions {
   /** Driver options: `mtu` (or com.docker.network.driver.mtu). */
   options?: Record<string, string>;
   driver?: string | undefined;
+  /** --ip-range: containers get their addresses from this part of the subnet. */
+  ipRange?: string | undefined;
+  /** --aux-address NAME=IP: addresses never handed out. */
+  auxAddresses?: Record<string, string>;
+  /** --attachable: recorded (every network here is). */
+  attachable?: boolean;
 }
 
 /** The network modes that are not user-defined networks (Docker's and Podman's names). */
@@ -206,6 +212,15 @@ export class Networks {
       const gateway = opts.gateway ? ipToNumber(opts.gateway) : subnet.base + 1;
       if (!inSubnet(gateway, subnet) || gateway === subnet.base || gateway === subnet.base + 2 ** (32 - subnet.prefix) - 1)
         throw new TsrunError(`gateway ${numberToIp(gateway)} is not a host address of subnet ${subnetText(subnet)}`);
+      let ipRange: string | undefined;
+      if (opts.ipRange) {
+        const range = parseSubnet(opts.ipRange);
+        if (range.prefix < subnet.prefix || !inSubnet(range.base, subnet)) throw new TsrunError(`ip-range ${opts.ipRange} is not within subnet ${subnetText(subnet)}`);
+        ipRange = subnetText(range);
+      }
+      for (const [auxName, ip] of Object.entries(opts.auxAddresses ?? {})) {
+        if (!inSubnet(ipToNumber(ip), subnet)) throw new TsrunError(`aux-address ${auxName}=${ip} is not within subnet ${subnetText(subnet)}`);
+      }
       const record: NetworkRecord = {
         Name: name,
         Id: randomBytes(32).toString("hex"),
@@ -213,9 +228,20 @@ export class Networks {
         Scope: "local",
         Driver: "bridge",
         EnableIPv6: false,
-        IPAM: { Driver: "default", Options: {}, Config: [{ Subnet: subnetText(subnet), Gateway: numberToIp(gateway) }] },
+        IPAM: {
+          Driver: "default",
+          Options: {},
+          Config: [
+            {
+              Subnet: subnetText(subnet),
+              Gateway: numberToIp(gateway),
+              ...(ipRange ? { IPRange: ipRange } : {}),
+              ...(opts.auxAddresses && Object.keys(opts.auxAddresses).length > 0 ? { AuxiliaryAddresses: opts.auxAddresses } : {}),
+            },
+          ],
+        },
         Internal: opts.internal ?? false,
-        Attachable: false,
+        Attachable: opts.attachable ?? false,
         Ingress: false,
         Options: options,
         Labels: opts.labels ?? {},
@@ -241,7 +267,7 @@ export class Networks {
     const config = n.IPAM.Config[0];
     if (!config) throw new TsrunError(`network ${n.Name} has no subnet`);
     const subnet = parseSubnet(config.Subnet);
-    const reserved = new Set([...used, config.Gateway].map(ipToNumber));
+    const reserved = new Set([...used, config.Gateway, ...Object.values(config.AuxiliaryAddresses ?? {})].map(ipToNumber));
     const last = subnet.base + 2 ** (32 - subnet.prefix) - 1;
     if (wanted) {
       const ip = ipToNumber(wanted);
@@ -249,7 +275,11 @@ export class Networks {
       if (reserved.has(ip)) throw new TsrunError(`address ${wanted} is already in use on network ${n.Name}`);
       return wanted;
     }
-    for (let ip = subnet.base + 1; ip < last; ip++) if (!reserved.has(ip)) return numberToIp(ip);
-    throw new TsrunError(`no free address left in network ${n.Name} (${config.Subnet})`);
+    // --ip-range: new addresses come from that part of the subnet (an --ip may be anywhere in it).
+    const range = config.IPRange ? parseSubnet(config.IPRange) : subnet;
+    const first = Math.max(range.base, subnet.base + 1);
+    const end = Math.min(range.base + 2 ** (32 - range.prefix) - 1, last - 1);
+    for (let ip = first; ip <= end; ip++) if (!reserved.has(ip)) return numberToIp(ip);
+    throw new TsrunError(`no free address left in network ${n.Name} (${config.IPRange ?? config.Subnet})`);
   }
 }

@@ -352,6 +352,17 @@ describe("user-defined networks", () => {
     await tsrun(["network", "rm", n1, n2]);
   });
 
+  it("network create --ip-range, --aux-address and --attachable: addresses come from the range, the aux address is never given", async () => {
+    const net = unique("ranged");
+    const third = 100 + Math.floor(Math.random() * 100);
+    expect((await tsrun(["network", "create", "--subnet", `10.${third}.7.0/24`, "--ip-range", `10.${third}.7.128/28`, "--aux-address", `router=10.${third}.7.128`, "--attachable", net])).code).toBe(0);
+    const addr = await tsrun(["run", "--rm", "--network", net, "busybox", "sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'"]);
+    expect(addr.stdout, addr.stderr).toBe(`10.${third}.7.129/24\n`);
+    expect(JSON.parse((await tsrun(["network", "inspect", "-f", "{{json .IPAM.Config}}", net])).stdout)).toEqual([{ Subnet: `10.${third}.7.0/24`, Gateway: `10.${third}.7.1`, IPRange: `10.${third}.7.128/28`, AuxiliaryAddresses: { router: `10.${third}.7.128` } }]);
+    expect((await tsrun(["network", "inspect", "-f", "{{.Attachable}}", net])).stdout).toBe("true\n");
+    await tsrun(["network", "rm", net]);
+  });
+
   it("bad network flags are one-line errors", async () => {
     const cases: [string[], RegExp][] = [
       [["run", "--rm", "--network", unique("missing"), "busybox", "true"], /network .* not found/],
@@ -360,6 +371,11 @@ describe("user-defined networks", () => {
       [["network", "create", "bridge"], /reserved/],
       [["network", "create", "--subnet", "10.1.2.3", unique("bad")], /invalid subnet/],
       [["network", "rm", "host"], /pre-defined network/],
+      [["network", "create", "--ipv6", unique("v6")], /^Error: IPv6 networks are not supported/],
+      [["network", "create", "--ip-range", "10.1.0.0/28", unique("range")], /^Error: --ip-range needs --subnet\n$/],
+      [["network", "create", "--subnet", "10.78.0.0/24", "--ip-range", "10.79.0.0/28", unique("range")], /^Error: ip-range 10.79.0.0\/28 is not within subnet 10.78.0.0\/24\n$/],
+      [["network", "create", "--aux-address", "router", unique("aux")], /^Error: invalid --aux-address "router": NAME=IPv4\n$/],
+      [["network", "create", "--ipam-driver", "dhcp", unique("ipam")], /^Error: IPAM driver dhcp is not supported: only default\n$/],
     ];
     for (const [args, message] of cases) {
       const r = await tsrun(args);
