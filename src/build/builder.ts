@@ -57,6 +57,7 @@ import { DEFAULT_PATH } from "../container/spec.js";
 import { BuildCancelledError, BuildError } from "./errors.js";
 import type { Lease } from "../store/leases.js";
 import { faultPoint } from "../store/fault.js";
+import type { SecurityFlags } from "../container/security/options.js";
 
 export interface BuildOptions {
   /** The context: a directory, or "-" for standard input (a tar archive, or a Dockerfile). */
@@ -87,6 +88,8 @@ export interface BuildOptions {
   addHosts?: string[];
   /** --ulimit NAME=SOFT[:HARD] for RUN containers. */
   ulimits?: string[];
+  /** --security-opt, --memory, --cpu-shares, ... for RUN containers, as `run` takes them. */
+  runSecurity?: Omit<SecurityFlags, "ulimits">;
   /** --shm-size: /dev/shm's size in bytes for RUN containers. */
   shmSize?: number;
   /** --build-context NAME=DIRECTORY|docker-image://REF: what NAME means in FROM, --from and stage names. */
@@ -608,6 +611,7 @@ class Builder {
         network,
         addHosts: this.opts.addHosts ?? [],
         ulimits: this.opts.ulimits ?? [],
+        ...(this.opts.runSecurity ? { security: this.opts.runSecurity } : {}),
         ...(this.opts.shmSize !== undefined ? { shmSize: this.opts.shmSize } : {}),
         quiet: this.opts.quiet ?? false,
         clampMtime: this.opts.sourceDateEpoch,

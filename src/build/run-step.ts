@@ -18,6 +18,7 @@ import { waitExit } from "../container/process.js";
 import { scanSpecFor } from "../image/diff.js";
 import type { ImageConfig } from "../image/types.js";
 import type { PackResult } from "../store/pack.js";
+import type { SecurityFlags } from "../container/security/options.js";
 
 export interface RunStepOptions {
   /** The image the stage started from (shown for the container), its layers so far and its config. */
@@ -34,6 +35,8 @@ export interface RunStepOptions {
   /** --add-host and --ulimit of the build. */
   addHosts?: string[];
   ulimits?: string[];
+  /** build --security-opt, --memory, --cpu-shares...: the RUN container's settings, as `run` takes them. */
+  security?: Omit<SecurityFlags, "ulimits">;
   /** --shm-size of the build, in bytes. */
   shmSize?: number;
   /** Discard the command's output (build -q). */
@@ -72,7 +75,7 @@ export async function runStep(containers: Containers, opts: RunStepOptions): Pro
     mounts: opts.mounts ?? [],
     network: opts.network,
     addHosts: opts.addHosts ?? [],
-    security: { ulimits: opts.ulimits ?? [] },
+    security: { ...(opts.security ?? {}), ulimits: opts.ulimits ?? [] },
     ...(opts.shmSize !== undefined ? { shmSize: opts.shmSize } : {}),
   });
   const devNull = opts.quiet ? openSync("/dev/null", "w") : -1;

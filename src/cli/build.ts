@@ -9,6 +9,8 @@ import { hostPlatform } from "../image/types.js";
 import { isHostPlatform } from "../image/platform-spec.js";
 import { BuildError } from "../build/errors.js";
 import { collect } from "./util.js";
+import { parseSecurityFlags } from "../container/security/options.js";
+import { checkResourceLimits } from "../container/security/cgroups.js";
 import { parseLabels, parseShmSize } from "./run.js";
 import { printer } from "./registry.js";
 import { confirm } from "./util.js";
@@ -39,6 +41,14 @@ interface BuildFlags {
   output?: string;
   addHost: string[];
   ulimit: string[];
+  securityOpt: string[];
+  memory?: string;
+  memorySwap?: string;
+  cpuShares?: string;
+  cpuPeriod?: string;
+  cpuQuota?: string;
+  cpusetCpus?: string;
+  cpusetMems?: string;
   shmSize?: string;
   push: boolean;
   metadataFile?: string;
@@ -191,6 +201,12 @@ async function buildCommand(context: string, o: BuildFlags): Promise<void> {
       buildContexts: o.buildContext,
       addHosts: o.addHost,
       ulimits: o.ulimit,
+      ...(() => {
+        const runSecurity = { securityOpt: o.securityOpt, memory: o.memory, memorySwap: o.memorySwap, cpuShares: o.cpuShares, cpuPeriod: o.cpuPeriod, cpuQuota: o.cpuQuota, cpusetCpus: o.cpusetCpus, cpusetMems: o.cpusetMems };
+        // Checked before the build starts, as `run` checks them (a limit without delegation is one line).
+        checkResourceLimits(parseSecurityFlags(runSecurity).resources);
+        return { runSecurity };
+      })(),
       ...(o.shmSize !== undefined ? { shmSize: parseShmSize(o.shmSize) } : {}),
       log: out,
       warn: (message) => process.stderr.write(`tsrun: warning: ${message}\n`),
@@ -250,6 +266,15 @@ export function registerBuild(program: Command): void {
     .option("--build-context <name=value>", "a named context: NAME=DIRECTORY or NAME=docker-image://IMAGE, for FROM NAME, --from=NAME and a stage NAME (repeatable)", collect, [])
     .option("--add-host <host:ip>", "add a line to /etc/hosts of RUN containers (repeatable)", collect, [])
     .option("--ulimit <name=soft[:hard]>", "resource limits for RUN containers (repeatable)", collect, [])
+    .option("--security-opt <option>", "security options for RUN containers, as run takes them (repeatable)", collect, [])
+    .option("-m, --memory <bytes>", "memory limit for RUN containers (needs cgroup v2 delegation)")
+    .option("--memory-swap <bytes>", "memory plus swap for RUN containers (needs --memory and cgroup v2 delegation)")
+    .option("-c, --cpu-shares <n>", "CPU weight for RUN containers (needs cgroup v2 delegation)")
+    .option("--cpu-period <us>", "CFS period for RUN containers (needs cgroup v2 delegation)")
+    .option("--cpu-quota <us>", "CFS quota for RUN containers (needs cgroup v2 delegation)")
+    .option("--cpuset-cpus <list>", "CPUs RUN containers may use (needs cgroup v2 delegation)")
+    .option("--cpuset-mems <list>", "memory nodes RUN containers may use (needs cgroup v2 delegation)")
+    .addOption(new Option("--compress", "accepted: the context is not sent anywhere").hideHelp())
     .option("--platform <os/arch>", "the target platform (only the build host's)")
     .option("--progress <type>", "auto, plain, tty, quiet (as -q) or rawjson: tsrun always prints plain progress")
     .option("--load", "keep the image in the local store (always done)", false)

@@ -162,6 +162,22 @@ describe("everyday commands with real-world flags", () => {
     }
   });
 
+  it("build --security-opt reaches RUN; --memory, --cpu-shares and the other cgroup flags are checked as run checks them; --compress is taken", async () => {
+    const dir = files({ Dockerfile: "FROM busybox\nRUN grep Seccomp: /proc/self/status > /s\n" });
+    const name = unique("buildsec");
+    const r = await tsrun(["build", "--no-cache", "--compress", "--security-opt", "seccomp=unconfined", "-t", name, dir], { timeout: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(await ok(["run", "--rm", name, "cat", "/s"])).toBe("Seccomp:\t0\n");
+    const filtered = unique("buildsec-default");
+    expect((await tsrun(["build", "--no-cache", "-t", filtered, dir], { timeout: 120_000 })).code).toBe(0);
+    expect(await ok(["run", "--rm", filtered, "cat", "/s"])).toBe("Seccomp:\t2\n");
+    const bad = await tsrun(["build", "--cpu-shares", "x", dir]);
+    expect([bad.code, bad.stderr]).toEqual([125, 'Error: invalid --cpu-shares "x": an integer from 0 to 262144\n']);
+    const limited = await tsrun(["build", "--no-cache", "--memory", "64m", dir], { timeout: 120_000 });
+    // Without a delegated cgroup v2 hierarchy (these machines), refused before the build as run refuses it.
+    if (limited.code !== 0) expect(limited.stderr).toMatch(/^Error: --memory: resource limits need a cgroup v2 hierarchy delegated to your user; .+\n$/);
+  });
+
   it("buildx's CI flags: --push and -o type=registry push every -t name, --metadata-file says what was built, --shm-size reaches RUN, --provenance/--sbom are accepted", async () => {
     // docker/build-push-action runs `docker buildx build --iidfile F --metadata-file F --push ...`.
     const registry = await startRegistry(scratchDir("ci-registry"), "ci");
