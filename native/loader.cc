@@ -80,36 +80,37 @@ bool MapArgument(napi_env env, napi_callback_info info, Mapping* out, std::strin
   return true;
 }
 
-// mapText(file): the file's bytes as a one-byte (Latin-1) string. The bundles are pure ASCII
-// (scripts/bundle.mjs checks), so this is the same text as reading them as UTF-8.
-napi_value MapText(napi_env env, napi_callback_info info) {
+// Maps the file named by the call's argument and hands the mapping to wrap, which makes the
+// JavaScript value owning it (and unmapping it when collected); what names the value in errors.
+template <typename Wrap>
+napi_value MapAs(napi_env env, napi_callback_info info, const char* what, Wrap wrap) {
   Mapping m;
   std::string file;
   if (!MapArgument(env, info, &m, &file)) return nullptr;
-  napi_value text;
-  bool copied = false;
-  if (node_api_create_external_string_latin1(env, static_cast<char*>(m.data), m.size, Unmap,
-                                             reinterpret_cast<void*>(m.size), &text, &copied) != napi_ok) {
+  napi_value value;
+  if (wrap(m, &value) != napi_ok) {
     munmap(m.data, m.size);
-    napi_throw_error(env, nullptr, ("cannot make a string of " + file).c_str());
+    napi_throw_error(env, nullptr, (std::string("cannot make ") + what + " of " + file).c_str());
     return nullptr;
   }
-  return text;
+  return value;
+}
+
+// mapText(file): the file's bytes as a one-byte (Latin-1) string. The bundles are pure ASCII
+// (scripts/bundle.mjs checks), so this is the same text as reading them as UTF-8.
+napi_value MapText(napi_env env, napi_callback_info info) {
+  return MapAs(env, info, "a string", [env](const Mapping& m, napi_value* out) {
+    bool copied = false;
+    return node_api_create_external_string_latin1(env, static_cast<char*>(m.data), m.size, Unmap, reinterpret_cast<void*>(m.size), out, &copied);
+  });
 }
 
 // mapBytes(file): the file's bytes as an ArrayBuffer over the mapping (read-only: writing to it
 // would crash the process).
 napi_value MapBytes(napi_env env, napi_callback_info info) {
-  Mapping m;
-  std::string file;
-  if (!MapArgument(env, info, &m, &file)) return nullptr;
-  napi_value buffer;
-  if (napi_create_external_arraybuffer(env, m.data, m.size, Unmap, reinterpret_cast<void*>(m.size), &buffer) != napi_ok) {
-    munmap(m.data, m.size);
-    napi_throw_error(env, nullptr, ("cannot make a buffer of " + file).c_str());
-    return nullptr;
-  }
-  return buffer;
+  return MapAs(env, info, "a buffer", [env](const Mapping& m, napi_value* out) {
+    return napi_create_external_arraybuffer(env, m.data, m.size, Unmap, reinterpret_cast<void*>(m.size), out);
+  });
 }
 
 }  // namespace
