@@ -206,7 +206,7 @@ export function registerSystem(program: Command): void {
     .option("-a, --all", "remove all unused images, not just dangling ones", false)
     .option("--volumes", "prune anonymous volumes", false)
     .option("-f, --force", "do not prompt for confirmation", false)
-    .option("--filter <filter>", "until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE] (the build cache is then left alone)", collect, [])
+    .option("--filter <filter>", "until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE] (a label filter leaves the build cache alone)", collect, [])
     .action(async (o: { all: boolean; volumes: boolean; force: boolean; filter: string[] }) => {
       // Bad filters fail before the question.
       pruneFilter(o.filter);

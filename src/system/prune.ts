@@ -49,8 +49,8 @@ export interface SystemPruneOptions {
   /** Also anonymous volumes no container uses (Docker 23 and later). */
   volumes?: boolean;
   /**
-   * Docker's prune filters (until=, label=, label!=) for containers, images and volumes (label
-   * only). With filters the build cache is left alone: its entries have no labels.
+   * Docker's prune filters (until=, label=, label!=) for containers, images, volumes (label
+   * only) and the build cache (until only: a label filter leaves it alone, its entries have none).
    */
   filters?: string[];
 }
@@ -80,7 +80,9 @@ export async function pruneSystem(containers: Containers, opts: SystemPruneOptio
   }
   const images = await pruneImages(containers, opts.all ?? false, filters);
   reclaimed += images.reclaimed;
-  const cache = filters.length > 0 ? { lines: [], reclaimed: 0 } : await pruneBuildCache(containers, opts.all ?? false);
+  // The build cache has creation times but no labels: until= applies to it, a label filter leaves it alone.
+  const untilOnly = filters.filter((f) => f.startsWith("until="));
+  const cache = untilOnly.length === filters.length ? await pruneBuildCache(containers, opts.all ?? false, untilOnly) : { lines: [], reclaimed: 0 };
   reclaimed += cache.reclaimed;
   return { containers: pruned.removed, volumes, images: images.lines, buildCache: cache.lines.map((l) => l.replace(/^deleted: /, "")), reclaimed };
 }

@@ -230,6 +230,11 @@ describe("tag and rmi", () => {
     expect(before).toBeGreaterThan(0);
     expect(await run(["builder", "prune", "-a", "-f", "--filter", "until=2000-01-01T00:00:00Z"])).toBe("Total reclaimed space: 0B\n");
     expect(await cacheEntries()).toBe(before);
+    // system prune: a label filter leaves the build cache alone, until= applies to it too.
+    await run(["system", "prune", "-a", "-f", "--filter", "label=nothing-has-this"]);
+    expect(await cacheEntries()).toBe(before);
+    await run(["system", "prune", "-a", "-f", "--filter", "until=2000-01-01T00:00:00Z"]);
+    expect(await cacheEntries()).toBe(before);
     await run(["builder", "prune", "-a", "-f", "--filter", "until=0s"]);
     expect(await cacheEntries()).toBe(0);
     const badBuilder = await tsrun(["builder", "prune", "-f", "--filter", "type=regular"], e);
