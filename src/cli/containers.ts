@@ -12,7 +12,7 @@ import { updateContainer, type UpdateOptions } from "../container/update.js";
 import { topLines } from "../container/top.js";
 import { formatPort } from "../network/ports.js";
 import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
-import { ago, bytesSize, formatRows, goTimeString, humanDuration, humanSize } from "./output.js";
+import { ago, bytesSize, formatRows, goTimeString, humanDuration, humanSize, labelHeader, labelsColumn } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
 import { collect, parseBoolFlag } from "./util.js";
 import { parseTimeArgument } from "../format/duration.js";
@@ -80,8 +80,7 @@ const PS_HEADERS = {
   Mounts: "MOUNTS",
   Networks: "NETWORKS",
   LocalVolumes: "LOCAL VOLUMES",
-  /** docker/cli's header for {{.Label "com.example.some-key"}}: the last dotted part, - and _ as spaces. */
-  Label: (name: string): string => (name.split(".").pop() ?? "").replace(/[-_]/g, " "),
+  Label: labelHeader,
 };
 
 const PS_DEFAULT_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
@@ -98,10 +97,7 @@ function psRow(r: ContainerRecord, trunc: boolean, size?: ContainerSize): Record
     },
     ID: trunc ? r.id.slice(0, 12) : r.id,
     Image: imageColumn(r),
-    Labels: Object.entries(r.config.labels)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([k, v]) => `${k}=${v}`)
-      .join(","),
+    Labels: labelsColumn(r.config.labels),
     LocalVolumes: String(mounts.filter((m) => m.type === "volume").length),
     Mounts: mounts.map((m) => (trunc && m.source.length > 15 ? `${m.source.slice(0, 14)}…` : m.source)).join(","),
     Names: r.name,
@@ -229,10 +225,7 @@ async function eachContainer(names: string[], fn: (name: string) => void | Promi
 }
 
 function detailsPrefix(attrs: Record<string, string> | undefined): string {
-  return Object.entries(attrs ?? {})
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([k, v]) => `${k}=${v}`)
-    .join(",");
+  return labelsColumn(attrs ?? {});
 }
 
 /** stop/restart -t: whole seconds (a negative number waits forever, as in Docker); undefined without -t. */

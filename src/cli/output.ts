@@ -72,6 +72,19 @@ export function templateError(err: unknown): never {
 }
 
 /** Renders rows with a table, json or plain template format (docker/cli's formatter). */
+/** docker/cli's LABELS column (and logs --details' attributes): KEY=VALUE, sorted, comma-separated. */
+export function labelsColumn(labels: Record<string, string>): string {
+  return Object.entries(labels)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+}
+
+/** docker/cli's header for {{.Label "com.example.some-key"}}: the last dotted part, - and _ as spaces. */
+export function labelHeader(name: string): string {
+  return (name.split(".").pop() ?? "").replace(/[-_]/g, " ");
+}
+
 /** `--format json` (one line) or a Go template over data. */
 export function formatData(format: string, data: unknown): string {
   if (format === "json") return `${JSON.stringify(data)}\n`;

@@ -3,7 +3,9 @@ import type { Command } from "commander";
 import { Tsrun } from "../tsrun.js";
 import { NotFoundError, TsrunError } from "../errors.js";
 import { collect, confirm } from "./util.js";
-import { formatData, formatRows, humanSize, table } from "./output.js";
+import { formatData, formatRows, humanSize, labelHeader, labelsColumn, table } from "./output.js";
+import { labelMatcher } from "../container/filters.js";
+import { parseKeyValues } from "../container/run.js";
 import type { VolumeRecord } from "../container/volumes.js";
 import { treeSize } from "../system/df.js";
 import { parseLabels } from "./run.js";
@@ -19,12 +21,7 @@ export function registerVolumes(program: Command): void {
     .option("-o, --opt <KEY=VALUE>", "local driver options: type=tmpfs (o=size=64m,...), or o=bind with device=/host/dir", collect, [])
     .action(async (name: string | undefined, o: { label: string[]; driver: string; opt: string[] }) => {
       if (o.driver !== "local") throw new TsrunError(`volume driver ${o.driver} is not supported: volumes are local`);
-      const options: Record<string, string> = {};
-      for (const opt of o.opt) {
-        const eq = opt.indexOf("=");
-        if (eq <= 0) throw new TsrunError(`invalid option "${opt}": expected KEY=VALUE`);
-        options[opt.slice(0, eq)] = opt.slice(eq + 1);
-      }
+      const options = parseKeyValues(o.opt, "option");
       const { record } = await new Tsrun().containers.volumes.create(name, parseLabels(o.label), false, options);
       writeOut(`${record.Name}\n`);
     });
@@ -101,10 +98,7 @@ function volumeRow(v: VolumeRecord): Record<string, unknown> {
     Availability: "N/A",
     Driver: v.Driver,
     Group: "N/A",
-    Labels: Object.entries(v.Labels ?? {})
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([k, val]) => `${k}=${val}`)
-      .join(","),
+    Labels: labelsColumn(v.Labels ?? {}),
     Links: "N/A",
     Mountpoint: v.Mountpoint,
     Name: v.Name,
@@ -128,7 +122,7 @@ const VOLUME_HEADERS = {
   Scope: "SCOPE",
   Size: "SIZE",
   Status: "STATUS",
-  Label: (name: string): string => (name.split(".").pop() ?? "").replace(/[-_]/g, " "),
+  Label: labelHeader,
 };
 
 /** `volume ls --filter`: dangling, driver, label (every one must match), name (part of it); values of one key are alternatives. */
@@ -149,9 +143,8 @@ function volumeFilter(filters: string[], used: (name: string) => boolean): (v: V
     } else if (key === "name") {
       check = (v) => v.Name.includes(value);
     } else if (key === "label") {
-      const at = value.indexOf("=");
-      const k = at < 0 ? value : value.slice(0, at);
-      check = (v) => k in (v.Labels ?? {}) && (at < 0 || v.Labels[k] === value.slice(at + 1));
+      const matches = labelMatcher(value);
+      check = (v) => matches(v.Labels ?? {});
     } else {
       throw new TsrunError(`invalid filter '${key}'`);
     }

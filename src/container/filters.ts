@@ -57,6 +57,13 @@ function nameRegExp(value: string): RegExp {
   }
 }
 
+/** Docker's label filter value: KEY (the label is there) or KEY=VALUE (with that value). */
+export function labelMatcher(value: string): (labels: Record<string, string>) => boolean {
+  const eq = value.indexOf("=");
+  const key = eq < 0 ? value : value.slice(0, eq);
+  return (labels) => key in labels && (eq < 0 || labels[key] === value.slice(eq + 1));
+}
+
 /** One predicate per value, checked before any container is looked at. */
 function predicate(key: string, value: string, ctx: FilterContext): (r: ContainerRecord) => boolean {
   switch (key) {
@@ -68,9 +75,8 @@ function predicate(key: string, value: string, ctx: FilterContext): (r: Containe
       return (r) => re.test(r.name) || re.test(`/${r.name}`);
     }
     case "label": {
-      const eq = value.indexOf("=");
-      const k = eq < 0 ? value : value.slice(0, eq);
-      return (r) => k in r.config.labels && (eq < 0 || r.config.labels[k] === value.slice(eq + 1));
+      const matches = labelMatcher(value);
+      return (r) => matches(r.config.labels);
     }
     case "exited": {
       if (!/^-?\d+$/.test(value)) throw invalid(key, value);
@@ -166,12 +172,8 @@ export function pruneFilterOf<T>(filters: string[], access: { created?: (t: T) =
       checks.push((t) => Date.parse(created(t) ?? "") < until);
       continue;
     }
-    const eq = value.indexOf("=");
-    const k = eq < 0 ? value : value.slice(0, eq);
-    const has = (t: T): boolean => {
-      const labels = access.labels(t);
-      return k in labels && (eq < 0 || labels[k] === value.slice(eq + 1));
-    };
+    const matches = labelMatcher(value);
+    const has = (t: T): boolean => matches(access.labels(t));
     checks.push(key === "label" ? has : (t) => !has(t));
   }
   return (t) => checks.every((c) => c(t));

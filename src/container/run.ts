@@ -130,12 +130,12 @@ export interface CreateOptions {
   health?: { cmd?: string | undefined; interval?: string | undefined; timeout?: string | undefined; retries?: number | undefined; startPeriod?: string | undefined; disable?: boolean };
 }
 
-/** --annotation KEY=VALUE values, as Docker's HostConfig.Annotations (a key is needed). */
-function parseAnnotations(values: string[]): Record<string, string> {
+/** KEY=VALUE values of a repeatable flag (--annotation, volume create -o, ...): a key is needed. */
+export function parseKeyValues(values: string[], flag: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const value of values) {
     const eq = value.indexOf("=");
-    if (eq <= 0) throw new TsrunError(`invalid --annotation "${value}": expected KEY=VALUE`);
+    if (eq <= 0) throw new TsrunError(`invalid ${flag} "${value}": expected KEY=VALUE`);
     out[value.slice(0, eq)] = value.slice(eq + 1);
   }
   return out;
@@ -464,7 +464,7 @@ export class Containers {
         ...(opts.devices && opts.devices.length > 0 ? { devices: opts.devices.flatMap(parseDevice) } : {}),
         ...(opts.sysctls && opts.sysctls.length > 0 ? { sysctls: parseSysctls(opts.sysctls, network) } : {}),
         ...(opts.oomScoreAdj !== undefined && opts.oomScoreAdj !== 0 ? { oomScoreAdj: opts.oomScoreAdj } : {}),
-        ...(opts.annotations && opts.annotations.length > 0 ? { annotations: parseAnnotations(opts.annotations) } : {}),
+        ...(opts.annotations && opts.annotations.length > 0 ? { annotations: parseKeyValues(opts.annotations, "--annotation") } : {}),
         ...(parseCgroupns(opts.cgroupns) === "host" ? { cgroupnsMode: "host" as const } : {}),
         ...(opts.dns && opts.dns.length > 0 ? { dns: opts.dns } : {}),
         ...(opts.dnsSearch && opts.dnsSearch.length > 0 ? { dnsSearch: opts.dnsSearch } : {}),

@@ -224,12 +224,20 @@ export interface PruneResult {
 /** `image prune`: images without names (with all: every image) that no container uses. */
 export async function pruneImages(containers: Containers, all: boolean, filters: string[] = []): Promise<PruneResult> {
   // until= is the image's creation time and label= its config's labels, as Docker's filters.
-  const configOf = (i: ImageRecord): { created?: string; config?: { Labels?: Record<string, string> | null } } => {
-    try {
-      return JSON.parse(containers.store.blobs.read(i.id).toString("utf8")) as { created?: string; config?: { Labels?: Record<string, string> | null } };
-    } catch {
-      return {};
+  type Config = { created?: string; config?: { Labels?: Record<string, string> | null } };
+  // Read once per image: until= and label= both look at it.
+  const configs = new Map<string, Config>();
+  const configOf = (i: ImageRecord): Config => {
+    let config = configs.get(i.id);
+    if (!config) {
+      try {
+        config = JSON.parse(containers.store.blobs.read(i.id).toString("utf8")) as Config;
+      } catch {
+        config = {};
+      }
+      configs.set(i.id, config);
     }
+    return config;
   };
   const selected = filters.length === 0 ? () => true : pruneFilterOf<ImageRecord>(filters, { created: (i) => configOf(i).created ?? i.added, labels: (i) => configOf(i).config?.Labels ?? {} });
   const result = await removal(containers, "image prune", (images, used, inUse) => {
