@@ -19,6 +19,7 @@ import { faultPoint } from "../store/fault.js";
 import type { Containers } from "../container/run.js";
 import type { ContainerRecord } from "../container/records.js";
 import { assignNames, type ImageRecord, type LayerRecord } from "../store/images.js";
+import { makeLayerTemp } from "../store/layers.js";
 import { chainIds, nextChainId } from "../store/digest.js";
 import { applyChanges } from "./config-changes.js";
 import { normaliseName, ReferenceError } from "./reference.js";
@@ -166,7 +167,8 @@ export async function commitContainer(containers: Containers, opts: CommitOption
 
   const lease = await store.begin(`commit ${record.name}`, "images");
   // Both stay under temporary names until the transaction moves them into place.
-  let layerTmp: string | undefined = store.layers.createTemp();
+  // Made by the pack only when the store does not have the layer yet.
+  let layerTmp: string | undefined = store.layers.tempName();
   const tarFile = tempPath(store.paths.blobs, "commit");
   try {
     let packed;
@@ -247,7 +249,7 @@ export async function commitContainer(containers: Containers, opts: CommitOption
 
 /** Unpacks a committed layer's tar into a temporary layer dir (in the store's own mapping). */
 async function unpackCommitted(store: Containers["store"], tarFile: string, layerTmp: string, digest: string): Promise<void> {
-  const [unpacked] = await store.unpack([{ blob: tarFile, dest: layerTmp }]);
+  const [unpacked] = await store.unpack([{ blob: tarFile, dest: makeLayerTemp(layerTmp) }]);
   if (unpacked?.diffId !== digest) throw new Error(`the layer read back as ${unpacked?.diffId ?? "nothing"}, not ${digest}`);
 }
 

@@ -43,7 +43,7 @@ export class BlobStore {
     return data;
   }
 
-  /** Whether a small blob is there with the right content (a corrupt one is replaced by putBuffer). */
+  /** Whether a small blob is there with the right content (a corrupt one is replaced by putHashed). */
   hasIntact(digest: string): boolean {
     try {
       return sha256(readFileSync(this.path(digest))) === digest;
@@ -64,13 +64,19 @@ export class BlobStore {
   }
 
   /**
-   * Stores bytes (configs, manifests: small), verifying them against expected when given; a
-   * stored copy that no longer matches its name is replaced. Returns the digest.
+   * Stores small bytes (configs, manifests) under digest, which the caller computed from these
+   * very bytes (StoreTransaction.putBlob: they are hashed once, not once per check). A stored copy
+   * that no longer matches its name is replaced. Says whether the blob was there intact, is new,
+   * or replaced a corrupt copy.
    */
-  putBuffer(data: Buffer, expected?: string): string {
-    const digest = sha256(data);
-    if (expected && expected !== digest) throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${digest}`);
-    if (this.hasIntact(digest)) return digest;
+  putHashed(data: Buffer, digest: string): "present" | "written" | "replaced" {
+    let replaced = false;
+    try {
+      if (sha256(readFileSync(this.path(digest))) === digest) return "present";
+      replaced = true;
+    } catch {
+      // Not there (or unreadable: written anew below, which says what is wrong if it fails).
+    }
     mkdirSync(this.dir, { recursive: true });
     const target = this.path(digest);
     const tmp = tempName(target);
@@ -86,7 +92,7 @@ export class BlobStore {
     closeSync(fd);
     faultPoint("blob-put");
     renameSync(tmp, target);
-    return digest;
+    return replaced ? "replaced" : "written";
   }
 
   /**

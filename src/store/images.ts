@@ -1,8 +1,8 @@
 // The image index: which images exist, their names, manifest, config and layers.
 // One JSON file, replaced atomically under the store lock.
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { writeJsonAtomic } from "./atomic.js";
+import { writeFileAtomic } from "./atomic.js";
 import { digestHex } from "./digest.js";
 import { normaliseName } from "../image/reference.js";
 
@@ -49,19 +49,34 @@ export class ImageIndex {
     this.file = path.join(dir, "index.json");
   }
 
+  /**
+   * The index as last read, with the identity of the file it came from: a command often reads
+   * the index twice (a commit: to find the parent, then under the lock to add the image), and
+   * the file is only ever replaced by a rename, so an unchanged inode, size and change time mean
+   * unchanged text. The records are parsed anew each time: callers change what they get.
+   */
+  private lastRead: { identity: string; text: string } | undefined;
+
   list(): ImageRecord[] {
     try {
-      const parsed = JSON.parse(readFileSync(this.file, "utf8")) as IndexFile;
-      return parsed.images;
+      const st = statSync(this.file, { bigint: true });
+      const identity = `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}:${st.mtimeNs}`;
+      if (this.lastRead?.identity !== identity) this.lastRead = { identity, text: readFileSync(this.file, "utf8") };
+      return (JSON.parse(this.lastRead.text) as IndexFile).images;
     } catch (err) {
+      this.lastRead = undefined;
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
       throw new Error(`image index ${this.file} is unreadable: ${(err as Error).message}`);
     }
   }
 
-  /** Replace the whole list (call under the store lock). */
+  /**
+   * Replace the whole list (call under the store lock). One line of JSON: the index grows with
+   * every image, and every command that adds one reads, parses and writes it whole.
+   */
   save(images: ImageRecord[]): void {
-    writeJsonAtomic(this.file, { images } satisfies IndexFile);
+    this.lastRead = undefined;
+    writeFileAtomic(this.file, JSON.stringify({ images } satisfies IndexFile) + "\n");
   }
 
   /**

@@ -53,10 +53,17 @@ export class LayerStore {
 
   /** A fresh temporary directory (with an empty diff/) to unpack into. */
   createTemp(): string {
+    return makeLayerTemp(this.tempName());
+  }
+
+  /**
+   * The name of a temporary layer directory, not yet made: for a commit, which makes it only
+   * when the store does not have its layer (makeLayerTemp), so that committing the same change
+   * again creates and deletes no directories.
+   */
+  tempName(): string {
     mkdirSync(this.dir, { recursive: true });
-    const tmp = tempPath(this.dir, "layer");
-    mkdirSync(path.join(tmp, "diff"), { recursive: true, mode: 0o755 });
-    return tmp;
+    return tempPath(this.dir, "layer");
   }
 
   /** What a short link in l/ holds for a layer (relative, so the store can move). */
@@ -128,4 +135,10 @@ export class LayerStore {
     }
     return path.join(path.basename(this.linkDir), meta.link);
   }
+}
+
+/** Makes a temporary layer dir (and its empty diff/) if it is not there yet; returns it. */
+export function makeLayerTemp(dir: string): string {
+  mkdirSync(path.join(dir, "diff"), { recursive: true, mode: 0o755 });
+  return dir;
 }

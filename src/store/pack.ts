@@ -25,7 +25,7 @@ import { closeSync, constants, openSync, readFileSync, readSync, rmSync, writeFi
 import path from "node:path";
 import { native, type RawStat } from "../native.js";
 import { nextChainId, Sha256Stream } from "./digest.js";
-import { layerStored } from "./layers.js";
+import { layerStored, makeLayerTemp } from "./layers.js";
 import { encodeFileName, hasEscapedBytes, listDirectory, sortByBytes } from "./file-names.js";
 import { sleepSync } from "../sleep-sync.js";
 
@@ -779,7 +779,8 @@ export interface PackJob extends UpperScanSpec {
   /** Where the uncompressed layer tar goes (a new file). */
   tarFile: string;
   /**
-   * A fresh layer dir (with an empty diff/) that receives the same layer in overlay form. Absent
+   * A fresh layer dir that receives the same layer in overlay form (made, with its diff/, only
+   * when the layer is written: it may not exist yet). Absent
    * when the worker reads in another mapping than the store's (a keep-id container): then the
    * caller unpacks the tar into the store.
    */
@@ -878,6 +879,8 @@ export async function packLayer(job: PackJob, hostOwner?: HostOwner): Promise<Pa
  */
 async function unpackPacked(tarFile: string, layerDir: string, ids: { maxUid: number; maxGid: number }, digest: string, warnings: string[], hostOwner: HostOwner | undefined): Promise<void> {
   const { readReused, unpackLayer } = await import("./unpack.js");
+  // Made here, when there is a layer to write (inside the user namespace too: owned by the user).
+  makeLayerTemp(layerDir);
   const fd = openSync(tarFile, "r");
   try {
     await unpackLayer(readReused(fd), path.join(layerDir, "diff"), {

@@ -35,12 +35,8 @@ export class StoreTransaction {
   putBlob(data: Buffer, expected?: string): string {
     const digest = sha256(data);
     if (expected !== undefined && expected !== digest) throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${digest}`);
-    if (this.store.blobs.hasIntact(digest)) return digest;
-    const replaced = this.store.blobs.has(digest);
-    this.store.blobs.putBuffer(data, digest);
     // A corrupt copy replaced by good bytes is a repair, not something to take back.
-    if (replaced) return digest;
-    this.addedBlobs.push(digest);
+    if (this.store.blobs.putHashed(data, digest) === "written") this.addedBlobs.push(digest);
     return digest;
   }
 

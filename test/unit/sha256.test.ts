@@ -1,8 +1,15 @@
-// The TypeScript SHA-256 used for small blobs must agree with node:crypto byte for byte.
+// The WebAssembly SHA-256 used for small blobs must agree with node:crypto byte for byte, and the
+// module embedded in src/store/sha256-wasm.ts must be what src/store/sha256.wat assembles to.
+import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { sha256Hex } from "../../src/store/sha256.js";
 import { sha256, Sha256Stream } from "../../src/store/digest.js";
+import { SHA256_WASM_BASE64 } from "../../src/store/sha256-wasm.js";
 
 const reference = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
@@ -39,6 +46,25 @@ describe("sha256", () => {
         at += n;
       }
       expect(stream.digest(), sizes.join(",")).toBe(`sha256:${reference(whole)}`);
+    }
+  });
+
+  it("grows the module's memory for a long message and hashes short ones correctly afterwards", () => {
+    for (const n of [300000, 5, 1 << 20, 64]) {
+      const b = randomBytes(n);
+      expect(sha256Hex(b), String(n)).toBe(reference(b));
+    }
+  });
+
+  it("embeds exactly the module src/store/sha256.wat assembles to (scripts/sha256-wasm.sh)", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "tsrun-wat-"));
+    try {
+      const out = path.join(dir, "sha256.wasm");
+      // wat2wasm is Debian's wabt, which .ci/run and scripts/quickstart.sh install.
+      execFileSync("wat2wasm", [fileURLToPath(new URL("../../src/store/sha256.wat", import.meta.url)), "-o", out]);
+      expect(Buffer.from(SHA256_WASM_BASE64, "base64").equals(readFileSync(out))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
