@@ -898,14 +898,14 @@ class Builder {
       history: state.history,
     };
     this.log(`COMMIT ${tags[0] !== undefined ? familiarName(tags[0]) : ""}`.trimEnd());
-    const image = await this.store.transact((tx) => {
+    const image = await this.store.transact(async (tx) => {
       // The lease keeps them from tsrun's own deleters; this catches hands in the store's files.
       const missing = state.layers.find((l) => !this.store.layers.has(l.chainId) || !this.store.blobs.has(l.digest));
       if (missing) throw new BuildError(`layer ${missing.chainId} of this build was removed while it ran: build again`);
       // Before the index: a rollback takes back blobs and layers, not a saved index.
       this.store.buildCache.add(this.fresh);
       faultPoint("build:image-recording");
-      return recordImage(tx, config, state.layers, tags, new Date().toISOString(), "build:blobs-stored");
+      return await recordImage(tx, config, state.layers, tags, new Date().toISOString(), "build:blobs-stored");
     });
     this.fresh.clear();
     this.log(`--> ${image.id.slice(7, 19)}`);

@@ -20,7 +20,7 @@ import type { Containers } from "../container/run.js";
 import type { ContainerRecord } from "../container/records.js";
 import { assignNames, type ImageRecord, type LayerRecord } from "../store/images.js";
 import { makeLayerTemp } from "../store/layers.js";
-import { chainIds, nextChainId } from "../store/digest.js";
+import { chainIds, nextChainId, sha256 } from "../store/digest.js";
 import { applyChanges } from "./config-changes.js";
 import { normaliseName, ReferenceError } from "./reference.js";
 import { MEDIA, type ContainerConfig, type HistoryEntry, type ImageConfig, type Manifest } from "./types.js";
@@ -235,7 +235,7 @@ export async function commitContainer(containers: Containers, opts: CommitOption
         await installPackedLayer(tx, layerTmp as string, tarFile, newLayer, parentChainId);
         layerTmp = undefined;
       }
-      return recordImage(tx, config, layers, name ? [name] : [], now, "commit:blobs-stored");
+      return await recordImage(tx, config, layers, name ? [name] : [], now, "commit:blobs-stored");
     });
   } catch (err) {
     if (err instanceof TsrunError) throw err;
@@ -267,11 +267,11 @@ export async function installPackedLayer(tx: StoreTransaction, layerTmp: string,
  * Stores an image's config and manifest and adds its record to the index, or finds the record
  * when the same config is stored already; `names` move to it (in a transaction).
  */
-export function recordImage(tx: StoreTransaction, config: ImageConfig, layers: LayerRecord[], names: string[], now: string, crashPoint?: string): ImageRecord {
+export async function recordImage(tx: StoreTransaction, config: ImageConfig, layers: LayerRecord[], names: string[], now: string, crashPoint?: string): Promise<ImageRecord> {
   const store = tx.store;
   const configBytes = Buffer.from(JSON.stringify(config));
-  const configDigest = tx.putBlob(configBytes);
-  const manifestDigest = tx.putBlob(Buffer.from(JSON.stringify(manifestFor(configBytes, configDigest, config, layers))));
+  const manifestBytes = Buffer.from(JSON.stringify(manifestFor(configBytes, sha256(configBytes), config, layers)));
+  const [configDigest, manifestDigest] = (await tx.putBlobs([{ data: configBytes }, { data: manifestBytes }])) as [string, string];
   if (crashPoint) faultPoint(crashPoint);
   const images = store.images.list();
   let image = images.find((i) => i.id === configDigest);

@@ -40,6 +40,24 @@ export class StoreTransaction {
     return digest;
   }
 
+  /**
+   * putBlob for several small blobs, flushed together (BlobStore.putHashedMany); returns their
+   * digests in order.
+   */
+  async putBlobs(items: { data: Buffer; expected?: string }[]): Promise<string[]> {
+    const hashed = items.map(({ data, expected }) => {
+      const digest = sha256(data);
+      if (expected !== undefined && expected !== digest) throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${digest}`);
+      return { data, digest };
+    });
+    const outcomes = await this.store.blobs.putHashedMany(hashed);
+    outcomes.forEach((outcome, i) => {
+      // A corrupt copy replaced by good bytes is a repair, not something to take back.
+      if (outcome === "written") this.addedBlobs.push((hashed[i] as { digest: string }).digest);
+    });
+    return hashed.map((h) => h.digest);
+  }
+
   /** Publishes a complete, verified file (staged blob, spilled archive member, packed tar). */
   publishBlob(file: string, digest: string): void {
     if (this.store.blobs.publish(file, digest)) this.addedBlobs.push(digest);
