@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <napi.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -250,11 +251,12 @@ Napi::Value RunTools(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// spawnMonitor(path, args, readyFd, netnsFd) -> pid: starts the container monitor in its own
-// session with /dev/null on 0-2, readyFd as its fd 3 and netnsFd (when >= 0: the connection to
-// the network holder, kept for the container's life) as its fd 4; nothing else is inherited
-// (Node's fds are close-on-exec). The CLI does not wait for it: it outlives the CLI.
-Napi::Value SpawnMonitor(const Napi::CallbackInfo& info) {
+// spawnDetached(path, args, fd3, fd4) -> pid: starts a program in its own session with
+// /dev/null on 0-2, fd3 as its fd 3 and fd4 (when >= 0) as its fd 4; nothing else is inherited
+// (Node's fds are close-on-exec). Nothing waits for it. The container monitor (fd 3: its ready
+// pipe, fd 4: the connection to the network holder) outlives the CLI; a foreground run's
+// slirp4netns (fd 3: its ready pipe, fd 4: its exit pipe) lives as long as the run.
+Napi::Value SpawnDetached(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = info[0].As<Napi::String>().Utf8Value();
   Napi::Array a = info[1].As<Napi::Array>();
@@ -290,6 +292,23 @@ Napi::Value SpawnMonitor(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   return Napi::Number::New(env, pid);
+}
+
+// pollIn(fd, timeoutMs) -> true once fd is readable (or its writers are gone), false when
+// timeoutMs pass first: a bounded wait for a helper's ready pipe, which read(2) alone would
+// wait on forever if the helper hung.
+Napi::Value PollIn(const Napi::CallbackInfo& info) {
+  pollfd p = {info[0].As<Napi::Number>().Int32Value(), POLLIN, 0};
+  int timeout = info[1].As<Napi::Number>().Int32Value();
+  int rc;
+  do {
+    rc = poll(&p, 1, timeout);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    ErrnoError(info.Env(), errno, "poll").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  return Napi::Boolean::New(info.Env(), rc > 0);
 }
 
 // mount(source, target, fstype, flags, data): mount(2) for the storage worker, which runs as
@@ -347,7 +366,8 @@ Napi::Object InitExports(Napi::Env env, Napi::Object exports) {
   exports.Set("dup", Napi::Function::New(env, Dup));
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("runTools", Napi::Function::New(env, RunTools));
-  exports.Set("spawnMonitor", Napi::Function::New(env, SpawnMonitor));
+  exports.Set("spawnDetached", Napi::Function::New(env, SpawnDetached));
+  exports.Set("pollIn", Napi::Function::New(env, PollIn));
   exports.Set("mount", Napi::Function::New(env, Mount));
   RegisterFs(env, exports);
   RegisterSeccomp(env, exports);

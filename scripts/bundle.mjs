@@ -8,15 +8,34 @@ import path from "node:path";
 import { build } from "esbuild";
 
 /**
- * commander requires node:child_process at load, for executable subcommands that tsrun never
- * uses; loading it costs 6-10 ms of every command's start on a slow machine. This plugin makes
- * that require happen on first use instead. It fails the build if commander's source changes.
+ * Two changes to commander's Command for start-up time; the build fails if its source changes.
+ * - It requires node:child_process at load, for executable subcommands that tsrun never uses;
+ *   loading it costs 6-10 ms of every command's start on a slow machine: now on first use.
+ * - It finds an option by scanning every option of the command (Command._findOption), and
+ *   registering one looks twice for a clash: O(n^2) for `run`'s 110 options, 2-3 ms of its
+ *   start in V8's interpreter, and a scan per argument when parsing. Each command gets an index
+ *   of its flags instead, extended as options are added (commander only ever pushes to
+ *   this.options), which returns what the scan did: the first option with that flag.
  */
-const lazyChildProcessInCommander = {
-  name: "lazy-child-process-in-commander",
+const commanderForStartup = {
+  name: "commander-for-startup",
   setup(b) {
     b.onLoad({ filter: /commander[\\/]lib[\\/]command\.js$/ }, async (args) => {
-      const text = await readFile(args.path, "utf8");
+      let text = await readFile(args.path, "utf8");
+      const scan = "  _findOption(arg) {\n    return this.options.find((option) => option.is(arg));\n  }";
+      if (!text.includes(scan)) throw new Error(`${args.path}: Command._findOption is not the scan scripts/bundle.mjs expects; update it`);
+      const indexed = [
+        "  _findOption(arg) {",
+        "    if (this._tsrunIndexed === undefined) { this._tsrunIndex = new Map(); this._tsrunIndexed = 0; }",
+        "    for (; this._tsrunIndexed < this.options.length; this._tsrunIndexed++) {",
+        "      const o = this.options[this._tsrunIndexed];",
+        "      if (o.short && !this._tsrunIndex.has(o.short)) this._tsrunIndex.set(o.short, o);",
+        "      if (o.long && !this._tsrunIndex.has(o.long)) this._tsrunIndex.set(o.long, o);",
+        "    }",
+        "    return this._tsrunIndex.get(arg);",
+        "  }",
+      ].join("\n");
+      text = text.replace(scan, indexed);
       const eager = "const childProcess = require('node:child_process');";
       if (!text.includes(eager)) throw new Error(`${args.path}: "${eager}" not found; update scripts/bundle.mjs`);
       const lazy = "const childProcess = { spawn: (...a) => require('node:child_process').spawn(...a) };";
@@ -35,7 +54,7 @@ const common = {
   logLevel: "warning",
   define: { "import.meta.url": "__importMetaUrl" },
   banner: { js: "const __importMetaUrl=require('url').pathToFileURL(__filename).href;" },
-  plugins: [lazyChildProcessInCommander],
+  plugins: [commanderForStartup],
 };
 
 // tsrun-run.cjs: `run` and `create` alone (src/cli/main-run.ts), which bin/tsrun loads for them.

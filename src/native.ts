@@ -51,10 +51,13 @@ interface NativeAddon {
   /** Runs the commands concurrently (posix_spawn, PATH lookup) and waits for all of them. */
   runTools(commands: string[][]): { code: number; signal: number; error?: string; stderr: string }[];
   /**
-   * Starts the container monitor detached (own session, /dev/null stdio, readyFd as fd 3, and
-   * netnsFd, the connection to the network holder, as fd 4 when >= 0).
+   * Starts a program detached (own session, /dev/null stdio, fd3 as its fd 3 and fd4 as its fd 4
+   * when >= 0) and returns its pid; nothing waits for it. The container monitor (its ready pipe,
+   * the connection to the network holder), a foreground run's slirp4netns (ready and exit pipes).
    */
-  spawnMonitor(path: string, args: string[], readyFd: number, netnsFd?: number): number;
+  spawnDetached(path: string, args: string[], fd3: number, fd4?: number): number;
+  /** Waits until fd is readable (or all its writers closed it): true, or false after timeoutMs. */
+  pollIn(fd: number, timeoutMs: number): boolean;
   /** Connects to tsrun-netns; throws with code ENOENT/ECONNREFUSED (none listens) or ECONNRESET (exiting). */
   netnsConnect(socketPath: string): { fd: number; pid: number };
   /** One request to tsrun-netns; the reply is "ok" or "err MESSAGE". */

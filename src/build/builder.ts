@@ -50,7 +50,7 @@ import { contextKey, NamedContextError, parseNamedContexts, type NamedContext } 
 import { hashSources } from "./cache-keys.js";
 import { chownInUserNamespace, makeRunMounts, runMounts, type RunMountContext } from "./run-mounts.js";
 import type { FromSource } from "./copy-step.js";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { randomBytes } from "../random.js";
 import path from "node:path";
 import { DEFAULT_PATH } from "../container/spec.js";
@@ -58,6 +58,7 @@ import { BuildCancelledError, BuildError } from "./errors.js";
 import type { Lease } from "../store/leases.js";
 import { faultPoint } from "../store/fault.js";
 import type { SecurityFlags } from "../container/security/options.js";
+import { removeFile } from "../remove-file.js";
 
 export interface BuildOptions {
   /** The context: a directory, or "-" for standard input (a tar archive, or a Dockerfile). */
@@ -627,7 +628,7 @@ class Builder {
       throw err;
     } finally {
       this.running = undefined;
-      for (const file of runFiles) rmSync(file, { force: true });
+      for (const file of runFiles) removeFile(file);
       await this.store.removeTrees(mounts.scratch);
     }
     this.checkCancelled();
@@ -690,7 +691,7 @@ class Builder {
       });
       this.fresh.clear();
     } catch (err) {
-      rmSync(tarFile, { force: true });
+      removeFile(tarFile);
       await this.store.removeTree(layerTmp);
       throw err;
     }
@@ -718,7 +719,7 @@ class Builder {
     const owner = user === "" ? { uid: 0, gid: 0 } : resolveOwner(user, layerDirs, warn);
     const copied = await runCopy(this.copyContext(state), { description: undefined, sources: [], dest: `${dir}/`, destIsDir: true, owner, makeDest: true, temporaries: [] });
     if (copied.result.entries === 0) {
-      rmSync(copied.tarFile, { force: true });
+      removeFile(copied.tarFile);
       await this.store.removeTree(copied.layerTmp);
       this.finishStep(state, key, createdBy, state.layers, true);
       return;
@@ -809,7 +810,7 @@ class Builder {
       { description: undefined, sources: [{ kind: "tree", root: { dir: named.dir }, ignore: named.ignore, paths: ["."], keepOwners: false, extractArchives: false }], dest: "/", destIsDir: true, temporaries: [] },
     );
     if (copied.result.entries === 0) {
-      rmSync(copied.tarFile, { force: true });
+      removeFile(copied.tarFile);
       await this.store.removeTree(copied.layerTmp);
       config.history = [{ created, created_by: `COPY --build-context ${named.name} /`, empty_layer: true }];
       this.remember(key, { created, layers: [], emptyLayer: true });
@@ -832,14 +833,14 @@ class Builder {
       for (const w of copied.result.warnings) this.opts.warn?.(w);
       if (copied.result.entries === 0) {
         // Nothing copied (a wildcard that matched nothing): no layer, as for a RUN that changed nothing.
-        rmSync(copied.tarFile, { force: true });
+        removeFile(copied.tarFile);
         await this.store.removeTree(copied.layerTmp);
         this.finishStep(state, key, createdBy, state.layers, true);
         return;
       }
       await this.addLayer(state, key, createdBy, copied.layer, copied.layerTmp, copied.tarFile);
     } finally {
-      for (const f of prepared.temporaries) rmSync(f, { force: true });
+      for (const f of prepared.temporaries) removeFile(f);
     }
   }
 

@@ -3,7 +3,7 @@
 // URLs downloaded and heredoc bodies written to files, --chown resolved with the image's
 // /etc/passwd and /etc/group. Writing the layer is the storage worker's job (copy-worker.ts),
 // started only when the cache has no layer for the step.
-import { closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { scratchPath, tempPath } from "../store/temps.js";
 import path from "node:path";
@@ -24,6 +24,7 @@ import type { CopyJob, CopyResult, CopySource } from "./copy-worker.js";
 import { MEDIA } from "../image/types.js";
 import { httpGet } from "../image/http-get.js";
 import type { IncomingMessage } from "node:http";
+import { removeFile } from "../remove-file.js";
 
 // --keep-git-dir (ADD) is known so that it gets a clear refusal rather than "unknown flag".
 const COPY_FLAGS: Readonly<Record<string, FlagKind>> = { from: "string", chown: "string", chmod: "string", link: "bool", parents: "bool", exclude: "strings" };
@@ -152,13 +153,13 @@ async function download(store: Store, url: string, checksum: string | undefined,
     }
   } catch (err) {
     closeSync(fd);
-    rmSync(file, { force: true });
+    removeFile(file);
     throw new Error(`failed to download ${url}: ${(err as Error).message}`);
   }
   closeSync(fd);
   const digest = `sha256:${hash.digest("hex")}`;
   if (checksum !== undefined && checksum !== digest) {
-    rmSync(file, { force: true });
+    removeFile(file);
     throw new Error(`checksum mismatch for ${url}: expected ${checksum}, got ${digest}`);
   }
   const modified = Date.parse(res.headers["last-modified"] ?? "");
@@ -293,7 +294,7 @@ export async function prepareCopy(ctx: CopyContext, ins: Instruction): Promise<P
       }
     }
   } catch (err) {
-    for (const f of prepared.temporaries) rmSync(f, { force: true });
+    for (const f of prepared.temporaries) removeFile(f);
     if (err instanceof SourceNotFoundError) throw new Error(`${name} ${err.message}`);
     throw err;
   }
@@ -345,7 +346,7 @@ export async function runCopy(ctx: Pick<CopyContext, "store" | "layers" | "now" 
     const layer: LayerRecord = { diffId: result.digest, chainId, digest: result.digest, mediaType: MEDIA.ociLayer, size: result.size };
     return { result, layer, layerTmp, tarFile };
   } catch (err) {
-    rmSync(tarFile, { force: true });
+    removeFile(tarFile);
     await store.removeTree(layerTmp);
     throw err;
   } finally {

@@ -15,7 +15,7 @@
 // is a tree of hard links to the files .dockerignore keeps (a read-only mount cannot change
 // them; copies across filesystems); otherwise (rw, from=) the source is copied, as
 // `COPY [--from=X] SOURCE /` would copy it, into a scratch layer dir. Both go after the RUN.
-import { chmodSync, constants, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { chmodSync, constants, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, statSync, symlinkSync } from "node:fs";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import type { Store } from "../store/store.js";
@@ -25,6 +25,7 @@ import { hashSources } from "./cache-keys.js";
 import { fileType, isDirectory, ST_MODE, type SourceTree } from "./source-tree.js";
 import { scratchPath } from "../store/temps.js";
 import { runCopy, type ContextSource, type FromSource } from "./copy-step.js";
+import { removeFile } from "../remove-file.js";
 
 export interface RunMountContext {
   store: Store;
@@ -116,7 +117,7 @@ async function copyBindSource(ctx: RunMountContext, source: string, from: { laye
   );
   out.scratch.push(copied.layerTmp);
   // Only the unpacked files are used: the layer tar goes at once.
-  rmSync(copied.tarFile, { force: true });
+  removeFile(copied.tarFile);
   const hostPath = path.join(copied.layerTmp, "diff", "mount");
   if (!existsSync(hostPath)) throw new Error(`${source} not found`);
   return hostPath;

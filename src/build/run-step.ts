@@ -8,7 +8,7 @@
 // removed, so a prune running meanwhile leaves it alone, and a build killed meanwhile leaves a
 // container the next command sweeps away. Its layer dir and tar go to temporary names
 // carrying our pid until the builder's transaction moves them into place.
-import { closeSync, openSync, rmSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import path from "node:path";
 import { tempPath } from "../store/temps.js";
 import { faultPoint } from "../store/fault.js";
@@ -19,6 +19,7 @@ import { scanSpecFor } from "../image/diff.js";
 import type { ImageConfig } from "../image/types.js";
 import type { PackResult } from "../store/pack.js";
 import type { SecurityFlags } from "../container/security/options.js";
+import { removeFile } from "../remove-file.js";
 
 export interface RunStepOptions {
   /** The image the stage started from (shown for the container), its layers so far and its config. */
@@ -106,7 +107,7 @@ export async function runStep(containers: Containers, opts: RunStepOptions): Pro
       const packed = await store.pack({ ...spec, tarFile, layerDir: layerTmp, ...(opts.clampMtime !== undefined ? { clampMtime: opts.clampMtime } : {}) });
       return { status: 0, packed, layerTmp, tarFile };
     } catch (err) {
-      rmSync(tarFile, { force: true });
+      removeFile(tarFile);
       await store.removeTree(layerTmp);
       throw err;
     }

@@ -1,5 +1,5 @@
 // Containers over time: stop (STOPSIGNAL, then SIGKILL), kill, wait, remove, logs.
-import { closeSync, fstatSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { logFiles } from "./output-log.js";
 import { constants } from "node:os";
 import path from "node:path";
@@ -10,6 +10,7 @@ import { markPaused, markRestarting, markStopped, readLastExit } from "./state.j
 import { freezeProcesses, thawProcesses } from "./freeze.js";
 import { faultPoint } from "../store/fault.js";
 import { signalNumber } from "../format/signal.js";
+import { removeFile } from "../remove-file.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -113,7 +114,7 @@ export async function restartContainer(containers: Containers, query: string, ti
   const dir = containers.records.containerDir(record.id);
   if (record.hostConfig.autoRemove) {
     markRestarting(dir);
-    rmSync(path.join(dir, "autoremove"), { force: true });
+    removeFile(path.join(dir, "autoremove"));
   }
   const stopped = await stopContainer(containers, record.id, timeoutSec, stopSignal);
   return containers.startDetached(containers.get(stopped.id));

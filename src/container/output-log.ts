@@ -2,11 +2,12 @@
 // comes and, line by line, to its ctr.log in Docker's json-file format, the same records the
 // monitor (native/monitor.cc) writes for a detached container, so that `tsrun logs` shows what a
 // foreground run printed, as Docker's does.
-import { closeSync, constants, existsSync, fstatSync, openSync, read, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, constants, existsSync, fstatSync, openSync, read, renameSync, writeSync } from "node:fs";
 import path from "node:path";
 import { sleepSync } from "../sleep-sync.js";
 import { TsrunError } from "../errors.js";
 import { parseMemory } from "./security/options.js";
+import { removeFile } from "../remove-file.js";
 
 /** What JSON.stringify would escape in a line, beside its newline (decoded UTF-8 has no lone surrogates). */
 const NEEDS_ESCAPE = /["\\\x00-\x09\x0b-\x1f]/;
@@ -96,10 +97,10 @@ export function logFiles(containerDir: string): string[] {
  */
 export function rotateLog(file: string, maxFile: number): void {
   if (maxFile < 2) {
-    rmSync(file, { force: true });
+    removeFile(file);
     return;
   }
-  rmSync(`${file}.${maxFile - 1}`, { force: true });
+  removeFile(`${file}.${maxFile - 1}`);
   for (let n = maxFile - 2; n >= 1; n--) if (existsSync(`${file}.${n}`)) renameSync(`${file}.${n}`, `${file}.${n + 1}`);
   renameSync(file, `${file}.1`);
 }

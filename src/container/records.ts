@@ -3,7 +3,7 @@
 // the same lock hold that saves or removes the record: so a name link whose container has no
 // record (or a record with another name) is a leftover of a killed tsrun, and is reclaimed.
 // A container leaves the store at once: its dir is renamed to a temporary name, then deleted.
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, symlinkSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "../random.js";
 import { writeFileAtomic, writeJsonAtomic } from "../store/atomic.js";
@@ -16,6 +16,7 @@ import type { SecurityConfig } from "./security/options.js";
 import type { Endpoint } from "../network/networks.js";
 import type { OutboundHelper, PortHandler } from "../network/outbound.js";
 import type { DeviceMapping } from "./devices.js";
+import { removeFile } from "../remove-file.js";
 
 export type ContainerStatus = "created" | "running" | "exited";
 
@@ -170,7 +171,7 @@ export class ContainerStore {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
       }
       if (!this.isStaleName(name)) return false;
-      rmSync(file, { force: true });
+      removeFile(file);
     }
     return false;
   }
@@ -203,7 +204,7 @@ export class ContainerStore {
 
   /** Removes a name link, if it is still id's (under the store lock). */
   releaseName(name: string, id: string): void {
-    if (this.idForName(name) === id) rmSync(path.join(this.names, name), { force: true });
+    if (this.idForName(name) === id) removeFile(path.join(this.names, name));
   }
 
   /** Name links, name -> id. */
@@ -251,7 +252,7 @@ export class ContainerStore {
     } catch {
       mkdirSync(dir, { recursive: true });
     }
-    for (const f of old) if (now - Number(f.slice(65)) > EXIT_KEPT_SECONDS) rmSync(path.join(dir, f), { force: true });
+    for (const f of old) if (now - Number(f.slice(65)) > EXIT_KEPT_SECONDS) removeFile(path.join(dir, f));
     writeFileAtomic(path.join(dir, `${record.id}-${now}`), `${record.state.exitCode} ${record.state.finishedAt}\n`, { durable: false, tempDir: this.dir });
   }
 

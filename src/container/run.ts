@@ -1,6 +1,6 @@
 // Creating, starting and running containers: from an image and run options to a record on disk
 // and a process in its namespaces.
-import { closeSync, existsSync, mkdirSync, read, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, read, readFileSync, writeFileSync } from "node:fs";
 import { signalNumber } from "../format/signal.js";
 import { promisify } from "node:util";
 import path from "node:path";
@@ -29,7 +29,19 @@ import { parseDevice } from "./devices.js";
 import { parseSysctls, sysctlWrites } from "./sysctl.js";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
 import { hostGateway } from "../network/pasta.js";
-import { explainHelperFailure, forwardedDns, helperCommands, outboundHelper, stopNetworkHelpers, SLIRP_HOST, type OutboundHelper, type PortHandler } from "../network/outbound.js";
+import {
+  directSlirp,
+  explainHelperFailure,
+  forwardedDns,
+  helperCommands,
+  outboundHelper,
+  startSlirp4netns,
+  stopNetworkHelpers,
+  SLIRP_HOST,
+  type HelperOptions,
+  type OutboundHelper,
+  type PortHandler,
+} from "../network/outbound.js";
 import { ContainerNetworks } from "./networking.js";
 import { BUILTIN_NETWORKS, type NetworkRecord } from "../network/networks.js";
 import { closeHolder, connectHolder, holderForLaunch, holderUserNamespace, type HolderConnection } from "../network/holder.js";
@@ -43,6 +55,7 @@ import { homedir, userInfo } from "node:os";
 import { parseSecurityFlags, type SecurityFlags } from "./security/options.js";
 import { checkResourceLimits, prepareCgroup, removeCgroup } from "./security/cgroups.js";
 import { confineFilesystem, processSecurity, securityOf } from "./security/plan.js";
+import { removeFile } from "../remove-file.js";
 
 export interface CreateOptions {
   image: string;
@@ -192,6 +205,8 @@ export class Containers {
   readonly networking: ContainerNetworks;
   /** Connections to the network holder of foreground runs, held until they exit. */
   private readonly holds = new Map<string, HolderConnection>();
+  /** The slirp4netns processes of this process's foreground runs (startSlirp4netns): its children. */
+  private readonly slirps = new Map<string, { exitFd: number; pid: number }>();
   constructor(readonly store: Store) {
     this.records = new ContainerStore(store.paths.containers);
     this.volumes = new Volumes(store);
@@ -683,8 +698,8 @@ export class Containers {
     // network's link start while the child sets up its root; the command waits for both. Only
     // in the holder's user namespace: in one of its own the child becomes root there first,
     // which makes its /proc/PID/ns files unreadable to helpers running as the user.
-    const networkCommands = this.networkCommands(record);
-    if (plan.nest && (networkCommands.length > 0 || pairs.length > 0)) plan.holdBeforeExec = true;
+    const network = this.foregroundNetwork(record);
+    if (plan.nest && (network.commands.length > 0 || network.slirp || pairs.length > 0)) plan.holdBeforeExec = true;
     try {
       proc = await launchPlan(
         plan,
@@ -697,7 +712,10 @@ export class Containers {
         },
         (pid) => {
           if (conn) ContainerNetworks.attach(conn, pid, pairs);
-          this.startNetwork(networkCommands, pid);
+          this.startNetwork(network.commands, pid);
+          if (network.slirp) {
+            this.slirps.set(record.id, startSlirp4netns(network.slirp.path, network.slirp.ifname, pid, this.records.containerDir(record.id)));
+          }
         },
       );
     } catch (err) {
@@ -736,22 +754,39 @@ export class Containers {
   }
 
   /**
+   * A foreground run's network helpers: slirp4netns started directly when it has no ports to
+   * publish (startSlirp4netns), else the helper commands as the monitor runs them.
+   */
+  private foregroundNetwork(record: ContainerRecord): { commands: string[][]; slirp?: { path: string; ifname: string } } {
+    const options = this.helperOptions(record);
+    if (!options) return { commands: [] };
+    const slirp = directSlirp(options);
+    return slirp ? { commands: [], slirp } : { commands: helperCommands(options) };
+  }
+
+  /**
    * The helper commands of a container with outbound access or published ports (the child's pid
    * goes after each program). On user-defined networks eth0 is the network's: the helper's interface
    * is tap0, with the default route.
    */
   private networkCommands(record: ContainerRecord): string[][] {
+    const options = this.helperOptions(record);
+    return options ? helperCommands(options) : [];
+  }
+
+  /** What the network helpers of a container need, or undefined when it has none. */
+  private helperOptions(record: ContainerRecord): HelperOptions | undefined {
     const h = record.hostConfig;
     const userNetworks = Object.keys(h.networks ?? {}).length > 0;
-    if (h.networkMode !== "private" && !(userNetworks && this.networking.outbound(record))) return [];
-    return helperCommands({
+    if (h.networkMode !== "private" && !(userNetworks && this.networking.outbound(record))) return undefined;
+    return {
       helper: h.networkHelper ?? "pasta",
       ports: h.portBindings ?? [],
       portHandler: h.portHandler,
       dnsForward: h.dnsForward ?? false,
       dir: this.records.containerDir(record.id),
       ifname: userNetworks ? "tap0" : undefined,
-    });
+    };
   }
 
   /** Connects a waiting child's network namespace (foreground runs; the monitor does its own). */
@@ -768,6 +803,14 @@ export class Containers {
   stopNetwork(record: ContainerRecord): void {
     closeHolder(this.holds.get(record.id));
     this.holds.delete(record.id);
+    const slirp = this.slirps.get(record.id);
+    if (slirp) {
+      // Its exit pipe closed, it ends; reaped, so that a program running many containers
+      // through the library collects no zombies.
+      closeSync(slirp.exitFd);
+      void native().waitPid(slirp.pid).catch(() => undefined);
+      this.slirps.delete(record.id);
+    }
     // With published ports, a bounded wait until they are gone, so the ports are free when we return.
     stopNetworkHelpers(this.records.containerDir(record.id), (record.hostConfig.portBindings ?? []).length > 0 ? 1000 : 0);
   }
@@ -826,7 +869,7 @@ export class Containers {
       const ms = (ns: number | undefined, fallback: number): number => (ns ? Math.max(1, Math.round(ns / 1e6)) : fallback);
       writeFileSync(path.join(dir, "health.conf"), `${ms(hc.Interval, 30000)} ${ms(hc.Timeout, 30000)} ${ms(hc.StartPeriod, 0)} ${hc.Retries || 3}\n`);
     } else {
-      rmSync(path.join(dir, "health.bin"), { force: true });
+      removeFile(path.join(dir, "health.bin"));
     }
     if (record.hostConfig.autoRemove) {
       const cli = path.join(packageRoot(), "bin", "tsrun");
@@ -836,7 +879,7 @@ export class Containers {
     const [readyRead, readyWrite] = addon.pipe();
     let monitorPid: number;
     try {
-      monitorPid = addon.spawnMonitor(monitorPath(), [dir], readyWrite, opts.conn?.fd ?? -1);
+      monitorPid = addon.spawnDetached(monitorPath(), [dir], readyWrite, opts.conn?.fd ?? -1);
     } finally {
       closeSync(readyWrite);
     }

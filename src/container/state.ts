@@ -2,13 +2,14 @@
 // container's tsrun-monitor, or the CLI of a foreground run) waits for it; the monitor writes an
 // exit file when the container ends. A monitor that died without one (kill -9, a reboot) means
 // the container is gone too (it dies with its monitor): it is reported as exited, never running.
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { ContainerRecord } from "./records.js";
 
 export { processStartTime, isAlive } from "../store/liveness.js";
 import { isAlive } from "../store/liveness.js";
 import { stopNetworkHelpers } from "../network/outbound.js";
+import { removeFile } from "../remove-file.js";
 
 function readOr(file: string): string {
   try {
@@ -41,7 +42,7 @@ export function readLastExit(containerDir: string): ExitFile | undefined {
 
 /** Before a start: no exit, stop marker, pid or health of an earlier run. */
 export function clearRunFiles(containerDir: string): void {
-  for (const f of ["exit", "stopped", "pid", "health.json", "restarts", "last-exit", "paused", "attach-wait", "restarting"]) rmSync(path.join(containerDir, f), { force: true });
+  for (const f of ["exit", "stopped", "pid", "health.json", "restarts", "last-exit", "paused", "attach-wait", "restarting"]) removeFile(path.join(containerDir, f));
 }
 
 /** Tells whoever runs a --rm container that `restart` stops it: it is not to be removed at this exit. */
@@ -61,7 +62,7 @@ export function markStopped(containerDir: string): void {
 /** Records that `pause` stopped the container's processes (or, with false, that they run again). */
 export function markPaused(containerDir: string, paused: boolean): void {
   if (paused) writeFileSync(path.join(containerDir, "paused"), "");
-  else rmSync(path.join(containerDir, "paused"), { force: true });
+  else removeFile(path.join(containerDir, "paused"));
 }
 
 /**

@@ -12,7 +12,7 @@
 // (the same container twice, a rebuild) reuses the stored layer, as Podman does, and costs the
 // tar alone. `cp -a` of the upper dir would also copy overlay's private xattrs and the runtime's
 // mount points, which are not part of the change.
-import { rmSync } from "node:fs";
+
 import path from "node:path";
 import { tempPath } from "../store/temps.js";
 import { faultPoint } from "../store/fault.js";
@@ -31,6 +31,7 @@ import { parseGroup, parsePasswd, parseUserSpec, resolveUser } from "../containe
 import { currentMapping, isRemapped, maxMappedId } from "../userns.js";
 import type { StoreTransaction } from "../store/transaction.js";
 import { TsrunError } from "../errors.js";
+import { removeFile } from "../remove-file.js";
 
 export interface CommitOptions {
   /** Container name, ID or ID prefix. */
@@ -241,7 +242,7 @@ export async function commitContainer(containers: Containers, opts: CommitOption
     if (err instanceof TsrunError) throw err;
     throw new TsrunError(`commit ${opts.container}: ${(err as Error).message}`);
   } finally {
-    rmSync(tarFile, { force: true });
+    removeFile(tarFile);
     if (layerTmp) await store.removeTree(layerTmp).catch(() => undefined);
     lease.release();
   }

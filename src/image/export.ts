@@ -2,11 +2,12 @@
 // readable by `import`. The storage worker reads the container's upper dir and its image's layer
 // dirs, merged as overlayfs merges them (store/pack.ts), and tars the result. Volume contents are
 // not in it: volumes are mounted, never part of the layers.
-import { closeSync, openSync, renameSync, rmSync } from "node:fs";
+import { closeSync, openSync, renameSync } from "node:fs";
 import path from "node:path";
 import type { Containers } from "../container/run.js";
 import { TsrunError } from "../errors.js";
 import { tempName } from "../store/atomic.js";
+import { removeFile } from "../remove-file.js";
 
 export interface ExportOptions {
   /** Container name, ID or ID prefix. */
@@ -38,7 +39,7 @@ export async function exportContainer(containers: Containers, opts: ExportOption
     await store.exportTree({ layers }, fd, containers.usernsOf(record));
     if (partial && opts.output) renameSync(partial, path.resolve(opts.output));
   } catch (err) {
-    if (partial) rmSync(partial, { force: true });
+    if (partial) removeFile(partial);
     throw new TsrunError(`export ${opts.container}: ${(err as Error).message}`);
   } finally {
     if (partial) closeSync(fd);

@@ -1,7 +1,7 @@
 // `import`: a root filesystem tarball (plain, gzip, zstd, xz or bzip2, as `docker import` takes;
 // a file, stdin or a URL) becomes a one-layer image. The layer is unpacked inside the user namespace and renamed into place
 // only when complete; the image index changes under the store lock.
-import { createReadStream, rmSync } from "node:fs";
+import { createReadStream } from "node:fs";
 import type { Store } from "../store/store.js";
 import type { StagedBlob } from "../store/blobs.js";
 import { faultPoint } from "../store/fault.js";
@@ -11,6 +11,7 @@ import { normaliseName } from "./reference.js";
 import { TsrunError } from "../errors.js";
 import { httpGet } from "./http-get.js";
 import { detectCompression, fileHead, throughCommand } from "./archive/compression.js";
+import { removeFile } from "../remove-file.js";
 
 export interface ImportOptions {
   /** A file path, "-" for standard input, or an http(s) URL. */
@@ -56,7 +57,7 @@ async function decompressToTar(store: Store, file: string, kind: "xz" | "bzip2",
   await throughCommand(kind, createReadStream(file), "the tarball", async (out) => {
     staged = await store.blobs.stageStream(out);
   }).catch((err: unknown) => {
-    if (staged) rmSync(staged.file, { force: true });
+    if (staged) removeFile(staged.file);
     throw err;
   });
   if (!staged) throw new TsrunError(`import ${source}: no output from ${kind}`);
@@ -79,7 +80,7 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
     if (compression === "xz" || compression === "bzip2") {
       const raw = blob;
       blob = await decompressToTar(store, raw.file, compression, opts.source);
-      rmSync(raw.file, { force: true });
+      removeFile(raw.file);
     }
     if (blob.size === 0) throw new TsrunError(`import: ${opts.source} is empty`);
     const mediaType = layerMediaType(fileHead(blob.file));
@@ -136,7 +137,7 @@ export async function importImage(store: Store, opts: ImportOptions): Promise<Im
     if (err instanceof TsrunError) throw err;
     throw new TsrunError(`import ${opts.source}: ${(err as Error).message}`);
   } finally {
-    if (blob) rmSync(blob.file, { force: true });
+    if (blob) removeFile(blob.file);
     if (tmp) await store.removeTree(tmp).catch(() => undefined);
     lease.release();
   }

@@ -1,11 +1,12 @@
 // User-defined networks: their records (networks/<id>.json, as `docker network inspect` shows
 // them), subnets and addresses. The bridges themselves live in tsrun-netns (see holder.ts).
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "../random.js";
 import type { Store } from "../store/store.js";
 import { writeJsonAtomic } from "../store/atomic.js";
 import { NotFoundError, TsrunError } from "../errors.js";
+import { removeFile } from "../remove-file.js";
 
 export interface NetworkRecord {
   Name: string;
@@ -256,7 +257,7 @@ export class Networks {
   remove(n: NetworkRecord): void {
     const file = path.join(this.dir, `${n.Id}.json`);
     if (!existsSync(file)) throw new NotFoundError(`network ${n.Name} not found`);
-    rmSync(file, { force: true });
+    removeFile(file);
   }
 
   /**

@@ -3,14 +3,15 @@
 // pasta.
 // Each is a helper process started once the container's namespaces exist (before it runs), as
 // a command whose first argument is the container's pid.
-import { accessSync, constants, existsSync, readFileSync, rmSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { PortMapping } from "./ports.js";
 import { pastaArgs, PASTA_DNS, explainPastaFailure } from "./pasta.js";
-import { helperPath } from "../native.js";
+import { helperPath, native } from "../native.js";
 import { TsrunError } from "../errors.js";
 import { isAlive } from "../store/liveness.js";
 import { sleepSync } from "../sleep-sync.js";
+import { removeFile } from "../remove-file.js";
 
 export type OutboundHelper = "pasta" | "slirp4netns";
 /**
@@ -96,6 +97,57 @@ export function helperCommands(o: HelperOptions): string[][] {
   return cmds;
 }
 
+/**
+ * The slirp4netns a foreground run starts itself (no published ports, so tsrun-forward has
+ * nothing to forward), or undefined when the helpers are started as commands (helperCommands).
+ */
+export function directSlirp(o: HelperOptions): { path: string; ifname: string } | undefined {
+  if (o.ports.length > 0) return undefined;
+  const found = outboundHelper(o.helper);
+  return found.kind === "slirp4netns" ? { path: found.path, ifname: o.ifname ?? "eth0" } : undefined;
+}
+
+/** How long slirp4netns may take to configure the container's network (tsrun-forward waits as long). */
+const SLIRP_READY_MS = 10_000;
+
+/**
+ * Starts slirp4netns for a waiting container's network namespace and returns once it has
+ * configured it: the fd whose closing stops it (its --exit-fd; close-on-exec, so no other
+ * child holds it, and closed by the kernel if this process dies) and its pid, also written to
+ * slirp4netns.pid in the container's dir for stopNetworkHelpers. What tsrun-forward does
+ * before it forwards ports, without starting tsrun-forward first: a foreground run's network
+ * is ready a process start and a fork sooner.
+ */
+export function startSlirp4netns(program: string, ifname: string, containerPid: number, dir: string): { exitFd: number; pid: number } {
+  const addon = native();
+  const [readyRead, readyWrite] = addon.pipe();
+  const [exitRead, exitWrite] = addon.pipe();
+  let pid: number;
+  try {
+    const args = ["--configure", "--mtu=65520", "--ready-fd=3", "--exit-fd=4", `--userns-path=/proc/${containerPid}/ns/user`, String(containerPid), ifname];
+    pid = addon.spawnDetached(program, args, readyWrite, exitRead);
+  } catch (err) {
+    for (const fd of [readyRead, readyWrite, exitRead, exitWrite]) closeSync(fd);
+    throw new TsrunError(`slirp4netns: ${(err as Error).message}`);
+  }
+  closeSync(readyWrite);
+  closeSync(exitRead);
+  try {
+    writeFileSync(path.join(dir, "slirp4netns.pid"), `${pid}\n`);
+    // One byte once configured; end of file if it exits first (its copy of the pipe closes).
+    const ready = addon.pollIn(readyRead, SLIRP_READY_MS) && readSync(readyRead, Buffer.alloc(1)) === 1;
+    if (!ready) throw new TsrunError("slirp4netns failed to configure the container's network");
+  } catch (err) {
+    closeSync(exitWrite);
+    stopNetworkHelpers(dir);
+    void addon.waitPid(pid).catch(() => undefined);
+    throw err;
+  } finally {
+    closeSync(readyRead);
+  }
+  return { exitFd: exitWrite, pid };
+}
+
 /** One line for a helper that failed: its own message (tsrun-forward's are one line already). */
 export function explainHelperFailure(program: string, stderr: string): string {
   if (path.basename(program) === "pasta") return explainPastaFailure(stderr);
@@ -104,12 +156,12 @@ export function explainHelperFailure(program: string, stderr: string): string {
 }
 
 /** The pid files of a container's network helpers, in its directory. */
-const HELPER_PID_FILES = ["pasta.pid", "forward.pid"];
+const HELPER_PID_FILES = ["pasta.pid", "forward.pid", "slirp4netns.pid"];
 /** What /proc/PID/comm says for each helper (pasta runs as passt or passt.avx2). */
 const HELPER_COMMANDS = /^(pasta|passt(\.avx2)?|tsrun-forward|slirp4netns)$/;
 
 /**
- * Stops a container's network helpers (pasta, tsrun-forward) from their pid files, and removes
+ * Stops a container's network helpers (pasta, tsrun-forward, a foreground run's slirp4netns) from their pid files, and removes
  * the files. A pid is signalled only while /proc says it is still one of those programs: after
  * a crash or a reboot the number may belong to anything. With waitMs, waits (bounded) until
  * they are gone, so that published ports are free when this returns.
@@ -132,7 +184,7 @@ export function stopNetworkHelpers(containerDir: string, waitMs = 0): void {
         // Gone already.
       }
     }
-    rmSync(file, { force: true });
+    removeFile(file);
   }
 }
 

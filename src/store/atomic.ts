@@ -1,11 +1,12 @@
 // Crash-safe file updates and the store lock. A reader never sees a half-written file: data goes
 // to a temporary name on the same filesystem, is flushed, then renamed over the old one.
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "../random.js";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { native } from "../native.js";
 import { faultPoint } from "./fault.js";
+import { removeFile } from "../remove-file.js";
 
 export function tempName(target: string): string {
   return path.join(path.dirname(target), `.tmp-${path.basename(target)}-${process.pid}-${randomBytes(4).toString("hex")}`);
@@ -60,7 +61,7 @@ export function writeFileAtomic(target: string, data: string | Buffer, modeOrOpt
     renameSync(tmp, target);
   } catch (err) {
     if (open) closeSync(fd);
-    rmSync(tmp, { force: true });
+    removeFile(tmp);
     throw err;
   }
 }

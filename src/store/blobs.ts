@@ -2,13 +2,14 @@
 // A blob counts as stored only once its bytes hashed to its name: data lands in a temporary
 // file, is verified, and is renamed into place.
 import { lazyCrypto } from "../builtin.js";
-import { closeSync, createReadStream, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { closeSync, createReadStream, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync } from "node:fs";
 import { promisify } from "node:util";
 import path from "node:path";
 import { tempName, writeAll } from "./atomic.js";
 import { digestHex, digestNamedEntries, sha256 } from "./digest.js";
 import { faultPoint } from "./fault.js";
 import { tempPath } from "./temps.js";
+import { removeFile } from "../remove-file.js";
 
 export class DigestMismatchError extends Error {}
 
@@ -102,7 +103,7 @@ export class BlobStore {
     } catch (err) {
       for (const { tmp } of temps) {
         closeSync(tmp.fd);
-        rmSync(tmp.file, { force: true });
+        removeFile(tmp.file);
       }
       throw err;
     }
@@ -132,7 +133,7 @@ export class BlobStore {
       writeAll(fd, data);
     } catch (err) {
       closeSync(fd);
-      rmSync(file, { force: true });
+      removeFile(file);
       throw err;
     }
     return { fd, file, target };
@@ -174,7 +175,7 @@ export class BlobStore {
       closeSync(fd);
     } catch (err) {
       closeSync(fd);
-      rmSync(file, { force: true });
+      removeFile(file);
       throw err;
     }
     return { file, digest, size };
@@ -183,7 +184,7 @@ export class BlobStore {
   /** Gives a complete, verified file (on this filesystem) its blob name; drops it if the blob exists. True when it is new. */
   publish(file: string, digest: string): boolean {
     if (this.has(digest)) {
-      rmSync(file, { force: true });
+      removeFile(file);
       return false;
     }
     mkdirSync(this.dir, { recursive: true });
@@ -204,7 +205,7 @@ export class BlobStore {
   }
 
   remove(digest: string): void {
-    rmSync(this.path(digest), { force: true });
+    removeFile(this.path(digest));
   }
 
   /** Names of stored blobs as digests (temporaries and foreign files excluded). */

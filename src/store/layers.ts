@@ -2,13 +2,14 @@
 // every image and container that has it. A layer appears under its final name only complete:
 // it is unpacked into a temporary dir, gets its layer.json there, and is renamed into place.
 // It leaves the same way: renamed to a temporary name first, then deleted.
-import { existsSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readlinkSync, renameSync, symlinkSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "../random.js";
 import { digestHex, digestNamedEntries } from "./digest.js";
 import { writeJsonAtomic } from "./atomic.js";
 import { faultPoint } from "./fault.js";
 import { tempPath } from "./temps.js";
+import { removeFile } from "../remove-file.js";
 
 export interface LayerMeta {
   chainId: string;
@@ -112,7 +113,7 @@ export class LayerStore {
     if (link) {
       const linkPath = path.join(this.linkDir, link);
       try {
-        if (readlinkSync(linkPath) === this.linkTarget(chainId)) rmSync(linkPath, { force: true });
+        if (readlinkSync(linkPath) === this.linkTarget(chainId)) removeFile(linkPath);
       } catch {
         // Already gone.
       }

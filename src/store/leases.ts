@@ -12,11 +12,12 @@
 //
 // A lease is live while its process runs: same pid, same start time, same boot. Leases are not
 // fsynced: a power failure ends every process anyway, and the boot id then declares them dead.
-import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "../random.js";
 import { writeJsonAtomic } from "./atomic.js";
 import { bootId, isAlive, processStartTime } from "./liveness.js";
+import { removeFile } from "../remove-file.js";
 
 /** Which part of the store an operation's leftovers are in: the sweep that clears them. */
 export type LeaseScope = "images" | "containers";
@@ -89,7 +90,7 @@ export class Lease {
   release(): void {
     if (this.released) return;
     this.released = true;
-    rmSync(this.file, { force: true });
+    removeFile(this.file);
   }
 }
 

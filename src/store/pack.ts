@@ -21,13 +21,14 @@
 // Cost: only the upper dir is walked; the lower layers are only looked up, name by name, for the
 // entries the upper dir has. A commit therefore costs what the change costs, not what the image
 // weighs.
-import { closeSync, constants, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, readSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { native, type RawStat } from "../native.js";
 import { nextChainId, Sha256Stream } from "./digest.js";
 import { layerStored, makeLayerTemp } from "./layers.js";
 import { encodeFileName, hasEscapedBytes, listDirectory, sortByBytes } from "./file-names.js";
 import { sleepSync } from "../sleep-sync.js";
+import { removeFile } from "../remove-file.js";
 
 const O_PATH = 0o10000000;
 const { O_DIRECTORY, O_NOFOLLOW, O_RDONLY, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFIFO } = constants;
@@ -853,7 +854,7 @@ export async function packLayer(job: PackJob, hostOwner?: HostOwner): Promise<Pa
     const result = { digest, size: tar.bytes, entries: tar.entries, layerWritten: false, warnings };
     // An empty change needs no layer at all.
     if (result.entries === 0) {
-      rmSync(job.tarFile, { force: true });
+      removeFile(job.tarFile);
       return result;
     }
     if (job.layerDir !== undefined) {

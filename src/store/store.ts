@@ -21,6 +21,7 @@ import { runInUserNamespace } from "../userns-run.js";
 import { withHugePages } from "../huge-pages.js";
 import { workerCommand } from "./worker-command.js";
 import type { Change, ExportJob, HostOwner, PackJob, PackResult, UpperScanSpec } from "./pack.js";
+import { removeFile } from "../remove-file.js";
 
 export interface UnpackJob {
   /** The layer blob as stored (gzip, zstd or plain tar); "-": the helper's standard input. */
@@ -141,13 +142,13 @@ export class Store {
       removed.push(...again);
     }
     for (const lease of dead) {
-      if (!lease.record || scopes.has(lease.record.scope)) rmSync(lease.file, { force: true });
+      if (!lease.record || scopes.has(lease.record.scope)) removeFile(lease.file);
     }
     return removed;
   }
 
   async removeLeftovers(leftovers: Leftover[]): Promise<void> {
-    for (const l of leftovers) if (l.kind === "file") rmSync(l.path, { force: true });
+    for (const l of leftovers) if (l.kind === "file") removeFile(l.path);
     await this.removeTrees(leftovers.filter((l) => l.kind === "dir").map((l) => l.path));
   }
 
@@ -237,8 +238,8 @@ export class Store {
       }
       return JSON.parse(readFileSync(resultFile, "utf8")) as UnpackJobResult[];
     } finally {
-      rmSync(jobFile, { force: true });
-      rmSync(resultFile, { force: true });
+      removeFile(jobFile);
+      removeFile(resultFile);
     }
   }
 
@@ -265,8 +266,8 @@ export class Store {
       if (run.stderr.trim()) process.stderr.write(run.stderr.endsWith("\n") ? run.stderr : `${run.stderr}\n`);
       return existsSync(resultFile) ? (JSON.parse(readFileSync(resultFile, "utf8")) as Result) : undefined;
     } finally {
-      rmSync(jobFile, { force: true });
-      rmSync(resultFile, { force: true });
+      removeFile(jobFile);
+      removeFile(resultFile);
     }
   }
 
@@ -291,7 +292,7 @@ export class Store {
       } catch (err) {
         if (!(err instanceof NeedsUserNamespace)) throw err;
         // What this process wrote goes; the helper starts again from nothing.
-        rmSync(job.tarFile, { force: true });
+        removeFile(job.tarFile);
         if (job.layerDir !== undefined) await this.removeTree(job.layerDir);
       }
     }

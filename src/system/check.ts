@@ -18,7 +18,7 @@
 // (unless a container uses them: --force removes such containers too), drops damaged build cache
 // entries (an unreadable index: the whole cache; the next build runs those steps again) and
 // removes what nothing refers to.
-import { existsSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { existsSync, readFileSync, readlinkSync, statSync, symlinkSync } from "node:fs";
 import path from "node:path";
 import type { Containers } from "../container/run.js";
 import type { ContainerRecord } from "../container/records.js";
@@ -34,6 +34,7 @@ import { detachGarbage, liveReferences, unreferenced } from "../image/gc.js";
 import { writeJsonAtomic } from "../store/atomic.js";
 import { familiarName } from "../image/inspect.js";
 import { uncompressedDigest } from "../image/archive/compression.js";
+import { removeFile } from "../remove-file.js";
 
 export interface CheckOptions {
   /** Fix what can be fixed (see the top of this file). */
@@ -377,13 +378,13 @@ async function repairStore(containers: Containers, found: Inspection, opts: Chec
   // Leftovers and dead leases.
   await store.removeLeftovers(found.leftovers);
   for (const f of found.findings) if (f.kind === "leftover") f.repaired = "removed";
-  for (const file of found.deadLeases) rmSync(file, { force: true });
+  for (const file of found.deadLeases) removeFile(file);
 
   // Short links.
   for (const chainId of found.badLinks) {
     const meta = store.layers.meta(chainId);
     const link = path.join(store.layers.linkDir, meta.link);
-    rmSync(link, { force: true });
+    removeFile(link);
     symlinkSync(store.layers.linkTarget(chainId), link);
   }
   for (const f of found.findings) if (f.subject.startsWith("layer ") && f.problem.includes("short link")) f.repaired = "link recreated";
@@ -424,7 +425,7 @@ async function repairStore(containers: Containers, found: Inspection, opts: Chec
 
   // The build cache index, when unreadable, goes whole: the cache only saves time.
   if (found.cacheIndexDamaged) {
-    rmSync(store.buildCache.file, { force: true });
+    removeFile(store.buildCache.file);
     mark(found.findings.filter((f) => f.subject === "build cache index"), "removed: the next build runs its steps again");
   }
 

@@ -8,9 +8,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import type { AddressInfo } from "node:net";
 import { networkInterfaces, release } from "node:os";
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
+import { env, importBusybox, scratchDir, shAsUser, tsrun, unique } from "./helpers.js";
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let server: Server;
@@ -120,6 +120,33 @@ describe("slirp4netns", () => {
     expect(r.code, r.stderr).toBe(0);
     await until(async () => (await httpGet(hostPort, "/index.html").catch(() => "")) === "slirp-web\n");
     await tsrun(["rm", "-f", name]);
+  });
+
+  it("a foreground run without -p starts slirp4netns itself; it lives as long as the container and is reaped", async () => {
+    const name = unique("fg-slirp");
+    const dir = scratchDir("fg-slirp");
+    const run = tsrun(["run", "--name", name, "--network", "slirp4netns", "-v", `${dir}:/x`, "busybox", "sh", "-c", `wget -qO- http://10.0.2.2:${serverPort}/fg-slirp > /x/got; until [ -e /x/stop ]; do sleep 0.1; done`]);
+    await until(async () => existsSync(path.join(dir, "got")) && readFileSync(path.join(dir, "got"), "utf8").length > 0);
+    expect(readFileSync(path.join(dir, "got"), "utf8")).toBe("host says hi to /fg-slirp\n");
+    const id = (await tsrun(["inspect", "-f", "{{.Id}}", name])).stdout.trim();
+    const pidFile = path.join(env.storeRoot, "containers", id, "slirp4netns.pid");
+    const pid = Number(readFileSync(pidFile, "utf8").trim());
+    const comm = (): string => {
+      try {
+        return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+      } catch {
+        return "";
+      }
+    };
+    expect(comm()).toBe("slirp4netns");
+    // Its own session: a Ctrl-C meant for the container never reaches it.
+    expect(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ")[3]).toBe(String(pid));
+    writeFileSync(path.join(dir, "stop"), "");
+    expect((await run).code).toBe(0);
+    // Gone and reaped (no zombie): /proc has no such process, or another program took the number.
+    expect(comm()).not.toBe("slirp4netns");
+    expect(existsSync(pidFile)).toBe(false);
+    await tsrun(["rm", name]);
   });
 });
 

@@ -16,7 +16,7 @@
 // with the stored blobs as they are (compressed layers stay compressed).
 import { createHash } from "node:crypto";
 import { randomBytes } from "../../random.js";
-import { createReadStream, createWriteStream, existsSync, renameSync, rmSync, statSync } from "node:fs";
+import { createReadStream, createWriteStream, existsSync, renameSync, statSync } from "node:fs";
 import { once } from "node:events";
 import path from "node:path";
 import type { Store } from "../../store/store.js";
@@ -27,6 +27,7 @@ import { formatReference, parseReference, repositoryName, splitName } from "../r
 import { NotFoundError, plainSystemErrors, TsrunError } from "../../errors.js";
 import { TarWriter } from "./tar-writer.js";
 import { MAX_TAR_PADDING, withDecompressed } from "./compression.js";
+import { removeFile } from "../../remove-file.js";
 
 export type ArchiveFormat = "docker-archive" | "oci-archive";
 export const ARCHIVE_FORMATS: readonly ArchiveFormat[] = ["docker-archive", "oci-archive"];
@@ -325,7 +326,7 @@ export async function saveImages(store: Store, opts: SaveOptions): Promise<void>
       renameSync(tmp, target);
     } catch (err) {
       out.destroy();
-      rmSync(tmp, { force: true });
+      removeFile(tmp);
       throw err;
     }
   } catch (err) {
