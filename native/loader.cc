@@ -113,6 +113,17 @@ napi_value MapBytes(napi_env env, napi_callback_info info) {
   });
 }
 
+// exitNow(code): _exit(2). bin/tsrun ends the process with it once Node's exit handlers have run:
+// Node's own exit first joins its worker and thread-pool threads and frees their stacks and
+// V8's heap, 10-14 ms of a `run` here, none of which a process that is ending needs.
+napi_value ExitNow(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  int32_t code = 0;
+  if (napi_get_cb_info(env, info, &argc, &arg, nullptr, nullptr) == napi_ok && argc == 1) napi_get_value_int32(env, arg, &code);
+  _exit(code);
+}
+
 }  // namespace
 
 NAPI_MODULE_INIT() {
@@ -121,5 +132,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "mapText", fn);
   napi_create_function(env, "mapBytes", NAPI_AUTO_LENGTH, MapBytes, nullptr, &fn);
   napi_set_named_property(env, exports, "mapBytes", fn);
+  napi_create_function(env, "exitNow", NAPI_AUTO_LENGTH, ExitNow, nullptr, &fn);
+  napi_set_named_property(env, exports, "exitNow", fn);
   return exports;
 }
