@@ -46,6 +46,16 @@ describe("Docker CLI habits", () => {
     expect(own.stdout).toBe("[glibc.malloc.arena_max=2]\n");
   });
 
+  it("bin/tsrun keeps a V8 code cache per command, written only by a command that worked", async () => {
+    const cache = scratchDir("v8cache");
+    const e = { XDG_CACHE_HOME: cache };
+    for (const args of [["images", "-q"], ["version"], ["images"], ["no-such-command"], ["run", "--rm", "busybox", "true"]]) await tsrun(args, { env: e });
+    const names = (await shAsUser(`ls ${cache}/tsrun`)).stdout.split("\n").filter((n) => n.endsWith(".v8cache"));
+    // One for images (its second run used it), one for version, one for run's own bundle; none for the mistake.
+    expect(names.map((n) => n.replace(/^.*-/, "")).sort()).toEqual(["images.v8cache", "run.v8cache", "version.v8cache"]);
+    expect(names.filter((n) => n.startsWith("tsrun-run-"))).toHaveLength(1);
+  });
+
   it("rm -f, rmi -f and volume rm -f of something that does not exist succeed", async () => {
     // Cleanup lines such as `docker rm -f app || true` without the `|| true`: docker/cli reports
     // a missing container or image under -f and still exits 0; a missing volume is not reported.
