@@ -22,6 +22,9 @@ export interface StagedBlob {
   size: number;
 }
 
+/** What storing a small blob did: found it intact, wrote it, or wrote it over a corrupt copy. */
+export type PutOutcome = "present" | "written" | "replaced";
+
 /** A blob written under a temporary name, its fd still open. */
 interface TempBlob {
   fd: number;
@@ -77,13 +80,18 @@ export class BlobStore {
    * that no longer matches its name is replaced. Says whether the blob was there intact, is new,
    * or replaced a corrupt copy.
    */
-  putHashed(data: Buffer, digest: string): "present" | "written" | "replaced" {
+  putHashed(data: Buffer, digest: string): PutOutcome {
     const state = this.intactState(digest);
     if (state === "present") return state;
     const tmp = this.writeTemp(data, digest);
-    fsyncSync(tmp.fd);
+    try {
+      fsyncSync(tmp.fd);
+    } catch (err) {
+      discardTemps([tmp]);
+      throw err;
+    }
     this.publishTemp(tmp);
-    return state === "corrupt" ? "replaced" : "written";
+    return outcomeOf(state);
   }
 
   /**
@@ -92,23 +100,27 @@ export class BlobStore {
    * the other (a commit's two fsyncs: ~2.5 ms -> ~1.3 ms here). Each is renamed into place only
    * once all are on disk.
    */
-  async putHashedMany(items: { data: Buffer; digest: string }[]): Promise<("present" | "written" | "replaced")[]> {
+  async putHashedMany(items: { data: Buffer; digest: string }[]): Promise<PutOutcome[]> {
     const states = items.map((item) => this.intactState(item.digest));
-    const temps: { tmp: TempBlob; index: number }[] = [];
+    const temps: TempBlob[] = [];
     try {
       items.forEach((item, index) => {
-        if (states[index] !== "present") temps.push({ tmp: this.writeTemp(item.data, item.digest), index });
+        if (states[index] !== "present") temps.push(this.writeTemp(item.data, item.digest));
       });
-      await Promise.all(temps.map(({ tmp }) => fsyncAsync(tmp.fd)));
+      await Promise.all(temps.map((tmp) => fsyncAsync(tmp.fd)));
     } catch (err) {
-      for (const { tmp } of temps) {
-        closeSync(tmp.fd);
-        removeFile(tmp.file);
-      }
+      discardTemps(temps);
       throw err;
     }
-    for (const { tmp } of temps) this.publishTemp(tmp);
-    return states.map((state) => (state === "present" ? "present" : state === "corrupt" ? "replaced" : "written"));
+    temps.forEach((tmp, i) => {
+      try {
+        this.publishTemp(tmp);
+      } catch (err) {
+        discardTemps(temps.slice(i));
+        throw err;
+      }
+    });
+    return states.map(outcomeOf);
   }
 
   /** Whether a small blob is stored intact, stored with other bytes than its name says, or missing. */
@@ -211,5 +223,21 @@ export class BlobStore {
   /** Names of stored blobs as digests (temporaries and foreign files excluded). */
   list(): string[] {
     return digestNamedEntries(this.dir);
+  }
+}
+
+function outcomeOf(state: "present" | "corrupt" | "missing"): PutOutcome {
+  return state === "present" ? "present" : state === "corrupt" ? "replaced" : "written";
+}
+
+/** Closes and removes temporary blob files that will not be published. */
+function discardTemps(temps: TempBlob[]): void {
+  for (const tmp of temps) {
+    try {
+      closeSync(tmp.fd);
+    } catch {
+      // Closed already (publishTemp closes before it renames).
+    }
+    removeFile(tmp.file);
   }
 }

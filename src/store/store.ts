@@ -330,10 +330,10 @@ function hostOwner(): HostOwner | undefined {
 }
 
 /**
- * Removes dir if it holds nothing but empty dirs: the temporary layer dir of a commit that found
- * its layer stored already, every time the same change is committed again. rmSync's recursive
- * removal loads Node's rimraf first (~1 ms of such a commit). False, with nothing removed but
- * empty dirs, for anything else.
+ * Removes dir if it holds nothing but empty dirs: the temporary layer dir of a build step whose
+ * layer the store had already (every step of a cached rebuild that runs again). rmSync's
+ * recursive removal loads Node's rimraf first (~1 ms). False, with nothing removed but empty
+ * dirs, for anything else.
  */
 function removeEmptyDirs(dir: string): boolean {
   try {

@@ -5,7 +5,7 @@
 import type { Store } from "./store.js";
 import type { ImageRecord } from "./images.js";
 import type { LayerMeta } from "./layers.js";
-import { DigestMismatchError } from "./blobs.js";
+import { DigestMismatchError, type PutOutcome } from "./blobs.js";
 import { sha256 } from "./digest.js";
 
 export class StoreTransaction {
@@ -33,10 +33,8 @@ export class StoreTransaction {
 
   /** Stores small bytes (configs, manifests) as a blob, verified against expected when given. */
   putBlob(data: Buffer, expected?: string): string {
-    const digest = sha256(data);
-    if (expected !== undefined && expected !== digest) throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${digest}`);
-    // A corrupt copy replaced by good bytes is a repair, not something to take back.
-    if (this.store.blobs.putHashed(data, digest) === "written") this.addedBlobs.push(digest);
+    const digest = checkedDigest(data, expected);
+    this.noteBlob(digest, this.store.blobs.putHashed(data, digest));
     return digest;
   }
 
@@ -45,17 +43,16 @@ export class StoreTransaction {
    * digests in order.
    */
   async putBlobs(items: { data: Buffer; expected?: string }[]): Promise<string[]> {
-    const hashed = items.map(({ data, expected }) => {
-      const digest = sha256(data);
-      if (expected !== undefined && expected !== digest) throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${digest}`);
-      return { data, digest };
-    });
+    const hashed = items.map(({ data, expected }) => ({ data, digest: checkedDigest(data, expected) }));
     const outcomes = await this.store.blobs.putHashedMany(hashed);
-    outcomes.forEach((outcome, i) => {
-      // A corrupt copy replaced by good bytes is a repair, not something to take back.
-      if (outcome === "written") this.addedBlobs.push((hashed[i] as { digest: string }).digest);
-    });
+    hashed.forEach(({ digest }, i) => this.noteBlob(digest, outcomes[i] ?? "present"));
     return hashed.map((h) => h.digest);
+  }
+
+  /** Remembers a blob this transaction added, for rollback. */
+  private noteBlob(digest: string, outcome: PutOutcome): void {
+    // A corrupt copy replaced by good bytes is a repair, not something to take back.
+    if (outcome === "written") this.addedBlobs.push(digest);
   }
 
   /** Publishes a complete, verified file (staged blob, spilled archive member, packed tar). */
@@ -82,4 +79,11 @@ export class StoreTransaction {
     for (const digest of this.addedBlobs) this.store.blobs.remove(digest);
     await this.store.removeTrees(doomed).catch(() => undefined);
   }
+}
+
+/** data's digest, refused when it is not the one expected. */
+function checkedDigest(data: Buffer, expected: string | undefined): string {
+  const digest = sha256(data);
+  if (expected !== undefined && expected !== digest) throw new DigestMismatchError(`digest mismatch: expected ${expected}, got ${digest}`);
+  return digest;
 }
