@@ -47,6 +47,10 @@ for c in "${cases[@]}"; do
 done
 json="$WORK/commit.json"
 quoted=$(printf "'%s' " "${cmds[@]}")
+# The preparation wrote ~1 GB (Podman's vfs copies each image whole): let its writeback and the
+# kernel's reclaim settle first, or the first command measured (tsrun's) pays for them.
+sync
+sleep 10
 as_user "$STORE_ENV; hyperfine -N --warmup 2 --runs $RUNS --prepare sync --export-json $json $quoted" >&2
 
 # After its first run, each command above commits changes that are stored already: tsrun and
