@@ -312,10 +312,15 @@ export function registerContainers(program: Command): void {
     .option("-m, --memory <bytes>", "memory limit, e.g. 512m (0: none; needs cgroup v2 delegation)")
     .option("--cpus <n>", "number of CPUs, e.g. 1.5 (0: no limit; needs cgroup v2 delegation)")
     .option("--pids-limit <n>", "limit the number of processes (0 or -1: no limit; needs cgroup v2 delegation)")
+    .option("-c, --cpu-shares <n>", "relative CPU weight, 2 to 262144 (0: default; needs cgroup v2 delegation)")
+    .option("--cpu-period <us>", "CFS period in microseconds (needs cgroup v2 delegation)")
+    .option("--cpu-quota <us>", "CFS quota in microseconds per period (needs cgroup v2 delegation)")
+    .option("--cpuset-cpus <list>", "CPUs the container may use, e.g. 0-1 (\"\": all; needs cgroup v2 delegation)")
+    .option("--cpuset-mems <list>", "memory nodes the container may use (needs cgroup v2 delegation)")
+    .option("--memory-swap <bytes>", "memory plus swap, -1 for unlimited swap (needs --memory and cgroup v2 delegation)")
+    .option("--memory-reservation <bytes>", "memory soft limit (needs cgroup v2 delegation)")
     .action(async (names: string[], o: UpdateOptions) => {
-      if (o.restart === undefined && o.memory === undefined && o.cpus === undefined && o.pidsLimit === undefined) {
-        throw new TsrunError("you must provide one or more flags when using this command");
-      }
+      if (Object.values(o).every((v) => v === undefined)) throw new TsrunError("you must provide one or more flags when using this command");
       const t = new Tsrun();
       await eachContainer(names, async (name) => {
         await updateContainer(t.containers, name, o);

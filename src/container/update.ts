@@ -12,33 +12,64 @@ import { parseSecurityFlags, type Resources } from "./security/options.js";
 import { checkResourceLimits, limitFiles } from "./security/cgroups.js";
 import { securityOf } from "./security/plan.js";
 
-export interface UpdateOptions {
+/** The resource flags `update` takes, as `run` takes them, and the limit each sets. */
+const RESOURCE_FLAGS = {
+  memory: "memory",
+  cpus: "nanoCpus",
+  pidsLimit: "pidsLimit",
+  cpuShares: "cpuShares",
+  cpuPeriod: "cpuPeriod",
+  cpuQuota: "cpuQuota",
+  cpusetCpus: "cpusetCpus",
+  cpusetMems: "cpusetMems",
+  memorySwap: "memorySwap",
+  memoryReservation: "memoryReservation",
+} as const satisfies Record<string, keyof Resources>;
+
+type ResourceFlag = keyof typeof RESOURCE_FLAGS;
+
+export type UpdateOptions = {
   /** --restart no|always|unless-stopped|on-failure[:N] */
   restart?: string | undefined;
-  /** -m/--memory, --cpus, --pids-limit as `run` takes them. */
-  memory?: string | undefined;
-  cpus?: string | undefined;
-  pidsLimit?: string | undefined;
+} & { [flag in ResourceFlag]?: string | undefined };
+
+/** Whether the options change any resource limit. */
+function limitsGiven(opts: UpdateOptions): boolean {
+  return (Object.keys(RESOURCE_FLAGS) as ResourceFlag[]).some((flag) => opts[flag] !== undefined);
 }
 
-/** The resource limits the flags set, over the container's current ones (0 or -1 lifts one). */
+/**
+ * The resource limits the flags set, over the container's current ones: checked as `run` checks
+ * them, and a value that means none (0, -1 for the pids limit, "" for a cpuset) lifts the limit.
+ */
 function updatedResources(current: Resources, opts: UpdateOptions): Resources {
-  const given = parseSecurityFlags({ memory: opts.memory, cpus: opts.cpus, pidsLimit: opts.pidsLimit }).resources;
-  const next: Resources = { ...current };
-  if (opts.memory !== undefined) {
-    if (given.memory) next.memory = given.memory;
-    else delete next.memory;
+  const flags: Record<string, string | undefined> = Object.fromEntries((Object.keys(RESOURCE_FLAGS) as ResourceFlag[]).map((flag) => [flag, opts[flag]]));
+  // --memory-swap alone goes with the memory limit the container has (docker update takes it so).
+  if (flags.memorySwap !== undefined && flags.memory === undefined && current.memory) flags.memory = String(current.memory);
+  const given = parseSecurityFlags(flags).resources;
+  const next: Record<string, unknown> = { ...current };
+  for (const [flag, key] of Object.entries(RESOURCE_FLAGS) as [ResourceFlag, keyof Resources][]) {
+    if (opts[flag] === undefined) continue;
+    if (given[key] !== undefined) next[key] = given[key];
+    else delete next[key];
   }
-  if (opts.cpus !== undefined) {
-    if (given.nanoCpus) next.nanoCpus = given.nanoCpus;
-    else delete next.nanoCpus;
-  }
-  if (opts.pidsLimit !== undefined) {
-    if (given.pidsLimit) next.pidsLimit = given.pidsLimit;
-    else delete next.pidsLimit;
-  }
-  return next;
+  return next as Resources;
 }
+
+/**
+ * The cgroup files a running container's limits live in, and what each holds with no limit
+ * (the kernel's defaults; an empty cpuset means the parent's).
+ */
+const LIMIT_DEFAULTS: [file: string, unlimited: string][] = [
+  ["memory.max", "max"],
+  ["memory.swap.max", "max"],
+  ["memory.low", "0"],
+  ["cpu.max", "max 100000"],
+  ["cpu.weight", "100"],
+  ["pids.max", "max"],
+  ["cpuset.cpus", "\n"],
+  ["cpuset.mems", "\n"],
+];
 
 /** The cgroup a running container's monitor put it in (its prestart file names it), if any. */
 function runningCgroup(containers: Containers, record: ContainerRecord): string | undefined {
@@ -55,7 +86,7 @@ function runningCgroup(containers: Containers, record: ContainerRecord): string 
 /** Updates one container (found by name or ID prefix); returns its record as saved. */
 export async function updateContainer(containers: Containers, query: string, opts: UpdateOptions): Promise<ContainerRecord> {
   const policy = opts.restart !== undefined ? parseRestart(opts.restart) : undefined;
-  const limits = opts.memory !== undefined || opts.cpus !== undefined || opts.pidsLimit !== undefined;
+  const limits = limitsGiven(opts);
   return containers.store.locked(`update ${query}`, "containers", () => {
     const record = containers.get(query);
     // Docker's words.
@@ -79,15 +110,22 @@ export async function updateContainer(containers: Containers, query: string, opt
     // The monitor of a running container reads its policy again at each exit.
     if (policy && record.state.status === "running") writeFileSync(path.join(dir, "restart"), `${policy.name} ${policy.maximumRetryCount}\n`);
     if (cgroup) {
-      // A lifted limit is written as "max", as the kernel's own default.
+      // A lifted limit is written as the kernel's own default.
       const wanted = new Map(limitFiles(resources));
-      for (const file of ["memory.max", "memory.swap.max", "cpu.max", "pids.max"]) {
-        const value = wanted.get(file) ?? (file === "cpu.max" ? "max 100000" : "max");
+      for (const [file, unlimited] of LIMIT_DEFAULTS) {
+        const value = wanted.get(file);
         try {
-          writeFileSync(path.join(cgroup, file), value);
+          writeFileSync(path.join(cgroup, file), value ?? unlimited);
         } catch (err) {
-          if (file === "memory.swap.max" || !existsSync(path.join(cgroup, file))) continue;
-          throw new TsrunError(`cannot set ${file} in ${cgroup}: ${(err as Error).message}`);
+          // No swap accounting, or a controller the container's cgroup was made without: only
+          // an error for a limit this update asks for.
+          if (value === undefined || file === "memory.swap.max") continue;
+          const missing = !existsSync(path.join(cgroup, file));
+          throw new TsrunError(
+            missing
+              ? `cannot set ${file} of running container ${record.name}: its cgroup was made without that controller (stop it, update it, start it)`
+              : `cannot set ${file} in ${cgroup}: ${(err as Error).message}`,
+          );
         }
       }
     }

@@ -151,6 +151,9 @@ describe("update", () => {
       [["update", "--restart", "always", removed], /^Error: Restart policy cannot be updated because AutoRemove is enabled for the container$/],
       [["update", "--restart", "always", unique("nobody")], /^Error: no such container: /],
       [["update", "--pids-limit", "x", created], /^Error: invalid --pids-limit "x"/],
+      [["update", "--cpu-shares", "x", created], /^Error: invalid --cpu-shares "x"/],
+      [["update", "--cpu-period", "10", created], /^Error: invalid --cpu-period "10": the minimum is 1000 microseconds$/],
+      [["update", "--memory-swap", "100m", created], /^Error: You should always set the Memory limit when using Memoryswap limit/],
     ] as [string[], RegExp][]) {
       const r = await tsrun(args);
       expect(r.code, args.join(" ")).toBe(125);
@@ -158,6 +161,25 @@ describe("update", () => {
     }
     // Nothing changed by the refused updates.
     expect(await tsrunOk(["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", created, removed])).toBe("no\nno\n");
+  });
+
+  it("takes run's cgroup flags (-c/--cpu-shares, --cpu-period, --cpu-quota, --cpuset-cpus/-mems, --memory-swap, --memory-reservation): recorded where a cgroup is delegated, refused in one line where not", async () => {
+    const created = unique("upd-limits");
+    started.push(created);
+    await tsrunOk(["create", "--name", created, "busybox", "true"]);
+    const fields = "{{.HostConfig.CpuShares}} {{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpusetCpus}} {{.HostConfig.MemoryReservation}}";
+    const before = await tsrunOk(["inspect", "-f", fields, created]);
+    const r = await tsrun(["update", "-c", "512", "--cpu-period", "50000", "--cpu-quota", "25000", "--cpuset-cpus", "0", "--memory-reservation", "32m", created]);
+    if (r.code === 0) {
+      // A host with delegation: the record holds the new limits, and "0"/"" lift them again.
+      expect(await tsrunOk(["inspect", "-f", fields, created])).toBe("512 50000 25000 0 33554432\n");
+      expect(await tsrunOk(["update", "-c", "0", "--cpuset-cpus", "", created])).toBe(`${created}\n`);
+      expect(await tsrunOk(["inspect", "-f", "{{.HostConfig.CpuShares}} [{{.HostConfig.CpusetCpus}}]", created])).toBe("0 []\n");
+      return;
+    }
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/^Error: --memory-reservation, --cpu-shares, --cpu-period, --cpu-quota, --cpuset-cpus: resource limits need a cgroup v2 hierarchy delegated to your user; .+\n$/);
+    expect(await tsrunOk(["inspect", "-f", fields, created])).toBe(before);
   });
 });
 
