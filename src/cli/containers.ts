@@ -14,7 +14,7 @@ import { formatPort } from "../network/ports.js";
 import { copyFromContainer, copyToContainer, splitContainerPath } from "../container/copy.js";
 import { ago, bytesSize, formatRows, goTimeString, humanDuration, humanSize, labelHeader, labelsColumn } from "./output.js";
 import { familiarRepository, splitName } from "../image/reference.js";
-import { collect, parseBoolFlag } from "./util.js";
+import { addResourceOptions, collect, parseBoolFlag } from "./util.js";
 import { parseTimeArgument } from "../format/duration.js";
 import { signalNumber } from "../format/signal.js";
 import { attachContainer, parseDetachKeys, startAttached } from "../container/attach.js";
@@ -304,21 +304,10 @@ export function registerContainers(program: Command): void {
       for (const m of list) writeOut(`${formatPort(m)}\n`);
     });
 
-  program
-    .command("update")
+  addResourceOptions(program.command("update"))
     .description("Update the restart policy and resource limits of containers")
     .argument("<container...>")
     .option("--restart <policy>", "restart policy: no, always, unless-stopped, on-failure[:N]")
-    .option("-m, --memory <bytes>", "memory limit, e.g. 512m (0: none; needs cgroup v2 delegation)")
-    .option("--cpus <n>", "number of CPUs, e.g. 1.5 (0: no limit; needs cgroup v2 delegation)")
-    .option("--pids-limit <n>", "limit the number of processes (0 or -1: no limit; needs cgroup v2 delegation)")
-    .option("-c, --cpu-shares <n>", "relative CPU weight, 2 to 262144 (0: default; needs cgroup v2 delegation)")
-    .option("--cpu-period <us>", "CFS period in microseconds (needs cgroup v2 delegation)")
-    .option("--cpu-quota <us>", "CFS quota in microseconds per period (needs cgroup v2 delegation)")
-    .option("--cpuset-cpus <list>", "CPUs the container may use, e.g. 0-1 (\"\": all; needs cgroup v2 delegation)")
-    .option("--cpuset-mems <list>", "memory nodes the container may use (needs cgroup v2 delegation)")
-    .option("--memory-swap <bytes>", "memory plus swap, -1 for unlimited swap (needs --memory and cgroup v2 delegation)")
-    .option("--memory-reservation <bytes>", "memory soft limit (needs cgroup v2 delegation)")
     .action(async (names: string[], o: UpdateOptions) => {
       if (Object.values(o).every((v) => v === undefined)) throw new TsrunError("you must provide one or more flags when using this command");
       const t = new Tsrun();

@@ -6,7 +6,7 @@ import { logAttributes, logRotation } from "../container/output-log.js";
 import { TsrunError } from "../errors.js";
 import { hostPlatform } from "../image/types.js";
 import { isHostPlatform } from "../image/platform-spec.js";
-import { collect, parseBoolFlag, terminalSelect } from "./util.js";
+import { addResourceOptions, collect, parseBoolFlag, terminalSelect } from "./util.js";
 import { parseMemory } from "../container/security/options.js";
 import { readLabelFiles } from "../container/spec.js";
 import { writeOut } from "./stdout.js";
@@ -153,7 +153,8 @@ export function parseLabels(list: string[]): Record<string, string> {
 
 /** The flags `run` and `create` share, with Docker's names. */
 export function addContainerOptions(cmd: Command): Command {
-  return cmd
+  // The cgroup limits come first in help: update shares them (cli/util.ts).
+  return addResourceOptions(cmd)
     .helpOption("--help")
     .option("-i, --interactive", "keep standard input open", false)
     .option("-t, --tty", "allocate a pseudo-terminal", false)
@@ -220,16 +221,6 @@ export function addContainerOptions(cmd: Command): Command {
     .option("--privileged", "every capability, no seccomp filter, no masked paths, the host's devices", false)
     .option("--security-opt <option>", "no-new-privileges, seccomp=unconfined|PROFILE.json, mask=PATHS, unmask=PATHS", collect, [])
     .option("--ulimit <name=soft[:hard]>", "set a resource limit (nofile, nproc, core, ...)", collect, [])
-    .option("--pids-limit <n>", "limit the number of processes (needs cgroup v2 delegation)")
-    .option("-m, --memory <bytes>", "memory limit, e.g. 512m (needs cgroup v2 delegation)")
-    .option("--cpus <n>", "number of CPUs, e.g. 1.5 (needs cgroup v2 delegation)")
-    .option("-c, --cpu-shares <n>", "relative CPU weight, 2 to 262144 (needs cgroup v2 delegation)")
-    .option("--cpu-period <us>", "CFS period in microseconds (needs cgroup v2 delegation)")
-    .option("--cpu-quota <us>", "CFS quota in microseconds per period (needs cgroup v2 delegation)")
-    .option("--cpuset-cpus <list>", "CPUs the container may use, e.g. 0-1 (needs cgroup v2 delegation)")
-    .option("--cpuset-mems <list>", "memory nodes the container may use (needs cgroup v2 delegation)")
-    .option("--memory-swap <bytes>", "memory plus swap, -1 for unlimited swap (needs --memory and cgroup v2 delegation)")
-    .option("--memory-reservation <bytes>", "memory soft limit (needs cgroup v2 delegation)")
     .option("--userns <mode>", "user namespace: private (default), host, nomap, keep-id[:uid=N,gid=N]")
     .addOption(new Option("--pull <policy>", "pull the image: missing, always or never").choices(["missing", "always", "never"]).default("missing"))
     .option("-q, --quiet", "suppress the pull output", false)

@@ -79,3 +79,18 @@ export function checkHostPlatform(value: string | undefined, command: string): v
   const host = hostPlatform();
   if (!ok) throw new TsrunError(`${command} --platform ${value}: the store keeps the host's platform only (${host.os}/${host.architecture})`);
 }
+
+/** The cgroup limits `run`/`create` and `update` take, with Docker's flags; "0" (or "") means none. */
+export function addResourceOptions(command: Command): Command {
+  return command
+    .option("--pids-limit <n>", "limit the number of processes (0 or -1: no limit; needs cgroup v2 delegation)")
+    .option("-m, --memory <bytes>", "memory limit, e.g. 512m (0: none; needs cgroup v2 delegation)")
+    .option("--cpus <n>", "number of CPUs, e.g. 1.5 (0: no limit; needs cgroup v2 delegation)")
+    .option("-c, --cpu-shares <n>", "relative CPU weight, 2 to 262144 (0: default; needs cgroup v2 delegation)")
+    .option("--cpu-period <us>", "CFS period in microseconds (needs cgroup v2 delegation)")
+    .option("--cpu-quota <us>", "CFS quota in microseconds per period (needs cgroup v2 delegation)")
+    .option("--cpuset-cpus <list>", 'CPUs the container may use, e.g. 0-1 ("": all; needs cgroup v2 delegation)')
+    .option("--cpuset-mems <list>", "memory nodes the container may use (needs cgroup v2 delegation)")
+    .option("--memory-swap <bytes>", "memory plus swap, -1 for unlimited swap (needs --memory and cgroup v2 delegation)")
+    .option("--memory-reservation <bytes>", "memory soft limit (needs cgroup v2 delegation)");
+}

@@ -30,8 +30,8 @@ import { parseSysctls, sysctlWrites } from "./sysctl.js";
 import { parsePortSpec, assignHostPorts } from "../network/ports.js";
 import { hostGateway } from "../network/pasta.js";
 import {
-  directSlirp,
   explainHelperFailure,
+  foregroundHelpers,
   forwardedDns,
   helperCommands,
   outboundHelper,
@@ -759,9 +759,7 @@ export class Containers {
    */
   private foregroundNetwork(record: ContainerRecord): { commands: string[][]; slirp?: { path: string; ifname: string } } {
     const options = this.helperOptions(record);
-    if (!options) return { commands: [] };
-    const slirp = directSlirp(options);
-    return slirp ? { commands: [], slirp } : { commands: helperCommands(options) };
+    return options ? foregroundHelpers(options) : { commands: [] };
   }
 
   /**

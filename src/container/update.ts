@@ -9,7 +9,7 @@ import { parseRestart } from "./run.js";
 import type { ContainerRecord } from "./records.js";
 import { TsrunError } from "../errors.js";
 import { parseSecurityFlags, type Resources } from "./security/options.js";
-import { checkResourceLimits, limitFiles } from "./security/cgroups.js";
+import { checkResourceLimits, LIMIT_FILE_DEFAULTS, limitFiles } from "./security/cgroups.js";
 import { securityOf } from "./security/plan.js";
 
 /** The resource flags `update` takes, as `run` takes them, and the limit each sets. */
@@ -56,21 +56,6 @@ function updatedResources(current: Resources, opts: UpdateOptions): Resources {
   return next as Resources;
 }
 
-/**
- * The cgroup files a running container's limits live in, and what each holds with no limit
- * (the kernel's defaults; an empty cpuset means the parent's).
- */
-const LIMIT_DEFAULTS: [file: string, unlimited: string][] = [
-  ["memory.max", "max"],
-  ["memory.swap.max", "max"],
-  ["memory.low", "0"],
-  ["cpu.max", "max 100000"],
-  ["cpu.weight", "100"],
-  ["pids.max", "max"],
-  ["cpuset.cpus", "\n"],
-  ["cpuset.mems", "\n"],
-];
-
 /** The cgroup a running container's monitor put it in (its prestart file names it), if any. */
 function runningCgroup(containers: Containers, record: ContainerRecord): string | undefined {
   try {
@@ -112,7 +97,7 @@ export async function updateContainer(containers: Containers, query: string, opt
     if (cgroup) {
       // A lifted limit is written as the kernel's own default.
       const wanted = new Map(limitFiles(resources));
-      for (const [file, unlimited] of LIMIT_DEFAULTS) {
+      for (const [file, unlimited] of LIMIT_FILE_DEFAULTS) {
         const value = wanted.get(file);
         try {
           writeFileSync(path.join(cgroup, file), value ?? unlimited);

@@ -84,8 +84,7 @@ export interface HelperOptions {
  * comes first: it is the one that fails on a taken port, and it exits by itself with the
  * container, so nothing is left running when a later step fails.
  */
-export function helperCommands(o: HelperOptions): string[][] {
-  const found = outboundHelper(o.helper);
+export function helperCommands(o: HelperOptions, found = outboundHelper(o.helper)): string[][] {
   const specs = (ports: PortMapping[]): string[] =>
     ports.flatMap((m) => [m.protocol === "udp" ? "-u" : "-t", `${m.hostIp ? `${m.hostIp}/` : ""}${m.hostPort}:${m.containerPort}`]);
   const forward = [helperPath("tsrun-forward"), "--pid-file", path.join(o.dir, "forward.pid")];
@@ -98,13 +97,13 @@ export function helperCommands(o: HelperOptions): string[][] {
 }
 
 /**
- * The slirp4netns a foreground run starts itself (no published ports, so tsrun-forward has
- * nothing to forward), or undefined when the helpers are started as commands (helperCommands).
+ * A foreground run's helpers: the slirp4netns it starts itself (startSlirp4netns) when there are
+ * no published ports (tsrun-forward would have nothing to forward), else the helper commands.
  */
-export function directSlirp(o: HelperOptions): { path: string; ifname: string } | undefined {
-  if (o.ports.length > 0) return undefined;
+export function foregroundHelpers(o: HelperOptions): { commands: string[][]; slirp?: { path: string; ifname: string } } {
   const found = outboundHelper(o.helper);
-  return found.kind === "slirp4netns" ? { path: found.path, ifname: o.ifname ?? "eth0" } : undefined;
+  if (o.ports.length === 0 && found.kind === "slirp4netns") return { commands: [], slirp: { path: found.path, ifname: o.ifname ?? "eth0" } };
+  return { commands: helperCommands(o, found) };
 }
 
 /** How long slirp4netns may take to configure the container's network (tsrun-forward waits as long). */

@@ -56,11 +56,7 @@ export class BlobStore {
 
   /** Whether a small blob is there with the right content (a corrupt one is replaced by putHashed). */
   hasIntact(digest: string): boolean {
-    try {
-      return sha256(readFileSync(this.path(digest))) === digest;
-    } catch {
-      return false;
-    }
+    return this.intactState(digest) === "present";
   }
 
   /** Streams a blob of any size through sha256: false when it is missing or corrupt. */

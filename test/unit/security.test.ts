@@ -6,7 +6,7 @@ import { compileFilter, decodeCachedProgram, encodeCachedProgram, parseSeccompPr
 import { DEFAULT_SECCOMP_PROFILE } from "../../src/container/security/default-seccomp.js";
 import { allCapabilities, capabilityMask, containerCapabilities, DEFAULT_CAPABILITIES, normaliseCapability, processCapabilities } from "../../src/container/security/capabilities.js";
 import { parseMemory, parseSecurityFlags, parseUlimit, parseUserns } from "../../src/container/security/options.js";
-import { cgroupSupport, limitFiles } from "../../src/container/security/cgroups.js";
+import { cgroupSupport, LIMIT_FILE_DEFAULTS, limitFiles } from "../../src/container/security/cgroups.js";
 import { TsrunError } from "../../src/errors.js";
 import { idMapSteps, maxContainerId, type IdMapping } from "../../src/userns.js";
 import { keepIdAccounts } from "../../src/container/spec.js";
@@ -262,6 +262,9 @@ describe("cgroup delegation", () => {
     ]);
     expect(limitFiles(parseSecurityFlags({ memory: "64m", memorySwap: "-1" }).resources)).toContainEqual(["memory.swap.max", "max"]);
     expect(limitFiles(parseSecurityFlags({ cpuQuota: "50000" }).resources)).toEqual([["cpu.max", "50000 100000"]]);
+    // update lifts a running container's limits through LIMIT_FILE_DEFAULTS: it must name every file.
+    const named = new Set(LIMIT_FILE_DEFAULTS.map(([file]) => file));
+    for (const [file] of [...limitFiles(r), ...limitFiles({ pidsLimit: 10, memory: mib, nanoCpus: 1e9 })]) expect(named, file).toContain(file);
     for (const [flags, message] of [
       [{ memorySwap: "1g" }, /^You should always set the Memory limit when using Memoryswap limit/],
       [{ memory: "64m", memorySwap: "32m" }, /^Minimum memoryswap limit should be larger than memory limit/],

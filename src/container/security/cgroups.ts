@@ -97,6 +97,21 @@ export function checkResourceLimits(r: Resources): void {
 }
 
 /** The limit files of a container's cgroup, as runc writes them from Docker's settings. */
+/**
+ * Every file limitFiles writes, and what it holds with no limit (the kernel's defaults; an empty
+ * cpuset means the parent's): what `update` writes when it lifts a running container's limit.
+ */
+export const LIMIT_FILE_DEFAULTS: [file: string, unlimited: string][] = [
+  ["memory.max", "max"],
+  ["memory.swap.max", "max"],
+  ["memory.low", "0"],
+  ["cpu.max", "max 100000"],
+  ["cpu.weight", "100"],
+  ["pids.max", "max"],
+  ["cpuset.cpus", "\n"],
+  ["cpuset.mems", "\n"],
+];
+
 export function limitFiles(r: Resources): [string, string][] {
   const files: [string, string][] = [];
   if (r.pidsLimit) files.push(["pids.max", String(r.pidsLimit)]);
