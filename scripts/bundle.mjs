@@ -5,6 +5,7 @@
 // esbuild turns into lazily run module bodies.
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { builtinModules } from "node:module";
 import { build } from "esbuild";
 
 /**
@@ -44,6 +45,31 @@ const commanderForStartup = {
   },
 };
 
+/**
+ * A default import of a Node built-in (`import path from "node:path"`) is compiled by esbuild to
+ * `__toESM(require("node:path"))`, which copies every property of the module into a new object
+ * as a getter, once per importing module: 64 copies of node:path and 12 of node:fs, ~1.7 ms of
+ * every command's start in V8's interpreter. Such an import is pointed at a small ES module whose
+ * default export is the built-in itself (what __toESM's default was: require()'s value), so
+ * nothing is copied. Named and namespace imports are left to esbuild.
+ */
+const DEFAULT_BUILTIN_IMPORT = /^import\s+([A-Za-z_$][\w$]*)\s+from\s+(["'])((?:node:)?[a-z_/]+)\2;?[ \t]*$/gm;
+const builtinDefaults = {
+  name: "builtin-defaults",
+  setup(b) {
+    const builtins = new Set(builtinModules);
+    b.onLoad({ filter: /[\\/]src[\\/].*\.ts$|[\\/]node_modules[\\/](tar|minipass|minizlib|chownr|mkdirp|yallist|@isaacs[\\/]fs-minipass)[\\/].*\.js$/ }, async (args) => {
+      const text = await readFile(args.path, "utf8");
+      const contents = text.replace(DEFAULT_BUILTIN_IMPORT, (line, name, quote, spec) =>
+        builtins.has(spec.replace(/^node:/, "")) ? `import ${name} from ${quote}builtin-default:${spec.replace(/^node:/, "")}${quote};` : line,
+      );
+      return { contents, loader: args.path.endsWith(".ts") ? "ts" : "js" };
+    });
+    b.onResolve({ filter: /^builtin-default:/ }, (args) => ({ path: args.path.slice("builtin-default:".length), namespace: "builtin-default" }));
+    b.onLoad({ filter: /.*/, namespace: "builtin-default" }, (args) => ({ contents: `export default require(${JSON.stringify(`node:${args.path}`)});`, loader: "js" }));
+  },
+};
+
 const common = {
   bundle: true,
   platform: "node",
@@ -52,9 +78,9 @@ const common = {
   minify: true,
   sourcemap: true,
   logLevel: "warning",
-  define: { "import.meta.url": "__importMetaUrl" },
+  define: { "import.meta.url": "__importMetaUrl", __TSRUN_VERSION__: JSON.stringify(JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8")).version) },
   banner: { js: "const __importMetaUrl=require('url').pathToFileURL(__filename).href;" },
-  plugins: [commanderForStartup],
+  plugins: [commanderForStartup, builtinDefaults],
 };
 
 // tsrun-run.cjs: `run` and `create` alone (src/cli/main-run.ts), which bin/tsrun loads for them.

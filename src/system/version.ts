@@ -21,8 +21,16 @@ export interface VersionInfo {
 
 let cached: string | undefined;
 
+/**
+ * Set by scripts/bundle.mjs to package.json's version: every command registers `--version`, and
+ * reading package.json for it cost ~1 ms of each start. Undefined where src is compiled by tsc
+ * alone (the library), which reads the file.
+ */
+declare const __TSRUN_VERSION__: string | undefined;
+
 /** The version in tsrun's package.json. */
 export function tsrunVersion(): string {
+  if (cached === undefined && typeof __TSRUN_VERSION__ === "string") cached = __TSRUN_VERSION__;
   if (cached === undefined) {
     try {
       cached = (JSON.parse(readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as { version?: string }).version ?? "unknown";
