@@ -1,9 +1,11 @@
 #!/bin/bash
 # commit: `tsrun commit` against `podman commit` (Debian's podman, rootless, runc), same user, same
-# root filesystems imported into both, in one hyperfine run. Four cases: after changing 1 file and
-# after adding 1,000 files of 4 KiB, each on a small (busybox, 2 MB) and a large base image
-# (busybox plus /usr/share/man and /usr/share/perl of this host, about 115 MB). A commit should
-# cost what the change costs: the small and the large base should take the same time.
+# root filesystems imported into both, measured interleaved (bench/interleave.mjs: hyperfine runs,
+# one of each command per round, so that the machine's drift hits both tools alike). Four cases:
+# after changing 1 file and after adding 1,000 files of 4 KiB, each on a small (busybox, 2 MB) and
+# a large base image (busybox plus /usr/share/man and /usr/share/perl of this host, about 115 MB).
+# A commit should cost what the change costs: the small and the large base should take the same
+# time.
 # Usage: bench/commit.sh [RUNS]   (results appended to bench/RESULTS.md)
 source "$(dirname "$0")/lib.sh"
 RUNS=${1:-10}
@@ -51,7 +53,7 @@ quoted=$(printf "'%s' " "${cmds[@]}")
 # kernel's reclaim settle first, or the first command measured (tsrun's) pays for them.
 sync
 sleep 10
-as_user "$STORE_ENV; hyperfine -N --warmup 2 --runs $RUNS --prepare sync --export-json $json $quoted" >&2
+as_user "$STORE_ENV; node $REPO/bench/interleave.mjs --warmup 2 --runs $RUNS --prepare sync --export-json $json $quoted" >&2
 
 # After its first run, each command above commits changes that are stored already: tsrun and
 # Podman alike find the layer by its DiffID and reuse it. A commit that makes a new layer every
@@ -68,7 +70,7 @@ for c in 1 1000; do
   done
 done
 new_json="$WORK/commit-new.json"
-as_user "$STORE_ENV; hyperfine -N --warmup 2 --runs $RUNS $(printf -- "--prepare \"%s\" " "${new_prepares[@]}") --export-json $new_json $(printf "'%s' " "${new_cmds[@]}")" >&2
+as_user "$STORE_ENV; node $REPO/bench/interleave.mjs --warmup 2 --runs $RUNS $(printf -- "--prepare \"%s\" " "${new_prepares[@]}") --export-json $new_json $(printf "'%s' " "${new_cmds[@]}")" >&2
 
 table="| change | base image | tsrun (ms) | podman, overlay (ms) | tsrun / podman overlay | podman, vfs (ms) | tsrun / podman vfs |
 | --- | --- | --- | --- | --- | --- | --- |"
@@ -96,7 +98,7 @@ for p in "$PODMAN_OVERLAY" "$PODMAN_VFS"; do
   as_user "$p rm -f c-small-1 c-small-1000 c-large-1 c-large-1000 >/dev/null; $p image prune -a -f >/dev/null"
 done
 
-body="Measured $(date -u +%Y-%m-%d) with \`bench/commit.sh $RUNS\` (hyperfine, $RUNS runs after 2 warm-up, \`sync\` before each run so no run pays for the previous one's writeback, medians; $(nproc) cores, $(uname -r)); Podman $(podman --version | awk '{print $3}') with \`--runtime runc\`, rootless, as the same user, once with native overlay and once with vfs (the driver this machine's Podman uses by default for the test user). Each run commits the same stopped container again (a new image each time): after the first run, tsrun and Podman both find the change's layer stored (same DiffID) and reuse it, so these rows measure reading the change, writing and hashing its tar, and recording the image. The last two rows make a new layer every run (one file of the change gets new content before each run, outside the time measured). The large base image shows that a commit costs what the change costs: only the container's upper dir is read.
+body="Measured $(date -u +%Y-%m-%d) with \`bench/commit.sh $RUNS\` ($RUNS interleaved rounds of hyperfine runs after 2 warm-up rounds (bench/interleave.mjs), \`sync\` before each run so no run pays for the previous one's writeback, medians; $(nproc) cores, $(uname -r)); Podman $(podman --version | awk '{print $3}') with \`--runtime runc\`, rootless, as the same user, once with native overlay and once with vfs (the driver this machine's Podman uses by default for the test user). Each run commits the same stopped container again (a new image each time): after the first run, tsrun and Podman both find the change's layer stored (same DiffID) and reuse it, so these rows measure reading the change, writing and hashing its tar, and recording the image. The last two rows make a new layer every run (one file of the change gets new content before each run, outside the time measured). The large base image shows that a commit costs what the change costs: only the container's upper dir is read.
 
 $table"
 append_results "commit" "$body"

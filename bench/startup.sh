@@ -1,6 +1,8 @@
 #!/bin/bash
 # Container start-up: `tsrun run --rm busybox true` against `podman run --rm busybox true`
-# (Debian's podman, rootless, same user, same image) and `node -e 0`, in one hyperfine run.
+# (Debian's podman, rootless, same user, same image) and `node -e 0`, measured interleaved
+# (bench/interleave.mjs: one hyperfine run of each command per round, so that the machine's drift
+# hits every command alike).
 # Usage: bench/startup.sh [RUNS]   (results appended to bench/RESULTS.md)
 source "$(dirname "$0")/lib.sh"
 RUNS=${1:-30}
@@ -16,7 +18,7 @@ if have_podman; then
 fi
 json="$BENCH_ROOT/startup.json"
 quoted=$(printf "'%s' " "${cmds[@]}")
-as_user "hyperfine -N --warmup 3 --runs $RUNS --export-json $json $quoted" >&2
+as_user "node $REPO/bench/interleave.mjs --warmup 3 --runs $RUNS --export-json $json $quoted" >&2
 node_ms=$(median_ms "$json" "node -e 0")
 tsrun_ms=$(median_ms "$json" "$REPO/bin/tsrun run --rm busybox true")
 tsrun_none_ms=$(median_ms "$json" "$REPO/bin/tsrun run --rm --network none busybox true")
@@ -34,7 +36,7 @@ if have_podman; then
 | \`podman run --rm busybox true\` (runc, slirp4netns) | $podman_ms | tsrun = $(node -e "console.log(($tsrun_ms/$podman_ms).toFixed(2))") × podman |
 | \`podman run --rm --network none busybox true\` | $podman_none_ms | tsrun = $(node -e "console.log(($tsrun_none_ms/$podman_none_ms).toFixed(2))") × podman |"
 fi
-body="Measured $(date -u +%Y-%m-%d) with \`bench/startup.sh $RUNS\` ($RUNS runs, 3 warm-up, $(nproc) cores, $(uname -r)); load average $(cut -d' ' -f1 /proc/loadavg) at the end. Both runtimes' default networks: a private namespace with outbound access through slirp4netns (tsrun: \`--network pasta\` for pasta); \`--network none\`: only lo.
+body="Measured $(date -u +%Y-%m-%d) with \`bench/startup.sh $RUNS\` ($RUNS interleaved rounds, 3 warm-up rounds, $(nproc) cores, $(uname -r)); load average $(cut -d' ' -f1 /proc/loadavg) at the end. Both runtimes' default networks: a private namespace with outbound access through slirp4netns (tsrun: \`--network pasta\` for pasta); \`--network none\`: only lo.
 
 $table"
 append_results "startup: run --rm busybox true" "$body"
