@@ -354,9 +354,24 @@ Napi::Value NetnsRequest(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), netns_request(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::String>().Utf8Value()));
 }
 
+// netnsNewNetwork(fd) -> the fd of a new network namespace owned by the holder's user namespace
+// (close-on-exec); throws with the holder's reason.
+Napi::Value NetnsNewNetwork(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int received = -1;
+  std::string reply = netns_request_fd(info[0].As<Napi::Number>().Int32Value(), "newnet", received);
+  if (reply.compare(0, 2, "ok") != 0) {
+    if (received >= 0) close(received);
+    Napi::Error::New(env, reply.compare(0, 4, "err ") == 0 ? reply.substr(4) : reply).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, received);
+}
+
 Napi::Object InitExports(Napi::Env env, Napi::Object exports) {
   exports.Set("netnsConnect", Napi::Function::New(env, NetnsConnect));
   exports.Set("netnsRequest", Napi::Function::New(env, NetnsRequest));
+  exports.Set("netnsNewNetwork", Napi::Function::New(env, NetnsNewNetwork));
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("resume", Napi::Function::New(env, Resume));
   exports.Set("waitPid", Napi::Function::New(env, WaitPid));

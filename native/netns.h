@@ -17,4 +17,8 @@ int netns_connect(const std::string& socket_path, pid_t& holder_pid);
 // Sends one request line and returns the holder's reply: "ok ..." or "err MESSAGE".
 std::string netns_request(int fd, const std::string& request);
 
+// The same for a request answered with an fd (newnet): received is the fd (close-on-exec), or
+// -1 when the reply carries none.
+std::string netns_request_fd(int fd, const std::string& request, int& received);
+
 }  // namespace tsrun

@@ -62,6 +62,8 @@ interface NativeAddon {
   netnsConnect(socketPath: string): { fd: number; pid: number };
   /** One request to tsrun-netns; the reply is "ok" or "err MESSAGE". */
   netnsRequest(fd: number, line: string): string;
+  /** A new network namespace owned by the holder's user namespace, as an fd (close-on-exec). */
+  netnsNewNetwork(fd: number): number;
   openInRoot(rootFd: number, relPath: string, flags: number, mode: number): number;
   openAt(dirFd: number, name: string, flags: number, mode: number): number;
   mkdirAt(dirFd: number, name: string, mode: number): void;

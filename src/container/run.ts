@@ -35,8 +35,12 @@ import {
   forwardedDns,
   helperCommands,
   outboundHelper,
+  awaitSlirp4netns,
+  cancelSlirp4netns,
+  spawnSlirp4netns,
   startSlirp4netns,
   stopNetworkHelpers,
+  type SlirpStart,
   SLIRP_HOST,
   type HelperOptions,
   type OutboundHelper,
@@ -44,7 +48,7 @@ import {
 } from "../network/outbound.js";
 import { ContainerNetworks } from "./networking.js";
 import { BUILTIN_NETWORKS, type NetworkRecord } from "../network/networks.js";
-import { closeHolder, connectHolder, holderForLaunch, holderUserNamespace, type HolderConnection } from "../network/holder.js";
+import { closeHolder, connectHolder, holderForLaunch, holderNetworkNamespace, holderUserNamespace, type HolderConnection } from "../network/holder.js";
 import { clearRunFiles, isRestarting, processStartTime, refreshState } from "./state.js";
 import { containerProcessPlan } from "./exec.js";
 import { encodePlan, monitorPath, native, packageRoot } from "../native.js";
@@ -339,7 +343,7 @@ export class Containers {
    * create, keeping the lease on the new container: `container prune` and `system prune` leave
    * a container alone while the command that created it has not started it yet.
    */
-  private async createLeased(opts: CreateOptions): Promise<{ record: ContainerRecord; lease: Lease }> {
+  private async createLeased(opts: CreateOptions, beforeStore?: (record: ContainerRecord) => Promise<void>): Promise<{ record: ContainerRecord; lease: Lease }> {
     let image = opts.base;
     let imageName = opts.image;
     if (!image) {
@@ -502,6 +506,8 @@ export class Containers {
     const base = opts.base;
     const imageId = image.id;
     const operation = opts.intermediate ? `build step container ${id.slice(0, 12)}` : `create ${opts.name ?? id.slice(0, 12)}`;
+    // Settled: what the container is. A foreground run starts its network helper now (run()).
+    await beforeStore?.(record);
     const lease = await this.store.begin(operation, "containers", () => {
       if (base) return { layers: base.layers, volumes, containers: [id] };
       if (!this.store.images.list().some((i) => i.id === imageId)) throw new NotFoundError(`${displayName(opts.image)}: image not known`);
@@ -684,22 +690,45 @@ export class Containers {
     return plan;
   }
 
-  /** Starts a created container attached to this process's terminal or streams (or to stdio: fds for 0, 1, 2). */
-  async start(record: ContainerRecord, stdio?: [number, number, number]): Promise<LaunchedProcess> {
+  /**
+   * Starts a created container attached to this process's terminal or streams (or to stdio: fds
+   * for 0, 1, 2), in the network run() prepared for it if any (startEarlyNetwork), which this
+   * call takes over: closed or handed to stopNetwork whatever happens.
+   */
+  async start(record: ContainerRecord, stdio?: [number, number, number], early?: EarlyNetwork): Promise<LaunchedProcess> {
     const tty = record.config.tty
       ? { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80 }
       : undefined;
     const io = tty ? { tty, stdinNull: false } : { stdinNull: !record.config.openStdin, ...(stdio ? { stdio } : {}) };
-    const plan = this.plan(record, io);
-    const cgroup = this.prepareLimits(record, plan);
-    const { conn, pairs } = await this.holdNetworks(record, plan);
+    let pendingSlirp = early?.slirp;
+    let plan: LaunchPlan;
+    let cgroup: string | undefined;
+    let conn: HolderConnection | undefined;
+    let pairs: ReturnType<ContainerNetworks["networksOf"]>;
+    try {
+      plan = this.plan(record, io);
+      cgroup = this.prepareLimits(record, plan);
+      if (early) {
+        // The holder's user namespace, and the network namespace slirp4netns is configuring.
+        conn = early.conn;
+        pairs = [];
+        plan.nest = holderUserNamespace(conn);
+        plan.cloneFlags &= ~(CLONE.NEWUSER | CLONE.NEWNET);
+        plan.share = [...(plan.share ?? []), `/proc/${process.pid}/fd/${early.netFd}`];
+      } else {
+        ({ conn, pairs } = await this.holdNetworks(record, plan));
+      }
+    } catch (err) {
+      if (early) cancelEarlyNetwork(early);
+      throw err;
+    }
     let proc: LaunchedProcess;
     // The network helpers (slirp4netns, pasta, tsrun-forward: ~20 ms) and a user-defined
     // network's link start while the child sets up its root; the command waits for both. Only
     // in the holder's user namespace: in one of its own the child becomes root there first,
     // which makes its /proc/PID/ns files unreadable to helpers running as the user.
-    const network = this.foregroundNetwork(record);
-    if (plan.nest && (network.commands.length > 0 || network.slirp || pairs.length > 0)) plan.holdBeforeExec = true;
+    const network = early ? { commands: [] } : this.foregroundNetwork(record);
+    if (plan.nest && (network.commands.length > 0 || network.slirp || pairs.length > 0 || early)) plan.holdBeforeExec = true;
     try {
       proc = await launchPlan(
         plan,
@@ -716,12 +745,25 @@ export class Containers {
           if (network.slirp) {
             this.slirps.set(record.id, startSlirp4netns(network.slirp.path, network.slirp.ifname, pid, this.records.containerDir(record.id)));
           }
+          if (pendingSlirp) {
+            // Started before the record was written: usually ready by now.
+            const slirp = pendingSlirp;
+            pendingSlirp = undefined;
+            this.slirps.set(record.id, awaitSlirp4netns(slirp, this.records.containerDir(record.id)));
+          }
         },
       );
     } catch (err) {
+      if (pendingSlirp) {
+        cancelSlirp4netns(pendingSlirp);
+        closeSync(pendingSlirp.readyFd);
+      }
       removeCgroup(cgroup);
       closeHolder(conn);
       throw err;
+    } finally {
+      // The container's processes hold its network namespace now (or it never started).
+      if (early) closeSync(early.netFd);
     }
     if (conn) this.holds.set(record.id, conn);
     record.state = {
@@ -794,6 +836,37 @@ export class Containers {
       const [r] = native().runTools([[program as string, String(pid), ...args]]);
       if (!r || r.error) throw new TsrunError(r?.error ?? `${program} did not run`);
       if (r.code !== 0 || r.signal !== 0) throw new TsrunError(explainHelperFailure(program as string, r.stderr));
+    }
+  }
+
+  /**
+   * A foreground run's network, begun before its record is written: a network namespace from
+   * the holder and slirp4netns configuring it (~10 ms) while the record is written and the
+   * container set up; start() has the container join it. Only for the default private network
+   * without published ports, in the holder's user namespace, sharing no namespace of another
+   * container; undefined otherwise (start() then does it all, as for `start`).
+   */
+  private async startEarlyNetwork(record: ContainerRecord): Promise<EarlyNetwork | undefined> {
+    const h = record.hostConfig;
+    if (h.networkMode !== "private" || Object.keys(h.networks ?? {}).length > 0) return undefined;
+    if ([h.pidMode, h.ipcMode, h.utsMode].some((mode) => sharedContainer(mode) !== undefined)) return undefined;
+    const network = this.foregroundNetwork(record);
+    if (!network.slirp || network.commands.length > 0) return undefined;
+    const conn = await holderForLaunch(this.usernsOf(record), this.store.paths.runRoot);
+    if (!conn) return undefined;
+    let netFd: number | undefined;
+    try {
+      netFd = holderNetworkNamespace(conn);
+      if (netFd === undefined) {
+        closeHolder(conn);
+        return undefined;
+      }
+      const slirp = spawnSlirp4netns(network.slirp.path, network.slirp.ifname, { netnsPath: `/proc/${process.pid}/fd/${netFd}`, usernsPath: `/proc/${conn.pid}/ns/user` });
+      return { conn, netFd, slirp };
+    } catch (err) {
+      if (netFd !== undefined) closeSync(netFd);
+      closeHolder(conn);
+      throw err;
     }
   }
 
@@ -1001,7 +1074,17 @@ export class Containers {
   /** `run` in the foreground: create, start, wait; returns the container's exit status. */
   async run(opts: CreateOptions): Promise<number> {
     if (opts.tty && opts.interactive && !process.stdin.isTTY) throw new TsrunError("the input device is not a TTY", 1);
-    const { record, lease } = await this.createLeased(opts);
+    let early: EarlyNetwork | undefined;
+    let created: { record: ContainerRecord; lease: Lease };
+    try {
+      created = await this.createLeased(opts, async (r) => {
+        early = await this.startEarlyNetwork(r);
+      });
+    } catch (err) {
+      if (early) cancelEarlyNetwork(early);
+      throw err;
+    }
+    const { record, lease } = created;
     const relay = new SignalRelay();
     // Every container keeps what it prints for `tsrun logs` (and `attach` from elsewhere, which
     // follows it), as Docker's does, --rm ones too while they run: its output passes through us
@@ -1014,7 +1097,7 @@ export class Containers {
     const pipes = log && !record.config.tty ? { out: native().pipe(), err: native().pipe() } : undefined;
     let proc: LaunchedProcess;
     try {
-      proc = await this.start(record, pipes ? [0, pipes.out[1], pipes.err[1]] : undefined);
+      proc = await this.start(record, pipes ? [0, pipes.out[1], pipes.err[1]] : undefined, early);
     } catch (err) {
       relay.dispose();
       if (pipes) for (const [r] of [pipes.out, pipes.err]) closeSync(r);
@@ -1057,6 +1140,23 @@ export class Containers {
     return status;
   }
 
+}
+
+/** What startEarlyNetwork prepared for a foreground run; start() takes it over. */
+interface EarlyNetwork {
+  /** The holder connection the container is started through (kept for its life, as holdNetworks' is). */
+  conn: HolderConnection;
+  /** The network namespace (close-on-exec), joined by the container at its start. */
+  netFd: number;
+  slirp: SlirpStart;
+}
+
+/** Undoes startEarlyNetwork for a container that was never created. */
+function cancelEarlyNetwork(early: EarlyNetwork): void {
+  cancelSlirp4netns(early.slirp);
+  closeSync(early.slirp.readyFd);
+  closeSync(early.netFd);
+  closeHolder(early.conn);
 }
 
 /** One --expose value: PORT, PORT/PROTO or FIRST-LAST[/PROTO], as "PORT/PROTO" keys. */

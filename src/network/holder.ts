@@ -109,6 +109,21 @@ export function joinsHolder(mode?: UsernsMode, m: IdMapping = currentMapping()):
   return m.uid !== 0 && m.subUids !== null && m.subGids !== null && !isRemapped(mode, m);
 }
 
+/**
+ * A new network namespace owned by the holder's user namespace, as an fd (close-on-exec), for a
+ * container whose network helper starts before the container does; undefined from a holder
+ * started by an older tsrun, which does not make them (the container then makes its own).
+ */
+export function holderNetworkNamespace(conn: HolderConnection): number | undefined {
+  try {
+    return native().netnsNewNetwork(conn.fd);
+  } catch (err) {
+    const message = (err as Error).message;
+    if (message.startsWith("unknown request")) return undefined;
+    throw new TsrunError(`the network holder (tsrun-netns) could not make a network namespace: ${message}`);
+  }
+}
+
 /** The holder's user namespace, as a launch plan's `nest`. */
 export function holderUserNamespace(conn: HolderConnection): { userns: string } {
   return { userns: `/proc/${conn.pid}/ns/user` };

@@ -28,12 +28,23 @@ export const SLIRP_DNS = "10.0.2.3";
 export const SLIRP_HOST = "10.0.2.2";
 
 export function findProgram(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? "/usr/bin:/bin").split(":").concat(["/usr/bin", "/usr/sbin", "/bin", "/sbin"])) {
+  const searchPath = process.env.PATH ?? "/usr/bin:/bin";
+  // A run looks its network helper up more than once (creating, then starting the container):
+  // each lookup is up to a dozen stats. Only what was found is kept: a program installed later
+  // is found by a long-lived process (a library user) on its next lookup.
+  const key = `${name}\0${searchPath}`;
+  const known = programs.get(key);
+  if (known !== undefined) return known;
+  for (const dir of searchPath.split(":").concat(["/usr/bin", "/usr/sbin", "/bin", "/sbin"])) {
     const p = path.join(dir, name);
-    if (existsSync(p)) return p;
+    if (existsSync(p)) {
+      programs.set(key, p);
+      return p;
+    }
   }
   return undefined;
 }
+const programs = new Map<string, string>();
 
 /**
  * The helper for outbound access: the one asked for, else slirp4netns, else pasta; or a clear
@@ -46,8 +57,9 @@ export function findProgram(name: string): string | undefined {
  * pasta's 1-4), far above what an outbound connection needs; --network pasta picks pasta.
  */
 export function outboundHelper(wanted?: OutboundHelper, find: (name: string) => string | undefined = findProgram, tun = "/dev/net/tun"): { kind: OutboundHelper; path: string } {
-  const pasta = wanted === "slirp4netns" ? undefined : find("pasta");
   const slirp = wanted === "pasta" ? undefined : find("slirp4netns");
+  // pasta only when asked for, or when it is the only one.
+  const pasta = wanted === "slirp4netns" || (wanted === undefined && slirp) ? undefined : find("pasta");
   if (wanted === "pasta" && !pasta) throw new TsrunError('--network pasta: pasta is not installed (package "passt")');
   if (wanted === "slirp4netns" && !slirp) throw new TsrunError('--network slirp4netns: slirp4netns is not installed (package "slirp4netns")');
   if (!pasta && !slirp) throw new TsrunError('no network helper: install the "passt" package (pasta) or "slirp4netns", or use --network none or host');
@@ -109,42 +121,76 @@ export function foregroundHelpers(o: HelperOptions): { commands: string[][]; sli
 /** How long slirp4netns may take to configure the container's network (tsrun-forward waits as long). */
 const SLIRP_READY_MS = 10_000;
 
+/** A slirp4netns process starting: its pid, the fd whose closing stops it, its ready pipe. */
+export interface SlirpStart {
+  pid: number;
+  /** Its --exit-fd's other end (close-on-exec, so no other child holds it; closed by the kernel if this process dies). */
+  exitFd: number;
+  /** Gets one byte once the network is configured, end of file if slirp4netns exits first. */
+  readyFd: number;
+}
+
 /**
- * Starts slirp4netns for a waiting container's network namespace and returns once it has
- * configured it: the fd whose closing stops it (its --exit-fd; close-on-exec, so no other
- * child holds it, and closed by the kernel if this process dies) and its pid, also written to
- * slirp4netns.pid in the container's dir for stopNetworkHelpers. What tsrun-forward does
- * before it forwards ports, without starting tsrun-forward first: a foreground run's network
- * is ready a process start and a fork sooner.
+ * Where slirp4netns configures the network: a waiting container's namespaces (its pid), or a
+ * network namespace made before the container (a path to it, and the user namespace that owns
+ * it), which the container then joins.
  */
-export function startSlirp4netns(program: string, ifname: string, containerPid: number, dir: string): { exitFd: number; pid: number } {
+export type SlirpTarget = { containerPid: number } | { netnsPath: string; usernsPath: string };
+
+/** Starts slirp4netns without waiting for it (awaitSlirp4netns does). */
+export function spawnSlirp4netns(program: string, ifname: string, target: SlirpTarget): SlirpStart {
   const addon = native();
   const [readyRead, readyWrite] = addon.pipe();
   const [exitRead, exitWrite] = addon.pipe();
+  const where =
+    "containerPid" in target
+      ? [`--userns-path=/proc/${target.containerPid}/ns/user`, String(target.containerPid)]
+      : [`--userns-path=${target.usernsPath}`, "--netns-type=path", target.netnsPath];
   let pid: number;
   try {
-    const args = ["--configure", "--mtu=65520", "--ready-fd=3", "--exit-fd=4", `--userns-path=/proc/${containerPid}/ns/user`, String(containerPid), ifname];
-    pid = addon.spawnDetached(program, args, readyWrite, exitRead);
+    pid = addon.spawnDetached(program, ["--configure", "--mtu=65520", "--ready-fd=3", "--exit-fd=4", ...where, ifname], readyWrite, exitRead);
   } catch (err) {
     for (const fd of [readyRead, readyWrite, exitRead, exitWrite]) closeSync(fd);
     throw new TsrunError(`slirp4netns: ${(err as Error).message}`);
   }
   closeSync(readyWrite);
   closeSync(exitRead);
+  return { pid, exitFd: exitWrite, readyFd: readyRead };
+}
+
+/**
+ * Waits until a started slirp4netns has configured the network (bounded), and records its pid
+ * in slirp4netns.pid in the container's dir for stopNetworkHelpers. On failure it is stopped.
+ */
+export function awaitSlirp4netns(slirp: SlirpStart, dir: string): { exitFd: number; pid: number } {
+  const addon = native();
   try {
-    writeFileSync(path.join(dir, "slirp4netns.pid"), `${pid}\n`);
-    // One byte once configured; end of file if it exits first (its copy of the pipe closes).
-    const ready = addon.pollIn(readyRead, SLIRP_READY_MS) && readSync(readyRead, Buffer.alloc(1)) === 1;
+    writeFileSync(path.join(dir, "slirp4netns.pid"), `${slirp.pid}\n`);
+    const ready = addon.pollIn(slirp.readyFd, SLIRP_READY_MS) && readSync(slirp.readyFd, Buffer.alloc(1)) === 1;
     if (!ready) throw new TsrunError("slirp4netns failed to configure the container's network");
   } catch (err) {
-    closeSync(exitWrite);
+    cancelSlirp4netns(slirp);
     stopNetworkHelpers(dir);
-    void addon.waitPid(pid).catch(() => undefined);
     throw err;
   } finally {
-    closeSync(readyRead);
+    closeSync(slirp.readyFd);
   }
-  return { exitFd: exitWrite, pid };
+  return { exitFd: slirp.exitFd, pid: slirp.pid };
+}
+
+/** Stops a started slirp4netns that is no longer wanted (its ready pipe is the caller's to close). */
+export function cancelSlirp4netns(slirp: SlirpStart): void {
+  closeSync(slirp.exitFd);
+  void native().waitPid(slirp.pid).catch(() => undefined);
+}
+
+/**
+ * Starts slirp4netns for a waiting container's network namespace and returns once it has
+ * configured it. What tsrun-forward does before it forwards ports, without starting
+ * tsrun-forward first: a foreground run's network is ready a process start and a fork sooner.
+ */
+export function startSlirp4netns(program: string, ifname: string, containerPid: number, dir: string): { exitFd: number; pid: number } {
+  return awaitSlirp4netns(spawnSlirp4netns(program, ifname, { containerPid }), dir);
 }
 
 /** One line for a helper that failed: its own message (tsrun-forward's are one line already). */

@@ -122,7 +122,7 @@ describe("slirp4netns", () => {
     await tsrun(["rm", "-f", name]);
   });
 
-  it("a foreground run without -p starts slirp4netns itself, in its own session; it ends with the container", async () => {
+  it("a foreground run without -p starts slirp4netns itself, in its own session, in a network namespace made before the container; it ends with the container", async () => {
     const name = unique("fg-slirp");
     const dir = scratchDir("fg-slirp");
     const run = tsrun(["run", "--name", name, "--network", "slirp4netns", "-v", `${dir}:/x`, "busybox", "sh", "-c", `wget -qO- http://10.0.2.2:${serverPort}/fg-slirp > /x/got; until [ -e /x/stop ]; do sleep 0.1; done`]);
@@ -139,6 +139,11 @@ describe("slirp4netns", () => {
       }
     };
     expect(comm()).toBe("slirp4netns");
+    // Started on a namespace from the holder while the record was written (not on the
+    // container's pid, which did not exist yet): the container joined it.
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    expect(argv).toContain("--netns-type=path");
+    expect(argv.some((a) => /^\/proc\/\d+\/fd\/\d+$/.test(a))).toBe(true);
     // Its own session: a Ctrl-C meant for the container never reaches it.
     expect(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ")[3]).toBe(String(pid));
     writeFileSync(path.join(dir, "stop"), "");
