@@ -506,7 +506,8 @@ export class Containers {
     const base = opts.base;
     const imageId = image.id;
     const operation = opts.intermediate ? `build step container ${id.slice(0, 12)}` : `create ${opts.name ?? id.slice(0, 12)}`;
-    // Settled: what the container is. A foreground run starts its network helper now (run()).
+    // The record says all the container will be: a foreground run starts its network helper
+    // here (run()), to work while the record is stored.
     await beforeStore?.(record);
     const lease = await this.store.begin(operation, "containers", () => {
       if (base) return { layers: base.layers, volumes, containers: [id] };
