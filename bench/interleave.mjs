@@ -8,7 +8,8 @@
 // run is timed as hyperfine times it (timing here with Node's spawnSync added ~7 ms per run:
 // Node clones its whole process to start a child). --prepare runs before every run of its
 // command, outside the time measured: once for all commands or once per command, in order, as
-// hyperfine takes it. A command or preparation that fails stops the measurement (exit 1), unless
+// hyperfine takes it; like the commands, without a shell (hyperfine -N): `sh -c '...'` for
+// shell syntax. A command or preparation that fails stops the measurement (exit 1), unless
 // -i/--ignore-failure (passed on to hyperfine) says a failing command is what is measured.
 // --export-json writes hyperfine's shape (results[].command, mean, stddev, median, min, max,
 // user, system, times, in seconds) for median_ms and cpu_ms in bench/lib.sh; a summary goes to

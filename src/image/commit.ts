@@ -274,17 +274,23 @@ export async function recordImage(tx: StoreTransaction, config: ImageConfig, lay
   const store = tx.store;
   const configBytes = Buffer.from(JSON.stringify(config));
   const manifestBytes = Buffer.from(JSON.stringify(manifestFor(configBytes, sha256(configBytes), config, layers)));
-  const [configDigest, manifestDigest] = (await tx.putBlobs([{ data: configBytes }, { data: manifestBytes }])) as [string, string];
-  if (crashPoint) faultPoint(crashPoint);
-  const images = store.images.list();
-  let image = images.find((i) => i.id === configDigest);
-  const known = image !== undefined && names.every((n) => image?.names.includes(n));
-  if (!image) {
-    image = { id: configDigest, names: [], manifest: manifestDigest, repoDigests: [], layers, added: now };
-    images.push(image);
-  }
-  assignNames(images, image, names);
-  // Nothing changed (a rebuild that hit the cache all the way): the index is not rewritten.
-  if (!known) tx.saveImages(images);
-  return image;
+  let image: ImageRecord | undefined;
+  await tx.putBlobsAndSaveImages(
+    [{ data: configBytes }, { data: manifestBytes }],
+    ([configDigest, manifestDigest]) => {
+      const images = store.images.list();
+      image = images.find((i) => i.id === configDigest);
+      const found = image;
+      const known = found !== undefined && names.every((n) => found.names.includes(n));
+      if (!image) {
+        image = { id: configDigest as string, names: [], manifest: manifestDigest as string, repoDigests: [], layers, added: now };
+        images.push(image);
+      }
+      assignNames(images, image, names);
+      // Nothing changed (a rebuild that hit the cache all the way): the index is not rewritten.
+      return known ? undefined : images;
+    },
+    crashPoint ? () => faultPoint(crashPoint) : undefined,
+  );
+  return image as ImageRecord;
 }

@@ -66,6 +66,56 @@ export function writeFileAtomic(target: string, data: string | Buffer, modeOrOpt
   }
 }
 
+/** A file written under a temporary name beside its target, its fd still open for an fsync. */
+export interface StagedFile {
+  fd: number;
+  file: string;
+  target: string;
+}
+
+/**
+ * The first half of writeFileAtomic: data in a temporary file beside target, not yet flushed,
+ * so that the caller can fsync it together with other files (one journal commit for all).
+ * publishStaged gives it its name; discardStaged drops it.
+ */
+export function stageFile(target: string, data: string | Buffer, mode = 0o644): StagedFile {
+  mkdirSync(path.dirname(target), { recursive: true });
+  const file = tempName(target);
+  const fd = openSync(file, "wx", mode);
+  try {
+    writeAll(fd, data);
+  } catch (err) {
+    closeSync(fd);
+    removeFile(file);
+    throw err;
+  }
+  return { fd, file, target };
+}
+
+/** Closes a flushed staged file and renames it into place. */
+export function publishStaged(staged: StagedFile): void {
+  closeSync(staged.fd);
+  faultPoint("atomic-write");
+  try {
+    renameSync(staged.file, staged.target);
+  } catch (err) {
+    removeFile(staged.file);
+    throw err;
+  }
+}
+
+/** Closes and removes staged files that will not be published (those still open). */
+export function discardStaged(staged: StagedFile[]): void {
+  for (const s of staged) {
+    try {
+      closeSync(s.fd);
+    } catch {
+      // Closed already (published up to its rename).
+    }
+    removeFile(s.file);
+  }
+}
+
 export function writeJsonAtomic(target: string, value: unknown, modeOrOptions: number | AtomicWriteOptions = 0o644, durable = true): void {
   writeFileAtomic(target, JSON.stringify(value, null, 2) + "\n", modeOrOptions, durable);
 }

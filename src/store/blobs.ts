@@ -5,7 +5,7 @@ import { lazyCrypto } from "../builtin.js";
 import { closeSync, createReadStream, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync } from "node:fs";
 import { promisify } from "node:util";
 import path from "node:path";
-import { tempName, writeAll } from "./atomic.js";
+import { stageFile, writeAll, type StagedFile } from "./atomic.js";
 import { digestHex, digestNamedEntries, sha256 } from "./digest.js";
 import { faultPoint } from "./fault.js";
 import { tempPath } from "./temps.js";
@@ -26,11 +26,7 @@ export interface StagedBlob {
 export type PutOutcome = "present" | "written" | "replaced";
 
 /** A blob written under a temporary name, its fd still open. */
-interface TempBlob {
-  fd: number;
-  file: string;
-  target: string;
-}
+type TempBlob = StagedFile;
 
 export class BlobStore {
   constructor(readonly dir: string) {}
@@ -94,16 +90,17 @@ export class BlobStore {
    * putHashed for several blobs at once (an image's config and manifest): their fsyncs run
    * together in the thread pool, where the journal commits them in one go instead of one after
    * the other (a commit's two fsyncs: ~2.5 ms -> ~1.3 ms here). Each is renamed into place only
-   * once all are on disk.
+   * once all are on disk. flushAlso: other staged files (the image index) flushed in the same
+   * go, left to the caller to publish or discard.
    */
-  async putHashedMany(items: { data: Buffer; digest: string }[]): Promise<PutOutcome[]> {
+  async putHashedMany(items: { data: Buffer; digest: string }[], flushAlso: StagedFile[] = []): Promise<PutOutcome[]> {
     const states = items.map((item) => this.intactState(item.digest));
     const temps: TempBlob[] = [];
     try {
       items.forEach((item, index) => {
         if (states[index] !== "present") temps.push(this.writeTemp(item.data, item.digest));
       });
-      await Promise.all(temps.map((tmp) => fsyncAsync(tmp.fd)));
+      await Promise.all([...temps, ...flushAlso].map((tmp) => fsyncAsync(tmp.fd)));
     } catch (err) {
       discardTemps(temps);
       throw err;
@@ -133,18 +130,7 @@ export class BlobStore {
 
   /** data in a temporary file beside the blob's name, still open for its fsync. */
   private writeTemp(data: Buffer, digest: string): TempBlob {
-    mkdirSync(this.dir, { recursive: true });
-    const target = this.path(digest);
-    const file = tempName(target);
-    const fd = openSync(file, "wx", 0o644);
-    try {
-      writeAll(fd, data);
-    } catch (err) {
-      closeSync(fd);
-      removeFile(file);
-      throw err;
-    }
-    return { fd, file, target };
+    return stageFile(this.path(digest), data);
   }
 
   /** Closes a flushed temporary blob file and gives it its name. */

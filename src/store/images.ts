@@ -2,7 +2,7 @@
 // One JSON file, replaced atomically under the store lock.
 import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { writeFileAtomic } from "./atomic.js";
+import { publishStaged, stageFile, writeFileAtomic, type StagedFile } from "./atomic.js";
 import { digestHex } from "./digest.js";
 import { normaliseName } from "../image/reference.js";
 
@@ -77,6 +77,21 @@ export class ImageIndex {
   save(images: ImageRecord[]): void {
     this.lastRead = undefined;
     writeFileAtomic(this.file, JSON.stringify({ images } satisfies IndexFile) + "\n");
+  }
+
+  /**
+   * save in two halves, for a caller that flushes the new index together with other files (the
+   * blobs it refers to: StoreTransaction.putBlobsAndSaveImages): written but not yet in place.
+   */
+  stage(images: ImageRecord[]): StagedFile {
+    this.lastRead = undefined;
+    return stageFile(this.file, JSON.stringify({ images } satisfies IndexFile) + "\n");
+  }
+
+  /** Puts a staged index, flushed, in place. */
+  publish(staged: StagedFile): void {
+    this.lastRead = undefined;
+    publishStaged(staged);
   }
 
   /**

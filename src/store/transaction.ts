@@ -7,6 +7,7 @@ import type { ImageRecord } from "./images.js";
 import type { LayerMeta } from "./layers.js";
 import { DigestMismatchError, type PutOutcome } from "./blobs.js";
 import { sha256 } from "./digest.js";
+import { discardStaged } from "./atomic.js";
 
 export class StoreTransaction {
   private readonly addedLayers: string[] = [];
@@ -47,6 +48,45 @@ export class StoreTransaction {
     const outcomes = await this.store.blobs.putHashedMany(hashed);
     hashed.forEach(({ digest }, i) => this.noteBlob(digest, outcomes[i] ?? "present"));
     return hashed.map((h) => h.digest);
+  }
+
+  /**
+   * putBlobs, then saveImages with the list indexFor makes from the blobs' digests (undefined:
+   * the index stays as it is), flushed in one go: the new index is written beside the blobs
+   * and fsynced with them, so the journal commits once, not twice (an fsync waits ~1.5 ms for
+   * a commit here, and ~20 ms while other writeback is going on). The blobs are renamed into
+   * place first, then afterBlobs runs, then the index is: a crash in between leaves blobs
+   * nothing refers to, never an index naming a missing blob.
+   */
+  async putBlobsAndSaveImages(
+    items: { data: Buffer; expected?: string }[],
+    indexFor: (digests: string[]) => ImageRecord[] | undefined,
+    afterBlobs?: () => void,
+  ): Promise<string[]> {
+    const hashed = items.map(({ data, expected }) => ({ data, digest: checkedDigest(data, expected) }));
+    const digests = hashed.map((h) => h.digest);
+    const images = indexFor(digests);
+    const index = images ? this.store.images.stage(images) : undefined;
+    let outcomes: PutOutcome[];
+    try {
+      outcomes = await this.store.blobs.putHashedMany(hashed, index ? [index] : []);
+    } catch (err) {
+      if (index) discardStaged([index]);
+      throw err;
+    }
+    hashed.forEach(({ digest }, i) => this.noteBlob(digest, outcomes[i] ?? "present"));
+    if (index) {
+      try {
+        afterBlobs?.();
+        this.store.images.publish(index);
+      } catch (err) {
+        discardStaged([index]);
+        throw err;
+      }
+    } else {
+      afterBlobs?.();
+    }
+    return digests;
   }
 
   /** Remembers a blob this transaction added, for rollback. */
