@@ -2,7 +2,10 @@
 // a machine and a capability set), capabilities as moby computes them, the flag parsers, and
 // the cgroup delegation decision. The compiled filter is checked against the real libseccomp.
 import { describe, expect, it } from "vitest";
-import { compileFilter, decodeCachedProgram, encodeCachedProgram, parseSeccompProfile, resolveSeccomp, seccompProgram, type ResolvedFilter } from "../../src/container/security/seccomp.js";
+import { compileFilter, decodeCachedProgram, encodeCachedProgram, parseSeccompProfile, pruneSeccompCache, resolveSeccomp, seccompProgram, type ResolvedFilter } from "../../src/container/security/seccomp.js";
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { DEFAULT_SECCOMP_PROFILE } from "../../src/container/security/default-seccomp.js";
 import { allCapabilities, capabilityMask, containerCapabilities, DEFAULT_CAPABILITIES, normaliseCapability, processCapabilities } from "../../src/container/security/capabilities.js";
 import { parseMemory, parseSecurityFlags, parseUlimit, parseUserns } from "../../src/container/security/options.js";
@@ -144,6 +147,25 @@ describe("resolving a profile for a machine and a container", () => {
     // The first instruction loads the architecture (seccomp_data.arch at offset 4).
     expect(program.readUInt16LE(0)).toBe(0x20);
     expect(program.readUInt32LE(4)).toBe(4);
+  });
+
+  it("keeps the newest cached programs and removes the older ones beyond the limit, and nothing else", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "tsrun-seccomp-cache-"));
+    try {
+      const names = Array.from({ length: 6 }, (_, i) => `seccomp-${String(i).padStart(16, "0")}.bpf`);
+      names.forEach((name, i) => {
+        writeFileSync(path.join(dir, name), "x");
+        // Written one second apart, the first oldest.
+        utimesSync(path.join(dir, name), 1_700_000_000 + i, 1_700_000_000 + i);
+      });
+      writeFileSync(path.join(dir, "tsrun-abc-run.v8cache"), "other caches stay");
+      pruneSeccompCache(dir, 4);
+      expect(readdirSync(dir).sort()).toEqual([...names.slice(2), "tsrun-abc-run.v8cache"].sort());
+      pruneSeccompCache(dir, 4);
+      expect(readdirSync(dir)).toHaveLength(5);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("trusts a cached program only whole and for exactly its key", () => {

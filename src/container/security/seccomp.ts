@@ -4,10 +4,11 @@
 // libseccomp): unknown syscall names are skipped, a rule with the default action is dropped,
 // several conditions on the same argument become separate rules.
 import { homedir, release } from "node:os";
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { TsrunError } from "../../errors.js";
 import { native } from "../../native.js";
+import { removeFile } from "../../remove-file.js";
 import { DEFAULT_SECCOMP_PROFILE } from "./default-seccomp.js";
 
 export interface SeccompArg {
@@ -283,6 +284,31 @@ function cacheDir(): string {
   return path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), ".cache"), "tsrun");
 }
 
+/** How many compiled programs the cache keeps: one per profile and capability set in use. */
+const SECCOMP_CACHE_KEEP = 32;
+
+/**
+ * Keeps the newest `keep` cached programs in dir (by the time each was written) and removes
+ * the others: every distinct --security-opt seccomp= profile or --cap-add set adds a file, and
+ * the cache must not grow without end. A program removed while still in use is compiled again
+ * (15-35 ms) and written anew.
+ */
+export function pruneSeccompCache(dir: string, keep: number): void {
+  const files = readdirSync(dir).filter((n) => /^seccomp-[0-9a-f]{16}\.bpf$/.test(n));
+  if (files.length <= keep) return;
+  const byAge = files
+    .map((name) => {
+      try {
+        return { name, written: statSync(path.join(dir, name)).mtimeMs };
+      } catch {
+        return undefined; // removed meanwhile by another tsrun
+      }
+    })
+    .filter((f): f is { name: string; written: number } => f !== undefined)
+    .sort((a, b) => b.written - a.written);
+  for (const f of byAge.slice(keep)) removeFile(path.join(dir, f.name));
+}
+
 /** Compiles a resolved filter with libseccomp (the addon), without any caching. */
 export function compileFilter(filter: ResolvedFilter): Buffer {
   try {
@@ -358,6 +384,7 @@ export function seccompProgram(profile: SeccompProfile, ctx: ResolveContext): { 
       const tmp = `${file}.${process.pid}`;
       writeFileSync(tmp, encodeCachedProgram(key, program));
       renameSync(tmp, file);
+      pruneSeccompCache(cacheDir(), SECCOMP_CACHE_KEEP);
     } catch {
       // A read-only cache only costs time.
     }
