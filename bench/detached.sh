@@ -5,10 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 N=${1:-50}
 ensure_bench_user
-tar="$BENCH_ROOT/busybox.tar"
-"$REPO/scripts/make-busybox-rootfs.sh" "$tar"
-chmod 644 "$tar"
-as_user '$TSRUN import busybox.tar busybox >/dev/null'
+bench_busybox
 have_podman && as_user "$PODMAN import busybox.tar busybox >/dev/null"
 
 # Sum of PSS (kB) over processes whose command line matches a pattern, for the bench user.

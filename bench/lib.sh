@@ -33,6 +33,15 @@ as_user() {
 
 have_podman() { command -v podman >/dev/null 2>&1; }
 
+# Builds $BENCH_ROOT/busybox.tar (the tests' rootfs from Debian's busybox-static, readable by the
+# bench user) and imports it into the bench store as busybox. Sets tar to its path.
+bench_busybox() {
+  tar="$BENCH_ROOT/busybox.tar"
+  "$REPO/scripts/make-busybox-rootfs.sh" "$tar"
+  chmod 644 "$tar"
+  as_user '$TSRUN import busybox.tar busybox >/dev/null'
+}
+
 # podman on this host: crun refuses hybrid cgroups, runc works.
 PODMAN="podman --runtime runc"
 

@@ -10,10 +10,7 @@ OTHER=$(cd "${1:?usage: bench/startup-faults.sh OTHER_CHECKOUT [RUNS]}" && pwd)
 RUNS=${2:-21}
 [ -x "$OTHER/bin/tsrun" ] || { echo "bench/startup-faults.sh: $OTHER/bin/tsrun missing" >&2; exit 1; }
 ensure_bench_user
-tar="$BENCH_ROOT/busybox.tar"
-"$REPO/scripts/make-busybox-rootfs.sh" "$tar"
-chmod 644 "$tar"
-as_user '$TSRUN import busybox.tar busybox >/dev/null'
+bench_busybox
 variants=("run --rm busybox true" "run --rm --network none busybox true" "run --rm busybox echo hello" "run busybox true")
 
 # Minor page faults of one command line of tsrun (BIN ARGS...), as the bench user.

@@ -9,10 +9,8 @@
 source "$(dirname "$0")/lib.sh"
 RUNS=${1:-30}
 ensure_bench_user
-tar="$BENCH_ROOT/busybox.tar"
-"$REPO/scripts/make-busybox-rootfs.sh" "$tar"
-chmod 644 "$tar"
-as_user '$TSRUN import busybox.tar busybox >/dev/null && $TSRUN run --rm busybox true'
+bench_busybox
+as_user '$TSRUN run --rm busybox true'
 as_user '$TSRUN rm -f floor-default floor-none >/dev/null 2>&1; true'
 as_user "node $REPO/bench/floor/prepare.mjs floor-default.json floor-default busybox && node $REPO/bench/floor/prepare.mjs floor-none.json floor-none busybox none"
 replay="node $REPO/bench/floor/replay.cjs"

@@ -7,10 +7,8 @@
 source "$(dirname "$0")/lib.sh"
 RUNS=${1:-30}
 ensure_bench_user
-tar="$BENCH_ROOT/busybox.tar"
-"$REPO/scripts/make-busybox-rootfs.sh" "$tar"
-chmod 644 "$tar"
-as_user '$TSRUN import busybox.tar busybox >/dev/null && $TSRUN run --rm busybox true'
+bench_busybox
+as_user '$TSRUN run --rm busybox true'
 cmds=("node -e 0" "$REPO/bin/tsrun run --rm busybox true" "$REPO/bin/tsrun run --rm --network none busybox true" "$REPO/bin/tsrun run --rm --network pasta busybox true")
 if have_podman; then
   as_user "$PODMAN import busybox.tar busybox >/dev/null && $PODMAN run --rm busybox true"
