@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "netns.h"
+#include "spawn.h"
 
 namespace tsrun {
 
@@ -84,23 +85,8 @@ std::string netns_request_fd(int fd, const std::string& request, int& received) 
   } while (r < 0 && errno == EINTR);
   if (r <= 0) return std::string("err network namespace holder: ") + strerror(r == 0 ? ETIMEDOUT : errno);
   char buf[4096];
-  iovec iov = {buf, sizeof buf};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  do {
-    n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  received = recv_with_fd(fd, buf, sizeof buf, n);
   if (n <= 0) return std::string("err network namespace holder: ") + strerror(n == 0 ? ECONNRESET : errno);
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-      memcpy(&received, CMSG_DATA(c), sizeof(int));
-    }
-  }
   std::string reply(buf, static_cast<size_t>(n));
   if (reply.compare(0, 2, "ok") == 0 && received < 0) return "err network namespace holder: no namespace came with the reply";
   return reply;

@@ -193,25 +193,7 @@ void send_new_netns(int client) {
     send_text(client, "err " + err);
     return;
   }
-  char reply[] = "ok";
-  iovec iov = {reply, 2};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  memset(control, 0, sizeof control);
-  msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &ns, sizeof(int));
-  ssize_t n;
-  do {
-    n = sendmsg(client, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
+  tsrun::send_with_fd(client, "ok", 2, ns, MSG_DONTWAIT);
   close(ns);
 }
 

@@ -569,24 +569,7 @@ void run_post_pivot(const ChildArgs& a) {
 }
 
 // Sends fd over the socket with SCM_RIGHTS.
-bool send_fd(int sock, int fd) {
-  char byte = 'T';
-  struct iovec iov = {&byte, 1};
-  char control[CMSG_SPACE(sizeof(int))];
-  memset(control, 0, sizeof control);
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1;
-}
+bool send_fd(int sock, int fd) { return send_with_fd(sock, "T", 1, fd); }
 
 void setup_tty(const ChildArgs& a) {
   const LaunchPlan& p = *a.plan;
@@ -878,27 +861,53 @@ int child_main(void* arg) {
 
 }  // namespace
 
-namespace {
-int recv_fd(int sock) {
-  char byte;
-  struct iovec iov = {&byte, 1};
-  char control[CMSG_SPACE(sizeof(int))];
+bool send_with_fd(int sock, const void* data, size_t len, int fd, int flags) {
+  struct iovec iov = {const_cast<void*>(data), len};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  memset(control, 0, sizeof control);
   struct msghdr msg;
   memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
   ssize_t n;
   do {
-    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
   } while (n < 0 && errno == EINTR);
-  if (n <= 0) return -1;
+  return n == static_cast<ssize_t>(len);
+}
+
+int recv_with_fd(int sock, void* buf, size_t cap, ssize_t& got) {
+  struct iovec iov = {buf, cap};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  do {
+    got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (got < 0 && errno == EINTR);
+  if (got <= 0) return -1;
   struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
+  if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(sizeof(int))) return -1;
   int fd;
   memcpy(&fd, CMSG_DATA(c), sizeof fd);
   return fd;
+}
+
+namespace {
+int recv_fd(int sock) {
+  char byte;
+  ssize_t got;
+  return recv_with_fd(sock, &byte, 1, got);
 }
 }  // namespace
 

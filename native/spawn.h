@@ -121,6 +121,15 @@ struct Launched {
 // For an exec into a container, command_pid receives the pid of the command (else l.pid).
 bool resume(Launched& l, bool tty, int& pty_fd, ChildError& error, pid_t* command_pid = nullptr);
 
+// One message with one fd attached (SCM_RIGHTS) over a unix socket: the child's pty master to
+// the parent, the holder's new network namespace to a client. Async-signal-safe (the child
+// calls it between clone and exec). flags: sendmsg's, MSG_NOSIGNAL always added.
+bool send_with_fd(int sock, const void* data, size_t len, int fd, int flags = 0);
+
+// Receives one such message into buf (at most cap bytes; got: its length, 0 at end of file, -1
+// on an error with errno set) and returns the fd that came with it (close-on-exec), or -1.
+int recv_with_fd(int sock, void* buf, size_t cap, ssize_t& got);
+
 // Clones the child. The child waits on the sync pipe before doing anything else.
 // Returns an empty string on success, else a message with errno.
 std::string launch(const LaunchPlan& plan, Launched& out);
