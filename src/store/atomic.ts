@@ -43,27 +43,14 @@ export interface AtomicWriteOptions {
 
 export function writeFileAtomic(target: string, data: string | Buffer, modeOrOptions: number | AtomicWriteOptions = 0o644, durable = true): void {
   const opts: AtomicWriteOptions = typeof modeOrOptions === "number" ? { mode: modeOrOptions, durable } : modeOrOptions;
-  let tmp: string;
-  if (opts.tempDir) {
-    tmp = path.join(opts.tempDir, path.basename(tempName(target)));
-  } else {
-    mkdirSync(path.dirname(target), { recursive: true });
-    tmp = tempName(target);
-  }
-  const fd = openSync(tmp, "wx", opts.mode ?? 0o644);
-  let open = true;
+  const staged = stageFile(target, data, opts.mode ?? 0o644, opts.tempDir);
   try {
-    writeAll(fd, data);
-    if (opts.durable ?? true) fsyncSync(fd);
-    open = false;
-    closeSync(fd);
-    faultPoint("atomic-write");
-    renameSync(tmp, target);
+    if (opts.durable ?? true) fsyncSync(staged.fd);
   } catch (err) {
-    if (open) closeSync(fd);
-    removeFile(tmp);
+    discardStaged([staged]);
     throw err;
   }
+  publishStaged(staged);
 }
 
 /** A file written under a temporary name beside its target, its fd still open for an fsync. */
@@ -78,9 +65,14 @@ export interface StagedFile {
  * so that the caller can fsync it together with other files (one journal commit for all).
  * publishStaged gives it its name; discardStaged drops it.
  */
-export function stageFile(target: string, data: string | Buffer, mode = 0o644): StagedFile {
-  mkdirSync(path.dirname(target), { recursive: true });
-  const file = tempName(target);
+export function stageFile(target: string, data: string | Buffer, mode = 0o644, tempDir?: string): StagedFile {
+  let file: string;
+  if (tempDir) {
+    file = path.join(tempDir, path.basename(tempName(target)));
+  } else {
+    mkdirSync(path.dirname(target), { recursive: true });
+    file = tempName(target);
+  }
   const fd = openSync(file, "wx", mode);
   try {
     writeAll(fd, data);

@@ -76,7 +76,7 @@ export class ImageIndex {
    */
   save(images: ImageRecord[]): void {
     this.lastRead = undefined;
-    writeFileAtomic(this.file, JSON.stringify({ images } satisfies IndexFile) + "\n");
+    writeFileAtomic(this.file, indexText(images));
   }
 
   /**
@@ -85,7 +85,7 @@ export class ImageIndex {
    */
   stage(images: ImageRecord[]): StagedFile {
     this.lastRead = undefined;
-    return stageFile(this.file, JSON.stringify({ images } satisfies IndexFile) + "\n");
+    return stageFile(this.file, indexText(images));
   }
 
   /** Puts a staged index, flushed, in place. */
@@ -133,4 +133,9 @@ export class ImageIndex {
     }
     return { name, image: undefined };
   }
+}
+
+/** The index file's text: one line of JSON (see save). */
+function indexText(images: ImageRecord[]): string {
+  return JSON.stringify({ images } satisfies IndexFile) + "\n";
 }

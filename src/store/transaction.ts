@@ -40,19 +40,9 @@ export class StoreTransaction {
   }
 
   /**
-   * putBlob for several small blobs, flushed together (BlobStore.putHashedMany); returns their
-   * digests in order.
-   */
-  async putBlobs(items: { data: Buffer; expected?: string }[]): Promise<string[]> {
-    const hashed = items.map(({ data, expected }) => ({ data, digest: checkedDigest(data, expected) }));
-    const outcomes = await this.store.blobs.putHashedMany(hashed);
-    hashed.forEach(({ digest }, i) => this.noteBlob(digest, outcomes[i] ?? "present"));
-    return hashed.map((h) => h.digest);
-  }
-
-  /**
-   * putBlobs, then saveImages with the list indexFor makes from the blobs' digests (undefined:
-   * the index stays as it is), flushed in one go: the new index is written beside the blobs
+   * putBlob for several small blobs (an image's config and manifest), then saveImages with the
+   * list indexFor makes from their digests (undefined: the index stays as it is), flushed in one
+   * go (BlobStore.putHashedMany): the new index is written beside the blobs
    * and fsynced with them, so the journal commits once, not twice (an fsync waits ~1.5 ms for
    * a commit here, and ~20 ms while other writeback is going on). The blobs are renamed into
    * place first, then afterBlobs runs, then the index is: a crash in between leaves blobs
