@@ -755,10 +755,7 @@ export class Containers {
         },
       );
     } catch (err) {
-      if (pendingSlirp) {
-        cancelSlirp4netns(pendingSlirp);
-        closeSync(pendingSlirp.readyFd);
-      }
+      if (pendingSlirp) cancelSlirp4netns(pendingSlirp);
       removeCgroup(cgroup);
       closeHolder(conn);
       throw err;
@@ -1155,7 +1152,6 @@ interface EarlyNetwork {
 /** Undoes startEarlyNetwork for a container that was never created. */
 function cancelEarlyNetwork(early: EarlyNetwork): void {
   cancelSlirp4netns(early.slirp);
-  closeSync(early.slirp.readyFd);
   closeSync(early.netFd);
   closeHolder(early.conn);
 }

@@ -172,14 +172,14 @@ export function awaitSlirp4netns(slirp: SlirpStart, dir: string): { exitFd: numb
     cancelSlirp4netns(slirp);
     stopNetworkHelpers(dir);
     throw err;
-  } finally {
-    closeSync(slirp.readyFd);
   }
+  closeSync(slirp.readyFd);
   return { exitFd: slirp.exitFd, pid: slirp.pid };
 }
 
-/** Stops a started slirp4netns that is no longer wanted (its ready pipe is the caller's to close). */
+/** Stops a started slirp4netns that is no longer wanted: both pipes closed, the process reaped. */
 export function cancelSlirp4netns(slirp: SlirpStart): void {
+  closeSync(slirp.readyFd);
   closeSync(slirp.exitFd);
   void native().waitPid(slirp.pid).catch(() => undefined);
 }

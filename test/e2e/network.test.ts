@@ -156,6 +156,23 @@ describe("slirp4netns", () => {
   });
 });
 
+describe("a network helper that fails", () => {
+  it("a slirp4netns that exits before configuring the network: one line, exit 125, no container left, nothing running", async () => {
+    const dir = scratchDir("bad-slirp");
+    const fake = path.join(dir, "slirp4netns");
+    writeFileSync(fake, "#!/bin/sh\necho 'slirp4netns: cannot do that' >&2\nexit 1\n", { mode: 0o755 });
+    const name = unique("bad-slirp");
+    const before = (await tsrun(["ps", "-aq", "--no-trunc"])).stdout;
+    const r = await tsrun(["run", "--rm", "--name", name, "--network", "slirp4netns", "busybox", "true"], { env: { PATH: `${dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` } });
+    expect(r.code).toBe(125);
+    expect(r.stderr.trim().split("\n")).toEqual(["Error: slirp4netns failed to configure the container's network"]);
+    expect((await tsrun(["ps", "-aq", "--no-trunc"])).stdout).toBe(before);
+    expect((await tsrun(["inspect", name])).code).not.toBe(0);
+    // The name is free again.
+    expect((await tsrun(["run", "--rm", "--name", name, "--network", "none", "busybox", "true"])).code).toBe(0);
+  });
+});
+
 describe("published ports", () => {
   it("-p forwards TCP to a detached container; port and ps show it; the port is freed when it stops", async () => {
     const name = unique("web");
