@@ -861,42 +861,48 @@ int child_main(void* arg) {
 
 }  // namespace
 
-bool send_with_fd(int sock, const void* data, size_t len, int fd, int flags) {
-  struct iovec iov = {const_cast<void*>(data), len};
+namespace {
+// One message over one buffer, with room for one fd (SCM_RIGHTS): what both directions share.
+struct FdMessage {
+  struct iovec iov;
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  memset(control, 0, sizeof control);
   struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+
+  FdMessage(void* data, size_t len) {
+    iov = {data, len};
+    memset(control, 0, sizeof control);
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+  }
+  FdMessage(const FdMessage&) = delete;
+  FdMessage& operator=(const FdMessage&) = delete;
+};
+}  // namespace
+
+bool send_with_fd(int sock, const void* data, size_t len, int fd, int flags) {
+  FdMessage m(const_cast<void*>(data), len);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   memcpy(CMSG_DATA(c), &fd, sizeof fd);
   ssize_t n;
   do {
-    n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
+    n = sendmsg(sock, &m.msg, MSG_NOSIGNAL | flags);
   } while (n < 0 && errno == EINTR);
   return n == static_cast<ssize_t>(len);
 }
 
 int recv_with_fd(int sock, void* buf, size_t cap, ssize_t& got) {
-  struct iovec iov = {buf, cap};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+  FdMessage m(buf, cap);
   do {
-    got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    got = recvmsg(sock, &m.msg, MSG_CMSG_CLOEXEC);
   } while (got < 0 && errno == EINTR);
   if (got <= 0) return -1;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
   if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(sizeof(int))) return -1;
   int fd;
   memcpy(&fd, CMSG_DATA(c), sizeof fd);
