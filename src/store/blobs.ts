@@ -5,7 +5,7 @@ import { lazyCrypto } from "../builtin.js";
 import { closeSync, createReadStream, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync } from "node:fs";
 import { promisify } from "node:util";
 import path from "node:path";
-import { stageFile, writeAll, type StagedFile } from "./atomic.js";
+import { discardStaged, stageFile, writeAll, type StagedFile } from "./atomic.js";
 import { digestHex, digestNamedEntries, sha256 } from "./digest.js";
 import { faultPoint } from "./fault.js";
 import { tempPath } from "./temps.js";
@@ -24,9 +24,6 @@ export interface StagedBlob {
 
 /** What storing a small blob did: found it intact, wrote it, or wrote it over a corrupt copy. */
 export type PutOutcome = "present" | "written" | "replaced";
-
-/** A blob written under a temporary name, its fd still open. */
-type TempBlob = StagedFile;
 
 export class BlobStore {
   constructor(readonly dir: string) {}
@@ -75,11 +72,11 @@ export class BlobStore {
   putHashed(data: Buffer, digest: string): PutOutcome {
     const state = this.intactState(digest);
     if (state === "present") return state;
-    const tmp = this.writeTemp(data, digest);
+    const tmp = stageFile(this.path(digest), data);
     try {
       fsyncSync(tmp.fd);
     } catch (err) {
-      discardTemps([tmp]);
+      discardStaged([tmp]);
       throw err;
     }
     this.publishTemp(tmp);
@@ -95,21 +92,21 @@ export class BlobStore {
    */
   async putHashedMany(items: { data: Buffer; digest: string }[], flushAlso: StagedFile[] = []): Promise<PutOutcome[]> {
     const states = items.map((item) => this.intactState(item.digest));
-    const temps: TempBlob[] = [];
+    const temps: StagedFile[] = [];
     try {
       items.forEach((item, index) => {
-        if (states[index] !== "present") temps.push(this.writeTemp(item.data, item.digest));
+        if (states[index] !== "present") temps.push(stageFile(this.path(item.digest), item.data));
       });
       await Promise.all([...temps, ...flushAlso].map((tmp) => fsyncAsync(tmp.fd)));
     } catch (err) {
-      discardTemps(temps);
+      discardStaged(temps);
       throw err;
     }
     temps.forEach((tmp, i) => {
       try {
         this.publishTemp(tmp);
       } catch (err) {
-        discardTemps(temps.slice(i));
+        discardStaged(temps.slice(i));
         throw err;
       }
     });
@@ -128,13 +125,8 @@ export class BlobStore {
     return sha256(bytes) === digest ? "present" : "corrupt";
   }
 
-  /** data in a temporary file beside the blob's name, still open for its fsync. */
-  private writeTemp(data: Buffer, digest: string): TempBlob {
-    return stageFile(this.path(digest), data);
-  }
-
-  /** Closes a flushed temporary blob file and gives it its name. */
-  private publishTemp(tmp: TempBlob): void {
+  /** Closes a flushed temporary blob file and gives it its name (discardStaged if that fails). */
+  private publishTemp(tmp: StagedFile): void {
     closeSync(tmp.fd);
     faultPoint("blob-put");
     renameSync(tmp.file, tmp.target);
@@ -212,14 +204,3 @@ function outcomeOf(state: "present" | "corrupt" | "missing"): PutOutcome {
   return state === "present" ? "present" : state === "corrupt" ? "replaced" : "written";
 }
 
-/** Closes and removes temporary blob files that will not be published. */
-function discardTemps(temps: TempBlob[]): void {
-  for (const tmp of temps) {
-    try {
-      closeSync(tmp.fd);
-    } catch {
-      // Closed already (publishTemp closes before it renames).
-    }
-    removeFile(tmp.file);
-  }
-}
