@@ -23,6 +23,7 @@ import { parseMountFlag, parseTmpfsFlag, parseVolumeFlag, planMounts, Volumes, t
 import { containerLeftovers } from "./recovery.js";
 import { faultPoint } from "../store/fault.js";
 import type { Lease } from "../store/leases.js";
+import type { HeldLock } from "../store/atomic.js";
 import { randomBytes } from "../random.js";
 import { findInitBinary, INIT_TARGET, initArgv } from "./init.js";
 import { parseDevice } from "./devices.js";
@@ -518,6 +519,7 @@ export class Containers {
     try {
       const user = this.resolveUserFor(record);
       record.config.env = mergeEnv(c.Env, [...envFromFiles, ...(opts.env ?? [])], { hostname, tty, home: user.home });
+      record.config.home = user.home;
       await this.stageVolumes(record.hostConfig.mounts, [...record.layers].reverse().map((l) => this.store.layers.diffDir(l)), staged);
       faultPoint("create:prepared");
       await this.store.lock(async () => {
@@ -1024,7 +1026,7 @@ export class Containers {
    * is gone at once even if deleting its files (inside the user namespace) is interrupted; then
    * the files, and with volumes, its anonymous volumes.
    */
-  async remove(record: ContainerRecord, opts: { volumes?: boolean; underLease?: Lease } = {}): Promise<void> {
+  async remove(record: ContainerRecord, opts: { volumes?: boolean; underLease?: Lease; held?: HeldLock } = {}): Promise<void> {
     const takeOut = (): string => {
       // Its peers forget its name first: its address is free once the record is gone.
       if (Object.keys(record.hostConfig.networks ?? {}).length > 0) this.networking.withdraw(record);
@@ -1039,8 +1041,9 @@ export class Containers {
     // mid-removal is swept like any other; no lease of its own means nothing to write, so even
     // a full disk cannot keep the container.
     const removeFiles = (doomed: string): Promise<void> => this.store.removeTree(doomed);
-    if (opts.underLease) await removeFiles(await this.store.lock(takeOut));
-    else await this.store.locked(`rm ${record.name}`, "containers", takeOut, removeFiles);
+    // held: the caller's store lock (system check --repair), which this runs under.
+    if (opts.underLease) await removeFiles(await this.store.lock(takeOut, opts.held));
+    else await this.store.locked(`rm ${record.name}`, "containers", takeOut, removeFiles, opts.held);
     if (opts.volumes) {
       for (const m of record.hostConfig.mounts ?? []) {
         if (m.type === "volume" && m.anonymous && this.volumes.exists(m.source)) await this.volumes.remove(m.source, (v) => this.volumeUsers(v));

@@ -10,7 +10,7 @@ import { ImageIndex } from "./images.js";
 import { LayerStore } from "./layers.js";
 import { BuildCacheIndex } from "./build-cache.js";
 import { storePaths, type StorePaths } from "./paths.js";
-import { withLock } from "./atomic.js";
+import { withLock, type HeldLock } from "./atomic.js";
 import { LeaseStore, type Lease, type LeaseRefs, type LeaseScope } from "./leases.js";
 import { layerLeftovers, staleTemps, TEMP_DIRS, type Leftover } from "./recovery.js";
 import { StoreTransaction } from "./transaction.js";
@@ -72,10 +72,13 @@ export class Store {
     this.finders.set("images", () => layerLeftovers(this.layers));
   }
 
-  /** Serialises changes to shared state (the image index, names, layer creation). */
-  lock<T>(fn: () => Promise<T> | T): Promise<T> {
+  /**
+   * Serialises changes to shared state (the image index, names, layer creation). A step that
+   * may run inside a caller's lock takes the caller's HeldLock as held: see withLock.
+   */
+  lock<T>(fn: (held: HeldLock) => Promise<T> | T, held?: HeldLock): Promise<T> {
     mkdirSync(this.paths.root, { recursive: true, mode: 0o700 });
-    return withLock(this.paths.lockFile, fn);
+    return withLock(this.paths.lockFile, fn, held);
   }
 
   /** Lets the module that owns a part of the store say what its killed operations leave. */
@@ -101,14 +104,14 @@ export class Store {
    * after(result) has finished (deleting what fn renamed aside), so that a kill between any two
    * of its steps leaves a dead lease: the next operation, of whatever kind, sweeps what is left.
    */
-  async locked<T>(operation: string, scope: LeaseScope, fn: () => Promise<T> | T, after?: (result: T) => Promise<void>): Promise<T> {
+  async locked<T>(operation: string, scope: LeaseScope, fn: () => Promise<T> | T, after?: (result: T) => Promise<void>, held?: HeldLock): Promise<T> {
     let lease: Lease | undefined;
     try {
       const result = await this.lock(async () => {
         await this.recover(scope);
         lease = this.leases.create(operation, scope);
         return await fn();
-      });
+      }, held);
       if (after) await after(result);
       return result;
     } finally {
@@ -156,7 +159,7 @@ export class Store {
    * Runs fn under the lock with a transaction: what fn adds through it (layers, blobs) is taken
    * out again if fn fails, a full disk included, so a failed operation leaves the store as it was.
    */
-  transact<T>(fn: (tx: StoreTransaction) => Promise<T> | T): Promise<T> {
+  transact<T>(fn: (tx: StoreTransaction) => Promise<T> | T, held?: HeldLock): Promise<T> {
     return this.lock(async () => {
       const tx = new StoreTransaction(this);
       try {
@@ -165,7 +168,7 @@ export class Store {
         await tx.rollback();
         throw err;
       }
-    });
+    }, held);
   }
 
   /**

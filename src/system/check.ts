@@ -31,7 +31,7 @@ import { containerLeftovers, orphanIntermediates } from "../container/recovery.j
 import { isWellFormed } from "../store/build-cache.js";
 import { describeOperation, type InUse } from "../store/leases.js";
 import { detachGarbage, liveReferences, unreferenced } from "../image/gc.js";
-import { writeJsonAtomic } from "../store/atomic.js";
+import { writeJsonAtomic, type HeldLock } from "../store/atomic.js";
 import { familiarName } from "../image/inspect.js";
 import { uncompressedDigest } from "../image/archive/compression.js";
 import { removeFile } from "../remove-file.js";
@@ -334,8 +334,8 @@ async function inspectStore(containers: Containers, quick: boolean): Promise<Ins
   };
 }
 
-/** Unpacks missing layer dirs again from their (intact) blobs. Returns the chains restored. */
-async function restoreLayers(store: Store, missing: Map<string, MissingLayer>): Promise<Set<string>> {
+/** Unpacks missing layer dirs again from their (intact) blobs, under the check's lock (held). Returns the chains restored. */
+async function restoreLayers(store: Store, missing: Map<string, MissingLayer>, held: HeldLock): Promise<Set<string>> {
   const restored = new Set<string>();
   const jobs = [...missing.values()].map((m) => ({ layer: m.layer, parent: m.parent, dest: store.layers.createTemp() }));
   if (jobs.length === 0) return restored;
@@ -361,7 +361,7 @@ async function restoreLayers(store: Store, missing: Map<string, MissingLayer>): 
         await tx.commitLayer(job.dest, { chainId: job.layer.chainId, diffId: job.layer.diffId, parent: job.parent, size });
         restored.add(job.layer.chainId);
       }
-    });
+    }, held);
   } catch {
     // A blob that does not unpack: the images using it stay damaged and are removed below.
   } finally {
@@ -370,7 +370,7 @@ async function restoreLayers(store: Store, missing: Map<string, MissingLayer>): 
   return restored;
 }
 
-async function repairStore(containers: Containers, found: Inspection, opts: CheckOptions): Promise<void> {
+async function repairStore(containers: Containers, found: Inspection, opts: CheckOptions, held: HeldLock): Promise<void> {
   const store = containers.store;
   const mark = (findings: Finding[] | undefined, repaired: string): void => {
     for (const f of findings ?? []) f.repaired ??= repaired;
@@ -390,7 +390,7 @@ async function repairStore(containers: Containers, found: Inspection, opts: Chec
   for (const f of found.findings) if (f.subject.startsWith("layer ") && f.problem.includes("short link")) f.repaired = "link recreated";
 
   // Missing layer dirs, unpacked again from their blobs.
-  const restored = await restoreLayers(store, found.missingLayers);
+  const restored = await restoreLayers(store, found.missingLayers, held);
   for (const f of found.findings) {
     const m = /^layer (sha256:[a-f0-9]{64}) (is missing|has)/.exec(f.problem);
     if (m && restored.has(m[1] as string)) f.repaired = "unpacked again from its blob";
@@ -439,7 +439,7 @@ async function repairStore(containers: Containers, found: Inspection, opts: Chec
   const doomedContainers = new Set<string>(opts.force ? again.damagedContainers.keys() : []);
   if (opts.force) for (const c of all) if (again.damagedImages.has(c.image)) doomedContainers.add(c.id);
   for (const c of all.filter((x) => doomedContainers.has(x.id))) {
-    await containers.remove(c);
+    await containers.remove(c, { held });
     mark(found.damagedContainers.get(c.id), "container removed");
   }
   for (const [id, finding] of again.unreadableContainers) {
@@ -482,12 +482,12 @@ async function repairStore(containers: Containers, found: Inspection, opts: Chec
 
 export async function checkStore(containers: Containers, opts: CheckOptions = {}): Promise<CheckReport> {
   const store = containers.store;
-  return store.lock(async () => {
+  return store.lock(async (held) => {
     const first = await inspectStore(containers, opts.quick ?? false);
     const reclaimable = { blobs: first.unreferenced.blobs.length, layers: first.unreferenced.layers.length, bytes: first.unreferenced.bytes, removed: false };
     let final = first;
     if (opts.repair) {
-      await repairStore(containers, first, opts);
+      await repairStore(containers, first, opts, held);
       final = await inspectStore(containers, opts.quick ?? false);
       reclaimable.removed = true;
       // Whatever the second look still sees was not repaired.

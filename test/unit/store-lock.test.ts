@@ -1,12 +1,11 @@
 // withLock (src/store/atomic.ts): the store lock of one process, on top of flock. A nested call
-// for the same lock runs at once, concurrent tasks take turns, and a task that only started
-// inside a lock does not count as holding it once that lock is released (the AsyncLocalStorage
-// behind the nesting check is switched off whenever no lock is held, for speed).
+// that passes the HeldLock it was given runs at once, concurrent tasks take turns, and a HeldLock
+// (or a task started inside a lock) proves nothing once that lock is released.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { withLock } from "../../src/store/atomic.js";
+import { withLock, type HeldLock } from "../../src/store/atomic.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tsrun-lock-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -16,13 +15,17 @@ const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
 describe("withLock", () => {
   it("runs a nested call for the same lock at once instead of waiting for itself", async () => {
     const order: string[] = [];
-    await withLock(lockFile, async () => {
+    await withLock(lockFile, async (held) => {
       order.push("outer");
       await tick();
-      await withLock(lockFile, async () => {
-        await tick();
-        order.push("inner");
-      });
+      await withLock(
+        lockFile,
+        async () => {
+          await tick();
+          order.push("inner");
+        },
+        held,
+      );
       order.push("outer done");
     });
     expect(order).toEqual(["outer", "inner", "outer done"]);
@@ -70,6 +73,27 @@ describe("withLock", () => {
     });
     await Promise.all([started, second]);
     expect(order).toEqual(["first done", "late task inside", "late task done", "second inside"]);
+  });
+
+  it("takes the lock again for a HeldLock whose lock was released", async () => {
+    let stale: HeldLock | undefined;
+    await withLock(lockFile, (held) => {
+      stale = held;
+    });
+    expect(stale?.active).toBe(false);
+    const order: string[] = [];
+    let holderInside!: () => void;
+    const inside = new Promise<void>((r) => (holderInside = r));
+    const holder = withLock(lockFile, async () => {
+      holderInside();
+      await tick();
+      await tick();
+      order.push("holder done");
+    });
+    await inside;
+    await withLock(lockFile, () => order.push("stale token's call"), stale);
+    await holder;
+    expect(order).toEqual(["holder done", "stale token's call"]);
   });
 
   it("releases the lock when fn throws", async () => {
