@@ -56,6 +56,12 @@ export interface ContainerRecord {
   config: {
     env: string[];
     user: string;
+    /**
+     * The home directory of the container's user when it was created (the image's passwd): the
+     * HOME that `run` adds unless the image sets one, and that commit leaves out of the image, as
+     * Docker does. Absent in the records of older tsrun versions.
+     */
+    home?: string;
     workingDir: string;
     hostname: string;
     /** --domainname: the NIS domain name of its UTS namespace. */

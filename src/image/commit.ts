@@ -63,8 +63,12 @@ function envKey(entry: string): string {
   return eq < 0 ? entry : entry.slice(0, eq);
 }
 
-/** The home directory `run` put in HOME for the container's user (from the container's passwd). */
+/**
+ * The home directory `run` put in HOME for the container's user: kept in the record since it was
+ * created; for a record of an older tsrun, read from the container's passwd.
+ */
 function defaultHome(containers: Containers, record: ContainerRecord): string | undefined {
+  if (record.config.home !== undefined) return record.config.home;
   const roots = [path.join(containers.records.containerDir(record.id), "upper"), ...[...record.layers].reverse().map((c) => containers.store.layers.diffDir(c))];
   try {
     const mapping = currentMapping();

@@ -141,6 +141,23 @@ describe("commit", () => {
     await tsrun(["rm", name]);
   });
 
+  it("leaves out the HOME run added also for a container whose record has no home (an older tsrun's)", async () => {
+    const name = unique("oldrec");
+    await ok(["run", "--name", name, "-u", "nobody", "busybox", "true"]);
+    const id = (await ok(["inspect", "-f", "{{.Id}}", name])).trim();
+    const file = path.join(env.storeRoot, "containers", id, "container.json");
+    const record = JSON.parse(readFileSync(file, "utf8")) as { config: { home?: string; env: string[] } };
+    expect(record.config.home).toBe("/nonexistent");
+    delete record.config.home;
+    writeFileSync(file, JSON.stringify(record));
+    const img = unique("oldrec-img");
+    await ok(["commit", name, img]);
+    const committed = JSON.parse(await ok(["inspect", "-f", "{{json .Config.Env}}", img])) as string[];
+    expect(committed.some((e) => e.startsWith("HOME="))).toBe(false);
+    expect(committed.some((e) => e.startsWith("PATH="))).toBe(true);
+    await tsrun(["rm", name]);
+  });
+
   it("-c, -a and -m show in inspect and history; the container's own Cmd and Env are kept otherwise", async () => {
     const name = unique("meta");
     await ok(["run", "--name", name, "-e", "FROM_RUN=1", "busybox", "sh", "-c", "echo x > /x"]);
@@ -150,6 +167,8 @@ describe("commit", () => {
     const env1 = JSON.parse(await ok(["inspect", "-f", "{{json .Config.Env}}", plain])) as string[];
     expect(env1).toContain("FROM_RUN=1");
     expect(env1.some((e) => e.startsWith("HOSTNAME="))).toBe(false);
+    // HOME=/root is what run added (root's home in busybox's passwd), not the image's.
+    expect(env1.some((e) => e.startsWith("HOME="))).toBe(false);
 
     const img = unique("changed");
     await ok(["commit", "-c", 'CMD ["echo","x"]', "-c", "ENV A=b", "-c", "LABEL l=v", "-a", "Jane <jane@example.com>", "-m", "my message", name, `${img}:v1`]);
