@@ -93,8 +93,14 @@ interface NativeAddon {
   seccompVersion(): string;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(import.meta.url);
+/**
+ * The CLI bundle's own path, set by scripts/bundle.mjs (its __filename); undefined where src is
+ * compiled by tsc alone (the library), which uses import.meta.url. Turning import.meta.url into
+ * a path (URL parsing, and a require made from a URL) cost ~1.5 ms of every command's start.
+ */
+declare const __TSRUN_BUNDLE_FILE__: string | undefined;
+
+let root: string | undefined;
 let loaded: NativeAddon | undefined;
 
 /**
@@ -102,6 +108,11 @@ let loaded: NativeAddon | undefined;
  * (dist/<dir>/file.js) and as the CLI bundle (dist/tsrun.cjs), so look for package.json upward.
  */
 export function packageRoot(): string {
+  if (root === undefined) root = findPackageRoot(path.dirname(typeof __TSRUN_BUNDLE_FILE__ === "string" ? __TSRUN_BUNDLE_FILE__ : fileURLToPath(import.meta.url)));
+  return root;
+}
+
+function findPackageRoot(here: string): string {
   let dir = here;
   for (let i = 0; i < 4; i++) {
     if (existsSync(path.join(dir, "package.json")) && existsSync(path.join(dir, "binding.gyp"))) return dir;
@@ -115,7 +126,8 @@ export function native(): NativeAddon {
   if (!loaded) {
     const file = path.join(packageRoot(), "build", "Release", "tsrun_native.node");
     try {
-      loaded = require(file) as NativeAddon;
+      // (A require made from the absolute path: the addon loads as Node's require loads it.)
+      loaded = createRequire(file)(file) as NativeAddon;
     } catch (err) {
       throw new Error(`cannot load the native addon ${file} (run "npm install"): ${(err as Error).message}`);
     }

@@ -8,19 +8,18 @@
 import type { ClientRequest, IncomingMessage } from "node:http";
 import type * as Http from "node:http";
 import type * as Https from "node:https";
-import { createRequire } from "node:module";
 import type * as Net from "node:net";
-import type { Duplex } from "node:stream";
 import type * as Tls from "node:tls";
+import type { Duplex } from "node:stream";
 import { TsrunError } from "../errors.js";
+import { lazyHttp, lazyHttps, lazyNet, lazyTls } from "../builtin.js";
 import { describeProxy, proxyAuthorization, proxyFor, proxySettingsFromEnv, type ProxySettings } from "./proxy-config.js";
 
 // Loaded on first use: most commands never make an HTTP request.
-const requireBuiltin = createRequire(import.meta.url);
-const http = (): typeof Http => requireBuiltin("node:http") as typeof Http;
-const https = (): typeof Https => requireBuiltin("node:https") as typeof Https;
-const net = (): typeof Net => requireBuiltin("node:net") as typeof Net;
-const tls = (): typeof Tls => requireBuiltin("node:tls") as typeof Tls;
+const http = lazyHttp;
+const https = lazyHttps;
+const net = lazyNet;
+const tls = lazyTls;
 
 /** The largest CONNECT answer header we read before giving up on the proxy. */
 const MAX_CONNECT_RESPONSE = 16 * 1024;

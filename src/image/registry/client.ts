@@ -6,19 +6,15 @@
 // node:http(s) rather than fetch: responses are plain Readables that stream straight into the
 // blob store, and TLS verification can be switched off per agent without a global setting.
 import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
-import type * as Http from "node:http";
 import type * as Https from "node:https";
 import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import type * as Tls from "node:tls";
 
-// node:http and node:https (with TLS) are loaded on first use: the CLI bundle evaluates every
-// module at start, and most commands never talk to a registry.
-const requireBuiltin = createRequire(import.meta.url);
-let httpModule: typeof Http | undefined;
-const http = (): typeof Http => (httpModule ??= requireBuiltin("node:http") as typeof Http);
+// node:http and node:https (with TLS) are loaded on first use: most commands never talk to a
+// registry.
+const http = lazyHttp;
 import { Readable } from "node:stream";
 import { TsrunError } from "../../errors.js";
+import { lazyHttp, lazyTls } from "../../builtin.js";
 import type { Credentials } from "./auth.js";
 import { loadRegistryTls } from "./certs.js";
 import { HttpTransport } from "../http-transport.js";
@@ -188,7 +184,7 @@ export class RegistryClient {
     const files = loadRegistryTls(this.registry);
     if (files) {
       // A `ca` list replaces Node's default store: start it with what that store holds.
-      const tls = requireBuiltin("node:tls") as typeof Tls;
+      const tls = lazyTls();
       const ca: (string | Buffer)[] = [...tls.rootCertificates];
       const extra = process.env.NODE_EXTRA_CA_CERTS;
       if (extra) {
