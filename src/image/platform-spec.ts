@@ -83,13 +83,16 @@ export function normalizePlatform(p: Platform): Platform {
   return arch.variant ? { os, architecture: arch.architecture, variant: arch.variant } : { os, architecture: arch.architecture };
 }
 
-/** arm64 variants and the major.minor versions each runs (containerd's arm64variantToVersion). */
-const ARM64_VERSIONS: Record<string, { major: number[]; minor: number[] }> = {
+/**
+ * arm64 variants and the major.minor versions each runs (containerd's arm64variantToVersion),
+ * made when asked for (arm64 images only) rather than while every command starts.
+ */
+const arm64Versions = (): Record<string, { major: number[]; minor: number[] }> => ({
   v8: { major: [8], minor: [0] },
   ...Object.fromEntries([1, 2, 3, 4, 5, 6, 7, 8, 9].map((m) => [`v8.${m}`, { major: [8], minor: [m] }])),
   v9: { major: [9, 8], minor: [0, 5] },
   ...Object.fromEntries([1, 2, 3, 4, 5, 6, 7].map((m) => [`v9.${m}`, { major: [9, 8], minor: [m, Math.min(m + 5, 9)] }])),
-};
+});
 
 /**
  * What a platform also runs, best first (containerd's platformVector, which `docker pull
@@ -109,7 +112,7 @@ export function compatiblePlatforms(want: Platform): Platform[] {
     for (let v = n - 1; v >= 5; v--) out.push({ os: p.os, architecture: "arm", variant: `v${v}` });
   } else if (p.architecture === "arm64") {
     const variant = p.variant ?? "v8";
-    const versions = ARM64_VERSIONS[variant];
+    const versions = arm64Versions()[variant];
     if (!versions) return out;
     out.length = 0;
     versions.major.forEach((major, i) => {

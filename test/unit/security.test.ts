@@ -6,13 +6,15 @@ import { compileFilter, decodeCachedProgram, encodeCachedProgram, parseSeccompPr
 import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { DEFAULT_SECCOMP_PROFILE } from "../../src/container/security/default-seccomp.js";
+import { defaultSeccompProfile } from "../../src/container/security/default-seccomp.js";
 import { allCapabilities, capabilityMask, containerCapabilities, DEFAULT_CAPABILITIES, normaliseCapability, processCapabilities } from "../../src/container/security/capabilities.js";
 import { parseMemory, parseSecurityFlags, parseUlimit, parseUserns } from "../../src/container/security/options.js";
 import { cgroupSupport, LIMIT_FILE_DEFAULTS, limitFiles } from "../../src/container/security/cgroups.js";
 import { TsrunError } from "../../src/errors.js";
 import { idMapSteps, maxContainerId, type IdMapping } from "../../src/userns.js";
 import { keepIdAccounts } from "../../src/container/spec.js";
+
+const DEFAULT_SECCOMP_PROFILE = defaultSeccompProfile();
 
 const ALLOW = 0x7fff0000;
 const errno = (n: number): number => 0x00050000 | n;

@@ -4,7 +4,7 @@ import { MS, type LaunchPlan, type PlanMount } from "../../native.js";
 import { MASKED_PATHS, READONLY_PATHS } from "../mounts.js";
 import { allCapabilities, containerCapabilities, processCapabilities } from "./capabilities.js";
 import { accessibleHostDevices } from "./devices.js";
-import { DEFAULT_SECCOMP_PROFILE } from "./default-seccomp.js";
+import { defaultSeccompProfile } from "./default-seccomp.js";
 import { defaultSecurity, ULIMIT_RESOURCES, type SecurityConfig } from "./options.js";
 import { parseSeccompProfile, seccompProgram, type SeccompProfile } from "./seccomp.js";
 
@@ -17,7 +17,7 @@ export function securityOf(record: { hostConfig: { security?: SecurityConfig } }
 function seccompProfile(sec: SecurityConfig): SeccompProfile | undefined {
   // Docker: --privileged runs without a filter, whatever --security-opt says.
   if (sec.privileged || sec.seccomp.kind === "unconfined") return undefined;
-  if (sec.seccomp.kind === "default") return DEFAULT_SECCOMP_PROFILE;
+  if (sec.seccomp.kind === "default") return defaultSeccompProfile();
   return parseSeccompProfile(sec.seccomp.profile, "stored with the container");
 }
 

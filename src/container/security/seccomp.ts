@@ -9,7 +9,7 @@ import path from "node:path";
 import { TsrunError } from "../../errors.js";
 import { native } from "../../native.js";
 import { removeFile } from "../../remove-file.js";
-import { DEFAULT_SECCOMP_PROFILE } from "./default-seccomp.js";
+import { defaultSeccompProfile } from "./default-seccomp.js";
 
 export interface SeccompArg {
   index: number;
@@ -369,7 +369,7 @@ export function seccompProgram(profile: SeccompProfile, ctx: ResolveContext): { 
   const flags = (profile.flags ?? []).reduce((f, name) => f | (FLAGS[name] ?? 0), 0);
   // The file's name only has to tell keys apart most of the time (the file holds the whole key,
   // compared exactly): Docker's default profile is named by a word instead of its 9 kB.
-  const nameKey = profile === DEFAULT_SECCOMP_PROFILE ? `${native().seccompVersion()}\0default\0${JSON.stringify(full)}` : key;
+  const nameKey = profile === defaultSeccompProfile() ? `${native().seccompVersion()}\0default\0${JSON.stringify(full)}` : key;
   const file = path.join(cacheDir(), `seccomp-${hex8(fnv1a(nameKey, 0x811c9dc5))}${hex8(fnv1a(nameKey, 0x050c5d1f))}.bpf`);
   let program: Buffer | undefined;
   try {
