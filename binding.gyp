@@ -2,18 +2,13 @@
   "targets": [
     {
       "target_name": "tsrun_native",
-      "sources": ["native/addon.cc", "native/spawn.cc", "native/security.cc", "native/seccomp.cc", "native/fs.cc", "native/netns-client.cc"],
+      "sources": ["native/addon.cc", "native/spawn.cc", "native/security.cc", "native/seccomp.cc", "native/fs.cc", "native/netns-client.cc", "native/loader.cc"],
       "libraries": ["-lseccomp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"]
-    },
-    {
-      "target_name": "tsrun_loader",
-      "sources": ["native/loader.cc"],
-      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"]
     },
     {
       "target_name": "tsrun-monitor",

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "loader.h"
 #include "seccomp.h"
 #include "netns.h"
 #include "spawn.h"
@@ -386,6 +387,7 @@ Napi::Object InitExports(Napi::Env env, Napi::Object exports) {
   exports.Set("mount", Napi::Function::New(env, Mount));
   RegisterFs(env, exports);
   RegisterSeccomp(env, exports);
+  RegisterLoader(env, exports);
   return exports;
 }
 

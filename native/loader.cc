@@ -4,15 +4,21 @@
 // machines (a page fault per 4 KiB page of each copy, ~20 us each on these VMs). A private
 // mapping of the file, populated in one call, becomes an external V8 string without a copy: 1 ms.
 //
-// A separate addon from tsrun_native on purpose: it must load before anything else, and it is
-// small (no libseccomp), so commands that never need the syscalls do not pay for loading them.
+// Part of the one addon (tsrun_native) since commands that need syscalls are nearly all of them:
+// two addons cost a second dlopen and module registration, ~0.8 ms of each command. bin/tsrun
+// loads it first, and src/native.ts gets the same, already loaded module.
 //
 // The mapping stays for the life of the process (V8 compiles functions lazily from the source),
 // so the files must never be rewritten in place: scripts/bundle.mjs writes the bundles to a
 // temporary name and renames them, and bin/tsrun writes the cache the same way. A file replaced
 // by rename leaves the mapped (old) one intact.
-#define NAPI_EXPERIMENTAL  // node_api_create_external_string_latin1 (Node 18.18 / 20.4)
+// node_api_create_external_string_latin1 (Node 18.18 / 20.4) is declared for experimental builds
+// only; binding.gyp sets NAPI_VERSION for the rest of the addon.
+#undef NAPI_VERSION
+#define NAPI_EXPERIMENTAL
 #include <node_api.h>
+
+#include "loader.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -126,7 +132,7 @@ napi_value ExitNow(napi_env env, napi_callback_info info) {
 
 }  // namespace
 
-NAPI_MODULE_INIT() {
+void RegisterLoader(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "mapText", NAPI_AUTO_LENGTH, MapText, nullptr, &fn);
   napi_set_named_property(env, exports, "mapText", fn);
@@ -134,5 +140,4 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "mapBytes", fn);
   napi_create_function(env, "exitNow", NAPI_AUTO_LENGTH, ExitNow, nullptr, &fn);
   napi_set_named_property(env, exports, "exitNow", fn);
-  return exports;
 }

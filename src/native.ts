@@ -91,6 +91,12 @@ interface NativeAddon {
   }): { program: Buffer; unknown: string[] };
   /** libseccomp's version, "major.minor.micro". */
   seccompVersion(): string;
+  /** bin/tsrun's loader (native/loader.cc): a file mapped into memory as Latin-1 text, not read. */
+  mapText(file: string): string;
+  /** The same as an ArrayBuffer over the read-only mapping. */
+  mapBytes(file: string): ArrayBuffer;
+  /** _exit(2), once Node's exit handlers have run. */
+  exitNow(code: number): never;
 }
 
 /**

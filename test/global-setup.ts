@@ -90,7 +90,7 @@ export default function setup(project: TestProject): void {
       .split("\n")
       .map((dir) => path.relative(repo, dir.trim()))
       .filter((rel) => rel.startsWith("node_modules"));
-    const executables = ["tsrun_native.node", "tsrun_loader.node", "tsrun-monitor", "tsrun-netns", "tsrun-forward"].map((f) => `build/Release/${f}`);
+    const executables = ["tsrun_native.node", "tsrun-monitor", "tsrun-netns", "tsrun-forward"].map((f) => `build/Release/${f}`);
     for (const part of ["bin", "dist", ...executables, "package.json", "binding.gyp", ...runtimeDeps]) {
       cpSync(path.join(repo, part), path.join(pkg, part), { recursive: true, dereference: false });
     }

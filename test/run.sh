@@ -4,6 +4,6 @@
 # user; as a normal user it needs ranges in /etc/subuid and /etc/subgid for that user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f build/Release/tsrun_native.node ] && [ -f build/Release/tsrun_loader.node ] || npx node-gyp rebuild
+[ -f build/Release/tsrun_native.node ] && [ -f build/Release/tsrun-monitor ] || npx node-gyp rebuild
 npm run --silent build:ts
 exec npx vitest run "$@"

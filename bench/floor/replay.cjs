@@ -8,7 +8,6 @@
 const { closeSync, readFileSync, readSync, writeSync } = require("node:fs");
 const path = require("node:path");
 const release = path.join(__dirname, "..", "..", "build", "Release");
-const loader = require(path.join(release, "tsrun_loader.node"));
 const addon = require(path.join(release, "tsrun_native.node"));
 const meta = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const holder = addon.netnsConnect(meta.holderSocket);
@@ -35,5 +34,5 @@ if (resumed.error) throw new Error(`${resumed.error.step}: ${resumed.error.messa
 addon.waitPid(child.pid).then((status) => {
   if (exitWrite >= 0) closeSync(exitWrite);
   closeSync(holder.fd);
-  loader.exitNow(status.code);
+  addon.exitNow(status.code);
 });
