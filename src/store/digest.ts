@@ -23,18 +23,19 @@ export class Sha256Stream {
   private hash: import("node:crypto").Hash | undefined;
 
   update(chunk: Buffer): void {
-    if (this.hash) {
-      this.hash.update(chunk);
-      return;
-    }
-    // A copy: writers may reuse their buffers once the call returns.
-    this.pending.push(Buffer.from(chunk));
-    this.pendingBytes += chunk.length;
-    if (this.pendingBytes > SMALL) {
+    if (!this.hash && this.pendingBytes + chunk.length > SMALL) {
       this.hash = lazyCrypto().createHash("sha256");
       for (const piece of this.pending) this.hash.update(piece);
       this.pending = [];
     }
+    if (this.hash) {
+      this.hash.update(chunk);
+      return;
+    }
+    // A copy: writers may reuse their buffers once the call returns. (Not for the chunk that
+    // outgrows SMALL, hashed at once: a tar writer's first chunk is 1 MB, fresh pages to copy into.)
+    this.pending.push(Buffer.from(chunk));
+    this.pendingBytes += chunk.length;
   }
 
   /** "sha256:<hex>" of everything given to update. */
