@@ -80,6 +80,8 @@ interface NativeAddon {
   unlinkAt(dirFd: number, name: string, isDir: boolean): void;
   renameAt(fromDirFd: number, from: string, toDirFd: number, to: string): void;
   readlinkAt(dirFd: number, name: string): string;
+  /** read(2) into buffer[offset, offset + length); 0 at the end of the file. Throws with code/errno. */
+  readInto(fd: number, buffer: Buffer, offset: number, length: number): number;
   lstatAt(dirFd: number, name: string): RawStat;
   /** mount(2); for the storage worker inside its own user+mount namespace. Throws with code/errno. */
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
