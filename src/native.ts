@@ -80,6 +80,8 @@ interface NativeAddon {
   unlinkAt(dirFd: number, name: string, isDir: boolean): void;
   renameAt(fromDirFd: number, from: string, toDirFd: number, to: string): void;
   readlinkAt(dirFd: number, name: string): string;
+  /** sync_file_range(SYNC_FILE_RANGE_WRITE) of the whole file: writeback starts, nothing waits. */
+  startWriteback(fd: number): void;
   /** read(2) into buffer[offset, offset + length); 0 at the end of the file. Throws with code/errno. */
   readInto(fd: number, buffer: Buffer, offset: number, length: number): number;
   lstatAt(dirFd: number, name: string): RawStat;

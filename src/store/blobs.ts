@@ -4,6 +4,7 @@
 import { lazyCrypto } from "../builtin.js";
 import { closeSync, createReadStream, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync } from "node:fs";
 import { promisify } from "node:util";
+import { native } from "../native.js";
 import path from "node:path";
 import { discardStaged, stageFile, writeAll, type StagedFile } from "./atomic.js";
 import { digestHex, digestNamedEntries, sha256 } from "./digest.js";
@@ -84,11 +85,14 @@ export class BlobStore {
   }
 
   /**
-   * putHashed for several blobs at once (an image's config and manifest): their fsyncs run
-   * together in the thread pool, where the journal commits them in one go instead of one after
-   * the other (a commit's two fsyncs: ~2.5 ms -> ~1.3 ms here). Each is renamed into place only
-   * once all are on disk. flushAlso: other staged files (the image index) flushed in the same
-   * go, left to the caller to publish or discard.
+   * putHashed for several blobs at once (an image's config and manifest): all are flushed, then
+   * each is renamed into place, so none is visible before all are on disk. flushAlso: other
+   * staged files (the image index) flushed in the same go, left to the caller to publish or
+   * discard. Writeback of all of them starts first (sync_file_range), then each is fsynced on
+   * this thread: the first fsync's journal commit takes all of them, and the others find their
+   * data written (three small files: ~1.2 ms here, against ~1.5 fsynced one by one). Running
+   * the fsyncs together in Node's thread pool instead, which its first use starts (four
+   * threads), made a 1-file commit ~2.5 ms slower end to end.
    */
   async putHashedMany(items: { data: Buffer; digest: string }[], flushAlso: StagedFile[] = []): Promise<PutOutcome[]> {
     const states = items.map((item) => this.intactState(item.digest));
@@ -97,7 +101,10 @@ export class BlobStore {
       items.forEach((item, index) => {
         if (states[index] !== "present") temps.push(stageFile(this.path(item.digest), item.data));
       });
-      await Promise.all([...temps, ...flushAlso].map((tmp) => fsyncAsync(tmp.fd)));
+      const staged = [...temps, ...flushAlso];
+      const addon = native();
+      for (const tmp of staged) addon.startWriteback(tmp.fd);
+      for (const tmp of staged) fsyncSync(tmp.fd);
     } catch (err) {
       discardStaged(temps);
       throw err;
