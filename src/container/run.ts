@@ -1046,7 +1046,7 @@ export class Containers {
     else await this.store.locked(`rm ${record.name}`, "containers", takeOut, removeFiles, opts.held);
     if (opts.volumes) {
       for (const m of record.hostConfig.mounts ?? []) {
-        if (m.type === "volume" && m.anonymous && this.volumes.exists(m.source)) await this.volumes.remove(m.source, (v) => this.volumeUsers(v));
+        if (m.type === "volume" && m.anonymous && this.volumes.exists(m.source)) await this.volumes.remove(m.source, (v) => this.volumeUsers(v), opts.held);
       }
     }
   }

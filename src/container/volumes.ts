@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "../random.js";
-import { writeJsonAtomic } from "../store/atomic.js";
+import { writeJsonAtomic, type HeldLock } from "../store/atomic.js";
 import { tempPath } from "../store/temps.js";
 import { faultPoint } from "../store/fault.js";
 import { describeOperation } from "../store/leases.js";
@@ -290,8 +290,9 @@ export class Volumes {
   /**
    * `volume rm`: refused while a container uses it (users: the containers mounting a volume,
    * read under the lock). The volume disappears at once (renamed aside), then is deleted.
+   * held: the caller's store lock, when it runs under one (see withLock).
    */
-  async remove(name: string, users: (volume: string) => string[]): Promise<void> {
+  async remove(name: string, users: (volume: string) => string[], held?: HeldLock): Promise<void> {
     await this.store.locked(
       `volume rm ${name}`,
       "containers",
@@ -305,6 +306,7 @@ export class Volumes {
         faultPoint("volume-detached");
         await this.store.removeTree(doomed);
       },
+      held,
     );
   }
 

@@ -90,6 +90,7 @@ export class Store {
    * Starts a multi-step operation: under the lock, removes what killed operations left, then
    * writes this operation's lease with the references refs() computes (under the same lock, so
    * what it finds cannot be deleted before the lease protects it). Release the lease when done.
+   * Never under the lock (it takes no HeldLock): an operation begins on its own.
    */
   begin(operation: string, scope: LeaseScope, refs?: () => LeaseRefs): Promise<Lease> {
     return this.lock(async () => {
