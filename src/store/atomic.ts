@@ -83,10 +83,10 @@ export function stageFile(target: string, data: string | Buffer, mode = 0o644, t
   return { fd, file, target };
 }
 
-/** Closes a flushed staged file and renames it into place. */
-export function publishStaged(staged: StagedFile): void {
+/** Closes a flushed staged file and renames it into place (crashPoint: the fault point between). */
+export function publishStaged(staged: StagedFile, crashPoint = "atomic-write"): void {
   closeSync(staged.fd);
-  faultPoint("atomic-write");
+  faultPoint(crashPoint);
   try {
     renameSync(staged.file, staged.target);
   } catch (err) {

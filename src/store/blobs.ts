@@ -6,7 +6,7 @@ import { closeSync, createReadStream, existsSync, fsync, fsyncSync, mkdirSync, o
 import { promisify } from "node:util";
 import { native } from "../native.js";
 import path from "node:path";
-import { discardStaged, stageFile, writeAll, type StagedFile } from "./atomic.js";
+import { discardStaged, publishStaged, stageFile, writeAll, type StagedFile } from "./atomic.js";
 import { digestHex, digestNamedEntries, sha256 } from "./digest.js";
 import { faultPoint } from "./fault.js";
 import { tempPath } from "./temps.js";
@@ -80,7 +80,7 @@ export class BlobStore {
       discardStaged([tmp]);
       throw err;
     }
-    this.publishTemp(tmp);
+    publishStaged(tmp, "blob-put");
     return outcomeOf(state);
   }
 
@@ -111,7 +111,7 @@ export class BlobStore {
     }
     temps.forEach((tmp, i) => {
       try {
-        this.publishTemp(tmp);
+        publishStaged(tmp, "blob-put");
       } catch (err) {
         discardStaged(temps.slice(i));
         throw err;
@@ -132,12 +132,6 @@ export class BlobStore {
     return sha256(bytes) === digest ? "present" : "corrupt";
   }
 
-  /** Closes a flushed temporary blob file and gives it its name (discardStaged if that fails). */
-  private publishTemp(tmp: StagedFile): void {
-    closeSync(tmp.fd);
-    faultPoint("blob-put");
-    renameSync(tmp.file, tmp.target);
-  }
 
   /**
    * Writes a stream to a temporary file in the blob dir while hashing it, and stops there: the

@@ -43,10 +43,8 @@ export class StoreTransaction {
    * putBlob for several small blobs (an image's config and manifest), then saveImages with the
    * list indexFor makes from their digests (undefined: the index stays as it is), flushed in one
    * go (BlobStore.putHashedMany): the new index is written beside the blobs and fsynced right
-   * after them (the three fsyncs of a commit take ~1.5 ms here, and ~20 ms each while other
-   * writeback is going on). The blobs are renamed into
-   * place first, then afterBlobs runs, then the index is: a crash in between leaves blobs
-   * nothing refers to, never an index naming a missing blob.
+   * after them. The blobs are renamed into place first, then afterBlobs runs, then the index
+   * is: a crash in between leaves blobs nothing refers to, never an index naming a missing blob.
    */
   async putBlobsAndSaveImages(
     items: { data: Buffer; expected?: string }[],
